@@ -1,0 +1,61 @@
+# Two commands do all setup on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
+STAGE ?= dev
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+CDK_CONTEXT := {"stage":"$(STAGE)","commit":"$(COMMIT)"}
+
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export AWS_DEFAULT_REGION ?= us-east-1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help venv demo test test-fast lint format synth local bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==26.3
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP)  ## create .venv and install the pinned requirements (when missing or changed)
+
+demo: venv  ## the whole lifecycle on the local cloud (no AWS account, no Docker)
+	$(PY) -m infra.cli demo
+
+test: venv  ## every test: unit, integration (moto), infra (CDK + cdk-nag), e2e (local cloud)
+	$(PY) -m pytest
+
+test-fast: venv  ## unit and integration tests only
+	$(PY) -m pytest tests/unit tests/integration
+
+lint: venv  ## ruff, formatting and mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: venv  ## apply ruff's fixes and formatting
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+synth: venv  ## synthesize cdk.out/ for STAGE (default dev), stamped with the git COMMIT
+	rm -rf cdk.out
+	CDK_CONTEXT_JSON='$(CDK_CONTEXT)' $(PY) -m infra.app
+
+local: synth  ## start the local cloud in the foreground (Ctrl-C stops)
+	$(PY) -m infra.cli local up --no-synth
+
+bench: venv  ## benchmarks: ingest peak memory on a 500 MB CSV
+	$(PY) bench/ingest_memory.py
+
+clean:  ## remove build output (keeps .venv)
+	rm -rf cdk.out .mlops .bench .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Contracts, config, settings, observability and AWS adapters shared by every stage."""

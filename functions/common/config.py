@@ -1,0 +1,221 @@
+"""The one pipeline config (`mlops.toml`), shared by the CDK app, the CLI and the functions.
+
+Infra reads the TOML file; the deployed functions receive the validated model as compact JSON
+in the `MLOPS_CONFIG_JSON` environment variable (Lambda caps all variables at 4 KB, so synth
+checks the size). Every error names the file, the key and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_ENV = "MLOPS_CONFIG"
+CONFIG_JSON_ENV = "MLOPS_CONFIG_JSON"
+DEFAULT_CONFIG_FILE = "mlops.toml"
+
+_NAME = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+_COLUMN = r"^[a-z_][a-z0-9_]*$"
+
+
+class ConfigError(ValueError):
+    """The config is missing, unreadable or invalid; the message names file, key and problem."""
+
+
+class Task(StrEnum):
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+
+class DatasetMode(StrEnum):
+    APPEND = "append"
+    REPLACE = "replace"
+
+
+class FeatureType(StrEnum):
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectConfig(_Section):
+    name: Annotated[str, Field(pattern=_NAME)] = "mlops"
+    """Prefix of every stack (`<name>-<stage>`) and resource name."""
+
+
+class StageConfig(_Section):
+    """Per-stage settings (`[stages.<stage>]`); the CI/CD issue adds prod-specific ones."""
+
+    removal_policy: Literal["retain", "destroy"] = "retain"
+    log_retention_days: Annotated[int, Field(ge=1, le=3653)] = 90
+
+
+class DatasetConfig(_Section):
+    name: Annotated[str, Field(pattern=_NAME)]
+    """Dataset name; also the prefix under `raw/` that starts the pipeline."""
+    target: Annotated[str, Field(pattern=_COLUMN)]
+    task: Task
+    mode: DatasetMode = DatasetMode.APPEND
+    features: dict[str, FeatureType] | None = None
+    """Column name -> type. When absent, the contract is inferred from the first good drop
+    and then frozen in the registry."""
+    min_rows: Annotated[int, Field(ge=2)] = 20
+    max_null_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """A feature column with a larger share of missing values fails validation."""
+    max_invalid_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    """A larger share of values that cannot be coerced to the column's type means the column
+    has the wrong type (the file is quarantined); below it, such values become missing."""
+    min_class_rows: Annotated[int, Field(ge=1)] = 2
+    """Classification: every class of the target needs at least this many rows."""
+    missing_markers: list[str] = Field(
+        default_factory=lambda: ["", "na", "n/a", "nan", "null", "none", "?", "-", "#n/a"]
+    )
+    """Cell values (compared case-insensitively, trimmed) that mean missing."""
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    chunk_rows: Annotated[int, Field(ge=1_000)] = 200_000
+    """Rows read per chunk while ingesting; bounds the ingest function's memory."""
+
+    @field_validator("features")
+    @classmethod
+    def _feature_names(cls, value: dict[str, FeatureType] | None) -> dict[str, FeatureType] | None:
+        if value is not None:
+            bad = [name for name in value if not re.match(_COLUMN, name)]
+            if bad:
+                raise ValueError(
+                    f"feature names must be lower_snake_case (as ingestion normalises them): {bad}"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _target_not_a_feature(self) -> DatasetConfig:
+        if self.features and self.target in self.features:
+            raise ValueError(f"target {self.target!r} must not also be listed in features")
+        return self
+
+
+class ModelConfig(_Section):
+    estimator: str = "logistic_regression"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class GateConfig(_Section):
+    metric: str | None = None
+    """Metric the gate compares; defaults per task (f1_macro / rmse) in the training issue."""
+    min_value: float | None = None
+    min_improvement: float = 0.0
+
+
+class DriftConfig(_Section):
+    schedule: str = "rate(1 day)"
+    auto_retrain: bool = False
+
+
+class ServingConfig(_Section):
+    auth: Literal["none", "iam", "api_key"] = "iam"
+    capture_sample_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+
+
+class IngestConfig(_Section):
+    memory_mb: Annotated[int, Field(ge=512, le=10240)] = 2048
+    timeout_seconds: Annotated[int, Field(ge=30, le=900)] = 900
+    ephemeral_storage_mb: Annotated[int, Field(ge=512, le=10240)] = 4096
+    """The raw object and its curated copy are staged in /tmp, never held in memory."""
+
+
+class DataLakeConfig(_Section):
+    quarantine_retention_days: Annotated[int, Field(ge=1)] = 365
+    access_log_retention_days: Annotated[int, Field(ge=1)] = 365
+    noncurrent_version_retention_days: Annotated[int, Field(ge=1)] = 90
+    """Noncurrent versions of derived data (curated, models, reports) expire after this;
+    raw/ is exempt: raw data is removed only by an explicit erasure."""
+
+
+class MlopsConfig(_Section):
+    project: ProjectConfig = ProjectConfig()
+    stages: dict[str, StageConfig] = Field(default_factory=lambda: {"dev": StageConfig()})
+    dataset: DatasetConfig
+    model: ModelConfig = ModelConfig()
+    gate: GateConfig = GateConfig()
+    drift: DriftConfig = DriftConfig()
+    serving: ServingConfig = ServingConfig()
+    ingest: IngestConfig = IngestConfig()
+    data_lake: DataLakeConfig = DataLakeConfig()
+
+    @field_validator("stages")
+    @classmethod
+    def _stage_names(cls, value: dict[str, StageConfig]) -> dict[str, StageConfig]:
+        bad = [name for name in value if not re.match(r"^[a-z][a-z0-9]{0,15}$", name)]
+        if bad:
+            raise ValueError(f"stage names must be short lowercase words: {bad}")
+        return value
+
+    def stage(self, name: str) -> StageConfig:
+        try:
+            return self.stages[name]
+        except KeyError:
+            known = ", ".join(sorted(self.stages)) or "none"
+            raise ConfigError(
+                f"stage {name!r} is not configured under [stages] (known: {known})"
+            ) from None
+
+    def stack_name(self, stage: str) -> str:
+        return f"{self.project.name}-{stage}"
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_defaults=False)
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid config"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The config file in use: `path`, else `$MLOPS_CONFIG`, else `./mlops.toml`."""
+    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> MlopsConfig:
+    """Read and validate the TOML config; raise ConfigError naming file, key and problem."""
+    file = config_path(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{file}: config file not found (set {CONFIG_ENV} or create it)"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    return parse_config(raw, source=str(file))
+
+
+def parse_config(raw: dict[str, Any], source: str = "config") -> MlopsConfig:
+    try:
+        return MlopsConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+@lru_cache(maxsize=1)
+def deployed_config() -> MlopsConfig:
+    """The config inside a deployed function (from `MLOPS_CONFIG_JSON`), or the file locally."""
+    text = os.environ.get(CONFIG_JSON_ENV)
+    if text is None:
+        return load_config()
+    try:
+        return MlopsConfig.model_validate_json(text)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, f"${CONFIG_JSON_ENV}")) from None

@@ -1,0 +1,1 @@
+"""Infrastructure as code (CDK app), the Docker-free local cloud and the `mlops` command."""

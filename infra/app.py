@@ -1,0 +1,50 @@
+"""The CDK app: `python3 -m infra.app` (or `cdk synth`) writes cdk.out/ without Docker or AWS
+credentials. Context: `stage` (default `dev`), `commit` (the code version stamped into every
+function; the Makefile passes it, the app itself runs no git)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from functions.common.config import ConfigError
+from infra.config import REPO_ROOT, deploy_config
+from infra.stacks.mlops_stack import MlopsStack
+
+
+def _cdk_json_context() -> dict[str, Any]:
+    """cdk.json's context, so `python3 -m infra.app` synthesizes what `cdk synth` does."""
+    cdk_json = REPO_ROOT / "cdk.json"
+    if not cdk_json.exists():
+        return {}
+    return dict(json.loads(cdk_json.read_text()).get("context", {}))
+
+
+def build_app(outdir: str | None = None, context: dict[str, Any] | None = None) -> cdk.App:
+    if outdir is None and "CDK_OUTDIR" not in os.environ:
+        outdir = str(REPO_ROOT / "cdk.out")
+    app = cdk.App(outdir=outdir, context={**_cdk_json_context(), **(context or {})})
+    stage = str(app.node.try_get_context("stage") or "dev")
+    commit = str(app.node.try_get_context("commit") or "unknown")
+    deploy = deploy_config(stage=stage, commit=commit)
+    MlopsStack(app, deploy=deploy)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return app
+
+
+def main() -> None:
+    try:
+        app = build_app()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Config for the CDK app: the validated `mlops.toml` plus synth-time context (stage, commit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import RemovalPolicy
+
+from functions.common.config import CONFIG_JSON_ENV, MlopsConfig, StageConfig, load_config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LAMBDA_ENV_LIMIT_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """Everything a stack needs to know: the pipeline config and where it is deployed."""
+
+    config: MlopsConfig
+    stage: str
+    commit: str
+
+    @property
+    def stage_config(self) -> StageConfig:
+        return self.config.stage(self.stage)
+
+    @property
+    def removal_policy(self) -> RemovalPolicy:
+        if self.stage_config.removal_policy == "destroy":
+            return RemovalPolicy.DESTROY
+        return RemovalPolicy.RETAIN
+
+    @property
+    def stack_name(self) -> str:
+        return self.config.stack_name(self.stage)
+
+    @property
+    def config_json(self) -> str:
+        """The config as the functions receive it, checked against Lambda's 4 KB env limit."""
+        text = self.config.to_json()
+        size = len(CONFIG_JSON_ENV) + len(text.encode())
+        if size > LAMBDA_ENV_LIMIT_BYTES - 512:
+            raise ValueError(
+                f"config is {size} bytes as JSON; Lambda environment variables are capped at "
+                f"{LAMBDA_ENV_LIMIT_BYTES} bytes in total: shorten feature lists or move them"
+            )
+        return text
+
+
+def deploy_config(stage: str, commit: str, config_file: str | None = None) -> DeployConfig:
+    config = load_config(config_file)
+    config.stage(stage)
+    return DeployConfig(config=config, stage=stage, commit=commit)

@@ -1,0 +1,70 @@
+"""One stack per stage (`<project>-<stage>`), composing one construct per concern."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack, Tags
+from constructs import Construct
+
+from infra.config import DeployConfig
+from infra.constructs.alerts import Alerts
+from infra.constructs.data_lake import DataLake
+from infra.constructs.pipeline import Pipeline
+from infra.constructs.registry import Registry
+from infra.nag import acknowledge
+
+
+class MlopsStack(Stack):
+    def __init__(self, scope: Construct, *, deploy: DeployConfig, **kwargs: Any) -> None:
+        super().__init__(
+            scope,
+            deploy.stack_name,
+            stack_name=deploy.stack_name,
+            description=f"Serverless MLOps lifecycle for dataset {deploy.config.dataset.name!r} "
+            f"({deploy.stage})",
+            **kwargs,
+        )
+        Tags.of(self).add("project", deploy.config.project.name)
+        Tags.of(self).add("stage", deploy.stage)
+
+        self.data_lake = DataLake(self, "DataLake", deploy=deploy)
+        self._acknowledge_cdk_notifications_handler()
+        self.registry = Registry(self, "Registry", deploy=deploy)
+        self.alerts = Alerts(self, "Alerts", deploy=deploy)
+        self.pipeline = Pipeline(
+            self,
+            "Pipeline",
+            deploy=deploy,
+            data_lake=self.data_lake,
+            registry=self.registry,
+            alerts=self.alerts.topic,
+        )
+
+        # Output names are a contract (DESIGN.md): the local cloud and users read them.
+        outputs = {
+            "DataBucketName": self.data_lake.bucket.bucket_name,
+            "PipelineStateMachineArn": self.pipeline.state_machine.state_machine_arn,
+            "RegistryTableName": self.registry.table.table_name,
+            "AlertsTopicArn": self.alerts.topic.topic_arn,
+        }
+        for name, value in outputs.items():
+            CfnOutput(self, name, value=value)
+
+    def _acknowledge_cdk_notifications_handler(self) -> None:
+        """CDK's own singleton that turns on the bucket's EventBridge notifications at deploy."""
+        for child in self.node.children:
+            if child.node.id.startswith("BucketNotificationsHandler"):
+                acknowledge(
+                    child,
+                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+                    "service-role/AWSLambdaBasicExecutionRole]",
+                    "CDK's built-in handler for Custom::S3BucketNotifications: its role and "
+                    "policy are fixed by aws-cdk-lib and it runs only during deployment.",
+                )
+                acknowledge(
+                    child,
+                    "AwsSolutions-IAM5[Resource::*]",
+                    "CDK's built-in notifications handler calls s3:PutBucketNotification, "
+                    "which CDK grants on '*'; it runs only during deployment.",
+                )

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Template
+
+from infra.app import build_app
+
+STACK = "mlops-dev"
+
+
+@pytest.fixture(scope="session")
+def cloud_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real app synthesized once (cdk-nag runs as part of it and fails synth on findings)."""
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    build_app(outdir=str(outdir), context={"commit": "abc123def456"}).synth()
+    return outdir
+
+
+@pytest.fixture(scope="session")
+def template_json(cloud_assembly: Path) -> dict[str, Any]:
+    return json.loads((cloud_assembly / f"{STACK}.template.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def template(template_json: dict[str, Any]) -> Template:
+    return Template.from_json(template_json)
+
+
+@pytest.fixture(scope="session")
+def resources(template_json: dict[str, Any]) -> Callable[[str], dict[str, dict[str, Any]]]:
+    """`resources("AWS::S3::Bucket")` -> {logical id: resource} in the synthesized template."""
+
+    def of_type(kind: str) -> dict[str, dict[str, Any]]:
+        return {
+            logical_id: resource
+            for logical_id, resource in template_json["Resources"].items()
+            if resource["Type"] == kind
+        }
+
+    return of_type

@@ -1,0 +1,101 @@
+"""The app as users run it: stage naming, config errors, cdk-nag, the image build context."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _synth(tmp_path: Path, config: Path | None = None, context: dict[str, str] | None = None):
+    env = {**os.environ, "CDK_OUTDIR": str(tmp_path / "cdk.out")}
+    env["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
+    if config is not None:
+        env["MLOPS_CONFIG"] = str(config)
+    if context is not None:
+        env["CDK_CONTEXT_JSON"] = json.dumps(context)
+    return subprocess.run(
+        [sys.executable, "-m", "infra.app"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_nag_has_no_unacknowledged_findings_and_each_acknowledgement_has_a_reason(
+    cloud_assembly: Path,
+) -> None:
+    report = json.loads((cloud_assembly / "validation-report.json").read_text())
+    findings = [
+        violation
+        for plugin in report.get("pluginReports", [])
+        for violation in plugin.get("violations", [])
+    ]
+    assert findings == []
+    metadata = json.loads((cloud_assembly / "mlops-dev.metadata.json").read_text())
+    acknowledged = {
+        rule: reason
+        for entries in metadata.values()
+        for entry in entries
+        if entry["type"] == "aws:cdk:acknowledged-rules"
+        for rule, reason in entry["data"].items()
+    }
+    assert "Annotation::AwsSolutions-S1" in acknowledged
+    for rule, reason in acknowledged.items():
+        assert rule.startswith("Annotation::AwsSolutions-"), rule
+        assert len(reason) >= 40, f"{rule}: reason too thin: {reason!r}"
+
+
+def test_training_image_context_holds_only_functions_and_training_layer(
+    cloud_assembly: Path,
+) -> None:
+    assets = json.loads((cloud_assembly / "mlops-dev.assets.json").read_text())
+    (image,) = assets["dockerImages"].values()
+    context = cloud_assembly / image["source"]["directory"]
+    top = {p.name for p in context.iterdir()}
+    assert top == {"functions", "layers"}
+    assert {p.name for p in (context / "layers").iterdir()} == {"training"}
+    assert (context / "functions" / "ingest" / "handler.py").exists()
+    assert image["source"]["dockerFile"] == "layers/training/Dockerfile"
+    assert image["source"].get("platform") == "linux/arm64"
+
+
+@pytest.mark.slow
+def test_stage_context_names_the_stack_project_stage(tmp_path: Path) -> None:
+    config = tmp_path / "mlops.toml"
+    config.write_text(
+        (REPO / "mlops.toml").read_text().replace('name = "mlops"', 'name = "fraud"')
+        + '\n[stages.prod]\nremoval_policy = "retain"\n'
+    )
+    result = _synth(tmp_path, config, {"stage": "prod"})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "cdk.out" / "fraud-prod.template.json").exists()
+
+
+@pytest.mark.slow
+def test_invalid_config_fails_synth_naming_file_key_and_problem(tmp_path: Path) -> None:
+    config = tmp_path / "broken.toml"
+    config.write_text(
+        (REPO / "mlops.toml").read_text().replace('task = "classification"', 'task = "ranking"')
+    )
+    result = _synth(tmp_path, config)
+    assert result.returncode == 2
+    assert str(config) in result.stderr
+    assert "dataset.task" in result.stderr
+    assert "classification" in result.stderr  # the allowed values are named
+    assert not (tmp_path / "cdk.out" / "mlops-dev.template.json").exists()
+
+
+@pytest.mark.slow
+def test_unknown_stage_fails_synth_with_the_known_stages(tmp_path: Path) -> None:
+    result = _synth(tmp_path, context={"stage": "qa"})
+    assert result.returncode == 2
+    assert "'qa'" in result.stderr and "dev" in result.stderr

@@ -1,0 +1,73 @@
+"""Least privilege: no wildcard actions, S3 object access scoped to the prefixes a role needs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+Resources = Callable[[str], dict[str, dict[str, Any]]]
+
+
+def _statements(resources: Resources, role_prefix: str) -> Iterator[dict[str, Any]]:
+    for policy in resources("AWS::IAM::Policy").values():
+        roles = [r["Ref"] for r in policy["Properties"]["Roles"]]
+        if any(r.startswith(role_prefix) for r in roles):
+            yield from policy["Properties"]["PolicyDocument"]["Statement"]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _object_prefixes(statement: dict[str, Any]) -> set[str]:
+    prefixes = set()
+    for resource in _as_list(statement["Resource"]):
+        parts = resource["Fn::Join"][1]
+        prefixes.add(parts[-1].lstrip("/"))
+    return prefixes
+
+
+def test_no_policy_allows_every_action(resources: Resources) -> None:
+    for logical_id, policy in resources("AWS::IAM::Policy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = _as_list(statement["Action"])
+            assert "*" not in actions, logical_id
+            assert not any(a.endswith(":*") for a in actions), (logical_id, actions)
+
+
+def test_ingest_reads_raw_writes_curated_and_quarantine_and_deletes_nothing(
+    resources: Resources,
+) -> None:
+    s3_statements = [
+        s
+        for s in _statements(resources, "PipelineIngestFunctionRole")
+        if any(a.startswith("s3:") for a in _as_list(s["Action"]))
+    ]
+    reads = [s for s in s3_statements if "s3:GetObject" in _as_list(s["Action"])]
+    writes = [s for s in s3_statements if "s3:PutObject" in _as_list(s["Action"])]
+    assert set().union(*map(_object_prefixes, reads)) == {"raw/*"}
+    assert set().union(*map(_object_prefixes, writes)) == {"curated/*", "quarantine/*"}
+    for statement in s3_statements:
+        actions = _as_list(statement["Action"])
+        assert not any("Delete" in a for a in actions), "ingest must never delete objects"
+        assert not any(a.endswith("*") for a in actions), actions
+
+
+def test_ingest_logs_only_to_its_own_log_group(resources: Resources) -> None:
+    log_statements = [
+        s
+        for s in _statements(resources, "PipelineIngestFunctionRole")
+        if any(a.startswith("logs:") for a in _as_list(s["Action"]))
+    ]
+    assert log_statements
+    for statement in log_statements:
+        (resource,) = _as_list(statement["Resource"])
+        assert resource["Fn::GetAtt"][0].startswith("PipelineIngestFunctionLogs")
+
+
+def test_no_role_uses_a_managed_policy_except_cdks_own_notifications_handler(
+    resources: Resources,
+) -> None:
+    for logical_id, role in resources("AWS::IAM::Role").items():
+        if role["Properties"].get("ManagedPolicyArns"):
+            assert logical_id.startswith("BucketNotificationsHandler"), logical_id

@@ -1,0 +1,136 @@
+"""The trigger, the state machine and the ingest function, as CloudFormation will create them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aws_cdk.assertions import Template
+
+from functions.common.config import CONFIG_JSON_ENV, MlopsConfig, load_config
+
+Resources = Callable[[str], dict[str, dict[str, Any]]]
+
+
+def _definition(resources: Resources) -> dict[str, Any]:
+    (machine,) = resources("AWS::StepFunctions::StateMachine").values()
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    text = "".join(part if isinstance(part, str) else "ARN" for part in parts)
+    return json.loads(text)
+
+
+def test_rule_starts_the_pipeline_for_objects_created_under_raw(
+    template: Template, resources: Resources
+) -> None:
+    (rule,) = resources("AWS::Events::Rule").values()
+    props = rule["Properties"]
+    pattern = props["EventPattern"]
+    assert pattern["source"] == ["aws.s3"]
+    assert pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "raw/"}]
+    (bucket_ref,) = pattern["detail"]["bucket"]["name"]
+    assert bucket_ref["Ref"].startswith("DataLakeData")
+    (target,) = props["Targets"]
+    assert target["Arn"]["Ref"].startswith("PipelineStateMachine")
+    assert "DeadLetterConfig" in target, "undeliverable drops must not be lost"
+
+
+def test_ingest_retries_lambda_service_errors_and_failures_notify_then_fail(
+    resources: Resources,
+) -> None:
+    definition = _definition(resources)
+    assert definition["StartAt"] == "Ingest"
+    states = definition["States"]
+    ingest = states["Ingest"]
+    retried = {error for retry in ingest["Retry"] for error in retry["ErrorEquals"]}
+    assert {
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+    } <= retried
+    assert "IdempotencyAlreadyInProgressError" in retried
+    (catch,) = ingest["Catch"]
+    assert catch["ErrorEquals"] == ["States.ALL"]
+    assert catch["Next"] == "Notify"
+    assert states["Notify"]["Resource"].endswith(":states:::sns:publish")
+    assert states["Notify"]["Next"] == "Failed"
+    assert states["Failed"]["Type"] == "Fail"
+    assert states["Failed"]["ErrorPath"] == "$.error.Error"
+
+
+def test_every_task_retries_and_is_caught(resources: Resources) -> None:
+    states = _definition(resources)["States"]
+    for name, state in states.items():
+        if state["Type"] == "Task":
+            assert state.get("Retry"), f"task {name} has no retry"
+            if name != "Notify":
+                assert state.get("Catch"), f"task {name} failures would skip the alert"
+
+
+def test_state_machine_logs_everything_and_traces(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::StepFunctions::StateMachine",
+        {
+            "LoggingConfiguration": {"Level": "ALL", "IncludeExecutionData": True},
+            "TracingConfiguration": {"Enabled": True},
+        },
+    )
+
+
+def test_ingest_runs_from_the_training_image_on_arm64(resources: Resources) -> None:
+    functions = {
+        k: r
+        for k, r in resources("AWS::Lambda::Function").items()
+        if r["Properties"].get("PackageType") == "Image"
+    }
+    (ingest,) = functions.values()
+    props = ingest["Properties"]
+    assert props["Architectures"] == ["arm64"]
+    assert props["ImageConfig"]["Command"] == ["functions.ingest.handler.lambda_handler"]
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["EphemeralStorage"]["Size"] >= 2048
+    env = props["Environment"]["Variables"]
+    assert env["CODE_VERSION"] == "abc123def456"
+    assert env["STAGE"] == "dev"
+    deployed = MlopsConfig.model_validate_json(env[CONFIG_JSON_ENV])
+    assert deployed == load_config("mlops.toml")
+
+
+def test_registry_table_has_keys_ttl_pitr_and_encryption(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "KeySchema": [
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            "BillingMode": "PAY_PER_REQUEST",
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "SSESpecification": {"SSEEnabled": True},
+            "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
+        },
+    )
+
+
+def test_alerts_topic_is_encrypted_with_a_rotating_key_and_tls_only(
+    template: Template, resources: Resources
+) -> None:
+    (topic,) = resources("AWS::SNS::Topic").values()
+    assert topic["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0].startswith("AlertsKey")
+    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+    (policy,) = resources("AWS::SNS::TopicPolicy").values()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for s in statements
+    )
+
+
+def test_stack_outputs_are_the_documented_contract(template_json: dict[str, Any]) -> None:
+    assert set(template_json["Outputs"]) == {
+        "DataBucketName",
+        "PipelineStateMachineArn",
+        "RegistryTableName",
+        "AlertsTopicArn",
+    }

@@ -1,0 +1,138 @@
+"""The config file users edit: good files load, bad ones name file, key and problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from functions.common.config import (
+    CONFIG_JSON_ENV,
+    ConfigError,
+    DatasetMode,
+    FeatureType,
+    MlopsConfig,
+    Task,
+    deployed_config,
+    load_config,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+MINIMAL = """
+[dataset]
+name = "sales"
+target = "amount"
+task = "regression"
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mlops.toml"
+    path.write_text(text)
+    return path
+
+
+def test_repo_config_loads() -> None:
+    config = load_config(REPO / "mlops.toml")
+    assert config.dataset.name == "churn"
+    assert config.dataset.task is Task.CLASSIFICATION
+    assert config.dataset.features is not None
+    assert config.dataset.features["contract"] is FeatureType.CATEGORICAL
+    assert config.stack_name("dev") == "mlops-dev"
+
+
+def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, MINIMAL))
+    assert config.dataset.mode is DatasetMode.APPEND
+    assert config.dataset.features is None  # inferred from the first good drop
+    assert list(config.stages) == ["dev"]
+    assert config.project.name == "mlops"
+
+
+def test_env_var_names_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, MINIMAL)
+    monkeypatch.setenv("MLOPS_CONFIG", str(path))
+    assert load_config().dataset.name == "sales"
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "problem"),
+    [
+        (('task = "regression"', 'task = "ranking"'), "dataset.task", "classification"),
+        (('name = "sales"', 'name = "Sales Data"'), "dataset.name", "pattern"),
+        (('target = "amount"', 'target = "amount"\nmin_rows = 1'), "dataset.min_rows", "2"),
+        (('target = "amount"', 'target = "amount"\ncolour = "red"'), "dataset.colour", "Extra"),
+        (
+            ('target = "amount"', 'target = "amount"\nmax_null_share = 1.5'),
+            "dataset.max_null_share",
+            "1",
+        ),
+    ],
+)
+def test_invalid_values_name_file_key_and_problem(
+    tmp_path: Path, change: tuple[str, str], key: str, problem: str
+) -> None:
+    path = _write(tmp_path, MINIMAL.replace(*change))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert str(path) in message
+    assert key in message
+    assert problem in message
+
+
+def test_target_listed_as_a_feature_is_rejected(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[dataset.features]\namount = "numeric"\n'
+    with pytest.raises(ConfigError, match="target 'amount' must not also be listed"):
+        load_config(_write(tmp_path, text))
+
+
+def test_feature_names_must_be_normalised_names(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[dataset.features]\n"Unit Price" = "numeric"\n'
+    with pytest.raises(ConfigError, match="lower_snake_case"):
+        load_config(_write(tmp_path, text))
+
+
+def test_missing_dataset_section_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="dataset: Field required"):
+        load_config(_write(tmp_path, '[project]\nname = "x1"\n'))
+
+
+def test_not_toml_and_missing_file_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(_write(tmp_path, "[dataset\nname="))
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_unknown_stage_lists_the_configured_ones(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, MINIMAL))
+    with pytest.raises(ConfigError, match=r"stage 'prod' is not configured.*known: dev"):
+        config.stage("prod")
+
+
+def test_functions_read_the_deployed_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = load_config(REPO / "mlops.toml")
+    monkeypatch.setenv(CONFIG_JSON_ENV, original.to_json())
+    deployed_config.cache_clear()
+    try:
+        assert deployed_config() == original
+    finally:
+        deployed_config.cache_clear()
+
+
+def test_broken_deployed_json_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CONFIG_JSON_ENV, '{"dataset": {"name": "x"}}')
+    deployed_config.cache_clear()
+    try:
+        with pytest.raises(
+            ConfigError, match=r"(?s)\$MLOPS_CONFIG_JSON.*dataset.target: Field required"
+        ):
+            deployed_config()
+    finally:
+        deployed_config.cache_clear()
+
+
+def test_config_round_trips_through_json() -> None:
+    config = load_config(REPO / "mlops.toml")
+    assert MlopsConfig.model_validate_json(config.to_json()) == config
