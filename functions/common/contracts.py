@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -36,3 +38,17 @@ class DatasetRef(Contract):
     already_ingested: bool = Field(
         default=False, description="True when this object version was ingested before"
     )
+    ingested: Literal[True] = Field(
+        default=True,
+        description="Always true; `IngestSkipped` carries false (a Choice state tests it)",
+    )
+
+
+class IngestSkipped(Contract):
+    """What the ingest stage returns when an event names nothing to ingest (a folder marker,
+    i.e. a key ending in "/"): no dataset version exists, so later stages must not run."""
+
+    ingested: Literal[False] = False
+    reason: str = Field(description="Machine code, e.g. `folder_marker`")
+    message: str
+    source: SourceObject

@@ -23,6 +23,7 @@ from infra.nag import acknowledge
 # Raised by the ingest function while another delivery of the same object version is being
 # ingested (Powertools idempotency): waiting and retrying returns the first one's result.
 IDEMPOTENCY_IN_PROGRESS = "IdempotencyAlreadyInProgressError"
+TRANSIENT_ERRORS = ["StorageError", "RegistryError"]
 
 
 class Pipeline(Construct):
@@ -106,9 +107,26 @@ class Pipeline(Construct):
             backoff_rate=2,
             max_attempts=6,
         )
+        # Raised by the adapters when an AWS call failed after boto3's own retries: nothing
+        # was committed (the manifest and registry item are written last), so a rerun is safe.
+        ingest.add_retry(
+            errors=TRANSIENT_ERRORS,
+            interval=Duration.seconds(10),
+            backoff_rate=2,
+            max_attempts=3,
+        )
         ingest.add_catch(on_failure, errors=[sfn.Errors.ALL], result_path="$.error")
 
-        definition = ingest.next(sfn.Succeed(self, "Done"))
+        # A folder marker (key ending in "/") is an event with nothing to ingest.
+        anything_ingested = (
+            sfn.Choice(self, "Anything ingested?")
+            .when(
+                sfn.Condition.boolean_equals("$.dataset.ingested", False),
+                sfn.Succeed(self, "Nothing to ingest"),
+            )
+            .otherwise(sfn.Succeed(self, "Done"))
+        )
+        definition = ingest.next(anything_ingested)
         log_group = logs.LogGroup(
             self,
             "ExecutionLogs",

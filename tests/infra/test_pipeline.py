@@ -50,6 +50,8 @@ def test_ingest_retries_lambda_service_errors_and_failures_notify_then_fail(
         "Lambda.SdkClientException",
     } <= retried
     assert "IdempotencyAlreadyInProgressError" in retried
+    assert {"StorageError", "RegistryError"} <= retried
+    assert "DataValidationError" not in retried, "a bad file must not be retried"
     (catch,) = ingest["Catch"]
     assert catch["ErrorEquals"] == ["States.ALL"]
     assert catch["Next"] == "Notify"
@@ -134,3 +136,17 @@ def test_stack_outputs_are_the_documented_contract(template_json: dict[str, Any]
         "RegistryTableName",
         "AlertsTopicArn",
     }
+
+
+def test_an_event_with_nothing_to_ingest_ends_the_pipeline_quietly(resources: Resources) -> None:
+    states = _definition(resources)["States"]
+    assert states["Ingest"]["Next"] == "Anything ingested?"
+    choice = states["Anything ingested?"]
+    (skip,) = choice["Choices"]
+    assert skip == {
+        "Variable": "$.dataset.ingested",
+        "BooleanEquals": False,
+        "Next": "Nothing to ingest",
+    }
+    assert states["Nothing to ingest"]["Type"] == "Succeed"
+    assert choice["Default"] == "Done"

@@ -1,0 +1,87 @@
+"""S3 adapter for the data bucket: download to a local file, upload, server-side copy, JSON
+documents. Files are streamed (managed transfers), never held in memory whole."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from functions.common import aws
+from functions.common.errors import ObjectNotFoundError, StorageError
+
+_NOT_FOUND = {"404", "NoSuchKey", "NoSuchVersion", "NotFound"}
+JSON_CONTENT_TYPE = "application/json"
+PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
+
+
+@contextmanager
+def _translated(operation: str, bucket: str, key: str) -> Iterator[None]:
+    try:
+        yield
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
+        where = f"s3://{bucket}/{key}"
+        if code in _NOT_FOUND:
+            raise ObjectNotFoundError(f"{operation} {where}: object not found ({code})") from exc
+        raise StorageError(f"{operation} {where} failed: {code}: {exc}") from exc
+
+
+class ObjectStore:
+    """S3 objects; the client is created on first use unless one is passed in."""
+
+    def __init__(self, s3: Any | None = None) -> None:
+        self._s3 = s3
+
+    @property
+    def s3(self) -> Any:
+        if self._s3 is None:
+            self._s3 = aws.client("s3")
+        return self._s3
+
+    def download(
+        self, bucket: str, key: str, destination: Path, *, version_id: str | None = None
+    ) -> Path:
+        """Stream the object (that exact version, when given) into `destination`."""
+        extra = {"VersionId": version_id} if version_id else None
+        with _translated("download", bucket, key), destination.open("wb") as file:
+            self.s3.download_fileobj(bucket, key, file, ExtraArgs=extra)
+        return destination
+
+    def upload_file(
+        self, path: Path, bucket: str, key: str, *, content_type: str = PARQUET_CONTENT_TYPE
+    ) -> None:
+        with _translated("upload", bucket, key):
+            self.s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
+
+    def copy(
+        self,
+        bucket: str,
+        key: str,
+        destination_key: str,
+        *,
+        version_id: str | None = None,
+        destination_bucket: str | None = None,
+    ) -> None:
+        """Server-side copy of one object version (single request: objects up to 5 GB)."""
+        source: dict[str, str] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            source["VersionId"] = version_id
+        with _translated("copy", bucket, key):
+            self.s3.copy_object(
+                CopySource=source, Bucket=destination_bucket or bucket, Key=destination_key
+            )
+
+    def put_json(self, bucket: str, key: str, document: Any) -> None:
+        body = json.dumps(document, indent=2, sort_keys=False, default=str).encode()
+        with _translated("put", bucket, key):
+            self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=JSON_CONTENT_TYPE)
+
+    def get_json(self, bucket: str, key: str) -> Any:
+        with _translated("get", bucket, key):
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return json.loads(body)

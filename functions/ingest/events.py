@@ -1,0 +1,46 @@
+"""The event the ingest function receives: S3's EventBridge "Object Created" notification,
+passed through unchanged by the Step Functions task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser.models import (
+    S3EventNotificationEventBridgeDetailModel,
+    S3EventNotificationEventBridgeModel,
+    S3EventNotificationObjectModel,
+)
+from pydantic import model_validator
+
+from functions.common.contracts import SourceObject
+
+
+class ObjectDetail(S3EventNotificationObjectModel):
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_etag_spelling(cls, data: Any) -> Any:
+        # AWS spells it `etag`; moto (the local cloud) sends `eTag`. Either way it identifies
+        # the object's content when the bucket is unversioned.
+        if isinstance(data, dict) and "etag" not in data and "eTag" in data:
+            return {**data, "etag": data["eTag"]}
+        return data
+
+
+class ObjectCreatedDetail(S3EventNotificationEventBridgeDetailModel):
+    object: ObjectDetail  # type: ignore[assignment]
+
+
+class ObjectCreatedEvent(S3EventNotificationEventBridgeModel):
+    detail: ObjectCreatedDetail  # type: ignore[assignment]
+
+    def source_object(self) -> SourceObject:
+        obj = self.detail.object
+        # Unversioned buckets report the version as absent or as the literal "null".
+        version_id = obj.version_id if obj.version_id not in (None, "", "null") else None
+        return SourceObject(
+            bucket=self.detail.bucket.name,
+            key=obj.key,
+            version_id=version_id,
+            etag=obj.etag.strip('"') or None,
+            size=int(obj.size) if obj.size is not None else None,
+        )

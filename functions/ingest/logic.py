@@ -1,0 +1,310 @@
+"""Ingest orchestration: one raw object version in; a dataset version, a quarantined file or
+nothing (folder marker) out.
+
+Order of writes for a good drop: curated Parquet, then the manifest beside it, then the
+registry item, so anyone who finds a version in the registry finds all of its files. A bad
+drop is copied to `quarantine/` with a `.reason.json`; the raw object is never modified.
+
+Idempotency has two layers: Powertools idempotency keyed on bucket + key + version id (or ETag
+when unversioned) makes a redelivered event return the first result without doing the work
+again (moto's EventBridge event ids are constant, so they cannot be the key); content
+addressing (the data version is a hash of the cleaned rows) makes the same content dropped
+again, after the idempotency record expired or under another key, map to the same version.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+
+from functions.common import aws
+from functions.common.config import DatasetConfig, deployed_config
+from functions.common.contracts import DatasetRef, IngestSkipped, SourceObject
+from functions.common.errors import ObjectNotFoundError
+from functions.common.observability import logger, metrics
+from functions.common.registry import DatasetRegistry
+from functions.common.settings import StageSettings, stage_settings
+from functions.common.storage import ObjectStore
+from functions.ml.errors import DataRejectedError, UnknownDatasetError
+from functions.ml.ingestion import (
+    DATA_FILE,
+    MANIFEST_FILE,
+    IngestionResult,
+    build_manifest,
+    ingest_file,
+)
+from functions.ml.schema import DatasetContract, contract_from_config
+
+RAW_PREFIX = "raw/"
+CURATED_PREFIX = "curated/"
+QUARANTINE_PREFIX = "quarantine/"
+REASON_SUFFIX = ".reason.json"
+IDEMPOTENCY_PARTITION = "IDEMPOTENCY#ingest"
+IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600
+
+
+def _mark_replay(response: Any, idempotent_data: DataRecord) -> Any:
+    """A result served from the idempotency store describes an earlier ingestion."""
+    if isinstance(response, dict) and response.get("ingested"):
+        return {**response, "already_ingested": True}
+    return response
+
+
+idempotency_config = IdempotencyConfig(
+    event_key_jmespath="[bucket, key, version_id || etag]",
+    raise_on_no_idempotency_key=True,
+    expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
+    response_hook=_mark_replay,
+)
+"""The handler registers its Lambda context here (in-progress records expire with it)."""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def ingest_object(source: SourceObject) -> DatasetRef | IngestSkipped:
+    """Ingest one raw object version.
+
+    Returns:
+        `DatasetRef` (`ingested: true`) for a good drop; `already_ingested` is true when this
+        object version, or a file with the same cleaned content, was ingested before.
+        `IngestSkipped` (`ingested: false`, `reason: "folder_marker"`) for a key ending in
+        "/" (a folder marker made by consoles): there is nothing to ingest, nothing is written.
+
+    Raises:
+        DataValidationError: the file is bad; it was copied to quarantine with its reason.
+        UnknownDatasetError: the key is not under `raw/<dataset.name>/` (quarantined too
+            when it is under `raw/`).
+        ObjectNotFoundError: the object version no longer exists.
+        StorageError, RegistryError: an AWS call failed (safe to retry).
+    """
+    logger.append_keys(source=source.identity)
+    metrics.add_metric(name="DropsReceived", unit=MetricUnit.Count, value=1)
+    if source.key.endswith("/"):
+        logger.info("Folder marker: nothing to ingest", extra={"key": source.key})
+        return IngestSkipped(
+            reason="folder_marker",
+            message=f"{source.key} is a folder marker (key ends in '/'); nothing was ingested.",
+            source=source,
+        )
+    settings = stage_settings()
+    # Built per call, not at import: the table comes from the environment, and the client must
+    # be created after moto or the local cloud has started (see functions.common.aws).
+    persistence = DynamoDBPersistenceLayer(
+        table_name=settings.registry_table,
+        key_attr="pk",
+        sort_key_attr="sk",
+        static_pk_value=IDEMPOTENCY_PARTITION,
+        boto3_client=aws.client("dynamodb"),
+    )
+    ingest_once = idempotent_function(
+        _ingest_once,
+        data_keyword_argument="source",
+        persistence_store=persistence,
+        config=idempotency_config,
+        key_prefix="ingest",
+    )
+    return DatasetRef.model_validate(ingest_once(source=source))
+
+
+def _ingest_once(*, source: SourceObject) -> dict[str, Any]:
+    settings = stage_settings()
+    ingestion = Ingestion(
+        dataset=deployed_config().dataset,
+        settings=settings,
+        store=ObjectStore(),
+        registry=DatasetRegistry(settings.registry_table),
+    )
+    return ingestion.run(source).model_dump(mode="json")
+
+
+class Ingestion:
+    """The steps of one ingestion, with its adapters passed in."""
+
+    def __init__(
+        self,
+        *,
+        dataset: DatasetConfig,
+        settings: StageSettings,
+        store: ObjectStore,
+        registry: DatasetRegistry,
+    ) -> None:
+        self.dataset = dataset
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.bucket = settings.data_bucket
+
+    def run(self, source: SourceObject) -> DatasetRef:
+        metrics.add_dimension(name="dataset", value=self.dataset.name)
+        try:
+            self._check_prefix(source)
+            with TemporaryDirectory(prefix="ingest-") as workdir:
+                local, source = self._download(source, Path(workdir))
+                result = self._validate(local, source, Path(workdir) / "out")
+                return self._publish(result, source)
+        except DataRejectedError as error:
+            self._quarantine(error, source)
+            raise
+
+    def _check_prefix(self, source: SourceObject) -> None:
+        expected = f"{RAW_PREFIX}{self.dataset.name}/"
+        if source.key.startswith(expected):
+            return
+        parts = source.key.split("/")
+        found = parts[1] if source.key.startswith(RAW_PREFIX) and len(parts) > 2 else None
+        where = f"dataset {found!r}" if found else "no dataset folder"
+        raise UnknownDatasetError(
+            f"{source.key} is under {where}; this pipeline ingests only drops under {expected}.",
+            details={"expected_prefix": expected, "dataset": found},
+        )
+
+    def _download(self, source: SourceObject, workdir: Path) -> tuple[Path, SourceObject]:
+        destination = workdir / "source"
+        try:
+            self.store.download(
+                source.bucket, source.key, destination, version_id=source.version_id
+            )
+        except ObjectNotFoundError:
+            # Classic S3 notifications URL-encode keys ("a b.csv" -> "a+b.csv"); accept an
+            # encoded key too rather than fail on it.
+            decoded = unquote_plus(source.key)
+            if decoded == source.key:
+                raise
+            self.store.download(source.bucket, decoded, destination, version_id=source.version_id)
+            source = source.model_copy(update={"key": decoded})
+        logger.info("Downloaded drop", extra={"bytes": destination.stat().st_size})
+        return destination, source
+
+    def _contract(self) -> DatasetContract | None:
+        declared = contract_from_config(self.dataset)
+        if declared is not None:
+            return declared
+        frozen = self.registry.get_contract(self.dataset.name)
+        return DatasetContract.from_json(frozen) if frozen else None
+
+    def _validate(self, local: Path, source: SourceObject, out_dir: Path) -> IngestionResult:
+        out_dir.mkdir()
+        contract = self._contract()
+        result = ingest_file(
+            local, name=source.key, dataset=self.dataset, contract=contract, out_dir=out_dir
+        )
+        if not result.contract_inferred:
+            return result
+        frozen = self.registry.freeze_contract(
+            self.dataset.name,
+            result.contract.to_json(),
+            source_key=source.key,
+            created_at=now(),
+            code_version=self.settings.code_version,
+        )
+        if frozen == result.contract.to_json():
+            logger.info("Froze the inferred dataset contract", extra={"contract": frozen})
+            return result
+        # A concurrent first drop froze a different contract: this file must meet that one.
+        return ingest_file(
+            local,
+            name=source.key,
+            dataset=self.dataset,
+            contract=DatasetContract.from_json(frozen),
+            out_dir=out_dir,
+        )
+
+    def _publish(self, result: IngestionResult, source: SourceObject) -> DatasetRef:
+        name = self.dataset.name
+        self._record_metrics(result)
+        existing = self.registry.get_version(name, result.data_version)
+        if existing is not None:
+            logger.info(
+                "Same content as an existing dataset version; nothing written",
+                extra={"data_version": result.data_version, "first_source": existing.source.key},
+            )
+            return existing.model_copy(update={"already_ingested": True})
+        prefix = f"{CURATED_PREFIX}{name}/{result.data_version}/"
+        created_at = now()
+        manifest = build_manifest(
+            result,
+            dataset=name,
+            source=source.model_dump(mode="json"),
+            curated_prefix=prefix,
+            created_at=created_at,
+            code_version=self.settings.code_version,
+        )
+        self.store.upload_file(result.data_path, self.bucket, prefix + DATA_FILE)
+        self.store.put_json(self.bucket, prefix + MANIFEST_FILE, manifest)
+        ref, created = self.registry.register_version(
+            DatasetRef(
+                dataset=name,
+                data_version=result.data_version,
+                manifest_key=prefix + MANIFEST_FILE,
+                curated_prefix=prefix,
+                rows=result.rows_out,
+                source=source,
+                created_at=created_at,
+            ),
+            code_version=self.settings.code_version,
+        )
+        metrics.add_metric(name="DatasetVersionsCreated", unit=MetricUnit.Count, value=int(created))
+        logger.info(
+            "Dataset version registered" if created else "Dataset version already registered",
+            extra={"data_version": ref.data_version, "rows": ref.rows, "prefix": prefix},
+        )
+        return ref
+
+    def _record_metrics(self, result: IngestionResult) -> None:
+        summary = result.summary
+        for name, value in (
+            ("RowsIn", summary.rows_in),
+            ("RowsOut", summary.rows_out),
+            ("DuplicateRowsDropped", summary.duplicate_rows_dropped),
+            ("RowsMissingTargetDropped", summary.rows_missing_target_dropped),
+            ("MalformedRowsDropped", summary.malformed_rows_dropped),
+        ):
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        logger.info(
+            "Drop validated and cleaned",
+            extra={
+                "format": result.file_format.value,
+                "data_version": result.data_version,
+                "cleaning": summary.model_dump(mode="json"),
+            },
+        )
+
+    def _quarantine(self, error: DataRejectedError, source: SourceObject) -> None:
+        reason = {
+            **error.as_dict(),
+            "error": type(error).__name__,
+            "dataset": self.dataset.name,
+            "source": source.model_dump(mode="json"),
+            "quarantined_at": now(),
+            "code_version": self.settings.code_version,
+        }
+        # Nothing else was measured on this path, so the check can be a dimension of the lot.
+        metrics.add_dimension(name="check", value=error.code.value)
+        metrics.add_metric(name="FilesQuarantined", unit=MetricUnit.Count, value=1)
+        if not source.key.startswith(RAW_PREFIX):
+            logger.warning("Rejected a key outside raw/; not copied", extra={"reason": reason})
+            return
+        target = QUARANTINE_PREFIX + source.key.removeprefix(RAW_PREFIX)
+        reason["quarantine_key"] = target
+        self.store.copy(
+            source.bucket,
+            source.key,
+            target,
+            version_id=source.version_id,
+            destination_bucket=self.bucket,
+        )
+        self.store.put_json(self.bucket, target + REASON_SUFFIX, reason)
+        logger.warning("Drop quarantined", extra={"reason": reason})

@@ -1,0 +1,163 @@
+"""`mlops local ...`: run the local cloud in the foreground."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from infra.local.assembly import AssemblyError
+from infra.local.cloud import REPO_ROOT, LocalCloud
+from infra.local.resources import DeployError
+from infra.local.server import DEFAULT_HOST, DEFAULT_PORT
+from infra.local.synth import SynthError, is_stale, synthesize
+
+app = typer.Typer(help="The Docker-free local cloud (moto).", no_args_is_help=True)
+console = Console()
+
+
+@app.command()
+def up(
+    port: Annotated[int, typer.Option(help="Port of the moto server.")] = DEFAULT_PORT,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = DEFAULT_HOST,
+    cdk_out: Annotated[Path, typer.Option(help="The synthesized cloud assembly.")] = Path(
+        "cdk.out"
+    ),
+    stack: Annotated[
+        str | None, typer.Option(help="Stack to deploy (default: the only one).")
+    ] = None,
+    state_dir: Annotated[Path, typer.Option(help="Where outputs.json is written.")] = Path(
+        ".mlops/local"
+    ),
+    synth: Annotated[
+        bool | None,
+        typer.Option(
+            "--synth/--no-synth",
+            help="Synthesize first (default: only if cdk.out is missing or stale).",
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")] = False,
+) -> None:
+    """Deploy the stack into moto at http://HOST:PORT and stay in the foreground (Ctrl-C)."""
+    _configure_logging(verbose)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    _synthesize_if_needed(cdk_out, synth)
+    try:
+        with console.status("Deploying into moto..."):
+            cloud = LocalCloud.start(
+                cdk_out=cdk_out,
+                stack_name=stack,
+                mode="server",
+                port=port,
+                host=host,
+                state_dir=state_dir,
+            )
+    except (AssemblyError, DeployError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    try:
+        _summary(cloud, state_dir)
+        stop.wait()
+        console.print("Stopping the local cloud...")
+    finally:
+        cloud.stop()
+    console.print("Stopped.")
+
+
+@app.command("fire-schedule")
+def fire_schedule(
+    rule: Annotated[str, typer.Argument(help="Schedule rule name (see stack.json).")],
+    endpoint: Annotated[str, typer.Option(help="The running local cloud.")] = (
+        f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+    ),
+) -> None:
+    """Deliver one scheduled event for RULE to a running `mlops local up`."""
+    import boto3
+
+    events = boto3.client(
+        "events",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    arn = events.describe_rule(Name=rule)["Arn"]
+    # The local cloud delivers a scheduled event to the schedule rule named in its resources.
+    events.put_events(
+        Entries=[
+            {
+                "Source": "aws.events",
+                "DetailType": "Scheduled Event",
+                "Detail": "{}",
+                "Resources": [arn],
+            }
+        ]
+    )
+    console.print(f"Fired {rule}.")
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler = RichHandler(console=console, show_path=False, rich_tracebacks=True)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s")
+    logging.getLogger("infra.local").setLevel(logging.INFO if verbose else logging.WARNING)
+    if not verbose:
+        # Deliveries and function failures are what a user watches for.
+        logging.getLogger("infra.local.eventbridge").setLevel(logging.INFO)
+
+
+def _synthesize_if_needed(cdk_out: Path, synth: bool | None) -> None:
+    if synth is False:
+        return
+    if synth is None and not is_stale(cdk_out, REPO_ROOT):
+        return
+    with console.status("Synthesizing the CDK app (python -m infra.app)..."):
+        try:
+            synthesize(REPO_ROOT, cdk_out.resolve())
+        except SynthError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+
+
+def _summary(cloud: LocalCloud, state_dir: Path) -> None:
+    outputs: dict[str, Any] = cloud.outputs
+    table = Table(title=f"Stack {cloud.deployment.stack_name if cloud.deployment else ''}")
+    table.add_column("Output", style="bold", no_wrap=True)
+    table.add_column("Value", overflow="fold")
+    for name, value in outputs.items():
+        table.add_row(name, str(value))
+    console.print(table)
+    endpoint = cloud.endpoint
+    seconds = cloud.deployment.seconds if cloud.deployment else 0.0
+    console.print(f"Endpoint: [bold]{endpoint}[/bold]  (deployed in {seconds:.1f} s)")
+    console.print(f"Outputs:  {state_dir / 'outputs.json'}")
+    bucket = outputs.get("DataBucketName", "<bucket>")
+    machine = outputs.get("PipelineStateMachineArn", "<state-machine-arn>")
+    console.print("\nTry it (fake credentials work; the region is us-east-1):", style="bold")
+    console.print(
+        "  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
+        "AWS_DEFAULT_REGION=us-east-1\n"
+        f"  aws --endpoint-url {endpoint} s3 cp data.csv s3://{bucket}/raw/{_dataset()}/\n"
+        f"  aws --endpoint-url {endpoint} stepfunctions list-executions "
+        f"--state-machine-arn {machine}\n",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print("Ctrl-C stops the local cloud.")
+
+
+def _dataset() -> str:
+    try:
+        from functions.common.config import load_config
+
+        return load_config().dataset.name
+    except Exception:
+        return "<dataset>"

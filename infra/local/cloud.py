@@ -1,0 +1,275 @@
+"""`LocalCloud`: deploy a synthesized stack into moto and drive it, in one of two modes.
+
+- `server`: moto's HTTP server on host:port in a thread of this process (what `mlops local up`
+  runs); clients use the endpoint, functions get `AWS_ENDPOINT_URL`.
+- `inprocess`: moto's `mock_aws` intercepts boto3 in this process; no socket is opened.
+
+One cloud per process at a time: moto's backends and the hooks are process-wide.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import boto3
+from botocore.config import Config
+
+from infra.local import eventbridge, hooks, lambda_runtime
+from infra.local.assembly import load_stack
+from infra.local.deployer import Deployer, Deployment, write_state
+from infra.local.eventbridge import DISPATCHER, Delivery
+from infra.local.intrinsics import ACCOUNT_ID, REGION
+from infra.local.server import DEFAULT_HOST, MotoServer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
+Mode = Literal["server", "inprocess"]
+
+_active_lock = threading.Lock()
+_active: LocalCloud | None = None
+
+
+class LocalCloud:
+    """A deployed local cloud. Start it with `LocalCloud.start(...)`, use it as a context
+    manager (or call `stop()`)."""
+
+    def __init__(self, mode: Mode, region: str = REGION) -> None:
+        self.mode = mode
+        self.region = region
+        self.account_id = ACCOUNT_ID
+        self.endpoint: str | None = None
+        self.deployment: Deployment | None = None
+        self._server: MotoServer | None = None
+        self._mock: Any = None
+        self._clients: dict[str, Any] = {}
+
+    @classmethod
+    def start(
+        cls,
+        cdk_out: str | Path = "cdk.out",
+        stack_name: str | None = None,
+        mode: Mode = "inprocess",
+        port: int = 0,
+        host: str = DEFAULT_HOST,
+        state_dir: str | Path | None = None,
+        code_root: str | Path = REPO_ROOT,
+    ) -> LocalCloud:
+        """Start moto (server or in-process), install the hooks and deploy the stack.
+        `state_dir`, if given, receives outputs.json and stack.json."""
+        global _active
+        with _active_lock:
+            if _active is not None:
+                raise RuntimeError("a local cloud is already running in this process")
+            cloud = cls(mode)
+            _active = cloud
+        try:
+            if state_dir is not None:
+                # A previous run's files must not describe this cloud before it is deployed.
+                for name in ("outputs.json", "stack.json"):
+                    (Path(state_dir) / name).unlink(missing_ok=True)
+            cloud._boot(Path(cdk_out), stack_name, port, host, Path(code_root))
+            if state_dir is not None:
+                write_state(cloud._require_deployment(), Path(state_dir), cloud.endpoint)
+        except BaseException:
+            cloud.stop()
+            raise
+        return cloud
+
+    def _boot(
+        self, cdk_out: Path, stack_name: str | None, port: int, host: str, code_root: Path
+    ) -> None:
+        stack = load_stack(cdk_out, stack_name)
+        hooks.install()
+        _reset_function_state()
+        lambda_runtime.SETTINGS.code_root = code_root
+        if self.mode == "server":
+            self._server = MotoServer(host, port)
+            self.endpoint = self._server.start()
+        else:
+            from moto import mock_aws
+
+            self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+            self._mock.start()
+        lambda_runtime.SETTINGS.endpoint_url = self.endpoint
+        self.deployment = Deployer(stack, self.client, code_root).deploy()
+
+    def stop(self, grace_seconds: float = 10.0) -> None:
+        """Let queued deliveries and running executions finish (up to `grace_seconds`), then
+        stop moto. Safe to call twice."""
+        global _active
+        deadline = time.monotonic() + grace_seconds
+        DISPATCHER.wait_idle(timeout=grace_seconds)
+        while self.deployment is not None and self._running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+        lambda_runtime.SETTINGS.endpoint_url = None
+        self._clients.clear()
+        with _active_lock:
+            if _active is self:
+                _active = None
+
+    def __enter__(self) -> LocalCloud:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return dict(self._require_deployment().outputs)
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for this cloud (its endpoint in server mode; fake credentials)."""
+        if service not in self._clients:
+            self._clients[service] = boto3.session.Session().client(
+                service,  # type: ignore[call-overload]
+                region_name=self.region,
+                endpoint_url=self.endpoint,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                config=Config(retries={"mode": "standard", "max_attempts": 3}),
+            )
+        return self._clients[service]
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until every queued EventBridge delivery is done (executions may still run)."""
+        if not DISPATCHER.wait_idle(timeout):
+            raise TimeoutError(f"EventBridge deliveries still pending after {timeout} s")
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        return list(DISPATCHER.deliveries)
+
+    def fire_schedule(self, rule: str) -> dict[str, Any]:
+        """Deliver a scheduled event for a schedule rule (name, ARN or logical id) now."""
+        rules = self._require_deployment().of_type("AWS::Events::Rule")
+        return eventbridge.fire_schedule(rules.get(rule, rule))
+
+    @property
+    def pipeline_arn(self) -> str:
+        outputs = self.outputs
+        if "PipelineStateMachineArn" in outputs:
+            return str(outputs["PipelineStateMachineArn"])
+        machines = list(self._require_deployment().of_type("AWS::StepFunctions::StateMachine"))
+        if len(machines) != 1:
+            raise LookupError("no PipelineStateMachineArn output and not exactly one state machine")
+        return self._require_deployment().physical_id(machines[0])
+
+    def executions(self, state_machine_arn: str | None = None) -> list[dict[str, Any]]:
+        """Executions of a state machine (the pipeline by default), newest first."""
+        paginator = self.client("stepfunctions").get_paginator("list_executions")
+        pages = paginator.paginate(stateMachineArn=state_machine_arn or self.pipeline_arn)
+        return [execution for page in pages for execution in page["executions"]]
+
+    def wait_for_execution(
+        self, execution: str, timeout: float = 60.0, state_machine_arn: str | None = None
+    ) -> dict[str, Any]:
+        """`describe_execution` once the execution (ARN, or name under the pipeline) has ended;
+        an execution that does not exist yet (delivery still queued) is waited for too."""
+        arn = (
+            execution
+            if execution.startswith("arn:")
+            else self._execution_arn(execution, state_machine_arn)
+        )
+        sfn = self.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        status = "not started"
+        while time.monotonic() < deadline:
+            try:
+                described: dict[str, Any] = sfn.describe_execution(executionArn=arn)
+            except sfn.exceptions.ExecutionDoesNotExist:
+                described = {"status": "not started"}
+            status = described["status"]
+            if status in TERMINAL:
+                return described
+            time.sleep(0.1)
+        raise TimeoutError(f"execution {arn} still {status} after {timeout} s")
+
+    @staticmethod
+    def execution_name_for_object(
+        bucket: str, key: str, version_id: str | None = None, etag: str | None = None
+    ) -> str:
+        """The name of the execution a drop of this object version starts (see eventbridge)."""
+        detail = {
+            "bucket": {"name": bucket},
+            "object": {"key": key, "eTag": (etag or "").strip('"')},
+        }
+        if version_id:
+            detail["object"]["version-id"] = version_id
+        return eventbridge.execution_name("", {"source": "aws.s3", "detail": detail})
+
+    def wait_for_executions(
+        self, count: int, timeout: float = 60.0, state_machine_arn: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Wait until `count` executions exist and all have ended; returns them described."""
+        deadline = time.monotonic() + timeout
+        self.wait_idle(timeout)
+        while len(found := self.executions(state_machine_arn)) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(found)} of {count} executions after {timeout} s")
+            time.sleep(0.1)
+        remaining = lambda: max(0.1, deadline - time.monotonic())  # noqa: E731
+        return [self.wait_for_execution(e["executionArn"], remaining()) for e in found]
+
+    def sent_notifications(self, topic_arn: str | None = None) -> list[dict[str, Any]]:
+        """Messages published to a topic (the alerts topic by default), oldest first."""
+        from moto.sns.models import sns_backends
+
+        arn = topic_arn or str(self.outputs["AlertsTopicArn"])
+        topic = sns_backends[self.account_id][self.region].topics[arn]
+        return [
+            {"MessageId": message_id, "Message": message, "Subject": subject}
+            for message_id, message, subject, *_ in topic.sent_notifications
+        ]
+
+    def _execution_arn(self, name: str, state_machine_arn: str | None) -> str:
+        machine = state_machine_arn or self.pipeline_arn
+        return machine.replace(":stateMachine:", ":execution:") + f":{name}"
+
+    def _running(self) -> bool:
+        from moto.stepfunctions.responses import get_backend
+
+        try:
+            backend = get_backend(self.account_id, self.region)
+            return any(
+                execution.status == "RUNNING"
+                for machine in backend.state_machines
+                for execution in machine.executions
+            )
+        except Exception:
+            return False
+
+    def _require_deployment(self) -> Deployment:
+        if self.deployment is None:
+            raise RuntimeError("the local cloud is not deployed")
+        return self.deployment
+
+
+def _reset_function_state() -> None:
+    """A new cloud is a cold start for every function: clear the lru_caches of the loaded
+    `functions.*` modules (cached boto3 clients, `deployed_config`, `stage_settings`, ...),
+    forget resolved handlers and queued deliveries. Other module-level state survives."""
+    lambda_runtime.reset()
+    DISPATCHER.reset()
+    for name, module in list(sys.modules.items()):
+        if name.startswith(lambda_runtime.ISOLATED_PREFIX):
+            del sys.modules[name]
+        elif name == "functions" or name.startswith("functions."):
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)) and hasattr(value, "cache_info"):
+                    value.cache_clear()

@@ -1,0 +1,179 @@
+"""Lambda functions, layers, versions and aliases. Functions run in-process (see
+`infra.local.lambda_runtime`); moto gets a small placeholder zip and the deployer records
+where the real code is: the asset directory in cdk.out, or the repo for image functions."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from infra.local.lambda_runtime import SETTINGS, FunctionCode
+from infra.local.resources.base import (
+    Created,
+    DeployContext,
+    DeployError,
+    ResourceSpec,
+    tags,
+    unapplied,
+)
+
+_FUNCTION = {
+    "FunctionName",
+    "Code",
+    "PackageType",
+    "Handler",
+    "Runtime",
+    "Role",
+    "Timeout",
+    "MemorySize",
+    "Environment",
+    "Description",
+    "Architectures",
+    "EphemeralStorage",
+    "ImageConfig",
+    "Layers",
+    "TracingConfig",
+    "LoggingConfig",
+    "Tags",
+}
+_PASSED_THROUGH = (
+    "Handler",
+    "Runtime",
+    "Timeout",
+    "MemorySize",
+    "Environment",
+    "Description",
+    "Architectures",
+    "EphemeralStorage",
+    "ImageConfig",
+    "Layers",
+    "TracingConfig",
+    "LoggingConfig",
+)
+
+
+def function(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    name = p.get("FunctionName") or ctx.physical_name(spec, max_length=64)
+    code, moto_code = _code(ctx, spec)
+    request: dict[str, Any] = {
+        "FunctionName": name,
+        "Role": p["Role"],
+        "Code": moto_code,
+        "PackageType": p.get("PackageType", "Zip"),
+    }
+    request.update({key: p[key] for key in _PASSED_THROUGH if key in p})
+    if tags(p):
+        request["Tags"] = {tag["Key"]: tag["Value"] for tag in tags(p)}
+    created = ctx.client("lambda").create_function(**request)
+    ctx.functions.register(name, code)
+    notes = unapplied(p, _FUNCTION)
+    runtime = str(p.get("Runtime") or "python")
+    if not runtime.startswith("python"):
+        notes.append(f"runtime {runtime} cannot run locally: only Python handlers are invoked")
+    if p.get("Layers"):
+        notes.append("layers are not mounted: handlers import from this interpreter's packages")
+    return Created(ref=name, attributes={"Arn": created["FunctionArn"]}, notes=notes)
+
+
+def _code(ctx: DeployContext, spec: ResourceSpec) -> tuple[FunctionCode, dict[str, Any]]:
+    p = spec.properties
+    source = p["Code"]
+    if p.get("PackageType") == "Image":
+        command = (p.get("ImageConfig") or {}).get("Command") or []
+        if not command:
+            raise DeployError(
+                f"{spec.logical_id} ({spec.type}): an image function needs ImageConfig.Command "
+                "(its handler, e.g. cmd=['functions.x.handler.lambda_handler']) to run locally"
+            )
+        return FunctionCode("image", ctx.code_root, str(command[0])), {
+            "ImageUri": source["ImageUri"]
+        }
+    handler = str(p.get("Handler", ""))
+    if "ZipFile" in source:
+        directory = _inline(str(source["ZipFile"]), str(p.get("Runtime", "python")))
+        return FunctionCode("zip", directory, handler), {"ZipFile": placeholder_zip(directory)}
+    asset = ctx.stack.asset_path(str(source.get("S3Key", ""))) or _metadata_asset(ctx, spec)
+    if asset is None or not asset.exists():
+        raise DeployError(
+            f"{spec.logical_id} ({spec.type}): code asset {source.get('S3Key')!r} not found in "
+            f"{ctx.stack.template_path.parent}"
+        )
+    directory = asset if asset.is_dir() else _unzip(asset)
+    return FunctionCode("zip", directory, handler), {"ZipFile": placeholder_zip(directory)}
+
+
+def _metadata_asset(ctx: DeployContext, spec: ResourceSpec) -> Path | None:
+    path = spec.metadata.get("aws:asset:path")
+    return ctx.stack.template_path.parent / path if path else None
+
+
+def _inline(code: str, runtime: str) -> Path:
+    suffix = ".py" if runtime.startswith("python") else ".js"
+    directory = SETTINGS.scratch_dir / f"inline-{hashlib.sha256(code.encode()).hexdigest()[:16]}"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"index{suffix}").write_text(code, encoding="utf-8")
+    return directory
+
+
+def _unzip(archive: Path) -> Path:
+    data = archive.read_bytes()
+    directory = SETTINGS.scratch_dir / f"asset-{hashlib.sha256(data).hexdigest()[:16]}"
+    if not directory.exists():
+        with zipfile.ZipFile(io.BytesIO(data)) as bundle:
+            bundle.extractall(directory)
+    return directory
+
+
+def placeholder_zip(source: Path) -> bytes:
+    """What moto stores as the function's code: a note pointing at the real code."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("LOCAL_CODE.txt", f"The local cloud runs this function from {source}\n")
+    return buffer.getvalue()
+
+
+def layer_version(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    name = p.get("LayerName") or ctx.physical_name(spec, max_length=64)
+    request: dict[str, Any] = {
+        "LayerName": name,
+        "Content": {"ZipFile": placeholder_zip(Path(str(p.get("Content", {}).get("S3Key", ""))))},
+    }
+    for key in ("CompatibleRuntimes", "CompatibleArchitectures", "Description", "LicenseInfo"):
+        if key in p:
+            request[key] = p[key]
+    arn = ctx.client("lambda").publish_layer_version(**request)["LayerVersionArn"]
+    return Created(
+        ref=arn,
+        attributes={"LayerVersionArn": arn},
+        notes=["layer contents are not mounted: this interpreter's packages stand in for them"],
+    )
+
+
+def version(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    request = {"FunctionName": p["FunctionName"]}
+    if "Description" in p:
+        request["Description"] = p["Description"]
+    created = ctx.client("lambda").publish_version(**request)
+    return Created(
+        ref=created["FunctionArn"],
+        attributes={"Version": created["Version"], "FunctionArn": created["FunctionArn"]},
+    )
+
+
+def alias(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    request = {
+        "FunctionName": p["FunctionName"],
+        "Name": p["Name"],
+        "FunctionVersion": p["FunctionVersion"],
+    }
+    if "Description" in p:
+        request["Description"] = p["Description"]
+    created = ctx.client("lambda").create_alias(**request)
+    return Created(ref=created["AliasArn"], attributes={"AliasArn": created["AliasArn"]})

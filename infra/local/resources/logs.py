@@ -1,0 +1,28 @@
+"""CloudWatch Logs log groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.local.resources.base import Created, DeployContext, ResourceSpec, tags, unapplied
+
+_LOG_GROUP = {"LogGroupName", "RetentionInDays", "KmsKeyId", "Tags"}
+
+
+def log_group(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    name = p.get("LogGroupName") or ctx.physical_name(spec, max_length=512)
+    request: dict[str, Any] = {"logGroupName": name}
+    if "KmsKeyId" in p:
+        request["kmsKeyId"] = p["KmsKeyId"]
+    if tags(p):
+        request["tags"] = {tag["Key"]: tag["Value"] for tag in tags(p)}
+    logs = ctx.client("logs")
+    logs.create_log_group(**request)
+    if "RetentionInDays" in p:
+        logs.put_retention_policy(logGroupName=name, retentionInDays=int(p["RetentionInDays"]))
+    return Created(
+        ref=name,
+        attributes={"Arn": ctx.arn("logs", f"log-group:{name}:*")},
+        notes=unapplied(p, _LOG_GROUP),
+    )

@@ -1,0 +1,47 @@
+"""The real CDK app, synthesized once per session into a temporary cdk.out (by running
+`python -m infra.app` in a subprocess, as `cdk synth` would), and local clouds deployed
+from it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.local import LocalCloud
+from infra.local.synth import SynthError, synthesize
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "cdk.out"
+    try:
+        synthesize(REPO_ROOT, out)
+    except SynthError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_cloud(cdk_out: Path) -> Iterator[LocalCloud]:
+    """The stack deployed in-process (moto's mock, no sockets), shared by a test module:
+    tests use their own object keys."""
+    with LocalCloud.start(cdk_out, mode="inprocess") as cloud:
+        yield cloud
+
+
+@pytest.fixture
+def drop(local_cloud: LocalCloud) -> Callable[[str, bytes], str]:
+    """Puts a file in the data bucket; returns the name of the execution it starts."""
+
+    def put(key: str, body: bytes) -> str:
+        bucket = local_cloud.outputs["DataBucketName"]
+        response = local_cloud.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+        return local_cloud.execution_name_for_object(
+            bucket, key, response.get("VersionId"), response["ETag"]
+        )
+
+    return put

@@ -1,0 +1,107 @@
+"""AWS, faked by moto: the data bucket (versioned) and the registry table, created the way the
+stack creates them, with the environment the stage functions get."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from functions.common.aws import reset_clients
+from functions.common.config import deployed_config
+from functions.common.settings import stage_settings
+
+# Powertools' module-level Logger and Metrics read these when first imported (as in Lambda,
+# where the environment exists before the code loads), so they are set before any test module.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "ingest")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "mlops")
+
+REPO = Path(__file__).resolve().parents[2]
+BUCKET = "mlops-dev-data"
+TABLE = "mlops-dev-registry"
+
+
+def _clear_caches() -> None:
+    deployed_config.cache_clear()
+    stage_settings.cache_clear()
+    reset_clients()
+
+
+@pytest.fixture
+def aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_PROFILE",
+        "MLOPS_CONFIG_JSON",
+        "AWS_LAMBDA_FUNCTION_NAME",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("DATA_BUCKET", BUCKET)
+    monkeypatch.setenv("REGISTRY_TABLE", TABLE)
+    monkeypatch.setenv("STAGE", "dev")
+    monkeypatch.setenv("CODE_VERSION", "test1234")
+    monkeypatch.setenv("MLOPS_CONFIG", str(REPO / "mlops.toml"))
+    _clear_caches()
+    yield
+    _clear_caches()
+
+
+@pytest.fixture
+def mocked_aws(aws_environment: None) -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@dataclass
+class Cloud:
+    s3: Any
+    dynamodb: Any
+    bucket: str = BUCKET
+    table: str = TABLE
+
+    def keys(self, prefix: str = "") -> list[str]:
+        response = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        return sorted(item["Key"] for item in response.get("Contents", []))
+
+    def body(self, key: str, version_id: str | None = None) -> bytes:
+        extra = {"VersionId": version_id} if version_id else {}
+        return self.s3.get_object(Bucket=self.bucket, Key=key, **extra)["Body"].read()
+
+    def items(self, pk_prefix: str = "") -> list[dict[str, Any]]:
+        items = self.dynamodb.scan(TableName=self.table)["Items"]
+        return [item for item in items if item["pk"]["S"].startswith(pk_prefix)]
+
+
+@pytest.fixture
+def cloud(mocked_aws: None) -> Cloud:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    dynamodb.create_table(
+        TableName=TABLE,
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=TABLE,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
+    )
+    return Cloud(s3=s3, dynamodb=dynamodb)

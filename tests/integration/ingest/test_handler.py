@@ -1,0 +1,278 @@
+"""The ingest Lambda against moto: drops under raw/ become dataset versions or quarantined files,
+events delivered twice are ingested once."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from functions.common.registry import list_dataset_versions
+from functions.common.storage import ObjectStore
+from functions.ingest.handler import lambda_handler
+from functions.ml.errors import DataValidationError, UnknownDatasetError
+from functions.ml.sample_data import BAD_FILE_REASONS, bad_files, churn_frame, encode
+
+if TYPE_CHECKING:  # annotations only: conftest is for pytest to import
+    from tests.integration.conftest import Cloud
+
+EVENT = Path(__file__).resolve().parents[3] / "events" / "s3_object_created.json"
+BAD = bad_files()
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "mlops-dev-ingest"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-ingest"
+    aws_request_id: str = "5d7b4a1e-0000-4000-8000-000000000000"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+Drop = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def drop(cloud: Cloud) -> Drop:
+    """`drop(key, content)`: put the object and return its EventBridge event (from events/)."""
+    template = json.loads(EVENT.read_text())
+
+    def put(key: str, content: bytes) -> dict[str, Any]:
+        response = cloud.s3.put_object(Bucket=cloud.bucket, Key=key, Body=content)
+        event = copy.deepcopy(template)
+        event["detail"]["bucket"]["name"] = cloud.bucket
+        event["detail"]["object"].update(
+            {
+                "key": key,
+                "size": len(content),
+                "etag": response["ETag"].strip('"'),
+                "version-id": response["VersionId"],
+            }
+        )
+        return event
+
+    return put
+
+
+def invoke(event: dict[str, Any]) -> dict[str, Any]:
+    return lambda_handler(event, FakeContext())
+
+
+def test_a_good_drop_becomes_curated_parquet_a_manifest_and_a_registry_item(
+    cloud: Cloud, drop: Drop, tmp_path: Path
+) -> None:
+    frame = churn_frame(800, seed=21)
+    event = drop("raw/churn/2024-01.csv", encode(frame))
+
+    result = invoke(event)
+
+    version = result["data_version"]
+    prefix = f"curated/churn/{version}/"
+    assert result["ingested"] is True and result["already_ingested"] is False
+    assert result["curated_prefix"] == prefix
+    assert result["manifest_key"] == prefix + "manifest.json"
+    assert result["source"]["version_id"] == event["detail"]["object"]["version-id"]
+    assert cloud.keys("curated/") == [prefix + "data.parquet", prefix + "manifest.json"]
+
+    local = tmp_path / "data.parquet"
+    local.write_bytes(cloud.body(prefix + "data.parquet"))
+    curated = pq.read_table(local)
+    assert (
+        curated.num_rows
+        == result["rows"]
+        == len(frame.drop(columns="customer_id").drop_duplicates())
+    )
+    assert curated.column_names[-1] == "churned"
+
+    manifest = json.loads(cloud.body(prefix + "manifest.json"))
+    assert manifest["data_version"] == version
+    assert manifest["source"]["key"] == "raw/churn/2024-01.csv"
+    assert manifest["rows"] == {"in": 800, "out": result["rows"]}
+    assert manifest["code_version"] == "test1234"
+    assert manifest["cleaning"]["duplicate_rows_dropped"] == 800 - result["rows"]
+
+    (item,) = cloud.items("DATASET#churn")
+    assert item["sk"]["S"] == f"VERSION#{version}"
+    assert item["source_key"]["S"] == "raw/churn/2024-01.csv"
+    assert item["source_version_id"]["S"] == result["source"]["version_id"]
+    assert item["manifest_key"]["S"] == result["manifest_key"]
+    assert int(item["rows"]["N"]) == result["rows"]
+    assert cloud.keys("quarantine/") == []
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILE_REASONS))
+def test_a_bad_drop_is_quarantined_with_its_reason_and_fails_the_execution(
+    cloud: Cloud, drop: Drop, name: str
+) -> None:
+    key = f"raw/churn/{name}"
+    event = drop(key, BAD[name])
+    version_id = event["detail"]["object"]["version-id"]
+
+    with pytest.raises(DataValidationError) as caught:
+        invoke(event)
+
+    reason = json.loads(cloud.body(f"quarantine/churn/{name}.reason.json"))
+    assert reason["code"] == BAD_FILE_REASONS[name]
+    assert reason["message"] == str(caught.value)
+    assert reason["error"] == "DataValidationError"
+    assert reason["source"] == {
+        "bucket": cloud.bucket,
+        "key": key,
+        "version_id": version_id,
+        "etag": event["detail"]["object"]["etag"],
+        "size": len(BAD[name]),
+    }
+    assert reason["quarantined_at"].endswith("Z")
+    assert cloud.body(f"quarantine/churn/{name}") == BAD[name]
+    versions = cloud.s3.list_object_versions(Bucket=cloud.bucket, Prefix=key)["Versions"]
+    assert [v["VersionId"] for v in versions] == [version_id]
+    assert cloud.body(key) == BAD[name]
+    assert cloud.keys("curated/") == []
+    assert cloud.items("DATASET#") == []
+
+
+def test_quarantine_reasons_name_the_columns_and_the_format(cloud: Cloud, drop: Drop) -> None:
+    with pytest.raises(DataValidationError):
+        invoke(drop("raw/churn/wrong_type.csv", BAD["wrong_type.csv"]))
+
+    reason = json.loads(cloud.body("quarantine/churn/wrong_type.csv.reason.json"))
+    assert reason["columns"] == ["age"]
+    assert reason["format"] == "csv"
+    assert reason["rows"][0]["value"] == "forty-two"
+
+
+def test_a_drop_for_another_dataset_is_quarantined_as_unknown(cloud: Cloud, drop: Drop) -> None:
+    content = encode(churn_frame(100))
+
+    with pytest.raises(UnknownDatasetError, match="raw/churn/"):
+        invoke(drop("raw/sales/2024-01.csv", content))
+
+    reason = json.loads(cloud.body("quarantine/sales/2024-01.csv.reason.json"))
+    assert reason["code"] == "unknown_dataset"
+    assert reason["details"]["dataset"] == "sales"
+    assert cloud.body("quarantine/sales/2024-01.csv") == content
+    assert cloud.keys("curated/") == []
+    assert cloud.items("DATASET#") == []
+
+
+def test_a_folder_marker_ingests_nothing(cloud: Cloud, drop: Drop) -> None:
+    result = invoke(drop("raw/churn/2024/", b""))
+
+    assert result["ingested"] is False
+    assert result["reason"] == "folder_marker"
+    assert result["source"]["key"] == "raw/churn/2024/"
+    assert cloud.keys("curated/") == cloud.keys("quarantine/") == []
+    assert cloud.items() == []
+
+
+def test_the_same_event_twice_is_ingested_once(
+    cloud: Cloud, drop: Drop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event = drop("raw/churn/2024-01.csv", encode(churn_frame(300)))
+    first = invoke(event)
+
+    def no_second_download(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a redelivered event must not be ingested again")
+
+    monkeypatch.setattr(ObjectStore, "download", no_second_download)
+    second = invoke(event)
+
+    assert second == {**first, "already_ingested": True}
+    assert len(list_dataset_versions("churn")) == 1
+    (record,) = cloud.items("IDEMPOTENCY#")
+    assert record["status"]["S"] == "COMPLETED"
+    assert record["sk"]["S"].startswith("ingest#")
+    expires_in = int(record["expiration"]["N"]) - time.time()
+    assert 6.9 * 86_400 < expires_in <= 7 * 86_400
+
+
+def test_the_same_content_under_another_key_maps_to_the_existing_version(
+    cloud: Cloud, drop: Drop
+) -> None:
+    content = encode(churn_frame(300))
+    first = invoke(drop("raw/churn/a.csv", content))
+
+    again = invoke(drop("raw/churn/copy-of-a.csv", content))
+
+    assert again["data_version"] == first["data_version"]
+    assert again["already_ingested"] is True
+    assert again["source"]["key"] == "raw/churn/a.csv"
+    assert len(cloud.items("DATASET#churn")) == 1
+
+
+def test_appended_drops_are_listed_as_versions_oldest_first(cloud: Cloud, drop: Drop) -> None:
+    first = invoke(drop("raw/churn/2024-01.csv", encode(churn_frame(300, seed=1))))
+    second = invoke(drop("raw/churn/2024-02.parquet", encode(churn_frame(300, seed=2), "parquet")))
+
+    versions = list_dataset_versions("churn")
+
+    assert [v.data_version for v in versions] == [first["data_version"], second["data_version"]]
+    assert versions[0].created_at <= versions[1].created_at
+    assert versions[1].source.key == "raw/churn/2024-02.parquet"
+    assert len(cloud.keys("curated/churn/")) == 4
+
+
+def test_a_new_version_of_the_same_key_is_a_new_ingestion(cloud: Cloud, drop: Drop) -> None:
+    first = invoke(drop("raw/churn/latest.csv", encode(churn_frame(300, seed=1))))
+    second = invoke(drop("raw/churn/latest.csv", encode(churn_frame(300, seed=2))))
+
+    assert first["data_version"] != second["data_version"]
+    assert second["already_ingested"] is False
+    assert len(list_dataset_versions("churn")) == 2
+
+
+def test_without_features_in_config_the_first_good_drop_freezes_the_contract(
+    cloud: Cloud, drop: Drop, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "mlops.toml"
+    config.write_text('[dataset]\nname = "churn"\ntarget = "churned"\ntask = "classification"\n')
+    monkeypatch.setenv("MLOPS_CONFIG", str(config))
+    frame = churn_frame(300).drop(columns="customer_id")
+
+    invoke(drop("raw/churn/first.csv", encode(frame)))
+    with pytest.raises(DataValidationError, match="support_calls"):
+        invoke(drop("raw/churn/second.csv", encode(frame.drop(columns="support_calls"))))
+
+    (contract,) = [i for i in cloud.items("DATASET#churn") if i["sk"]["S"] == "CONTRACT"]
+    assert json.loads(contract["contract"]["S"])["features"]["support_calls"] == "numeric"
+    assert contract["inferred_from"]["S"] == "raw/churn/first.csv"
+    reason = json.loads(cloud.body("quarantine/churn/second.csv.reason.json"))
+    assert reason["code"] == "missing_columns"
+
+
+def test_metrics_count_rows_and_quarantined_files_by_check(
+    cloud: Cloud, drop: Drop, capsys: pytest.CaptureFixture[str]
+) -> None:
+    invoke(drop("raw/churn/good.csv", encode(churn_frame(300))))
+    with pytest.raises(DataValidationError):
+        invoke(drop("raw/churn/single_row.csv", BAD["single_row.csv"]))
+
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    good = next(blob for blob in blobs if "RowsIn" in blob)
+    assert good["RowsIn"] == [300.0]
+    assert good["RowsOut"][0] < 300.0
+    assert good["dataset"] == "churn"
+    quarantined = next(blob for blob in blobs if "FilesQuarantined" in blob)
+    assert quarantined["FilesQuarantined"] == [1.0]
+    assert quarantined["check"] == "too_few_rows"
+    assert quarantined["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "mlops"
+
+
+def test_a_url_encoded_key_in_the_event_still_finds_the_object(cloud: Cloud, drop: Drop) -> None:
+    event = drop("raw/churn/jan 2024.csv", encode(churn_frame(300)))
+    event["detail"]["object"]["key"] = "raw/churn/jan+2024.csv"
+
+    result = invoke(event)
+
+    assert result["source"]["key"] == "raw/churn/jan 2024.csv"
+    assert len(list_dataset_versions("churn")) == 1

@@ -1,0 +1,211 @@
+"""Small CloudFormation templates in CDK's shapes, written as a cloud assembly, and local
+clouds started from them (in-process unless a test asks for the server)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from infra.local import LocalCloud
+
+LAMBDA_CODE = Path(__file__).parent / "lambda_code"
+PROBE_ASSET = "probe"
+STACK = "local-test"
+
+
+class Cfn:
+    """Builders for the resources the tests combine (logical ids are the caller's)."""
+
+    @staticmethod
+    def role() -> dict[str, Any]:
+        return {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "AssumeRolePolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            },
+        }
+
+    @staticmethod
+    def function(
+        handler: str, role: str = "Role", timeout: int = 30, env: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A Python zip function from the probe asset (`local_cloud_probe.<handler>`)."""
+        properties: dict[str, Any] = {
+            "Code": {
+                "S3Bucket": {"Fn::Sub": "cdk-hnb659fds-assets-${AWS::AccountId}-${AWS::Region}"},
+                "S3Key": f"{PROBE_ASSET}.zip",
+            },
+            "Handler": f"local_cloud_probe.{handler}",
+            "Runtime": "python3.13",
+            "Role": {"Fn::GetAtt": [role, "Arn"]},
+            "Timeout": timeout,
+            "MemorySize": 256,
+        }
+        if env:
+            properties["Environment"] = {"Variables": env}
+        return {"Type": "AWS::Lambda::Function", "Properties": properties, "DependsOn": [role]}
+
+    @staticmethod
+    def bucket() -> dict[str, Any]:
+        """A versioned bucket sending its events to EventBridge (CloudFormation's own way)."""
+        return {
+            "Type": "AWS::S3::Bucket",
+            "Properties": {
+                "VersioningConfiguration": {"Status": "Enabled"},
+                "NotificationConfiguration": {
+                    "EventBridgeConfiguration": {"EventBridgeEnabled": True}
+                },
+            },
+        }
+
+    @staticmethod
+    def state_machine(states: dict[str, Any], start_at: str, **arns: str) -> dict[str, Any]:
+        """A state machine whose definition refers to `${name}` for each resource in `arns`
+        (name -> logical id of a function), resolved with Fn::Sub's list form."""
+        definition = json.dumps({"StartAt": start_at, "States": states})
+        variables = {name: {"Fn::GetAtt": [logical, "Arn"]} for name, logical in arns.items()}
+        return {
+            "Type": "AWS::StepFunctions::StateMachine",
+            "Properties": {
+                "DefinitionString": {"Fn::Sub": [definition, variables]},
+                "RoleArn": {"Fn::GetAtt": ["Role", "Arn"]},
+            },
+        }
+
+    @staticmethod
+    def s3_rule(bucket: str, target: dict[str, Any], prefix: str = "raw/") -> dict[str, Any]:
+        return {
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "EventPattern": {
+                    "source": ["aws.s3"],
+                    "detail-type": ["Object Created"],
+                    "detail": {
+                        "bucket": {"name": [{"Ref": bucket}]},
+                        "object": {"key": [{"prefix": prefix}]},
+                    },
+                },
+                "State": "ENABLED",
+                "Targets": [{"Id": "Target0", **target}],
+            },
+        }
+
+    @staticmethod
+    def schedule_rule(target: dict[str, Any], expression: str = "rate(1 day)") -> dict[str, Any]:
+        return {
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "ScheduleExpression": expression,
+                "State": "ENABLED",
+                "Targets": [{"Id": "Target0", **target}],
+            },
+        }
+
+
+@pytest.fixture
+def cfn() -> Cfn:
+    return Cfn()
+
+
+@pytest.fixture
+def lambda_code() -> Path:
+    """The directory of the probe handlers (the zip asset; a code root for image functions)."""
+    return LAMBDA_CODE
+
+
+def write_assembly(
+    out: Path, template: dict[str, Any], assets: dict[str, Path] | None = None
+) -> Path:
+    """A minimal cloud assembly as `cdk synth` writes it: manifest, template, asset manifest."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{STACK}.template.json").write_text(json.dumps(template, indent=1))
+    files = {
+        asset_hash: {
+            "source": {"path": str(path), "packaging": "zip"},
+            "destinations": {
+                "current_account-current_region": {
+                    "bucketName": "cdk-hnb659fds-assets-${AWS::AccountId}-${AWS::Region}",
+                    "objectKey": f"{asset_hash}.zip",
+                }
+            },
+        }
+        for asset_hash, path in (assets or {}).items()
+    }
+    (out / f"{STACK}.assets.json").write_text(json.dumps({"version": "55.0.0", "files": files}))
+    manifest = {
+        "version": "55.0.0",
+        "artifacts": {
+            f"{STACK}.assets": {
+                "type": "cdk:asset-manifest",
+                "properties": {"file": f"{STACK}.assets.json"},
+            },
+            STACK: {
+                "type": "aws:cloudformation:stack",
+                "environment": "aws://unknown-account/unknown-region",
+                "properties": {"templateFile": f"{STACK}.template.json"},
+                "dependencies": [f"{STACK}.assets"],
+                "displayName": STACK,
+            },
+        },
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+@pytest.fixture
+def make_assembly(tmp_path: Path) -> Callable[..., Path]:
+    def make(
+        resources: dict[str, Any],
+        outputs: dict[str, Any] | None = None,
+        **sections: Any,
+    ) -> Path:
+        template = {"Resources": resources, "Outputs": outputs or {}, **sections}
+        return write_assembly(tmp_path / "cdk.out", template, {PROBE_ASSET: LAMBDA_CODE})
+
+    return make
+
+
+@pytest.fixture
+def start_cloud(make_assembly: Callable[..., Path]) -> Iterator[Callable[..., LocalCloud]]:
+    """Deploys a template (resources, outputs) and stops the cloud after the test."""
+    clouds: list[LocalCloud] = []
+
+    def start(
+        resources: dict[str, Any], outputs: dict[str, Any] | None = None, **options: Any
+    ) -> LocalCloud:
+        cloud = LocalCloud.start(make_assembly(resources, outputs), **options)
+        clouds.append(cloud)
+        return cloud
+
+    yield start
+    for cloud in clouds:
+        cloud.stop()
+
+
+@pytest.fixture
+def probe() -> Iterator[ModuleType]:
+    """The probe handlers' module, as the local Lambda runtime imports it, emptied."""
+    sys.path.insert(0, str(LAMBDA_CODE))
+    try:
+        module = importlib.import_module("local_cloud_probe")
+    finally:
+        sys.path.remove(str(LAMBDA_CODE))
+    module.RECEIVED.clear()
+    yield module
+    module.RECEIVED.clear()

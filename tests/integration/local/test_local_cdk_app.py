@@ -1,0 +1,82 @@
+"""A throwaway CDK app (cdk_app/app.py) with the real stack's shapes, synthesized and run on
+the local cloud: S3 drop -> EventBridge -> Step Functions -> zip Lambda, Catch -> SNS -> Fail,
+and a schedule rule -> container-image Lambda."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.local import LocalCloud
+
+APP = Path(__file__).parent / "cdk_app"
+
+
+@pytest.fixture(scope="module")
+def probe_cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("probe") / "cdk.out"
+    env = {
+        **os.environ,
+        "CDK_OUTDIR": str(out),
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    }
+    result = subprocess.run(
+        [sys.executable, str(APP / "app.py")], env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(f"the probe CDK app did not synthesize:\n{result.stderr[-3000:]}")
+    return out
+
+
+@pytest.fixture
+def cloud(probe_cdk_out: Path) -> Iterator[LocalCloud]:
+    with LocalCloud.start(probe_cdk_out, code_root=APP / "image") as started:
+        yield started
+
+
+@pytest.mark.slow
+def test_a_good_drop_runs_the_zip_function_and_succeeds(cloud: LocalCloud) -> None:
+    bucket = cloud.outputs["DataBucketName"]
+    cloud.client("s3").put_object(Bucket=bucket, Key="raw/good.csv", Body=b"a,b\n1,2\n")
+    [execution] = cloud.wait_for_executions(1)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert json.loads(execution["output"])["validation"] == {"key": "raw/good.csv", "bytes": 8}
+    item = cloud.client("dynamodb").get_item(
+        TableName=cloud.outputs["RegistryTableName"], Key={"pk": {"S": "raw/good.csv"}}
+    )
+    assert item["Item"]["size"] == {"N": "8"}
+
+
+@pytest.mark.slow
+def test_a_bad_drop_is_caught_notified_and_fails_with_the_exception_name(
+    cloud: LocalCloud,
+) -> None:
+    bucket = cloud.outputs["DataBucketName"]
+    cloud.client("s3").put_object(Bucket=bucket, Key="raw/bad.csv", Body=b"bad data")
+    [execution] = cloud.wait_for_executions(1)
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "InvalidDropError"
+    [alert] = cloud.sent_notifications()
+    assert json.loads(alert["Message"]) == {"error": "InvalidDropError", "key": "raw/bad.csv"}
+
+
+@pytest.mark.slow
+def test_the_schedule_runs_the_image_function_from_its_command(cloud: LocalCloud) -> None:
+    assert cloud.deployment is not None
+    [nightly] = [
+        logical_id
+        for logical_id in cloud.deployment.of_type("AWS::Events::Rule")
+        if logical_id.startswith("Nightly")
+    ]
+    cloud.fire_schedule(nightly)
+    cloud.wait_idle()
+    bucket = cloud.outputs["DataBucketName"]
+    summary = cloud.client("s3").get_object(Bucket=bucket, Key="reports/summary.json")
+    assert json.loads(summary["Body"].read()) == {"job": "summary", "objects": 0}
+    assert cloud.deliveries[-1].outcome == "invoked"
