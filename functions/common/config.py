@@ -103,16 +103,69 @@ class DatasetConfig(_Section):
         return self
 
 
+ESTIMATORS: dict[Task, tuple[str, ...]] = {
+    Task.CLASSIFICATION: ("logistic_regression", "random_forest", "hist_gradient_boosting"),
+    Task.REGRESSION: ("linear_regression", "ridge", "random_forest", "hist_gradient_boosting"),
+}
+"""The estimator allow-list per task (`[model] estimator`)."""
+
+
 class ModelConfig(_Section):
-    estimator: str = "logistic_regression"
+    name: Annotated[str, Field(pattern=_NAME)] | None = None
+    """Registered model name (`models/<name>/<version>/`); defaults to the dataset name."""
+    estimator: str | None = None
+    """One of `ESTIMATORS[task]`; defaults to logistic_regression / linear_regression."""
     params: dict[str, Any] = Field(default_factory=dict)
+    """Hyperparameters passed to the estimator (scikit-learn names)."""
+    grid: dict[str, list[Any]] | None = None
+    """Optional small grid search: parameter -> candidate values, scored by cross-validation
+    on the training split; the best combination is refitted on the whole training split."""
+    cv_folds: Annotated[int, Field(ge=2, le=10)] = 3
+    test_size: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.2
+    seed: int = 42
+    reference_sample_rows: Annotated[int, Field(ge=0, le=100_000)] = 1_000
+    """Rows of training data kept (at random) in the reference profile for exact drift tests."""
+    parity_tolerance: Annotated[float, Field(gt=0.0, le=1e-2)] = 1e-4
+    """Max |probability difference| (or relative prediction difference for regression)
+    between scikit-learn and ONNX on the test split; a larger one fails the run."""
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_small(cls, value: dict[str, list[Any]] | None) -> dict[str, list[Any]] | None:
+        if value is not None:
+            combinations = 1
+            for name, options in value.items():
+                if not options:
+                    raise ValueError(f"grid parameter {name!r} has no values")
+                combinations *= len(options)
+            if combinations > 50:
+                raise ValueError(f"grid has {combinations} combinations; keep it to 50 or fewer")
+        return value
+
+
+class MetricThreshold(_Section):
+    """MLflow's `MetricThreshold` semantics for one metric."""
+
+    threshold: float | None = None
+    """Absolute bound: the candidate's value must be >= it (<= when lower is better)."""
+    min_absolute_change: Annotated[float, Field(ge=0.0)] | None = None
+    """The candidate must beat the champion by more than this (absolute)."""
+    min_relative_change: Annotated[float, Field(ge=0.0)] | None = None
+    """The candidate must beat the champion by more than this fraction of its value."""
+    greater_is_better: bool | None = None
+    """Defaults from the metric (True for scores, False for losses/errors)."""
 
 
 class GateConfig(_Section):
-    metric: str | None = None
-    """Metric the gate compares; defaults per task (f1_macro / rmse) in the training issue."""
-    min_value: float | None = None
-    min_improvement: float = 0.0
+    metrics: dict[str, MetricThreshold] = Field(default_factory=dict)
+    """Metric name -> criteria. Empty: the task's primary metric (roc_auc for binary,
+    f1_macro for multiclass, rmse for regression) must not be worse than the champion's."""
+
+
+class TrainConfig(_Section):
+    memory_mb: Annotated[int, Field(ge=512, le=10240)] = 3008
+    timeout_seconds: Annotated[int, Field(ge=30, le=900)] = 900
+    ephemeral_storage_mb: Annotated[int, Field(ge=512, le=10240)] = 2048
 
 
 class DriftConfig(_Section):
@@ -149,7 +202,26 @@ class MlopsConfig(_Section):
     drift: DriftConfig = DriftConfig()
     serving: ServingConfig = ServingConfig()
     ingest: IngestConfig = IngestConfig()
+    train: TrainConfig = TrainConfig()
     data_lake: DataLakeConfig = DataLakeConfig()
+
+    @model_validator(mode="after")
+    def _estimator_fits_task(self) -> MlopsConfig:
+        allowed = ESTIMATORS[self.dataset.task]
+        if self.model.estimator is not None and self.model.estimator not in allowed:
+            raise ValueError(
+                f"model.estimator {self.model.estimator!r} is not available for "
+                f"{self.dataset.task.value}; choose one of: {', '.join(allowed)}"
+            )
+        return self
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name or self.dataset.name
+
+    @property
+    def estimator(self) -> str:
+        return self.model.estimator or ESTIMATORS[self.dataset.task][0]
 
     @field_validator("stages")
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,3 +52,80 @@ class IngestSkipped(Contract):
     reason: str = Field(description="Machine code, e.g. `folder_marker`")
     message: str
     source: SourceObject
+
+
+class RetrainRequest(Contract):
+    """Pipeline input that retrains without a new drop (from a user, or drift monitoring):
+    `{"retrain": {"data_version": "...", "reason": "..."}}`. Without a data version, the
+    training set is what `[dataset] mode` gives for the latest version."""
+
+    data_version: str | None = None
+    reason: str = "manual retrain"
+
+
+class TrainingRun(Contract):
+    """One training run (the train stage's result, `$.training` in the state machine); its
+    artifacts sit under `run_prefix` until the register stage copies them to a version."""
+
+    run_id: str = Field(description="Time-sortable, e.g. 20261126T225300Z-1a2b3c")
+    model_name: str
+    task: str
+    estimator: str
+    params: dict[str, Any] = Field(description="Hyperparameters actually used (after search)")
+    data_version: str = Field(description="The dataset version that triggered the run")
+    data_versions: list[str] = Field(description="Every version in the training set")
+    rows_train: int
+    rows_test: int
+    run_prefix: str = Field(description="models/<name>/runs/<run_id>/")
+    onnx_key: str
+    onnx_sha256: str
+    holdout_key: str = Field(description="Parquet of the held-out rows (features + target)")
+    signature_key: str
+    reference_profile_key: str
+    run_record_key: str
+    started_at: str
+    code_version: str
+
+
+class Criterion(Contract):
+    """One gate criterion and its outcome (MLflow `MetricThreshold` semantics)."""
+
+    metric: str
+    kind: Literal["threshold", "min_absolute_change", "min_relative_change"]
+    candidate: float | None
+    champion: float | None = None
+    bound: float
+    greater_is_better: bool
+    passed: bool
+    message: str
+
+
+class EvaluationResult(Contract):
+    """The evaluate stage's result (`$.evaluation`): candidate vs champion on held-out rows."""
+
+    run_id: str
+    metrics: dict[str, float]
+    champion_version: int | None = None
+    champion_metrics: dict[str, float] | None = None
+    criteria: list[Criterion]
+    passed: bool
+    failed: list[str] = Field(description="Messages of the failed criteria (for the alert)")
+    evaluation_key: str
+
+
+class ModelVersion(Contract):
+    """A registered model version (the register stage's result, `$.model`)."""
+
+    model_name: str
+    version: int
+    prefix: str = Field(description="models/<name>/<version>/")
+    onnx_key: str
+    onnx_sha256: str
+    run_id: str
+    data_version: str
+    data_versions: list[str]
+    metrics: dict[str, float]
+    created_at: str
+    model_card_key: str
+    promoted: bool
+    previous_version: int | None = None

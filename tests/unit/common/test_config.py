@@ -136,3 +136,27 @@ def test_broken_deployed_json_names_the_variable(monkeypatch: pytest.MonkeyPatch
 def test_config_round_trips_through_json() -> None:
     config = load_config(REPO / "mlops.toml")
     assert MlopsConfig.model_validate_json(config.to_json()) == config
+
+
+def test_estimator_defaults_per_task_and_must_fit_the_task(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, MINIMAL)).estimator == "linear_regression"
+    text = MINIMAL + '\n[model]\nestimator = "logistic_regression"\n'
+    with pytest.raises(ConfigError, match="not available for regression; choose one of"):
+        load_config(_write(tmp_path, text))
+
+
+def test_gate_uses_mlflow_metric_threshold_fields(tmp_path: Path) -> None:
+    text = MINIMAL + "\n[gate.metrics.rmse]\nthreshold = 10.0\nmin_relative_change = 0.05\n"
+    gate = load_config(_write(tmp_path, text)).gate
+    assert gate.metrics["rmse"].min_relative_change == 0.05
+    with pytest.raises(ConfigError, match="gate.metrics.rmse.min_absolute_change"):
+        load_config(_write(tmp_path, text + "min_absolute_change = -1\n"))
+
+
+def test_grid_search_is_kept_small(tmp_path: Path) -> None:
+    text = (
+        MINIMAL
+        + "\n[model.grid]\nalpha = [1, 2, 3, 4, 5, 6, 7, 8]\nfit_intercept = [1, 2, 3, 4, 5, 6, 7]\n"
+    )
+    with pytest.raises(ConfigError, match="56 combinations"):
+        load_config(_write(tmp_path, text))
