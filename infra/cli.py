@@ -12,6 +12,7 @@ from rich.table import Table
 
 from functions.common.config import ConfigError, load_config
 from infra.local.cli import app as local_app
+from infra.registry_cli import models_app, runs_app
 
 app = typer.Typer(
     name="mlops",
@@ -19,6 +20,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(local_app, name="local")
+app.add_typer(runs_app, name="runs")
+app.add_typer(models_app, name="models")
 config_app = typer.Typer(help="The pipeline config (mlops.toml).", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 console = Console()

@@ -1,9 +1,13 @@
 """`mlops demo`: the lifecycle on the local cloud, end to end, with nothing but this repo.
 
-Synthesizes the app, deploys it into the Docker-free local cloud, drops a realistic churn
-table and one bad file under `raw/<dataset>/`, waits for both pipeline executions and shows
-what happened: rows in and out, the dataset version, and the quarantine reason. Later stages
-(training, serving, drift) extend this script as they land.
+Synthesizes the app and deploys it into the Docker-free local cloud, then:
+1. drops a realistic churn table under `raw/<dataset>/`: ingested, trained, evaluated, gated
+   and promoted as version 1 (no champion yet);
+2. drops a bad file: quarantined with its reason, an alert sent;
+3. drops a table whose labels are scrambled: the candidate trained on everything so far is
+   judged against the champion on the same held-out rows and rejected by the gate.
+It prints what happened at each step and where the model card is. Later stages (serving,
+drift) extend this script as they land.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.panel import Panel
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from functions.common.config import MlopsConfig, load_config
+from functions.common.config import load_config
 from functions.ml import sample_data
 from infra.local import lambda_runtime
 from infra.local.cloud import REPO_ROOT, LocalCloud
@@ -28,17 +33,28 @@ from infra.local.synth import synthesize
 
 GOOD_FILE = "customers-2026-11.csv"
 BAD_FILE = "semicolon_separated.csv"
+SCRAMBLED_FILE = "customers-2026-12-scrambled.csv"
 
 
 @dataclass(frozen=True)
 class Drop:
+    label: str
     key: str
     body: bytes
-    expect: str  # SUCCEEDED or FAILED
+    expect: str
+    """The pipeline outcome the demo expects: promoted, quarantined or rejected."""
 
 
 class DemoFailed(RuntimeError):
     """An execution ended differently from what the demo expects."""
+
+
+def scrambled(rows: int, seed: int) -> bytes:
+    """Churn rows whose labels were shuffled: any model trained on them gets worse."""
+    frame = sample_data.churn_frame(rows, seed=seed, first_id=5_000_000)
+    rng = np.random.default_rng(seed)
+    frame[sample_data.TARGET] = rng.permutation(frame[sample_data.TARGET].to_numpy())
+    return sample_data.encode(frame)
 
 
 def run(
@@ -54,134 +70,155 @@ def run(
     state_dir = state_dir or REPO_ROOT / ".mlops" / "demo"
     prefix = f"raw/{config.dataset.name}/"
     good = sample_data.encode(sample_data.churn_frame(rows, seed=11))
-    drops = [
-        Drop(prefix + GOOD_FILE, good, "SUCCEEDED"),
-        Drop(prefix + BAD_FILE, sample_data.bad_files()[BAD_FILE], "FAILED"),
+    first = Drop("good data", prefix + GOOD_FILE, good, "promoted")
+    later = [
+        Drop("bad file", prefix + BAD_FILE, sample_data.bad_files()[BAD_FILE], "quarantined"),
+        Drop("scrambled labels", prefix + SCRAMBLED_FILE, scrambled(rows * 2, 12), "rejected"),
     ]
 
     # The demo shows results; function log lines go to their log groups and a file instead.
     lambda_runtime.SETTINGS.echo_function_output = False
     logging.getLogger("infra.local").setLevel(logging.ERROR)
-    function_log = state_dir / "function-logs.txt"
     progress = Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
     )
+    timings: dict[str, float] = {}
     with progress:
-        step = progress.add_task("Synthesizing the CDK app (cdk-nag included)", total=None)
-        started = time.monotonic()
-        synthesize(REPO_ROOT, cdk_out, {"commit": "demo"})
-        timings = {"synth_s": time.monotonic() - started}
-        progress.update(step, description="Synthesized", completed=1, total=1)
-
-        step = progress.add_task("Deploying the template into the local cloud", total=None)
+        with _step(progress, "Synthesizing the CDK app (cdk-nag included)", timings, "synth"):
+            synthesize(REPO_ROOT, cdk_out, {"commit": "demo"})
         started = time.monotonic()
         with LocalCloud.start(cdk_out=cdk_out, mode="inprocess", state_dir=state_dir) as cloud:
-            timings["deploy_s"] = time.monotonic() - started
-            progress.update(step, description="Deployed", completed=1, total=1)
-            step = progress.add_task(f"Dropping 2 files under {prefix}", total=None)
-            started = time.monotonic()
-            results = _drop_and_wait(cloud, drops)
-            timings["pipeline_s"] = time.monotonic() - started
-            progress.update(step, description="Both executions ended", completed=1, total=1)
-            summary = _summarise(cloud, config, drops, results)
-            _save_function_logs(cloud, function_log)
-    summary["function_logs"] = str(function_log.relative_to(REPO_ROOT))
+            timings["deploy"] = time.monotonic() - started
+            demo = _Demo(cloud, state_dir)
+            with _step(progress, f"Drop 1: {first.key} (ingest, train, gate)", timings, "first"):
+                outcomes = demo.drop([first])
+            label = "Drops 2 and 3: a bad file and scrambled labels"
+            with _step(progress, label, timings, "later"):
+                outcomes += demo.drop(later)
+            summary = demo.summarise(outcomes)
     summary["timings"] = {name: round(value, 1) for name, value in timings.items()}
     _show(console, summary)
-    for drop, result in zip(drops, results, strict=True):
-        if result["status"] != drop.expect:
-            raise DemoFailed(f"{drop.key}: expected {drop.expect}, got {result['status']}")
+    for outcome in outcomes:
+        if outcome["outcome"] != outcome["expect"]:
+            raise DemoFailed(
+                f"{outcome['key']}: expected {outcome['expect']}, got {outcome['outcome']} "
+                f"({outcome['status']}); see {summary['function_logs']}"
+            )
     return summary
 
 
-def _drop_and_wait(cloud: LocalCloud, drops: list[Drop]) -> list[dict[str, Any]]:
-    s3 = cloud.client("s3")
-    bucket = cloud.outputs["DataBucketName"]
-    names = []
-    for drop in drops:
-        put = s3.put_object(Bucket=bucket, Key=drop.key, Body=drop.body)
-        names.append(
-            cloud.execution_name_for_object(bucket, drop.key, put.get("VersionId"), put["ETag"])
-        )
-    return [cloud.wait_for_execution(name, timeout=300) for name in names]
+class _step:  # noqa: N801 - used as a context manager, reads like a statement
+    def __init__(self, progress: Progress, label: str, timings: dict[str, float], name: str):
+        self.progress, self.label, self.timings, self.name = progress, label, timings, name
+
+    def __enter__(self) -> None:
+        self.task = self.progress.add_task(self.label, total=None)
+        self.started = time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timings[self.name] = time.monotonic() - self.started
+        self.progress.update(self.task, completed=1, total=1)
 
 
-def _save_function_logs(cloud: LocalCloud, path: Path) -> None:
-    """Every function's log lines (as CloudWatch Logs has them) in one file."""
-    logs = cloud.client("logs")
-    lines: list[str] = []
-    groups = logs.get_paginator("describe_log_groups").paginate(logGroupNamePrefix="/aws/lambda/")
-    for page in groups:
-        for group in page["logGroups"]:
-            events = logs.get_paginator("filter_log_events").paginate(
-                logGroupName=group["logGroupName"]
+class _Demo:
+    def __init__(self, cloud: LocalCloud, state_dir: Path) -> None:
+        self.cloud = cloud
+        self.state_dir = state_dir
+        self.s3 = cloud.client("s3")
+        self.bucket = cloud.outputs["DataBucketName"]
+
+    def drop(self, drops: list[Drop]) -> list[dict[str, Any]]:
+        """Put the files, then wait for every execution they start."""
+        names = []
+        for drop in drops:
+            put = self.s3.put_object(Bucket=self.bucket, Key=drop.key, Body=drop.body)
+            names.append(
+                self.cloud.execution_name_for_object(
+                    self.bucket, drop.key, put.get("VersionId"), put["ETag"]
+                )
             )
-            lines.extend(e["message"] for events_page in events for e in events_page["events"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+        return [
+            self._outcome(drop, self.cloud.wait_for_execution(name, timeout=600))
+            for drop, name in zip(drops, names, strict=True)
+        ]
 
+    def _outcome(self, drop: Drop, described: dict[str, Any]) -> dict[str, Any]:
+        output = json.loads(described.get("output") or "{}")
+        outcome = {"label": drop.label, "key": drop.key, "expect": drop.expect}
+        outcome["status"] = described["status"]
+        if described["status"] == "FAILED":
+            reason_key = "quarantine/" + drop.key.removeprefix("raw/") + ".reason.json"
+            outcome["outcome"] = "quarantined" if self._exists(reason_key) else "failed"
+            if outcome["outcome"] == "quarantined":
+                outcome["reason"] = self._json(reason_key)
+                outcome["reason_key"] = reason_key
+            return outcome
+        outcome["outcome"] = output.get("status", "unknown")
+        outcome["output"] = output
+        dataset = output.get("dataset", {})
+        if "manifest_key" in dataset:
+            outcome["manifest"] = self._json(dataset["manifest_key"])
+        return outcome
 
-def _summarise(
-    cloud: LocalCloud, config: MlopsConfig, drops: list[Drop], results: list[dict[str, Any]]
-) -> dict[str, Any]:
-    s3 = cloud.client("s3")
-    bucket = cloud.outputs["DataBucketName"]
-    good, bad = results
-    dataset = json.loads(good.get("output", "{}")).get("dataset", {})
-    manifest = (
-        json.loads(s3.get_object(Bucket=bucket, Key=dataset["manifest_key"])["Body"].read())
-        if "manifest_key" in dataset
-        else {}
-    )
-    reason_key = "quarantine/" + drops[1].key.removeprefix("raw/") + ".reason.json"
-    reason = json.loads(s3.get_object(Bucket=bucket, Key=reason_key)["Body"].read())
-    return {
-        "dataset": config.dataset.name,
-        "good": {
-            "key": drops[0].key,
-            "status": good["status"],
-            "data_version": dataset.get("data_version"),
-            "rows_in": manifest.get("rows", {}).get("in"),
-            "rows_out": manifest.get("rows", {}).get("out"),
-            "cleaning": manifest.get("cleaning", {}),
-            "manifest_key": dataset.get("manifest_key"),
-        },
-        "bad": {
-            "key": drops[1].key,
-            "status": bad["status"],
-            "error": bad.get("error") or reason.get("error"),
-            "quarantine_reason": reason,
-            "reason_key": reason_key,
-        },
-        "alerts_sent": len(cloud.sent_notifications()),
-        "outputs": cloud.outputs,
-    }
+    def summarise(self, outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+        promoted = [o for o in outcomes if o["outcome"] == "promoted"]
+        card = None
+        if promoted:
+            model = promoted[-1]["output"]["model"]
+            card = self.state_dir / f"model_card_v{model['version']}.html"
+            card.write_bytes(
+                self.s3.get_object(Bucket=self.bucket, Key=model["model_card_key"])["Body"].read()
+            )
+        function_log = self.state_dir / "function-logs.txt"
+        self._save_function_logs(function_log)
+        return {
+            "outcomes": outcomes,
+            "model_card": str(card.relative_to(REPO_ROOT)) if card else None,
+            "alerts_sent": len(self.cloud.sent_notifications()),
+            "function_logs": str(function_log.relative_to(REPO_ROOT)),
+            "outputs": self.cloud.outputs,
+        }
+
+    def _exists(self, key: str) -> bool:
+        return bool(self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key).get("KeyCount"))
+
+    def _json(self, key: str) -> Any:
+        return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def _save_function_logs(self, path: Path) -> None:
+        """Every function's log lines (as CloudWatch Logs has them) in one file."""
+        logs = self.cloud.client("logs")
+        lines: list[str] = []
+        groups = logs.get_paginator("describe_log_groups").paginate(
+            logGroupNamePrefix="/aws/lambda/"
+        )
+        for page in groups:
+            for group in page["logGroups"]:
+                events = logs.get_paginator("filter_log_events").paginate(
+                    logGroupName=group["logGroupName"]
+                )
+                lines.extend(e["message"] for p in events for e in p["events"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
 
 
 def _show(console: Console, summary: dict[str, Any]) -> None:
-    good, bad = summary["good"], summary["bad"]
-    table = Table(title=f"Dataset {summary['dataset']!r}: what the pipeline did", show_lines=True)
+    table = Table(title="What the pipeline did with each drop", show_lines=True)
     table.add_column("drop", overflow="fold")
-    table.add_column("execution")
-    table.add_column("result", overflow="fold")
-    table.add_row(
-        good["key"],
-        _status(good["status"]),
-        f"data version [bold]{good['data_version']}[/bold]\n"
-        f"rows in {good['rows_in']} -> rows out {good['rows_out']}\n"
-        f"{_cleaning_line(good['cleaning'])}\n"
-        f"{good['manifest_key']}",
-    )
-    reason = bad["quarantine_reason"]
-    table.add_row(
-        bad["key"],
-        _status(bad["status"]),
-        f"{bad['error']}: [bold]{reason.get('code')}[/bold]\n{reason.get('message')}\n"
-        f"reason: {bad['reason_key']}",
-    )
+    table.add_column("outcome")
+    table.add_column("details", overflow="fold")
+    for outcome in summary["outcomes"]:
+        table.add_row(
+            f"{outcome['label']}\n{outcome['key']}", _colour(outcome["outcome"]), _details(outcome)
+        )
     console.print(table)
+    for outcome in summary["outcomes"]:
+        evaluation = outcome.get("output", {}).get("evaluation")
+        if evaluation:
+            console.print(_gate_table(outcome, evaluation))
     console.print(
         Panel.fit(
+            f"model card: {summary['model_card']} (open it in a browser)\n"
             f"alerts published to the SNS topic: {summary['alerts_sent']}\n"
             f"function logs: {summary['function_logs']}\n"
             f"timings (s): {summary['timings']}",
@@ -190,15 +227,60 @@ def _show(console: Console, summary: dict[str, Any]) -> None:
     )
 
 
-def _cleaning_line(cleaning: dict[str, Any]) -> str:
-    missing = sum(cleaning.get("missing_markers_replaced", {}).values())
-    dropped = ", ".join(cleaning.get("columns_dropped", [])) or "none"
-    return (
-        f"{cleaning.get('duplicate_rows_dropped', 0)} duplicate rows dropped, "
-        f"{missing} missing markers standardised, columns dropped: {dropped}"
+def _details(outcome: dict[str, Any]) -> str:
+    if outcome["outcome"] == "quarantined":
+        reason = outcome["reason"]
+        return (
+            f"{reason.get('error')}: [bold]{reason.get('code')}[/bold]\n{reason.get('message')}\n"
+            f"reason: {outcome['reason_key']}"
+        )
+    output = outcome.get("output", {})
+    lines = []
+    manifest = outcome.get("manifest")
+    if manifest:
+        rows, cleaning = manifest["rows"], manifest["cleaning"]
+        lines.append(
+            f"data version [bold]{manifest['data_version']}[/bold]: rows {rows['in']} -> "
+            f"{rows['out']} ({cleaning.get('duplicate_rows_dropped', 0)} duplicates dropped)"
+        )
+    training = output.get("training")
+    if training:
+        lines.append(
+            f"run {training['run_id']}: {training['estimator']} on "
+            f"{len(training['data_versions'])} version(s), {training['rows_train']} rows"
+        )
+    model = output.get("model")
+    if model:
+        lines.append(f"registered as version [bold]{model['version']}[/bold], alias production")
+    evaluation = output.get("evaluation")
+    if evaluation and not evaluation["passed"]:
+        lines.append("gate failed: " + "; ".join(evaluation["failed"]))
+    return "\n".join(lines)
+
+
+def _gate_table(outcome: dict[str, Any], evaluation: dict[str, Any]) -> Table:
+    champion = evaluation.get("champion_version")
+    title = f"{outcome['label']}: candidate vs " + (
+        f"champion v{champion}" if champion else "no champion yet"
     )
+    table = Table(title=title)
+    for column in ("criterion", "candidate", "champion", "bound", "result"):
+        table.add_column(column)
+    for criterion in evaluation["criteria"]:
+        table.add_row(
+            f"{criterion['metric']} ({criterion['kind']})",
+            _number(criterion["candidate"]),
+            _number(criterion.get("champion")),
+            _number(criterion["bound"]),
+            "[green]pass[/green]" if criterion["passed"] else "[red]fail[/red]",
+        )
+    return table
 
 
-def _status(status: str) -> str:
-    colour = "green" if status == "SUCCEEDED" else "red"
-    return f"[{colour}]{status}[/{colour}]"
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _colour(outcome: str) -> str:
+    colour = {"promoted": "green", "rejected": "yellow"}.get(outcome, "red")
+    return f"[{colour}]{outcome}[/{colour}]"

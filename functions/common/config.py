@@ -149,9 +149,9 @@ class MetricThreshold(_Section):
     threshold: float | None = None
     """Absolute bound: the candidate's value must be >= it (<= when lower is better)."""
     min_absolute_change: Annotated[float, Field(ge=0.0)] | None = None
-    """The candidate must beat the champion by more than this (absolute)."""
+    """The candidate must beat the champion by at least this (absolute; 0 = not worse)."""
     min_relative_change: Annotated[float, Field(ge=0.0)] | None = None
-    """The candidate must beat the champion by more than this fraction of its value."""
+    """The candidate must beat the champion by at least this fraction of its value."""
     greater_is_better: bool | None = None
     """Defaults from the metric (True for scores, False for losses/errors)."""
 

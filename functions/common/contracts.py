@@ -129,3 +129,50 @@ class ModelVersion(Contract):
     model_card_key: str
     promoted: bool
     previous_version: int | None = None
+
+
+class ExecutionInfo(Contract):
+    """The Step Functions execution, recorded into the state by its first step."""
+
+    id: str
+
+
+class PipelineState(BaseModel):
+    """The state the pipeline's stage tasks receive (the whole execution state). Ingest adds
+    `dataset`, train `training`, evaluate `evaluation`, register `model`; the trigger's own
+    fields (an EventBridge event, or `retrain`) stay alongside and are ignored here."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    execution: ExecutionInfo | None = None
+    dataset: DatasetRef | None = None
+    retrain: RetrainRequest | None = None
+    training: TrainingRun | None = None
+    evaluation: EvaluationResult | None = None
+
+
+class AliasState(Contract):
+    """Where a model's alias (e.g. "production") points now, and why it was last moved."""
+
+    model_name: str
+    alias: str
+    version: int
+    previous_version: int | None = Field(description="What the alias pointed to before")
+    updated_at: str
+    execution: str | None = Field(description="Who moved it: a pipeline execution or the CLI")
+    reason: str
+    revision: int = Field(description="Counts the alias's changes; history is kept per revision")
+
+
+class AliasChange(Contract):
+    """One move of an alias (a promotion or a rollback), as recorded in its history."""
+
+    model_name: str
+    alias: str
+    kind: Literal["promote", "rollback"]
+    from_version: int | None
+    to_version: int
+    at: str
+    reason: str
+    execution: str | None = None
+    revision: int

@@ -18,3 +18,42 @@ class ObjectNotFoundError(StorageError):
 
 class RegistryError(AdapterError):
     """A DynamoDB operation on the registry table failed."""
+
+
+class ModelRegistryError(Exception):
+    """A model registry request that cannot be done as asked. Unlike `RegistryError` (an AWS
+    call failed), retrying the same request does not help."""
+
+
+class RunNotFoundError(ModelRegistryError, LookupError):
+    """No training run with that id is recorded for the model."""
+
+
+class VersionNotFoundError(ModelRegistryError, LookupError):
+    """The model has no registered version with that number."""
+
+
+class VersionExistsError(ModelRegistryError):
+    """A version with that number is already registered; versions are never overwritten."""
+
+
+class StalePromotionError(ModelRegistryError):
+    """The alias no longer points where the promoter expected (another promotion or rollback
+    won the race); nothing was changed. `actual` is the version the alias points to now."""
+
+    def __init__(self, message: str, *, expected: int | None = None, actual: int | None = None):
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class NothingToRollBackError(ModelRegistryError):
+    """The alias has no earlier version in its history to go back to."""
+
+
+class EventPublishError(AdapterError):
+    """EventBridge did not accept an event (an AWS error or a failed entry)."""
+
+
+class ArtifactIntegrityError(Exception):
+    """A model artifact's bytes differ from the checksum recorded when it was trained."""

@@ -81,6 +81,16 @@ class ObjectStore:
         with _translated("put", bucket, key):
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=JSON_CONTENT_TYPE)
 
+    def put_bytes(
+        self, bucket: str, key: str, body: bytes, *, content_type: str = "application/octet-stream"
+    ) -> None:
+        with _translated("put", bucket, key):
+            self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        with _translated("get", bucket, key):
+            return bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
     def get_json(self, bucket: str, key: str) -> Any:
         with _translated("get", bucket, key):
             body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()

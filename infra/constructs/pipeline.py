@@ -1,12 +1,18 @@
-"""The pipeline: a raw drop (EventBridge, S3 Object Created under raw/) starts a Step Functions
-state machine: Ingest -> ... ; any failure -> Notify (SNS) -> Fail. Later issues add the
-train, evaluate, gate and register steps between Ingest and Done."""
+"""The pipeline: a raw drop (EventBridge, S3 Object Created under raw/) or a retrain request
+starts a Step Functions state machine:
+
+    Ingest -> Train -> Evaluate -> Gate passed? -> Register (+ promote) -> Promoted
+                                              \\-> Notify rejection -> Rejected
+    any task failure -> Notify -> Failed
+
+A retrain request (`{"retrain": {"data_version": ..., "reason": ...}}`) skips Ingest."""
 
 from __future__ import annotations
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
@@ -15,7 +21,14 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import DeployConfig
-from infra.constructs.data_lake import CURATED_PREFIX, QUARANTINE_PREFIX, RAW_PREFIX, DataLake
+from infra.constructs.data_lake import (
+    CURATED_PREFIX,
+    MODELS_PREFIX,
+    QUARANTINE_PREFIX,
+    RAW_PREFIX,
+    REPORTS_PREFIX,
+    DataLake,
+)
 from infra.constructs.registry import Registry
 from infra.constructs.stage_function import FunctionSpec, StageFunction, retention
 from infra.nag import acknowledge
@@ -23,6 +36,8 @@ from infra.nag import acknowledge
 # Raised by the ingest function while another delivery of the same object version is being
 # ingested (Powertools idempotency): waiting and retrying returns the first one's result.
 IDEMPOTENCY_IN_PROGRESS = "IdempotencyAlreadyInProgressError"
+# Raised by the adapters when an AWS call failed after boto3's own retries: nothing was
+# committed (manifests, registry items and aliases are written last), so a rerun is safe.
 TRANSIENT_ERRORS = ["StorageError", "RegistryError"]
 
 
@@ -38,68 +53,88 @@ class Pipeline(Construct):
         alerts: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
-        bucket = data_lake.bucket
-        base_environment = {
-            "DATA_BUCKET": bucket.bucket_name,
+        self._deploy = deploy
+        self._base_environment = {
+            "DATA_BUCKET": data_lake.bucket.bucket_name,
             "REGISTRY_TABLE": registry.table.table_name,
             "STAGE": deploy.stage,
             "CODE_VERSION": deploy.commit,
         }
-        ingest_config = deploy.config.ingest
-        self.ingest = StageFunction(
-            self,
-            "IngestFunction",
-            deploy=deploy,
-            base_environment=base_environment,
-            spec=FunctionSpec(
-                name="ingest",
-                handler="functions.ingest.handler.lambda_handler",
-                memory_mb=ingest_config.memory_mb,
-                timeout_seconds=ingest_config.timeout_seconds,
-                ephemeral_storage_mb=ingest_config.ephemeral_storage_mb,
-            ),
+        ingest, train = deploy.config.ingest, deploy.config.train
+        self.ingest = self._function(
+            "ingest", ingest.memory_mb, ingest.timeout_seconds, ingest.ephemeral_storage_mb
         )
-        role = self.ingest.role
-        data_lake.grant_read_objects(role, RAW_PREFIX)
-        data_lake.grant_write_objects(role, CURATED_PREFIX)
-        data_lake.grant_write_objects(role, QUARANTINE_PREFIX)
-        registry.table.grant_read_write_data(role)
+        self.train = self._function(
+            "train", train.memory_mb, train.timeout_seconds, train.ephemeral_storage_mb
+        )
+        self.evaluate = self._function("evaluate", 2048, 300, 1024)
+        self.register = self._function("register", 1024, 120, 512)
 
-        self.state_machine = self._state_machine(deploy, alerts)
+        data_lake.grant_read_objects(self.ingest.role, RAW_PREFIX)
+        data_lake.grant_write_objects(self.ingest.role, CURATED_PREFIX)
+        data_lake.grant_write_objects(self.ingest.role, QUARANTINE_PREFIX)
+        data_lake.grant_read_objects(self.train.role, CURATED_PREFIX)
+        for stage in (self.train, self.evaluate, self.register):
+            data_lake.grant_read_objects(stage.role, MODELS_PREFIX)
+            data_lake.grant_write_objects(stage.role, MODELS_PREFIX)
+        data_lake.grant_write_objects(self.register.role, REPORTS_PREFIX)
+        for stage in (self.ingest, self.train, self.evaluate, self.register):
+            registry.table.grant_read_write_data(stage.role)
+        events.EventBus.from_event_bus_name(self, "DefaultBus", "default").grant_put_events_to(
+            self.register.role
+        )
+
+        self.state_machine = self._state_machine(alerts)
         self.rule = self._trigger(data_lake)
 
-    def _state_machine(self, deploy: DeployConfig, alerts: sns.ITopic) -> sfn.StateMachine:
-        notify = tasks.SnsPublish(
+    def _function(
+        self, name: str, memory_mb: int, timeout_seconds: int, ephemeral_storage_mb: int
+    ) -> StageFunction:
+        return StageFunction(
             self,
-            "Notify",
-            topic=alerts,
-            subject=f"{deploy.stack_name}: pipeline failed",
-            message=sfn.TaskInput.from_object(
-                {
-                    "pipeline": deploy.stack_name,
-                    "execution": sfn.JsonPath.execution_id,
-                    "error": sfn.JsonPath.string_at("$.error.Error"),
-                    "cause": sfn.JsonPath.string_at("$.error.Cause"),
-                    "source": sfn.JsonPath.object_at("$.detail"),
-                }
+            f"{name.title()}Function",
+            deploy=self._deploy,
+            base_environment=self._base_environment,
+            spec=FunctionSpec(
+                name=name,
+                handler=f"functions.{name}.handler.lambda_handler",
+                memory_mb=memory_mb,
+                timeout_seconds=timeout_seconds,
+                ephemeral_storage_mb=ephemeral_storage_mb,
             ),
-            result_path=sfn.JsonPath.DISCARD,
         )
-        # A notification is safe to repeat, so any task failure of the publish is retried.
-        notify.add_retry(
-            errors=[sfn.Errors.TASKS_FAILED], interval=Duration.seconds(2), max_attempts=3
-        )
-        failed = sfn.Fail(self, "Failed", error_path="$.error.Error", cause_path="$.error.Cause")
-        on_failure = notify.next(failed)
 
-        ingest = tasks.LambdaInvoke(
+    def _task(
+        self, state: str, stage: StageFunction, result_path: str, comment: str
+    ) -> tasks.LambdaInvoke:
+        """A stage invocation: Lambda service errors and transient adapter errors retried,
+        bounded by the function's own timeout plus a margin."""
+        timeout = stage.function.timeout
+        seconds = (timeout.to_seconds() if timeout else 900) + 60
+        task = tasks.LambdaInvoke(
             self,
-            "Ingest",
-            lambda_function=self.ingest.function,
+            state,
+            lambda_function=stage.function,
             payload_response_only=True,
             retry_on_service_exceptions=True,
-            result_path="$.dataset",
-            comment="Validate, clean and version the dropped file (bad files: quarantine)",
+            result_path=result_path,
+            task_timeout=sfn.Timeout.duration(Duration.seconds(seconds)),
+            comment=comment,
+        )
+        task.add_retry(
+            errors=TRANSIENT_ERRORS, interval=Duration.seconds(10), backoff_rate=2, max_attempts=3
+        )
+        return task
+
+    def _state_machine(self, alerts: sns.ITopic) -> sfn.StateMachine:
+        deploy = self._deploy
+        on_failure = self._notify_failure(alerts)
+
+        ingest = self._task(
+            "Ingest",
+            self.ingest,
+            "$.dataset",
+            "Validate, clean and version the dropped file (bad files: quarantine)",
         )
         ingest.add_retry(
             errors=[IDEMPOTENCY_IN_PROGRESS],
@@ -107,26 +142,69 @@ class Pipeline(Construct):
             backoff_rate=2,
             max_attempts=6,
         )
-        # Raised by the adapters when an AWS call failed after boto3's own retries: nothing
-        # was committed (the manifest and registry item are written last), so a rerun is safe.
-        ingest.add_retry(
-            errors=TRANSIENT_ERRORS,
-            interval=Duration.seconds(10),
-            backoff_rate=2,
-            max_attempts=3,
+        train = self._task(
+            "Train",
+            self.train,
+            "$.training",
+            "Fit the configured estimator, export ONNX, check parity, profile the data",
         )
-        ingest.add_catch(on_failure, errors=[sfn.Errors.ALL], result_path="$.error")
+        evaluate = self._task(
+            "Evaluate",
+            self.evaluate,
+            "$.evaluation",
+            "Score candidate and champion on the held-out rows; apply the gate",
+        )
+        register = self._task(
+            "Register",
+            self.register,
+            "$.model",
+            "Register the model version, write its model card, promote alias production",
+        )
+        for task in (ingest, train, evaluate, register):
+            task.add_catch(on_failure, errors=[sfn.Errors.ALL], result_path="$.error")
 
+        promoted = sfn.Pass(
+            self, "Promoted", result=sfn.Result.from_string("promoted"), result_path="$.status"
+        ).next(sfn.Succeed(self, "Done"))
+        rejected = (
+            self._notify_rejection(alerts)
+            .next(
+                sfn.Pass(
+                    self,
+                    "Rejected",
+                    result=sfn.Result.from_string("rejected"),
+                    result_path="$.status",
+                )
+            )
+            .next(sfn.Succeed(self, "Not promoted"))
+        )
+        train.next(evaluate).next(
+            sfn.Choice(self, "Gate passed?")
+            .when(sfn.Condition.boolean_equals("$.evaluation.passed", True), register)
+            .otherwise(rejected)
+        )
+        register.next(promoted)
         # A folder marker (key ending in "/") is an event with nothing to ingest.
-        anything_ingested = (
+        ingest.next(
             sfn.Choice(self, "Anything ingested?")
             .when(
                 sfn.Condition.boolean_equals("$.dataset.ingested", False),
                 sfn.Succeed(self, "Nothing to ingest"),
             )
-            .otherwise(sfn.Succeed(self, "Done"))
+            .otherwise(train)
         )
-        definition = ingest.next(anything_ingested)
+        # Every stage sees which execution it runs in (run records, alias history).
+        definition = sfn.Pass(
+            self,
+            "Record execution",
+            parameters={"id": sfn.JsonPath.execution_id},
+            result_path="$.execution",
+        ).next(
+            sfn.Choice(self, "Retrain request?")
+            .when(sfn.Condition.is_present("$.retrain"), train)
+            .otherwise(ingest)
+        )
+
         log_group = logs.LogGroup(
             self,
             "ExecutionLogs",
@@ -145,22 +223,75 @@ class Pipeline(Construct):
             ),
             comment=f"{deploy.stack_name} lifecycle pipeline",
         )
+        self._acknowledge_state_machine_role(state_machine.role)
+        return state_machine
+
+    def _notify_failure(self, alerts: sns.ITopic) -> sfn.IChainable:
+        notify = tasks.SnsPublish(
+            self,
+            "Notify",
+            topic=alerts,
+            subject=f"{self._deploy.stack_name}: pipeline failed",
+            message=sfn.TaskInput.from_object(
+                {
+                    "pipeline": self._deploy.stack_name,
+                    "execution": sfn.JsonPath.execution_id,
+                    "error": sfn.JsonPath.string_at("$.error.Error"),
+                    "cause": sfn.JsonPath.string_at("$.error.Cause"),
+                    # The trigger: the S3 event of the drop, or the retrain request.
+                    "input": sfn.JsonPath.object_at("$$.Execution.Input"),
+                }
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        # A notification is safe to repeat, so any task failure of the publish is retried.
+        notify.add_retry(
+            errors=[sfn.Errors.TASKS_FAILED], interval=Duration.seconds(2), max_attempts=3
+        )
+        failed = sfn.Fail(self, "Failed", error_path="$.error.Error", cause_path="$.error.Cause")
+        return notify.next(failed)
+
+    def _notify_rejection(self, alerts: sns.ITopic) -> tasks.SnsPublish:
+        notify = tasks.SnsPublish(
+            self,
+            "Notify rejection",
+            topic=alerts,
+            subject=f"{self._deploy.stack_name}: candidate model rejected by the gate",
+            message=sfn.TaskInput.from_object(
+                {
+                    "pipeline": self._deploy.stack_name,
+                    "execution": sfn.JsonPath.execution_id,
+                    "decision": "rejected",
+                    "run_id": sfn.JsonPath.string_at("$.training.run_id"),
+                    "failed_criteria": sfn.JsonPath.list_at("$.evaluation.failed"),
+                    "metrics": sfn.JsonPath.object_at("$.evaluation.metrics"),
+                }
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        notify.add_retry(
+            errors=[sfn.Errors.TASKS_FAILED], interval=Duration.seconds(2), max_attempts=3
+        )
+        return notify
+
+    def _acknowledge_state_machine_role(self, role: iam.IRole) -> None:
         acknowledge(
-            state_machine.role,
+            role,
             "AwsSolutions-IAM5[Resource::*]",
             "X-Ray tracing (xray:PutTraceSegments and friends) and CloudWatch Logs delivery "
             "(logs:CreateLogDelivery and friends) support no resource-level permissions.",
         )
-        ingest_id = Stack.of(self).resolve(
-            Stack.of(self).get_logical_id(self.ingest.function.node.default_child)  # type: ignore[arg-type]
-        )
-        acknowledge(
-            state_machine.role,
-            f"AwsSolutions-IAM5[Resource::<{ingest_id}.Arn>:*]",
-            "Invoke is granted on the ingest function and its versions/aliases only (the "
-            "':*' suffix is the version qualifier CDK adds for LambdaInvoke).",
-        )
-        return state_machine
+        stack = Stack.of(self)
+        for stage in (self.ingest, self.train, self.evaluate, self.register):
+            function_id = stack.resolve(
+                stack.get_logical_id(stage.function.node.default_child)  # type: ignore[arg-type]
+            )
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
+                "Invoke is granted on this stage function and its versions/aliases only (the "
+                "':*' suffix is the version qualifier CDK adds for LambdaInvoke).",
+            )
 
     def _trigger(self, data_lake: DataLake) -> events.Rule:
         # Deliveries EventBridge cannot make (throttling, a deleted target) land here rather

@@ -5,6 +5,8 @@ Functions interpreter's JSONata evaluator and logs, and S3 bucket policies not e
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from infra.local import eventbridge, lambda_runtime, sfn_engine
 
@@ -22,6 +24,7 @@ def install() -> None:
         eventbridge.install()
         sfn_engine.install()
         _bucket_policies_not_enforced()
+        _dynamodb_serialized()
         _installed = True
 
 
@@ -37,3 +40,34 @@ def _bucket_policies_not_enforced() -> None:
         return PermissionResult.NEUTRAL
 
     FakeBucket.get_permission = get_permission  # type: ignore[method-assign,assignment]
+
+
+def _dynamodb_serialized() -> None:
+    """DynamoDB applies each write and each transaction atomically; moto's backend does not
+    under threads (a transaction snapshots and restores whole tables, so a concurrent request
+    can lose writes or fail with "dictionary changed size during iteration"). The local cloud
+    serves requests and runs executions on several threads: one lock around the backend's
+    item operations gives DynamoDB's guarantees."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in (
+        "get_item",
+        "put_item",
+        "update_item",
+        "delete_item",
+        "query",
+        "scan",
+        "transact_write_items",
+        "transact_get_items",
+        "batch_write_item",
+    ):
+        original = getattr(DynamoDBBackend, name, None)
+        if original is None:
+            continue
+
+        def locked(self: Any, *args: Any, _call: Callable[..., Any] = original, **kw: Any) -> Any:
+            with lock:
+                return _call(self, *args, **kw)
+
+        setattr(DynamoDBBackend, name, locked)

@@ -1,4 +1,5 @@
-"""`make demo` as a user runs it: a fresh synth, the local cloud, a good and a bad drop."""
+"""`make demo` as a user runs it: a fresh synth, the local cloud, three drops, and what
+happened to each (promoted, quarantined, rejected), with the model card on disk."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_demo_versions_the_good_drop_and_quarantines_the_bad_one() -> None:
+def test_demo_promotes_quarantines_and_rejects() -> None:
     env = {**os.environ, "COLUMNS": "200", "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
     result = subprocess.run(
         [sys.executable, "-m", "infra.cli", "demo", "--rows", "2000"],
@@ -21,16 +22,19 @@ def test_demo_versions_the_good_drop_and_quarantines_the_bad_one() -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "SUCCEEDED" in out and "FAILED" in out
-    assert "rows in 2000 -> rows out 1980" in out
+    assert "promoted" in out and "quarantined" in out and "rejected" in out
+    assert "rows 2000 -> 1980" in out
+    assert "registered as version 1" in out
     assert "wrong_delimiter" in out
-    assert "quarantine/churn/semicolon_separated.csv.reason.json" in out
-    assert "alerts published to the SNS topic: 1" in out
+    assert "candidate vs champion v1" in out
+    assert "gate failed: roc_auc" in out
     # Function log lines go to the log file, not over the demo's output.
     assert '"level":"INFO"' not in out
+    card = REPO_ROOT / ".mlops" / "demo" / "model_card_v1.html"
+    assert "<svg" in card.read_text()
     logs = (REPO_ROOT / ".mlops" / "demo" / "function-logs.txt").read_text()
     assert "Dataset version registered" in logs

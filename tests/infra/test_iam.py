@@ -71,3 +71,40 @@ def test_no_role_uses_a_managed_policy_except_cdks_own_notifications_handler(
     for logical_id, role in resources("AWS::IAM::Role").items():
         if role["Properties"].get("ManagedPolicyArns"):
             assert logical_id.startswith("BucketNotificationsHandler"), logical_id
+
+
+def _s3_prefixes(resources: Resources, role: str, action: str) -> set[str]:
+    statements = [s for s in _statements(resources, role) if action in _as_list(s["Action"])]
+    return set().union(*map(_object_prefixes, statements)) if statements else set()
+
+
+def test_training_stages_touch_only_the_prefixes_they_need(resources: Resources) -> None:
+    assert _s3_prefixes(resources, "PipelineTrainFunctionRole", "s3:GetObject") == {
+        "curated/*",
+        "models/*",
+    }
+    assert _s3_prefixes(resources, "PipelineTrainFunctionRole", "s3:PutObject") == {"models/*"}
+    assert _s3_prefixes(resources, "PipelineEvaluateFunctionRole", "s3:PutObject") == {"models/*"}
+    assert _s3_prefixes(resources, "PipelineRegisterFunctionRole", "s3:PutObject") == {
+        "models/*",
+        "reports/*",
+    }
+    for role in ("Train", "Evaluate", "Register"):
+        prefixes = _s3_prefixes(resources, f"Pipeline{role}FunctionRole", "s3:GetObject")
+        assert "raw/*" not in prefixes, f"{role} must not read raw data"
+
+
+def test_only_register_publishes_events_and_only_to_the_default_bus(
+    resources: Resources,
+) -> None:
+    for role in ("Ingest", "Train", "Evaluate", "Register"):
+        statements = [
+            s
+            for s in _statements(resources, f"Pipeline{role}FunctionRole")
+            if "events:PutEvents" in _as_list(s["Action"])
+        ]
+        if role != "Register":
+            assert not statements, f"{role} can publish events"
+            continue
+        (statement,) = statements
+        assert statement["Resource"]["Fn::Join"][1][-1] == ":event-bus/default"

@@ -39,9 +39,7 @@ def test_rule_starts_the_pipeline_for_objects_created_under_raw(
 def test_ingest_retries_lambda_service_errors_and_failures_notify_then_fail(
     resources: Resources,
 ) -> None:
-    definition = _definition(resources)
-    assert definition["StartAt"] == "Ingest"
-    states = definition["States"]
+    states = _definition(resources)["States"]
     ingest = states["Ingest"]
     retried = {error for retry in ingest["Retry"] for error in retry["ErrorEquals"]}
     assert {
@@ -66,7 +64,8 @@ def test_every_task_retries_and_is_caught(resources: Resources) -> None:
     for name, state in states.items():
         if state["Type"] == "Task":
             assert state.get("Retry"), f"task {name} has no retry"
-            if name != "Notify":
+            # The alert publishes themselves have nowhere better to report to.
+            if not state["Resource"].endswith(":states:::sns:publish"):
                 assert state.get("Catch"), f"task {name} failures would skip the alert"
 
 
@@ -80,23 +79,26 @@ def test_state_machine_logs_everything_and_traces(template: Template) -> None:
     )
 
 
-def test_ingest_runs_from_the_training_image_on_arm64(resources: Resources) -> None:
+def test_every_stage_runs_from_the_training_image_on_arm64(resources: Resources) -> None:
     functions = {
-        k: r
-        for k, r in resources("AWS::Lambda::Function").items()
+        r["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]: r["Properties"]
+        for r in resources("AWS::Lambda::Function").values()
         if r["Properties"].get("PackageType") == "Image"
     }
-    (ingest,) = functions.values()
-    props = ingest["Properties"]
-    assert props["Architectures"] == ["arm64"]
-    assert props["ImageConfig"]["Command"] == ["functions.ingest.handler.lambda_handler"]
-    assert props["TracingConfig"] == {"Mode": "Active"}
-    assert props["EphemeralStorage"]["Size"] >= 2048
-    env = props["Environment"]["Variables"]
-    assert env["CODE_VERSION"] == "abc123def456"
-    assert env["STAGE"] == "dev"
-    deployed = MlopsConfig.model_validate_json(env[CONFIG_JSON_ENV])
-    assert deployed == load_config("mlops.toml")
+    assert set(functions) == {"ingest", "train", "evaluate", "register"}
+    images = {props["Code"]["ImageUri"]["Fn::Sub"] for props in functions.values()}
+    assert len(images) == 1, "one training image serves every stage"
+    for stage, props in functions.items():
+        assert props["Architectures"] == ["arm64"]
+        assert props["ImageConfig"]["Command"] == [f"functions.{stage}.handler.lambda_handler"]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        env = props["Environment"]["Variables"]
+        assert env["CODE_VERSION"] == "abc123def456"
+        assert env["STAGE"] == "dev"
+        deployed = MlopsConfig.model_validate_json(env[CONFIG_JSON_ENV])
+        assert deployed == load_config("mlops.toml")
+    assert functions["ingest"]["EphemeralStorage"]["Size"] >= 2048
+    assert functions["train"]["Timeout"] == 900
 
 
 def test_registry_table_has_keys_ttl_pitr_and_encryption(template: Template) -> None:
@@ -149,4 +151,50 @@ def test_an_event_with_nothing_to_ingest_ends_the_pipeline_quietly(resources: Re
         "Next": "Nothing to ingest",
     }
     assert states["Nothing to ingest"]["Type"] == "Succeed"
-    assert choice["Default"] == "Done"
+    assert choice["Default"] == "Train"
+
+
+def test_lifecycle_order_ingest_train_evaluate_gate_register(resources: Resources) -> None:
+    definition = _definition(resources)
+    states = definition["States"]
+    first = states[definition["StartAt"]]
+    assert first["Parameters"] == {"id.$": "$$.Execution.Id"}
+    assert first["ResultPath"] == "$.execution"
+    start = states[first["Next"]]
+    assert start["Type"] == "Choice"
+    (retrain,) = start["Choices"]
+    assert retrain == {"Variable": "$.retrain", "IsPresent": True, "Next": "Train"}
+    assert start["Default"] == "Ingest"
+    assert states["Train"]["Next"] == "Evaluate"
+    assert states["Evaluate"]["Next"] == "Gate passed?"
+    gate = states["Gate passed?"]
+    (passed,) = gate["Choices"]
+    assert passed == {"Variable": "$.evaluation.passed", "BooleanEquals": True, "Next": "Register"}
+    assert gate["Default"] == "Notify rejection"
+    assert states["Register"]["Next"] == "Promoted"
+    for name, path in [
+        ("Ingest", "$.dataset"),
+        ("Train", "$.training"),
+        ("Evaluate", "$.evaluation"),
+        ("Register", "$.model"),
+    ]:
+        assert states[name]["ResultPath"] == path
+        assert states[name]["TimeoutSeconds"] > 0, f"{name} has no task timeout"
+
+
+def test_a_rejected_candidate_ends_successfully_as_rejected_after_an_alert(
+    resources: Resources,
+) -> None:
+    states = _definition(resources)["States"]
+    notify = states["Notify rejection"]
+    assert notify["Resource"].endswith(":states:::sns:publish")
+    assert notify["Parameters"]["Message"]["failed_criteria.$"] == "$.evaluation.failed"
+    assert notify["Next"] == "Rejected"
+    assert states["Rejected"] == {
+        "Type": "Pass",
+        "Result": "rejected",
+        "ResultPath": "$.status",
+        "Next": "Not promoted",
+    }
+    assert states["Not promoted"]["Type"] == "Succeed"
+    assert states["Promoted"]["Result"] == "promoted"

@@ -156,7 +156,8 @@ def test_gate_uses_mlflow_metric_threshold_fields(tmp_path: Path) -> None:
 def test_grid_search_is_kept_small(tmp_path: Path) -> None:
     text = (
         MINIMAL
-        + "\n[model.grid]\nalpha = [1, 2, 3, 4, 5, 6, 7, 8]\nfit_intercept = [1, 2, 3, 4, 5, 6, 7]\n"
+        + "\n[model.grid]\nalpha = [1, 2, 3, 4, 5, 6, 7, 8]\n"
+        + "fit_intercept = [1, 2, 3, 4, 5, 6, 7]\n"
     )
     with pytest.raises(ConfigError, match="56 combinations"):
         load_config(_write(tmp_path, text))

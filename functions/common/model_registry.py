@@ -1,0 +1,498 @@
+"""DynamoDB adapter for the registry table, model side (the dataset side is `registry.py`):
+
+- training run: pk=`RUNS#<model>`, sk=`RUN#<run_id>`; run ids sort by time, so a reverse query
+  lists the newest first. Every field of the run record is a top-level attribute.
+- model version: pk=`MODEL#<model>`, sk=`VERSION#<version, 8 digits>`; written once
+  (conditional put), never overwritten.
+- version counter: pk=`MODEL#<model>`, sk=`COUNTER`; an atomic ADD hands out 1, 2, ... and a
+  number is never handed out twice, even when a registration that took it failed.
+- alias: pk=`MODEL#<model>`, sk=`ALIAS#<alias>`; the version it points to and a `revision`
+  that counts its moves.
+- alias history: pk=`MODEL#<model>`, sk=`HISTORY#<alias>#<revision, 8 digits>`; one item per
+  move, in the order the moves happened (a revision number, not a clock, orders them).
+
+A move of an alias is one TransactWriteItems: the version must exist (and is marked promoted),
+the alias must still be where the caller saw it, and the history item is new. Either all three
+writes happen or none does; a caller that lost a race gets `StalePromotionError`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from functions.common import aws
+from functions.common.contracts import AliasChange, AliasState, ModelVersion
+from functions.common.errors import (
+    ModelRegistryError,
+    NothingToRollBackError,
+    RegistryError,
+    RunNotFoundError,
+    StalePromotionError,
+    VersionExistsError,
+    VersionNotFoundError,
+)
+
+PRODUCTION = "production"
+RUN_PREFIX = "RUN#"
+VERSION_PREFIX = "VERSION#"
+COUNTER_SORT_KEY = "COUNTER"
+ALIAS_PREFIX = "ALIAS#"
+HISTORY_PREFIX = "HISTORY#"
+_KEY_ATTRIBUTES = frozenset({"pk", "sk", "kind"})
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+_TRANSACTION_CANCELED = "TransactionCanceledException"
+_LOST_RACE = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+_MOVE_ATTEMPTS = 5
+_LARGEST, _SMALLEST = 1e125, 1e-130
+_EXACT_INTEGERS = 2**53
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def runs_key(model: str) -> str:
+    return f"RUNS#{model}"
+
+
+def model_key(model: str) -> str:
+    return f"MODEL#{model}"
+
+
+def version_sort_key(version: int) -> str:
+    return f"{VERSION_PREFIX}{version:08d}"
+
+
+def history_sort_key(alias: str, revision: int) -> str:
+    return f"{HISTORY_PREFIX}{alias}#{revision:08d}"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _ConditionFailed(Exception):
+    """A conditional write or a transaction was refused; `reasons` has one code per item of a
+    transaction ("None" for the items that were fine)."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__(", ".join(reasons))
+        self.reasons = reasons
+
+
+@contextmanager
+def _translated(operation: str, table: str) -> Iterator[None]:
+    try:
+        yield
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
+        if code == _CONDITION_FAILED:
+            raise _ConditionFailed([code]) from exc
+        if code == _TRANSACTION_CANCELED:
+            reasons = [
+                str(reason.get("Code", "None"))
+                for reason in exc.response.get("CancellationReasons", [])
+            ]
+            if all(reason == "None" or reason in _LOST_RACE for reason in reasons):
+                raise _ConditionFailed(reasons) from exc
+        raise RegistryError(f"{operation} on table {table} failed: {code}: {exc}") from exc
+
+
+def _storable(value: Any) -> Any:
+    """JSON-like data as DynamoDB accepts it: floats become Decimals, except the ones DynamoDB
+    cannot hold (NaN, infinities and beyond 1e125 become null; below 1e-130, zero); numpy
+    scalars become numbers, tuples lists."""
+    if isinstance(value, bool | str | Decimal) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if not math.isfinite(number) or abs(number) >= _LARGEST:
+            return None
+        return Decimal(repr(number)) if abs(number) >= _SMALLEST else Decimal(0)
+    if isinstance(value, Mapping):
+        return {str(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(item) for item in value]
+    return str(value)
+
+
+def _plain(value: Any) -> Any:
+    """The inverse of `_storable`: Decimals back to int (whole numbers that a float holds
+    exactly) or float. DynamoDB keeps no difference between 1 and 1.0: 1.0 comes back as 1."""
+    if isinstance(value, Decimal):
+        whole = value == value.to_integral_value() and abs(value) < _EXACT_INTEGERS
+        return int(value) if whole else float(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _attributes(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _serializer.serialize(_storable(value)) for name, value in fields.items()}
+
+
+def _fields(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        name: _plain(_deserializer.deserialize(value))
+        for name, value in item.items()
+        if name not in _KEY_ATTRIBUTES
+    }
+
+
+def _key(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def _alias_state(fields: Mapping[str, Any]) -> AliasState:
+    return AliasState.model_validate({k: fields.get(k) for k in AliasState.model_fields})
+
+
+def _alias_change(fields: Mapping[str, Any]) -> AliasChange:
+    return AliasChange.model_validate(
+        {**{k: fields.get(k) for k in AliasChange.model_fields}, "kind": fields["change"]}
+    )
+
+
+class ModelRegistry:
+    """Training runs, model versions and aliases of one registry table; the client is created
+    on first use unless one is passed in."""
+
+    def __init__(self, table_name: str, dynamodb: Any | None = None) -> None:
+        self.table_name = table_name
+        self._dynamodb = dynamodb
+
+    @property
+    def dynamodb(self) -> Any:
+        if self._dynamodb is None:
+            self._dynamodb = aws.client("dynamodb")
+        return self._dynamodb
+
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        with _translated("get_item", self.table_name):
+            response = self.dynamodb.get_item(
+                TableName=self.table_name, Key=_key(pk, sk), ConsistentRead=True
+            )
+        item = response.get("Item")
+        return _fields(item) if item else None
+
+    def _query(
+        self, pk: str, prefix: str, *, newest_first: bool = False, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": prefix}},
+            "ConsistentRead": True,
+            "ScanIndexForward": not newest_first,
+        }
+        found: list[dict[str, Any]] = []
+        while limit is None or len(found) < limit:
+            if limit is not None:
+                query["Limit"] = limit - len(found)
+            with _translated("query", self.table_name):
+                page = self.dynamodb.query(**query)
+            found.extend(_fields(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return found
+
+    # Training runs
+
+    def put_run(self, run: Mapping[str, Any]) -> None:
+        """Record a training run (`run_id` and `model_name` are required; any other JSON-like
+        fields are kept as given). Writing the same run id again replaces the record."""
+        run_id, model = run.get("run_id"), run.get("model_name")
+        if not run_id or not model:
+            raise ValueError("a run record needs `run_id` and `model_name`")
+        fields = {name: value for name, value in run.items() if name not in _KEY_ATTRIBUTES}
+        item = {
+            **_key(runs_key(model), RUN_PREFIX + run_id),
+            "kind": {"S": "training_run"},
+            **_attributes(fields),
+        }
+        with _translated("put_item", self.table_name):
+            self.dynamodb.put_item(TableName=self.table_name, Item=item)
+
+    def update_run(self, model: str, run_id: str, **fields: Any) -> None:
+        """Set `fields` on a recorded run (others are kept); `updated_at` is set too.
+
+        Raises:
+            RunNotFoundError: no run `run_id` is recorded for `model`.
+        """
+        reserved = (_KEY_ATTRIBUTES | {"run_id", "model_name"}) & fields.keys()
+        if reserved:
+            raise ValueError(f"cannot update key fields of a run: {sorted(reserved)}")
+        fields.setdefault("updated_at", now())
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values = _attributes({f":v{i}": value for i, value in enumerate(fields.values())})
+        assignments = ", ".join(f"#f{i} = :v{i}" for i in range(len(names)))
+        try:
+            with _translated("update_item", self.table_name):
+                self.dynamodb.update_item(
+                    TableName=self.table_name,
+                    Key=_key(runs_key(model), RUN_PREFIX + run_id),
+                    UpdateExpression=f"SET {assignments}",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+        except _ConditionFailed:
+            raise RunNotFoundError(f"no training run {run_id} is recorded for {model}") from None
+
+    def get_run(self, model: str, run_id: str) -> dict[str, Any] | None:
+        return self._get(runs_key(model), RUN_PREFIX + run_id)
+
+    def list_runs(self, model: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The `limit` newest runs of `model`, newest first."""
+        return self._query(runs_key(model), RUN_PREFIX, newest_first=True, limit=limit)
+
+    # Versions
+
+    def allocate_version(self, model: str) -> int:
+        """The next version number of `model` (1, 2, ...); atomic, never handed out twice."""
+        with _translated("update_item", self.table_name):
+            response = self.dynamodb.update_item(
+                TableName=self.table_name,
+                Key=_key(model_key(model), COUNTER_SORT_KEY),
+                UpdateExpression="SET #kind = :kind ADD last_version :one",
+                ExpressionAttributeNames={"#kind": "kind"},
+                ExpressionAttributeValues={":one": {"N": "1"}, ":kind": {"S": "version_counter"}},
+                ReturnValues="UPDATED_NEW",
+            )
+        return int(response["Attributes"]["last_version"]["N"])
+
+    def put_version(self, version: ModelVersion) -> None:
+        """Register `version` once.
+
+        Raises:
+            VersionExistsError: that version number is already registered (nothing written).
+        """
+        item = {
+            **_key(model_key(version.model_name), version_sort_key(version.version)),
+            "kind": {"S": "model_version"},
+            **_attributes(version.model_dump(mode="json")),
+        }
+        try:
+            with _translated("put_item", self.table_name):
+                self.dynamodb.put_item(
+                    TableName=self.table_name,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+        except _ConditionFailed:
+            raise VersionExistsError(
+                f"version {version.version} of {version.model_name} is already registered"
+            ) from None
+
+    def get_version(self, model: str, version: int) -> ModelVersion | None:
+        fields = self._get(model_key(model), version_sort_key(version))
+        return _model_version(fields) if fields else None
+
+    def list_versions(self, model: str) -> list[ModelVersion]:
+        """Every registered version of `model`, oldest (1) first."""
+        return [_model_version(f) for f in self._query(model_key(model), VERSION_PREFIX)]
+
+    # Aliases
+
+    def get_alias(self, model: str, alias: str = PRODUCTION) -> AliasState | None:
+        fields = self._get(model_key(model), ALIAS_PREFIX + alias)
+        return _alias_state(fields) if fields else None
+
+    def history(self, model: str, alias: str = PRODUCTION) -> list[AliasChange]:
+        """Every move of the alias, oldest first."""
+        items = self._query(model_key(model), f"{HISTORY_PREFIX}{alias}#")
+        return [_alias_change(fields) for fields in items]
+
+    def promote(
+        self,
+        model: str,
+        version: int,
+        *,
+        expected_current: int | None,
+        reason: str,
+        execution: str | None = None,
+        alias: str = PRODUCTION,
+    ) -> AliasChange:
+        """Point `alias` at `version`, if it still points at `expected_current` (None: the
+        alias does not exist yet); the move is recorded in the alias's history.
+
+        Raises:
+            StalePromotionError: the alias points elsewhere (`.actual`); nothing changed.
+            VersionNotFoundError: `version` is not registered; nothing changed.
+            ModelRegistryError: `version` is what the alias points to already.
+        """
+        return self._move(model, alias, version, expected_current, reason, execution, "promote")
+
+    def rollback(
+        self,
+        model: str,
+        *,
+        reason: str,
+        execution: str | None = None,
+        alias: str = PRODUCTION,
+    ) -> AliasChange:
+        """Point `alias` back at the version it pointed to before the current one. History is a
+        stack: promotions push, rollbacks pop, so rolling back twice after promoting 1, 2, 3
+        lands on 1.
+
+        Raises:
+            NothingToRollBackError: the alias does not exist or has no earlier version.
+            StalePromotionError: the alias moved while rolling back; nothing changed.
+        """
+        state = self.get_alias(model, alias)
+        if state is None:
+            raise NothingToRollBackError(f"{model} has no {alias} version to roll back from")
+        lineage = _lineage(self.history(model, alias))
+        if len(lineage) < 2 or lineage[-1] != state.version:
+            raise NothingToRollBackError(
+                f"{alias} of {model} is version {state.version} and has no earlier version "
+                "in its history to roll back to"
+            )
+        return self._move(model, alias, lineage[-2], state.version, reason, execution, "rollback")
+
+    def _move(
+        self,
+        model: str,
+        alias: str,
+        version: int,
+        expected: int | None,
+        reason: str,
+        execution: str | None,
+        kind: Literal["promote", "rollback"],
+    ) -> AliasChange:
+        for _ in range(_MOVE_ATTEMPTS):
+            state = self.get_alias(model, alias)
+            actual = state.version if state else None
+            if actual != expected:
+                raise _stale(model, alias, expected, actual)
+            if actual == version:
+                raise ModelRegistryError(f"version {version} of {model} is already {alias}")
+            change = AliasChange(
+                model_name=model,
+                alias=alias,
+                kind=kind,
+                from_version=actual,
+                to_version=version,
+                at=now(),
+                reason=reason,
+                execution=execution,
+                revision=(state.revision if state else 0) + 1,
+            )
+            try:
+                with _translated("transact_write_items", self.table_name):
+                    self.dynamodb.transact_write_items(
+                        TransactItems=self._move_items(change, state)
+                    )
+            except _ConditionFailed as failed:
+                if failed.reasons and failed.reasons[0] == "ConditionalCheckFailed":
+                    raise VersionNotFoundError(
+                        f"{model} has no registered version {version}"
+                    ) from None
+                # The alias moved after it was read. If it is still where the caller expects
+                # it (moved away and back), the expectation holds: try again.
+                continue
+            return change
+        state = self.get_alias(model, alias)
+        raise _stale(model, alias, expected, state.version if state else None)
+
+    def _move_items(self, change: AliasChange, state: AliasState | None) -> list[dict[str, Any]]:
+        pk = model_key(change.model_name)
+        alias_item = {
+            **_key(pk, ALIAS_PREFIX + change.alias),
+            "kind": {"S": "alias"},
+            **_attributes(
+                AliasState(
+                    model_name=change.model_name,
+                    alias=change.alias,
+                    version=change.to_version,
+                    previous_version=change.from_version,
+                    updated_at=change.at,
+                    execution=change.execution,
+                    reason=change.reason,
+                    revision=change.revision,
+                ).model_dump(mode="json")
+            ),
+            "change": {"S": change.kind},
+        }
+        if state is None:
+            alias_write: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            alias_write = {
+                "ConditionExpression": "#version = :expected AND #revision = :revision",
+                "ExpressionAttributeNames": {"#version": "version", "#revision": "revision"},
+                "ExpressionAttributeValues": {
+                    ":expected": {"N": str(state.version)},
+                    ":revision": {"N": str(state.revision)},
+                },
+            }
+        history = change.model_dump(mode="json", exclude={"kind"})
+        return [
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": _key(pk, version_sort_key(change.to_version)),
+                    "UpdateExpression": "SET promoted = :true, previous_version = :previous, "
+                    "promoted_at = :at",
+                    "ConditionExpression": "attribute_exists(pk)",
+                    "ExpressionAttributeValues": _attributes(
+                        {":true": True, ":previous": change.from_version, ":at": change.at}
+                    ),
+                }
+            },
+            {"Put": {"TableName": self.table_name, "Item": alias_item, **alias_write}},
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": {
+                        **_key(pk, history_sort_key(change.alias, change.revision)),
+                        "kind": {"S": "alias_change"},
+                        **_attributes({**history, "change": change.kind}),
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+        ]
+
+
+def _model_version(fields: Mapping[str, Any]) -> ModelVersion:
+    return ModelVersion.model_validate(
+        {name: fields[name] for name in ModelVersion.model_fields if name in fields}
+    )
+
+
+def _lineage(changes: list[AliasChange]) -> list[int]:
+    """The alias's versions as a stack: a promotion pushes, a rollback pops."""
+    stack: list[int] = []
+    for change in changes:
+        if change.kind == "rollback" and stack:
+            stack.pop()
+            if not stack or stack[-1] != change.to_version:
+                stack.append(change.to_version)
+        else:
+            stack.append(change.to_version)
+    return stack
+
+
+def _stale(model: str, alias: str, expected: int | None, actual: int | None) -> StalePromotionError:
+    def describe(version: int | None) -> str:
+        return f"version {version}" if version is not None else "no version"
+
+    return StalePromotionError(
+        f"{alias} of {model} is {describe(actual)}, not {describe(expected)} as expected: "
+        "another promotion or rollback changed it first; nothing was changed",
+        expected=expected,
+        actual=actual,
+    )

@@ -1,0 +1,147 @@
+"""Evaluate orchestration: load the run's held-out rows and candidate ONNX model (checked
+against the sha256 recorded at training), load the champion behind alias `production`
+(checked against its registered sha256), score both through onnxruntime, apply the gate and
+write `evaluation.json` beside the run's artifacts."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import pandas as pd
+from aws_lambda_powertools.metrics import MetricUnit
+
+from functions.common.config import Task, deployed_config
+from functions.common.contracts import EvaluationResult, ModelVersion, PipelineState, TrainingRun
+from functions.common.errors import ArtifactIntegrityError
+from functions.common.model_registry import ModelRegistry
+from functions.common.observability import logger, metrics
+from functions.common.settings import stage_settings
+from functions.common.storage import ObjectStore
+from functions.ml.features import target_array
+from functions.ml.gate import apply_gate
+from functions.ml.metrics import Evaluation, evaluate_predictions
+from functions.ml.onnx_model import OnnxModel, Signature
+
+EVALUATION_FILE = "evaluation.json"
+
+
+class MissingTrainingRunError(ValueError):
+    """The evaluate stage was invoked without a training run in the pipeline state."""
+
+
+def evaluate(state: PipelineState) -> EvaluationResult:
+    if state.training is None:
+        raise MissingTrainingRunError("the pipeline state has no `training` to evaluate")
+    settings = stage_settings()
+    config = deployed_config()
+    registry = ModelRegistry(settings.registry_table)
+    scorer = Scorer(ObjectStore(), settings.data_bucket)
+    training = state.training
+    logger.append_keys(run_id=training.run_id)
+
+    holdout = scorer.holdout(training)
+    candidate_model = scorer.model(training.onnx_key, training.signature_key, training.onnx_sha256)
+    candidate = scorer.score(candidate_model, holdout)
+
+    champion_version = _champion(registry, training.model_name)
+    champion = None
+    if champion_version is not None:
+        champion_model = scorer.model(
+            champion_version.onnx_key,
+            champion_version.prefix + "signature.json",
+            champion_version.onnx_sha256,
+        )
+        champion = scorer.score(champion_model, holdout)
+
+    classes = candidate_model.signature.classes or []
+    passed, criteria = apply_gate(
+        candidate=candidate.metrics,
+        champion=champion.metrics if champion else None,
+        gate=config.gate,
+        task=Task(training.task),
+        n_classes=len(classes),
+    )
+    result = EvaluationResult(
+        run_id=training.run_id,
+        metrics=candidate.metrics,
+        champion_version=champion_version.version if champion_version else None,
+        champion_metrics=champion.metrics if champion else None,
+        criteria=criteria,
+        passed=passed,
+        failed=[c.message for c in criteria if not c.passed],
+        evaluation_key=training.run_prefix + EVALUATION_FILE,
+    )
+    scorer.store.put_json(
+        settings.data_bucket,
+        result.evaluation_key,
+        {
+            "result": result.model_dump(mode="json"),
+            "candidate": candidate.to_dict(),
+            "champion": champion.to_dict() if champion else None,
+        },
+    )
+    registry.update_run(
+        training.model_name,
+        training.run_id,
+        status="evaluated",
+        metrics=candidate.metrics,
+        champion_version=result.champion_version,
+        champion_metrics=result.champion_metrics,
+        gate_passed=passed,
+        gate_failed=result.failed,
+    )
+    metrics.add_metric(
+        name="CandidatesPassed" if passed else "CandidatesRejected",
+        unit=MetricUnit.Count,
+        value=1,
+    )
+    logger.info(
+        "Candidate evaluated",
+        extra={"passed": passed, "metrics": candidate.metrics, "failed": result.failed},
+    )
+    return result
+
+
+def _champion(registry: ModelRegistry, model_name: str) -> ModelVersion | None:
+    alias = registry.get_alias(model_name)
+    if alias is None:
+        return None
+    return registry.get_version(model_name, alias.version)
+
+
+class Scorer:
+    """Loads held-out rows and ONNX models from the data bucket and scores them."""
+
+    def __init__(self, store: ObjectStore, bucket: str) -> None:
+        self.store = store
+        self.bucket = bucket
+
+    def holdout(self, training: TrainingRun) -> pd.DataFrame:
+        with TemporaryDirectory(prefix="evaluate-") as tmp:
+            local = self.store.download(self.bucket, training.holdout_key, Path(tmp) / "h.parquet")
+            return pd.read_parquet(local)
+
+    def model(self, onnx_key: str, signature_key: str, sha256: str) -> OnnxModel:
+        """The ONNX model at `onnx_key`, refused if its bytes do not match `sha256`."""
+        onnx_bytes = self.store.get_bytes(self.bucket, onnx_key)
+        actual = hashlib.sha256(onnx_bytes).hexdigest()
+        if actual != sha256:
+            raise ArtifactIntegrityError(
+                f"s3://{self.bucket}/{onnx_key} has sha256 {actual}, expected {sha256}: "
+                "the model file changed after it was recorded; refusing to score it"
+            )
+        signature = Signature.from_dict(self.store.get_json(self.bucket, signature_key))
+        return OnnxModel(onnx_bytes, signature)
+
+    def score(self, model: OnnxModel, holdout: pd.DataFrame) -> Evaluation:
+        signature = model.signature
+        prediction = model.predict(holdout)
+        return evaluate_predictions(
+            task=Task(signature.task),
+            y_true=target_array(holdout, signature.target, Task(signature.task)),
+            labels=prediction.labels,
+            probabilities=prediction.probabilities,
+            classes=signature.classes,
+        )

@@ -1,0 +1,253 @@
+"""Train orchestration: resolve the training set from the dataset registry (`[dataset] mode`),
+load the curated Parquet, split, fit, export ONNX, check parity, profile, and write the run's
+artifacts and its record. The run record is written last: a run that failed midway leaves
+only unreferenced files under its own prefix."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import pandas as pd
+from aws_lambda_powertools.metrics import MetricUnit
+
+from functions.common.config import DatasetMode, FeatureType, MlopsConfig, Task, deployed_config
+from functions.common.contracts import DatasetRef, PipelineState, TrainingRun
+from functions.common.errors import ModelRegistryError
+from functions.common.model_registry import ModelRegistry
+from functions.common.observability import logger, metrics
+from functions.common.registry import DatasetRegistry
+from functions.common.settings import stage_settings
+from functions.common.storage import ObjectStore
+from functions.ml.onnx_model import OnnxModel, check_parity, export_onnx
+from functions.ml.reference_profile import reference_profile
+from functions.ml.training import fit_model, split_dataset
+
+MODELS_PREFIX = "models/"
+LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "pyarrow")
+
+
+class DataVersionNotFoundError(ModelRegistryError, LookupError):
+    """The requested dataset version is not registered (or no version exists yet)."""
+
+
+@dataclass
+class Stopwatch:
+    durations: dict[str, float] = field(default_factory=dict)
+
+    def lap(self, name: str, started: float) -> float:
+        now = time.perf_counter()
+        self.durations[name] = round(now - started, 4)
+        return now
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def training_versions(
+    versions: list[DatasetRef], mode: DatasetMode, data_version: str | None
+) -> tuple[DatasetRef, list[DatasetRef]]:
+    """The version that triggered the run and the versions the training set is made of:
+    `append` takes every version up to and including the trigger, `replace` only the
+    trigger. Without a data version, the trigger is the newest version."""
+    if not versions:
+        raise DataVersionNotFoundError("no dataset version is registered yet: drop a file first")
+    if data_version is None:
+        trigger = versions[-1]
+    else:
+        found = [v for v in versions if v.data_version == data_version]
+        if not found:
+            known = ", ".join(v.data_version for v in versions[-5:])
+            raise DataVersionNotFoundError(
+                f"dataset version {data_version!r} is not registered (latest: {known})"
+            )
+        trigger = found[0]
+    if mode is DatasetMode.REPLACE:
+        return trigger, [trigger]
+    cutoff = (trigger.created_at, trigger.data_version)
+    return trigger, [v for v in versions if (v.created_at, v.data_version) <= cutoff]
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def train(state: PipelineState) -> TrainingRun:
+    """Train one candidate model for the pipeline state's dataset version."""
+    config = deployed_config()
+    settings = stage_settings()
+    requested = (
+        state.dataset.data_version
+        if state.dataset is not None
+        else (state.retrain.data_version if state.retrain is not None else None)
+    )
+    datasets = DatasetRegistry(settings.registry_table)
+    trigger, versions = training_versions(
+        datasets.list_versions(config.dataset.name), config.dataset.mode, requested
+    )
+    run = Trainer(config, ObjectStore(), settings.data_bucket, settings.code_version)
+    result = run.run(trigger, versions, execution=state.execution.id if state.execution else None)
+    ModelRegistry(settings.registry_table).put_run(run.record)
+    metrics.add_metric(name="ModelsTrained", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(
+        name="TrainSeconds", unit=MetricUnit.Seconds, value=run.stopwatch.durations["total"]
+    )
+    logger.info("Model trained", extra={"durations": run.stopwatch.durations})
+    return result
+
+
+class Trainer:
+    """One training run; `record` is the run record once `run` returned."""
+
+    def __init__(self, config: MlopsConfig, store: ObjectStore, bucket: str, code_version: str):
+        self.config = config
+        self.store = store
+        self.bucket = bucket
+        self.code_version = code_version
+        self.stopwatch = Stopwatch()
+        self.record: dict[str, Any] = {}
+
+    def run(
+        self, trigger: DatasetRef, versions: list[DatasetRef], *, execution: str | None
+    ) -> TrainingRun:
+        started_at, started = now(), time.perf_counter()
+        run_id = new_run_id()
+        logger.append_keys(run_id=run_id)
+        with TemporaryDirectory(prefix="train-") as tmp:
+            frame, manifest = self._load(trigger, versions, Path(tmp))
+            lap = self.stopwatch.lap("load", started)
+            target, task = manifest["target"], Task(manifest["task"])
+            schema = {
+                name: FeatureType(kind)
+                for name, kind in manifest["schema"].items()
+                if name != target
+            }
+            model_config = self.config.model
+            split = split_dataset(
+                frame,
+                target=target,
+                task=task,
+                test_size=model_config.test_size,
+                seed=model_config.seed,
+            )
+            fitted = fit_model(
+                split.train,
+                target=target,
+                task=task,
+                schema=schema,
+                model=model_config,
+                estimator=self.config.estimator,
+            )
+            lap = self.stopwatch.lap("fit", lap)
+            onnx_bytes, signature = export_onnx(
+                fitted.pipeline, schema=schema, target=target, task=task, train=split.train
+            )
+            lap = self.stopwatch.lap("export", lap)
+            model = OnnxModel(onnx_bytes, signature)
+            parity = check_parity(
+                fitted.pipeline, model, split.test, tolerance=model_config.parity_tolerance
+            )
+            lap = self.stopwatch.lap("parity", lap)
+            predictions = model.predict(split.test)
+            profile = reference_profile(
+                split.train,
+                schema=schema,
+                target=target,
+                predictions=predictions,
+                task=task,
+                sample_rows=model_config.reference_sample_rows,
+                seed=model_config.seed,
+            )
+            lap = self.stopwatch.lap("profile", lap)
+            prefix = f"{MODELS_PREFIX}{self.config.model_name}/runs/{run_id}/"
+            holdout = Path(tmp) / "holdout.parquet"
+            split.test.to_parquet(holdout, index=False)
+            keys = {
+                "onnx": prefix + "model.onnx",
+                "signature": prefix + "signature.json",
+                "holdout": prefix + "holdout.parquet",
+                "reference_profile": prefix + "reference_profile.json",
+                "run_record": prefix + "run.json",
+            }
+            self.store.put_bytes(self.bucket, keys["onnx"], onnx_bytes)
+            self.store.put_json(self.bucket, keys["signature"], signature.to_dict())
+            self.store.upload_file(holdout, self.bucket, keys["holdout"])
+            self.store.put_json(self.bucket, keys["reference_profile"], profile)
+            self.stopwatch.lap("write", lap)
+        self.stopwatch.durations["total"] = round(time.perf_counter() - started, 4)
+        result = TrainingRun(
+            run_id=run_id,
+            model_name=self.config.model_name,
+            task=task.value,
+            estimator=self.config.estimator,
+            params=fitted.params,
+            data_version=trigger.data_version,
+            data_versions=[v.data_version for v in versions],
+            rows_train=len(split.train),
+            rows_test=len(split.test),
+            run_prefix=prefix,
+            onnx_key=keys["onnx"],
+            onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
+            holdout_key=keys["holdout"],
+            signature_key=keys["signature"],
+            reference_profile_key=keys["reference_profile"],
+            run_record_key=keys["run_record"],
+            started_at=started_at,
+            code_version=self.code_version,
+        )
+        self.record = {
+            **result.model_dump(mode="json"),
+            "status": "trained",
+            "execution": execution,
+            "finished_at": now(),
+            "search": fitted.search,
+            "split": split.describe(),
+            "parity": parity.to_dict(),
+            "durations": self.stopwatch.durations,
+            "library_versions": library_versions(),
+            "artifacts": {name: f"s3://{self.bucket}/{key}" for name, key in keys.items()},
+        }
+        self.store.put_json(self.bucket, keys["run_record"], self.record)
+        return result
+
+    def _load(
+        self, trigger: DatasetRef, versions: list[DatasetRef], workdir: Path
+    ) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """The training set: every version's curated Parquet, rows deduplicated across
+        versions (append mode), and the trigger version's manifest (its schema)."""
+        manifest: dict[str, Any] = self.store.get_json(self.bucket, trigger.manifest_key)
+        frames = []
+        for version in versions:
+            version_manifest = (
+                manifest
+                if version.data_version == trigger.data_version
+                else self.store.get_json(self.bucket, version.manifest_key)
+            )
+            for index, key in enumerate(version_manifest["files"]):
+                local = workdir / f"{version.data_version}-{index}.parquet"
+                self.store.download(self.bucket, key, local)
+                frames.append(pd.read_parquet(local))
+        columns = list(dict.fromkeys([*manifest["schema"], manifest["target"]]))
+        frame = pd.concat([f[columns] for f in frames], ignore_index=True)
+        if len(versions) > 1:
+            frame = frame.drop_duplicates(ignore_index=True)
+        return frame, manifest

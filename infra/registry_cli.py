@@ -1,0 +1,494 @@
+"""`mlops runs ...` and `mlops models ...`: look at training runs, registered versions and the
+production alias, and move the alias (promote, roll back), on the local cloud or on AWS.
+
+Every command prints the target it talks to first. Exit codes: 0 done, 1 the target or the
+registry refused (one sentence says why), 2 the config is invalid.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from botocore.exceptions import BotoCoreError
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from functions.common.config import ConfigError, MlopsConfig, load_config
+from functions.common.contracts import AliasChange, AliasState, ModelVersion
+from functions.common.errors import AdapterError, ModelRegistryError
+from functions.common.events import model_promoted_detail, publish_model_promoted
+from functions.common.model_registry import PRODUCTION, ModelRegistry
+from functions.common.storage import ObjectStore
+from functions.ml.metrics import GREATER_IS_BETTER
+from infra.target import STATE_DIR_ENV, Target, TargetError, resolve_target
+
+runs_app = typer.Typer(
+    help="Training runs of the configured model: list, show, compare.", no_args_is_help=True
+)
+models_app = typer.Typer(
+    help="Registered versions of the configured model and its production alias.",
+    no_args_is_help=True,
+)
+console = Console()
+
+LocalOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--local/--aws",
+        help="The local cloud (default when its outputs.json exists) or the AWS stack.",
+        show_default=False,
+    ),
+]
+StageOption = Annotated[str, typer.Option(help="Stage of the AWS stack (with --aws).")]
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="The local cloud's state directory.",
+        envvar=STATE_DIR_ENV,
+        show_default=".mlops/local",
+    ),
+]
+ReasonOption = Annotated[str | None, typer.Option(help="Why; recorded in the alias history.")]
+
+
+@dataclass
+class Session:
+    """What one command works with: the target, its registry and data bucket, the model."""
+
+    config: MlopsConfig
+    target: Target
+    registry: ModelRegistry
+    bucket: str
+
+    @property
+    def model(self) -> str:
+        return self.config.model_name
+
+    def store(self) -> ObjectStore:
+        return ObjectStore(self.target.client("s3"))
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    return typer.Exit(code)
+
+
+def _open(local: bool | None, stage: str, state_dir: Path | None) -> Session:
+    try:
+        config = load_config()
+        target = resolve_target(config, local=local, stage=stage, local_state=state_dir)
+        table, bucket = target.output("RegistryTableName"), target.output("DataBucketName")
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    except TargetError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"target: {target.description}, model {config.model_name}", style="dim")
+    registry = ModelRegistry(table, target.client("dynamodb"))
+    return Session(config=config, target=target, registry=registry, bucket=bucket)
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Registry refusals and AWS failures as one sentence and exit code 1."""
+    try:
+        yield
+    except (ModelRegistryError, AdapterError) as exc:
+        raise _fail(str(exc)) from None
+    except BotoCoreError as exc:
+        raise _fail(f"the AWS call failed: {exc}") from None
+
+
+def _text(value: Any) -> str:
+    """A value as table text; recorded data is escaped, so "[x]" never reads as markup."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(item) for item in value) or "-"
+    if isinstance(value, Mapping):
+        return escape(json.dumps(value, default=str))
+    return escape(str(value))
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys: {"a": {"b": 1}} -> {"a.b": 1}."""
+    if not isinstance(value, Mapping):
+        return {prefix: value} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(item, Mapping) and item:
+            flat.update(_flatten(item, name))
+        else:
+            flat[name] = item
+    return flat
+
+
+def _metric_names(config: MlopsConfig, records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The gate's metrics when configured (and reported), else the first few reported."""
+    reported: list[str] = []
+    for record in records:
+        reported.extend(m for m in record.get("metrics") or {} if m not in reported)
+    gated = [m for m in config.gate.metrics if m in reported]
+    return gated or reported[:3]
+
+
+def _who() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _production_marker(version: int | None, alias: AliasState | None) -> str:
+    return PRODUCTION if alias is not None and alias.version == version else ""
+
+
+# mlops runs ...
+
+
+@runs_app.command("list")
+def runs_list(
+    limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """The newest training runs: status, data, metrics and the version each became."""
+    session = _open(local, stage, state_dir)
+    with _reported():
+        runs = session.registry.list_runs(session.model, limit=limit)
+        alias = session.registry.get_alias(session.model)
+    if not runs:
+        console.print(f"No training runs recorded for {session.model} yet.")
+        return
+    names = _metric_names(session.config, runs)
+    table = Table(title=f"Training runs of {session.model} (newest first)")
+    for column in ("run id", "status", "started", "estimator", "data version", *names):
+        table.add_column(column, no_wrap=column in ("run id", "started"))
+    table.add_column("version", no_wrap=True)
+    for run in runs:
+        metrics = run.get("metrics") or {}
+        version = run.get("version")
+        marker = _production_marker(version, alias)
+        table.add_row(
+            _text(run["run_id"]),
+            _text(run.get("status")),
+            _text(run.get("started_at"))[:16].replace("T", " "),
+            _text(run.get("estimator")),
+            _text(run.get("data_version")),
+            *(_text(metrics.get(name)) for name in names),
+            f"{_text(version)} ({marker})" if marker else _text(version),
+        )
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="The run id (see `mlops runs list`).")],
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Everything recorded about one run: summary, parameters, metrics, durations."""
+    session = _open(local, stage, state_dir)
+    with _reported():
+        run = session.registry.get_run(session.model, run_id)
+    if run is None:
+        raise _fail(f"no training run {run_id} is recorded for {session.model}")
+    summary = Table(title=f"Run {run_id}", show_header=False)
+    summary.add_column("field", style="bold")
+    summary.add_column("value", overflow="fold")
+    sections: list[tuple[str, Mapping[str, Any]]] = []
+    for name, value in run.items():
+        if isinstance(value, Mapping):
+            sections.append((name, value))
+        else:
+            summary.add_row(escape(name), _text(value))
+    console.print(summary)
+    for name, value in sections:
+        table = Table(title=name, show_header=False)
+        table.add_column("key", style="bold")
+        table.add_column("value", overflow="fold")
+        for key, item in _flatten(value).items():
+            table.add_row(escape(key), _text(item))
+        console.print(table)
+
+
+@runs_app.command("compare")
+def runs_compare(
+    run_ids: Annotated[
+        list[str], typer.Argument(help="Two or more run ids; the first is the baseline.")
+    ],
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Runs side by side: data, parameters (differences marked), metrics with changes."""
+    if len(run_ids) < 2:
+        raise _fail("compare needs at least two run ids")
+    session = _open(local, stage, state_dir)
+    runs = []
+    with _reported():
+        for run_id in run_ids:
+            run = session.registry.get_run(session.model, run_id)
+            if run is None:
+                raise _fail(f"no training run {run_id} is recorded for {session.model}")
+            runs.append(run)
+    console.print(_overview_table(runs))
+    console.print(_params_table(runs))
+    console.print(_metrics_table(runs))
+
+
+def _compare_table(title: str, runs: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title=title)
+    table.add_column("", style="bold")
+    for run in runs:
+        table.add_column(_text(run["run_id"]), overflow="fold")
+    return table
+
+
+def _overview_table(runs: Sequence[Mapping[str, Any]]) -> Table:
+    table = _compare_table("Runs", runs)
+    fields = ("status", "estimator", "data_version", "data_versions", "rows_train", "version")
+    for name in fields:
+        if any(run.get(name) is not None for run in runs):
+            table.add_row(name, *(_text(run.get(name)) for run in runs))
+    return table
+
+
+def _params_table(runs: Sequence[Mapping[str, Any]]) -> Table:
+    table = _compare_table("Parameters (* differs)", runs)
+    flat = [_flatten(run.get("params") or {}) for run in runs]
+    names = list(dict.fromkeys(name for params in flat for name in params))
+    for name in names:
+        values = [_text(params.get(name)) for params in flat]
+        differs = len(set(values)) > 1
+        table.add_row(
+            escape(f"* {name}" if differs else name),
+            *(f"[yellow]{value}[/yellow]" if differs else value for value in values),
+        )
+    return table
+
+
+def _metrics_table(runs: Sequence[Mapping[str, Any]]) -> Table:
+    table = _compare_table(f"Metrics (change from {runs[0]['run_id']})", runs)
+    flat = [_flatten(run.get("metrics") or {}) for run in runs]
+    names = list(dict.fromkeys(name for metrics in flat for name in metrics))
+    for name in names:
+        base = flat[0].get(name)
+        cells = [_text(base)]
+        for metrics in flat[1:]:
+            cells.append(_with_delta(name, base, metrics.get(name)))
+        table.add_row(escape(name), *cells)
+    return table
+
+
+def _with_delta(name: str, base: Any, value: Any) -> str:
+    numbers = (int, float)
+    if not isinstance(value, numbers) or not isinstance(base, numbers):
+        return _text(value)
+    delta = float(value) - float(base)
+    if abs(delta) < 5e-5:
+        return f"{_text(value)} (=)"
+    better = (delta > 0) == GREATER_IS_BETTER.get(name, True)
+    colour = "green" if better else "red"
+    return f"{_text(value)} [{colour}]({delta:+.4f})[/{colour}]"
+
+
+# mlops models ...
+
+
+@models_app.command("list")
+def models_list(
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Every registered version, and which one is production."""
+    session = _open(local, stage, state_dir)
+    with _reported():
+        versions = session.registry.list_versions(session.model)
+        alias = session.registry.get_alias(session.model)
+    if not versions:
+        console.print(f"No versions of {session.model} are registered yet.")
+        return
+    names = _metric_names(session.config, [v.model_dump() for v in versions])
+    table = Table(title=f"Versions of {session.model}")
+    for column in ("version", "alias", "created", "run id", "data version", *names):
+        table.add_column(column, no_wrap=column in ("run id", "created"))
+    for version in versions:
+        table.add_row(
+            str(version.version),
+            _production_marker(version.version, alias),
+            version.created_at,
+            _text(version.run_id),
+            _text(version.data_version),
+            *(_text(version.metrics.get(name)) for name in names),
+        )
+    console.print(table)
+    if alias is None:
+        console.print(f"No version of {session.model} is {PRODUCTION} yet.")
+
+
+@models_app.command("show")
+def models_show(
+    version: Annotated[int, typer.Argument(help="The version number.")],
+    card: Annotated[
+        Path | None, typer.Option(help="Also save the model card (HTML) to this file.")
+    ] = None,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """One version: where its files are, what it was trained on, its metrics and inputs."""
+    session = _open(local, stage, state_dir)
+    with _reported():
+        found = session.registry.get_version(session.model, version)
+        alias = session.registry.get_alias(session.model)
+    if found is None:
+        raise _fail(f"{session.model} has no registered version {version}")
+    summary = Table(title=f"{session.model} version {version}", show_header=False)
+    summary.add_column("field", style="bold")
+    summary.add_column("value", overflow="fold")
+    where = f"s3://{session.bucket}/"
+    summary.add_row(PRODUCTION, "yes" if _production_marker(version, alias) else "no")
+    for name in ("created_at", "run_id", "data_version", "data_versions", "onnx_sha256"):
+        summary.add_row(name, _text(getattr(found, name)))
+    summary.add_row("previous_version", _text(found.previous_version))
+    summary.add_row("files", where + found.prefix)
+    summary.add_row("model card", where + found.model_card_key)
+    metadata = _metadata(session, found)
+    for name in ("estimator", "params", "classes"):
+        if name in metadata:
+            summary.add_row(name, _text(metadata[name]))
+    console.print(summary)
+    metrics = Table(title="Metrics", show_header=False)
+    for name, value in found.metrics.items():
+        metrics.add_row(escape(name), _text(value))
+    console.print(metrics)
+    inputs = (metadata.get("signature") or {}).get("inputs") or []
+    if inputs:
+        table = Table(title="Inputs")
+        for column in ("name", "type", "categories"):
+            table.add_column(column, overflow="fold")
+        for spec in inputs:
+            table.add_row(
+                _text(spec.get("name")), _text(spec.get("type")), _text(spec.get("categories"))
+            )
+        console.print(table)
+    if card is not None:
+        with _reported():
+            session.store().download(session.bucket, found.model_card_key, card)
+        console.print(f"Model card saved to {card}")
+
+
+def _metadata(session: Session, version: ModelVersion) -> dict[str, Any]:
+    try:
+        document = session.store().get_json(session.bucket, version.prefix + "metadata.json")
+    except AdapterError as exc:
+        console.print(f"[yellow]warning:[/yellow] metadata.json not readable: {escape(str(exc))}")
+        return {}
+    return dict(document) if isinstance(document, Mapping) else {}
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[int, typer.Argument(help="The version to make production.")],
+    reason: ReasonOption = None,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Make VERSION the production model and publish ModelPromoted."""
+    session = _open(local, stage, state_dir)
+    model = session.model
+    with _reported():
+        current = session.registry.get_alias(model)
+        expected = current.version if current else None
+        if expected == version:
+            console.print(f"Version {version} of {model} is already {PRODUCTION}; no change.")
+            return
+        change = session.registry.promote(
+            model,
+            version,
+            expected_current=expected,
+            reason=reason or "promoted from the mlops CLI",
+            execution=_who(),
+        )
+    _moved(session, change)
+
+
+@models_app.command("rollback")
+def models_rollback(
+    reason: ReasonOption = None,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Point production back at the version before the current one; publish ModelPromoted."""
+    session = _open(local, stage, state_dir)
+    with _reported():
+        change = session.registry.rollback(
+            session.model, reason=reason or "rolled back from the mlops CLI", execution=_who()
+        )
+    _moved(session, change)
+
+
+def _moved(session: Session, change: AliasChange) -> None:
+    verb = "promoted" if change.kind == "promote" else "rolled back"
+    before = "none" if change.from_version is None else f"version {change.from_version}"
+    console.print(
+        f"{PRODUCTION} of {change.model_name} {verb}: {before} -> version {change.to_version}"
+    )
+    try:
+        version = session.registry.get_version(change.model_name, change.to_version)
+        detail = model_promoted_detail(
+            change,
+            metrics=version.metrics if version else {},
+            run_id=version.run_id if version else None,
+        )
+        event_id = publish_model_promoted(detail, events=session.target.client("events"))
+    except (ModelRegistryError, AdapterError, BotoCoreError) as exc:
+        raise _fail(f"the alias moved, but ModelPromoted was not published: {exc}") from None
+    console.print(f"Published ModelPromoted (event {event_id}).", style="dim")
+
+
+@models_app.command("history")
+def models_history(
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Every move of the production alias, oldest first: when, what, why, by whom."""
+    session = _open(local, stage, state_dir)
+    with _reported():
+        changes = session.registry.history(session.model)
+    if not changes:
+        console.print(f"{PRODUCTION} of {session.model} has never been set.")
+        return
+    table = Table(title=f"{PRODUCTION} of {session.model}, oldest first")
+    for column in ("#", "at", "kind", "from", "to", "reason", "by"):
+        table.add_column(column, overflow="fold", no_wrap=column == "at")
+    for change in changes:
+        table.add_row(
+            str(change.revision),
+            change.at,
+            change.kind,
+            _text(change.from_version),
+            str(change.to_version),
+            _text(change.reason),
+            _text(change.execution),
+        )
+    console.print(table)

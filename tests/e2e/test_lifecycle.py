@@ -1,0 +1,181 @@
+"""The lifecycle on the local cloud through the real state machine: a first drop is trained
+and promoted, a second good drop promotes v2, rollback moves the alias back, a drop whose
+model is worse is rejected with `production` unchanged, and a retrain by data version works
+without a new drop."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from functions.common.model_registry import ModelRegistry
+from functions.ml import sample_data
+from infra.local import LocalCloud
+from infra.local.synth import synthesize
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# The repo's config, with a gate of absolute thresholds only (no improvement over the
+# champion required), so that a second good drop is promoted too.
+GATE = """
+[gate.metrics.roc_auc]
+threshold = 0.75
+
+[gate.metrics.f1_macro]
+threshold = 0.6
+"""
+
+
+def _config(tmp: Path) -> Path:
+    head, rest = (REPO_ROOT / "mlops.toml").read_text().split("[gate.metrics.roc_auc]")
+    path = tmp / "mlops.toml"
+    path.write_text(head + GATE + rest[rest.index("[drift]") :])
+    return path
+
+
+def _noisy(rows: int, seed: int) -> bytes:
+    """Churn rows whose labels were shuffled: no model can learn them."""
+    frame = sample_data.churn_frame(rows, seed=seed, first_id=900_000)
+    rng = np.random.default_rng(seed)
+    frame[sample_data.TARGET] = rng.permutation(frame[sample_data.TARGET].to_numpy())
+    return sample_data.encode(frame)
+
+
+class Lifecycle:
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.cloud = cloud
+        self.bucket = cloud.outputs["DataBucketName"]
+        self.registry = ModelRegistry(cloud.outputs["RegistryTableName"])
+        self.s3 = cloud.client("s3")
+        self.steps: dict[str, dict[str, Any]] = {}
+
+    def drop(self, step: str, key: str, body: bytes) -> dict[str, Any]:
+        put = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+        name = self.cloud.execution_name_for_object(
+            self.bucket, key, put.get("VersionId"), put["ETag"]
+        )
+        return self._finish(step, self.cloud.wait_for_execution(name, timeout=300))
+
+    def retrain(self, step: str, data_version: str) -> dict[str, Any]:
+        started = self.cloud.client("stepfunctions").start_execution(
+            stateMachineArn=self.cloud.pipeline_arn,
+            name=f"retrain-{data_version}",
+            input=json.dumps({"retrain": {"data_version": data_version, "reason": "e2e"}}),
+        )
+        return self._finish(step, self.cloud.wait_for_execution(started["executionArn"], 300))
+
+    def _finish(self, step: str, described: dict[str, Any]) -> dict[str, Any]:
+        output = json.loads(described.get("output") or "{}")
+        alias = self.registry.get_alias("churn")
+        self.steps[step] = {
+            "status": described["status"],
+            "output": output,
+            "alias": alias.version if alias else None,
+        }
+        return self.steps[step]
+
+
+@pytest.fixture(scope="module")
+def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lifecycle]:
+    tmp = tmp_path_factory.mktemp("lifecycle")
+    config = _config(tmp)
+    previous = os.environ.get("MLOPS_CONFIG")
+    os.environ["MLOPS_CONFIG"] = str(config)
+    try:
+        synthesize(REPO_ROOT, tmp / "cdk.out")
+    finally:
+        if previous is None:
+            os.environ.pop("MLOPS_CONFIG")
+        else:
+            os.environ["MLOPS_CONFIG"] = previous
+    with LocalCloud.start(tmp / "cdk.out", mode="inprocess") as cloud:
+        run = Lifecycle(cloud)
+        first = sample_data.encode(sample_data.churn_frame(2_000, seed=21))
+        second = sample_data.encode(sample_data.churn_frame(3_000, seed=22, first_id=10_000))
+        run.drop("first", "raw/churn/first.csv", first)
+        run.drop("second", "raw/churn/second.csv", second)
+        run.steps["rollback"] = {
+            "change": run.registry.rollback("churn", reason="e2e: v2 misbehaves"),
+            "alias": run.registry.get_alias("churn").version,  # type: ignore[union-attr]
+        }
+        run.drop("worse", "raw/churn/noisy.csv", _noisy(12_000, seed=23))
+        second_version = run.steps["second"]["output"]["dataset"]["data_version"]
+        run.retrain("retrain", second_version)
+        run.steps["notifications"] = {"sent": cloud.sent_notifications()}
+        yield run
+
+
+def test_first_drop_is_trained_registered_and_promoted(lifecycle: Lifecycle) -> None:
+    first = lifecycle.steps["first"]
+    assert first["status"] == "SUCCEEDED"
+    output = first["output"]
+    assert output["status"] == "promoted"
+    assert output["model"]["version"] == 1
+    assert output["model"]["promoted"] is True
+    assert output["evaluation"]["champion_version"] is None
+    assert output["evaluation"]["metrics"]["roc_auc"] >= 0.75
+    assert first["alias"] == 1
+    card = lifecycle.s3.get_object(Bucket=lifecycle.bucket, Key=output["model"]["model_card_key"])
+    html = card["Body"].read().decode()
+    assert "<svg" in html and "roc_auc" in html
+    listed = lifecycle.s3.list_objects_v2(Bucket=lifecycle.bucket, Prefix="models/churn/1/")
+    names = {item["Key"].rsplit("/", 1)[-1] for item in listed["Contents"]}
+    assert {"model.onnx", "metadata.json", "reference_profile.json", "signature.json"} <= names
+
+
+def test_second_good_drop_is_judged_against_the_champion_and_promoted(
+    lifecycle: Lifecycle,
+) -> None:
+    second = lifecycle.steps["second"]
+    evaluation = second["output"]["evaluation"]
+    assert evaluation["champion_version"] == 1
+    assert evaluation["champion_metrics"]["roc_auc"] > 0.7
+    assert (
+        second["output"]["training"]["data_versions"][0]
+        == (lifecycle.steps["first"]["output"]["dataset"]["data_version"])
+    ), "append mode trains on every good version so far"
+    assert second["output"]["model"]["version"] == 2
+    assert second["alias"] == 2
+
+
+def test_rollback_moves_the_alias_back_and_is_recorded(lifecycle: Lifecycle) -> None:
+    assert lifecycle.steps["rollback"]["alias"] == 1
+    history = lifecycle.registry.history("churn")
+    kinds = [(change.kind, change.from_version, change.to_version) for change in history]
+    assert ("rollback", 2, 1) in kinds
+
+
+def test_worse_model_is_rejected_and_production_is_unchanged(lifecycle: Lifecycle) -> None:
+    worse = lifecycle.steps["worse"]
+    assert worse["status"] == "SUCCEEDED"
+    assert worse["output"]["status"] == "rejected"
+    assert worse["output"]["evaluation"]["passed"] is False
+    assert any("roc_auc" in failed for failed in worse["output"]["evaluation"]["failed"])
+    assert "model" not in worse["output"]
+    assert worse["alias"] == 1
+    rejections = [
+        json.loads(n["Message"])
+        for n in lifecycle.steps["notifications"]["sent"]
+        if "rejected" in (n["Subject"] or "")
+    ]
+    assert len(rejections) == 1
+    assert rejections[0]["failed_criteria"] == worse["output"]["evaluation"]["failed"]
+
+
+def test_retrain_by_data_version_runs_without_a_new_drop(lifecycle: Lifecycle) -> None:
+    retrain = lifecycle.steps["retrain"]
+    assert retrain["status"] == "SUCCEEDED"
+    output = retrain["output"]
+    assert "dataset" not in output, "no ingest ran"
+    training = output["training"]
+    second = lifecycle.steps["second"]["output"]["training"]
+    assert training["data_version"] == second["data_version"]
+    assert training["data_versions"] == second["data_versions"], "the noisy drop came later"
+    assert output["status"] == "promoted"
+    assert output["model"]["version"] == 3
+    assert retrain["alias"] == 3

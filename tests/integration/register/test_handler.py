@@ -1,0 +1,399 @@
+"""The register Lambda against moto, with a real trained model: a run that passed the gate
+becomes version N under models/<name>/<N>/ with its metadata and model card, and the production
+model; a corrupted model or a lost promotion race leaves production as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import numpy as np
+import pytest
+
+from functions.common.config import ModelConfig, Task, load_config
+from functions.common.contracts import Criterion, EvaluationResult, TrainingRun
+from functions.common.errors import ArtifactIntegrityError, ModelRegistryError, StalePromotionError
+from functions.common.events import MODEL_PROMOTED, REGISTRY_SOURCE
+from functions.common.model_registry import ModelRegistry
+from functions.ml import model_card
+from functions.ml.features import target_array
+from functions.ml.metrics import evaluate_predictions
+from functions.ml.onnx_model import OnnxModel, Signature, export_onnx
+from functions.ml.sample_data import churn_frame
+from functions.ml.training import fit_model
+from functions.register import logic
+from functions.register.handler import lambda_handler
+
+if TYPE_CHECKING:  # annotations only: conftest is for pytest to import
+    from tests.integration.conftest import Cloud
+
+MODEL = "churn"
+EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:mlops-dev-pipeline:run-1"
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "mlops-dev-register"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-register"
+    aws_request_id: str = "5d7b4a1e-0000-4000-8000-000000000001"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What the train and evaluate stages produce for one run, before any upload."""
+
+    onnx: bytes
+    signature: dict[str, Any]
+    candidate: dict[str, Any]
+    holdout_x: Any
+
+
+@pytest.fixture(scope="module")
+def trained() -> Trained:
+    """A real logistic regression on churn rows, exported to ONNX and scored on held-out
+    rows with onnxruntime, as the train and evaluate stages do."""
+    config = load_config()
+    schema = config.dataset.features
+    assert schema is not None
+    frame = churn_frame(400, seed=5, duplicate_share=0.0)
+    train, test = frame.iloc[:300], frame.iloc[300:]
+    fitted = fit_model(
+        train,
+        target="churned",
+        task=Task.CLASSIFICATION,
+        schema=schema,
+        model=ModelConfig(params={"C": 1.0}),
+        estimator="logistic_regression",
+    )
+    onnx, signature = export_onnx(
+        fitted.pipeline, schema=schema, target="churned", task=Task.CLASSIFICATION, train=train
+    )
+    prediction = OnnxModel(onnx, signature).predict(test)
+    candidate = evaluate_predictions(
+        task=Task.CLASSIFICATION,
+        y_true=target_array(test, "churned", Task.CLASSIFICATION),
+        labels=prediction.labels,
+        probabilities=prediction.probabilities,
+        classes=signature.classes,
+    )
+    return Trained(onnx, signature.to_dict(), candidate.to_dict(), test)
+
+
+@pytest.fixture
+def card_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What the stage passed to the model card renderer (which still renders the card)."""
+    calls: list[dict[str, Any]] = []
+    real = model_card.render_model_card
+
+    def recording(**kwargs: Any) -> str:
+        calls.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(logic, "render_model_card", recording)
+    return calls
+
+
+@pytest.fixture
+def promotions(cloud: Cloud) -> Callable[[], list[dict[str, Any]]]:
+    """ModelPromoted events, as a queue subscribed through an EventBridge rule receives them."""
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    url = sqs.create_queue(QueueName="promotions")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    pattern = {"source": [REGISTRY_SOURCE], "detail-type": [MODEL_PROMOTED]}
+    events.put_rule(Name="promoted", EventPattern=json.dumps(pattern))
+    events.put_targets(Rule="promoted", Targets=[{"Id": "queue", "Arn": arn}])
+
+    def received() -> list[dict[str, Any]]:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        for message in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return [json.loads(message["Body"])["detail"] for message in messages]
+
+    return received
+
+
+State = dict[str, Any]
+
+
+@pytest.fixture
+def run_state(
+    cloud: Cloud, trained: Trained, card_calls: list[dict[str, Any]]
+) -> Callable[..., State]:
+    """`run_state(run_id, champion_version=..., ...)`: upload one run's artifacts (as the train
+    and evaluate stages leave them), record the run, and return the pipeline state."""
+    registry = ModelRegistry(cloud.table)
+
+    def make(
+        run_id: str,
+        *,
+        champion_version: int | None = None,
+        onnx_sha256: str | None = None,
+        passed: bool = True,
+        evaluated_run: str | None = None,
+    ) -> State:
+        prefix = f"models/{MODEL}/runs/{run_id}/"
+        sha = hashlib.sha256(trained.onnx).hexdigest()
+        training = TrainingRun(
+            run_id=run_id,
+            model_name=MODEL,
+            task="classification",
+            estimator="logistic_regression",
+            params={"C": 1.0, "max_iter": 1000},
+            data_version="d1",
+            data_versions=["d1"],
+            rows_train=300,
+            rows_test=100,
+            run_prefix=prefix,
+            onnx_key=prefix + "model.onnx",
+            onnx_sha256=onnx_sha256 or sha,
+            holdout_key=prefix + "holdout.parquet",
+            signature_key=prefix + "signature.json",
+            reference_profile_key=prefix + "reference_profile.json",
+            run_record_key=prefix + "run.json",
+            started_at="2026-01-01T00:00:00.000Z",
+            code_version="train123",
+        )
+        auc = trained.candidate["metrics"]["roc_auc"]
+        criterion = Criterion(
+            metric="roc_auc",
+            kind="threshold",
+            candidate=auc,
+            bound=0.5,
+            greater_is_better=True,
+            passed=passed,
+            message=f"roc_auc {auc:.3f} >= 0.5" if passed else f"roc_auc {auc:.3f} < 0.99",
+        )
+        evaluation = EvaluationResult(
+            run_id=evaluated_run or run_id,
+            metrics=trained.candidate["metrics"],
+            champion_version=champion_version,
+            champion_metrics=trained.candidate["metrics"] if champion_version else None,
+            criteria=[criterion],
+            passed=passed,
+            failed=[] if passed else [criterion.message],
+            evaluation_key=prefix + "evaluation.json",
+        )
+        record = {**training.model_dump(mode="json"), "status": "evaluated"}
+        s3 = cloud.s3
+        s3.put_object(Bucket=cloud.bucket, Key=training.onnx_key, Body=trained.onnx)
+        s3.put_object(Bucket=cloud.bucket, Key=training.holdout_key, Body=b"PAR1")
+        documents = {
+            training.signature_key: trained.signature,
+            training.reference_profile_key: {"columns": {}},
+            training.run_record_key: record,
+            evaluation.evaluation_key: {
+                "result": evaluation.model_dump(mode="json"),
+                "candidate": trained.candidate,
+                "champion": trained.candidate if champion_version else None,
+            },
+        }
+        for key, document in documents.items():
+            s3.put_object(Bucket=cloud.bucket, Key=key, Body=json.dumps(document))
+        registry.put_run(record)
+        return {
+            "execution": {"id": EXECUTION},
+            "detail": {"bucket": {"name": cloud.bucket}},
+            "training": training.model_dump(mode="json"),
+            "evaluation": evaluation.model_dump(mode="json"),
+        }
+
+    return make
+
+
+def invoke(state: State) -> dict[str, Any]:
+    return lambda_handler(state, FakeContext())
+
+
+def test_a_passed_run_becomes_version_1_and_the_production_model(
+    cloud: Cloud,
+    trained: Trained,
+    run_state: Callable[..., State],
+    card_calls: list[dict[str, Any]],
+    promotions: Callable[[], list[dict[str, Any]]],
+) -> None:
+    state = run_state("20260101T000000Z-aaa")
+
+    result = invoke(state)
+
+    sha = hashlib.sha256(trained.onnx).hexdigest()
+    assert result["version"] == 1
+    assert (result["promoted"], result["previous_version"]) == (True, None)
+    assert result["prefix"] == "models/churn/1/"
+    assert cloud.keys("models/churn/1/") == [
+        "models/churn/1/evaluation.json",
+        "models/churn/1/metadata.json",
+        "models/churn/1/model.onnx",
+        "models/churn/1/reference_profile.json",
+        "models/churn/1/run.json",
+        "models/churn/1/signature.json",
+    ]
+    # The registered ONNX file is the trained model, byte for byte, and it still predicts.
+    copied = cloud.body("models/churn/1/model.onnx")
+    assert hashlib.sha256(copied).hexdigest() == sha == result["onnx_sha256"]
+    signature = Signature.from_dict(trained.signature)
+    served = OnnxModel(copied, signature).predict(trained.holdout_x)
+    original = OnnxModel(trained.onnx, signature).predict(trained.holdout_x)
+    assert len(served.labels) == len(trained.holdout_x)
+    assert np.array_equal(served.probabilities, original.probabilities)
+
+    metadata = json.loads(cloud.body("models/churn/1/metadata.json"))
+    assert metadata["version"] == 1
+    assert metadata["onnx_sha256"] == sha
+    assert metadata["onnx_bytes"] == len(trained.onnx)
+    assert metadata["run_id"] == "20260101T000000Z-aaa"
+    assert metadata["data_versions"] == ["d1"]
+    assert metadata["metrics"] == trained.candidate["metrics"]
+    assert metadata["classes"] == ["no", "yes"]
+    assert metadata["signature"] == trained.signature
+    assert metadata["code_version"] == "test1234"
+    assert metadata["gate"]["passed"] is True
+
+    card = cloud.s3.get_object(Bucket=cloud.bucket, Key="reports/churn/1/model_card.html")
+    assert card["ContentType"].startswith("text/html")
+    assert result["model_card_key"] == "reports/churn/1/model_card.html"
+    (call,) = card_calls
+    assert (call["model_name"], call["version"]) == ("churn", 1)
+    assert call["candidate_eval"] == trained.candidate
+    assert call["champion_eval"] is None
+    assert call["signature"] == trained.signature
+    assert call["evaluation"]["run_id"] == "20260101T000000Z-aaa"
+
+    registry = ModelRegistry(cloud.table)
+    version = registry.get_version(MODEL, 1)
+    assert version is not None and version.run_id == "20260101T000000Z-aaa"
+    alias = registry.get_alias(MODEL)
+    assert alias is not None and (alias.version, alias.execution) == (1, EXECUTION)
+    history = registry.history(MODEL)
+    assert [(c.kind, c.from_version, c.to_version) for c in history] == [("promote", None, 1)]
+    run = registry.get_run(MODEL, "20260101T000000Z-aaa")
+    assert run is not None
+    assert (run["status"], run["version"], run["promoted"]) == ("registered", 1, True)
+
+    (event,) = promotions()
+    assert (event["model"], event["version"], event["previous_version"]) == ("churn", 1, None)
+    assert event["execution"] == EXECUTION
+    assert event["metrics"] == trained.candidate["metrics"]
+
+
+def test_a_run_that_beat_the_champion_takes_over_production(
+    cloud: Cloud,
+    run_state: Callable[..., State],
+    card_calls: list[dict[str, Any]],
+    promotions: Callable[[], list[dict[str, Any]]],
+) -> None:
+    invoke(run_state("20260101T000000Z-aaa"))
+
+    result = invoke(run_state("20260102T000000Z-bbb", champion_version=1))
+
+    assert (result["version"], result["previous_version"]) == (2, 1)
+    registry = ModelRegistry(cloud.table)
+    alias = registry.get_alias(MODEL)
+    assert alias is not None and alias.version == 2
+    assert [c.to_version for c in registry.history(MODEL)] == [1, 2]
+    assert card_calls[-1]["champion_eval"] is not None
+    assert [(e["version"], e["previous_version"]) for e in promotions()] == [(1, None), (2, 1)]
+
+
+def test_a_checksum_mismatch_fails_and_registers_nothing(
+    cloud: Cloud,
+    run_state: Callable[..., State],
+    promotions: Callable[[], list[dict[str, Any]]],
+) -> None:
+    state = run_state("20260101T000000Z-aaa", onnx_sha256="0" * 64)
+
+    with pytest.raises(ArtifactIntegrityError, match="training recorded 0000"):
+        invoke(state)
+
+    registry = ModelRegistry(cloud.table)
+    assert registry.list_versions(MODEL) == []
+    assert registry.get_alias(MODEL) is None
+    run = registry.get_run(MODEL, "20260101T000000Z-aaa")
+    assert run is not None and run["status"] == "evaluated"
+    assert cloud.keys("reports/") == []
+    assert promotions() == []
+    # The number it took is never handed out again.
+    assert invoke(run_state("20260102T000000Z-bbb"))["version"] == 2
+
+
+def test_a_promotion_that_lost_a_race_leaves_production_alone(
+    cloud: Cloud,
+    run_state: Callable[..., State],
+    promotions: Callable[[], list[dict[str, Any]]],
+) -> None:
+    invoke(run_state("20260101T000000Z-aaa"))
+    promotions()
+    # Evaluated while there was no champion; version 1 was promoted meanwhile.
+    late = run_state("20260102T000000Z-bbb", champion_version=None)
+
+    with pytest.raises(StalePromotionError, match="production of churn is version 1"):
+        invoke(late)
+
+    registry = ModelRegistry(cloud.table)
+    alias = registry.get_alias(MODEL)
+    assert alias is not None and alias.version == 1
+    assert len(registry.history(MODEL)) == 1
+    version = registry.get_version(MODEL, 2)
+    assert version is not None and version.promoted is False
+    run = registry.get_run(MODEL, "20260102T000000Z-bbb")
+    assert run is not None
+    assert (run["status"], run["version"], run["promoted"]) == ("registered", 2, False)
+    assert "version 1" in run["promotion_error"]
+    assert promotions() == []
+
+
+def test_a_retried_registration_resumes_instead_of_registering_again(
+    cloud: Cloud,
+    run_state: Callable[..., State],
+    promotions: Callable[[], list[dict[str, Any]]],
+) -> None:
+    state = run_state("20260101T000000Z-aaa")
+
+    first, again = invoke(state), invoke(state)
+
+    assert first == again
+    registry = ModelRegistry(cloud.table)
+    assert [v.version for v in registry.list_versions(MODEL)] == [1]
+    assert len(registry.history(MODEL)) == 1
+    # At least once: the retry publishes the promotion again (same revision).
+    assert [(e["version"], e["revision"]) for e in promotions()] == [(1, 1), (1, 1)]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"passed": False}, "did not pass the gate"),
+        ({"evaluated_run": "someone-else"}, "evaluation is of run someone-else"),
+    ],
+)
+def test_a_run_without_its_own_passed_evaluation_is_refused(
+    cloud: Cloud, run_state: Callable[..., State], changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ModelRegistryError, match=message):
+        invoke(run_state("20260101T000000Z-aaa", **changes))
+
+    registry = ModelRegistry(cloud.table)
+    assert registry.list_versions(MODEL) == []
+    assert registry.get_alias(MODEL) is None
+
+
+def test_the_model_card_is_one_html_page_about_this_version(
+    cloud: Cloud, run_state: Callable[..., State]
+) -> None:
+    invoke(run_state("20260101T000000Z-aaa"))
+
+    page = cloud.body("reports/churn/1/model_card.html").decode()
+
+    assert page.lstrip().lower().startswith("<!doctype html")
+    assert "churn" in page
+    assert "20260101T000000Z-aaa" in page

@@ -1,0 +1,218 @@
+"""The model card: one self-contained, offline-readable HTML file that escapes what it shows."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from functions.common.config import Task
+from functions.ml.metrics import evaluate_predictions
+from functions.ml.model_card import render_model_card
+
+REPO = Path(__file__).resolve().parents[3]
+VOID = {"meta", "br", "line", "polyline", "circle", "path", "rect", "img", "link", "input"}
+HOSTILE = '<script>alert("pwned")</script>"><img src=x onerror=alert(1)>'
+
+
+class _Collector(HTMLParser):
+    """Tags, attributes and text of a document; checks that every element is closed."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.attributes: list[tuple[str, str | None]] = []
+        self.text: list[str] = []
+        self.open: list[str] = []
+        self.errors: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attributes.extend(attrs)
+        if tag not in VOID:
+            self.open.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attributes.extend(attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID:
+            return
+        if not self.open or self.open[-1] != tag:
+            self.errors.append(f"unexpected </{tag}> (open: {self.open[-3:]})")
+            return
+        self.open.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def _parse(html: str) -> _Collector:
+    parser = _Collector()
+    parser.feed(html)
+    parser.close()
+    assert not parser.errors, parser.errors
+    assert not parser.open, f"unclosed: {parser.open}"
+    return parser
+
+
+def _evaluation(task: Task, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    if task is Task.REGRESSION:
+        y = rng.normal(50, 10, 300)
+        return evaluate_predictions(
+            task=task, y_true=y, labels=y + rng.normal(0, 4, 300), probabilities=None, classes=None
+        ).to_dict()
+    y = np.where(rng.random(300) < 0.4, "yes", "no")
+    score = np.clip(0.3 * (y == "yes") + 0.7 * rng.random(300), 0, 1)
+    return evaluate_predictions(
+        task=task,
+        y_true=y,
+        labels=np.where(score > 0.5, "yes", "no"),
+        probabilities=np.column_stack([1 - score, score]),
+        classes=["no", "yes"],
+    ).to_dict()
+
+
+def _card(task: Task = Task.CLASSIFICATION, *, name: str = "churn", champion: bool = True) -> str:
+    candidate = _evaluation(task, 0)
+    champion_eval = _evaluation(task, 1) if champion else None
+    metric = "roc_auc" if task is Task.CLASSIFICATION else "rmse"
+    evaluation = {
+        "run_id": "20261126T225300Z-1a2b3c",
+        "metrics": candidate["metrics"],
+        "champion_version": 2 if champion else None,
+        "champion_metrics": champion_eval["metrics"] if champion_eval else None,
+        "criteria": [
+            {
+                "metric": metric,
+                "kind": "threshold",
+                "candidate": candidate["metrics"][metric],
+                "champion": None,
+                "bound": 0.75,
+                "greater_is_better": True,
+                "passed": True,
+                "message": f"{metric} 0.81 >= threshold 0.75",
+            }
+        ],
+        "passed": True,
+        "failed": [],
+        "evaluation_key": "models/churn/runs/x/evaluation.json",
+    }
+    run = {
+        "run_id": "20261126T225300Z-1a2b3c",
+        "model_name": name,
+        "task": task.value,
+        "estimator": "logistic_regression",
+        "params": {"C": 1.0, "max_iter": 1000, "class_weight": None},
+        "data_version": "abc123",
+        "data_versions": ["abc000", "abc123"],
+        "rows_train": 1200,
+        "rows_test": 300,
+        "started_at": "2026-11-26T22:53:00Z",
+        "code_version": "1a2b3c4d",
+        "split": {"seed": 42, "stratified": True, "test_rows_sha256": "f" * 64},
+        "durations": {"fit": 1.25, "export": 0.1},
+        "search": {
+            "metric": "roc_auc",
+            "cv_folds": 3,
+            "candidates": [
+                {"params": {"C": 0.1}, "mean_score": 0.8, "std_score": 0.01, "rank": 2},
+                {"params": {"C": 1.0}, "mean_score": 0.81, "std_score": 0.02, "rank": 1},
+            ],
+        },
+        "parity": {"rows": 300, "max_abs_difference": 1e-7, "passed": True},
+    }
+    signature = {
+        "task": task.value,
+        "target": "churned",
+        "inputs": [
+            {"name": "age", "type": "numeric", "categories": [], "nullable": True},
+            {
+                "name": "region",
+                "type": "categorical",
+                "categories": ["east", "north", HOSTILE],
+                "nullable": True,
+            },
+        ],
+        "classes": ["no", "yes"] if task is Task.CLASSIFICATION else None,
+        "library_versions": {"scikit-learn": "1.9.1", "onnxruntime": "1.32.0"},
+        "opset": {"ai.onnx": 17, "ai.onnx.ml": 3},
+    }
+    return render_model_card(
+        model_name=name,
+        version=3,
+        run=run,
+        evaluation=evaluation,
+        candidate_eval=candidate,
+        champion_eval=champion_eval,
+        signature=signature,
+    )
+
+
+def test_the_card_is_self_contained_html() -> None:
+    html = _card()
+    parsed = _parse(html)
+
+    assert html.startswith("<!DOCTYPE html>")
+    assert {"html", "head", "body", "style", "table", "svg"} <= set(parsed.tags)
+    assert not {"script", "link", "img", "iframe", "object", "embed"} & set(parsed.tags)
+    assert not re.search(r"https?://", html)
+    assert not any(
+        name in {"src", "href"} or name.startswith("on") for name, _ in parsed.attributes
+    )
+
+
+def test_the_card_shows_metrics_gate_confusion_matrix_and_curves() -> None:
+    html = _card()
+    text = " ".join(_parse(html).text)
+    candidate = _evaluation(Task.CLASSIFICATION, 0)
+
+    assert "churn" in text and "version 3" in text and "promoted" in text
+    assert f"{candidate['metrics']['roc_auc']:.4f}" in text
+    assert "champion v2" in text
+    assert "roc_auc 0.81 >= threshold 0.75" in text
+    assert "true \\ predicted" in text
+    assert html.count("<svg") == 2  # ROC and precision-recall
+    assert "ROC curve" in text and "Precision-recall curve" in text
+    for fact in ("abc000", "abc123", "max_iter", "test_rows_sha256", "scikit-learn", "1.9.1"):
+        assert fact in text
+
+
+def test_a_regression_card_plots_residuals_and_has_no_confusion_matrix() -> None:
+    html = _card(Task.REGRESSION, champion=False)
+    text = " ".join(_parse(html).text)
+
+    assert "Residuals" in text
+    assert html.count("<svg") == 1 and html.count("<circle") > 100
+    assert "Confusion matrix" not in text
+    assert "rmse" in text
+
+
+def test_hostile_strings_are_escaped() -> None:
+    html = _card(name=HOSTILE)
+    parsed = _parse(html)
+
+    assert "script" not in parsed.tags and "img" not in parsed.tags
+    assert HOSTILE in " ".join(parsed.text)
+    assert "&lt;script&gt;" in html
+
+
+def test_the_renderer_needs_neither_pandas_nor_sklearn() -> None:
+    code = (
+        "import json, sys; import functions.ml.model_card, functions.ml.gate; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('pandas', 'sklearn', 'scipy', 'onnxruntime'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+
+    assert json.loads(result.stdout) == []
