@@ -54,8 +54,9 @@ synth: venv  ## synthesize cdk.out/ for STAGE (default dev), stamped with the gi
 local: synth  ## start the local cloud in the foreground (Ctrl-C stops)
 	$(PY) -m infra.cli local up --no-synth
 
-bench: venv  ## benchmarks: ingest peak memory on a 500 MB CSV
+bench: venv  ## benchmarks: ingest peak memory on a 500 MB CSV; train overhead vs a bare fit
 	$(PY) bench/ingest_memory.py
+	$(PY) bench/train_overhead.py
 
 clean:  ## remove build output (keeps .venv)
 	rm -rf cdk.out .mlops .bench .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import getpass
 import json
+import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -156,6 +158,62 @@ def _production_marker(version: int | None, alias: AliasState | None) -> str:
 
 
 # mlops runs ...
+
+
+@runs_app.command("start")
+def runs_start(
+    data_version: Annotated[
+        str | None,
+        typer.Option(help="Dataset version to train on (default: the latest one)."),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded with the run).")] = "cli retrain",
+    wait: Annotated[bool, typer.Option(help="Wait for the pipeline to finish.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 1800.0,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Retrain without a new drop: start the pipeline with a retrain request."""
+    session = _open(local, stage, state_dir)
+    request: dict[str, Any] = {"reason": reason}
+    if data_version:
+        request["data_version"] = data_version
+    sfn = session.target.client("stepfunctions")
+    name = f"retrain-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+    with _reported():
+        started = sfn.start_execution(
+            stateMachineArn=session.target.output("PipelineStateMachineArn"),
+            name=name,
+            input=json.dumps({"retrain": request}),
+        )
+    console.print(f"Started execution {escape(started['executionArn'])}")
+    if not wait:
+        return
+    deadline = time.monotonic() + timeout
+    with _reported(), console.status("Training, evaluating, gating..."):
+        while (described := sfn.describe_execution(executionArn=started["executionArn"]))[
+            "status"
+        ] == "RUNNING":
+            if time.monotonic() > deadline:
+                raise _fail(f"still running after {timeout:.0f} s")
+            time.sleep(1)
+    _print_outcome(described)
+
+
+def _print_outcome(described: Mapping[str, Any]) -> None:
+    if described["status"] != "SUCCEEDED":
+        cause = described.get("cause") or described.get("error") or described["status"]
+        raise _fail(f"the pipeline {described['status'].lower()}: {cause}")
+    output = json.loads(described.get("output") or "{}")
+    training, evaluation = output.get("training", {}), output.get("evaluation", {})
+    console.print(
+        f"run {escape(str(training.get('run_id')))} on data version "
+        f"{escape(str(training.get('data_version')))}: [bold]{output.get('status')}[/bold]"
+    )
+    if output.get("model"):
+        console.print(f"production is now version {output['model']['version']}")
+    for failed in evaluation.get("failed", []):
+        console.print(f"  failed: {escape(failed)}")
 
 
 @runs_app.command("list")

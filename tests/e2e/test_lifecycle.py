@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from functions.common.model_registry import ModelRegistry
 from functions.ml import sample_data
+from infra.cli import app
 from infra.local import LocalCloud
 from infra.local.synth import synthesize
 
@@ -47,8 +49,9 @@ def _noisy(rows: int, seed: int) -> bytes:
 
 
 class Lifecycle:
-    def __init__(self, cloud: LocalCloud) -> None:
+    def __init__(self, cloud: LocalCloud, state_dir: Path) -> None:
         self.cloud = cloud
+        self.state_dir = state_dir
         self.bucket = cloud.outputs["DataBucketName"]
         self.registry = ModelRegistry(cloud.outputs["RegistryTableName"])
         self.s3 = cloud.client("s3")
@@ -61,13 +64,20 @@ class Lifecycle:
         )
         return self._finish(step, self.cloud.wait_for_execution(name, timeout=300))
 
-    def retrain(self, step: str, data_version: str) -> dict[str, Any]:
-        started = self.cloud.client("stepfunctions").start_execution(
-            stateMachineArn=self.cloud.pipeline_arn,
-            name=f"retrain-{data_version}",
-            input=json.dumps({"retrain": {"data_version": data_version, "reason": "e2e"}}),
+    def cli(self, *args: str) -> str:
+        """`mlops ...` against this cloud, as a user runs it from another shell."""
+        result = CliRunner().invoke(
+            app, [*args, "--state-dir", str(self.state_dir)], env={"COLUMNS": "200"}
         )
-        return self._finish(step, self.cloud.wait_for_execution(started["executionArn"], 300))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    def retrain(self, step: str, data_version: str) -> dict[str, Any]:
+        self.steps[f"{step}_cli"] = {
+            "output": self.cli("runs", "start", "--data-version", data_version, "--reason", "e2e")
+        }
+        (execution,) = [e for e in self.cloud.executions() if e["name"].startswith("retrain-")]
+        return self._finish(step, self.cloud.wait_for_execution(execution["executionArn"], 300))
 
     def _finish(self, step: str, described: dict[str, Any]) -> dict[str, Any]:
         output = json.loads(described.get("output") or "{}")
@@ -93,14 +103,15 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lifecycle]:
             os.environ.pop("MLOPS_CONFIG")
         else:
             os.environ["MLOPS_CONFIG"] = previous
-    with LocalCloud.start(tmp / "cdk.out", mode="inprocess") as cloud:
-        run = Lifecycle(cloud)
+    state_dir = tmp / "state"
+    with LocalCloud.start(tmp / "cdk.out", mode="server", port=0, state_dir=state_dir) as cloud:
+        run = Lifecycle(cloud, state_dir)
         first = sample_data.encode(sample_data.churn_frame(2_000, seed=21))
         second = sample_data.encode(sample_data.churn_frame(3_000, seed=22, first_id=10_000))
         run.drop("first", "raw/churn/first.csv", first)
         run.drop("second", "raw/churn/second.csv", second)
         run.steps["rollback"] = {
-            "change": run.registry.rollback("churn", reason="e2e: v2 misbehaves"),
+            "output": run.cli("models", "rollback", "--reason", "e2e: v2 misbehaves"),
             "alias": run.registry.get_alias("churn").version,  # type: ignore[union-attr]
         }
         run.drop("worse", "raw/churn/noisy.csv", _noisy(12_000, seed=23))
@@ -148,6 +159,10 @@ def test_rollback_moves_the_alias_back_and_is_recorded(lifecycle: Lifecycle) -> 
     history = lifecycle.registry.history("churn")
     kinds = [(change.kind, change.from_version, change.to_version) for change in history]
     assert ("rollback", 2, 1) in kinds
+    (rollback,) = [change for change in history if change.kind == "rollback"]
+    assert rollback.reason == "e2e: v2 misbehaves"
+    shown = lifecycle.cli("models", "history")
+    assert "rollback" in shown and "e2e: v2 misbehaves" in shown
 
 
 def test_worse_model_is_rejected_and_production_is_unchanged(lifecycle: Lifecycle) -> None:
@@ -179,3 +194,5 @@ def test_retrain_by_data_version_runs_without_a_new_drop(lifecycle: Lifecycle) -
     assert output["status"] == "promoted"
     assert output["model"]["version"] == 3
     assert retrain["alias"] == 3
+    printed = lifecycle.steps["retrain_cli"]["output"]
+    assert "promoted" in printed and "production is now version 3" in printed
