@@ -56,7 +56,7 @@ local: synth  ## start the local cloud in the foreground (Ctrl-C stops)
 
 bench: venv  ## benchmarks: ingest peak memory on a 500 MB CSV; train overhead vs a bare fit
 	$(PY) bench/ingest_memory.py
-	$(PY) bench/train_overhead.py
+	$(PY) bench/train_overhead.py --threads 1
 
 clean:  ## remove build output (keeps .venv)
 	rm -rf cdk.out .mlops .bench .pytest_cache .mypy_cache .ruff_cache
