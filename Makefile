@@ -14,7 +14,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv demo test test-fast lint format synth local bench clean
+.PHONY: help venv demo test test-fast lint format synth layer local bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ format: venv  ## apply ruff's fixes and formatting
 synth: venv  ## synthesize cdk.out/ for STAGE (default dev), stamped with the git COMMIT
 	rm -rf cdk.out
 	CDK_CONTEXT_JSON='$(CDK_CONTEXT)' $(PY) -m infra.app
+
+layer: venv  ## build the serving layer (pip, arm64 wheels, no Docker) into .mlops/build/; synth does it too
+	$(PY) -m infra.layers
 
 local: synth  ## start the local cloud in the foreground (Ctrl-C stops)
 	$(PY) -m infra.cli local up --no-synth

@@ -14,6 +14,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from functions.common.config import ConfigError
 from infra.config import REPO_ROOT, deploy_config
+from infra.layers import LayerBuildError
 from infra.stacks.mlops_stack import MlopsStack
 
 
@@ -31,7 +32,8 @@ def build_app(outdir: str | None = None, context: dict[str, Any] | None = None) 
     app = cdk.App(outdir=outdir, context={**_cdk_json_context(), **(context or {})})
     stage = str(app.node.try_get_context("stage") or "dev")
     commit = str(app.node.try_get_context("commit") or "unknown")
-    deploy = deploy_config(stage=stage, commit=commit)
+    reason = app.node.try_get_context("api_auth_none_reason")
+    deploy = deploy_config(stage=stage, commit=commit, open_api_reason=reason and str(reason))
     MlopsStack(app, deploy=deploy)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
@@ -43,6 +45,9 @@ def main() -> None:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except LayerBuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     app.synth()
 
 

@@ -3,6 +3,7 @@ only composes them (`python -m infra.cli ...` works as well as the `mlops` scrip
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -69,6 +70,56 @@ def demo(
     except (DemoFailed, SynthError) as exc:
         console.print(f"[red]demo failed:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
+
+
+@app.command()
+def predict(
+    file: Annotated[
+        Path, typer.Option("--file", "-f", help='JSON rows: a list, or {"instances": [...]}.')
+    ],
+    url: Annotated[
+        str | None,
+        typer.Option(help="API base URL (default: ApiUrl of the running local cloud)."),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="MLOPS_API_KEY", help="x-api-key ([serving] api_key).")
+    ] = None,
+    state_dir: Annotated[
+        Path, typer.Option(envvar="MLOPS_LOCAL_STATE_DIR", help="The local cloud's state.")
+    ] = Path(".mlops/local"),
+) -> None:
+    """POST the rows to /v1/predict and print the predictions."""
+    from infra.predict_client import PredictError, call_predict, default_api_url
+
+    try:
+        rows = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {file}: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    instances = rows.get("instances") if isinstance(rows, dict) else rows
+    if not isinstance(instances, list):
+        console.print(f'[red]error:[/red] {file}: expected a list or {{"instances": [...]}}')
+        raise typer.Exit(2)
+    base = url or default_api_url(state_dir)
+    try:
+        result = call_predict(base, instances, api_key=api_key)
+    except PredictError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    table = Table(
+        title=f"model version {result.get('model_version')}  request {result.get('request_id')}"
+    )
+    table.add_column("row", justify="right")
+    table.add_column("prediction")
+    probabilities = result.get("probabilities")
+    if probabilities:
+        table.add_column("probability", justify="right")
+    for index, prediction in enumerate(result.get("predictions", [])):
+        cells = [str(index), str(prediction)]
+        if probabilities:
+            cells.append(f"{max(probabilities[index]):.3f}")
+        table.add_row(*cells)
+    console.print(table)
 
 
 def main() -> None:

@@ -20,6 +20,9 @@ class DeployConfig:
     config: MlopsConfig
     stage: str
     commit: str
+    open_api_reason: str | None = None
+    """Why the serving API may run without auth (`[serving] auth = "none"`); CDK context
+    `api_auth_none_reason`. Without it, such a config fails synth."""
 
     @property
     def stage_config(self) -> StageConfig:
@@ -48,7 +51,11 @@ class DeployConfig:
         return text
 
 
-def deploy_config(stage: str, commit: str, config_file: str | None = None) -> DeployConfig:
+def deploy_config(
+    stage: str, commit: str, config_file: str | None = None, open_api_reason: str | None = None
+) -> DeployConfig:
     config = load_config(config_file)
     config.stage(stage)
-    return DeployConfig(config=config, stage=stage, commit=commit)
+    return DeployConfig(
+        config=config, stage=stage, commit=commit, open_api_reason=open_api_reason or None
+    )

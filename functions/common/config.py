@@ -173,9 +173,35 @@ class DriftConfig(_Section):
     auto_retrain: bool = False
 
 
+LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+
+
 class ServingConfig(_Section):
     auth: Literal["none", "iam", "api_key"] = "iam"
+    """API Gateway authorization: SigV4 (IAM) by default, or API keys with a usage plan."""
     capture_sample_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    """Share of prediction requests captured (features, predictions, version) for drift."""
+    alias_ttl_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    """A warm predict function re-checks alias `production` at most this often."""
+    max_batch_rows: Annotated[int, Field(ge=1, le=10_000)] = 1_000
+    max_body_bytes: Annotated[int, Field(ge=1_024, le=LAMBDA_SYNC_PAYLOAD_BYTES // 2)] = 1_048_576
+    """Requests larger than this are refused with 413; at most half of Lambda's 6 MB
+    synchronous payload, so the response (predictions and probabilities) fits too."""
+    unseen_categories: Literal["accept", "reject"] = "accept"
+    """A category not seen in training: accepted (encoded as none of the known ones, and
+    counted) or refused with 422."""
+    throttle_rate_limit: Annotated[float, Field(gt=0)] = 100.0
+    throttle_burst_limit: Annotated[int, Field(ge=1)] = 200
+    memory_mb: Annotated[int, Field(ge=128, le=10240)] = 1024
+    timeout_seconds: Annotated[int, Field(ge=1, le=29)] = 10
+    snapstart: bool = False
+    """SnapStart on published versions (behind alias `live`); the model alias is re-resolved
+    after every restore."""
+    provisioned_concurrency: Annotated[int, Field(ge=0)] = 0
+    candidate_share: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
+    """Share of requests served by alias `candidate` (when set) before it is promoted."""
+    candidate_min_requests: Annotated[int, Field(ge=1)] = 1_000
+    candidate_max_minutes: Annotated[int, Field(ge=1)] = 60
 
 
 class IngestConfig(_Section):

@@ -1,5 +1,6 @@
 """The data lake: one versioned, encrypted, private data bucket with a prefix per concern
-(raw/, curated/, quarantine/, models/, capture/, reports/) and a bucket for its access logs."""
+(raw/, curated/, quarantine/, models/, capture/, feedback/, reports/) and a bucket for its
+access logs."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ CURATED_PREFIX = "curated/"
 QUARANTINE_PREFIX = "quarantine/"
 MODELS_PREFIX = "models/"
 CAPTURE_PREFIX = "capture/"
+"""Prediction requests and responses captured by Firehose, by day: `capture/dt=YYYY-MM-DD/`."""
+CAPTURE_ERRORS_PREFIX = "capture-errors/"
+"""Records Firehose could not deliver under capture/ (kept apart so drift never reads them)."""
+FEEDBACK_PREFIX = "feedback/"
+"""True labels for earlier predictions (POST /v1/feedback), by request id."""
 REPORTS_PREFIX = "reports/"
 
 
@@ -71,6 +77,11 @@ class DataLake(Construct):
                     noncurrent_version_expiration=Duration.days(
                         lake.noncurrent_version_retention_days
                     ),
+                ),
+                s3.LifecycleRule(
+                    id="expire-capture-errors",
+                    prefix=CAPTURE_ERRORS_PREFIX,
+                    expiration=Duration.days(lake.quarantine_retention_days),
                 ),
                 *(
                     s3.LifecycleRule(

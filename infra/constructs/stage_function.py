@@ -4,6 +4,7 @@ tracing, environment and a least-privilege role live here, so constructs never r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aws_cdk import Duration, IgnoreMode, Size
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -29,6 +30,8 @@ TRAINING_IMAGE_CONTEXT = [
     "**/__pycache__",
     "**/*.pyc",
 ]
+# A zip function's code asset: the repo's `functions/` package at the zip root, nothing else.
+FUNCTION_CODE_CONTEXT = ["*", "!functions", "!functions/**", "**/__pycache__", "**/*.pyc"]
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,9 @@ class FunctionSpec:
     environment: dict[str, str] = field(default_factory=dict)
 
 
-class StageFunction(Construct):
-    """A lifecycle function in the training image (pandas, scikit-learn, skl2onnx, onnx,
-    onnxruntime: far over the 250 MB zip limit, so a container image; see DESIGN.md)."""
+class _LifecycleFunction(Construct):
+    """What every function shares: its own log group, a role that may write only to it, the
+    environment, and the runtime settings (arm64, JSON logs, active tracing)."""
 
     def __init__(
         self,
@@ -73,7 +76,12 @@ class StageFunction(Construct):
         # Explicit grant instead of the AWSLambdaBasicExecutionRole managed policy: it is
         # scoped to this function's own log group.
         self.log_group.grant_write(self.role)
-
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Active X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support "
+            "no resource-level permissions.",
+        )
         environment = {
             **base_environment,
             "POWERTOOLS_SERVICE_NAME": spec.name,
@@ -82,6 +90,36 @@ class StageFunction(Construct):
             CONFIG_JSON_ENV: deploy.config_json,
             **spec.environment,
         }
+        self._common: dict[str, Any] = {
+            "architecture": lambda_.Architecture.ARM_64,
+            "memory_size": spec.memory_mb,
+            "timeout": Duration.seconds(spec.timeout_seconds),
+            "ephemeral_storage_size": Size.mebibytes(spec.ephemeral_storage_mb),
+            "environment": environment,
+            "role": self.role,
+            "log_group": self.log_group,
+            "logging_format": lambda_.LoggingFormat.JSON,
+            "tracing": lambda_.Tracing.ACTIVE,
+            "description": f"{spec.name} stage ({deploy.config.project.name}, {deploy.stage})",
+        }
+
+
+class StageFunction(_LifecycleFunction):
+    """A lifecycle function in the training image (pandas, scikit-learn, skl2onnx, onnx,
+    onnxruntime: far over the 250 MB zip limit, so a container image; see DESIGN.md)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        deploy: DeployConfig,
+        spec: FunctionSpec,
+        base_environment: dict[str, str],
+    ) -> None:
+        super().__init__(
+            scope, construct_id, deploy=deploy, spec=spec, base_environment=base_environment
+        )
         self.function = lambda_.DockerImageFunction(
             self,
             "Function",
@@ -93,22 +131,46 @@ class StageFunction(Construct):
                 exclude=TRAINING_IMAGE_CONTEXT,
                 ignore_mode=IgnoreMode.DOCKER,
             ),
-            architecture=lambda_.Architecture.ARM_64,
-            memory_size=spec.memory_mb,
-            timeout=Duration.seconds(spec.timeout_seconds),
-            ephemeral_storage_size=Size.mebibytes(spec.ephemeral_storage_mb),
-            environment=environment,
-            role=self.role,
-            log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
-            tracing=lambda_.Tracing.ACTIVE,
-            description=f"{spec.name} stage ({deploy.config.project.name}, {deploy.stage})",
+            **self._common,
+        )
+
+
+class ZipStageFunction(_LifecycleFunction):
+    """A function shipped as a zip of the repo's `functions/` package (Python 3.13) plus
+    layers for its third-party packages: for stages that stay under the 250 MB zip limit
+    (predict: onnxruntime, numpy, powertools; never pandas or scikit-learn)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        deploy: DeployConfig,
+        spec: FunctionSpec,
+        base_environment: dict[str, str],
+        layers: list[lambda_.ILayerVersion],
+        snap_start: bool = False,
+    ) -> None:
+        super().__init__(
+            scope, construct_id, deploy=deploy, spec=spec, base_environment=base_environment
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            handler=spec.handler,
+            code=lambda_.Code.from_asset(
+                str(REPO_ROOT), exclude=FUNCTION_CODE_CONTEXT, ignore_mode=IgnoreMode.DOCKER
+            ),
+            layers=layers,
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
+            **self._common,
         )
         acknowledge(
-            self.role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Active X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support "
-            "no resource-level permissions.",
+            self.function,
+            "AwsSolutions-L1",
+            "Python 3.13 on purpose: the layer's wheels (onnxruntime, numpy, pydantic-core) "
+            "are built for cp313 aarch64 and tests cover it; moving on is a deliberate upgrade.",
         )
 
 

@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from infra.local.assembly import AssemblyError
+from infra.local.api_adapter import DEFAULT_API_PORT
+from infra.local.assembly import AssemblyError, load_stack
 from infra.local.cloud import REPO_ROOT, LocalCloud
 from infra.local.resources import DeployError
 from infra.local.server import DEFAULT_HOST, DEFAULT_PORT
@@ -26,6 +27,9 @@ console = Console()
 @app.command()
 def up(
     port: Annotated[int, typer.Option(help="Port of the moto server.")] = DEFAULT_PORT,
+    api_port: Annotated[
+        int, typer.Option(help="Port of the REST API (as sam local start-api).")
+    ] = DEFAULT_API_PORT,
     host: Annotated[str, typer.Option(help="Address to bind.")] = DEFAULT_HOST,
     cdk_out: Annotated[Path, typer.Option(help="The synthesized cloud assembly.")] = Path(
         "cdk.out"
@@ -60,6 +64,7 @@ def up(
                 port=port,
                 host=host,
                 state_dir=state_dir,
+                api_port=api_port if _has_rest_api(cdk_out, stack) else None,
             )
     except (AssemblyError, DeployError, OSError) as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -105,6 +110,14 @@ def fire_schedule(
     console.print(f"Fired {rule}.")
 
 
+def _has_rest_api(cdk_out: Path, stack: str | None) -> bool:
+    template = load_stack(cdk_out, stack).template
+    return any(
+        resource.get("Type") == "AWS::ApiGateway::RestApi"
+        for resource in (template.get("Resources") or {}).values()
+    )
+
+
 def _configure_logging(verbose: bool) -> None:
     handler = RichHandler(console=console, show_path=False, rich_tracebacks=True)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s")
@@ -139,6 +152,10 @@ def _summary(cloud: LocalCloud, state_dir: Path) -> None:
     seconds = cloud.deployment.seconds if cloud.deployment else 0.0
     console.print(f"Endpoint: [bold]{endpoint}[/bold]  (deployed in {seconds:.1f} s)")
     console.print(f"Outputs:  {state_dir / 'outputs.json'}")
+    if "ApiUrl" in outputs:
+        console.print(
+            f"API:      [bold]{outputs['ApiUrl']}[/bold]  (mlops predict --file rows.json)"
+        )
     bucket = outputs.get("DataBucketName", "<bucket>")
     machine = outputs.get("PipelineStateMachineArn", "<state-machine-arn>")
     console.print("\nTry it (fake credentials work; the region is us-east-1):", style="bold")

@@ -4,6 +4,10 @@
   runs); clients use the endpoint, functions get `AWS_ENDPOINT_URL`.
 - `inprocess`: moto's `mock_aws` intercepts boto3 in this process; no socket is opened.
 
+Either mode can also serve the REST API over HTTP (`api_port=` at start, or `start_api()`;
+`api_url` starts it on a free port when first asked): the stack output `ApiUrl` is then the
+adapter's URL, in `outputs` and in outputs.json.
+
 One cloud per process at a time: moto's backends and the hooks are process-wide.
 """
 
@@ -20,6 +24,7 @@ import boto3
 from botocore.config import Config
 
 from infra.local import eventbridge, hooks, lambda_runtime
+from infra.local.api_adapter import ApiAdapter, load_rest_api
 from infra.local.assembly import load_stack
 from infra.local.deployer import Deployer, Deployment, write_state
 from infra.local.eventbridge import DISPATCHER, Delivery
@@ -47,6 +52,8 @@ class LocalCloud:
         self._server: MotoServer | None = None
         self._mock: Any = None
         self._clients: dict[str, Any] = {}
+        self._api: ApiAdapter | None = None
+        self._state_dir: Path | None = None
 
     @classmethod
     def start(
@@ -58,9 +65,11 @@ class LocalCloud:
         host: str = DEFAULT_HOST,
         state_dir: str | Path | None = None,
         code_root: str | Path = REPO_ROOT,
+        api_port: int | None = None,
     ) -> LocalCloud:
         """Start moto (server or in-process), install the hooks and deploy the stack.
-        `state_dir`, if given, receives outputs.json and stack.json."""
+        `state_dir`, if given, receives outputs.json and stack.json. `api_port` (0: a free
+        one) also serves the REST API over HTTP on `host` (see `start_api`)."""
         global _active
         with _active_lock:
             if _active is not None:
@@ -73,8 +82,11 @@ class LocalCloud:
                 for name in ("outputs.json", "stack.json"):
                     (Path(state_dir) / name).unlink(missing_ok=True)
             cloud._boot(Path(cdk_out), stack_name, port, host, Path(code_root))
+            if api_port is not None:
+                cloud.start_api(port=api_port, host=host)
             if state_dir is not None:
-                write_state(cloud._require_deployment(), Path(state_dir), cloud.endpoint)
+                cloud._state_dir = Path(state_dir)
+                write_state(cloud._require_deployment(), cloud._state_dir, cloud.endpoint)
         except BaseException:
             cloud.stop()
             raise
@@ -103,6 +115,9 @@ class LocalCloud:
         stop moto. Safe to call twice."""
         global _active
         deadline = time.monotonic() + grace_seconds
+        if self._api is not None:
+            self._api.stop()
+            self._api = None
         DISPATCHER.wait_idle(timeout=grace_seconds)
         while self.deployment is not None and self._running() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -132,6 +147,33 @@ class LocalCloud:
     @property
     def outputs(self) -> dict[str, Any]:
         return dict(self._require_deployment().outputs)
+
+    def start_api(self, port: int = 0, host: str = DEFAULT_HOST) -> str:
+        """Serve the stack's REST API over HTTP (as `sam local start-api`) on host:port
+        (0: a free port); returns its base URL, which becomes the `ApiUrl` output. Starting
+        it again returns the running one's URL."""
+        if self._api is not None:
+            return self._api.url
+        deployment = self._require_deployment()
+        apis = deployment.of_type("AWS::ApiGateway::RestApi")
+        if not apis:
+            raise LookupError("the stack has no REST API (AWS::ApiGateway::RestApi)")
+        if len(apis) > 1:
+            raise LookupError(f"the stack has several REST APIs: {', '.join(apis)}")
+        (api_id,) = apis.values()
+        stages = list(deployment.of_type("AWS::ApiGateway::Stage").values())
+        rest_api = load_rest_api(self.client, api_id, stages[0] if stages else "local")
+        self._api = ApiAdapter(rest_api, self.client, self.account_id)
+        url = self._api.start(host=host, port=port)
+        deployment.outputs["ApiUrl"] = url
+        if self._state_dir is not None:
+            write_state(deployment, self._state_dir, self.endpoint)
+        return url
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the REST API over HTTP, started on a free port if not running."""
+        return self.start_api()
 
     def client(self, service: str) -> Any:
         """A boto3 client for this cloud (its endpoint in server mode; fake credentials)."""

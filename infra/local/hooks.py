@@ -1,6 +1,7 @@
 """Patches that make moto behave like the AWS services the bundle uses, installed once per
 process: in-process Lambda, EventBridge deliveries to Lambda and Step Functions, the Step
-Functions interpreter's JSONata evaluator and logs, and S3 bucket policies not enforced."""
+Functions interpreter's JSONata evaluator and logs, Firehose's custom S3 prefixes, and S3
+bucket policies not enforced."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from infra.local import eventbridge, lambda_runtime, sfn_engine
+from infra.local import eventbridge, firehose, lambda_runtime, sfn_engine
 
 _lock = threading.Lock()
 _installed = False
@@ -23,6 +24,7 @@ def install() -> None:
         lambda_runtime.install()
         eventbridge.install()
         sfn_engine.install()
+        firehose.install()
         _bucket_policies_not_enforced()
         _dynamodb_serialized()
         _installed = True

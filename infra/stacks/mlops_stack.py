@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack, Tags
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.config import DeployConfig
@@ -12,6 +13,7 @@ from infra.constructs.alerts import Alerts
 from infra.constructs.data_lake import DataLake
 from infra.constructs.pipeline import Pipeline
 from infra.constructs.registry import Registry
+from infra.constructs.serving_api import ServingApi
 from infra.nag import acknowledge
 
 
@@ -40,6 +42,18 @@ class MlopsStack(Stack):
             registry=self.registry,
             alerts=self.alerts.topic,
         )
+        self.serving = ServingApi(
+            self,
+            "Serving",
+            deploy=deploy,
+            data_lake=self.data_lake,
+            registry=self.registry,
+            alerts=self.alerts.topic,
+        )
+        # CloudWatch alarms publish to the alerts topic, encrypted with the alerts key.
+        self.alerts.key.grant(
+            iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*"
+        )
 
         # Output names are a contract (DESIGN.md): the local cloud and users read them.
         outputs = {
@@ -47,6 +61,7 @@ class MlopsStack(Stack):
             "PipelineStateMachineArn": self.pipeline.state_machine.state_machine_arn,
             "RegistryTableName": self.registry.table.table_name,
             "AlertsTopicArn": self.alerts.topic.topic_arn,
+            "ApiUrl": self.serving.url,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

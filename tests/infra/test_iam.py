@@ -65,12 +65,18 @@ def test_ingest_logs_only_to_its_own_log_group(resources: Resources) -> None:
         assert resource["Fn::GetAtt"][0].startswith("PipelineIngestFunctionLogs")
 
 
-def test_no_role_uses_a_managed_policy_except_cdks_own_notifications_handler(
+# Roles AWS defines the policy of: CDK's notifications handler (deploy time only) and API
+# Gateway's account-wide CloudWatch role (AmazonAPIGatewayPushToCloudWatchLogs, which
+# execution and access logging require).
+MANAGED_POLICY_ROLES = ("BucketNotificationsHandler", "ServingApiCloudWatchRole")
+
+
+def test_no_role_uses_a_managed_policy_except_the_ones_aws_defines(
     resources: Resources,
 ) -> None:
     for logical_id, role in resources("AWS::IAM::Role").items():
         if role["Properties"].get("ManagedPolicyArns"):
-            assert logical_id.startswith("BucketNotificationsHandler"), logical_id
+            assert logical_id.startswith(MANAGED_POLICY_ROLES), logical_id
 
 
 def _s3_prefixes(resources: Resources, role: str, action: str) -> set[str]:

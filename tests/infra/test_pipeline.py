@@ -137,6 +137,7 @@ def test_stack_outputs_are_the_documented_contract(template_json: dict[str, Any]
         "PipelineStateMachineArn",
         "RegistryTableName",
         "AlertsTopicArn",
+        "ApiUrl",
     }
 
 

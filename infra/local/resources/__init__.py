@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from infra.local.resources import (
+    apigateway,
     awslambda,
+    cloudwatch,
     dynamodb,
     events,
+    firehose,
     iam,
     kms,
     logs,
@@ -31,6 +34,7 @@ PROVISIONERS: dict[str, Provisioner] = {
     "AWS::KMS::Key": kms.key,
     "AWS::KMS::Alias": kms.alias,
     "AWS::Logs::LogGroup": logs.log_group,
+    "AWS::Logs::LogStream": logs.log_stream,
     "AWS::Lambda::Function": awslambda.function,
     "AWS::Lambda::LayerVersion": awslambda.layer_version,
     "AWS::Lambda::Version": awslambda.version,
@@ -42,11 +46,26 @@ PROVISIONERS: dict[str, Provisioner] = {
     "AWS::SQS::QueuePolicy": messaging.queue_policy,
     "AWS::StepFunctions::StateMachine": stepfunctions.state_machine,
     "AWS::Events::Rule": events.rule,
+    "AWS::ApiGateway::RestApi": apigateway.rest_api,
+    "AWS::ApiGateway::Resource": apigateway.resource,
+    "AWS::ApiGateway::Method": apigateway.method,
+    "AWS::ApiGateway::RequestValidator": apigateway.request_validator,
+    "AWS::ApiGateway::Model": apigateway.model,
+    "AWS::ApiGateway::Deployment": apigateway.deployment,
+    "AWS::ApiGateway::Stage": apigateway.stage,
+    "AWS::ApiGateway::UsagePlan": apigateway.usage_plan,
+    "AWS::ApiGateway::ApiKey": apigateway.api_key,
+    "AWS::ApiGateway::UsagePlanKey": apigateway.usage_plan_key,
+    "AWS::KinesisFirehose::DeliveryStream": firehose.delivery_stream,
+    "AWS::CloudWatch::Alarm": cloudwatch.alarm,
 }
 
 IGNORED: dict[str, str] = {
     "AWS::CDK::Metadata": "CDK usage metadata; it creates nothing",
     "AWS::Lambda::Permission": "invocation permissions are not enforced locally",
+    "AWS::ApiGateway::Account": (
+        "sets the account-wide CloudWatch role API Gateway logs with; no local logging to route"
+    ),
     "Custom::S3AutoDeleteObjects": (
         "empties a bucket when the stack is deleted; the local cloud is discarded whole"
     ),

@@ -1,4 +1,4 @@
-"""CloudWatch Logs log groups."""
+"""CloudWatch Logs log groups and streams."""
 
 from __future__ import annotations
 
@@ -26,3 +26,10 @@ def log_group(ctx: DeployContext, spec: ResourceSpec) -> Created:
         attributes={"Arn": ctx.arn("logs", f"log-group:{name}:*")},
         notes=unapplied(p, _LOG_GROUP),
     )
+
+
+def log_stream(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    name = p.get("LogStreamName") or ctx.physical_name(spec, max_length=512)
+    ctx.client("logs").create_log_stream(logGroupName=p["LogGroupName"], logStreamName=name)
+    return Created(ref=name)

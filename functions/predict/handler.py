@@ -1,0 +1,185 @@
+"""Predict API: API Gateway (REST, proxy integration) in, JSON out. Routes read the body,
+call one logic function and return its result; errors become JSON in one place below.
+
+The model is loaded while the container initialises (in Lambda), so the first request does not
+pay for it; outside Lambda it loads on first use. A missing model never breaks the import: the
+predict routes answer 503 until a version is promoted. After a SnapStart restore the alias is
+re-resolved at once.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+from aws_lambda_powertools import single_metric
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.common.observability import logger, metrics
+from functions.predict import logic, openapi
+from functions.predict.feedback import feedback_items
+from functions.predict.model_store import NoModelError
+from functions.predict.validation import RequestError, check_content_type, parse_json
+
+try:  # present in Lambda's Python runtimes with SnapStart
+    from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - outside Lambda
+
+    def register_after_restore(func: Any) -> Any:
+        return func
+
+
+app = APIGatewayRestResolver()
+JSON = "application/json"
+
+
+def _request_id() -> str:
+    context = app.current_event.request_context
+    return context.request_id or str(uuid.uuid4())
+
+
+def _json_body() -> Any:
+    event = app.current_event
+    check_content_type(event.headers.get("content-type"))
+    return parse_json(
+        event.body,
+        base64_encoded=bool(event.is_base64_encoded),
+        max_bytes=logic.service().serving.max_body_bytes,
+    )
+
+
+@app.post("/v1/predict")
+def predict() -> dict[str, Any]:
+    return logic.predict_instances(_json_body(), _request_id())
+
+
+@app.get("/v1/model")
+def model() -> dict[str, Any]:
+    return logic.model_info()
+
+
+@app.get("/v1/health")
+def health() -> dict[str, Any]:
+    return logic.health()
+
+
+@app.post("/v1/feedback")
+def feedback() -> dict[str, Any]:
+    service = logic.service()
+    items = feedback_items(_json_body(), max_items=service.serving.max_batch_rows)
+    counts = service.feedback.store(items)
+    metrics.add_metric(name="FeedbackStored", unit=MetricUnit.Count, value=counts["stored"])
+    return counts
+
+
+@app.get("/openapi.json")
+def openapi_document() -> dict[str, Any]:
+    service = logic.service()
+    return openapi.document(service.store.refresh(), service.serving)
+
+
+@app.get("/v2/health/live")
+def v2_live() -> dict[str, Any]:
+    return {"live": True}
+
+
+@app.get("/v2/health/ready")
+def v2_ready() -> Response:
+    ready = logic.v2_ready()
+    return Response(status_code=200 if ready else 503, content_type=JSON, body={"ready": ready})
+
+
+@app.get("/v2/models/<name>")
+def v2_metadata(name: str) -> dict[str, Any]:
+    return logic.v2_metadata(name)
+
+
+@app.get("/v2/models/<name>/ready")
+def v2_model_ready(name: str) -> dict[str, Any]:
+    logic.v2_metadata(name)
+    return {"name": name, "ready": True}
+
+
+@app.post("/v2/models/<name>/infer")
+def v2_infer(name: str) -> dict[str, Any]:
+    return logic.infer_v2(name, _json_body(), _request_id())
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
+    body: dict[str, Any] = {"error": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    try:
+        with single_metric(
+            name="RequestErrors",
+            unit=MetricUnit.Count,
+            value=1,
+            default_dimensions=metrics.default_dimensions,
+        ) as metric:
+            metric.add_dimension(name="error", value=code)
+    except Exception:  # a metric must never turn a 4xx into a crash
+        logger.debug("Could not publish the error metric", exc_info=True)
+    metrics.add_metric(
+        name="ClientErrors" if status < 500 else "ServerErrors", unit=MetricUnit.Count, value=1
+    )
+    return Response(status_code=status, content_type=JSON, body=body)
+
+
+@app.exception_handler(RequestError)
+def request_error(error: RequestError) -> Response:
+    logger.info("Request refused", extra={"error": error.code, "field": error.field})
+    return _error(error.status, error.code, error.message, error.field)
+
+
+@app.exception_handler(NoModelError)
+def no_model(error: NoModelError) -> Response:
+    return _error(503, "no_model", "no model is promoted yet")
+
+
+@app.exception_handler(logic.ModelNotFoundError)
+def unknown_model(error: logic.ModelNotFoundError) -> Response:
+    return _error(404, "model_not_found", str(error), "name")
+
+
+@app.not_found
+def not_found(error: NotFoundError) -> Response:
+    event = app.current_event
+    return _error(404, "not_found", f"no route {event.http_method} {event.path}")
+
+
+@app.exception_handler(Exception)
+def unexpected(error: Exception) -> Response:
+    logger.exception("Unexpected error")
+    return _error(500, "internal_error", "the request could not be served; it was logged")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
+
+
+def _reload_after_restore() -> None:
+    try:
+        logic.service().store.refresh(force=True)
+    except Exception:
+        logger.exception("Could not re-resolve the model after a SnapStart restore")
+
+
+def _initialise() -> None:
+    """Load the model during Lambda's init phase, when the environment is complete."""
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or not os.environ.get("DATA_BUCKET"):
+        return
+    try:
+        logic.service().store.refresh()
+    except Exception:
+        logger.exception("Could not load the model at init; retrying on first request")
+
+
+register_after_restore(_reload_after_restore)
+_initialise()

@@ -1,0 +1,347 @@
+"""What the predict API does, behind the thin handler: score validated batches with the serving
+model, shape v1 and Open Inference Protocol v2 answers, capture predictions, store feedback.
+
+Nothing here imports pandas, pyarrow or scikit-learn: the ONNX graph carries the preprocessing
+and `functions.ml.onnx_input` converts values exactly as training did.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import numpy as np
+from aws_lambda_powertools.metrics import MetricUnit
+
+from functions.common.capture import CaptureStream
+from functions.common.config import ServingConfig, deployed_config
+from functions.common.model_registry import ModelRegistry
+from functions.common.observability import logger, metrics
+from functions.common.storage import ObjectStore
+from functions.ml.onnx_input import Prediction, predict_columns
+from functions.predict.feedback import FeedbackStore
+from functions.predict.model_store import ModelStore, ServingModel
+from functions.predict.validation import (
+    Batch,
+    infer_batch,
+    instances_batch,
+)
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """The function's environment (read once per container). Plain `os.environ`, not
+    pydantic-settings: its import alone adds about 0.1 s to every cold start."""
+
+    data_bucket: str
+    registry_table: str
+    stage: str = "dev"
+    code_version: str = "unknown"
+    capture_stream: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> PredictSettings:
+        missing = [name for name in ("DATA_BUCKET", "REGISTRY_TABLE") if not env.get(name)]
+        if missing:
+            raise RuntimeError(f"environment variable(s) not set: {', '.join(missing)}")
+        return cls(
+            data_bucket=env["DATA_BUCKET"],
+            registry_table=env["REGISTRY_TABLE"],
+            stage=env.get("STAGE") or "dev",
+            code_version=env.get("CODE_VERSION") or "unknown",
+            capture_stream=env.get("CAPTURE_STREAM") or None,
+        )
+
+
+class Service:
+    """The adapters and settings of one container."""
+
+    def __init__(
+        self,
+        *,
+        settings: PredictSettings,
+        serving: ServingConfig,
+        store: ModelStore,
+        capture: CaptureStream | None,
+        feedback: FeedbackStore,
+        sample: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.serving = serving
+        self.store = store
+        self.capture = capture
+        self.feedback = feedback
+        self._random = sample or random.Random()
+
+    def should_capture(self) -> bool:
+        rate = self.serving.capture_sample_rate
+        return self.capture is not None and (rate >= 1.0 or self._random.random() < rate)
+
+
+@cache
+def service() -> Service:
+    """The container's Service, built on first use (clients are created lazily)."""
+    settings = PredictSettings.from_env()
+    config = deployed_config()
+    objects = ObjectStore()
+    bucket = settings.data_bucket
+    store = ModelStore(
+        model_name=config.model_name,
+        registry=ModelRegistry(settings.registry_table),
+        fetch_bytes=lambda key: objects.get_bytes(bucket, key),
+        fetch_json=lambda key: objects.get_json(bucket, key),
+        ttl_seconds=config.serving.alias_ttl_seconds,
+    )
+    capture = CaptureStream(settings.capture_stream) if settings.capture_stream else None
+    if capture is None:
+        logger.debug("CAPTURE_STREAM is not set: predictions are not captured")
+    return Service(
+        settings=settings,
+        serving=config.serving,
+        store=store,
+        capture=capture,
+        feedback=FeedbackStore(bucket, objects),
+    )
+
+
+def _finite_list(values: np.ndarray) -> list[Any]:
+    """JSON-safe numbers: a non-finite model output becomes null, never invalid JSON."""
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        result = values.astype(object)
+        result[~np.isfinite(values)] = None
+        return result.tolist()  # type: ignore[no-any-return]
+    return values.tolist()  # type: ignore[no-any-return]
+
+
+def _score(model: ServingModel, batch: Batch) -> Prediction:
+    return predict_columns(model.session, batch.columns, model.signature)
+
+
+def _record_request(model: ServingModel, batch: Batch, started: float, route: str) -> None:
+    metrics.add_metadata(key="model_name", value=model.name)
+    metrics.add_metadata(key="model_version", value=str(model.version))
+    metrics.add_metadata(key="route", value=route)
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="PredictedRows", unit=MetricUnit.Count, value=batch.rows)
+    if batch.unseen:
+        metrics.add_metric(
+            name="UnseenCategories", unit=MetricUnit.Count, value=sum(batch.unseen.values())
+        )
+    elapsed = (time.perf_counter() - started) * 1000
+    metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds, value=elapsed)
+
+
+def predict_instances(document: Any, request_id: str) -> dict[str, Any]:
+    """`POST /v1/predict`."""
+    started = time.perf_counter()
+    svc = service()
+    model = svc.store.current()
+    batch = instances_batch(
+        document,
+        model.specs,
+        max_rows=svc.serving.max_batch_rows,
+        reject_unseen=svc.serving.unseen_categories == "reject",
+    )
+    prediction = _score(model, batch)
+    labels = prediction.labels.tolist() if model.classes else _finite_list(prediction.labels)
+    result: dict[str, Any] = {
+        "model_name": model.name,
+        "model_version": model.version,
+        "request_id": request_id,
+        "predictions": labels,
+    }
+    if prediction.probabilities is not None:
+        result["probabilities"] = _finite_list(prediction.probabilities)
+        result["classes"] = model.classes
+    if batch.unseen:
+        result["unseen_categories"] = batch.unseen
+    capture(svc, model, batch, prediction, request_id)
+    _record_request(model, batch, started, "v1")
+    return result
+
+
+def infer_v2(name: str, document: Any, request_id: str) -> dict[str, Any]:
+    """`POST /v2/models/{name}/infer` (Open Inference Protocol v2)."""
+    started = time.perf_counter()
+    svc = service()
+    model = _named(svc, name)
+    batch, given_id = infer_batch(
+        document,
+        model.specs,
+        max_rows=svc.serving.max_batch_rows,
+        reject_unseen=svc.serving.unseen_categories == "reject",
+    )
+    prediction = _score(model, batch)
+    if prediction.probabilities is not None:
+        tensors = [(prediction.labels, "BYTES"), (prediction.probabilities, "FP32")]
+    else:
+        tensors = [(prediction.labels.reshape(-1, 1), "FP32")]
+    outputs = [
+        {
+            "name": name,
+            "shape": list(values.shape),
+            "datatype": datatype,
+            "data": _finite_list(values.reshape(-1)),
+        }
+        for name, (values, datatype) in zip(model.output_names, tensors, strict=False)
+    ]
+    capture(svc, model, batch, prediction, request_id)
+    _record_request(model, batch, started, "v2")
+    result: dict[str, Any] = {
+        "model_name": model.name,
+        "model_version": str(model.version),
+        "id": given_id or request_id,
+        "outputs": outputs,
+    }
+    if batch.unseen:
+        result["parameters"] = {"unseen_categories": batch.unseen}
+    return result
+
+
+class ModelNotFoundError(Exception):
+    """A v2 route names a model this endpoint does not serve."""
+
+
+def _named(svc: Service, name: str) -> ServingModel:
+    model = svc.store.current()
+    if name != model.name:
+        raise ModelNotFoundError(
+            f"model {name!r} is not served here; this endpoint serves {model.name!r}"
+        )
+    return model
+
+
+def model_info() -> dict[str, Any]:
+    """`GET /v1/model`: the serving version, its input schema, classes and metrics."""
+    model = service().store.current()
+    signature = model.signature
+    return {
+        "model_name": model.name,
+        "model_version": model.version,
+        "task": signature.get("task"),
+        "target": signature.get("target"),
+        "promoted_at": model.promoted_at,
+        "created_at": model.registered.created_at,
+        "run_id": model.registered.run_id,
+        "data_version": model.registered.data_version,
+        "signature": {
+            "inputs": [
+                {
+                    "name": spec["name"],
+                    "type": spec["type"],
+                    "categories": list(spec.get("categories") or []),
+                    "nullable": bool(spec.get("nullable", True)),
+                }
+                for spec in signature["inputs"]
+            ],
+        },
+        "classes": model.classes,
+        "metrics": dict(model.registered.metrics),
+    }
+
+
+def health() -> dict[str, Any]:
+    """`GET /v1/health`: the function answers; `ready` says whether a model is loaded."""
+    svc = service()
+    model = svc.store.refresh()
+    return {
+        "status": "ok",
+        "ready": model is not None,
+        "model_name": svc.store.model_name,
+        "model_version": model.version if model else None,
+        "stage": svc.settings.stage,
+        "code_version": svc.settings.code_version,
+    }
+
+
+def v2_ready() -> bool:
+    return service().store.refresh() is not None
+
+
+def v2_metadata(name: str) -> dict[str, Any]:
+    """`GET /v2/models/{name}`."""
+    model = _named(service(), name)
+    inputs = [
+        {
+            "name": spec.name,
+            "datatype": "BYTES" if spec.categorical else "FP32",
+            "shape": [-1, 1],
+        }
+        for spec in model.specs
+    ]
+    if model.classes:
+        tensors = [("BYTES", [-1]), ("FP32", [-1, len(model.classes)])]
+    else:
+        tensors = [("FP32", [-1, 1])]
+    outputs = [
+        {"name": name, "datatype": datatype, "shape": shape}
+        for name, (datatype, shape) in zip(model.output_names, tensors, strict=False)
+    ]
+    return {
+        "name": model.name,
+        "versions": [str(model.version)],
+        "platform": "onnx",
+        "inputs": inputs,
+        "outputs": outputs,
+        "parameters": {"classes": model.classes} if model.classes else {},
+    }
+
+
+def capture(
+    svc: Service,
+    model: ServingModel,
+    batch: Batch,
+    prediction: Prediction,
+    request_id: str,
+) -> None:
+    """Send one JSON line per row to the capture stream, for a sample of requests. A failure
+    is logged and counted (`CaptureFailures`), never raised: the prediction stands."""
+    if not svc.should_capture():
+        return
+    assert svc.capture is not None
+    timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    labels = prediction.labels.tolist()
+    probabilities = (
+        _finite_list(prediction.probabilities) if prediction.probabilities is not None else None
+    )
+    lines = [
+        (
+            json.dumps(
+                {
+                    "request_id": request_id,
+                    "row": row,
+                    "timestamp": timestamp,
+                    "model_name": model.name,
+                    "model_version": model.version,
+                    "features": batch.row(row),
+                    "prediction": labels[row] if model.classes else _finite(labels[row]),
+                    "probabilities": probabilities[row] if probabilities is not None else None,
+                },
+                separators=(",", ":"),
+                allow_nan=False,
+            )
+            + "\n"
+        ).encode()
+        for row in range(batch.rows)
+    ]
+    try:
+        failed = svc.capture.put_lines(lines)
+    except Exception:
+        logger.exception("Prediction capture failed", extra={"records": len(lines)})
+        failed = len(lines)
+    if failed:
+        logger.error("Prediction records not captured", extra={"failed": failed})
+        metrics.add_metric(name="CaptureFailures", unit=MetricUnit.Count, value=failed)
+    metrics.add_metric(name="CapturedRows", unit=MetricUnit.Count, value=len(lines) - failed)
+
+
+def _finite(value: Any) -> Any:
+    return value if not isinstance(value, float) or math.isfinite(value) else None

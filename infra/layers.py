@@ -1,0 +1,146 @@
+"""Lambda layers built without Docker: `pip install --only-binary=:all:` for the Lambda
+runtime's platform (Python 3.13, manylinux aarch64) into `<build>/python`, cached by a hash
+of the requirements so repeated synths reuse one build.
+
+`python -m infra.layers` builds the serving layer and prints its size (`make layer`)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.config import REPO_ROOT
+
+SERVING_REQUIREMENTS = REPO_ROOT / "layers" / "serving" / "requirements.txt"
+BUILD_ROOT = REPO_ROOT / ".mlops" / "build"
+LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
+"""Lambda's limit on a zip function's code plus all its layers, unzipped."""
+
+PYTHON_VERSION = "3.13"
+# onnxruntime's aarch64 wheels are tagged manylinux_2_28 only; others ship manylinux2014.
+PLATFORMS = ("manylinux_2_28_aarch64", "manylinux2014_aarch64")
+_COMPLETE = ".complete"
+# Build output the Lambda runtime never reads: bytecode compiled by this machine's Python
+# (a different version from the runtime's), console scripts, packages' own test suites and
+# the install records pip writes (METADATA stays: importlib.metadata reads it).
+_STRIPPED_DIRS = {"__pycache__", "tests", "bin"}
+_STRIPPED_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+
+
+class LayerBuildError(RuntimeError):
+    """pip could not build the layer (no network, a pin without a wheel for the platform)."""
+
+
+@dataclass(frozen=True)
+class LayerBuild:
+    directory: Path
+    """The layer's content root: holds `python/`, as Lambda mounts it under /opt."""
+    fingerprint: str
+    """Hash of the requirements and build settings: the asset hash of the layer."""
+    unzipped_bytes: int
+
+
+def build_layer(
+    requirements: Path = SERVING_REQUIREMENTS,
+    name: str = "serving-layer",
+    build_root: Path = BUILD_ROOT,
+) -> LayerBuild:
+    """The layer for `requirements`, built once and reused while the file is unchanged."""
+    fingerprint = _fingerprint(requirements)
+    target = build_root / f"{name}-{fingerprint}"
+    if (target / _COMPLETE).exists():
+        return LayerBuild(target, fingerprint, directory_size(target / "python"))
+    build_root.mkdir(parents=True, exist_ok=True)
+    staging = build_root / f".{name}-{fingerprint}.{uuid.uuid4().hex[:8]}"
+    try:
+        _pip_install(requirements, staging / "python")
+        _strip(staging / "python")
+        (staging / _COMPLETE).write_text(fingerprint + "\n")
+        try:
+            staging.rename(target)
+        except OSError:
+            # Another synth finished the same build first: use that one.
+            if not (target / _COMPLETE).exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return LayerBuild(target, fingerprint, directory_size(target / "python"))
+
+
+def directory_size(root: Path, exclude_dirs: frozenset[str] = frozenset()) -> int:
+    """Bytes of the files under `root` (what Lambda counts against the unzipped limit)."""
+    total = 0
+    for path in root.rglob("*"):
+        if path.is_file() and not exclude_dirs.intersection(path.relative_to(root).parts):
+            total += path.stat().st_size
+    return total
+
+
+def _fingerprint(requirements: Path) -> str:
+    settings = f"{PYTHON_VERSION}|{','.join(PLATFORMS)}|{sorted(_STRIPPED_DIRS)}"
+    digest = hashlib.sha256(settings.encode())
+    digest.update(requirements.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _pip_install(requirements: Path, target: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        "--only-binary=:all:",
+        "--python-version",
+        PYTHON_VERSION,
+        "--implementation",
+        "cp",
+        *(arg for platform in PLATFORMS for arg in ("--platform", platform)),
+        "--target",
+        str(target),
+        "-r",
+        str(requirements),
+    ]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LayerBuildError(f"cannot run pip to build the layer: {exc}") from None
+    if result.returncode != 0:
+        errors = [line for line in result.stderr.splitlines() if "WARNING: Location" not in line]
+        tail = "\n".join(errors[-15:])
+        raise LayerBuildError(
+            f"building the Lambda layer from {requirements} failed (pip exit "
+            f"{result.returncode}); it needs PyPI (or a mirror via PIP_INDEX_URL) and a "
+            f"cp313 manylinux aarch64 wheel for every pin:\n{tail}"
+        )
+
+
+def _strip(root: Path) -> None:
+    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and path.name in _STRIPPED_DIRS:
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_file() and (
+            path.suffix == ".pyc"
+            or (path.parent.name.endswith(".dist-info") and path.name in _STRIPPED_DIST_INFO)
+        ):
+            path.unlink()
+
+
+def main() -> None:
+    try:
+        build = build_layer()
+    except LayerBuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(f"{build.directory}: {build.unzipped_bytes / 1e6:.1f} MB unzipped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,362 @@
+"""The REST API over HTTP, as `sam local start-api` serves it: moto stores API Gateway's
+resources and methods but does not run Lambda proxy integrations, so this adapter does.
+
+Routes are the deployed API's resource tree and methods (created from the template), not a
+table of its own. A request becomes an API Gateway REST proxy event for the method's
+integrated function (invoked through the local cloud's Lambda), and the proxy response
+becomes the HTTP response. Like API Gateway: unknown paths 404, unknown methods 405, a
+missing or unknown `x-api-key` on a key-required method 403, a body failing the method's
+request model 400, a function error or malformed response 502. IAM (SigV4) authorization
+is recorded, not enforced; throttling is not applied."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+log = logging.getLogger("infra.local.api")
+
+DEFAULT_API_PORT = 3000
+_INTEGRATION_ARN = "/functions/"
+
+
+@dataclass(frozen=True)
+class Method:
+    http_method: str
+    function: str
+    """ARN of the integrated function (alias or version qualified, as the template says)."""
+    resource_id: str
+    api_key_required: bool = False
+    authorization: str = "NONE"
+    body_schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    resource_path: str
+    """API Gateway's `resource`, e.g. `/v2/models/{name}`."""
+    methods: dict[str, Method] = field(default_factory=dict)
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """Path parameters if `path` matches this resource, else None."""
+        pattern = [part for part in self.resource_path.split("/") if part]
+        parts = [part for part in path.split("/") if part]
+        if pattern and pattern[-1].endswith("+}"):
+            head = len(pattern) - 1
+            if len(parts) <= head:
+                return None
+            parts = [*parts[:head], "/".join(parts[head:])]
+        if len(pattern) != len(parts):
+            return None
+        params: dict[str, str] = {}
+        for expected, actual in zip(pattern, parts, strict=True):
+            if expected.startswith("{") and expected.endswith("}"):
+                params[expected[1:-1].rstrip("+")] = actual
+            elif expected != actual:
+                return None
+        return params
+
+
+@dataclass
+class RestApi:
+    api_id: str
+    stage: str
+    routes: list[Route]
+    api_keys: set[str]
+
+    def find(self, path: str) -> tuple[Route, dict[str, str]] | None:
+        # Literal segments win over parameters, as in API Gateway.
+        matches = [
+            (route, params) for route in self.routes if (params := route.match(path)) is not None
+        ]
+        if not matches:
+            return None
+        return min(matches, key=lambda match: len(match[1]))
+
+
+def load_rest_api(client: Callable[[str], Any], api_id: str, stage: str) -> RestApi:
+    """The API as deployed in moto: its resources, methods, integrations, models and keys."""
+    apigw = client("apigateway")
+    resources = apigw.get_resources(restApiId=api_id, limit=500)["items"]
+    validators = {
+        v["id"]: v for v in apigw.get_request_validators(restApiId=api_id).get("items", [])
+    }
+    routes = []
+    for resource in resources:
+        methods = {}
+        for http_method in resource.get("resourceMethods") or {}:
+            described = apigw.get_method(
+                restApiId=api_id, resourceId=resource["id"], httpMethod=http_method
+            )
+            uri = (described.get("methodIntegration") or {}).get("uri", "")
+            if _INTEGRATION_ARN not in uri:
+                continue
+            function = uri.split(_INTEGRATION_ARN, 1)[1].removesuffix("/invocations")
+            methods[http_method] = Method(
+                http_method=http_method,
+                function=function,
+                resource_id=resource["id"],
+                api_key_required=bool(described.get("apiKeyRequired")),
+                authorization=described.get("authorizationType", "NONE"),
+                body_schema=_body_schema(apigw, api_id, described, validators),
+            )
+        if methods:
+            routes.append(Route(resource["path"], methods))
+    return RestApi(api_id, stage, routes, _api_keys(apigw, api_id, stage))
+
+
+def _body_schema(
+    apigw: Any, api_id: str, method: dict[str, Any], validators: dict[str, Any]
+) -> dict[str, Any] | None:
+    validator = validators.get(method.get("requestValidatorId") or "")
+    model = (method.get("requestModels") or {}).get("application/json")
+    if not validator or not validator.get("validateRequestBody") or not model:
+        return None
+    schema = apigw.get_model(restApiId=api_id, modelName=model)["schema"]
+    return dict(json.loads(schema)) if isinstance(schema, str) else dict(schema)
+
+
+def _api_keys(apigw: Any, api_id: str, stage: str) -> set[str]:
+    """Values of the enabled keys of the usage plans that include this API's stage."""
+    values = set()
+    for plan in apigw.get_usage_plans().get("items", []):
+        stages = plan.get("apiStages") or []
+        if not any(s.get("apiId") == api_id and s.get("stage") == stage for s in stages):
+            continue
+        for key in apigw.get_usage_plan_keys(usagePlanId=plan["id"]).get("items", []):
+            described = apigw.get_api_key(apiKey=key["id"], includeValue=True)
+            if described.get("enabled", True) and described.get("value"):
+                values.add(described["value"])
+    return values
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, list[str]]
+    body: bytes
+
+
+def _json_response(status: int, body: dict[str, Any], **headers: str) -> Response:
+    all_headers = {"Content-Type": ["application/json"], **{k: [v] for k, v in headers.items()}}
+    return Response(status, all_headers, json.dumps(body).encode())
+
+
+class ApiAdapter:
+    """Serves one deployed REST API on host:port, invoking functions through `client`."""
+
+    def __init__(self, api: RestApi, client: Callable[[str], Any], account_id: str) -> None:
+        self.api = api
+        self._client = client
+        self._account_id = account_id
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    def start(self, host: str = "127.0.0.1", port: int = DEFAULT_API_PORT) -> str:
+        adapter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers: dict[str, list[str]] = {}
+                for name, value in self.headers.items():
+                    headers.setdefault(name, []).append(value)
+                response = adapter.handle(
+                    self.command, self.path, headers, body, self.client_address[0]
+                )
+                self.send_response(response.status)
+                for name, values in response.headers.items():
+                    for value in values:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(response.body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(response.body)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.info("%s %s", self.address_string(), format % args)
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="local-api", daemon=True
+        )
+        self._thread.start()
+        bound_port = self._server.server_address[1]
+        self.url = f"http://{host}:{bound_port}/"
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def handle(
+        self,
+        http_method: str,
+        raw_path: str,
+        headers: dict[str, list[str]],
+        body: bytes,
+        source_ip: str = "127.0.0.1",
+    ) -> Response:
+        """One HTTP request through the API: the response API Gateway would send."""
+        request_id = str(uuid.uuid4())
+        url = urlsplit(raw_path)
+        found = self.api.find(url.path)
+        if found is None:
+            return _json_response(404, {"message": "Not Found"}, **{"x-amzn-RequestId": request_id})
+        route, path_parameters = found
+        method = route.methods.get(http_method) or route.methods.get("ANY")
+        if method is None:
+            allowed = ", ".join(sorted(route.methods))
+            return _json_response(
+                405,
+                {"message": "Method Not Allowed"},
+                Allow=allowed,
+                **{"x-amzn-RequestId": request_id},
+            )
+        lowered = {name.lower(): values for name, values in headers.items()}
+        api_key = (lowered.get("x-api-key") or [""])[-1]
+        if method.api_key_required and api_key not in self.api.api_keys:
+            return _json_response(403, {"message": "Forbidden"}, **{"x-amzn-RequestId": request_id})
+        if method.body_schema is not None and not _valid_body(body, method.body_schema):
+            return _json_response(
+                400, {"message": "Invalid request body"}, **{"x-amzn-RequestId": request_id}
+            )
+        event = self._event(
+            route, method, url.path, url.query, headers, body, path_parameters, request_id
+        )
+        event["requestContext"]["identity"].update(
+            {"sourceIp": source_ip, "apiKey": api_key or None}
+        )
+        return self._invoke(method, event, request_id)
+
+    def _event(
+        self,
+        route: Route,
+        method: Method,
+        path: str,
+        query: str,
+        headers: dict[str, list[str]],
+        body: bytes,
+        path_parameters: dict[str, str],
+        request_id: str,
+    ) -> dict[str, Any]:
+        multi_query: dict[str, list[str]] = {}
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            multi_query.setdefault(name, []).append(value)
+        text, is_base64 = _body_text(body)
+        now = time.time()
+        user_agent = next((v[-1] for k, v in headers.items() if k.lower() == "user-agent"), None)
+        return {
+            "resource": route.resource_path,
+            "path": path,
+            "httpMethod": method.http_method,
+            "headers": {name: values[-1] for name, values in headers.items()} or None,
+            "multiValueHeaders": dict(headers) or None,
+            "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
+            "multiValueQueryStringParameters": multi_query or None,
+            "pathParameters": path_parameters or None,
+            "stageVariables": None,
+            "requestContext": {
+                "accountId": self._account_id,
+                "apiId": self.api.api_id,
+                "resourceId": method.resource_id,
+                "resourcePath": route.resource_path,
+                "httpMethod": method.http_method,
+                "path": f"/{self.api.stage}{path}",
+                "stage": self.api.stage,
+                "requestId": request_id,
+                "extendedRequestId": request_id,
+                "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+                "requestTimeEpoch": int(now * 1000),
+                "protocol": "HTTP/1.1",
+                "domainName": "localhost",
+                "identity": {
+                    "sourceIp": "127.0.0.1",
+                    "userAgent": user_agent,
+                    "accessKey": None,
+                    "accountId": None,
+                    "caller": None,
+                    "user": None,
+                    "userArn": None,
+                    "apiKey": None,
+                },
+            },
+            "body": text,
+            "isBase64Encoded": is_base64,
+        }
+
+    def _invoke(self, method: Method, event: dict[str, Any], request_id: str) -> Response:
+        response = self._client("lambda").invoke(
+            FunctionName=method.function, Payload=json.dumps(event).encode()
+        )
+        payload = response["Payload"].read()
+        if response.get("FunctionError"):
+            log.warning(
+                "%s %s: function error %s", method.http_method, event["path"], payload[:500]
+            )
+            return _json_response(
+                502, {"message": "Internal server error"}, **{"x-amzn-RequestId": request_id}
+            )
+        try:
+            return _proxy_response(json.loads(payload), request_id)
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning(
+                "%s %s: malformed proxy response: %s", method.http_method, event["path"], exc
+            )
+            return _json_response(
+                502, {"message": "Internal server error"}, **{"x-amzn-RequestId": request_id}
+            )
+
+
+def _valid_body(body: bytes, schema: dict[str, Any]) -> bool:
+    import jsonschema
+
+    try:
+        jsonschema.validate(json.loads(body or b"null"), schema)
+    except (ValueError, jsonschema.ValidationError):
+        return False
+    return True
+
+
+def _body_text(body: bytes) -> tuple[str | None, bool]:
+    if not body:
+        return None, False
+    try:
+        return body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), True
+
+
+def _proxy_response(result: Any, request_id: str) -> Response:
+    if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
+        raise ValueError(f"not a Lambda proxy response: {str(result)[:200]}")
+    headers: dict[str, list[str]] = {}
+    for name, value in (result.get("headers") or {}).items():
+        headers[name] = [str(value)]
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        headers[name] = [str(value) for value in values]
+    headers.setdefault("x-amzn-RequestId", [request_id])
+    body = result.get("body") or ""
+    data = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+    return Response(result["statusCode"], headers, data)

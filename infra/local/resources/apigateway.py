@@ -1,0 +1,189 @@
+"""API Gateway REST APIs: the API, its resource tree and methods (with their Lambda proxy
+integrations, request validators and models), deployment, stage, usage plans and API keys,
+all created in moto. moto does not run AWS_PROXY integrations: `infra.local.api_adapter`
+serves the routes of this tree over HTTP and invokes the integrated functions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from infra.local.resources.base import Created, DeployContext, ResourceSpec, tags, unapplied
+
+_REST_API = {"Name", "Description", "EndpointConfiguration", "Tags", "Policy"}
+_METHOD = {
+    "RestApiId",
+    "ResourceId",
+    "HttpMethod",
+    "AuthorizationType",
+    "ApiKeyRequired",
+    "Integration",
+    "RequestValidatorId",
+    "RequestModels",
+    "RequestParameters",
+}
+_STAGE = {
+    "RestApiId",
+    "StageName",
+    "DeploymentId",
+    "Description",
+    "TracingEnabled",
+    "Tags",
+    "MethodSettings",
+    "AccessLogSetting",
+}
+
+
+def rest_api(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    request: dict[str, Any] = {"name": p.get("Name") or ctx.physical_name(spec)}
+    if "Description" in p:
+        request["description"] = p["Description"]
+    if "EndpointConfiguration" in p:
+        request["endpointConfiguration"] = {"types": p["EndpointConfiguration"].get("Types", [])}
+    if tags(p):
+        request["tags"] = {tag["Key"]: tag["Value"] for tag in tags(p)}
+    created = ctx.client("apigateway").create_rest_api(**request)
+    return Created(
+        ref=created["id"],
+        attributes={"RootResourceId": created["rootResourceId"], "RestApiId": created["id"]},
+        notes=unapplied(p, _REST_API),
+    )
+
+
+def resource(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    created = ctx.client("apigateway").create_resource(
+        restApiId=p["RestApiId"], parentId=p["ParentId"], pathPart=p["PathPart"]
+    )
+    return Created(ref=created["id"], attributes={"ResourceId": created["id"]})
+
+
+def method(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    client = ctx.client("apigateway")
+    where = {"restApiId": p["RestApiId"], "resourceId": p["ResourceId"]}
+    http_method = str(p["HttpMethod"])
+    request: dict[str, Any] = {
+        **where,
+        "httpMethod": http_method,
+        "authorizationType": p.get("AuthorizationType", "NONE"),
+        "apiKeyRequired": bool(p.get("ApiKeyRequired", False)),
+    }
+    if "RequestValidatorId" in p:
+        request["requestValidatorId"] = p["RequestValidatorId"]
+    if "RequestModels" in p:
+        request["requestModels"] = p["RequestModels"]
+    if "RequestParameters" in p:
+        request["requestParameters"] = {k: bool(v) for k, v in p["RequestParameters"].items()}
+    client.put_method(**request)
+    notes = unapplied(p, _METHOD)
+    integration = p.get("Integration")
+    if integration:
+        client.put_integration(
+            **where,
+            httpMethod=http_method,
+            type=integration["Type"],
+            integrationHttpMethod=integration.get("IntegrationHttpMethod", "POST"),
+            uri=integration.get("Uri", ""),
+        )
+        if integration["Type"] != "AWS_PROXY":
+            notes.append(f"integration type {integration['Type']} is not served locally")
+    if p.get("AuthorizationType") == "AWS_IAM":
+        notes.append("IAM (SigV4) authorization is recorded, not enforced locally")
+    return Created(ref=f"{p['ResourceId']}-{http_method}", notes=notes)
+
+
+def request_validator(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    created = ctx.client("apigateway").create_request_validator(
+        restApiId=p["RestApiId"],
+        name=p.get("Name") or ctx.physical_name(spec),
+        validateRequestBody=bool(p.get("ValidateRequestBody", False)),
+        validateRequestParameters=bool(p.get("ValidateRequestParameters", False)),
+    )
+    return Created(ref=created["id"], attributes={"RequestValidatorId": created["id"]})
+
+
+def model(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    name = p.get("Name") or ctx.physical_name(spec, separator="").replace("-", "")
+    schema = p.get("Schema", {})
+    ctx.client("apigateway").create_model(
+        restApiId=p["RestApiId"],
+        name=name,
+        contentType=p.get("ContentType", "application/json"),
+        schema=schema if isinstance(schema, str) else json.dumps(schema),
+    )
+    return Created(ref=name)
+
+
+def deployment(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    request: dict[str, Any] = {"restApiId": p["RestApiId"]}
+    if "Description" in p:
+        request["description"] = p["Description"]
+    if "StageName" in p:
+        request["stageName"] = p["StageName"]
+    created = ctx.client("apigateway").create_deployment(**request)
+    return Created(ref=created["id"], attributes={"DeploymentId": created["id"]})
+
+
+def stage(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    request: dict[str, Any] = {
+        "restApiId": p["RestApiId"],
+        "stageName": p["StageName"],
+        "deploymentId": p["DeploymentId"],
+        "tracingEnabled": bool(p.get("TracingEnabled", False)),
+    }
+    if "Description" in p:
+        request["description"] = p["Description"]
+    if tags(p):
+        request["tags"] = {tag["Key"]: tag["Value"] for tag in tags(p)}
+    ctx.client("apigateway").create_stage(**request)
+    notes = unapplied(p, _STAGE)
+    if p.get("MethodSettings"):
+        notes.append("method settings (throttling, execution logging) recorded, not applied")
+    if p.get("AccessLogSetting"):
+        notes.append("access logging recorded, not applied")
+    return Created(ref=str(p["StageName"]))
+
+
+def usage_plan(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    request: dict[str, Any] = {"name": p.get("UsagePlanName") or ctx.physical_name(spec)}
+    if "Description" in p:
+        request["description"] = p["Description"]
+    if p.get("ApiStages"):
+        request["apiStages"] = [{"apiId": s["ApiId"], "stage": s["Stage"]} for s in p["ApiStages"]]
+    if p.get("Throttle"):
+        request["throttle"] = {
+            "burstLimit": int(p["Throttle"].get("BurstLimit", 0)),
+            "rateLimit": float(p["Throttle"].get("RateLimit", 0)),
+        }
+    created = ctx.client("apigateway").create_usage_plan(**request)
+    notes = ["throttling and quotas are recorded, not enforced locally"] if "Throttle" in p else []
+    return Created(ref=created["id"], attributes={"Id": created["id"]}, notes=notes)
+
+
+def api_key(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    request: dict[str, Any] = {
+        "name": p.get("Name") or ctx.physical_name(spec),
+        "enabled": bool(p.get("Enabled", True)),
+    }
+    if "Value" in p:
+        request["value"] = p["Value"]
+    if "Description" in p:
+        request["description"] = p["Description"]
+    created = ctx.client("apigateway").create_api_key(**request)
+    return Created(ref=created["id"], attributes={"APIKeyId": created["id"]})
+
+
+def usage_plan_key(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    created = ctx.client("apigateway").create_usage_plan_key(
+        usagePlanId=p["UsagePlanId"], keyId=p["KeyId"], keyType=p.get("KeyType", "API_KEY")
+    )
+    return Created(ref=created["id"])

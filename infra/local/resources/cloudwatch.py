@@ -1,0 +1,44 @@
+"""CloudWatch metric alarms, created in moto (their state is not evaluated locally)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.local.resources.base import Created, DeployContext, ResourceSpec, unapplied
+
+_ALARM = {
+    "AlarmName",
+    "AlarmDescription",
+    "AlarmActions",
+    "OKActions",
+    "InsufficientDataActions",
+    "MetricName",
+    "Namespace",
+    "Statistic",
+    "Dimensions",
+    "Period",
+    "EvaluationPeriods",
+    "Threshold",
+    "ComparisonOperator",
+    "TreatMissingData",
+    "DatapointsToAlarm",
+}
+_PASSED = _ALARM - {"AlarmName"}
+
+
+def alarm(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    p = spec.properties
+    name = p.get("AlarmName") or ctx.physical_name(spec, max_length=255)
+    request: dict[str, Any] = {"AlarmName": name}
+    request.update({key: p[key] for key in _PASSED if key in p})
+    for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+        if key in request:
+            request[key] = int(request[key])
+    if "Threshold" in request:
+        request["Threshold"] = float(request["Threshold"])
+    ctx.client("cloudwatch").put_metric_alarm(**request)
+    notes = unapplied(p, _ALARM)
+    notes.append("alarm state is not evaluated locally: actions never fire")
+    return Created(
+        ref=name, attributes={"Arn": ctx.arn("cloudwatch", f"alarm:{name}")}, notes=notes
+    )

@@ -1,0 +1,208 @@
+"""Serving as CloudFormation will create it: the predict function (zip, Python 3.13, arm64,
+the serving layer, under 250 MB unzipped), least privilege, the REST API (auth per config,
+throttling, access logs), the capture stream and the integrity alarm."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Template
+
+from infra.app import build_app
+from infra.layers import LAMBDA_UNZIPPED_LIMIT_BYTES, build_layer, directory_size
+
+Resources = Callable[[str], dict[str, dict[str, Any]]]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _predict(resources: Resources) -> tuple[str, dict[str, Any]]:
+    (found,) = [
+        (logical_id, r["Properties"])
+        for logical_id, r in resources("AWS::Lambda::Function").items()
+        if r["Properties"].get("Handler") == "functions.predict.handler.lambda_handler"
+    ]
+    return found
+
+
+def _asset_dir(cloud_assembly: Path, object_key: str) -> Path:
+    assets = json.loads((cloud_assembly / "mlops-dev.assets.json").read_text())
+    (source,) = [
+        asset["source"]
+        for asset in assets["files"].values()
+        if any(d["objectKey"] == object_key for d in asset["destinations"].values())
+    ]
+    return cloud_assembly / source["path"]
+
+
+def _role_statements(resources: Resources, role_prefix: str) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in resources("AWS::IAM::Policy").values()
+        if any(r["Ref"].startswith(role_prefix) for r in policy["Properties"]["Roles"])
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_predict_is_a_python_313_arm64_zip_with_the_serving_layer(resources: Resources) -> None:
+    _, props = _predict(resources)
+    assert props["Runtime"] == "python3.13"
+    assert props["Architectures"] == ["arm64"]
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["LoggingConfig"]["LogFormat"] == "JSON"
+    (layer,) = props["Layers"]
+    assert layer["Ref"] in resources("AWS::Lambda::LayerVersion")
+    env = props["Environment"]["Variables"]
+    assert env["POWERTOOLS_SERVICE_NAME"] == "predict"
+    assert env["CAPTURE_STREAM"]["Ref"] in resources("AWS::KinesisFirehose::DeliveryStream")
+    assert {"DATA_BUCKET", "REGISTRY_TABLE", "STAGE", "CODE_VERSION", "MLOPS_CONFIG_JSON"} <= set(
+        env
+    )
+
+
+def test_code_asset_holds_only_the_functions_package(
+    resources: Resources, cloud_assembly: Path
+) -> None:
+    _, props = _predict(resources)
+    asset = _asset_dir(cloud_assembly, props["Code"]["S3Key"])
+    assert {p.name for p in asset.iterdir()} == {"functions"}
+    assert (asset / "functions" / "common" / "config.py").exists()
+    assert not list(asset.rglob("__pycache__"))
+    layer = next(iter(resources("AWS::Lambda::LayerVersion").values()))
+    layer_dir = _asset_dir(cloud_assembly, layer["Properties"]["Content"]["S3Key"]) / "python"
+    packages = {p.name.lower() for p in layer_dir.iterdir()}
+    assert {"onnxruntime", "numpy", "aws_lambda_powertools", "pydantic"} <= packages
+    assert not packages & {"pandas", "sklearn", "scipy", "pyarrow", "boto3"}
+
+
+def test_function_code_and_layer_stay_under_lambdas_250_mb_unzipped() -> None:
+    layer = build_layer()
+    code = directory_size(REPO / "functions", exclude_dirs=frozenset({"__pycache__"}))
+    assert layer.unzipped_bytes + code < LAMBDA_UNZIPPED_LIMIT_BYTES
+
+
+def test_predict_reads_models_writes_only_feedback_and_puts_only_to_its_stream(
+    resources: Resources,
+) -> None:
+    statements = _role_statements(resources, "ServingPredictFunctionRole")
+    s3 = [s for s in statements if any(a.startswith("s3:") for a in _as_list(s["Action"]))]
+    prefixes: dict[str, set[str]] = {"read": set(), "write": set()}
+    for statement in s3:
+        actions = _as_list(statement["Action"])
+        assert not any("Delete" in a for a in actions)
+        kind = "write" if "s3:PutObject" in actions else "read"
+        for resource in _as_list(statement["Resource"]):
+            prefixes[kind].add(resource["Fn::Join"][1][-1].lstrip("/"))
+    assert prefixes == {"read": {"models/*"}, "write": {"feedback/*"}}
+    firehose = [s for s in statements if "firehose:PutRecordBatch" in _as_list(s["Action"])]
+    (statement,) = firehose
+    assert statement["Resource"]["Fn::GetAtt"][0].startswith("ServingCaptureStream")
+    dynamodb = {a for s in statements for a in _as_list(s["Action"]) if a.startswith("dynamodb:")}
+    assert dynamodb and not any(a.startswith(("dynamodb:Put", "dynamodb:Update")) for a in dynamodb)
+
+
+def test_alias_live_is_what_every_method_invokes(resources: Resources) -> None:
+    (alias_id, alias) = next(iter(resources("AWS::Lambda::Alias").items()))
+    assert alias["Properties"]["Name"] == "live"
+    methods = resources("AWS::ApiGateway::Method")
+    assert len(methods) == 8
+    for method in methods.values():
+        integration = method["Properties"]["Integration"]
+        assert integration["Type"] == "AWS_PROXY"
+        assert {"Ref": alias_id} in integration["Uri"]["Fn::Join"][1]
+
+
+def test_api_uses_iam_auth_throttling_and_json_access_logs_by_default(
+    resources: Resources,
+) -> None:
+    for method in resources("AWS::ApiGateway::Method").values():
+        assert method["Properties"]["AuthorizationType"] == "AWS_IAM"
+        assert method["Properties"]["ApiKeyRequired"] is False
+    (stage,) = resources("AWS::ApiGateway::Stage").values()
+    props = stage["Properties"]
+    (settings,) = props["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] == 100
+    assert settings["ThrottlingBurstLimit"] == 200
+    assert props["TracingEnabled"] is True
+    assert json.loads(props["AccessLogSetting"]["Format"])["requestId"] == "$context.requestId"
+    assert not resources("AWS::ApiGateway::UsagePlan")
+
+
+def test_capture_stream_writes_daily_prefixes_encrypted_and_buffered(
+    resources: Resources,
+) -> None:
+    (stream,) = resources("AWS::KinesisFirehose::DeliveryStream").values()
+    props = stream["Properties"]
+    assert props["DeliveryStreamEncryptionConfigurationInput"]["KeyType"] == "AWS_OWNED_CMK"
+    s3 = props["ExtendedS3DestinationConfiguration"]
+    assert s3["Prefix"] == "capture/dt=!{timestamp:yyyy-MM-dd}/"
+    assert s3["ErrorOutputPrefix"].startswith("capture-errors/")
+    assert s3["BufferingHints"] == {"IntervalInSeconds": 60, "SizeInMBs": 5}
+    statements = _role_statements(resources, "ServingCaptureRole")
+    writes = {
+        r["Fn::Join"][1][-1].lstrip("/")
+        for s in statements
+        if "s3:PutObject" in _as_list(s["Action"])
+        for r in _as_list(s["Resource"])
+    }
+    assert writes == {"capture/*", "capture-errors/*"}
+
+
+def test_integrity_failures_alarm_the_alerts_topic(resources: Resources) -> None:
+    (alarm,) = resources("AWS::CloudWatch::Alarm").values()
+    props = alarm["Properties"]
+    assert props["MetricName"] == "ModelIntegrityFailures"
+    assert props["Namespace"] == "mlops"
+    assert props["Threshold"] == 1
+    assert props["TreatMissingData"] == "notBreaching"
+    (action,) = props["AlarmActions"]
+    assert action["Ref"] in resources("AWS::SNS::Topic")
+
+
+def test_api_url_is_an_output(template_json: dict[str, Any]) -> None:
+    parts = template_json["Outputs"]["ApiUrl"]["Value"]["Fn::Join"][1]
+    assert parts[0] == "https://" and ".execute-api." in parts
+
+
+@pytest.mark.slow
+def test_api_key_config_requires_keys_with_a_throttled_usage_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "mlops.toml"
+    config.write_text(
+        (REPO / "mlops.toml")
+        .read_text()
+        .replace(
+            'auth = "iam"', 'auth = "api_key"\nthrottle_rate_limit = 5\nthrottle_burst_limit = 10'
+        )
+    )
+    monkeypatch.setenv("MLOPS_CONFIG", str(config))
+    app = build_app(outdir=str(tmp_path / "cdk.out"), context={"commit": "abc"})
+    assembly = app.synth()
+    template = Template.from_json(assembly.get_stack_by_name("mlops-dev").template)
+    for method in template.find_resources("AWS::ApiGateway::Method").values():
+        assert method["Properties"]["AuthorizationType"] == "NONE"
+        assert method["Properties"]["ApiKeyRequired"] is True
+    template.has_resource_properties(
+        "AWS::ApiGateway::UsagePlan", {"Throttle": {"RateLimit": 5, "BurstLimit": 10}}
+    )
+    template.resource_count_is("AWS::ApiGateway::ApiKey", 1)
+    template.resource_count_is("AWS::ApiGateway::UsagePlanKey", 1)
+
+
+@pytest.mark.slow
+def test_auth_none_without_an_explicit_reason_fails_synth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "mlops.toml"
+    config.write_text((REPO / "mlops.toml").read_text().replace('auth = "iam"', 'auth = "none"'))
+    monkeypatch.setenv("MLOPS_CONFIG", str(config))
+    with pytest.raises(Exception, match="api_auth_none_reason"):
+        build_app(outdir=str(tmp_path / "cdk.out"), context={"commit": "abc"})

@@ -1,0 +1,247 @@
+"""The predict Lambda against moto with real ONNX models: answers equal onnxruntime's, the alias
+is followed after its TTL, a tampered model is refused, predictions are captured through
+Firehose and feedback is stored once."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from functions.ml.onnx_input import predict_columns
+from tests.integration.predict.conftest import FEATURES, MODEL, Api, Trained, publish
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Cloud
+
+
+def expected(trained: Trained, rows: list[dict[str, Any]]) -> Any:
+    session = ort.InferenceSession(trained.onnx, providers=["CPUExecutionProvider"])
+    columns = {name: [row[name] for row in rows] for name in FEATURES}
+    return predict_columns(session, columns, trained.signature)
+
+
+def test_no_model_yet_is_503(api: Api) -> None:
+    status, body = api.call("POST", "/v1/predict", {"instances": [{}]})
+    assert status == 503
+    assert body["message"] == "no model is promoted yet"
+    assert api.call("GET", "/v2/health/ready")[0] == 503
+    assert api.call("GET", "/v1/health")[1]["ready"] is False
+
+
+def test_predictions_equal_onnxruntime(api: Api, cloud: Cloud, models: dict[int, Trained]) -> None:
+    publish(cloud, models[1])
+    rows = models[1].rows
+    status, body = api.call("POST", "/v1/predict", {"instances": rows})
+    assert status == 200, body
+    reference = expected(models[1], rows)
+    assert body["model_version"] == 1 and body["model_name"] == MODEL
+    assert body["request_id"].startswith("req-")
+    assert body["predictions"] == reference.labels.tolist()
+    assert body["classes"] == list(reference.classes)
+    np.testing.assert_allclose(body["probabilities"], reference.probabilities, rtol=0, atol=1e-7)
+
+
+def test_sample_event_as_is(api: Api, cloud: Cloud, models: dict[int, Trained]) -> None:
+    publish(cloud, models[1])
+    from tests.integration.predict.conftest import Context
+
+    response = api.handler.lambda_handler(api.template, Context())
+    body = json.loads(response["body"])
+    assert response["statusCode"] == 200, body
+    assert body["request_id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    assert len(body["probabilities"][0]) == 2
+
+
+def test_unseen_categories_are_counted(api: Api, cloud: Cloud, models: dict[int, Trained]) -> None:
+    publish(cloud, models[1])
+    row = {**models[1].rows[0], "region": "atlantis", "contract": None}
+    status, body = api.call("POST", "/v1/predict", {"instances": [row, row]})
+    assert status == 200
+    assert body["unseen_categories"] == {"region": 2}
+
+
+def test_unseen_categories_rejected_when_configured(
+    serving_config: Any, api: Api, cloud: Cloud, models: dict[int, Trained]
+) -> None:
+    serving_config(unseen_categories="reject")
+    api.reset()
+    publish(cloud, models[1])
+    rows = [models[1].rows[0], {**models[1].rows[0], "region": "atlantis"}]
+    status, body = api.call("POST", "/v1/predict", {"instances": rows})
+    assert status == 422
+    assert body["field"] == "instances[1].region" and body["error"] == "unseen_category"
+    document = api.call("GET", "/openapi.json")[1]
+    region = document["components"]["schemas"]["Instance"]["properties"]["region"]
+    assert "north" in region["enum"]
+
+
+def test_model_metadata(api: Api, cloud: Cloud, models: dict[int, Trained]) -> None:
+    publish(cloud, models[1])
+    status, body = api.call("GET", "/v1/model")
+    assert status == 200
+    assert body["model_version"] == 1 and body["promoted_at"]
+    assert [spec["name"] for spec in body["signature"]["inputs"]] == FEATURES
+    assert body["classes"] == models[1].signature["classes"]
+    assert body["metrics"] == {"roc_auc": 0.81}
+
+
+def test_open_inference_protocol(api: Api, cloud: Cloud, models: dict[int, Trained]) -> None:
+    publish(cloud, models[1])
+    rows = models[1].rows[:3]
+    status, meta = api.call("GET", f"/v2/models/{MODEL}")
+    assert status == 200 and meta["platform"] == "onnx" and meta["versions"] == ["1"]
+    assert {i["name"]: i["datatype"] for i in meta["inputs"]}["contract"] == "BYTES"
+    assert {i["name"]: i["datatype"] for i in meta["inputs"]}["age"] == "FP32"
+    inputs = [
+        {
+            "name": spec["name"],
+            "shape": [3, 1],
+            "datatype": "BYTES" if spec["name"] in FEATURES[5:] else "FP32",
+            "data": [row[spec["name"]] for row in rows],
+        }
+        for spec in meta["inputs"]
+    ]
+    status, body = api.call("POST", f"/v2/models/{MODEL}/infer", {"id": "abc", "inputs": inputs})
+    assert status == 200, body
+    assert body["id"] == "abc" and body["model_version"] == "1"
+    label, probabilities = body["outputs"]
+    reference = expected(models[1], rows)
+    assert label["data"] == reference.labels.tolist() and label["shape"] == [3]
+    assert probabilities["shape"] == [3, 2]
+    np.testing.assert_allclose(
+        np.reshape(probabilities["data"], (3, 2)), reference.probabilities, atol=1e-7
+    )
+    assert api.call("POST", "/v2/models/other/infer", {"inputs": inputs})[0] == 404
+    assert api.call("GET", "/v2/models/other")[0] == 404
+    assert api.call("GET", "/v2/health/ready") == (200, {"ready": True})
+
+
+def test_alias_move_is_followed_after_ttl(
+    api: Api, cloud: Cloud, models: dict[int, Trained]
+) -> None:
+    publish(cloud, models[1])
+    rows = models[2].rows[:20]
+    assert api.call("POST", "/v1/predict", {"instances": rows})[1]["model_version"] == 1
+    publish(cloud, models[2])
+    api.now += 4
+    assert api.call("POST", "/v1/predict", {"instances": rows})[1]["model_version"] == 1
+    api.now += 1
+    status, body = api.call("POST", "/v1/predict", {"instances": rows})
+    assert body["model_version"] == 2
+    np.testing.assert_allclose(
+        body["probabilities"], expected(models[2], rows).probabilities, atol=1e-7
+    )
+
+
+def test_tampered_model_is_refused(
+    api: Api,
+    cloud: Cloud,
+    models: dict[int, Trained],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    publish(cloud, models[1])
+    row = models[1].rows[:1]
+    assert api.call("POST", "/v1/predict", {"instances": row})[1]["model_version"] == 1
+    publish(cloud, models[2], tamper=True)
+    api.now += 10
+    capsys.readouterr()
+    status, body = api.call("POST", "/v1/predict", {"instances": row})
+    assert status == 200 and body["model_version"] == 1
+    assert "does not match its registered checksum" in caplog.text
+    out = capsys.readouterr().out
+    emf = [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
+    assert any(
+        blob.get("ModelIntegrityFailures") == [1.0] or blob.get("ModelIntegrityFailures") == 1.0
+        for blob in emf
+    ), emf
+
+
+def test_predictions_are_captured(
+    capture_stream: str, api: Api, cloud: Cloud, models: dict[int, Trained]
+) -> None:
+    api.reset()
+    publish(cloud, models[1])
+    rows = models[1].rows[:3]
+    body = api.call("POST", "/v1/predict", {"instances": rows})[1]
+    keys = cloud.keys("capture/")
+    assert keys
+    lines = [
+        json.loads(line) for key in keys for line in cloud.body(key).decode().splitlines() if line
+    ]
+    assert [line["row"] for line in lines] == [0, 1, 2]
+    first = lines[0]
+    assert first["request_id"] == body["request_id"]
+    assert first["model_version"] == 1 and first["model_name"] == MODEL
+    assert first["features"] == rows[0]
+    assert first["prediction"] == body["predictions"][0]
+    assert first["probabilities"] == body["probabilities"][0]
+    assert first["timestamp"].endswith("Z")
+
+
+def test_capture_failure_does_not_fail_prediction(
+    api: Api,
+    cloud: Cloud,
+    models: dict[int, Trained],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CAPTURE_STREAM", "does-not-exist")
+    api.reset()
+    publish(cloud, models[1])
+    status, body = api.call("POST", "/v1/predict", {"instances": models[1].rows[:2]})
+    assert status == 200 and len(body["predictions"]) == 2
+    assert '"CaptureFailures"' in capsys.readouterr().out
+
+
+def test_feedback_is_stored_once(api: Api, cloud: Cloud) -> None:
+    feedback = {
+        "feedback": [
+            {"request_id": "req-000001", "row": 0, "label": "yes"},
+            {"request_id": "req-000001", "row": 1, "label": "no", "features": {"age": 30}},
+        ]
+    }
+    assert api.call("POST", "/v1/feedback", feedback) == (200, {"stored": 2, "duplicates": 0})
+    assert api.call("POST", "/v1/feedback", feedback) == (200, {"stored": 0, "duplicates": 2})
+    keys = cloud.keys("feedback/")
+    assert len(keys) == 2
+    assert keys[0].startswith("feedback/dt=") and keys[0].endswith("/req-000001-0.json")
+    stored = json.loads(cloud.body(keys[0]))
+    assert stored["label"] == "yes" and stored["row"] == 0
+
+
+def test_concurrent_requests_while_alias_moves(
+    api: Api, cloud: Cloud, models: dict[int, Trained]
+) -> None:
+    publish(cloud, models[1])
+    rows = models[1].rows[:5]
+    results: list[tuple[int, Any]] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        for _ in range(15):
+            try:
+                results.append(api.call("POST", "/v1/predict", {"instances": rows}))
+            except BaseException as error:  # noqa: BLE001 - collected and asserted below
+                errors.append(error)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    publish(cloud, models[2])
+    api.now += 10
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert all(status == 200 for status, _ in results), results[:3]
+    versions = {body["model_version"] for _, body in results}
+    assert versions <= {1, 2}
+    for _, body in results:
+        reference = expected(models[body["model_version"]], rows)
+        np.testing.assert_allclose(body["probabilities"], reference.probabilities, atol=1e-7)
+    assert api.call("POST", "/v1/predict", {"instances": rows})[1]["model_version"] == 2

@@ -1,0 +1,271 @@
+"""The predict handler's answers to good and bad requests (model and registry faked in memory):
+each problem is a 4xx naming the field, and nothing a client sends produces a 5xx."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from openapi_spec_validator import validate
+
+from tests.unit.predict.conftest import FEATURES, REPO, Context, Trained, event
+
+Call = Callable[..., tuple[int, Any]]
+
+
+def test_predict_one_row(call: Call, trained: Trained) -> None:
+    status, body = call("POST", "/v1/predict", {"instances": [trained.row]})
+    assert status == 200, body
+    assert body["model_version"] == 1 and body["model_name"] == "churn"
+    assert body["request_id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    assert body["classes"] == trained.signature["classes"]
+    assert math.isclose(sum(body["probabilities"][0]), 1.0, rel_tol=1e-6)
+
+
+def test_nulls_are_imputed(call: Call, trained: Trained) -> None:
+    row = dict.fromkeys(FEATURES)
+    assert call("POST", "/v1/predict", {"instances": [row]})[0] == 200
+
+
+def test_categorical_number_is_its_string(call: Call, trained: Trained) -> None:
+    status, body = call("POST", "/v1/predict", {"instances": [{**trained.row, "region": 7}]})
+    assert status == 200 and body["unseen_categories"] == {"region": 1}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "code", "field"),
+    [
+        (lambda r: {"instances": {}}, 422, "invalid_type", "instances"),
+        (lambda r: {"rows": [r]}, 422, "missing_field", "instances"),
+        (lambda r: [r], 422, "invalid_body", None),
+        (lambda r: {"instances": []}, 422, "empty_batch", "instances"),
+        (lambda r: {"instances": [r, 5]}, 422, "invalid_instance", "instances[1]"),
+        (
+            lambda r: {"instances": [{k: v for k, v in r.items() if k != "age"}]},
+            422,
+            "missing_feature",
+            "instances[0].age",
+        ),
+        (
+            lambda r: {"instances": [{**r, "shoe_size": 3}]},
+            422,
+            "unknown_feature",
+            "instances[0].shoe_size",
+        ),
+        (lambda r: {"instances": [{**r, "age": "42"}]}, 422, "invalid_type", "instances[0].age"),
+        (lambda r: {"instances": [{**r, "age": True}]}, 422, "invalid_type", "instances[0].age"),
+        (
+            lambda r: {"instances": [{**r, "age": float("nan")}]},
+            422,
+            "invalid_number",
+            "instances[0].age",
+        ),
+        (lambda r: {"instances": [{**r, "age": 1e300}]}, 422, "invalid_number", "instances[0].age"),
+        (
+            lambda r: {"instances": [{**r, "age": 10**400}]},
+            422,
+            "invalid_number",
+            "instances[0].age",
+        ),
+        (
+            lambda r: {"instances": [{**r, "region": False}]},
+            422,
+            "invalid_type",
+            "instances[0].region",
+        ),
+        (
+            lambda r: {"instances": [{**r, "region": ["north"]}]},
+            422,
+            "invalid_type",
+            "instances[0].region",
+        ),
+        (lambda r: {"instances": [r] * 1001}, 413, "too_many_rows", "instances"),
+    ],
+)
+def test_bad_instances(
+    call: Call,
+    trained: Trained,
+    mutate: Callable[[dict[str, Any]], Any],
+    status: int,
+    code: str,
+    field: str | None,
+) -> None:
+    answer, body = call("POST", "/v1/predict", raw=json.dumps(mutate(trained.row)))
+    assert (answer, body["error"], body.get("field")) == (status, code, field), body
+    assert body["message"]
+
+
+def test_malformed_json(call: Call) -> None:
+    status, body = call("POST", "/v1/predict", raw='{"instances": [')
+    assert status == 400 and body["error"] == "malformed_json"
+
+
+def test_infinity_literal(call: Call, trained: Trained) -> None:
+    raw = json.dumps({"instances": [trained.row]}).replace("42", "Infinity", 1)
+    raw = raw.replace(f'"age": {json.dumps(trained.row["age"])}', '"age": Infinity')
+    status, body = call("POST", "/v1/predict", raw=raw)
+    assert status == 422 and body["field"] == "instances[0].age"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
+def test_wrong_content_type(call: Call, trained: Trained, content_type: str) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    status, body = call("POST", "/v1/predict", {"instances": [trained.row]}, headers=headers)
+    assert status == 415 and body["error"] == "unsupported_media_type"
+
+
+def test_json_suffix_content_type(call: Call, trained: Trained) -> None:
+    headers = {"content-type": "application/vnd.api+json; charset=utf-8"}
+    assert call("POST", "/v1/predict", {"instances": [trained.row]}, headers=headers)[0] == 200
+
+
+def test_body_too_large(make_service: Callable[..., Any], trained: Trained) -> None:
+    from functions.predict import handler
+
+    make_service(max_body_bytes=1024)
+    body = json.dumps({"instances": [trained.row] * 10})
+    response = handler.lambda_handler(event("POST", "/v1/predict", raw=body), Context())
+    assert response["statusCode"] == 413
+
+
+def test_unseen_category_rejected(make_service: Callable[..., Any], trained: Trained) -> None:
+    from functions.predict import handler
+
+    make_service(unseen_categories="reject")
+    body = {"instances": [{**trained.row, "contract": "lifetime"}]}
+    response = handler.lambda_handler(event("POST", "/v1/predict", body), Context())
+    assert response["statusCode"] == 422
+    assert json.loads(response["body"])["field"] == "instances[0].contract"
+
+
+def test_unknown_route_is_json_404(call: Call) -> None:
+    status, body = call("GET", "/v1/nothing")
+    assert status == 404 and body["error"] == "not_found"
+
+
+def test_v2_shapes(call: Call, trained: Trained) -> None:
+    status, meta = call("GET", "/v2/models/churn")
+    assert status == 200
+    assert meta["outputs"] == [
+        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]},
+    ]
+    inputs = [
+        {
+            "name": i["name"],
+            "datatype": i["datatype"],
+            "shape": [2],
+            "data": [trained.row[i["name"]]] * 2,
+        }
+        for i in meta["inputs"]
+    ]
+    status, body = call("POST", "/v2/models/churn/infer", {"inputs": inputs})
+    assert status == 200, body
+    assert [o["shape"] for o in body["outputs"]] == [[2], [2, 2]]
+    assert body["id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    inputs[0]["datatype"] = "BYTES"
+    status, body = call("POST", "/v2/models/churn/infer", {"inputs": inputs})
+    assert status == 422 and body["field"] == "inputs[0].datatype"
+    status, body = call("POST", "/v2/models/churn/infer", {"inputs": inputs[1:]})
+    assert status == 422 and body["error"] == "missing_feature"
+
+
+def test_openapi_document_is_valid(call: Call, trained: Trained) -> None:
+    status, document = call("GET", "/openapi.json")
+    assert status == 200
+    validate(document)
+    instance = document["components"]["schemas"]["Instance"]
+    assert instance["required"] == FEATURES
+    assert instance["properties"]["age"]["type"] == "number"
+    assert instance["properties"]["region"]["type"] == "string"
+    request = document["components"]["schemas"]["PredictRequest"]
+    assert request["properties"]["instances"]["maxItems"] == 1000
+    for path in (
+        "/v1/predict",
+        "/v1/model",
+        "/v1/health",
+        "/v1/feedback",
+        "/openapi.json",
+        "/v2/health/ready",
+        "/v2/models/{name}",
+        "/v2/models/{name}/infer",
+    ):
+        assert path in document["paths"]
+
+
+def test_feedback_validation(call: Call) -> None:
+    good = {"feedback": [{"request_id": "abc-1", "row": 0, "label": "yes"}]}
+    assert call("POST", "/v1/feedback", good) == (200, {"stored": 1, "duplicates": 0})
+    bad = {"feedback": [{"request_id": "../etc", "row": 0, "label": "yes"}]}
+    status, body = call("POST", "/v1/feedback", bad)
+    assert status == 422 and body["field"] == "feedback[0].request_id"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from([*FEATURES, "instances", "inputs", "x"]), children, max_size=6
+        )
+    ),
+    max_leaves=30,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    document=json_values,
+    path=st.sampled_from(["/v1/predict", "/v2/models/churn/infer", "/v1/feedback"]),
+)
+def test_no_json_value_causes_a_5xx(call: Call, document: Any, path: str) -> None:
+    assert call("POST", path, raw=json.dumps(document))[0] < 500
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    row=st.fixed_dictionaries(
+        {
+            name: st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+            for name in FEATURES
+        }
+    )
+)
+def test_no_row_causes_a_5xx(call: Call, row: dict[str, Any]) -> None:
+    assert call("POST", "/v1/predict", raw=json.dumps({"instances": [row]}))[0] < 500
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(raw=st.text(max_size=60) | st.binary(max_size=60).map(lambda b: b.decode("latin-1")))
+def test_no_body_causes_a_5xx(call: Call, raw: str) -> None:
+    assert call("POST", "/v1/predict", raw=raw)[0] < 500
+
+
+def test_predict_path_imports_no_training_libraries() -> None:
+    code = (
+        "import sys; import functions.predict.handler; "
+        "heavy = {'pandas', 'sklearn', 'scipy', 'pyarrow', 'skl2onnx'} & set(sys.modules); "
+        "print(sorted(heavy))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin", "POWERTOOLS_SERVICE_NAME": "predict"},
+    )
+    assert result.stdout.strip() == "[]", result.stderr
