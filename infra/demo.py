@@ -6,15 +6,20 @@ Synthesizes the app and deploys it into the Docker-free local cloud, then:
 2. drops a bad file: quarantined with its reason, an alert sent;
 3. drops a table whose labels are scrambled: the candidate trained on everything so far is
    judged against the champion on the same held-out rows and rejected by the gate.
-It prints what happened at each step and where the model card is. Later stages (serving,
-drift) extend this script as they land.
+Then it calls the serving API over HTTP (the local API adapter, as API Gateway would serve
+it): a batch of three customers, one request with a wrong type (refused with a 4xx naming the
+field) and `GET /v1/model`. It prints what happened at each step and where the model card
+is. Later stages (drift) extend this script as they land.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,7 +92,9 @@ def run(
         with _step(progress, "Synthesizing the CDK app (cdk-nag included)", timings, "synth"):
             synthesize(REPO_ROOT, cdk_out, {"commit": "demo"})
         started = time.monotonic()
-        with LocalCloud.start(cdk_out=cdk_out, mode="inprocess", state_dir=state_dir) as cloud:
+        with LocalCloud.start(
+            cdk_out=cdk_out, mode="inprocess", state_dir=state_dir, api_port=0
+        ) as cloud:
             timings["deploy"] = time.monotonic() - started
             demo = _Demo(cloud, state_dir)
             with _step(progress, f"Drop 1: {first.key} (ingest, train, gate)", timings, "first"):
@@ -95,7 +102,10 @@ def run(
             label = "Drops 2 and 3: a bad file and scrambled labels"
             with _step(progress, label, timings, "later"):
                 outcomes += demo.drop(later)
+            with _step(progress, "Requests to the serving API over HTTP", timings, "serve"):
+                serving = demo.serve()
             summary = demo.summarise(outcomes)
+            summary["serving"] = serving
     summary["timings"] = {name: round(value, 1) for name, value in timings.items()}
     _show(console, summary)
     for outcome in outcomes:
@@ -104,6 +114,11 @@ def run(
                 f"{outcome['key']}: expected {outcome['expect']}, got {outcome['outcome']} "
                 f"({outcome['status']}); see {summary['function_logs']}"
             )
+    if serving["predict"]["status"] != 200 or not 400 <= serving["bad"]["status"] < 500:
+        raise DemoFailed(
+            f"the serving API answered {serving['predict']['status']} to a good batch and "
+            f"{serving['bad']['status']} to a bad one; see {summary['function_logs']}"
+        )
     return summary
 
 
@@ -179,6 +194,21 @@ class _Demo:
             "outputs": self.cloud.outputs,
         }
 
+    def serve(self) -> dict[str, Any]:
+        """A batch of three customers, a request with a wrong type and the model summary, over
+        HTTP against the local API."""
+        url = self.cloud.api_url
+        rows = request_rows(3, seed=13)
+        bad_row = {**rows[0], "age": "forty"}
+        return {
+            "url": url,
+            "rows": rows,
+            "predict": _http(url, "POST", "v1/predict", {"instances": rows}),
+            "bad_row": bad_row,
+            "bad": _http(url, "POST", "v1/predict", {"instances": [bad_row]}),
+            "model": _http(url, "GET", "v1/model"),
+        }
+
     def _exists(self, key: str) -> bool:
         return bool(self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key).get("KeyCount"))
 
@@ -202,6 +232,33 @@ class _Demo:
         path.write_text("\n".join(lines) + "\n")
 
 
+def request_rows(count: int, seed: int) -> list[dict[str, Any]]:
+    """Realistic customers as a client sends them: the model's features, JSON values."""
+    frame = sample_data.churn_frame(count, seed=seed, first_id=9_000_000, duplicate_share=0.0)
+    features = [*sample_data.NUMERIC_FEATURES, *sample_data.CATEGORICAL_FEATURES]
+    return [
+        {name: _json_value(value) for name, value in record.items()}
+        for record in frame[features].to_dict(orient="records")
+    ]
+
+
+def _json_value(value: Any) -> Any:
+    value = value.item() if isinstance(value, np.generic) else value
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _http(base_url: str, method: str, path: str, document: Any = None) -> dict[str, Any]:
+    """One request; returns its status and JSON body (4xx and 5xx included)."""
+    body = None if document is None else json.dumps(document).encode()
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    request = urllib.request.Request(base_url + path, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return {"status": response.status, "body": json.loads(response.read())}
+    except urllib.error.HTTPError as exc:
+        return {"status": exc.code, "body": json.loads(exc.read() or b"null")}
+
+
 def _show(console: Console, summary: dict[str, Any]) -> None:
     table = Table(title="What the pipeline did with each drop", show_lines=True)
     table.add_column("drop", overflow="fold")
@@ -216,6 +273,7 @@ def _show(console: Console, summary: dict[str, Any]) -> None:
         evaluation = outcome.get("output", {}).get("evaluation")
         if evaluation:
             console.print(_gate_table(outcome, evaluation))
+    _show_serving(console, summary["serving"])
     console.print(
         Panel.fit(
             f"model card: {summary['model_card']} (open it in a browser)\n"
@@ -223,6 +281,52 @@ def _show(console: Console, summary: dict[str, Any]) -> None:
             f"function logs: {summary['function_logs']}\n"
             f"timings (s): {summary['timings']}",
             title="local cloud",
+        )
+    )
+
+
+def _show_serving(console: Console, serving: dict[str, Any]) -> None:
+    url, answer = serving["url"], serving["predict"]["body"]
+    table = Table(title=f"POST {url}v1/predict: three customers")
+    for column in ("contract", "tenure", "monthly $", "prediction", "probabilities", "version"):
+        table.add_column(column)
+    classes = answer.get("classes") or []
+    for row, label, probabilities in zip(
+        serving["rows"],
+        answer.get("predictions", []),
+        answer.get("probabilities", []),
+        strict=False,
+    ):
+        table.add_row(
+            str(row["contract"]),
+            str(row["tenure_months"]),
+            str(row["monthly_charges"]),
+            f"[bold]{label}[/bold]",
+            ", ".join(f"{name} {p:.3f}" for name, p in zip(classes, probabilities, strict=False)),
+            str(answer.get("model_version")),
+        )
+    console.print(table)
+    bad = serving["bad"]
+    console.print(
+        f'a wrong type (age = "forty") -> HTTP {bad["status"]}: '
+        + json.dumps(bad["body"], separators=(", ", ": ")),
+        soft_wrap=True,
+    )
+    model = serving["model"]["body"]
+    metrics = ", ".join(
+        f"{name} {value:.3f}"
+        for name, value in model.get("metrics", {}).items()
+        if name in ("roc_auc", "f1_macro", "accuracy")
+    )
+    console.print(
+        Panel.fit(
+            f"GET {url}v1/model: {model.get('model_name')} version {model.get('model_version')} "
+            f"({model.get('task')}, {len(model.get('signature', {}).get('inputs', []))} inputs, "
+            f"classes {model.get('classes')})\n"
+            f"metrics: {metrics}\npromoted at: {model.get('promoted_at')}\n"
+            "(the API stopped with the demo; `mlops local up` serves it on port 3000, then "
+            "`mlops predict --file rows.json`)",
+            title="serving API (local)",
         )
     )
 

@@ -27,7 +27,7 @@ from functions.common.config import ConfigError, MlopsConfig, load_config
 from functions.common.contracts import AliasChange, AliasState, ModelVersion
 from functions.common.errors import AdapterError, ModelRegistryError
 from functions.common.events import model_promoted_detail, publish_model_promoted
-from functions.common.model_registry import PRODUCTION, ModelRegistry
+from functions.common.model_registry import CANDIDATE, PRODUCTION, ModelRegistry
 from functions.common.storage import ObjectStore
 from functions.ml.metrics import GREATER_IS_BETTER
 from infra.target import STATE_DIR_ENV, Target, TargetError, resolve_target
@@ -504,7 +504,54 @@ def models_rollback(
     _moved(session, change)
 
 
+@models_app.command("canary")
+def models_canary(
+    version: Annotated[int, typer.Argument(help="The version to roll out as candidate.")],
+    reason: ReasonOption = None,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Point alias candidate at VERSION: the predict function serves it to
+    `[serving] candidate_share` of requests, then promotes or drops it by its numbers."""
+    session = _open(local, stage, state_dir)
+    model = session.model
+    with _reported():
+        production = session.registry.get_alias(model)
+        if production is not None and production.version == version:
+            raise _fail(f"version {version} of {model} is {PRODUCTION} already")
+        current = session.registry.get_alias(model, CANDIDATE)
+        expected = current.version if current else None
+        if expected == version:
+            console.print(f"Version {version} of {model} is already {CANDIDATE}; no change.")
+            return
+        change = session.registry.promote(
+            model,
+            version,
+            expected_current=expected,
+            reason=reason or "canary from the mlops CLI",
+            execution=_who(),
+            alias=CANDIDATE,
+        )
+    before = "none" if change.from_version is None else f"version {change.from_version}"
+    console.print(f"{CANDIDATE} of {model} set: {before} -> version {version}")
+    serving = session.config.serving
+    share = serving.candidate_share
+    if share <= 0:
+        console.print(
+            "[yellow]warning:[/yellow] [serving] candidate_share is 0: the predict function "
+            "serves no traffic from the candidate and never judges it."
+        )
+    else:
+        console.print(
+            f"It serves {share:.0%} of requests until {serving.candidate_min_requests} "
+            f"requests or {serving.candidate_max_minutes} minutes, then is "
+            f"promoted or dropped (see `mlops models history --alias {CANDIDATE}`)."
+        )
+
+
 def _moved(session: Session, change: AliasChange) -> None:
+    assert change.to_version is not None
     verb = "promoted" if change.kind == "promote" else "rolled back"
     before = "none" if change.from_version is None else f"version {change.from_version}"
     console.print(
@@ -525,18 +572,22 @@ def _moved(session: Session, change: AliasChange) -> None:
 
 @models_app.command("history")
 def models_history(
+    alias: Annotated[
+        str, typer.Option(help=f"The alias: {PRODUCTION} or {CANDIDATE} (rollouts).")
+    ] = PRODUCTION,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
-    """Every move of the production alias, oldest first: when, what, why, by whom."""
+    """Every change of an alias (production by default), oldest first: when, what, why, by
+    whom. Rollout outcomes show as `promote` (production) and `drop` (candidate)."""
     session = _open(local, stage, state_dir)
     with _reported():
-        changes = session.registry.history(session.model)
+        changes = session.registry.history(session.model, alias)
     if not changes:
-        console.print(f"{PRODUCTION} of {session.model} has never been set.")
+        console.print(f"{escape(alias)} of {session.model} has never been set.")
         return
-    table = Table(title=f"{PRODUCTION} of {session.model}, oldest first")
+    table = Table(title=f"{escape(alias)} of {session.model}, oldest first")
     for column in ("#", "at", "kind", "from", "to", "reason", "by"):
         table.add_column(column, overflow="fold", no_wrap=column == "at")
     for change in changes:
@@ -545,7 +596,7 @@ def models_history(
             change.at,
             change.kind,
             _text(change.from_version),
-            str(change.to_version),
+            _text(change.to_version),
             _text(change.reason),
             _text(change.execution),
         )

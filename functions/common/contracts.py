@@ -165,14 +165,56 @@ class AliasState(Contract):
 
 
 class AliasChange(Contract):
-    """One move of an alias (a promotion or a rollback), as recorded in its history."""
+    """One change of an alias (a promotion, a rollback, or a drop that removes the alias), as
+    recorded in its history."""
 
     model_name: str
     alias: str
-    kind: Literal["promote", "rollback"]
+    kind: Literal["promote", "rollback", "drop"]
     from_version: int | None
-    to_version: int
+    to_version: int | None = Field(description="None when the alias was dropped")
     at: str
     reason: str
     execution: str | None = None
     revision: int
+
+
+LATENCY_BUCKETS_MS: tuple[float, ...] = (5, 10, 25, 50, 100, 250, 500, 1000)
+"""Upper bounds of the serving-latency histogram's buckets; one more bucket holds the rest."""
+
+
+class ServingStats(Contract):
+    """What one version served under one alias during one rollout (summed over containers)."""
+
+    alias: str
+    version: int
+    requests: int = 0
+    errors: int = Field(default=0, description="Model failures (5xx); client errors not counted")
+    latency_ms_sum: float = 0.0
+    latency_histogram: list[int] = Field(
+        default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1),
+        description="Counts per `LATENCY_BUCKETS_MS` bucket, then beyond the last bound",
+    )
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    @property
+    def mean_latency_ms(self) -> float | None:
+        return self.latency_ms_sum / self.requests if self.requests else None
+
+
+class RolloutDecision(Contract):
+    """The end of a rollout: alias `candidate` promoted to production, or dropped. Recorded
+    once per rollout (`rollout` is the candidate alias's revision)."""
+
+    model_name: str
+    rollout: int
+    outcome: Literal["promote", "drop"]
+    candidate_version: int
+    production_version: int | None
+    reason: str
+    candidate: ServingStats
+    production: ServingStats | None = None
+    decided_at: str

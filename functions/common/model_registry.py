@@ -9,7 +9,14 @@
 - alias: pk=`MODEL#<model>`, sk=`ALIAS#<alias>`; the version it points to and a `revision`
   that counts its moves.
 - alias history: pk=`MODEL#<model>`, sk=`HISTORY#<alias>#<revision, 8 digits>`; one item per
-  move, in the order the moves happened (a revision number, not a clock, orders them).
+  move, in the order the moves happened (a revision number, not a clock, orders them). A
+  dropped alias (`candidate` after its rollout) keeps counting: its next revision follows its
+  last history item.
+- serving stats of a rollout: pk=`MODEL#<model>`, sk=`STATS#<rollout, 8 digits>#<alias>#<version,
+  8 digits>`; counters (requests, errors, latency sum and histogram) that the predict function
+  ADDs to. The rollout is the revision of alias `candidate` that started it.
+- rollout decision: pk=`MODEL#<model>`, sk=`ROLLOUT#<rollout, 8 digits>`; written once, in the
+  transaction that promotes or drops the candidate, so a rollout is decided exactly once.
 
 A move of an alias is one TransactWriteItems: the version must exist (and is marked promoted),
 the alias must still be where the caller saw it, and the history item is new. Either all three
@@ -30,7 +37,14 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from functions.common import aws
-from functions.common.contracts import AliasChange, AliasState, ModelVersion
+from functions.common.contracts import (
+    LATENCY_BUCKETS_MS,
+    AliasChange,
+    AliasState,
+    ModelVersion,
+    RolloutDecision,
+    ServingStats,
+)
 from functions.common.errors import (
     ModelRegistryError,
     NothingToRollBackError,
@@ -42,11 +56,14 @@ from functions.common.errors import (
 )
 
 PRODUCTION = "production"
+CANDIDATE = "candidate"
 RUN_PREFIX = "RUN#"
 VERSION_PREFIX = "VERSION#"
 COUNTER_SORT_KEY = "COUNTER"
 ALIAS_PREFIX = "ALIAS#"
 HISTORY_PREFIX = "HISTORY#"
+STATS_PREFIX = "STATS#"
+ROLLOUT_PREFIX = "ROLLOUT#"
 _KEY_ATTRIBUTES = frozenset({"pk", "sk", "kind"})
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _TRANSACTION_CANCELED = "TransactionCanceledException"
@@ -73,6 +90,14 @@ def version_sort_key(version: int) -> str:
 
 def history_sort_key(alias: str, revision: int) -> str:
     return f"{HISTORY_PREFIX}{alias}#{revision:08d}"
+
+
+def stats_sort_key(rollout: int, alias: str, version: int) -> str:
+    return f"{STATS_PREFIX}{rollout:08d}#{alias}#{version:08d}"
+
+
+def rollout_sort_key(rollout: int) -> str:
+    return f"{ROLLOUT_PREFIX}{rollout:08d}"
 
 
 def now() -> str:
@@ -389,7 +414,7 @@ class ModelRegistry:
                 at=now(),
                 reason=reason,
                 execution=execution,
-                revision=(state.revision if state else 0) + 1,
+                revision=self._next_revision(model, alias, state),
             )
             try:
                 with _translated("transact_write_items", self.table_name):
@@ -408,8 +433,17 @@ class ModelRegistry:
         state = self.get_alias(model, alias)
         raise _stale(model, alias, expected, state.version if state else None)
 
+    def _next_revision(self, model: str, alias: str, state: AliasState | None) -> int:
+        if state is not None:
+            return state.revision + 1
+        last = self._query(
+            model_key(model), f"{HISTORY_PREFIX}{alias}#", newest_first=True, limit=1
+        )
+        return int(last[0]["revision"]) + 1 if last else 1
+
     def _move_items(self, change: AliasChange, state: AliasState | None) -> list[dict[str, Any]]:
         pk = model_key(change.model_name)
+        assert change.to_version is not None
         alias_item = {
             **_key(pk, ALIAS_PREFIX + change.alias),
             "kind": {"S": "alias"},
@@ -438,12 +472,12 @@ class ModelRegistry:
                     ":revision": {"N": str(state.revision)},
                 },
             }
-        history = change.model_dump(mode="json", exclude={"kind"})
-        return [
-            {
+        version_key = _key(pk, version_sort_key(change.to_version))
+        if change.alias == PRODUCTION:
+            version_write: dict[str, Any] = {
                 "Update": {
                     "TableName": self.table_name,
-                    "Key": _key(pk, version_sort_key(change.to_version)),
+                    "Key": version_key,
                     "UpdateExpression": "SET promoted = :true, previous_version = :previous, "
                     "promoted_at = :at",
                     "ConditionExpression": "attribute_exists(pk)",
@@ -451,20 +485,195 @@ class ModelRegistry:
                         {":true": True, ":previous": change.from_version, ":at": change.at}
                     ),
                 }
-            },
+            }
+        else:
+            # Another alias (a candidate) is not a promotion: the version must exist, that is all.
+            version_write = {
+                "ConditionCheck": {
+                    "TableName": self.table_name,
+                    "Key": version_key,
+                    "ConditionExpression": "attribute_exists(pk)",
+                }
+            }
+        return [
+            version_write,
             {"Put": {"TableName": self.table_name, "Item": alias_item, **alias_write}},
+            self._history_item(change),
+        ]
+
+    def _history_item(self, change: AliasChange) -> dict[str, Any]:
+        history = change.model_dump(mode="json", exclude={"kind"})
+        return {
+            "Put": {
+                "TableName": self.table_name,
+                "Item": {
+                    **_key(
+                        model_key(change.model_name),
+                        history_sort_key(change.alias, change.revision),
+                    ),
+                    "kind": {"S": "alias_change"},
+                    **_attributes({**history, "change": change.kind}),
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
+    def _drop_items(self, change: AliasChange, state: AliasState) -> list[dict[str, Any]]:
+        return [
+            {
+                "Delete": {
+                    "TableName": self.table_name,
+                    "Key": _key(model_key(change.model_name), ALIAS_PREFIX + change.alias),
+                    "ConditionExpression": "#version = :expected AND #revision = :revision",
+                    "ExpressionAttributeNames": {"#version": "version", "#revision": "revision"},
+                    "ExpressionAttributeValues": {
+                        ":expected": {"N": str(state.version)},
+                        ":revision": {"N": str(state.revision)},
+                    },
+                }
+            },
+            self._history_item(change),
+        ]
+
+    def drop_alias(
+        self,
+        model: str,
+        alias: str,
+        *,
+        expected: int,
+        reason: str,
+        execution: str | None = None,
+    ) -> AliasChange:
+        """Remove `alias` if it still points at `expected`; recorded in its history as a
+        `drop`. Production is never dropped (roll it back instead).
+
+        Raises:
+            StalePromotionError: the alias points elsewhere or is gone; nothing changed.
+        """
+        if alias == PRODUCTION:
+            raise ModelRegistryError(f"{PRODUCTION} cannot be dropped; roll it back instead")
+        state = self.get_alias(model, alias)
+        if state is None or state.version != expected:
+            raise _stale(model, alias, expected, state.version if state else None)
+        change = _drop_change(state, reason, execution)
+        try:
+            with _translated("transact_write_items", self.table_name):
+                self.dynamodb.transact_write_items(TransactItems=self._drop_items(change, state))
+        except _ConditionFailed:
+            state = self.get_alias(model, alias)
+            raise _stale(model, alias, expected, state.version if state else None) from None
+        return change
+
+    # Rollouts
+
+    def add_serving_stats(self, model: str, rollout: int, stats: ServingStats) -> None:
+        """Add `stats` (what this container served since its last flush) to the rollout's
+        counters of that alias and version; one atomic ADD, so containers never overwrite."""
+        counters: dict[str, Any] = {
+            "requests": stats.requests,
+            "errors": stats.errors,
+            "latency_ms_sum": round(stats.latency_ms_sum, 3),
+        }
+        counters.update(
+            {f"latency_bucket_{i}": n for i, n in enumerate(stats.latency_histogram) if n}
+        )
+        fixed = {"kind": "serving_stats", "alias": stats.alias, "version": stats.version}
+        names = {f"#s{i}": name for i, name in enumerate(fixed)}
+        names.update({f"#a{i}": name for i, name in enumerate(counters)})
+        values = _attributes(
+            {
+                **{f":s{i}": value for i, value in enumerate(fixed.values())},
+                **{f":a{i}": value for i, value in enumerate(counters.values())},
+            }
+        )
+        sets = ", ".join(f"#s{i} = :s{i}" for i in range(len(fixed)))
+        adds = ", ".join(f"#a{i} :a{i}" for i in range(len(counters)))
+        with _translated("update_item", self.table_name):
+            self.dynamodb.update_item(
+                TableName=self.table_name,
+                Key=_key(model_key(model), stats_sort_key(rollout, stats.alias, stats.version)),
+                UpdateExpression=f"SET {sets} ADD {adds}",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+
+    def serving_stats(self, model: str, rollout: int) -> list[ServingStats]:
+        """The counters of every alias and version that served during `rollout`."""
+        items = self._query(model_key(model), f"{STATS_PREFIX}{rollout:08d}#")
+        return [_serving_stats(fields) for fields in items]
+
+    def get_rollout_decision(self, model: str, rollout: int) -> RolloutDecision | None:
+        fields = self._get(model_key(model), rollout_sort_key(rollout))
+        return RolloutDecision.model_validate(fields) if fields else None
+
+    def conclude_rollout(
+        self, decision: RolloutDecision, *, execution: str | None = None
+    ) -> list[AliasChange]:
+        """Promote the candidate to production or drop it, as `decision` says, and record the
+        decision: one transaction, so exactly one caller concludes a rollout. Either way alias
+        `candidate` is removed (a `drop` in its history); a promotion is a `promote` in the
+        production history. Returns the changes made (production's first).
+
+        Raises:
+            StalePromotionError: the rollout was concluded already, or an alias moved since
+                `decision` was made (`candidate` is another version or revision, production is
+                not `decision.production_version`); nothing changed.
+        """
+        model = decision.model_name
+        candidate = self.get_alias(model, CANDIDATE)
+        if (
+            candidate is None
+            or candidate.revision != decision.rollout
+            or candidate.version != decision.candidate_version
+        ):
+            actual = candidate.version if candidate else None
+            raise _stale(model, CANDIDATE, decision.candidate_version, actual)
+        changes: list[AliasChange] = []
+        items: list[dict[str, Any]] = []
+        if decision.outcome == "promote":
+            production = self.get_alias(model, PRODUCTION)
+            actual = production.version if production else None
+            if actual != decision.production_version or actual == decision.candidate_version:
+                raise _stale(model, PRODUCTION, decision.production_version, actual)
+            promotion = AliasChange(
+                model_name=model,
+                alias=PRODUCTION,
+                kind="promote",
+                from_version=actual,
+                to_version=decision.candidate_version,
+                at=decision.decided_at,
+                reason=decision.reason,
+                execution=execution,
+                revision=self._next_revision(model, PRODUCTION, production),
+            )
+            changes.append(promotion)
+            items.extend(self._move_items(promotion, production))
+        drop = _drop_change(candidate, decision.reason, execution, at=decision.decided_at)
+        changes.append(drop)
+        items.extend(self._drop_items(drop, candidate))
+        items.append(
             {
                 "Put": {
                     "TableName": self.table_name,
                     "Item": {
-                        **_key(pk, history_sort_key(change.alias, change.revision)),
-                        "kind": {"S": "alias_change"},
-                        **_attributes({**history, "change": change.kind}),
+                        **_key(model_key(model), rollout_sort_key(decision.rollout)),
+                        "kind": {"S": "rollout_decision"},
+                        **_attributes(decision.model_dump(mode="json")),
                     },
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
-            },
-        ]
+            }
+        )
+        try:
+            with _translated("transact_write_items", self.table_name):
+                self.dynamodb.transact_write_items(TransactItems=items)
+        except _ConditionFailed:
+            raise StalePromotionError(
+                f"rollout {decision.rollout} of {model} was concluded by another caller, or an "
+                "alias moved meanwhile; nothing was changed",
+                expected=decision.candidate_version,
+            ) from None
+        return changes
 
 
 def _model_version(fields: Mapping[str, Any]) -> ModelVersion:
@@ -473,11 +682,41 @@ def _model_version(fields: Mapping[str, Any]) -> ModelVersion:
     )
 
 
+def _drop_change(
+    state: AliasState, reason: str, execution: str | None, at: str | None = None
+) -> AliasChange:
+    return AliasChange(
+        model_name=state.model_name,
+        alias=state.alias,
+        kind="drop",
+        from_version=state.version,
+        to_version=None,
+        at=at or now(),
+        reason=reason,
+        execution=execution,
+        revision=state.revision + 1,
+    )
+
+
+def _serving_stats(fields: Mapping[str, Any]) -> ServingStats:
+    buckets = len(LATENCY_BUCKETS_MS) + 1
+    return ServingStats(
+        alias=fields["alias"],
+        version=int(fields["version"]),
+        requests=int(fields.get("requests", 0)),
+        errors=int(fields.get("errors", 0)),
+        latency_ms_sum=float(fields.get("latency_ms_sum", 0)),
+        latency_histogram=[int(fields.get(f"latency_bucket_{i}", 0)) for i in range(buckets)],
+    )
+
+
 def _lineage(changes: list[AliasChange]) -> list[int]:
-    """The alias's versions as a stack: a promotion pushes, a rollback pops."""
+    """The alias's versions as a stack: a promotion pushes, a rollback pops, a drop empties."""
     stack: list[int] = []
     for change in changes:
-        if change.kind == "rollback" and stack:
+        if change.to_version is None:
+            stack.clear()
+        elif change.kind == "rollback" and stack:
             stack.pop()
             if not stack or stack[-1] != change.to_version:
                 stack.append(change.to_version)

@@ -56,18 +56,17 @@ _numbers = np.frompyfunc(number, 1, 1)
 
 def categorical_values(values: Sequence[Any] | np.ndarray) -> np.ndarray:
     """A 1-D object array of Python strings, `""` for missing (`category` per value)."""
-    array = _as_1d(values)
-    if array.dtype.kind == "U":
-        return array.astype(object)
-    kinds = set(map(type, array))
+    if isinstance(values, np.ndarray):
+        values = values.reshape(-1)
+        if values.dtype.kind == "U":
+            return values.astype(object)
     # Fast paths for the usual cases (all strings, maybe None): the same result as `category`.
+    kinds = set(map(type, values))
     if kinds <= {str}:
-        return array.astype(object)
+        return _object_array(values)
     if kinds <= {str, type(None)}:
-        result = np.empty(len(array), dtype=object)
-        result[:] = [MISSING_CATEGORY if value is None else value for value in array]
-        return result
-    return np.asarray(_categories(array), dtype=object).reshape(-1)
+        return _object_array([MISSING_CATEGORY if value is None else value for value in values])
+    return np.asarray(_categories(_as_1d(values)), dtype=object).reshape(-1)
 
 
 def numeric_values(values: Sequence[Any] | np.ndarray) -> np.ndarray:
@@ -81,8 +80,16 @@ def numeric_values(values: Sequence[Any] | np.ndarray) -> np.ndarray:
 def _as_1d(values: Sequence[Any] | np.ndarray) -> np.ndarray:
     if isinstance(values, np.ndarray):
         return values.reshape(-1)
+    return _object_array(values)
+
+
+def _object_array(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """A new 1-D object array of `values`."""
+    if isinstance(values, np.ndarray):
+        return values.astype(object)
     array = np.empty(len(values), dtype=object)
-    array[:] = list(values)  # element-wise: never let numpy build a 2-D array from nested items
+    # element-wise: never let numpy build a 2-D array from nested items
+    array[:] = values if isinstance(values, list) else list(values)
     return array
 
 
@@ -100,19 +107,21 @@ def onnx_inputs(
         raise ValueError(f"missing input column(s): {', '.join(missing)}")
     feed: dict[str, np.ndarray] = {}
     lengths: dict[str, int] = {}
-    for spec in signature_inputs:
-        name = spec["name"]
-        values = columns[name]
-        lengths[name] = len(values)
-        if spec["type"] == CATEGORICAL:
-            converted = categorical_values(values)
-        else:
-            try:
-                converted = numeric_values(values)
-            except (TypeError, ValueError) as error:
-                raise ValueError(f"column {name!r} must be numeric: {error}") from None
-        dtype = _ONNX_DTYPES[spec.get("onnx_type") or _default_onnx_type(spec["type"])]
-        with np.errstate(over="ignore"):  # beyond float32's range is +-inf, as in a cast
+    with np.errstate(over="ignore"):  # beyond float32's range is +-inf, as in a cast
+        for spec in signature_inputs:
+            name = spec["name"]
+            values = columns[name]
+            lengths[name] = len(values)
+            if spec["type"] == CATEGORICAL:
+                converted = categorical_values(values)
+            elif isinstance(values, np.ndarray) and values.dtype.kind == "f":
+                converted = values  # cast once below, straight to the graph's type
+            else:
+                try:
+                    converted = numeric_values(values)
+                except (TypeError, ValueError) as error:
+                    raise ValueError(f"column {name!r} must be numeric: {error}") from None
+            dtype = _ONNX_DTYPES[spec.get("onnx_type") or _default_onnx_type(spec["type"])]
             feed[name] = converted.astype(dtype, copy=False).reshape(-1, 1)
     if len(set(lengths.values())) > 1:
         raise ValueError(f"input columns have different lengths: {lengths}")

@@ -9,33 +9,45 @@ re-resolved at once.
 
 from __future__ import annotations
 
+import gc
+
+# Importing and loading the model create long-lived objects only, so the collector's full
+# passes over a growing heap during them (10-30 % of a cold start) free nothing. It is
+# switched back on at the end of this module, with those objects frozen out of its passes.
+gc.disable()
+
 import os
 import uuid
 from typing import Any
 
+import orjson
 from aws_lambda_powertools import single_metric
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.shared.json_encoder import Encoder
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.observability import logger, metrics
 from functions.predict import logic, openapi
 from functions.predict.feedback import feedback_items
 from functions.predict.model_store import NoModelError
+from functions.predict.snapstart import register_after_restore
 from functions.predict.validation import RequestError, check_content_type, parse_json
 
-try:  # present in Lambda's Python runtimes with SnapStart
-    from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - outside Lambda
-
-    def register_after_restore(func: Any) -> Any:
-        return func
-
-
-app = APIGatewayRestResolver()
 JSON = "application/json"
+_ENCODER_FALLBACK = Encoder().default  # Decimal, pydantic models, ...: as Powertools does
+
+
+def _dumps(document: Any) -> str:
+    """Every JSON body of the API, in one pass: numpy arrays as they are, NaN and infinities
+    as null (never invalid JSON)."""
+    return orjson.dumps(
+        document, default=_ENCODER_FALLBACK, option=orjson.OPT_SERIALIZE_NUMPY
+    ).decode()
+
+
+app = APIGatewayRestResolver(serializer=_dumps)
 
 
 def _request_id() -> str:
@@ -158,15 +170,18 @@ def unexpected(error: Exception) -> Response:
     return _error(500, "internal_error", "the request could not be served; it was logged")
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # What `correlation_id_path=correlation_paths.API_GATEWAY_REST` sets, without a JMESPath
+    # search per request.
+    logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
     return app.resolve(event, context)
 
 
 def _reload_after_restore() -> None:
     try:
-        logic.service().store.refresh(force=True)
+        logic.service().store.after_restore()
     except Exception:
         logger.exception("Could not re-resolve the model after a SnapStart restore")
 
@@ -183,3 +198,7 @@ def _initialise() -> None:
 
 register_after_restore(_reload_after_restore)
 _initialise()
+# What init built lives as long as the container: frozen, the collector's full passes during
+# requests skip it (on a 1,000-row request they cost about 0.4 ms on average, unfrozen).
+gc.freeze()
+gc.enable()

@@ -7,8 +7,6 @@ and `functions.ml.onnx_input` converts values exactly as training did.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import random
 import time
@@ -19,6 +17,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.common.capture import CaptureStream
@@ -29,6 +28,7 @@ from functions.common.storage import ObjectStore
 from functions.ml.onnx_input import Prediction, predict_columns
 from functions.predict.feedback import FeedbackStore
 from functions.predict.model_store import ModelStore, ServingModel
+from functions.predict.rollout import RolloutPolicy
 from functions.predict.validation import (
     Batch,
     infer_batch,
@@ -99,6 +99,7 @@ def service() -> Service:
         fetch_bytes=lambda key: objects.get_bytes(bucket, key),
         fetch_json=lambda key: objects.get_json(bucket, key),
         ttl_seconds=config.serving.alias_ttl_seconds,
+        policy=RolloutPolicy.from_serving(config.serving),
     )
     capture = CaptureStream(settings.capture_stream) if settings.capture_stream else None
     if capture is None:
@@ -112,17 +113,17 @@ def service() -> Service:
     )
 
 
-def _finite_list(values: np.ndarray) -> list[Any]:
-    """JSON-safe numbers: a non-finite model output becomes null, never invalid JSON."""
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
-        result = values.astype(object)
-        result[~np.isfinite(values)] = None
-        return result.tolist()  # type: ignore[no-any-return]
-    return values.tolist()  # type: ignore[no-any-return]
+def json_array(values: np.ndarray) -> Any:
+    """An output array ready for the API's JSON encoder (orjson with OPT_SERIALIZE_NUMPY):
+    numeric arrays as they are (NaN and infinities become null), strings as a list."""
+    if values.dtype.kind in "fiub":
+        return np.ascontiguousarray(values)
+    return values.tolist()
 
 
 def _score(model: ServingModel, batch: Batch) -> Prediction:
-    return predict_columns(model.session, batch.columns, model.signature)
+    with service().store.observed(model):  # counted for a rollout's judgement, if one runs
+        return predict_columns(model.session, batch.columns, model.signature)
 
 
 def _record_request(model: ServingModel, batch: Batch, started: float, route: str) -> None:
@@ -143,7 +144,7 @@ def predict_instances(document: Any, request_id: str) -> dict[str, Any]:
     """`POST /v1/predict`."""
     started = time.perf_counter()
     svc = service()
-    model = svc.store.current()
+    model = svc.store.route()
     batch = instances_batch(
         document,
         model.specs,
@@ -151,15 +152,15 @@ def predict_instances(document: Any, request_id: str) -> dict[str, Any]:
         reject_unseen=svc.serving.unseen_categories == "reject",
     )
     prediction = _score(model, batch)
-    labels = prediction.labels.tolist() if model.classes else _finite_list(prediction.labels)
     result: dict[str, Any] = {
         "model_name": model.name,
         "model_version": model.version,
+        "alias": model.alias,
         "request_id": request_id,
-        "predictions": labels,
+        "predictions": json_array(prediction.labels),
     }
     if prediction.probabilities is not None:
-        result["probabilities"] = _finite_list(prediction.probabilities)
+        result["probabilities"] = json_array(prediction.probabilities)
         result["classes"] = model.classes
     if batch.unseen:
         result["unseen_categories"] = batch.unseen
@@ -172,7 +173,7 @@ def infer_v2(name: str, document: Any, request_id: str) -> dict[str, Any]:
     """`POST /v2/models/{name}/infer` (Open Inference Protocol v2)."""
     started = time.perf_counter()
     svc = service()
-    model = _named(svc, name)
+    model = _named(svc, name, routed=True)
     batch, given_id = infer_batch(
         document,
         model.specs,
@@ -189,7 +190,7 @@ def infer_v2(name: str, document: Any, request_id: str) -> dict[str, Any]:
             "name": name,
             "shape": list(values.shape),
             "datatype": datatype,
-            "data": _finite_list(values.reshape(-1)),
+            "data": json_array(values.reshape(-1)),
         }
         for name, (values, datatype) in zip(model.output_names, tensors, strict=False)
     ]
@@ -200,9 +201,10 @@ def infer_v2(name: str, document: Any, request_id: str) -> dict[str, Any]:
         "model_version": str(model.version),
         "id": given_id or request_id,
         "outputs": outputs,
+        "parameters": {"alias": model.alias},
     }
     if batch.unseen:
-        result["parameters"] = {"unseen_categories": batch.unseen}
+        result["parameters"]["unseen_categories"] = batch.unseen
     return result
 
 
@@ -210,8 +212,8 @@ class ModelNotFoundError(Exception):
     """A v2 route names a model this endpoint does not serve."""
 
 
-def _named(svc: Service, name: str) -> ServingModel:
-    model = svc.store.current()
+def _named(svc: Service, name: str, routed: bool = False) -> ServingModel:
+    model = svc.store.route() if routed else svc.store.current()
     if name != model.name:
         raise ModelNotFoundError(
             f"model {name!r} is not served here; this endpoint serves {model.name!r}"
@@ -310,26 +312,23 @@ def capture(
     timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     labels = prediction.labels.tolist()
     probabilities = (
-        _finite_list(prediction.probabilities) if prediction.probabilities is not None else None
+        prediction.probabilities.tolist() if prediction.probabilities is not None else None
     )
+    # orjson writes NaN and infinities as null: a record is always valid JSON.
     lines = [
-        (
-            json.dumps(
-                {
-                    "request_id": request_id,
-                    "row": row,
-                    "timestamp": timestamp,
-                    "model_name": model.name,
-                    "model_version": model.version,
-                    "features": batch.row(row),
-                    "prediction": labels[row] if model.classes else _finite(labels[row]),
-                    "probabilities": probabilities[row] if probabilities is not None else None,
-                },
-                separators=(",", ":"),
-                allow_nan=False,
-            )
-            + "\n"
-        ).encode()
+        orjson.dumps(
+            {
+                "request_id": request_id,
+                "row": row,
+                "timestamp": timestamp,
+                "model_name": model.name,
+                "model_version": model.version,
+                "features": batch.row(row),
+                "prediction": labels[row],
+                "probabilities": probabilities[row] if probabilities is not None else None,
+            },
+            option=orjson.OPT_APPEND_NEWLINE,
+        )
         for row in range(batch.rows)
     ]
     try:
@@ -341,7 +340,3 @@ def capture(
         logger.error("Prediction records not captured", extra={"failed": failed})
         metrics.add_metric(name="CaptureFailures", unit=MetricUnit.Count, value=failed)
     metrics.add_metric(name="CapturedRows", unit=MetricUnit.Count, value=len(lines) - failed)
-
-
-def _finite(value: Any) -> Any:
-    return value if not isinstance(value, float) or math.isfinite(value) else None

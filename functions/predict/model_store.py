@@ -8,29 +8,43 @@ finishes with that version's session and signature, never a mix. A version whose
 match its recorded hash is refused: the previous version keeps serving, an error is logged and
 metric `ModelIntegrityFailures` is published (it is tried again at the next check, so the metric
 keeps firing while production points at a bad file).
+
+With a rollout policy (`[serving] candidate_share > 0`), alias `candidate` is followed the same
+way (same checksum check, same TTL). `route()` answers a request with the candidate with
+probability `candidate_share`, else with production; `observed(model)` counts what each version
+served during the rollout (in memory; flushed to the registry at most every `flush_seconds` or
+`flush_requests`), and after a flush the rollout is judged when due (`functions.predict.rollout`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 import onnxruntime as ort
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.common.contracts import ModelVersion
-from functions.common.model_registry import PRODUCTION, ModelRegistry
+from functions.common.contracts import AliasState, ModelVersion
+from functions.common.model_registry import CANDIDATE, PRODUCTION, ModelRegistry
 from functions.common.observability import logger, metrics
+from functions.predict import rollout
+from functions.predict.rollout import RolloutPolicy, StatsBuffer
 from functions.predict.validation import FeatureSpec, feature_specs
 
 SIGNATURE_FILE = "signature.json"
 INTEGRITY_FAILURES = "ModelIntegrityFailures"
 REFRESH_FAILURES = "ModelRefreshFailures"
 MODELS_LOADED = "ModelsLoaded"
+ROLLOUT_STATS_FAILURES = "RolloutStatsFailures"
+ROLLOUTS_CONCLUDED = "RolloutsConcluded"
 
 
 class NoModelError(Exception):
@@ -49,6 +63,9 @@ class ServingModel:
     specs: tuple[FeatureSpec, ...]
     session: Any
     output_names: tuple[str, ...]
+    alias: str = PRODUCTION
+    revision: int = 0
+    """The alias's revision when loaded; for `candidate`, it names the rollout."""
 
     @property
     def classes(self) -> list[str] | None:
@@ -58,6 +75,47 @@ class ServingModel:
 
 def _session(onnx: bytes) -> Any:
     return ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Unobserved:
+    """No rollout: scoring is not counted (the common case costs one attribute read)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_UNOBSERVED = _Unobserved()
+
+
+class _Observation:
+    __slots__ = ("_model", "_rollout", "_started", "_store")
+
+    def __init__(self, store: ModelStore, model: ServingModel, rollout: int) -> None:
+        self._store = store
+        self._model = model
+        self._rollout = rollout
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = self._store.timer()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        elapsed_ms = (self._store.timer() - self._started) * 1000
+        self._store._count(self._rollout, self._model, elapsed_ms, failed=exc_type is not None)
 
 
 class ModelStore:
@@ -77,6 +135,10 @@ class ModelStore:
         alias: str = PRODUCTION,
         session_factory: Callable[[bytes], Any] = _session,
         clock: Callable[[], float] = time.monotonic,
+        policy: RolloutPolicy | None = None,
+        sample: random.Random | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+        wall_clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.model_name = model_name
         self.alias = alias
@@ -86,14 +148,55 @@ class ModelStore:
         self._fetch_json = fetch_json
         self._session_factory = session_factory
         self.clock = clock
+        self.policy = policy or RolloutPolicy()
+        self.random = sample or random.Random()
+        self.timer = timer
+        self.wall_clock = wall_clock
+        self.flush_requests = 100
+        self.flush_seconds = 5.0
         self._model: ServingModel | None = None
+        self._candidate: ServingModel | None = None
         self._checked_at: float | None = None
         self._lock = threading.Lock()
+        self._stats = StatsBuffer()
+        self._stats_lock = threading.Lock()
+        self._flushed_at: float | None = None
 
     @property
     def loaded(self) -> ServingModel | None:
         """The model in use now, without checking the alias."""
         return self._model
+
+    @property
+    def candidate(self) -> ServingModel | None:
+        """The candidate in rollout now (None without one, or without a rollout policy)."""
+        return self._candidate
+
+    def route(self) -> ServingModel:
+        """The model to answer a prediction with: the candidate for a `policy.share` of
+        requests while one is in rollout, else production (as `current`)."""
+        model = self.current()
+        candidate = self._candidate
+        if candidate is not None and self.random.random() < self.policy.share:
+            return candidate
+        return model
+
+    def observed(self, model: ServingModel) -> _Observation | _Unobserved:
+        """Wrap scoring with `model`: while a rollout runs, its latency and failure (an
+        exception) are counted for the rollout's judgement."""
+        candidate = self._candidate
+        if candidate is None:
+            return _UNOBSERVED
+        return _Observation(self, model, candidate.revision)
+
+    def after_restore(self) -> None:
+        """After a SnapStart restore: a fresh random sequence (every restored copy would
+        repeat the snapshot's) and the aliases re-resolved at once, not after the TTL."""
+        self.random.seed()
+        with self._stats_lock:
+            self._stats = StatsBuffer()
+            self._flushed_at = None
+        self.refresh(force=True)
 
     def current(self) -> ServingModel:
         """The model to answer a request with (re-checking the alias when due).
@@ -133,43 +236,121 @@ class ModelStore:
     def _resolve(self) -> None:
         try:
             state = self._registry.get_alias(self.model_name, self.alias)
+            candidate = (
+                self._registry.get_alias(self.model_name, CANDIDATE) if self.policy.active else None
+            )
         except Exception:
             # The registry is unreachable: keep serving what is loaded, try at the next check.
             logger.exception("Could not read the model alias", extra={"alias": self.alias})
             metrics.add_metric(name=REFRESH_FAILURES, unit=MetricUnit.Count, value=1)
             return
-        current = self._model
         if state is None:
-            if current is None:
+            if self._model is None:
                 logger.info("No model is promoted yet", extra={"model": self.model_name})
-            return
-        if current is not None and current.version == state.version:
-            return
+        else:
+            self._model = self._follow(state, self._model, self._candidate) or self._model
+        if candidate is None or (self._model and candidate.version == self._model.version):
+            self._candidate = None
+        else:
+            self._candidate = self._follow(candidate, self._candidate, self._model)
+
+    def _follow(
+        self, state: AliasState, current: ServingModel | None, other: ServingModel | None
+    ) -> ServingModel | None:
+        """The model `state` points at: `current` when unchanged, the other alias's loaded
+        model when it is that version (a promoted candidate is not loaded twice), else loaded
+        now (None when that fails: it is logged and counted)."""
+        for loaded in (current, other):
+            if loaded is not None and loaded.version == state.version:
+                if loaded is current and loaded.revision == state.revision:
+                    return loaded
+                return dataclasses.replace(
+                    loaded, alias=state.alias, revision=state.revision, promoted_at=state.updated_at
+                )
         try:
-            loaded = self._load(state.version, state.updated_at)
+            model = self._load(state)
         except Exception:
             logger.exception(
-                "Could not load the promoted model version",
-                extra={"model": self.model_name, "version": state.version},
+                "Could not load the model version of an alias",
+                extra={"model": self.model_name, "alias": state.alias, "version": state.version},
             )
             metrics.add_metric(name=REFRESH_FAILURES, unit=MetricUnit.Count, value=1)
-            return
-        if loaded is not None:
-            self._model = loaded
+            return None
+        if model is not None:
             metrics.add_metric(name=MODELS_LOADED, unit=MetricUnit.Count, value=1)
             logger.info(
                 "Serving model version",
                 extra={
                     "model": self.model_name,
-                    "version": loaded.version,
+                    "alias": state.alias,
+                    "version": model.version,
                     "previous_version": current.version if current else None,
                 },
             )
+        return model
 
-    def _load(self, version: int, promoted_at: str | None) -> ServingModel | None:
+    def _count(self, rollout_id: int, model: ServingModel, elapsed_ms: float, failed: bool) -> None:
+        now = self.timer()
+        with self._stats_lock:
+            self._stats.add(rollout_id, model.alias, model.version, elapsed_ms, failed)
+            if self._flushed_at is None:
+                self._flushed_at = now
+            due = (
+                self._stats.pending >= self.flush_requests
+                or now - self._flushed_at >= self.flush_seconds
+            )
+            if not due:
+                return
+            drained = self._stats.drain()
+            self._flushed_at = now
+        self._flush(drained)
+        self._conclude()
+
+    def _flush(self, drained: list[tuple[int, Any]]) -> None:
+        for rollout_id, stats in drained:
+            try:
+                self._registry.add_serving_stats(self.model_name, rollout_id, stats)
+            except Exception:
+                # Counts are dropped, never retried: a retry could count them twice.
+                logger.exception("Could not record rollout stats", extra={"rollout": rollout_id})
+                metrics.add_metric(name=ROLLOUT_STATS_FAILURES, unit=MetricUnit.Count, value=1)
+
+    def _conclude(self) -> None:
+        candidate, production = self._candidate, self._model
+        if candidate is None or candidate.promoted_at is None:
+            return
+        try:
+            changes = rollout.conclude(
+                self._registry,
+                self.model_name,
+                rollout=candidate.revision,
+                candidate_version=candidate.version,
+                production_version=production.version if production else None,
+                started_at=datetime.fromisoformat(candidate.promoted_at),
+                at=self.wall_clock(),
+                policy=self.policy,
+            )
+        except Exception:
+            logger.exception("Could not judge the rollout", extra={"rollout": candidate.revision})
+            metrics.add_metric(name=ROLLOUT_STATS_FAILURES, unit=MetricUnit.Count, value=1)
+            return
+        if changes is None:
+            return
+        if changes:
+            logger.info(
+                "Rollout concluded",
+                extra={"rollout": candidate.revision, "changes": [c.model_dump() for c in changes]},
+            )
+            metrics.add_metric(name=ROLLOUTS_CONCLUDED, unit=MetricUnit.Count, value=1)
+        # Decided (here or by another container): follow the aliases at the next request,
+        # without waiting for the TTL; containers that did not judge follow at their TTL.
+        self._checked_at = None
+
+    def _load(self, state: AliasState) -> ServingModel | None:
+        version = state.version
         registered = self._registry.get_version(self.model_name, version)
         if registered is None:
-            raise LookupError(f"{self.alias} points at unregistered version {version}")
+            raise LookupError(f"{state.alias} points at unregistered version {version}")
         onnx = self._fetch_bytes(registered.onnx_key)
         digest = hashlib.sha256(onnx).hexdigest()
         if digest != registered.onnx_sha256:
@@ -178,6 +359,7 @@ class ModelStore:
                 "Model file does not match its registered checksum; refusing it",
                 extra={
                     "model": self.model_name,
+                    "alias": state.alias,
                     "version": version,
                     "key": registered.onnx_key,
                     "sha256": digest,
@@ -193,9 +375,11 @@ class ModelStore:
             name=self.model_name,
             version=version,
             registered=registered,
-            promoted_at=promoted_at,
+            promoted_at=state.updated_at,
             signature=signature,
             specs=feature_specs(signature),
             session=session,
             output_names=tuple(output["name"] for output in signature["onnx_outputs"]),
+            alias=state.alias,
+            revision=state.revision,
         )

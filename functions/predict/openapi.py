@@ -76,6 +76,10 @@ def document(model: ServingModel | None, serving: ServingConfig) -> dict[str, An
             "properties": {
                 "model_name": {"type": "string"},
                 "model_version": {"type": "integer"},
+                "alias": {
+                    "type": "string",
+                    "description": "The alias that answered: production, or candidate",
+                },
                 "request_id": {"type": "string"},
                 "predictions": {"type": "array", "items": number_or_string},
                 "probabilities": {

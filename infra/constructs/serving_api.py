@@ -6,12 +6,12 @@ alarm when a served model file fails its integrity check."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lambda as lambda_
@@ -49,35 +49,21 @@ CAPTURE_ERROR_PREFIX = (
 class Route:
     method: str
     path: str
-    body_schema: dict[str, Any] | None = None
-    """JSON Schema API Gateway checks the body against before invoking the function."""
 
 
+# The function validates bodies against the live model's signature and names the field and
+# the problem; API Gateway's own body validation would answer "Invalid request body" first.
 ROUTES = (
-    Route(
-        "POST",
-        "/v1/predict",
-        {
-            "type": "object",
-            "required": ["instances"],
-            "properties": {"instances": {"type": "array", "minItems": 1}},
-        },
-    ),
+    Route("POST", "/v1/predict"),
     Route("GET", "/v1/model"),
     Route("GET", "/v1/health"),
-    Route("POST", "/v1/feedback", {"type": "object"}),
+    Route("POST", "/v1/feedback"),
     Route("GET", "/openapi.json"),
+    Route("GET", "/v2/health/live"),
     Route("GET", "/v2/health/ready"),
     Route("GET", "/v2/models/{name}"),
-    Route(
-        "POST",
-        "/v2/models/{name}/infer",
-        {
-            "type": "object",
-            "required": ["inputs"],
-            "properties": {"inputs": {"type": "array", "minItems": 1}},
-        },
-    ),
+    Route("GET", "/v2/models/{name}/ready"),
+    Route("POST", "/v2/models/{name}/infer"),
 )
 
 
@@ -136,7 +122,10 @@ class ServingApi(Construct):
         role = self.predict.role
         data_lake.grant_read_objects(role, MODELS_PREFIX)
         data_lake.grant_write_objects(role, FEEDBACK_PREFIX)
-        registry.table.grant_read_data(role)
+        # Read: aliases and versions. Write: serving counters, rollout decisions and the
+        # alias moves a rollout makes (conditional transactions).
+        registry.table.grant_read_write_data(role)
+        events.EventBus.from_event_bus_name(self, "DefaultBus", "default").grant_put_events_to(role)
         iam.Grant.add_to_principal(
             grantee=role,
             actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
@@ -209,23 +198,13 @@ class ServingApi(Construct):
         api.node.try_remove_child("Endpoint")
         integration = apigw.LambdaIntegration(self.alias, proxy=True, allow_test_invoke=False)
         validator = api.add_request_validator(
-            "BodyValidator", validate_request_body=True, validate_request_parameters=True
+            "ParameterValidator", validate_request_body=False, validate_request_parameters=True
         )
         for route in ROUTES:
-            resource = api.root.resource_for_path(route.path)
-            models = None
-            if route.body_schema is not None:
-                model = api.add_model(
-                    _model_id(route),
-                    content_type="application/json",
-                    schema=_json_schema(route.body_schema),
-                )
-                models = {"application/json": model}
-            resource.add_method(
+            api.root.resource_for_path(route.path).add_method(
                 route.method,
                 integration,
                 request_validator=validator,
-                request_models=models,
                 request_parameters=_path_parameters(route.path),
             )
         if serving.auth == "api_key":
@@ -246,6 +225,14 @@ class ServingApi(Construct):
         plan.add_api_key(api.add_api_key("ApiKey", description="The serving API's first key"))
 
     def _acknowledge_api(self, api: apigw.RestApi) -> None:
+        acknowledge(
+            api,
+            "AwsSolutions-APIG2",
+            "Request bodies are validated by the predict function against the live model's "
+            "signature, answering 4xx JSON that names the field and the problem; API "
+            "Gateway's body validator would refuse first with 'Invalid request body'. Path "
+            "parameters are validated by API Gateway.",
+        )
         auth = self._deploy.config.serving.auth
         if auth == "iam":
             acknowledge(
@@ -366,23 +353,6 @@ def check_unzipped_size(layer: LayerBuild) -> int:
             "Lambda's 250 MB limit; trim layers/serving/requirements.txt"
         )
     return total
-
-
-def _json_schema(schema: dict[str, Any]) -> apigw.JsonSchema:
-    """The few JSON Schema keywords the route bodies use, as CDK's JsonSchema."""
-    properties = schema.get("properties") or {}
-    return apigw.JsonSchema(
-        schema=apigw.JsonSchemaVersion.DRAFT4 if "properties" in schema else None,
-        type=apigw.JsonSchemaType[str(schema["type"]).upper()],
-        required=schema.get("required"),
-        min_items=schema.get("minItems"),
-        properties={name: _json_schema(value) for name, value in properties.items()} or None,
-    )
-
-
-def _model_id(route: Route) -> str:
-    words = [part.strip("{}") for part in route.path.split("/") if part]
-    return "".join(word[:1].upper() + word[1:] for word in words) + "Body"
 
 
 def _path_parameters(path: str) -> dict[str, bool] | None:

@@ -308,6 +308,9 @@ def _reset_function_state() -> None:
     forget resolved handlers and queued deliveries. Other module-level state survives."""
     lambda_runtime.reset()
     DISPATCHER.reset()
+    from functions.common.aws import reset_clients
+
+    reset_clients()
     for name, module in list(sys.modules.items()):
         if name.startswith(lambda_runtime.ISOLATED_PREFIX):
             del sys.modules[name]

@@ -1,9 +1,10 @@
 """The real CDK app, synthesized once per session into a temporary cdk.out (by running
 `python -m infra.app` in a subprocess, as `cdk synth` would), and local clouds deployed
-from it."""
+from it. `synth_with_config` synthesizes it with a test config of its own."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +24,31 @@ def cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     except SynthError as exc:
         pytest.fail(str(exc), pytrace=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def synth_with_config(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Synthesizes the app with the given mlops.toml text (the functions get it too, as
+    `MLOPS_CONFIG_JSON`); returns the cdk.out directory."""
+
+    def synth(config_text: str) -> Path:
+        tmp = tmp_path_factory.mktemp("configured")
+        config = tmp / "mlops.toml"
+        config.write_text(config_text)
+        previous = os.environ.get("MLOPS_CONFIG")
+        os.environ["MLOPS_CONFIG"] = str(config)
+        try:
+            synthesize(REPO_ROOT, tmp / "cdk.out")
+        except SynthError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        finally:
+            if previous is None:
+                os.environ.pop("MLOPS_CONFIG")
+            else:
+                os.environ["MLOPS_CONFIG"] = previous
+        return tmp / "cdk.out"
+
+    return synth
 
 
 @pytest.fixture(scope="module")

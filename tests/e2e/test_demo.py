@@ -1,9 +1,11 @@
 """`make demo` as a user runs it: a fresh synth, the local cloud, three drops, and what
-happened to each (promoted, quarantined, rejected), with the model card on disk."""
+happened to each (promoted, quarantined, rejected), with the model card on disk; then
+predictions, a refused request and the model summary from the serving API over HTTP."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +34,12 @@ def test_demo_promotes_quarantines_and_rejects() -> None:
     assert "wrong_delimiter" in out
     assert "candidate vs champion v1" in out
     assert "gate failed: roc_auc" in out
+    assert re.search(r"POST http://127\.0\.0\.1:\d+/v1/predict: three customers", out)
+    predictions = re.findall(r"│ (?:yes|no) +│ no 0\.\d{3}, yes 0\.\d{3} +│ 1 +│", out)
+    assert len(predictions) == 3, out
+    assert 'a wrong type (age = "forty") -> HTTP 422: {"error": "invalid_type"' in out
+    assert '"field": "instances[0].age"' in out
+    assert re.search(r"GET http://127\.0\.0\.1:\d+/v1/model: churn version 1", out)
     # Function log lines go to the log file, not over the demo's output.
     assert '"level":"INFO"' not in out
     card = REPO_ROOT / ".mlops" / "demo" / "model_card_v1.html"

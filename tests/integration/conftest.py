@@ -3,8 +3,9 @@ stack creates them, with the environment the stage functions get."""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from moto import mock_aws
 
 from functions.common.aws import reset_clients
 from functions.common.config import deployed_config
+from functions.common.events import MODEL_PROMOTED, REGISTRY_SOURCE
 from functions.common.settings import stage_settings
 
 # Powertools' module-level Logger and Metrics read these when first imported (as in Lambda,
@@ -105,3 +107,24 @@ def cloud(mocked_aws: None) -> Cloud:
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
     )
     return Cloud(s3=s3, dynamodb=dynamodb)
+
+
+@pytest.fixture
+def promotions(cloud: Cloud) -> Callable[[], list[dict[str, Any]]]:
+    """ModelPromoted events, as a queue subscribed through an EventBridge rule receives them."""
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    url = sqs.create_queue(QueueName="promotions")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    pattern = {"source": [REGISTRY_SOURCE], "detail-type": [MODEL_PROMOTED]}
+    events.put_rule(Name="promoted", EventPattern=json.dumps(pattern))
+    events.put_targets(Rule="promoted", Targets=[{"Id": "queue", "Arn": arn}])
+
+    def received() -> list[dict[str, Any]]:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        for message in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return [json.loads(message["Body"])["detail"] for message in messages]
+
+    return received

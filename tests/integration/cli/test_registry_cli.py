@@ -396,3 +396,27 @@ def test_an_unconfigured_stage_exits_2(local: Local) -> None:
 
     assert result.exit_code == 2
     assert "stage 'prod' is not configured" in result.output
+
+
+def test_models_canary_sets_the_candidate_and_history_shows_it(registered: Local) -> None:
+    result = mlops("models", "canary", "2", "--reason", "try the fresh one")
+
+    assert result.exit_code == 0, result.output
+    assert "candidate of churn set: none -> version 2" in result.output
+    assert "candidate_share is 0" in result.output  # mlops.toml sends it no traffic
+    candidate = registered.registry.get_alias(MODEL, "candidate")
+    assert candidate is not None and candidate.version == 2
+    production = registered.registry.get_alias(MODEL)
+    assert production is not None and production.version == 1
+    registered.registry.drop_alias(MODEL, "candidate", expected=2, reason="rollout: dropped")
+    history = mlops("models", "history", "--alias", "candidate")
+    rows = [line for line in history.output.splitlines() if "promote" in line or "drop" in line]
+    assert "try the fresh one" in rows[0] and "drop" in rows[1] and "rollout: dropped" in rows[1]
+
+
+def test_models_canary_of_the_production_version_fails(registered: Local) -> None:
+    result = mlops("models", "canary", "1")
+
+    assert result.exit_code == 1
+    assert "version 1 of churn is production already" in result.output
+    assert registered.registry.get_alias(MODEL, "candidate") is None

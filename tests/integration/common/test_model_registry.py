@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from functions.common.contracts import AliasChange, ModelVersion
+from functions.common.contracts import AliasChange, ModelVersion, RolloutDecision, ServingStats
 from functions.common.errors import (
     EventPublishError,
     ModelRegistryError,
@@ -31,7 +31,7 @@ from functions.common.events import (
     model_promoted_detail,
     publish_model_promoted,
 )
-from functions.common.model_registry import ModelRegistry
+from functions.common.model_registry import CANDIDATE, PRODUCTION, ModelRegistry
 
 if TYPE_CHECKING:  # annotations only: conftest is for pytest to import
     from tests.integration.conftest import Cloud
@@ -457,3 +457,130 @@ def test_a_refused_event_raises(cloud: Cloud) -> None:
 
     with pytest.raises(EventPublishError, match="InternalFailure: try later"):
         publish_model_promoted({"model": MODEL}, events=Refusing())
+
+
+# Alias `candidate` and rollouts
+
+
+def _decision(outcome: str, production: int | None = 1, rollout: int = 1) -> RolloutDecision:
+    return RolloutDecision(
+        model_name=MODEL,
+        rollout=rollout,
+        outcome=outcome,  # type: ignore[arg-type]
+        candidate_version=2,
+        production_version=production,
+        reason=f"rollout: {outcome}",
+        candidate=ServingStats(alias=CANDIDATE, version=2, requests=10),
+        decided_at="2026-01-05T00:00:00.000Z",
+    )
+
+
+def test_a_candidate_is_not_a_promotion_and_can_be_dropped(registry: ModelRegistry) -> None:
+    _registered(registry, 1, 2)
+    registry.promote(MODEL, 1, expected_current=None, reason="first")
+    registry.promote(MODEL, 2, expected_current=None, reason="try 2", alias=CANDIDATE)
+
+    assert registry.get_version(MODEL, 2).promoted is False  # type: ignore[union-attr]
+    with pytest.raises(StalePromotionError):
+        registry.drop_alias(MODEL, CANDIDATE, expected=1, reason="wrong version")
+    drop = registry.drop_alias(MODEL, CANDIDATE, expected=2, reason="changed my mind")
+
+    assert (drop.kind, drop.from_version, drop.to_version, drop.revision) == ("drop", 2, None, 2)
+    assert registry.get_alias(MODEL, CANDIDATE) is None
+    again = registry.promote(MODEL, 2, expected_current=None, reason="again", alias=CANDIDATE)
+    assert again.revision == 3  # the history keeps counting after a drop
+    assert [(c.kind, c.to_version) for c in registry.history(MODEL, CANDIDATE)] == [
+        ("promote", 2),
+        ("drop", None),
+        ("promote", 2),
+    ]
+    with pytest.raises(ModelRegistryError, match="cannot be dropped"):
+        registry.drop_alias(MODEL, PRODUCTION, expected=1, reason="no")
+
+
+def test_serving_stats_add_up_across_writers(registry: ModelRegistry) -> None:
+    for latency in (3.0, 40.0):
+        registry.add_serving_stats(
+            MODEL,
+            4,
+            ServingStats(
+                alias=CANDIDATE,
+                version=2,
+                requests=2,
+                errors=1,
+                latency_ms_sum=latency,
+                latency_histogram=[1, 0, 0, 1, 0, 0, 0, 0, 0],
+            ),
+        )
+    registry.add_serving_stats(MODEL, 4, ServingStats(alias=PRODUCTION, version=1, requests=5))
+    registry.add_serving_stats(MODEL, 5, ServingStats(alias=PRODUCTION, version=1, requests=9))
+
+    stats = {(s.alias, s.version): s for s in registry.serving_stats(MODEL, 4)}
+
+    candidate = stats[(CANDIDATE, 2)]
+    assert (candidate.requests, candidate.errors, candidate.latency_ms_sum) == (4, 2, 43.0)
+    assert candidate.latency_histogram == [2, 0, 0, 2, 0, 0, 0, 0, 0]
+    assert stats[(PRODUCTION, 1)].requests == 5  # rollout 5's counters are apart
+
+
+@pytest.mark.parametrize("outcome", ["promote", "drop"])
+def test_concluding_a_rollout_moves_the_aliases_and_records_it(
+    registry: ModelRegistry, outcome: str
+) -> None:
+    _registered(registry, 1, 2)
+    registry.promote(MODEL, 1, expected_current=None, reason="first")
+    registry.promote(MODEL, 2, expected_current=None, reason="canary", alias=CANDIDATE)
+
+    changes = registry.conclude_rollout(_decision(outcome), execution="test")
+
+    expected_production = 2 if outcome == "promote" else 1
+    assert registry.get_alias(MODEL).version == expected_production  # type: ignore[union-attr]
+    assert registry.get_alias(MODEL, CANDIDATE) is None
+    assert [c.kind for c in changes] == (["promote", "drop"] if outcome == "promote" else ["drop"])
+    assert registry.history(MODEL)[-1].reason == (
+        "rollout: promote" if outcome == "promote" else "first"
+    )
+    assert registry.get_rollout_decision(MODEL, 1) == _decision(outcome)
+    with pytest.raises(StalePromotionError):
+        registry.conclude_rollout(_decision(outcome))
+
+
+def test_a_rollout_whose_production_moved_is_not_concluded(registry: ModelRegistry) -> None:
+    _registered(registry, 1, 2, 3)
+    registry.promote(MODEL, 1, expected_current=None, reason="first")
+    registry.promote(MODEL, 2, expected_current=None, reason="canary", alias=CANDIDATE)
+    registry.promote(MODEL, 3, expected_current=1, reason="hotfix")
+
+    with pytest.raises(StalePromotionError):
+        registry.conclude_rollout(_decision("promote"))
+
+    assert registry.get_alias(MODEL).version == 3  # type: ignore[union-attr]
+    assert registry.get_alias(MODEL, CANDIDATE).version == 2  # type: ignore[union-attr]
+    assert registry.get_rollout_decision(MODEL, 1) is None
+
+
+def test_racing_containers_conclude_a_rollout_exactly_once(
+    registry: ModelRegistry, serialized_dynamodb: None
+) -> None:
+    _registered(registry, 1, 2)
+    registry.promote(MODEL, 1, expected_current=None, reason="first")
+    registry.promote(MODEL, 2, expected_current=None, reason="canary", alias=CANDIDATE)
+    barrier = threading.Barrier(8)
+
+    def conclude(index: int) -> list[AliasChange] | StalePromotionError:
+        barrier.wait()
+        try:
+            return registry.conclude_rollout(_decision("promote" if index % 2 else "drop"))
+        except StalePromotionError as lost:
+            return lost
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(conclude, range(8)))
+
+    wins = [o for o in outcomes if isinstance(o, list)]
+    assert len(wins) == 1
+    decision = registry.get_rollout_decision(MODEL, 1)
+    assert decision is not None
+    assert [c.kind for c in registry.history(MODEL, CANDIDATE)] == ["promote", "drop"]
+    promotions = 1 if decision.outcome == "promote" else 0
+    assert len(registry.history(MODEL)) == 1 + promotions

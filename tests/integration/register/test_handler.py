@@ -10,14 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import numpy as np
 import pytest
 
 from functions.common.config import ModelConfig, Task, load_config
 from functions.common.contracts import Criterion, EvaluationResult, TrainingRun
 from functions.common.errors import ArtifactIntegrityError, ModelRegistryError, StalePromotionError
-from functions.common.events import MODEL_PROMOTED, REGISTRY_SOURCE
 from functions.common.model_registry import ModelRegistry
 from functions.ml import model_card
 from functions.ml.features import target_array
@@ -100,27 +98,6 @@ def card_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     monkeypatch.setattr(logic, "render_model_card", recording)
     return calls
-
-
-@pytest.fixture
-def promotions(cloud: Cloud) -> Callable[[], list[dict[str, Any]]]:
-    """ModelPromoted events, as a queue subscribed through an EventBridge rule receives them."""
-    sqs, events = boto3.client("sqs"), boto3.client("events")
-    url = sqs.create_queue(QueueName="promotions")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    pattern = {"source": [REGISTRY_SOURCE], "detail-type": [MODEL_PROMOTED]}
-    events.put_rule(Name="promoted", EventPattern=json.dumps(pattern))
-    events.put_targets(Rule="promoted", Targets=[{"Id": "queue", "Arn": arn}])
-
-    def received() -> list[dict[str, Any]]:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        for message in messages:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return [json.loads(message["Body"])["detail"] for message in messages]
-
-    return received
 
 
 State = dict[str, Any]
