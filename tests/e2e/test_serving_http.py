@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
+from typer.testing import CliRunner
 
 from functions.common.model_registry import ModelRegistry
 from functions.ml import sample_data
 from functions.ml.onnx_input import Prediction, predict_columns
+from infra.cli import app as cli_app
 from infra.local import LocalCloud
 
 pytestmark = pytest.mark.slow
@@ -499,3 +501,22 @@ def test_tampered_model_file_is_refused_and_the_previous_version_keeps_serving(
     assert [reply.status for reply in replies] == [200, 200, 200]
     assert {reply.body["model_version"] for reply in replies} == {2}
     assert health.body["model_version"] == 2
+
+
+def test_mlops_predict_posts_a_file_and_prints_the_answers(served: Served, tmp_path: Path) -> None:
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps({"instances": [_good(), _good()]}))
+    result = CliRunner().invoke(
+        cli_app, ["predict", "--file", str(rows), "--url", served.api.url], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    answer = served.api.predict([_good(), _good()]).body
+    assert f"model version {answer['model_version']}" in result.output
+    for label in answer["predictions"]:
+        assert str(label) in result.output
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{**_good(), "age": "forty"}]))
+    result = CliRunner().invoke(cli_app, ["predict", "--file", str(bad), "--url", served.api.url])
+    assert result.exit_code != 0
+    assert "age" in result.output
