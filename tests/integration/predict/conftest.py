@@ -20,7 +20,7 @@ from functions.common.config import ModelConfig, Task, load_config
 from functions.common.contracts import ModelVersion
 from functions.common.model_registry import ModelRegistry
 from functions.ml.onnx_model import export_onnx
-from functions.ml.sample_data import churn_frame
+from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame
 from functions.ml.training import fit_model
 from functions.register.logic import version_prefix
 
@@ -30,17 +30,7 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[3]
 MODEL = "churn"
 STREAM = "mlops-dev-capture"
-FEATURES = [
-    "age",
-    "tenure_months",
-    "monthly_charges",
-    "total_charges",
-    "support_calls",
-    "contract",
-    "payment_method",
-    "internet_service",
-    "region",
-]
+FEATURES = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
 
 
 @dataclass(frozen=True)

@@ -17,24 +17,14 @@ import pytest
 from functions.common.config import ModelConfig, ServingConfig, Task, load_config
 from functions.common.contracts import AliasState, ModelVersion
 from functions.ml.onnx_model import export_onnx
-from functions.ml.sample_data import churn_frame
+from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame
 from functions.ml.training import fit_model
 
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "predict")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "mlops")
 
 REPO = Path(__file__).resolve().parents[3]
-FEATURES = [
-    "age",
-    "tenure_months",
-    "monthly_charges",
-    "total_charges",
-    "support_calls",
-    "contract",
-    "payment_method",
-    "internet_service",
-    "region",
-]
+FEATURES = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
 
 
 @dataclass(frozen=True)
