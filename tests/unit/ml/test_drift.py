@@ -1,0 +1,361 @@
+"""Drift of a live window against the reference profile (functions/ml/drift.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from functions.common.config import FeatureType, Task
+from functions.ml.drift import DriftReport, DriftThresholds, compare, hash_category
+from functions.ml.onnx_model import Prediction
+from functions.ml.reference_profile import bin_index, reference_profile
+from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame
+
+SCHEMA = {
+    **dict.fromkeys(NUMERIC_FEATURES, FeatureType.NUMERIC),
+    **dict.fromkeys(CATEGORICAL_FEATURES, FeatureType.CATEGORICAL),
+}
+SIZES = (200, 1_000, 10_000, 100_000)
+
+
+def _profile(train: pd.DataFrame, schema: dict[str, FeatureType] = SCHEMA) -> dict[str, Any]:
+    p_yes = np.random.default_rng(0).random(500) * 0.8
+    predictions = Prediction(
+        labels=np.where(p_yes >= 0.5, "yes", "no"),
+        probabilities=np.column_stack([1 - p_yes, p_yes]),
+        classes=("no", "yes"),
+    )
+    return reference_profile(
+        train,
+        schema=schema,
+        target="churned",
+        predictions=predictions,
+        task=Task.CLASSIFICATION,
+        sample_rows=2_000,
+        seed=1,
+    )
+
+
+@cache
+def _reference() -> dict[str, Any]:
+    return _profile(churn_frame(5_000, seed=1))
+
+
+@cache
+def _window_frame(rows: int, seed: int) -> pd.DataFrame:
+    return churn_frame(rows, seed=100 + seed)
+
+
+def _columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {
+        name: frame[name].to_numpy(dtype=np.float64)
+        if kind is FeatureType.NUMERIC
+        else frame[name].to_numpy(dtype=object)
+        for name, kind in SCHEMA.items()
+    }
+
+
+def _window(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
+    return _columns(_window_frame(rows, seed))
+
+
+def _shifted(rows: int, name: str, sds: float, seed: int = 0) -> dict[str, np.ndarray]:
+    columns = _window(rows, seed)
+    columns[name] = columns[name] + sds * _reference()["features"][name]["std"]
+    return columns
+
+
+def _moved_contracts(rows: int, share: float) -> dict[str, np.ndarray]:
+    """Month-to-month from 55% to about 55% + `share`."""
+    columns = _window(rows)
+    contract = columns["contract"].copy()
+    moved = (contract != "month-to-month") & (np.random.default_rng(5).random(rows) < share / 0.45)
+    contract[moved] = "month-to-month"
+    return columns | {"contract": contract}
+
+
+def _more_nulls(rows: int, share: float) -> dict[str, np.ndarray]:
+    columns = _window(rows)
+    age = columns["age"].copy()
+    age[np.random.default_rng(5).random(rows) < share] = np.nan
+    return columns | {"age": age}
+
+
+def _json(report: DriftReport) -> str:
+    return json.dumps(report.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("rows", SIZES)
+def test_same_distribution_windows_rarely_drift(rows: int) -> None:
+    reports = [compare(_reference(), _window(rows, seed)) for seed in range(20)]
+
+    false_positives = sum(report.verdict == "drift" for report in reports)
+    flagged_features = sum(len(report.drifted) for report in reports)
+    assert false_positives / len(reports) <= 0.05
+    assert flagged_features / (len(reports) * len(SCHEMA)) <= 0.05
+    assert all(
+        report.method == ("p_value" if rows < 1_000 else "effect_size") for report in reports
+    )
+
+
+@pytest.mark.parametrize("rows", SIZES)
+def test_a_half_sd_mean_shift_is_major(rows: int) -> None:
+    report = compare(_reference(), _shifted(rows, "monthly_charges", 0.5))
+
+    assert report.features["monthly_charges"].severity == "major"
+    assert report.drifted == ("monthly_charges",)
+    assert report.verdict == "no_drift"  # one feature of nine is below the 0.3 share
+
+
+@pytest.mark.parametrize("rows", SIZES)
+def test_a_trivial_mean_shift_is_not_major_at_any_size(rows: int) -> None:
+    for name in ("monthly_charges", "age"):
+        report = compare(_reference(), _shifted(rows, name, 0.05))
+
+        assert report.features[name].severity == "none"
+        assert (report.features[name].statistics["wasserstein_normed"] or 0.0) < 0.1
+
+
+@pytest.mark.parametrize("rows", SIZES)
+def test_changed_category_proportions_are_flagged(rows: int) -> None:
+    feature = compare(_reference(), _moved_contracts(rows, 0.25)).features["contract"]  # 55->80%
+
+    assert feature.severity == "major"
+    assert (feature.statistics["js_distance"] or 0.0) > 0.2
+
+
+@pytest.mark.parametrize("rows", SIZES)
+def test_a_null_share_jump_is_major(rows: int) -> None:
+    feature = compare(_reference(), _more_nulls(rows, 0.3)).features["age"]  # 2% -> ~31%
+
+    assert feature.severity == "major"
+    assert feature.statistics["null_share_change"] == pytest.approx(0.29, abs=0.05)
+
+
+def test_values_outside_the_training_range_are_measured() -> None:
+    columns = _window(1_000)
+    columns["age"] = np.where(np.arange(1_000) < 100, 200.0, columns["age"])
+
+    feature = compare(_reference(), columns).features["age"]
+
+    assert feature.statistics["out_of_range_share"] == pytest.approx(0.1, abs=0.01)
+    assert feature.severity == "major"  # the values are also far from the training ones
+
+
+def test_unseen_categories_are_counted() -> None:
+    columns = _window(1_000)
+    region = columns["region"].copy()
+    region[:30] = "atlantis"
+    region[30:40] = "mars"
+    columns["region"] = region
+
+    feature = compare(_reference(), columns).features["region"]
+
+    assert feature.statistics["unseen"] == 40
+    assert feature.statistics["unseen_categories"] == 2
+    # Mass where training had none weighs heavily in JS distance: 4% of rows is ~0.2.
+    assert feature.severity in ("minor", "major")
+    region[2:40] = "north"
+    few = compare(_reference(), columns).features["region"]
+    assert (few.statistics["unseen"], few.severity) == (2, "none")
+
+
+def test_the_window_is_binned_like_the_profile() -> None:
+    feature = _reference()["features"]["total_charges"]
+    values = _window_frame(5_000, 0)["total_charges"].dropna().to_numpy()
+    edges = np.asarray(feature["edges"])
+
+    ours = np.searchsorted(edges[1:-1], values, side="right")
+
+    assert ours.tolist() == bin_index(edges, values).tolist()
+
+
+def test_constant_and_all_null_columns_get_defined_verdicts() -> None:
+    train = churn_frame(2_000, seed=1).assign(plan="basic", fee=9.99, note=None, gone=np.nan)
+    schema = {
+        **SCHEMA,
+        "plan": FeatureType.CATEGORICAL,
+        "fee": FeatureType.NUMERIC,
+        "note": FeatureType.CATEGORICAL,
+        "gone": FeatureType.NUMERIC,
+    }
+    reference = _profile(train, schema)
+    for rows in (200, 5_000):
+        unchanged = _window(rows) | {
+            "plan": np.full(rows, "basic", dtype=object),
+            "fee": np.full(rows, 9.99),
+            "note": np.full(rows, None, dtype=object),
+            "gone": np.full(rows, np.nan),
+        }
+        changed = unchanged | {
+            "plan": np.full(rows, "premium", dtype=object),
+            "fee": np.full(rows, 19.99),
+            "note": np.full(rows, "hello", dtype=object),
+            "gone": np.arange(rows, dtype=np.float64),
+        }
+
+        same = compare(reference, unchanged)
+        different = compare(reference, changed)
+
+        for name in ("plan", "fee", "note", "gone"):
+            assert same.features[name].severity == "none"
+            assert different.features[name].severity == "major"
+        assert "all values missing in both" in " ".join(same.features["gone"].notes)
+        assert different.verdict == "drift"
+        _json(same), _json(different)
+
+
+def test_fewer_than_min_rows_is_insufficient_data() -> None:
+    report = compare(_reference(), _columns(_window_frame(99, 0)))
+
+    assert report.verdict == "insufficient_data"
+    assert report.features == {}
+    assert compare(
+        _reference(), _window(200), thresholds=DriftThresholds(min_rows=500)
+    ).verdict == ("insufficient_data")
+    assert compare(_reference(), {}).verdict == "insufficient_data"
+
+
+def test_a_critical_feature_with_major_drift_makes_the_dataset_drift() -> None:
+    columns = _shifted(1_000, "monthly_charges", 0.5)
+    critical = DriftThresholds(critical_features=frozenset({"monthly_charges"}))
+
+    assert compare(_reference(), columns).verdict == "no_drift"
+    report = compare(_reference(), columns, thresholds=critical)
+    assert report.verdict == "drift"
+    assert "monthly_charges" in report.notes[0]
+
+
+def test_the_share_of_drifted_features_decides_the_dataset_verdict() -> None:
+    columns = _window(1_000)
+    for name in ("age", "monthly_charges", "total_charges"):
+        columns[name] = columns[name] + _reference()["features"][name]["std"]
+
+    report = compare(_reference(), columns)
+
+    assert report.drifted_share == pytest.approx(3 / 9)
+    assert report.verdict == "drift"
+
+
+def test_sensitive_columns_are_dropped_or_compared_as_hashes() -> None:
+    train = churn_frame(5_000, seed=1)
+    hashed = train.assign(region=train["region"].map(hash_category, na_action="ignore"))
+    reference = _profile(hashed)
+    columns = _window(1_000)
+
+    report = compare(reference, columns, sensitive={"region": "hash", "contract": "drop"})
+
+    assert report.skipped == ("contract",)
+    assert "contract" not in report.features
+    assert report.features["region"].severity == "none"
+    assert report.features["region"].statistics["unseen"] == 0
+    assert "north" not in _json(report)
+    raw = compare(reference, columns)  # raw names against hashes: everything is unseen
+    assert raw.features["region"].severity == "major"
+
+
+def test_prediction_drift_on_class_shares() -> None:
+    reference = _reference()
+    rng = np.random.default_rng(3)
+    same = np.where(rng.random(2_000) * 0.8 >= 0.5, "yes", "no")
+    more_yes = np.where(rng.random(2_000) >= 0.1, "yes", "no")  # 37.5% -> 90%
+
+    unchanged = compare(reference, _window(2_000), predictions=same).prediction
+    assert unchanged is not None and unchanged.severity == "none"
+    shifted = compare(reference, _window(2_000), predictions=more_yes).prediction
+    assert shifted is not None and shifted.severity == "major"
+
+
+def test_regression_prediction_drift_uses_the_profile_bins() -> None:
+    train = churn_frame(3_000, seed=1)
+    predicted = np.random.default_rng(0).normal(60.0, 10.0, 500)
+    reference = reference_profile(
+        train,
+        schema=SCHEMA,
+        target="monthly_charges",
+        predictions=Prediction(labels=predicted, probabilities=None),
+        task=Task.REGRESSION,
+        sample_rows=500,
+        seed=1,
+    )
+    rng = np.random.default_rng(4)
+
+    same = compare(reference, _window(5_000), predictions=rng.normal(60.0, 10.0, 5_000))
+    moved = compare(reference, _window(5_000), predictions=rng.normal(70.0, 10.0, 5_000))
+
+    assert same.prediction is not None and same.prediction.severity == "none"
+    assert moved.prediction is not None and moved.prediction.severity == "major"
+
+
+def test_a_missing_window_column_counts_as_all_null() -> None:
+    columns = _window(1_000)
+    del columns["region"]
+
+    report = compare(_reference(), columns)
+
+    assert report.features["region"].severity == "major"
+    assert report.features["region"].statistics["null_share"] == 1.0
+
+
+def test_columns_of_different_lengths_are_rejected() -> None:
+    with pytest.raises(ValueError, match="different lengths"):
+        compare(_reference(), {"age": [1.0] * 200, "region": ["north"] * 199})
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**6), 10**6),
+    st.text(max_size=3),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.lists(st.tuples(_VALUES, _VALUES, _VALUES), min_size=95, max_size=130),
+    large=st.booleans(),
+)
+def test_reports_never_contain_nan_or_inf(data: list[tuple[Any, Any, Any]], large: bool) -> None:
+    age, region, monthly = (list(column) for column in zip(*data, strict=True))
+    thresholds = DriftThresholds(large_window=100 if large else 1_000)
+
+    report = compare(
+        _reference(),
+        {"age": age, "region": region, "monthly_charges": monthly},
+        predictions=region,
+        thresholds=thresholds,
+    )
+
+    text = _json(report)
+    assert "NaN" not in text and "Infinity" not in text
+    for feature in report.features.values():
+        assert feature.severity in ("none", "minor", "major")
+        assert all(math.isfinite(p) for p in feature.p_values.values())
+
+
+FLAGGED, MAJOR, MINOR, NONE = ("minor", "major"), ("major",), ("minor",), ("none",)
+TABLE = {  # the module docstring's table: shift -> (column, window, severities allowed)
+    "mean +0.25 sd": ("monthly_charges", lambda n: _shifted(n, "monthly_charges", 0.25), FLAGGED),
+    "mean +0.05 sd": ("monthly_charges", lambda n: _shifted(n, "monthly_charges", 0.05), NONE),
+    "month-to-month +10 points": ("contract", lambda n: _moved_contracts(n, 0.10), NONE),
+    "month-to-month +25 points": ("contract", lambda n: _moved_contracts(n, 0.25), MAJOR),
+    "nulls 2% -> 8%": ("age", lambda n: _more_nulls(n, 0.06), MINOR),
+}
+
+
+@pytest.mark.parametrize("rows", SIZES)
+@pytest.mark.parametrize("shift", TABLE)
+def test_the_documented_table(shift: str, rows: int) -> None:
+    column, window, allowed = TABLE[shift]
+
+    severity = compare(_reference(), window(rows)).features[column].severity
+
+    assert severity in allowed
