@@ -47,19 +47,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # runnable as a plain script from any directory
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from moto import mock_aws
+from threadpoolctl import threadpool_limits
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from moto import mock_aws  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
-
-from functions.common import aws  # noqa: E402
-from functions.common.config import (  # noqa: E402
+from functions.common import aws
+from functions.common.config import (
     DatasetConfig,
     FeatureType,
     MlopsConfig,
@@ -67,14 +63,16 @@ from functions.common.config import (  # noqa: E402
     Task,
     deployed_config,
 )
-from functions.common.contracts import DatasetRef, SourceObject  # noqa: E402
-from functions.common.model_registry import ModelRegistry  # noqa: E402
-from functions.common.registry import DatasetRegistry  # noqa: E402
-from functions.common.settings import stage_settings  # noqa: E402
-from functions.common.storage import ObjectStore  # noqa: E402
-from functions.ml.features import model_frame, target_array  # noqa: E402
-from functions.ml.ingestion import DATA_FILE, MANIFEST_FILE  # noqa: E402
-from functions.ml.training import build_pipeline, split_dataset  # noqa: E402
+from functions.common.contracts import DatasetRef, SourceObject
+from functions.common.model_registry import ModelRegistry
+from functions.common.registry import DatasetRegistry
+from functions.common.settings import stage_settings
+from functions.common.storage import ObjectStore
+from functions.ml.features import model_frame, target_array
+from functions.ml.ingestion import DATA_FILE, MANIFEST_FILE
+from functions.ml.training import build_pipeline, split_dataset
+
+REPO = Path(__file__).resolve().parents[1]
 
 LIMIT = 1.5
 NUMERIC, CATEGORICAL = 12, 8
@@ -185,7 +183,7 @@ def set_environment(config: MlopsConfig) -> None:
     )
     deployed_config.cache_clear()
     stage_settings.cache_clear()
-    aws.client.cache_clear()
+    aws.reset_clients()
 
 
 def publish(data: Path, schema: dict[str, FeatureType], rows: int) -> DatasetRef:
