@@ -21,9 +21,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # runnable as a plain script from any directory
-
 LIMIT_MB = 1024
 BLOCK_ROWS = 250_000
 MB = 1024 * 1024

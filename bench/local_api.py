@@ -24,15 +24,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from functions.ml import sample_data
+from infra.local import LocalCloud, lambda_runtime
+from infra.local.synth import synthesize
+
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # runnable as a plain script from any directory
-
-import numpy as np  # noqa: E402
-
-from functions.ml import sample_data  # noqa: E402
-from infra.local import LocalCloud, lambda_runtime  # noqa: E402
-from infra.local.synth import synthesize  # noqa: E402
 
 
 def _row() -> dict[str, Any]:

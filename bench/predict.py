@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 BUCKET, TABLE, MODEL = "bench-data", "bench-registry", "churn"
 FEATURES = [
     "age",
