@@ -36,7 +36,6 @@ from typing import Any, Literal
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from functions.common import aws
 from functions.common.contracts import (
     LATENCY_BUCKETS_MS,
     AliasChange,
@@ -54,6 +53,7 @@ from functions.common.errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
+from functions.common.table import RegistryTable
 
 PRODUCTION = "production"
 CANDIDATE = "candidate"
@@ -190,19 +190,8 @@ def _alias_change(fields: Mapping[str, Any]) -> AliasChange:
     )
 
 
-class ModelRegistry:
-    """Training runs, model versions and aliases of one registry table; the client is created
-    on first use unless one is passed in."""
-
-    def __init__(self, table_name: str, dynamodb: Any | None = None) -> None:
-        self.table_name = table_name
-        self._dynamodb = dynamodb
-
-    @property
-    def dynamodb(self) -> Any:
-        if self._dynamodb is None:
-            self._dynamodb = aws.client("dynamodb")
-        return self._dynamodb
+class ModelRegistry(RegistryTable):
+    """Training runs, model versions and aliases of one registry table."""
 
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
         with _translated("get_item", self.table_name):
@@ -310,17 +299,10 @@ class ModelRegistry:
             "kind": {"S": "model_version"},
             **_attributes(version.model_dump(mode="json")),
         }
-        try:
-            with _translated("put_item", self.table_name):
-                self.dynamodb.put_item(
-                    TableName=self.table_name,
-                    Item=item,
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-        except _ConditionFailed:
+        if not self.put_new(item):
             raise VersionExistsError(
                 f"version {version.version} of {version.model_name} is already registered"
-            ) from None
+            )
 
     def get_version(self, model: str, version: int) -> ModelVersion | None:
         fields = self._get(model_key(model), version_sort_key(version))

@@ -17,22 +17,17 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from functions.common import aws
 from functions.common.contracts import DatasetRef, SourceObject
 from functions.common.errors import RegistryError
 from functions.common.settings import stage_settings
+from functions.common.table import RegistryTable
 
 VERSION_PREFIX = "VERSION#"
 CONTRACT_SORT_KEY = "CONTRACT"
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 def dataset_key(dataset: str) -> str:
     return f"DATASET#{dataset}"
-
-
-class _AlreadyExists(Exception):
-    pass
 
 
 @contextmanager
@@ -41,8 +36,6 @@ def _translated(operation: str, table: str) -> Iterator[None]:
         yield
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
-        if code == _CONDITION_FAILED:
-            raise _AlreadyExists from exc
         raise RegistryError(f"{operation} on table {table} failed: {code}: {exc}") from exc
 
 
@@ -97,19 +90,8 @@ def _version_ref(item: dict[str, Any]) -> DatasetRef:
     )
 
 
-class DatasetRegistry:
-    """Dataset versions and contracts in the registry table; the client is created on first
-    use unless one is passed in."""
-
-    def __init__(self, table_name: str, dynamodb: Any | None = None) -> None:
-        self.table_name = table_name
-        self._dynamodb = dynamodb
-
-    @property
-    def dynamodb(self) -> Any:
-        if self._dynamodb is None:
-            self._dynamodb = aws.client("dynamodb")
-        return self._dynamodb
+class DatasetRegistry(RegistryTable):
+    """Dataset versions and contracts in the registry table."""
 
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
         with _translated("get_item", self.table_name):
@@ -144,17 +126,10 @@ class DatasetRegistry:
             "created_at": _s(created_at),
             "code_version": _s(code_version),
         }
-        try:
-            with _translated("put_item", self.table_name):
-                self.dynamodb.put_item(
-                    TableName=self.table_name,
-                    Item=item,
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-        except _AlreadyExists:
+        if not self.put_new(item):
             stored = self.get_contract(dataset)
             if stored is None:
-                raise RegistryError(f"contract of {dataset} vanished during freeze") from None
+                raise RegistryError(f"contract of {dataset} vanished during freeze")
             return stored
         return contract_json
 
@@ -165,19 +140,10 @@ class DatasetRegistry:
     def register_version(self, ref: DatasetRef, *, code_version: str) -> tuple[DatasetRef, bool]:
         """Register `ref` once. Returns (the registered version, True if this call created it);
         an existing version comes back as first registered, with `already_ingested=True`."""
-        try:
-            with _translated("put_item", self.table_name):
-                self.dynamodb.put_item(
-                    TableName=self.table_name,
-                    Item=_version_item(ref, code_version),
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-        except _AlreadyExists:
+        if not self.put_new(_version_item(ref, code_version)):
             existing = self.get_version(ref.dataset, ref.data_version)
             if existing is None:
-                raise RegistryError(
-                    f"version {ref.data_version} vanished during register"
-                ) from None
+                raise RegistryError(f"version {ref.data_version} vanished during register")
             return existing.model_copy(update={"already_ingested": True}), False
         return ref, True
 
