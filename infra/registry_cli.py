@@ -471,21 +471,28 @@ def models_promote(
 ) -> None:
     """Make VERSION the production model and publish ModelPromoted."""
     session = _open(local, stage, state_dir)
-    model = session.model
+    change = _point_alias(session, PRODUCTION, version, reason or "promoted from the mlops CLI")
+    if change is not None:
+        _moved(session, change)
+
+
+def _point_alias(session: Session, alias: str, version: int, reason: str) -> AliasChange | None:
+    """Move `alias` to `version`, expecting it where it points now (a move racing another
+    is refused); None, after saying so, when it points there already."""
     with _reported():
-        current = session.registry.get_alias(model)
+        current = session.registry.get_alias(session.model, alias)
         expected = current.version if current else None
         if expected == version:
-            console.print(f"Version {version} of {model} is already {PRODUCTION}; no change.")
-            return
-        change = session.registry.promote(
-            model,
+            console.print(f"Version {version} of {session.model} is already {alias}; no change.")
+            return None
+        return session.registry.promote(
+            session.model,
             version,
             expected_current=expected,
-            reason=reason or "promoted from the mlops CLI",
+            reason=reason,
             execution=_who(),
+            alias=alias,
         )
-    _moved(session, change)
 
 
 @models_app.command("rollback")
@@ -518,21 +525,11 @@ def models_canary(
     model = session.model
     with _reported():
         production = session.registry.get_alias(model)
-        if production is not None and production.version == version:
-            raise _fail(f"version {version} of {model} is {PRODUCTION} already")
-        current = session.registry.get_alias(model, CANDIDATE)
-        expected = current.version if current else None
-        if expected == version:
-            console.print(f"Version {version} of {model} is already {CANDIDATE}; no change.")
-            return
-        change = session.registry.promote(
-            model,
-            version,
-            expected_current=expected,
-            reason=reason or "canary from the mlops CLI",
-            execution=_who(),
-            alias=CANDIDATE,
-        )
+    if production is not None and production.version == version:
+        raise _fail(f"version {version} of {model} is {PRODUCTION} already")
+    change = _point_alias(session, CANDIDATE, version, reason or "canary from the mlops CLI")
+    if change is None:
+        return
     before = "none" if change.from_version is None else f"version {change.from_version}"
     console.print(f"{CANDIDATE} of {model} set: {before} -> version {version}")
     serving = session.config.serving

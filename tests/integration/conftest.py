@@ -109,22 +109,35 @@ def cloud(mocked_aws: None) -> Cloud:
     return Cloud(s3=s3, dynamodb=dynamodb)
 
 
+Received = Callable[[], list[dict[str, Any]]]
+
+
 @pytest.fixture
-def promotions(cloud: Cloud) -> Callable[[], list[dict[str, Any]]]:
+def subscribe_promotions() -> Callable[[Any, Any], Received]:
+    """`subscribe_promotions(sqs, events)`: a queue subscribed through an EventBridge rule to
+    ModelPromoted events; returns a function giving the details received since last asked."""
+
+    def subscribe(sqs: Any, events: Any) -> Received:
+        url = sqs.create_queue(QueueName="promotions")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        pattern = {"source": [REGISTRY_SOURCE], "detail-type": [MODEL_PROMOTED]}
+        events.put_rule(Name="promoted", EventPattern=json.dumps(pattern))
+        events.put_targets(Rule="promoted", Targets=[{"Id": "queue", "Arn": arn}])
+
+        def received() -> list[dict[str, Any]]:
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            for message in messages:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            return [json.loads(message["Body"])["detail"] for message in messages]
+
+        return received
+
+    return subscribe
+
+
+@pytest.fixture
+def promotions(cloud: Cloud, subscribe_promotions: Callable[[Any, Any], Received]) -> Received:
     """ModelPromoted events, as a queue subscribed through an EventBridge rule receives them."""
-    sqs, events = boto3.client("sqs"), boto3.client("events")
-    url = sqs.create_queue(QueueName="promotions")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    pattern = {"source": [REGISTRY_SOURCE], "detail-type": [MODEL_PROMOTED]}
-    events.put_rule(Name="promoted", EventPattern=json.dumps(pattern))
-    events.put_targets(Rule="promoted", Targets=[{"Id": "queue", "Arn": arn}])
-
-    def received() -> list[dict[str, Any]]:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        for message in messages:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return [json.loads(message["Body"])["detail"] for message in messages]
-
-    return received
+    return subscribe_promotions(boto3.client("sqs"), boto3.client("events"))

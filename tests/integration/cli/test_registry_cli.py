@@ -18,7 +18,6 @@ from moto.server import ThreadedMotoServer
 from typer.testing import CliRunner
 
 from functions.common.contracts import ModelVersion
-from functions.common.events import MODEL_PROMOTED, REGISTRY_SOURCE
 from functions.common.model_registry import ModelRegistry
 from infra.cli import app
 
@@ -154,22 +153,11 @@ def registered(local: Local) -> Local:
 
 
 @pytest.fixture
-def promoted_events(registered: Local) -> Callable[[], list[dict[str, Any]]]:
+def promoted_events(
+    registered: Local, subscribe_promotions: Callable[[Any, Any], Callable[[], list[Any]]]
+) -> Callable[[], list[dict[str, Any]]]:
     """ModelPromoted events as a queue behind an EventBridge rule receives them."""
-    sqs, events = registered.client("sqs"), registered.client("events")
-    url = sqs.create_queue(QueueName="promotions")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    pattern = {"source": [REGISTRY_SOURCE], "detail-type": [MODEL_PROMOTED]}
-    events.put_rule(Name="promoted", EventPattern=json.dumps(pattern))
-    events.put_targets(Rule="promoted", Targets=[{"Id": "queue", "Arn": arn}])
-
-    def received() -> list[dict[str, Any]]:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        return [json.loads(message["Body"])["detail"] for message in messages]
-
-    return received
+    return subscribe_promotions(registered.client("sqs"), registered.client("events"))
 
 
 def test_models_list_shows_versions_and_which_is_production(registered: Local) -> None:
