@@ -9,6 +9,8 @@ A retrain request (`{"retrain": {"data_version": ..., "reason": ...}}`) skips In
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -30,7 +32,12 @@ from infra.constructs.data_lake import (
     DataLake,
 )
 from infra.constructs.registry import Registry
-from infra.constructs.stage_function import FunctionSpec, StageFunction, retention
+from infra.constructs.stage_function import (
+    FunctionSpec,
+    StageFunction,
+    retention,
+    stage_environment,
+)
 from infra.nag import acknowledge
 
 # Raised by the ingest function while another delivery of the same object version is being
@@ -54,12 +61,7 @@ class Pipeline(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._deploy = deploy
-        self._base_environment = {
-            "DATA_BUCKET": data_lake.bucket.bucket_name,
-            "REGISTRY_TABLE": registry.table.table_name,
-            "STAGE": deploy.stage,
-            "CODE_VERSION": deploy.commit,
-        }
+        self._base_environment = stage_environment(deploy, data_lake, registry)
         ingest, train = deploy.config.ingest, deploy.config.train
         self.ingest = self._function(
             "ingest", ingest.memory_mb, ingest.timeout_seconds, ingest.ephemeral_storage_mb
@@ -226,45 +228,21 @@ class Pipeline(Construct):
         self._acknowledge_state_machine_role(state_machine.role)
         return state_machine
 
-    def _notify_failure(self, alerts: sns.ITopic) -> sfn.IChainable:
+    def _notify(
+        self, state: str, alerts: sns.ITopic, subject: str, message: dict[str, Any]
+    ) -> tasks.SnsPublish:
+        """An alert to the SNS topic with the pipeline and execution named; a notification is
+        safe to repeat, so any task failure of the publish is retried."""
         notify = tasks.SnsPublish(
             self,
-            "Notify",
+            state,
             topic=alerts,
-            subject=f"{self._deploy.stack_name}: pipeline failed",
+            subject=f"{self._deploy.stack_name}: {subject}",
             message=sfn.TaskInput.from_object(
                 {
                     "pipeline": self._deploy.stack_name,
                     "execution": sfn.JsonPath.execution_id,
-                    "error": sfn.JsonPath.string_at("$.error.Error"),
-                    "cause": sfn.JsonPath.string_at("$.error.Cause"),
-                    # The trigger: the S3 event of the drop, or the retrain request.
-                    "input": sfn.JsonPath.object_at("$$.Execution.Input"),
-                }
-            ),
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        # A notification is safe to repeat, so any task failure of the publish is retried.
-        notify.add_retry(
-            errors=[sfn.Errors.TASKS_FAILED], interval=Duration.seconds(2), max_attempts=3
-        )
-        failed = sfn.Fail(self, "Failed", error_path="$.error.Error", cause_path="$.error.Cause")
-        return notify.next(failed)
-
-    def _notify_rejection(self, alerts: sns.ITopic) -> tasks.SnsPublish:
-        notify = tasks.SnsPublish(
-            self,
-            "Notify rejection",
-            topic=alerts,
-            subject=f"{self._deploy.stack_name}: candidate model rejected by the gate",
-            message=sfn.TaskInput.from_object(
-                {
-                    "pipeline": self._deploy.stack_name,
-                    "execution": sfn.JsonPath.execution_id,
-                    "decision": "rejected",
-                    "run_id": sfn.JsonPath.string_at("$.training.run_id"),
-                    "failed_criteria": sfn.JsonPath.list_at("$.evaluation.failed"),
-                    "metrics": sfn.JsonPath.object_at("$.evaluation.metrics"),
+                    **message,
                 }
             ),
             result_path=sfn.JsonPath.DISCARD,
@@ -273,6 +251,34 @@ class Pipeline(Construct):
             errors=[sfn.Errors.TASKS_FAILED], interval=Duration.seconds(2), max_attempts=3
         )
         return notify
+
+    def _notify_failure(self, alerts: sns.ITopic) -> sfn.IChainable:
+        notify = self._notify(
+            "Notify",
+            alerts,
+            "pipeline failed",
+            {
+                "error": sfn.JsonPath.string_at("$.error.Error"),
+                "cause": sfn.JsonPath.string_at("$.error.Cause"),
+                # The trigger: the S3 event of the drop, or the retrain request.
+                "input": sfn.JsonPath.object_at("$$.Execution.Input"),
+            },
+        )
+        failed = sfn.Fail(self, "Failed", error_path="$.error.Error", cause_path="$.error.Cause")
+        return notify.next(failed)
+
+    def _notify_rejection(self, alerts: sns.ITopic) -> tasks.SnsPublish:
+        return self._notify(
+            "Notify rejection",
+            alerts,
+            "candidate model rejected by the gate",
+            {
+                "decision": "rejected",
+                "run_id": sfn.JsonPath.string_at("$.training.run_id"),
+                "failed_criteria": sfn.JsonPath.list_at("$.evaluation.failed"),
+                "metrics": sfn.JsonPath.object_at("$.evaluation.metrics"),
+            },
+        )
 
     def _acknowledge_state_machine_role(self, role: iam.IRole) -> None:
         acknowledge(

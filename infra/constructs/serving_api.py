@@ -32,6 +32,7 @@ from infra.constructs.stage_function import (
     FunctionSpec,
     ZipStageFunction,
     retention,
+    stage_environment,
 )
 from infra.layers import LAMBDA_UNZIPPED_LIMIT_BYTES, LayerBuild, build_layer, directory_size
 from infra.nag import acknowledge
@@ -109,12 +110,7 @@ class ServingApi(Construct):
                 timeout_seconds=serving.timeout_seconds,
                 environment={"CAPTURE_STREAM": self.capture_stream.ref},
             ),
-            base_environment={
-                "DATA_BUCKET": data_lake.bucket.bucket_name,
-                "REGISTRY_TABLE": registry.table.table_name,
-                "STAGE": deploy.stage,
-                "CODE_VERSION": deploy.commit,
-            },
+            base_environment=stage_environment(deploy, data_lake, registry),
             layers=[self.layer],
             snap_start=serving.snapstart,
         )

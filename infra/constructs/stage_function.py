@@ -15,6 +15,8 @@ from constructs import Construct
 
 from functions.common.config import CONFIG_JSON_ENV
 from infra.config import REPO_ROOT, DeployConfig
+from infra.constructs.data_lake import DataLake
+from infra.constructs.registry import Registry
 from infra.nag import acknowledge
 
 TRAINING_DOCKERFILE = "layers/training/Dockerfile"
@@ -45,6 +47,18 @@ class FunctionSpec:
     timeout_seconds: int = 300
     ephemeral_storage_mb: int = 512
     environment: dict[str, str] = field(default_factory=dict)
+
+
+def stage_environment(
+    deploy: DeployConfig, data_lake: DataLake, registry: Registry
+) -> dict[str, str]:
+    """The variables every function reads through `functions.common.settings`."""
+    return {
+        "DATA_BUCKET": data_lake.bucket.bucket_name,
+        "REGISTRY_TABLE": registry.table.table_name,
+        "STAGE": deploy.stage,
+        "CODE_VERSION": deploy.commit,
+    }
 
 
 class _LifecycleFunction(Construct):

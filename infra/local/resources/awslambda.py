@@ -20,25 +20,6 @@ from infra.local.resources.base import (
     unapplied,
 )
 
-_FUNCTION = {
-    "FunctionName",
-    "Code",
-    "PackageType",
-    "Handler",
-    "Runtime",
-    "Role",
-    "Timeout",
-    "MemorySize",
-    "Environment",
-    "Description",
-    "Architectures",
-    "EphemeralStorage",
-    "ImageConfig",
-    "Layers",
-    "TracingConfig",
-    "LoggingConfig",
-    "Tags",
-}
 _PASSED_THROUGH = (
     "Handler",
     "Runtime",
@@ -53,6 +34,7 @@ _PASSED_THROUGH = (
     "TracingConfig",
     "LoggingConfig",
 )
+_FUNCTION = {*_PASSED_THROUGH, "FunctionName", "Code", "PackageType", "Role", "Tags"}
 
 
 def function(ctx: DeployContext, spec: ResourceSpec) -> Created:
