@@ -168,9 +168,65 @@ class TrainConfig(_Section):
     ephemeral_storage_mb: Annotated[int, Field(ge=512, le=10240)] = 2048
 
 
+_SCHEDULE = r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$"
+Limits = tuple[Annotated[float, Field(ge=0.0)], Annotated[float, Field(ge=0.0)]]
+
+
 class DriftConfig(_Section):
-    schedule: str = "rate(1 day)"
+    """The scheduled drift check (`functions/monitor`) and the retraining it may start.
+    Thresholds are (minor, major) effect sizes; see `functions.ml.drift.DriftThresholds`."""
+
+    schedule: Annotated[str, Field(pattern=_SCHEDULE)] = "rate(1 day)"
+    """EventBridge schedule expression of the drift check."""
+    window_hours: Annotated[int, Field(ge=1, le=24 * 31)] | None = None
+    """Capture compared per check: the last `window_hours`; unset = everything captured since
+    the previous check (at most `max_window_hours` back)."""
+    max_window_hours: Annotated[int, Field(ge=1, le=24 * 93)] = 24 * 7
     auto_retrain: bool = False
+    """Dataset drift or a live performance drop emits `DriftDetected` with a retrain request,
+    and a rule starts the pipeline with it (the gate still decides)."""
+    cooldown_hours: Annotated[float, Field(ge=0.0, le=24 * 31)] = 24.0
+    """No retraining is started by drift within this long of the previous one."""
+    retrain_with_feedback: bool = True
+    """Labelled feedback (joined to captured features by request id) becomes training rows:
+    written as a drop under `raw/<dataset>/feedback/`, validated and versioned like any drop."""
+    retrain_schedule: Annotated[str, Field(pattern=_SCHEDULE)] | None = None
+    """Also retrain on this fixed cadence (EventBridge schedule), drift or not."""
+    performance_tolerance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    """A live metric worse than the serving model's evaluation metric by more than this
+    (absolute; relative to the value for rmse/mae) is a performance drop."""
+    min_feedback_rows: Annotated[int, Field(ge=1)] = 50
+    """Fewer labelled rows in a window: live performance is `insufficient_data`."""
+    feedback_lookback_hours: Annotated[int, Field(ge=0, le=24 * 93)] = 24 * 7
+    """Feedback received in the window is joined to capture up to this long before it."""
+    min_rows: Annotated[int, Field(ge=10)] = 100
+    large_window: Annotated[int, Field(ge=100)] = 1_000
+    alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
+    psi: Limits = (0.1, 0.25)
+    wasserstein: Limits = (0.1, 0.25)
+    js: Limits = (0.1, 0.2)
+    null_share: Limits = (0.05, 0.2)
+    out_of_range: Limits = (0.05, 0.2)
+    share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.3
+    """Dataset drift: at least this share of the features drifted (minor or worse) ..."""
+    critical_features: list[str] = Field(default_factory=list)
+    """... or any of these features drifted `major`."""
+    sensitive: dict[str, Literal["hash", "drop"]] = Field(default_factory=dict)
+    """Columns held as hashes (compared as categories of hashes) or left out of the check."""
+    memory_mb: Annotated[int, Field(ge=512, le=10240)] = 2048
+    timeout_seconds: Annotated[int, Field(ge=30, le=900)] = 900
+
+    @model_validator(mode="after")
+    def _limits_ordered(self) -> DriftConfig:
+        for name in ("psi", "wasserstein", "js", "null_share", "out_of_range"):
+            minor, major = getattr(self, name)
+            if minor > major:
+                raise ValueError(f"drift.{name}: minor {minor} must not exceed major {major}")
+        if self.min_rows > self.large_window:
+            raise ValueError(
+                f"drift.min_rows {self.min_rows} must not exceed large_window {self.large_window}"
+            )
+        return self
 
 
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
@@ -200,6 +256,8 @@ class ServingConfig(_Section):
     provisioned_concurrency: Annotated[int, Field(ge=0)] = 0
     candidate_share: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
     """Share of requests served by alias `candidate` (when set) before it is promoted."""
+    latency_alarm_ms: Annotated[int, Field(ge=10, le=29_000)] = 1_000
+    """An alarm notifies the alerts topic when the API's p99 latency stays above this."""
     candidate_min_requests: Annotated[int, Field(ge=1)] = 1_000
     candidate_max_minutes: Annotated[int, Field(ge=1)] = 60
 
@@ -239,6 +297,21 @@ class MlopsConfig(_Section):
                 f"model.estimator {self.model.estimator!r} is not available for "
                 f"{self.dataset.task.value}; choose one of: {', '.join(allowed)}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _drift_columns_are_features(self) -> MlopsConfig:
+        features = self.dataset.features
+        if features is not None:
+            for key, names in (
+                ("critical_features", self.drift.critical_features),
+                ("sensitive", list(self.drift.sensitive)),
+            ):
+                unknown = [name for name in names if name not in features]
+                if unknown:
+                    raise ValueError(
+                        f"drift.{key} names column(s) not in dataset.features: {unknown}"
+                    )
         return self
 
     @property

@@ -127,6 +127,26 @@ def categorical_profile(values: np.ndarray) -> dict[str, Any]:
     }
 
 
+def sensitive_view(
+    frame: pd.DataFrame,
+    schema: Mapping[str, FeatureType],
+    sensitive: Mapping[str, str],
+) -> tuple[pd.DataFrame, dict[str, FeatureType]]:
+    """The training rows and schema as monitoring may see them (`[drift] sensitive`): a
+    `drop` column is left out, a `hash` column becomes the categorical of its values' hashes
+    (`functions.ml.drift.hash_category`, missing stays missing). The profile (its row sample
+    included) then holds no raw value of either."""
+    from functions.ml.drift import hash_category
+
+    view = frame.drop(columns=[c for c, mode in sensitive.items() if mode == "drop" and c in frame])
+    types = {name: kind for name, kind in schema.items() if sensitive.get(name) != "drop"}
+    for name, mode in sensitive.items():
+        if mode == "hash" and name in view:
+            view[name] = view[name].map(hash_category, na_action="ignore")
+            types[name] = FeatureType.CATEGORICAL
+    return view, types
+
+
 def reference_profile(
     train: pd.DataFrame,
     *,

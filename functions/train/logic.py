@@ -28,7 +28,7 @@ from functions.common.registry import DatasetRegistry
 from functions.common.settings import stage_settings
 from functions.common.storage import ObjectStore
 from functions.ml.onnx_model import OnnxModel, check_parity, export_onnx
-from functions.ml.reference_profile import reference_profile
+from functions.ml.reference_profile import reference_profile, sensitive_view
 from functions.ml.training import fit_model, split_dataset
 
 MODELS_PREFIX = "models/"
@@ -168,9 +168,12 @@ class Trainer:
             )
             lap = self.stopwatch.lap("parity", lap)
             predictions = model.predict(split.test)
+            monitored, monitored_schema = sensitive_view(
+                split.train, schema, self.config.drift.sensitive
+            )
             profile = reference_profile(
-                split.train,
-                schema=schema,
+                monitored,
+                schema=monitored_schema,
                 target=target,
                 predictions=predictions,
                 task=task,

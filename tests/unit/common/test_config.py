@@ -161,3 +161,35 @@ def test_grid_search_is_kept_small(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="56 combinations"):
         load_config(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("drift", "problem"),
+    [
+        ('schedule = "daily"', "drift.schedule"),
+        ("psi = [0.3, 0.1]", "drift.psi: minor 0.3 must not exceed major 0.1"),
+        ("min_rows = 5000", "must not exceed large_window"),
+        ('critical_features = ["price"]', "drift.critical_features names column(s) not in"),
+        ('sensitive = { email = "encrypt" }', "drift.sensitive.email"),
+        ('sensitive = { email = "hash" }', "drift.sensitive names column(s) not in"),
+    ],
+)
+def test_bad_drift_settings_name_the_key(tmp_path: Path, drift: str, problem: str) -> None:
+    text = MINIMAL + '\n[dataset.features]\nunits = "numeric"\n\n[drift]\n' + drift + "\n"
+    with pytest.raises(ConfigError) as error:
+        load_config(_write(tmp_path, text))
+    assert problem in str(error.value)
+
+
+def test_drift_settings_load_with_their_thresholds(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        '\n[dataset.features]\nunits = "numeric"\nstore = "categorical"\n\n[drift]\n'
+        'schedule = "cron(0 6 * * ? *)"\nauto_retrain = true\nwindow_hours = 24\n'
+        'js = [0.05, 0.15]\ncritical_features = ["units"]\nsensitive = { store = "hash" }\n'
+        'retrain_schedule = "rate(7 days)"\n'
+    )
+    drift = load_config(_write(tmp_path, text)).drift
+    assert drift.schedule == "cron(0 6 * * ? *)" and drift.auto_retrain is True
+    assert drift.js == (0.05, 0.15) and drift.window_hours == 24
+    assert drift.critical_features == ["units"] and drift.sensitive == {"store": "hash"}
+    assert drift.retrain_schedule == "rate(7 days)"

@@ -170,3 +170,43 @@ def test_any_numeric_column_profiles_consistently(values: list[float], bins: int
         len(edges) == 2 and edges[0] == edges[1]
     )
     json.dumps(feature, allow_nan=False)
+
+
+def test_sensitive_columns_reach_the_profile_only_as_hashes_or_not_at_all() -> None:
+    from functions.ml.drift import compare, hash_category
+    from functions.ml.reference_profile import sensitive_view
+
+    train = churn_frame(400, seed=3)
+    view, schema = sensitive_view(
+        train, SCHEMA, {"region": "hash", "age": "hash", "contract": "drop"}
+    )
+    profile = reference_profile(
+        view,
+        schema=schema,
+        target="churned",
+        predictions=Prediction(
+            labels=np.array(["no", "yes"] * 5),
+            probabilities=np.tile([[0.7, 0.3], [0.2, 0.8]], (5, 1)),
+            classes=("no", "yes"),
+        ),
+        task=Task.CLASSIFICATION,
+        sample_rows=50,
+        seed=1,
+    )
+
+    assert "contract" not in profile["features"] and "contract" not in profile["sample"]["columns"]
+    assert profile["features"]["age"]["type"] == "categorical"
+    text = json.dumps(profile)
+    for raw in train["region"].dropna().unique():
+        assert f'"{raw}"' not in text
+        assert hash_category(raw) in profile["features"]["region"]["counts"]
+    # Raw live values, hashed by the engine, match the profile: no drift on the same data.
+    window = churn_frame(400, seed=4)
+    report = compare(
+        profile,
+        {name: window[name].tolist() for name in ("region", "age", "support_calls")},
+        sensitive={"region": "hash", "age": "hash", "contract": "drop"},
+    )
+    assert report.features["region"].severity == "none"
+    assert report.features["region"].statistics["unseen"] == 0
+    assert "contract" not in report.features

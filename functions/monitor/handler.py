@@ -1,0 +1,44 @@
+"""Drift check function: on the EventBridge schedule from `[drift] schedule`, or invoked by
+`mlops drift run` (`{"source": "mlops.cli", "window_hours": n}`); returns the check's summary
+(verdict, drifted features, report keys, retrain decision)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.common.config import deployed_config
+from functions.common.observability import logger, metrics
+from functions.common.settings import stage_settings
+from functions.monitor.logic import MonitorService, run_check, summary
+
+MAX_WINDOW_HOURS = 24 * 93
+
+
+class BadRequestError(ValueError):
+    """The invocation payload is not a schedule event or a valid manual request."""
+
+
+def window_hours(event: Any) -> int | None:
+    if not isinstance(event, dict):
+        raise BadRequestError("the event must be a JSON object")
+    value = event.get("window_hours")
+    if value is None:
+        return None
+    if type(value) is not int or not 1 <= value <= MAX_WINDOW_HOURS:
+        raise BadRequestError(
+            f"window_hours must be an integer from 1 to {MAX_WINDOW_HOURS}, got {value!r}"
+        )
+    return value
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    hours = window_hours(event)
+    settings = stage_settings()
+    service = MonitorService.create(
+        deployed_config(), settings.data_bucket, settings.registry_table
+    )
+    return summary(run_check(service, window_hours=hours))

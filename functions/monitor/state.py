@@ -1,0 +1,127 @@
+"""The drift monitor's state in the registry table: pk=`MONITOR#<model>`, sk=`STATE`, with
+`last_check_end` (where the next check's window starts), `last_check_id`, and
+`last_retrain_at` / `last_retrain_check` (the cooldown). Claiming a retraining is one
+conditional update, so two checks racing cannot both start one inside the cooldown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from botocore.exceptions import ClientError
+
+from functions.common.errors import RegistryError
+from functions.common.table import RegistryTable
+
+STATE_SORT_KEY = "STATE"
+
+
+def monitor_key(model: str) -> str:
+    return f"MONITOR#{model}"
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class MonitorState:
+    last_check_end: datetime | None = None
+    last_check_id: str | None = None
+    last_retrain_at: datetime | None = None
+    last_retrain_check: str | None = None
+
+
+class MonitorStore:
+    def __init__(self, table: RegistryTable, model: str) -> None:
+        self.table = table
+        self.key = {"pk": {"S": monitor_key(model)}, "sk": {"S": STATE_SORT_KEY}}
+
+    def load(self) -> MonitorState:
+        try:
+            item = self.table.dynamodb.get_item(
+                TableName=self.table.table_name, Key=self.key, ConsistentRead=True
+            ).get("Item", {})
+        except ClientError as exc:
+            raise RegistryError(f"get_item monitor state failed: {exc}") from exc
+
+        def text(name: str) -> str | None:
+            return item[name]["S"] if name in item else None
+
+        def moment(name: str) -> datetime | None:
+            value = text(name)
+            return parse_iso(value) if value else None
+
+        return MonitorState(
+            last_check_end=moment("last_check_end"),
+            last_check_id=text("last_check_id"),
+            last_retrain_at=moment("last_retrain_at"),
+            last_retrain_check=text("last_retrain_check"),
+        )
+
+    def record_check(self, check_id: str, end: datetime) -> None:
+        """The next check's window starts at `end` (never moved backwards)."""
+        try:
+            self.table.dynamodb.update_item(
+                TableName=self.table.table_name,
+                Key=self.key,
+                UpdateExpression="SET last_check_end = :end, last_check_id = :id, kind = :kind",
+                ConditionExpression="attribute_not_exists(last_check_end) OR last_check_end < :end",
+                ExpressionAttributeValues={
+                    ":end": {"S": iso(end)},
+                    ":id": {"S": check_id},
+                    ":kind": {"S": "monitor"},
+                },
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return  # a later check recorded already
+            raise RegistryError(f"update_item monitor state failed: {exc}") from exc
+
+    def claim_retrain(self, check_id: str, now: datetime, cooldown: timedelta) -> bool:
+        """Record a retraining at `now` unless one was recorded within `cooldown`; False when
+        the cooldown holds (nothing written)."""
+        try:
+            self.table.dynamodb.update_item(
+                TableName=self.table.table_name,
+                Key=self.key,
+                UpdateExpression="SET last_retrain_at = :now, last_retrain_check = :id, "
+                "kind = :kind",
+                ConditionExpression="attribute_not_exists(last_retrain_at) OR "
+                "last_retrain_at <= :cutoff",
+                ExpressionAttributeValues={
+                    ":now": {"S": iso(now)},
+                    ":cutoff": {"S": iso(now - cooldown)},
+                    ":id": {"S": check_id},
+                    ":kind": {"S": "monitor"},
+                },
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise RegistryError(f"update_item monitor state failed: {exc}") from exc
+        return True
+
+    def release_retrain(self, check_id: str, previous: MonitorState) -> None:
+        """Undo `claim_retrain` of `check_id` (its event could not be published)."""
+        values = {":id": {"S": check_id}}
+        if previous.last_retrain_at is None:
+            update = "REMOVE last_retrain_at, last_retrain_check"
+        else:
+            update = "SET last_retrain_at = :at, last_retrain_check = :previous"
+            values[":at"] = {"S": iso(previous.last_retrain_at)}
+            values[":previous"] = {"S": previous.last_retrain_check or ""}
+        try:
+            self.table.dynamodb.update_item(
+                TableName=self.table.table_name,
+                Key=self.key,
+                UpdateExpression=update,
+                ConditionExpression="last_retrain_check = :id",
+                ExpressionAttributeValues=values,
+            )
+        except ClientError:
+            pass  # a later claim won; the cooldown it set stands

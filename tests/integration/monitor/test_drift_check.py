@@ -1,0 +1,306 @@
+"""The drift check on moto: capture objects and feedback in the data bucket, a registered model
+version with its reference profile, and `run_check` as the scheduled function runs it. The
+window moves from check to check, drift raises `DriftDetected` (a queue subscribed through an
+EventBridge rule receives it), the cooldown holds, and labelled feedback gives live metrics and
+training rows."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+
+from functions.common.config import MlopsConfig, Task, load_config
+from functions.common.contracts import ModelVersion
+from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
+from functions.common.model_registry import ModelRegistry
+from functions.common.storage import ObjectStore
+from functions.ml.onnx_input import Prediction
+from functions.ml.reference_profile import reference_profile
+from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame
+from functions.monitor.handler import BadRequestError, window_hours
+from functions.monitor.logic import MonitorService, run_check, summary
+from functions.monitor.state import MonitorStore
+
+REPO = Path(__file__).resolve().parents[3]
+MODEL = "churn"
+FEATURES = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
+METRICS = {"accuracy": 0.8, "f1_macro": 0.78, "roc_auc": 0.86}
+
+
+def _config(**drift: Any) -> MlopsConfig:
+    config = load_config(REPO / "mlops.toml")
+    return config.model_copy(update={"drift": config.drift.model_copy(update=drift)})
+
+
+def _register(cloud: Any, version: int = 1) -> None:
+    train = churn_frame(3_000, seed=1, duplicate_share=0.0)
+    schema = load_config(REPO / "mlops.toml").dataset.features
+    assert schema is not None
+    p_yes = np.random.default_rng(0).random(600) * 0.8
+    profile = reference_profile(
+        train,
+        schema=schema,
+        target="churned",
+        predictions=Prediction(
+            labels=np.where(p_yes >= 0.5, "yes", "no"),
+            probabilities=np.column_stack([1 - p_yes, p_yes]),
+            classes=("no", "yes"),
+        ),
+        task=Task.CLASSIFICATION,
+        sample_rows=1_000,
+        seed=1,
+    )
+    prefix = f"models/{MODEL}/{version}/"
+    cloud.s3.put_object(
+        Bucket=cloud.bucket, Key=prefix + "reference_profile.json", Body=json.dumps(profile)
+    )
+    registry = ModelRegistry(cloud.table)
+    number = registry.allocate_version(MODEL)
+    registry.put_version(
+        ModelVersion(
+            model_name=MODEL,
+            version=number,
+            prefix=prefix,
+            onnx_key=prefix + "model.onnx",
+            onnx_sha256="0" * 64,
+            run_id="20261127T000000Z-abcdef",
+            data_version="v1",
+            data_versions=["v1"],
+            metrics=METRICS,
+            created_at="2026-11-27T00:00:00.000Z",
+            model_card_key=prefix + "model_card.md",
+            promoted=True,
+        )
+    )
+
+
+def _rows(count: int, seed: int, shift: bool = False) -> list[dict[str, Any]]:
+    frame = churn_frame(count, seed=seed, first_id=9_000_000, duplicate_share=0.0)
+    if shift:
+        frame["monthly_charges"] = frame["monthly_charges"] + 40.0
+        frame["tenure_months"] = frame["tenure_months"] * 2.0
+        frame["contract"] = "month-to-month"
+    records = frame[FEATURES].astype(object).to_dict("records")
+    return [{k: (None if v != v else v) for k, v in row.items()} for row in records]
+
+
+def _capture(
+    cloud: Any, name: str, rows: list[dict[str, Any]], version: int = 1, predict: str = "no"
+) -> list[str]:
+    """One capture object as Firehose writes it; returns the request ids (one per 50 rows)."""
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    lines, ids = [], []
+    for index, features in enumerate(rows):
+        request_id = f"{name}-{index // 50}"
+        if index % 50 == 0:
+            ids.append(request_id)
+        record = {
+            "request_id": request_id,
+            "row": index % 50,
+            "timestamp": "2026-11-27T00:00:00.000Z",
+            "model_name": MODEL,
+            "model_version": version,
+            "features": features,
+            "prediction": predict,
+            "probabilities": [0.7, 0.3],
+        }
+        lines.append(json.dumps(record))
+    cloud.s3.put_object(
+        Bucket=cloud.bucket, Key=f"capture/dt={day}/{name}", Body="\n".join(lines) + "\n"
+    )
+    return ids
+
+
+def _service(cloud: Any, config: MlopsConfig) -> MonitorService:
+    models = ModelRegistry(cloud.table)
+    return MonitorService(
+        config=config,
+        bucket=cloud.bucket,
+        objects=ObjectStore(cloud.s3),
+        models=models,
+        state=MonitorStore(models, MODEL),
+    )
+
+
+def _check(cloud: Any, config: MlopsConfig, **kwargs: Any) -> dict[str, Any]:
+    time.sleep(1.05)  # the window ends a whole second before the check
+    return run_check(_service(cloud, config), **kwargs)
+
+
+@pytest.fixture
+def drift_events(cloud: Any) -> Callable[[], list[dict[str, Any]]]:
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    url = sqs.create_queue(QueueName="drift")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    pattern = {"source": [MONITOR_SOURCE], "detail-type": [DRIFT_DETECTED]}
+    events.put_rule(Name="drift", EventPattern=json.dumps(pattern))
+    events.put_targets(Rule="drift", Targets=[{"Id": "queue", "Arn": arn}])
+
+    def received() -> list[dict[str, Any]]:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        for message in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return [json.loads(message["Body"])["detail"] for message in messages]
+
+    return received
+
+
+def test_same_distribution_traffic_is_no_drift_and_writes_the_reports(
+    cloud: Any, drift_events: Callable[[], list[dict[str, Any]]]
+) -> None:
+    _register(cloud)
+    _capture(cloud, "normal-a", _rows(400, seed=11))
+    _capture(cloud, "normal-b", _rows(400, seed=12))
+
+    result = _check(cloud, _config(auto_retrain=True))
+
+    assert result["verdict"] == "no_drift", result["versions"][0]["report"]["drifted"]
+    assert result["window"]["rows"] == 800 and result["window"]["objects"] == 2
+    assert result["versions"][0]["model_version"] == 1
+    stored = json.loads(cloud.body(result["result_key"]))
+    assert stored["check_id"] == result["check_id"] and stored["verdict"] == "no_drift"
+    html = cloud.body(result["report_key"]).decode()
+    assert "<html" in html.lower() and "monthly_charges" in html
+    assert result["retrain"]["requested"] is False and result["retrain"]["reason"] is None
+    assert drift_events() == []
+
+
+def test_each_check_reads_only_what_was_captured_since_the_previous_one(cloud: Any) -> None:
+    _register(cloud)
+    _capture(cloud, "first", _rows(300, seed=21))
+    first = _check(cloud, _config())
+    _capture(cloud, "second", _rows(200, seed=22))
+    second = _check(cloud, _config())
+    third = _check(cloud, _config())
+
+    assert first["window"]["rows"] == 300
+    assert second["window"]["rows"] == 200 and second["window"]["start"] == first["window"]["end"]
+    assert third["window"]["rows"] == 0 and third["verdict"] == "insufficient_data"
+    # A manual window looks back regardless of the previous checks.
+    manual = _check(cloud, _config(), window_hours=1)
+    assert manual["window"]["rows"] == 500
+
+
+def test_shifted_traffic_requests_retraining_once_then_the_cooldown_holds(
+    cloud: Any, drift_events: Callable[[], list[dict[str, Any]]]
+) -> None:
+    _register(cloud)
+    config = _config(auto_retrain=True, cooldown_hours=24, retrain_with_feedback=False)
+    _capture(cloud, "shifted-a", _rows(600, seed=31, shift=True))
+    first = _check(cloud, config)
+    _capture(cloud, "shifted-b", _rows(600, seed=32, shift=True))
+    second = _check(cloud, config)
+
+    assert first["verdict"] == "drift"
+    drifted = summary(first)["drifted"]
+    assert {"monthly_charges", "tenure_months", "contract"} <= set(drifted)
+    assert first["retrain"]["requested"] is True and first["retrain"]["via"] == "pipeline"
+    assert second["verdict"] == "drift" and second["retrain"]["requested"] is False
+    assert "cooldown" in second["retrain"]["skipped"]
+    events = drift_events()
+    assert [e["check_id"] for e in events] == [first["check_id"], second["check_id"]]
+    assert events[0]["retrain"]["via"] == "pipeline"
+    assert events[0]["pipeline_input"]["retrain"]["reason"].startswith(
+        f"drift check {first['check_id']}"
+    )
+    assert events[1]["retrain"]["via"] is None  # the rule starts nothing for this one
+
+
+def test_drift_without_auto_retrain_is_reported_but_starts_nothing(
+    cloud: Any, drift_events: Callable[[], list[dict[str, Any]]]
+) -> None:
+    _register(cloud)
+    _capture(cloud, "shifted", _rows(600, seed=33, shift=True))
+
+    result = _check(cloud, _config(auto_retrain=False))
+
+    assert result["verdict"] == "drift"
+    assert result["retrain"] == {**result["retrain"], "requested": False}
+    assert result["retrain"]["skipped"] == "auto_retrain is off"
+    [event] = drift_events()
+    assert event["retrain"]["via"] is None and "monthly_charges" in event["reason"]
+
+
+def test_wrong_predictions_in_feedback_are_a_performance_drop_and_become_training_rows(
+    cloud: Any, drift_events: Callable[[], list[dict[str, Any]]]
+) -> None:
+    _register(cloud)
+    rows = _rows(200, seed=41)
+    ids = _capture(cloud, "served", rows, predict="no")
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    # The API's feedback objects for the first two requests (labels contradict "no") ...
+    for request_id in ids[:2]:
+        for row in range(50):
+            document = {"request_id": request_id, "row": row, "label": "yes"}
+            cloud.s3.put_object(
+                Bucket=cloud.bucket,
+                Key=f"feedback/dt={day}/{request_id}-{row}.json",
+                Body=json.dumps(document),
+            )
+    # ... and a CSV of labels a user dropped for the other two.
+    csv_lines = ["request_id,row,label"] + [
+        f"{request_id},{row},yes" for request_id in ids[2:] for row in range(50)
+    ]
+    cloud.s3.put_object(
+        Bucket=cloud.bucket, Key="feedback/uploads/labels.csv", Body="\n".join(csv_lines)
+    )
+    config = _config(auto_retrain=True, retrain_with_feedback=True, min_feedback_rows=50)
+
+    result = _check(cloud, config)
+
+    performance = result["performance"]
+    assert performance["rows"] == 200 and performance["verdict"] == "drop"
+    assert performance["metrics"]["accuracy"] == 0.0
+    assert "accuracy" in performance["dropped"]
+    assert result["retrain"]["requested"] is True
+    assert result["retrain"]["via"] == "feedback_drop"
+    key = result["retrain"]["feedback_key"]
+    assert key == f"raw/churn/feedback/{result['check_id']}.jsonl"
+    training = [json.loads(line) for line in cloud.body(key).splitlines()]
+    assert len(training) == 200
+    assert all(row["churned"] == "yes" for row in training)
+    assert training[0]["monthly_charges"] == rows[0]["monthly_charges"]
+    [event] = drift_events()
+    assert event["performance"] == "drop" and event["retrain"]["via"] == "feedback_drop"
+
+
+def test_unreadable_capture_lines_and_unknown_versions_are_reported_not_fatal(
+    cloud: Any,
+) -> None:
+    _register(cloud)
+    _capture(cloud, "good", _rows(300, seed=51))
+    _capture(cloud, "orphan", _rows(150, seed=52), version=7)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    cloud.s3.put_object(
+        Bucket=cloud.bucket,
+        Key=f"capture/dt={day}/broken",
+        Body=b'not json\n{"features": {}}\n\xff\xfe\n',
+    )
+
+    result = _check(cloud, _config())
+
+    versions = {v["model_version"]: v for v in result["versions"]}
+    assert versions[1]["rows"] == 300 and versions[1]["report"]["verdict"] == "no_drift"
+    assert versions[7]["report"] is None and "not in the registry" in versions[7]["note"]
+    assert result["verdict"] == "no_drift"
+    skipped = result["window"]["skipped"]
+    assert skipped["capture line is not JSON"] == 2
+    assert skipped["capture record without features or model_version"] == 1
+
+
+def test_manual_window_hours_are_validated() -> None:
+    assert window_hours({"source": "mlops.cli"}) is None
+    assert window_hours({"window_hours": 6}) == 6
+    for bad in (0, -1, "6", 6.5, 10_000, True):
+        with pytest.raises(BadRequestError, match="window_hours"):
+            window_hours({"window_hours": bad})
