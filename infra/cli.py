@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from functions.common.config import ConfigError, load_config
+from infra.drift_cli import drift_app
 from infra.local.cli import app as local_app
 from infra.registry_cli import models_app, runs_app
 
@@ -23,6 +24,7 @@ app = typer.Typer(
 app.add_typer(local_app, name="local")
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
+app.add_typer(drift_app, name="drift")
 config_app = typer.Typer(help="The pipeline config (mlops.toml).", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 console = Console()

@@ -1,0 +1,359 @@
+"""`mlops drift ...` against a moto server reached as the local cloud (outputs.json +
+stack.json written by `mlops local up`): checks stored in the data bucket the way the drift
+function stores them, and the drift function's failures as the CLI reports them."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+from typer.testing import CliRunner
+
+from infra.cli import app
+from infra.local import lambda_runtime
+
+REPO = Path(__file__).resolve().parents[3]
+BUCKET = "mlops-dev-data"
+MODEL = "churn"
+OLDER, LATEST = "20261126T013000Z-aa11bb", "20261127T013000Z-cc22dd"
+FUNCTION = "mlops-dev-drift"
+FAILING_HANDLER = """
+class WindowUnreadableError(Exception):
+    pass
+
+
+def handler(event, context):
+    raise WindowUnreadableError("captures/churn/2026/11/27/part-0.jsonl.gz: not gzip")
+"""
+# Replies as the drift function's contract says; the check id carries the window it was asked
+# for, so a test sees what the CLI sent.
+STAND_IN_HANDLER = """
+def handler(event, context):
+    assert event["source"] == "mlops.cli"
+    check_id = f"20261127T013000Z-w{event.get('window_hours', 'default')}"
+    prefix = f"reports/drift/churn/{check_id}/"
+    retrain = {"requested": False, "reason": None, "skipped": "a retrain ran 2 hours ago",
+               "feedback_rows": 0, "feedback_key": None, "execution": None}
+    return {
+        "check_id": check_id,
+        "verdict": "drift",
+        "drifted": ["monthly_charges", "[region]"],
+        "result_key": prefix + "result.json",
+        "report_key": prefix + "report.html",
+        "retrain": retrain,
+        "performance_verdict": "ok",
+    }
+"""
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    yield f"http://{host}:{port}"
+    moto.stop()
+
+
+@dataclass
+class Local:
+    endpoint: str
+    state_dir: Path
+    outputs: dict[str, str]
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1")
+
+    def set_outputs(self, **outputs: str) -> None:
+        self.outputs.update(outputs)
+        (self.state_dir / "outputs.json").write_text(json.dumps(self.outputs))
+
+
+@pytest.fixture
+def local(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Local:
+    """A fresh "local cloud" with the data bucket and the state files of `mlops local up`;
+    the working directory is a temporary one (`--open` saves reports under it)."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "MLOPS_CONFIG_JSON"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("MLOPS_CONFIG", str(REPO / "mlops.toml"))
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.chdir(tmp_path)
+    request = urllib.request.Request(f"{server}/moto-api/reset", data=b"{}", method="POST")
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "stack.json").write_text(json.dumps({"endpoint": server, "resources": {}}))
+    monkeypatch.setenv("MLOPS_LOCAL_STATE_DIR", str(state_dir))
+    cloud = Local(server, state_dir, {})
+    cloud.set_outputs(DataBucketName=BUCKET)
+    cloud.client("s3").create_bucket(Bucket=BUCKET)
+    return cloud
+
+
+def mlops(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def _feature(name: str, kind: str, severity: str, score: float | None, **stats: Any) -> Any:
+    return {
+        "name": name,
+        "kind": kind,
+        "severity": severity,
+        "statistics": stats,
+        "p_values": {},
+        "notes": [],
+        "score": score,
+        "histogram": None,
+    }
+
+
+def _result(check_id: str, verdict: str) -> dict[str, Any]:
+    features = {
+        "age": _feature("age", "numeric", "none", 0.03, psi=0.01, wasserstein_normed=0.03),
+        "monthly_charges": _feature(
+            "monthly_charges", "numeric", "major", 0.48, psi=0.31, wasserstein_normed=0.48
+        ),
+        "[region]": _feature("[region]", "categorical", "minor", 0.12, js_distance=0.12, unseen=7),
+    }
+    report = {
+        "verdict": verdict,
+        "rows": 1_500,
+        "method": "effect_size",
+        "drifted_share": 2 / 3,
+        "drifted": ["monthly_charges", "[region]"],
+        "features": features,
+        "prediction": _feature("prediction", "categorical", "minor", 0.11, js_distance=0.11),
+        "skipped": [],
+        "notes": [],
+        "thresholds": {},
+    }
+    return {
+        "check_id": check_id,
+        "model_name": MODEL,
+        "checked_at": f"{check_id[:4]}-{check_id[4:6]}-{check_id[6:8]}T01:30:00Z",
+        "window": {
+            "start": "2026-11-26T01:30:00Z",
+            "end": "2026-11-27T01:30:00Z",
+            "objects": 12,
+            "rows": 1_800,
+        },
+        "verdict": verdict,
+        "versions": [
+            {"model_version": 3, "rows": 1_500, "report": report},
+            {"model_version": 2, "rows": 300, "report": _quiet(report)},
+            {"model_version": 7, "rows": 25, "report": None, "note": "no reference profile"},
+        ],
+        "performance": {
+            "rows": 640,
+            "verdict": "drop",
+            "metrics": {"roc_auc": 0.71},
+            "reference": {"roc_auc": 0.84},
+            "changes": {"roc_auc": -0.13},
+            "dropped": ["roc_auc"],
+            "notes": [],
+        },
+        "retrain": {
+            "requested": True,
+            "reason": "data drift and a performance drop",
+            "skipped": None,
+            "feedback_rows": 640,
+            "feedback_key": None,
+            "execution": "drift-20261127",
+        },
+        "result_key": f"reports/drift/{MODEL}/{check_id}/result.json",
+        "report_key": f"reports/drift/{MODEL}/{check_id}/report.html",
+    }
+
+
+def _quiet(report: dict[str, Any]) -> dict[str, Any]:
+    """The same features without drift (another version's share of the window)."""
+    quiet = copy.deepcopy(report)
+    for feature in quiet["features"].values():
+        feature["severity"] = "none"
+    quiet.update(verdict="no_drift", drifted=[], drifted_share=0.0)
+    return quiet
+
+
+@pytest.fixture
+def checks(local: Local) -> Local:
+    """Two stored checks: an older one without drift, the latest with drift."""
+    s3 = local.client("s3")
+    for check_id, verdict in ((LATEST, "drift"), (OLDER, "no_drift")):
+        result = _result(check_id, verdict)
+        s3.put_object(Bucket=BUCKET, Key=result["result_key"], Body=json.dumps(result))
+        s3.put_object(
+            Bucket=BUCKET,
+            Key=result["report_key"],
+            Body=f"<!doctype html><title>drift {check_id}</title>".encode(),
+            ContentType="text/html",
+        )
+    return local
+
+
+def test_drift_show_prints_the_latest_check(checks: Local) -> None:
+    result = mlops("drift", "show")
+
+    assert result.exit_code == 0, result.output
+    assert f"check {LATEST} of churn" in result.output
+    assert "2026-11-26T01:30:00Z to 2026-11-27T01:30:00Z (12 objects, 1,800 rows)" in result.output
+    assert "verdict: drift" in result.output
+    assert "performance: drop on 640 labelled rows: roc_auc 0.7100 (reference 0.8400, -0.1300)" in (
+        result.output
+    )
+    assert "retrain: requested (data drift and a performance drop), execution drift-20261127" in (
+        result.output
+    )
+    assert "model version 3: 1,500 rows, drift, 2 drifted" in result.output
+    assert "model version 2: 300 rows, no_drift, 0 drifted" in result.output
+    assert "model version 7: 25 rows, not compared: no reference profile" in result.output
+
+
+def test_drift_show_lists_features_most_drifted_first(checks: Local) -> None:
+    result = mlops("drift", "show", LATEST)
+
+    assert result.exit_code == 0, result.output
+    table = result.output.split("model version 3")[1].split("model version 2")[0]
+    rows = [line for line in table.splitlines() if "numeric" in line or "categorical" in line]
+    assert ["monthly_charges" in rows[0], "[region]" in rows[1], "age" in rows[2]] == [True] * 3
+    assert "major" in rows[0] and "0.4800" in rows[0] and "0.3100" in rows[0]
+    assert "minor" in rows[1] and "7" in rows[1]
+    assert "predictions (model output)" in rows[3] and "0.1100" in rows[3]
+
+
+def test_drift_show_of_an_older_check_by_id(checks: Local) -> None:
+    result = mlops("drift", "show", OLDER)
+
+    assert result.exit_code == 0, result.output
+    assert f"check {OLDER} of churn" in result.output
+    assert "verdict: no_drift" in result.output
+
+
+def test_drift_show_json_prints_the_stored_document_only(checks: Local) -> None:
+    result = mlops("drift", "show", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == _result(LATEST, "drift")
+
+
+def test_drift_show_open_saves_the_report_and_opens_it(
+    checks: Local, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+    monkeypatch.setattr("infra.drift_cli.typer.launch", lambda url, **_: opened.append(url))
+
+    result = mlops("drift", "show", OLDER, "--open")
+
+    saved = tmp_path / ".mlops" / "reports" / MODEL / f"{OLDER}.html"
+    assert result.exit_code == 0, result.output
+    assert saved.read_text() == f"<!doctype html><title>drift {OLDER}</title>"
+    assert opened == [str(saved)]
+    assert f"report: {saved}" in result.output
+
+
+def test_drift_show_of_an_unknown_check_names_it(checks: Local) -> None:
+    result = mlops("drift", "show", "20250101T000000Z-nope00")
+
+    assert result.exit_code == 1
+    assert "error: no drift check 20250101T000000Z-nope00 of churn is stored" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_drift_show_before_any_check_says_so(local: Local) -> None:
+    result = mlops("drift", "show")
+
+    assert result.exit_code == 1
+    assert "error: no drift check of churn is stored yet" in result.output
+    assert "run one with `mlops drift run`" in result.output
+
+
+def test_drift_run_without_a_drift_function_in_the_stack_fails_clearly(local: Local) -> None:
+    result = mlops("drift", "run")
+
+    assert result.exit_code == 1
+    assert "has no output DriftFunctionName" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_drift_run_of_a_function_that_does_not_exist_fails_clearly(local: Local) -> None:
+    local.set_outputs(DriftFunctionName="mlops-dev-missing")
+
+    result = mlops("drift", "run")
+
+    assert result.exit_code == 1
+    assert "ResourceNotFoundException" in result.output and "mlops-dev-missing" in result.output
+
+
+def _deploy(local: Local, module: str, source: str) -> None:
+    """Deploy `source` as the drift function (handler `<module>.handler`), run in-process by
+    the local cloud's Lambda runtime, and name it in the stack outputs."""
+    lambda_runtime.install()
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    role = local.client("iam").create_role(
+        RoleName="drift", AssumeRolePolicyDocument=json.dumps(trust)
+    )["Role"]["Arn"]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as code:
+        code.writestr(f"{module}.py", source)
+    local.client("lambda").create_function(
+        FunctionName=FUNCTION,
+        Runtime="python3.13",
+        Role=role,
+        Handler=f"{module}.handler",
+        Code={"ZipFile": archive.getvalue()},
+        Timeout=30,
+    )
+    local.set_outputs(DriftFunctionName=FUNCTION)
+
+
+def test_drift_run_reports_the_function_error_in_one_line(local: Local) -> None:
+    _deploy(local, "drift_failing", FAILING_HANDLER)
+
+    result = mlops("drift", "run", "--window-hours", "6")
+
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if "error:" in line]
+    assert errors == [
+        "error: the drift check failed: WindowUnreadableError: "
+        "captures/churn/2026/11/27/part-0.jsonl.gz: not gzip"
+    ]
+    assert "Traceback" not in result.output
+
+
+def test_drift_run_prints_the_verdict_the_retrain_decision_and_where_the_results_are(
+    local: Local,
+) -> None:
+    _deploy(local, "drift_stand_in", STAND_IN_HANDLER)
+
+    result = mlops("drift", "run", "--window-hours", "6")
+
+    assert result.exit_code == 0, result.output
+    assert "check 20261127T013000Z-w6: verdict drift" in result.output
+    assert "drifted features: monthly_charges, [region]" in result.output
+    assert "performance: ok" in result.output
+    assert "retrain: not requested (a retrain ran 2 hours ago)" in result.output
+    key = f"s3://{BUCKET}/reports/drift/churn/20261127T013000Z-w6"
+    assert f"result: {key}/result.json" in result.output
+    assert f"report: {key}/report.html" in result.output
