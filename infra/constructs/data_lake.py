@@ -104,6 +104,15 @@ class DataLake(Construct):
         """Create objects under `prefix` (multipart uploads included); no delete."""
         self._grant_objects(grantee, prefix, ["s3:PutObject", "s3:AbortMultipartUpload"])
 
+    def grant_list(self, grantee: iam.IRole, prefixes: list[str]) -> None:
+        """List the keys under `prefixes` only (an `s3:prefix` condition on ListBucket)."""
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["s3:ListBucket"],
+            resource_arns=[self.bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
+        )
+
     def _grant_objects(self, grantee: iam.IRole, prefix: str, actions: list[str]) -> None:
         if not prefix.endswith("/"):
             raise ValueError(f"object grants are scoped to a prefix ending in '/': {prefix!r}")

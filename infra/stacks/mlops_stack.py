@@ -11,6 +11,7 @@ from constructs import Construct
 from infra.config import DeployConfig
 from infra.constructs.alerts import Alerts
 from infra.constructs.data_lake import DataLake
+from infra.constructs.monitoring import Monitoring
 from infra.constructs.pipeline import Pipeline
 from infra.constructs.registry import Registry
 from infra.constructs.serving_api import ServingApi
@@ -50,6 +51,16 @@ class MlopsStack(Stack):
             registry=self.registry,
             alerts=self.alerts.topic,
         )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            deploy=deploy,
+            data_lake=self.data_lake,
+            registry=self.registry,
+            alerts=self.alerts.topic,
+            state_machine=self.pipeline.state_machine,
+            serving=self.serving,
+        )
         # CloudWatch alarms publish to the alerts topic, encrypted with the alerts key.
         self.alerts.key.grant(
             iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*"
@@ -62,6 +73,7 @@ class MlopsStack(Stack):
             "RegistryTableName": self.registry.table.table_name,
             "AlertsTopicArn": self.alerts.topic.topic_arn,
             "ApiUrl": self.serving.url,
+            "DriftFunctionName": self.monitoring.check.function.function_name,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

@@ -23,7 +23,9 @@ def _definition(resources: Resources) -> dict[str, Any]:
 def test_rule_starts_the_pipeline_for_objects_created_under_raw(
     template: Template, resources: Resources
 ) -> None:
-    (rule,) = resources("AWS::Events::Rule").values()
+    (rule,) = [
+        r for k, r in resources("AWS::Events::Rule").items() if k.startswith("PipelineRawDropRule")
+    ]
     props = rule["Properties"]
     pattern = props["EventPattern"]
     assert pattern["source"] == ["aws.s3"]
@@ -85,7 +87,7 @@ def test_every_stage_runs_from_the_training_image_on_arm64(resources: Resources)
         for r in resources("AWS::Lambda::Function").values()
         if r["Properties"].get("PackageType") == "Image"
     }
-    assert set(functions) == {"ingest", "train", "evaluate", "register"}
+    assert set(functions) == {"ingest", "train", "evaluate", "register", "monitor"}
     images = {props["Code"]["ImageUri"]["Fn::Sub"] for props in functions.values()}
     assert len(images) == 1, "one training image serves every stage"
     for stage, props in functions.items():
@@ -138,6 +140,7 @@ def test_stack_outputs_are_the_documented_contract(template_json: dict[str, Any]
         "RegistryTableName",
         "AlertsTopicArn",
         "ApiUrl",
+        "DriftFunctionName",
     }
 
 

@@ -164,7 +164,11 @@ def test_capture_stream_writes_daily_prefixes_encrypted_and_buffered(
 
 
 def test_integrity_failures_alarm_the_alerts_topic(resources: Resources) -> None:
-    (alarm,) = resources("AWS::CloudWatch::Alarm").values()
+    (alarm,) = [
+        a
+        for k, a in resources("AWS::CloudWatch::Alarm").items()
+        if k.startswith("ServingModelIntegrityAlarm")
+    ]
     props = alarm["Properties"]
     assert props["MetricName"] == "ModelIntegrityFailures"
     assert props["Namespace"] == "mlops"

@@ -58,6 +58,7 @@ PROVISIONERS: dict[str, Provisioner] = {
     "AWS::ApiGateway::UsagePlanKey": apigateway.usage_plan_key,
     "AWS::KinesisFirehose::DeliveryStream": firehose.delivery_stream,
     "AWS::CloudWatch::Alarm": cloudwatch.alarm,
+    "AWS::CloudWatch::Dashboard": cloudwatch.dashboard,
 }
 
 IGNORED: dict[str, str] = {

@@ -1,0 +1,191 @@
+"""The closed loop on the local cloud, deployed from the synthesized app with `auto_retrain` on:
+a promoted model serves traffic over HTTP, the capture lands under capture/, the drift
+schedule fires the drift function, normal traffic is no drift; shifted traffic is drift, its
+`DriftDetected` event starts the pipeline with a retrain request, and the gate decides; a
+second drift inside the cooldown starts nothing."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from functions.ml import sample_data
+from infra.cli import app
+from infra.local import LocalCloud
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GATE = """[gate.metrics.roc_auc]
+threshold = 0.75
+
+"""
+DRIFT = """[drift]
+schedule = "rate(1 day)"
+auto_retrain = true
+cooldown_hours = 24
+"""
+FEATURES = [*sample_data.NUMERIC_FEATURES, *sample_data.CATEGORICAL_FEATURES]
+
+
+def _config_text() -> str:
+    text = (REPO_ROOT / "mlops.toml").read_text()
+    head, rest = text.split("[gate.metrics.roc_auc]")
+    tail = rest[rest.index("[serving]") :]
+    return head + GATE + DRIFT + "\n" + tail
+
+
+def _rows(count: int, seed: int, shifted: bool) -> list[dict[str, Any]]:
+    frame = sample_data.churn_frame(count, seed=seed, first_id=8_000_000, duplicate_share=0.0)
+    if shifted:
+        frame["monthly_charges"] = frame["monthly_charges"] * 1.6
+        frame["tenure_months"] = frame["tenure_months"] * 2.0
+        frame["contract"] = "month-to-month"
+    records = frame[FEATURES].astype(object).to_dict(orient="records")
+    return [
+        {k: None if isinstance(v, float) and math.isnan(v) else _plain(v) for k, v in r.items()}
+        for r in records
+    ]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class Loop:
+    def __init__(self, cloud: LocalCloud, state_dir: Path) -> None:
+        self.cloud = cloud
+        self.state_dir = state_dir
+        self.bucket = cloud.outputs["DataBucketName"]
+        self.s3 = cloud.client("s3")
+        rules = cloud.deployment.of_type("AWS::Events::Rule") if cloud.deployment else {}
+        [self.schedule] = [
+            logical
+            for logical in rules
+            if logical.startswith("MonitoringDrift") and "Schedule" in logical
+        ]
+
+    def traffic(self, seed: int, shifted: bool, rows: int = 400) -> None:
+        for start in range(0, rows, 100):
+            body = json.dumps({"instances": _rows(100, seed + start, shifted)}).encode()
+            request = urllib.request.Request(
+                self.cloud.api_url.rstrip("/") + "/v1/predict",
+                data=body,
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.status == 200
+
+    def check(self) -> dict[str, Any]:
+        """Fire the drift schedule; returns the result document the check wrote."""
+        before = set(self.results())
+        time.sleep(1.1)  # the check's window ends a whole second before it starts
+        self.cloud.fire_schedule(self.schedule)
+        self.cloud.wait_idle(120)
+        [new] = set(self.results()) - before
+        return json.loads(self.s3.get_object(Bucket=self.bucket, Key=new)["Body"].read())
+
+    def cli(self, *args: str) -> str:
+        """`mlops ...` against this cloud, as a user runs it from another shell."""
+        result = CliRunner().invoke(
+            app, [*args, "--state-dir", str(self.state_dir)], env={"COLUMNS": "200"}
+        )
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    def results(self) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix="reports/drift/churn/"
+        )
+        return [
+            item["Key"]
+            for page in pages
+            for item in page.get("Contents", [])
+            if item["Key"].endswith("/result.json")
+        ]
+
+
+@pytest.fixture(scope="module")
+def loop(synth_with_config: Callable[[str], Path]) -> Iterator[Loop]:
+    cdk_out = synth_with_config(_config_text())
+    state_dir = cdk_out.parent / "state"
+    with LocalCloud.start(cdk_out, mode="server", port=0, api_port=0, state_dir=state_dir) as cloud:
+        bucket = cloud.outputs["DataBucketName"]
+        put = cloud.client("s3").put_object(
+            Bucket=bucket,
+            Key="raw/churn/first.csv",
+            Body=sample_data.encode(sample_data.churn_frame(2_000, seed=31)),
+        )
+        name = cloud.execution_name_for_object(
+            bucket, "raw/churn/first.csv", put.get("VersionId"), put["ETag"]
+        )
+        first = cloud.wait_for_execution(name, timeout=180)
+        assert json.loads(first["output"])["status"] == "promoted"
+        yield Loop(cloud, state_dir)
+
+
+def test_normal_traffic_is_no_drift_and_starts_nothing(loop: Loop) -> None:
+    loop.traffic(seed=100, shifted=False)
+
+    result = loop.check()
+
+    assert result["verdict"] == "no_drift"
+    assert result["window"]["rows"] == 400
+    assert result["versions"][0]["model_version"] == 1
+    assert result["retrain"]["requested"] is False
+    assert len(loop.cloud.executions()) == 1
+    html = loop.s3.get_object(Bucket=loop.bucket, Key=result["report_key"])["Body"].read()
+    assert b"monthly_charges" in html
+
+
+def test_shifted_traffic_starts_a_retraining_the_gate_decides(loop: Loop) -> None:
+    loop.traffic(seed=200, shifted=True)
+
+    result = loop.check()
+
+    assert result["verdict"] == "drift"
+    drifted = set(result["versions"][0]["report"]["drifted"])
+    assert {"monthly_charges", "tenure_months", "contract"} <= drifted
+    assert result["retrain"]["requested"] is True and result["retrain"]["via"] == "pipeline"
+    executions = loop.cloud.wait_for_executions(2, timeout=240)
+    retrain = [e for e in executions if "retrain" in json.loads(e["input"])]
+    assert len(retrain) == 1
+    request = json.loads(retrain[0]["input"])["retrain"]
+    assert request["reason"].startswith(f"drift check {result['check_id']}")
+    assert retrain[0]["status"] == "SUCCEEDED"
+    assert json.loads(retrain[0]["output"])["status"] in ("promoted", "rejected")
+
+
+def test_drift_inside_the_cooldown_starts_no_second_retraining(loop: Loop) -> None:
+    loop.traffic(seed=300, shifted=True)
+
+    result = loop.check()
+
+    assert result["verdict"] == "drift"
+    assert result["retrain"]["requested"] is False
+    assert "cooldown" in result["retrain"]["skipped"]
+    loop.cloud.wait_idle(60)
+    assert len(loop.cloud.executions()) == 2
+
+
+def test_drift_run_and_show_from_the_cli(loop: Loop) -> None:
+    time.sleep(1.1)
+    ran = loop.cli("drift", "run", "--window-hours", "1")
+    shown = json.loads(loop.cli("drift", "show", "--json"))
+
+    # The look-back covers all three batches: 400 normal and 800 shifted rows.
+    assert shown["window"]["rows"] == 1_200 and shown["verdict"] == "drift"
+    assert shown["check_id"] in ran and "drift" in ran
+    assert "cooldown" in shown["retrain"]["skipped"]
+    table = loop.cli("drift", "show", shown["check_id"])
+    assert "monthly_charges" in table and "major" in table
