@@ -57,13 +57,20 @@ layer: venv  ## build the serving layer (pip, arm64 wheels, no Docker) into .mlo
 local: synth  ## start the local cloud in the foreground (Ctrl-C stops)
 	$(PY) -m infra.cli local up --no-synth
 
-bench: venv  ## every benchmark, each printing its figures and ratios; fails if any target is missed
+bench: venv .venv-evidently/.installed  ## every benchmark, each printing its figures and ratios; fails if any target is missed
 	@status=0; \
 	$(PY) bench/ingest_memory.py || status=1; \
 	$(PY) bench/train_overhead.py --threads 1 || status=1; \
 	$(PY) bench/predict.py || status=1; \
 	$(PY) bench/local_api.py || status=1; \
+	$(PY) bench/drift.py || status=1; \
 	exit $$status
+
+.venv-evidently/.installed: bench/requirements-evidently.txt  # Evidently, for bench/drift.py only
+	test -x .venv-evidently/bin/python || $(PYTHON) -m venv .venv-evidently
+	.venv-evidently/bin/python -m pip install --quiet --upgrade pip==26.3
+	.venv-evidently/bin/python -m pip install --quiet -r bench/requirements-evidently.txt
+	touch $@
 
 clean:  ## remove build output (keeps .venv)
 	rm -rf cdk.out .mlops .bench .pytest_cache .mypy_cache .ruff_cache
