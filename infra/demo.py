@@ -8,8 +8,11 @@ Synthesizes the app and deploys it into the Docker-free local cloud, then:
    judged against the champion on the same held-out rows and rejected by the gate.
 Then it calls the serving API over HTTP (the local API adapter, as API Gateway would serve
 it): a batch of three customers, one request with a wrong type (refused with a 4xx naming the
-field) and `GET /v1/model`. It prints what happened at each step and where the model card
-is. Later stages (drift) extend this script as they land.
+field) and `GET /v1/model`. Last, monitoring closes the loop: normal traffic, a drift check
+(no drift); traffic after a price rise (monthly charges +60%, longer tenures, every customer
+on a month-to-month contract), a drift check that flags those features, the `DriftDetected`
+event that starts retraining by itself, and the gate's decision. It prints what happened at
+each step and where the model card and the drift report are.
 """
 
 from __future__ import annotations
@@ -104,8 +107,15 @@ def run(
                 outcomes += demo.drop(later)
             with _step(progress, "Requests to the serving API over HTTP", timings, "serve"):
                 serving = demo.serve()
+            label = "Monitoring: normal traffic, drift check"
+            with _step(progress, label, timings, "check_normal"):
+                normal = demo.monitor(shifted=False)
+            label = "Monitoring: shifted traffic, drift check, retraining by itself"
+            with _step(progress, label, timings, "check_shifted"):
+                shifted = demo.monitor(shifted=True)
             summary = demo.summarise(outcomes)
             summary["serving"] = serving
+            summary["monitoring"] = {"normal": normal, "shifted": shifted}
     summary["timings"] = {name: round(value, 1) for name, value in timings.items()}
     _show(console, summary)
     for outcome in outcomes:
@@ -119,6 +129,13 @@ def run(
             f"the serving API answered {serving['predict']['status']} to a good batch and "
             f"{serving['bad']['status']} to a bad one; see {summary['function_logs']}"
         )
+    if normal["check"]["verdict"] != "no_drift" or shifted["check"]["verdict"] != "drift":
+        raise DemoFailed(
+            f"drift checks said {normal['check']['verdict']} for normal traffic and "
+            f"{shifted['check']['verdict']} for shifted traffic; see {summary['function_logs']}"
+        )
+    if shifted.get("retrain") is None:
+        raise DemoFailed(f"drift started no retraining; see {summary['function_logs']}")
     return summary
 
 
@@ -209,6 +226,51 @@ class _Demo:
             "model": _http(url, "GET", "v1/model"),
         }
 
+    def monitor(self, *, shifted: bool) -> dict[str, Any]:
+        """500 customers over HTTP, then a drift check run now (as `mlops drift run` does);
+        for shifted traffic, the retraining the check started, waited for."""
+        url = self.cloud.api_url
+        seed = 600 if shifted else 500
+        for batch in range(5):
+            rows = request_rows(100, seed=seed + batch)
+            if shifted:
+                rows = [price_rise(row) for row in rows]
+            answer = _http(url, "POST", "v1/predict", {"instances": rows})
+            if answer["status"] != 200:
+                raise DemoFailed(f"the serving API answered {answer['status']}: {answer['body']}")
+        known = {e["executionArn"] for e in self.cloud.executions()}
+        time.sleep(1.1)  # a check's window ends one whole second before it starts
+        response = self.cloud.client("lambda").invoke(
+            FunctionName=self.cloud.outputs["DriftFunctionName"],
+            Payload=json.dumps({"source": "mlops.cli"}).encode(),
+        )
+        payload = json.loads(response["Payload"].read())
+        if response.get("FunctionError"):
+            raise DemoFailed(f"the drift check failed: {payload}")
+        check = self._json(payload["result_key"])
+        report = self.state_dir / f"drift_report_{check['check_id']}.html"
+        report.write_bytes(
+            self.s3.get_object(Bucket=self.bucket, Key=payload["report_key"])["Body"].read()
+        )
+        result: dict[str, Any] = {
+            "check": check,
+            "report": str(report.relative_to(REPO_ROOT)),
+            "retrain": None,
+        }
+        if check["retrain"]["requested"]:
+            self.cloud.wait_idle(60)
+            started = [e for e in self.cloud.executions() if e["executionArn"] not in known]
+            if started:
+                described = self.cloud.wait_for_execution(started[0]["executionArn"], timeout=600)
+                output = json.loads(described.get("output") or "{}")
+                result["retrain"] = {
+                    "input": json.loads(described["input"]),
+                    "status": described["status"],
+                    "outcome": output.get("status", described["status"].lower()),
+                    "output": output,
+                }
+        return result
+
     def _exists(self, key: str) -> bool:
         return bool(self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key).get("KeyCount"))
 
@@ -240,6 +302,16 @@ def request_rows(count: int, seed: int) -> list[dict[str, Any]]:
         {name: _json_value(value) for name, value in record.items()}
         for record in frame[features].to_dict(orient="records")
     ]
+
+
+def price_rise(row: dict[str, Any]) -> dict[str, Any]:
+    """A customer after a price rise: charges up 60%, twice the tenure, month-to-month."""
+    shifted = dict(row)
+    for name, factor in (("monthly_charges", 1.6), ("tenure_months", 2.0)):
+        if shifted.get(name) is not None:
+            shifted[name] = round(shifted[name] * factor, 2)
+    shifted["contract"] = "month-to-month"
+    return shifted
 
 
 def _json_value(value: Any) -> Any:
@@ -274,6 +346,7 @@ def _show(console: Console, summary: dict[str, Any]) -> None:
         if evaluation:
             console.print(_gate_table(outcome, evaluation))
     _show_serving(console, summary["serving"])
+    _show_monitoring(console, summary["monitoring"])
     console.print(
         Panel.fit(
             f"model card: {summary['model_card']} (open it in a browser)\n"
@@ -329,6 +402,67 @@ def _show_serving(console: Console, serving: dict[str, Any]) -> None:
             title="serving API (local)",
         )
     )
+
+
+def _show_monitoring(console: Console, monitoring: dict[str, Any]) -> None:
+    steps = (("normal traffic", monitoring["normal"]), ("shifted traffic", monitoring["shifted"]))
+    for label, step in steps:
+        check = step["check"]
+        version = check["versions"][0] if check["versions"] else None
+        report = version["report"] if version else None
+        served = f", model v{version['model_version']}" if version else ""
+        title = (
+            f"Drift check {check['check_id']} ({label}, {check['window']['rows']} rows"
+            f"{served}): {check['verdict'].upper().replace('_', ' ')}"
+        )
+        table = Table(title=title)
+        for column in ("feature", "severity", "score", "statistics"):
+            table.add_column(column)
+        features = (report or {}).get("features", {})
+        for name, feature in sorted(
+            features.items(), key=lambda item: (-_RANK[item[1]["severity"]], item[0])
+        ):
+            stats = feature.get("statistics", {})
+            shown = ", ".join(
+                f"{key} {stats[key]:.3f}"
+                for key in ("psi", "wasserstein_normed", "js_distance", "null_share_change")
+                if isinstance(stats.get(key), int | float)
+            )
+            table.add_row(
+                name,
+                _severity(feature["severity"]),
+                "-" if feature.get("score") is None else f"{feature['score']:.3f}",
+                shown,
+            )
+        console.print(table)
+        retrain = check["retrain"]
+        decision = (
+            f"retraining requested ({retrain['reason']})"
+            if retrain["requested"]
+            else f"no retraining ({retrain['skipped'] or 'nothing drifted'})"
+        )
+        lines = [f"report: {step['report']}", decision]
+        if step["retrain"]:
+            run = step["retrain"]
+            lines.append(
+                f"the DriftDetected event started the pipeline with {json.dumps(run['input'])}: "
+                f"{run['status']}, [bold]{run['outcome']}[/bold]"
+            )
+            evaluation = run["output"].get("evaluation")
+            if evaluation and not evaluation["passed"]:
+                lines.append("the gate decided: " + "; ".join(evaluation["failed"]))
+            model = run["output"].get("model")
+            if model:
+                lines.append(f"the gate promoted version {model['version']}")
+        console.print(Panel.fit("\n".join(lines), title=f"drift check: {label}"))
+
+
+_RANK = {"major": 2, "minor": 1, "none": 0}
+
+
+def _severity(severity: str) -> str:
+    colour = {"major": "red", "minor": "yellow"}.get(severity, "green")
+    return f"[{colour}]{severity}[/{colour}]"
 
 
 def _details(outcome: dict[str, Any]) -> str:

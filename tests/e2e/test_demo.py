@@ -1,6 +1,8 @@
 """`make demo` as a user runs it: a fresh synth, the local cloud, three drops, and what
 happened to each (promoted, quarantined, rejected), with the model card on disk; then
-predictions, a refused request and the model summary from the serving API over HTTP."""
+predictions, a refused request and the model summary from the serving API over HTTP; then a
+drift check on normal traffic (no drift) and on shifted traffic (drift, retraining started by
+the DriftDetected event, the gate's decision), with the drift reports on disk."""
 
 from __future__ import annotations
 
@@ -40,6 +42,15 @@ def test_demo_promotes_quarantines_and_rejects() -> None:
     assert 'a wrong type (age = "forty") -> HTTP 422: {"error": "invalid_type"' in out
     assert '"field": "instances[0].age"' in out
     assert re.search(r"GET http://127\.0\.0\.1:\d+/v1/model: churn version 1", out)
+    # Monitoring closes the loop: no drift, then drift that retrains by itself.
+    assert re.search(r"Drift check \S+ \(normal traffic, \d+ rows, model v1\): NO DRIFT", out)
+    assert re.search(r"Drift check \S+ \(shifted traffic, 500 rows, model v1\): DRIFT", out)
+    assert re.search(r"│ contract +│ major", out) and re.search(r"│ monthly_charges +│ major", out)
+    assert "retraining requested (data drift in contract, monthly_charges, tenure_months)" in out
+    assert "the DriftDetected event started the pipeline with" in out
+    assert "the gate decided" in out or "the gate promoted" in out
+    reports = sorted((REPO_ROOT / ".mlops" / "demo").glob("drift_report_*.html"))
+    assert reports and "monthly_charges" in reports[-1].read_text()
     # Function log lines go to the log file, not over the demo's output.
     assert '"level":"INFO"' not in out
     card = REPO_ROOT / ".mlops" / "demo" / "model_card_v1.html"
