@@ -1,6 +1,7 @@
 """The CDK app: `python3 -m infra.app` (or `cdk synth`) writes cdk.out/ without Docker or AWS
-credentials. Context: `stage` (default `dev`), `commit` (the code version stamped into every
-function; the Makefile passes it, the app itself runs no git)."""
+credentials. Context: `stage` (one stack, `<project>-<stage>`; without it, one stack per stage
+configured under `[stages]`), `commit` (the code version stamped into every function; the
+Makefile passes it, the app itself runs no git)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from functions.common.config import ConfigError
+from functions.common.config import ConfigError, load_config
 from infra.config import REPO_ROOT, deploy_config
 from infra.layers import LayerBuildError
 from infra.stacks.mlops_stack import MlopsStack
@@ -30,11 +31,12 @@ def build_app(outdir: str | None = None, context: dict[str, Any] | None = None) 
     if outdir is None and "CDK_OUTDIR" not in os.environ:
         outdir = str(REPO_ROOT / "cdk.out")
     app = cdk.App(outdir=outdir, context={**_cdk_json_context(), **(context or {})})
-    stage = str(app.node.try_get_context("stage") or "dev")
     commit = str(app.node.try_get_context("commit") or "unknown")
     reason = app.node.try_get_context("api_auth_none_reason")
-    deploy = deploy_config(stage=stage, commit=commit, open_api_reason=reason and str(reason))
-    MlopsStack(app, deploy=deploy)
+    stage = app.node.try_get_context("stage")
+    for name in [str(stage)] if stage else list(load_config().stages):
+        deploy = deploy_config(stage=name, commit=commit, open_api_reason=reason and str(reason))
+        MlopsStack(app, deploy=deploy)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
 

@@ -54,8 +54,7 @@ class DeployConfig:
 def deploy_config(
     stage: str, commit: str, config_file: str | None = None, open_api_reason: str | None = None
 ) -> DeployConfig:
-    config = load_config(config_file)
-    config.stage(stage)
+    config = load_config(config_file).for_stage(stage)
     return DeployConfig(
         config=config, stage=stage, commit=commit, open_api_reason=open_api_reason or None
     )

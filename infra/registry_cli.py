@@ -428,9 +428,17 @@ def models_show(
     summary.add_row("files", where + found.prefix)
     summary.add_row("model card", where + found.model_card_key)
     metadata = _metadata(session, found)
-    for name in ("estimator", "params", "classes"):
+    # Lineage: the code that trained and registered it, the data, the run and its parameters.
+    for name, label in (
+        ("training_code_version", "code commit (training)"),
+        ("code_version", "code commit (registration)"),
+        ("estimator", "estimator"),
+        ("params", "params"),
+        ("rows_train", "rows_train"),
+        ("classes", "classes"),
+    ):
         if name in metadata:
-            summary.add_row(name, _text(metadata[name]))
+            summary.add_row(label, _text(metadata[name]))
     console.print(summary)
     metrics = Table(title="Metrics", show_header=False)
     for name, value in found.metrics.items():

@@ -53,11 +53,29 @@ class ProjectConfig(_Section):
     """Prefix of every stack (`<name>-<stage>`) and resource name."""
 
 
+STAGE_SECTIONS = ("model", "gate", "drift", "serving", "ingest", "train", "data_lake")
+"""Sections a stage may override (`[stages.<stage>.<section>]`)."""
+
+
 class StageConfig(_Section):
-    """Per-stage settings (`[stages.<stage>]`); the CI/CD issue adds prod-specific ones."""
+    """Per-stage settings (`[stages.<stage>]`) and overrides of any of `STAGE_SECTIONS` for
+    that stage only, e.g. `[stages.prod.serving] provisioned_concurrency = 2`: the stage's
+    stack and its functions get the base config with these keys replaced."""
 
     removal_policy: Literal["retain", "destroy"] = "retain"
     log_retention_days: Annotated[int, Field(ge=1, le=3653)] = 90
+    model: dict[str, Any] | None = None
+    gate: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
+    serving: dict[str, Any] | None = None
+    ingest: dict[str, Any] | None = None
+    train: dict[str, Any] | None = None
+    data_lake: dict[str, Any] | None = None
+
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: value for name in STAGE_SECTIONS if (value := getattr(self, name)) is not None
+        }
 
 
 class DatasetConfig(_Section):
@@ -339,6 +357,24 @@ class MlopsConfig(_Section):
                 f"stage {name!r} is not configured under [stages] (known: {known})"
             ) from None
 
+    def for_stage(self, name: str) -> MlopsConfig:
+        """The config a stage deploys with: its `[stages.<name>.<section>]` overrides merged
+        over the base sections (nested tables merge key by key), validated again; errors name
+        `stages.<name>.<section>.<key>`. The result keeps every stage's own settings but no
+        overrides, so it is what the stage's functions receive."""
+        stage = self.stage(name)
+        base = self.model_dump(mode="json", exclude_unset=False)
+        for section, values in stage.overrides().items():
+            base[section] = _merged(base.get(section) or {}, values)
+        base["stages"] = {
+            key: {"removal_policy": s.removal_policy, "log_retention_days": s.log_retention_days}
+            for key, s in self.stages.items()
+        }
+        try:
+            return MlopsConfig.model_validate(base)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, f"[stages.{name}]", prefix=f"stages.{name}")) from None
+
     def stack_name(self, stage: str) -> str:
         return f"{self.project.name}-{stage}"
 
@@ -346,12 +382,29 @@ class MlopsConfig(_Section):
         return self.model_dump_json(exclude_defaults=False)
 
 
-def _describe(error: ValidationError, source: str) -> str:
+def _describe(error: ValidationError, source: str, prefix: str = "") -> str:
     lines = [f"{source}: invalid config"]
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        key = (
+            ".".join(
+                [prefix, *(str(part) for part in item["loc"])]
+                if prefix
+                else [str(part) for part in item["loc"]]
+            )
+            or "(top level)"
+        )
         lines.append(f"  {key}: {item['msg']}")
     return "\n".join(lines)
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def config_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -374,10 +427,17 @@ def load_config(path: str | os.PathLike[str] | None = None) -> MlopsConfig:
 
 
 def parse_config(raw: dict[str, Any], source: str = "config") -> MlopsConfig:
+    """Validate the config and every stage's merged config (a bad override fails here too)."""
     try:
-        return MlopsConfig.model_validate(raw)
+        config = MlopsConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
+    for name in config.stages:
+        try:
+            config.for_stage(name)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace(f"[stages.{name}]", source, 1)) from None
+    return config
 
 
 @lru_cache(maxsize=1)

@@ -3,11 +3,30 @@
 
 from __future__ import annotations
 
+from aws_cdk import Duration
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import DeployConfig
+from infra.nag import acknowledge
+
+
+def undelivered_queue(scope: Construct, construct_id: str, of_what: str) -> sqs.Queue:
+    """The dead-letter queue of EventBridge rule targets: deliveries EventBridge cannot make
+    (throttling, a deleted target) land here, kept 14 days, rather than being dropped."""
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+    )
+    acknowledge(
+        queue, "AwsSolutions-SQS3", f"This queue is itself the dead-letter queue of {of_what}."
+    )
+    return queue
 
 
 class Alerts(Construct):

@@ -10,12 +10,12 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
 from infra.config import DeployConfig
+from infra.constructs.alerts import undelivered_queue
 from infra.constructs.data_lake import (
     CAPTURE_PREFIX,
     FEEDBACK_PREFIX,
@@ -27,7 +27,6 @@ from infra.constructs.data_lake import (
 from infra.constructs.registry import Registry
 from infra.constructs.serving_api import ServingApi
 from infra.constructs.stage_function import FunctionSpec, StageFunction, stage_environment
-from infra.nag import acknowledge
 
 MONITOR_SERVICE = "monitor"
 PREDICT_SERVICE = "predict"
@@ -71,18 +70,7 @@ class Monitoring(Construct):
         registry.table.grant_read_write_data(role)
         events.EventBus.from_event_bus_name(self, "DefaultBus", "default").grant_put_events_to(role)
 
-        undelivered = sqs.Queue(
-            self,
-            "UndeliveredEvents",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            undelivered,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter queue of the monitoring rules.",
-        )
+        undelivered = undelivered_queue(self, "UndeliveredEvents", "the monitoring rules")
         self.schedule_rule = events.Rule(
             self,
             "DriftSchedule",

@@ -17,12 +17,12 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import DeployConfig
+from infra.constructs.alerts import undelivered_queue
 from infra.constructs.data_lake import (
     CURATED_PREFIX,
     MODELS_PREFIX,
@@ -300,20 +300,7 @@ class Pipeline(Construct):
             )
 
     def _trigger(self, data_lake: DataLake) -> events.Rule:
-        # Deliveries EventBridge cannot make (throttling, a deleted target) land here rather
-        # than being dropped.
-        undelivered = sqs.Queue(
-            self,
-            "UndeliveredDrops",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            undelivered,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter queue of the pipeline trigger.",
-        )
+        undelivered = undelivered_queue(self, "UndeliveredDrops", "the pipeline trigger")
         return events.Rule(
             self,
             "RawDropRule",

@@ -19,7 +19,9 @@ class SynthError(RuntimeError):
 
 
 def synthesize(repo_root: Path, out_dir: Path, context: dict[str, str] | None = None) -> None:
-    """Run the CDK app in a subprocess (jsii and node stay out of this process)."""
+    """Run the CDK app in a subprocess (jsii and node stay out of this process). The local
+    cloud deploys one stack: stage `dev` unless the context names another."""
+    context = {"stage": "dev", **(context or {})}
     env = {
         **os.environ,
         "CDK_OUTDIR": str(out_dir),
@@ -27,8 +29,7 @@ def synthesize(repo_root: Path, out_dir: Path, context: dict[str, str] | None = 
             "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20"
         ),
     }
-    if context:
-        env["CDK_CONTEXT_JSON"] = json.dumps(context)
+    env["CDK_CONTEXT_JSON"] = json.dumps(context)
     result = subprocess.run(
         [sys.executable, "-m", "infra.app"],
         cwd=repo_root,

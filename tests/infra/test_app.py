@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,10 +72,7 @@ def test_training_image_context_holds_only_functions_and_training_layer(
 @pytest.mark.slow
 def test_stage_context_names_the_stack_project_stage(tmp_path: Path) -> None:
     config = tmp_path / "mlops.toml"
-    config.write_text(
-        (REPO / "mlops.toml").read_text().replace('name = "mlops"', 'name = "fraud"')
-        + '\n[stages.prod]\nremoval_policy = "retain"\n'
-    )
+    config.write_text((REPO / "mlops.toml").read_text().replace('name = "mlops"', 'name = "fraud"'))
     result = _synth(tmp_path, config, {"stage": "prod"})
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "cdk.out" / "fraud-prod.template.json").exists()
@@ -99,3 +97,50 @@ def test_unknown_stage_fails_synth_with_the_known_stages(tmp_path: Path) -> None
     result = _synth(tmp_path, context={"stage": "qa"})
     assert result.returncode == 2
     assert "'qa'" in result.stderr and "dev" in result.stderr
+
+
+def _settings(template: dict[str, Any]) -> dict[str, Any]:
+    resources = template["Resources"].values()
+    [predict] = [
+        r
+        for r in resources
+        if r["Type"] == "AWS::Lambda::Function"
+        and r["Properties"]
+        .get("Environment", {})
+        .get("Variables", {})
+        .get("POWERTOOLS_SERVICE_NAME")
+        == "predict"
+    ]
+    schedules = [
+        r["Properties"]["ScheduleExpression"]
+        for r in resources
+        if r["Type"] == "AWS::Events::Rule" and "ScheduleExpression" in r["Properties"]
+    ]
+    retention = {
+        r["Properties"].get("RetentionInDays")
+        for r in resources
+        if r["Type"] == "AWS::Logs::LogGroup"
+    }
+    config = json.loads(predict["Properties"]["Environment"]["Variables"]["MLOPS_CONFIG_JSON"])
+    return {
+        "memory": predict["Properties"]["MemorySize"],
+        "schedules": schedules,
+        "retention": retention,
+        "config_schedule": config["drift"]["schedule"],
+    }
+
+
+def test_without_a_stage_synth_yields_every_configured_stage_with_its_settings(
+    tmp_path: Path,
+) -> None:
+    result = _synth(tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    out = tmp_path / "cdk.out"
+    dev = _settings(json.loads((out / "mlops-dev.template.json").read_text()))
+    prod = _settings(json.loads((out / "mlops-prod.template.json").read_text()))
+    assert dev["memory"] == 1024 and prod["memory"] == 2048
+    assert dev["schedules"] == ["rate(1 day)"] and prod["schedules"] == ["rate(6 hours)"]
+    assert 30 in dev["retention"] and 365 in prod["retention"]
+    # The functions of each stack receive that stage's config.
+    assert dev["config_schedule"] == "rate(1 day)" and prod["config_schedule"] == "rate(6 hours)"

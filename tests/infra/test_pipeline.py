@@ -98,7 +98,7 @@ def test_every_stage_runs_from_the_training_image_on_arm64(resources: Resources)
         assert env["CODE_VERSION"] == "abc123def456"
         assert env["STAGE"] == "dev"
         deployed = MlopsConfig.model_validate_json(env[CONFIG_JSON_ENV])
-        assert deployed == load_config("mlops.toml")
+        assert deployed == load_config("mlops.toml").for_stage("dev")
     assert functions["ingest"]["EphemeralStorage"]["Size"] >= 2048
     assert functions["train"]["Timeout"] == 900
 

@@ -112,19 +112,24 @@ def cloud(mocked_aws: None) -> Cloud:
 Received = Callable[[], list[dict[str, Any]]]
 
 
-@pytest.fixture
-def subscribe_promotions() -> Callable[[Any, Any], Received]:
-    """`subscribe_promotions(sqs, events)`: a queue subscribed through an EventBridge rule to
-    ModelPromoted events; returns a function giving the details received since last asked."""
+Subscribe = Callable[..., Received]
 
-    def subscribe(sqs: Any, events: Any) -> Received:
-        url = sqs.create_queue(QueueName="promotions")["QueueUrl"]
+
+@pytest.fixture
+def subscribe_events() -> Subscribe:
+    """`subscribe_events(sqs, events, source, detail_type)`: a queue subscribed through an
+    EventBridge rule to those events; returns a function giving the details received since
+    last asked."""
+
+    def subscribe(sqs: Any, events: Any, source: str, detail_type: str) -> Received:
+        name = detail_type.lower()
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
-        pattern = {"source": [REGISTRY_SOURCE], "detail-type": [MODEL_PROMOTED]}
-        events.put_rule(Name="promoted", EventPattern=json.dumps(pattern))
-        events.put_targets(Rule="promoted", Targets=[{"Id": "queue", "Arn": arn}])
+        pattern = {"source": [source], "detail-type": [detail_type]}
+        events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
 
         def received() -> list[dict[str, Any]]:
             messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
@@ -133,6 +138,16 @@ def subscribe_promotions() -> Callable[[Any, Any], Received]:
             return [json.loads(message["Body"])["detail"] for message in messages]
 
         return received
+
+    return subscribe
+
+
+@pytest.fixture
+def subscribe_promotions(subscribe_events: Subscribe) -> Callable[[Any, Any], Received]:
+    """`subscribe_promotions(sqs, events)`: ModelPromoted events, as a queue gets them."""
+
+    def subscribe(sqs: Any, events: Any) -> Received:
+        return subscribe_events(sqs, events, REGISTRY_SOURCE, MODEL_PROMOTED)
 
     return subscribe
 

@@ -7,16 +7,13 @@ from __future__ import annotations
 import copy
 import io
 import json
-import urllib.request
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 from typer.testing import CliRunner
 
 from infra.cli import app
@@ -56,15 +53,6 @@ def handler(event, context):
 """
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    yield f"http://{host}:{port}"
-    moto.stop()
-
-
 @dataclass
 class Local:
     endpoint: str
@@ -80,24 +68,11 @@ class Local:
 
 
 @pytest.fixture
-def local(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Local:
+def local(local_state: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Local:
     """A fresh "local cloud" with the data bucket and the state files of `mlops local up`;
     the working directory is a temporary one (`--open` saves reports under it)."""
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "MLOPS_CONFIG_JSON"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("MLOPS_CONFIG", str(REPO / "mlops.toml"))
-    monkeypatch.setenv("COLUMNS", "250")
     monkeypatch.chdir(tmp_path)
-    request = urllib.request.Request(f"{server}/moto-api/reset", data=b"{}", method="POST")
-    with urllib.request.urlopen(request, timeout=10):
-        pass
-    state_dir = tmp_path / "state"
-    state_dir.mkdir()
-    (state_dir / "stack.json").write_text(json.dumps({"endpoint": server, "resources": {}}))
-    monkeypatch.setenv("MLOPS_LOCAL_STATE_DIR", str(state_dir))
+    server, state_dir = local_state.endpoint, local_state.state_dir
     cloud = Local(server, state_dir, {})
     cloud.set_outputs(DataBucketName=BUCKET)
     cloud.client("s3").create_bucket(Bucket=BUCKET)

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import socket
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 from typer.testing import CliRunner
 
 from functions.common.contracts import ModelVersion
@@ -28,15 +26,6 @@ MODEL = "churn"
 RUN_A, RUN_B, RUN_C = "20260101T000000Z-aaa", "20260102T000000Z-bbb", "20260103T000000Z-ccc"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    yield f"http://{host}:{port}"
-    moto.stop()
-
-
 @dataclass
 class Local:
     endpoint: str
@@ -48,25 +37,11 @@ class Local:
 
 
 @pytest.fixture
-def local(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Local:
+def local(local_state: Any) -> Local:
     """A fresh "local cloud": the moto server emptied, the bucket and the table created, and
     the state files `mlops local up` writes."""
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "MLOPS_CONFIG_JSON"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("MLOPS_CONFIG", str(REPO / "mlops.toml"))
-    monkeypatch.setenv("COLUMNS", "250")
-    request = urllib.request.Request(f"{server}/moto-api/reset", data=b"{}", method="POST")
-    with urllib.request.urlopen(request, timeout=10):
-        pass
-    state_dir = tmp_path / "state"
-    state_dir.mkdir()
-    outputs = {"DataBucketName": BUCKET, "RegistryTableName": TABLE}
-    (state_dir / "outputs.json").write_text(json.dumps(outputs))
-    (state_dir / "stack.json").write_text(json.dumps({"endpoint": server, "resources": {}}))
-    monkeypatch.setenv("MLOPS_LOCAL_STATE_DIR", str(state_dir))
+    server, state_dir = local_state.endpoint, local_state.state_dir
+    local_state.write_outputs({"DataBucketName": BUCKET, "RegistryTableName": TABLE})
     dynamodb = boto3.client("dynamodb", endpoint_url=server, region_name="us-east-1")
     dynamodb.create_table(
         TableName=TABLE,
@@ -132,6 +107,8 @@ def registered(local: Local) -> Local:
                 "estimator": "logistic_regression",
                 "params": {"C": c},
                 "classes": ["no", "yes"],
+                "training_code_version": f"train{version}abc",
+                "code_version": f"reg{version}abc",
                 "signature": {
                     "inputs": [
                         {"name": "age", "type": "numeric", "categories": []},
@@ -184,6 +161,11 @@ def test_models_show_describes_one_version_and_saves_its_card(
     assert f"s3://{BUCKET}/models/churn/2/" in result.output
     assert f"s3://{BUCKET}/reports/churn/2/model_card.html" in result.output
     assert "contract" in result.output and "categorical" in result.output
+    # Lineage: code commits, data version, run id and parameters.
+    assert "code commit (training)" in result.output and "train2abc" in result.output
+    assert "reg2abc" in result.output and RUN_B in result.output
+    assert "data_version" in result.output and "'C'" not in result.output
+    assert '"C"' in result.output
     assert card.read_text() == "<!doctype html><title>card 2</title>"
 
 
@@ -380,10 +362,10 @@ def test_aws_target_without_the_stack_is_a_clear_error(
 
 
 def test_an_unconfigured_stage_exits_2(local: Local) -> None:
-    result = mlops("models", "list", "--aws", "--stage", "prod")
+    result = mlops("models", "list", "--aws", "--stage", "qa")
 
     assert result.exit_code == 2
-    assert "stage 'prod' is not configured" in result.output
+    assert "stage 'qa' is not configured" in result.output
 
 
 def test_models_canary_sets_the_candidate_and_history_shows_it(registered: Local) -> None:

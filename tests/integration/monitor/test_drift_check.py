@@ -136,22 +136,13 @@ def _check(cloud: Any, config: MlopsConfig, **kwargs: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def drift_events(cloud: Any) -> Callable[[], list[dict[str, Any]]]:
-    sqs, events = boto3.client("sqs"), boto3.client("events")
-    url = sqs.create_queue(QueueName="drift")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    pattern = {"source": [MONITOR_SOURCE], "detail-type": [DRIFT_DETECTED]}
-    events.put_rule(Name="drift", EventPattern=json.dumps(pattern))
-    events.put_targets(Rule="drift", Targets=[{"Id": "queue", "Arn": arn}])
-
-    def received() -> list[dict[str, Any]]:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        for message in messages:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return [json.loads(message["Body"])["detail"] for message in messages]
-
+def drift_events(
+    cloud: Any, subscribe_events: Callable[..., Any]
+) -> Callable[[], list[dict[str, Any]]]:
+    """DriftDetected events, as a queue subscribed through an EventBridge rule receives them."""
+    received: Callable[[], list[dict[str, Any]]] = subscribe_events(
+        boto3.client("sqs"), boto3.client("events"), MONITOR_SOURCE, DRIFT_DETECTED
+    )
     return received
 
 

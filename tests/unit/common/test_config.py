@@ -193,3 +193,38 @@ def test_drift_settings_load_with_their_thresholds(tmp_path: Path) -> None:
     assert drift.js == (0.05, 0.15) and drift.window_hours == 24
     assert drift.critical_features == ["units"] and drift.sensitive == {"store": "hash"}
     assert drift.retrain_schedule == "rate(7 days)"
+
+
+def test_a_stage_overrides_sections_for_its_stack_only(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        "\n[stages.dev]\n"
+        "\n[stages.prod]\nlog_retention_days = 365\n"
+        '\n[stages.prod.serving]\nmemory_mb = 2048\nauth = "api_key"\n'
+        '\n[stages.prod.drift]\nschedule = "rate(6 hours)"\npsi = [0.05, 0.2]\n'
+        "\n[drift]\ncooldown_hours = 12\n"
+    )
+    config = load_config(_write(tmp_path, text))
+    dev, prod = config.for_stage("dev"), config.for_stage("prod")
+
+    assert dev.serving.memory_mb == 1024 and dev.drift.schedule == "rate(1 day)"
+    assert prod.serving.memory_mb == 2048 and prod.serving.auth == "api_key"
+    assert prod.drift.schedule == "rate(6 hours)" and prod.drift.psi == (0.05, 0.2)
+    # Keys the stage does not override keep the base value.
+    assert prod.drift.cooldown_hours == 12 and prod.serving.max_batch_rows == 1_000
+    assert prod.stage("prod").log_retention_days == 365
+    assert prod.stage("prod").overrides() == {}
+
+
+def test_a_bad_stage_override_names_the_stage_section_and_key(tmp_path: Path) -> None:
+    text = MINIMAL + "\n[stages.prod]\n\n[stages.prod.serving]\nmemory_mb = 64\n"
+    with pytest.raises(ConfigError) as error:
+        load_config(_write(tmp_path, text))
+    message = str(error.value)
+    assert "stages.prod.serving.memory_mb" in message
+    assert "greater than or equal to 128" in message
+
+
+def test_an_override_of_an_unknown_section_is_refused(tmp_path: Path) -> None:
+    text = MINIMAL + "\n[stages.prod]\n\n[stages.prod.dataset]\ntarget = \"other\"\n"
+    with pytest.raises(ConfigError, match="stages.prod.dataset"):
+        load_config(_write(tmp_path, text))
