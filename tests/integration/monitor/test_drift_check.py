@@ -295,3 +295,38 @@ def test_manual_window_hours_are_validated() -> None:
     for bad in (0, -1, "6", 6.5, 10_000, True):
         with pytest.raises(BadRequestError, match="window_hours"):
             window_hours({"window_hours": bad})
+
+
+def test_the_handler_publishes_dataset_and_per_feature_metrics(
+    cloud: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from types import SimpleNamespace
+
+    from functions.common.observability import metrics
+    from functions.monitor.handler import lambda_handler
+
+    metrics.clear_metrics()  # left by the checks other tests ran outside the handler
+    _register(cloud)
+    _capture(cloud, "shifted", _rows(600, seed=61, shift=True))
+    time.sleep(1.05)
+    context = SimpleNamespace(
+        function_name="mlops-dev-monitor",
+        memory_limit_in_mb=2048,
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-monitor",
+        aws_request_id="5d7b4a1e-0000-4000-8000-000000000009",
+    )
+
+    reply = lambda_handler({"source": "mlops.cli"}, context)
+
+    assert reply["verdict"] == "drift" and "monthly_charges" in reply["drifted"]
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    names = {
+        m["Name"] for blob in blobs for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]
+    }
+    assert {"DatasetDrift", "DriftCheckRows", "DriftedFeatureShare", "FeatureDriftScore"} <= names
+    scores = {b["feature"]: b["FeatureDriftScore"] for b in blobs if "FeatureDriftScore" in b}
+    assert set(scores) == set(FEATURES)
+    assert scores["monthly_charges"][0] > 0.25 > scores["age"][0]
+    [dataset] = [b for b in blobs if "DatasetDrift" in b]
+    # (The service dimension is the process's first POWERTOOLS_SERVICE_NAME; in Lambda, monitor.)
+    assert dataset["DatasetDrift"] == [1.0] and "service" in dataset
