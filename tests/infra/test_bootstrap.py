@@ -1,0 +1,196 @@
+"""The deploy bootstrap (`infra/bootstrap.py`): GitHub's OIDC provider and a deploy role that
+only this repo's main branch, version tags and environment `prod` can assume, and that can do
+nothing but hand over to the CDK bootstrap roles and read the project stacks' outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from functions.common.config import load_config
+from infra.bootstrap import BootstrapError, build_app
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = load_config().project.name
+STACK = f"{PROJECT}-deploy-bootstrap"
+GITHUB = "token.actions.githubusercontent.com"
+ACCOUNT = "<AWS::AccountId>"
+ROLE_ARN = (
+    f"arn:<AWS::Partition>:iam::{ACCOUNT}:role/"
+    f"cdk-{{qualifier}}-{{role}}-role-{ACCOUNT}-<AWS::Region>"
+)
+STACKS_ARN = f"arn:<AWS::Partition>:cloudformation:<AWS::Region>:{ACCOUNT}:stack/{PROJECT}-*/*"
+
+
+def _synth(outdir: Path, **context: str) -> dict[str, Any]:
+    build_app(outdir=str(outdir), context=context).synth()
+    return dict(json.loads((outdir / f"{STACK}.template.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    outdir = tmp_path_factory.mktemp("bootstrap.out")
+    _synth(outdir, github_repo="acme/churn")
+    return outdir
+
+
+@pytest.fixture(scope="module")
+def template(assembly: Path) -> dict[str, Any]:
+    return dict(json.loads((assembly / f"{STACK}.template.json").read_text()))
+
+
+def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: resource["Properties"]
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == kind
+    }
+
+
+def _text(value: Any) -> str:
+    """An ARN as a string: `Fn::Join` joined, pseudo parameters as `<AWS::Region>`."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    separator, parts = value["Fn::Join"]
+    return str(separator).join(_text(part) for part in parts)
+
+
+def _permissions(template: dict[str, Any]) -> dict[str, set[str]]:
+    """Every action the stack's policies allow -> the resources it is allowed on."""
+    allowed: dict[str, set[str]] = {}
+    for policy in _of_type(template, "AWS::IAM::Policy").values():
+        for statement in policy["PolicyDocument"]["Statement"]:
+            assert statement["Effect"] == "Allow"
+            actions = statement["Action"]
+            resources = statement["Resource"]
+            for action in [actions] if isinstance(actions, str) else actions:
+                allowed.setdefault(action, set()).update(
+                    _text(r) for r in (resources if isinstance(resources, list) else [resources])
+                )
+    return allowed
+
+
+def test_github_oidc_provider_trusts_tokens_meant_for_sts(template: dict[str, Any]) -> None:
+    (provider,) = _of_type(template, "AWS::IAM::OIDCProvider").values()
+    assert provider["Url"] == f"https://{GITHUB}"
+    assert provider["ClientIdList"] == ["sts.amazonaws.com"]
+    assert not _of_type(template, "AWS::Lambda::Function"), "no custom-resource Lambda"
+
+
+def test_only_this_repos_main_tags_and_prod_environment_can_assume_the_role(
+    template: dict[str, Any],
+) -> None:
+    ((provider_id, _),) = _of_type(template, "AWS::IAM::OIDCProvider").items()
+    (role,) = _of_type(template, "AWS::IAM::Role").values()
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [
+        {
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Effect": "Allow",
+            "Principal": {"Federated": {"Ref": provider_id}},
+            "Condition": {
+                "StringEquals": {f"{GITHUB}:aud": "sts.amazonaws.com"},
+                "StringLike": {
+                    f"{GITHUB}:sub": [
+                        "repo:acme/churn:ref:refs/heads/main",
+                        "repo:acme/churn:ref:refs/tags/v*",
+                        "repo:acme/churn:environment:prod",
+                    ]
+                },
+            },
+        }
+    ]
+    assert role["MaxSessionDuration"] == 3600
+    assert "ManagedPolicyArns" not in role
+    assert "Policies" not in role
+
+
+def test_role_may_only_assume_cdk_bootstrap_roles_and_read_project_stacks(
+    template: dict[str, Any],
+) -> None:
+    assert _permissions(template) == {
+        "sts:AssumeRole": {
+            ROLE_ARN.format(qualifier="hnb659fds", role=role)
+            for role in ("deploy", "file-publishing", "image-publishing", "lookup")
+        },
+        "cloudformation:DescribeStacks": {STACKS_ARN},
+    }
+
+
+def test_the_only_wildcard_is_the_stack_id_and_it_is_acknowledged_with_a_reason(
+    template: dict[str, Any], assembly: Path
+) -> None:
+    wildcards = {
+        (action, resource)
+        for action, resources in _permissions(template).items()
+        for resource in resources
+        if "*" in action or "*" in resource
+    }
+    assert wildcards == {("cloudformation:DescribeStacks", STACKS_ARN)}
+    report = json.loads((assembly / "validation-report.json").read_text())
+    assert [v for plugin in report["pluginReports"] for v in plugin["violations"]] == []
+    metadata = json.loads((assembly / f"{STACK}.metadata.json").read_text())
+    acknowledged = {
+        rule: reason
+        for entries in metadata.values()
+        for entry in entries
+        if entry["type"] == "aws:cdk:acknowledged-rules"
+        for rule, reason in entry["data"].items()
+    }
+    assert list(acknowledged) == [
+        "Annotation::AwsSolutions-IAM5[Resource::" + STACKS_ARN + "]",
+    ]
+    assert len(next(iter(acknowledged.values()))) >= 40
+
+
+def test_deploy_role_arn_is_an_output(template: dict[str, Any]) -> None:
+    ((role_id, _),) = _of_type(template, "AWS::IAM::Role").items()
+    assert template["Outputs"]["DeployRoleArn"]["Value"] == {"Fn::GetAtt": [role_id, "Arn"]}
+
+
+def test_a_custom_cdk_qualifier_names_its_bootstrap_roles(tmp_path: Path) -> None:
+    template = _synth(
+        tmp_path, github_repo="acme/churn", **{"@aws-cdk/core:bootstrapQualifier": "churn01"}
+    )
+    assert all(
+        "/cdk-churn01-" in arn and "hnb659fds" not in arn
+        for arn in _permissions(template)["sts:AssumeRole"]
+    )
+
+
+@pytest.mark.parametrize("repo", ["acme", "acme/*", "acme/churn:ref:refs/heads/*", "*/*"])
+def test_a_repo_that_is_not_owner_slash_name_is_refused(tmp_path: Path, repo: str) -> None:
+    with pytest.raises(BootstrapError, match="github_repo must look like <owner>/<repo>"):
+        build_app(outdir=str(tmp_path), context={"github_repo": repo})
+
+
+@pytest.mark.slow
+def test_synth_without_github_repo_fails_naming_the_context_key(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "CDK_OUTDIR": str(tmp_path / "cdk.out"),
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    }
+    env.pop("CDK_CONTEXT_JSON", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.bootstrap"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert "-c github_repo=<owner>/<repo>" in result.stderr
+    assert not (tmp_path / "cdk.out" / f"{STACK}.template.json").exists()
+
+
+def test_the_stage_app_does_not_synthesize_the_bootstrap(cloud_assembly: Path) -> None:
+    assert not list(cloud_assembly.glob("*deploy-bootstrap*"))
