@@ -124,6 +124,87 @@ def predict(
     console.print(table)
 
 
+@app.command()
+def predeploy(
+    stage: Annotated[str, typer.Option(help="The stage about to be deployed.")] = "dev",
+) -> None:
+    """Checks that need no AWS account: serving layer size, training requirements resolve
+    for Lambda's arm64 Python 3.13, and the training Dockerfile (exit 1 on any failure)."""
+    from infra.predeploy import run_checks
+
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if stage not in config.stages:
+        known = ", ".join(config.stages)
+        console.print(f"[red]error:[/red] no stage {stage!r} in the config (stages: {known})")
+        raise typer.Exit(2)
+    console.print(f"pre-deploy checks for {config.stack_name(stage)}", style="bold")
+    results = run_checks()
+    for result in results:
+        status = "[green]pass[/green]" if result.passed else "[red]FAIL[/red]"
+        console.print(f"{status} {result.name}: {result.figure}", highlight=False, soft_wrap=True)
+        for problem in result.problems:
+            console.print(f"  [red]-[/red] {problem}", highlight=False, soft_wrap=True)
+    if not all(result.passed for result in results):
+        raise typer.Exit(1)
+
+
+@app.command("train-local")
+def train_local(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="A local data file (csv, csv.gz, parquet, jsonl)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Where the model and its reports go.")] = Path(
+        ".mlops/train-local"
+    ),
+    champion: Annotated[
+        Path | None,
+        typer.Option(help="A champion model.onnx (signature.json beside it) to gate against."),
+    ] = None,
+) -> None:
+    """Ingest, train and evaluate a local file with the pipeline's own code, no cloud:
+    writes model.onnx, model_card.html, metrics.json, reference_profile.json, signature.json."""
+    from functions.ml.errors import DataRejectedError
+    from functions.ml.onnx_model import ParityError
+    from infra.train_local import ChampionNotFoundError
+    from infra.train_local import train_local as run_train_local
+
+    try:
+        config = load_config()
+        run = run_train_local(data, out, config=config, champion=champion)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    except DataRejectedError as exc:
+        console.print(f"[red]{data} rejected ({exc.code}):[/red] {exc.message}", highlight=False)
+        raise typer.Exit(1) from None
+    except (ParityError, ChampionNotFoundError, OSError) as exc:
+        console.print(f"[red]train-local failed:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    evaluation = run.evaluation
+    table = Table(title=f"{run.run.model_name} on {data.name}: {run.run.rows_test} held-out rows")
+    table.add_column("metric")
+    table.add_column("candidate", justify="right")
+    if evaluation.champion_metrics is not None:
+        table.add_column("champion", justify="right")
+    for name, value in evaluation.metrics.items():
+        cells = [name, f"{value:.4f}"]
+        if evaluation.champion_metrics is not None:
+            champion_value = evaluation.champion_metrics.get(name)
+            cells.append("" if champion_value is None else f"{champion_value:.4f}")
+        table.add_row(*cells)
+    console.print(table)
+    verdict = "[green]passed[/green]" if evaluation.passed else "[red]failed[/red]"
+    console.print(f"gate {verdict}" + "".join(f"\n  {m}" for m in evaluation.failed))
+    console.print(f"wrote {run.out_dir} in {run.durations['total']:.1f} s", highlight=False)
+
+
 def main() -> None:
     app()
 

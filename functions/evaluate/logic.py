@@ -136,12 +136,17 @@ class Scorer:
         return OnnxModel(onnx_bytes, signature)
 
     def score(self, model: OnnxModel, holdout: pd.DataFrame) -> Evaluation:
-        signature = model.signature
-        prediction = model.predict(holdout)
-        return evaluate_predictions(
-            task=Task(signature.task),
-            y_true=target_array(holdout, signature.target, Task(signature.task)),
-            labels=prediction.labels,
-            probabilities=prediction.probabilities,
-            classes=signature.classes,
-        )
+        return score(model, holdout)
+
+
+def score(model: OnnxModel, holdout: pd.DataFrame) -> Evaluation:
+    """The model's metrics on the held-out rows, scored through onnxruntime."""
+    signature = model.signature
+    prediction = model.predict(holdout)
+    return evaluate_predictions(
+        task=Task(signature.task),
+        y_true=target_array(holdout, signature.target, Task(signature.task)),
+        labels=prediction.labels,
+        probabilities=prediction.probabilities,
+        classes=signature.classes,
+    )

@@ -27,9 +27,15 @@ from functions.common.observability import logger, metrics
 from functions.common.registry import DatasetRegistry
 from functions.common.settings import stage_settings
 from functions.common.storage import ObjectStore
-from functions.ml.onnx_model import OnnxModel, check_parity, export_onnx
+from functions.ml.onnx_model import (
+    OnnxModel,
+    ParityReport,
+    Signature,
+    check_parity,
+    export_onnx,
+)
 from functions.ml.reference_profile import reference_profile, sensitive_view
-from functions.ml.training import fit_model, split_dataset
+from functions.ml.training import FitResult, Split, fit_model, split_dataset
 
 MODELS_PREFIX = "models/"
 LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "pyarrow")
@@ -115,6 +121,73 @@ def train(state: PipelineState) -> TrainingRun:
     return result
 
 
+def feature_schema(columns: dict[str, str], target: str) -> dict[str, FeatureType]:
+    """The features' types from a manifest's `schema` (every curated column -> its type)."""
+    return {name: FeatureType(kind) for name, kind in columns.items() if name != target}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A trained candidate before anything is stored: the split it was fitted and checked
+    on, the fit, its ONNX export and signature, the parity check and the reference profile."""
+
+    split: Split
+    fitted: FitResult
+    onnx_bytes: bytes
+    signature: Signature
+    parity: ParityReport
+    reference_profile: dict[str, Any]
+
+
+def fit_candidate(
+    frame: pd.DataFrame,
+    *,
+    target: str,
+    task: Task,
+    schema: dict[str, FeatureType],
+    config: MlopsConfig,
+    stopwatch: Stopwatch,
+) -> Candidate:
+    """Split, fit, export to ONNX, check parity and profile: the storage-free core of a run,
+    shared by the train stage and `mlops train-local`. Laps go into `stopwatch`."""
+    lap = time.perf_counter()
+    model_config = config.model
+    split = split_dataset(
+        frame, target=target, task=task, test_size=model_config.test_size, seed=model_config.seed
+    )
+    fitted = fit_model(
+        split.train,
+        target=target,
+        task=task,
+        schema=schema,
+        model=model_config,
+        estimator=config.estimator,
+    )
+    lap = stopwatch.lap("fit", lap)
+    onnx_bytes, signature = export_onnx(
+        fitted.pipeline, schema=schema, target=target, task=task, train=split.train
+    )
+    lap = stopwatch.lap("export", lap)
+    model = OnnxModel(onnx_bytes, signature)
+    parity = check_parity(
+        fitted.pipeline, model, split.test, tolerance=model_config.parity_tolerance
+    )
+    lap = stopwatch.lap("parity", lap)
+    predictions = model.predict(split.test)
+    monitored, monitored_schema = sensitive_view(split.train, schema, config.drift.sensitive)
+    profile = reference_profile(
+        monitored,
+        schema=monitored_schema,
+        target=target,
+        predictions=predictions,
+        task=task,
+        sample_rows=model_config.reference_sample_rows,
+        seed=model_config.seed,
+    )
+    stopwatch.lap("profile", lap)
+    return Candidate(split, fitted, onnx_bytes, signature, parity, profile)
+
+
 class Trainer:
     """One training run; `record` is the run record once `run` returned."""
 
@@ -136,51 +209,16 @@ class Trainer:
             frame, manifest = self._load(trigger, versions, Path(tmp))
             lap = self.stopwatch.lap("load", started)
             target, task = manifest["target"], Task(manifest["task"])
-            schema = {
-                name: FeatureType(kind)
-                for name, kind in manifest["schema"].items()
-                if name != target
-            }
-            model_config = self.config.model
-            split = split_dataset(
+            candidate = fit_candidate(
                 frame,
                 target=target,
                 task=task,
-                test_size=model_config.test_size,
-                seed=model_config.seed,
+                schema=feature_schema(manifest["schema"], target),
+                config=self.config,
+                stopwatch=self.stopwatch,
             )
-            fitted = fit_model(
-                split.train,
-                target=target,
-                task=task,
-                schema=schema,
-                model=model_config,
-                estimator=self.config.estimator,
-            )
-            lap = self.stopwatch.lap("fit", lap)
-            onnx_bytes, signature = export_onnx(
-                fitted.pipeline, schema=schema, target=target, task=task, train=split.train
-            )
-            lap = self.stopwatch.lap("export", lap)
-            model = OnnxModel(onnx_bytes, signature)
-            parity = check_parity(
-                fitted.pipeline, model, split.test, tolerance=model_config.parity_tolerance
-            )
-            lap = self.stopwatch.lap("parity", lap)
-            predictions = model.predict(split.test)
-            monitored, monitored_schema = sensitive_view(
-                split.train, schema, self.config.drift.sensitive
-            )
-            profile = reference_profile(
-                monitored,
-                schema=monitored_schema,
-                target=target,
-                predictions=predictions,
-                task=task,
-                sample_rows=model_config.reference_sample_rows,
-                seed=model_config.seed,
-            )
-            lap = self.stopwatch.lap("profile", lap)
+            split, fitted, onnx_bytes = candidate.split, candidate.fitted, candidate.onnx_bytes
+            lap = time.perf_counter()
             prefix = f"{MODELS_PREFIX}{self.config.model_name}/runs/{run_id}/"
             holdout = Path(tmp) / "holdout.parquet"
             split.test.to_parquet(holdout, index=False)
@@ -192,9 +230,9 @@ class Trainer:
                 "run_record": prefix + "run.json",
             }
             self.store.put_bytes(self.bucket, keys["onnx"], onnx_bytes)
-            self.store.put_json(self.bucket, keys["signature"], signature.to_dict())
+            self.store.put_json(self.bucket, keys["signature"], candidate.signature.to_dict())
             self.store.upload_file(holdout, self.bucket, keys["holdout"])
-            self.store.put_json(self.bucket, keys["reference_profile"], profile)
+            self.store.put_json(self.bucket, keys["reference_profile"], candidate.reference_profile)
             self.stopwatch.lap("write", lap)
         self.stopwatch.durations["total"] = round(time.perf_counter() - started, 4)
         result = TrainingRun(
@@ -224,7 +262,7 @@ class Trainer:
             "finished_at": now(),
             "search": fitted.search,
             "split": split.describe(),
-            "parity": parity.to_dict(),
+            "parity": candidate.parity.to_dict(),
             "durations": self.stopwatch.durations,
             "library_versions": library_versions(),
             "artifacts": {name: f"s3://{self.bucket}/{key}" for name, key in keys.items()},
