@@ -54,6 +54,20 @@ synth: venv  ## synthesize cdk.out/ for STAGE (default dev), stamped with the gi
 layer: venv  ## build the serving layer (pip, arm64 wheels, no Docker) into .mlops/build/; synth does it too
 	$(PY) -m infra.layers
 
+CDK_CLI := aws-cdk@2.1148.1
+OUT ?= .mlops/train-local
+.PHONY: predeploy deploy train-local
+
+predeploy: venv  ## checks without AWS: serving layer size, training wheels for arm64/3.13, Dockerfile
+	$(PY) -m infra.cli predeploy --stage $(STAGE)
+
+deploy: predeploy synth  ## the pre-deploy checks, then cdk deploy of STAGE's stack (synth writes only that one)
+	npx --yes $(CDK_CLI) deploy --all --app cdk.out --require-approval never
+
+train-local: venv  ## ingest, train and evaluate DATA=path locally (no cloud) into OUT (.mlops/train-local)
+	@test -n "$(DATA)" || { echo "usage: make train-local DATA=path/to/file.csv [OUT=dir]"; exit 2; }
+	$(PY) -m infra.cli train-local $(DATA) --out $(OUT)
+
 local: synth  ## start the local cloud in the foreground (Ctrl-C stops)
 	$(PY) -m infra.cli local up --no-synth
 
