@@ -129,6 +129,9 @@ class ModelVersion(Contract):
     model_card_key: str
     promoted: bool
     previous_version: int | None = None
+    code_version: str | None = Field(
+        default=None, description="Commit of the code that trained it (lineage)"
+    )
 
 
 class ExecutionInfo(Contract):

@@ -168,6 +168,7 @@ class Registration:
             created_at=created_at,
             model_card_key=card_key,
             promoted=False,
+            code_version=training.code_version,
         )
         metadata = _metadata(version, training, evaluation, signature, onnx_size)
         metadata["code_version"] = self.settings.code_version

@@ -235,6 +235,9 @@ def test_a_passed_run_becomes_version_1_and_the_production_model(
     assert metadata["signature"] == trained.signature
     assert metadata["code_version"] == "test1234"
     assert metadata["gate"]["passed"] is True
+    # The registry item carries the commit of the code that trained it (lineage).
+    registered = ModelRegistry(cloud.table).get_version("churn", 1)
+    assert registered is not None and registered.code_version == "train123"
 
     card = cloud.s3.get_object(Bucket=cloud.bucket, Key="reports/churn/1/model_card.html")
     assert card["ContentType"].startswith("text/html")
