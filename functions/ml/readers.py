@@ -39,6 +39,11 @@ _BINARY_CONTROL_SHARE = 0.01
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13))
 # Text stays in Arrow memory inside pandas: no Python string object per cell.
 _TEXT_TYPES = {pa.string(): pd.ArrowDtype(pa.string())}.get
+# What pandas raises when a Parquet file's "pandas" metadata (free JSON written by the
+# producer) is not JSON, not UTF-8 or not shaped the way pandas expects.
+_PANDAS_METADATA_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+# What a gzip stream that breaks after the sniffed head raises while being read.
+_GZIP_ERRORS = (OSError, EOFError, zlib.error)
 
 
 class FileFormat(StrEnum):
@@ -193,18 +198,21 @@ class DelimitedTable(SourceTable):
         self.chunk_rows = chunk_rows
         self._malformed = 0
         self._malformed_samples: list[str] = []
-        lines = self._first_rows()
+        lines, whole_file = self._first_rows()
         if not lines:
             raise _reject(RejectionCode.EMPTY_FILE, "The file has no header line.")
         self.header = lines[0]
         self.columns = list(dict.fromkeys(self.header))
+        # pyarrow cannot skip a lone header line that lacks a final newline.
+        self._header_only = whole_file and len(lines) == 1
         _check_delimiter(lines, delimiter)
 
-    def _first_rows(self) -> list[list[str]]:
+    def _first_rows(self) -> tuple[list[list[str]], bool]:
+        """The first non-empty rows, and whether they are all the file has."""
         try:
             with _open_text(self.path, self.file_format.gzipped) as text:
-                rows = csv.reader(text, delimiter=self.delimiter)
-                return [row for row in islice(rows, _SNIFF_LINES) if row]
+                rows = list(islice(csv.reader(text, delimiter=self.delimiter), _SNIFF_LINES))
+                return [row for row in rows if row], len(rows) < _SNIFF_LINES
         except UnicodeDecodeError as exc:
             raise _reject(
                 RejectionCode.NOT_UTF8, f"The header is not UTF-8 text ({exc.reason})."
@@ -231,6 +239,8 @@ class DelimitedTable(SourceTable):
         return "skip"
 
     def chunks(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        if self._header_only:
+            return
         # Positional names sidestep whatever the header contains; the real names come back below.
         positional = [f"c{i}" for i in range(len(self.columns))]
         wanted = columns if columns is not None else self.columns
@@ -276,7 +286,7 @@ class DelimitedTable(SourceTable):
                 f"The file is not valid delimited text ({text}).",
                 details={"reader": text},
             ) from None
-        except (OSError, EOFError, zlib.error) as exc:
+        except _GZIP_ERRORS as exc:
             if not self.file_format.gzipped:
                 raise
             raise _reject(
@@ -314,7 +324,11 @@ def _check_delimiter(rows: list[list[str]], delimiter: str) -> None:
     for candidate in CANDIDATE_DELIMITERS:
         if candidate == delimiter:
             continue
-        counts = {len(next(csv.reader([line], delimiter=candidate))) for line in lines}
+        try:
+            counts = {len(next(csv.reader([line], delimiter=candidate))) for line in lines}
+        except csv.Error:
+            # A quoted field spanning lines (an unbalanced quote) does not re-split.
+            continue
         if len(counts) == 1 and counts.pop() > 1:
             raise _reject(
                 RejectionCode.WRONG_DELIMITER,
@@ -334,6 +348,10 @@ class ParquetTable(SourceTable):
                 RejectionCode.NOT_PARQUET, f"The file is not readable Parquet ({exc})."
             ) from None
         self.arrow_schema = self._file.schema_arrow
+        try:
+            self.arrow_schema.empty_table().to_pandas()
+        except _PANDAS_METADATA_ERRORS as exc:
+            raise _pandas_metadata_rejection(exc) from None
         self.header = list(self.arrow_schema.names)
         self.columns = list(dict.fromkeys(self.header))
 
@@ -346,6 +364,16 @@ class ParquetTable(SourceTable):
             raise _reject(
                 RejectionCode.NOT_PARQUET, f"The Parquet file cannot be read ({exc})."
             ) from None
+        except _PANDAS_METADATA_ERRORS as exc:
+            raise _pandas_metadata_rejection(exc) from None
+
+
+def _pandas_metadata_rejection(exc: Exception) -> DataValidationError:
+    return _reject(
+        RejectionCode.NOT_PARQUET,
+        f"The Parquet file's pandas metadata is corrupt ({type(exc).__name__}: {exc}).",
+        details={"metadata_key": "pandas"},
+    )
 
 
 class JsonLinesTable(SourceTable):
@@ -365,8 +393,19 @@ class JsonLinesTable(SourceTable):
         )
 
     def _first_object_keys(self) -> list[str]:
-        with _open_text(self.path, self.file_format.gzipped) as text:
-            line = next((line for line in text if line.strip()), "")
+        try:
+            with _open_text(self.path, self.file_format.gzipped) as text:
+                line = next((line for line in text if line.strip()), "")
+        except UnicodeDecodeError as exc:
+            raise _reject(
+                RejectionCode.NOT_UTF8, f"Line 1 is not UTF-8 text ({exc.reason})."
+            ) from None
+        except _GZIP_ERRORS as exc:
+            if not self.file_format.gzipped:
+                raise
+            raise _reject(
+                RejectionCode.NOT_GZIP, f"The gzip stream is corrupt or truncated ({exc})."
+            ) from None
         try:
             pairs = json.loads(line, object_pairs_hook=lambda items: items)
         except json.JSONDecodeError as exc:
@@ -398,8 +437,27 @@ class JsonLinesTable(SourceTable):
             raise _reject(
                 RejectionCode.MALFORMED_ROWS, f"A line is not a valid JSON object ({exc})."
             ) from None
+        except (AttributeError, TypeError):
+            # pandas fails this way on a line holding an array or a bare value.
+            raise _not_objects() from None
+        except _GZIP_ERRORS as exc:
+            if not self.file_format.gzipped:
+                raise
+            raise _reject(
+                RejectionCode.NOT_GZIP, f"The gzip stream is corrupt or truncated ({exc})."
+            ) from None
 
     def chunks(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
         wanted = columns if columns is not None else self.columns
         for frame in self._read():
+            # A chunk of arrays or bare values only gets positional (integer) column labels.
+            if not all(isinstance(name, str) for name in frame.columns):
+                raise _not_objects()
             yield frame.reindex(columns=wanted)
+
+
+def _not_objects() -> DataValidationError:
+    return _reject(
+        RejectionCode.NOT_JSON_LINES,
+        "A line holds a JSON array or a bare value; JSON Lines needs one object per line.",
+    )
