@@ -66,12 +66,13 @@ class _Numeric:
         n = len(present)
         if not n:
             return
-        mean = float(present.mean())
-        m2 = float(((present - mean) ** 2).sum())
         total = self.count + n
-        delta = mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += m2 + delta * delta * self.count * n / total
+        with np.errstate(over="ignore", invalid="ignore"):  # extreme values: see result()
+            mean = float(present.mean())
+            m2 = float(((present - mean) ** 2).sum())
+            delta = mean - self.mean
+            self.mean += delta * n / total
+            self.m2 += m2 + delta * delta * self.count * n / total
         self.count = total
         self.min = min(self.min, float(present.min()))
         self.max = max(self.max, float(present.max()))
@@ -81,9 +82,17 @@ class _Numeric:
             return NumericProfile(
                 count=0, nulls=self.nulls, min=None, max=None, mean=None, std=None
             )
-        std = math.sqrt(self.m2 / (self.count - 1)) if self.count > 1 else 0.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            std = math.sqrt(self.m2 / (self.count - 1)) if self.count > 1 else 0.0
+        # Values near the float64 limit overflow the moments: reported as unknown (null), so
+        # the manifest stays strict JSON (no Infinity/NaN).
         return NumericProfile(
-            count=self.count, nulls=self.nulls, min=self.min, max=self.max, mean=self.mean, std=std
+            count=self.count,
+            nulls=self.nulls,
+            min=self.min,
+            max=self.max,
+            mean=self.mean if math.isfinite(self.mean) else None,
+            std=std if math.isfinite(std) else None,
         )
 
 

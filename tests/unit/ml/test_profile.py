@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -81,3 +82,16 @@ def test_profiles_do_not_depend_on_the_chunk_size(values: list[float | None], ch
     if y.mean is not None:
         assert math.isclose(x.mean or 0.0, y.mean, rel_tol=1e-9, abs_tol=1e-6)
         assert math.isclose(x.std or 0.0, y.std or 0.0, rel_tol=1e-6, abs_tol=1e-6)
+
+
+
+def test_values_near_the_float_limit_give_unknown_moments_not_infinity() -> None:
+    frame = pd.DataFrame({"x": [1e307, 9e307, 1.7e308, -1.7e308, 5.0]})
+
+    x = profile_frame(frame, {"x": N})["x"]
+
+    assert isinstance(x, NumericProfile)
+    assert (x.count, x.min, x.max) == (5, -1.7e308, 1.7e308)
+    assert x.mean is None or math.isfinite(x.mean)
+    assert x.std is None
+    json.dumps(x.model_dump(), allow_nan=False)  # the manifest stays strict JSON
