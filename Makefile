@@ -32,7 +32,7 @@ venv: $(STAMP)  ## create .venv and install the pinned requirements (when missin
 demo: venv  ## the whole lifecycle on the local cloud (no AWS account, no Docker)
 	$(PY) -m infra.cli demo
 
-test: venv  ## every test: unit, integration (moto), infra (CDK + cdk-nag), e2e (local cloud)
+test: venv checks-venv  ## every test: unit, integration (moto), infra (CDK, cdk-nag, cfn-lint, checkov), e2e (local cloud)
 	$(PY) -m pytest
 
 test-fast: venv  ## unit and integration tests only
@@ -84,6 +84,15 @@ bench: venv .venv-evidently/.installed  ## every benchmark, each printing its fi
 	test -x .venv-evidently/bin/python || $(PYTHON) -m venv .venv-evidently
 	.venv-evidently/bin/python -m pip install --quiet --upgrade pip==26.3
 	.venv-evidently/bin/python -m pip install --quiet -r bench/requirements-evidently.txt
+	touch $@
+
+.PHONY: checks-venv
+checks-venv: .venv-checks/.installed  ## checkov in its own venv (its pins conflict with .venv), for the template checks
+
+.venv-checks/.installed: requirements-checks.txt
+	test -x .venv-checks/bin/python || $(PYTHON) -m venv .venv-checks
+	.venv-checks/bin/python -m pip install --quiet --upgrade pip==26.3
+	.venv-checks/bin/python -m pip install --quiet -r requirements-checks.txt
 	touch $@
 
 clean:  ## remove build output (keeps .venv)

@@ -1,0 +1,148 @@
+"""Static checks of the synthesized templates: cfn-lint (in the main venv) and checkov (in
+`.venv-checks`, built by `make checks-venv`: its pins conflict with the main venv's).
+
+`python -m infra.checks [cdk.out]` prints what both report for every stack in the assembly;
+tests/infra/test_template_checks.py asserts on the same results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.config import REPO_ROOT
+
+CHECKOV = REPO_ROOT / ".venv-checks" / "bin" / "checkov"
+CHECKOV_SKIPS = REPO_ROOT / "infra" / "checkov-skips.yaml"
+CFN_LINT = Path(sys.executable).parent / "cfn-lint"
+
+
+@dataclass(frozen=True)
+class Finding:
+    tool: str
+    rule: str
+    """cfn-lint rule (E3001, W3005, ...) or checkov check id (CKV_AWS_117, ...)."""
+    level: str
+    """cfn-lint: Error, Warning or Informational; checkov: failed."""
+    template: str
+    resource: str
+    message: str
+
+
+def stack_templates(assembly: Path) -> dict[str, Path]:
+    """Stack name -> template file of every CloudFormation stack in a cloud assembly."""
+    manifest = json.loads((assembly / "manifest.json").read_text())
+    return {
+        name: assembly / artifact["properties"]["templateFile"]
+        for name, artifact in manifest["artifacts"].items()
+        if artifact["type"] == "aws:cloudformation:stack"
+    }
+
+
+def cfn_lint(templates: list[Path]) -> list[Finding]:
+    result = subprocess.run(
+        [str(CFN_LINT), "--format", "json", "--", *map(str, templates)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    # Exit status is a bit mask of the levels found (2 errors, 4 warnings, 8 informational);
+    # 1 means cfn-lint itself failed.
+    if result.returncode & 1:
+        raise RuntimeError(f"cfn-lint failed: {result.stderr or result.stdout}")
+    return [
+        Finding(
+            tool="cfn-lint",
+            rule=match["Rule"]["Id"],
+            level=match["Level"],
+            template=Path(match["Filename"]).name,
+            resource="/".join(str(part) for part in match["Location"]["Path"][:2]),
+            message=match["Message"],
+        )
+        for match in json.loads(result.stdout or "[]")
+    ]
+
+
+def checkov(templates: list[Path]) -> list[Finding]:
+    """Every failed checkov check, unskipped: the skip list is applied by the caller, so a
+    skip that no longer matches a failure shows up as stale."""
+    if not CHECKOV.exists():
+        raise FileNotFoundError(f"{CHECKOV} is missing: run `make checks-venv`")
+    files = [arg for template in templates for arg in ("--file", str(template))]
+    # An empty working directory: no stray .checkov.yaml changes what runs.
+    with tempfile.TemporaryDirectory() as cwd:
+        result = subprocess.run(
+            [str(CHECKOV), *files, "--framework", "cloudformation", "--output", "json"]
+            + ["--quiet", "--compact", "--skip-download"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=cwd,
+        )
+    if result.returncode not in (0, 1):
+        raise RuntimeError(f"checkov failed ({result.returncode}): {result.stderr}")
+    reports: Any = json.loads(result.stdout)
+    findings = []
+    for report in reports if isinstance(reports, list) else [reports]:
+        for check in report.get("results", {}).get("failed_checks", []):
+            findings.append(
+                Finding(
+                    tool="checkov",
+                    rule=check["check_id"],
+                    level="failed",
+                    template=Path(check["file_path"]).name,
+                    resource=check["resource"],
+                    message=check["check_name"],
+                )
+            )
+    return findings
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A checkov check accepted with a written reason, on the resources whose logical ids
+    start with one of `resources` (every resource when empty)."""
+
+    reason: str
+    resources: tuple[str, ...] = ()
+
+    def covers(self, finding: Finding) -> bool:
+        logical_id = finding.resource.rsplit(".", 1)[-1]
+        return not self.resources or logical_id.startswith(self.resources)
+
+
+def checkov_skips() -> dict[str, Skip]:
+    """Check id -> why it is accepted (a reason, or a mapping of `reason` and `resources`)."""
+    skips = yaml.safe_load(CHECKOV_SKIPS.read_text()) or {}
+    return {
+        str(check): (
+            Skip(str(entry["reason"]).strip(), tuple(entry.get("resources", ())))
+            if isinstance(entry, dict)
+            else Skip(str(entry).strip())
+        )
+        for check, entry in skips.items()
+    }
+
+
+def main() -> None:
+    assembly = Path(sys.argv[1] if len(sys.argv) > 1 else REPO_ROOT / "cdk.out")
+    templates = list(stack_templates(assembly).values())
+    skips = checkov_skips()
+    for finding in cfn_lint(templates) + checkov(templates):
+        skip = skips.get(finding.rule)
+        covered = skip is not None and skip.covers(finding)
+        skipped = " (skipped: see infra/checkov-skips.yaml)" if covered else ""
+        print(
+            f"{finding.tool} {finding.level} {finding.rule} {finding.template} "
+            f"{finding.resource}: {finding.message}{skipped}"
+        )
+
+
+if __name__ == "__main__":
+    main()
