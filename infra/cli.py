@@ -13,6 +13,7 @@ from rich.table import Table
 
 from functions.common.config import ConfigError, load_config
 from infra.drift_cli import drift_app
+from infra.erasure_cli import erase_app
 from infra.local.cli import app as local_app
 from infra.registry_cli import models_app, runs_app
 
@@ -25,6 +26,7 @@ app.add_typer(local_app, name="local")
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.add_typer(drift_app, name="drift")
+app.add_typer(erase_app, name="erase")
 config_app = typer.Typer(help="The pipeline config (mlops.toml).", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 console = Console()

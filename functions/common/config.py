@@ -102,6 +102,14 @@ class DatasetConfig(_Section):
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
     chunk_rows: Annotated[int, Field(ge=1_000)] = 200_000
     """Rows read per chunk while ingesting; bounds the ingest function's memory."""
+    sensitive: dict[str, Literal["hash", "drop"]] = Field(default_factory=dict)
+    """Feature column -> `hash` | `drop`: prediction capture, the reference profile and the
+    drift check hold a `hash` column only as hashes (`functions.common.sensitive`) and a `drop`
+    column not at all. Predictions still use the real values; training uses the curated data."""
+    hash_salt: Annotated[str, Field(max_length=128)] = ""
+    """Keys the hash of `hash` columns (HMAC-SHA256); empty: plain SHA-256. Not a secret (it
+    is in this file and the functions' environment); changing it makes the hashed columns of
+    every served model unseen categories to the drift check until retrained."""
 
     @field_validator("features")
     @classmethod
@@ -118,6 +126,26 @@ class DatasetConfig(_Section):
     def _target_not_a_feature(self) -> DatasetConfig:
         if self.features and self.target in self.features:
             raise ValueError(f"target {self.target!r} must not also be listed in features")
+        return self
+
+    @model_validator(mode="after")
+    def _sensitive_are_features(self) -> DatasetConfig:
+        names = list(self.sensitive)
+        bad = [name for name in names if not re.match(_COLUMN, name)]
+        if bad:
+            raise ValueError(f"dataset.sensitive names must be lower_snake_case: {bad}")
+        if self.target in names:
+            raise ValueError(
+                f"dataset.sensitive names the target {self.target!r}; only features can be "
+                "hashed or dropped"
+            )
+        unknown = [
+            name for name in names if self.features is not None and name not in self.features
+        ]
+        if unknown:
+            raise ValueError(
+                f"dataset.sensitive names column(s) not in dataset.features: {unknown}"
+            )
         return self
 
 
@@ -229,10 +257,18 @@ class DriftConfig(_Section):
     """Dataset drift: at least this share of the features drifted (minor or worse) ..."""
     critical_features: list[str] = Field(default_factory=list)
     """... or any of these features drifted `major`."""
-    sensitive: dict[str, Literal["hash", "drop"]] = Field(default_factory=dict)
-    """Columns held as hashes (compared as categories of hashes) or left out of the check."""
     memory_mb: Annotated[int, Field(ge=512, le=10240)] = 2048
     timeout_seconds: Annotated[int, Field(ge=30, le=900)] = 900
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sensitive_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "sensitive" in data:
+            raise ValueError(
+                "drift.sensitive moved to [dataset] sensitive (capture stores those columns "
+                "hashed or not at all)"
+            )
+        return data
 
     @model_validator(mode="after")
     def _limits_ordered(self) -> DriftConfig:
@@ -293,6 +329,13 @@ class DataLakeConfig(_Section):
     noncurrent_version_retention_days: Annotated[int, Field(ge=1)] = 90
     """Noncurrent versions of derived data (curated, models, reports) expire after this;
     raw/ is exempt: raw data is removed only by an explicit erasure."""
+    capture_retention_days: Annotated[int, Field(ge=1)] = 90
+    """Captured predictions (capture/, capture-errors/) expire after this many days."""
+    feedback_retention_days: Annotated[int, Field(ge=1)] = 365
+    """Feedback labels (feedback/) expire after this many days."""
+    kms_key: bool = False
+    """One customer-managed KMS key (rotated yearly) for the data bucket, the registry table,
+    the capture stream and the functions' logs; false: AWS-owned / S3-managed keys."""
 
 
 class MlopsConfig(_Section):
@@ -319,17 +362,29 @@ class MlopsConfig(_Section):
 
     @model_validator(mode="after")
     def _drift_columns_are_features(self) -> MlopsConfig:
+        critical = self.drift.critical_features
         features = self.dataset.features
-        if features is not None:
-            for key, names in (
-                ("critical_features", self.drift.critical_features),
-                ("sensitive", list(self.drift.sensitive)),
-            ):
-                unknown = [name for name in names if name not in features]
-                if unknown:
-                    raise ValueError(
-                        f"drift.{key} names column(s) not in dataset.features: {unknown}"
-                    )
+        unknown = [name for name in critical if features is not None and name not in features]
+        if unknown:
+            raise ValueError(
+                f"drift.critical_features names column(s) not in dataset.features: {unknown}"
+            )
+        dropped = [name for name in critical if self.dataset.sensitive.get(name) == "drop"]
+        if dropped:
+            raise ValueError(
+                f"drift.critical_features names column(s) dataset.sensitive drops: {dropped}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _capture_kept_for_the_drift_check(self) -> MlopsConfig:
+        hours = self.drift.max_window_hours + self.drift.feedback_lookback_hours
+        if self.data_lake.capture_retention_days * 24 < hours:
+            raise ValueError(
+                f"data_lake.capture_retention_days {self.data_lake.capture_retention_days} "
+                f"expires capture the drift check still reads (drift.max_window_hours + "
+                f"feedback_lookback_hours = {hours} hours)"
+            )
         return self
 
     @property

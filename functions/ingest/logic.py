@@ -27,6 +27,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+from botocore.exceptions import ClientError
 
 from functions.common import aws
 from functions.common.config import DatasetConfig, deployed_config
@@ -99,6 +100,15 @@ def ingest_object(source: SourceObject) -> DatasetRef | IngestSkipped:
             message=f"{source.key} is a folder marker (key ends in '/'); nothing was ingested.",
             source=source,
         )
+    if _rewritten_by_erasure(source):
+        logger.info("Rewritten by an erasure: nothing to ingest", extra={"key": source.key})
+        return IngestSkipped(
+            reason="erasure_rewrite",
+            message=f"{source.key} is a copy rewritten by `mlops erase` (metadata "
+            f"{ERASURE_METADATA}); its data is already in the curated versions, minus the "
+            "erased rows.",
+            source=source,
+        )
     settings = stage_settings()
     # Built per call, not at import: the table comes from the environment, and the client must
     # be created after moto or the local cloud has started (see functions.common.aws).
@@ -117,6 +127,19 @@ def ingest_object(source: SourceObject) -> DatasetRef | IngestSkipped:
         key_prefix="ingest",
     )
     return DatasetRef.model_validate(ingest_once(source=source))
+
+
+ERASURE_METADATA = "erasure-id"
+"""Object metadata `mlops erase` sets on the raw objects it rewrites (S3 events omit it)."""
+
+
+def _rewritten_by_erasure(source: SourceObject) -> bool:
+    extra = {"VersionId": source.version_id} if source.version_id else {}
+    try:
+        head = ObjectStore().s3.head_object(Bucket=source.bucket, Key=source.key, **extra)
+    except ClientError:
+        return False  # ingestion itself reports a missing or unreadable object
+    return ERASURE_METADATA in (head.get("Metadata") or {})
 
 
 def _ingest_once(*, source: SourceObject) -> dict[str, Any]:

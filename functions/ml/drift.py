@@ -29,7 +29,6 @@ the false-positive rates, the reasons for each threshold and the streaming memor
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -93,7 +92,7 @@ class DriftThresholds:
 
     @classmethod
     def from_config(cls, cfg: DriftConfig) -> DriftThresholds:
-        """The thresholds of the `[drift]` config section (its `sensitive` map is passed to
+        """The thresholds of the `[drift]` config section (`[dataset] sensitive` is passed to
         `compare` / `DriftAccumulator` separately)."""
         return cls(
             min_rows=cfg.min_rows,
@@ -152,15 +151,6 @@ class DriftReport:
         return _json_safe(data)
 
 
-def hash_category(value: Any) -> str:
-    """The category a sensitive "hash" column is compared as (missing stays missing); the
-    reference profile of such a column must hold the frequencies of these hashes."""
-    text = category(value)
-    if text == MISSING_CATEGORY:
-        return MISSING_CATEGORY
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def compare(
     reference: Mapping[str, Any],
     current: Mapping[str, Column],
@@ -170,7 +160,10 @@ def compare(
     sensitive: Mapping[str, Sensitive] | None = None,
 ) -> DriftReport:
     """Drift of the live window `current` (column -> values; None/NaN = missing) against the
-    reference profile, per feature of the profile and for `predictions` (labels or values)."""
+    reference profile, per feature of the profile and for `predictions` (labels or values).
+    `sensitive` is `[dataset] sensitive`: a `hash` column's window and profile both hold
+    hashes already (`functions.common.sensitive.hash_value`, applied by capture and training)
+    and are compared as categories; a `drop` column is skipped."""
     accumulator = DriftAccumulator(reference, thresholds=thresholds, sensitive=sensitive)
     accumulator.add(current, predictions)
     return accumulator.report()
@@ -206,8 +199,10 @@ class DriftAccumulator:
             if name in self._skipped:
                 continue
             if profile.get("type") != "numeric":
-                self._windows[name] = _CategoricalWindow(profile, sensitive.get(name) == "hash")
+                self._windows[name] = _CategoricalWindow(profile)
             elif sensitive.get(name) == "hash":
+                # capture holds hashes; a numeric profile (trained before the column was
+                # marked sensitive) has nothing to compare them with
                 self._windows[name] = None
             else:
                 self._samples[name] = _finite_sample(samples.get(name))
@@ -218,7 +213,7 @@ class DriftAccumulator:
         if self._prediction_profile is not None and "class_shares" not in self._prediction_profile:
             self._prediction = _NumericWindow(self._prediction_profile["edges"], False)
         elif self._prediction_profile is not None:
-            self._prediction = _CategoricalWindow(self._prediction_profile, False)
+            self._prediction = _CategoricalWindow(self._prediction_profile)
         self._predictions_seen = False
 
     @property
@@ -517,9 +512,8 @@ class _CategoricalWindow:
     """Counts per category of one column (`""` = missing); distinct categories the profile does
     not list are counted one by one up to `MAX_UNSEEN_CATEGORIES`, then in `pooled`."""
 
-    def __init__(self, profile: Mapping[str, Any], hashed: bool) -> None:
+    def __init__(self, profile: Mapping[str, Any]) -> None:
         self.known = _reference_counts(profile).keys() | {MISSING_CATEGORY}
-        self.convert = hash_category if hashed else category
         self.counts: Counter[str] = Counter()
         self.unseen_kept = 0
         self.pooled = 0
@@ -527,7 +521,7 @@ class _CategoricalWindow:
     def add(self, values: Column) -> None:
         raw = Counter(values.tolist() if isinstance(values, np.ndarray) else values)
         for value, count in raw.items():
-            label = self.convert(value)
+            label = category(value)
             if label in self.counts or label in self.known:
                 self.counts[label] += count
             elif self.unseen_kept < MAX_UNSEEN_CATEGORIES:

@@ -56,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from functions.common.config import FeatureType, Task
+from functions.common.sensitive import hash_value
 from functions.ml.features import model_frame, target_array
 from functions.ml.onnx_input import MISSING_CATEGORY, Prediction
 
@@ -131,18 +132,22 @@ def sensitive_view(
     frame: pd.DataFrame,
     schema: Mapping[str, FeatureType],
     sensitive: Mapping[str, str],
+    salt: str = "",
 ) -> tuple[pd.DataFrame, dict[str, FeatureType]]:
-    """The training rows and schema as monitoring may see them (`[drift] sensitive`): a
+    """The training rows and schema as monitoring may see them (`[dataset] sensitive`): a
     `drop` column is left out, a `hash` column becomes the categorical of its values' hashes
-    (`functions.ml.drift.hash_category`, missing stays missing). The profile (its row sample
-    included) then holds no raw value of either."""
-    from functions.ml.drift import hash_category
-
+    (`functions.common.sensitive.hash_value` of each value as the model sees it, exactly what
+    capture stores; missing stays missing). The profile (its row sample included) then holds
+    no raw value of either."""
     view = frame.drop(columns=[c for c, mode in sensitive.items() if mode == "drop" and c in frame])
     types = {name: kind for name, kind in schema.items() if sensitive.get(name) != "drop"}
-    for name, mode in sensitive.items():
-        if mode == "hash" and name in view:
-            view[name] = view[name].map(hash_category, na_action="ignore")
+    hashed = {
+        name: schema[name] for name, mode in sensitive.items() if mode == "hash" and name in schema
+    }
+    if hashed:
+        seen = model_frame(view, hashed)
+        for name in hashed:
+            view[name] = seen[name].map(lambda value: hash_value(value, salt))
             types[name] = FeatureType.CATEGORICAL
     return view, types
 

@@ -269,7 +269,7 @@ def _open_version(svc: MonitorService, version: int) -> _VersionWindow:
     accumulator = DriftAccumulator(
         profile,
         thresholds=DriftThresholds.from_config(svc.config.drift),
-        sensitive=svc.config.drift.sensitive,
+        sensitive=svc.config.dataset.sensitive,
     )
     group = _VersionWindow(version, accumulator)
     group.buffer = {name: [] for name in profile["features"]}
@@ -367,6 +367,15 @@ def _retrain(
     decision["requested"] = True
     decision["via"] = "pipeline"
     rows = _training_rows(svc, joined) if drift.retrain_with_feedback else []
+    if rows and dataset.sensitive:
+        # Captured features hold hashes or nothing of these columns, and a drop without a
+        # contract column is quarantined: the rows would not retrain anything.
+        decision["note"] = (
+            f"{len(rows)} labelled row(s) not used: capture holds no raw value of the "
+            f"sensitive column(s) {', '.join(sorted(dataset.sensitive))}; retraining on the "
+            "curated data only"
+        )
+        rows = []
     decision["feedback_rows"] = len(rows)
     if len(rows) >= dataset.min_rows:
         # The labelled rows become a drop: ingested, validated and versioned like any data,
@@ -384,14 +393,13 @@ def _retrain(
 
 
 def _training_rows(svc: MonitorService, joined: Iterable[_Joined]) -> list[dict[str, Any]]:
-    target = svc.config.dataset.target
+    target, sensitive = svc.config.dataset.target, svc.config.dataset.sensitive
     rows = []
     for item in joined:
         features = item.features or item.feedback.features
         if features:
-            rows.append(
-                {**{k: v for k, v in features.items() if k != target}, target: item.feedback.label}
-            )
+            kept = {k: v for k, v in features.items() if k != target and k not in sensitive}
+            rows.append({**kept, target: item.feedback.label})
     return rows
 
 

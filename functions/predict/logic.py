@@ -24,6 +24,7 @@ from functions.common.capture import CaptureStream
 from functions.common.config import ServingConfig, deployed_config
 from functions.common.model_registry import ModelRegistry
 from functions.common.observability import logger, metrics
+from functions.common.sensitive import SensitiveColumns
 from functions.common.storage import ObjectStore
 from functions.ml.onnx_input import Prediction, predict_columns
 from functions.predict.feedback import FeedbackStore
@@ -73,12 +74,14 @@ class Service:
         capture: CaptureStream | None,
         feedback: FeedbackStore,
         sample: random.Random | None = None,
+        sensitive: SensitiveColumns | None = None,
     ) -> None:
         self.settings = settings
         self.serving = serving
         self.store = store
         self.capture = capture
         self.feedback = feedback
+        self.sensitive = sensitive or SensitiveColumns()
         self._random = sample or random.Random()
 
     def should_capture(self) -> bool:
@@ -110,6 +113,7 @@ def service() -> Service:
         store=store,
         capture=capture,
         feedback=FeedbackStore(bucket, objects),
+        sensitive=SensitiveColumns(config.dataset.sensitive, config.dataset.hash_salt),
     )
 
 
@@ -305,7 +309,8 @@ def capture(
     request_id: str,
 ) -> None:
     """Send one JSON line per row to the capture stream, for a sample of requests. A failure
-    is logged and counted (`CaptureFailures`), never raised: the prediction stands."""
+    is logged and counted (`CaptureFailures`), never raised: the prediction stands. Sensitive
+    columns (`[dataset] sensitive`) are stored hashed or not at all."""
     if not svc.should_capture():
         return
     assert svc.capture is not None
@@ -323,7 +328,7 @@ def capture(
                 "timestamp": timestamp,
                 "model_name": model.name,
                 "model_version": model.version,
-                "features": batch.row(row),
+                "features": svc.sensitive.stored(batch.row(row)),
                 "prediction": labels[row],
                 "probabilities": probabilities[row] if probabilities is not None else None,
             },

@@ -174,7 +174,10 @@ def fit_candidate(
     )
     lap = stopwatch.lap("parity", lap)
     predictions = model.predict(split.test)
-    monitored, monitored_schema = sensitive_view(split.train, schema, config.drift.sensitive)
+    dataset = config.dataset
+    monitored, monitored_schema = sensitive_view(
+        split.train, schema, dataset.sensitive, dataset.hash_salt
+    )
     profile = reference_profile(
         monitored,
         schema=monitored_schema,

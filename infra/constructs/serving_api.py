@@ -26,6 +26,7 @@ from infra.constructs.data_lake import (
     FEEDBACK_PREFIX,
     MODELS_PREFIX,
     DataLake,
+    data_key,
 )
 from infra.constructs.registry import Registry
 from infra.constructs.stage_function import (
@@ -264,6 +265,7 @@ class ServingApi(Construct):
         # The Cfn resource rather than the DeliveryStream L2: the L2's S3 destination grants
         # read-write (with delete) on the whole bucket; this role writes only its prefixes.
         deploy = self._deploy
+        key = data_key(self, deploy)
         role = iam.Role(
             self,
             "CaptureRole",
@@ -293,7 +295,8 @@ class ServingApi(Construct):
             "CaptureStream",
             delivery_stream_type="DirectPut",
             delivery_stream_encryption_configuration_input=firehose.CfnDeliveryStream.DeliveryStreamEncryptionConfigurationInputProperty(
-                key_type="AWS_OWNED_CMK"
+                key_type="CUSTOMER_MANAGED_CMK" if key else "AWS_OWNED_CMK",
+                key_arn=key.key_arn if key else None,
             ),
             extended_s3_destination_configuration=firehose.CfnDeliveryStream.ExtendedS3DestinationConfigurationProperty(
                 bucket_arn=data_lake.bucket.bucket_arn,
@@ -304,6 +307,13 @@ class ServingApi(Construct):
                     interval_in_seconds=60, size_in_m_bs=5
                 ),
                 compression_format="UNCOMPRESSED",
+                encryption_configuration=firehose.CfnDeliveryStream.EncryptionConfigurationProperty(
+                    kms_encryption_config=firehose.CfnDeliveryStream.KMSEncryptionConfigProperty(
+                        awskms_key_arn=key.key_arn
+                    )
+                )
+                if key
+                else None,
                 cloud_watch_logging_options=firehose.CfnDeliveryStream.CloudWatchLoggingOptionsProperty(
                     enabled=True,
                     log_group_name=log_group.log_group_name,

@@ -15,7 +15,7 @@ from constructs import Construct
 
 from functions.common.config import CONFIG_JSON_ENV
 from infra.config import REPO_ROOT, DeployConfig
-from infra.constructs.data_lake import DataLake
+from infra.constructs.data_lake import DataLake, data_key
 from infra.constructs.registry import Registry
 from infra.nag import acknowledge
 
@@ -79,6 +79,7 @@ class _LifecycleFunction(Construct):
             self,
             "Logs",
             retention=retention(deploy.stage_config.log_retention_days),
+            encryption_key=data_key(self, deploy),
             removal_policy=deploy.removal_policy,
         )
         self.role = iam.Role(

@@ -175,6 +175,27 @@ def test_a_folder_marker_ingests_nothing(cloud: Cloud, drop: Drop) -> None:
     assert cloud.items() == []
 
 
+def test_a_raw_object_rewritten_by_an_erasure_is_not_ingested_again(
+    cloud: Cloud, drop: Drop
+) -> None:
+    event = drop("raw/churn/2024-02.csv", encode(churn_frame(300, seed=23)))
+    version = event["detail"]["object"]["version-id"]
+    # `mlops erase` rewrites the object in place and marks the new version.
+    body = cloud.body("raw/churn/2024-02.csv", version)
+    put = cloud.s3.put_object(
+        Bucket=cloud.bucket,
+        Key="raw/churn/2024-02.csv",
+        Body=body,
+        Metadata={"erasure-id": "20261127T000000Z-abcdef"},
+    )
+    event["detail"]["object"]["version-id"] = put["VersionId"]
+
+    result = invoke(event)
+
+    assert result["ingested"] is False and result["reason"] == "erasure_rewrite"
+    assert cloud.keys("curated/") == cloud.keys("quarantine/") == []
+
+
 def test_the_same_event_twice_is_ingested_once(
     cloud: Cloud, drop: Drop, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -170,8 +170,7 @@ def test_grid_search_is_kept_small(tmp_path: Path) -> None:
         ("psi = [0.3, 0.1]", "drift.psi: minor 0.3 must not exceed major 0.1"),
         ("min_rows = 5000", "must not exceed large_window"),
         ('critical_features = ["price"]', "drift.critical_features names column(s) not in"),
-        ('sensitive = { email = "encrypt" }', "drift.sensitive.email"),
-        ('sensitive = { email = "hash" }', "drift.sensitive names column(s) not in"),
+        ('sensitive = { units = "hash" }', "drift.sensitive moved to [dataset] sensitive"),
     ],
 )
 def test_bad_drift_settings_name_the_key(tmp_path: Path, drift: str, problem: str) -> None:
@@ -185,14 +184,57 @@ def test_drift_settings_load_with_their_thresholds(tmp_path: Path) -> None:
     text = MINIMAL + (
         '\n[dataset.features]\nunits = "numeric"\nstore = "categorical"\n\n[drift]\n'
         'schedule = "cron(0 6 * * ? *)"\nauto_retrain = true\nwindow_hours = 24\n'
-        'js = [0.05, 0.15]\ncritical_features = ["units"]\nsensitive = { store = "hash" }\n'
+        'js = [0.05, 0.15]\ncritical_features = ["units"]\n'
         'retrain_schedule = "rate(7 days)"\n'
     )
     drift = load_config(_write(tmp_path, text)).drift
     assert drift.schedule == "cron(0 6 * * ? *)" and drift.auto_retrain is True
     assert drift.js == (0.05, 0.15) and drift.window_hours == 24
-    assert drift.critical_features == ["units"] and drift.sensitive == {"store": "hash"}
+    assert drift.critical_features == ["units"]
     assert drift.retrain_schedule == "rate(7 days)"
+
+
+@pytest.mark.parametrize(
+    ("sensitive", "problem"),
+    [
+        ('email = "encrypt"', "dataset.sensitive.email"),
+        ('email = "hash"', "dataset.sensitive names column(s) not in dataset.features: ['email']"),
+        ('amount = "drop"', "dataset.sensitive names the target 'amount'"),
+    ],
+)
+def test_sensitive_columns_must_be_features(tmp_path: Path, sensitive: str, problem: str) -> None:
+    text = MINIMAL + '\n[dataset.features]\nunits = "numeric"\n\n[dataset.sensitive]\n' + sensitive
+    with pytest.raises(ConfigError) as error:
+        load_config(_write(tmp_path, text + "\n"))
+    assert problem in str(error.value)
+
+
+def test_sensitive_columns_and_salt_load_and_a_dropped_column_is_not_critical(
+    tmp_path: Path,
+) -> None:
+    text = MINIMAL + (
+        'hash_salt = "s3cret"\n\n[dataset.features]\nunits = "numeric"\nstore = "categorical"\n'
+        '\n[dataset.sensitive]\nstore = "hash"\nunits = "drop"\n'
+    )
+    dataset = load_config(_write(tmp_path, text)).dataset
+    assert dataset.sensitive == {"store": "hash", "units": "drop"}
+    assert dataset.hash_salt == "s3cret"
+    with pytest.raises(ConfigError, match="critical_features names column.s. dataset.sensitive"):
+        load_config(_write(tmp_path, text + '\n[drift]\ncritical_features = ["units"]\n'))
+
+
+def test_data_protection_settings_default_and_load(tmp_path: Path) -> None:
+    lake = load_config(_write(tmp_path, MINIMAL)).data_lake
+    assert (lake.kms_key, lake.capture_retention_days, lake.feedback_retention_days) == (
+        False,
+        90,
+        365,
+    )
+    text = MINIMAL + "\n[data_lake]\nkms_key = true\ncapture_retention_days = 30\n"
+    lake = load_config(_write(tmp_path, text)).data_lake
+    assert lake.kms_key is True and lake.capture_retention_days == 30
+    with pytest.raises(ConfigError, match="capture_retention_days 7 expires capture"):
+        load_config(_write(tmp_path, MINIMAL + "\n[data_lake]\ncapture_retention_days = 7\n"))
 
 
 def test_a_stage_overrides_sections_for_its_stack_only(tmp_path: Path) -> None:
@@ -225,6 +267,6 @@ def test_a_bad_stage_override_names_the_stage_section_and_key(tmp_path: Path) ->
 
 
 def test_an_override_of_an_unknown_section_is_refused(tmp_path: Path) -> None:
-    text = MINIMAL + "\n[stages.prod]\n\n[stages.prod.dataset]\ntarget = \"other\"\n"
+    text = MINIMAL + '\n[stages.prod]\n\n[stages.prod.dataset]\ntarget = "other"\n'
     with pytest.raises(ConfigError, match="stages.prod.dataset"):
         load_config(_write(tmp_path, text))

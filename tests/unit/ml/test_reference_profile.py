@@ -173,13 +173,14 @@ def test_any_numeric_column_profiles_consistently(values: list[float], bins: int
 
 
 def test_sensitive_columns_reach_the_profile_only_as_hashes_or_not_at_all() -> None:
-    from functions.ml.drift import compare, hash_category
+    from functions.common.sensitive import SensitiveColumns, hash_value
+    from functions.ml.drift import compare
+    from functions.ml.features import model_frame
     from functions.ml.reference_profile import sensitive_view
 
+    modes = {"region": "hash", "age": "hash", "contract": "drop"}
     train = churn_frame(400, seed=3)
-    view, schema = sensitive_view(
-        train, SCHEMA, {"region": "hash", "age": "hash", "contract": "drop"}
-    )
+    view, schema = sensitive_view(train, SCHEMA, modes, "salt")
     profile = reference_profile(
         view,
         schema=schema,
@@ -199,14 +200,22 @@ def test_sensitive_columns_reach_the_profile_only_as_hashes_or_not_at_all() -> N
     text = json.dumps(profile)
     for raw in train["region"].dropna().unique():
         assert f'"{raw}"' not in text
-        assert hash_category(raw) in profile["features"]["region"]["counts"]
-    # Raw live values, hashed by the engine, match the profile: no drift on the same data.
+        assert hash_value(raw, "salt") in profile["features"]["region"]["counts"]
+    # Live rows as capture stores them (values as the model saw them, then hashed with the
+    # same salt; the dropped column absent) match the profile: no drift on the same data.
     window = churn_frame(400, seed=4)
+    seen = model_frame(window, SCHEMA).astype(object).to_dict("records")
+    stored = [SensitiveColumns(modes, "salt").stored(row) for row in seen]
+    assert "contract" not in stored[0] and stored[0]["region"] != seen[0]["region"]
     report = compare(
         profile,
-        {name: window[name].tolist() for name in ("region", "age", "support_calls")},
-        sensitive={"region": "hash", "age": "hash", "contract": "drop"},
+        {name: [row[name] for row in stored] for name in ("region", "age", "support_calls")},
+        sensitive=modes,
     )
     assert report.features["region"].severity == "none"
     assert report.features["region"].statistics["unseen"] == 0
+    # a numeric column hashed as the model saw it (42.0, not 42): only ages absent from
+    # the 400 training rows are unseen
+    assert report.features["age"].severity == "none"
+    assert report.features["age"].statistics["unseen"] < 0.05 * len(stored)
     assert "contract" not in report.features

@@ -1,0 +1,86 @@
+"""Sensitive columns (`[dataset] sensitive`) in prediction capture: the record Firehose
+delivers holds a `hash` column only as its hash and no `drop` column at all, while the
+prediction is the one the real values give."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from functions.common.config import load_config
+from functions.common.sensitive import hash_value
+from tests.integration.predict.conftest import REPO, Api, Trained, publish
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Cloud
+
+SALT = "churn-capture"
+
+
+def _captured(cloud: Cloud, request_id: str) -> tuple[list[dict[str, Any]], bytes]:
+    bodies = b"".join(cloud.body(key) for key in cloud.keys("capture/"))
+    lines = [json.loads(line) for line in bodies.splitlines() if line]
+    return [line for line in lines if line["request_id"] == request_id], bodies
+
+
+def _use_sensitive_config(monkeypatch: pytest.MonkeyPatch, api: Api) -> None:
+    config = load_config(REPO / "mlops.toml")
+    dataset = config.dataset.model_copy(
+        update={"sensitive": {"region": "hash", "contract": "drop"}, "hash_salt": SALT}
+    )
+    monkeypatch.setenv(
+        "MLOPS_CONFIG_JSON", config.model_copy(update={"dataset": dataset}).to_json()
+    )
+    api.reset()
+
+
+@pytest.mark.parametrize("route", ["v1", "v2"])
+def test_capture_holds_hashes_not_values_and_no_dropped_column(
+    capture_stream: str,
+    api: Api,
+    cloud: Cloud,
+    models: dict[int, Trained],
+    monkeypatch: pytest.MonkeyPatch,
+    route: str,
+) -> None:
+    publish(cloud, models[1])
+    rows = [row for row in models[1].rows if row["region"] and row["contract"]][:4]
+
+    def predict() -> tuple[str, Any]:
+        if route == "v1":
+            status, body = api.call("POST", "/v1/predict", {"instances": rows})
+            assert status == 200, body
+            return body["request_id"], (body["predictions"], body["probabilities"])
+        inputs = [
+            {
+                "name": name,
+                "shape": [len(rows), 1],
+                "datatype": "BYTES" if isinstance(rows[0][name], str) else "FP32",
+                "data": [row[name] for row in rows],
+            }
+            for name in rows[0]
+        ]
+        status, body = api.call("POST", "/v2/models/churn/infer", {"inputs": inputs})
+        assert status == 200, body
+        return body["id"], body["outputs"]
+
+    _, plain = predict()
+    _use_sensitive_config(monkeypatch, api)
+    request_id, sensitive = predict()
+
+    assert sensitive == plain, "the prediction uses the real values"
+    records, delivered = _captured(cloud, request_id)
+    assert [record["row"] for record in records] == list(range(len(rows)))
+    for record, row in zip(records, rows, strict=True):
+        features = record["features"]
+        assert "contract" not in features
+        assert features["region"] == hash_value(row["region"], SALT)
+        assert features["region"] != hash_value(row["region"])  # keyed with the salt
+        unchanged = {k: v for k, v in row.items() if k not in ("region", "contract")}
+        assert {k: features[k] for k in unchanged} == unchanged
+    mine = b"".join(line for line in delivered.splitlines() if request_id.encode() in line)
+    for row in rows:
+        assert f'"{row["region"]}"'.encode() not in mine
+        assert f'"{row["contract"]}"'.encode() not in mine
