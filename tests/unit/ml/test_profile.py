@@ -84,7 +84,6 @@ def test_profiles_do_not_depend_on_the_chunk_size(values: list[float | None], ch
         assert math.isclose(x.std or 0.0, y.std or 0.0, rel_tol=1e-6, abs_tol=1e-6)
 
 
-
 def test_values_near_the_float_limit_give_unknown_moments_not_infinity() -> None:
     frame = pd.DataFrame({"x": [1e307, 9e307, 1.7e308, -1.7e308, 5.0]})
 
