@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 
 from functions.common import aws
@@ -29,6 +30,11 @@ def _translated(operation: str, bucket: str, key: str) -> Iterator[None]:
         if code in _NOT_FOUND:
             raise ObjectNotFoundError(f"{operation} {where}: object not found ({code})") from exc
         raise StorageError(f"{operation} {where} failed: {code}: {exc}") from exc
+    except S3UploadFailedError as exc:
+        # upload_file reports a failed PutObject or UploadPart as this, not as the ClientError.
+        error = exc.__context__
+        code = error.response["Error"]["Code"] if isinstance(error, ClientError) else "Unknown"
+        raise StorageError(f"{operation} s3://{bucket}/{key} failed: {code}: {exc}") from exc
 
 
 class ObjectStore:

@@ -46,6 +46,9 @@ IDEMPOTENCY_IN_PROGRESS = "IdempotencyAlreadyInProgressError"
 # Raised by the adapters when an AWS call failed after boto3's own retries: nothing was
 # committed (manifests, registry items and aliases are written last), so a rerun is safe.
 TRANSIENT_ERRORS = ["StorageError", "RegistryError"]
+# Lambda refusing an invocation for want of concurrency (a burst of drops): as safe to retry as
+# the service exceptions `retry_on_service_exceptions` covers, and not among them.
+LAMBDA_THROTTLED = "Lambda.TooManyRequestsException"
 
 
 class Pipeline(Construct):
@@ -122,6 +125,9 @@ class Pipeline(Construct):
             result_path=result_path,
             task_timeout=sfn.Timeout.duration(Duration.seconds(seconds)),
             comment=comment,
+        )
+        task.add_retry(
+            errors=[LAMBDA_THROTTLED], interval=Duration.seconds(2), backoff_rate=2, max_attempts=6
         )
         task.add_retry(
             errors=TRANSIENT_ERRORS, interval=Duration.seconds(10), backoff_rate=2, max_attempts=3

@@ -1,0 +1,314 @@
+"""Faults at the AWS call boundary, to prove the pipeline's retries on the local cloud.
+
+`inject("s3.PutObject", "SlowDown", times=5, match="curated/churn/")` makes the next five
+matching AWS calls of this process fail as the service fails them: an HTTP error response in
+the service's protocol, which botocore parses into a `ClientError` and retries under the
+caller's own retry policy, as it would a real one. No handler code is touched. The hook wraps
+moto's botocore stubber, a `before-send` handler of every boto3 session in the process, so it
+sees the functions' calls (their shared session), the Step Functions interpreter's Lambda
+invocations and the tests' own calls alike.
+
+A fault can also add latency (`delay=`), run something first (`before=`: another writer wins
+a race at exactly this call), with or without an error, or let the call reach the
+service and lose its response (`response_lost=True`: the write happened, the caller sees the
+error). `shorter_retry_waits` shortens the waits between attempts
+(Step Functions Retry, botocore's backoff) for a test; what is retried, and how often, is
+unchanged.
+
+Installing the hook also names a Lambda API error of a task whose Resource is a function ARN
+as Step Functions does (`Lambda.ServiceException`, `Lambda.TooManyRequestsException`):
+moto's interpreter names them all `Exception`, so no Retry on Lambda service errors could
+match.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+_PROTOCOLS = {
+    "s3": "rest-xml",
+    "sns": "query",
+    "dynamodb": "json",
+    "events": "json",
+    "firehose": "json",
+    "states": "json",
+    "sqs": "json",
+    "lambda": "rest-json",
+}
+_STATUS = {
+    "ThrottlingException": 400,
+    "ProvisionedThroughputExceededException": 400,
+    "RequestLimitExceeded": 400,
+    "SlowDown": 503,
+    "ServiceUnavailable": 503,
+    "TooManyRequestsException": 429,
+}
+
+
+@dataclass
+class Fault:
+    """One injected fault; `failed` counts the calls it made fail (or delayed)."""
+
+    operation: str
+    """`service.Operation` as botocore names them: `s3.PutObject`, `dynamodb.PutItem`,
+    `lambda.Invoke`."""
+    code: str | None
+    times: int | None
+    """How many matching calls fail; None: every one until removed."""
+    match: re.Pattern[str] | None
+    delay: float
+    response_lost: bool
+    message: str
+    status: int
+    before: Callable[[], None] | None = None
+    """Run when the fault takes a call, before it fails or goes on: something else that
+    happens in the meantime (another writer winning a race)."""
+    failed: int = 0
+    _registry: _Faults | None = field(default=None, repr=False)
+
+    def remove(self) -> None:
+        if self._registry is not None:
+            self._registry.remove(self)
+
+    def __enter__(self) -> Fault:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.remove()
+
+    def matches(self, operation: str, request: Any) -> bool:
+        if operation != self.operation or (self.times is not None and self.failed >= self.times):
+            return False
+        return self.match is None or bool(self.match.search(_describe(request)))
+
+    def respond(self, call: Callable[[], Any], request: Any) -> Any:
+        if self.before is not None:
+            self.before()
+        if self.delay:
+            time.sleep(self.delay)
+        if self.code is None:
+            return None  # no error: the call goes on
+        if self.response_lost and call() is None:
+            # Server mode: moto's stubber passed the call on; send it to the server ourselves.
+            from botocore.httpsession import URLLib3Session
+
+            URLLib3Session().send(request)
+        return _error_response(self, request)
+
+
+class _Faults:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+
+    def add(self, fault: Fault) -> Fault:
+        with self._lock:
+            fault._registry = self
+            self._faults.append(fault)
+        return fault
+
+    def remove(self, fault: Fault) -> None:
+        with self._lock:
+            if fault in self._faults:
+                self._faults.remove(fault)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def claim(self, operation: str, request: Any) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(operation, request):
+                    fault.failed += 1
+                    return fault
+        return None
+
+
+FAULTS = _Faults()
+_install_lock = threading.Lock()
+
+
+def inject(
+    operation: str,
+    code: str | None = None,
+    *,
+    times: int | None = None,
+    match: str | None = None,
+    delay: float = 0.0,
+    response_lost: bool = False,
+    message: str | None = None,
+    status: int | None = None,
+    before: Callable[[], None] | None = None,
+) -> Fault:
+    """Make matching calls fail with AWS error `code` (None: they go on, after `delay` and
+    `before`).
+    `match` is a regular expression searched in the request's URL and text body (an S3 key,
+    a DynamoDB item key, a function name). Use the result as a context manager, or call
+    `remove()`, to heal the fault."""
+    service = operation.partition(".")[0]
+    if code is not None and service not in _PROTOCOLS:
+        raise ValueError(f"no error format for service {service!r}: one of {sorted(_PROTOCOLS)}")
+    if code is None and not delay and before is None:
+        raise ValueError("a fault needs an error code, a delay or a `before` action")
+    install()
+    return FAULTS.add(
+        Fault(
+            operation=operation,
+            code=code,
+            times=times,
+            match=re.compile(match) if match else None,
+            delay=delay,
+            response_lost=response_lost,
+            message=message or f"{code} (injected by the local cloud)",
+            status=status or _STATUS.get(code or "", 500),
+            before=before,
+        )
+    )
+
+
+def clear() -> None:
+    """Remove every fault."""
+    FAULTS.clear()
+
+
+@contextmanager
+def shorter_retry_waits(scale: float) -> Iterator[None]:
+    """While open, the waits between attempts last `scale` times as long: Step Functions Retry
+    waits (IntervalSeconds x BackoffRate^n) and botocore's backoff between retries of a call.
+    What is retried, and how often, does not change."""
+    from botocore.retries.standard import ExponentialBackoff
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    saved_clock, saved_delay = retrier_decl.time, ExponentialBackoff.delay_amount
+
+    def delay_amount(self: Any, context: Any) -> float:
+        return float(saved_delay(self, context)) * scale
+
+    retrier_decl.time = _ScaledClock(scale)  # type: ignore[assignment]
+    ExponentialBackoff.delay_amount = delay_amount  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        retrier_decl.time = saved_clock
+        ExponentialBackoff.delay_amount = saved_delay  # type: ignore[method-assign]
+
+
+class _ScaledClock:
+    def __init__(self, scale: float) -> None:
+        self._scale = scale
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds * self._scale)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def install() -> None:
+    """Wrap moto's botocore stubber and name Lambda API errors as Step Functions does
+    (idempotent)."""
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    with _install_lock:
+        if getattr(BotocoreStubber.__call__, "_mlops_faults", False):
+            return
+        original = BotocoreStubber.__call__
+
+        def __call__(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
+            operation = ".".join(event_name.split(".")[1:3])
+            fault = FAULTS.claim(operation, request)
+            forward = lambda: original(self, event_name, request, **kwargs)  # noqa: E731
+            if fault is None:
+                return forward()
+            response = fault.respond(forward, request)
+            return forward() if response is None else response
+
+        __call__._mlops_faults = True  # type: ignore[attr-defined]
+        BotocoreStubber.__call__ = __call__  # type: ignore[method-assign]
+        _name_lambda_api_errors()
+
+
+def _name_lambda_api_errors() -> None:
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.api import (
+        HistoryEventType,
+        LambdaFunctionFailedEventDetails,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
+        CustomErrorName,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import (
+        StateTaskLambda,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = StateTaskLambda._from_error
+
+    def _from_error(self: Any, env: Any, ex: Exception) -> Any:
+        if not isinstance(ex, ClientError):
+            return original(self, env, ex)
+        error = f"Lambda.{ex.response['Error']['Code']}"
+        cause = str(ex.response["Error"].get("Message", ""))
+        return FailureEvent(
+            env=env,
+            error_name=CustomErrorName(error),
+            event_type=HistoryEventType.LambdaFunctionFailed,
+            event_details=EventDetails(  # type: ignore[typeddict-item]
+                lambdaFunctionFailedEventDetails=LambdaFunctionFailedEventDetails(
+                    error=error, cause=cause
+                )
+            ),
+        )
+
+    StateTaskLambda._from_error = _from_error  # type: ignore[method-assign]
+
+
+def _describe(request: Any) -> str:
+    body = request.body
+    if isinstance(body, bytes) and len(body) < 1_000_000:
+        body = body.decode("utf-8", errors="replace")
+    return f"{request.method} {request.url}\n{body if isinstance(body, str) else ''}"
+
+
+def _error_response(fault: Fault, request: Any) -> Any:
+    from botocore.awsrequest import AWSResponse
+    from moto.core.botocore_stubber import MockRawResponse
+
+    code, message = str(fault.code), fault.message
+    protocol = _PROTOCOLS[fault.operation.partition(".")[0]]
+    headers = {"x-amzn-RequestId": "injected-fault", "x-amz-request-id": "injected-fault"}
+    if protocol == "rest-xml":
+        headers["Content-Type"] = "application/xml"
+        body = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    elif protocol == "query":
+        headers["Content-Type"] = "text/xml"
+        body = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
+            f"<Message>{message}</Message></Error></ErrorResponse>"
+        )
+    elif protocol == "json":
+        headers["Content-Type"] = "application/x-amz-json-1.0"
+        body = json.dumps({"__type": code, "message": message})
+    else:
+        headers["Content-Type"] = "application/json"
+        headers["x-amzn-ErrorType"] = code
+        body = json.dumps({"Type": "Service", "message": message})
+    raw = MockRawResponse(body)
+    return AWSResponse(request.url, fault.status, headers, raw)  # type: ignore[arg-type]
