@@ -160,7 +160,17 @@ def parse_json(body: str | None, *, base64_encoded: bool, max_bytes: int) -> Any
 
 def _stdlib_json(raw: bytes | str) -> Any:
     try:
-        return json.loads(raw)
+        document = json.loads(raw)
+        # `\ud800` and its kind (an unpaired surrogate) parse, but are no character: no answer,
+        # log or capture of them could be encoded.
+        json.dumps(document, ensure_ascii=False).encode()
+        return document
+    except UnicodeEncodeError:
+        raise RequestError(
+            400,
+            "malformed_json",
+            "the body is not valid JSON: a string has an unpaired surrogate (\\ud800-\\udfff)",
+        ) from None
     except json.JSONDecodeError as error:
         raise RequestError(
             400,
@@ -496,19 +506,21 @@ def infer_batch(
         name, data = _tensor(tensor, index, by_name, max_rows)
         if name in tensors:
             raise _unprocessable(
-                "duplicate_input", f"input {name!r} is given twice", f"inputs[{index}].name"
+                "duplicate_input",
+                f"inputs[{index}].name {name!r} is given twice",
+                f"inputs[{index}].name",
             )
         tensors[name] = (index, data)
     missing = [spec.name for spec in specs if spec.name not in tensors]
     if missing:
         raise _unprocessable(
-            "missing_feature", f"no input tensor for feature {missing[0]!r}", "inputs"
+            "missing_feature", f"'inputs' has no tensor for feature {missing[0]!r}", "inputs"
         )
     lengths = {len(data) for _, data in tensors.values()}
     if len(lengths) > 1:
         raise _unprocessable(
             "shape_mismatch",
-            f"input tensors have different row counts: {sorted(lengths)}; all need the same",
+            f"'inputs' tensors have different row counts: {sorted(lengths)}; all need the same",
             "inputs",
         )
     columns: dict[str, Any] = {}
@@ -546,7 +558,7 @@ def _tensor(
         )
     spec = by_name[name]
     allowed = {V2_BYTES} if spec.categorical else V2_NUMERIC_TYPES
-    if datatype not in allowed:
+    if not isinstance(datatype, str) or datatype not in allowed:
         wanted = V2_BYTES if spec.categorical else "FP32 (or another numeric datatype)"
         raise _unprocessable(
             "invalid_datatype",
@@ -566,12 +578,16 @@ def _tensor(
         )
     rows = shape[0]
     if rows == 0:
-        raise _unprocessable("empty_batch", f"{where} has no rows", f"{where}.shape")
+        raise _unprocessable(
+            "empty_batch",
+            f"{where}.shape is {shape!r:.60}: the tensor has no rows",
+            f"{where}.shape",
+        )
     if rows > max_rows:
         raise RequestError(
             413,
             "too_many_rows",
-            f"{where} has {rows} rows; the limit is {max_rows}",
+            f"{where}.shape says {rows} rows; the limit is {max_rows}",
             f"{where}.shape",
         )
     data = _flat(tensor["data"], where, rows)

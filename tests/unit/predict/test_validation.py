@@ -17,6 +17,7 @@ from functions.predict.validation import (
     FeatureSpec,
     RequestError,
     _checked_rows,
+    infer_batch,
     instances_batch,
     parse_json,
 )
@@ -135,3 +136,35 @@ def test_size_limit_counts_bytes_not_characters() -> None:
         parse_json(body, base64_encoded=False, max_bytes=1_024)
 
     assert refused.value.code == "body_too_large"
+
+
+def test_an_escaped_lone_surrogate_is_malformed_json_not_a_server_error() -> None:
+    # orjson refuses it; the standard-library fallback would accept it and crash later.
+    raw = '{"instances": [{"plan": "\\ud800"}]}'
+    with pytest.raises(RequestError) as refused:
+        parse_json(raw, base64_encoded=False, max_bytes=1_000)
+
+    assert (refused.value.status, refused.value.code) == (400, "malformed_json")
+    assert "unpaired surrogate" in refused.value.message
+
+
+def _tensor(name: str, data: list[Any], datatype: Any = "FP64") -> dict[str, Any]:
+    return {"name": name, "shape": [len(data)], "datatype": datatype, "data": data}
+
+
+@pytest.mark.parametrize(
+    ("inputs", "code", "field"),
+    [
+        ([_tensor("age", [1.0], datatype=[])], "invalid_datatype", "inputs[0].datatype"),
+        ([_tensor("age", [])], "empty_batch", "inputs[0].shape"),
+        ([_tensor("age", [1.0] * 5)], "too_many_rows", "inputs[0].shape"),
+        ([_tensor("age", [1.0]), _tensor("age", [2.0])], "duplicate_input", "inputs[1].name"),
+        ([_tensor("age", [1.0])], "missing_feature", "inputs"),
+    ],
+)
+def test_infer_refusals_name_the_tensor_field(inputs: list[Any], code: str, field: str) -> None:
+    with pytest.raises(RequestError) as refused:
+        infer_batch({"inputs": inputs}, SPECS, max_rows=4, reject_unseen=False)
+
+    assert (refused.value.code, refused.value.field) == (code, field)
+    assert field.split(".")[0].split("[")[0] in refused.value.message
