@@ -343,11 +343,12 @@ class ParquetTable(SourceTable):
         self.chunk_rows = chunk_rows
         try:
             self._file = pq.ParquetFile(path)
-        except (pa.ArrowException, OSError) as exc:
+            self.arrow_schema = self._file.schema_arrow
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+            # A damaged footer can hold column names that are not UTF-8.
             raise _reject(
                 RejectionCode.NOT_PARQUET, f"The file is not readable Parquet ({exc})."
             ) from None
-        self.arrow_schema = self._file.schema_arrow
         try:
             self.arrow_schema.empty_table().to_pandas()
         except _PANDAS_METADATA_ERRORS as exc:
@@ -360,7 +361,7 @@ class ParquetTable(SourceTable):
             for batch in self._file.iter_batches(batch_size=self.chunk_rows, columns=columns):
                 # Integers with nulls stay integers (not floats), so categories read "3", not "3.0".
                 yield batch.to_pandas(integer_object_nulls=True, types_mapper=_TEXT_TYPES)
-        except (pa.ArrowException, OSError) as exc:
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise _reject(
                 RejectionCode.NOT_PARQUET, f"The Parquet file cannot be read ({exc})."
             ) from None

@@ -192,3 +192,21 @@ def test_a_broken_json_line_is_a_malformed_row(tmp_path: Path) -> None:
         list(open_table(path, FileFormat.JSON_LINES, delimiter=",", chunk_rows=10).chunks())
 
     assert caught.value.code.value == "malformed_rows"
+
+
+def test_a_parquet_footer_with_a_column_name_that_is_not_utf8_is_not_parquet(
+    tmp_path: Path,
+) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    churn_frame(20, seed=1).to_parquet(buffer, index=False)
+    data = bytearray(buffer.getvalue())
+    footer = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    start = data.index(b"region", footer)  # the schema's column names come first
+    data[start] = 0x80  # one byte flipped: the name is no longer UTF-8
+
+    path = _file(tmp_path, bytes(data))
+    with pytest.raises(DataValidationError) as caught:
+        open_table(path, detect_format(path, "a.parquet"), delimiter=",", chunk_rows=10)
+    assert caught.value.code.value == "not_parquet"
