@@ -221,6 +221,11 @@ class DelimitedTable(SourceTable):
             raise _reject(
                 RejectionCode.MALFORMED_ROWS, f"The first lines are not valid CSV ({exc})."
             ) from None
+        except _GZIP_ERRORS as exc:
+            # Format detection decompresses only a prefix: the damage can come later.
+            raise _reject(
+                RejectionCode.NOT_GZIP, f"The gzip stream is corrupt or truncated ({exc})."
+            ) from None
 
     @property
     def malformed_rows(self) -> int:

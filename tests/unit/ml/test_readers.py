@@ -210,3 +210,17 @@ def test_a_parquet_footer_with_a_column_name_that_is_not_utf8_is_not_parquet(
     with pytest.raises(DataValidationError) as caught:
         open_table(path, detect_format(path, "a.parquet"), delimiter=",", chunk_rows=10)
     assert caught.value.code.value == "not_parquet"
+
+
+def test_gzip_damaged_after_the_detected_prefix_is_not_gzip(tmp_path: Path) -> None:
+    from functions.ml.readers import SAMPLE_BYTES
+
+    # Long lines: the header check reads past the prefix format detection decompressed.
+    line = "x" * (SAMPLE_BYTES // 4)
+    text = "age,churned,note\n" + "".join(f"{i},yes,{line}{i}\n" for i in range(20))
+    body = gzip.compress(text.encode(), compresslevel=1)
+    path = _file(tmp_path, body[: len(body) // 2])
+
+    with pytest.raises(DataValidationError) as caught:
+        open_table(path, detect_format(path, "a.csv.gz"), delimiter=",", chunk_rows=10)
+    assert caught.value.code.value == "not_gzip"
