@@ -72,13 +72,27 @@ def header_mapping(header: list[str], target: str) -> dict[str, str]:
     """Raw name -> normalised name; rejects duplicate names and a missing target."""
     mapping = normalise_header(header)
     if target not in mapping.values():
+        # A wrong delimiter or a missing newline can make the header huge: names are shortened.
+        names = [_short(name) for name in mapping.values()]
+        shown = ", ".join(names[:MAX_NAMES_SHOWN])
+        more = f" and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else ""
         raise DataValidationError(
             RejectionCode.MISSING_TARGET,
-            f"The target column {target!r} is missing (columns: {', '.join(mapping.values())}).",
+            f"The target column {target!r} is missing (columns: {shown}{more}).",
             columns=[target],
-            details={"columns": list(mapping.values())},
+            details={"columns": names[:MAX_NAMES_SHOWN], "column_count": len(names)},
         )
     return mapping
+
+
+MAX_NAMES_SHOWN = 50
+MAX_NAME_CHARS = 80
+
+
+def _short(name: str) -> str:
+    if len(name) <= MAX_NAME_CHARS:
+        return name
+    return f"{name[:MAX_NAME_CHARS]}... ({len(name)} chars)"
 
 
 def check_columns(mapping: dict[str, str], contract: DatasetContract) -> None:

@@ -121,3 +121,20 @@ def test_classification_needs_two_classes_each_with_enough_rows(
 
 def test_two_classes_with_enough_rows_pass() -> None:
     check_classes("churned", {"no": 2, "yes": 2}, min_class_rows=2)
+
+
+def test_a_missing_target_names_the_columns_but_shortens_a_huge_header() -> None:
+    from functions.ml.errors import DataValidationError
+    from functions.ml.schema import header_mapping
+
+    header = ["age", "x" * 9_000] + [f"c{i}" for i in range(60)]
+    try:
+        header_mapping(header, "churned")
+    except DataValidationError as error:
+        message = str(error)
+    else:
+        raise AssertionError("a header without the target must be refused")
+
+    assert "'churned' is missing" in message and "age" in message
+    assert "... (9000 chars)" in message and "and 12 more" in message
+    assert len(message) < 1_500
