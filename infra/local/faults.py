@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from infra.local import sfn_engine
+
 _PROTOCOLS = {
     "s3": "rest-xml",
     "sns": "query",
@@ -219,8 +221,8 @@ class _ScaledClock:
 
 
 def install() -> None:
-    """Wrap moto's botocore stubber and name Lambda API errors as Step Functions does
-    (idempotent)."""
+    """Wrap moto's botocore stubber (idempotent); Lambda API errors are named as Step Functions
+    names them (`infra.local.sfn_engine.name_lambda_api_errors`)."""
     from moto.core.botocore_stubber import BotocoreStubber
 
     with _install_lock:
@@ -239,45 +241,7 @@ def install() -> None:
 
         __call__._mlops_faults = True  # type: ignore[attr-defined]
         BotocoreStubber.__call__ = __call__  # type: ignore[method-assign]
-        _name_lambda_api_errors()
-
-
-def _name_lambda_api_errors() -> None:
-    from botocore.exceptions import ClientError
-    from moto.stepfunctions.parser.api import (
-        HistoryEventType,
-        LambdaFunctionFailedEventDetails,
-    )
-    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
-        CustomErrorName,
-    )
-    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-        FailureEvent,
-    )
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import (
-        StateTaskLambda,
-    )
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
-
-    original = StateTaskLambda._from_error
-
-    def _from_error(self: Any, env: Any, ex: Exception) -> Any:
-        if not isinstance(ex, ClientError):
-            return original(self, env, ex)
-        error = f"Lambda.{ex.response['Error']['Code']}"
-        cause = str(ex.response["Error"].get("Message", ""))
-        return FailureEvent(
-            env=env,
-            error_name=CustomErrorName(error),
-            event_type=HistoryEventType.LambdaFunctionFailed,
-            event_details=EventDetails(  # type: ignore[typeddict-item]
-                lambdaFunctionFailedEventDetails=LambdaFunctionFailedEventDetails(
-                    error=error, cause=cause
-                )
-            ),
-        )
-
-    StateTaskLambda._from_error = _from_error  # type: ignore[method-assign]
+        sfn_engine.name_lambda_api_errors()
 
 
 def _describe(request: Any) -> str:

@@ -60,10 +60,56 @@ _FILTER = _ExpectedFailures()
 
 
 def install() -> None:
-    """Plug the JSONata evaluator in and silence expected-failure logs (idempotent)."""
+    """Plug the JSONata evaluator in, name Lambda API errors as AWS does, and silence
+    expected-failure logs (idempotent)."""
     from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
 
+    name_lambda_api_errors()
     moto_jsonata._eval_jsonata = evaluate_jsonata  # type: ignore[attr-defined]
     state_logger = logging.getLogger(_STATE_LOGGER)
     if _FILTER not in state_logger.filters:
         state_logger.addFilter(_FILTER)
+
+
+def name_lambda_api_errors() -> None:
+    """A Lambda API error (throttling, service errors) fails the task as AWS names it,
+    `Lambda.<Code>`, so retry rules on `Lambda.ServiceException` and the like match; moto's
+    engine names every one `Exception` (idempotent)."""
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.api import (
+        HistoryEventType,
+        LambdaFunctionFailedEventDetails,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
+        CustomErrorName,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import (
+        StateTaskLambda,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = StateTaskLambda._from_error
+    if getattr(original, "_mlops_named", False):
+        return
+
+    def _from_error(self: Any, env: Any, ex: Exception) -> Any:
+        if not isinstance(ex, ClientError):
+            return original(self, env, ex)
+        error = f"Lambda.{ex.response['Error']['Code']}"
+        cause = str(ex.response["Error"].get("Message", ""))
+        return FailureEvent(
+            env=env,
+            error_name=CustomErrorName(error),
+            event_type=HistoryEventType.LambdaFunctionFailed,
+            event_details=EventDetails(  # type: ignore[typeddict-item]
+                lambdaFunctionFailedEventDetails=LambdaFunctionFailedEventDetails(
+                    error=error, cause=cause
+                )
+            ),
+        )
+
+    _from_error._mlops_named = True  # type: ignore[attr-defined]
+    StateTaskLambda._from_error = _from_error  # type: ignore[method-assign]
