@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from functions.common.config import ConfigError, load_config
+from infra.batch_cli import batch_app
 from infra.drift_cli import drift_app
 from infra.erasure_cli import erase_app
 from infra.local.cli import app as local_app
@@ -27,6 +28,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.add_typer(drift_app, name="drift")
 app.add_typer(erase_app, name="erase")
+app.add_typer(batch_app, name="batch")
 config_app = typer.Typer(help="The pipeline config (mlops.toml).", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 console = Console()

@@ -23,6 +23,7 @@ DEFAULT_CONFIG_FILE = "mlops.toml"
 
 _NAME = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 _COLUMN = r"^[a-z_][a-z0-9_]*$"
+_ECR_IMAGE = r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+([:@][\w.:-]+)?$"
 
 
 class ConfigError(ValueError):
@@ -53,7 +54,7 @@ class ProjectConfig(_Section):
     """Prefix of every stack (`<name>-<stage>`) and resource name."""
 
 
-STAGE_SECTIONS = ("model", "gate", "drift", "serving", "ingest", "train", "data_lake")
+STAGE_SECTIONS = ("model", "gate", "drift", "serving", "ingest", "train", "data_lake", "batch")
 """Sections a stage may override (`[stages.<stage>.<section>]`)."""
 
 
@@ -71,6 +72,7 @@ class StageConfig(_Section):
     ingest: dict[str, Any] | None = None
     train: dict[str, Any] | None = None
     data_lake: dict[str, Any] | None = None
+    batch: dict[str, Any] | None = None
 
     def overrides(self) -> dict[str, dict[str, Any]]:
         return {
@@ -208,10 +210,50 @@ class GateConfig(_Section):
     f1_macro for multiclass, rmse for regression) must not be worse than the champion's."""
 
 
+# Graviton (arm64) SageMaker instance families: a digit, then "g" (m7g, c6gn, r6gd, x2gd).
+_GRAVITON_FAMILY = r"^[a-z]+\d+g[a-z]*$"
+
+
+class SageMakerTrainingConfig(_Section):
+    """The SageMaker training job (`[train] backend = "sagemaker"`)."""
+
+    instance_type: Annotated[str, Field(pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")] = "ml.m5.xlarge"
+    instance_count: Annotated[int, Field(ge=1, le=1)] = 1
+    """scikit-learn fits on one machine; more instances would only train copies."""
+    volume_gb: Annotated[int, Field(ge=1, le=16_384)] = 30
+    """The instance's storage volume: the training set is copied onto it."""
+    max_runtime_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 60
+    """SageMaker stops the job after this long (the task then fails)."""
+    architecture: Literal["x86_64", "arm64"] = "x86_64"
+    """The training image is built for this; Graviton (`ml.*g.*`) instances need arm64."""
+    image: Annotated[str, Field(pattern=_ECR_IMAGE)] | None = None
+    """An ECR image URI to train with instead of the one built from this repo; it must run
+    `functions.train.sagemaker_entry` as its `train` program."""
+
+    @property
+    def graviton(self) -> bool:
+        return re.match(_GRAVITON_FAMILY, self.instance_type.split(".")[1]) is not None
+
+    @model_validator(mode="after")
+    def _architecture_fits_instance(self) -> SageMakerTrainingConfig:
+        needed = "arm64" if self.graviton else "x86_64"
+        if self.architecture != needed:
+            raise ValueError(
+                f"train.sagemaker.architecture {self.architecture!r} does not run on "
+                f"{self.instance_type} ({'Graviton' if self.graviton else 'x86_64'}): "
+                f"use architecture = {needed!r}"
+            )
+        return self
+
+
 class TrainConfig(_Section):
+    backend: Literal["lambda", "sagemaker"] = "lambda"
+    """Where the Train step runs: the train Lambda function, or a SageMaker training job
+    running the same training code (`[train.sagemaker]`)."""
     memory_mb: Annotated[int, Field(ge=512, le=10240)] = 3008
     timeout_seconds: Annotated[int, Field(ge=30, le=900)] = 900
     ephemeral_storage_mb: Annotated[int, Field(ge=512, le=10240)] = 2048
+    sagemaker: SageMakerTrainingConfig = SageMakerTrainingConfig()
 
 
 _SCHEDULE = r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$"
@@ -338,6 +380,27 @@ class DataLakeConfig(_Section):
     the capture stream and the functions' logs; false: AWS-owned / S3-managed keys."""
 
 
+class BatchConfig(_Section):
+    """Batch inference (`functions/batch`): a Distributed Map scores every row of the files
+    under `batch/in/<job>/`, one map item per file or per `rows_per_item` rows of a large one."""
+
+    max_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 10
+    """Map items scored at once (the Distributed Map's MaxConcurrency; AWS allows 10,000)."""
+    rows_per_item: Annotated[int, Field(ge=1_000, le=10_000_000)] = 200_000
+    """Rows per map item: a larger file is split into row ranges of this size. One item must
+    be read, validated, scored and written within `timeout_seconds` and `memory_mb`."""
+    tolerated_failure_percentage: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
+    """Share of map items (in %) that may fail (after retries) before the whole job fails; 0:
+    any failed item fails the job. Rows of a failed item are counted as `not_scored`."""
+    memory_mb: Annotated[int, Field(ge=512, le=10240)] = 2048
+    timeout_seconds: Annotated[int, Field(ge=30, le=900)] = 300
+    """Of the batch-score function. Up to 120 s the map's child workflows are EXPRESS
+    (capped at 5 minutes by AWS, retries included); above, STANDARD."""
+    model_version: Annotated[int, Field(ge=1)] | None = None
+    """Score with this registered version; None: the version alias `production` points at
+    when the job is planned (one job is scored by one version, even across a promotion)."""
+
+
 class MlopsConfig(_Section):
     project: ProjectConfig = ProjectConfig()
     stages: dict[str, StageConfig] = Field(default_factory=lambda: {"dev": StageConfig()})
@@ -349,6 +412,7 @@ class MlopsConfig(_Section):
     ingest: IngestConfig = IngestConfig()
     train: TrainConfig = TrainConfig()
     data_lake: DataLakeConfig = DataLakeConfig()
+    batch: BatchConfig = BatchConfig()
 
     @model_validator(mode="after")
     def _estimator_fits_task(self) -> MlopsConfig:

@@ -221,3 +221,34 @@ class RolloutDecision(Contract):
     candidate: ServingStats
     production: ServingStats | None = None
     decided_at: str
+
+
+class TrainingJobResult(Contract):
+    """What the SageMaker task keeps of the job's DescribeTrainingJob output."""
+
+    name: str
+    status: str
+    model_artifacts: str = Field(description="s3:// URI of the job's model.tar.gz")
+
+
+class TrainingJob(Contract):
+    """A SageMaker training job set up for one run (`$.training_job`, `[train] backend =
+    "sagemaker"`): the Prepare step fills it, the SageMaker task adds `result`, the Collect
+    step turns it into the `TrainingRun`."""
+
+    job_name: str = Field(description="<job prefix><run_id>, at most 63 characters")
+    run_id: str
+    model_name: str
+    train_manifest_uri: str = Field(description="ManifestFile of the `train` channel")
+    spec_uri: str = Field(description="S3 prefix of the `spec` channel (job.json)")
+    hyperparameters: dict[str, str]
+    result: TrainingJobResult | None = None
+
+
+class TrainingJobState(BaseModel):
+    """The state the Collect step receives: the execution and the finished job."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    execution: ExecutionInfo | None = None
+    training_job: TrainingJob

@@ -3,6 +3,7 @@ documents. Files are streamed (managed transfers), never held in memory whole.""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,3 +102,61 @@ class ObjectStore:
         with _translated("get", bucket, key):
             body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         return json.loads(body)
+
+    def list_objects(self, bucket: str, prefix: str) -> list[dict[str, Any]]:
+        """Every object under `prefix` (key, size, ETag), in key order."""
+        found: list[dict[str, Any]] = []
+        with _translated("list", bucket, prefix):
+            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for page in pages:
+                found.extend(
+                    {"key": item["Key"], "size": item["Size"], "etag": item["ETag"].strip('"')}
+                    for item in page.get("Contents", [])
+                )
+        return found
+
+    def get_range(self, bucket: str, key: str, start: int, end: int) -> bytes:
+        """Bytes `start` to `end` (exclusive) of the object: one ranged GET."""
+        if end <= start:
+            return b""
+        with _translated("get", bucket, key):
+            response = self.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+            return bytes(response["Body"].read())
+
+    def stream(self, bucket: str, key: str, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+        """The object's bytes in chunks, never held whole."""
+        with _translated("get", bucket, key):
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+            yield from body.iter_chunks(chunk_bytes)
+
+    def reader(self, bucket: str, key: str, size: int) -> io.BufferedReader:
+        """A seekable, read-only file of the object that fetches what is read by ranged GETs
+        (Parquet footers and row groups without downloading the whole file)."""
+        return io.BufferedReader(_RangeFile(self, bucket, key, size), buffer_size=1 << 20)
+
+
+class _RangeFile(io.RawIOBase):
+    def __init__(self, store: ObjectStore, bucket: str, key: str, size: int) -> None:
+        self._store, self._bucket, self._key, self._size = store, bucket, key, size
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        end = min(self._size, self._position + len(buffer))
+        data = self._store.get_range(self._bucket, self._key, self._position, end)
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)

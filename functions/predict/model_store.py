@@ -33,6 +33,7 @@ import onnxruntime as ort
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.common.contracts import AliasState, ModelVersion
+from functions.common.errors import ArtifactIntegrityError
 from functions.common.model_registry import CANDIDATE, PRODUCTION, ModelRegistry
 from functions.common.observability import logger, metrics
 from functions.predict import rollout
@@ -347,39 +348,80 @@ class ModelStore:
         self._checked_at = None
 
     def _load(self, state: AliasState) -> ServingModel | None:
-        version = state.version
-        registered = self._registry.get_version(self.model_name, version)
-        if registered is None:
-            raise LookupError(f"{state.alias} points at unregistered version {version}")
-        onnx = self._fetch_bytes(registered.onnx_key)
-        digest = hashlib.sha256(onnx).hexdigest()
-        if digest != registered.onnx_sha256:
+        try:
+            return load_version(
+                model_name=self.model_name,
+                version=state.version,
+                registry=self._registry,
+                fetch_bytes=self._fetch_bytes,
+                fetch_json=self._fetch_json,
+                session_factory=self._session_factory,
+                alias=state.alias,
+                revision=state.revision,
+                promoted_at=state.updated_at,
+            )
+        except ArtifactIntegrityError as error:
             serving = self._model.version if self._model else None
             logger.error(
                 "Model file does not match its registered checksum; refusing it",
                 extra={
                     "model": self.model_name,
                     "alias": state.alias,
-                    "version": version,
-                    "key": registered.onnx_key,
-                    "sha256": digest,
-                    "expected_sha256": registered.onnx_sha256,
+                    "version": state.version,
+                    **error.args[1],
                     "serving_version": serving,
                 },
             )
             metrics.add_metric(name=INTEGRITY_FAILURES, unit=MetricUnit.Count, value=1)
             return None
-        signature = self._fetch_json(registered.prefix + SIGNATURE_FILE)
-        session = self._session_factory(onnx)
-        return ServingModel(
-            name=self.model_name,
-            version=version,
-            registered=registered,
-            promoted_at=state.updated_at,
-            signature=signature,
-            specs=feature_specs(signature),
-            session=session,
-            output_names=tuple(output["name"] for output in signature["onnx_outputs"]),
-            alias=state.alias,
-            revision=state.revision,
+
+
+def load_version(
+    *,
+    model_name: str,
+    version: int,
+    registry: ModelRegistry,
+    fetch_bytes: Callable[[str], bytes],
+    fetch_json: Callable[[str], Any],
+    session_factory: Callable[[bytes], Any] = _session,
+    alias: str = PRODUCTION,
+    revision: int = 0,
+    promoted_at: str | None = None,
+) -> ServingModel:
+    """One registered version loaded: its ONNX bytes checked against the registered sha256
+    before onnxruntime sees them, its signature and a session. Serving (`ModelStore`) and batch
+    scoring load versions through this one path.
+
+    Raises:
+        LookupError: the version is not registered.
+        ArtifactIntegrityError: the file does not match its checksum; `args[1]` holds the key
+            and both digests.
+    """
+    registered = registry.get_version(model_name, version)
+    if registered is None:
+        raise LookupError(f"{alias} points at unregistered version {version}")
+    onnx = fetch_bytes(registered.onnx_key)
+    digest = hashlib.sha256(onnx).hexdigest()
+    if digest != registered.onnx_sha256:
+        raise ArtifactIntegrityError(
+            f"model {model_name!r} version {version}: {registered.onnx_key} has sha256 "
+            f"{digest}, registered {registered.onnx_sha256}",
+            {
+                "key": registered.onnx_key,
+                "sha256": digest,
+                "expected_sha256": registered.onnx_sha256,
+            },
         )
+    signature = fetch_json(registered.prefix + SIGNATURE_FILE)
+    return ServingModel(
+        name=model_name,
+        version=version,
+        registered=registered,
+        promoted_at=promoted_at,
+        signature=signature,
+        specs=feature_specs(signature),
+        session=session_factory(onnx),
+        output_names=tuple(output["name"] for output in signature["onnx_outputs"]),
+        alias=alias,
+        revision=revision,
+    )

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 from aws_lambda_powertools.metrics import MetricUnit
@@ -101,24 +101,90 @@ def train(state: PipelineState) -> TrainingRun:
     """Train one candidate model for the pipeline state's dataset version."""
     config = deployed_config()
     settings = stage_settings()
-    requested = (
-        state.dataset.data_version
-        if state.dataset is not None
-        else (state.retrain.data_version if state.retrain is not None else None)
-    )
     datasets = DatasetRegistry(settings.registry_table)
     trigger, versions = training_versions(
-        datasets.list_versions(config.dataset.name), config.dataset.mode, requested
+        datasets.list_versions(config.dataset.name), config.dataset.mode, requested_version(state)
     )
-    run = Trainer(config, ObjectStore(), settings.data_bucket, settings.code_version)
+    store = ObjectStore()
+    bucket = settings.data_bucket
+    run = Trainer(
+        config,
+        S3TrainingData(store, bucket),
+        S3Artifacts(store, bucket),
+        bucket,
+        settings.code_version,
+    )
     result = run.run(trigger, versions, execution=state.execution.id if state.execution else None)
     ModelRegistry(settings.registry_table).put_run(run.record)
+    record_trained(run.record)
+    return result
+
+
+def requested_version(state: PipelineState) -> str | None:
+    """The dataset version a run is for: the one Ingest just made, a retrain request's, or
+    None (the newest)."""
+    if state.dataset is not None:
+        return state.dataset.data_version
+    return state.retrain.data_version if state.retrain is not None else None
+
+
+def record_trained(record: dict[str, Any]) -> None:
     metrics.add_metric(name="ModelsTrained", unit=MetricUnit.Count, value=1)
     metrics.add_metric(
-        name="TrainSeconds", unit=MetricUnit.Seconds, value=run.stopwatch.durations["total"]
+        name="TrainSeconds", unit=MetricUnit.Seconds, value=record["durations"]["total"]
     )
-    logger.info("Model trained", extra={"durations": run.stopwatch.durations})
-    return result
+    logger.info("Model trained", extra={"durations": record["durations"]})
+
+
+class TrainingData(Protocol):
+    """Where a run reads the training set from: a version's manifest, and its Parquet files."""
+
+    def manifest(self, version: DatasetRef) -> dict[str, Any]: ...
+
+    def parquet(self, key: str, workdir: Path) -> Path: ...
+
+
+class Artifacts(Protocol):
+    """Where a run writes its artifacts, by their final S3 key."""
+
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    def put_json(self, key: str, document: Any) -> None: ...
+
+    def upload_file(self, path: Path, key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class S3TrainingData:
+    """The curated Parquet and manifests in the data bucket (the Lambda backend)."""
+
+    store: ObjectStore
+    bucket: str
+
+    def manifest(self, version: DatasetRef) -> dict[str, Any]:
+        document: dict[str, Any] = self.store.get_json(self.bucket, version.manifest_key)
+        return document
+
+    def parquet(self, key: str, workdir: Path) -> Path:
+        local = workdir / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.parquet"
+        return self.store.download(self.bucket, key, local)
+
+
+@dataclass(frozen=True)
+class S3Artifacts:
+    """Artifacts written straight to their keys in the data bucket (the Lambda backend)."""
+
+    store: ObjectStore
+    bucket: str
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.store.put_bytes(self.bucket, key, data)
+
+    def put_json(self, key: str, document: Any) -> None:
+        self.store.put_json(self.bucket, key, document)
+
+    def upload_file(self, path: Path, key: str) -> None:
+        self.store.upload_file(path, self.bucket, key)
 
 
 def feature_schema(columns: dict[str, str], target: str) -> dict[str, FeatureType]:
@@ -194,19 +260,32 @@ def fit_candidate(
 class Trainer:
     """One training run; `record` is the run record once `run` returned."""
 
-    def __init__(self, config: MlopsConfig, store: ObjectStore, bucket: str, code_version: str):
+    def __init__(
+        self,
+        config: MlopsConfig,
+        data: TrainingData,
+        artifacts: Artifacts,
+        bucket: str,
+        code_version: str,
+    ):
         self.config = config
-        self.store = store
+        self.data = data
+        self.artifacts = artifacts
         self.bucket = bucket
         self.code_version = code_version
         self.stopwatch = Stopwatch()
         self.record: dict[str, Any] = {}
 
     def run(
-        self, trigger: DatasetRef, versions: list[DatasetRef], *, execution: str | None
+        self,
+        trigger: DatasetRef,
+        versions: list[DatasetRef],
+        *,
+        execution: str | None,
+        run_id: str | None = None,
     ) -> TrainingRun:
         started_at, started = now(), time.perf_counter()
-        run_id = new_run_id()
+        run_id = run_id or new_run_id()
         logger.append_keys(run_id=run_id)
         with TemporaryDirectory(prefix="train-") as tmp:
             frame, manifest = self._load(trigger, versions, Path(tmp))
@@ -232,10 +311,10 @@ class Trainer:
                 "reference_profile": prefix + "reference_profile.json",
                 "run_record": prefix + "run.json",
             }
-            self.store.put_bytes(self.bucket, keys["onnx"], onnx_bytes)
-            self.store.put_json(self.bucket, keys["signature"], candidate.signature.to_dict())
-            self.store.upload_file(holdout, self.bucket, keys["holdout"])
-            self.store.put_json(self.bucket, keys["reference_profile"], candidate.reference_profile)
+            self.artifacts.put_bytes(keys["onnx"], onnx_bytes)
+            self.artifacts.put_json(keys["signature"], candidate.signature.to_dict())
+            self.artifacts.upload_file(holdout, keys["holdout"])
+            self.artifacts.put_json(keys["reference_profile"], candidate.reference_profile)
             self.stopwatch.lap("write", lap)
         self.stopwatch.durations["total"] = round(time.perf_counter() - started, 4)
         result = TrainingRun(
@@ -270,7 +349,7 @@ class Trainer:
             "library_versions": library_versions(),
             "artifacts": {name: f"s3://{self.bucket}/{key}" for name, key in keys.items()},
         }
-        self.store.put_json(self.bucket, keys["run_record"], self.record)
+        self.artifacts.put_json(keys["run_record"], self.record)
         return result
 
     def _load(
@@ -278,18 +357,16 @@ class Trainer:
     ) -> tuple[pd.DataFrame, dict[str, Any]]:
         """The training set: every version's curated Parquet, rows deduplicated across
         versions (append mode), and the trigger version's manifest (its schema)."""
-        manifest: dict[str, Any] = self.store.get_json(self.bucket, trigger.manifest_key)
+        manifest = self.data.manifest(trigger)
         frames = []
         for version in versions:
             version_manifest = (
                 manifest
                 if version.data_version == trigger.data_version
-                else self.store.get_json(self.bucket, version.manifest_key)
+                else self.data.manifest(version)
             )
-            for index, key in enumerate(version_manifest["files"]):
-                local = workdir / f"{version.data_version}-{index}.parquet"
-                self.store.download(self.bucket, key, local)
-                frames.append(pd.read_parquet(local))
+            for key in version_manifest["files"]:
+                frames.append(pd.read_parquet(self.data.parquet(key, workdir)))
         columns = list(dict.fromkeys([*manifest["schema"], manifest["target"]]))
         frame = pd.concat([f[columns] for f in frames], ignore_index=True)
         if len(versions) > 1:

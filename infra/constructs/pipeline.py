@@ -21,6 +21,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from functions.train.sagemaker_layout import JOB_PREFIX_ENV
 from infra.config import DeployConfig
 from infra.constructs.alerts import undelivered_queue
 from infra.constructs.data_lake import (
@@ -32,6 +33,7 @@ from infra.constructs.data_lake import (
     DataLake,
 )
 from infra.constructs.registry import Registry
+from infra.constructs.sagemaker_training import SageMakerTraining
 from infra.constructs.stage_function import (
     FunctionSpec,
     StageFunction,
@@ -49,6 +51,10 @@ TRANSIENT_ERRORS = ["StorageError", "RegistryError"]
 # Lambda refusing an invocation for want of concurrency (a burst of drops): as safe to retry as
 # the service exceptions `retry_on_service_exceptions` covers, and not among them.
 LAMBDA_THROTTLED = "Lambda.TooManyRequestsException"
+
+
+def runs_prefix(deploy: DeployConfig) -> str:
+    return f"{MODELS_PREFIX}{deploy.config.model_name}/runs/"
 
 
 class Pipeline(Construct):
@@ -69,21 +75,28 @@ class Pipeline(Construct):
         self.ingest = self._function(
             "ingest", ingest.memory_mb, ingest.timeout_seconds, ingest.ephemeral_storage_mb
         )
-        self.train = self._function(
-            "train", train.memory_mb, train.timeout_seconds, train.ephemeral_storage_mb
-        )
+        self.sagemaker: SageMakerTraining | None = None
+        if train.backend == "sagemaker":
+            self._sagemaker_functions(data_lake)
+        else:
+            self.train = self._function(
+                "train", train.memory_mb, train.timeout_seconds, train.ephemeral_storage_mb
+            )
+            data_lake.grant_read_objects(self.train.role, CURATED_PREFIX)
+            data_lake.grant_read_objects(self.train.role, MODELS_PREFIX)
+            data_lake.grant_write_objects(self.train.role, MODELS_PREFIX)
+            self.training_stages = [self.train]
         self.evaluate = self._function("evaluate", 2048, 300, 1024)
         self.register = self._function("register", 1024, 120, 512)
 
         data_lake.grant_read_objects(self.ingest.role, RAW_PREFIX)
         data_lake.grant_write_objects(self.ingest.role, CURATED_PREFIX)
         data_lake.grant_write_objects(self.ingest.role, QUARANTINE_PREFIX)
-        data_lake.grant_read_objects(self.train.role, CURATED_PREFIX)
-        for stage in (self.train, self.evaluate, self.register):
+        for stage in (self.evaluate, self.register):
             data_lake.grant_read_objects(stage.role, MODELS_PREFIX)
             data_lake.grant_write_objects(stage.role, MODELS_PREFIX)
         data_lake.grant_write_objects(self.register.role, REPORTS_PREFIX)
-        for stage in (self.ingest, self.train, self.evaluate, self.register):
+        for stage in self.stages:
             registry.table.grant_read_write_data(stage.role)
         events.EventBus.from_event_bus_name(self, "DefaultBus", "default").grant_put_events_to(
             self.register.role
@@ -92,22 +105,92 @@ class Pipeline(Construct):
         self.state_machine = self._state_machine(alerts)
         self.rule = self._trigger(data_lake)
 
+    @property
+    def stages(self) -> list[StageFunction]:
+        return [self.ingest, *self.training_stages, self.evaluate, self.register]
+
     def _function(
-        self, name: str, memory_mb: int, timeout_seconds: int, ephemeral_storage_mb: int
+        self,
+        name: str,
+        memory_mb: int,
+        timeout_seconds: int,
+        ephemeral_storage_mb: int,
+        handler: str | None = None,
+        environment: dict[str, str] | None = None,
     ) -> StageFunction:
         return StageFunction(
             self,
-            f"{name.title()}Function",
+            f"{name.title().replace('-', '')}Function",
             deploy=self._deploy,
             base_environment=self._base_environment,
             spec=FunctionSpec(
                 name=name,
-                handler=f"functions.{name}.handler.lambda_handler",
+                handler=handler or f"functions.{name}.handler.lambda_handler",
                 memory_mb=memory_mb,
                 timeout_seconds=timeout_seconds,
                 ephemeral_storage_mb=ephemeral_storage_mb,
+                environment=environment or {},
             ),
         )
+
+    def _sagemaker_functions(self, data_lake: DataLake) -> None:
+        """`[train] backend = "sagemaker"`: the job (image, role) and the two Lambda steps
+        around it. Prepare reads the curated manifests and writes the job's input; Collect
+        reads the job's output and writes the run under `models/<name>/runs/`."""
+        self.sagemaker = SageMakerTraining(
+            self, "SageMakerTraining", deploy=self._deploy, data_lake=data_lake
+        )
+        jobs = self.sagemaker.output_prefix
+        self.prepare = self._function(
+            "train-prepare",
+            1024,
+            300,
+            512,
+            handler="functions.train.sagemaker_handler.prepare_handler",
+            environment={JOB_PREFIX_ENV: self.sagemaker.job_prefix},
+        )
+        self.collect = self._function(
+            "train-collect",
+            1024,
+            300,
+            2048,
+            handler="functions.train.sagemaker_handler.collect_handler",
+        )
+        data_lake.grant_read_objects(self.prepare.role, CURATED_PREFIX)
+        data_lake.grant_write_objects(self.prepare.role, jobs)
+        data_lake.grant_read_objects(self.collect.role, jobs)
+        data_lake.grant_write_objects(self.collect.role, runs_prefix(self._deploy))
+        self.training_stages = [self.prepare, self.collect]
+
+    def _training(self) -> tuple[sfn.IChainable, sfn.INextable, list[Any]]:
+        """The Train step: one Lambda task, or Prepare -> SageMaker job -> Collect. Returns
+        its first state, its last state and every task in it (for the catch)."""
+        if self.sagemaker is None:
+            train = self._task(
+                "Train",
+                self.train,
+                "$.training",
+                "Fit the configured estimator, export ONNX, check parity, profile the data",
+            )
+            return train, train, [train]
+        prepare = self._task(
+            "Prepare training job",
+            self.prepare,
+            "$.training_job",
+            "Resolve the training set; write the SageMaker job's spec and channel manifest",
+        )
+        job = self.sagemaker.train_state(
+            "SageMaker training job: the same Trainer as the train function, in the training "
+            "image built for the configured instance architecture"
+        )
+        collect = self._task(
+            "Collect training run",
+            self.collect,
+            "$.training",
+            "Unpack the job's model.tar.gz into models/<name>/runs/<run_id>/; record the run",
+        )
+        prepare.next(job).next(collect)
+        return prepare, collect, [prepare, job, collect]
 
     def _task(
         self, state: str, stage: StageFunction, result_path: str, comment: str
@@ -150,12 +233,7 @@ class Pipeline(Construct):
             backoff_rate=2,
             max_attempts=6,
         )
-        train = self._task(
-            "Train",
-            self.train,
-            "$.training",
-            "Fit the configured estimator, export ONNX, check parity, profile the data",
-        )
+        train, trained, training_tasks = self._training()
         evaluate = self._task(
             "Evaluate",
             self.evaluate,
@@ -168,7 +246,7 @@ class Pipeline(Construct):
             "$.model",
             "Register the model version, write its model card, promote alias production",
         )
-        for task in (ingest, train, evaluate, register):
+        for task in (ingest, *training_tasks, evaluate, register):
             task.add_catch(on_failure, errors=[sfn.Errors.ALL], result_path="$.error")
 
         promoted = sfn.Pass(
@@ -186,7 +264,7 @@ class Pipeline(Construct):
             )
             .next(sfn.Succeed(self, "Not promoted"))
         )
-        train.next(evaluate).next(
+        trained.next(evaluate).next(
             sfn.Choice(self, "Gate passed?")
             .when(sfn.Condition.boolean_equals("$.evaluation.passed", True), register)
             .otherwise(rejected)
@@ -224,7 +302,9 @@ class Pipeline(Construct):
             "StateMachine",
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             state_machine_type=sfn.StateMachineType.STANDARD,
-            timeout=Duration.hours(2),
+            timeout=Duration.hours(2)
+            if self.sagemaker is None
+            else Duration.hours(1).plus(self.sagemaker.timeout),
             tracing_enabled=True,
             logs=sfn.LogOptions(
                 destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True
@@ -232,6 +312,8 @@ class Pipeline(Construct):
             comment=f"{deploy.stack_name} lifecycle pipeline",
         )
         self._acknowledge_state_machine_role(state_machine.role)
+        if self.sagemaker is not None:
+            self.sagemaker.grant_start(state_machine)
         return state_machine
 
     def _notify(
@@ -294,7 +376,7 @@ class Pipeline(Construct):
             "(logs:CreateLogDelivery and friends) support no resource-level permissions.",
         )
         stack = Stack.of(self)
-        for stage in (self.ingest, self.train, self.evaluate, self.register):
+        for stage in self.stages:
             function_id = stack.resolve(
                 stack.get_logical_id(stage.function.node.default_child)  # type: ignore[arg-type]
             )

@@ -10,6 +10,7 @@ from constructs import Construct
 
 from infra.config import DeployConfig
 from infra.constructs.alerts import Alerts
+from infra.constructs.batch import BatchInference
 from infra.constructs.data_lake import DataLake
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.pipeline import Pipeline
@@ -61,6 +62,14 @@ class MlopsStack(Stack):
             state_machine=self.pipeline.state_machine,
             serving=self.serving,
         )
+        self.batch = BatchInference(
+            self,
+            "Batch",
+            deploy=deploy,
+            data_lake=self.data_lake,
+            registry=self.registry,
+            alerts=self.alerts.topic,
+        )
         # CloudWatch alarms publish to the alerts topic, encrypted with the alerts key.
         self.alerts.key.grant(
             iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*"
@@ -74,6 +83,7 @@ class MlopsStack(Stack):
             "AlertsTopicArn": self.alerts.topic.topic_arn,
             "ApiUrl": self.serving.url,
             "DriftFunctionName": self.monitoring.check.function.function_name,
+            "BatchStateMachineArn": self.batch.state_machine.state_machine_arn,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

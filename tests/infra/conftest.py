@@ -43,3 +43,19 @@ def resources(template_json: dict[str, Any]) -> Callable[[str], dict[str, dict[s
         }
 
     return of_type
+
+
+SAGEMAKER_TRAIN = '[train]\nbackend = "sagemaker"\n\n[ingest]'
+
+
+@pytest.fixture(scope="session")
+def sagemaker_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The app synthesized with `[train] backend = "sagemaker"` (cdk-nag included)."""
+    tmp = tmp_path_factory.mktemp("sagemaker")
+    config = tmp / "mlops.toml"
+    repo_config = Path(__file__).resolve().parents[2] / "mlops.toml"
+    config.write_text(repo_config.read_text().replace("[ingest]", SAGEMAKER_TRAIN, 1))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_CONFIG", str(config))
+        build_app(outdir=str(tmp / "cdk.out"), context={"commit": "abc123def456"}).synth()
+    return tmp / "cdk.out"

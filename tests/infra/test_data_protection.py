@@ -179,10 +179,18 @@ def test_roles_that_read_or_write_data_may_use_the_key(kms_template: dict[str, A
 
     # predict reads models and writes feedback, Firehose writes capture, ingest reads raw/
     # and writes curated/, the drift check reads capture and writes reports
-    for fragment in ("PredictFunctionRole", "CaptureRole", "IngestFunctionRole", "DriftFunction"):
+    for fragment in (
+        "PredictFunctionRole",
+        "CaptureRole",
+        "IngestFunctionRole",
+        "DriftFunction",
+        "BatchScoreFunctionRole",
+    ):
         actions = _key_actions(kms_template, role(fragment), key_id)
         assert {"kms:Decrypt", "kms:GenerateDataKey"} <= actions, (fragment, actions)
-    for fragment in ("StateMachineRole", "ApiCloudWatchRole"):  # no data: no key
+    # the batch map's item reader reads the (encrypted) items file
+    assert _key_actions(kms_template, role("BatchStateMachineRole"), key_id) == {"kms:Decrypt"}
+    for fragment in ("PipelineStateMachineRole", "ApiCloudWatchRole"):  # no data: no key
         assert not _key_actions(kms_template, role(fragment), key_id), fragment
 
 

@@ -1,0 +1,176 @@
+"""What the batch state machine passes between its steps (and what the CLI reads back).
+
+start  {"job": ..., "model_version"?: N}  or the S3 event of `batch/in/<job>/_START`
+Plan   -> BatchPlan at $.plan; the map items (BatchItem, a JSON array) at `plan.items_key`
+Score  one BatchItem in -> BatchItemResult out (also written to `batch/out/<job>/_items/`)
+Finalize -> BatchManifest at $.manifest and `batch/out/<job>/manifest.json`
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+BATCH_IN = "batch/in/"
+BATCH_OUT = "batch/out/"
+JOB_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
+
+
+def job_inputs(job: str) -> str:
+    return f"{BATCH_IN}{job}/"
+
+
+def job_outputs(job: str) -> str:
+    return f"{BATCH_OUT}{job}/"
+
+
+def items_key(job: str) -> str:
+    return f"{job_outputs(job)}_plan/items.json"
+
+
+def item_result_key(job: str, item: int) -> str:
+    return f"{job_outputs(job)}_items/{item:06d}.json"
+
+
+def manifest_key(job: str) -> str:
+    return f"{job_outputs(job)}manifest.json"
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class BatchRequest(_Contract):
+    """A job to plan: its name (the folder under `batch/in/`) and, optionally, the version."""
+
+    job: str
+    model_version: int | None = Field(default=None, ge=1)
+
+    @field_validator("job")
+    @classmethod
+    def _job_name(cls, value: str) -> str:
+        if not re.match(JOB_PATTERN, value):
+            raise ValueError(
+                f"job name {value!r:.90} must be 1-80 letters, digits, '.', '_' or '-' "
+                "(starting with a letter or digit)"
+            )
+        return value
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> BatchRequest:
+        """A direct request, or the EventBridge S3 event of a `batch/in/<job>/_START` marker."""
+        detail = event.get("detail")
+        if isinstance(detail, dict) and "object" in detail:
+            key = str(detail["object"].get("key", ""))
+            job = key.removeprefix(BATCH_IN).rsplit("/", 1)[0]
+            return cls(job=job)
+        return cls.model_validate(event)
+
+
+class UnreadableFile(_Contract):
+    key: str
+    reason: str
+
+
+class BatchItem(_Contract):
+    """One map item: a row range of one input file."""
+
+    job: str
+    item: int
+    key: str
+    format: str
+    start: int
+    end: int
+    """Rows `start` (inclusive) to `end` (exclusive), numbered from 0 in the file."""
+    byte_start: int | None = None
+    byte_end: int | None = None
+    size: int
+    header: list[str] | None = None
+    output_stem: str
+    model_version: int
+
+
+class BatchPlan(_Contract):
+    job: str
+    model_name: str
+    model_version: int
+    items_key: str
+    items: int
+    files: int
+    rows: int
+    unreadable: list[UnreadableFile] = Field(default_factory=list)
+    planned_at: str
+    plan_seconds: float
+
+
+class Reject(_Contract):
+    """One rejected row (a line of `batch/out/<job>/rejects/...jsonl`): the first problem in
+    feature order, and every problem in `problems`."""
+
+    input_key: str
+    row: int
+    field: str | None
+    error: str
+    reason: str
+    problems: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class BatchItemResult(_Contract):
+    job: str
+    item: int
+    key: str
+    start: int
+    end: int
+    rows: int
+    scored: int
+    rejected: int
+    rejects_by_error: dict[str, int] = Field(default_factory=dict)
+    unseen_categories: dict[str, int] = Field(default_factory=dict)
+    output_key: str
+    rejects_key: str | None = None
+    model_version: int
+    seconds: float
+    score_seconds: float
+
+
+class FileSummary(_Contract):
+    key: str
+    rows: int
+    scored: int
+    rejected: int
+    not_scored: int
+    items: int
+    failed_items: int
+    outputs: list[str]
+    rejects: list[str]
+
+
+class BatchManifest(_Contract):
+    """`batch/out/<job>/manifest.json`. `rows = scored + rejected + not_scored` (rows of
+    items that failed after their retries), per file and in total."""
+
+    job: str
+    status: Literal["succeeded", "partial", "failed"]
+    """partial: some items failed, within `[batch] tolerated_failure_percentage`."""
+    model_name: str
+    model_version: int
+    execution: str | None = None
+    files: int
+    rows: int
+    scored: int
+    rejected: int
+    not_scored: int
+    items: int
+    failed_items: list[BatchItem] = Field(default_factory=list)
+    rejects_by_error: dict[str, int] = Field(default_factory=dict)
+    unseen_categories: dict[str, int] = Field(default_factory=dict)
+    unreadable: list[UnreadableFile] = Field(default_factory=list)
+    per_file: list[FileSummary]
+    error: dict[str, Any] | None = None
+    planned_at: str
+    finished_at: str
+    timings: dict[str, float]
+    """plan_seconds, score_seconds (sum over items), wall_seconds (plan to finalize),
+    rows_per_second (scored + rejected over wall seconds)."""
