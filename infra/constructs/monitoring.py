@@ -158,6 +158,14 @@ class Monitoring(Construct):
                 "Live performance from feedback labels fell below the serving model's "
                 "evaluation metrics by more than drift.performance_tolerance.",
             ),
+            "DriftCheckFailedAlarm": (
+                self.check.function.metric_errors(
+                    period=Duration.hours(1), statistic=cloudwatch.Stats.SUM
+                ),
+                1,
+                "The drift check function failed (its window rolls into the next check; see "
+                "its log group for the error).",
+            ),
             "PipelineFailedAlarm": (
                 state_machine.metric_failed(period=Duration.minutes(5)),
                 1,

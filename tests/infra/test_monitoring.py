@@ -65,7 +65,7 @@ def test_drift_detected_with_a_retrain_request_starts_the_pipeline(
     assert target["InputPath"] == "$.detail.pipeline_input"
 
 
-def test_alarms_on_drift_performance_pipeline_failures_5xx_and_latency_notify_alerts(
+def test_alarms_on_drift_performance_failures_5xx_and_latency_notify_alerts(
     resources: Resources,
 ) -> None:
     alarms = resources("AWS::CloudWatch::Alarm")
@@ -75,6 +75,7 @@ def test_alarms_on_drift_performance_pipeline_failures_5xx_and_latency_notify_al
         for name in (
             "DataDriftAlarm",
             "PerformanceDropAlarm",
+            "DriftCheckFailedAlarm",
             "PipelineFailedAlarm",
             "ApiServerErrorAlarm",
             "ApiLatencyAlarm",
@@ -82,12 +83,13 @@ def test_alarms_on_drift_performance_pipeline_failures_5xx_and_latency_notify_al
         for logical_id, alarm in alarms.items()
         if logical_id.startswith(f"Monitoring{name}")
     }
-    assert len(by_name) == 5
+    assert len(by_name) == 6
     for alarm in by_name.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
     assert by_name["DataDriftAlarm"]["Properties"]["MetricName"] == "DatasetDrift"
     assert by_name["PerformanceDropAlarm"]["Properties"]["MetricName"] == "PerformanceDrop"
     assert by_name["PipelineFailedAlarm"]["Properties"]["MetricName"] == "ExecutionsFailed"
+    assert by_name["DriftCheckFailedAlarm"]["Properties"]["MetricName"] == "Errors"
     assert by_name["ApiServerErrorAlarm"]["Properties"]["MetricName"] == "5XXError"
     latency = by_name["ApiLatencyAlarm"]["Properties"]
     assert latency["ExtendedStatistic"] == "p99" and latency["Threshold"] == 1000
