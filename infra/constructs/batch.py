@@ -33,7 +33,7 @@ from constructs import Construct
 from infra.config import DeployConfig
 from infra.constructs.alerts import undelivered_queue
 from infra.constructs.data_lake import BATCH_IN_PREFIX, BATCH_OUT_PREFIX, MODELS_PREFIX, DataLake
-from infra.constructs.pipeline import LAMBDA_THROTTLED, TRANSIENT_ERRORS
+from infra.constructs.pipeline import alert_task, stage_task
 from infra.constructs.registry import Registry
 from infra.constructs.stage_function import (
     FunctionSpec,
@@ -153,27 +153,9 @@ class BatchInference(Construct):
     def _task(
         self, state: str, stage: StageFunction, comment: str, **kwargs: Any
     ) -> tasks.LambdaInvoke:
-        """An invocation with the pipeline's retries: Lambda service errors and throttles,
-        and the adapters' transient `StorageError`/`RegistryError`."""
-        timeout = stage.function.timeout
-        seconds = (timeout.to_seconds() if timeout else 900) + 60
-        task = tasks.LambdaInvoke(
-            self,
-            state,
-            lambda_function=stage.function,
-            payload_response_only=True,
-            retry_on_service_exceptions=True,
-            task_timeout=sfn.Timeout.duration(Duration.seconds(seconds)),
-            comment=comment,
-            **kwargs,
+        return stage_task(
+            self, state, stage, comment, transient_interval=Duration.seconds(5), **kwargs
         )
-        task.add_retry(
-            errors=[LAMBDA_THROTTLED], interval=Duration.seconds(2), backoff_rate=2, max_attempts=6
-        )
-        task.add_retry(
-            errors=TRANSIENT_ERRORS, interval=Duration.seconds(5), backoff_rate=2, max_attempts=3
-        )
-        return task
 
     def _state_machine(self, alerts: sns.ITopic) -> sfn.StateMachine:
         deploy, batch = self._deploy, self._deploy.config.batch
@@ -260,26 +242,18 @@ class BatchInference(Construct):
         return state_machine
 
     def _notify(self, alerts: sns.ITopic) -> tasks.SnsPublish:
-        notify = tasks.SnsPublish(
+        return alert_task(
             self,
             "Notify",
-            topic=alerts,
-            subject=f"{self._deploy.stack_name}: batch job failed",
-            message=sfn.TaskInput.from_object(
-                {
-                    "batch": self._deploy.stack_name,
-                    "execution": sfn.JsonPath.execution_id,
-                    "error": sfn.JsonPath.string_at("$.error.Error"),
-                    "cause": sfn.JsonPath.string_at("$.error.Cause"),
-                    "input": sfn.JsonPath.object_at("$$.Execution.Input"),
-                }
-            ),
-            result_path=sfn.JsonPath.DISCARD,
+            alerts,
+            f"{self._deploy.stack_name}: batch job failed",
+            {
+                "batch": self._deploy.stack_name,
+                "error": sfn.JsonPath.string_at("$.error.Error"),
+                "cause": sfn.JsonPath.string_at("$.error.Cause"),
+                "input": sfn.JsonPath.object_at("$$.Execution.Input"),
+            },
         )
-        notify.add_retry(
-            errors=[sfn.Errors.TASKS_FAILED], interval=Duration.seconds(2), max_attempts=3
-        )
-        return notify
 
     def _acknowledge_state_machine_role(self, state_machine: sfn.StateMachine) -> None:
         role = state_machine.role

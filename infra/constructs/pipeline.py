@@ -57,6 +57,60 @@ def runs_prefix(deploy: DeployConfig) -> str:
     return f"{MODELS_PREFIX}{deploy.config.model_name}/runs/"
 
 
+def stage_task(
+    scope: Construct,
+    state: str,
+    stage: StageFunction,
+    comment: str,
+    *,
+    transient_interval: Duration | None = None,
+    **kwargs: Any,
+) -> tasks.LambdaInvoke:
+    """A stage function invocation as every state machine here makes it: Lambda service errors
+    and throttles retried, the adapters' transient errors retried (first after
+    `transient_interval`, default 10 s), bounded by the function's own timeout plus a margin.
+    `kwargs` go to `LambdaInvoke` (result_path, output_path, ...)."""
+    timeout = stage.function.timeout
+    seconds = (timeout.to_seconds() if timeout else 900) + 60
+    task = tasks.LambdaInvoke(
+        scope,
+        state,
+        lambda_function=stage.function,
+        payload_response_only=True,
+        retry_on_service_exceptions=True,
+        task_timeout=sfn.Timeout.duration(Duration.seconds(seconds)),
+        comment=comment,
+        **kwargs,
+    )
+    task.add_retry(
+        errors=[LAMBDA_THROTTLED], interval=Duration.seconds(2), backoff_rate=2, max_attempts=6
+    )
+    task.add_retry(
+        errors=TRANSIENT_ERRORS,
+        interval=transient_interval or Duration.seconds(10),
+        backoff_rate=2,
+        max_attempts=3,
+    )
+    return task
+
+
+def alert_task(
+    scope: Construct, state: str, topic: sns.ITopic, subject: str, message: dict[str, Any]
+) -> tasks.SnsPublish:
+    """An alert to the SNS topic naming the execution; a notification is safe to repeat, so any
+    task failure of the publish is retried."""
+    notify = tasks.SnsPublish(
+        scope,
+        state,
+        topic=topic,
+        subject=subject,
+        message=sfn.TaskInput.from_object({**message, "execution": sfn.JsonPath.execution_id}),
+        result_path=sfn.JsonPath.DISCARD,
+    )
+    notify.add_retry(errors=[sfn.Errors.TASKS_FAILED], interval=Duration.seconds(2), max_attempts=3)
+    return notify
+
+
 class Pipeline(Construct):
     def __init__(
         self,
@@ -195,27 +249,7 @@ class Pipeline(Construct):
     def _task(
         self, state: str, stage: StageFunction, result_path: str, comment: str
     ) -> tasks.LambdaInvoke:
-        """A stage invocation: Lambda service errors and transient adapter errors retried,
-        bounded by the function's own timeout plus a margin."""
-        timeout = stage.function.timeout
-        seconds = (timeout.to_seconds() if timeout else 900) + 60
-        task = tasks.LambdaInvoke(
-            self,
-            state,
-            lambda_function=stage.function,
-            payload_response_only=True,
-            retry_on_service_exceptions=True,
-            result_path=result_path,
-            task_timeout=sfn.Timeout.duration(Duration.seconds(seconds)),
-            comment=comment,
-        )
-        task.add_retry(
-            errors=[LAMBDA_THROTTLED], interval=Duration.seconds(2), backoff_rate=2, max_attempts=6
-        )
-        task.add_retry(
-            errors=TRANSIENT_ERRORS, interval=Duration.seconds(10), backoff_rate=2, max_attempts=3
-        )
-        return task
+        return stage_task(self, state, stage, comment, result_path=result_path)
 
     def _state_machine(self, alerts: sns.ITopic) -> sfn.StateMachine:
         deploy = self._deploy
@@ -319,26 +353,13 @@ class Pipeline(Construct):
     def _notify(
         self, state: str, alerts: sns.ITopic, subject: str, message: dict[str, Any]
     ) -> tasks.SnsPublish:
-        """An alert to the SNS topic with the pipeline and execution named; a notification is
-        safe to repeat, so any task failure of the publish is retried."""
-        notify = tasks.SnsPublish(
+        return alert_task(
             self,
             state,
-            topic=alerts,
-            subject=f"{self._deploy.stack_name}: {subject}",
-            message=sfn.TaskInput.from_object(
-                {
-                    "pipeline": self._deploy.stack_name,
-                    "execution": sfn.JsonPath.execution_id,
-                    **message,
-                }
-            ),
-            result_path=sfn.JsonPath.DISCARD,
+            alerts,
+            f"{self._deploy.stack_name}: {subject}",
+            {"pipeline": self._deploy.stack_name, **message},
         )
-        notify.add_retry(
-            errors=[sfn.Errors.TASKS_FAILED], interval=Duration.seconds(2), max_attempts=3
-        )
-        return notify
 
     def _notify_failure(self, alerts: sns.ITopic) -> sfn.IChainable:
         notify = self._notify(
