@@ -255,6 +255,14 @@ class LocalCloud:
             detail["object"]["version-id"] = version_id
         return eventbridge.execution_name("", {"source": "aws.s3", "detail": detail})
 
+    def drop(self, key: str, body: bytes, timeout: float = 120.0) -> dict[str, Any]:
+        """Put `body` at `key` in the data bucket and wait for the pipeline execution the drop
+        starts; returns it described (`describe_execution`)."""
+        bucket = str(self.outputs["DataBucketName"])
+        put = self.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+        name = self.execution_name_for_object(bucket, key, put.get("VersionId"), put["ETag"])
+        return self.wait_for_execution(name, timeout=timeout)
+
     def wait_for_executions(
         self, count: int, timeout: float = 60.0, state_machine_arn: str | None = None
     ) -> list[dict[str, Any]]:

@@ -85,10 +85,7 @@ class Fuzzed:
         self.sent: Counter[str] = Counter()
 
     def drop(self, key: str, body: bytes) -> dict[str, Any]:
-        bucket = self.cloud.outputs["DataBucketName"]
-        put = self.cloud.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
-        name = self.cloud.execution_name_for_object(bucket, key, put.get("VersionId"), put["ETag"])
-        described = self.cloud.wait_for_execution(name, timeout=120)
+        described = self.cloud.drop(key, body)
         assert described["status"] == "SUCCEEDED", described
         output: dict[str, Any] = json.loads(described["output"])
         return output

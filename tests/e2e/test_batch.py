@@ -133,16 +133,11 @@ def job(
     cdk_out = synth_with_config(_config_text())
     state_dir = cdk_out.parent / "state"
     with LocalCloud.start(cdk_out, mode="server", port=0, api_port=0, state_dir=state_dir) as cloud:
-        bucket = cloud.outputs["DataBucketName"]
-        put = cloud.client("s3").put_object(
-            Bucket=bucket,
-            Key="raw/churn/first.csv",
-            Body=sample_data.encode(sample_data.churn_frame(2_000, seed=31)),
+        first = cloud.drop(
+            "raw/churn/first.csv",
+            sample_data.encode(sample_data.churn_frame(2_000, seed=31)),
+            timeout=180,
         )
-        name = cloud.execution_name_for_object(
-            bucket, "raw/churn/first.csv", put.get("VersionId"), put["ETag"]
-        )
-        first = cloud.wait_for_execution(name, timeout=180)
         assert json.loads(first["output"])["status"] == "promoted"
         folder = tmp_path_factory.mktemp("job")
         for name, body in _job_files().items():

@@ -64,11 +64,7 @@ class Pipeline:
         )
 
     def drop(self, key: str, body: bytes) -> dict[str, Any]:
-        put = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-        name = self.cloud.execution_name_for_object(
-            self.bucket, key, put.get("VersionId"), put["ETag"]
-        )
-        return self.cloud.wait_for_execution(name, timeout=240)
+        return self.cloud.drop(key, body, timeout=240)
 
     def start(self, name: str, document: dict[str, Any]) -> dict[str, Any]:
         started = self.sfn.start_execution(

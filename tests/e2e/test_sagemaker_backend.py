@@ -45,12 +45,7 @@ def promoted(cloud: LocalCloud) -> dict[str, Any]:
     logger = logging.getLogger("infra.local.sagemaker")
     logger.addHandler(handler)
     try:
-        bucket = cloud.outputs["DataBucketName"]
-        put = cloud.client("s3").put_object(Bucket=bucket, Key="raw/churn/first.csv", Body=DROP)
-        name = cloud.execution_name_for_object(
-            bucket, "raw/churn/first.csv", put.get("VersionId"), put["ETag"]
-        )
-        described = cloud.wait_for_execution(name, timeout=300)
+        described = cloud.drop("raw/churn/first.csv", DROP, timeout=300)
     finally:
         logger.removeHandler(handler)
     return {"execution": described, "log": [record.getMessage() for record in records]}
