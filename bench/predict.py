@@ -13,6 +13,10 @@ leaves it. Capture is off (CAPTURE_STREAM unset): its cost is a Firehose round t
     initialising the predict handler against in-process moto (alias lookup, model fetch, hash
     check, session; moto's own setup and seeding happen before the clock starts) vs bare
     `import onnxruntime, numpy, boto3` + session creation from the same bytes. Target <= 1.3x.
+    The handler runs with the environment the stack gives it (`infra.cold_start`): config in
+    `MLOPS_CONFIG_JSON`, pydantic plugins off, and botocore's data trimmed to its services
+    (`MLOPS_BOTOCORE_DATA`; the copy is written from this interpreter's botocore by the code
+    that writes the serving layer's).
 
 Medians of `--repeats` runs. Exits non-zero when a target is missed.
 
@@ -288,9 +292,29 @@ def warm(
     return single, floor_single, many, bare_many
 
 
-def cold(state_file: Path, onnx_file: Path, runs: int) -> tuple[float, float]:
+def deployed_environment(workdir: Path) -> dict[str, str]:
+    """What the stack adds to the predict function's environment, made here."""
+    import botocore
+
+    from functions.common.aws import SLIM_DATA_ENV
+    from functions.common.config import CONFIG_JSON_ENV, load_config
+    from infra.cold_start import FUNCTION_ENVIRONMENT, SLIM_DATA_DIR, write_slim_data
+
+    data = write_slim_data(Path(botocore.__file__).parent, workdir / SLIM_DATA_DIR)
+    config = load_config(REPO / "mlops.toml").for_stage("dev")
+    return {
+        **FUNCTION_ENVIRONMENT,
+        CONFIG_JSON_ENV: config.to_json(),
+        SLIM_DATA_ENV: str(data),
+    }
+
+
+def cold(
+    state_file: Path, onnx_file: Path, runs: int, deployed: dict[str, str]
+) -> tuple[float, float]:
     env = {
         **ENV,
+        **deployed,
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(REPO),
         "AWS_LAMBDA_FUNCTION_NAME": "bench-predict",
@@ -355,7 +379,9 @@ def main() -> int:
             f" {check * 1e3:.2f} ms + onnx_inputs {tensors * 1e3:.2f} ms; ratio at most"
             f" {bare_many / (bare_many + outside):.2f}"
         )
-        handler_cold, bare_cold = cold(state_file, workdir / "model.onnx", args.cold)
+        handler_cold, bare_cold = cold(
+            state_file, workdir / "model.onnx", args.cold, deployed_environment(workdir)
+        )
         ratio_c = handler_cold / bare_cold
         print(
             f"(c) cold start: handler {handler_cold * 1e3:.0f} ms, bare {bare_cold * 1e3:.0f} ms,"

@@ -2,6 +2,10 @@
 runtime's platform (Python 3.13, manylinux aarch64) into `<build>/python`, cached by a hash
 of the requirements so repeated synths reuse one build.
 
+The serving layer ships its own pinned boto3 and botocore, so that it can also carry
+botocore's data trimmed to the predict function's services for that exact botocore
+(`python/mlops_botocore_data`, see `infra.cold_start`).
+
 `python -m infra.layers` builds the serving layer and prints its size (`make layer`)."""
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra import cold_start
 from infra.config import REPO_ROOT
 
 SERVING_REQUIREMENTS = REPO_ROOT / "layers" / "serving" / "requirements.txt"
@@ -49,9 +54,11 @@ def build_layer(
     requirements: Path = SERVING_REQUIREMENTS,
     name: str = "serving-layer",
     build_root: Path = BUILD_ROOT,
+    botocore_services: tuple[str, ...] = cold_start.PREDICT_SERVICES,
 ) -> LayerBuild:
-    """The layer for `requirements`, built once and reused while the file is unchanged."""
-    fingerprint = _fingerprint(requirements)
+    """The layer for `requirements`, built once and reused while the file is unchanged.
+    With `botocore_services`, the layer's botocore data trimmed to them is added."""
+    fingerprint = _fingerprint(requirements, botocore_services)
     target = build_root / f"{name}-{fingerprint}"
     if (target / _COMPLETE).exists():
         return LayerBuild(target, fingerprint, directory_size(target / "python"))
@@ -60,6 +67,8 @@ def build_layer(
     try:
         _pip_install(requirements, staging / "python")
         _strip(staging / "python")
+        if botocore_services:
+            _trim_botocore_data(staging / "python", botocore_services)
         (staging / _COMPLETE).write_text(fingerprint + "\n")
         try:
             staging.rename(target)
@@ -81,11 +90,24 @@ def directory_size(root: Path, exclude_dirs: frozenset[str] = frozenset()) -> in
     return total
 
 
-def _fingerprint(requirements: Path) -> str:
+def _fingerprint(requirements: Path, botocore_services: tuple[str, ...] = ()) -> str:
     settings = f"{PYTHON_VERSION}|{','.join(PLATFORMS)}|{sorted(_STRIPPED_DIRS)}"
     digest = hashlib.sha256(settings.encode())
     digest.update(requirements.read_bytes())
+    if botocore_services:
+        digest.update(",".join(sorted(botocore_services)).encode())
+        digest.update(Path(cold_start.__file__).read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _trim_botocore_data(python: Path, services: tuple[str, ...]) -> None:
+    package = python / "botocore"
+    if not package.is_dir():
+        raise LayerBuildError(
+            f"the layer's requirements do not install botocore, so there is no botocore data "
+            f"to trim for {', '.join(services)}: pin boto3 and botocore in them"
+        )
+    cold_start.write_slim_data(package, python / cold_start.SLIM_DATA_DIR, services)
 
 
 def _pip_install(requirements: Path, target: Path) -> None:

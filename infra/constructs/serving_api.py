@@ -19,6 +19,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from functions.common.aws import SLIM_DATA_ENV
+from infra.cold_start import SLIM_DATA_DIR
 from infra.config import REPO_ROOT, DeployConfig
 from infra.constructs.data_lake import (
     CAPTURE_ERRORS_PREFIX,
@@ -98,7 +100,10 @@ class ServingApi(Construct):
             code=lambda_.Code.from_asset(str(self.layer_build.directory)),
             compatible_runtimes=[lambda_.Runtime.PYTHON_3_13],
             compatible_architectures=[lambda_.Architecture.ARM_64],
-            description="onnxruntime, numpy, powertools, pydantic (serving, arm64, py3.13)",
+            description=(
+                "onnxruntime, numpy, powertools, pydantic, boto3 and botocore data trimmed "
+                "for predict (serving, arm64, py3.13)"
+            ),
         )
         self.predict = ZipStageFunction(
             self,
@@ -109,7 +114,11 @@ class ServingApi(Construct):
                 handler=PREDICT_HANDLER,
                 memory_mb=serving.memory_mb,
                 timeout_seconds=serving.timeout_seconds,
-                environment={"CAPTURE_STREAM": self.capture_stream.ref},
+                environment={
+                    "CAPTURE_STREAM": self.capture_stream.ref,
+                    # The layer's botocore data trimmed to predict's services (cold start).
+                    SLIM_DATA_ENV: f"/opt/python/{SLIM_DATA_DIR}",
+                },
             ),
             base_environment=stage_environment(deploy, data_lake, registry),
             layers=[self.layer],

@@ -14,6 +14,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from functions.common.config import CONFIG_JSON_ENV
+from infra.cold_start import FUNCTION_ENVIRONMENT
 from infra.config import REPO_ROOT, DeployConfig
 from infra.constructs.data_lake import DataLake, data_key
 from infra.constructs.registry import Registry
@@ -103,6 +104,7 @@ class _LifecycleFunction(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": deploy.config.project.name,
             "POWERTOOLS_LOG_LEVEL": "INFO",
             CONFIG_JSON_ENV: deploy.config_json,
+            **FUNCTION_ENVIRONMENT,
             **spec.environment,
         }
         self._common: dict[str, Any] = {

@@ -11,7 +11,8 @@ prefixes with `!{timestamp:...}` expanded) and CloudWatch alarms (created, never
 Not emulated: IAM (roles and policies are recorded, never enforced; so is API Gateway's
 IAM authorization), API Gateway throttling and access logs, Firehose buffering, KMS
 encryption, X-Ray,
-Lambda layers (this interpreter's packages stand in), memory limits and concurrency, retries
+Lambda layers (this interpreter's packages stand in; a path under /opt in a function's
+environment names the file in its layers' builds), memory limits and concurrency, retries
 of EventBridge targets, Step Functions execution logs, and anything needing Docker.
 """
 

@@ -38,6 +38,7 @@ log = logging.getLogger("infra.local.lambda")
 _INVOKE_LOCK = threading.Lock()
 _LOCK_MARGIN_SECONDS = 60
 ISOLATED_PREFIX = "_mlops_local_lambda_"
+_OPT = "/opt/"
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,26 @@ class FunctionCode:
     """Directory put on sys.path while the handler runs (the task root)."""
     handler: str
     """Dotted `module.function`, as in Lambda's Handler or an image's CMD."""
+    layers: tuple[Path, ...] = ()
+    """The content of the function's layers, in order (what Lambda mounts at /opt)."""
 
 
 class FunctionCodeRegistry:
-    """Where each deployed function's code lives, by function name (moto keeps only bytes)."""
+    """Where each deployed function's code lives, by function name (moto keeps only bytes),
+    and each layer version's content, by ARN."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._code: dict[str, FunctionCode] = {}
+        self._layers: dict[str, Path] = {}
+
+    def register_layer(self, arn: str, content: Path) -> None:
+        with self._lock:
+            self._layers[arn] = content
+
+    def layer(self, arn: str) -> Path | None:
+        with self._lock:
+            return self._layers.get(arn)
 
     def register(self, function_name: str, code: FunctionCode) -> None:
         with self._lock:
@@ -67,6 +80,7 @@ class FunctionCodeRegistry:
     def clear(self) -> None:
         with self._lock:
             self._code.clear()
+            self._layers.clear()
 
 
 @dataclass
@@ -311,7 +325,12 @@ def _function_environment(function: Any, code: FunctionCode) -> Iterator[None]:
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
     )
-    environment.update({key: str(value) for key, value in function.environment_vars.items()})
+    environment.update(
+        {
+            key: _in_layers(str(value), code.layers)
+            for key, value in function.environment_vars.items()
+        }
+    )
     if SETTINGS.endpoint_url is not None:
         environment["AWS_ENDPOINT_URL"] = SETTINGS.endpoint_url
     _replace_environ(environment)
@@ -319,6 +338,18 @@ def _function_environment(function: Any, code: FunctionCode) -> Iterator[None]:
         yield
     finally:
         _replace_environ(saved)
+
+
+def _in_layers(value: str, layers: tuple[Path, ...]) -> str:
+    """A path under /opt names a file of the function's layers (Lambda mounts their content
+    there; the first layer that has it wins): here, that file in the layer's build."""
+    if not value.startswith(_OPT):
+        return value
+    for content in layers:
+        candidate = content / value.removeprefix(_OPT)
+        if candidate.exists():
+            return str(candidate)
+    return value
 
 
 def _replace_environ(values: dict[str, str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import threading
 import time
 import urllib.error
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import botocore
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -199,6 +201,23 @@ def test_single_and_batch_predictions_agree_with_onnxruntime(served: Served) -> 
             reply.body["probabilities"], expected.probabilities[:count], atol=1e-6
         )
         assert reply.body["request_id"] == reply.headers["x-amzn-RequestId"]
+
+
+def test_predict_creates_its_clients_from_the_layers_trimmed_botocore_data(
+    served: Served,
+) -> None:
+    assert served.api.predict(_rows(1, seed=40)).status == 200
+    # Functions run in this process: the sessions their clients came from are visible here.
+    used = {
+        Path(data)
+        for module in list(sys.modules.values())
+        if getattr(module, "__name__", "").endswith("functions.common.aws")
+        for data in getattr(module, "_sessions", {})
+        if data
+    }
+    (data,) = used
+    assert data.name == "mlops_botocore_data" and data.parent.name == "python"
+    assert (data / "VERSION").read_text().strip() == botocore.__version__
 
 
 def test_model_health_and_openapi_describe_the_served_version(served: Served) -> None:

@@ -5,6 +5,7 @@ throttling, access logs), the capture stream and the integrity alarm."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
+from functions.common.aws import SLIM_DATA_ENV
 from infra.app import build_app
+from infra.cold_start import PREDICT_SERVICES, botocore_version
 from infra.layers import LAMBDA_UNZIPPED_LIMIT_BYTES, build_layer, directory_size
 
 Resources = Callable[[str], dict[str, dict[str, Any]]]
@@ -78,8 +81,46 @@ def test_code_asset_holds_only_the_functions_package(
     layer = next(iter(resources("AWS::Lambda::LayerVersion").values()))
     layer_dir = _asset_dir(cloud_assembly, layer["Properties"]["Content"]["S3Key"]) / "python"
     packages = {p.name.lower() for p in layer_dir.iterdir()}
-    assert {"onnxruntime", "numpy", "aws_lambda_powertools", "pydantic"} <= packages
-    assert not packages & {"pandas", "sklearn", "scipy", "pyarrow", "boto3"}
+    assert {"onnxruntime", "numpy", "aws_lambda_powertools", "pydantic", "boto3"} <= packages
+    assert not packages & {"pandas", "sklearn", "scipy", "pyarrow"}
+
+
+def test_layer_pins_are_the_projects_pins() -> None:
+    def pins(path: Path) -> dict[str, str]:
+        lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+        named = (line.split("==") for line in lines if line)
+        return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in named}
+
+    layer, project = pins(REPO / "layers/serving/requirements.txt"), pins(REPO / "requirements.txt")
+    assert {name: version for name, version in layer.items() if project.get(name) != version} == {}
+
+
+def test_predict_reads_the_layers_botocore_data_trimmed_to_its_services(
+    resources: Resources, cloud_assembly: Path
+) -> None:
+    _, props = _predict(resources)
+    path = props["Environment"]["Variables"][SLIM_DATA_ENV]
+    assert path.startswith("/opt/")
+    layer = next(iter(resources("AWS::Lambda::LayerVersion").values()))
+    content = _asset_dir(cloud_assembly, layer["Properties"]["Content"]["S3Key"])
+    data = content / path.removeprefix("/opt/")
+    # Made from the botocore the layer ships, for exactly the services predict calls.
+    assert (data / "VERSION").read_text().strip() == botocore_version(content / "python/botocore")
+    assert sorted(p.name for p in data.iterdir() if p.is_dir()) == sorted(PREDICT_SERVICES)
+    assert sum(f.stat().st_size for f in data.rglob("*") if f.is_file()) < 1_000_000
+
+
+def test_every_function_runs_with_pydantic_plugins_off(resources: Resources) -> None:
+    functions = resources("AWS::Lambda::Function")
+    ours = [
+        props
+        for r in functions.values()
+        if "MLOPS_CONFIG_JSON"
+        in (props := r["Properties"]).get("Environment", {}).get("Variables", {})
+    ]
+    assert len(ours) >= 8
+    for props in ours:
+        assert props["Environment"]["Variables"]["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
 
 
 def test_function_code_and_layer_stay_under_lambdas_250_mb_unzipped() -> None:

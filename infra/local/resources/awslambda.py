@@ -4,6 +4,7 @@ where the real code is: the asset directory in cdk.out, or the repo for image fu
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import zipfile
@@ -41,6 +42,12 @@ def function(ctx: DeployContext, spec: ResourceSpec) -> Created:
     p = spec.properties
     name = p.get("FunctionName") or ctx.physical_name(spec, max_length=64)
     code, moto_code = _code(ctx, spec)
+    layers = tuple(
+        content
+        for arn in p.get("Layers") or []
+        if (content := ctx.functions.layer(str(arn))) is not None
+    )
+    code = dataclasses.replace(code, layers=layers)
     request: dict[str, Any] = {
         "FunctionName": name,
         "Role": p["Role"],
@@ -57,7 +64,10 @@ def function(ctx: DeployContext, spec: ResourceSpec) -> Created:
     if not runtime.startswith("python"):
         notes.append(f"runtime {runtime} cannot run locally: only Python handlers are invoked")
     if p.get("Layers"):
-        notes.append("layers are not mounted: handlers import from this interpreter's packages")
+        notes.append(
+            "layers are not mounted: handlers import from this interpreter's packages; "
+            "environment paths under /opt name files of the layers' builds"
+        )
     return Created(ref=name, attributes={"Arn": created["FunctionArn"]}, notes=notes)
 
 
@@ -129,11 +139,27 @@ def layer_version(ctx: DeployContext, spec: ResourceSpec) -> Created:
         if key in p:
             request[key] = p[key]
     arn = ctx.client("lambda").publish_layer_version(**request)["LayerVersionArn"]
+    content = _layer_content(ctx, spec)
+    if content is not None:
+        ctx.functions.register_layer(arn, content)
     return Created(
         ref=arn,
         attributes={"LayerVersionArn": arn},
-        notes=["layer contents are not mounted: this interpreter's packages stand in for them"],
+        notes=[
+            "layer contents are not mounted: this interpreter's packages stand in for them; "
+            "functions' environment paths under /opt name files of this build"
+        ],
     )
+
+
+def _layer_content(ctx: DeployContext, spec: ResourceSpec) -> Path | None:
+    """The layer's files as Lambda would mount them under /opt (None if the asset is not in
+    the cloud assembly)."""
+    content = spec.properties.get("Content") or {}
+    asset = ctx.stack.asset_path(str(content.get("S3Key", ""))) or _metadata_asset(ctx, spec)
+    if asset is None or not asset.exists():
+        return None
+    return asset if asset.is_dir() else _unzip(asset)
 
 
 def version(ctx: DeployContext, spec: ResourceSpec) -> Created:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from infra.local import LocalCloud
@@ -90,3 +91,32 @@ def test_step_functions_catch_the_handler_exception_by_class_name(
     error = json.loads(described["output"])["error"]
     assert error["Error"] == "QuotaExceededError"
     assert json.loads(error["Cause"])["errorMessage"] == "quota of 3 drops per day reached"
+
+
+def test_an_environment_path_under_opt_names_the_file_in_the_functions_layer(
+    start_cloud: Callable[..., LocalCloud], cfn: Any, lambda_code: Path
+) -> None:
+    """Lambda mounts a layer's content at /opt: a variable naming a file there (as predict's
+    MLOPS_BOTOCORE_DATA does) gets the file in the layer's build."""
+    layer = {
+        "Type": "AWS::Lambda::LayerVersion",
+        "Properties": {
+            "Content": {
+                "S3Bucket": {"Fn::Sub": "cdk-hnb659fds-assets-${AWS::AccountId}-${AWS::Region}"},
+                "S3Key": "probe.zip",
+            },
+            "CompatibleRuntimes": ["python3.13"],
+        },
+    }
+    echo = cfn.function("echo", env={"GREETING": "/opt/local_cloud_probe.py"})
+    echo["Properties"]["Layers"] = [{"Ref": "Layer"}]
+    missing = cfn.function("echo", env={"GREETING": "/opt/no_such_file"})
+    missing["Properties"]["Layers"] = [{"Ref": "Layer"}]
+    cloud = start_cloud(
+        {"Role": cfn.role(), "Layer": layer, "Echo": echo, "Missing": missing},
+        {"Echo": {"Value": {"Ref": "Echo"}}, "Missing": {"Value": {"Ref": "Missing"}}},
+    )
+    _, payload = _invoke(cloud, cloud.outputs["Echo"])
+    assert Path(payload["greeting"]) == lambda_code / "local_cloud_probe.py"
+    _, payload = _invoke(cloud, cloud.outputs["Missing"])
+    assert payload["greeting"] == "/opt/no_such_file"

@@ -193,10 +193,30 @@ def capture_stream(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> str:
     return STREAM
 
 
+@pytest.fixture(scope="session")
+def trimmed_botocore_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """botocore's data trimmed to predict's services, as the serving layer carries it."""
+    import botocore
+
+    from infra.cold_start import SLIM_DATA_DIR, write_slim_data
+
+    return write_slim_data(
+        Path(botocore.__file__).parent, tmp_path_factory.mktemp("layer") / SLIM_DATA_DIR
+    )
+
+
 @pytest.fixture
-def api(cloud: Cloud, serving_config: Callable[..., None]) -> Iterator[Api]:
+def api(
+    cloud: Cloud,
+    serving_config: Callable[..., None],
+    trimmed_botocore_data: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Api]:
+    """The handler as deployed: its AWS clients read the trimmed botocore data."""
+    from functions.common.aws import SLIM_DATA_ENV
     from functions.predict import handler, logic
 
+    monkeypatch.setenv(SLIM_DATA_ENV, str(trimmed_botocore_data))
     if "MLOPS_CONFIG_JSON" not in os.environ:
         serving_config()
     client = Api(handler, logic)
