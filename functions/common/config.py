@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -533,6 +532,8 @@ def config_path(path: str | os.PathLike[str] | None = None) -> Path:
 
 def load_config(path: str | os.PathLike[str] | None = None) -> MlopsConfig:
     """Read and validate the TOML config; raise ConfigError naming file, key and problem."""
+    import tomllib  # here: deployed functions read JSON, their cold start skips the parser
+
     file = config_path(path)
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))

@@ -607,7 +607,7 @@ def _flat(data: Any, where: str, rows: int) -> list[Any]:
             f"{where}.data must be an array, not {_type_name(data)}",
             f"{where}.data",
         )
-    if len(data) > rows or not any(type(value) is list for value in data):
+    if len(data) > rows or list not in set(map(type, data)):
         return data
     flat: list[Any] = []
     for value in data:
