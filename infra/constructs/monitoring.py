@@ -14,6 +14,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
+from functions.common.model_registry import model_key
+from functions.monitor.state import monitor_key
 from infra.config import DeployConfig
 from infra.constructs.alerts import undelivered_queue
 from infra.constructs.data_lake import (
@@ -67,7 +69,9 @@ class Monitoring(Construct):
         # Labelled feedback becomes a drop of training rows (ingested like any drop).
         data_lake.grant_write_objects(role, f"{RAW_PREFIX}{deploy.config.dataset.name}/feedback/")
         data_lake.grant_list(role, [CAPTURE_PREFIX, FEEDBACK_PREFIX])
-        registry.table.grant_read_write_data(role)
+        # Read the model's versions and aliases; write only the monitor's own state.
+        model = deploy.config.model_name
+        registry.grant_partitions(role, read=[model_key(model)], write=[monitor_key(model)])
         events.EventBus.from_event_bus_name(self, "DefaultBus", "default").grant_put_events_to(role)
 
         undelivered = undelivered_queue(self, "UndeliveredEvents", "the monitoring rules")

@@ -3,7 +3,10 @@ idempotency records and (with the training issue) model versions and aliases."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.config import DeployConfig
@@ -37,3 +40,39 @@ class Registry(Construct):
             deletion_protection=deploy.stage_config.removal_policy == "retain",
             removal_policy=deploy.removal_policy,
         )
+
+    def grant_partitions(
+        self,
+        grantee: iam.IGrantable,
+        *,
+        read: Sequence[str] = (),
+        write: Sequence[str] = (),
+    ) -> None:
+        """Items of the given partitions only (`dynamodb:LeadingKeys`): read `read`, read and
+        write `write`. For the functions that face the outside world or need one model's
+        items only, instead of `grant_read_write_data` on the whole table (dataset versions,
+        contracts, runs and idempotency records included). Writes cover what a transaction
+        of those items needs (put, update, delete, condition check); no Scan, no batch
+        operation."""
+        for partitions, actions in (
+            (sorted({*read, *write}), _READ_ACTIONS),
+            (sorted(set(write)), _WRITE_ACTIONS),
+        ):
+            if not partitions:
+                continue
+            iam.Grant.add_to_principal(
+                grantee=grantee,
+                actions=list(actions),
+                resource_arns=[self.table.table_arn],
+                conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": partitions}},
+            )
+        key = self.table.encryption_key
+        if key is not None:
+            if write:
+                key.grant_encrypt_decrypt(grantee)
+            else:
+                key.grant_decrypt(grantee)
+
+
+_READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem")
+_WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")

@@ -20,6 +20,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from functions.common.aws import SLIM_DATA_ENV
+from functions.common.model_registry import model_key
 from infra.cold_start import SLIM_DATA_DIR
 from infra.config import REPO_ROOT, DeployConfig
 from infra.constructs.data_lake import (
@@ -128,9 +129,9 @@ class ServingApi(Construct):
         role = self.predict.role
         data_lake.grant_read_objects(role, MODELS_PREFIX)
         data_lake.grant_write_objects(role, FEEDBACK_PREFIX)
-        # Read: aliases and versions. Write: serving counters, rollout decisions and the
-        # alias moves a rollout makes (conditional transactions).
-        registry.table.grant_read_write_data(role)
+        # The model's own items only. Read: aliases and versions. Write: serving counters,
+        # rollout decisions and the alias moves a rollout makes (conditional transactions).
+        registry.grant_partitions(role, write=[model_key(deploy.config.model_name)])
         events.EventBus.from_event_bus_name(self, "DefaultBus", "default").grant_put_events_to(role)
         iam.Grant.add_to_principal(
             grantee=role,

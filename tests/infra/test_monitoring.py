@@ -132,6 +132,24 @@ def test_drift_function_reads_capture_feedback_models_and_writes_reports_only(
         assert not any("Delete" in a for a in _as_list(statement["Action"]))
 
 
+def test_drift_function_reads_the_models_items_and_writes_only_its_own_state(
+    resources: Resources,
+) -> None:
+    statements = _statements(resources, "MonitoringDriftFunctionRole")
+    dynamodb = [
+        s for s in statements if any(a.startswith("dynamodb:") for a in _as_list(s["Action"]))
+    ]
+    grants = {}
+    for statement in dynamodb:
+        partitions = statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
+        grants[tuple(partitions)] = set(_as_list(statement["Action"]))
+    reads = {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"}
+    assert grants == {
+        ("MODEL#churn", "MONITOR#churn"): reads,
+        ("MONITOR#churn",): {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
+    }
+
+
 def test_a_retrain_cadence_adds_a_schedule_that_starts_the_pipeline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

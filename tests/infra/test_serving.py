@@ -145,13 +145,27 @@ def test_predict_reads_models_writes_only_feedback_and_puts_only_to_its_stream(
     firehose = [s for s in statements if "firehose:PutRecordBatch" in _as_list(s["Action"])]
     (statement,) = firehose
     assert statement["Resource"]["Fn::GetAtt"][0].startswith("ServingCaptureStream")
-    # Writes: serving counters and the alias moves a canary rollout decides (conditional).
+    # Writes: serving counters and the alias moves a canary rollout decides (conditional),
+    # all on the model's own items: never dataset versions, contracts or training runs.
     dynamodb = [
         s for s in statements if any(a.startswith("dynamodb:") for a in _as_list(s["Action"]))
     ]
+    actions = set()
     for statement in dynamodb:
         for resource in _as_list(statement["Resource"]):
             assert resource["Fn::GetAtt"][0].startswith("RegistryTable"), resource
+        assert statement["Condition"] == {
+            "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["MODEL#churn"]}
+        }
+        actions |= set(_as_list(statement["Action"]))
+    assert actions == {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    }
     events = [s for s in statements if "events:PutEvents" in _as_list(s["Action"])]
     (statement,) = events
     assert statement["Resource"]["Fn::Join"][1][-1] == ":event-bus/default"
