@@ -6,11 +6,20 @@ The serving layer ships its own pinned boto3 and botocore, so that it can also c
 botocore's data trimmed to the predict function's services for that exact botocore
 (`python/mlops_botocore_data`, see `infra.cold_start`).
 
+Bytecode: Lambda mounts layers read-only, so without `.pyc` files every cold start compiles
+every module it imports. The layer is compiled by a Python 3.13 interpreter (the runtime's
+version; `$MLOPS_PYTHON313`, else `python3.13` on PATH, else one installed by pyenv), as
+unchecked-hash pycs: the layer never changes after the build, so Python loads them without
+reading the source. Measured on the predict handler's import under Python 3.13 here:
+1.36-1.46 s without bytecode, 0.51-0.58 s with it. Without such an interpreter the layer is
+built without bytecode and `LayerBuild.bytecode` says so (`mlops predeploy` fails on it).
+
 `python -m infra.layers` builds the serving layer and prints its size (`make layer`)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -30,6 +39,8 @@ PYTHON_VERSION = "3.13"
 # onnxruntime's aarch64 wheels are tagged manylinux_2_28 only; others ship manylinux2014.
 PLATFORMS = ("manylinux_2_28_aarch64", "manylinux2014_aarch64")
 _COMPLETE = ".complete"
+_BYTECODE = ".bytecode"
+RUNTIME_PYTHON_ENV = "MLOPS_PYTHON313"
 # Build output the Lambda runtime never reads: bytecode compiled by this machine's Python
 # (a different version from the runtime's), console scripts, packages' own test suites and
 # the install records pip writes (METADATA stays: importlib.metadata reads it).
@@ -48,6 +59,8 @@ class LayerBuild:
     fingerprint: str
     """Hash of the requirements and build settings: the asset hash of the layer."""
     unzipped_bytes: int
+    bytecode: str | None = None
+    """The Python version that compiled the layer's `.pyc` files; None: none were."""
 
 
 def build_layer(
@@ -58,10 +71,11 @@ def build_layer(
 ) -> LayerBuild:
     """The layer for `requirements`, built once and reused while the file is unchanged.
     With `botocore_services`, the layer's botocore data trimmed to them is added."""
-    fingerprint = _fingerprint(requirements, botocore_services)
+    compiler = runtime_python()
+    fingerprint = _fingerprint(requirements, botocore_services, compiler)
     target = build_root / f"{name}-{fingerprint}"
     if (target / _COMPLETE).exists():
-        return LayerBuild(target, fingerprint, directory_size(target / "python"))
+        return _built(target, fingerprint)
     build_root.mkdir(parents=True, exist_ok=True)
     staging = build_root / f".{name}-{fingerprint}.{uuid.uuid4().hex[:8]}"
     try:
@@ -69,6 +83,9 @@ def build_layer(
         _strip(staging / "python")
         if botocore_services:
             _trim_botocore_data(staging / "python", botocore_services)
+        if compiler is not None:
+            _compile(compiler, staging / "python")
+            (staging / _BYTECODE).write_text(compiler.version + "\n")
         (staging / _COMPLETE).write_text(fingerprint + "\n")
         try:
             staging.rename(target)
@@ -78,7 +95,76 @@ def build_layer(
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return LayerBuild(target, fingerprint, directory_size(target / "python"))
+    return _built(target, fingerprint)
+
+
+def _built(target: Path, fingerprint: str) -> LayerBuild:
+    bytecode = target / _BYTECODE
+    return LayerBuild(
+        target,
+        fingerprint,
+        directory_size(target / "python"),
+        bytecode.read_text().strip() if bytecode.exists() else None,
+    )
+
+
+@dataclass(frozen=True)
+class RuntimePython:
+    executable: str
+    version: str
+    """Its full version, e.g. 3.13.0."""
+
+
+def runtime_python() -> RuntimePython | None:
+    """A Python interpreter of the Lambda runtime's version, to compile bytecode with:
+    `$MLOPS_PYTHON313`, else `python3.13` on PATH, else one pyenv installed; None if none
+    runs."""
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates = [
+        os.environ.get(RUNTIME_PYTHON_ENV),
+        shutil.which(f"python{PYTHON_VERSION}"),
+        *sorted(
+            str(p) for p in pyenv.glob(f"versions/{PYTHON_VERSION}.*/bin/python{PYTHON_VERSION}")
+        ),
+    ]
+    for executable in filter(None, candidates):
+        try:
+            result = subprocess.run(
+                [executable, "-c", "import platform; print(platform.python_version())"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        version = result.stdout.strip()
+        if result.returncode == 0 and version.rsplit(".", 1)[0] == PYTHON_VERSION:
+            return RuntimePython(executable, version)
+    return None
+
+
+def _compile(compiler: RuntimePython, python: Path) -> None:
+    command = [
+        compiler.executable,
+        "-m",
+        "compileall",
+        "-q",
+        "-j",
+        "0",
+        "--invalidation-mode",
+        "unchecked-hash",
+        str(python),
+    ]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LayerBuildError(f"cannot compile the layer's bytecode: {exc}") from None
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
+        raise LayerBuildError(
+            f"compiling the layer's bytecode with Python {compiler.version} failed:\n{tail}"
+        )
 
 
 def directory_size(root: Path, exclude_dirs: frozenset[str] = frozenset()) -> int:
@@ -90,8 +176,14 @@ def directory_size(root: Path, exclude_dirs: frozenset[str] = frozenset()) -> in
     return total
 
 
-def _fingerprint(requirements: Path, botocore_services: tuple[str, ...] = ()) -> str:
+def _fingerprint(
+    requirements: Path,
+    botocore_services: tuple[str, ...] = (),
+    compiler: RuntimePython | None = None,
+) -> str:
     settings = f"{PYTHON_VERSION}|{','.join(PLATFORMS)}|{sorted(_STRIPPED_DIRS)}"
+    if compiler is not None:
+        settings += f"|bytecode {compiler.version} unchecked-hash"
     digest = hashlib.sha256(settings.encode())
     digest.update(requirements.read_bytes())
     if botocore_services:
@@ -161,7 +253,8 @@ def main() -> None:
     except LayerBuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    print(f"{build.directory}: {build.unzipped_bytes / 1e6:.1f} MB unzipped")
+    compiled = f"bytecode of Python {build.bytecode}" if build.bytecode else "no bytecode"
+    print(f"{build.directory}: {build.unzipped_bytes / 1e6:.1f} MB unzipped, {compiled}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 after) `cdk deploy`, found on this machine first.
 
 1. The serving layer (built for Lambda's Python 3.13 on manylinux aarch64) plus the function
-   code stays under Lambda's 250 MB unzipped limit.
+   code stays under Lambda's 250 MB unzipped limit, and the layer carries bytecode compiled
+   by Python 3.13.
 2. Every requirement of the training image is pinned with `==` and resolves to wheels for
    that platform (pip's dry run: it reads wheel metadata, it does not install anything).
 3. The training Dockerfile builds on the AWS Lambda Python 3.13 arm64 base image, copies only
@@ -28,6 +29,7 @@ from infra.layers import (
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     PLATFORMS,
     PYTHON_VERSION,
+    RUNTIME_PYTHON_ENV,
     LayerBuild,
     LayerBuildError,
     build_layer,
@@ -53,6 +55,7 @@ _UNREACHABLE = (
     "ProxyError",
 )
 _PIP_TIMEOUT_SECONDS = 600
+_TAG = PYTHON_VERSION.replace(".", "")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,29 @@ def check_layer_size(build: Callable[[], LayerBuild] = build_layer) -> CheckResu
     except LayerBuildError as exc:
         return CheckResult("serving layer size", False, "the layer did not build", [str(exc)])
     return judge_unzipped_size(layer.unzipped_bytes, function_code_bytes())
+
+
+def check_layer_bytecode(build: Callable[[], LayerBuild] = build_layer) -> CheckResult:
+    """The serving layer carries bytecode of the runtime's Python: Lambda mounts it read-only,
+    so without it every cold start compiles every module it imports."""
+    name = "serving layer bytecode"
+    try:
+        layer = build()
+    except LayerBuildError as exc:
+        return CheckResult(name, False, "the layer did not build", [str(exc)])
+    if layer.bytecode is None:
+        return CheckResult(
+            name,
+            False,
+            f"no Python {PYTHON_VERSION} found to compile it",
+            [
+                f"the serving layer was built without .pyc files: every cold start would "
+                f"compile its imports (about 0.9 s more for predict, measured); install "
+                f"Python {PYTHON_VERSION} or point {RUNTIME_PYTHON_ENV} at one, then rerun"
+            ],
+        )
+    pycs = sum(1 for _ in (layer.directory / "python").rglob(f"*.cpython-{_TAG}.pyc"))
+    return CheckResult(name, True, f"compiled by Python {layer.bytecode}: {pycs} modules")
 
 
 # 2. Training requirements resolve for the Lambda platform
@@ -404,4 +430,9 @@ def _under(path: str, root: str) -> bool:
 
 
 def run_checks() -> list[CheckResult]:
-    return [check_layer_size(), check_requirements_resolve(), check_dockerfile()]
+    return [
+        check_layer_size(),
+        check_layer_bytecode(),
+        check_requirements_resolve(),
+        check_dockerfile(),
+    ]

@@ -15,11 +15,19 @@ from typer.testing import CliRunner
 from infra.cli import app
 from infra.constructs.serving_api import check_unzipped_size
 from infra.constructs.stage_function import TRAINING_IMAGE_CONTEXT
-from infra.layers import LAMBDA_UNZIPPED_LIMIT_BYTES, build_layer
+from infra.layers import (
+    LAMBDA_UNZIPPED_LIMIT_BYTES,
+    RUNTIME_PYTHON_ENV,
+    LayerBuild,
+    RuntimePython,
+    build_layer,
+    runtime_python,
+)
 from infra.predeploy import (
     MIB,
     CheckResult,
     check_dockerfile,
+    check_layer_bytecode,
     check_layer_size,
     check_requirements_resolve,
     function_code_bytes,
@@ -57,6 +65,54 @@ def test_layer_size_passes_with_the_figure_synth_checks() -> None:
     assert f"= {total / MIB:.1f} MiB of 250 MiB" in result.figure
     headroom = (LAMBDA_UNZIPPED_LIMIT_BYTES - total) / MIB
     assert f"headroom {headroom:.1f} MiB" in result.figure
+
+
+def _skip_without_python_313() -> None:
+    if runtime_python() is None:
+        pytest.skip(f"no Python 3.13 on this machine to compile the layer ({RUNTIME_PYTHON_ENV})")
+
+
+def test_the_layer_carries_python_313_bytecode_for_every_module() -> None:
+    _skip_without_python_313()
+    result = check_layer_bytecode()
+
+    assert result.passed, result.problems
+    python = build_layer().directory / "python"
+    sources = list(python.rglob("*.py"))
+    assert len(sources) > 1000
+    for source in sources:
+        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+        header = pyc.read_bytes()[:16]
+        # PEP 552: flags 0b01, hash-based and not checked against the source (the layer is
+        # read-only and never changes after the build).
+        assert int.from_bytes(header[4:8], "little") == 1, source
+    assert not [p for p in python.rglob("*.pyc") if ".cpython-313." not in p.name]
+    assert f"{len(sources)} modules" in result.figure
+
+
+def test_a_layer_without_bytecode_fails_saying_how_to_get_it(tmp_path: Path) -> None:
+    bare = LayerBuild(tmp_path, "0" * 16, 1, bytecode=None)
+
+    result = check_layer_bytecode(lambda: bare)
+
+    assert not result.passed
+    assert result.figure == "no Python 3.13 found to compile it"
+    assert "every cold start would compile its imports" in result.problems[0]
+    assert RUNTIME_PYTHON_ENV in result.problems[0]
+
+
+def test_the_interpreter_named_by_the_environment_is_used_if_it_is_313(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for version, expected in (("3.13.9", True), ("3.12.1", False)):
+        script = tmp_path / f"python-{version}"
+        script.write_text(f"#!/bin/sh\necho {version}\n")
+        script.chmod(0o755)
+        monkeypatch.setenv(RUNTIME_PYTHON_ENV, str(script))
+        monkeypatch.setenv("PATH", str(tmp_path))  # no other python3.13 to fall back on
+        monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+        found = runtime_python()
+        assert (found == RuntimePython(str(script), version)) is expected, (version, found)
 
 
 def test_layer_size_over_the_limit_fails_naming_the_excess() -> None:
@@ -257,6 +313,7 @@ def test_a_build_context_letting_in_more_than_is_copied_fails(tmp_path: Path) ->
 
 def test_mlops_predeploy_prints_each_figure_and_exits_0(repo_resolve: CheckResult) -> None:
     _skip_if_unreachable(repo_resolve)
+    _skip_without_python_313()
 
     result = CliRunner().invoke(app, ["predeploy", "--stage", "dev"])
 
@@ -264,8 +321,11 @@ def test_mlops_predeploy_prints_each_figure_and_exits_0(repo_resolve: CheckResul
     lines = result.output.splitlines()
     assert lines[0] == "pre-deploy checks for mlops-dev"
     assert re.fullmatch(r"pass serving layer size: .* MiB; headroom [0-9.]+ MiB", lines[1])
-    assert re.fullmatch(r"pass training requirements resolve: \d+ packages resolve .*", lines[2])
-    assert lines[3].startswith("pass training Dockerfile: FROM public.ecr.aws/lambda/python")
+    assert re.fullmatch(
+        r"pass serving layer bytecode: compiled by Python 3\.13\.\d+: \d+ .*", lines[2]
+    )
+    assert re.fullmatch(r"pass training requirements resolve: \d+ packages resolve .*", lines[3])
+    assert lines[4].startswith("pass training Dockerfile: FROM public.ecr.aws/lambda/python")
 
 
 def test_mlops_predeploy_refuses_an_unknown_stage() -> None:
