@@ -6,8 +6,9 @@ The serving layer ships its own pinned boto3 and botocore, so that it can also c
 botocore's data trimmed to the predict function's services for that exact botocore
 (`python/mlops_botocore_data`, see `infra.cold_start`).
 
-Bytecode: Lambda mounts layers read-only, so without `.pyc` files every cold start compiles
-every module it imports. The layer is compiled by a Python 3.13 interpreter (the runtime's
+Bytecode: Lambda mounts layers and code read-only, so without `.pyc` files every cold start
+compiles every module it imports. The layer, and the zip functions' code
+(`build_function_code`), are compiled by a Python 3.13 interpreter (the runtime's
 version; `$MLOPS_PYTHON313`, else `python3.13` on PATH, else one installed by pyenv), as
 unchecked-hash pycs: the layer never changes after the build, so Python loads them without
 reading the source. Measured on the predict handler's import under Python 3.13 here:
@@ -31,6 +32,7 @@ from infra import cold_start
 from infra.config import REPO_ROOT
 
 SERVING_REQUIREMENTS = REPO_ROOT / "layers" / "serving" / "requirements.txt"
+FUNCTION_SOURCE = REPO_ROOT / "functions"
 BUILD_ROOT = REPO_ROOT / ".mlops" / "build"
 LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 """Lambda's limit on a zip function's code plus all its layers, unzipped."""
@@ -96,6 +98,65 @@ def build_layer(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return _built(target, fingerprint)
+
+
+@dataclass(frozen=True)
+class FunctionCodeBuild:
+    directory: Path
+    """The zip functions' code asset: holds the `functions/` package."""
+    unzipped_bytes: int
+    bytecode: str | None = None
+    """The Python version that compiled its `.pyc` files; None: none were."""
+
+
+def build_function_code(
+    source: Path = FUNCTION_SOURCE, build_root: Path = BUILD_ROOT
+) -> FunctionCodeBuild:
+    """The zip functions' code: `source` (the `functions/` package, without this machine's
+    bytecode) plus bytecode of the runtime's Python, as for the layer. Built once per
+    content of `source` and reused."""
+    compiler = runtime_python()
+    digest = hashlib.sha256(f"{compiler.version if compiler else None}".encode())
+    for path in sorted(_code_files(source)):
+        digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes())
+    fingerprint = digest.hexdigest()[:16]
+    target = build_root / f"function-code-{fingerprint}"
+    if not (target / _COMPLETE).exists():
+        build_root.mkdir(parents=True, exist_ok=True)
+        staging = build_root / f".function-code-{fingerprint}.{uuid.uuid4().hex[:8]}"
+        try:
+            package = staging / "code" / source.name
+            for path in _code_files(source):
+                copy = package / path.relative_to(source)
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, copy)
+            if compiler is not None:
+                _compile(compiler, staging / "code")
+                (staging / _BYTECODE).write_text(compiler.version + "\n")
+            (staging / _COMPLETE).write_text(fingerprint + "\n")
+            try:
+                staging.rename(target)
+            except OSError:
+                if not (target / _COMPLETE).exists():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    bytecode = target / _BYTECODE
+    return FunctionCodeBuild(
+        target / "code",
+        directory_size(target / "code"),
+        bytecode.read_text().strip() if bytecode.exists() else None,
+    )
+
+
+def _code_files(source: Path) -> list[Path]:
+    return [
+        path
+        for path in source.rglob("*")
+        if path.is_file()
+        and path.suffix != ".pyc"
+        and "__pycache__" not in path.relative_to(source).parts
+    ]
 
 
 def _built(target: Path, fingerprint: str) -> LayerBuild:

@@ -32,12 +32,11 @@ from infra.layers import (
     RUNTIME_PYTHON_ENV,
     LayerBuild,
     LayerBuildError,
+    build_function_code,
     build_layer,
-    directory_size,
 )
 
 TRAINING_REQUIREMENTS = REPO_ROOT / "layers" / "training" / "requirements.txt"
-FUNCTION_CODE = REPO_ROOT / "functions"
 MIB = 2**20
 BASE_IMAGE = "public.ecr.aws/lambda/python"
 # What the training image needs from the repo: its pinned requirements and the code.
@@ -74,8 +73,9 @@ class CheckResult:
 
 
 def function_code_bytes() -> int:
-    """The `functions/` package as the zip asset ships it (the measure synth checks too)."""
-    return directory_size(FUNCTION_CODE, exclude_dirs=frozenset({"__pycache__"}))
+    """The zip functions' code asset as it ships (`functions/` and its bytecode), unzipped:
+    the measure synth checks too."""
+    return build_function_code().unzipped_bytes
 
 
 def judge_unzipped_size(

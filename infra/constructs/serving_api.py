@@ -22,7 +22,7 @@ from constructs import Construct
 from functions.common.aws import SLIM_DATA_ENV
 from functions.common.model_registry import model_key
 from infra.cold_start import SLIM_DATA_DIR
-from infra.config import REPO_ROOT, DeployConfig
+from infra.config import DeployConfig
 from infra.constructs.data_lake import (
     CAPTURE_ERRORS_PREFIX,
     CAPTURE_PREFIX,
@@ -38,7 +38,12 @@ from infra.constructs.stage_function import (
     retention,
     stage_environment,
 )
-from infra.layers import LAMBDA_UNZIPPED_LIMIT_BYTES, LayerBuild, build_layer, directory_size
+from infra.layers import (
+    LAMBDA_UNZIPPED_LIMIT_BYTES,
+    LayerBuild,
+    build_function_code,
+    build_layer,
+)
 from infra.nag import acknowledge
 
 PREDICT_HANDLER = "functions.predict.handler.lambda_handler"
@@ -359,8 +364,9 @@ class ServingApi(Construct):
 
 
 def check_unzipped_size(layer: LayerBuild) -> int:
-    """Code (the `functions/` package) plus the layer, unzipped; synth fails over 250 MB."""
-    code = directory_size(REPO_ROOT / "functions", exclude_dirs=frozenset({"__pycache__"}))
+    """Code (the `functions/` package and its bytecode) plus the layer, unzipped; synth fails
+    over 250 MB."""
+    code = build_function_code().unzipped_bytes
     total = code + layer.unzipped_bytes
     if total >= LAMBDA_UNZIPPED_LIMIT_BYTES:
         raise ValueError(

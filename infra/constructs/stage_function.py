@@ -18,6 +18,7 @@ from infra.cold_start import FUNCTION_ENVIRONMENT
 from infra.config import REPO_ROOT, DeployConfig
 from infra.constructs.data_lake import DataLake, data_key
 from infra.constructs.registry import Registry
+from infra.layers import build_function_code
 from infra.nag import acknowledge
 
 TRAINING_DOCKERFILE = "layers/training/Dockerfile"
@@ -33,8 +34,6 @@ TRAINING_IMAGE_CONTEXT = [
     "**/__pycache__",
     "**/*.pyc",
 ]
-# A zip function's code asset: the repo's `functions/` package at the zip root, nothing else.
-FUNCTION_CODE_CONTEXT = ["*", "!functions", "!functions/**", "**/__pycache__", "**/*.pyc"]
 
 
 @dataclass(frozen=True)
@@ -176,9 +175,8 @@ class ZipStageFunction(_LifecycleFunction):
             "Function",
             runtime=lambda_.Runtime.PYTHON_3_13,
             handler=spec.handler,
-            code=lambda_.Code.from_asset(
-                str(REPO_ROOT), exclude=FUNCTION_CODE_CONTEXT, ignore_mode=IgnoreMode.DOCKER
-            ),
+            # The `functions/` package with bytecode of the runtime's Python (infra.layers).
+            code=lambda_.Code.from_asset(str(build_function_code().directory)),
             layers=layers,
             snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
             **self._common,
