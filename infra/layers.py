@@ -19,6 +19,7 @@ built without bytecode and `LayerBuild.bytecode` says so (`mlops predeploy` fail
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -189,20 +190,26 @@ def runtime_python() -> RuntimePython | None:
         ),
     ]
     for executable in filter(None, candidates):
-        try:
-            result = subprocess.run(
-                [executable, "-c", "import platform; print(platform.python_version())"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        version = result.stdout.strip()
-        if result.returncode == 0 and version.rsplit(".", 1)[0] == PYTHON_VERSION:
+        version = _python_version(executable)
+        if version is not None and version.rsplit(".", 1)[0] == PYTHON_VERSION:
             return RuntimePython(executable, version)
     return None
+
+
+@functools.lru_cache(maxsize=16)
+def _python_version(executable: str) -> str | None:
+    """The version an interpreter reports (asked once per synth, not once per function)."""
+    try:
+        result = subprocess.run(
+            [executable, "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def _compile(compiler: RuntimePython, python: Path) -> None:
