@@ -1,12 +1,12 @@
 """Lazily created, cached boto3 clients: never at import time, so moto (or the local cloud)
 can start first and a cold start pays only for the clients it uses.
 
-All clients come from one boto3 Session: creating a Session loads botocore's data files and
+A function's clients come from one boto3 Session: creating a Session loads botocore's data files and
 credential chain again (about 50 ms each), while a second client of a shared Session reuses
 them. A boto3 Session is not thread-safe, so clients are created under a lock; the clients
 themselves are.
 
-With `MLOPS_BOTOCORE_DATA` naming a trimmed copy of botocore's data (`infra.botocore_data`:
+With `MLOPS_BOTOCORE_DATA` naming a trimmed copy of botocore's data (`infra.cold_start`:
 only the services the function calls, without documentation; the serving layer carries one),
 the Session reads that copy and nothing else: the predict function's first two clients then
 cost about 40 ms instead of 150-170 ms. The copy is used only by the botocore release it was
@@ -24,6 +24,7 @@ from typing import Any
 
 import boto3
 import botocore
+import botocore.exceptions
 import botocore.loaders
 import botocore.session
 from botocore.config import Config
@@ -68,7 +69,7 @@ def client(service: str) -> Any:
                     raise
                 raise botocore.exceptions.UnknownServiceError(
                     service_name=f"{service} (not in the trimmed botocore data at {data}: "
-                    "add it to the function's services in infra.botocore_data)",
+                    "add it to the function's services in infra.cold_start)",
                     known_service_names=", ".join(sorted(_trimmed_services(data))),
                 ) from None
             _clients[(data, service)] = cached
