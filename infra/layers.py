@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,29 +78,18 @@ def build_layer(
     With `botocore_services`, the layer's botocore data trimmed to them is added."""
     compiler = runtime_python()
     fingerprint = _fingerprint(requirements, botocore_services, compiler)
-    target = build_root / f"{name}-{fingerprint}"
-    if (target / _COMPLETE).exists():
-        return _built(target, fingerprint)
-    build_root.mkdir(parents=True, exist_ok=True)
-    staging = build_root / f".{name}-{fingerprint}.{uuid.uuid4().hex[:8]}"
-    try:
+
+    def populate(staging: Path) -> Path:
         _pip_install(requirements, staging / "python")
         _strip(staging / "python")
         if botocore_services:
             _trim_botocore_data(staging / "python", botocore_services)
-        if compiler is not None:
-            _compile(compiler, staging / "python")
-            (staging / _BYTECODE).write_text(compiler.version + "\n")
-        (staging / _COMPLETE).write_text(fingerprint + "\n")
-        try:
-            staging.rename(target)
-        except OSError:
-            # Another synth finished the same build first: use that one.
-            if not (target / _COMPLETE).exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return _built(target, fingerprint)
+        return staging / "python"
+
+    target = _build_once(build_root / f"{name}-{fingerprint}", compiler, populate)
+    return LayerBuild(
+        target, fingerprint, directory_size(target / "python"), _bytecode_version(target)
+    )
 
 
 @dataclass(frozen=True)
@@ -122,33 +112,51 @@ def build_function_code(
     for path in sorted(_code_files(source)):
         digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes())
     fingerprint = digest.hexdigest()[:16]
-    target = build_root / f"function-code-{fingerprint}"
-    if not (target / _COMPLETE).exists():
-        build_root.mkdir(parents=True, exist_ok=True)
-        staging = build_root / f".function-code-{fingerprint}.{uuid.uuid4().hex[:8]}"
-        try:
-            package = staging / "code" / source.name
-            for path in _code_files(source):
-                copy = package / path.relative_to(source)
-                copy.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, copy)
-            if compiler is not None:
-                _compile(compiler, staging / "code")
-                (staging / _BYTECODE).write_text(compiler.version + "\n")
-            (staging / _COMPLETE).write_text(fingerprint + "\n")
-            try:
-                staging.rename(target)
-            except OSError:
-                if not (target / _COMPLETE).exists():
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    bytecode = target / _BYTECODE
+
+    def populate(staging: Path) -> Path:
+        package = staging / "code" / source.name
+        for path in _code_files(source):
+            copy = package / path.relative_to(source)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, copy)
+        return staging / "code"
+
+    target = _build_once(build_root / f"function-code-{fingerprint}", compiler, populate)
     return FunctionCodeBuild(
-        target / "code",
-        directory_size(target / "code"),
-        bytecode.read_text().strip() if bytecode.exists() else None,
+        target / "code", directory_size(target / "code"), _bytecode_version(target)
     )
+
+
+def _build_once(
+    target: Path, compiler: RuntimePython | None, populate: Callable[[Path], Path]
+) -> Path:
+    """`target`, built unless a complete build is there: `populate(staging)` fills a staging
+    directory and returns the tree to compile with `compiler`; the staging directory then
+    becomes `target` in one rename, so a half-built or concurrent build is never used."""
+    if (target / _COMPLETE).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        tree = populate(staging)
+        if compiler is not None:
+            _compile(compiler, tree)
+            (staging / _BYTECODE).write_text(compiler.version + "\n")
+        (staging / _COMPLETE).write_text(target.name + "\n")
+        try:
+            staging.rename(target)
+        except OSError:
+            # Another synth finished the same build first: use that one.
+            if not (target / _COMPLETE).exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _bytecode_version(target: Path) -> str | None:
+    bytecode = target / _BYTECODE
+    return bytecode.read_text().strip() if bytecode.exists() else None
 
 
 def _code_files(source: Path) -> list[Path]:
@@ -159,16 +167,6 @@ def _code_files(source: Path) -> list[Path]:
         and path.suffix != ".pyc"
         and "__pycache__" not in path.relative_to(source).parts
     ]
-
-
-def _built(target: Path, fingerprint: str) -> LayerBuild:
-    bytecode = target / _BYTECODE
-    return LayerBuild(
-        target,
-        fingerprint,
-        directory_size(target / "python"),
-        bytecode.read_text().strip() if bytecode.exists() else None,
-    )
 
 
 @dataclass(frozen=True)
