@@ -58,6 +58,18 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     _clear_caches()
 
 
+@pytest.fixture(scope="session")
+def trimmed_botocore_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """botocore's data trimmed to predict's services, as the serving layer carries it."""
+    import botocore
+
+    from infra.cold_start import SLIM_DATA_DIR, write_slim_data
+
+    return write_slim_data(
+        Path(botocore.__file__).parent, tmp_path_factory.mktemp("layer") / SLIM_DATA_DIR
+    )
+
+
 @pytest.fixture
 def mocked_aws(aws_environment: None) -> Iterator[None]:
     with mock_aws():

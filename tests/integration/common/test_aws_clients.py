@@ -21,17 +21,11 @@ from botocore.model import ServiceModel
 from functions.common import aws
 from infra.cold_start import (
     PREDICT_SERVICES,
-    SLIM_DATA_DIR,
     BotocoreDataError,
     write_slim_data,
 )
 
 BOTOCORE = Path(botocore.__file__).parent
-
-
-@pytest.fixture(scope="module")
-def trimmed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_slim_data(BOTOCORE, tmp_path_factory.mktemp("botocore") / SLIM_DATA_DIR)
 
 
 @pytest.fixture
@@ -85,7 +79,7 @@ CALLS = {
     ids=["default", "fips", "dualstack"],
 )
 def test_requests_go_where_botocores_own_data_sends_them(
-    trimmed: Path,
+    trimmed_botocore_data: Path,
     region: str,
     settings: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
@@ -95,7 +89,7 @@ def test_requests_go_where_botocores_own_data_sends_them(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     config = Config(region_name=region, **settings)
-    full, slim = _loader_session(None), _loader_session(trimmed)
+    full, slim = _loader_session(None), _loader_session(trimmed_botocore_data)
     urls = {}
     for service, (operation, params) in CALLS.items():
         try:
@@ -110,10 +104,12 @@ def test_requests_go_where_botocores_own_data_sends_them(
 
 
 @pytest.mark.parametrize("service", PREDICT_SERVICES)
-def test_trimmed_models_have_every_operation_shape_and_member(trimmed: Path, service: str) -> None:
+def test_trimmed_models_have_every_operation_shape_and_member(
+    trimmed_botocore_data: Path, service: str
+) -> None:
     full = ServiceModel(botocore.loaders.Loader().load_service_model(service, "service-2"))
     slim = ServiceModel(
-        aws._TrimmedDataLoader(str(trimmed)).load_service_model(service, "service-2")
+        aws._TrimmedDataLoader(str(trimmed_botocore_data)).load_service_model(service, "service-2")
     )
     assert slim.metadata == full.metadata
     assert slim.operation_names == full.operation_names
@@ -128,37 +124,42 @@ def test_trimmed_models_have_every_operation_shape_and_member(trimmed: Path, ser
         if a.type_name == "structure":
             assert list(a.members) == list(b.members)
     assert slim.client_context_parameters == full.client_context_parameters
-    size = sum(f.stat().st_size for f in (trimmed / service).rglob("*"))
+    size = sum(f.stat().st_size for f in (trimmed_botocore_data / service).rglob("*"))
     assert size < 400_000
 
 
 def test_predicts_clients_come_from_the_copy_and_work(
-    trimmed: Path, mocked_aws: None, clean_clients: None, monkeypatch: pytest.MonkeyPatch
+    trimmed_botocore_data: Path,
+    mocked_aws: None,
+    clean_clients: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(aws.SLIM_DATA_ENV, str(trimmed))
+    monkeypatch.setenv(aws.SLIM_DATA_ENV, str(trimmed_botocore_data))
     s3 = aws.client("s3")
     s3.create_bucket(Bucket="mlops-dev-data")
     s3.put_object(Bucket="mlops-dev-data", Key="models/x", Body=b"onnx")
     assert s3.get_object(Bucket="mlops-dev-data", Key="models/x")["Body"].read() == b"onnx"
-    session = aws._sessions[str(trimmed)]
-    assert session._session.get_component("data_loader").search_paths[0] == str(trimmed)
+    session = aws._sessions[str(trimmed_botocore_data)]
+    assert session._session.get_component("data_loader").search_paths[0] == str(
+        trimmed_botocore_data
+    )
     # Functions without the variable (on the local cloud, in the same process) keep their own.
     monkeypatch.delenv(aws.SLIM_DATA_ENV)
     assert aws.client("s3") is not s3
 
 
 def test_a_service_left_out_of_the_copy_fails_naming_it(
-    trimmed: Path, clean_clients: None, monkeypatch: pytest.MonkeyPatch
+    trimmed_botocore_data: Path, clean_clients: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv(aws.SLIM_DATA_ENV, str(trimmed))
+    monkeypatch.setenv(aws.SLIM_DATA_ENV, str(trimmed_botocore_data))
     with pytest.raises(UnknownServiceError, match=r"lambda \(not in the trimmed botocore data"):
         aws.client("lambda")
 
 
 @pytest.mark.parametrize("problem", ["missing", "other_botocore"])
 def test_a_copy_that_cannot_be_used_is_named_and_botocores_own_data_read(
-    trimmed: Path,
+    trimmed_botocore_data: Path,
     tmp_path: Path,
     problem: str,
     clean_clients: None,

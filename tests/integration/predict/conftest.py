@@ -193,18 +193,6 @@ def capture_stream(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> str:
     return STREAM
 
 
-@pytest.fixture(scope="session")
-def trimmed_botocore_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """botocore's data trimmed to predict's services, as the serving layer carries it."""
-    import botocore
-
-    from infra.cold_start import SLIM_DATA_DIR, write_slim_data
-
-    return write_slim_data(
-        Path(botocore.__file__).parent, tmp_path_factory.mktemp("layer") / SLIM_DATA_DIR
-    )
-
-
 @pytest.fixture
 def api(
     cloud: Cloud,
