@@ -58,7 +58,7 @@ CDK_CLI := aws-cdk@2.1148.1
 OUT ?= .mlops/train-local
 .PHONY: predeploy deploy train-local
 
-predeploy: venv  ## checks without AWS: serving layer size, training wheels for arm64/3.13, Dockerfile
+predeploy: venv  ## checks without AWS: layer size, arm64/3.13 wheels, Dockerfile, every handler imports
 	$(PY) -m infra.cli predeploy --stage $(STAGE)
 
 deploy: predeploy synth  ## the pre-deploy checks, then cdk deploy of STAGE's stack (synth writes only that one)

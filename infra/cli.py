@@ -133,7 +133,8 @@ def predeploy(
     stage: Annotated[str, typer.Option(help="The stage about to be deployed.")] = "dev",
 ) -> None:
     """Checks that need no AWS account: serving layer size, training requirements resolve
-    for Lambda's arm64 Python 3.13, and the training Dockerfile (exit 1 on any failure)."""
+    for Lambda's arm64 Python 3.13, the training Dockerfile, and every function's handler
+    imports with only its deployed packages (exit 1 on any failure)."""
     from infra.predeploy import run_checks
 
     try:
@@ -146,7 +147,7 @@ def predeploy(
         console.print(f"[red]error:[/red] no stage {stage!r} in the config (stages: {known})")
         raise typer.Exit(2)
     console.print(f"pre-deploy checks for {config.stack_name(stage)}", style="bold")
-    results = run_checks()
+    results = run_checks(stage)
     for result in results:
         status = "[green]pass[/green]" if result.passed else "[red]FAIL[/red]"
         console.print(f"{status} {result.name}: {result.figure}", highlight=False, soft_wrap=True)

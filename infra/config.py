@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-from aws_cdk import RemovalPolicy
+from typing import TYPE_CHECKING
 
 from functions.common.config import CONFIG_JSON_ENV, MlopsConfig, StageConfig, load_config
+
+if TYPE_CHECKING:
+    from aws_cdk import RemovalPolicy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_ENV_LIMIT_BYTES = 4096
@@ -30,6 +32,10 @@ class DeployConfig:
 
     @property
     def removal_policy(self) -> RemovalPolicy:
+        # Imported here: tools that only need REPO_ROOT (layer builds, pre-deploy checks, the
+        # local cloud) do not start the CDK's jsii runtime.
+        from aws_cdk import RemovalPolicy
+
         if self.stage_config.removal_policy == "destroy":
             return RemovalPolicy.DESTROY
         return RemovalPolicy.RETAIN

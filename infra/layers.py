@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,21 @@ class LayerBuild:
     unzipped_bytes: int
     bytecode: str | None = None
     """The Python version that compiled the layer's `.pyc` files; None: none were."""
+    requirements: Path = SERVING_REQUIREMENTS
+    botocore_services: tuple[str, ...] = ()
+
+    def metadata(self) -> dict[str, object]:
+        """How the layer was built, for its template resource (`LAYER_METADATA`): enough to
+        build the same layer for another platform (`infra.function_env`)."""
+        return {
+            "requirements": self.requirements.relative_to(REPO_ROOT).as_posix(),
+            "requirements_sha256": hashlib.sha256(self.requirements.read_bytes()).hexdigest(),
+            "botocore_services": list(self.botocore_services),
+        }
+
+
+LAYER_METADATA = "mlops:layer"
+"""The template metadata key of a layer built here (`LayerBuild.metadata`)."""
 
 
 def build_layer(
@@ -73,23 +89,58 @@ def build_layer(
     name: str = "serving-layer",
     build_root: Path = BUILD_ROOT,
     botocore_services: tuple[str, ...] = cold_start.PREDICT_SERVICES,
+    platforms: tuple[str, ...] = PLATFORMS,
 ) -> LayerBuild:
     """The layer for `requirements`, built once and reused while the file is unchanged.
-    With `botocore_services`, the layer's botocore data trimmed to them is added."""
+    With `botocore_services`, the layer's botocore data trimmed to them is added. `platforms`
+    are the wheel platforms (Lambda's by default; `host_platforms()` for the layer's twin
+    that runs on this machine)."""
     compiler = runtime_python()
-    fingerprint = _fingerprint(requirements, botocore_services, compiler)
+    fingerprint = _fingerprint(requirements, botocore_services, compiler, platforms)
 
     def populate(staging: Path) -> Path:
-        _pip_install(requirements, staging / "python")
+        _pip_install(requirements, staging / "python", platforms)
         _strip(staging / "python")
         if botocore_services:
             _trim_botocore_data(staging / "python", botocore_services)
         return staging / "python"
 
-    target = _build_once(build_root / f"{name}-{fingerprint}", compiler, populate)
+    target = build_once(build_root / f"{name}-{fingerprint}", compiler, populate)
     return LayerBuild(
-        target, fingerprint, directory_size(target / "python"), _bytecode_version(target)
+        target,
+        fingerprint,
+        directory_size(target / "python"),
+        _bytecode_version(target),
+        requirements,
+        botocore_services,
     )
+
+
+def build_packages(
+    requirements: Path,
+    name: str,
+    platforms: tuple[str, ...],
+    build_root: Path = BUILD_ROOT,
+) -> Path:
+    """What `pip install -r requirements` puts into a container image's site-packages, for
+    `platforms`, compiled by the runtime's Python as pip in the image compiles it; built once
+    per content of `requirements` and reused. Returns the packages' directory."""
+    compiler = runtime_python()
+    fingerprint = _fingerprint(requirements, (), compiler, platforms, strip=False)
+
+    def populate(staging: Path) -> Path:
+        _pip_install(requirements, staging / "site-packages", platforms)
+        return staging / "site-packages"
+
+    return build_once(build_root / f"{name}-{fingerprint}", compiler, populate) / "site-packages"
+
+
+def host_platforms() -> tuple[str, ...]:
+    """The wheel platforms of this machine that match Lambda's (`PLATFORMS`) with this
+    machine's architecture: the host twin of a build installs the same pins for them."""
+    machine = platform.machine().lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    return tuple(tag.replace("aarch64", machine) for tag in PLATFORMS)
 
 
 @dataclass(frozen=True)
@@ -121,13 +172,13 @@ def build_function_code(
             shutil.copy2(path, copy)
         return staging / "code"
 
-    target = _build_once(build_root / f"function-code-{fingerprint}", compiler, populate)
+    target = build_once(build_root / f"function-code-{fingerprint}", compiler, populate)
     return FunctionCodeBuild(
         target / "code", directory_size(target / "code"), _bytecode_version(target)
     )
 
 
-def _build_once(
+def build_once(
     target: Path, compiler: RuntimePython | None, populate: Callable[[Path], Path]
 ) -> Path:
     """`target`, built unless a complete build is there: `populate(staging)` fills a staging
@@ -176,23 +227,30 @@ class RuntimePython:
     """Its full version, e.g. 3.13.0."""
 
 
-def runtime_python() -> RuntimePython | None:
-    """A Python interpreter of the Lambda runtime's version, to compile bytecode with:
-    `$MLOPS_PYTHON313`, else `python3.13` on PATH, else one pyenv installed; None if none
-    runs."""
+def runtime_python(version: str = PYTHON_VERSION) -> RuntimePython | None:
+    """A Python interpreter of `version` (the Lambda runtime's by default), to compile bytecode
+    and run functions with: `$MLOPS_PYTHON313` (for 3.13), else `python3.13` on PATH, else one
+    pyenv installed; None if none runs."""
     pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
     candidates = [
-        os.environ.get(RUNTIME_PYTHON_ENV),
-        shutil.which(f"python{PYTHON_VERSION}"),
-        *sorted(
-            str(p) for p in pyenv.glob(f"versions/{PYTHON_VERSION}.*/bin/python{PYTHON_VERSION}")
-        ),
+        os.environ.get(RUNTIME_PYTHON_ENV) if version == PYTHON_VERSION else None,
+        shutil.which(f"python{version}"),
+        *sorted(str(p) for p in pyenv.glob(f"versions/{version}.*/bin/python{version}")),
     ]
     for executable in filter(None, candidates):
-        version = _python_version(executable)
-        if version is not None and version.rsplit(".", 1)[0] == PYTHON_VERSION:
-            return RuntimePython(executable, version)
+        found = _python_version(executable)
+        if found is not None and found.rsplit(".", 1)[0] == version:
+            return RuntimePython(executable, found)
     return None
+
+
+def missing_python_message(version: str = PYTHON_VERSION) -> str:
+    """What to do when `runtime_python(version)` finds none."""
+    hint = f"set {RUNTIME_PYTHON_ENV} to its interpreter, " if version == PYTHON_VERSION else ""
+    return (
+        f"Python {version} (the Lambda runtime's version) was not found: {hint}put "
+        f"python{version} on PATH, or install it with `pyenv install {version}`"
+    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -247,8 +305,10 @@ def _fingerprint(
     requirements: Path,
     botocore_services: tuple[str, ...] = (),
     compiler: RuntimePython | None = None,
+    platforms: tuple[str, ...] = PLATFORMS,
+    strip: bool = True,
 ) -> str:
-    settings = f"{PYTHON_VERSION}|{','.join(PLATFORMS)}|{sorted(_STRIPPED_DIRS)}"
+    settings = f"{PYTHON_VERSION}|{','.join(platforms)}|{sorted(_STRIPPED_DIRS) if strip else ''}"
     if compiler is not None:
         settings += f"|bytecode {compiler.version} unchecked-hash"
     digest = hashlib.sha256(settings.encode())
@@ -269,7 +329,7 @@ def _trim_botocore_data(python: Path, services: tuple[str, ...]) -> None:
     cold_start.write_slim_data(package, python / cold_start.SLIM_DATA_DIR, services)
 
 
-def _pip_install(requirements: Path, target: Path) -> None:
+def _pip_install(requirements: Path, target: Path, platforms: tuple[str, ...] = PLATFORMS) -> None:
     command = [
         sys.executable,
         "-m",
@@ -283,7 +343,7 @@ def _pip_install(requirements: Path, target: Path) -> None:
         PYTHON_VERSION,
         "--implementation",
         "cp",
-        *(arg for platform in PLATFORMS for arg in ("--platform", platform)),
+        *(arg for tag in platforms for arg in ("--platform", tag)),
         "--target",
         str(target),
         "-r",
@@ -297,9 +357,9 @@ def _pip_install(requirements: Path, target: Path) -> None:
         errors = [line for line in result.stderr.splitlines() if "WARNING: Location" not in line]
         tail = "\n".join(errors[-15:])
         raise LayerBuildError(
-            f"building the Lambda layer from {requirements} failed (pip exit "
-            f"{result.returncode}); it needs PyPI (or a mirror via PIP_INDEX_URL) and a "
-            f"cp313 manylinux aarch64 wheel for every pin:\n{tail}"
+            f"installing {requirements} failed (pip exit {result.returncode}); it needs "
+            f"PyPI (or a mirror via PIP_INDEX_URL) and a cp313 wheel for "
+            f"{' or '.join(platforms)} for every pin:\n{tail}"
         )
 
 

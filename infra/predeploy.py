@@ -5,9 +5,14 @@ after) `cdk deploy`, found on this machine first.
    code stays under Lambda's 250 MB unzipped limit, and the layer carries bytecode compiled
    by Python 3.13.
 2. Every requirement of the training image is pinned with `==` and resolves to wheels for
-   that platform (pip's dry run: it reads wheel metadata, it does not install anything).
+   that platform (pip's dry run: it reads wheel metadata, it does not install anything), and
+   every package pip would install is pinned in the file, dependencies included, so the
+   image holds exactly the versions the tests ran against.
 3. The training Dockerfile builds on the AWS Lambda Python 3.13 arm64 base image, copies only
    what the image needs, and agrees with the build context the CDK asset sends.
+4. Every function of the stage's synthesized template imports its handler under Python 3.13
+   with only its deployed code and packages (`infra.function_env`): a package the deployment
+   lacks fails here with `Runtime.ImportModuleError`, not at the first invocation on AWS.
 
 Each check returns a `CheckResult` with a one-line figure; `mlops predeploy` prints them and
 `make deploy` runs them before `cdk deploy`."""
@@ -16,7 +21,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -25,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from tempfile import TemporaryDirectory
 
 from infra.config import REPO_ROOT
+from infra.dockerfile import Instruction, parse_dockerfile
 from infra.layers import (
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     PLATFORMS,
@@ -199,12 +204,38 @@ def check_requirements_resolve(requirements: Path = TRAINING_REQUIREMENTS) -> Ch
         f"{item['metadata']['name']}=={item['metadata']['version']}"
         for item in report.get("install", [])
     )
+    unlisted = _unlisted(installed, requirements)
+    if unlisted:
+        return CheckResult(
+            name,
+            False,
+            f"{len(unlisted)} of {len(installed)} packages are not pinned in {requirements.name}",
+            [
+                f"pip would also install {pin}, which {requirements.name} does not pin: add "
+                "it, so every build of the image installs the same version"
+                for pin in unlisted
+            ],
+        )
     return CheckResult(
         name,
         True,
         f"{len(installed)} packages resolve to cp313 manylinux aarch64 wheels "
         f"({', '.join(PLATFORMS)})",
     )
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _unlisted(installed: Sequence[str], requirements: Path) -> list[str]:
+    """The `name==version` pins in `installed` whose package the file does not name."""
+    named = {
+        _normalised(re.split(r"[=<>!~\[; ]", line.strip(), maxsplit=1)[0])
+        for line in requirements.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    }
+    return [pin for pin in installed if _normalised(pin.split("==")[0]) not in named]
 
 
 def _resolve_failure(name: str, requirements: Path, stderr: str) -> CheckResult:
@@ -235,55 +266,6 @@ def _resolve_failure(name: str, requirements: Path, stderr: str) -> CheckResult:
 
 
 # 3. Training Dockerfile
-
-
-@dataclass(frozen=True)
-class Instruction:
-    line: int
-    keyword: str
-    flags: dict[str, str]
-    args: list[str]
-    text: str
-
-
-def parse_dockerfile(text: str) -> list[Instruction]:
-    """Instructions with their `--flags` and arguments (continuations joined, comments out).
-    Exec-form (JSON array) arguments are read as JSON."""
-    instructions: list[Instruction] = []
-    pending, start = "", 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip()
-        if stripped.startswith("#") or (not stripped and not pending):
-            continue
-        start = start or number
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        joined, pending = (pending + stripped).strip(), ""
-        if joined:
-            instructions.append(_instruction(start, joined))
-        start = 0
-    if pending.strip():
-        instructions.append(_instruction(start, pending.strip()))
-    return instructions
-
-
-def _instruction(line: int, text: str) -> Instruction:
-    keyword, _, rest = text.partition(" ")
-    rest = rest.strip()
-    args: list[str]
-    if rest.startswith("["):
-        try:
-            args = [str(arg) for arg in json.loads(rest)]
-        except ValueError:
-            args = shlex.split(rest)
-    else:
-        args = shlex.split(rest, posix=True)
-    flags = {}
-    while args and args[0].startswith("--"):
-        flag, _, value = args.pop(0)[2:].partition("=")
-        flags[flag] = value
-    return Instruction(line, keyword.upper(), flags, args, text)
 
 
 def check_dockerfile(
@@ -429,10 +411,38 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root + "/")
 
 
-def run_checks() -> list[CheckResult]:
+# 4. Every function imports its handler
+
+
+def check_function_imports(stage: str, cdk_out: Path | None = None) -> CheckResult:
+    """Synthesize `stage` (into a temporary directory, unless `cdk_out` holds it) and import
+    every project function's handler as Lambda's init would (`infra.function_env`)."""
+    from infra.function_env import FunctionEnvError, check_imports, deployed_functions
+    from infra.local.synth import SynthError, synthesize
+
+    name = "functions import their handlers"
+    with TemporaryDirectory(prefix="predeploy-synth-") as tmp:
+        out = cdk_out or Path(tmp) / "cdk.out"
+        try:
+            if cdk_out is None:
+                synthesize(REPO_ROOT, out, {"stage": stage, "commit": "predeploy"})
+            checks = check_imports(deployed_functions(out))
+        except (SynthError, FunctionEnvError) as exc:
+            return CheckResult(name, False, "the functions could not be checked", [str(exc)])
+    failed = [check.describe() for check in checks if not check.passed]
+    versions = sorted({check.python_version for check in checks})
+    figure = (
+        f"{len(checks) - len(failed)} of {len(checks)} functions import under Python "
+        f"{', '.join(versions)} with only their deployed code and packages"
+    )
+    return CheckResult(name, not failed, figure, failed)
+
+
+def run_checks(stage: str = "dev") -> list[CheckResult]:
     return [
         check_layer_size(),
         check_layer_bytecode(),
         check_requirements_resolve(),
         check_dockerfile(),
+        check_function_imports(stage),
     ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, Stack
+from aws_cdk import CfnResource, Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -40,6 +40,7 @@ from infra.constructs.stage_function import (
 )
 from infra.layers import (
     LAMBDA_UNZIPPED_LIMIT_BYTES,
+    LAYER_METADATA,
     LayerBuild,
     build_function_code,
     build_layer,
@@ -111,6 +112,10 @@ class ServingApi(Construct):
                 "for predict (serving, arm64, py3.13)"
             ),
         )
+        # How the layer was built: the import walk builds its twin for this machine from it.
+        layer_resource = self.layer.node.default_child
+        assert isinstance(layer_resource, CfnResource)
+        layer_resource.add_metadata(LAYER_METADATA, self.layer_build.metadata())
         self.predict = ZipStageFunction(
             self,
             "PredictFunction",

@@ -26,6 +26,8 @@ class StackArtifact:
     """S3 object key (e.g. `<hash>.zip`) -> the asset's directory or file in cdk.out."""
     image_assets: dict[str, Path] = field(default_factory=dict)
     """Image tag (the asset hash) -> the Docker build context in cdk.out."""
+    image_dockerfiles: dict[str, str] = field(default_factory=dict)
+    """Image tag -> its Dockerfile, relative to its build context (default `Dockerfile`)."""
 
     def asset_path(self, object_key: str) -> Path | None:
         return self.file_assets.get(object_key)
@@ -71,16 +73,20 @@ def load_stack(cdk_out: Path, stack_name: str | None = None) -> StackArtifact:
     template_path = cdk_out / properties["templateFile"]
     file_assets: dict[str, Path] = {}
     image_assets: dict[str, Path] = {}
+    dockerfiles: dict[str, str] = {}
     for dependency in artifact.get("dependencies", []):
         dep = artifacts.get(dependency, {})
         if dep.get("type") == ASSET_MANIFEST_ARTIFACT:
-            _read_asset_manifest(cdk_out / dep["properties"]["file"], file_assets, image_assets)
+            _read_asset_manifest(
+                cdk_out / dep["properties"]["file"], file_assets, image_assets, dockerfiles
+            )
     return StackArtifact(
         name=name,
         template=_read_json(template_path),
         template_path=template_path,
         file_assets=file_assets,
         image_assets=image_assets,
+        image_dockerfiles=dockerfiles,
     )
 
 
@@ -96,7 +102,10 @@ def _pick_stack(stacks: dict[str, Any], stack_name: str | None, cdk_out: Path) -
 
 
 def _read_asset_manifest(
-    path: Path, file_assets: dict[str, Path], image_assets: dict[str, Path]
+    path: Path,
+    file_assets: dict[str, Path],
+    image_assets: dict[str, Path],
+    dockerfiles: dict[str, str],
 ) -> None:
     manifest = _read_json(path)
     for asset in manifest.get("files", {}).values():
@@ -106,6 +115,11 @@ def _read_asset_manifest(
     for asset_hash, asset in manifest.get("dockerImages", {}).items():
         directory = asset.get("source", {}).get("directory")
         if directory:
-            image_assets[asset_hash] = path.parent / directory
-            for destination in asset.get("destinations", {}).values():
-                image_assets[str(destination.get("imageTag", asset_hash))] = path.parent / directory
+            dockerfile = str(asset["source"].get("dockerFile") or "Dockerfile")
+            tags = [asset_hash] + [
+                str(destination.get("imageTag", asset_hash))
+                for destination in asset.get("destinations", {}).values()
+            ]
+            for tag in tags:
+                image_assets[tag] = path.parent / directory
+                dockerfiles[tag] = dockerfile

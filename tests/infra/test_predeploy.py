@@ -179,6 +179,23 @@ def test_a_pin_without_an_aarch64_cp313_wheel_fails_with_pips_message(
     assert any(f"No matching distribution found for {pin}" in p for p in result.problems)
 
 
+def test_a_dependency_the_file_does_not_pin_fails_naming_it(tmp_path: Path) -> None:
+    # pydantic 2.14.4 needs pydantic-core, annotated-types, typing-extensions and
+    # typing-inspection; only two of them are pinned here.
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("pydantic==2.14.4\npydantic_core==2.50.5\nAnnotated.Types==0.8.0\n")
+
+    result = check_requirements_resolve(requirements)
+
+    _skip_if_unreachable(result)
+    assert not result.passed
+    assert result.figure == "2 of 5 packages are not pinned in requirements.txt"
+    assert [problem.split(",")[0] for problem in result.problems] == [
+        "pip would also install typing-inspection==0.4.5",
+        "pip would also install typing_extensions==4.16.0",
+    ]
+
+
 def test_the_repos_dockerfile_passes() -> None:
     result = check_dockerfile()
 
@@ -326,6 +343,11 @@ def test_mlops_predeploy_prints_each_figure_and_exits_0(repo_resolve: CheckResul
     )
     assert re.fullmatch(r"pass training requirements resolve: \d+ packages resolve .*", lines[3])
     assert lines[4].startswith("pass training Dockerfile: FROM public.ecr.aws/lambda/python")
+    assert re.fullmatch(
+        r"pass functions import their handlers: (\d+) of \1 functions import under Python "
+        r"3\.13\.\d+ with only their deployed code and packages",
+        lines[5],
+    )
 
 
 def test_mlops_predeploy_refuses_an_unknown_stage() -> None:
