@@ -26,6 +26,7 @@ from functions.ml.gate import apply_gate
 from functions.ml.ingestion import build_manifest, ingest_file
 from functions.ml.model_card import render_model_card
 from functions.ml.onnx_model import OnnxModel, Signature
+from functions.ml.readers import ReadLimits
 from functions.ml.schema import contract_from_config
 from functions.train.logic import (
     Stopwatch,
@@ -95,6 +96,7 @@ def train_local(
             dataset=dataset,
             contract=contract_from_config(dataset),
             out_dir=Path(tmp),
+            limits=ReadLimits.of(config.ingest),
         )
         frame = pd.read_parquet(result.data_path)
     manifest = build_manifest(

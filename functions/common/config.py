@@ -102,7 +102,8 @@ class DatasetConfig(_Section):
     """Cell values (compared case-insensitively, trimmed) that mean missing."""
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
     chunk_rows: Annotated[int, Field(ge=1_000)] = 200_000
-    """Rows read per chunk while ingesting; bounds the ingest function's memory."""
+    """Rows read per chunk while ingesting; bounds the ingest function's memory. A wide file
+    is read in fewer (a chunk holds at most 4M cells and about 64 MiB: `functions.ml.readers`)."""
     sensitive: dict[str, Literal["hash", "drop"]] = Field(default_factory=dict)
     """Feature column -> `hash` | `drop`: prediction capture, the reference profile and the
     drift check hold a `hash` column only as hashes (`functions.common.sensitive`) and a `drop`
@@ -362,6 +363,32 @@ class IngestConfig(_Section):
     timeout_seconds: Annotated[int, Field(ge=30, le=900)] = 900
     ephemeral_storage_mb: Annotated[int, Field(ge=512, le=10240)] = 4096
     """The raw object and its curated copy are staged in /tmp, never held in memory."""
+    max_line_bytes: Annotated[int, Field(ge=1024, le=256 << 20)] = 1 << 20
+    """A line of a text drop (CSV, JSON Lines) longer than this quarantines the file
+    (`line_too_long`): the reader never holds more of one line."""
+    max_record_bytes: Annotated[int, Field(ge=1024, le=256 << 20)] = 4 << 20
+    """A record larger than this quarantines the file (`record_too_large`): a CSV row (which
+    may span lines inside quotes) must fit the reader's block of this size, and a Parquet row
+    group's rows must average under it."""
+    max_columns: Annotated[int, Field(ge=1, le=100_000)] = 2_000
+    """A file with more columns (JSON Lines: distinct keys) is quarantined
+    (`too_many_columns`)."""
+
+    @model_validator(mode="after")
+    def _limits_fit(self) -> IngestConfig:
+        if self.max_line_bytes > self.max_record_bytes:
+            raise ValueError(
+                f"ingest.max_line_bytes ({self.max_line_bytes}) must not exceed "
+                f"ingest.max_record_bytes ({self.max_record_bytes}): a line is part of a record"
+            )
+        # The CSV reader holds a few blocks of max_record_bytes, then converts them.
+        if self.max_record_bytes * 16 > self.memory_mb << 20:
+            raise ValueError(
+                f"ingest.max_record_bytes ({self.max_record_bytes}) must be at most 1/16 of "
+                f"ingest.memory_mb ({self.memory_mb} MB): reading holds several records' "
+                "worth of bytes at once"
+            )
+        return self
 
 
 class DataLakeConfig(_Section):

@@ -1,5 +1,6 @@
-"""The event the ingest function receives: S3's EventBridge "Object Created" notification,
-passed through unchanged by the Step Functions task."""
+"""The events the ingest function receives: S3's EventBridge "Object Created" notification,
+passed through unchanged by the Step Functions task, and, from the pipeline's catch, the same
+event with the failure that killed the ingest function on it (`CrashedDrop`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from aws_lambda_powertools.utilities.parser.models import (
     S3EventNotificationEventBridgeModel,
     S3EventNotificationObjectModel,
 )
-from pydantic import model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from functions.common.contracts import SourceObject
 
@@ -44,3 +45,19 @@ class ObjectCreatedEvent(S3EventNotificationEventBridgeModel):
             etag=obj.etag.strip('"') or None,
             size=int(obj.size) if obj.size is not None else None,
         )
+
+
+CRASHED_KEY = "crashed"
+"""The top-level key of a `CrashedDrop` event (an S3 event has no such key)."""
+
+
+class CrashedDrop(BaseModel):
+    """The pipeline caught `error` (`Runtime.OutOfMemory`, `Sandbox.Timedout`) from the ingest
+    function on the drop of `event`; `cause` is what Lambda reported, as Step Functions passes
+    it (a JSON document with `errorMessage`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event: ObjectCreatedEvent
+    error: str
+    cause: str = ""

@@ -1,6 +1,7 @@
 """Ingest stage: S3 "Object Created" (via EventBridge and the Step Functions task) in, the
 dataset version (`DatasetRef`) or `IngestSkipped` out; bad drops fail the execution with
-`DataValidationError` / `UnknownDatasetError` after being quarantined."""
+`DataValidationError` / `UnknownDatasetError` after being quarantined. A `CrashedDrop` (the
+pipeline's catch, after this function died on a drop) quarantines that drop unread."""
 
 from __future__ import annotations
 
@@ -10,14 +11,20 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.observability import logger, metrics
-from functions.ingest.events import ObjectCreatedEvent
-from functions.ingest.logic import idempotency_config, ingest_object
+from functions.ingest.events import CRASHED_KEY, CrashedDrop, ObjectCreatedEvent
+from functions.ingest.logic import idempotency_config, ingest_object, quarantine_crashed
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if isinstance(event, dict) and CRASHED_KEY in event:
+        return quarantine_crashed(CrashedDrop.model_validate(event[CRASHED_KEY]))
+    return _ingest(event, context)
+
+
 @event_parser(model=ObjectCreatedEvent)
-def lambda_handler(event: ObjectCreatedEvent, context: LambdaContext) -> dict[str, Any]:
+def _ingest(event: ObjectCreatedEvent, context: LambdaContext) -> dict[str, Any]:
     idempotency_config.register_lambda_context(context)
     result = ingest_object(event.source_object())
     return result.model_dump(mode="json")

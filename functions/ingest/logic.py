@@ -3,7 +3,9 @@ nothing (folder marker) out.
 
 Order of writes for a good drop: curated Parquet, then the manifest beside it, then the
 registry item, so anyone who finds a version in the registry finds all of its files. A bad
-drop is copied to `quarantine/` with a `.reason.json`; the raw object is never modified.
+drop is copied to `quarantine/` with a `.reason.json`; the raw object is never modified. A
+drop the function died on (out of memory, timed out) is quarantined the same way, unread, by
+`quarantine_crashed`, which the pipeline's catch invokes.
 
 Idempotency has two layers: Powertools idempotency keyed on bucket + key + version id (or ETag
 when unversioned) makes a redelivered event return the first result without doing the work
@@ -14,6 +16,7 @@ again, after the idempotency record expired or under another key, map to the sam
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -37,7 +40,8 @@ from functions.common.observability import logger, metrics
 from functions.common.registry import DatasetRegistry
 from functions.common.settings import StageSettings, stage_settings
 from functions.common.storage import ObjectStore
-from functions.ml.errors import DataRejectedError, UnknownDatasetError
+from functions.ingest.events import CrashedDrop
+from functions.ml.errors import DataRejectedError, IngestCrashedError, UnknownDatasetError
 from functions.ml.ingestion import (
     DATA_FILE,
     MANIFEST_FILE,
@@ -45,6 +49,7 @@ from functions.ml.ingestion import (
     build_manifest,
     ingest_file,
 )
+from functions.ml.readers import ReadLimits
 from functions.ml.schema import DatasetContract, contract_from_config
 
 RAW_PREFIX = "raw/"
@@ -143,14 +148,62 @@ def _rewritten_by_erasure(source: SourceObject) -> bool:
 
 
 def _ingest_once(*, source: SourceObject) -> dict[str, Any]:
+    return _ingestion().run(source).model_dump(mode="json")
+
+
+def _ingestion() -> Ingestion:
     settings = stage_settings()
-    ingestion = Ingestion(
-        dataset=deployed_config().dataset,
+    config = deployed_config()
+    return Ingestion(
+        dataset=config.dataset,
+        limits=ReadLimits.of(config.ingest),
         settings=settings,
         store=ObjectStore(),
         registry=DatasetRegistry(settings.registry_table),
     )
-    return ingestion.run(source).model_dump(mode="json")
+
+
+CRASH_ERRORS = {
+    "Runtime.OutOfMemory": "ran out of its {memory_mb:,} MB of memory",
+    "Sandbox.Timedout": "ran past its {timeout_seconds:,} s timeout",
+}
+"""The Lambda failures of the ingest function the pipeline quarantines a drop for, and what
+they mean for it."""
+
+
+def quarantine_crashed(crashed: CrashedDrop) -> dict[str, Any]:
+    """Quarantine a drop the ingest function died on, without reading it: the raw object is
+    copied to `quarantine/` with reason `ingest_crashed` (the Lambda error, its message, and
+    the limits it hit), as for any bad drop. Returns where it went."""
+    source = crashed.event.source_object()
+    logger.append_keys(source=source.identity)
+    ingest = deployed_config().ingest
+    what = CRASH_ERRORS.get(crashed.error, "failed ({error})").format(
+        error=crashed.error, memory_mb=ingest.memory_mb, timeout_seconds=ingest.timeout_seconds
+    )
+    error = IngestCrashedError(
+        f"The ingest function {what} on this file ({crashed.error}), so it was quarantined "
+        "unread. Split it into smaller files, or raise [ingest] memory_mb / timeout_seconds.",
+        details={
+            "lambda_error": crashed.error,
+            "lambda_message": _lambda_message(crashed.cause),
+            "memory_mb": ingest.memory_mb,
+            "timeout_seconds": ingest.timeout_seconds,
+        },
+    )
+    ingestion = _ingestion()
+    metrics.add_dimension(name="dataset", value=ingestion.dataset.name)
+    target = ingestion.quarantine(error, source)
+    return {"quarantined": target is not None, "quarantine_key": target, "code": error.code.value}
+
+
+def _lambda_message(cause: str) -> str:
+    """Lambda's `errorMessage` from the cause Step Functions passes (JSON), else the cause."""
+    try:
+        document = json.loads(cause)
+    except ValueError:
+        return cause
+    return str(document.get("errorMessage", cause)) if isinstance(document, dict) else cause
 
 
 class Ingestion:
@@ -163,8 +216,10 @@ class Ingestion:
         settings: StageSettings,
         store: ObjectStore,
         registry: DatasetRegistry,
+        limits: ReadLimits | None = None,
     ) -> None:
         self.dataset = dataset
+        self.limits = limits
         self.settings = settings
         self.store = store
         self.registry = registry
@@ -179,7 +234,7 @@ class Ingestion:
                 result = self._validate(local, source, Path(workdir) / "out")
                 return self._publish(result, source)
         except DataRejectedError as error:
-            self._quarantine(error, source)
+            self.quarantine(error, source)
             raise
 
     def _check_prefix(self, source: SourceObject) -> None:
@@ -222,7 +277,12 @@ class Ingestion:
         out_dir.mkdir()
         contract = self._contract()
         result = ingest_file(
-            local, name=source.key, dataset=self.dataset, contract=contract, out_dir=out_dir
+            local,
+            name=source.key,
+            dataset=self.dataset,
+            contract=contract,
+            out_dir=out_dir,
+            limits=self.limits,
         )
         if not result.contract_inferred:
             return result
@@ -243,6 +303,7 @@ class Ingestion:
             dataset=self.dataset,
             contract=DatasetContract.from_json(frozen),
             out_dir=out_dir,
+            limits=self.limits,
         )
 
     def _publish(self, result: IngestionResult, source: SourceObject) -> DatasetRef:
@@ -305,7 +366,9 @@ class Ingestion:
             },
         )
 
-    def _quarantine(self, error: DataRejectedError, source: SourceObject) -> None:
+    def quarantine(self, error: DataRejectedError, source: SourceObject) -> str | None:
+        """Copy the raw object version to `quarantine/` with `.reason.json` beside it; returns
+        the quarantine key (None: the key is outside raw/, nothing is copied)."""
         reason = {
             **error.as_dict(),
             "error": type(error).__name__,
@@ -319,7 +382,7 @@ class Ingestion:
         metrics.add_metric(name="FilesQuarantined", unit=MetricUnit.Count, value=1)
         if not source.key.startswith(RAW_PREFIX):
             logger.warning("Rejected a key outside raw/; not copied", extra={"reason": reason})
-            return
+            return None
         target = QUARANTINE_PREFIX + source.key.removeprefix(RAW_PREFIX)
         reason["quarantine_key"] = target
         self.store.copy(
@@ -331,3 +394,4 @@ class Ingestion:
         )
         self.store.put_json(self.bucket, target + REASON_SUFFIX, reason)
         logger.warning("Drop quarantined", extra={"reason": reason})
+        return target

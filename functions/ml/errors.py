@@ -19,6 +19,9 @@ class RejectionCode(StrEnum):
     NOT_JSON_LINES = "not_json_lines"
     WRONG_DELIMITER = "wrong_delimiter"
     MALFORMED_ROWS = "malformed_rows"
+    LINE_TOO_LONG = "line_too_long"
+    RECORD_TOO_LARGE = "record_too_large"
+    TOO_MANY_COLUMNS = "too_many_columns"
     HEADER_ONLY = "header_only"
     DUPLICATE_COLUMNS = "duplicate_columns"
     MISSING_TARGET = "missing_target"
@@ -32,6 +35,7 @@ class RejectionCode(StrEnum):
     TOO_FEW_CLASS_ROWS = "too_few_class_rows"
     TOO_MANY_CLASSES = "too_many_classes"
     CONSTANT_TARGET = "constant_target"
+    INGEST_CRASHED = "ingest_crashed"
 
 
 class DataRejectedError(Exception):
@@ -79,3 +83,11 @@ class UnknownDatasetError(DataRejectedError):
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(RejectionCode.UNKNOWN_DATASET, message, details=details)
+
+
+class IngestCrashedError(DataRejectedError):
+    """The ingest function itself died on the file (out of memory, timed out): the file is
+    quarantined unread by the pipeline's catch, with the failure Lambda reported."""
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(RejectionCode.INGEST_CRASHED, message, details=details)

@@ -23,7 +23,13 @@ from functions.common.config import DatasetConfig, FeatureType, Task
 from functions.ml.cleaning import ChunkCleaner, CleaningSummary, normalise_header
 from functions.ml.errors import DataRejectedError
 from functions.ml.profile import CategoricalProfile, NumericProfile, ProfileBuilder
-from functions.ml.readers import FileFormat, SourceTable, detect_format, open_table
+from functions.ml.readers import (
+    FileFormat,
+    ReadLimits,
+    SourceTable,
+    detect_format,
+    open_table,
+)
 from functions.ml.schema import (
     MAX_CLASSES,
     DatasetContract,
@@ -73,9 +79,10 @@ def ingest_file(
     contract: DatasetContract | None,
     out_dir: Path,
     chunk_rows: int | None = None,
+    limits: ReadLimits | None = None,
 ) -> IngestionResult:
     """Validate and clean the file at `path` (`name` is its key, for the extension hint) into
-    `out_dir/data.parquet`.
+    `out_dir/data.parquet`, reading it within `limits` (`[ingest]`'s defaults if None).
 
     `contract` None means: infer it from this file (the caller freezes it afterwards).
     Raises DataValidationError (with `file_format` set when known) if the file is rejected;
@@ -89,6 +96,7 @@ def ingest_file(
             file_format,
             delimiter=dataset.delimiter,
             chunk_rows=chunk_rows or dataset.chunk_rows,
+            limits=limits,
         )
         return _ingest_table(table, dataset=dataset, contract=contract, out_dir=out_dir)
     except DataRejectedError as error:

@@ -4,6 +4,13 @@ The format is decided by content (gzip magic, `PAR1` magic, a JSON object as the
 character, else delimited text); the extension only has to agree where it makes a promise the
 content breaks (`.gz`, `.parquet`). Readers yield pandas frames of at most `chunk_rows` rows with
 the file's own column names, so memory stays bounded by the chunk size, not the file size.
+
+Whatever a file holds, reading it stays within `ReadLimits` (`[ingest]`): a line longer than
+`max_line_bytes` is refused as soon as that many bytes of it are read (a 1 KB gzip can
+decompress to a single 1 GiB line), a record that does not fit the reader's block of
+`max_record_bytes` is refused before it is parsed, a file with more than `max_columns` columns
+(or JSON keys) is refused before a frame is built, and a chunk holds at most `CHUNK_CELLS`
+cells and about `CHUNK_BYTES` bytes, however wide or long its rows.
 """
 
 from __future__ import annotations
@@ -15,17 +22,20 @@ import io
 import json
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass
 from enum import StrEnum
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from functions.common.config import IngestConfig
 from functions.ml.errors import DataValidationError, RejectionCode
 
 SAMPLE_BYTES = 64 * 1024
@@ -44,6 +54,121 @@ _TEXT_TYPES = {pa.string(): pd.ArrowDtype(pa.string())}.get
 _PANDAS_METADATA_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError)
 # What a gzip stream that breaks after the sniffed head raises while being read.
 _GZIP_ERRORS = (OSError, EOFError, zlib.error)
+_STRADDLING = "straddling object straddles two block boundaries"
+CHUNK_CELLS = 4_000_000
+"""At most this many cells (rows x columns) per chunk: `dataset.chunk_rows` rows of up to 20
+columns; a wider file is read in fewer rows per chunk."""
+CHUNK_BYTES = 64 << 20
+"""A chunk ends once its rows hold about this many bytes, however few they are."""
+_INGEST_DEFAULTS = IngestConfig()
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What one file may hold and still be read within a function's memory (`[ingest]`)."""
+
+    max_line_bytes: int = _INGEST_DEFAULTS.max_line_bytes
+    """Bytes of one line (between line breaks) of a text file."""
+    max_record_bytes: int = _INGEST_DEFAULTS.max_record_bytes
+    """Bytes of one record: the CSV reader's block (a record, quoted line breaks included, must
+    fit one block), a Parquet row group's average row."""
+    max_columns: int = _INGEST_DEFAULTS.max_columns
+    """Columns of the header; distinct keys of a JSON Lines file."""
+
+    @classmethod
+    def of(cls, ingest: IngestConfig) -> ReadLimits:
+        return cls(ingest.max_line_bytes, ingest.max_record_bytes, ingest.max_columns)
+
+    def rows_per_chunk(self, chunk_rows: int, columns: int) -> int:
+        """`chunk_rows`, fewer for a file so wide that they would hold over `CHUNK_CELLS`."""
+        return max(1, min(chunk_rows, CHUNK_CELLS // max(1, columns)))
+
+    def check_columns(self, count: int, where: str, **kwargs: Any) -> None:
+        if count > self.max_columns:
+            raise _reject(
+                RejectionCode.TOO_MANY_COLUMNS,
+                f"{where} has {count:,} columns; at most {self.max_columns:,} are read "
+                f"([ingest] max_columns = {self.max_columns}).",
+                details={"columns": count, "max_columns": self.max_columns},
+                **kwargs,
+            )
+
+    def record_too_large(self, record: int, problem: str) -> DataValidationError:
+        """`record` counts data rows from 1 (a header is not one)."""
+        return _reject(
+            RejectionCode.RECORD_TOO_LARGE,
+            f"Record {record:,} {problem}; the cap is {self.max_record_bytes:,} bytes "
+            "([ingest] max_record_bytes).",
+            rows=[record],
+            details={"record": record, "max_record_bytes": self.max_record_bytes},
+        )
+
+
+class LineLimitedStream(io.RawIOBase):
+    """A binary stream over `raw` that fails with `line_too_long` as soon as a line (the bytes
+    between two line breaks, `\\n` or `\\r`) grows past `max_line_bytes`: whatever reads
+    from it never holds more of one line than that. It looks at every byte once, at C speed
+    (`find`/`count` over slices no longer than the cap, so only lines that cross a slice
+    boundary need tracking)."""
+
+    def __init__(self, raw: Any, max_line_bytes: int) -> None:
+        super().__init__()
+        self._raw = raw
+        self._cap = max_line_bytes
+        self._run = 0
+        """Bytes of the current line read so far."""
+        self._line_breaks = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        # Direct, without RawIOBase's copy through a buffer (pyarrow reads this way).
+        data = bytes(self._raw.read(size))
+        self._check(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        return size
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+    def _check(self, data: bytes) -> None:
+        cap = self._cap
+        for start in range(0, len(data), cap):
+            end = min(start + cap, len(data))
+            first = _first_break(data, start, end)
+            if first < 0:
+                self._run += end - start
+                if self._run > cap:
+                    raise self._too_long()
+                continue
+            self._run += first - start
+            if self._run > cap:
+                raise self._too_long()
+            self._line_breaks += data.count(b"\n", start, end)
+            self._run = end - 1 - max(data.rfind(b"\n", start, end), data.rfind(b"\r", start, end))
+
+    def _too_long(self) -> DataValidationError:
+        line = self._line_breaks + 1
+        return _reject(
+            RejectionCode.LINE_TOO_LONG,
+            f"Line {line:,} is longer than {self._cap:,} bytes ([ingest] max_line_bytes); "
+            "reading stopped there.",
+            rows=[line],
+            details={"line": line, "max_line_bytes": self._cap},
+        )
+
+
+def _first_break(data: bytes, start: int, end: int) -> int:
+    found = [i for i in (data.find(b"\n", start, end), data.find(b"\r", start, end)) if i >= 0]
+    return min(found) if found else -1
 
 
 class FileFormat(StrEnum):
@@ -172,52 +297,81 @@ class SourceTable(ABC):
 
 
 def open_table(
-    path: Path, file_format: FileFormat, *, delimiter: str, chunk_rows: int
+    path: Path,
+    file_format: FileFormat,
+    *,
+    delimiter: str,
+    chunk_rows: int,
+    limits: ReadLimits | None = None,
 ) -> SourceTable:
     """Open a detected file for chunked reading; the header is read (and checked) here."""
+    limits = limits or ReadLimits()
     if file_format.delimited:
-        return DelimitedTable(path, file_format, delimiter=delimiter, chunk_rows=chunk_rows)
+        return DelimitedTable(
+            path, file_format, delimiter=delimiter, chunk_rows=chunk_rows, limits=limits
+        )
     if file_format is FileFormat.PARQUET:
-        return ParquetTable(path, chunk_rows=chunk_rows)
-    return JsonLinesTable(path, file_format, chunk_rows=chunk_rows)
+        return ParquetTable(path, chunk_rows=chunk_rows, limits=limits)
+    return JsonLinesTable(path, file_format, chunk_rows=chunk_rows, limits=limits)
 
 
-def _open_text(path: Path, gzipped: bool) -> io.TextIOBase:
-    binary = gzip.open(path, "rb") if gzipped else path.open("rb")
-    return io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+def _open_text(path: Path, gzipped: bool, max_line_bytes: int) -> io.TextIOWrapper:
+    binary: Any = gzip.open(path, "rb") if gzipped else path.open("rb")
+    limited = io.BufferedReader(LineLimitedStream(binary, max_line_bytes))
+    return io.TextIOWrapper(limited, encoding="utf-8-sig", newline="")
 
 
 class DelimitedTable(SourceTable):
     """CSV-like text, parsed by pyarrow's streaming reader: strict about field counts (pandas'
     chunked reader silently truncates long rows) and about UTF-8, and far lighter on memory."""
 
-    def __init__(self, path: Path, file_format: FileFormat, *, delimiter: str, chunk_rows: int):
+    def __init__(
+        self,
+        path: Path,
+        file_format: FileFormat,
+        *,
+        delimiter: str,
+        chunk_rows: int,
+        limits: ReadLimits | None = None,
+    ):
         self.path = path
         self.file_format = file_format
         self.delimiter = delimiter
-        self.chunk_rows = chunk_rows
+        self.limits = limits or ReadLimits()
         self._malformed = 0
         self._malformed_samples: list[str] = []
+        self._rows_read = 0
         lines, whole_file = self._first_rows()
         if not lines:
             raise _reject(RejectionCode.EMPTY_FILE, "The file has no header line.")
         self.header = lines[0]
+        self.limits.check_columns(len(self.header), "The header", rows=[1])
         self.columns = list(dict.fromkeys(self.header))
+        self.chunk_rows = self.limits.rows_per_chunk(chunk_rows, len(self.columns))
         # pyarrow cannot skip a lone header line that lacks a final newline.
         self._header_only = whole_file and len(lines) == 1
         _check_delimiter(lines, delimiter)
 
     def _first_rows(self) -> tuple[list[list[str]], bool]:
         """The first non-empty rows, and whether they are all the file has."""
+        # The csv module refuses fields over 128 KiB by default; records up to the cap are fine.
+        csv.field_size_limit(max(csv.field_size_limit(), self.limits.max_record_bytes))
+        rows: list[list[str]] = []
         try:
-            with _open_text(self.path, self.file_format.gzipped) as text:
-                rows = list(islice(csv.reader(text, delimiter=self.delimiter), _SNIFF_LINES))
+            with _open_text(
+                self.path, self.file_format.gzipped, self.limits.max_line_bytes
+            ) as text:
+                rows.extend(islice(csv.reader(text, delimiter=self.delimiter), _SNIFF_LINES))
                 return [row for row in rows if row], len(rows) < _SNIFF_LINES
         except UnicodeDecodeError as exc:
             raise _reject(
                 RejectionCode.NOT_UTF8, f"The header is not UTF-8 text ({exc.reason})."
             ) from None
         except csv.Error as exc:
+            if "field larger than field limit" in str(exc):
+                raise self.limits.record_too_large(
+                    len(rows), "(counting data rows after the header) has a longer field"
+                ) from None
             raise _reject(
                 RejectionCode.MALFORMED_ROWS, f"The first lines are not valid CSV ({exc})."
             ) from None
@@ -252,8 +406,12 @@ class DelimitedTable(SourceTable):
         index = {name: i for i, name in enumerate(self.columns)}
         include = [positional[index[name]] for name in wanted]
         options = {
+            # A record must fit in one block (quoted line breaks included): the record cap.
             "read_options": pacsv.ReadOptions(
-                skip_rows=1, column_names=positional, block_size=4 << 20, encoding="utf8"
+                skip_rows=1,
+                column_names=positional,
+                block_size=self.limits.max_record_bytes,
+                encoding="utf8",
             ),
             "parse_options": pacsv.ParseOptions(
                 delimiter=self.delimiter,
@@ -275,11 +433,21 @@ class DelimitedTable(SourceTable):
 
     def _batches(self, options: dict[str, Any]) -> Iterator[pa.RecordBatch]:
         compression = "gzip" if self.file_format.gzipped else None
+        self._rows_read = 0
         try:
             with pa.input_stream(str(self.path), compression=compression) as stream:
-                yield from pacsv.open_csv(stream, **options)
+                limited = LineLimitedStream(stream, self.limits.max_line_bytes)
+                for batch in pacsv.open_csv(limited, **options):
+                    self._rows_read += batch.num_rows
+                    yield batch
         except pa.ArrowInvalid as exc:
             text = str(exc)
+            if _STRADDLING in text:
+                record = self._rows_read + self._malformed + 1
+                raise self.limits.record_too_large(
+                    record,
+                    "(counting data rows after the header) is too long to fit the reader's block",
+                ) from None
             if "UTF8" in text or "UTF-8" in text:
                 raise _reject(
                     RejectionCode.NOT_UTF8,
@@ -301,20 +469,22 @@ class DelimitedTable(SourceTable):
 
 def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
     """Regroup reader batches (sized in bytes) into tables of exactly `rows` rows (the last may
-    be shorter), so chunking, and with it memory, follows `dataset.chunk_rows`."""
+    be shorter), so chunking, and with it memory, follows `dataset.chunk_rows`; a chunk of
+    long rows ends early, once it holds `CHUNK_BYTES`."""
     pending: list[pa.RecordBatch] = []
-    count = 0
+    count = size = 0
     for batch in batches:
         if batch.num_rows == 0:
             continue
         pending.append(batch)
         count += batch.num_rows
-        while count >= rows:
+        size += batch.nbytes
+        while count >= rows or size >= CHUNK_BYTES:
             table = pa.Table.from_batches(pending)
             yield table.slice(0, rows)
             rest = table.slice(rows)
             pending = rest.to_batches()
-            count = rest.num_rows
+            count, size = rest.num_rows, rest.nbytes
     if count:
         yield pa.Table.from_batches(pending)
 
@@ -343,9 +513,9 @@ def _check_delimiter(rows: list[list[str]], delimiter: str) -> None:
 
 
 class ParquetTable(SourceTable):
-    def __init__(self, path: Path, *, chunk_rows: int):
+    def __init__(self, path: Path, *, chunk_rows: int, limits: ReadLimits | None = None):
         self.file_format = FileFormat.PARQUET
-        self.chunk_rows = chunk_rows
+        self.limits = limits or ReadLimits()
         try:
             self._file = pq.ParquetFile(path)
             self.arrow_schema = self._file.schema_arrow
@@ -354,12 +524,36 @@ class ParquetTable(SourceTable):
             raise _reject(
                 RejectionCode.NOT_PARQUET, f"The file is not readable Parquet ({exc})."
             ) from None
+        self.limits.check_columns(len(self.arrow_schema.names), "The file's schema")
         try:
             self.arrow_schema.empty_table().to_pandas()
         except _PANDAS_METADATA_ERRORS as exc:
             raise _pandas_metadata_rejection(exc) from None
         self.header = list(self.arrow_schema.names)
         self.columns = list(dict.fromkeys(self.header))
+        rows = self.limits.rows_per_chunk(chunk_rows, len(self.columns))
+        row_bytes = self._widest_row_bytes()
+        self.chunk_rows = max(1, min(rows, int(CHUNK_BYTES // row_bytes))) if row_bytes else rows
+
+    def _widest_row_bytes(self) -> float:
+        """The largest average row size (uncompressed) of a row group, from the footer; a
+        row group whose rows average over the record cap is refused before it is read (a
+        single row can decompress to gigabytes)."""
+        metadata = self._file.metadata
+        widest, first = 0.0, 1
+        for index in range(metadata.num_row_groups):
+            group = metadata.row_group(index)
+            if group.num_rows:
+                average = group.total_byte_size / group.num_rows
+                if average > self.limits.max_record_bytes:
+                    raise self.limits.record_too_large(
+                        first,
+                        f"starts row group {index}, whose {group.num_rows:,} row(s) average "
+                        f"{average:,.0f} bytes uncompressed",
+                    )
+                widest = max(widest, average)
+            first += group.num_rows
+        return widest
 
     def chunks(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
         try:
@@ -384,12 +578,22 @@ def _pandas_metadata_rejection(exc: Exception) -> DataValidationError:
 
 class JsonLinesTable(SourceTable):
     """One JSON object per line. Objects may omit keys: the columns are the union of the keys in
-    the first chunk (later chunks are aligned to them)."""
+    the first chunk (later chunks are aligned to them). Every line's keys are counted before
+    pandas builds a frame: a file with more distinct keys than `max_columns` is refused at the
+    line that brings one too many (a frame is rows x keys, whatever the lines hold)."""
 
-    def __init__(self, path: Path, file_format: FileFormat, *, chunk_rows: int):
+    def __init__(
+        self,
+        path: Path,
+        file_format: FileFormat,
+        *,
+        chunk_rows: int,
+        limits: ReadLimits | None = None,
+    ):
         self.path = path
         self.file_format = file_format
         self.chunk_rows = chunk_rows
+        self.limits = limits or ReadLimits()
         self.header = self._first_object_keys()
         frames = self._read()
         first = next(frames, None)
@@ -398,9 +602,12 @@ class JsonLinesTable(SourceTable):
             list(first.columns) if first is not None else list(dict.fromkeys(self.header))
         )
 
+    def _text(self) -> io.TextIOWrapper:
+        return _open_text(self.path, self.file_format.gzipped, self.limits.max_line_bytes)
+
     def _first_object_keys(self) -> list[str]:
         try:
-            with _open_text(self.path, self.file_format.gzipped) as text:
+            with self._text() as text:
                 line = next((line for line in text if line.strip()), "")
         except UnicodeDecodeError as exc:
             raise _reject(
@@ -424,34 +631,44 @@ class JsonLinesTable(SourceTable):
 
     def _read(self) -> Generator[pd.DataFrame, None, None]:
         try:
-            with pd.read_json(
-                self.path,
-                lines=True,
-                chunksize=self.chunk_rows,
-                dtype=False,
-                convert_dates=False,
-                precise_float=True,
-                encoding="utf-8",
-                compression="gzip" if self.file_format.gzipped else None,
-            ) as reader:
-                yield from reader
+            with self._text() as text:
+                for lines in self._line_chunks(text):
+                    yield _parse_json_lines(lines)
         except UnicodeDecodeError as exc:
             raise _reject(
                 RejectionCode.NOT_UTF8, f"The file is not UTF-8 text ({exc.reason})."
             ) from None
-        except ValueError as exc:
-            raise _reject(
-                RejectionCode.MALFORMED_ROWS, f"A line is not a valid JSON object ({exc})."
-            ) from None
-        except (AttributeError, TypeError):
-            # pandas fails this way on a line holding an array or a bare value.
-            raise _not_objects() from None
         except _GZIP_ERRORS as exc:
             if not self.file_format.gzipped:
                 raise
             raise _reject(
                 RejectionCode.NOT_GZIP, f"The gzip stream is corrupt or truncated ({exc})."
             ) from None
+
+    def _line_chunks(self, text: io.TextIOWrapper) -> Iterator[list[str]]:
+        """Non-blank lines (without their line breaks) in chunks: `chunk_rows` lines, fewer
+        once they hold `CHUNK_CELLS` cells or `CHUNK_BYTES` bytes."""
+        keys: dict[str, None] = {}
+        lines: list[str] = []
+        size = 0
+        for number, line in enumerate(text, start=1):
+            if not line.strip():
+                continue
+            before = len(keys)
+            keys.update(dict.fromkeys(_object_keys(line, number)))
+            if len(keys) != before:
+                self.limits.check_columns(
+                    len(keys), f"Up to line {number:,}, the file", rows=[number]
+                )
+            lines.append(line.rstrip("\r\n"))
+            size += len(line)
+            if size >= CHUNK_BYTES or len(lines) >= self.limits.rows_per_chunk(
+                self.chunk_rows, len(keys)
+            ):
+                yield lines
+                lines, size = [], 0
+        if lines:
+            yield lines
 
     def chunks(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
         wanted = columns if columns is not None else self.columns
@@ -462,8 +679,45 @@ class JsonLinesTable(SourceTable):
             yield frame.reindex(columns=wanted)
 
 
-def _not_objects() -> DataValidationError:
+def _object_keys(line: str, number: int) -> Iterable[str]:
+    """The keys of the object on line `number`; none when the line is not valid JSON (pandas
+    then names the problem, as it parses the chunk)."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            # orjson refuses NaN and Infinity, which pandas reads.
+            value = json.loads(line)
+        except ValueError:
+            return ()
+    if not isinstance(value, dict):
+        raise _not_objects(number)
+    return value.keys()
+
+
+def _parse_json_lines(lines: list[str]) -> pd.DataFrame:
+    """One chunk of lines as pandas reads JSON Lines."""
+    try:
+        return pd.read_json(
+            io.StringIO("\n".join(lines)),
+            lines=True,
+            dtype=False,
+            convert_dates=False,
+            precise_float=True,
+        )
+    except ValueError as exc:
+        raise _reject(
+            RejectionCode.MALFORMED_ROWS, f"A line is not a valid JSON object ({exc})."
+        ) from None
+    except (AttributeError, TypeError):
+        # pandas fails this way on a line holding an array or a bare value.
+        raise _not_objects() from None
+
+
+def _not_objects(line: int | None = None) -> DataValidationError:
+    where = f"Line {line:,}" if line is not None else "A line"
     return _reject(
         RejectionCode.NOT_JSON_LINES,
-        "A line holds a JSON array or a bare value; JSON Lines needs one object per line.",
+        f"{where} holds a JSON array or a bare value; JSON Lines needs one object per line.",
+        rows=[line] if line is not None else None,
     )

@@ -3,6 +3,7 @@ starts a Step Functions state machine:
 
     Ingest -> Train -> Evaluate -> Gate passed? -> Register (+ promote) -> Promoted
                                               \\-> Notify rejection -> Rejected
+    Ingest out of memory / timed out -> Quarantine crashed drop -> Notify -> Failed
     any task failure -> Notify -> Failed
 
 A retrain request (`{"retrain": {"data_version": ..., "reason": ...}}`) skips Ingest."""
@@ -51,6 +52,9 @@ TRANSIENT_ERRORS = ["StorageError", "RegistryError"]
 # Lambda refusing an invocation for want of concurrency (a burst of drops): as safe to retry as
 # the service exceptions `retry_on_service_exceptions` covers, and not among them.
 LAMBDA_THROTTLED = "Lambda.TooManyRequestsException"
+# The errors Step Functions reports when a function's process dies: over its memory, past its
+# timeout. On ingest they mean the drop itself is too much: it is quarantined unread.
+LAMBDA_CRASHES = ["Runtime.OutOfMemory", "Sandbox.Timedout"]
 
 
 def runs_prefix(deploy: DeployConfig) -> str:
@@ -280,6 +284,9 @@ class Pipeline(Construct):
             "$.model",
             "Register the model version, write its model card, promote alias production",
         )
+        ingest.add_catch(
+            self._quarantine_crashed_drop(on_failure), errors=LAMBDA_CRASHES, result_path="$.error"
+        )
         for task in (ingest, *training_tasks, evaluate, register):
             task.add_catch(on_failure, errors=[sfn.Errors.ALL], result_path="$.error")
 
@@ -349,6 +356,29 @@ class Pipeline(Construct):
         if self.sagemaker is not None:
             self.sagemaker.grant_start(state_machine)
         return state_machine
+
+    def _quarantine_crashed_drop(self, on_failure: sfn.IChainable) -> sfn.IChainable:
+        """The ingest function died on the drop (out of memory, timed out): invoke it again to
+        copy the drop to quarantine unread with reason `ingest_crashed`, then fail as for any
+        bad drop, with the crash's error."""
+        quarantine = stage_task(
+            self,
+            "Quarantine crashed drop",
+            self.ingest,
+            "Copy the drop the ingest function died on to quarantine, unread",
+            payload=sfn.TaskInput.from_object(
+                {
+                    "crashed": {
+                        "event": sfn.JsonPath.object_at("$"),
+                        "error": sfn.JsonPath.string_at("$.error.Error"),
+                        "cause": sfn.JsonPath.string_at("$.error.Cause"),
+                    }
+                }
+            ),
+            result_path="$.quarantine",
+        )
+        quarantine.add_catch(on_failure, errors=[sfn.Errors.ALL], result_path="$.error")
+        return quarantine.next(on_failure)
 
     def _notify(
         self, state: str, alerts: sns.ITopic, subject: str, message: dict[str, Any]

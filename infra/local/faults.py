@@ -15,6 +15,10 @@ error). `shorter_retry_waits` shortens the waits between attempts
 (Step Functions Retry, botocore's backoff) for a test; what is retried, and how often, is
 unchanged.
 
+`crash("IngestFunction", "Runtime.OutOfMemory")` makes the Lambda runtime fail the next
+invocation of a matching function as Lambda reports a process that died (out of memory, timed
+out), without running its handler: the state machine's Catch sees Lambda's error name.
+
 Installing the hook also names a Lambda API error of a task whose Resource is a function ARN
 as Step Functions does (`Lambda.ServiceException`, `Lambda.TooManyRequestsException`):
 moto's interpreter names them all `Exception`, so no Retry on Lambda service errors could
@@ -33,7 +37,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from infra.local import sfn_engine
+from infra.local import lambda_runtime, sfn_engine
+from infra.local.lambda_runtime import Crash
 
 _PROTOCOLS = {
     "s3": "rest-xml",
@@ -182,9 +187,20 @@ def inject(
     )
 
 
+def crash(
+    function: str, error_type: str = "Runtime.OutOfMemory", *, times: int | None = 1
+) -> Crash:
+    """Make the next `times` invocations (None: every one until removed) of functions whose
+    name matches the regular expression `function` die as Lambda reports a dead process:
+    `Runtime.OutOfMemory`, `Sandbox.Timedout` or `Runtime.ExitError`, with Lambda's message.
+    Use the result as a context manager, or call `remove()`."""
+    return lambda_runtime.add_crash(function, error_type, times)
+
+
 def clear() -> None:
-    """Remove every fault."""
+    """Remove every fault and crash."""
     FAULTS.clear()
+    lambda_runtime.clear_crashes()
 
 
 @contextmanager

@@ -66,6 +66,11 @@ class Pipeline:
     def drop(self, key: str, body: bytes) -> dict[str, Any]:
         return self.cloud.drop(key, body, timeout=240)
 
+    def body(self, key: str, version_id: str | None = None) -> bytes:
+        extra = {"VersionId": version_id} if version_id else {}
+        response = self.s3.get_object(Bucket=self.bucket, Key=key, **extra)
+        return bytes(response["Body"].read())
+
     def start(self, name: str, document: dict[str, Any]) -> dict[str, Any]:
         started = self.sfn.start_execution(
             stateMachineArn=self.cloud.pipeline_arn, name=name, input=json.dumps(document)
@@ -248,3 +253,40 @@ def test_a_task_timing_out_fails_after_an_alert_and_promotes_nothing(pipeline: P
 
     rerun = pipeline.retrain("train-timeout-rerun", data_version)
     assert rerun["status"] == "SUCCEEDED", rerun.get("cause")
+
+
+@pytest.mark.parametrize(
+    ("error", "message", "limit"),
+    [
+        ("Runtime.OutOfMemory", "Runtime exited with error: signal: killed", "2,048 MB of memory"),
+        ("Sandbox.Timedout", "Task timed out after 900.00 seconds", "900 s timeout"),
+    ],
+)
+def test_a_drop_that_kills_ingest_is_quarantined_unread_by_the_catch_and_raw_stays_intact(
+    pipeline: Pipeline, error: str, message: str, limit: str
+) -> None:
+    name = f"faults-crash-{error.lower().replace('.', '-')}.csv"
+    key = f"raw/churn/{name}"
+    body = churn_csv(seed=35 if "Memory" in error else 36)
+    before = pipeline.snapshot()
+    with faults.crash(pipeline.function_name("Ingest"), error, times=1) as crash:
+        execution = pipeline.drop(key, body)
+
+    assert crash.crashed == 1
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == error
+    assert pipeline.attempts(execution, "Ingest") == [error], "a crash is not retried"
+    assert pipeline.attempts(execution, "Quarantine crashed drop") == ["succeeded"]
+    reason = json.loads(pipeline.body(f"quarantine/churn/{name}.reason.json"))
+    assert reason["code"] == "ingest_crashed"
+    assert reason["error"] == "IngestCrashedError"
+    assert limit in reason["message"] and error in reason["message"]
+    assert reason["details"]["lambda_error"] == error
+    assert message in reason["details"]["lambda_message"]
+    assert reason["source"]["key"] == key
+    assert pipeline.body(f"quarantine/churn/{name}") == body
+    raw_version = reason["source"]["version_id"]
+    assert pipeline.body(key, raw_version) == body, "the raw object version is intact"
+    [alert] = pipeline.failure_alerts(execution)
+    assert alert["error"] == error
+    assert pipeline.snapshot() == before, "no curated file, dataset, model or alias change"

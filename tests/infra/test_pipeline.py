@@ -13,14 +13,19 @@ from functions.common.config import CONFIG_JSON_ENV, MlopsConfig, load_config
 Resources = Callable[[str], dict[str, dict[str, Any]]]
 
 
-def _definition(resources: Resources) -> dict[str, Any]:
+def _definition(resources: Resources, refs: bool = False) -> dict[str, Any]:
+    """The pipeline's definition; references to other resources read "ARN" (`refs`: the
+    referenced logical id)."""
     (machine,) = [
         m
         for k, m in resources("AWS::StepFunctions::StateMachine").items()
         if k.startswith("Pipeline")
     ]
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
-    text = "".join(part if isinstance(part, str) else "ARN" for part in parts)
+    text = "".join(
+        part if isinstance(part, str) else (str(next(iter(part.values()))[0]) if refs else "ARN")
+        for part in parts
+    )
     return json.loads(text)
 
 
@@ -56,13 +61,37 @@ def test_ingest_retries_lambda_service_errors_and_failures_notify_then_fail(
     assert "IdempotencyAlreadyInProgressError" in retried
     assert {"StorageError", "RegistryError"} <= retried
     assert "DataValidationError" not in retried, "a bad file must not be retried"
-    (catch,) = ingest["Catch"]
+    assert not retried & {"Runtime.OutOfMemory", "Sandbox.Timedout"}, "a crash would recur"
+    crashed, catch = ingest["Catch"]
     assert catch["ErrorEquals"] == ["States.ALL"]
     assert catch["Next"] == "Notify"
     assert states["Notify"]["Resource"].endswith(":states:::sns:publish")
     assert states["Notify"]["Next"] == "Failed"
     assert states["Failed"]["Type"] == "Fail"
     assert states["Failed"]["ErrorPath"] == "$.error.Error"
+
+
+def test_a_drop_that_kills_ingest_is_quarantined_unread_then_fails_the_execution(
+    resources: Resources,
+) -> None:
+    states = _definition(resources, refs=True)["States"]
+    crashed = states["Ingest"]["Catch"][0]
+    # Before States.ALL: Step Functions takes the first catcher that matches.
+    assert crashed == {
+        "ErrorEquals": ["Runtime.OutOfMemory", "Sandbox.Timedout"],
+        "ResultPath": "$.error",
+        "Next": "Quarantine crashed drop",
+    }
+    quarantine = states["Quarantine crashed drop"]
+    assert quarantine["Resource"] == states["Ingest"]["Resource"]
+    assert quarantine["Resource"].startswith("PipelineIngestFunction")
+    assert quarantine["Parameters"] == {
+        "crashed": {"event.$": "$", "error.$": "$.error.Error", "cause.$": "$.error.Cause"}
+    }
+    assert quarantine["ResultPath"] == "$.quarantine"
+    assert quarantine["Next"] == "Notify"
+    (failed,) = quarantine["Catch"]
+    assert failed["ErrorEquals"] == ["States.ALL"] and failed["Next"] == "Notify"
 
 
 def test_every_task_retries_and_is_caught(resources: Resources) -> None:

@@ -96,14 +96,18 @@ class Cloud:
         return [item for item in items if item["pk"]["S"].startswith(pk_prefix)]
 
 
-@pytest.fixture
-def cloud(mocked_aws: None) -> Cloud:
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket=BUCKET)
-    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+def create_data_bucket(s3: Any, bucket: str = BUCKET, versioned: bool = True) -> None:
+    """The data bucket as the stack creates it (versioned)."""
+    s3.create_bucket(Bucket=bucket)
+    if versioned:
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+def create_registry_table(dynamodb: Any, table: str = TABLE) -> None:
+    """The registry table as the stack creates it: `pk`/`sk` keys, on demand, TTL on
+    `expiration`."""
     dynamodb.create_table(
-        TableName=TABLE,
+        TableName=table,
         AttributeDefinitions=[
             {"AttributeName": "pk", "AttributeType": "S"},
             {"AttributeName": "sk", "AttributeType": "S"},
@@ -115,9 +119,17 @@ def cloud(mocked_aws: None) -> Cloud:
         BillingMode="PAY_PER_REQUEST",
     )
     dynamodb.update_time_to_live(
-        TableName=TABLE,
+        TableName=table,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
     )
+
+
+@pytest.fixture
+def cloud(mocked_aws: None) -> Cloud:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    create_data_bucket(s3)
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    create_registry_table(dynamodb)
     return Cloud(s3=s3, dynamodb=dynamodb)
 
 

@@ -21,6 +21,7 @@ from functions.ml.ingestion import build_manifest, ingest_file
 from functions.ml.sample_data import churn_frame, display_headers, encode
 from functions.ml.schema import contract_from_config
 from infra.cli import app
+from tests.integration.conftest import create_data_bucket, create_registry_table
 
 REPO = Path(__file__).resolve().parents[3]
 BUCKET = "mlops-dev-data"
@@ -90,20 +91,8 @@ def lake(local_state: Any, tmp_path: Path) -> Lake:
     endpoint = local_state.endpoint
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
-    s3.create_bucket(Bucket=BUCKET)
-    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    dynamodb.create_table(
-        TableName=TABLE,
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_data_bucket(s3, BUCKET)
+    create_registry_table(dynamodb, TABLE)
     lake = Lake(s3, DatasetRegistry(TABLE, dynamodb), [], "", "", 0)
     with_subject = display_headers(churn_frame(200, seed=1, duplicate_share=0))
     without_subject = display_headers(churn_frame(200, seed=2, first_id=1000, duplicate_share=0))

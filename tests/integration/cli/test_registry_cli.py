@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from functions.common.contracts import ModelVersion
 from functions.common.model_registry import ModelRegistry
 from infra.cli import app
+from tests.integration.conftest import create_data_bucket, create_registry_table
 
 REPO = Path(__file__).resolve().parents[3]
 BUCKET = "mlops-dev-data"
@@ -43,19 +44,9 @@ def local(local_state: Any) -> Local:
     server, state_dir = local_state.endpoint, local_state.state_dir
     local_state.write_outputs({"DataBucketName": BUCKET, "RegistryTableName": TABLE})
     dynamodb = boto3.client("dynamodb", endpoint_url=server, region_name="us-east-1")
-    dynamodb.create_table(
-        TableName=TABLE,
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    boto3.client("s3", endpoint_url=server, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    create_registry_table(dynamodb, TABLE)
+    s3 = boto3.client("s3", endpoint_url=server, region_name="us-east-1")
+    create_data_bucket(s3, BUCKET, versioned=False)
     return Local(server, state_dir, ModelRegistry(TABLE, dynamodb))
 
 

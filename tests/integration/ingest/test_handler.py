@@ -165,6 +165,48 @@ def test_a_drop_for_another_dataset_is_quarantined_as_unknown(cloud: Cloud, drop
     assert cloud.items("DATASET#") == []
 
 
+def test_a_drop_the_function_died_on_is_quarantined_unread_with_lambda_s_error(
+    cloud: Cloud, drop: Drop
+) -> None:
+    content = encode(churn_frame(100))
+    event = drop("raw/churn/huge.csv", content)
+    cause = json.dumps(
+        {
+            "errorType": "Runtime.OutOfMemory",
+            "errorMessage": "RequestId: 1b2c Error: Runtime exited with error: signal: killed",
+        }
+    )
+    # As the pipeline's catch passes it: the state (the S3 event, the execution, the error).
+    state = {**event, "execution": {"id": "arn:exec"}, "error": {"Error": "x", "Cause": cause}}
+
+    result = invoke({"crashed": {"event": state, "error": "Runtime.OutOfMemory", "cause": cause}})
+
+    assert result == {
+        "quarantined": True,
+        "quarantine_key": "quarantine/churn/huge.csv",
+        "code": "ingest_crashed",
+    }
+    reason = json.loads(cloud.body("quarantine/churn/huge.csv.reason.json"))
+    assert reason["code"] == "ingest_crashed"
+    assert reason["error"] == "IngestCrashedError"
+    assert reason["message"] == (
+        "The ingest function ran out of its 2,048 MB of memory on this file "
+        "(Runtime.OutOfMemory), so it was quarantined unread. Split it into smaller files, or "
+        "raise [ingest] memory_mb / timeout_seconds."
+    )
+    assert reason["details"] == {
+        "lambda_error": "Runtime.OutOfMemory",
+        "lambda_message": "RequestId: 1b2c Error: Runtime exited with error: signal: killed",
+        "memory_mb": 2048,
+        "timeout_seconds": 900,
+    }
+    assert reason["source"]["version_id"] == event["detail"]["object"]["version-id"]
+    assert cloud.body("quarantine/churn/huge.csv") == content
+    assert cloud.body("raw/churn/huge.csv") == content
+    assert cloud.keys("curated/") == []
+    assert [item["pk"]["S"] for item in cloud.items()] == [], "no idempotency record either"
+
+
 def test_a_folder_marker_ingests_nothing(cloud: Cloud, drop: Drop) -> None:
     result = invoke(drop("raw/churn/2024/", b""))
 
