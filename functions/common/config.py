@@ -373,6 +373,9 @@ class IngestConfig(_Section):
     max_columns: Annotated[int, Field(ge=1, le=100_000)] = 2_000
     """A file with more columns (JSON Lines: distinct keys) is quarantined
     (`too_many_columns`)."""
+    max_gzip_ratio: Annotated[int, Field(ge=0, le=100_000)] = 100
+    """A gzip drop that decompresses to more than this many times its size (and past 64 MiB)
+    is quarantined (`gzip_bomb`) as soon as it does; 0: no limit."""
 
     @model_validator(mode="after")
     def _limits_fit(self) -> IngestConfig:

@@ -22,6 +22,8 @@ class RejectionCode(StrEnum):
     LINE_TOO_LONG = "line_too_long"
     RECORD_TOO_LARGE = "record_too_large"
     TOO_MANY_COLUMNS = "too_many_columns"
+    COLUMN_NAME_TOO_LONG = "column_name_too_long"
+    GZIP_BOMB = "gzip_bomb"
     HEADER_ONLY = "header_only"
     DUPLICATE_COLUMNS = "duplicate_columns"
     MISSING_TARGET = "missing_target"

@@ -29,9 +29,11 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -51,15 +53,35 @@ _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13))
 _TEXT_TYPES = {pa.string(): pd.ArrowDtype(pa.string())}.get
 # What pandas raises when a Parquet file's "pandas" metadata (free JSON written by the
 # producer) is not JSON, not UTF-8 or not shaped the way pandas expects.
-_PANDAS_METADATA_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+_PANDAS_METADATA_ERRORS = (
+    ValueError,
+    KeyError,
+    TypeError,
+    IndexError,
+    AttributeError,
+    RecursionError,
+    OverflowError,
+)
 # What a gzip stream that breaks after the sniffed head raises while being read.
 _GZIP_ERRORS = (OSError, EOFError, zlib.error)
 _STRADDLING = "straddling object straddles two block boundaries"
+MAX_NAME_CHARS = 1024
+"""A column name (JSON key) longer than this refuses the file."""
+GZIP_FLOOR = 64 << 20
+"""Decompressed bytes any gzip drop may reach, whatever its compression ratio."""
 CHUNK_CELLS = 4_000_000
 """At most this many cells (rows x columns) per chunk: `dataset.chunk_rows` rows of up to 20
 columns; a wider file is read in fewer rows per chunk."""
 CHUNK_BYTES = 64 << 20
 """A chunk ends once its rows hold about this many bytes, however few they are."""
+JSON_CHUNK_CELLS = 1_000_000
+"""JSON Lines: cells per chunk (values nested in arrays and objects count one each). pandas
+holds a parsed JSON cell as a Python object, several times the size of a CSV cell."""
+MAX_JSON_DEPTH = 32
+"""JSON Lines: arrays and objects nested deeper in one line refuse the file."""
+_PARQUET_BATCH_ROWS = 1024
+"""Parquet rows decoded at once (then regrouped into chunks by rows and bytes): the footer
+does not tell how large dictionary-encoded values decode."""
 _INGEST_DEFAULTS = IngestConfig()
 
 
@@ -74,14 +96,33 @@ class ReadLimits:
     fit one block), a Parquet row group's average row."""
     max_columns: int = _INGEST_DEFAULTS.max_columns
     """Columns of the header; distinct keys of a JSON Lines file."""
+    max_gzip_ratio: int = _INGEST_DEFAULTS.max_gzip_ratio
+    """Decompressed bytes per compressed byte a gzip drop may reach (past `GZIP_FLOOR`)."""
 
     @classmethod
     def of(cls, ingest: IngestConfig) -> ReadLimits:
-        return cls(ingest.max_line_bytes, ingest.max_record_bytes, ingest.max_columns)
+        return cls(
+            ingest.max_line_bytes,
+            ingest.max_record_bytes,
+            ingest.max_columns,
+            ingest.max_gzip_ratio,
+        )
 
     def rows_per_chunk(self, chunk_rows: int, columns: int) -> int:
         """`chunk_rows`, fewer for a file so wide that they would hold over `CHUNK_CELLS`."""
         return max(1, min(chunk_rows, CHUNK_CELLS // max(1, columns)))
+
+    def check_names(self, names: Iterable[str], **kwargs: Any) -> None:
+        """Column names (JSON keys) longer than `MAX_NAME_CHARS` refuse the file."""
+        long = next((name for name in names if len(name) > MAX_NAME_CHARS), None)
+        if long is not None:
+            raise _reject(
+                RejectionCode.COLUMN_NAME_TOO_LONG,
+                f"A column name is {len(long):,} characters long (at most {MAX_NAME_CHARS:,}): "
+                f"{long[:80]!r}...",
+                details={"length": len(long), "max_name_chars": MAX_NAME_CHARS},
+                **kwargs,
+            )
 
     def check_columns(self, count: int, where: str, **kwargs: Any) -> None:
         if count > self.max_columns:
@@ -111,13 +152,16 @@ class LineLimitedStream(io.RawIOBase):
     (`find`/`count` over slices no longer than the cap, so only lines that cross a slice
     boundary need tracking)."""
 
-    def __init__(self, raw: Any, max_line_bytes: int) -> None:
+    def __init__(self, raw: Any, max_line_bytes: int, max_bytes: int | None = None) -> None:
         super().__init__()
         self._raw = raw
         self._cap = max_line_bytes
         self._run = 0
         """Bytes of the current line read so far."""
         self._line_breaks = 0
+        self._read = 0
+        self._max_bytes = max_bytes
+        """Bytes the stream may yield in all (a gzip drop's expansion); None: unbounded."""
 
     def readable(self) -> bool:
         return True
@@ -125,6 +169,14 @@ class LineLimitedStream(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         # Direct, without RawIOBase's copy through a buffer (pyarrow reads this way).
         data = bytes(self._raw.read(size))
+        self._read += len(data)
+        if self._max_bytes is not None and self._read > self._max_bytes:
+            raise _reject(
+                RejectionCode.GZIP_BOMB,
+                f"The gzip stream expands to over {self._max_bytes:,} bytes, more than "
+                "[ingest] max_gzip_ratio times its compressed size; reading stopped there.",
+                details={"decompressed_bytes_read": self._read, "limit": self._max_bytes},
+            )
         self._check(data)
         return data
 
@@ -315,10 +367,17 @@ def open_table(
     return JsonLinesTable(path, file_format, chunk_rows=chunk_rows, limits=limits)
 
 
-def _open_text(path: Path, gzipped: bool, max_line_bytes: int) -> io.TextIOWrapper:
+def _open_text(path: Path, gzipped: bool, limits: ReadLimits) -> io.TextIOWrapper:
     binary: Any = gzip.open(path, "rb") if gzipped else path.open("rb")
-    limited = io.BufferedReader(LineLimitedStream(binary, max_line_bytes))
+    limited = io.BufferedReader(_limited(binary, path, gzipped, limits))
     return io.TextIOWrapper(limited, encoding="utf-8-sig", newline="")
+
+
+def _limited(raw: Any, path: Path, gzipped: bool, limits: ReadLimits) -> LineLimitedStream:
+    expansion = None
+    if gzipped and limits.max_gzip_ratio:
+        expansion = max(GZIP_FLOOR, limits.max_gzip_ratio * path.stat().st_size)
+    return LineLimitedStream(raw, limits.max_line_bytes, expansion)
 
 
 class DelimitedTable(SourceTable):
@@ -346,6 +405,7 @@ class DelimitedTable(SourceTable):
             raise _reject(RejectionCode.EMPTY_FILE, "The file has no header line.")
         self.header = lines[0]
         self.limits.check_columns(len(self.header), "The header", rows=[1])
+        self.limits.check_names(self.header, rows=[1])
         self.columns = list(dict.fromkeys(self.header))
         self.chunk_rows = self.limits.rows_per_chunk(chunk_rows, len(self.columns))
         # pyarrow cannot skip a lone header line that lacks a final newline.
@@ -358,9 +418,7 @@ class DelimitedTable(SourceTable):
         csv.field_size_limit(max(csv.field_size_limit(), self.limits.max_record_bytes))
         rows: list[list[str]] = []
         try:
-            with _open_text(
-                self.path, self.file_format.gzipped, self.limits.max_line_bytes
-            ) as text:
+            with _open_text(self.path, self.file_format.gzipped, self.limits) as text:
                 rows.extend(islice(csv.reader(text, delimiter=self.delimiter), _SNIFF_LINES))
                 return [row for row in rows if row], len(rows) < _SNIFF_LINES
         except UnicodeDecodeError as exc:
@@ -407,8 +465,9 @@ class DelimitedTable(SourceTable):
         include = [positional[index[name]] for name in wanted]
         options = {
             # A record must fit in one block (quoted line breaks included): the record cap.
+            # The header is one CSV row, which quotes can spread over several lines.
             "read_options": pacsv.ReadOptions(
-                skip_rows=1,
+                skip_rows_after_names=1,
                 column_names=positional,
                 block_size=self.limits.max_record_bytes,
                 encoding="utf8",
@@ -436,7 +495,7 @@ class DelimitedTable(SourceTable):
         self._rows_read = 0
         try:
             with pa.input_stream(str(self.path), compression=compression) as stream:
-                limited = LineLimitedStream(stream, self.limits.max_line_bytes)
+                limited = _limited(stream, self.path, compression is not None, self.limits)
                 for batch in pacsv.open_csv(limited, **options):
                     self._rows_read += batch.num_rows
                     yield batch
@@ -525,20 +584,20 @@ class ParquetTable(SourceTable):
                 RejectionCode.NOT_PARQUET, f"The file is not readable Parquet ({exc})."
             ) from None
         self.limits.check_columns(len(self.arrow_schema.names), "The file's schema")
+        self.limits.check_names(self.arrow_schema.names)
         try:
             self.arrow_schema.empty_table().to_pandas()
         except _PANDAS_METADATA_ERRORS as exc:
             raise _pandas_metadata_rejection(exc) from None
         self.header = list(self.arrow_schema.names)
         self.columns = list(dict.fromkeys(self.header))
-        rows = self.limits.rows_per_chunk(chunk_rows, len(self.columns))
-        row_bytes = self._widest_row_bytes()
-        self.chunk_rows = max(1, min(rows, int(CHUNK_BYTES // row_bytes))) if row_bytes else rows
+        self._widest_row_bytes()
+        self.chunk_rows = self.limits.rows_per_chunk(chunk_rows, len(self.columns))
 
     def _widest_row_bytes(self) -> float:
         """The largest average row size (uncompressed) of a row group, from the footer; a
         row group whose rows average over the record cap is refused before it is read (a
-        single row can decompress to gigabytes)."""
+        single row can decompress to gigabytes). Rows are checked again as decoded."""
         metadata = self._file.metadata
         widest, first = 0.0, 1
         for index in range(metadata.num_row_groups):
@@ -557,15 +616,72 @@ class ParquetTable(SourceTable):
 
     def chunks(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
         try:
-            for batch in self._file.iter_batches(batch_size=self.chunk_rows, columns=columns):
+            batches = self._file.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=columns)
+            for table in _rebatch(self._checked(batches), self.chunk_rows):
                 # Integers with nulls stay integers (not floats), so categories read "3", not "3.0".
-                yield batch.to_pandas(integer_object_nulls=True, types_mapper=_TEXT_TYPES)
+                yield table.to_pandas(integer_object_nulls=True, types_mapper=_TEXT_TYPES)
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise _reject(
                 RejectionCode.NOT_PARQUET, f"The Parquet file cannot be read ({exc})."
             ) from None
         except _PANDAS_METADATA_ERRORS as exc:
             raise _pandas_metadata_rejection(exc) from None
+
+    def _checked(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """Decoded batches, each row within the record cap (text and nested values as
+        decoded, which the footer's sizes do not tell) and its text valid UTF-8."""
+        first = 1
+        for batch in batches:
+            sizes = np.zeros(batch.num_rows, dtype=np.int64)
+            for column in batch.columns:
+                sizes += _decoded_row_bytes(column)
+            if batch.num_rows and int(sizes.max()) > self.limits.max_record_bytes:
+                record = first + int(np.argmax(sizes > self.limits.max_record_bytes))
+                raise self.limits.record_too_large(
+                    record, f"decodes to {int(sizes.max()):,} bytes of values"
+                )
+            for name, column in zip(batch.schema.names, batch.columns, strict=True):
+                if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                    try:
+                        column.validate(full=True)
+                    except pa.ArrowInvalid:
+                        raise _reject(
+                            RejectionCode.NOT_UTF8,
+                            f"Column {name!r} holds text that is not UTF-8 (records "
+                            f"{first:,}-{first + batch.num_rows - 1:,}).",
+                            columns=[name],
+                        ) from None
+            first += batch.num_rows
+            yield batch
+
+
+def _decoded_row_bytes(column: pa.Array) -> np.ndarray:
+    """Per row: bytes of text and binary values, and one per value nested in lists, in a
+    column as decoded."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column = column.cast(kind.value_type)
+        kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind):
+        lengths = pc.binary_length(column).fill_null(0)
+        return np.asarray(lengths.to_numpy(zero_copy_only=False), dtype=np.int64)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        counts = np.asarray(
+            pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False),
+            dtype=np.int64,
+        )
+        inner = _decoded_row_bytes(column.flatten())
+        if inner.size:
+            # Each row's share of the values nested in it.
+            offsets = np.concatenate([[0], np.cumsum(counts)])
+            counts = counts + np.add.reduceat(np.append(inner, 0), offsets[:-1]) * (counts > 0)
+        return counts
+    if pa.types.is_struct(kind):
+        total = np.zeros(len(column), dtype=np.int64)
+        for index in range(kind.num_fields):
+            total += _decoded_row_bytes(column.field(index))
+        return total
+    return np.zeros(len(column), dtype=np.int64)
 
 
 def _pandas_metadata_rejection(exc: Exception) -> DataValidationError:
@@ -603,7 +719,7 @@ class JsonLinesTable(SourceTable):
         )
 
     def _text(self) -> io.TextIOWrapper:
-        return _open_text(self.path, self.file_format.gzipped, self.limits.max_line_bytes)
+        return _open_text(self.path, self.file_format.gzipped, self.limits)
 
     def _first_object_keys(self) -> list[str]:
         try:
@@ -621,10 +737,11 @@ class JsonLinesTable(SourceTable):
             ) from None
         try:
             pairs = json.loads(line, object_pairs_hook=lambda items: items)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise _reject(
                 RejectionCode.MALFORMED_ROWS,
-                f"Line 1 is not a JSON object ({exc.msg}).",
+                f"Line 1 is not a JSON object ({reason}).",
                 rows=[1],
             ) from None
         return [key for key, _ in pairs] if isinstance(pairs, list) else []
@@ -647,26 +764,34 @@ class JsonLinesTable(SourceTable):
 
     def _line_chunks(self, text: io.TextIOWrapper) -> Iterator[list[str]]:
         """Non-blank lines (without their line breaks) in chunks: `chunk_rows` lines, fewer
-        once they hold `CHUNK_CELLS` cells or `CHUNK_BYTES` bytes."""
+        once the frame pandas builds of them (rows x the chunk's keys, plus nested values)
+        would hold `JSON_CHUNK_CELLS` cells, or the lines `CHUNK_BYTES` bytes."""
         keys: dict[str, None] = {}
         lines: list[str] = []
-        size = 0
+        chunk_keys: set[str] = set()
+        size = nested = 0
         for number, line in enumerate(text, start=1):
             if not line.strip():
                 continue
-            before = len(keys)
-            keys.update(dict.fromkeys(_object_keys(line, number)))
-            if len(keys) != before:
+            line_keys, line_nested = _object_keys(line, number)
+            if not line_keys <= keys.keys():
+                self.limits.check_names(line_keys - keys.keys(), rows=[number])
+                keys.update(dict.fromkeys(line_keys))
                 self.limits.check_columns(
                     len(keys), f"Up to line {number:,}, the file", rows=[number]
                 )
-            lines.append(line.rstrip("\r\n"))
-            size += len(line)
-            if size >= CHUNK_BYTES or len(lines) >= self.limits.rows_per_chunk(
-                self.chunk_rows, len(keys)
-            ):
+            union = len(chunk_keys | line_keys)
+            cells = (len(lines) + 1) * union + nested + line_nested
+            if lines and (cells > JSON_CHUNK_CELLS or len(lines) >= self.chunk_rows):
                 yield lines
-                lines, size = [], 0
+                lines, chunk_keys, size, nested = [], set(), 0, 0
+            lines.append(line.rstrip("\r\n"))
+            chunk_keys |= line_keys
+            size += len(line.encode("utf-8", errors="surrogatepass"))
+            nested += line_nested
+            if size >= CHUNK_BYTES:
+                yield lines
+                lines, chunk_keys, size, nested = [], set(), 0, 0
         if lines:
             yield lines
 
@@ -679,20 +804,52 @@ class JsonLinesTable(SourceTable):
             yield frame.reindex(columns=wanted)
 
 
-def _object_keys(line: str, number: int) -> Iterable[str]:
-    """The keys of the object on line `number`; none when the line is not valid JSON (pandas
-    then names the problem, as it parses the chunk)."""
+def _object_keys(line: str, number: int) -> tuple[frozenset[str], int]:
+    """The keys of the object on line `number`, and how many values it nests in arrays and
+    objects. A line that is not JSON gives no keys (pandas then names the problem, as it
+    parses the chunk); one that is not an object, nests too deep or holds text that is not
+    UTF-8 refuses the file here."""
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:
         try:
             # orjson refuses NaN and Infinity, which pandas reads.
             value = json.loads(line)
-        except ValueError:
-            return ()
+        except (ValueError, RecursionError):
+            return frozenset(), 0
     if not isinstance(value, dict):
         raise _not_objects(number)
-    return value.keys()
+    return frozenset(value), _nested_values(value.values(), number)
+
+
+def _nested_values(values: Iterable[Any], number: int, depth: int = 1) -> int:
+    """Values inside arrays and objects (a scalar cell counts none); checks depth and text."""
+    count = 0
+    for value in values:
+        if isinstance(value, str):
+            _check_text(value, number)
+        elif isinstance(value, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise _reject(
+                    RejectionCode.MALFORMED_ROWS,
+                    f"Line {number:,} nests arrays or objects more than {MAX_JSON_DEPTH} deep.",
+                    rows=[number],
+                )
+            inner = value.values() if isinstance(value, dict) else value
+            count += len(value) + _nested_values(inner, number, depth + 1)
+    return count
+
+
+def _check_text(value: str, number: int) -> None:
+    """JSON can escape a lone surrogate (`\\ud800`), which is no character: not UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _reject(
+            RejectionCode.NOT_UTF8,
+            f"Line {number:,} holds a lone surrogate escape, which is not UTF-8 text.",
+            rows=[number],
+        ) from None
 
 
 def _parse_json_lines(lines: list[str]) -> pd.DataFrame:
@@ -703,9 +860,10 @@ def _parse_json_lines(lines: list[str]) -> pd.DataFrame:
             lines=True,
             dtype=False,
             convert_dates=False,
+            convert_axes=False,
             precise_float=True,
         )
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise _reject(
             RejectionCode.MALFORMED_ROWS, f"A line is not a valid JSON object ({exc})."
         ) from None

@@ -475,7 +475,10 @@ FOUND = {
         Drop("drop.parquet", _with_pandas_metadata(b'{"columns": 5}'), "metadata misshapen"),
         "not_parquet",
     ),
-    "header_opens_a_quote": (Drop("drop.csv", b'"' + CSV, "quote before header"), "missing_target"),
+    "header_opens_a_quote": (
+        Drop("drop.csv", b'"' + CSV, "quote before header"),
+        "column_name_too_long",
+    ),
     "header_without_newline": (
         Drop("drop.csv", CSV.split(b"\n", 1)[0], "header only, no newline"),
         "header_only",

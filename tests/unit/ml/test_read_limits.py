@@ -261,3 +261,123 @@ def test_caps_that_do_not_fit_the_function_are_refused_by_the_config(
 ) -> None:
     with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         IngestConfig(**values)
+
+
+def test_a_gzip_drop_expanding_far_beyond_its_size_is_refused_as_it_is_read(
+    tmp_path: Path,
+) -> None:
+    # 1 GiB of blank lines compresses to about 1 MB: reading stops at 100x that.
+    member = gzip.compress(b"\n" * (1 << 20), compresslevel=9)
+    body = gzip.compress(b'{"age": 1, "churned": "yes"}\n') + member * 1024
+    path = _file(tmp_path, body, "a.jsonl.gz")
+
+    refusal = _refusal(path, ReadLimits())
+
+    assert refusal.code.value == "gzip_bomb"
+    limit = max(64 << 20, 100 * len(body))
+    assert refusal.details["limit"] == limit
+    assert f"over {limit:,} bytes" in refusal.message
+
+
+def test_gzip_that_expands_normally_is_read_whatever_its_size(tmp_path: Path) -> None:
+    content = _csv(3_000, seed=4)
+    path = _file(tmp_path, gzip.compress(content), "a.csv.gz")
+
+    assert len(_read(path, ReadLimits(max_gzip_ratio=2))) == 3_000  # under the 64 MiB floor
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("a.csv", b"id," + b"n" * 2_000 + b",churned\n1,2,yes\n"),
+        ("a.jsonl", ('{"id": 1, "' + "k" * 2_000 + '": 2, "churned": "yes"}\n').encode()),
+    ],
+)
+def test_a_column_name_longer_than_1024_characters_is_refused(
+    tmp_path: Path, name: str, content: bytes
+) -> None:
+    refusal = _refusal(_file(tmp_path, content, name), ReadLimits())
+
+    assert refusal.code.value == "column_name_too_long"
+    assert refusal.message.startswith("A column name is 2,000 characters long (at most 1,024)")
+
+
+def test_a_header_whose_quoted_name_spans_two_lines_is_one_row(tmp_path: Path) -> None:
+    path = _file(tmp_path, b'id,"a\nnote",churned\n1,x,yes\n2,y,no\n', "a.csv")
+
+    frame = _read(path, ReadLimits())
+
+    assert list(frame.columns) == ["id", "a\nnote", "churned"]
+    assert frame["churned"].tolist() == ["yes", "no"], "the header's second line is no row"
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "start"),
+    [
+        ('{"churned": "yes", "x": ' + "[" * 40 + "]" * 40 + "}", "malformed_rows", "Line 3 nests"),
+        ('{"churned": "yes", "x": ' + "[" * 2_000 + "]" * 2_000 + "}", "malformed_rows", ""),
+        ('{"churned": "yes", "region": "\\udc00"}', "not_utf8", "Line 3 holds a lone surrogate"),
+        ('{"churned": "yes", "x": ' + "1" * 5_000 + "}", "malformed_rows", ""),
+    ],
+    ids=["nested-too-deep", "nested-past-the-parsers", "lone-surrogate", "5000-digit-integer"],
+)
+def test_json_values_the_pipeline_cannot_hold_are_refused_naming_the_problem(
+    tmp_path: Path, line: str, code: str, start: str
+) -> None:
+    good = '{"churned": "no", "x": 1}\n' * 2
+    refusal = _refusal(_file(tmp_path, (good + line + "\n").encode(), "a.jsonl"), ReadLimits())
+
+    assert refusal.code.value == code
+    assert refusal.message.startswith(start)
+
+
+def test_json_keys_that_look_like_numbers_stay_column_names(tmp_path: Path) -> None:
+    path = _file(tmp_path, b'{"1": "yes", "2": 5}\n{"1": "no", "2": 6}\n', "a.jsonl")
+
+    frame = _read(path, ReadLimits())
+
+    assert list(frame.columns) == ["1", "2"]
+
+
+def test_a_json_line_bringing_many_keys_late_starts_a_new_chunk(tmp_path: Path) -> None:
+    # Rows x keys of one chunk would be 20,000 x 60 cells: the cell budget splits it.
+    lines = ['{"churned": "no"}'] * 19_999 + [json.dumps({f"k{i}": 1 for i in range(59)})]
+    path = _file(tmp_path, "\n".join(lines).encode(), "a.jsonl")
+    table = open_table(path, FileFormat.JSON_LINES, delimiter=",", chunk_rows=20_000)
+
+    sizes = [len(chunk) for chunk in table.chunks()]
+
+    assert sum(sizes) == 20_000 and len(sizes) >= 2
+
+
+def test_parquet_values_are_checked_as_decoded_not_as_stored(tmp_path: Path) -> None:
+    # A dictionary-encoded 5 KB value repeated: a few KB on disk, 5 KB per row decoded.
+    path = tmp_path / "a.parquet"
+    values = pa.DictionaryArray.from_arrays(pa.array([0] * 20_000, pa.int32()), ["x" * 5_000])
+    table = pa.table({"churned": ["yes", "no"] * 10_000, "note": values})
+    pq.write_table(table, path, store_schema=False)
+    assert path.stat().st_size < 100_000
+
+    chunks = list(
+        open_table(
+            path, FileFormat.PARQUET, delimiter=",", chunk_rows=200_000, limits=ReadLimits()
+        ).chunks()
+    )
+    refusal = _refusal(path, ReadLimits(max_record_bytes=4_096, max_line_bytes=1_024))
+
+    assert max(len(chunk) for chunk in chunks) <= (64 << 20) // 5_000 + 1024
+    assert refusal.code.value == "record_too_large"
+    assert refusal.message.startswith("Record 1 decodes to 5,003 bytes of values")
+
+
+def test_parquet_text_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    offsets = pa.array([0, 2, 4], pa.int32()).buffers()[1]
+    data = pa.py_buffer(b"ok\xff\xfe")
+    bad = pa.Array.from_buffers(pa.string(), 2, [None, offsets, data])
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"churned": ["yes", "no"], "region": bad}), path)
+
+    refusal = _refusal(path, ReadLimits())
+
+    assert refusal.code.value == "not_utf8"
+    assert refusal.message == "Column 'region' holds text that is not UTF-8 (records 1-2)."
