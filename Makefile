@@ -61,8 +61,9 @@ OUT ?= .mlops/train-local
 predeploy: venv  ## checks without AWS: layer size, arm64/3.13 wheels, Dockerfile, every handler imports
 	$(PY) -m infra.cli predeploy --stage $(STAGE)
 
-deploy: predeploy synth  ## the pre-deploy checks, then cdk deploy of STAGE's stack (synth writes only that one)
+deploy: predeploy synth  ## the pre-deploy checks, cdk deploy of STAGE's stack (synth writes only that one), the smoke test
 	npx --yes $(CDK_CLI) deploy --all --app cdk.out --require-approval never
+	$(PY) -m infra.cli smoke --aws --stage $(STAGE)
 
 train-local: venv  ## ingest, train and evaluate DATA=path locally (no cloud) into OUT (.mlops/train-local)
 	@test -n "$(DATA)" || { echo "usage: make train-local DATA=path/to/file.csv [OUT=dir]"; exit 2; }
@@ -77,6 +78,7 @@ bench: venv .venv-evidently/.installed  ## every benchmark, each printing its fi
 	$(PY) bench/train_overhead.py --threads 1 || status=1; \
 	$(PY) bench/predict.py || status=1; \
 	$(PY) bench/local_api.py || status=1; \
+	$(PY) bench/workers.py || status=1; \
 	$(PY) bench/drift.py || status=1; \
 	$(PY) bench/batch.py || status=1; \
 	exit $$status

@@ -4,11 +4,11 @@ Map over the row ranges, score, finalize), and rows/s of `InferenceSession.run` 
 rows in one process, with its inputs prepared beforehand (the floor: scoring alone, no reading,
 checking or writing). The ratio is printed; no target is set.
 
-Synthesizes the app with the repo's config, deploys it in-process (moto, no sockets), trains
-and promotes the churn model with one drop, then runs the job. The local cloud runs one Lambda
-invocation at a time (infra/local/lambda_runtime.py), so the map's items are scored one after
-another: the job's rows/s is one batch-score function's throughput, which the README's AWS
-estimate multiplies by the concurrency.
+Synthesizes the app with the repo's config, deploys it into the local cloud (functions in
+workers, as deployed), trains and promotes the churn model with one drop, then runs the job.
+The map's items are scored by up to the local cap of batch-score workers at once (max(2,
+cores): infra/local/workers.py), on this machine's cores: the job's rows/s is what those give,
+which the README's AWS estimate scales by the concurrency.
 
     python bench/batch.py [--rows 1000000] [--files 10]
 """
@@ -122,7 +122,7 @@ def main() -> int:
         started = time.perf_counter()
         synthesize(REPO, cdk_out)
         frames = _frames(args.rows, args.files)
-        with LocalCloud.start(cdk_out, mode="inprocess") as cloud:
+        with LocalCloud.start(cdk_out, mode="server", port=0) as cloud:
             _promote(cloud)
             print(f"setup (synth, deploy, train, data): {time.perf_counter() - started:.1f} s")
             job_seconds, manifest = _run_job(cloud, frames)

@@ -14,9 +14,10 @@ production is rolled back to version 1. Two runs, loopback only:
    answered when (the switch is seen within the alias TTL).
 
 Each prints throughput, latency percentiles and the error count; any error (a non-200, a
-dropped connection, an answer from neither version) fails the bench. The local cloud runs one
-Lambda invocation at a time (see infra/local/lambda_runtime.py), so this measures the emulator
-and the handler together, not API Gateway.
+dropped connection, an answer from neither version) fails the bench. The predict function
+runs in function workers, as deployed (several at once, up to the local cap per function: see
+infra/local/workers.py), so this measures the emulator and the handler together, not API
+Gateway.
 
     python bench/local_api.py [--clients 8] [--requests 200] [--max-seconds 120] [--seconds 30]
 """
@@ -260,7 +261,7 @@ def main() -> int:
         os.environ["MLOPS_CONFIG"] = str(config)
         cdk_out = Path(tmp) / "cdk.out"
         synthesize(REPO, cdk_out, {"commit": "bench"})
-        with LocalCloud.start(cdk_out, mode="inprocess", api_port=0) as cloud:
+        with LocalCloud.start(cdk_out, mode="server", port=0, api_port=0) as cloud:
             tables = [
                 sample_data.churn_frame(3_000, seed=9),
                 sample_data.churn_frame(3_000, seed=10, first_id=50_000),

@@ -16,7 +16,13 @@ from infra.batch_cli import batch_app
 from infra.drift_cli import drift_app
 from infra.erasure_cli import erase_app
 from infra.local.cli import app as local_app
-from infra.registry_cli import models_app, runs_app
+from infra.registry_cli import (
+    LocalOption,
+    StageOption,
+    StateDirOption,
+    models_app,
+    runs_app,
+)
 
 app = typer.Typer(
     name="mlops",
@@ -148,13 +154,53 @@ def predeploy(
         raise typer.Exit(2)
     console.print(f"pre-deploy checks for {config.stack_name(stage)}", style="bold")
     results = run_checks(stage)
-    for result in results:
-        status = "[green]pass[/green]" if result.passed else "[red]FAIL[/red]"
-        console.print(f"{status} {result.name}: {result.figure}", highlight=False, soft_wrap=True)
-        for problem in result.problems:
-            console.print(f"  [red]-[/red] {problem}", highlight=False, soft_wrap=True)
-    if not all(result.passed for result in results):
+    _report(
+        [
+            (r.passed, f"{r.name}: {r.figure}", [f"[red]-[/red] {p}" for p in r.problems])
+            for r in results
+        ]
+    )
+
+
+def _report(results: list[tuple[bool, str, list[str]]]) -> None:
+    """One line per check (pass or FAIL, then what it found) and its details indented; exit
+    1 if any failed."""
+    for passed, line, details in results:
+        status = "[green]pass[/green]" if passed else "[red]FAIL[/red]"
+        console.print(f"{status} {line}", highlight=False, soft_wrap=True)
+        for detail in details:
+            console.print(f"  {detail}", highlight=False, soft_wrap=True)
+    if not all(passed for passed, _, _ in results):
         raise typer.Exit(1)
+
+
+@app.command()
+def smoke(
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Check a deployed stack without changing its data: every function initialises (a
+    health-check invocation), the API's health routes answer, alias production resolves and
+    its model's checksum verifies. Exit 1 on any failure (`make deploy` runs it)."""
+    from infra.smoke import run_smoke
+    from infra.target import TargetError, resolve_target
+    from infra.target import state_dir as local_state_dir
+
+    try:
+        config = load_config()
+        target = resolve_target(config, local=local, stage=stage, local_state=state_dir)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    except TargetError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"smoke test of {target.description}", style="bold")
+    results = run_smoke(config, target, stage, local_state_dir(state_dir))
+    _report(
+        [(r.passed, f"{r.check}: {r.detail}", [f"note: {n}" for n in r.notes]) for r in results]
+    )
 
 
 @app.command("train-local")

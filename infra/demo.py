@@ -96,7 +96,12 @@ def run(
             synthesize(REPO_ROOT, cdk_out, {"commit": "demo"})
         started = time.monotonic()
         with LocalCloud.start(
-            cdk_out=cdk_out, mode="inprocess", state_dir=state_dir, api_port=0
+            cdk_out=cdk_out,
+            mode="server",
+            port=0,
+            state_dir=state_dir,
+            api_port=0,
+            prewarm=True,
         ) as cloud:
             timings["deploy"] = time.monotonic() - started
             demo = _Demo(cloud, state_dir)
@@ -281,9 +286,8 @@ class _Demo:
         """Every function's log lines (as CloudWatch Logs has them) in one file."""
         logs = self.cloud.client("logs")
         lines: list[str] = []
-        groups = logs.get_paginator("describe_log_groups").paginate(
-            logGroupNamePrefix="/aws/lambda/"
-        )
+        # Each function logs to the group its LoggingConfig names, as on Lambda.
+        groups = logs.get_paginator("describe_log_groups").paginate()
         for page in groups:
             for group in page["logGroups"]:
                 events = logs.get_paginator("filter_log_events").paginate(

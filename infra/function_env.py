@@ -21,11 +21,10 @@ and packages, and reports what Lambda's init would: `Runtime.ImportModuleError`,
 `Runtime.HandlerNotFound`, or success. The same process proves the dev virtualenv is absent:
 `import pytest` and `import moto` must fail there.
 
-Not reproduced: the AWS SDK that Lambda's Python runtime itself provides to zip functions
-(`/var/runtime`): a zip function here sees only the boto3 its layers carry, so one that
-relied on the runtime's copy would fail here though it runs on AWS (the serving layer pins
-its own). The base image's preinstalled packages are likewise absent for image functions;
-the training requirements pin every package the image installs.
+A zip function also sees what Lambda's Python runtime provides, the AWS SDK and its
+dependencies, after its code and layers (`RUNTIME_PROVIDED`: pinned to this repository's
+versions; AWS updates the runtime's). An image function sees what its Dockerfile installs:
+the base image's own copy of the SDK is not reproduced (the training requirements pin it).
 
 `python -m infra.function_env [cdk.out] [stack]` prints the check for every function.
 """
@@ -62,6 +61,8 @@ from infra.layers import (
 )
 from infra.local.assembly import StackArtifact, load_stack
 
+RUNTIME_PROVIDED = REPO_ROOT / "layers" / "runtime-provided" / "requirements.txt"
+"""What Lambda's Python runtime provides to zip functions (not deployed)."""
 PROJECT_PACKAGE = "functions"
 """Functions whose handler lives in this package are the project's (CDK's own custom
 resource handlers are not walked)."""
@@ -86,8 +87,9 @@ class PackageSet:
     """Third-party packages a deployment carries, as built from one pinned requirement file."""
 
     requirements: Path
-    kind: Literal["layer", "image"]
-    """A layer (mounted at /opt, `python/` on sys.path) or an image's site-packages."""
+    kind: Literal["layer", "image", "runtime"]
+    """A layer (mounted at /opt, `python/` on sys.path), an image's site-packages, or the
+    runtime's own (zip functions)."""
     botocore_services: tuple[str, ...] = ()
     """Layers only: the services whose botocore data the layer carries trimmed."""
 
@@ -124,7 +126,8 @@ class HostEnvironment:
     layers: tuple[Path, ...]
     """Its layers' content, as /opt holds it (each holds `python/`), in order."""
     site_packages: tuple[Path, ...]
-    """An image's installed packages (its site-packages)."""
+    """Site-packages after the standard library: an image's installed packages, or what the
+    runtime provides to a zip function."""
 
     @property
     def sys_path(self) -> list[Path]:
@@ -248,7 +251,7 @@ def describe_function(
         kind="zip",
         python_version=runtime.group("version"),
         code_sources=((asset, "."),),
-        packages=layers,
+        packages=(*layers, PackageSet(RUNTIME_PROVIDED, "runtime")),
         **common,
     )
 
@@ -366,7 +369,7 @@ def host_environment(function: DeployedFunction, build_root: Path = BUILD_ROOT) 
                 site_packages.append(
                     build_packages(
                         packages.requirements,
-                        name=f"{packages.requirements.parent.name}-image-host",
+                        name=f"{packages.requirements.parent.name}-{packages.kind}-host",
                         platforms=platforms,
                         build_root=build_root,
                     )
@@ -378,13 +381,13 @@ def host_environment(function: DeployedFunction, build_root: Path = BUILD_ROOT) 
 
 
 def _task_root(function: DeployedFunction, python: RuntimePython, build_root: Path) -> Path:
-    """A zip function's code asset is its task root as is; an image's is assembled from what
-    its Dockerfile copies there (compiled, as the Dockerfile does)."""
-    if function.kind == "zip":
-        (source, _), *_ = function.code_sources
-        return source
-    digest = hashlib.sha256(python.version.encode())
-    files = sorted(_files(function.code_sources))
+    """The task root under `build_root`, by content: a zip function's code asset as shipped
+    (with its bytecode), an image's assembled from what its Dockerfile copies there and
+    compiled, as the Dockerfile does. (Never a path under /tmp, where a worker's private /tmp
+    is mounted.)"""
+    image = function.kind == "image"
+    digest = hashlib.sha256(f"{function.kind}|{python.version}".encode())
+    files = sorted(_files(function.code_sources, bytecode=not image))
     for source, destination in files:
         digest.update(destination.encode() + b"\0" + source.read_bytes())
 
@@ -395,18 +398,25 @@ def _task_root(function: DeployedFunction, python: RuntimePython, build_root: Pa
             shutil.copy2(source, copy)
         return staging / "task"
 
-    target = build_once(build_root / f"image-task-{digest.hexdigest()[:16]}", python, populate)
+    target = build_once(
+        build_root / f"{function.kind}-task-{digest.hexdigest()[:16]}",
+        python if image else None,
+        populate,
+    )
     return target / "task"
 
 
-def _files(copies: Iterable[tuple[Path, str]]) -> Iterable[tuple[Path, str]]:
+def _files(
+    copies: Iterable[tuple[Path, str]], bytecode: bool = False
+) -> Iterable[tuple[Path, str]]:
     for source, destination in copies:
         if source.is_file():
             yield source, destination
             continue
         for path in source.rglob("*"):
             relative = path.relative_to(source)
-            if path.is_file() and "__pycache__" not in relative.parts and path.suffix != ".pyc":
+            compiled = "__pycache__" in relative.parts or path.suffix == ".pyc"
+            if path.is_file() and (bytecode or not compiled):
                 yield path, str(PurePosixPath(destination) / relative.as_posix())
 
 

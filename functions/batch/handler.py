@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from functions.batch.contracts import BatchItem, BatchPlan, BatchRequest
 from functions.batch.logic import finalize, plan, score_item
+from functions.common.health import answers_health_check
 from functions.common.observability import logger, metrics
 
 
@@ -24,18 +25,21 @@ class FinalizeRequest(BaseModel):
     execution: dict[str, Any] | None = None
 
 
+@answers_health_check
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def plan_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return plan(BatchRequest.from_event(event)).model_dump(mode="json")
 
 
+@answers_health_check
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def score_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return score_item(BatchItem.model_validate(event)).model_dump(mode="json")
 
 
+@answers_health_check
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def finalize_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

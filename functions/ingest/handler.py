@@ -10,11 +10,13 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.common.health import answers_health_check
 from functions.common.observability import logger, metrics
 from functions.ingest.events import CRASHED_KEY, CrashedDrop, ObjectCreatedEvent
 from functions.ingest.logic import idempotency_config, ingest_object, quarantine_crashed
 
 
+@answers_health_check
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -17,6 +17,7 @@ again, after the idempotency record expired or under another key, map to the sam
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -178,8 +179,10 @@ def quarantine_crashed(crashed: CrashedDrop) -> dict[str, Any]:
     source = crashed.event.source_object()
     logger.append_keys(source=source.identity)
     ingest = deployed_config().ingest
+    # The memory the function has (Lambda's variable), whatever the config asked for.
+    memory_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or ingest.memory_mb)
     what = CRASH_ERRORS.get(crashed.error, "failed ({error})").format(
-        error=crashed.error, memory_mb=ingest.memory_mb, timeout_seconds=ingest.timeout_seconds
+        error=crashed.error, memory_mb=memory_mb, timeout_seconds=ingest.timeout_seconds
     )
     error = IngestCrashedError(
         f"The ingest function {what} on this file ({crashed.error}), so it was quarantined "
@@ -187,7 +190,7 @@ def quarantine_crashed(crashed: CrashedDrop) -> dict[str, Any]:
         details={
             "lambda_error": crashed.error,
             "lambda_message": _lambda_message(crashed.cause),
-            "memory_mb": ingest.memory_mb,
+            "memory_mb": memory_mb,
             "timeout_seconds": ingest.timeout_seconds,
         },
     )

@@ -16,14 +16,11 @@ import importlib.metadata
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
-from skl2onnx import convert_sklearn
-from skl2onnx.common.data_types import FloatTensorType, StringTensorType
-from sklearn.pipeline import Pipeline
 
 from functions.common.config import FeatureType, Task
 from functions.ml.features import model_frame
@@ -36,6 +33,9 @@ from functions.ml.onnx_input import (
     onnx_inputs,
 )
 from functions.ml.training import MODEL_STEP
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 # Enough for every allow-listed converter, and run by every onnxruntime since 1.13, so a
 # serving layer whose runtime lags the training image's still loads the graph.
@@ -117,6 +117,11 @@ def export_onnx(
 ) -> tuple[bytes, Signature]:
     """Convert a fitted pipeline (from `training.build_pipeline`) to ONNX bytes and describe it.
     `train` is the training split: the categories seen there go into the signature."""
+    # Imported here: only training exports, and skl2onnx takes about 1 s to import, a cost
+    # every other function that scores ONNX models (evaluate) would pay at its cold start.
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
     task = Task(task)
     initial_types = [
         (

@@ -9,6 +9,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.config import deployed_config
+from functions.common.health import answers_health_check
 from functions.common.observability import logger, metrics
 from functions.common.settings import stage_settings
 from functions.monitor.logic import MonitorService, run_check, summary
@@ -33,6 +34,7 @@ def window_hours(event: Any) -> int | None:
     return value
 
 
+@answers_health_check
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.json_encoder import Encoder
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.common.health import answers_health_check
 from functions.common.observability import logger, metrics
 from functions.predict import logic, openapi
 from functions.predict.feedback import feedback_items
@@ -170,6 +171,7 @@ def unexpected(error: Exception) -> Response:
     return _error(500, "internal_error", "the request could not be served; it was logged")
 
 
+@answers_health_check
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -9,10 +9,12 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.contracts import PipelineState
+from functions.common.health import answers_health_check
 from functions.common.observability import logger, metrics
 from functions.train.logic import train
 
 
+@answers_health_check
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @event_parser(model=PipelineState)

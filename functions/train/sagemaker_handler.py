@@ -10,16 +10,19 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.contracts import PipelineState, TrainingJobState
+from functions.common.health import answers_health_check
 from functions.common.observability import logger, metrics
 from functions.train.sagemaker import collect, prepare
 
 
+@answers_health_check
 @logger.inject_lambda_context(clear_state=True)
 @event_parser(model=PipelineState)
 def prepare_handler(state: PipelineState, context: LambdaContext) -> dict[str, Any]:
     return prepare(state).model_dump(mode="json")
 
 
+@answers_health_check
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @event_parser(model=TrainingJobState)

@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -48,9 +48,21 @@ def up(
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")] = False,
+    in_process: Annotated[
+        bool,
+        typer.Option(
+            "--in-process",
+            help="Run functions in this process (a debugging aid: not their runtime, packages "
+            "or limits) instead of function workers.",
+        ),
+    ] = False,
 ) -> None:
-    """Deploy the stack into moto at http://HOST:PORT and stay in the foreground (Ctrl-C)."""
+    """Deploy the stack into moto at http://HOST:PORT and stay in the foreground (Ctrl-C).
+    Functions run in function workers, as Lambda runs them (their runtime's Python, only their
+    packages, their memory, timeout and /tmp limits), one environment of each initialised
+    right away."""
     _configure_logging(verbose)
+    functions = "inprocess" if in_process else _workers_or_say_why_not()
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -65,6 +77,8 @@ def up(
                 host=host,
                 state_dir=state_dir,
                 api_port=api_port if _has_rest_api(cdk_out, stack) else None,
+                functions=functions,
+                prewarm=True,
             )
     except (AssemblyError, DeployError, OSError) as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -108,6 +122,23 @@ def fire_schedule(
         ]
     )
     console.print(f"Fired {rule}.")
+
+
+def _workers_or_say_why_not() -> Literal["workers", "inprocess"]:
+    """Function workers need the Lambda runtime's Python; without it, say so once and run
+    functions in this process."""
+    from infra.layers import missing_python_message, runtime_python
+
+    if runtime_python() is not None:
+        return "workers"
+    console.print(
+        f"[yellow]warning:[/yellow] {missing_python_message()}. Until then functions run in "
+        "this process, with this interpreter and the dev virtualenv's packages: not as Lambda "
+        "runs them.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return "inprocess"
 
 
 def _has_rest_api(cdk_out: Path, stack: str | None) -> bool:

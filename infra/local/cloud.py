@@ -1,8 +1,12 @@
 """`LocalCloud`: deploy a synthesized stack into moto and drive it, in one of two modes.
 
-- `server`: moto's HTTP server on host:port in a thread of this process (what `mlops local up`
-  runs); clients use the endpoint, functions get `AWS_ENDPOINT_URL`.
-- `inprocess`: moto's `mock_aws` intercepts boto3 in this process; no socket is opened.
+- `server` (the default): moto's HTTP server on host:port in a thread of this process (what
+  `mlops local up` runs); clients use the endpoint. Functions run in function workers
+  (`infra.local.workers`), processes of their own that reach the cloud through
+  `AWS_ENDPOINT_URL`, as Lambda runs them (`functions="workers"`).
+- `inprocess` (a debugging aid): moto's `mock_aws` intercepts boto3 in this process; no socket
+  is opened, and functions run in this process (`functions="inprocess"`, also possible in
+  server mode): quick to step through, but not what Lambda runs.
 
 Either mode can also serve the REST API over HTTP (`api_port=` at start, or `start_api()`;
 `api_url` starts it on a free port when first asked): the stack output `ApiUrl` is then the
@@ -13,17 +17,23 @@ One cloud per process at a time: moto's backends and the hooks are process-wide.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 from botocore.config import Config
 
-from infra.local import eventbridge, hooks, lambda_runtime
+from infra.local import eventbridge, hooks, lambda_runtime, workers
 from infra.local.api_adapter import ApiAdapter, load_rest_api
 from infra.local.assembly import load_stack
 from infra.local.deployer import Deployer, Deployment, write_state
@@ -31,9 +41,13 @@ from infra.local.eventbridge import DISPATCHER, Delivery
 from infra.local.intrinsics import ACCOUNT_ID, REGION
 from infra.local.server import DEFAULT_HOST, MotoServer
 
+if TYPE_CHECKING:
+    from infra.function_env import HostEnvironment
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 Mode = Literal["server", "inprocess"]
+Functions = Literal["workers", "inprocess"]
 
 _active_lock = threading.Lock()
 _active: LocalCloud | None = None
@@ -43,8 +57,9 @@ class LocalCloud:
     """A deployed local cloud. Start it with `LocalCloud.start(...)`, use it as a context
     manager (or call `stop()`)."""
 
-    def __init__(self, mode: Mode, region: str = REGION) -> None:
+    def __init__(self, mode: Mode, region: str = REGION, functions: Functions = "workers") -> None:
         self.mode = mode
+        self.functions = functions
         self.region = region
         self.account_id = ACCOUNT_ID
         self.endpoint: str | None = None
@@ -60,27 +75,37 @@ class LocalCloud:
         cls,
         cdk_out: str | Path = "cdk.out",
         stack_name: str | None = None,
-        mode: Mode = "inprocess",
+        mode: Mode = "server",
         port: int = 0,
         host: str = DEFAULT_HOST,
         state_dir: str | Path | None = None,
         code_root: str | Path = REPO_ROOT,
         api_port: int | None = None,
+        functions: Functions | None = None,
+        prewarm: bool = False,
     ) -> LocalCloud:
         """Start moto (server or in-process), install the hooks and deploy the stack.
         `state_dir`, if given, receives outputs.json and stack.json. `api_port` (0: a free
-        one) also serves the REST API over HTTP on `host` (see `start_api`)."""
+        one) also serves the REST API over HTTP on `host` (see `start_api`). `functions`:
+        `workers` (the server mode's default) or `inprocess` (the in-process mode's, and its
+        only choice). `prewarm`: with workers, initialize one environment of every function
+        as soon as it is deployed, as Lambda's proactive initialization may (the first
+        invocations then skip their cold start)."""
         global _active
+        functions = functions or ("workers" if mode == "server" else "inprocess")
+        if mode == "inprocess" and functions == "workers":
+            raise ValueError("function workers reach the cloud over HTTP: use mode='server'")
         with _active_lock:
             if _active is not None:
                 raise RuntimeError("a local cloud is already running in this process")
-            cloud = cls(mode)
+            cloud = cls(mode, functions=functions)
             _active = cloud
         try:
             if state_dir is not None:
                 # A previous run's files must not describe this cloud before it is deployed.
                 for name in ("outputs.json", "stack.json"):
                     (Path(state_dir) / name).unlink(missing_ok=True)
+            lambda_runtime.SETTINGS.prewarm = prewarm
             cloud._boot(Path(cdk_out), stack_name, port, host, Path(code_root))
             if api_port is not None:
                 cloud.start_api(port=api_port, host=host)
@@ -102,12 +127,17 @@ class LocalCloud:
         if self.mode == "server":
             self._server = MotoServer(host, port)
             self.endpoint = self._server.start()
-        else:
-            from moto import mock_aws
+        # This process's own calls (the deployer, the API adapter, the Step Functions
+        # interpreter, tests) reach moto's backends directly, in both modes; function workers
+        # and other processes (the CLI, `aws`) come over HTTP to the same backends.
+        from moto import mock_aws
 
-            self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
-            self._mock.start()
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._mock.start(reset=False)
         lambda_runtime.SETTINGS.endpoint_url = self.endpoint
+        lambda_runtime.SETTINGS.workers = self.functions == "workers"
+        workers.WORKERS.endpoint = self.endpoint
+        workers.WORKERS.echo_output = lambda_runtime.SETTINGS.echo_function_output
         self.deployment = Deployer(stack, self.client, code_root).deploy()
 
     def stop(self, grace_seconds: float = 10.0) -> None:
@@ -121,6 +151,7 @@ class LocalCloud:
         DISPATCHER.wait_idle(timeout=grace_seconds)
         while self.deployment is not None and self._running() and time.monotonic() < deadline:
             time.sleep(0.1)
+        workers.WORKERS.reset()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -128,6 +159,8 @@ class LocalCloud:
             self._mock.stop()
             self._mock = None
         lambda_runtime.SETTINGS.endpoint_url = None
+        lambda_runtime.SETTINGS.workers = False
+        lambda_runtime.SETTINGS.prewarm = False
         self._clients.clear()
         with _active_lock:
             if _active is self:
@@ -176,12 +209,12 @@ class LocalCloud:
         return self.start_api()
 
     def client(self, service: str) -> Any:
-        """A boto3 client for this cloud (its endpoint in server mode; fake credentials)."""
+        """A boto3 client for this cloud (fake credentials): its calls reach moto's backends
+        in this process, in either mode."""
         if service not in self._clients:
             self._clients[service] = boto3.session.Session().client(
                 service,  # type: ignore[call-overload]
                 region_name=self.region,
-                endpoint_url=self.endpoint,
                 aws_access_key_id="testing",
                 aws_secret_access_key="testing",
                 config=Config(retries={"mode": "standard", "max_attempts": 3}),
@@ -287,6 +320,48 @@ class LocalCloud:
             for message_id, message, subject, *_ in topic.sent_notifications
         ]
 
+    def function_name(self, logical_id: str) -> str:
+        """The deployed name of the function whose logical id is, or starts with,
+        `logical_id` (e.g. `PipelineIngestFunction`)."""
+        functions = self._require_deployment().of_type("AWS::Lambda::Function")
+        found = [name for key, name in functions.items() if key.startswith(logical_id)]
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} functions match {logical_id!r}: {sorted(functions)}")
+        return found[0]
+
+    @contextlib.contextmanager
+    def edited_function(self, logical_id: str) -> Iterator[HostEnvironment]:
+        """While open, the function runs from a copy of its deployment (as built for this
+        machine) that the caller may change: remove a package, replace a file. Invocations
+        then start new workers from the copy, as after a deploy; on exit the deployment is
+        the original again. The copy shares files with the original (hard links): delete or
+        replace files, never write into one in place."""
+        from infra.function_env import HostEnvironment
+
+        name = self.function_name(logical_id)
+        original = lambda_runtime.REGISTRY.get(name)
+        if original is None or original.host is None:
+            raise LookupError(f"function {name} has no deployment built for workers")
+        host = original.host
+        (REPO_ROOT / ".mlops").mkdir(exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="edited-", dir=REPO_ROOT / ".mlops") as tmp:
+            root = Path(tmp)
+            copies = {}
+            for index, path in enumerate((host.task_root, *host.layers, *host.site_packages)):
+                copies[path] = root / f"{index}-{path.name}"
+                shutil.copytree(path, copies[path], symlinks=True, copy_function=os.link)
+            edited = HostEnvironment(
+                host.python,
+                copies[host.task_root],
+                tuple(copies[path] for path in host.layers),
+                tuple(copies[path] for path in host.site_packages),
+            )
+            lambda_runtime.REGISTRY.register(name, dataclasses.replace(original, host=edited))
+            try:
+                yield edited
+            finally:
+                lambda_runtime.REGISTRY.register(name, original)
+
     def _execution_arn(self, name: str, state_machine_arn: str | None) -> str:
         machine = state_machine_arn or self.pipeline_arn
         return machine.replace(":stateMachine:", ":execution:") + f":{name}"
@@ -315,6 +390,7 @@ def _reset_function_state() -> None:
     `functions.*` modules (cached boto3 clients, `deployed_config`, `stage_settings`, ...),
     forget resolved handlers and queued deliveries. Other module-level state survives."""
     lambda_runtime.reset()
+    workers.WORKERS.reset()
     DISPATCHER.reset()
     from functions.common.aws import reset_clients
 

@@ -1,12 +1,13 @@
 """Faults at the AWS call boundary, to prove the pipeline's retries on the local cloud.
 
 `inject("s3.PutObject", "SlowDown", times=5, match="curated/churn/")` makes the next five
-matching AWS calls of this process fail as the service fails them: an HTTP error response in
-the service's protocol, which botocore parses into a `ClientError` and retries under the
-caller's own retry policy, as it would a real one. No handler code is touched. The hook wraps
-moto's botocore stubber, a `before-send` handler of every boto3 session in the process, so it
-sees the functions' calls (their shared session), the Step Functions interpreter's Lambda
-invocations and the tests' own calls alike.
+matching AWS calls fail as the service fails them: an HTTP error response in the service's
+protocol, which botocore parses into a `ClientError` and retries under the caller's own retry
+policy, as it would a real one. No handler code is touched. Operations are named as botocore
+names them (`infra.local.aws_calls`). In server mode the boundary is the local cloud's HTTP
+server (`FaultBoundary`, WSGI middleware in front of moto): it sees every caller alike,
+function workers, the Step Functions interpreter and the tests. In in-process mode it is
+moto's botocore stubber, a `before-send` handler of every boto3 session in the process.
 
 A fault can also add latency (`delay=`), run something first (`before=`: another writer wins
 a race at exactly this call), with or without an error, or let the call reach the
@@ -27,6 +28,7 @@ match.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import threading
@@ -44,10 +46,12 @@ _PROTOCOLS = {
     "s3": "rest-xml",
     "sns": "query",
     "dynamodb": "json",
-    "events": "json",
+    "eventbridge": "json",
     "firehose": "json",
-    "states": "json",
+    "sfn": "json",
     "sqs": "json",
+    "kms": "json",
+    "cloudwatch-logs": "json",
     "lambda": "rest-json",
 }
 _STATUS = {
@@ -96,24 +100,41 @@ class Fault:
     ) -> None:
         self.remove()
 
-    def matches(self, operation: str, request: Any) -> bool:
+    def matches(self, operation: str, description: str) -> bool:
         if operation != self.operation or (self.times is not None and self.failed >= self.times):
             return False
-        return self.match is None or bool(self.match.search(_describe(request)))
+        return self.match is None or bool(self.match.search(description))
 
-    def respond(self, call: Callable[[], Any], request: Any) -> Any:
+    def take(self) -> bool:
+        """Run what comes before the call (`before`, `delay`); True if the call then fails."""
         if self.before is not None:
             self.before()
         if self.delay:
             time.sleep(self.delay)
-        if self.code is None:
-            return None  # no error: the call goes on
-        if self.response_lost and call() is None:
-            # Server mode: moto's stubber passed the call on; send it to the server ourselves.
-            from botocore.httpsession import URLLib3Session
+        return self.code is not None
 
-            URLLib3Session().send(request)
-        return _error_response(self, request)
+    def error(self) -> tuple[int, dict[str, str], bytes]:
+        """The error response in the service's protocol: status, headers, body."""
+        code, message = str(self.code), self.message
+        protocol = _PROTOCOLS[self.operation.partition(".")[0]]
+        headers = {"x-amzn-RequestId": "injected-fault", "x-amz-request-id": "injected-fault"}
+        if protocol == "rest-xml":
+            headers["Content-Type"] = "application/xml"
+            body = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+        elif protocol == "query":
+            headers["Content-Type"] = "text/xml"
+            body = (
+                f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
+                f"<Message>{message}</Message></Error></ErrorResponse>"
+            )
+        elif protocol == "json":
+            headers["Content-Type"] = "application/x-amz-json-1.0"
+            body = json.dumps({"__type": code, "message": message})
+        else:
+            headers["Content-Type"] = "application/json"
+            headers["x-amzn-ErrorType"] = code
+            body = json.dumps({"Type": "Service", "message": message})
+        return self.status, headers, body.encode()
 
 
 class _Faults:
@@ -136,10 +157,13 @@ class _Faults:
         with self._lock:
             self._faults.clear()
 
-    def claim(self, operation: str, request: Any) -> Fault | None:
+    def active(self) -> bool:
+        return bool(self._faults)
+
+    def claim(self, operation: str, description: str) -> Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.matches(operation, request):
+                if fault.matches(operation, description):
                     fault.failed += 1
                     return fault
         return None
@@ -237,8 +261,10 @@ class _ScaledClock:
 
 
 def install() -> None:
-    """Wrap moto's botocore stubber (idempotent); Lambda API errors are named as Step Functions
-    names them (`infra.local.sfn_engine.name_lambda_api_errors`)."""
+    """Wrap moto's botocore stubber (idempotent): while moto intercepts this process's calls
+    (in-process mode), faults apply there; otherwise calls go to the server's
+    `FaultBoundary`. Lambda API errors are named as Step Functions names them
+    (`infra.local.sfn_engine.name_lambda_api_errors`)."""
     from moto.core.botocore_stubber import BotocoreStubber
 
     with _install_lock:
@@ -247,17 +273,64 @@ def install() -> None:
         original = BotocoreStubber.__call__
 
         def __call__(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
-            operation = ".".join(event_name.split(".")[1:3])
-            fault = FAULTS.claim(operation, request)
             forward = lambda: original(self, event_name, request, **kwargs)  # noqa: E731
-            if fault is None:
+            if not self.enabled or not FAULTS.active():
                 return forward()
-            response = fault.respond(forward, request)
-            return forward() if response is None else response
+            operation = ".".join(event_name.split(".")[1:3])
+            fault = FAULTS.claim(operation, _describe(request))
+            if fault is None or not fault.take():
+                return forward()
+            if fault.response_lost:
+                forward()
+            return _aws_response(fault, request)
 
         __call__._mlops_faults = True  # type: ignore[attr-defined]
         BotocoreStubber.__call__ = __call__  # type: ignore[method-assign]
         sfn_engine.name_lambda_api_errors()
+
+
+class FaultBoundary:
+    """WSGI middleware in front of the local cloud's moto server: every AWS call over HTTP
+    (function workers, the Step Functions interpreter, tests, the CLI) passes here, and a
+    matching fault answers in the service's protocol (after letting the call through when its
+    response is to be lost)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not FAULTS.active():
+            return self.app(environ, start_response)
+        from infra.local.aws_calls import classify
+
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        headers = {
+            key[5:].replace("_", "-").lower(): str(value)
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        method = str(environ.get("REQUEST_METHOD", "GET"))
+        raw_uri = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or "")
+        path, _, query = raw_uri.partition("?")
+        path = path or str(environ.get("PATH_INFO", "/"))
+        query = query or str(environ.get("QUERY_STRING", ""))
+        call = classify(method, path, query, headers, body)
+        if call is None:
+            return self.app(environ, start_response)
+        url = f"http://{environ.get('HTTP_HOST', '')}{path}" + (f"?{query}" if query else "")
+        text = body.decode("utf-8", errors="replace") if len(body) < 1_000_000 else ""
+        fault = FAULTS.claim(call.name, f"{method} {url}\n{text}")
+        if fault is None or not fault.take():
+            return self.app(environ, start_response)
+        if fault.response_lost:
+            for _ in self.app(environ, lambda *args, **kwargs: None):
+                pass
+        status, response_headers, payload = fault.error()
+        reason = "Service Unavailable" if status == 503 else "Error"
+        start_response(f"{status} {reason}", list(response_headers.items()))
+        return [payload]
 
 
 def _describe(request: Any) -> str:
@@ -267,28 +340,9 @@ def _describe(request: Any) -> str:
     return f"{request.method} {request.url}\n{body if isinstance(body, str) else ''}"
 
 
-def _error_response(fault: Fault, request: Any) -> Any:
+def _aws_response(fault: Fault, request: Any) -> Any:
     from botocore.awsrequest import AWSResponse
     from moto.core.botocore_stubber import MockRawResponse
 
-    code, message = str(fault.code), fault.message
-    protocol = _PROTOCOLS[fault.operation.partition(".")[0]]
-    headers = {"x-amzn-RequestId": "injected-fault", "x-amz-request-id": "injected-fault"}
-    if protocol == "rest-xml":
-        headers["Content-Type"] = "application/xml"
-        body = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
-    elif protocol == "query":
-        headers["Content-Type"] = "text/xml"
-        body = (
-            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
-            f"<Message>{message}</Message></Error></ErrorResponse>"
-        )
-    elif protocol == "json":
-        headers["Content-Type"] = "application/x-amz-json-1.0"
-        body = json.dumps({"__type": code, "message": message})
-    else:
-        headers["Content-Type"] = "application/json"
-        headers["x-amzn-ErrorType"] = code
-        body = json.dumps({"Type": "Service", "message": message})
-    raw = MockRawResponse(body)
-    return AWSResponse(request.url, fault.status, headers, raw)  # type: ignore[arg-type]
+    status, headers, body = fault.error()
+    return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]

@@ -1,14 +1,22 @@
-"""Runs Lambda functions in this process instead of Docker.
+"""Runs Lambda functions without Docker, replacing moto's
+`LambdaFunction._invoke_lambda(self, event)` and checking the Invoke API's payload limits in
+`LambdaFunction.invoke`.
 
-Replaces `moto.awslambda.models.LambdaFunction._invoke_lambda(self, event)`: the handler is
-imported from the function's code (a zip asset directory in cdk.out, or the repo's `functions/`
-package for container-image functions, which is what the image copies) and called with the
-function's environment variables applied to `os.environ` and a fake LambdaContext.
+With `SETTINGS.workers` (the default of a local cloud in server mode), each invocation runs
+in a function worker (`infra.local.workers`): a process with the function's runtime's Python,
+only its deployed code and packages, its environment, memory, timeout and /tmp limits, and
+real concurrency. The deployer registers each function's code and its environment rebuilt
+for this machine (`infra.function_env`).
 
-`os.environ` is process-wide, so invocations are serialised by one lock: a function that
-synchronously invokes another function would wait for the lock until it gives up
-(`LocalCloud.ConcurrencyTimeout`). Asynchronous triggers (S3 -> EventBridge -> Step Functions)
-are unaffected.
+Without it (in-process mode, a debugging aid), the handler is imported into this process from
+the function's code (a zip asset directory in cdk.out, or the repo's `functions/` package for
+container-image functions) and called with the function's environment variables applied to
+`os.environ` and a fake LambdaContext. `os.environ` is process-wide, so invocations are
+serialised by one lock: a function that synchronously invokes another function would wait
+for the lock until it gives up (`LocalCloud.ConcurrencyTimeout`).
+
+The Invoke API refuses a request payload over 6 MB (synchronous) or 1 MB (asynchronous) with
+413 `RequestEntityTooLargeException`, as Lambda does.
 """
 
 from __future__ import annotations
@@ -32,7 +40,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from infra.local import workers
+
+if TYPE_CHECKING:
+    from infra.function_env import HostEnvironment
 
 log = logging.getLogger("infra.local.lambda")
 
@@ -51,6 +64,8 @@ class FunctionCode:
     """Dotted `module.function`, as in Lambda's Handler or an image's CMD."""
     layers: tuple[Path, ...] = ()
     """The content of the function's layers, in order (what Lambda mounts at /opt)."""
+    host: HostEnvironment | None = None
+    """The deployment rebuilt for this machine, that workers run (None: not built)."""
 
 
 class FunctionCodeRegistry:
@@ -95,6 +110,11 @@ class RuntimeSettings:
     echo_function_output: bool = True
     """Also print what functions write to stdout (their log lines) on this process's stdout,
     as `sam local` does; it always goes to the function's CloudWatch log group."""
+    workers: bool = False
+    """Run invocations in function workers (needs the server mode's endpoint)."""
+    prewarm: bool = False
+    """With workers: initialize one environment of each function as soon as it is deployed
+    (Lambda's proactive initialization)."""
 
 
 REGISTRY = FunctionCodeRegistry()
@@ -264,8 +284,15 @@ def _unpack(function: Any) -> Path:
     return target
 
 
+SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
+ASYNC_PAYLOAD_LIMIT = 1024 * 1024
+"""The Invoke API's request payload limits (RequestResponse, Event)."""
+
+
 def invoke_lambda(function: Any, event: Any = None) -> tuple[str, bool, str]:
     """The replacement for moto's `_invoke_lambda`: (payload, errored, logs)."""
+    if SETTINGS.workers:
+        return _invoke_in_worker(function, event)
     request_id = str(uuid.uuid4())
     function.logs_backend.ensure_log_group(function.logs_group_name)
     event = _decode(event)
@@ -301,6 +328,96 @@ def invoke_lambda(function: Any, event: Any = None) -> tuple[str, bool, str]:
     with contextlib.suppress(Exception):
         function.save_logs(logs)
     return payload, errored, logs
+
+
+def _invoke_in_worker(function: Any, event: Any) -> tuple[str, bool, str]:
+    request_id = str(uuid.uuid4())
+    function.logs_backend.ensure_log_group(function.logs_group_name)
+    spec = worker_spec(function)
+    text = event if isinstance(event, str) else json.dumps({} if event is None else event)
+    crash = _claim_crash(function.function_name)
+    if crash is not None:
+        message = _CRASH_MESSAGES[crash.error_type].format(
+            request_id=request_id, timeout=spec.timeout_seconds
+        )
+        log.warning("function %s: %s (injected)", function.function_name, message)
+        outcome = workers.Outcome(_error_payload(crash.error_type, message), True)
+    else:
+        try:
+            outcome = workers.WORKERS.invoke(spec, request_id, text)
+        except workers.ThrottledError as exc:
+            raise _TooManyRequests(str(exc)) from None
+    report = (
+        f"REPORT RequestId: {request_id}\tDuration: {outcome.duration_ms:.2f} ms\t"
+        f"Billed Duration: {max(1, round(outcome.duration_ms))} ms\t"
+        f"Memory Size: {spec.memory_mb} MB\tMax Memory Used: {outcome.max_memory_mb} MB"
+    )
+    if outcome.init_ms is not None:
+        report += f"\tInit Duration: {outcome.init_ms:.2f} ms"
+    lines = [
+        f"START RequestId: {request_id} Version: $LATEST",
+        *outcome.logs,
+        *([outcome.payload] if outcome.error_type else []),
+        f"END RequestId: {request_id}",
+        report,
+    ]
+    logs = "\n".join(lines)
+    with contextlib.suppress(Exception):
+        function.save_logs(logs)
+    return outcome.payload, outcome.errored, logs
+
+
+def prewarm(function_names: list[str]) -> None:
+    """Initialize one worker of each function ahead of its first invocation (see
+    `workers.WorkerPool.prewarm`)."""
+    from moto.awslambda.models import lambda_backends
+
+    specs = []
+    for account in lambda_backends.values():
+        for backend in account.values():
+            for name in function_names:
+                with contextlib.suppress(Exception):
+                    specs.append(worker_spec(backend.get_function(name)))
+    workers.WORKERS.prewarm(specs)
+
+
+def worker_spec(function: Any) -> workers.WorkerSpec:
+    """What a moto function's workers are made of: its registered code and host environment,
+    and its configuration as it stands now (an update makes new workers)."""
+    code = code_for(function)
+    if code.host is None:
+        raise LambdaRuntimeError(
+            "Runtime.InvalidEntrypoint",
+            f"function {function.function_name} has no environment built for workers",
+        )
+    host = code.host
+    environment = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "en_US.UTF-8",
+        "TZ": ":UTC",
+        "LAMBDA_RUNTIME_DIR": str(workers.RUNTIME_SCRIPT.parent),
+        **_lambda_variables(function, host.task_root, code.handler),
+    }
+    environment.update(
+        {key: host.in_layers(str(value)) for key, value in function.environment_vars.items()}
+    )
+    reserved = getattr(function, "reserved_concurrency", None)
+    storage = getattr(function, "ephemeral_storage", None) or 512
+    return workers.WorkerSpec(
+        function_name=function.function_name,
+        arn=function.function_arn,
+        python=host.python.executable,
+        paths=tuple(str(path) for path in host.sys_path if path not in host.site_packages),
+        site_dirs=tuple(str(path) for path in host.site_packages),
+        handler=code.handler,
+        task_root=str(host.task_root),
+        environment=tuple(sorted(environment.items())),
+        memory_mb=int(function.memory_size),
+        timeout_seconds=float(function.timeout or 3),
+        ephemeral_storage_mb=int(storage),
+        log_group_name=function.logs_group_name,
+        reserved_concurrency=int(reserved) if reserved not in (None, "") else None,
+    )
 
 
 def _decode(event: Any) -> Any:
@@ -362,6 +479,28 @@ def _error_payload(error_type: str, message: str, stack: list[str] | None = None
     return json.dumps({"errorType": error_type, "errorMessage": message, "stackTrace": stack or []})
 
 
+def _lambda_variables(function: Any, task_root: Path, handler: str) -> dict[str, str]:
+    """The variables Lambda sets for a function (its credentials are fake here)."""
+    region = function.region
+    return {
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_LOG_GROUP_NAME": function.logs_group_name,
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{function.run_time or 'Image'}",
+        "LAMBDA_TASK_ROOT": str(task_root),
+        "_HANDLER": handler,
+        # X-Ray is not emulated: keep the SDK from looking for a daemon.
+        "AWS_XRAY_SDK_ENABLED": "false",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+
+
 @contextlib.contextmanager
 def _function_environment(function: Any, code: FunctionCode) -> Iterator[None]:
     """`os.environ` as the function sees it on Lambda, restored afterwards."""
@@ -373,27 +512,7 @@ def _function_environment(function: Any, code: FunctionCode) -> Iterator[None]:
         for name in [name for name in environment if name.startswith("AWS_ENDPOINT_URL")]:
             del environment[name]
     environment.pop("AWS_PROFILE", None)
-    region = function.region
-    runtime = function.run_time or "Image"
-    environment.update(
-        {
-            "AWS_REGION": region,
-            "AWS_DEFAULT_REGION": region,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_LOG_GROUP_NAME": function.logs_group_name,
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}",
-            "LAMBDA_TASK_ROOT": str(code.root),
-            "_HANDLER": code.handler,
-            # X-Ray is not emulated: keep the SDK from looking for a daemon.
-            "AWS_XRAY_SDK_ENABLED": "false",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-        }
-    )
+    environment.update(_lambda_variables(function, code.root, code.handler))
     environment.update(
         {
             key: _in_layers(str(value), code.layers)
@@ -522,17 +641,56 @@ def _is_under(module: ModuleType, root: Path) -> bool:
     )
 
 
+class _TooManyRequests(Exception):
+    """Raised into moto's request handling as Lambda's 429 (see `install`)."""
+
+
 def install() -> None:
-    """Replace moto's Docker-based invocation (idempotent)."""
+    """Replace moto's Docker-based invocation and check payload sizes (idempotent)."""
     from moto.awslambda.models import LambdaFunction
+    from moto.core.exceptions import JsonRESTError
 
     if getattr(LambdaFunction._invoke_lambda, "_mlops_local", False):
         return
 
+    class TooManyRequestsException(JsonRESTError):
+        code = 429
+
+        def __init__(self, message: str) -> None:
+            super().__init__("TooManyRequestsException", message)
+
+    class RequestEntityTooLargeException(JsonRESTError):
+        code = 413
+
+        def __init__(self, message: str) -> None:
+            super().__init__("RequestEntityTooLargeException", message)
+
     def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
-        return invoke_lambda(self, event)
+        try:
+            return invoke_lambda(self, event)
+        except _TooManyRequests as exc:
+            raise TooManyRequestsException(str(exc)) from None
+
+    original_invoke = LambdaFunction.invoke
+
+    def invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -> Any:
+        asynchronous = (request_headers or {}).get("x-amz-invocation-type") == "Event"
+        limit = ASYNC_PAYLOAD_LIMIT if asynchronous else SYNC_PAYLOAD_LIMIT
+        size = len(body.encode() if isinstance(body, str) else body or b"")
+        if size > limit:
+            raise RequestEntityTooLargeException(
+                f"{size} byte payload is too large for the "
+                f"{'Event' if asynchronous else 'RequestResponse'} invocation type (limit "
+                f"{limit} bytes)"
+            )
+        payload = original_invoke(self, body, request_headers, response_headers)
+        if response_headers.get("x-amz-function-error"):
+            # What Lambda reports for any error of a Python function (moto says "Handled").
+            response_headers["x-amz-function-error"] = "Unhandled"
+        return payload
 
     _invoke_lambda._mlops_local = True  # type: ignore[attr-defined]
     LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign]
+    LambdaFunction.invoke = invoke  # type: ignore[method-assign]
     if not isinstance(sys.stdout, FunctionOutput):
         sys.stdout = FunctionOutput(sys.stdout)

@@ -1,5 +1,7 @@
 """moto's HTTP server in a thread of this process, so hooks and backends are shared with the
-caller (the CLI or a test) and `aws --endpoint-url` / `AWS_ENDPOINT_URL` clients can reach it."""
+caller (the CLI or a test) and `aws --endpoint-url` / `AWS_ENDPOINT_URL` clients (function
+workers among them) can reach it. Every request passes the AWS call boundary first
+(`infra.local.faults.FaultBoundary`)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,29 @@ import urllib.request
 from typing import Any
 
 from moto.core.config import default_user_config
-from moto.server import ThreadedMotoServer
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
 
+from infra.local.faults import FaultBoundary
 from infra.local.sfn_engine import EXECUTE
+
+
+class _BoundedMotoServer(ThreadedMotoServer):
+    """moto's threaded server with the call boundary in front of its WSGI app."""
+
+    def _server_entry(self) -> None:
+        app = FaultBoundary(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4566
@@ -21,7 +43,7 @@ DEFAULT_PORT = 4566
 
 class MotoServer:
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self._server = _BoundedMotoServer(ip_address=host, port=port, verbose=False)
         self._host = host
         self._port = port
         self._started = False

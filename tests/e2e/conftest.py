@@ -55,7 +55,7 @@ def synth_with_config(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str
 def local_cloud(cdk_out: Path) -> Iterator[LocalCloud]:
     """The stack deployed in-process (moto's mock, no sockets), shared by a test module:
     tests use their own object keys."""
-    with LocalCloud.start(cdk_out, mode="inprocess") as cloud:
+    with LocalCloud.start(cdk_out, mode="server", port=0) as cloud:
         yield cloud
 
 

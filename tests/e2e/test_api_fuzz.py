@@ -149,11 +149,27 @@ def problem_not_named(
     names = {field, field.split("].", 1)[-1], _leaf(field)}
     if field in path_parameters:
         names.add(str(path_parameters[field]))
-    # Messages quote names and values with repr(), which escapes unprintable characters.
-    names |= {repr(name) for name in names} | {repr(name)[1:-1] for name in names}
-    if not any(name and name in message for name in names):
+    # An empty name is named by its quotes.
+    if not any(_quoted(name).search(message) if name else "''" in message for name in names):
         return f"{status}: the message does not name the field {field!r}: {body}"
     return None
+
+
+def _quoted(name: str) -> re.Pattern[str]:
+    """`name` as a message may quote it: messages use repr(), which escapes the characters
+    the function's Python deems unprintable (which depends on its Unicode version, not this
+    interpreter's), so each character may stand as itself or as any of its escapes."""
+    parts = []
+    for character in name:
+        point = ord(character)
+        escapes = [re.escape(character), re.escape(repr(character)[1:-1])]
+        if point < 0x100:
+            escapes.append(re.escape(f"\\x{point:02x}"))
+        if point < 0x10000:
+            escapes.append(re.escape(f"\\u{point:04x}"))
+        escapes.append(re.escape(f"\\U{point:08x}"))
+        parts.append("(?:" + "|".join(dict.fromkeys(escapes)) + ")")
+    return re.compile("".join(parts))
 
 
 def _client_error_names_the_problem(ctx: Any, response: Any, case: Any) -> bool | None:

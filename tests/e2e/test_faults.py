@@ -131,7 +131,7 @@ class Pipeline:
 def pipeline(synth_with_config: Callable[[str], Path]) -> Iterator[Pipeline]:
     cdk_out = synth_with_config(config_text())
     with (
-        LocalCloud.start(cdk_out, mode="inprocess") as cloud,
+        LocalCloud.start(cdk_out, mode="server", port=0) as cloud,
         faults.shorter_retry_waits(0.02),
     ):
         try:

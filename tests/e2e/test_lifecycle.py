@@ -53,7 +53,7 @@ class Lifecycle:
         self.cloud = cloud
         self.state_dir = state_dir
         self.bucket = cloud.outputs["DataBucketName"]
-        self.registry = ModelRegistry(cloud.outputs["RegistryTableName"])
+        self.registry = ModelRegistry(cloud.outputs["RegistryTableName"], cloud.client("dynamodb"))
         self.s3 = cloud.client("s3")
         self.steps: dict[str, dict[str, Any]] = {}
 

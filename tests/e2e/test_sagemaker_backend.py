@@ -32,7 +32,7 @@ DROP = sample_data.encode(sample_data.churn_frame(1_500, seed=3))
 
 @pytest.fixture(scope="module")
 def cloud(synth_with_config: Callable[[str], Path]) -> Iterator[LocalCloud]:
-    with LocalCloud.start(synth_with_config(CONFIG), mode="inprocess") as started:
+    with LocalCloud.start(synth_with_config(CONFIG), mode="server", port=0) as started:
         yield started
 
 
@@ -99,7 +99,7 @@ def test_the_run_lands_where_the_lambda_backend_puts_it(
         "reference_profile.json",
         "run.json",
     }
-    registry = ModelRegistry(cloud.outputs["RegistryTableName"])
+    registry = ModelRegistry(cloud.outputs["RegistryTableName"], cloud.client("dynamodb"))
     run = registry.get_run("churn", training["run_id"])
     assert run is not None
     assert run["training_job"]["name"] == job["job_name"]
@@ -171,6 +171,6 @@ def test_a_failing_training_job_notifies_and_fails_leaving_production(
     assert "Collect training run" not in _entered(cloud, started["executionArn"])
     (alert,) = cloud.sent_notifications()[before:]
     assert json.loads(alert["Message"])["error"] == "States.TaskFailed"
-    registry = ModelRegistry(cloud.outputs["RegistryTableName"])
+    registry = ModelRegistry(cloud.outputs["RegistryTableName"], cloud.client("dynamodb"))
     alias = registry.get_alias("churn")
     assert alias is not None and alias.version == 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import sys
+import shutil
 import threading
 import time
 import urllib.error
@@ -206,18 +206,41 @@ def test_single_and_batch_predictions_agree_with_onnxruntime(served: Served) -> 
 def test_predict_creates_its_clients_from_the_layers_trimmed_botocore_data(
     served: Served,
 ) -> None:
-    assert served.api.predict(_rows(1, seed=40)).status == 200
-    # Functions run in this process: the sessions their clients came from are visible here.
-    used = {
-        Path(data)
-        for module in list(sys.modules.values())
-        if getattr(module, "__name__", "").endswith("functions.common.aws")
-        for data in getattr(module, "_sessions", {})
-        if data
+    # Without botocore's own data files in the serving layer, only the trimmed copy the layer
+    # carries (python/mlops_botocore_data) is left for predict's clients to read.
+    with served.cloud.edited_function("ServingPredictFunction") as deployment:
+        (layer,) = deployment.layers
+        data = layer / "python" / "mlops_botocore_data"
+        assert (data / "VERSION").read_text().strip() == botocore.__version__
+        shutil.rmtree(layer / "python" / "botocore" / "data")
+        captured_before = len(served.keys("capture/"))
+
+        response = served.api.predict(_rows(1, seed=40))
+
+        assert response.status == 200, response.body
+        assert len(served.keys("capture/")) > captured_before, "capture went through Firehose"
+
+
+def test_each_function_logs_under_its_own_service_name(served: Served) -> None:
+    assert served.api.predict(_rows(1, seed=41)).status == 200
+    logs = served.cloud.client("logs")
+    deployment = served.cloud.deployment
+    assert deployment is not None
+    services: dict[str, set[str]] = {}
+    for logical_id, group in deployment.of_type("AWS::Logs::LogGroup").items():
+        for event in logs.filter_log_events(logGroupName=group)["events"]:
+            for line in event["message"].splitlines():
+                if line.startswith("{") and '"service"' in line:
+                    services.setdefault(logical_id, set()).add(json.loads(line)["service"])
+    # One function's log group, one service: a function never logs as another.
+    assert all(len(found) == 1 for found in services.values()), services
+    by_group = {
+        logical_id.split("Function")[0]: found.pop() for logical_id, found in services.items()
     }
-    (data,) = used
-    assert data.name == "mlops_botocore_data" and data.parent.name == "python"
-    assert (data / "VERSION").read_text().strip() == botocore.__version__
+    assert by_group["ServingPredict"] == "predict"
+    assert by_group["PipelineIngest"] == "ingest"
+    assert by_group["PipelineTrain"] == "train"
+    assert by_group["PipelineRegister"] == "register"
 
 
 def test_model_health_and_openapi_describe_the_served_version(served: Served) -> None:

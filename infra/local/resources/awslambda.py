@@ -1,6 +1,8 @@
-"""Lambda functions, layers, versions and aliases. Functions run in-process (see
-`infra.local.lambda_runtime`); moto gets a small placeholder zip and the deployer records
-where the real code is: the asset directory in cdk.out, or the repo for image functions."""
+"""Lambda functions, layers, versions and aliases. moto gets a small placeholder zip and the
+deployer records where the real code is (the asset directory in cdk.out, or the repo for image
+functions) and, for function workers, the deployment rebuilt for this machine
+(`infra.function_env`: the runtime's Python, the code, only the function's packages). See
+`infra.local.lambda_runtime`."""
 
 from __future__ import annotations
 
@@ -9,9 +11,12 @@ import hashlib
 import io
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infra.local.lambda_runtime import SETTINGS, FunctionCode
+
+if TYPE_CHECKING:
+    from infra.function_env import HostEnvironment
 from infra.local.resources.base import (
     Created,
     DeployContext,
@@ -35,7 +40,15 @@ _PASSED_THROUGH = (
     "TracingConfig",
     "LoggingConfig",
 )
-_FUNCTION = {*_PASSED_THROUGH, "FunctionName", "Code", "PackageType", "Role", "Tags"}
+_FUNCTION = {
+    *_PASSED_THROUGH,
+    "FunctionName",
+    "Code",
+    "PackageType",
+    "Role",
+    "Tags",
+    "ReservedConcurrentExecutions",
+}
 
 
 def function(ctx: DeployContext, spec: ResourceSpec) -> Created:
@@ -48,6 +61,7 @@ def function(ctx: DeployContext, spec: ResourceSpec) -> Created:
         if (content := ctx.functions.layer(str(arn))) is not None
     )
     code = dataclasses.replace(code, layers=layers)
+    code = dataclasses.replace(code, host=_host(ctx, spec, code))
     request: dict[str, Any] = {
         "FunctionName": name,
         "Role": p["Role"],
@@ -58,17 +72,73 @@ def function(ctx: DeployContext, spec: ResourceSpec) -> Created:
     if tags(p):
         request["Tags"] = {tag["Key"]: tag["Value"] for tag in tags(p)}
     created = ctx.client("lambda").create_function(**request)
+    if "ReservedConcurrentExecutions" in p:
+        ctx.client("lambda").put_function_concurrency(
+            FunctionName=name, ReservedConcurrentExecutions=int(p["ReservedConcurrentExecutions"])
+        )
+    log_group = (p.get("LoggingConfig") or {}).get("LogGroup")
+    if log_group:
+        _log_to(created["FunctionArn"], str(log_group))
     ctx.functions.register(name, code)
+    if code.host is not None and SETTINGS.prewarm:
+        from infra.local.lambda_runtime import prewarm
+
+        prewarm([name])
     notes = unapplied(p, _FUNCTION)
     runtime = str(p.get("Runtime") or "python")
     if not runtime.startswith("python"):
         notes.append(f"runtime {runtime} cannot run locally: only Python handlers are invoked")
-    if p.get("Layers"):
+    if p.get("Layers") and code.host is None:
         notes.append(
             "layers are not mounted: handlers import from this interpreter's packages; "
             "environment paths under /opt name files of the layers' builds"
         )
     return Created(ref=name, attributes={"Arn": created["FunctionArn"]}, notes=notes)
+
+
+def _log_to(arn: str, log_group: str) -> None:
+    """The function's logs go to the log group its LoggingConfig names, as on Lambda (moto
+    writes them to /aws/lambda/<name>)."""
+    from moto.awslambda.models import lambda_backends
+
+    _, _, _, region, account, _, function_name = arn.split(":", 6)
+    lambda_backends[account][region].get_function(function_name).logs_group_name = log_group
+
+
+def _host(ctx: DeployContext, spec: ResourceSpec, code: FunctionCode) -> HostEnvironment | None:
+    """The function's deployment built for this machine, for workers (None without them)."""
+    if not SETTINGS.workers:
+        return None
+    from infra.function_env import (
+        RUNTIME_PROVIDED,
+        FunctionEnvError,
+        HostEnvironment,
+        describe_function,
+        host_environment,
+    )
+    from infra.layers import (
+        build_packages,
+        host_platforms,
+        missing_python_message,
+        runtime_python,
+    )
+
+    raw = ctx.stack.template.get("Resources", {}).get(spec.logical_id, {})
+    try:
+        described = describe_function(ctx.stack, spec.logical_id, raw)
+        if described is not None:
+            return host_environment(described)
+    except FunctionEnvError as exc:
+        raise DeployError(f"{spec.logical_id} ({spec.type}): {exc}") from None
+    # Not the project's (CDK's own handlers, a test's probe): its code and layers as they
+    # are, and what the runtime provides.
+    runtime = str(spec.properties.get("Runtime") or "")
+    version = runtime.removeprefix("python") if runtime.startswith("python") else "3.13"
+    python = runtime_python(version)
+    if python is None:
+        raise DeployError(f"{spec.logical_id} ({spec.type}): {missing_python_message(version)}")
+    provided = build_packages(RUNTIME_PROVIDED, "runtime-provided-runtime-host", host_platforms())
+    return HostEnvironment(python, code.root, code.layers, (provided,))
 
 
 def _code(ctx: DeployContext, spec: ResourceSpec) -> tuple[FunctionCode, dict[str, Any]]:

@@ -43,20 +43,31 @@ class Cfn:
 
     @staticmethod
     def function(
-        handler: str, role: str = "Role", timeout: int = 30, env: dict[str, Any] | None = None
+        handler: str,
+        role: str = "Role",
+        timeout: int = 30,
+        env: dict[str, Any] | None = None,
+        memory: int = 256,
+        ephemeral_storage: int | None = None,
+        reserved: int | None = None,
     ) -> dict[str, Any]:
-        """A Python zip function from the probe asset (`local_cloud_probe.<handler>`)."""
+        """A Python zip function from the probe asset (`local_cloud_probe.<handler>`, or
+        `module.handler` for another module of the asset)."""
         properties: dict[str, Any] = {
             "Code": {
                 "S3Bucket": {"Fn::Sub": "cdk-hnb659fds-assets-${AWS::AccountId}-${AWS::Region}"},
                 "S3Key": f"{PROBE_ASSET}.zip",
             },
-            "Handler": f"local_cloud_probe.{handler}",
+            "Handler": handler if "." in handler else f"local_cloud_probe.{handler}",
             "Runtime": "python3.13",
             "Role": {"Fn::GetAtt": [role, "Arn"]},
             "Timeout": timeout,
-            "MemorySize": 256,
+            "MemorySize": memory,
         }
+        if ephemeral_storage is not None:
+            properties["EphemeralStorage"] = {"Size": ephemeral_storage}
+        if reserved is not None:
+            properties["ReservedConcurrentExecutions"] = reserved
         if env:
             properties["Environment"] = {"Variables": env}
         return {"Type": "AWS::Lambda::Function", "Properties": properties, "DependsOn": [role]}
@@ -189,6 +200,7 @@ def start_cloud(make_assembly: Callable[..., Path]) -> Iterator[Callable[..., Lo
     def start(
         resources: dict[str, Any], outputs: dict[str, Any] | None = None, **options: Any
     ) -> LocalCloud:
+        options.setdefault("mode", "inprocess")
         cloud = LocalCloud.start(make_assembly(resources, outputs), **options)
         clouds.append(cloud)
         return cloud

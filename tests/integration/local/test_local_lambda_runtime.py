@@ -26,7 +26,7 @@ def test_a_raising_handler_returns_its_exception_class_as_error_type(
         {"Role": cfn.role(), "Fail": cfn.function("fail")}, {"Fail": {"Value": {"Ref": "Fail"}}}
     )
     response, payload = _invoke(cloud, cloud.outputs["Fail"])
-    assert response["FunctionError"] == "Handled"
+    assert response["FunctionError"] == "Unhandled"  # as Lambda reports a Python exception
     assert payload["errorType"] == "QuotaExceededError"
     assert payload["errorMessage"] == "quota of 3 drops per day reached"
     assert any("local_cloud_probe.py" in line for line in payload["stackTrace"])
