@@ -225,13 +225,10 @@ class Worker:
             environment["AWS_ENDPOINT_URL"] = endpoint
         python = [spec.python, "-I", "-S", "-B", "-u", str(RUNTIME_SCRIPT), json.dumps(config)]
         box = sandbox()
-        private_tmp = box.isolated and not any(
-            _under_tmp(path) for path in (spec.python, *spec.paths, *spec.site_dirs)
-        )
-        if private_tmp:
-            mount = f"mount -t tmpfs -o size={spec.ephemeral_storage_mb}m,mode=1777 tmpfs /tmp"
-            script = f'{mount} && exec "$@"'
-            return [*box.prefix, "sh", "-c", script, "worker", *python], environment
+        if box.isolated:
+            return [*box.prefix, "sh", "-c", _private_tmp_script(spec), "worker", *python], (
+                environment
+            )
         # No private /tmp here: a private directory stands for it (TMPDIR), size-checked.
         self._tmp_dir = Path(tempfile.mkdtemp(prefix=f"lambda-{spec.function_name[:40]}-"))
         environment["TMPDIR"] = str(self._tmp_dir)
@@ -374,6 +371,33 @@ class Worker:
 def _under_tmp(path: str) -> bool:
     resolved = Path(path).resolve()
     return resolved == Path("/tmp") or Path("/tmp") in resolved.parents
+
+
+def _private_tmp_script(spec: WorkerSpec) -> str:
+    """Shell commands, run in the worker's own mount namespace, that mount a tmpfs of the
+    function's ephemeral storage at /tmp. What the worker runs from under this machine's
+    /tmp (a checkout there, the interpreter) is bound back into it at the same path, from the
+    /tmp the namespace had before (held open as fd 9), so it stays readable."""
+    import shlex
+
+    needed = (spec.python, str(RUNTIME_SCRIPT), spec.task_root, *spec.paths, *spec.site_dirs)
+    tops = sorted(
+        {
+            parts[0]
+            for path in needed
+            if _under_tmp(path) and (parts := Path(path).resolve().relative_to("/tmp").parts)
+        }
+    )
+    steps = [
+        "exec 9</tmp",
+        f"mount -t tmpfs -o size={spec.ephemeral_storage_mb}m,mode=1777 tmpfs /tmp",
+    ]
+    for top in tops:
+        target = shlex.quote(f"/tmp/{top}")
+        source = shlex.quote(f"/proc/self/fd/9/{top}")
+        steps.append(f"mkdir -p {target} && mount --no-canonicalize --bind {source} {target}")
+    steps += ["exec 9<&-", 'exec "$@"']
+    return " && ".join(steps)
 
 
 def _children(pid: int) -> str:
