@@ -33,7 +33,7 @@ from constructs import Construct
 from infra.config import DeployConfig
 from infra.constructs.alerts import undelivered_queue
 from infra.constructs.data_lake import BATCH_IN_PREFIX, BATCH_OUT_PREFIX, MODELS_PREFIX, DataLake
-from infra.constructs.pipeline import alert_task, stage_task
+from infra.constructs.pipeline import alert_task, stage_task, then_even_if_unsent
 from infra.constructs.registry import Registry
 from infra.constructs.stage_function import (
     FunctionSpec,
@@ -122,7 +122,7 @@ class BatchInference(Construct):
         data_lake.grant_read_objects(self.finalize.role, BATCH_OUT_PREFIX)
         data_lake.grant_write_objects(self.finalize.role, BATCH_OUT_PREFIX)
         for stage in (self.plan, self.score):
-            registry.table.grant_read_data(stage.role)
+            registry.grant_items(stage.role, "dynamodb:GetItem")  # the pinned version
 
         self.state_machine = self._state_machine(alerts)
         self.rule = self._trigger()
@@ -161,7 +161,7 @@ class BatchInference(Construct):
         deploy, batch = self._deploy, self._deploy.config.batch
         notify = self._notify(alerts)
         failed = sfn.Fail(self, "Failed", error_path="$.error.Error", cause_path="$.error.Cause")
-        on_failure = notify.next(failed)
+        on_failure = then_even_if_unsent(notify, failed)
 
         plan = self._task(
             "Plan",

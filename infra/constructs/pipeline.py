@@ -102,7 +102,9 @@ def alert_task(
     scope: Construct, state: str, topic: sns.ITopic, subject: str, message: dict[str, Any]
 ) -> tasks.SnsPublish:
     """An alert to the SNS topic naming the execution; a notification is safe to repeat, so any
-    task failure of the publish is retried."""
+    task failure of the publish is retried. The caller chains what follows with
+    `then_even_if_unsent`, so an alert that cannot be sent never changes how the execution
+    ends."""
     notify = tasks.SnsPublish(
         scope,
         state,
@@ -113,6 +115,14 @@ def alert_task(
     )
     notify.add_retry(errors=[sfn.Errors.TASKS_FAILED], interval=Duration.seconds(2), max_attempts=3)
     return notify
+
+
+def then_even_if_unsent(notify: tasks.SnsPublish, then: sfn.IChainable) -> sfn.Chain:
+    """`notify` followed by `then`, also when the publish fails for good (a refused key, a
+    deleted topic): the failure is kept at `$.notification_error`, the execution's own
+    (`$.error`) is untouched."""
+    notify.add_catch(then, errors=[sfn.Errors.ALL], result_path="$.notification_error")
+    return notify.next(then)
 
 
 class Pipeline(Construct):
@@ -141,7 +151,6 @@ class Pipeline(Construct):
                 "train", train.memory_mb, train.timeout_seconds, train.ephemeral_storage_mb
             )
             data_lake.grant_read_objects(self.train.role, CURATED_PREFIX)
-            data_lake.grant_read_objects(self.train.role, MODELS_PREFIX)
             data_lake.grant_write_objects(self.train.role, MODELS_PREFIX)
             self.training_stages = [self.train]
         self.evaluate = self._function("evaluate", 2048, 300, 1024)
@@ -154,14 +163,40 @@ class Pipeline(Construct):
             data_lake.grant_read_objects(stage.role, MODELS_PREFIX)
             data_lake.grant_write_objects(stage.role, MODELS_PREFIX)
         data_lake.grant_write_objects(self.register.role, REPORTS_PREFIX)
-        for stage in self.stages:
-            registry.table.grant_read_write_data(stage.role)
+        # What each stage does with the registry, and nothing more (the e2e suite measures it:
+        # docs/local-cloud.md, "Least privilege, measured").
+        registry.grant_items(
+            self.ingest.role,  # contracts, dataset versions, idempotency records
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+        )
+        for stage, actions in self._training_registry_actions().items():
+            registry.grant_items(stage.role, *actions)
+        registry.grant_items(self.evaluate.role, "dynamodb:GetItem", "dynamodb:UpdateItem")
+        registry.grant_items(
+            self.register.role,  # runs, versions, alias moves (a transaction), history
+            "dynamodb:GetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:ConditionCheckItem",
+        )
         events.EventBus.from_event_bus_name(self, "DefaultBus", "default").grant_put_events_to(
             self.register.role
         )
 
         self.state_machine = self._state_machine(alerts)
         self.rule = self._trigger(data_lake)
+
+    def _training_registry_actions(self) -> dict[StageFunction, tuple[str, ...]]:
+        """Training lists dataset versions (Query) and records its run (PutItem); with
+        SageMaker, the first is the prepare stage's, the second the collect stage's."""
+        if self.sagemaker is None:
+            return {self.train: ("dynamodb:Query", "dynamodb:PutItem")}
+        prepare, collect = self.training_stages[0], self.training_stages[-1]
+        return {prepare: ("dynamodb:Query",), collect: ("dynamodb:PutItem",)}
 
     @property
     def stages(self) -> list[StageFunction]:
@@ -293,17 +328,14 @@ class Pipeline(Construct):
         promoted = sfn.Pass(
             self, "Promoted", result=sfn.Result.from_string("promoted"), result_path="$.status"
         ).next(sfn.Succeed(self, "Done"))
-        rejected = (
-            self._notify_rejection(alerts)
-            .next(
-                sfn.Pass(
-                    self,
-                    "Rejected",
-                    result=sfn.Result.from_string("rejected"),
-                    result_path="$.status",
-                )
-            )
-            .next(sfn.Succeed(self, "Not promoted"))
+        rejected = then_even_if_unsent(
+            self._notify_rejection(alerts),
+            sfn.Pass(
+                self,
+                "Rejected",
+                result=sfn.Result.from_string("rejected"),
+                result_path="$.status",
+            ).next(sfn.Succeed(self, "Not promoted")),
         )
         trained.next(evaluate).next(
             sfn.Choice(self, "Gate passed?")
@@ -404,7 +436,7 @@ class Pipeline(Construct):
             },
         )
         failed = sfn.Fail(self, "Failed", error_path="$.error.Error", cause_path="$.error.Cause")
-        return notify.next(failed)
+        return then_even_if_unsent(notify, failed)
 
     def _notify_rejection(self, alerts: sns.ITopic) -> tasks.SnsPublish:
         return self._notify(

@@ -41,6 +41,25 @@ class Registry(Construct):
             removal_policy=deploy.removal_policy,
         )
 
+    def grant_items(self, grantee: iam.IGrantable, *actions: str) -> None:
+        """Exactly these item actions (`dynamodb:GetItem`, ...) on the table, every partition:
+        for the pipeline's stages, which touch dataset versions, contracts, runs, versions and
+        aliases. A transaction needs the actions of its parts; no stage scans the table, batches
+        requests or reads its stream, so none is granted that."""
+        unknown = sorted(set(actions) - set(ITEM_ACTIONS))
+        if unknown:
+            raise ValueError(f"not item actions of the registry: {', '.join(unknown)}")
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=list(actions), resource_arns=[self.table.table_arn]
+        )
+        key = self.table.encryption_key
+        if key is not None:
+            writes = set(actions) - set(_READ_ACTIONS)
+            if writes:
+                key.grant_encrypt_decrypt(grantee)
+            else:
+                key.grant_decrypt(grantee)
+
     def grant_partitions(
         self,
         grantee: iam.IGrantable,
@@ -76,3 +95,4 @@ class Registry(Construct):
 
 _READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem")
 _WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+ITEM_ACTIONS = (*_READ_ACTIONS, *_WRITE_ACTIONS)

@@ -74,6 +74,10 @@ class MlopsStack(Stack):
         self.alerts.key.grant(
             iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*"
         )
+        # The state machines publish with their roles: SNS encrypts with the key as the
+        # publisher, who needs kms:GenerateDataKey and kms:Decrypt on it.
+        for machine in (self.pipeline.state_machine, self.batch.state_machine):
+            self.alerts.key.grant(machine.role, "kms:Decrypt", "kms:GenerateDataKey")
 
         # Output names are a contract (DESIGN.md): the local cloud and users read them.
         outputs = {

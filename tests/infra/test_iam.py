@@ -85,10 +85,7 @@ def _s3_prefixes(resources: Resources, role: str, action: str) -> set[str]:
 
 
 def test_training_stages_touch_only_the_prefixes_they_need(resources: Resources) -> None:
-    assert _s3_prefixes(resources, "PipelineTrainFunctionRole", "s3:GetObject") == {
-        "curated/*",
-        "models/*",
-    }
+    assert _s3_prefixes(resources, "PipelineTrainFunctionRole", "s3:GetObject") == {"curated/*"}
     assert _s3_prefixes(resources, "PipelineTrainFunctionRole", "s3:PutObject") == {"models/*"}
     assert _s3_prefixes(resources, "PipelineEvaluateFunctionRole", "s3:PutObject") == {"models/*"}
     assert _s3_prefixes(resources, "PipelineRegisterFunctionRole", "s3:PutObject") == {
