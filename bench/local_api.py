@@ -44,6 +44,7 @@ from functions.common.model_registry import ModelRegistry
 from functions.ml import sample_data
 from infra.local import LocalCloud, lambda_runtime
 from infra.local.synth import synthesize
+from infra.predict_client import signed_request
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "churn"
@@ -86,7 +87,7 @@ def _client(
         if time.monotonic() > deadline:
             return
         started = time.perf_counter()
-        request = urllib.request.Request(url, data=body, headers=request_headers, method="POST")
+        request = signed_request(url, "POST", body, request_headers)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 response.read()
@@ -120,7 +121,7 @@ def _load_client(
         rows, body = bodies[sent % len(bodies)]
         sent += 1
         started = time.monotonic()
-        request = urllib.request.Request(url, data=body, headers=request_headers, method="POST")
+        request = signed_request(url, "POST", body, request_headers)
         version = None
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
@@ -142,7 +143,9 @@ def _drop(cloud: LocalCloud, key: str, table: bytes) -> dict[str, Any]:
 
 
 def _serving_version(api_url: str) -> int | None:
-    with urllib.request.urlopen(api_url + "v1/health", timeout=30) as response:
+    with urllib.request.urlopen(
+        signed_request(api_url + "v1/health", "GET", None, {}), timeout=30
+    ) as response:
         version = json.loads(response.read()).get("model_version")
     return int(version) if version is not None else None
 

@@ -30,6 +30,7 @@ import numpy as np
 from functions.common.health import HEALTH_CHECK
 from infra.local import LocalCloud, lambda_runtime
 from infra.local.synth import synthesize
+from infra.predict_client import signed_request
 
 REPO = Path(__file__).resolve().parents[1]
 LIMIT_MS = 5.0
@@ -67,7 +68,8 @@ def measure(cdk_out: Path, functions: str, count: int) -> dict[str, list[float]]
             return call
 
         def api() -> None:
-            with urllib.request.urlopen(f"{cloud.api_url}/v1/health", timeout=30) as response:
+            request = signed_request(f"{cloud.api_url}/v1/health", "GET", None, {})
+            with urllib.request.urlopen(request, timeout=30) as response:
                 response.read()
 
         return {

@@ -38,6 +38,7 @@ from functions.ml import sample_data
 from infra.local import lambda_runtime
 from infra.local.cloud import REPO_ROOT, LocalCloud
 from infra.local.synth import synthesize
+from infra.predict_client import signed_request
 
 GOOD_FILE = "customers-2026-11.csv"
 BAD_FILE = "semicolon_separated.csv"
@@ -327,7 +328,7 @@ def _http(base_url: str, method: str, path: str, document: Any = None) -> dict[s
     """One request; returns its status and JSON body (4xx and 5xx included)."""
     body = None if document is None else json.dumps(document).encode()
     headers = {"Content-Type": "application/json"} if body is not None else {}
-    request = urllib.request.Request(base_url + path, data=body, method=method, headers=headers)
+    request = signed_request(base_url + path, method, body, headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return {"status": response.status, "body": json.loads(response.read())}

@@ -1,11 +1,16 @@
 """A client of the serving API for `mlops predict`: where the API is (the local cloud's
-outputs.json, or a URL), and one signed or keyed POST /v1/predict."""
+outputs.json, or a URL), and one signed or keyed POST /v1/predict.
+
+Requests are signed with SigV4 for `execute-api`, as an API with IAM authorization
+(`[serving] auth = "iam"`) requires: on AWS with the caller's AWS credentials, on the local
+cloud with its operator's (`testing`), or with the credentials given."""
 
 from __future__ import annotations
 
 import json
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -29,6 +34,17 @@ def default_api_url(state_dir: Path) -> str:
     return LOCAL_API_URL
 
 
+@dataclass(frozen=True)
+class SigningCredentials:
+    access_key: str
+    secret_key: str
+    session_token: str | None = None
+
+
+LOCAL_OPERATOR = SigningCredentials("testing", "testing")
+"""The local cloud's operator, who may call every route."""
+
+
 def call_predict(
     base_url: str, instances: list[Any], api_key: str | None = None, timeout: float = 30.0
 ) -> dict[str, Any]:
@@ -48,10 +64,11 @@ def call_api(
     document: Any = None,
     api_key: str | None = None,
     timeout: float = 30.0,
+    credentials: SigningCredentials | None = None,
 ) -> tuple[int, Any]:
-    """One request to the API: (status, body as JSON, or text when it is not JSON). Signed
-    with SigV4 for an API on AWS (auth = "iam"); with `api_key`, keyed. Raises PredictError
-    when the API cannot be reached."""
+    """One request to the API: (status, body as JSON, or text when it is not JSON), signed
+    (see the module's docstring); with `api_key`, keyed. Raises PredictError when the API
+    cannot be reached."""
     url = _url(base_url, path)
     body = json.dumps(document).encode() if document is not None else None
     headers = {"Accept": "application/json"}
@@ -59,9 +76,7 @@ def call_api(
         headers["Content-Type"] = "application/json"
     if api_key:
         headers["x-api-key"] = api_key
-    if urlsplit(url).hostname and str(urlsplit(url).hostname).endswith(".amazonaws.com"):
-        headers = _sigv4(url, method, body, headers)
-    request = urllib.request.Request(url, data=body, headers=headers, method=method)
+    request = signed_request(url, method, body, headers, credentials)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, _decoded(response.read())
@@ -85,17 +100,50 @@ def _decoded(data: bytes) -> Any:
         return text[:2000]
 
 
-def _sigv4(url: str, method: str, body: bytes | None, headers: dict[str, str]) -> dict[str, str]:
-    """Headers signed for execute-api with the caller's AWS credentials (auth = "iam")."""
-    import boto3
+def signed_request(
+    url: str,
+    method: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    credentials: SigningCredentials | None = None,
+) -> urllib.request.Request:
+    """A request to the API signed with SigV4 for execute-api: with `credentials`, else the
+    caller's AWS credentials for an API on AWS, the local operator's for a local one."""
+    return urllib.request.Request(
+        url,
+        data=body,
+        headers=signed_headers(url, method, body, headers, credentials),
+        method=method,
+    )
+
+
+def signed_headers(
+    url: str,
+    method: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    credentials: SigningCredentials | None = None,
+) -> dict[str, str]:
+    """`headers` with the SigV4 signature added (see `signed_request`)."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
 
-    session = boto3.session.Session()
-    credentials = session.get_credentials()
-    if credentials is None:
-        raise PredictError("the API uses IAM auth: configure AWS credentials to sign requests")
-    region = str(urlsplit(url).hostname).split(".")[2]
+    host = str(urlsplit(url).hostname or "")
+    on_aws = host.endswith(".amazonaws.com")
+    region = host.split(".")[2] if on_aws and host.count(".") >= 3 else "us-east-1"
+    if credentials is not None:
+        signing: Any = Credentials(
+            credentials.access_key, credentials.secret_key, credentials.session_token
+        )
+    elif on_aws:
+        import boto3
+
+        signing = boto3.session.Session().get_credentials()
+        if signing is None:
+            raise PredictError("the API uses IAM auth: configure AWS credentials to sign requests")
+    else:
+        signing = Credentials(LOCAL_OPERATOR.access_key, LOCAL_OPERATOR.secret_key)
     request = AWSRequest(method=method, url=url, data=body, headers=headers)
-    SigV4Auth(credentials, "execute-api", region).add_auth(request)
+    SigV4Auth(signing, "execute-api", region).add_auth(request)
     return dict(request.headers.items())

@@ -9,6 +9,7 @@
    `ready` may be false before a first model is promoted (reported, not a failure).
 3. Alias `production` resolves to a registered version whose ONNX file's sha256 is the one
    registered. No model yet (a first deploy) passes, and says so.
+4. When a model is promoted, the API is ready with it (`/v2/health/ready`).
 
 Nothing is written: health checks emit no log or metric, the API routes and the registry
 reads are side-effect free.
@@ -49,9 +50,30 @@ def run_smoke(
 ) -> list[SmokeResult]:
     """Every check against `target` (the local cloud, or the stage's stack on AWS)."""
     results = [*_functions(config, target, stage, state_dir)]
-    results.extend(_api(target))
-    results.append(_production_model(config, target))
+    api = _api(target)
+    results.extend(api)
+    production = _production_model(config, target)
+    results.append(production)
+    results.extend(_serving_production(api, production))
     return results
+
+
+def _serving_production(api: list[SmokeResult], production: SmokeResult) -> list[SmokeResult]:
+    """4. When a model is promoted, the API serves it: a promoted model the API cannot load
+    (predict may not read the registry or the model file) fails here."""
+    if not production.passed or not production.detail.startswith("version "):
+        return []
+    ready = next((r for r in api if r.check == "API GET /v2/health/ready"), None)
+    if ready is None or ready.notes != ["no model is loaded yet"]:
+        return []
+    return [
+        SmokeResult(
+            "API serves production",
+            False,
+            f"production is {production.detail.split(':')[0]}, but the API answers not ready: "
+            "predict cannot load it (read its logs: a permission, the model file)",
+        )
+    ]
 
 
 # 1. functions

@@ -6,8 +6,12 @@ table of its own. A request becomes an API Gateway REST proxy event for the meth
 integrated function (invoked through the local cloud's Lambda), and the proxy response
 becomes the HTTP response. Like API Gateway: unknown paths 404, unknown methods 405, a
 missing or unknown `x-api-key` on a key-required method 403, a body failing the method's
-request model 400, a function error or malformed response 502. IAM (SigV4) authorization
-is recorded, not enforced; throttling is not applied."""
+request model 400, a function error or malformed response 502. With IAM enforced (the local
+cloud's default, `infra.local.authz`), a method with IAM authorization checks the request's
+SigV4 signature and the signer's `execute-api:Invoke` grant on the route (403 with API
+Gateway's message otherwise; the operator's key may call every route), and API Gateway's own
+invocation of the function must be allowed by the function's resource-based policy (500 when
+it is not, as on AWS). Throttling is not applied."""
 
 from __future__ import annotations
 
@@ -23,9 +27,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from infra.local.authz import principals, sigv4
+from infra.local.authz.actions import Needed
+from infra.local.authz.enforcer import ENFORCER
+
 log = logging.getLogger("infra.local.api")
 
 DEFAULT_API_PORT = 3000
+API_GATEWAY_SERVICE = "apigateway.amazonaws.com"
 _INTEGRATION_ARN = "/functions/"
 
 
@@ -154,10 +163,17 @@ def _json_response(status: int, body: dict[str, Any], **headers: str) -> Respons
 class ApiAdapter:
     """Serves one deployed REST API on host:port, invoking functions through `client`."""
 
-    def __init__(self, api: RestApi, client: Callable[[str], Any], account_id: str) -> None:
+    def __init__(
+        self,
+        api: RestApi,
+        client: Callable[[str], Any],
+        account_id: str,
+        region: str = "us-east-1",
+    ) -> None:
         self.api = api
         self._client = client
         self._account_id = account_id
+        self._region = region
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -239,6 +255,18 @@ class ApiAdapter:
                 **{"x-amzn-RequestId": request_id},
             )
         lowered = {name.lower(): values for name, values in headers.items()}
+        source_arn = (
+            f"arn:aws:execute-api:{self._region}:{self._account_id}:{self.api.api_id}/"
+            f"{self.api.stage}/{http_method}{url.path}"
+        )
+        caller: dict[str, Any] = {}
+        if method.authorization == "AWS_IAM" and ENFORCER.enabled:
+            refused = self._authorize_caller(
+                http_method, raw_path, lowered, body, source_arn, caller
+            )
+            if refused is not None:
+                refused.headers["x-amzn-RequestId"] = [request_id]
+                return refused
         api_key = (lowered.get("x-api-key") or [""])[-1]
         if method.api_key_required and api_key not in self.api.api_keys:
             return _json_response(403, {"message": "Forbidden"}, **{"x-amzn-RequestId": request_id})
@@ -250,9 +278,68 @@ class ApiAdapter:
             route, method, url.path, url.query, headers, body, path_parameters, request_id
         )
         event["requestContext"]["identity"].update(
-            {"sourceIp": source_ip, "apiKey": api_key or None}
+            {"sourceIp": source_ip, "apiKey": api_key or None, **caller}
         )
+        if ENFORCER.enabled:
+            denial = ENFORCER.authorize(
+                principals.service(API_GATEWAY_SERVICE, self._account_id),
+                [Needed("lambda:InvokeFunction", method.function)],
+                "lambda.Invoke",
+                source_arn=source_arn,
+            )
+            if denial is not None:
+                log.error("%s %s: API Gateway may not invoke %s", http_method, url.path, denial)
+                return _json_response(
+                    500, {"message": "Internal server error"}, **{"x-amzn-RequestId": request_id}
+                )
         return self._invoke(method, event, request_id)
+
+    def _authorize_caller(
+        self,
+        http_method: str,
+        raw_path: str,
+        headers: dict[str, list[str]],
+        body: bytes,
+        resource: str,
+        caller: dict[str, Any],
+    ) -> Response | None:
+        """Check the SigV4 signature and the signer's execute-api:Invoke grant on the route;
+        the refusal API Gateway sends, or None (and `caller` filled with who it is)."""
+        single = {name: values[-1] for name, values in headers.items()}
+        host = single.get("host", "localhost")
+        account = self._account_id
+        verified = sigv4.verify(
+            http_method,
+            f"http://{host}{raw_path}",
+            single,
+            body,
+            "execute-api",
+            lambda key: principals.secret_for(key, account),
+        )
+        if isinstance(verified, sigv4.Rejected):
+            return _json_response(
+                403, {"message": verified.message}, **{"x-amzn-ErrorType": verified.error_type}
+            )
+        principal = principals.from_access_key(verified.access_key, account)
+        caller.update({"accessKey": verified.access_key, "accountId": account})
+        if principal is None:
+            caller.update(
+                {"caller": verified.access_key, "userArn": f"arn:aws:iam::{account}:root"}
+            )
+            return None
+        caller.update(
+            {"caller": principal.identity, "userArn": principal.arn, "user": principal.label}
+        )
+        denial = ENFORCER.authorize(
+            principal, [Needed("execute-api:Invoke", resource)], "execute-api.Invoke"
+        )
+        if denial is None:
+            return None
+        masked = resource.replace(f":{account}:", f":********{account[-4:]}:", 1)
+        message = denial.message.replace(resource, masked)
+        return _json_response(
+            403, {"Message": message}, **{"x-amzn-ErrorType": "AccessDeniedException"}
+        )
 
     def _event(
         self,

@@ -183,6 +183,11 @@ def _summary(cloud: LocalCloud, state_dir: Path) -> None:
     seconds = cloud.deployment.seconds if cloud.deployment else 0.0
     console.print(f"Endpoint: [bold]{endpoint}[/bold]  (deployed in {seconds:.1f} s)")
     console.print(f"Outputs:  {state_dir / 'outputs.json'}")
+    if cloud.enforce_iam:
+        console.print(
+            "IAM:      enforced for functions, state machines, rules and the API "
+            "(you are the operator: key testing, not evaluated)"
+        )
     if "ApiUrl" in outputs:
         console.print(
             f"API:      [bold]{outputs['ApiUrl']}[/bold]  (mlops predict --file rows.json)"

@@ -36,6 +36,8 @@ from botocore.config import Config
 from infra.local import eventbridge, hooks, lambda_runtime, workers
 from infra.local.api_adapter import ApiAdapter, load_rest_api
 from infra.local.assembly import load_stack
+from infra.local.authz import usage
+from infra.local.authz.enforcer import ENFORCER
 from infra.local.deployer import Deployer, Deployment, write_state
 from infra.local.eventbridge import DISPATCHER, Delivery
 from infra.local.intrinsics import ACCOUNT_ID, REGION
@@ -69,6 +71,7 @@ class LocalCloud:
         self._clients: dict[str, Any] = {}
         self._api: ApiAdapter | None = None
         self._state_dir: Path | None = None
+        self.enforce_iam = False
 
     @classmethod
     def start(
@@ -83,6 +86,7 @@ class LocalCloud:
         api_port: int | None = None,
         functions: Functions | None = None,
         prewarm: bool = False,
+        enforce_iam: bool | None = None,
     ) -> LocalCloud:
         """Start moto (server or in-process), install the hooks and deploy the stack.
         `state_dir`, if given, receives outputs.json and stack.json. `api_port` (0: a free
@@ -90,7 +94,10 @@ class LocalCloud:
         `workers` (the server mode's default) or `inprocess` (the in-process mode's, and its
         only choice). `prewarm`: with workers, initialize one environment of every function
         as soon as it is deployed, as Lambda's proactive initialization may (the first
-        invocations then skip their cold start)."""
+        invocations then skip their cold start). `enforce_iam` (default: with workers)
+        authorizes every call a function, a state machine or a rule target makes against its
+        role's policies and the resource's (`infra.local.authz`); the operator's calls (this
+        process's `client`, the CLI) are not evaluated."""
         global _active
         functions = functions or ("workers" if mode == "server" else "inprocess")
         if mode == "inprocess" and functions == "workers":
@@ -106,6 +113,7 @@ class LocalCloud:
                 for name in ("outputs.json", "stack.json"):
                     (Path(state_dir) / name).unlink(missing_ok=True)
             lambda_runtime.SETTINGS.prewarm = prewarm
+            cloud.enforce_iam = functions == "workers" if enforce_iam is None else enforce_iam
             cloud._boot(Path(cdk_out), stack_name, port, host, Path(code_root))
             if api_port is not None:
                 cloud.start_api(port=api_port, host=host)
@@ -136,6 +144,7 @@ class LocalCloud:
         self._mock.start(reset=False)
         lambda_runtime.SETTINGS.endpoint_url = self.endpoint
         lambda_runtime.SETTINGS.workers = self.functions == "workers"
+        ENFORCER.reset(self.enforce_iam, self.account_id, self.region)
         workers.WORKERS.endpoint = self.endpoint
         workers.WORKERS.echo_output = lambda_runtime.SETTINGS.echo_function_output
         self.deployment = Deployer(stack, self.client, code_root).deploy()
@@ -151,6 +160,8 @@ class LocalCloud:
         DISPATCHER.wait_idle(timeout=grace_seconds)
         while self.deployment is not None and self._running() and time.monotonic() < deadline:
             time.sleep(0.1)
+        if ENFORCER.enabled and self.deployment is not None:
+            usage.record(self.deployment, ENFORCER.take_used(), self.account_id)
         workers.WORKERS.reset()
         if self._server is not None:
             self._server.stop()
@@ -160,6 +171,7 @@ class LocalCloud:
             self._mock = None
         lambda_runtime.SETTINGS.endpoint_url = None
         lambda_runtime.SETTINGS.workers = False
+        ENFORCER.enabled = False
         lambda_runtime.SETTINGS.prewarm = False
         self._clients.clear()
         with _active_lock:
@@ -196,7 +208,7 @@ class LocalCloud:
         (api_id,) = apis.values()
         stages = list(deployment.of_type("AWS::ApiGateway::Stage").values())
         rest_api = load_rest_api(self.client, api_id, stages[0] if stages else "local")
-        self._api = ApiAdapter(rest_api, self.client, self.account_id)
+        self._api = ApiAdapter(rest_api, self.client, self.account_id, self.region)
         url = self._api.start(host=host, port=port)
         deployment.outputs["ApiUrl"] = url
         if self._state_dir is not None:
@@ -250,6 +262,16 @@ class LocalCloud:
         paginator = self.client("stepfunctions").get_paginator("list_executions")
         pages = paginator.paginate(stateMachineArn=state_machine_arn or self.pipeline_arn)
         return [execution for page in pages for execution in page["executions"]]
+
+    def execution_history(self, execution: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every history event of an execution (as `list_executions` or `describe_execution`
+        returns it), oldest first."""
+        pages = (
+            self.client("stepfunctions")
+            .get_paginator("get_execution_history")
+            .paginate(executionArn=execution["executionArn"])
+        )
+        return [event for page in pages for event in page["events"]]
 
     def wait_for_execution(
         self, execution: str, timeout: float = 60.0, state_machine_arn: str | None = None
@@ -361,6 +383,46 @@ class LocalCloud:
                 yield edited
             finally:
                 lambda_runtime.REGISTRY.register(name, original)
+
+    def role_name(self, logical_id: str) -> str:
+        """The deployed name of the role whose logical id is, or starts with, `logical_id`
+        (e.g. `PipelineIngestFunctionRole`)."""
+        roles = self._require_deployment().of_type("AWS::IAM::Role")
+        found = [name for key, name in roles.items() if key.startswith(logical_id)]
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} roles match {logical_id!r}: {sorted(roles)}")
+        return found[0]
+
+    @contextlib.contextmanager
+    def role_policies_changed(self, logical_id: str, edit: Any) -> Iterator[None]:
+        """While open, the role's inline policies are `edit(documents)` (it changes the
+        documents, by policy name, in place); on exit they are the deployed ones again."""
+        import json
+
+        if not self.enforce_iam:
+            raise RuntimeError("IAM is not enforced in this cloud: start it with enforce_iam")
+        iam = self.client("iam")
+        name = self.role_name(logical_id)
+        saved = {
+            policy: iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+            for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]
+        }
+        documents = {policy: json.loads(json.dumps(document)) for policy, document in saved.items()}
+        edit(documents)
+        self._put_policies(name, documents)
+        try:
+            yield
+        finally:
+            self._put_policies(name, saved)
+
+    def _put_policies(self, role: str, documents: dict[str, Any]) -> None:
+        import json
+
+        iam = self.client("iam")
+        for policy, document in documents.items():
+            iam.put_role_policy(
+                RoleName=role, PolicyName=policy, PolicyDocument=json.dumps(document)
+            )
 
     def _execution_arn(self, name: str, state_machine_arn: str | None) -> str:
         machine = state_machine_arn or self.pipeline_arn

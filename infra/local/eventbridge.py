@@ -118,20 +118,66 @@ def _deliver(rule: _RuleView, target: dict[str, Any], event: dict[str, Any]) -> 
     payload = target_input(target, event, rule.arn)
     service, region, account = arn.split(":")[2], arn.split(":")[3], arn.split(":")[4]
     if service == "states":
+        _authorize_with_role(rule, target, "states:StartExecution")
         return _start_execution(rule, target, event, payload, account, region)
     if service == "sns":
         from moto.sns.models import sns_backends
 
+        _authorize_as_service(rule, "sns:Publish", arn, "sns.Publish")
         message = payload if isinstance(payload, str) else json.dumps(payload)
         sns_backends[account][region].publish(message, arn=arn)
         return Delivery(rule.name, target["Id"], arn, "published")
     from moto.awslambda.models import lambda_backends
 
+    _authorize_as_service(rule, "lambda:InvokeFunction", arn, "lambda.Invoke")
     function = lambda_backends[account][region].get_function(arn)
     result, errored, _ = function._invoke_lambda(json.dumps(payload))
     if errored:
         raise RuntimeError(f"function {function.function_name} failed: {result}")
     return Delivery(rule.name, target["Id"], arn, "invoked")
+
+
+EVENTS_SERVICE = "events.amazonaws.com"
+
+
+def _authorize_with_role(rule: _RuleView, target: dict[str, Any], action: str) -> None:
+    """A target EventBridge reaches with the target's role (a state machine): the role's
+    session, which EventBridge assumed, must be allowed `action` on the target. Raises
+    AccessDenied."""
+    from infra.local.authz import principals
+    from infra.local.authz.actions import Needed
+    from infra.local.authz.enforcer import ENFORCER, AccessDenied, Denial
+
+    if not ENFORCER.enabled:
+        return
+    role = target.get("RoleArn")
+    caller = principals.service(EVENTS_SERVICE, rule.account_id)
+    if not role:
+        raise AccessDenied(
+            Denial(caller, action, target["Arn"], "the target has no RoleArn", action)
+        )
+    try:
+        session = principals.session_credentials(
+            str(role), rule.name, EVENTS_SERVICE, source_arn=rule.arn
+        )
+    except principals.AssumeRoleDenied as exc:
+        raise AccessDenied(Denial(caller, "sts:AssumeRole", str(role), str(exc), action)) from None
+    found = principals.from_access_key(session.access_key_id, rule.account_id)
+    if found is not None:
+        ENFORCER.check(found, [Needed(action, target["Arn"])], action)
+
+
+def _authorize_as_service(rule: _RuleView, action: str, resource: str, operation: str) -> None:
+    """A target EventBridge reaches as itself (a function, a topic, a dead-letter queue): the
+    resource's policy must allow `events.amazonaws.com` from this rule. Raises AccessDenied."""
+    from infra.local.authz import principals
+    from infra.local.authz.actions import Needed
+    from infra.local.authz.enforcer import ENFORCER
+
+    if not ENFORCER.enabled:
+        return
+    caller = principals.service(EVENTS_SERVICE, rule.account_id)
+    ENFORCER.check(caller, [Needed(action, resource)], operation, source_arn=rule.arn)
 
 
 def _start_execution(
@@ -192,13 +238,20 @@ def _dead_letter(
         return
     from moto.sqs.models import sqs_backends
 
+    from infra.local.authz.enforcer import AccessDenied
+
     _, _, _, region, account, queue_name = queue_arn.split(":", 5)
     attributes = {
         "RULE_ARN": rule.arn,
         "TARGET_ARN": target["Arn"],
-        "ERROR_CODE": type(exc).__name__,
+        "ERROR_CODE": "NO_PERMISSIONS" if isinstance(exc, AccessDenied) else type(exc).__name__,
         "ERROR_MESSAGE": str(exc)[:256],
     }
+    try:
+        _authorize_as_service(rule, "sqs:SendMessage", queue_arn, "sqs.SendMessage")
+    except AccessDenied as denied:
+        log.error("the failed event is lost: its dead-letter queue refused it: %s", denied)
+        return
     try:
         sqs_backends[account][region].send_message(
             queue_name,

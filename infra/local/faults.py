@@ -4,10 +4,9 @@
 matching AWS calls fail as the service fails them: an HTTP error response in the service's
 protocol, which botocore parses into a `ClientError` and retries under the caller's own retry
 policy, as it would a real one. No handler code is touched. Operations are named as botocore
-names them (`infra.local.aws_calls`). In server mode the boundary is the local cloud's HTTP
-server (`FaultBoundary`, WSGI middleware in front of moto): it sees every caller alike,
-function workers, the Step Functions interpreter and the tests. In in-process mode it is
-moto's botocore stubber, a `before-send` handler of every boto3 session in the process.
+names them (`infra.local.aws_calls`). Faults apply at the AWS call boundary
+(`infra.local.boundary`), which every caller's calls pass alike: function workers, the Step
+Functions interpreter, the tests.
 
 A fault can also add latency (`delay=`), run something first (`before=`: another writer wins
 a race at exactly this call), with or without an error, or let the call reach the
@@ -28,8 +27,6 @@ match.
 
 from __future__ import annotations
 
-import io
-import json
 import re
 import threading
 import time
@@ -40,20 +37,9 @@ from types import TracebackType
 from typing import Any
 
 from infra.local import lambda_runtime, sfn_engine
+from infra.local.aws_calls import PROTOCOLS, error_response
 from infra.local.lambda_runtime import Crash
 
-_PROTOCOLS = {
-    "s3": "rest-xml",
-    "sns": "query",
-    "dynamodb": "json",
-    "eventbridge": "json",
-    "firehose": "json",
-    "sfn": "json",
-    "sqs": "json",
-    "kms": "json",
-    "cloudwatch-logs": "json",
-    "lambda": "rest-json",
-}
 _STATUS = {
     "ThrottlingException": 400,
     "ProvisionedThroughputExceededException": 400,
@@ -115,26 +101,8 @@ class Fault:
 
     def error(self) -> tuple[int, dict[str, str], bytes]:
         """The error response in the service's protocol: status, headers, body."""
-        code, message = str(self.code), self.message
-        protocol = _PROTOCOLS[self.operation.partition(".")[0]]
-        headers = {"x-amzn-RequestId": "injected-fault", "x-amz-request-id": "injected-fault"}
-        if protocol == "rest-xml":
-            headers["Content-Type"] = "application/xml"
-            body = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
-        elif protocol == "query":
-            headers["Content-Type"] = "text/xml"
-            body = (
-                f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
-                f"<Message>{message}</Message></Error></ErrorResponse>"
-            )
-        elif protocol == "json":
-            headers["Content-Type"] = "application/x-amz-json-1.0"
-            body = json.dumps({"__type": code, "message": message})
-        else:
-            headers["Content-Type"] = "application/json"
-            headers["x-amzn-ErrorType"] = code
-            body = json.dumps({"Type": "Service", "message": message})
-        return self.status, headers, body.encode()
+        service = self.operation.partition(".")[0]
+        return error_response(service, str(self.code), self.message, self.status, "injected-fault")
 
 
 class _Faults:
@@ -191,8 +159,8 @@ def inject(
     a DynamoDB item key, a function name). Use the result as a context manager, or call
     `remove()`, to heal the fault."""
     service = operation.partition(".")[0]
-    if code is not None and service not in _PROTOCOLS:
-        raise ValueError(f"no error format for service {service!r}: one of {sorted(_PROTOCOLS)}")
+    if code is not None and service not in PROTOCOLS:
+        raise ValueError(f"no error format for service {service!r}: one of {sorted(PROTOCOLS)}")
     if code is None and not delay and before is None:
         raise ValueError("a fault needs an error code, a delay or a `before` action")
     install()
@@ -261,88 +229,10 @@ class _ScaledClock:
 
 
 def install() -> None:
-    """Wrap moto's botocore stubber (idempotent): while moto intercepts this process's calls
-    (in-process mode), faults apply there; otherwise calls go to the server's
-    `FaultBoundary`. Lambda API errors are named as Step Functions names them
-    (`infra.local.sfn_engine.name_lambda_api_errors`)."""
-    from moto.core.botocore_stubber import BotocoreStubber
+    """Put the AWS call boundary in place (idempotent): faults then apply to this process's
+    calls intercepted by moto as to the server's (`infra.local.boundary`). Lambda API errors
+    are named as Step Functions names them (`infra.local.sfn_engine.name_lambda_api_errors`)."""
+    from infra.local import boundary
 
-    with _install_lock:
-        if getattr(BotocoreStubber.__call__, "_mlops_faults", False):
-            return
-        original = BotocoreStubber.__call__
-
-        def __call__(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
-            forward = lambda: original(self, event_name, request, **kwargs)  # noqa: E731
-            if not self.enabled or not FAULTS.active():
-                return forward()
-            operation = ".".join(event_name.split(".")[1:3])
-            fault = FAULTS.claim(operation, _describe(request))
-            if fault is None or not fault.take():
-                return forward()
-            if fault.response_lost:
-                forward()
-            return _aws_response(fault, request)
-
-        __call__._mlops_faults = True  # type: ignore[attr-defined]
-        BotocoreStubber.__call__ = __call__  # type: ignore[method-assign]
-        sfn_engine.name_lambda_api_errors()
-
-
-class FaultBoundary:
-    """WSGI middleware in front of the local cloud's moto server: every AWS call over HTTP
-    (function workers, the Step Functions interpreter, tests, the CLI) passes here, and a
-    matching fault answers in the service's protocol (after letting the call through when its
-    response is to be lost)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if not FAULTS.active():
-            return self.app(environ, start_response)
-        from infra.local.aws_calls import classify
-
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        environ["wsgi.input"] = io.BytesIO(body)
-        headers = {
-            key[5:].replace("_", "-").lower(): str(value)
-            for key, value in environ.items()
-            if key.startswith("HTTP_")
-        }
-        method = str(environ.get("REQUEST_METHOD", "GET"))
-        raw_uri = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or "")
-        path, _, query = raw_uri.partition("?")
-        path = path or str(environ.get("PATH_INFO", "/"))
-        query = query or str(environ.get("QUERY_STRING", ""))
-        call = classify(method, path, query, headers, body)
-        if call is None:
-            return self.app(environ, start_response)
-        url = f"http://{environ.get('HTTP_HOST', '')}{path}" + (f"?{query}" if query else "")
-        text = body.decode("utf-8", errors="replace") if len(body) < 1_000_000 else ""
-        fault = FAULTS.claim(call.name, f"{method} {url}\n{text}")
-        if fault is None or not fault.take():
-            return self.app(environ, start_response)
-        if fault.response_lost:
-            for _ in self.app(environ, lambda *args, **kwargs: None):
-                pass
-        status, response_headers, payload = fault.error()
-        reason = "Service Unavailable" if status == 503 else "Error"
-        start_response(f"{status} {reason}", list(response_headers.items()))
-        return [payload]
-
-
-def _describe(request: Any) -> str:
-    body = request.body
-    if isinstance(body, bytes) and len(body) < 1_000_000:
-        body = body.decode("utf-8", errors="replace")
-    return f"{request.method} {request.url}\n{body if isinstance(body, str) else ''}"
-
-
-def _aws_response(fault: Fault, request: Any) -> Any:
-    from botocore.awsrequest import AWSResponse
-    from moto.core.botocore_stubber import MockRawResponse
-
-    status, headers, body = fault.error()
-    return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
+    boundary.install()
+    sfn_engine.name_lambda_api_errors()

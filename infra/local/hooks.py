@@ -1,7 +1,8 @@
 """Patches that make moto behave like the AWS services the bundle uses, installed once per
-process: in-process Lambda, EventBridge deliveries to Lambda and Step Functions, the Step
-Functions interpreter's JSONata evaluator and logs, Firehose's custom S3 prefixes, and S3
-bucket policies not enforced."""
+process: Lambda's runtime, EventBridge deliveries to Lambda and Step Functions, the Step
+Functions interpreter's JSONata evaluator, logs and role, Firehose's custom S3 prefixes and
+role, and the AWS call boundary (IAM authorization, faults). moto's own partial bucket
+policy check is off: the local cloud's authorization evaluates bucket policies whole."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from infra.local import eventbridge, firehose, lambda_runtime, sfn_engine
+from infra.local import boundary, eventbridge, firehose, lambda_runtime, sfn_engine
 
 _lock = threading.Lock()
 _installed = False
@@ -25,6 +26,8 @@ def install() -> None:
         eventbridge.install()
         sfn_engine.install()
         firehose.install()
+        firehose.deliver_with_role()
+        boundary.install()
         _bucket_policies_not_enforced()
         _dynamodb_serialized()
         _installed = True
@@ -34,7 +37,7 @@ def _bucket_policies_not_enforced() -> None:
     """moto checks bucket policies on object reads and writes, and its condition check denies
     whenever a statement's condition does not match, even for a Deny statement: CDK's
     `enforce_ssl` policy (Deny if aws:SecureTransport is false) then blocks every object
-    request. Policies stay readable; like IAM, they are recorded and not enforced."""
+    request. The local cloud's authorization (`infra.local.authz`) evaluates them instead."""
     from moto.iam.access_control import PermissionResult
     from moto.s3.models import FakeBucket
 

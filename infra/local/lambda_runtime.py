@@ -325,8 +325,7 @@ def invoke_lambda(function: Any, event: Any = None) -> tuple[str, bool, str]:
     lines.append(f"END RequestId: {request_id}")
     lines.append(f"REPORT RequestId: {request_id}\tDuration: {duration * 1000:.2f} ms")
     logs = "\n".join(lines)
-    with contextlib.suppress(Exception):
-        function.save_logs(logs)
+    _save_logs(function, logs)
     return payload, errored, logs
 
 
@@ -362,9 +361,61 @@ def _invoke_in_worker(function: Any, event: Any) -> tuple[str, bool, str]:
         report,
     ]
     logs = "\n".join(lines)
+    _save_logs(function, logs)
+    return outcome.payload, outcome.errored, logs
+
+
+LAMBDA_SERVICE = "lambda.amazonaws.com"
+
+
+def credentials(function: Any) -> Any:
+    """The credentials Lambda gives the function: a session of its execution role, named
+    after the function, that Lambda assumed. Raises LambdaRuntimeError when the role's trust
+    policy does not let Lambda assume it."""
+    from infra.local.authz import principals
+
+    try:
+        return principals.session_credentials(
+            str(function.role),
+            function.function_name,
+            LAMBDA_SERVICE,
+            source_arn=_unqualified(function.function_arn),
+        )
+    except principals.AssumeRoleDenied as exc:
+        raise LambdaRuntimeError(
+            "InvalidParameterValueException",
+            f"The role defined for the function cannot be assumed by Lambda: {exc}",
+        ) from None
+
+
+def _unqualified(arn: str) -> str:
+    return ":".join(arn.split(":")[:7])
+
+
+def _save_logs(function: Any, logs: str) -> None:
+    """Write an invocation's logs to the function's log group, as Lambda does with the
+    function's role: a role that may not write there loses them (logged here)."""
+    from infra.local.authz import principals
+    from infra.local.authz.actions import Needed
+    from infra.local.authz.enforcer import ENFORCER
+
+    if ENFORCER.enabled:
+        session = credentials(function)
+        caller = principals.from_access_key(session.access_key_id, ENFORCER.account)
+        stream = (
+            f"arn:aws:logs:{function.region}:{ENFORCER.account}:log-group:"
+            f"{function.logs_group_name}:log-stream:{function.function_name}"
+        )
+        needs = [Needed("logs:CreateLogStream", stream), Needed("logs:PutLogEvents", stream)]
+        if caller is not None:
+            denial = ENFORCER.authorize(caller, needs, "lambda.logs")
+            if denial is not None:
+                log.warning(
+                    "function %s: its logs are lost: %s", function.function_name, denial.message
+                )
+                return
     with contextlib.suppress(Exception):
         function.save_logs(logs)
-    return outcome.payload, outcome.errored, logs
 
 
 def prewarm(function_names: list[str]) -> None:
@@ -480,14 +531,15 @@ def _error_payload(error_type: str, message: str, stack: list[str] | None = None
 
 
 def _lambda_variables(function: Any, task_root: Path, handler: str) -> dict[str, str]:
-    """The variables Lambda sets for a function (its credentials are fake here)."""
+    """The variables Lambda sets for a function, its role session's credentials among them."""
     region = function.region
+    session = credentials(function)
     return {
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
+        "AWS_ACCESS_KEY_ID": session.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": session.secret_access_key,
+        "AWS_SESSION_TOKEN": session.session_token,
         "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",

@@ -38,6 +38,50 @@ log = logging.getLogger("infra.local.sagemaker")
 
 SUBSTITUTED = "local cloud: SageMaker training job %s run in-process (substituted)"
 TRAINING_JOB_FAILED = "States.TaskFailed"
+ACCESS_DENIED = "SageMaker.AmazonSageMakerException"
+"""How Step Functions names a SageMaker API error that SageMaker's SDK does not model (an
+AccessDeniedException)."""
+SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
+
+
+def _job_s3_client(
+    parameters: dict[str, Any], state_credentials: Any, region: str, account: str
+) -> Any:
+    """With IAM enforced: authorize the state machine's role to create the job and pass its
+    role (raises AccessDenied), and return an S3 client with the job role's credentials, with
+    which SageMaker reads the channels and writes the model. None when not enforced."""
+    import boto3
+
+    from infra.local.authz import principals
+    from infra.local.authz.actions import Needed
+    from infra.local.authz.enforcer import ENFORCER
+    from infra.local.sfn_engine import task_credentials
+
+    if not ENFORCER.enabled or state_credentials is None:
+        return None
+    session = task_credentials(state_credentials)
+    caller = principals.from_access_key(session.access_key_id, account)
+    name = str(parameters.get("TrainingJobName", ""))
+    job = f"arn:aws:sagemaker:{region}:{account}:training-job/{name.lower()}"
+    role = str(parameters.get("RoleArn", ""))
+    if caller is not None:
+        ENFORCER.check(
+            caller,
+            [
+                Needed("sagemaker:CreateTrainingJob", job),
+                Needed("iam:PassRole", role, {"iam:PassedToService": SAGEMAKER_SERVICE}),
+                Needed("sagemaker:DescribeTrainingJob", job),
+            ],
+            "sagemaker.CreateTrainingJob",
+        )
+    job_session = principals.session_credentials(role, name, SAGEMAKER_SERVICE, source_arn=job)
+    return boto3.client(
+        "s3",
+        region_name=region,
+        aws_access_key_id=job_session.access_key_id,
+        aws_secret_access_key=job_session.secret_access_key,
+        aws_session_token=job_session.session_token,
+    )
 
 
 class TrainingJobFailed(Exception):
@@ -178,6 +222,9 @@ def install() -> None:
     """Have moto's interpreter run `sagemaker:createTrainingJob.sync` tasks through
     `run_training_job` (idempotent). Other SageMaker integrations stay unsupported."""
     from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
+        CustomErrorName,
+    )
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
         FailureEvent,
     )
@@ -220,12 +267,34 @@ def install() -> None:
             state_credentials: Any,
         ) -> None:
             region = resource_runtime_part.region
-            s3 = boto_client_for(region=region, service="s3", state_credentials=state_credentials)
-            env.stack.append(
-                run_training_job(normalised_parameters, s3, region, resource_runtime_part.account)
-            )
+            account = resource_runtime_part.account
+            s3 = _job_s3_client(normalised_parameters, state_credentials, region, account)
+            if s3 is None:
+                s3 = boto_client_for(
+                    region=region, service="s3", state_credentials=state_credentials
+                )
+            env.stack.append(run_training_job(normalised_parameters, s3, region, account))
 
         def _from_error(self, env: Any, ex: Exception) -> Any:
+            from infra.local.authz.enforcer import AccessDenied
+            from infra.local.sfn_engine import sdk_cause
+
+            if isinstance(ex, AccessDenied):
+                return FailureEvent(
+                    env=env,
+                    error_name=CustomErrorName(ACCESS_DENIED),
+                    event_type=HistoryEventType.TaskFailed,
+                    event_details=EventDetails(  # type: ignore[typeddict-item]
+                        taskFailedEventDetails=TaskFailedEventDetails(
+                            error=ACCESS_DENIED,
+                            cause=sdk_cause(
+                                str(ex), "AmazonSageMaker", 400, "AccessDeniedException", "local"
+                            ),
+                            resource=self._get_sfn_resource(),
+                            resourceType=self._get_sfn_resource_type(),
+                        )
+                    ),
+                )
             if not isinstance(ex, TrainingJobFailed):
                 return super()._from_error(env=env, ex=ex)
             return FailureEvent(

@@ -21,7 +21,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
-from infra.local.faults import FaultBoundary
+from infra.local.boundary import CallBoundary
 from infra.local.sfn_engine import EXECUTE
 
 
@@ -29,7 +29,7 @@ class _BoundedMotoServer(ThreadedMotoServer):
     """moto's threaded server with the call boundary in front of its WSGI app."""
 
     def _server_entry(self) -> None:
-        app = FaultBoundary(DomainDispatcherApplication(create_backend_app))
+        app = CallBoundary(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(
             self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
         )
@@ -49,6 +49,7 @@ class MotoServer:
         self._started = False
         self._saved_port: str | None = None
         self._saved_sfn_config: Any = None
+        self._saved_iam_config: Any = None
         self.endpoint = ""
 
     def start(self) -> str:
@@ -63,6 +64,14 @@ class MotoServer:
         self._saved_port = os.environ.get("MOTO_PORT")
         os.environ["MOTO_PORT"] = str(port)
         self._saved_sfn_config = default_user_config.get("stepfunctions")
+        self._saved_iam_config = default_user_config.get("iam")
+        # AWS managed policies (AWSLambdaBasicExecutionRole, ...) exist, so a role can attach
+        # one and IAM enforcement evaluates it as AWS would. The server shares this process's
+        # moto config (its /moto-api/config endpoint does not take IAM settings).
+        default_user_config["iam"] = {
+            **(self._saved_iam_config or {}),
+            "load_aws_managed_policies": True,
+        }
         self._post("/moto-api/reset", {})
         self._post("/moto-api/config", {"stepfunctions": dict(EXECUTE)})
         return self.endpoint
@@ -74,6 +83,8 @@ class MotoServer:
         self._server.stop()
         if self._saved_sfn_config is not None:
             default_user_config["stepfunctions"] = self._saved_sfn_config
+        if self._saved_iam_config is not None:
+            default_user_config["iam"] = self._saved_iam_config
         if self._saved_port is None:
             os.environ.pop("MOTO_PORT", None)
         else:

@@ -74,6 +74,7 @@ def install() -> None:
     from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
 
     name_lambda_api_errors()
+    sign_task_calls_with_role()
     sagemaker.install()
     enforce_tolerated_failures()
     accept_integer_tolerance()
@@ -83,10 +84,127 @@ def install() -> None:
         state_logger.addFilter(_FILTER)
 
 
+_TASK_CLIENT_MODULES = (
+    "state_map.result_writer.resource_eval.resource_eval_s3",
+    "state_map.item_reader.eval.resource_eval_s3",
+    "state_task.lambda_eval_utils",
+    "state_task.service.state_task_service_unsupported",
+    "state_task.service.state_task_service_glue",
+    "state_task.service.state_task_service_events",
+    "state_task.service.state_task_service_ecs",
+    "state_task.service.state_task_service_sqs",
+    "state_task.service.state_task_service_sfn",
+    "state_task.service.state_task_service_dynamodb",
+    "state_task.service.state_task_service_batch",
+    "state_task.service.state_task_service_sns",
+    "state_task.service.state_task_service_aws_sdk",
+)
+"""moto's modules whose task integrations make AWS calls (each imports `boto_client_for`)."""
+STATES_SERVICE = "states.amazonaws.com"
+SESSION_NAME = "StepFunctions"
+
+
+def task_credentials(state_credentials: Any) -> Any:
+    """The credentials a task's calls are signed with: a session of the execution's role
+    (or the task's `Credentials.RoleArn`) that Step Functions assumed."""
+    from infra.local.authz import principals
+
+    role = str(state_credentials.role_arn)
+    return principals.session_credentials(
+        role, SESSION_NAME, STATES_SERVICE, source_arn=_state_machine_of(role)
+    )
+
+
+def _state_machine_of(role: str) -> str | None:
+    """The ARN of the state machine that runs with `role` (Step Functions assumes the role
+    on its behalf: the trust policy's `aws:SourceArn`)."""
+    from moto.stepfunctions.responses import get_backend
+
+    from infra.local.authz.enforcer import ENFORCER
+
+    for machine in list(get_backend(ENFORCER.account, ENFORCER.region).state_machines):
+        if machine.roleArn == role:
+            return str(machine.arn)
+    return None
+
+
+def sign_task_calls_with_role() -> None:
+    """Step Functions calls Lambda, SNS, S3 (Distributed Map item readers and result writers)
+    with the state machine's role; moto's interpreter signs them with a fixed key. Here each
+    task's client carries the credentials of the execution role's session, so the call is
+    authorized as that role (idempotent)."""
+    import importlib
+
+    import boto3
+    from botocore.config import Config
+    from moto.core.models import botocore_stubber
+    from moto.stepfunctions.parser.asl.utils import boto_client
+    from moto.stepfunctions.parser.asl.utils.boto_client import TimeoutSeconds, moto_server_port
+
+    original = boto_client.boto_client_for
+    if getattr(original, "_mlops_role", False):
+        return
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        if state_credentials is None or not getattr(state_credentials, "role_arn", None):
+            return original(region=region, service=service, state_credentials=state_credentials)
+        credentials = task_credentials(state_credentials)
+        kwargs: dict[str, Any] = {}
+        if not botocore_stubber.enabled:
+            kwargs["endpoint_url"] = f"http://localhost:{moto_server_port()}"
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            region_name=region,
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=credentials.session_token,
+            config=Config(
+                parameter_validation=False,
+                retries={"max_attempts": 0, "total_max_attempts": 1},
+                connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+            ),
+            **kwargs,
+        )
+
+    boto_client_for._mlops_role = True  # type: ignore[attr-defined]
+    boto_client.boto_client_for = boto_client_for
+    prefix = "moto.stepfunctions.parser.asl.component.state.exec."
+    for name in _TASK_CLIENT_MODULES:
+        module = importlib.import_module(prefix + name)
+        if getattr(module, "boto_client_for", None) is original:
+            module.boto_client_for = boto_client_for  # type: ignore[attr-defined]
+
+
+def sdk_cause(message: str, service: str, status: int, code: str, request_id: str) -> str:
+    """An error as the AWS SDK for Java words it, which Step Functions quotes as a task's
+    cause: `<message> (Service: AWSLambda; Status Code: 403; Error Code: ...; ...)`."""
+    return (
+        f"{message} (Service: {service}; Status Code: {status}; Error Code: {code}; "
+        f"Request ID: {request_id}; Proxy: null)"
+    )
+
+
+_LAMBDA_MODELED: frozenset[str] | None = None
+
+
+def _lambda_error_name(code: str) -> str:
+    """Step Functions' name for a Lambda API error: `Lambda.<Code>` for the errors Lambda's
+    API models, `Lambda.AWSLambdaException` for any other (an AccessDeniedException, as the
+    SDK Step Functions uses names it)."""
+    global _LAMBDA_MODELED
+    if _LAMBDA_MODELED is None:
+        import botocore.session
+
+        model = botocore.session.get_session().get_service_model("lambda")
+        _LAMBDA_MODELED = frozenset(model.shape_names)
+    return f"Lambda.{code}" if code in _LAMBDA_MODELED else "Lambda.AWSLambdaException"
+
+
 def name_lambda_api_errors() -> None:
-    """A Lambda API error (throttling, service errors) fails the task as AWS names it,
-    `Lambda.<Code>`, so retry rules on `Lambda.ServiceException` and the like match; moto's
-    engine names every one `Exception` (idempotent)."""
+    """A Lambda API error (throttling, service errors, a denied invocation) fails the task as
+    AWS names it (`_lambda_error_name`), so retry rules on `Lambda.ServiceException` and the
+    like match; moto's engine names every one `Exception` (idempotent)."""
     from botocore.exceptions import ClientError
     from moto.stepfunctions.parser.api import (
         HistoryEventType,
@@ -110,8 +228,18 @@ def name_lambda_api_errors() -> None:
     def _from_error(self: Any, env: Any, ex: Exception) -> Any:
         if not isinstance(ex, ClientError):
             return original(self, env, ex)
-        error = f"Lambda.{ex.response['Error']['Code']}"
+        code = str(ex.response["Error"]["Code"])
+        error = _lambda_error_name(code)
         cause = str(ex.response["Error"].get("Message", ""))
+        if error == "Lambda.AWSLambdaException":
+            metadata = ex.response.get("ResponseMetadata", {})
+            cause = sdk_cause(
+                cause,
+                "AWSLambda",
+                metadata.get("HTTPStatusCode", 400),
+                code,
+                metadata.get("RequestId", ""),
+            )
         return FailureEvent(
             env=env,
             error_name=CustomErrorName(error),

@@ -9,9 +9,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from infra.local import LocalCloud
+from infra.local.authz import usage
+from infra.local.authz.enforcer import ENFORCER
 from infra.local.synth import SynthError, synthesize
+from infra.predict_client import signed_headers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,6 +55,25 @@ def synth_with_config(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str
     return synth
 
 
+class SignedAsOperator(requests.auth.AuthBase):
+    """`requests` auth: SigV4 for execute-api with the local operator's credentials (the API's
+    methods use IAM authorization)."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        raw = request.body
+        body = raw.encode() if isinstance(raw, str) else raw if isinstance(raw, bytes) else None
+        headers = {name: str(value) for name, value in request.headers.items()}
+        request.headers.update(
+            signed_headers(str(request.url), str(request.method), body or None, headers)
+        )
+        return request
+
+
+@pytest.fixture(scope="session")
+def operator_auth() -> requests.auth.AuthBase:
+    return SignedAsOperator()
+
+
 @pytest.fixture(scope="module")
 def local_cloud(cdk_out: Path) -> Iterator[LocalCloud]:
     """The stack deployed in-process (moto's mock, no sockets), shared by a test module:
@@ -71,3 +94,53 @@ def drop(local_cloud: LocalCloud) -> Callable[[str, bytes], str]:
         )
 
     return put
+
+
+# IAM enforced: no test may be denied a call unless it says so (`iam_denials`), and the whole
+# suite's unused grants are the ones docs/local-cloud.md lists.
+
+USAGE_REPORT = REPO_ROOT / ".mlops" / "iam-usage.json"
+DOCS = REPO_ROOT / "docs" / "local-cloud.md"
+E2E_DIR = Path(__file__).resolve().parent
+_outcomes: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_denial(request: pytest.FixtureRequest) -> Iterator[None]:
+    before = len(ENFORCER.denials)
+    yield
+    new = ENFORCER.denials[before:]
+    if new and request.node.get_closest_marker("iam_denials") is None:
+        listed = "\n".join(f"  {denial.operation}: {denial.message}" for denial in new)
+        pytest.fail(f"the local cloud denied {len(new)} call(s):\n{listed}", pytrace=False)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if Path(str(report.fspath)).resolve().parent == E2E_DIR:
+        if report.failed or (report.when == "call" and report.outcome != "passed"):
+            _outcomes[report.nodeid] = report.outcome
+        else:
+            _outcomes.setdefault(report.nodeid, report.outcome)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not usage.TALLY.granted:
+        return
+    usage.TALLY.write(USAGE_REPORT)
+    ran = {Path(nodeid.split("::")[0]).name for nodeid in _outcomes}
+    every_module = {path.name for path in E2E_DIR.glob("test_*.py")}
+    whole_suite = (
+        ran == every_module
+        and not session.config.option.keyword
+        and not session.config.option.markexpr
+        and all(outcome == "passed" for outcome in _outcomes.values())
+    )
+    if not whole_suite:
+        return
+    problems = usage.check(usage.TALLY, usage.documented(DOCS.read_text(encoding="utf-8")))
+    if problems:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = "\n".join(problems)
+        if reporter is not None:
+            reporter.write_line(f"\nleast privilege (report: {USAGE_REPORT}):\n{text}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -79,8 +79,10 @@ def _config_text() -> str:
 class Fuzzed:
     """The module's local cloud and API, with a count of the requests sent per route."""
 
-    def __init__(self, cloud: LocalCloud) -> None:
+    def __init__(self, cloud: LocalCloud, auth: requests.auth.AuthBase) -> None:
         self.cloud = cloud
+        self.auth = auth
+        """Signs each request (the API's methods use IAM authorization)."""
         self.url = cloud.api_url.rstrip("/")
         self.sent: Counter[str] = Counter()
 
@@ -95,11 +97,15 @@ class Fuzzed:
         if content_type is not None:
             headers["Content-Type"] = content_type
         self.sent[f"POST {path}"] += 1
-        return requests.post(self.url + path, data=body, headers=headers, timeout=30)
+        return requests.post(
+            self.url + path, data=body, headers=headers, timeout=30, auth=self.auth
+        )
 
 
 @pytest.fixture(scope="module")
-def fuzzed(synth_with_config: Callable[[str], Path]) -> Iterator[Fuzzed]:
+def fuzzed(
+    synth_with_config: Callable[[str], Path], operator_auth: requests.auth.AuthBase
+) -> Iterator[Fuzzed]:
     cdk_out = synth_with_config(_config_text())
     echo = lambda_runtime.SETTINGS.echo_function_output
     lambda_runtime.SETTINGS.echo_function_output = False  # 10,000s of request logs
@@ -107,7 +113,7 @@ def fuzzed(synth_with_config: Callable[[str], Path]) -> Iterator[Fuzzed]:
         with LocalCloud.start(
             cdk_out, mode="server", port=0, api_port=0, state_dir=cdk_out.parent / "state"
         ) as cloud:
-            run = Fuzzed(cloud)
+            run = Fuzzed(cloud, operator_auth)
             first = run.drop(
                 "raw/churn/first.csv", sample_data.encode(sample_data.churn_frame(2_000, seed=31))
             )
@@ -200,7 +206,8 @@ def test_schemathesis_requests_get_no_server_error_and_conform(
         status_code_conformance,
     )
 
-    schema = schemathesis.openapi.from_url(fuzzed.url + "/openapi.json")
+    document = requests.get(fuzzed.url + "/openapi.json", timeout=30, auth=fuzzed.auth).json()
+    schema = schemathesis.openapi.from_dict(document)
     operation = schema[path][method]
     modes = [schemathesis.GenerationMode.POSITIVE]
     if operation.body or operation.path_parameters:
@@ -229,7 +236,11 @@ def test_schemathesis_requests_get_no_server_error_and_conform(
         case.query = {**(case.query or {}), **query}
         fuzzed.sent[f"{method} {path}"] += 1
         response = case.call_and_validate(
-            base_url=fuzzed.url, headers=ONE_REQUEST_PER_CONNECTION, checks=checks, timeout=30
+            base_url=fuzzed.url,
+            headers=ONE_REQUEST_PER_CONNECTION,
+            checks=checks,
+            timeout=30,
+            auth=fuzzed.auth,
         )
         statuses[response.status_code] += 1
 
@@ -242,7 +253,7 @@ def test_schemathesis_requests_get_no_server_error_and_conform(
 
 
 def test_every_operation_of_the_document_is_fuzzed(fuzzed: Fuzzed) -> None:
-    document = requests.get(fuzzed.url + "/openapi.json", timeout=30).json()
+    document = requests.get(fuzzed.url + "/openapi.json", timeout=30, auth=fuzzed.auth).json()
     listed = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
     assert listed == set(OPERATIONS)
 

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from functions.ml import sample_data
 from infra.cli import app
 from infra.local import LocalCloud
+from infra.predict_client import signed_request
 
 pytestmark = pytest.mark.slow
 
@@ -116,11 +117,11 @@ class Job:
         return result.output
 
     def predict_online(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        request = urllib.request.Request(
+        request = signed_request(
             self.cloud.api_url.rstrip("/") + "/v1/predict",
-            data=json.dumps({"instances": rows}).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
+            "POST",
+            json.dumps({"instances": rows}).encode(),
+            {"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             return dict(json.loads(response.read()))

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from functions.ml import sample_data
 from infra.cli import app
 from infra.local import LocalCloud
+from infra.predict_client import signed_request
 
 pytestmark = pytest.mark.slow
 
@@ -77,11 +78,11 @@ class Loop:
     def traffic(self, seed: int, shifted: bool, rows: int = 400) -> None:
         for start in range(0, rows, 100):
             body = json.dumps({"instances": _rows(100, seed + start, shifted)}).encode()
-            request = urllib.request.Request(
+            request = signed_request(
                 self.cloud.api_url.rstrip("/") + "/v1/predict",
-                data=body,
-                method="POST",
-                headers={"Content-Type": "application/json"},
+                "POST",
+                body,
+                {"Content-Type": "application/json"},
             )
             with urllib.request.urlopen(request, timeout=30) as response:
                 assert response.status == 200

@@ -64,19 +64,10 @@ def _churn(rows: int, seed: int) -> bytes:
     return sample_data.encode(sample_data.churn_frame(rows, seed=seed, first_id=seed * 1_000_000))
 
 
-def _history(cloud: LocalCloud, execution: dict[str, Any]) -> list[dict[str, Any]]:
-    pages = (
-        cloud.client("stepfunctions")
-        .get_paginator("get_execution_history")
-        .paginate(executionArn=execution["executionArn"])
-    )
-    return [event for page in pages for event in page["events"]]
-
-
 def _lambda_errors(cloud: LocalCloud, execution: dict[str, Any]) -> list[str]:
     return [
         event["lambdaFunctionFailedEventDetails"]["error"]
-        for event in _history(cloud, execution)
+        for event in cloud.execution_history(execution)
         if event["type"] == "LambdaFunctionFailed"
     ]
 
@@ -170,7 +161,7 @@ def test_a_train_timeout_too_short_is_a_timed_out_sandbox_the_catch_handles(
     assert "Sandbox.Timedout" in _lambda_errors(cloud, execution)
     states = [
         event["stateEnteredEventDetails"]["name"]
-        for event in _history(cloud, execution)
+        for event in cloud.execution_history(execution)
         if event["type"] == "TaskStateEntered"
     ]
     assert states[-1] == "Notify", "the Catch sent the alert"
@@ -201,8 +192,10 @@ def _get(url: str) -> tuple[int, Any]:
     import urllib.error
     import urllib.request
 
+    from infra.predict_client import signed_request
+
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:
+        with urllib.request.urlopen(signed_request(url, "GET", None, {}), timeout=60) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())

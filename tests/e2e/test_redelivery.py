@@ -20,6 +20,7 @@ from functions.common.errors import StalePromotionError
 from functions.common.model_registry import PRODUCTION
 from infra.cli import app as cli_app
 from infra.local import LocalCloud, eventbridge, faults, workers
+from infra.predict_client import signed_request
 from tests.e2e.test_faults import MODEL, Pipeline, churn_csv, config_text
 
 pytestmark = pytest.mark.slow
@@ -145,11 +146,8 @@ def _rows_json() -> list[str]:
 
 
 def _post(url: str, document: Any) -> dict[str, Any]:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(document).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
+    request = signed_request(
+        url, "POST", json.dumps(document).encode(), {"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(request, timeout=60) as response:
         answer: dict[str, Any] = json.loads(response.read())

@@ -39,6 +39,7 @@ PROVISIONERS: dict[str, Provisioner] = {
     "AWS::Lambda::LayerVersion": awslambda.layer_version,
     "AWS::Lambda::Version": awslambda.version,
     "AWS::Lambda::Alias": awslambda.alias,
+    "AWS::Lambda::Permission": awslambda.permission,
     "AWS::SNS::Topic": messaging.topic,
     "AWS::SNS::TopicPolicy": messaging.topic_policy,
     "AWS::SNS::Subscription": messaging.subscription,
@@ -63,7 +64,6 @@ PROVISIONERS: dict[str, Provisioner] = {
 
 IGNORED: dict[str, str] = {
     "AWS::CDK::Metadata": "CDK usage metadata; it creates nothing",
-    "AWS::Lambda::Permission": "invocation permissions are not enforced locally",
     "AWS::ApiGateway::Account": (
         "sets the account-wide CloudWatch role API Gateway logs with; no local logging to route"
     ),

@@ -90,7 +90,7 @@ def method(ctx: DeployContext, spec: ResourceSpec) -> Created:
         if integration["Type"] != "AWS_PROXY":
             notes.append(f"integration type {integration['Type']} is not served locally")
     if p.get("AuthorizationType") == "AWS_IAM":
-        notes.append("IAM (SigV4) authorization is recorded, not enforced locally")
+        notes.append("IAM (SigV4) authorization is checked only with IAM enforced")
     return Created(ref=f"{p['ResourceId']}-{http_method}", notes=notes)
 
 

@@ -255,3 +255,55 @@ def alias(ctx: DeployContext, spec: ResourceSpec) -> Created:
         request["Description"] = p["Description"]
     created = ctx.client("lambda").create_alias(**request)
     return Created(ref=created["AliasArn"], attributes={"AliasArn": created["AliasArn"]})
+
+
+def permission(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    """A statement of the function's resource-based policy, as Lambda writes it for
+    AddPermission: the local cloud evaluates it when a service or another account invokes the
+    function (`infra.local.authz`)."""
+    from infra.local.authz import stack
+
+    p = spec.properties
+    function = str(p["FunctionName"])
+    arn = function if function.startswith("arn:") else ctx.arn("lambda", f"function:{function}")
+    principal = str(p["Principal"])
+    statement: dict[str, Any] = {
+        "Sid": spec.logical_id,
+        "Effect": "Allow",
+        "Principal": (
+            {"Service": principal}
+            if principal.endswith(".amazonaws.com")
+            else ("*" if principal == "*" else {"AWS": principal})
+        ),
+        "Action": p["Action"],
+        "Resource": arn,
+    }
+    condition: dict[str, dict[str, str]] = {}
+    if "SourceArn" in p:
+        condition.setdefault("ArnLike", {})["AWS:SourceArn"] = str(p["SourceArn"])
+    if "SourceAccount" in p:
+        condition.setdefault("StringEquals", {})["AWS:SourceAccount"] = str(p["SourceAccount"])
+    if "PrincipalOrgID" in p:
+        condition.setdefault("StringEquals", {})["aws:PrincipalOrgID"] = str(p["PrincipalOrgID"])
+    if "FunctionUrlAuthType" in p:
+        condition.setdefault("StringEquals", {})["lambda:FunctionUrlAuthType"] = str(
+            p["FunctionUrlAuthType"]
+        )
+    if condition:
+        statement["Condition"] = condition
+    stack.add_function_permission(arn, statement)
+    return Created(
+        ref=spec.logical_id,
+        notes=unapplied(
+            p,
+            {
+                "FunctionName",
+                "Principal",
+                "Action",
+                "SourceArn",
+                "SourceAccount",
+                "PrincipalOrgID",
+                "FunctionUrlAuthType",
+            },
+        ),
+    )

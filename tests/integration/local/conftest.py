@@ -25,6 +25,9 @@ class Cfn:
 
     @staticmethod
     def role() -> dict[str, Any]:
+        """The probes' one role: Lambda, Step Functions and EventBridge may assume it; it has
+        AWS's managed policy for function logs and may call what the probes call. These tests
+        exercise the runtime, not IAM (test_iam_authz.py does), so its grants are broad."""
         return {
             "Type": "AWS::IAM::Role",
             "Properties": {
@@ -33,11 +36,43 @@ class Cfn:
                     "Statement": [
                         {
                             "Effect": "Allow",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Principal": {
+                                "Service": [
+                                    "lambda.amazonaws.com",
+                                    "states.amazonaws.com",
+                                    "events.amazonaws.com",
+                                ]
+                            },
                             "Action": "sts:AssumeRole",
                         }
                     ],
-                }
+                },
+                "ManagedPolicyArns": [
+                    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+                ],
+                "Policies": [
+                    {
+                        "PolicyName": "probe",
+                        "PolicyDocument": {
+                            "Version": "2012-10-17",
+                            "Statement": [
+                                {
+                                    "Effect": "Allow",
+                                    "Action": [
+                                        "lambda:InvokeFunction",
+                                        "states:StartExecution",
+                                        "s3:GetObject",
+                                        "s3:PutObject",
+                                        "s3:ListBucket",
+                                        "sqs:SendMessage",
+                                        "sns:Publish",
+                                    ],
+                                    "Resource": "*",
+                                }
+                            ],
+                        },
+                    }
+                ],
             },
         }
 

@@ -80,3 +80,8 @@ def test_the_schedule_runs_the_image_function_from_its_command(cloud: LocalCloud
     summary = cloud.client("s3").get_object(Bucket=bucket, Key="reports/summary.json")
     assert json.loads(summary["Body"].read()) == {"job": "summary", "objects": 0}
     assert cloud.deliveries[-1].outcome == "invoked"
+    # The function's role has only the AWS managed AWSLambdaBasicExecutionRole for its logs:
+    # IAM enforcement evaluates it, so the invocation's log lines are kept.
+    group = f"/aws/lambda/{cloud.function_name('Summarize')}"
+    events = cloud.client("logs").filter_log_events(logGroupName=group)["events"]
+    assert events, f"no log events in {group}"

@@ -41,7 +41,7 @@ def test_an_unknown_resource_type_fails_before_anything_is_created(
     assert "Cache (AWS::ElastiCache::CacheCluster)" in str(error.value)
 
 
-def test_ignored_types_are_skipped_with_their_reason(
+def test_ignored_types_are_skipped_with_their_reason_and_permissions_are_created(
     start_cloud: Callable[..., LocalCloud], cfn: Any
 ) -> None:
     cloud = start_cloud(
@@ -62,7 +62,8 @@ def test_ignored_types_are_skipped_with_their_reason(
     assert cloud.deployment is not None
     resources = cloud.deployment.resources
     assert resources["CDKMetadata"].status == "ignored"
-    assert resources["InvokePermission"].reason == IGNORED["AWS::Lambda::Permission"]
+    assert resources["CDKMetadata"].reason == IGNORED["AWS::CDK::Metadata"]
+    assert resources["InvokePermission"].status == "created"
     assert resources["Fn"].status == "created"
 
 

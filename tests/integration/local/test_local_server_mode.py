@@ -24,7 +24,9 @@ def test_a_drop_runs_the_state_machine_and_functions_call_back_over_http(
             "Role": cfn.role(),
             "MarkFn": cfn.function("write_marker", env={"BUCKET": {"Ref": "Data"}}),
             "Machine": cfn.state_machine(states, "Mark", Mark="MarkFn"),
-            "Rule": cfn.s3_rule("Data", {"Arn": {"Ref": "Machine"}}),
+            "Rule": cfn.s3_rule(
+                "Data", {"Arn": {"Ref": "Machine"}, "RoleArn": {"Fn::GetAtt": ["Role", "Arn"]}}
+            ),
         },
         {"Bucket": {"Value": {"Ref": "Data"}}},
         mode="server",

@@ -96,6 +96,8 @@ def build(stack: cdk.Stack) -> None:
         "Pipeline",
         definition_body=sfn.DefinitionBody.from_chainable(check.next(sfn.Succeed(stack, "Done"))),
     )
+    # SNS encrypts with the topic's key as the publisher: the state machine needs the key.
+    key.grant(machine, "kms:GenerateDataKey", "kms:Decrypt")
     events.Rule(
         stack,
         "OnDrop",
