@@ -1,8 +1,11 @@
 """Static checks of the synthesized templates: cfn-lint (in the main venv) and checkov (in
-`.venv-checks`, built by `make checks-venv`: its pins conflict with the main venv's).
+`.venv-checks`, built by `make checks-venv`: its pins conflict with the main venv's). And of
+the GitHub workflows, which cannot run here: zizmor (offline) and check-jsonschema with its
+vendored GitHub workflow schema, both in `.venv-checks` too.
 
-`python -m infra.checks [cdk.out]` prints what both report for every stack in the assembly;
-tests/infra/test_template_checks.py asserts on the same results."""
+`python -m infra.checks [cdk.out]` prints what all of them report; `make lint` runs the
+workflow checks; tests/infra/test_template_checks.py and tests/infra/test_workflows.py assert
+on the same results."""
 
 from __future__ import annotations
 
@@ -18,7 +21,15 @@ import yaml
 
 from infra.config import REPO_ROOT
 
-CHECKOV = REPO_ROOT / ".venv-checks" / "bin" / "checkov"
+CHECKS_BIN = REPO_ROOT / ".venv-checks" / "bin"
+CHECKOV = CHECKS_BIN / "checkov"
+ZIZMOR = CHECKS_BIN / "zizmor"
+CHECK_JSONSCHEMA = CHECKS_BIN / "check-jsonschema"
+WORKFLOWS = REPO_ROOT / ".github" / "workflows"
+ZIZMOR_ARGS = ("--offline", "--persona=pedantic")
+"""Offline: no GitHub API. Pedantic: every audit zizmor has, its low-confidence findings too;
+a finding is acknowledged only in place, by a `# zizmor: ignore[rule]` comment with a reason."""
+WORKFLOW_SCHEMA = "vendor.github-workflows"
 CHECKOV_SKIPS = REPO_ROOT / "infra" / "checkov-skips.yaml"
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"
 
@@ -32,6 +43,7 @@ class Finding:
     """cfn-lint: Error, Warning or Informational; checkov: failed."""
     template: str
     resource: str
+    """Logical id of the resource; for a workflow, `line N`."""
     message: str
 
 
@@ -72,8 +84,7 @@ def cfn_lint(templates: list[Path]) -> list[Finding]:
 def checkov(templates: list[Path]) -> list[Finding]:
     """Every failed checkov check, unskipped: the skip list is applied by the caller, so a
     skip that no longer matches a failure shows up as stale."""
-    if not CHECKOV.exists():
-        raise FileNotFoundError(f"{CHECKOV} is missing: run `make checks-venv`")
+    _require(CHECKOV)
     files = [arg for template in templates for arg in ("--file", str(template))]
     # An empty working directory: no stray .checkov.yaml changes what runs.
     with tempfile.TemporaryDirectory() as cwd:
@@ -102,6 +113,82 @@ def checkov(templates: list[Path]) -> list[Finding]:
                 )
             )
     return findings
+
+
+def _require(tool: Path) -> None:
+    if not tool.exists():
+        raise FileNotFoundError(f"{tool} is missing: run `make checks-venv`")
+
+
+def workflow_files(workflows: Path = WORKFLOWS) -> list[Path]:
+    return sorted([*workflows.glob("*.yml"), *workflows.glob("*.yaml")])
+
+
+def zizmor(workflows: Path = WORKFLOWS) -> list[Finding]:
+    """Every finding zizmor reports on the workflows that no ignore comment acknowledges."""
+    _require(ZIZMOR)
+    result = subprocess.run(
+        [str(ZIZMOR), *ZIZMOR_ARGS, "--format", "json", "--no-exit-codes", str(workflows)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    if result.returncode:
+        raise RuntimeError(f"zizmor failed ({result.returncode}): {result.stderr}")
+    findings = []
+    for finding in json.loads(result.stdout):
+        locations = finding["locations"]
+        (primary, *_) = [at for at in locations if at["symbolic"]["kind"] == "Primary"] or locations
+        findings.append(
+            Finding(
+                tool="zizmor",
+                rule=finding["ident"],
+                level=finding["determinations"]["severity"],
+                template=Path(primary["symbolic"]["key"]["Local"]["verbatim_path"]).name,
+                resource=f"line {primary['concrete']['location']['start_point']['row'] + 1}",
+                message=f"{finding['desc']}: {primary['symbolic']['annotation']}",
+            )
+        )
+    return findings
+
+
+def workflow_schema(workflows: Path = WORKFLOWS) -> list[Finding]:
+    """Every place a workflow breaks GitHub's workflow schema (check-jsonschema's vendored
+    copy: no network)."""
+    _require(CHECK_JSONSCHEMA)
+    files = workflow_files(workflows)
+    result = subprocess.run(
+        [str(CHECK_JSONSCHEMA), "--builtin-schema", WORKFLOW_SCHEMA, "-o", "json"]
+        + [str(file) for file in files],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode not in (0, 1) or not result.stdout.strip():
+        raise RuntimeError(f"check-jsonschema failed ({result.returncode}): {result.stderr}")
+    report = json.loads(result.stdout)
+    return [
+        Finding(
+            tool="check-jsonschema",
+            rule="schema",
+            level="error",
+            template=Path(error["filename"]).name,
+            resource=error["path"],
+            message=error.get("best_deep_match", error)["message"],
+        )
+        for error in report.get("errors", [])
+    ] + [
+        Finding(
+            tool="check-jsonschema",
+            rule="parse",
+            level="error",
+            template=Path(error.get("filename", "?")).name,
+            resource="",
+            message=error.get("message", str(error)),
+        )
+        for error in report.get("parse_errors", [])
+    ]
 
 
 @dataclass(frozen=True)
@@ -134,7 +221,8 @@ def main() -> None:
     assembly = Path(sys.argv[1] if len(sys.argv) > 1 else REPO_ROOT / "cdk.out")
     templates = list(stack_templates(assembly).values())
     skips = checkov_skips()
-    for finding in cfn_lint(templates) + checkov(templates):
+    found = cfn_lint(templates) + checkov(templates) + zizmor() + workflow_schema()
+    for finding in found:
         skip = skips.get(finding.rule)
         covered = skip is not None and skip.covers(finding)
         skipped = " (skipped: see infra/checkov-skips.yaml)" if covered else ""
