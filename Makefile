@@ -38,10 +38,12 @@ test: venv checks-venv  ## every test: unit, integration (moto), infra (CDK, cdk
 test-fast: venv  ## unit and integration tests only
 	$(PY) -m pytest tests/unit tests/integration
 
-lint: venv  ## ruff, formatting and mypy
+lint: venv checks-venv  ## ruff, formatting, mypy; the GitHub workflows: zizmor (offline) and GitHub's workflow schema
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	.venv-checks/bin/zizmor --offline --persona=pedantic .github/workflows
+	.venv-checks/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 format: venv  ## apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .
@@ -90,7 +92,7 @@ bench: venv .venv-evidently/.installed  ## every benchmark, each printing its fi
 	touch $@
 
 .PHONY: checks-venv
-checks-venv: .venv-checks/.installed  ## checkov in its own venv (its pins conflict with .venv), for the template checks
+checks-venv: .venv-checks/.installed  ## checkov, zizmor, check-jsonschema in their own venv (checkov's pins conflict with .venv)
 
 .venv-checks/.installed: requirements-checks.txt
 	test -x .venv-checks/bin/python || $(PYTHON) -m venv .venv-checks
