@@ -42,7 +42,7 @@ lint: venv checks-venv  ## ruff, formatting, mypy; the GitHub workflows: zizmor 
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
-	.venv-checks/bin/zizmor --offline --persona=pedantic .github/workflows
+	.venv-checks/bin/zizmor --offline --persona=pedantic .github/workflows/*.yml
 	.venv-checks/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 format: venv  ## apply ruff's fixes and formatting

@@ -128,7 +128,8 @@ def zizmor(workflows: Path = WORKFLOWS) -> list[Finding]:
     """Every finding zizmor reports on the workflows that no ignore comment acknowledges."""
     _require(ZIZMOR)
     result = subprocess.run(
-        [str(ZIZMOR), *ZIZMOR_ARGS, "--format", "json", "--no-exit-codes", str(workflows)],
+        [str(ZIZMOR), *ZIZMOR_ARGS, "--format", "json", "--no-exit-codes"]
+        + [str(file) for file in workflow_files(workflows)],
         capture_output=True,
         text=True,
         timeout=300,

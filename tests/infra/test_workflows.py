@@ -244,6 +244,17 @@ def test_zizmor_finds_nothing_that_is_not_acknowledged_in_place() -> None:
                 assert len(reason) > 10, f"{workflow.name}:{number} ignores without a reason"
 
 
+def test_zizmor_names_the_file_and_line_of_an_action_pinned_to_a_tag(tmp_path: Path) -> None:
+    lines = (checks.WORKFLOWS / "cd.yml").read_text().splitlines(keepends=True)
+    (number,) = [i for i, line in enumerate(lines) if "configure-aws-credentials@" in line][:1]
+    lines[number] = "      - uses: aws-actions/configure-aws-credentials@v5\n"
+    (tmp_path / "cd.yml").write_text("".join(lines))
+    findings = checks.zizmor(tmp_path)
+    assert ("unpinned-uses", "cd.yml", f"line {number + 1}") in {
+        (f.rule, f.template, f.resource) for f in findings
+    }
+
+
 def test_the_workflows_follow_githubs_workflow_schema() -> None:
     errors = checks.workflow_schema()
     assert not errors, _listing(errors)
