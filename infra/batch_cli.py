@@ -69,7 +69,9 @@ def _reported() -> Iterator[None]:
         raise _fail(f"the AWS call failed: {exc}") from None
 
 
-def _target(local: bool | None, stage: str, state_dir: Path | None) -> tuple[Target, str]:
+def _target(
+    local: bool | None, stage: str, state_dir: Path | None, *, quiet: bool = False
+) -> tuple[Target, str]:
     try:
         config = load_config()
         target = resolve_target(config, local=local, stage=stage, local_state=state_dir)
@@ -78,7 +80,8 @@ def _target(local: bool | None, stage: str, state_dir: Path | None) -> tuple[Tar
         raise _fail(str(exc), 2) from None
     except TargetError as exc:
         raise _fail(str(exc)) from None
-    console.print(f"target: {target.description}", style="dim")
+    if not quiet:
+        console.print(f"target: {target.description}", style="dim")
     return target, bucket
 
 
@@ -218,12 +221,13 @@ def batch_show(
     state_dir: StateDirOption = None,
 ) -> None:
     """A job's manifest: counts per file, rejects by reason, timings."""
-    target, bucket = _target(local, stage, state_dir)
+    # With --json, stdout holds the manifest alone (for jq and friends).
+    target, bucket = _target(local, stage, state_dir, quiet=as_json)
     with _reported():
         manifest = _manifest(target, bucket, job, required=True)
         assert manifest is not None
         if as_json:
-            console.print_json(json.dumps(manifest))
+            typer.echo(json.dumps(manifest, indent=2))
             return
         _print_manifest(target, bucket, manifest)
 

@@ -1,7 +1,9 @@
 """`mlops runs ...` and `mlops models ...`: look at training runs, registered versions and the
 production alias, and move the alias (promote, roll back), on the local cloud or on AWS.
 
-Every command prints the target it talks to first. Exit codes: 0 done, 1 the target or the
+Every command prints the target it talks to first, except with `--json`: then stdout holds one
+JSON document and nothing else. Tables fit an 80-column terminal (cells wrap); `--wide` adds
+the columns left out. Exit codes: 0 done, 1 the target or the
 registry refused (one sentence says why), 2 the config is invalid.
 """
 
@@ -59,6 +61,14 @@ StateDirOption = Annotated[
     ),
 ]
 ReasonOption = Annotated[str | None, typer.Option(help="Why; recorded in the alias history.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the records as one JSON document, nothing else.")
+]
+WideOption = Annotated[
+    bool, typer.Option("--wide", help="Every column and metric (the default fits 80 columns).")
+]
+NARROW_METRICS = 2
+"""Metric columns of a table without --wide."""
 
 
 @dataclass
@@ -83,7 +93,9 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _open(local: bool | None, stage: str, state_dir: Path | None) -> Session:
+def _open(
+    local: bool | None, stage: str, state_dir: Path | None, *, quiet: bool = False
+) -> Session:
     try:
         config = load_config()
         target = resolve_target(config, local=local, stage=stage, local_state=state_dir)
@@ -92,7 +104,8 @@ def _open(local: bool | None, stage: str, state_dir: Path | None) -> Session:
         raise _fail(str(exc), 2) from None
     except TargetError as exc:
         raise _fail(str(exc)) from None
-    console.print(f"target: {target.description}, model {config.model_name}", style="dim")
+    if not quiet:
+        console.print(f"target: {target.description}, model {config.model_name}", style="dim")
     registry = ModelRegistry(table, target.client("dynamodb"))
     return Session(config=config, target=target, registry=registry, bucket=bucket)
 
@@ -144,6 +157,19 @@ def _metric_names(config: MlopsConfig, records: Sequence[Mapping[str, Any]]) -> 
         reported.extend(m for m in record.get("metrics") or {} if m not in reported)
     gated = [m for m in config.gate.metrics if m in reported]
     return gated or reported[:3]
+
+
+def _print_json(document: Any) -> None:
+    """`document` as JSON on stdout, alone (for jq and friends): never wrapped or styled."""
+    typer.echo(json.dumps(document, indent=2, default=str))
+
+
+def _listing(title: str, columns: Sequence[str], no_wrap: Sequence[str] = ()) -> Table:
+    """A table whose cells wrap to fit the terminal, except `no_wrap` (ids), never cut to "…"."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, no_wrap=column in no_wrap, overflow="fold")
+    return table
 
 
 def _who() -> str:
@@ -219,35 +245,47 @@ def _print_outcome(described: Mapping[str, Any]) -> None:
 @runs_app.command("list")
 def runs_list(
     limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
+    wide: WideOption = False,
+    as_json: JsonOption = False,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
-    """The newest training runs: status, data, metrics and the version each became."""
-    session = _open(local, stage, state_dir)
+    """The newest training runs: status, metrics and the version each became (with --wide
+    also when it started, the estimator and the data version)."""
+    session = _open(local, stage, state_dir, quiet=as_json)
     with _reported():
         runs = session.registry.list_runs(session.model, limit=limit)
         alias = session.registry.get_alias(session.model)
+    if as_json:
+        _print_json(runs)
+        return
     if not runs:
         console.print(f"No training runs recorded for {session.model} yet.")
         return
     names = _metric_names(session.config, runs)
-    table = Table(title=f"Training runs of {session.model} (newest first)")
-    for column in ("run id", "status", "started", "estimator", "data version", *names):
-        table.add_column(column, no_wrap=column in ("run id", "started"))
-    table.add_column("version", no_wrap=True)
+    names = names if wide else names[:NARROW_METRICS]
+    details = ("started", "estimator", "data version") if wide else ()
+    table = _listing(
+        f"Training runs of {session.model} (newest first)",
+        ("run id", "status", "version", *details, *names),
+        no_wrap=("run id", "started"),
+    )
     for run in runs:
         metrics = run.get("metrics") or {}
         version = run.get("version")
         marker = _production_marker(version, alias)
-        table.add_row(
-            _text(run["run_id"]),
-            _text(run.get("status")),
+        detail_cells = (
             _text(run.get("started_at"))[:16].replace("T", " "),
             _text(run.get("estimator")),
             _text(run.get("data_version")),
-            *(_text(metrics.get(name)) for name in names),
+        )
+        table.add_row(
+            _text(run["run_id"]),
+            _text(run.get("status")),
             f"{_text(version)} ({marker})" if marker else _text(version),
+            *(detail_cells if wide else ()),
+            *(_text(metrics.get(name)) for name in names),
         )
     console.print(table)
 
@@ -370,29 +408,39 @@ def _with_delta(name: str, base: Any, value: Any) -> str:
 
 @models_app.command("list")
 def models_list(
+    wide: WideOption = False,
+    as_json: JsonOption = False,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
-    """Every registered version, and which one is production."""
-    session = _open(local, stage, state_dir)
+    """Every registered version, and which one is production (with --wide also when it was
+    created and its data version)."""
+    session = _open(local, stage, state_dir, quiet=as_json)
     with _reported():
         versions = session.registry.list_versions(session.model)
         alias = session.registry.get_alias(session.model)
+    if as_json:
+        _print_json([version.model_dump(mode="json") for version in versions])
+        return
     if not versions:
         console.print(f"No versions of {session.model} are registered yet.")
         return
     names = _metric_names(session.config, [v.model_dump() for v in versions])
-    table = Table(title=f"Versions of {session.model}")
-    for column in ("version", "alias", "created", "run id", "data version", *names):
-        table.add_column(column, no_wrap=column in ("run id", "created"))
+    names = names if wide else names[:NARROW_METRICS]
+    details = ("created", "data version") if wide else ()
+    table = _listing(
+        f"Versions of {session.model}",
+        ("version", "alias", "run id", *details, *names),
+        no_wrap=("run id", "created"),
+    )
     for version in versions:
+        detail_cells = (version.created_at, _text(version.data_version))
         table.add_row(
             str(version.version),
             _production_marker(version.version, alias),
-            version.created_at,
             _text(version.run_id),
-            _text(version.data_version),
+            *(detail_cells if wide else ()),
             *(_text(version.metrics.get(name)) for name in names),
         )
     console.print(table)

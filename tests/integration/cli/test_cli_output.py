@@ -71,7 +71,6 @@ def seeded(local_state: Any) -> Any:
     return local_state
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 10: runs list collapses columns to '…'")
 def test_runs_list_is_readable_at_80_columns(seeded: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "80")
 
@@ -87,7 +86,6 @@ def test_runs_list_is_readable_at_80_columns(seeded: Any, monkeypatch: pytest.Mo
     assert "roc_auc" in result.stdout and "0.8400" in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 10: there is no --wide")
 def test_runs_list_wide_shows_every_column(seeded: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "250")
 
@@ -104,6 +102,8 @@ def test_runs_list_wide_shows_every_column(seeded: Any, monkeypatch: pytest.Monk
 JSON_COMMANDS: dict[str, list[str]] = {
     "batch show": ["batch", "show", JOB, "--json"],
     "drift show": ["drift", "show", CHECK, "--json"],
+    "models list": ["models", "list", "--json"],
+    "runs list": ["runs", "list", "--json"],
 }
 
 
@@ -125,18 +125,7 @@ def test_every_command_with_json_is_checked() -> None:
     assert commands == set(JSON_COMMANDS)
 
 
-_STRAY_LINE = pytest.mark.xfail(
-    strict=True, reason="issue 16 item 10: batch show --json prints 'target: ...' first"
-)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=_STRAY_LINE if name == "batch show" else ())
-        for name in JSON_COMMANDS
-    ],
-)
+@pytest.mark.parametrize("name", sorted(JSON_COMMANDS))
 def test_json_output_is_one_document_on_stdout(
     seeded: Any, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
