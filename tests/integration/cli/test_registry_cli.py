@@ -381,3 +381,103 @@ def test_models_canary_of_the_production_version_fails(registered: Local) -> Non
     assert result.exit_code == 1
     assert "version 1 of churn is production already" in result.output
     assert registered.registry.get_alias(MODEL, "candidate") is None
+
+
+GATED_A, GATED_B, GATED_C = (
+    "20260201T000000Z-a1a1a1",
+    "20260202T000000Z-b2b2b2",
+    "20260203T000000Z-c3c3c3",
+)
+
+
+@pytest.fixture
+def gated(local: Local) -> Local:
+    """Runs as the pipeline records them: A became version 1 (no champion); B was gated
+    against version 1 on B's held-out rows, passed and became version 2 (production), though
+    its roc_auc on its own rows is below A's on A's rows; C was gated against version 2 and
+    rejected (the evaluate stage records it as evaluated, with gate_passed false)."""
+    gates: list[tuple[str, float, int | None, float | None, bool, int | None]] = [
+        (GATED_A, 0.85, None, None, True, 1),
+        (GATED_B, 0.80, 1, 0.78, True, 2),
+        (GATED_C, 0.83, 2, 0.86, False, None),
+    ]
+    for run_id, auc, champion, champion_auc, passed, version in gates:
+        local.registry.put_run(
+            {
+                "run_id": run_id,
+                "model_name": MODEL,
+                "status": "registered" if version else "evaluated",
+                "started_at": f"2026-02-0{run_id[7]}T00:00:00.000Z",
+                "metrics": {"roc_auc": auc, "f1_macro": auc - 0.1},
+                "champion_version": champion,
+                "champion_metrics": (
+                    {"roc_auc": champion_auc, "f1_macro": champion_auc - 0.1}
+                    if champion_auc
+                    else None
+                ),
+                "gate_passed": passed,
+                "gate_failed": [] if passed else ["roc_auc 0.8300 is below the champion"],
+                **({"version": version} if version else {}),
+            }
+        )
+        if version:
+            local.registry.put_version(_version(version, run_id, auc))
+    local.registry.promote(MODEL, 1, expected_current=None, reason="first model")
+    local.registry.promote(MODEL, 2, expected_current=1, reason="gate passed")
+    return local
+
+
+def _row(output: str, key: str) -> str:
+    """The text of the table row holding `key`, its wrapped lines joined."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if key in line)
+    row = [lines[start]]
+    for line in lines[start + 1 :]:
+        if line.startswith(("├", "└")) or "Z-" in line:
+            break
+        row.append(line)
+    cells = [[cell.strip() for cell in line.strip("│ ").split("│")] for line in row]
+    return " | ".join(" ".join(filter(None, column)) for column in zip(*cells, strict=True))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 item 9: runs list hides the gate's comparison")
+def test_runs_list_shows_the_gate_comparison_and_rejections(
+    gated: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+
+    result = mlops("runs", "list")
+
+    assert result.exit_code == 0, result.output
+    promoted, rejected = _row(result.output, GATED_B), _row(result.output, GATED_C)
+    assert "0.8000 v1 0.7800" in promoted and "2 (production)" in promoted
+    assert "rejected" in rejected and "evaluated" not in rejected
+    assert "0.8300 v2 0.8600" in rejected
+    assert "champion" in result.output and "same held-out rows" in result.output
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 item 9: models list hides the gate's comparison")
+def test_models_list_shows_what_each_version_beat_on_the_same_rows(
+    gated: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+
+    result = mlops("models", "list")
+
+    assert result.exit_code == 0, result.output
+    assert "0.8000 v1 0.7800" in _row(result.output, GATED_B)
+    assert "same held-out rows" in result.output
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 item 9: runs compare hides the gate's comparison")
+def test_runs_compare_shows_each_gate_on_its_own_rows(gated: Local) -> None:
+    result = mlops("runs", "compare", GATED_A, GATED_B, GATED_C)
+
+    assert result.exit_code == 0, result.output
+    status = next(line for line in result.output.splitlines() if "status" in line)
+    assert "rejected" in status and "evaluated" not in status
+    gate = result.output[result.output.index("Gate") :]
+    auc = next(line for line in gate.splitlines() if "roc_auc" in line)
+    assert "0.8000 vs v1 0.7800" in auc and "0.8300 vs v2 0.8600" in auc
+    assert "no champion" in gate
+    assert "each on its own held-out rows" in result.output
