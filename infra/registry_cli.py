@@ -69,6 +69,10 @@ WideOption = Annotated[
 ]
 NARROW_METRICS = 2
 """Metric columns of a table without --wide."""
+GATE_LEGEND = (
+    "Metrics: each run's model on its own held-out rows.\n"
+    "vN below: the champion it was gated against, on the same held-out rows."
+)
 
 
 @dataclass
@@ -170,6 +174,35 @@ def _listing(title: str, columns: Sequence[str], no_wrap: Sequence[str] = ()) ->
     for column in columns:
         table.add_column(column, no_wrap=column in no_wrap, overflow="fold")
     return table
+
+
+def _run_status(run: Mapping[str, Any]) -> str:
+    """The run's status; a run the gate rejected reads `rejected`, also when it was recorded
+    as `evaluated` with `gate_passed` false (as the evaluate stage once recorded it)."""
+    if run.get("gate_passed") is False and run.get("status") in (None, "evaluated"):
+        return "rejected"
+    return _text(run.get("status"))
+
+
+def _gated(run: Mapping[str, Any], name: str) -> tuple[int, Any] | None:
+    """The champion version `run` was gated against and its `name` metric on the run's
+    held-out rows, or None when the run had no champion (or no such metric)."""
+    champion, scored = run.get("champion_version"), run.get("champion_metrics") or {}
+    if champion is None or name not in scored:
+        return None
+    return int(champion), scored[name]
+
+
+def _metric_cell(metrics: Mapping[str, Any], run: Mapping[str, Any], name: str) -> str:
+    """The metric, and below it the champion's on the same held-out rows ("vN value")."""
+    value = _text(metrics.get(name))
+    gated = _gated(run, name)
+    return value if gated is None else f"{value}\nv{gated[0]} {_text(gated[1])}"
+
+
+def _print_legend(runs: Sequence[Mapping[str, Any]]) -> None:
+    if any(run.get("champion_metrics") for run in runs):
+        console.print(GATE_LEGEND, style="dim", highlight=False)
 
 
 def _who() -> str:
@@ -282,12 +315,13 @@ def runs_list(
         )
         table.add_row(
             _text(run["run_id"]),
-            _text(run.get("status")),
+            _run_status(run),
             f"{_text(version)} ({marker})" if marker else _text(version),
             *(detail_cells if wide else ()),
-            *(_text(metrics.get(name)) for name in names),
+            *(_metric_cell(metrics, run, name) for name in names),
         )
     console.print(table)
+    _print_legend(runs)
 
 
 @runs_app.command("show")
@@ -345,6 +379,8 @@ def runs_compare(
     console.print(_overview_table(runs))
     console.print(_params_table(runs))
     console.print(_metrics_table(runs))
+    if any(run.get("gate_passed") is not None for run in runs):
+        console.print(_gate_table(runs))
 
 
 def _compare_table(title: str, runs: Sequence[Mapping[str, Any]]) -> Table:
@@ -360,7 +396,8 @@ def _overview_table(runs: Sequence[Mapping[str, Any]]) -> Table:
     fields = ("status", "estimator", "data_version", "data_versions", "rows_train", "version")
     for name in fields:
         if any(run.get(name) is not None for run in runs):
-            table.add_row(name, *(_text(run.get(name)) for run in runs))
+            cells = (_run_status(run) if name == "status" else _text(run.get(name)) for run in runs)
+            table.add_row(name, *cells)
     return table
 
 
@@ -379,7 +416,9 @@ def _params_table(runs: Sequence[Mapping[str, Any]]) -> Table:
 
 
 def _metrics_table(runs: Sequence[Mapping[str, Any]]) -> Table:
-    table = _compare_table(f"Metrics (change from {runs[0]['run_id']})", runs)
+    table = _compare_table(
+        f"Metrics, each on its own held-out rows (change from {runs[0]['run_id']})", runs
+    )
     flat = [_flatten(run.get("metrics") or {}) for run in runs]
     names = list(dict.fromkeys(name for metrics in flat for name in metrics))
     for name in names:
@@ -391,16 +430,53 @@ def _metrics_table(runs: Sequence[Mapping[str, Any]]) -> Table:
     return table
 
 
+def _gate_table(runs: Sequence[Mapping[str, Any]]) -> Table:
+    """What the gate compared for each run: its model vs the champion, both scored on the
+    run's own held-out rows (the figures that decided), and the decision."""
+    table = _compare_table("Gate: candidate vs champion on the same held-out rows", runs)
+    table.add_row("gate", *(_gate_decision(run) for run in runs))
+    names = list(dict.fromkeys(name for run in runs for name in run.get("champion_metrics") or {}))
+    for name in names:
+        cells = []
+        for run in runs:
+            value, gated = (run.get("metrics") or {}).get(name), _gated(run, name)
+            if run.get("gate_passed") is None:
+                cells.append("-")
+            elif gated is None:
+                cells.append(f"{_text(value)} (no champion)")
+            else:
+                version, champion = gated
+                cells.append(
+                    f"{_text(value)} vs v{version} {_text(champion)}{_delta(name, champion, value)}"
+                )
+        table.add_row(escape(name), *cells)
+    return table
+
+
+def _gate_decision(run: Mapping[str, Any]) -> str:
+    passed = run.get("gate_passed")
+    if passed is None:
+        return "not gated"
+    if passed:
+        return "[green]passed[/green]"
+    return "[red]rejected[/red]: " + _text(run.get("gate_failed"))
+
+
 def _with_delta(name: str, base: Any, value: Any) -> str:
+    return _text(value) + _delta(name, base, value)
+
+
+def _delta(name: str, base: Any, value: Any) -> str:
+    """` (+0.0123)` in green when `value` is better than `base`, red when worse."""
     numbers = (int, float)
     if not isinstance(value, numbers) or not isinstance(base, numbers):
-        return _text(value)
+        return ""
     delta = float(value) - float(base)
     if abs(delta) < 5e-5:
-        return f"{_text(value)} (=)"
+        return " (=)"
     better = (delta > 0) == GREATER_IS_BETTER.get(name, True)
     colour = "green" if better else "red"
-    return f"{_text(value)} [{colour}]({delta:+.4f})[/{colour}]"
+    return f" [{colour}]({delta:+.4f})[/{colour}]"
 
 
 # mlops models ...
@@ -420,6 +496,7 @@ def models_list(
     with _reported():
         versions = session.registry.list_versions(session.model)
         alias = session.registry.get_alias(session.model)
+        runs = {v.run_id: session.registry.get_run(session.model, v.run_id) or {} for v in versions}
     if as_json:
         _print_json([version.model_dump(mode="json") for version in versions])
         return
@@ -441,9 +518,10 @@ def models_list(
             _production_marker(version.version, alias),
             _text(version.run_id),
             *(detail_cells if wide else ()),
-            *(_text(version.metrics.get(name)) for name in names),
+            *(_metric_cell(version.metrics, runs[version.run_id], name) for name in names),
         )
     console.print(table)
+    _print_legend(list(runs.values()))
     if alias is None:
         console.print(f"No version of {session.model} is {PRODUCTION} yet.")
 

@@ -85,7 +85,7 @@ def evaluate(state: PipelineState) -> EvaluationResult:
     registry.update_run(
         training.model_name,
         training.run_id,
-        status="evaluated",
+        status="evaluated" if passed else "rejected",
         metrics=candidate.metrics,
         champion_version=result.champion_version,
         champion_metrics=result.champion_metrics,

@@ -436,11 +436,10 @@ def _row(output: str, key: str) -> str:
         if line.startswith(("├", "└")) or "Z-" in line:
             break
         row.append(line)
-    cells = [[cell.strip() for cell in line.strip("│ ").split("│")] for line in row]
+    cells = [[cell.strip() for cell in line.strip().strip("│").split("│")] for line in row]
     return " | ".join(" ".join(filter(None, column)) for column in zip(*cells, strict=True))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 9: runs list hides the gate's comparison")
 def test_runs_list_shows_the_gate_comparison_and_rejections(
     gated: Local, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -456,7 +455,6 @@ def test_runs_list_shows_the_gate_comparison_and_rejections(
     assert "champion" in result.output and "same held-out rows" in result.output
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 9: models list hides the gate's comparison")
 def test_models_list_shows_what_each_version_beat_on_the_same_rows(
     gated: Local, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -469,7 +467,6 @@ def test_models_list_shows_what_each_version_beat_on_the_same_rows(
     assert "same held-out rows" in result.output
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 9: runs compare hides the gate's comparison")
 def test_runs_compare_shows_each_gate_on_its_own_rows(gated: Local) -> None:
     result = mlops("runs", "compare", GATED_A, GATED_B, GATED_C)
 
@@ -477,7 +474,7 @@ def test_runs_compare_shows_each_gate_on_its_own_rows(gated: Local) -> None:
     status = next(line for line in result.output.splitlines() if "status" in line)
     assert "rejected" in status and "evaluated" not in status
     gate = result.output[result.output.index("Gate") :]
-    auc = next(line for line in gate.splitlines() if "roc_auc" in line)
+    auc = next(line for line in gate.splitlines() if line.startswith("│ roc_auc"))
     assert "0.8000 vs v1 0.7800" in auc and "0.8300 vs v2 0.8600" in auc
     assert "no champion" in gate
     assert "each on its own held-out rows" in result.output
