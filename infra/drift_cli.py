@@ -189,6 +189,10 @@ def _print_run(session: Session, reply: Mapping[str, Any]) -> None:
         f"{_styled(reply.get('verdict'), _VERDICT_STYLE)}"
     )
     console.print(f"drifted features: {_text(reply.get('drifted') or [])}")
+    if reply.get("data_quality"):
+        console.print(f"data-quality breaks: {_text(reply['data_quality'])}")
+    if reply.get("decision"):
+        console.print(f"decision: {_text(reply['decision'])}", soft_wrap=True)
     if reply.get("performance_verdict") is not None:
         console.print(
             f"performance: {_styled(reply['performance_verdict'], _VERDICT_STYLE)}",
@@ -305,7 +309,10 @@ def _print_check(result: Mapping[str, Any]) -> None:
             )
             continue
         console.print(_version_table(version))
-        notes = (version.get("report") or {}).get("notes") or []
+        report = version.get("report") or {}
+        if report.get("decision"):
+            console.print(f"  decision: {_text(report['decision'])}", soft_wrap=True)
+        notes = report.get("notes") or []
         for note in notes:
             console.print(f"  note: {_text(note)}")
 
@@ -342,7 +349,8 @@ def _version_table(version: Mapping[str, Any]) -> Table:
             f"{len(drifted)} drifted"
         )
     )
-    for column in ("feature", "kind", "severity", "score", *(label for _, label in STATISTICS)):
+    columns = ("feature", "kind", "severity", "quality", "score", *(s[1] for s in STATISTICS))
+    for column in columns:
         table.add_column(column, justify="left" if column in ("feature", "kind") else "right")
     table.add_column("notes", overflow="fold")
     prediction = report.get("prediction")
@@ -353,6 +361,7 @@ def _version_table(version: Mapping[str, Any]) -> Table:
             "predictions (model output)" if feature is prediction else name,
             _text(feature.get("kind")),
             _styled(feature.get("severity"), _SEVERITY_STYLE),
+            _styled(feature.get("quality", "-"), _SEVERITY_STYLE),
             _text(feature.get("score")),
             *(_text(statistics.get(key)) for key, _ in STATISTICS),
             _text("; ".join(map(str, feature.get("notes") or []))),

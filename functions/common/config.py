@@ -298,7 +298,11 @@ class DriftConfig(_Section):
     share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.3
     """Dataset drift: at least this share of the features drifted (minor or worse) ..."""
     critical_features: list[str] = Field(default_factory=list)
-    """... or any of these features drifted `major`."""
+    """... or any of these features drifted `major` (unset: the features carrying the top half
+    of the served model's permutation importance) ..."""
+    data_quality_fail: Literal["minor", "major", "never"] = "major"
+    """... or a data-quality break (null share, out of range, unseen categories) of at least
+    this severity, whatever the share; `never`: breaks are reported, never fail the check."""
     memory_mb: Annotated[int, Field(ge=512, le=10240)] = 2048
     timeout_seconds: Annotated[int, Field(ge=30, le=900)] = 900
 

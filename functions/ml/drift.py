@@ -19,9 +19,17 @@ chunk. Per feature:
 Verdicts. Windows of at least `large_window` rows use effect sizes only (p-values shrink with
 the sample size and flag every trivial shift). Smaller windows (down to `min_rows`) need both a
 Benjamini-Hochberg-significant test (alpha across all features) and the same effect-size floor.
-Below `min_rows` the report is `insufficient_data`. The dataset drifts when the share of
-features at `minor` or worse reaches `share`, or any of `critical_features` is `major`.
-Prediction drift is reported beside the features and is not part of that verdict.
+Below `min_rows` the report is `insufficient_data`.
+
+Each feature's effects are of two kinds: distribution drift (PSI, Wasserstein, JS distance) and
+data-quality breaks (null share change, share outside the training range, share of unseen
+categories). The dataset drifts when the share of features with distribution drift at `minor`
+or worse reaches `share`; or a critical feature's distribution drift is `major` (critical:
+`critical_features` when configured, else the features carrying the top half of the served
+model's permutation importance, stored in the reference profile; an old profile without
+importances has none); or a data-quality break reaches `data_quality_fail`, whatever the share.
+`DriftReport.decision` states the rule as applied. Prediction drift is reported beside the
+features and is not part of that verdict.
 
 docs/drift.md has the measured detection table (which shift is flagged at which window size),
 the false-positive rates, the reasons for each threshold and the streaming memory bound.
@@ -43,6 +51,8 @@ if TYPE_CHECKING:
     from functions.common.config import DriftConfig
 
 Severity = Literal["none", "minor", "major"]
+EffectKind = Literal["distribution", "quality"]
+QualityFail = Literal["minor", "major", "never"]
 Verdict = Literal["drift", "no_drift", "insufficient_data"]
 Sensitive = Literal["hash", "drop"]
 _RANK = {"none": 0, "minor": 1, "major": 2}
@@ -52,6 +62,8 @@ OTHER = "<other>"
 MAX_UNSEEN_CATEGORIES = 10_000
 """Distinct unseen categories counted one by one per column; the rest share one bucket."""
 HISTOGRAM_LABELS = 20
+CRITICAL_IMPORTANCE_SHARE = 0.5
+"""Without `critical_features`, the features carrying this share of the importance are critical."""
 Column = Sequence[Any] | np.ndarray  # values of one column; None / NaN = missing
 
 
@@ -75,6 +87,9 @@ class DriftThresholds:
       most ~2/rows of a window falls outside; 5% outside is extrapolation, 20% a new regime.
     - `alpha` 0.05: Benjamini-Hochberg false discovery rate across the tests of one window.
     - `share` 0.3: Evidently's dataset-drift default is 0.5; 0.3 flags a third of the features.
+    - `data_quality_fail` major: a data-quality break (null share, out of range, unseen
+      categories; the share of unseen categories is judged by the `out_of_range` limits) this
+      severe makes the dataset drift whatever the share; `never` only reports the breaks.
     - `psi_epsilon` 1e-4: the floor of a bin share in PSI (an empty bin adds ~0.9, not inf).
     """
 
@@ -88,6 +103,7 @@ class DriftThresholds:
     out_of_range: tuple[float, float] = (0.05, 0.2)
     share: float = 0.3
     critical_features: frozenset[str] = frozenset()
+    data_quality_fail: QualityFail = "major"
     psi_epsilon: float = 1e-4
 
     @classmethod
@@ -105,6 +121,7 @@ class DriftThresholds:
             out_of_range=cfg.out_of_range,
             share=cfg.share,
             critical_features=frozenset(cfg.critical_features),
+            data_quality_fail=cfg.data_quality_fail,
         )
 
 
@@ -119,11 +136,17 @@ class FeatureDrift:
       window values below / above the training range are counted in the outer bins too;
     - categorical: `{"labels", "reference", "current"}`, counts of at most 20 labels: the
       categories with the largest share in either distribution, then `<other>` (the remaining
-      categories) and `<unseen>` (categories the profile does not list)."""
+      categories) and `<unseen>` (categories the profile does not list).
+
+    `severity` is the worst of `distribution` (PSI, Wasserstein, JS distance) and `quality`
+    (null share, out of range, unseen categories); `quality_breaks` says what broke."""
 
     name: str
     kind: str
     severity: Severity = "none"
+    distribution: Severity = "none"
+    quality: Severity = "none"
+    quality_breaks: tuple[str, ...] = ()
     statistics: dict[str, float | int | None] = field(default_factory=dict)
     p_values: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
@@ -133,6 +156,11 @@ class FeatureDrift:
 
 @dataclass(frozen=True)
 class DriftReport:
+    """`drifted` are the features with distribution drift (`drifted_share` of the judged
+    ones), `data_quality` those with a data-quality break; `critical` the critical features
+    and `critical_source` where they come from (`critical_features`, `importance` or `none`);
+    `decision` the verdict's rule as applied, in one sentence."""
+
     verdict: Verdict
     rows: int
     method: Literal["effect_size", "p_value", "none"]
@@ -143,6 +171,10 @@ class DriftReport:
     skipped: tuple[str, ...]
     notes: tuple[str, ...]
     thresholds: DriftThresholds
+    data_quality: tuple[str, ...] = ()
+    critical: tuple[str, ...] = ()
+    critical_source: Literal["critical_features", "importance", "none"] = "none"
+    decision: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (`json.dumps(..., allow_nan=False)` works): non-finite numbers -> None."""
@@ -277,6 +309,7 @@ class DriftAccumulator:
                 self._skipped,
                 (note,),
                 thresholds,
+                decision=f"insufficient data: {note}",
             )
         large = rows >= thresholds.large_window
         features: dict[str, _Measured] = {}
@@ -294,7 +327,8 @@ class DriftAccumulator:
             _gate_by_tests(features.values(), thresholds.alpha)
         judged = {name: measured.result() for name, measured in features.items()}
         prediction = self._prediction_drift(large)
-        return _report(judged, prediction, rows, large, self._skipped, thresholds)
+        importance = self._reference.get("importance")
+        return _report(judged, prediction, rows, large, self._skipped, thresholds, importance)
 
     def _prediction_drift(self, large: bool) -> FeatureDrift | None:
         profile = self._prediction_profile
@@ -536,13 +570,13 @@ class _CategoricalWindow:
 
 @dataclass
 class _Measured:
-    """A feature's statistics before the small-window gate: `effects` maps a test name (or
-    None for ungated effects) to its severity; `p_values` the test p-values."""
+    """A feature's statistics before the small-window gate: `effects` are (test name or None
+    for ungated effects, severity, kind, what it measured); `p_values` the test p-values."""
 
     name: str
     kind: str
     statistics: dict[str, float | int | None]
-    effects: list[tuple[str | None, Severity]]
+    effects: list[tuple[str | None, Severity, EffectKind, str]]
     p_values: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     rejected: set[str] = field(default_factory=set)
@@ -551,17 +585,29 @@ class _Measured:
     histogram: dict[str, Any] | None = None
 
     def result(self) -> FeatureDrift:
-        severities = [
-            severity
-            for test, severity in self.effects
+        counted = [
+            (severity, kind, what)
+            for test, severity, kind, what in self.effects
             if test is None or not self.gated or test in self.rejected
         ]
-        worst: Severity = max(severities, key=_RANK.__getitem__, default="none")
+
+        def worst(kinds: set[str]) -> Severity:
+            severities = [severity for severity, kind, _ in counted if kind in kinds]
+            return max(severities, key=_RANK.__getitem__, default="none")
+
         score = self.score if self.score is None or math.isfinite(self.score) else None
+        breaks = tuple(
+            f"{what} ({severity})"
+            for severity, kind, what in counted
+            if kind == "quality" and severity != "none"
+        )
         return FeatureDrift(
             self.name,
             self.kind,
-            worst,
+            worst({"distribution", "quality"}),
+            worst({"distribution"}),
+            worst({"quality"}),
+            breaks,
             self.statistics,
             self.p_values,
             tuple(self.notes),
@@ -594,7 +640,8 @@ def _numeric(
     outside = (window.below + window.above) / present
     stats = measured.statistics
     stats["out_of_range_share"] = outside
-    measured.effects.append((None, _severity(outside, thresholds.out_of_range)))
+    what = f"{outside:.1%} of values outside the training range"
+    measured.effects.append((None, _severity(outside, thresholds.out_of_range), "quality", what))
     if len(edges) == 2 and edges[0] == edges[-1]:
         measured.notes.append("constant in the reference: judged by the share of other values")
         return measured
@@ -613,8 +660,9 @@ def _numeric(
     mean = window.total / present
     stats.update(psi=psi, wasserstein_normed=normed, mean=mean if math.isfinite(mean) else None)
     measured.score = normed
-    measured.effects.append(("distribution", _severity(psi, thresholds.psi)))
-    measured.effects.append(("distribution", _severity(normed, thresholds.wasserstein)))
+    measured.effects.append(("distribution", _severity(psi, thresholds.psi), "distribution", ""))
+    severity = _severity(normed, thresholds.wasserstein)
+    measured.effects.append(("distribution", severity, "distribution", ""))
     return measured
 
 
@@ -636,6 +684,18 @@ def _categorical(
     unseen = sum(counts[label] for label in unseen_labels) + window.pooled
     distinct = len(unseen_labels) + bool(window.pooled)
     measured.statistics.update(unseen=unseen, unseen_categories=distinct)
+    if rows > nulls:
+        unseen_share = unseen / (rows - nulls)
+        measured.statistics["unseen_share"] = unseen_share
+        what = (
+            f"{unseen_share:.1%} of values in {distinct} categor{'y' if distinct == 1 else 'ies'}"
+        )
+        what += " unseen in training"
+        # a profile of more than 1000 categories counts the rest as `other`: expected unseen
+        present_reference = float(profile.get("rows") or 0) - float(profile.get("nulls") or 0)
+        other = float(profile.get("other") or 0) / present_reference if present_reference else 0
+        severity = _severity(unseen_share - other, thresholds.out_of_range)
+        measured.effects.append((None, severity, "quality", what))
     if window.pooled:
         measured.notes.append(
             f"more than {MAX_UNSEEN_CATEGORIES} distinct unseen categories: the rest are counted"
@@ -659,7 +719,7 @@ def _categorical(
     js = _js_distance(expected, observed)
     measured.statistics["js_distance"] = js
     measured.score = js
-    measured.effects.append(("distribution", _severity(js, thresholds.js)))
+    measured.effects.append(("distribution", _severity(js, thresholds.js), "distribution", ""))
     if len(reference) == 1:
         measured.notes.append("a single category in the reference")
     if not large:
@@ -718,7 +778,14 @@ def _null_change(
         name,
         kind,
         {"rows": rows, "null_share": share, "null_share_change": change},
-        [("nulls", _severity(change, thresholds.null_share))],
+        [
+            (
+                "nulls",
+                _severity(change, thresholds.null_share),
+                "quality",
+                f"null share {share:.1%} (training {reference_share:.1%})",
+            )
+        ],
     )
     if not large:
         measured.p_values["nulls"] = _binomial(rows - present, rows, reference_share)
@@ -773,22 +840,38 @@ def _report(
     large: bool,
     skipped: tuple[str, ...],
     thresholds: DriftThresholds,
+    importance: Mapping[str, Any] | None = None,
 ) -> DriftReport:
     judged = {name: f for name, f in features.items() if f.kind != "skipped"}
-    drifted = tuple(name for name, f in judged.items() if f.severity != "none")
+    drifted = tuple(name for name, f in judged.items() if f.distribution != "none")
+    quality = tuple(name for name, f in judged.items() if f.quality != "none")
     share = len(drifted) / len(judged) if judged else 0.0
-    critical = [
-        name
-        for name in thresholds.critical_features
-        if name in judged and judged[name].severity == "major"
-    ]
-    notes = [f"critical feature(s) with major drift: {', '.join(sorted(critical))}"] * bool(
-        critical
-    )
+    source: Literal["critical_features", "importance", "none"] = "none"
+    critical: list[str] = []
+    if thresholds.critical_features:
+        source, critical = "critical_features", sorted(thresholds.critical_features)
+    elif importance and isinstance(importance.get("features"), Mapping):
+        source, critical = "importance", critical_by_importance(importance["features"])
+    hit = [name for name in critical if name in judged and judged[name].distribution == "major"]
+    notes = [f"critical feature(s) with major drift: {', '.join(hit)}"] * bool(hit)
     if not judged:
         notes.append("no feature compared")
-    verdict: Verdict = "drift" if (judged and share >= thresholds.share) or critical else "no_drift"
+    fail = thresholds.data_quality_fail
+    failed = [
+        name for name in quality if fail != "never" and _RANK[judged[name].quality] >= _RANK[fail]
+    ]
+    by_share = bool(judged) and share >= thresholds.share
+    verdict: Verdict = "drift" if by_share or hit or failed else "no_drift"
     method: Literal["effect_size", "p_value"] = "effect_size" if large else "p_value"
+    decision = "; ".join(
+        [
+            f"{len(drifted)} of {len(judged)} features drifted (share {share:.2f} "
+            f"{'>=' if by_share else '<'} {thresholds.share:g})",
+            _critical_rule(source, critical, hit, importance),
+            _quality_rule(judged, quality, failed, fail),
+            f"verdict: {verdict.replace('_', ' ')}",
+        ]
+    )
     return DriftReport(
         verdict=verdict,
         rows=rows,
@@ -800,7 +883,69 @@ def _report(
         skipped=skipped,
         notes=tuple(notes),
         thresholds=thresholds,
+        data_quality=quality,
+        critical=tuple(critical),
+        critical_source=source,
+        decision=decision,
     )
+
+
+def critical_by_importance(
+    importances: Mapping[str, Any], share: float = CRITICAL_IMPORTANCE_SHARE
+) -> list[str]:
+    """The features carrying the top `share` of the (positive) importance, most important
+    first: the fewest features whose importances add up to at least `share` of the total.
+    Empty when no importance is positive (the model relies on no single feature)."""
+    positive = {
+        str(name): float(value)
+        for name, value in importances.items()
+        if isinstance(value, int | float) and math.isfinite(value) and value > 0
+    }
+    total = sum(positive.values())
+    chosen: list[str] = []
+    carried = 0.0
+    for name in sorted(positive, key=lambda n: (-positive[n], n)):
+        if carried >= share * total:
+            break
+        chosen.append(name)
+        carried += positive[name]
+    return chosen
+
+
+def _critical_rule(
+    source: str, critical: list[str], hit: list[str], importance: Mapping[str, Any] | None
+) -> str:
+    if source == "critical_features":
+        why = f"drift.critical_features: {', '.join(critical)}"
+    elif source == "importance":
+        metric = (importance or {}).get("metric")
+        why = "the top half of the served model's permutation importance" + (
+            f" ({metric})" if metric else ""
+        )
+        if not critical:
+            return f"no critical feature ({why} is zero for every feature)"
+        why += f": {', '.join(critical)}"
+    else:
+        return (
+            "no critical feature: no drift.critical_features configured and no feature "
+            "importance in the reference profile (trained before importances were recorded), "
+            "so only the share rule applies"
+        )
+    if hit:
+        return f"critical feature(s) with major drift: {', '.join(hit)} (critical by {why})"
+    return f"no critical feature drifted major (critical by {why})"
+
+
+def _quality_rule(
+    judged: Mapping[str, FeatureDrift], quality: tuple[str, ...], failed: list[str], fail: str
+) -> str:
+    if not quality:
+        return "no data-quality break"
+    breaks = ", ".join(f"{name}: {'; '.join(judged[name].quality_breaks)}" for name in quality)
+    rule = f"drift.data_quality_fail = {fail}"
+    if failed:
+        return f"data quality failed in {', '.join(failed)} ({rule}): {breaks}"
+    return f"data-quality break(s) below the failing level ({rule}): {breaks}"
 
 
 def _severity(value: float | None, limits: tuple[float, float]) -> Severity:

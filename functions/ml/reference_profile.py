@@ -5,7 +5,7 @@ Format (JSON; every number finite, missing values `null`):
 
 ```
 {
-  "format_version": 1,
+  "format_version": 2,
   "task": "classification" | "regression",
   "rows": <training rows>,
   "bins": <bins requested>,
@@ -32,9 +32,17 @@ Format (JSON; every number finite, missing values `null`):
     regression:     "mean", "std", "quantiles": {"q": [0, 1/bins, ..., 1], "values": [...]},
                     "edges", "counts"   # as for a numeric feature
   },
-  "sample": {"rows": n, "columns": [...], "records": [{column: value}, ...]}
+  "sample": {"rows": n, "columns": [...], "records": [{column: value}, ...]},
+  "importance": {                 # format 2; absent in format 1 profiles
+    "method": "permutation", "metric": <primary metric>, "rows", "repeats", "seed",
+    "features": {"<column>": <mean metric loss when shuffled>}, "std": {...},
+    "critical": [<columns carrying the top half of the importance>], "critical_share": 0.5
+  }
 }
 ```
+
+A format 1 profile (no `importance`) stays readable: the drift check then knows no importance
+and judges by the configured `critical_features` and the share rule, and says so.
 
 Binning (monitoring must bin live values exactly so): bin `i` holds the values `v` with
 `edges[i] <= v < edges[i + 1]`, except that the first bin extends down to -inf and the last
@@ -60,7 +68,7 @@ from functions.common.sensitive import hash_value
 from functions.ml.features import model_frame, target_array
 from functions.ml.onnx_input import MISSING_CATEGORY, Prediction
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAX_CATEGORIES = 1_000
 
 
@@ -162,9 +170,12 @@ def reference_profile(
     sample_rows: int,
     seed: int,
     bins: int = 10,
+    importance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The reference profile of the training split and the held-out predictions (format in the
-    module docstring). JSON-safe: `json.dumps(profile, allow_nan=False)` works."""
+    module docstring), with the served model's `importance`
+    (`functions.ml.importance.permutation_importances`) when given. JSON-safe:
+    `json.dumps(profile, allow_nan=False)` works."""
     if bins < 1:
         raise ValueError(f"bins must be at least 1, got {bins}")
     task = Task(task)
@@ -176,7 +187,7 @@ def reference_profile(
         for name, kind in schema.items()
     }
     y = target_array(train, target, task)
-    return {
+    profile = {
         "format_version": FORMAT_VERSION,
         "task": task.value,
         "rows": len(train),
@@ -189,6 +200,9 @@ def reference_profile(
         "predictions": _prediction_profile(predictions, bins),
         "sample": _sample(features.assign(**{target: y}), sample_rows, seed),
     }
+    if importance is not None:
+        profile["importance"] = dict(importance)
+    return profile
 
 
 def _prediction_profile(predictions: Prediction, bins: int) -> dict[str, Any]:

@@ -58,7 +58,7 @@ _FACTORIES: dict[tuple[Task, str], Callable[[], BaseEstimator]] = {
 _DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"logistic_regression": {"max_iter": 1000}}
 _SCALED = frozenset({"logistic_regression", "linear_regression", "ridge"})
 # GridSearchCV scorer names of the primary metrics (scikit-learn negates losses).
-_SCORERS = {"roc_auc": "roc_auc", "f1_macro": "f1_macro", "rmse": "neg_root_mean_squared_error"}
+SCORERS = {"roc_auc": "roc_auc", "f1_macro": "f1_macro", "rmse": "neg_root_mean_squared_error"}
 
 
 @dataclass(frozen=True)
@@ -269,7 +269,7 @@ def fit_model(
     search = GridSearchCV(
         pipeline,
         {f"{MODEL_STEP}__{name}": list(values) for name, values in model.grid.items()},
-        scoring=_SCORERS[metric],
+        scoring=SCORERS[metric],
         cv=folds,
         refit=True,
         error_score="raise",

@@ -197,6 +197,8 @@ def summary(result: Mapping[str, Any]) -> dict[str, Any]:
         "verdict": result["verdict"],
         "rows": result["window"]["rows"],
         "drifted": list(first["drifted"]) if first else [],
+        "data_quality": list(first.get("data_quality") or []) if first else [],
+        "decision": first.get("decision") if first else None,
         "result_key": result["result_key"],
         "report_key": result["report_key"],
         "retrain": result["retrain"],
@@ -324,7 +326,12 @@ def _triggers(result: Mapping[str, Any]) -> list[str]:
     triggers = []
     if result["verdict"] == "drift":
         drifted = sorted(
-            {name for v in result["versions"] if v["report"] for name in v["report"]["drifted"]}
+            {
+                name
+                for v in result["versions"]
+                if v["report"]
+                for name in [*v["report"]["drifted"], *(v["report"].get("data_quality") or [])]
+            }
         )
         triggers.append(f"data drift in {', '.join(drifted)}")
     performance = result["performance"]

@@ -169,6 +169,11 @@ def _version_section(version: Mapping[str, Any]) -> str:
         f"<p>{_count(version.get('rows'))} row(s); {len(drifted)} of {len(judged)} feature(s) "
         f"drifted; judged by {_text(report.get('method'))}</p>"
     )
+    if report.get("decision"):
+        head += f'<p class="decision"><strong>Decision:</strong> {_text(report["decision"])}</p>'
+    quality = report.get("data_quality") or []
+    if quality:
+        head += f"<p>Data-quality breaks: {_text(', '.join(map(str, quality)))}</p>"
     parts = [head, _notes(report.get("notes"))]
     skipped = report.get("skipped") or []
     if skipped:
@@ -186,7 +191,14 @@ def _version_section(version: Mapping[str, Any]) -> str:
 def _feature_table(features: Sequence[Mapping[str, Any]], prediction: Any) -> str:
     head = "".join(
         f"<th>{label}</th>"
-        for label in ("feature", "kind", "severity", "score", *(s[1] for s in STATISTICS))
+        for label in (
+            "feature",
+            "kind",
+            "severity",
+            "data quality",
+            "score",
+            *(s[1] for s in STATISTICS),
+        )
     )
     rows = []
     for feature in features:
@@ -198,6 +210,7 @@ def _feature_table(features: Sequence[Mapping[str, Any]], prediction: Any) -> st
             f"<td>{name}</td>",
             f"<td>{_text(feature.get('kind'))}</td>",
             f"<td>{_badge(feature.get('severity'))}</td>",
+            f"<td>{_quality(feature)}</td>",
             _num_cell(feature.get("score")),
             *(_num_cell(statistics.get(key)) for key, _ in STATISTICS),
             f"<td>{_p_values(feature.get('p_values'))}</td>",
@@ -208,6 +221,15 @@ def _feature_table(features: Sequence[Mapping[str, Any]], prediction: Any) -> st
         f"<table><thead><tr>{head}<th>p-values</th><th>notes</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def _quality(feature: Mapping[str, Any]) -> str:
+    """The feature's data-quality severity and what broke ("-" in results before it existed)."""
+    if "quality" not in feature:
+        return "-"
+    breaks = feature.get("quality_breaks") or []
+    detail = f" {_text('; '.join(map(str, breaks)))}" if breaks else ""
+    return f"{_badge(feature.get('quality'))}{detail}"
 
 
 def _p_values(p_values: Mapping[str, Any] | None) -> str:

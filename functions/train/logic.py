@@ -27,6 +27,7 @@ from functions.common.observability import logger, metrics
 from functions.common.registry import DatasetRegistry
 from functions.common.settings import stage_settings
 from functions.common.storage import ObjectStore
+from functions.ml.importance import permutation_importances
 from functions.ml.onnx_model import (
     OnnxModel,
     ParityReport,
@@ -214,7 +215,8 @@ def fit_candidate(
     config: MlopsConfig,
     stopwatch: Stopwatch,
 ) -> Candidate:
-    """Split, fit, export to ONNX, check parity and profile: the storage-free core of a run,
+    """Split, fit, export to ONNX, check parity, measure permutation importances on the
+    held-out rows and profile: the storage-free core of a run,
     shared by the train stage and `mlops train-local`. Laps go into `stopwatch`."""
     lap = time.perf_counter()
     model_config = config.model
@@ -240,6 +242,10 @@ def fit_candidate(
     )
     lap = stopwatch.lap("parity", lap)
     predictions = model.predict(split.test)
+    importance = permutation_importances(
+        fitted.pipeline, split.test, target=target, task=task, schema=schema, seed=model_config.seed
+    )
+    lap = stopwatch.lap("importance", lap)
     dataset = config.dataset
     monitored, monitored_schema = sensitive_view(
         split.train, schema, dataset.sensitive, dataset.hash_salt
@@ -252,6 +258,7 @@ def fit_candidate(
         task=task,
         sample_rows=model_config.reference_sample_rows,
         seed=model_config.seed,
+        importance=importance,
     )
     stopwatch.lap("profile", lap)
     return Candidate(split, fitted, onnx_bytes, signature, parity, profile)

@@ -210,10 +210,6 @@ def test_drift_run_and_show_from_the_cli(loop: Loop) -> None:
     assert "monthly_charges" in table and "major" in table
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 12: a data-quality break or a critical feature is called no drift",
-)
 def test_a_data_quality_break_or_a_critical_feature_is_drift_and_the_cli_says_why(
     loop: Loop,
 ) -> None:

@@ -171,6 +171,7 @@ def test_grid_search_is_kept_small(tmp_path: Path) -> None:
         ("min_rows = 5000", "must not exceed large_window"),
         ('critical_features = ["price"]', "drift.critical_features names column(s) not in"),
         ('sensitive = { units = "hash" }', "drift.sensitive moved to [dataset] sensitive"),
+        ('data_quality_fail = "always"', "drift.data_quality_fail"),
     ],
 )
 def test_bad_drift_settings_name_the_key(tmp_path: Path, drift: str, problem: str) -> None:
@@ -192,6 +193,7 @@ def test_drift_settings_load_with_their_thresholds(tmp_path: Path) -> None:
     assert drift.js == (0.05, 0.15) and drift.window_hours == 24
     assert drift.critical_features == ["units"]
     assert drift.retrain_schedule == "rate(7 days)"
+    assert drift.data_quality_fail == "major"
 
 
 @pytest.mark.parametrize(

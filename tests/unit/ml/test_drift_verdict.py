@@ -103,10 +103,6 @@ def _shifted_penguins(rows: int = 1_000) -> dict[str, Any]:
     return _columns(traffic, PENGUIN_SCHEMA)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 12: verdict ignores model importance and data quality",
-)
 def test_training_stores_permutation_importances_in_the_reference_profile() -> None:
     importance = _penguin_profile()["importance"]
 
@@ -118,10 +114,6 @@ def test_training_stores_permutation_importances_in_the_reference_profile() -> N
     assert importance["critical"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 12: verdict ignores model importance and data quality",
-)
 def test_a_major_drift_of_what_the_model_relies_on_is_dataset_drift() -> None:
     report = compare(_penguin_profile(), _shifted_penguins())
 
@@ -134,10 +126,6 @@ def test_a_major_drift_of_what_the_model_relies_on_is_dataset_drift() -> None:
     assert report.to_dict()["decision"] == report.decision
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 12: verdict ignores model importance and data quality",
-)
 def test_without_drift_the_decision_names_the_rule_it_applied() -> None:
     report = compare(_penguin_profile(), _columns(_penguins(1_000, seed=51), PENGUIN_SCHEMA))
 
@@ -146,10 +134,6 @@ def test_without_drift_the_decision_names_the_rule_it_applied() -> None:
     assert "no critical feature drifted" in report.decision
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 12: verdict ignores model importance and data quality",
-)
 def test_configured_critical_features_win_over_importances() -> None:
     thresholds = DriftThresholds(
         critical_features=frozenset({"body_mass_g"}), data_quality_fail="never"
@@ -180,10 +164,6 @@ def _churn_profile() -> dict[str, Any]:
     return profile
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 12: verdict ignores model importance and data quality",
-)
 def test_an_old_profile_without_importances_falls_back_to_the_share_rule_and_says_so() -> None:
     columns = _columns(churn_frame(1_000, seed=9), CHURN_SCHEMA)
     profile = _churn_profile()
@@ -196,10 +176,6 @@ def test_an_old_profile_without_importances_falls_back_to_the_share_rule_and_say
     assert "no feature importance" in report.decision
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 12: verdict ignores model importance and data quality",
-)
 def test_data_quality_breaks_are_counted_apart_and_fail_the_check_whatever_the_share() -> None:
     frame = churn_frame(1_000, seed=9)
     frame.loc[frame.index[::2], "age"] = np.nan  # 50 % nulls

@@ -362,3 +362,19 @@ def test_a_version_without_a_reference_profile_says_why_it_was_not_compared() ->
     assert "25 row(s), not compared: version 7 has no reference profile" in text
     assert "640 labelled row(s) of model version 3" in text
     assert "12 labelled row(s) < dataset.min_rows 100" in text
+
+
+def test_the_report_states_the_decision_rule_and_the_data_quality_breaks() -> None:
+    window = _columns(churn_frame(1_000, seed=103))
+    window["age"] = np.where(np.arange(1_000) % 2 == 0, np.nan, window["age"])
+    report = compare(_reference(), window).to_dict()
+    result = _result()
+    result["versions"] = [{"model_version": 4, "rows": 1_000, "report": report}]
+
+    text = Page(render_html(result)).visible()
+
+    assert report["verdict"] == "drift" and report["data_quality"] == ["age"]
+    assert report["decision"] in text
+    assert "0 of 9 features drifted (share 0.00 < 0.3)" in text
+    assert "Data-quality breaks: age" in text
+    assert re.search(r"age: null share 5\d\.\d% \(training \d\.\d%\) \(major\)", text)
