@@ -4,8 +4,10 @@ the local cloud or on AWS (the same target options as `mlops models`).
 `run` takes a local folder (or file), whose files are uploaded under `batch/in/<job>/`, or a
 prefix already in the data bucket (`s3://<bucket>/batch/in/<job>/` or `batch/in/<job>/`), and
 starts the state machine on the job directly (no `_START` marker is written, so the job is not
-started twice). Exit codes: 0 done, 1 the target refused or the job failed, 2 bad arguments or
-an invalid config.
+started twice). Exit codes of `run --wait` follow the job's status: 0 succeeded, 3 partial (some
+rows rejected or items failed, within `[batch] max_rejected_share` and
+`tolerated_failure_percentage`), 1 failed (or the target refused); 2 bad arguments or an
+invalid config. `run` without `--wait` exits 0 once the job is started.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ BATCH_STATE_MACHINE_OUTPUT = "BatchStateMachineArn"
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 _STATUS_STYLE = {"succeeded": "green", "partial": "yellow", "failed": "bold red"}
 _REJECT_SAMPLES = 5
+PARTIAL_EXIT_CODE = 3
+"""`batch run --wait` on a job that ended `partial`."""
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -184,9 +188,14 @@ def batch_run(
         manifest = _manifest(target, bucket, name, required=False)
     if manifest is not None:
         _print_manifest(target, bucket, manifest)
+        status = manifest.get("status")
+        if status == "failed" and manifest.get("status_reason"):
+            raise _fail(f"the batch job failed: {manifest['status_reason']}"[:500])
     if described["status"] != "SUCCEEDED":
         cause = described.get("cause") or described.get("error") or ""
         raise _fail(f"the batch job ended {described['status']}: {cause}"[:500])
+    if manifest is not None and manifest.get("status") == "partial":
+        raise typer.Exit(PARTIAL_EXIT_CODE)
 
 
 def _wait(sfn: Any, arn: str, timeout: float) -> dict[str, Any]:
@@ -235,9 +244,12 @@ def batch_show(
 def _print_manifest(target: Target, bucket: str, manifest: Mapping[str, Any]) -> None:
     status = str(manifest["status"])
     style = _STATUS_STYLE.get(status, "")
+    reason = manifest.get("status_reason")
     console.print(
-        f"job {escape(manifest['job'])}: [{style}]{status}[/{style}], model "
-        f"{escape(manifest['model_name'])} version {manifest['model_version']}"
+        f"job {escape(manifest['job'])}: [{style}]{status}[/{style}]"
+        + (f": {escape(str(reason))}" if reason else "")
+        + f"; model {escape(manifest['model_name'])} version {manifest['model_version']}",
+        soft_wrap=True,
     )
     table = Table("file", "rows", "scored", "rejected", "not scored", "items", "failed items")
     for file in manifest["per_file"]:

@@ -153,7 +153,13 @@ class BatchManifest(_Contract):
 
     job: str
     status: Literal["succeeded", "partial", "failed"]
-    """partial: some items failed, within `[batch] tolerated_failure_percentage`."""
+    """succeeded: every row scored. partial: some rows rejected (at most `[batch]
+    max_rejected_share` of them), items failed within `tolerated_failure_percentage`, or files
+    unreadable. failed: no row scored, more rows rejected than `max_rejected_share`, or more
+    items failed than tolerated."""
+    status_reason: str
+    """Why, in a sentence: `6 of 13,000 rows rejected (share 0.0462% <= max_rejected_share
+    10%)`, `no row was scored: 58 of 58 rows rejected (missing_feature 58)`."""
     model_name: str
     model_version: int
     execution: str | None = None

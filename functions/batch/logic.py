@@ -52,7 +52,7 @@ from functions.batch.contracts import (
     manifest_key,
 )
 from functions.batch.scoring import Checked, check_rows, score
-from functions.common.config import MlopsConfig, deployed_config
+from functions.common.config import BatchConfig, MlopsConfig, deployed_config
 from functions.common.model_registry import PRODUCTION, ModelRegistry
 from functions.common.observability import logger
 from functions.common.settings import stage_settings
@@ -515,12 +515,23 @@ def finalize(
     finished = datetime.now(UTC)
     wall = (finished - datetime.fromisoformat(plan_result.planned_at)).total_seconds()
     wall = max(wall, plan_result.plan_seconds)
-    status: Literal["succeeded", "partial", "failed"] = (
-        "failed" if error else ("partial" if failed or plan_result.unreadable else "succeeded")
+    not_scored = sum(file.not_scored for file in files)
+    status, reason = job_status(
+        rows=sum(file.rows for file in files),
+        scored=scored,
+        rejected=rejected,
+        rejects_by_error=by_error,
+        failed_items=len(failed),
+        items=len(items),
+        not_scored=not_scored,
+        unreadable=[file.key for file in plan_result.unreadable],
+        error=error,
+        batch=adapters.config.batch,
     )
     manifest = BatchManifest(
         job=job,
         status=status,
+        status_reason=reason,
         model_name=plan_result.model_name,
         model_version=plan_result.model_version,
         execution=execution,
@@ -528,7 +539,7 @@ def finalize(
         rows=sum(file.rows for file in files),
         scored=scored,
         rejected=rejected,
-        not_scored=sum(file.not_scored for file in files),
+        not_scored=not_scored,
         items=len(items),
         failed_items=failed,
         rejects_by_error=by_error,
@@ -553,6 +564,66 @@ def finalize(
     )
     logger.info(
         "Batch job finalized",
-        extra={"job": job, "status": status, "rows": manifest.rows, "scored": scored},
+        extra={"job": job, "status": status, "reason": reason, "scored": scored},
     )
     return manifest
+
+
+def _share(value: float) -> str:
+    return f"{value * 100:.3g}%"
+
+
+def job_status(
+    *,
+    rows: int,
+    scored: int,
+    rejected: int,
+    rejects_by_error: dict[str, int],
+    failed_items: int,
+    items: int,
+    not_scored: int,
+    unreadable: list[str],
+    error: dict[str, Any] | None,
+    batch: BatchConfig,
+) -> tuple[Literal["succeeded", "partial", "failed"], str]:
+    """A job's status and the sentence that says why.
+
+    failed: the map failed (more items failed than `tolerated_failure_percentage`), no row was
+    scored, or more than `max_rejected_share` of the rows were rejected; partial: rows were
+    rejected (within the share), items failed (within the tolerance) or files were
+    unreadable; succeeded: every row of every file scored."""
+    others = []
+    if failed_items:
+        others.append(
+            f"{failed_items:,} of {items:,} items failed after their retries "
+            f"({not_scored:,} rows not scored; tolerated_failure_percentage "
+            f"{batch.tolerated_failure_percentage:g}%)"
+        )
+    if unreadable:
+        others.append(f"{len(unreadable)} unreadable file(s): {', '.join(unreadable)[:300]}")
+    if error:
+        rejects = [f"{rejected:,} of {rows:,} rows rejected"] if rejected else []
+        return "failed", "; ".join(
+            [f"the map failed ({error.get('Error', 'error')})", *rejects, *others]
+        )
+    if not scored:
+        by_error = ", ".join(
+            f"{name} {count:,}"
+            for name, count in sorted(rejects_by_error.items(), key=lambda item: -item[1])
+        )
+        causes = [f"{rejected:,} of {rows:,} rows rejected ({by_error})"] if rejected else []
+        causes += others
+        return "failed", "no row was scored: " + ("; ".join(causes) or "the files hold no rows")
+    share = rejected / rows
+    too_many = share > batch.max_rejected_share
+    if rejected:
+        others.insert(
+            0,
+            f"{rejected:,} of {rows:,} rows rejected (share {_share(share)} "
+            f"{'>' if too_many else '<='} max_rejected_share {_share(batch.max_rejected_share)})",
+        )
+    if too_many:
+        return "failed", "; ".join(others)
+    if others:
+        return "partial", "; ".join(others)
+    return "succeeded", f"all {rows:,} rows scored"

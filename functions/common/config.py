@@ -425,6 +425,9 @@ class BatchConfig(_Section):
     tolerated_failure_percentage: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
     """Share of map items (in %) that may fail (after retries) before the whole job fails; 0:
     any failed item fails the job. Rows of a failed item are counted as `not_scored`."""
+    max_rejected_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    """Share of the job's rows (0-1) that may be rejected (bad values, unreadable records) for
+    the job to end `partial`; above it the job is `failed`, as is a job that scored no row."""
     memory_mb: Annotated[int, Field(ge=512, le=10240)] = 2048
     timeout_seconds: Annotated[int, Field(ge=30, le=900)] = 300
     """Of the batch-score function. Up to 120 s the map's child workflows are EXPRESS

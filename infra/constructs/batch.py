@@ -4,7 +4,10 @@ or `mlops batch run`, starts a Step Functions state machine:
     Record execution -> Plan -> Score (Distributed Map over the planned items, read from S3)
         -> Finalize (manifest) -> Job failed? -> Done | Notify -> Failed
     Plan or Finalize failing -> Notify -> Failed; the map failing (more failed items than
-    `[batch] tolerated_failure_percentage`) -> Finalize (manifest with status failed) -> Notify
+    `[batch] tolerated_failure_percentage`) -> Finalize (manifest with status failed) -> Notify;
+    a job Finalize judges failed (no row scored, more rows rejected than `[batch]
+    max_rejected_share`) -> Notify -> Failed with error `BatchJobFailed` and the manifest's
+    `status_reason` as cause
 
 Why a marker and not every object: a job is a folder of files, uploaded one by one; an
 execution per object would score each file as its own job. The marker is written last (the
@@ -203,9 +206,22 @@ class BatchInference(Construct):
         plan.add_catch(on_failure, errors=[sfn.Errors.ALL], result_path="$.error")
         finalize.add_catch(on_failure, errors=[sfn.Errors.ALL], result_path="$.error")
         score_map.add_catch(finalize, errors=[sfn.Errors.ALL], result_path="$.error")
+        job_failed = sfn.Condition.string_equals("$.manifest.status", "failed")
+        # A job judged failed without a map error (no row scored, too many rows rejected):
+        # the manifest's reason becomes the error that Notify and Failed report.
+        judged = sfn.Pass(
+            self,
+            "Job judged failed",
+            parameters={
+                "Error": "BatchJobFailed",
+                "Cause": sfn.JsonPath.string_at("$.manifest.status_reason"),
+            },
+            result_path="$.error",
+        ).next(on_failure)
         finalize.next(
             sfn.Choice(self, "Job failed?")
-            .when(sfn.Condition.string_equals("$.manifest.status", "failed"), on_failure)
+            .when(sfn.Condition.and_(job_failed, sfn.Condition.is_present("$.error")), on_failure)
+            .when(job_failed, judged)
             .otherwise(sfn.Succeed(self, "Done"))
         )
         definition = (

@@ -53,7 +53,11 @@ def test_plan_map_finalize_and_every_failure_notifies_then_fails(resources: Reso
         assert states[name]["Catch"][0]["Next"] == "Notify"
         assert any("StorageError" in r["ErrorEquals"] for r in states[name]["Retry"])
     choice = states["Job failed?"]
-    assert choice["Choices"][0]["Next"] == "Notify"
+    # A failed map's error, or the reason Finalize judged the job failed, is what Notify sends.
+    assert [c["Next"] for c in choice["Choices"]] == ["Notify", "Job judged failed"]
+    judged = states["Job judged failed"]
+    assert judged["Parameters"]["Cause.$"] == "$.manifest.status_reason"
+    assert judged["ResultPath"] == "$.error" and judged["Next"] == "Notify"
     assert states["Notify"]["Next"] == "Failed" and states["Failed"]["Type"] == "Fail"
 
 
