@@ -1,12 +1,19 @@
 """`GET /openapi.json`: an OpenAPI 3.0 document of every route, with the live model's input
-schema as the instance object (one property per feature, required, nullable)."""
+schema as the instance object (one property per feature, required, nullable).
+
+The schemas accept what `functions.predict.validation` accepts: numbers within float32's range,
+categorical values as strings or as numbers taken as their decimal string, and feedback
+request ids of the form the feedback route checks."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from functions.common.config import ServingConfig
+from functions.predict.feedback import _REQUEST_ID as REQUEST_ID
 from functions.predict.model_store import ServingModel
+from functions.predict.validation import FLOAT32_MAX
 
 _JSON = "application/json"
 
@@ -28,12 +35,16 @@ def instance_schema(model: ServingModel | None, serving: ServingConfig) -> dict[
     properties: dict[str, Any] = {}
     for spec in model.signature["inputs"]:
         if spec["type"] == "categorical":
-            schema: dict[str, Any] = {"type": "string", "nullable": True}
-            if serving.unseen_categories == "reject" and spec.get("categories"):
-                schema["enum"] = [*spec["categories"], "", None]
+            schema = _categorical(spec.get("categories"), serving)
         else:
-            schema = {"type": "number", "format": "float", "nullable": True}
-        schema["description"] = f"{spec['type']} feature; null means missing (imputed)"
+            schema = {
+                "type": "number",
+                "format": "float",
+                "nullable": True,
+                "minimum": -FLOAT32_MAX,
+                "maximum": FLOAT32_MAX,
+                "description": "numeric feature; null means missing (imputed)",
+            }
         properties[spec["name"]] = schema
     return {
         "type": "object",
@@ -41,6 +52,34 @@ def instance_schema(model: ServingModel | None, serving: ServingConfig) -> dict[
         "required": list(properties),
         "additionalProperties": False,
     }
+
+
+def _categorical(categories: list[str] | None, serving: ServingConfig) -> dict[str, Any]:
+    """A string; a number is taken as its decimal string (`7` -> `"7"`). With unseen
+    categories refused, only the training categories (and the numbers spelling one)."""
+    text: dict[str, Any] = {"type": "string", "nullable": True}
+    number: dict[str, Any] | None = {"type": "number"}
+    if serving.unseen_categories == "reject" and categories:
+        text["enum"] = [*categories, "", None]
+        spelled = [value for value in map(_number, categories) if value is not None]
+        number = {"type": "number", "enum": spelled} if spelled else None
+    return {
+        "anyOf": [text, number] if number else [text],
+        "description": "categorical feature: a string (an integer or finite number is "
+        'taken as its decimal string, 7 -> "7"); null or "" means missing (imputed)',
+    }
+
+
+def _number(category: str) -> int | float | None:
+    """The JSON number whose decimal string is `category`, if there is one."""
+    for parse in (int, float):
+        try:
+            value = parse(category)
+        except ValueError:
+            continue
+        if str(value) == category and math.isfinite(value):
+            return value
+    return None
 
 
 def document(model: ServingModel | None, serving: ServingConfig) -> dict[str, Any]:
@@ -114,7 +153,12 @@ def document(model: ServingModel | None, serving: ServingConfig) -> dict[str, An
                         "type": "object",
                         "required": ["request_id", "row", "label"],
                         "properties": {
-                            "request_id": {"type": "string"},
+                            "request_id": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": 128,
+                                "pattern": REQUEST_ID.pattern,
+                            },
                             "row": {"type": "integer", "minimum": 0},
                             "label": {
                                 "oneOf": [

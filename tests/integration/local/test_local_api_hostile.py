@@ -75,9 +75,6 @@ def _json_refusal(answer: tuple[int | None, dict[str, str], bytes], status: int)
     return str(document["message"])
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 16 item 14: a bad Content-Length drops the connection"
-)
 @pytest.mark.parametrize("value", ["abc", "-5", "0x10", "1 2", "5, 6"])
 def test_a_content_length_that_is_not_a_byte_count_is_a_json_400(
     adapter: ApiAdapter, value: str
@@ -89,7 +86,6 @@ def test_a_content_length_that_is_not_a_byte_count_is_a_json_400(
     assert "Content-Length" in message and repr(value) in message
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 14: unknown methods get an HTML page")
 def test_trace_is_a_json_405_and_an_unknown_method_a_json_501(adapter: ApiAdapter) -> None:
     trace = _exchange(adapter, b"TRACE /items HTTP/1.1\r\nHost: x\r\n\r\n")
     assert _json_refusal(trace, 405) == "Method Not Allowed"
@@ -99,14 +95,12 @@ def test_trace_is_a_json_405_and_an_unknown_method_a_json_501(adapter: ApiAdapte
     assert "BREW" in _json_refusal(brew, 501)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 14: protocol errors get an HTML page")
 def test_a_malformed_request_line_is_a_json_400(adapter: ApiAdapter) -> None:
     answer = _exchange(adapter, b"GET /items HTTP/1.1 extra\r\nHost: x\r\n\r\n")
 
     assert _json_refusal(answer, 400)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 14: no body-size limit")
 def test_a_body_over_the_limit_is_a_json_413_before_it_is_read(adapter: ApiAdapter) -> None:
     over = 10 * 1024 * 1024 + 1
     request = f"POST /items HTTP/1.1\r\nHost: x\r\nContent-Length: {over}\r\n\r\n"
@@ -117,7 +111,6 @@ def test_a_body_over_the_limit_is_a_json_413_before_it_is_read(adapter: ApiAdapt
     assert f"{over:,}" in message and "10,485,760" in message
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 14: no read timeout")
 def test_a_client_that_stops_sending_its_body_gets_a_json_408(adapter: ApiAdapter) -> None:
     adapter.read_timeout_seconds = 0.5
     request = b"POST /items HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten.."
@@ -127,7 +120,6 @@ def test_a_client_that_stops_sending_its_body_gets_a_json_408(adapter: ApiAdapte
     assert "0.5 s" in message
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 14: no read timeout")
 def test_a_client_that_stops_sending_its_headers_gets_a_json_408(adapter: ApiAdapter) -> None:
     adapter.read_timeout_seconds = 0.5
 
