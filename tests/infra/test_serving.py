@@ -286,9 +286,6 @@ def test_auth_none_without_an_explicit_reason_fails_synth(
         build_app(outdir=str(tmp_path / "cdk.out"), context={"commit": "abc"})
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 16 item 15: README says API Gateway validates bodies; it does not"
-)
 def test_readme_says_what_api_gateway_validates_as_the_template_has_it(
     resources: Resources,
 ) -> None:

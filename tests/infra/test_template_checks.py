@@ -64,7 +64,6 @@ def test_cfn_lint_finds_no_errors(cfn_lint_findings: list[Finding]) -> None:
         )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 15: README's W3005 count is stale")
 def test_readme_counts_the_cfn_lint_warnings_each_stack_has(
     cfn_lint_findings: list[Finding],
 ) -> None:
