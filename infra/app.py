@@ -1,13 +1,15 @@
 """The CDK app: `python3 -m infra.app` (or `cdk synth`) writes cdk.out/ without Docker or AWS
 credentials. Context: `stage` (one stack, `<project>-<stage>`; without it, one stack per stage
 configured under `[stages]`), `commit` (the code version stamped into every function; the
-Makefile passes it, the app itself runs no git)."""
+Makefile passes it, the app itself runs no git). Beside the assembly it records the config file
+and sources it read (`infra.synth_inputs`), so `mlops local up` can tell a stale one."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -17,6 +19,7 @@ from functions.common.config import ConfigError, load_config
 from infra.config import REPO_ROOT, deploy_config
 from infra.layers import LayerBuildError
 from infra.stacks.mlops_stack import MlopsStack
+from infra.synth_inputs import synth_inputs, write_stamp
 
 
 def _cdk_json_context() -> dict[str, Any]:
@@ -42,6 +45,7 @@ def build_app(outdir: str | None = None, context: dict[str, Any] | None = None) 
 
 
 def main() -> None:
+    inputs = synth_inputs(REPO_ROOT)  # before reading them: an edit during synth makes it stale
     try:
         app = build_app()
     except ConfigError as exc:
@@ -51,6 +55,7 @@ def main() -> None:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     app.synth()
+    write_stamp(Path(app.outdir), inputs)
 
 
 if __name__ == "__main__":

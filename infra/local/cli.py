@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -13,12 +14,13 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from functions.common.config import CONFIG_JSON_ENV
 from infra.local.api_adapter import DEFAULT_API_PORT
-from infra.local.assembly import AssemblyError, load_stack
+from infra.local.assembly import AssemblyError, load_stack, stack_names
 from infra.local.cloud import REPO_ROOT, LocalCloud
 from infra.local.resources import DeployError
 from infra.local.server import DEFAULT_HOST, DEFAULT_PORT
-from infra.local.synth import SynthError, is_stale, synthesize
+from infra.local.synth import SynthError, stale_reason, synthesize
 
 app = typer.Typer(help="The Docker-free local cloud (moto).", no_args_is_help=True)
 console = Console()
@@ -34,8 +36,13 @@ def up(
     cdk_out: Annotated[Path, typer.Option(help="The synthesized cloud assembly.")] = Path(
         "cdk.out"
     ),
+    stage: Annotated[
+        str | None,
+        typer.Option(help="Stage to deploy: its stack <project>-<stage> (default: dev)."),
+    ] = None,
     stack: Annotated[
-        str | None, typer.Option(help="Stack to deploy (default: the only one).")
+        str | None,
+        typer.Option(help="Stack to deploy, by name (default: the stack of --stage)."),
     ] = None,
     state_dir: Annotated[Path, typer.Option(help="Where outputs.json is written.")] = Path(
         ".mlops/local"
@@ -44,7 +51,9 @@ def up(
         bool | None,
         typer.Option(
             "--synth/--no-synth",
-            help="Synthesize first (default: only if cdk.out is missing or stale).",
+            help="Synthesize first (default: only if cdk.out is missing or stale: it lacks "
+            "the stage's stack, or was synthesized from another config file, or the config "
+            "or the app's sources changed since).",
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")] = False,
@@ -57,16 +66,18 @@ def up(
         ),
     ] = False,
 ) -> None:
-    """Deploy the stack into moto at http://HOST:PORT and stay in the foreground (Ctrl-C).
-    Functions run in function workers, as Lambda runs them (their runtime's Python, only their
-    packages, their memory, timeout and /tmp limits), one environment of each initialised
-    right away."""
+    """Deploy the stage's stack (dev unless --stage names another) into moto at
+    http://HOST:PORT and stay in the foreground (Ctrl-C). Functions run in function workers,
+    as Lambda runs them (their runtime's Python, only their packages, their memory, timeout
+    and /tmp limits), one environment of each initialised right away."""
     _configure_logging(verbose)
     functions = "inprocess" if in_process else _workers_or_say_why_not()
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    _synthesize_if_needed(cdk_out, synth)
+    stage, stack = _stage_and_stack(stage, stack)
+    _synthesize_if_needed(cdk_out, synth, stage, stack)
+    _say_which_stack(cdk_out, stage, stack)
     try:
         with console.status("Deploying into moto..."):
             cloud = LocalCloud.start(
@@ -84,7 +95,7 @@ def up(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     try:
-        _summary(cloud, state_dir)
+        _summary(cloud, state_dir, cdk_out, stack)
         stop.wait()
         console.print("Stopping the local cloud...")
     finally:
@@ -158,20 +169,68 @@ def _configure_logging(verbose: bool) -> None:
         logging.getLogger("infra.local.eventbridge").setLevel(logging.INFO)
 
 
-def _synthesize_if_needed(cdk_out: Path, synth: bool | None) -> None:
+def _stage_and_stack(stage: str | None, stack: str | None) -> tuple[str, str]:
+    """The stage to synthesize and the stack to deploy: --stack as given, else the stack of
+    --stage (default dev) in the config in use; an unknown stage or a bad config exits 2."""
+    from functions.common.config import ConfigError, load_config
+
+    stage = stage or "dev"
+    try:
+        config = load_config()
+        config.stage(stage)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    return stage, stack or config.stack_name(stage)
+
+
+def _synthesize_if_needed(cdk_out: Path, synth: bool | None, stage: str, stack: str) -> None:
+    """Synthesize `stage` into cdk_out when asked to, or (by default) when cdk.out is stale,
+    saying why; with --no-synth, warn about a stale cdk.out and deploy it."""
+    reason = _stale_reason(cdk_out, stack) if synth is not True else "--synth"
+    if reason is None:
+        return
     if synth is False:
+        console.print(
+            f"[yellow]warning:[/yellow] deploying {cdk_out} as --no-synth asks, but it is "
+            f"stale: {reason}",
+            highlight=False,
+            soft_wrap=True,
+        )
         return
-    if synth is None and not is_stale(cdk_out, REPO_ROOT):
-        return
-    with console.status("Synthesizing the CDK app (python -m infra.app)..."):
+    console.print(f"Synthesizing stage {stage} into {cdk_out}: {reason}", highlight=False)
+    with console.status(f"Synthesizing the CDK app (python -m infra.app, stage {stage})..."):
         try:
-            synthesize(REPO_ROOT, cdk_out.resolve())
+            synthesize(REPO_ROOT, cdk_out.resolve(), {"stage": stage})
         except SynthError as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None
 
 
-def _summary(cloud: LocalCloud, state_dir: Path) -> None:
+def _stale_reason(cdk_out: Path, stack: str) -> str | None:
+    reason = stale_reason(cdk_out, REPO_ROOT)
+    if reason is not None:
+        return reason
+    try:
+        names = stack_names(cdk_out)
+    except AssemblyError as exc:
+        return str(exc)
+    if stack not in names:
+        return f"{cdk_out} holds no stack {stack} (it holds: {', '.join(names) or 'none'})"
+    return None
+
+
+def _say_which_stack(cdk_out: Path, stage: str, stack: str) -> None:
+    """Name the stack about to be deployed, and the other stacks the assembly holds."""
+    try:
+        others = [name for name in stack_names(cdk_out) if name != stack]
+    except AssemblyError:
+        others = []
+    also = f"; {cdk_out} also holds {', '.join(others)} (--stage picks another)" if others else ""
+    console.print(f"Deploying stack {stack} (stage {stage}){also}", highlight=False)
+
+
+def _summary(cloud: LocalCloud, state_dir: Path, cdk_out: Path, stack: str) -> None:
     outputs: dict[str, Any] = cloud.outputs
     table = Table(title=f"Stack {cloud.deployment.stack_name if cloud.deployment else ''}")
     table.add_column("Output", style="bold", no_wrap=True)
@@ -193,12 +252,13 @@ def _summary(cloud: LocalCloud, state_dir: Path) -> None:
             f"API:      [bold]{outputs['ApiUrl']}[/bold]  (mlops predict --file rows.json)"
         )
     bucket = outputs.get("DataBucketName", "<bucket>")
+    dataset = _dataset(cdk_out, stack)
     machine = outputs.get("PipelineStateMachineArn", "<state-machine-arn>")
     console.print("\nTry it (fake credentials work; the region is us-east-1):", style="bold")
     console.print(
         "  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
         "AWS_DEFAULT_REGION=us-east-1\n"
-        f"  aws --endpoint-url {endpoint} s3 cp data.csv s3://{bucket}/raw/{_dataset()}/\n"
+        f"  aws --endpoint-url {endpoint} s3 cp data.csv s3://{bucket}/raw/{dataset}/\n"
         f"  aws --endpoint-url {endpoint} stepfunctions list-executions "
         f"--state-machine-arn {machine}\n",
         highlight=False,
@@ -207,10 +267,13 @@ def _summary(cloud: LocalCloud, state_dir: Path) -> None:
     console.print("Ctrl-C stops the local cloud.")
 
 
-def _dataset() -> str:
-    try:
-        from functions.common.config import load_config
-
-        return load_config().dataset.name
-    except Exception:
-        return "<dataset>"
+def _dataset(cdk_out: Path, stack: str) -> str:
+    """The dataset the deployed functions run with (their `MLOPS_CONFIG_JSON`), not the one
+    the config file in use names now."""
+    template = load_stack(cdk_out, stack).template
+    for resource in (template.get("Resources") or {}).values():
+        variables = (resource.get("Properties") or {}).get("Environment", {}).get("Variables", {})
+        text = variables.get(CONFIG_JSON_ENV) if isinstance(variables, dict) else None
+        if isinstance(text, str):
+            return str(json.loads(text)["dataset"]["name"])
+    return "<dataset>"

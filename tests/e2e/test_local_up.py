@@ -137,11 +137,6 @@ def _deployed_datasets(endpoint: str) -> set[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 7: local up fails on a cdk synth of every stage, and deploys the "
-    "synth of a previous MLOPS_CONFIG",
-)
 def test_local_up_deploys_the_config_in_use_and_the_dev_stage(tmp_path: Path) -> None:
     churn = tmp_path / "churn.toml"
     churn.write_text((REPO_ROOT / "mlops.toml").read_text())

@@ -1,4 +1,5 @@
-"""When `mlops local up` synthesizes: cdk.out missing, or older than a file the app reads."""
+"""When `mlops local up` synthesizes: cdk.out missing, or synthesized from another config file,
+or a config or source file the app reads changed since (by content, not modification time)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import json
 import os
 from pathlib import Path
 
-from infra.local.synth import is_stale
+from infra.local.synth import stale_reason
+from infra.synth_inputs import STAMP_FILE, synth_inputs, write_stamp
 
 
 def _repo(tmp_path: Path) -> tuple[Path, Path]:
@@ -14,7 +16,7 @@ def _repo(tmp_path: Path) -> tuple[Path, Path]:
     (repo / "infra" / "constructs").mkdir(parents=True)
     (repo / "infra" / "local").mkdir()
     (repo / "cdk.json").write_text(json.dumps({"watch": {"include": ["infra/**", "mlops.toml"]}}))
-    (repo / "mlops.toml").write_text("")
+    (repo / "mlops.toml").write_text("[dataset]\nname = 'churn'\n")
     (repo / "infra" / "constructs" / "pipeline.py").write_text("")
     (repo / "infra" / "local" / "cloud.py").write_text("")
     cdk_out = repo / "cdk.out"
@@ -22,33 +24,58 @@ def _repo(tmp_path: Path) -> tuple[Path, Path]:
     return repo, cdk_out
 
 
-def _age(path: Path, seconds: float) -> None:
-    stamp = path.stat().st_mtime - seconds
-    os.utime(path, (stamp, stamp))
+def _synthesized(repo: Path, cdk_out: Path, config: Path) -> None:
+    """What the CDK app leaves behind: a manifest and the record of its inputs."""
+    (cdk_out / "manifest.json").write_text("{}")
+    write_stamp(cdk_out, synth_inputs(repo, config))
 
 
 def test_a_missing_assembly_is_stale(tmp_path: Path) -> None:
     repo, cdk_out = _repo(tmp_path)
-    assert is_stale(cdk_out, repo)
+    assert stale_reason(cdk_out, repo, repo / "mlops.toml") == f"{cdk_out} holds no assembly"
 
 
-def test_an_assembly_newer_than_the_app_is_fresh(tmp_path: Path) -> None:
+def test_an_assembly_without_a_record_of_its_inputs_is_stale(tmp_path: Path) -> None:
     repo, cdk_out = _repo(tmp_path)
-    for path in repo.rglob("*"):
-        if path.is_file():
-            _age(path, 60)
     (cdk_out / "manifest.json").write_text("{}")
-    assert not is_stale(cdk_out, repo)
+    reason = stale_reason(cdk_out, repo, repo / "mlops.toml")
+    assert reason is not None and "no record of the config and sources" in reason
 
 
 def test_a_changed_construct_makes_it_stale_but_the_local_cloud_does_not(tmp_path: Path) -> None:
     repo, cdk_out = _repo(tmp_path)
-    (cdk_out / "manifest.json").write_text("{}")
-    _age(cdk_out / "manifest.json", 30)
-    for path in repo.rglob("*"):
-        if path.is_file() and path.name != "manifest.json":
-            _age(path, 60)
+    config = repo / "mlops.toml"
+    _synthesized(repo, cdk_out, config)
+    assert stale_reason(cdk_out, repo, config) is None
     (repo / "infra" / "local" / "cloud.py").write_text("# edited")
-    assert not is_stale(cdk_out, repo)
+    assert stale_reason(cdk_out, repo, config) is None
     (repo / "infra" / "constructs" / "pipeline.py").write_text("# edited")
-    assert is_stale(cdk_out, repo)
+    assert stale_reason(cdk_out, repo, config) == (
+        f"the CDK app's sources changed since {cdk_out} was synthesized"
+    )
+
+
+def test_another_config_file_makes_it_stale_even_when_older(tmp_path: Path) -> None:
+    repo, cdk_out = _repo(tmp_path)
+    _synthesized(repo, cdk_out, repo / "mlops.toml")
+    other = tmp_path / "wine.toml"
+    other.write_text("[dataset]\nname = 'wine'\n")
+    os.utime(other, (0, 0))
+    assert stale_reason(cdk_out, repo, other) == (
+        f"{cdk_out} was synthesized from {(repo / 'mlops.toml').resolve()}; the config in use "
+        f"is {other.resolve()}"
+    )
+
+
+def test_an_edit_of_the_config_makes_it_stale_whatever_its_time(tmp_path: Path) -> None:
+    repo, cdk_out = _repo(tmp_path)
+    config = tmp_path / "outside.toml"
+    config.write_text("[dataset]\nname = 'churn'\n")
+    _synthesized(repo, cdk_out, config)
+    stamp = json.loads((cdk_out / STAMP_FILE).read_text())
+    assert stamp["config"] == str(config.resolve())
+    config.write_text("[dataset]\nname = 'wine'\n")
+    os.utime(config, (0, 0))
+    assert stale_reason(cdk_out, repo, config) == (
+        f"{config.resolve()} changed since {cdk_out} was synthesized"
+    )
