@@ -13,6 +13,7 @@ from rich.table import Table
 
 from functions.common.config import ConfigError, load_config
 from infra.batch_cli import batch_app
+from infra.config_cli import checked_config, config_app
 from infra.drift_cli import drift_app
 from infra.erasure_cli import erase_app
 from infra.local.cli import app as local_app
@@ -35,35 +36,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(drift_app, name="drift")
 app.add_typer(erase_app, name="erase")
 app.add_typer(batch_app, name="batch")
-config_app = typer.Typer(help="The pipeline config (mlops.toml).", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 console = Console()
-
-
-@config_app.command("check")
-def config_check(
-    file: Annotated[
-        Path | None, typer.Argument(help="Config file (default: $MLOPS_CONFIG or mlops.toml).")
-    ] = None,
-) -> None:
-    """Validate the config; on error, name the file, the key and the problem (exit 2)."""
-    try:
-        config = load_config(file)
-    except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    table = Table(title="config is valid", show_header=False)
-    table.add_row("stacks", ", ".join(config.stack_name(stage) for stage in config.stages))
-    dataset = config.dataset
-    table.add_row("dataset", f"{dataset.name} (drops under raw/{dataset.name}/)")
-    table.add_row("target", f"{dataset.target} ({dataset.task.value}, mode {dataset.mode.value})")
-    features = (
-        ", ".join(f"{name}:{kind.value}" for name, kind in dataset.features.items())
-        if dataset.features
-        else "inferred from the first good drop, then frozen"
-    )
-    table.add_row("features", features)
-    console.print(table)
 
 
 @app.command()
@@ -227,7 +201,7 @@ def train_local(
     from infra.train_local import train_local as run_train_local
 
     try:
-        config = load_config()
+        config = checked_config()
         run = run_train_local(data, out, config=config, champion=champion)
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)

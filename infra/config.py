@@ -6,7 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from functions.common.config import CONFIG_JSON_ENV, MlopsConfig, StageConfig, load_config
+from functions.common.config import (
+    CONFIG_JSON_ENV,
+    MlopsConfig,
+    StageConfig,
+    config_path,
+    load_config,
+)
 
 if TYPE_CHECKING:
     from aws_cdk import RemovalPolicy
@@ -60,7 +66,13 @@ class DeployConfig:
 def deploy_config(
     stage: str, commit: str, config_file: str | None = None, open_api_reason: str | None = None
 ) -> DeployConfig:
-    config = load_config(config_file).for_stage(stage)
+    """The stage's merged config; a config that fails `mlops config check` (any stage, the
+    ML checks included: hyperparameters, gate metrics) fails synth here."""
+    from functions.ml.config_check import check_training_config
+
+    base = load_config(config_file)
+    check_training_config(base, str(config_path(config_file)))
+    config = base.for_stage(stage)
     return DeployConfig(
         config=config, stage=stage, commit=commit, open_api_reason=open_api_reason or None
     )

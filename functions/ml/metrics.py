@@ -36,6 +36,22 @@ GREATER_IS_BETTER: dict[str, bool] = {
 }
 """Every metric `evaluate_predictions` reports -> whether a larger value is better."""
 
+TASK_METRICS: dict[Task, tuple[str, ...]] = {
+    Task.CLASSIFICATION: (
+        "accuracy",
+        "f1_macro",
+        "f1_weighted",
+        "log_loss",
+        "precision_macro",
+        "precision_weighted",
+        "recall_macro",
+        "recall_weighted",
+        "roc_auc",
+    ),
+    Task.REGRESSION: ("mae", "r2", "rmse"),
+}
+"""The metrics `evaluate_predictions` reports for each task (binary and multiclass alike)."""
+
 MAX_CURVE_POINTS = 200
 _EPS = float(np.finfo(np.float64).eps)
 

@@ -159,15 +159,19 @@ def _estimator(task: Task, estimator: str) -> BaseEstimator:
     return _FACTORIES[(task, estimator)]()
 
 
+def estimator_param_names(task: Task, estimator: str) -> list[str]:
+    """The hyperparameters the estimator takes, as the estimator itself lists them
+    (`get_params`), sorted. Raises ValueError for an estimator the task does not allow."""
+    return sorted(_estimator(Task(task), estimator).get_params(deep=False))
+
+
 def estimator_params(
     *, task: Task, estimator: str, params: Mapping[str, Any], seed: int
 ) -> dict[str, Any]:
     """The hyperparameters the estimator gets: defaults, the seed (`random_state`, where the
     estimator has one) and `params`, which win. Unknown names raise ValueError listing the
     allowed ones."""
-    task = Task(task)
-    model = _estimator(task, estimator)
-    allowed = model.get_params(deep=False)
+    allowed = estimator_param_names(task, estimator)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(

@@ -15,12 +15,6 @@ from functions.common.config import ConfigError
 from infra.cli import app
 from infra.config import deploy_config
 
-pytestmark = pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 8: config check passes estimator params and gate metrics that crash "
-    "training; no config init",
-)
-
 runner = CliRunner()
 
 REGRESSION = """

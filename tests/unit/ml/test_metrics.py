@@ -13,6 +13,7 @@ from functions.common.config import Task
 from functions.ml.metrics import (
     GREATER_IS_BETTER,
     MAX_CURVE_POINTS,
+    TASK_METRICS,
     evaluate_predictions,
     primary_metric,
 )
@@ -50,6 +51,8 @@ def test_binary_metrics_match_scikit_learn() -> None:
     assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(y_true == "yes", probabilities[:, 1]))
     assert m["log_loss"] == pytest.approx(skm.log_loss(y_true, probabilities, labels=CLASSES))
     assert set(m) == set(GREATER_IS_BETTER) - {"rmse", "mae", "r2"}
+    # `config check` refuses gate metrics outside TASK_METRICS: it is what each task reports.
+    assert set(m) == set(TASK_METRICS[Task.CLASSIFICATION])
     assert evaluation.confusion_matrix == {
         "labels": CLASSES,
         "matrix": skm.confusion_matrix(y_true, labels, labels=CLASSES).tolist(),
@@ -99,6 +102,7 @@ def test_multiclass_metrics_match_scikit_learn() -> None:
         skm.f1_score(y_true, labels, average="macro")
     )
     assert evaluation.curves == {}
+    assert set(evaluation.metrics) == set(TASK_METRICS[Task.CLASSIFICATION])
     assert primary_metric(Task.CLASSIFICATION, 3) == "f1_macro"
 
 
@@ -157,6 +161,7 @@ def test_regression_metrics_match_scikit_learn() -> None:
             "r2": skm.r2_score(y_true, predicted),
         }
     )
+    assert set(evaluation.metrics) == set(TASK_METRICS[Task.REGRESSION])
     residuals = evaluation.curves["residuals"]
     assert len(residuals["predicted"]) == len(residuals["residual"]) == MAX_CURVE_POINTS
     assert evaluation.confusion_matrix is None
