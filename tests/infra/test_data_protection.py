@@ -13,6 +13,9 @@ import pytest
 from aws_cdk.assertions import Template
 
 from infra.app import build_app
+from infra.local.authz.actions import context_keys
+from infra.local.authz.policy import Policy, Request, evaluate
+from infra.local.intrinsics import Resolver, StackContext
 
 Resources = Callable[[str], dict[str, dict[str, Any]]]
 REPO = Path(__file__).resolve().parents[2]
@@ -203,3 +206,43 @@ def test_tls_is_enforced_with_the_customer_key_too(kms_template: dict[str, Any])
             for s in statements
         )
     Template.from_json(kms_template).resource_count_is("AWS::S3::Bucket", 2)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 16 item 17: the logs grant matches no log group ARN and has no aws:SourceAccount",
+)
+def test_cloudwatch_logs_may_use_the_key_only_for_this_accounts_log_groups(
+    kms_template: dict[str, Any],
+) -> None:
+    # The key policy as deployed, decided by the evaluator the local cloud enforces IAM with.
+    key_id = _key_id(kms_template)
+    context = StackContext("mlops-dev")
+    resolver = Resolver(kms_template, context, lookup=lambda _logical_id: None)
+    key_policy = resolver.resolve(kms_template["Resources"][key_id]["Properties"], key_id)
+    policy = Policy("key policy", key_policy["KeyPolicy"])
+    key_arn = f"arn:aws:kms:{context.region}:{context.account_id}:key/data"
+    service = f"logs.{context.region}.amazonaws.com"
+
+    def logs_may_encrypt_for(account: str) -> bool:
+        group = f"arn:aws:logs:{context.region}:{account}:log-group:/aws/lambda/predict"
+        request = Request(
+            principal=service,
+            action="kms:GenerateDataKey",
+            resource=key_arn,
+            context={
+                "aws:PrincipalIsAWSService": True,
+                "aws:PrincipalServiceName": service,
+                "aws:SecureTransport": True,
+                "aws:SourceAccount": account,
+                "aws:SourceArn": group,
+                "kms:EncryptionContext:aws:logs:arn": group,
+            },
+            known_keys=context_keys("kms:GenerateDataKey"),
+        )
+        decision = evaluate(request, [], [policy], account=context.account_id, kms_key=True)
+        return decision.allowed
+
+    assert logs_may_encrypt_for(context.account_id)
+    # a log group of another account, named like ours (the confused deputy): refused
+    assert not logs_may_encrypt_for("210987654321")
