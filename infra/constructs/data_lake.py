@@ -4,7 +4,7 @@ access logs."""
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import ArnFormat, CfnOutput, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -52,7 +52,9 @@ def data_key(scope: Construct, deploy: DeployConfig) -> kms.Key | None:
         enable_key_rotation=True,
         removal_policy=deploy.removal_policy,
     )
-    # CloudWatch Logs encrypts a log group with the key only if the key policy lets it.
+    # CloudWatch Logs encrypts a log group with the key only if the key policy lets it: for
+    # this account's log groups only (`log-group:<name>` ARNs; `aws:SourceAccount` keeps another
+    # account's log groups from using the key through the service, the confused deputy).
     key.add_to_resource_policy(
         iam.PolicyStatement(
             principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
@@ -67,9 +69,13 @@ def data_key(scope: Construct, deploy: DeployConfig) -> kms.Key | None:
             conditions={
                 "ArnLike": {
                     "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                        service="logs", resource="log-group", resource_name="*"
+                        service="logs",
+                        resource="log-group",
+                        resource_name="*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
                     )
-                }
+                },
+                "StringEquals": {"aws:SourceAccount": stack.account},
             },
         )
     )

@@ -208,10 +208,6 @@ def test_tls_is_enforced_with_the_customer_key_too(kms_template: dict[str, Any])
     Template.from_json(kms_template).resource_count_is("AWS::S3::Bucket", 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 17: the logs grant matches no log group ARN and has no aws:SourceAccount",
-)
 def test_cloudwatch_logs_may_use_the_key_only_for_this_accounts_log_groups(
     kms_template: dict[str, Any],
 ) -> None:
