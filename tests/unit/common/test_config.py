@@ -272,3 +272,25 @@ def test_an_override_of_an_unknown_section_is_refused(tmp_path: Path) -> None:
     text = MINIMAL + '\n[stages.prod]\n\n[stages.prod.dataset]\ntarget = "other"\n'
     with pytest.raises(ConfigError, match="stages.prod.dataset"):
         load_config(_write(tmp_path, text))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 item 17: reserved concurrency is not configurable")
+def test_reserved_concurrency_has_protective_defaults_and_bounds(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, MINIMAL))
+    assert config.ingest.reserved_concurrency == 10
+    assert config.train.reserved_concurrency == 5
+    configured = (
+        MINIMAL + "\n[ingest]\nreserved_concurrency = 25\n[train]\nreserved_concurrency = 4\n"
+    )
+    config = load_config(_write(tmp_path, configured))
+    assert (config.ingest.reserved_concurrency, config.train.reserved_concurrency) == (25, 4)
+    # 0 would stop the stage for good (Lambda throttles every invocation)
+    with pytest.raises(
+        ConfigError, match=r"ingest.reserved_concurrency[\s\S]*greater than or equal to 1"
+    ):
+        load_config(_write(tmp_path, MINIMAL + "\n[ingest]\nreserved_concurrency = 0\n"))
+    # the pipeline's reserves together stay well inside an account's default 1,000
+    with pytest.raises(
+        ConfigError, match=r"train.reserved_concurrency[\s\S]*less than or equal to 100"
+    ):
+        load_config(_write(tmp_path, MINIMAL + "\n[train]\nreserved_concurrency = 101\n"))
