@@ -253,6 +253,11 @@ class TrainConfig(_Section):
     memory_mb: Annotated[int, Field(ge=512, le=10240)] = 3008
     timeout_seconds: Annotated[int, Field(ge=30, le=900)] = 900
     ephemeral_storage_mb: Annotated[int, Field(ge=512, le=10240)] = 2048
+    reserved_concurrency: Annotated[int, Field(ge=1, le=100)] = 5
+    """Reserved concurrency of each training-side pipeline function (train, or prepare and
+    collect with SageMaker; evaluate; register): at most this many run at once, and the
+    account's other functions keep the rest. Invocations beyond it are throttled, and the
+    pipeline retries them."""
     sagemaker: SageMakerTrainingConfig = SageMakerTrainingConfig()
 
 
@@ -367,6 +372,10 @@ class IngestConfig(_Section):
     timeout_seconds: Annotated[int, Field(ge=30, le=900)] = 900
     ephemeral_storage_mb: Annotated[int, Field(ge=512, le=10240)] = 4096
     """The raw object and its curated copy are staged in /tmp, never held in memory."""
+    reserved_concurrency: Annotated[int, Field(ge=1, le=100)] = 10
+    """Reserved concurrency of the ingest function: at most this many drops are ingested at
+    once, so a storm of drops cannot take the account's concurrency from serving. Invocations
+    beyond it are throttled, and the pipeline retries them."""
     max_line_bytes: Annotated[int, Field(ge=1024, le=256 << 20)] = 1 << 20
     """A line of a text drop (CSV, JSON Lines) longer than this quarantines the file
     (`line_too_long`): the reader never holds more of one line."""

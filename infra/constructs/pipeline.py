@@ -141,7 +141,11 @@ class Pipeline(Construct):
         self._base_environment = stage_environment(deploy, data_lake, registry)
         ingest, train = deploy.config.ingest, deploy.config.train
         self.ingest = self._function(
-            "ingest", ingest.memory_mb, ingest.timeout_seconds, ingest.ephemeral_storage_mb
+            "ingest",
+            ingest.memory_mb,
+            ingest.timeout_seconds,
+            ingest.ephemeral_storage_mb,
+            reserved_concurrency=ingest.reserved_concurrency,
         )
         self.sagemaker: SageMakerTraining | None = None
         if train.backend == "sagemaker":
@@ -210,7 +214,10 @@ class Pipeline(Construct):
         ephemeral_storage_mb: int,
         handler: str | None = None,
         environment: dict[str, str] | None = None,
+        reserved_concurrency: int | None = None,
     ) -> StageFunction:
+        """A pipeline stage function; its reserved concurrency is `reserved_concurrency`, by
+        default the config's `train.reserved_concurrency` (the training-side stages)."""
         return StageFunction(
             self,
             f"{name.title().replace('-', '')}Function",
@@ -223,6 +230,9 @@ class Pipeline(Construct):
                 timeout_seconds=timeout_seconds,
                 ephemeral_storage_mb=ephemeral_storage_mb,
                 environment=environment or {},
+                reserved_concurrency=(
+                    reserved_concurrency or self._deploy.config.train.reserved_concurrency
+                ),
             ),
         )
 

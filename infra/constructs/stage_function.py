@@ -47,6 +47,9 @@ class FunctionSpec:
     timeout_seconds: int = 300
     ephemeral_storage_mb: int = 512
     environment: dict[str, str] = field(default_factory=dict)
+    reserved_concurrency: int | None = None
+    """At most this many instances at once (Lambda's reserved concurrency); None: the
+    account's unreserved pool."""
 
 
 def stage_environment(
@@ -117,6 +120,7 @@ class _LifecycleFunction(Construct):
             "logging_format": lambda_.LoggingFormat.JSON,
             "tracing": lambda_.Tracing.ACTIVE,
             "description": f"{spec.name} stage ({deploy.config.project.name}, {deploy.stage})",
+            "reserved_concurrent_executions": spec.reserved_concurrency,
         }
 
 

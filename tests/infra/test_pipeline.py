@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from aws_cdk.assertions import Template
 
 from functions.common.config import CONFIG_JSON_ENV, MlopsConfig, load_config
@@ -245,9 +244,6 @@ def test_a_rejected_candidate_ends_successfully_as_rejected_after_an_alert(
     assert states["Promoted"]["Result"] == "promoted"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 16 item 17: pipeline functions may take the whole account"
-)
 def test_pipeline_functions_reserve_concurrency_from_the_config(resources: Resources) -> None:
     # A drop storm must not take the account's (default 1,000) concurrency from serving:
     # each pipeline function runs at most its reserve, the repo's mlops.toml keeps the defaults.

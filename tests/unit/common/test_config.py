@@ -274,7 +274,6 @@ def test_an_override_of_an_unknown_section_is_refused(tmp_path: Path) -> None:
         load_config(_write(tmp_path, text))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 17: reserved concurrency is not configurable")
 def test_reserved_concurrency_has_protective_defaults_and_bounds(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, MINIMAL))
     assert config.ingest.reserved_concurrency == 10
