@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from functions.common.config import Task
 from functions.ml.metrics import evaluate_predictions
@@ -18,6 +19,7 @@ from functions.ml.model_card import render_model_card
 
 REPO = Path(__file__).resolve().parents[3]
 VOID = {"meta", "br", "line", "polyline", "circle", "path", "rect", "img", "link", "input"}
+SPECIES = ["Gentoo penguin", "adélie", "Chinstrap <b>"]
 HOSTILE = '<script>alert("pwned")</script>"><img src=x onerror=alert(1)>'
 
 
@@ -81,9 +83,31 @@ def _evaluation(task: Task, seed: int) -> dict[str, Any]:
     ).to_dict()
 
 
-def _card(task: Task = Task.CLASSIFICATION, *, name: str = "churn", champion: bool = True) -> str:
-    candidate = _evaluation(task, 0)
-    champion_eval = _evaluation(task, 1) if champion else None
+def _multiclass_evaluation(seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    y = rng.choice(SPECIES, size=240, p=[0.45, 0.35, 0.2])
+    scores = rng.random((240, 3)) + 1.2 * (y[:, None] == np.array(SPECIES))
+    probabilities = scores / scores.sum(axis=1, keepdims=True)
+    return evaluate_predictions(
+        task=Task.CLASSIFICATION,
+        y_true=y,
+        labels=np.array(SPECIES)[probabilities.argmax(axis=1)],
+        probabilities=probabilities,
+        classes=SPECIES,
+    ).to_dict()
+
+
+def _card(
+    task: Task = Task.CLASSIFICATION,
+    *,
+    name: str = "churn",
+    champion: bool = True,
+    multiclass: bool = False,
+    split: dict[str, Any] | None = None,
+) -> str:
+    evaluate = _multiclass_evaluation if multiclass else (lambda seed: _evaluation(task, seed))
+    candidate = evaluate(0)
+    champion_eval = evaluate(1) if champion else None
     metric = "roc_auc" if task is Task.CLASSIFICATION else "rmse"
     evaluation = {
         "run_id": "20261126T225300Z-1a2b3c",
@@ -118,7 +142,7 @@ def _card(task: Task = Task.CLASSIFICATION, *, name: str = "churn", champion: bo
         "rows_test": 300,
         "started_at": "2026-11-26T22:53:00Z",
         "code_version": "1a2b3c4d",
-        "split": {"seed": 42, "stratified": True, "test_rows_sha256": "f" * 64},
+        "split": split or {"seed": 42, "stratified": True, "test_rows_sha256": "f" * 64},
         "durations": {"fit": 1.25, "export": 0.1},
         "search": {
             "metric": "roc_auc",
@@ -142,7 +166,9 @@ def _card(task: Task = Task.CLASSIFICATION, *, name: str = "churn", champion: bo
                 "nullable": True,
             },
         ],
-        "classes": ["no", "yes"] if task is Task.CLASSIFICATION else None,
+        "classes": (SPECIES if multiclass else ["no", "yes"])
+        if task is Task.CLASSIFICATION
+        else None,
         "library_versions": {"scikit-learn": "1.9.1", "onnxruntime": "1.32.0"},
         "opset": {"ai.onnx": 17, "ai.onnx.ml": 3},
     }
@@ -216,3 +242,128 @@ def test_the_renderer_needs_neither_pandas_nor_sklearn() -> None:
     )
 
     assert json.loads(result.stdout) == []
+
+
+class _Sections(HTMLParser):
+    """Per `<section id=...>`: its visible text, its `<td>` cells (text and style) and the
+    `<svg>` titles and classes drawn in it."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: dict[str, list[str]] = {}
+        self.cells: dict[str, list[dict[str, str]]] = {}
+        self.charts: dict[str, list[str]] = {}
+        self.drawn: dict[str, set[str]] = {}
+        self._section = ""
+        self._cell: dict[str, str] | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {k: v or "" for k, v in attrs}
+        if tag == "section":
+            self._section = attributes.get("id", "")
+        elif tag == "td":
+            self._cell = {"style": attributes.get("style", ""), "text": ""}
+            self.cells.setdefault(self._section, []).append(self._cell)
+        elif tag == "svg":
+            self.charts.setdefault(self._section, []).append(attributes.get("aria-label", ""))
+        if "class" in attributes:
+            self.drawn.setdefault(self._section, set()).add(attributes["class"])
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        self.text.setdefault(self._section, []).append(data)
+        if self._cell is not None:
+            self._cell["text"] += data
+
+    def visible(self, section: str) -> str:
+        return " ".join(" ".join(self.text.get(section, [])).split())
+
+
+def _shade(style: str) -> float:
+    match = re.search(r"background:\s*rgba\([^)]*,\s*([\d.]+)\)", style)
+    assert match, f"no heat-map shade in {style!r}"
+    return float(match.group(1))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 16 item 13: the multi-class card has no charts (heat map, ROC/PR per class)",
+)
+def test_a_multiclass_card_has_a_confusion_heat_map_and_roc_and_pr_per_class() -> None:
+    html = _card(multiclass=True)
+    _parse(html)
+    sections = _Sections(html)
+    candidate = _multiclass_evaluation(0)["confusion_matrix"]
+
+    confusion = sections.visible("confusion")
+    for label in SPECIES:
+        assert label in confusion
+    counts = [count for row in candidate["matrix"] for count in row]
+    cells = sections.cells["confusion"][: len(counts)]
+    assert [int(cell["text"].replace(",", "")) for cell in cells] == counts
+    shades = [_shade(cell["style"]) for cell in cells]
+    # The darkest cell is the largest count, the lightest the smallest.
+    assert counts[shades.index(max(shades))] == max(counts)
+    assert counts[shades.index(min(shades))] == min(counts)
+
+    charts = sections.charts["curves"]
+    for label in SPECIES:
+        assert f"ROC curve: {label} vs rest" in charts
+        assert f"Precision-recall curve: {label} vs rest" in charts
+    assert len(charts) == 2 * len(SPECIES)
+    assert {"candidate", "champion"} <= sections.drawn["curves"]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue 16 item 13: the regression legend names a champion it does not draw"
+)
+def test_the_curves_legend_names_only_the_series_it_draws() -> None:
+    for task in (Task.CLASSIFICATION, Task.REGRESSION):
+        sections = _Sections(_card(task, champion=True))
+        legend = sections.visible("curves")
+        for series in ("candidate", "champion"):
+            if f": {series}" in legend:
+                assert series in sections.drawn["curves"], (task, series)
+    assert "champion" in _Sections(_card(Task.CLASSIFICATION)).visible("curves")
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue 16 item 13: split values print as Python reprs (False, None, dicts)"
+)
+def test_split_and_parameter_values_read_as_words_not_python_reprs() -> None:
+    split = {
+        "rows_train": 180,
+        "rows_test": 60,
+        "test_size": 0.25,
+        "seed": 7,
+        "stratified": False,
+        "fallback_reason": None,
+        "class_counts": {
+            "train": {"Gentoo penguin": 80, "adélie": 100},
+            "test": {"Gentoo penguin": 27, "adélie": 33},
+        },
+        "test_rows_sha256": "e" * 64,
+    }
+    sections = _Sections(_card(split=split))
+    data = sections.visible("data")
+    parameters = sections.visible("parameters")
+
+    for shown in (data, parameters):
+        for python in ("False", "True", "None", "{", "}"):
+            assert python not in shown, (python, shown)
+    rows = {
+        cells[0]["text"]: cells[1]["text"]
+        for cells in zip(sections.cells["data"][::2], sections.cells["data"][1::2], strict=True)
+    }
+    assert rows["stratified"] == "no"
+    assert rows["fallback_reason"] == "none"
+    assert "train: Gentoo penguin: 80, adélie: 100" in " ".join(rows["class_counts"].split())
+    assert "class_weight none" in parameters
+    assert "C: 0.1" in parameters
