@@ -53,6 +53,8 @@ TASK_METRICS: dict[Task, tuple[str, ...]] = {
 """The metrics `evaluate_predictions` reports for each task (binary and multiclass alike)."""
 
 MAX_CURVE_POINTS = 200
+MAX_CURVE_CLASSES = 12
+"""Multiclass: one-vs-rest curves for at most this many classes (keeps the card small)."""
 _EPS = float(np.finfo(np.float64).eps)
 
 
@@ -69,8 +71,11 @@ class Evaluation:
     confusion_matrix: dict[str, Any] | None
     """Classification: `labels` and `matrix` (rows: true label, columns: predicted label)."""
     curves: dict[str, Any]
-    """Binary: `roc` {fpr, tpr} and `pr` {precision, recall}, each at most 200
-    points; regression: `residuals` {predicted, residual}, a sample of at most 200 rows."""
+    """Binary: `positive_class`, `roc` {fpr, tpr} and `pr` {precision, recall}, each at most 200
+    points; multiclass: `per_class`, a list of one-vs-rest `{class, roc, pr}` (at most
+    `MAX_CURVE_CLASSES` classes, the most frequent in the held-out rows, in probability order)
+    and `classes_with_curves_of` (how many classes could have one); regression: `residuals`
+    {predicted, residual}, a sample of at most 200 rows."""
     rows: int = 0
     notes: list[str] = field(default_factory=list)
     """Metrics that were undefined on these rows and the value reported instead."""
@@ -131,7 +136,9 @@ def _classification(
     extra = sorted((set(y_true) | set(labels)) - set(classes))
     matrix_labels = [*classes, *extra]
     matrix = skm.confusion_matrix(y_true, labels, labels=matrix_labels)
-    curves = _binary_curves(y_true, probabilities, classes) if len(classes) == 2 else {}
+    curves = (_binary_curves if len(classes) == 2 else _per_class_curves)(
+        y_true, probabilities, classes
+    )
     return Evaluation(
         metrics=_finite(values),
         confusion_matrix={"labels": matrix_labels, "matrix": matrix.tolist()},
@@ -185,17 +192,43 @@ def _log_loss(y_true: np.ndarray, probabilities: np.ndarray, classes: list[str])
 def _binary_curves(
     y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]
 ) -> dict[str, Any]:
+    """The positive class's (`classes[1]`) ROC and PR curves; {} when the held-out rows hold
+    one class only."""
+    curves = _one_vs_rest_curves(y_true == classes[1], probabilities[:, 1])
+    return {"positive_class": classes[1], **curves} if curves else {}
+
+
+def _per_class_curves(
+    y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]
+) -> dict[str, Any]:
+    """One-vs-rest ROC and PR curves per class, in probability order: `{"per_class": [{"class",
+    "roc", "pr"}], "classes_with_curves_of": n}`. A class absent from (or alone in) the
+    held-out rows has no curve; of more than `MAX_CURVE_CLASSES` classes, the most frequent
+    in the held-out rows get one."""
+    support = {index: int((y_true == label).sum()) for index, label in enumerate(classes)}
+    eligible = [index for index, rows in support.items() if 0 < rows < len(y_true)]
+    drawn = sorted(sorted(eligible, key=lambda index: -support[index])[:MAX_CURVE_CLASSES])
+    per_class = [
+        {
+            "class": classes[index],
+            **_one_vs_rest_curves(y_true == classes[index], probabilities[:, index]),
+        }
+        for index in drawn
+    ]
+    return {"per_class": per_class, "classes_with_curves_of": len(eligible)} if per_class else {}
+
+
+def _one_vs_rest_curves(positive: np.ndarray, score: np.ndarray) -> dict[str, Any]:
+    """ROC and PR curves of `score` for the rows where `positive` holds, downsampled."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    positive = y_true == classes[1]
     if positive.all() or not positive.any():
         return {}
-    fpr, tpr, _ = roc_curve(positive, probabilities[:, 1])
-    precision, recall, _ = precision_recall_curve(positive, probabilities[:, 1])
+    fpr, tpr, _ = roc_curve(positive, score)
+    precision, recall, _ = precision_recall_curve(positive, score)
     roc = _downsample(len(fpr))
     pr = _downsample(len(precision))
     return {
-        "positive_class": classes[1],
         "roc": {"fpr": _floats(fpr[roc]), "tpr": _floats(tpr[roc])},
         "pr": {"precision": _floats(precision[pr]), "recall": _floats(recall[pr])},
     }

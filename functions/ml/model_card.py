@@ -8,7 +8,6 @@ render it.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from html import escape
@@ -107,11 +106,20 @@ def _number(value: Any, digits: int = 4) -> str:
 
 
 def _value(value: Any) -> str:
-    """Any JSON value as escaped text (containers as compact JSON)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    """Any JSON value as escaped text a person reads: yes/no, none, numbers with separators,
+    lists comma-separated, mappings as `key: value` (one line per key when values nest)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "none"
+    if isinstance(value, int | float):
         return _number(value)
-    if isinstance(value, Mapping | list | tuple):
-        return f"<code>{_e(json.dumps(value, default=str, sort_keys=True))}</code>"
+    if isinstance(value, Mapping):
+        nested = any(isinstance(item, Mapping) for item in value.values())
+        items = [f"{_e(key)}: {_value(item)}" for key, item in value.items()]
+        return ("<br>" if nested else ", ").join(items) or "&ndash;"
+    if isinstance(value, list | tuple):
+        return ", ".join(_value(item) for item in value) or "&ndash;"
     return _e(value)
 
 
@@ -219,14 +227,23 @@ def _gate(evaluation: Mapping[str, Any]) -> str:
 
 
 def _confusion_table(confusion: Mapping[str, Any], title: str) -> str:
+    """A heat map: each cell shaded by its count relative to the largest count of the matrix."""
     labels = [str(label) for label in confusion.get("labels", [])]
     matrix = confusion.get("matrix", [])
+    largest = max((count for counts in matrix for count in counts), default=0) or 1
     headers = ["true \\ predicted", *labels]
     rows = [
-        [f"<th>{_e(label)}</th>", *(_cell(_number(count), "num") for count in counts)]
+        [f"<th>{_e(label)}</th>", *(_heat_cell(count, largest) for count in counts)]
         for label, counts in zip(labels, matrix, strict=False)
     ]
     return f"<div><h3>{_e(title)}</h3>{_table(headers, rows, 'cm')}</div>"
+
+
+def _heat_cell(count: Any, largest: float) -> str:
+    shade = float(count) / largest if _finite(count) else 0.0
+    ink = "#fff" if shade > 0.55 else "#1f2328"
+    style = f"background:rgba(9,105,218,{0.9 * shade:.3f});color:{ink}"
+    return f'<td class="num" style="{style}">{_number(count)}</td>'
 
 
 def _confusion(
@@ -249,33 +266,63 @@ def _confusion(
 
 
 def _curves(candidate_eval: Mapping[str, Any], champion_eval: Mapping[str, Any] | None) -> str:
+    """ROC and PR charts (binary: of the positive class; multiclass: one-vs-rest per class),
+    the champion's curve beside the candidate's where it has one; residuals for regression.
+    The legend names only the series drawn."""
     curves = candidate_eval.get("curves") or {}
     other = (champion_eval or {}).get("curves") or {}
-    charts = []
-    if "roc" in curves:
-        series = [("candidate", curves["roc"]["fpr"], curves["roc"]["tpr"])]
-        if "roc" in other:
-            series.append(("champion", other["roc"]["fpr"], other["roc"]["tpr"]))
-        charts.append(_line_chart("ROC curve", series, "false positive rate", "true positive rate"))
-    if "pr" in curves:
-        series = [("candidate", curves["pr"]["recall"], curves["pr"]["precision"])]
-        if "pr" in other:
-            series.append(("champion", other["pr"]["recall"], other["pr"]["precision"]))
-        charts.append(_line_chart("Precision-recall curve", series, "recall", "precision"))
+    charts: list[str] = []
+    champion_drawn = _roc_and_pr(charts, "", curves, other)
+    theirs = {str(entry.get("class")): entry for entry in other.get("per_class") or []}
+    per_class = curves.get("per_class") or []
+    for entry in per_class:
+        label = str(entry.get("class"))
+        drawn = _roc_and_pr(charts, f": {label} vs rest", entry, theirs.get(label) or {})
+        champion_drawn = drawn or champion_drawn
     if "residuals" in curves:
         residuals = curves["residuals"]
         charts.append(_scatter("Residuals", residuals["predicted"], residuals["residual"]))
     if not charts:
         return ""
-    legend = ""
-    if other:
-        legend = "<p>Solid: candidate; dashed: champion.</p>"
+    captions = []
     positive = curves.get("positive_class")
-    caption = f"<p>Positive class: <code>{_e(positive)}</code>.</p>" if positive else ""
+    if positive:
+        captions.append(f"Positive class: <code>{_e(positive)}</code>.")
+    if per_class:
+        captions.append("One vs rest: each class's probability against all other classes.")
+        total = curves.get("classes_with_curves_of") or len(per_class)
+        if total > len(per_class):
+            captions.append(
+                f"Curves for the {len(per_class)} classes with the most held-out rows, of "
+                f"{_number(total)}."
+            )
+    if champion_drawn:
+        captions.append("Solid: candidate; dashed: champion.")
+    caption = "".join(f"<p>{text}</p>" for text in captions)
     return (
-        f'<section id="curves">\n<h2>Curves</h2>\n{caption}{legend}'
+        f'<section id="curves">\n<h2>Curves</h2>\n{caption}'
         f'<div class="charts">{"".join(charts)}</div>\n</section>'
     )
+
+
+def _roc_and_pr(
+    charts: list[str], suffix: str, mine: Mapping[str, Any], theirs: Mapping[str, Any]
+) -> bool:
+    """Append the ROC and PR charts of `mine` (with `theirs` as the champion's series where
+    present) to `charts`; whether a champion series was drawn."""
+    champion_drawn = False
+    for key, title, (x, x_label), (y, y_label) in (
+        ("roc", "ROC curve", ("fpr", "false positive rate"), ("tpr", "true positive rate")),
+        ("pr", "Precision-recall curve", ("recall", "recall"), ("precision", "precision")),
+    ):
+        if key not in mine:
+            continue
+        series = [("candidate", mine[key][x], mine[key][y])]
+        if key in theirs:
+            series.append(("champion", theirs[key][x], theirs[key][y]))
+            champion_drawn = True
+        charts.append(_line_chart(f"{title}{suffix}", series, x_label, y_label))
+    return champion_drawn
 
 
 def _scale(low: float, high: float, start: float, end: float) -> Any:

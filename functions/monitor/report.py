@@ -29,8 +29,11 @@ MAX_BARS = 40
 _CHART_HEIGHT = 120
 _BAR_WIDTH = 12
 _GROUP_WIDTH = 2 * _BAR_WIDTH + 10
-_LABEL_SPACE = 70
 _LEFT = 56
+_LABEL_ANGLE = 40
+_WIDE_GLYPHS = frozenset("MWmw@%")
+MAX_LABEL_CHARS = 80
+"""Bin labels up to this long are drawn whole; longer ones are shortened, whole in a tooltip."""
 _FILL = {"reference": "#8c959f", "current": "#0969da"}
 _BADGES = {*SEVERITY_RANK, "drift", "no_drift", "insufficient_data", "ok", "drop"}
 
@@ -278,33 +281,48 @@ def _bar_chart(labels: Sequence[str], reference: Sequence[float], current: Seque
     """Inline SVG: per label a reference and a current bar, heights proportional to the share
     (the tallest bar of the chart is full height); the exact shares in each bar's tooltip."""
     top = max([*reference, *current, 0.0]) or 1.0
-    width = _LEFT + _GROUP_WIDTH * len(labels) + 10
-    height = _CHART_HEIGHT + _LABEL_SPACE + 10
+    shown = [_clip(label, MAX_LABEL_CHARS) for label in labels]
+    reach = [_text_width(label) for label in shown]
+    cos, sin = math.cos(math.radians(_LABEL_ANGLE)), math.sin(math.radians(_LABEL_ANGLE))
+    # Each label is rotated about its end under its bar pair: it reaches left and down from
+    # there, so the drawing grows to hold the longest one whole.
+    left = max([_LEFT, *(r * cos - _BAR_WIDTH - i * _GROUP_WIDTH + 4 for i, r in enumerate(reach))])
+    baseline = _CHART_HEIGHT + 22
+    width = math.ceil(left + _GROUP_WIDTH * len(labels) + 10)
+    height = math.ceil(baseline + max([0.0, *reach]) * sin + 8)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img">',
+        f'viewBox="0 0 {width} {height}" role="img" font-size="10" '
+        'font-family="system-ui,sans-serif">',
         f'<text x="0" y="10">{_percent(top)}</text>',
         f'<text x="0" y="{_CHART_HEIGHT + 10}">0%</text>',
-        f'<line x1="{_LEFT - 2}" y1="{_CHART_HEIGHT + 10}" x2="{width - 5}" '
+        f'<line x1="{left - 2:.1f}" y1="{_CHART_HEIGHT + 10}" x2="{width - 5}" '
         f'y2="{_CHART_HEIGHT + 10}" stroke="#d0d7de"/>',
     ]
-    for index, label in enumerate(labels):
-        x = _LEFT + index * _GROUP_WIDTH
+    for index, (label, short) in enumerate(zip(labels, shown, strict=True)):
+        x = left + index * _GROUP_WIDTH
         text = _text(label)
         for offset, kind, share in ((0, "reference", reference), (1, "current", current)):
             bar = share[index] / top * _CHART_HEIGHT
             parts.append(
-                f'<rect class="{kind}" fill="{_FILL[kind]}" x="{x + offset * _BAR_WIDTH}" '
+                f'<rect class="{kind}" fill="{_FILL[kind]}" x="{x + offset * _BAR_WIDTH:.1f}" '
                 f'y="{_CHART_HEIGHT + 10 - bar:.1f}" width="{_BAR_WIDTH}" height="{bar:.1f}">'
                 f"<title>{text}: {kind} {_percent(share[index])}</title></rect>"
             )
-        anchor_x, anchor_y = x + _BAR_WIDTH, _CHART_HEIGHT + 22
+        anchor = f"{x + _BAR_WIDTH:.1f}"
+        tooltip = f"<title>{text}</title>" if short != label else ""
         parts.append(
-            f'<text x="{anchor_x}" y="{anchor_y}" text-anchor="end" '
-            f'transform="rotate(-40 {anchor_x} {anchor_y})">{_text(_clip(label))}</text>'
+            f'<text x="{anchor}" y="{baseline}" text-anchor="end" '
+            f'transform="rotate(-{_LABEL_ANGLE} {anchor} {baseline})">{tooltip}{_text(short)}'
+            "</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _text_width(label: str) -> float:
+    """A generous estimate of `label`'s width in pixels at the charts' 10px sans-serif font."""
+    return sum(10.5 if c in _WIDE_GLYPHS else 7.8 if c.isupper() else 6.4 for c in label)
 
 
 def _shares(counts: Sequence[float]) -> list[float]:
@@ -360,7 +378,7 @@ def _percent(share: float) -> str:
     return f"{share:.1%}"
 
 
-def _clip(label: str, limit: int = 14) -> str:
+def _clip(label: str, limit: int) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "\u2026"
 
 

@@ -12,6 +12,7 @@ from sklearn import metrics as skm
 from functions.common.config import Task
 from functions.ml.metrics import (
     GREATER_IS_BETTER,
+    MAX_CURVE_CLASSES,
     MAX_CURVE_POINTS,
     TASK_METRICS,
     evaluate_predictions,
@@ -101,7 +102,13 @@ def test_multiclass_metrics_match_scikit_learn() -> None:
     assert evaluation.metrics["f1_macro"] == pytest.approx(
         skm.f1_score(y_true, labels, average="macro")
     )
-    assert evaluation.curves == {}
+    per_class = evaluation.curves["per_class"]
+    assert [entry["class"] for entry in per_class] == classes
+    for index, entry in enumerate(per_class):
+        positive = y_true == classes[index]
+        auc = float(np.trapezoid(entry["roc"]["tpr"], entry["roc"]["fpr"]))
+        assert auc == pytest.approx(skm.roc_auc_score(positive, probabilities[:, index]), abs=0.02)
+        assert entry["pr"]["recall"][0] == 1.0 and entry["pr"]["precision"][-1] == 1.0
     assert set(evaluation.metrics) == set(TASK_METRICS[Task.CLASSIFICATION])
     assert primary_metric(Task.CLASSIFICATION, 3) == "f1_macro"
 
@@ -192,3 +199,22 @@ def test_an_empty_holdout_is_an_error() -> None:
             probabilities=None,
             classes=None,
         )
+
+
+def test_multiclass_curves_cover_the_most_frequent_classes_only_up_to_the_cap() -> None:
+    rng = np.random.default_rng(3)
+    classes = [f"class {i}" for i in range(MAX_CURVE_CLASSES + 3)]
+    # The first class has the most held-out rows, the last the fewest.
+    y_true = np.repeat(classes, [20 + 5 * (len(classes) - i) for i in range(len(classes))])
+    probabilities = rng.dirichlet(np.ones(len(classes)), len(y_true))
+
+    curves = evaluate_predictions(
+        task=Task.CLASSIFICATION,
+        y_true=y_true,
+        labels=np.array(classes)[probabilities.argmax(axis=1)],
+        probabilities=probabilities,
+        classes=classes,
+    ).curves
+
+    assert [entry["class"] for entry in curves["per_class"]] == classes[:MAX_CURVE_CLASSES]
+    assert curves["classes_with_curves_of"] == len(classes)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from functions.common.config import Task
 from functions.ml.metrics import evaluate_predictions
@@ -292,10 +291,6 @@ def _shade(style: str) -> float:
     return float(match.group(1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 13: the multi-class card has no charts (heat map, ROC/PR per class)",
-)
 def test_a_multiclass_card_has_a_confusion_heat_map_and_roc_and_pr_per_class() -> None:
     html = _card(multiclass=True)
     _parse(html)
@@ -321,9 +316,6 @@ def test_a_multiclass_card_has_a_confusion_heat_map_and_roc_and_pr_per_class() -
     assert {"candidate", "champion"} <= sections.drawn["curves"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 16 item 13: the regression legend names a champion it does not draw"
-)
 def test_the_curves_legend_names_only_the_series_it_draws() -> None:
     for task in (Task.CLASSIFICATION, Task.REGRESSION):
         sections = _Sections(_card(task, champion=True))
@@ -334,9 +326,6 @@ def test_the_curves_legend_names_only_the_series_it_draws() -> None:
     assert "champion" in _Sections(_card(Task.CLASSIFICATION)).visible("curves")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 16 item 13: split values print as Python reprs (False, None, dicts)"
-)
 def test_split_and_parameter_values_read_as_words_not_python_reprs() -> None:
     split = {
         "rows_train": 180,

@@ -380,7 +380,6 @@ def test_the_report_states_the_decision_rule_and_the_data_quality_breaks() -> No
     assert re.search(r"age: null share 5\d\.\d% \(training \d\.\d%\) \(major\)", text)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 13: drift report bin labels are cut off")
 def test_bin_labels_are_shown_whole_and_fit_inside_the_chart() -> None:
     long_label = "Two year contract, paperless billing (électronique)"
     feature = {
