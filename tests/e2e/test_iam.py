@@ -300,7 +300,6 @@ def test_mlops_erase_acts_as_the_erasure_role_the_only_principal_that_may_delete
 
 @pytest.mark.iam_denials
 def test_the_bucket_policy_denies_raw_deletes_to_every_other_role(cloud: LocalCloud) -> None:
-    import boto3
     from botocore.exceptions import ClientError
 
     from infra.local.authz import principals
@@ -321,13 +320,11 @@ def test_the_bucket_policy_denies_raw_deletes_to_every_other_role(cloud: LocalCl
         session = principals.session_credentials(
             role["Role"]["Arn"], "raw-deleter", "lambda.amazonaws.com"
         )
-        s3 = boto3.session.Session().client(
-            "s3",
-            region_name="us-east-1",
-            endpoint_url=cloud.endpoint,
-            aws_access_key_id=session.access_key_id,
-            aws_secret_access_key=session.secret_access_key,
-            aws_session_token=session.session_token,
+        s3 = _s3_as(
+            cloud,
+            SigningCredentials(
+                session.access_key_id, session.secret_access_key, session.session_token
+            ),
         )
         bucket = cloud.outputs["DataBucketName"]
         with pytest.raises(ClientError) as denied:
@@ -345,3 +342,92 @@ def test_the_bucket_policy_denies_raw_deletes_to_every_other_role(cloud: LocalCl
         f"arn:aws:s3:::{bucket}/raw/churn/first.csv with an explicit deny in a resource-based "
         "policy"
     )
+
+
+def _s3_as(cloud: LocalCloud, credentials: SigningCredentials) -> Any:
+    """An S3 client of the local cloud signing as `credentials`."""
+    import boto3
+
+    return boto3.session.Session().client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=cloud.endpoint,
+        aws_access_key_id=credentials.access_key,
+        aws_secret_access_key=credentials.secret_key,
+        aws_session_token=credentials.session_token,
+    )
+
+
+def _objects(cloud: LocalCloud, bucket: str) -> dict[str, str]:
+    """Every current object in the bucket outside raw/, key -> ETag."""
+    pages = cloud.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {
+        item["Key"]: item["ETag"]
+        for page in pages
+        for item in page.get("Contents", [])
+        if not item["Key"].startswith("raw/")
+    }
+
+
+@pytest.mark.iam_denials
+@pytest.mark.xfail(strict=True, reason="issue 16 item 5: a drop overwrites a quarantine reason")
+def test_a_producer_drops_into_raw_but_can_neither_forge_nor_write_a_quarantine_reason(
+    cloud: LocalCloud,
+) -> None:
+    from botocore.exceptions import ClientError
+
+    bucket = cloud.outputs["DataBucketName"]
+    # A producer granted more than raw/ (the whole bucket): the bucket policy must hold anyway.
+    keys = _user(
+        cloud,
+        "producer",
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "s3:PutObject",
+                    "Resource": f"arn:aws:s3:::{bucket}/*",
+                }
+            ],
+        },
+    )
+    producer = _s3_as(cloud, keys)
+
+    def drop(key: str, body: bytes) -> dict[str, Any]:
+        put = producer.put_object(Bucket=bucket, Key=key, Body=body)
+        name = cloud.execution_name_for_object(bucket, key, put.get("VersionId"), put["ETag"])
+        return cloud.wait_for_execution(name, timeout=120)
+
+    def reason_of(objects: dict[str, str], raw_key: str) -> tuple[str, dict[str, Any]]:
+        s3 = cloud.client("s3")
+        found = []
+        for key in objects:
+            if key.endswith(".reason.json"):
+                record = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+                if record.get("source", {}).get("key") == raw_key:
+                    found.append((key, record))
+        assert len(found) == 1, found
+        return found[0]
+
+    bad = sample_data.bad_files()["semicolon_separated.csv"]
+    assert drop("raw/churn/forged.csv", bad)["status"] == "FAILED"
+    written = _objects(cloud, bucket)
+    reason_key, reason = reason_of(written, "raw/churn/forged.csv")
+    assert reason["code"] == "wrong_delimiter"
+
+    forged = {**reason, "code": "forged", "message": "Nothing wrong with this file."}
+    assert drop("raw/churn/forged.csv.reason.json", json.dumps(forged).encode())["status"] == (
+        "FAILED"
+    )
+    after = _objects(cloud, bucket)
+    # Nothing the pipeline wrote for the first drop was overwritten by the second one.
+    assert {key: after.get(key) for key in written} == written
+    assert reason_of(written, "raw/churn/forged.csv") == (reason_key, reason)
+
+    # Nor can the producer write there itself, whatever its own policy grants.
+    with pytest.raises(ClientError) as denied:
+        producer.put_object(Bucket=bucket, Key=reason_key, Body=json.dumps(forged).encode())
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    assert "explicit deny in a resource-based policy" in denied.value.response["Error"]["Message"]
+    assert _objects(cloud, bucket)[reason_key] == written[reason_key]
