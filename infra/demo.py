@@ -33,6 +33,7 @@ from rich.panel import Panel
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from functions.common import layout
 from functions.common.config import load_config
 from functions.ml import sample_data
 from infra.local import lambda_runtime
@@ -185,7 +186,7 @@ class _Demo:
         outcome = {"label": drop.label, "key": drop.key, "expect": drop.expect}
         outcome["status"] = described["status"]
         if described["status"] == "FAILED":
-            reason_key = "quarantine/" + drop.key.removeprefix("raw/") + ".reason.json"
+            reason_key = layout.reason_key(drop.key)
             outcome["outcome"] = "quarantined" if self._exists(reason_key) else "failed"
             if outcome["outcome"] == "quarantined":
                 outcome["reason"] = self._json(reason_key)

@@ -3,7 +3,8 @@ nothing (folder marker) out.
 
 Order of writes for a good drop: curated Parquet, then the manifest beside it, then the
 registry item, so anyone who finds a version in the registry finds all of its files. A bad
-drop is copied to `quarantine/` with a `.reason.json`; the raw object is never modified. A
+drop is copied to `quarantine/files/`, its reason to `quarantine/reasons/` (keys from
+`functions.common.layout`, where no drop can land); the raw object is never modified. A
 drop the function died on (out of memory, timed out) is quarantined the same way, unread, by
 `quarantine_crashed`, which the pipeline's catch invokes.
 
@@ -37,6 +38,7 @@ from functions.common import aws
 from functions.common.config import DatasetConfig, deployed_config
 from functions.common.contracts import DatasetRef, IngestSkipped, SourceObject
 from functions.common.errors import ObjectNotFoundError
+from functions.common.layout import RAW_PREFIX, quarantine_key, reason_key
 from functions.common.observability import logger, metrics
 from functions.common.registry import DatasetRegistry
 from functions.common.settings import StageSettings, stage_settings
@@ -53,10 +55,7 @@ from functions.ml.ingestion import (
 from functions.ml.readers import ReadLimits
 from functions.ml.schema import DatasetContract, contract_from_config
 
-RAW_PREFIX = "raw/"
 CURATED_PREFIX = "curated/"
-QUARANTINE_PREFIX = "quarantine/"
-REASON_SUFFIX = ".reason.json"
 IDEMPOTENCY_PARTITION = "IDEMPOTENCY#ingest"
 IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600
 
@@ -370,8 +369,9 @@ class Ingestion:
         )
 
     def quarantine(self, error: DataRejectedError, source: SourceObject) -> str | None:
-        """Copy the raw object version to `quarantine/` with `.reason.json` beside it; returns
-        the quarantine key (None: the key is outside raw/, nothing is copied)."""
+        """Copy the raw object version to its quarantine key and write its reason record to its
+        reason key (`functions.common.layout`); returns the quarantine key (None: the key is
+        outside raw/, nothing is copied)."""
         reason = {
             **error.as_dict(),
             "error": type(error).__name__,
@@ -386,7 +386,7 @@ class Ingestion:
         if not source.key.startswith(RAW_PREFIX):
             logger.warning("Rejected a key outside raw/; not copied", extra={"reason": reason})
             return None
-        target = QUARANTINE_PREFIX + source.key.removeprefix(RAW_PREFIX)
+        target = quarantine_key(source.key)
         reason["quarantine_key"] = target
         self.store.copy(
             source.bucket,
@@ -395,6 +395,6 @@ class Ingestion:
             version_id=source.version_id,
             destination_bucket=self.bucket,
         )
-        self.store.put_json(self.bucket, target + REASON_SUFFIX, reason)
+        self.store.put_json(self.bucket, reason_key(source.key), reason)
         logger.warning("Drop quarantined", extra={"reason": reason})
         return target

@@ -10,12 +10,12 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from functions.common.layout import QUARANTINE_PREFIX as QUARANTINE_PREFIX
+from functions.common.layout import RAW_PREFIX as RAW_PREFIX
 from infra.config import DeployConfig
 from infra.nag import acknowledge
 
-RAW_PREFIX = "raw/"
 CURATED_PREFIX = "curated/"
-QUARANTINE_PREFIX = "quarantine/"
 MODELS_PREFIX = "models/"
 CAPTURE_PREFIX = "capture/"
 """Prediction requests and responses captured by Firehose, by day: `capture/dt=YYYY-MM-DD/`."""
@@ -222,6 +222,25 @@ class DataLake(Construct):
         # An output of the stack (not of this construct's path): `mlops erase` reads it by name.
         output = CfnOutput(self, "ErasureRoleArn", value=self.erasure_role.role_arn)
         output.override_logical_id("ErasureRoleArn")
+
+    def reserve_writes(self, prefix: str, *writers: iam.IRole) -> None:
+        """Only `writers` (and the erasure role, which rewrites what holds a data subject) may
+        put objects under `prefix`: the bucket policy denies it to everyone else, whatever
+        their IAM policies grant (a producer allowed to write the whole bucket included)."""
+        sid = "OnlyItsWritersWrite" + "".join(
+            part.capitalize() for part in prefix.strip("/").split("/")
+        )
+        arns = [writer.role_arn for writer in (*writers, self.erasure_role)]
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid=sid,
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects(f"{prefix}*")],
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": arns}},
+            )
+        )
 
     def grant_read_objects(self, grantee: iam.IRole, prefix: str) -> None:
         """Read current and earlier versions of the objects under `prefix`, nothing else."""

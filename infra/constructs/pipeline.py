@@ -163,6 +163,8 @@ class Pipeline(Construct):
         data_lake.grant_read_objects(self.ingest.role, RAW_PREFIX)
         data_lake.grant_write_objects(self.ingest.role, CURATED_PREFIX)
         data_lake.grant_write_objects(self.ingest.role, QUARANTINE_PREFIX)
+        # Quarantined copies and reasons: a producer must not forge or overwrite them.
+        data_lake.reserve_writes(QUARANTINE_PREFIX, self.ingest.role)
         for stage in (self.evaluate, self.register):
             data_lake.grant_read_objects(stage.role, MODELS_PREFIX)
             data_lake.grant_write_objects(stage.role, MODELS_PREFIX)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from functions.common import aws
+from functions.common.layout import quarantine_key, reason_key
 from functions.common.model_registry import ModelRegistry
 from functions.common.registry import DatasetRegistry
 from functions.ml import sample_data
@@ -277,14 +278,14 @@ def test_a_drop_that_kills_ingest_is_quarantined_unread_by_the_catch_and_raw_sta
     assert execution["error"] == error
     assert pipeline.attempts(execution, "Ingest") == [error], "a crash is not retried"
     assert pipeline.attempts(execution, "Quarantine crashed drop") == ["succeeded"]
-    reason = json.loads(pipeline.body(f"quarantine/churn/{name}.reason.json"))
+    reason = json.loads(pipeline.body(reason_key(f"raw/churn/{name}")))
     assert reason["code"] == "ingest_crashed"
     assert reason["error"] == "IngestCrashedError"
     assert limit in reason["message"] and error in reason["message"]
     assert reason["details"]["lambda_error"] == error
     assert message in reason["details"]["lambda_message"]
     assert reason["source"]["key"] == key
-    assert pipeline.body(f"quarantine/churn/{name}") == body
+    assert pipeline.body(quarantine_key(f"raw/churn/{name}")) == body
     raw_version = reason["source"]["version_id"]
     assert pipeline.body(key, raw_version) == body, "the raw object version is intact"
     [alert] = pipeline.failure_alerts(execution)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from functions.common.layout import reason_key
 from functions.ml import sample_data
 from infra.cli import app
 from infra.layers import missing_python_message, runtime_python
@@ -74,7 +75,7 @@ def _lambda_errors(cloud: LocalCloud, execution: dict[str, Any]) -> list[str]:
 
 def _reason(cloud: LocalCloud, key: str) -> dict[str, Any]:
     bucket = cloud.outputs["DataBucketName"]
-    quarantined = "quarantine/" + key.removeprefix("raw/") + ".reason.json"
+    quarantined = reason_key(key)
     body = cloud.client("s3").get_object(Bucket=bucket, Key=quarantined)["Body"].read()
     return dict(json.loads(body))
 

@@ -370,7 +370,6 @@ def _objects(cloud: LocalCloud, bucket: str) -> dict[str, str]:
 
 
 @pytest.mark.iam_denials
-@pytest.mark.xfail(strict=True, reason="issue 16 item 5: a drop overwrites a quarantine reason")
 def test_a_producer_drops_into_raw_but_can_neither_forge_nor_write_a_quarantine_reason(
     cloud: LocalCloud,
 ) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from functions.common.layout import reason_key
 from functions.ml.sample_data import BAD_FILE_REASONS, bad_files, good_files
 from infra.local import LocalCloud
 
@@ -54,9 +55,7 @@ def test_a_bad_drop_fails_is_quarantined_and_alerts(
     assert execution["error"] == "DataValidationError"
 
     s3, bucket = local_cloud.client("s3"), local_cloud.outputs["DataBucketName"]
-    reason = json.loads(
-        s3.get_object(Bucket=bucket, Key=f"quarantine/churn/{name}.reason.json")["Body"].read()
-    )
+    reason = json.loads(s3.get_object(Bucket=bucket, Key=reason_key(key))["Body"].read())
     assert reason["code"] == BAD_FILE_REASONS[name]
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == BAD[name]  # raw untouched
     [alert] = _alerts_for(local_cloud, execution["executionArn"])
@@ -73,7 +72,7 @@ def test_a_drop_for_another_dataset_is_quarantined_as_unknown(
     assert execution["status"] == "FAILED"
     assert execution["error"] == "UnknownDatasetError"
     s3, bucket = local_cloud.client("s3"), local_cloud.outputs["DataBucketName"]
-    reason = s3.get_object(Bucket=bucket, Key=f"quarantine/sales/{name}.reason.json")
+    reason = s3.get_object(Bucket=bucket, Key=reason_key(f"raw/sales/{name}"))
     assert json.loads(reason["Body"].read())["code"] == "unknown_dataset"
     [alert] = _alerts_for(local_cloud, execution["executionArn"])
     assert alert["error"] == "UnknownDatasetError"

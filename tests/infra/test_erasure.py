@@ -1,5 +1,6 @@
 """Erasure is the only path that deletes raw data: the data bucket denies deleting under raw/
-to every principal but the stack's erasure role, whose ARN is a stack output."""
+to every principal but the stack's erasure role, whose ARN is a stack output. Writing under
+quarantine/ is denied to all but ingest and that role (no producer forges a reason)."""
 
 from __future__ import annotations
 
@@ -74,3 +75,28 @@ def _prefixes(statement: dict[str, Any]) -> list[str]:
     resources = statement["Resource"]
     resources = resources if isinstance(resources, list) else [resources]
     return [r["Fn::Join"][1][-1] for r in resources if "Fn::Join" in r]
+
+
+def test_bucket_lets_only_ingest_and_the_erasure_role_write_quarantine(
+    resources: Resources,
+) -> None:
+    (ingest,) = [
+        name
+        for name in resources("AWS::IAM::Role")
+        if name.startswith("PipelineIngestFunctionRole")
+    ]
+    (deny,) = [
+        s for s in _data_bucket_policy(resources) if s.get("Sid") == "OnlyItsWritersWriteQuarantine"
+    ]
+
+    assert deny["Effect"] == "Deny" and deny["Principal"] == {"AWS": "*"}
+    assert deny["Action"] == "s3:PutObject"
+    assert deny["Resource"]["Fn::Join"][1][-1] == "/quarantine/*"
+    assert deny["Condition"] == {
+        "ArnNotEquals": {
+            "aws:PrincipalArn": [
+                {"Fn::GetAtt": [ingest, "Arn"]},
+                {"Fn::GetAtt": [_erasure_role(resources), "Arn"]},
+            ]
+        }
+    }

@@ -27,6 +27,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from functions.common.layout import quarantine_key, reason_key
 from functions.ingest.handler import lambda_handler
 from functions.ml.errors import DataValidationError, RejectionCode
 from functions.ml.sample_data import TARGET, churn_frame, encode
@@ -396,13 +397,13 @@ def ingest(cloud: Cloud, tmp_path: Path) -> Ingest:
             result = lambda_handler(message, FakeContext())
         except DataValidationError as error:
             outcome = f"quarantined: {error.code.value}"
-            reason = json.loads(cloud.body(f"quarantine/{path}.reason.json"))
+            reason = json.loads(cloud.body(reason_key(f"raw/{path}")))
             assert reason["code"] == error.code.value
             assert RejectionCode(reason["code"]) is not RejectionCode.UNKNOWN_DATASET
             assert reason["error"] == "DataValidationError"
             assert reason["message"] == str(error) != ""
             assert reason["source"]["key"] == key
-            assert cloud.body(f"quarantine/{path}") == drop.content
+            assert cloud.body(quarantine_key(f"raw/{path}")) == drop.content
             assert cloud.keys("curated/") == curated_before
             assert set(_registered_versions(cloud)) == versions_before
         else:
@@ -411,7 +412,7 @@ def ingest(cloud: Cloud, tmp_path: Path) -> Ingest:
             )
             assert result["ingested"] is True
             _assert_version(cloud, result, tmp_path)
-            assert cloud.keys(f"quarantine/{path}") == []
+            assert cloud.keys(quarantine_key(f"raw/{path}")) == []
             written = set(cloud.keys("curated/")) - set(curated_before)
             expected = {
                 result["curated_prefix"] + name for name in ("data.parquet", "manifest.json")

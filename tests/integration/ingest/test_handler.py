@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.parquet as pq
 import pytest
 
+from functions.common.layout import quarantine_key, reason_key
 from functions.common.registry import list_dataset_versions
 from functions.common.storage import ObjectStore
 from functions.ingest.handler import lambda_handler
@@ -121,7 +122,7 @@ def test_a_bad_drop_is_quarantined_with_its_reason_and_fails_the_execution(
     with pytest.raises(DataValidationError) as caught:
         invoke(event)
 
-    reason = json.loads(cloud.body(f"quarantine/churn/{name}.reason.json"))
+    reason = json.loads(cloud.body(reason_key(key)))
     assert reason["code"] == BAD_FILE_REASONS[name]
     assert reason["message"] == str(caught.value)
     assert reason["error"] == "DataValidationError"
@@ -133,7 +134,7 @@ def test_a_bad_drop_is_quarantined_with_its_reason_and_fails_the_execution(
         "size": len(BAD[name]),
     }
     assert reason["quarantined_at"].endswith("Z")
-    assert cloud.body(f"quarantine/churn/{name}") == BAD[name]
+    assert cloud.body(quarantine_key(key)) == BAD[name]
     versions = cloud.s3.list_object_versions(Bucket=cloud.bucket, Prefix=key)["Versions"]
     assert [v["VersionId"] for v in versions] == [version_id]
     assert cloud.body(key) == BAD[name]
@@ -145,7 +146,7 @@ def test_quarantine_reasons_name_the_columns_and_the_format(cloud: Cloud, drop: 
     with pytest.raises(DataValidationError):
         invoke(drop("raw/churn/wrong_type.csv", BAD["wrong_type.csv"]))
 
-    reason = json.loads(cloud.body("quarantine/churn/wrong_type.csv.reason.json"))
+    reason = json.loads(cloud.body(reason_key("raw/churn/wrong_type.csv")))
     assert reason["columns"] == ["age"]
     assert reason["format"] == "csv"
     assert reason["rows"][0]["value"] == "forty-two"
@@ -157,10 +158,10 @@ def test_a_drop_for_another_dataset_is_quarantined_as_unknown(cloud: Cloud, drop
     with pytest.raises(UnknownDatasetError, match="raw/churn/"):
         invoke(drop("raw/sales/2024-01.csv", content))
 
-    reason = json.loads(cloud.body("quarantine/sales/2024-01.csv.reason.json"))
+    reason = json.loads(cloud.body(reason_key("raw/sales/2024-01.csv")))
     assert reason["code"] == "unknown_dataset"
     assert reason["details"]["dataset"] == "sales"
-    assert cloud.body("quarantine/sales/2024-01.csv") == content
+    assert cloud.body(quarantine_key("raw/sales/2024-01.csv")) == content
     assert cloud.keys("curated/") == []
     assert cloud.items("DATASET#") == []
 
@@ -183,10 +184,10 @@ def test_a_drop_the_function_died_on_is_quarantined_unread_with_lambda_s_error(
 
     assert result == {
         "quarantined": True,
-        "quarantine_key": "quarantine/churn/huge.csv",
+        "quarantine_key": "quarantine/files/churn/huge.csv",
         "code": "ingest_crashed",
     }
-    reason = json.loads(cloud.body("quarantine/churn/huge.csv.reason.json"))
+    reason = json.loads(cloud.body("quarantine/reasons/churn/huge.csv.reason.json"))
     assert reason["code"] == "ingest_crashed"
     assert reason["error"] == "IngestCrashedError"
     assert reason["message"] == (
@@ -201,7 +202,7 @@ def test_a_drop_the_function_died_on_is_quarantined_unread_with_lambda_s_error(
         "timeout_seconds": 900,
     }
     assert reason["source"]["version_id"] == event["detail"]["object"]["version-id"]
-    assert cloud.body("quarantine/churn/huge.csv") == content
+    assert cloud.body("quarantine/files/churn/huge.csv") == content
     assert cloud.body("raw/churn/huge.csv") == content
     assert cloud.keys("curated/") == []
     assert [item["pk"]["S"] for item in cloud.items()] == [], "no idempotency record either"
@@ -309,7 +310,7 @@ def test_without_features_in_config_the_first_good_drop_freezes_the_contract(
     (contract,) = [i for i in cloud.items("DATASET#churn") if i["sk"]["S"] == "CONTRACT"]
     assert json.loads(contract["contract"]["S"])["features"]["support_calls"] == "numeric"
     assert contract["inferred_from"]["S"] == "raw/churn/first.csv"
-    reason = json.loads(cloud.body("quarantine/churn/second.csv.reason.json"))
+    reason = json.loads(cloud.body(reason_key("raw/churn/second.csv")))
     assert reason["code"] == "missing_columns"
 
 

@@ -72,10 +72,10 @@ with mock_aws():
         raised = None
     except Exception as exc:
         raised = type(exc).__name__
-    quarantined = "quarantine/" + key.removeprefix("raw/")
-    reason = json.loads(
-        s3.get_object(Bucket=bucket, Key=quarantined + ".reason.json")["Body"].read()
-    )
+    from functions.common.layout import quarantine_key, reason_key
+
+    quarantined = quarantine_key(key)
+    reason = json.loads(s3.get_object(Bucket=bucket, Key=reason_key(key))["Body"].read())
     copy = s3.get_object(Bucket=bucket, Key=quarantined)["Body"].read()
     raw = s3.get_object(Bucket=bucket, Key=key, VersionId=put["VersionId"])["Body"].read()
     peak = next(
