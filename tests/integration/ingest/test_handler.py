@@ -4,6 +4,7 @@ events delivered twice are ingested once."""
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 import time
 from collections.abc import Callable
@@ -340,3 +341,34 @@ def test_a_url_encoded_key_in_the_event_still_finds_the_object(cloud: Cloud, dro
 
     assert result["source"]["key"] == "raw/churn/jan 2024.csv"
     assert len(list_dataset_versions("churn")) == 1
+
+
+def _with_nul_after_the_sample(content: bytes, value: bytes) -> tuple[bytes, int, int]:
+    """`content` with a NUL byte inside the first `value` past the first 64 KB:
+    (the new content, the NUL's byte offset, its line number)."""
+    at = content.index(value, 70_000) + value.index(b" ")
+    return content[:at] + b"\x00" + content[at + 1 :], at, content.count(b"\n", 0, at) + 1
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 item 6: a NUL byte after 64 KB is ingested")
+@pytest.mark.parametrize("name", ["late_nul.csv", "late_nul.csv.gz", "late_nul.jsonl"])
+def test_a_nul_byte_past_the_first_64_kb_quarantines_the_drop_naming_its_offset(
+    cloud: Cloud, drop: Drop, name: str
+) -> None:
+    frame = churn_frame(2_000, seed=61)
+    text = encode(frame, "jsonl") if name.endswith(".jsonl") else encode(frame)
+    content, offset, line = _with_nul_after_the_sample(text, b"two year")
+    assert offset > 64 * 1024
+    key = f"raw/churn/{name}"
+
+    with pytest.raises(DataValidationError) as caught:
+        invoke(drop(key, gzip.compress(content) if name.endswith(".gz") else content))
+
+    reason = json.loads(cloud.body(reason_key(key)))
+    assert reason["code"] == "binary_content"
+    assert reason["details"]["byte_offset"] == offset
+    assert reason["details"]["line"] == line
+    assert reason["message"] == str(caught.value)
+    assert f"byte {offset:,}" in reason["message"]
+    assert cloud.keys("curated/") == []
+    assert cloud.items("DATASET#") == []
