@@ -5,7 +5,9 @@ character, else delimited text); the extension only has to agree where it makes 
 content breaks (`.gz`, `.parquet`). Readers yield pandas frames of at most `chunk_rows` rows with
 the file's own column names, so memory stays bounded by the chunk size, not the file size.
 
-Whatever a file holds, reading it stays within `ReadLimits` (`[ingest]`): a line longer than
+Whatever a file holds, reading it stays within `ReadLimits` (`[ingest]`): binary content
+anywhere in a text file (a NUL byte, or control bytes over 1% of any 64 KB) is refused at its
+byte offset as the stream is read, a line longer than
 `max_line_bytes` is refused as soon as that many bytes of it are read (a 1 KB gzip can
 decompress to a single 1 GiB line), a record that does not fit the reader's block of
 `max_record_bytes` is refused before it is parsed, a file with more than `max_columns` columns
@@ -20,6 +22,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Iterable, Iterator
@@ -49,6 +52,9 @@ _MAX_MALFORMED_SAMPLES = 5
 # Text files have almost no control characters besides tab/newline/carriage return.
 _BINARY_CONTROL_SHARE = 0.01
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13))
+_CONTROL_BYTE = re.compile(b"[" + re.escape(_CONTROL_BYTES) + b"]")
+_WINDOW_CONTROLS = int(SAMPLE_BYTES * _BINARY_CONTROL_SHARE)
+"""Control bytes one 64 KB window of a text stream may hold (the sample's share)."""
 # Text stays in Arrow memory inside pandas: no Python string object per cell.
 _TEXT_TYPES = {pa.string(): pd.ArrowDtype(pa.string())}.get
 # What pandas raises when a Parquet file's "pandas" metadata (free JSON written by the
@@ -150,10 +156,24 @@ class LineLimitedStream(io.RawIOBase):
     between two line breaks, `\\n` or `\\r`) grows past `max_line_bytes`: whatever reads
     from it never holds more of one line than that. It looks at every byte once, at C speed
     (`find`/`count` over slices no longer than the cap, so only lines that cross a slice
-    boundary need tracking)."""
+    boundary need tracking). It fails with `binary_content` at the first NUL byte, or once
+    one 64 KB window of the stream holds more control bytes than text has (the share format
+    detection allows in the first 64 KB), naming the byte offset (in the decompressed
+    stream, for gzip) and its line."""
 
-    def __init__(self, raw: Any, max_line_bytes: int, max_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        raw: Any,
+        max_line_bytes: int,
+        max_bytes: int | None = None,
+        *,
+        gzipped: bool = False,
+    ) -> None:
         super().__init__()
+        self._where = "the decompressed gzip stream" if gzipped else "the file"
+        self._window_controls = 0
+        self._first_control: tuple[int, int, bytes] | None = None
+        """The current window's first control byte: offset, line, the bytes from it."""
         self._raw = raw
         self._cap = max_line_bytes
         self._run = 0
@@ -169,6 +189,7 @@ class LineLimitedStream(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         # Direct, without RawIOBase's copy through a buffer (pyarrow reads this way).
         data = bytes(self._raw.read(size))
+        start = self._read
         self._read += len(data)
         if self._max_bytes is not None and self._read > self._max_bytes:
             raise _reject(
@@ -177,6 +198,7 @@ class LineLimitedStream(io.RawIOBase):
                 "[ingest] max_gzip_ratio times its compressed size; reading stopped there.",
                 details={"decompressed_bytes_read": self._read, "limit": self._max_bytes},
             )
+        self._check_binary(data, start)
         self._check(data)
         return data
 
@@ -190,6 +212,43 @@ class LineLimitedStream(io.RawIOBase):
         if not self.closed:
             self._raw.close()
         super().close()
+
+    def _check_binary(self, data: bytes, start: int) -> None:
+        """`data` begins at byte `start` of the stream; `_line_breaks` counts the lines before."""
+        nul = data.find(b"\x00")
+        if nul >= 0:
+            raise self._binary(start + nul, self._line_at(data, nul), data[nul:], "a NUL byte")
+        position = 0
+        while position < len(data):
+            offset = start + position
+            if offset % SAMPLE_BYTES == 0:
+                self._window_controls, self._first_control = 0, None
+            end = min(len(data), position + SAMPLE_BYTES - offset % SAMPLE_BYTES)
+            piece = data[position:end]
+            controls = len(piece) - len(piece.translate(None, _CONTROL_BYTES))
+            if controls and self._first_control is None:
+                found = _CONTROL_BYTE.search(piece)
+                at = position + (found.start() if found else 0)
+                self._first_control = (start + at, self._line_at(data, at), data[at:])
+            self._window_controls += controls
+            if self._window_controls > _WINDOW_CONTROLS and self._first_control is not None:
+                raise self._binary(
+                    *self._first_control,
+                    f"the first of {self._window_controls:,} control bytes within 64 KB "
+                    f"(text has at most {_WINDOW_CONTROLS:,})",
+                )
+            position = end
+
+    def _line_at(self, data: bytes, index: int) -> int:
+        return self._line_breaks + data.count(b"\n", 0, index) + 1
+
+    def _binary(self, offset: int, line: int, following: bytes, what: str) -> DataValidationError:
+        return _reject(
+            RejectionCode.BINARY_CONTENT,
+            f"{self._where.capitalize()} holds binary data at byte {offset:,} (line {line:,}): "
+            f"{what}; CSV and JSON Lines are text.",
+            details={"byte_offset": offset, "line": line, "bytes": following[:8].hex()},
+        )
 
     def _check(self, data: bytes) -> None:
         cap = self._cap
@@ -377,7 +436,7 @@ def _limited(raw: Any, path: Path, gzipped: bool, limits: ReadLimits) -> LineLim
     expansion = None
     if gzipped and limits.max_gzip_ratio:
         expansion = max(GZIP_FLOOR, limits.max_gzip_ratio * path.stat().st_size)
-    return LineLimitedStream(raw, limits.max_line_bytes, expansion)
+    return LineLimitedStream(raw, limits.max_line_bytes, expansion, gzipped=gzipped)
 
 
 class DelimitedTable(SourceTable):

@@ -350,7 +350,6 @@ def _with_nul_after_the_sample(content: bytes, value: bytes) -> tuple[bytes, int
     return content[:at] + b"\x00" + content[at + 1 :], at, content.count(b"\n", 0, at) + 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 6: a NUL byte after 64 KB is ingested")
 @pytest.mark.parametrize("name", ["late_nul.csv", "late_nul.csv.gz", "late_nul.jsonl"])
 def test_a_nul_byte_past_the_first_64_kb_quarantines_the_drop_naming_its_offset(
     cloud: Cloud, drop: Drop, name: str

@@ -1,7 +1,9 @@
 """Line bombs: a 1 MB gzip that decompresses to one 1 GiB line, and a 0.5 MB JSON Lines gzip
 holding one 512 MiB line. The ingest handler quarantines each with reason `line_too_long`
 while its process stays under 512 MB (the function has 2,048), measured in a fresh child
-process (VmHWM: the process's own peak resident memory) against moto."""
+process (VmHWM: the process's own peak resident memory) against moto. A NUL byte 60 MiB into
+a gzip CSV is found as the file streams by (`binary_content` at its offset), within the same
+bound."""
 
 from __future__ import annotations
 
@@ -21,10 +23,10 @@ PEAK_LIMIT_MB = 512
 MIB = 1 << 20
 
 
-def _bomb(path: Path, head: bytes, mebibytes: int, tail: bytes) -> Path:
-    """`head`, `mebibytes` MiB of one repeated byte and `tail`, as a multi-member gzip (one
-    compressed MiB repeated): about 1 KB per MiB, written in milliseconds."""
-    member = gzip.compress(b"a" * MIB, compresslevel=9)
+def _bomb(path: Path, head: bytes, mebibytes: int, tail: bytes, fill: bytes = b"a") -> Path:
+    """`head`, `mebibytes` MiB of `fill` repeated and `tail`, as a multi-member gzip (one
+    compressed MiB repeated): a few KB per MiB, written in milliseconds."""
+    member = gzip.compress(fill * (MIB // len(fill)), compresslevel=9)
     with path.open("wb") as file:
         file.write(gzip.compress(head))
         for _ in range(mebibytes):
@@ -146,5 +148,32 @@ def test_a_line_bomb_is_quarantined_within_the_memory_bound(
     )
     assert reason["details"] == {"line": 1, "max_line_bytes": MIB}
     assert outcome["copy_intact"] and outcome["raw_intact"]
+    assert isinstance(outcome["peak_mb"], float)
+    assert outcome["peak_mb"] < PEAK_LIMIT_MB, f"peak RSS {outcome['peak_mb']:.0f} MB"
+
+
+def test_a_nul_byte_60_mib_into_a_gzip_csv_is_found_as_it_streams_within_the_memory_bound(
+    tmp_path: Path,
+) -> None:
+    from functions.ml.sample_data import churn_frame, encode
+
+    header, *lines = encode(churn_frame(200, seed=62)).splitlines(keepends=True)
+    rows, row = b"".join(lines), lines[0]
+    fill = row * (MIB // len(row))
+    tail = row.replace(b" ", b"\x00", 1)
+    path = _bomb(tmp_path / "late.csv.gz", header + rows, 60, tail, row)
+    offset = len(header + rows) + 60 * len(fill) + tail.index(b"\x00")
+
+    outcome = _quarantine_in_a_child(path, "raw/churn/late.csv.gz")
+
+    assert outcome["raised"] == "DataValidationError"
+    reason = outcome["reason"]
+    assert isinstance(reason, dict)
+    assert reason["code"] == "binary_content"
+    assert reason["details"]["byte_offset"] == offset
+    assert reason["details"]["line"] == 1 + len(lines) + 60 * (MIB // len(row)) + 1
+    assert f"the decompressed gzip stream holds binary data at byte {offset:,}" in (
+        reason["message"].lower()
+    )
     assert isinstance(outcome["peak_mb"], float)
     assert outcome["peak_mb"] < PEAK_LIMIT_MB, f"peak RSS {outcome['peak_mb']:.0f} MB"

@@ -151,6 +151,31 @@ def test_non_utf8_bytes_past_the_sniffed_sample_are_caught_while_reading(tmp_pat
     assert caught.value.code.value == "not_utf8"
 
 
+@pytest.mark.parametrize(
+    ("spread", "binary"),
+    [
+        pytest.param(b"\x1b[0m", False, id="a-few-escapes-are-text"),
+        pytest.param(b"\x01\x02\x03\x04" * 200, True, id="a-binary-blob-without-nul"),
+    ],
+)
+def test_control_bytes_past_the_sniffed_sample_are_binary_only_in_bulk(
+    tmp_path: Path, spread: bytes, binary: bool
+) -> None:
+    good = encode(churn_frame(2_000))
+    at = good.index(b"north", 70_000)
+    path = _file(tmp_path, good[:at] + spread + good[at:])
+    table = open_table(path, detect_format(path, "a.csv"), delimiter=",", chunk_rows=500)
+
+    if not binary:
+        assert sum(len(chunk) for chunk in table.chunks()) == 2_000
+        return
+    with pytest.raises(DataValidationError) as caught:
+        list(table.chunks())
+    assert caught.value.code.value == "binary_content"
+    assert caught.value.details["byte_offset"] == at
+    assert "control bytes within 64 KB (text has at most 655)" in str(caught.value)
+
+
 def test_a_truncated_gzip_stream_is_reported_as_not_gzip(tmp_path: Path) -> None:
     whole = gzip.compress(encode(churn_frame(5_000, seed=3)))
     path = _file(tmp_path, whole[: len(whole) * 2 // 3])
