@@ -14,6 +14,7 @@ from rich.table import Table
 from functions.common.config import ConfigError, load_config
 from infra.batch_cli import batch_app
 from infra.config_cli import checked_config, config_app
+from infra.data_cli import data_app
 from infra.drift_cli import drift_app
 from infra.erasure_cli import erase_app
 from infra.local.cli import app as local_app
@@ -36,6 +37,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(drift_app, name="drift")
 app.add_typer(erase_app, name="erase")
 app.add_typer(batch_app, name="batch")
+app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 console = Console()
 

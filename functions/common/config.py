@@ -96,6 +96,10 @@ class DatasetConfig(_Section):
     has the wrong type (the file is quarantined); below it, such values become missing."""
     min_class_rows: Annotated[int, Field(ge=1)] = 2
     """Classification: every class of the target needs at least this many rows."""
+    normalize_labels: bool = False
+    """Classification: the class set is frozen at the first good version; a later label that
+    differs from a known class only in case or whitespace (`"Yes "`, `YES` for `yes`) is
+    rewritten to that class when true, and quarantines the file (`unknown_class`) when false."""
     missing_markers: list[str] = Field(
         default_factory=lambda: ["", "na", "n/a", "nan", "null", "none", "?", "-", "#n/a"]
     )

@@ -25,6 +25,14 @@ class SourceObject(Contract):
         return f"s3://{self.bucket}/{self.key}#{self.version_id or self.etag or ''}"
 
 
+class Retirement(Contract):
+    """Why a dataset version no longer takes part in training (`mlops data retire`)."""
+
+    at: str
+    by: str
+    reason: str
+
+
 class DatasetRef(Contract):
     """A committed dataset version: what the ingest stage returns and training consumes."""
 
@@ -35,6 +43,9 @@ class DatasetRef(Contract):
     rows: int
     source: SourceObject
     created_at: str
+    retired: Retirement | None = Field(
+        default=None, description="Set once the version is retired: left out of training"
+    )
     already_ingested: bool = Field(
         default=False, description="True when this object version was ingested before"
     )

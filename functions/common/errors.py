@@ -51,6 +51,15 @@ class NothingToRollBackError(ModelRegistryError):
     """The alias has no earlier version in its history to go back to."""
 
 
+class DataVersionNotFoundError(ModelRegistryError, LookupError):
+    """The requested dataset version is not registered (or no version exists yet)."""
+
+
+class DataVersionRetiredError(ModelRegistryError):
+    """The dataset version was retired (`mlops data retire`): it is kept, but no longer used
+    for training, and cannot be retired twice."""
+
+
 class EventPublishError(AdapterError):
     """EventBridge did not accept an event (an AWS error or a failed entry)."""
 

@@ -5,25 +5,35 @@
   put), so registering an existing version is a no-op that returns the first registration.
 - dataset contract: pk=`DATASET#<name>`, sk=`CONTRACT`; the first writer wins and it is
   frozen from then on.
+- class set of a classification target: pk=`DATASET#<name>`, sk=`CLASSES`; frozen the same
+  way, at the first good version.
+- a retired version keeps its item, with `retired_at`, `retired_by` and `retired_reason` set
+  (`mlops data retire`); training leaves it out.
 
 Idempotency records of the ingest function live in the same table (pk=`IDEMPOTENCY#ingest`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from functions.common.contracts import DatasetRef, SourceObject
-from functions.common.errors import RegistryError
+from functions.common.contracts import DatasetRef, Retirement, SourceObject
+from functions.common.errors import (
+    DataVersionNotFoundError,
+    DataVersionRetiredError,
+    RegistryError,
+)
 from functions.common.settings import stage_settings
 from functions.common.table import RegistryTable
 
 VERSION_PREFIX = "VERSION#"
 CONTRACT_SORT_KEY = "CONTRACT"
+CLASSES_SORT_KEY = "CLASSES"
 
 
 def dataset_key(dataset: str) -> str:
@@ -79,6 +89,15 @@ def _version_ref(item: dict[str, Any]) -> DatasetRef:
         etag=text("source_etag"),
         size=int(item["source_size"]["N"]) if "source_size" in item else None,
     )
+    retired = (
+        Retirement(
+            at=item["retired_at"]["S"],
+            by=item["retired_by"]["S"],
+            reason=item["retired_reason"]["S"],
+        )
+        if "retired_at" in item
+        else None
+    )
     return DatasetRef(
         dataset=item["dataset"]["S"],
         data_version=item["data_version"]["S"],
@@ -87,6 +106,7 @@ def _version_ref(item: dict[str, Any]) -> DatasetRef:
         rows=int(item["rows"]["N"]),
         source=source,
         created_at=item["created_at"]["S"],
+        retired=retired,
     )
 
 
@@ -132,6 +152,80 @@ class DatasetRegistry(RegistryTable):
                 raise RegistryError(f"contract of {dataset} vanished during freeze")
             return stored
         return contract_json
+
+    def get_classes(self, dataset: str) -> list[str] | None:
+        """The frozen class set of `dataset`'s target (sorted), or None before the first good
+        version of a classification dataset."""
+        item = self._get(dataset_key(dataset), CLASSES_SORT_KEY)
+        return list(json.loads(item["classes"]["S"])) if item else None
+
+    def freeze_classes(
+        self,
+        dataset: str,
+        classes: list[str],
+        *,
+        data_version: str,
+        created_at: str,
+        code_version: str,
+    ) -> list[str]:
+        """Store `classes` unless a class set exists; return the class set now in force."""
+        item = {
+            "pk": _s(dataset_key(dataset)),
+            "sk": _s(CLASSES_SORT_KEY),
+            "kind": _s("dataset_classes"),
+            "classes": _s(json.dumps(sorted(classes))),
+            "data_version": _s(data_version),
+            "created_at": _s(created_at),
+            "code_version": _s(code_version),
+        }
+        if self.put_new(item):
+            return sorted(classes)
+        stored = self.get_classes(dataset)
+        if stored is None:
+            raise RegistryError(f"class set of {dataset} vanished during freeze")
+        return stored
+
+    def retire_version(self, dataset: str, data_version: str, retirement: Retirement) -> DatasetRef:
+        """Mark a registered version retired (who, why, when); its files stay.
+
+        Raises:
+            DataVersionNotFoundError: no such version is registered.
+            DataVersionRetiredError: it was retired before (the first retirement is kept).
+        """
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table_name,
+                Key={"pk": _s(dataset_key(dataset)), "sk": _s(VERSION_PREFIX + data_version)},
+                UpdateExpression="SET retired_at = :at, retired_by = :by, retired_reason = :why",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(retired_at)",
+                ExpressionAttributeValues={
+                    ":at": _s(retirement.at),
+                    ":by": _s(retirement.by),
+                    ":why": _s(retirement.reason),
+                },
+            )
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
+            if code != "ConditionalCheckFailedException":
+                raise RegistryError(
+                    f"update_item on table {self.table_name} failed: {code}: {exc}"
+                ) from exc
+            existing = self.get_version(dataset, data_version)
+            if existing is None:
+                raise DataVersionNotFoundError(
+                    f"dataset version {data_version!r} of {dataset} is not registered"
+                ) from None
+            retired = existing.retired
+            if retired is None:  # pragma: no cover - the condition failed for another reason
+                raise RegistryError(f"retiring {data_version} failed its condition") from exc
+            raise DataVersionRetiredError(
+                f"dataset version {data_version!r} of {dataset} is already retired "
+                f"({retired.at} by {retired.by}: {retired.reason})"
+            ) from None
+        ref = self.get_version(dataset, data_version)
+        if ref is None:
+            raise RegistryError(f"version {data_version} vanished during retire")
+        return ref
 
     def get_version(self, dataset: str, data_version: str) -> DatasetRef | None:
         item = self._get(dataset_key(dataset), VERSION_PREFIX + data_version)

@@ -276,37 +276,49 @@ class Ingestion:
         return DatasetContract.from_json(frozen) if frozen else None
 
     def _validate(self, local: Path, source: SourceObject, out_dir: Path) -> IngestionResult:
+        """Clean and check the file against the frozen contract and class set; the first
+        good version freezes them (a concurrent first drop that froze others first wins, and
+        this file is checked again against those)."""
         out_dir.mkdir()
-        contract = self._contract()
-        result = ingest_file(
-            local,
-            name=source.key,
-            dataset=self.dataset,
-            contract=contract,
-            out_dir=out_dir,
-            limits=self.limits,
-        )
-        if not result.contract_inferred:
-            return result
-        frozen = self.registry.freeze_contract(
-            self.dataset.name,
-            result.contract.to_json(),
-            source_key=source.key,
-            created_at=now(),
-            code_version=self.settings.code_version,
-        )
-        if frozen == result.contract.to_json():
-            logger.info("Froze the inferred dataset contract", extra={"contract": frozen})
-            return result
-        # A concurrent first drop froze a different contract: this file must meet that one.
-        return ingest_file(
-            local,
-            name=source.key,
-            dataset=self.dataset,
-            contract=DatasetContract.from_json(frozen),
-            out_dir=out_dir,
-            limits=self.limits,
-        )
+        classes = self.registry.get_classes(self.dataset.name)
+
+        def run(contract: DatasetContract | None) -> IngestionResult:
+            return ingest_file(
+                local,
+                name=source.key,
+                dataset=self.dataset,
+                contract=contract,
+                out_dir=out_dir,
+                limits=self.limits,
+                classes=classes,
+            )
+
+        result = run(self._contract())
+        if result.contract_inferred:
+            frozen = self.registry.freeze_contract(
+                self.dataset.name,
+                result.contract.to_json(),
+                source_key=source.key,
+                created_at=now(),
+                code_version=self.settings.code_version,
+            )
+            if frozen == result.contract.to_json():
+                logger.info("Froze the inferred dataset contract", extra={"contract": frozen})
+            else:
+                result = run(DatasetContract.from_json(frozen))
+        if classes is None and result.classes:
+            classes = self.registry.freeze_classes(
+                self.dataset.name,
+                result.classes,
+                data_version=result.data_version,
+                created_at=now(),
+                code_version=self.settings.code_version,
+            )
+            if classes == result.classes:
+                logger.info("Froze the class set of the target", extra={"classes": classes})
+            else:
+                result = run(result.contract)
+        return result
 
     def _publish(self, result: IngestionResult, source: SourceObject) -> DatasetRef:
         name = self.dataset.name

@@ -2,8 +2,10 @@
 
 Column names are normalised (strip, lowercase, non-alphanumerics -> `_`); cells equal to a
 configured missing marker (trimmed, case-insensitive) become null; numeric columns become
-float64 and categorical ones strings (missing stays null); rows without a target and exact
-duplicate rows (also across chunks) are dropped; columns outside the contract are dropped.
+float64 and categorical ones strings (missing stays null); with `LabelNormaliser`, a target
+label that differs from a known class only in case or whitespace becomes that class; rows
+without a target and exact duplicate rows (also across chunks) are dropped; columns outside
+the contract are dropped.
 Cleaning is idempotent: cleaning a cleaned frame changes nothing.
 """
 
@@ -69,6 +71,45 @@ def normalise_header(header: list[str]) -> dict[str, str]:
     return mapping
 
 
+def label_key(label: str) -> str:
+    """What case and whitespace variants of a label have in common: `" Yes  No"` -> `"yes no"`."""
+    return " ".join(label.split()).casefold()
+
+
+class LabelNormaliser:
+    """Rewrites target labels that differ from exactly one known class only in case or
+    whitespace to that class, counting each rewrite; anything else is left as it is (the class
+    check reports it)."""
+
+    def __init__(self, classes: Iterable[str]) -> None:
+        self.classes = frozenset(classes)
+        keys = Counter(label_key(label) for label in self.classes)
+        self._known = {label_key(c): c for c in self.classes if keys[label_key(c)] == 1}
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def apply(self, values: pd.Series) -> pd.Series:
+        mapping = {
+            label: self._known[label_key(label)]
+            for label in values.dropna().unique()
+            if label not in self.classes and label_key(label) in self._known
+        }
+        if not mapping:
+            return values
+        result = values.copy()
+        for label, known in mapping.items():
+            rows = (values == label).fillna(False).to_numpy(dtype=bool)
+            self.counts[(label, known)] += int(rows.sum())
+            result[rows] = known
+        return result
+
+    def changes(self) -> list[dict[str, Any]]:
+        """Each rewrite as `{"from": label, "to": class, "rows": count}`, by label."""
+        return [
+            {"from": label, "to": known, "rows": rows}
+            for (label, known), rows in sorted(self.counts.items())
+        ]
+
+
 class CleaningSummary(BaseModel):
     """What cleaning changed, with counts (written to the manifest)."""
 
@@ -82,6 +123,7 @@ class CleaningSummary(BaseModel):
     values_trimmed: dict[str, int] = Field(default_factory=dict)
     missing_markers_replaced: dict[str, int] = Field(default_factory=dict)
     invalid_values_nulled: dict[str, int] = Field(default_factory=dict)
+    labels_normalised: list[dict[str, Any]] = Field(default_factory=list)
 
 
 @dataclass
@@ -219,9 +261,11 @@ class ChunkCleaner:
         columns: dict[str, FeatureType],
         target: str,
         missing_markers: Iterable[str],
+        labels: LabelNormaliser | None = None,
     ) -> None:
         self.columns = columns
         self.target = target
+        self.labels = labels
         self.markers = marker_set(missing_markers)
         self.summary = CleaningSummary()
         self.quality = {name: ColumnQuality() for name in columns}
@@ -238,6 +282,9 @@ class ChunkCleaner:
         for name, kind in self.columns.items():
             column = self._clean_column(name, kind, frame, offset)
             cleaned[name] = column.values
+        if self.labels is not None:
+            cleaned[self.target] = self.labels.apply(cleaned[self.target])
+            self.summary.labels_normalised = self.labels.changes()
         result = pd.DataFrame(cleaned, index=pd.RangeIndex(len(frame)))
         has_target = result[self.target].notna().to_numpy()
         self.summary.rows_missing_target_dropped += int((~has_target).sum())

@@ -36,6 +36,7 @@ class RejectionCode(StrEnum):
     SINGLE_CLASS = "single_class"
     TOO_FEW_CLASS_ROWS = "too_few_class_rows"
     TOO_MANY_CLASSES = "too_many_classes"
+    UNKNOWN_CLASS = "unknown_class"
     CONSTANT_TARGET = "constant_target"
     INGEST_CRASHED = "ingest_crashed"
 

@@ -9,7 +9,7 @@ cleaned rows, so the same content always gets the same version, whatever the chu
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -20,7 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from functions.common.config import DatasetConfig, FeatureType, Task
-from functions.ml.cleaning import ChunkCleaner, CleaningSummary, normalise_header
+from functions.ml.cleaning import (
+    ChunkCleaner,
+    CleaningSummary,
+    LabelNormaliser,
+    normalise_header,
+)
 from functions.ml.errors import DataRejectedError
 from functions.ml.profile import CategoricalProfile, NumericProfile, ProfileBuilder
 from functions.ml.readers import (
@@ -56,6 +61,13 @@ class IngestionResult:
     file_format: FileFormat
     summary: CleaningSummary
     profile: dict[str, NumericProfile | CategoricalProfile]
+    class_counts: dict[str, int]
+    """Classification: rows per class of the target (empty for regression)."""
+
+    @property
+    def classes(self) -> list[str]:
+        """The target's classes in this version, sorted (empty for regression)."""
+        return sorted(self.class_counts)
 
     @property
     def rows_in(self) -> int:
@@ -80,11 +92,15 @@ def ingest_file(
     out_dir: Path,
     chunk_rows: int | None = None,
     limits: ReadLimits | None = None,
+    classes: Sequence[str] | None = None,
 ) -> IngestionResult:
     """Validate and clean the file at `path` (`name` is its key, for the extension hint) into
     `out_dir/data.parquet`, reading it within `limits` (`[ingest]`'s defaults if None).
 
     `contract` None means: infer it from this file (the caller freezes it afterwards).
+    `classes` is the frozen class set of a classification target (None before the first good
+    version): a label outside it rejects the file (`unknown_class`), unless it is a case or
+    whitespace variant of a class and `dataset.normalize_labels` is on, which rewrites it.
     Raises DataValidationError (with `file_format` set when known) if the file is rejected;
     `out_dir` then holds nothing worth keeping.
     """
@@ -98,14 +114,21 @@ def ingest_file(
             chunk_rows=chunk_rows or dataset.chunk_rows,
             limits=limits,
         )
-        return _ingest_table(table, dataset=dataset, contract=contract, out_dir=out_dir)
+        return _ingest_table(
+            table, dataset=dataset, contract=contract, out_dir=out_dir, classes=classes
+        )
     except DataRejectedError as error:
         error.file_format = error.file_format or (file_format.value if file_format else None)
         raise
 
 
 def _ingest_table(
-    table: SourceTable, *, dataset: DatasetConfig, contract: DatasetContract | None, out_dir: Path
+    table: SourceTable,
+    *,
+    dataset: DatasetConfig,
+    contract: DatasetContract | None,
+    out_dir: Path,
+    classes: Sequence[str] | None,
 ) -> IngestionResult:
     normalise_header(table.header)
     mapping = header_mapping(table.columns, dataset.target)
@@ -135,9 +158,16 @@ def _ingest_table(
         unread = [clean for clean in mapping.values() if clean not in contract.column_types]
         chunks = table.chunks(columns=wanted)
 
-    cleaner = ChunkCleaner(contract.column_types, contract.target, dataset.missing_markers)
-    cleaner.summary.columns_dropped.extend(unread)
     classification = contract.task is Task.CLASSIFICATION
+    labels = (
+        LabelNormaliser(classes)
+        if classification and classes is not None and dataset.normalize_labels
+        else None
+    )
+    cleaner = ChunkCleaner(
+        contract.column_types, contract.target, dataset.missing_markers, labels=labels
+    )
+    cleaner.summary.columns_dropped.extend(unread)
     profile = ProfileBuilder(
         contract.column_types, exact=(contract.target,) if classification else ()
     )
@@ -156,14 +186,16 @@ def _ingest_table(
                 writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
     cleaner.summary.malformed_rows_dropped = table.malformed_rows
     profiles = profile.result()
+    class_counts = profile.value_counts(contract.target) if classification else {}
     validate_rows(
         contract=contract,
         dataset=dataset,
         summary=cleaner.summary,
         quality=cleaner.quality,
         profile=profiles,
-        class_counts=profile.value_counts(contract.target),
+        class_counts=class_counts,
         malformed_samples=table.malformed_samples,
+        classes=classes,
     )
     return IngestionResult(
         data_path=data_path,
@@ -173,6 +205,7 @@ def _ingest_table(
         file_format=table.file_format,
         summary=cleaner.summary,
         profile=profiles,
+        class_counts=class_counts,
     )
 
 

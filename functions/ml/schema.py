@@ -8,6 +8,7 @@ the whole file. Each failure is a DataValidationError with a stable code.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -182,8 +183,10 @@ def validate_rows(
     profile: dict[str, NumericProfile | CategoricalProfile],
     class_counts: dict[str, int],
     malformed_samples: list[str],
+    classes: Sequence[str] | None = None,
 ) -> None:
-    """The checks over the whole cleaned file, in a fixed order (the first failure is reported)."""
+    """The checks over the whole cleaned file, in a fixed order (the first failure is reported).
+    `classes`: the frozen class set of a classification target (None: not frozen yet)."""
     _check_malformed(summary, dataset, malformed_samples)
     if summary.rows_in == 0:
         raise DataValidationError(
@@ -199,6 +202,8 @@ def validate_rows(
             details={"rows_in": summary.rows_in, "rows_out": summary.rows_out},
         )
     if contract.task is Task.CLASSIFICATION:
+        if classes is not None:
+            check_known_classes(contract.target, class_counts, classes, dataset.normalize_labels)
         check_classes(contract.target, class_counts, dataset.min_class_rows)
     else:
         _check_regression_target(contract.target, profile[contract.target])
@@ -299,6 +304,31 @@ def check_classes(target: str, class_counts: dict[str, int], min_class_rows: int
             columns=[target],
             details={"class_counts": class_counts},
         )
+
+
+def check_known_classes(
+    target: str, class_counts: dict[str, int], classes: Sequence[str], normalized: bool
+) -> None:
+    """Every class of the file must be one of the frozen `classes` (the class set of the
+    first good version): a new class would change what every later model predicts."""
+    unknown = {label: n for label, n in class_counts.items() if label not in set(classes)}
+    if not unknown:
+        return
+    ordered = dict(sorted(unknown.items(), key=lambda item: (-item[1], item[0])))
+    listed = ", ".join(f"{label!r} ({count} rows)" for label, count in ordered.items())
+    hint = (
+        "Fix these labels in the file, or start a new dataset if the classes really changed."
+        if normalized
+        else "Case and whitespace variants of a known class are rewritten to it only with "
+        "dataset.normalize_labels = true; otherwise fix these labels in the file."
+    )
+    raise DataValidationError(
+        RejectionCode.UNKNOWN_CLASS,
+        f"The target {target!r} has class(es) outside the dataset's class set "
+        f"({', '.join(map(repr, classes))}, frozen at its first version): {listed}. {hint}",
+        columns=[target],
+        details={"unknown": ordered, "classes": list(classes)},
+    )
 
 
 def _check_regression_target(target: str, profile: NumericProfile | CategoricalProfile) -> None:

@@ -21,7 +21,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.common.config import DatasetMode, FeatureType, MlopsConfig, Task, deployed_config
 from functions.common.contracts import DatasetRef, PipelineState, TrainingRun
-from functions.common.errors import ModelRegistryError
+from functions.common.errors import DataVersionNotFoundError, DataVersionRetiredError
 from functions.common.model_registry import ModelRegistry
 from functions.common.observability import logger, metrics
 from functions.common.registry import DatasetRegistry
@@ -42,8 +42,7 @@ MODELS_PREFIX = "models/"
 LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "pyarrow")
 
 
-class DataVersionNotFoundError(ModelRegistryError, LookupError):
-    """The requested dataset version is not registered (or no version exists yet)."""
+__all__ = ["DataVersionNotFoundError", "DataVersionRetiredError"]
 
 
 @dataclass
@@ -69,11 +68,15 @@ def training_versions(
 ) -> tuple[DatasetRef, list[DatasetRef]]:
     """The version that triggered the run and the versions the training set is made of:
     `append` takes every version up to and including the trigger, `replace` only the
-    trigger. Without a data version, the trigger is the newest version."""
-    if not versions:
-        raise DataVersionNotFoundError("no dataset version is registered yet: drop a file first")
+    trigger. Without a data version, the trigger is the newest version. Retired versions
+    (`mlops data retire`) are left out; a retired trigger is refused."""
     if data_version is None:
-        trigger = versions[-1]
+        active = [v for v in versions if v.retired is None]
+        if not active:
+            raise DataVersionNotFoundError(
+                "no dataset version is registered yet (or all are retired): drop a file first"
+            )
+        trigger = active[-1]
     else:
         found = [v for v in versions if v.data_version == data_version]
         if not found:
@@ -82,10 +85,17 @@ def training_versions(
                 f"dataset version {data_version!r} is not registered (latest: {known})"
             )
         trigger = found[0]
+        if trigger.retired is not None:
+            raise DataVersionRetiredError(
+                f"dataset version {data_version!r} was retired by {trigger.retired.by} at "
+                f"{trigger.retired.at} ({trigger.retired.reason}); it is not trained on"
+            )
     if mode is DatasetMode.REPLACE:
         return trigger, [trigger]
     cutoff = (trigger.created_at, trigger.data_version)
-    return trigger, [v for v in versions if (v.created_at, v.data_version) <= cutoff]
+    return trigger, [
+        v for v in versions if v.retired is None and (v.created_at, v.data_version) <= cutoff
+    ]
 
 
 def library_versions() -> dict[str, str]:

@@ -53,7 +53,6 @@ def datasets(local_state: Any) -> DatasetRegistry:
     return registry
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 3: a bad data version cannot be retired")
 def test_a_retired_version_is_listed_as_retired_and_left_out_of_training(
     datasets: DatasetRegistry,
 ) -> None:
@@ -65,7 +64,7 @@ def test_a_retired_version_is_listed_as_retired_and_left_out_of_training(
     assert f"retired {bad}" in retired.output
     listed = mlops("data", "list", "--json")
     assert listed.exit_code == 0, listed.output
-    rows = {row["data_version"]: row for row in json.loads(listed.output)}
+    rows = {row["data_version"]: row for row in json.loads(listed.stdout)}
     assert list(rows) == list(reversed(VERSIONS))  # newest first
     assert rows[bad]["retired"]["reason"] == "labels 'Yes ' beside 'yes'"
     assert rows[bad]["retired"]["by"].startswith("cli")
@@ -84,7 +83,6 @@ def test_a_retired_version_is_listed_as_retired_and_left_out_of_training(
         training_versions(datasets.list_versions("churn"), DatasetMode.APPEND, bad)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 3: a bad data version cannot be retired")
 def test_retiring_needs_a_reason_and_a_known_version(datasets: DatasetRegistry) -> None:
     unknown = mlops("data", "retire", "ffff000011112222", "--reason", "bad")
     assert unknown.exit_code == 1

@@ -46,7 +46,6 @@ def normalize_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     deployed_config.cache_clear()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 3: label variants become new classes")
 def test_a_label_variant_after_the_first_version_is_quarantined_as_unknown_class(
     cloud: Cloud, drop: Drop
 ) -> None:
@@ -65,7 +64,6 @@ def test_a_label_variant_after_the_first_version_is_quarantined_as_unknown_class
     assert "quarantine/churn/variants.csv" in cloud.keys("quarantine/")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 3: label variants become new classes")
 def test_case_and_whitespace_variants_are_normalised_where_the_config_allows_it(
     cloud: Cloud, drop: Drop, normalize_labels: None
 ) -> None:
@@ -82,7 +80,6 @@ def test_case_and_whitespace_variants_are_normalised_where_the_config_allows_it(
     assert len(list_dataset_versions("churn")) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 3: label variants become new classes")
 def test_a_class_never_seen_is_quarantined_even_with_normalisation(
     cloud: Cloud, drop: Drop, normalize_labels: None
 ) -> None:

@@ -103,7 +103,9 @@ def test_a_good_drop_becomes_curated_parquet_a_manifest_and_a_registry_item(
     assert manifest["code_version"] == "test1234"
     assert manifest["cleaning"]["duplicate_rows_dropped"] == 800 - result["rows"]
 
-    (item,) = cloud.items("DATASET#churn")
+    items = {item["sk"]["S"]: item for item in cloud.items("DATASET#churn")}
+    assert json.loads(items.pop("CLASSES")["classes"]["S"]) == ["no", "yes"]
+    (item,) = items.values()
     assert item["sk"]["S"] == f"VERSION#{version}"
     assert item["source_key"]["S"] == "raw/churn/2024-01.csv"
     assert item["source_version_id"]["S"] == result["source"]["version_id"]
@@ -272,7 +274,10 @@ def test_the_same_content_under_another_key_maps_to_the_existing_version(
     assert again["data_version"] == first["data_version"]
     assert again["already_ingested"] is True
     assert again["source"]["key"] == "raw/churn/a.csv"
-    assert len(cloud.items("DATASET#churn")) == 1
+    assert [i["sk"]["S"] for i in cloud.items("DATASET#churn")] == [
+        "CLASSES",
+        f"VERSION#{first['data_version']}",
+    ]
 
 
 def test_appended_drops_are_listed_as_versions_oldest_first(cloud: Cloud, drop: Drop) -> None:
