@@ -288,3 +288,32 @@ def test_two_promotions_racing_one_wins_the_other_is_refused(
     assert registry.get_alias(MODEL).version == current.version  # type: ignore[union-attr]
     assert len(registry.history(MODEL)) == history_before + 2
     _assert_history_adds_up(pipeline)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 item 16: redundant deliveries retrain")
+def test_redundant_deliveries_of_one_file_train_once(
+    pipeline: Pipeline, first: dict[str, Any]
+) -> None:
+    """The same bytes put again (a new S3 version) and the first event replayed (a new
+    execution) hold the same training set, config and code: each is skipped as unchanged."""
+    event = json.loads(first["input"])
+    key = event["detail"]["object"]["key"]
+    trained_before = [r for r in pipeline.models.list_runs(MODEL) if r.get("status") != "skipped"]
+    before = pipeline.snapshot()
+
+    reput = pipeline.drop(key, pipeline.body(key, event["detail"]["object"]["version-id"]))
+    replay = pipeline.start("redelivery-replay", event)
+
+    first_run = json.loads(first["output"])["training"]["run_id"]
+    for execution in (reput, replay):
+        assert execution["status"] == "SUCCEEDED", execution.get("cause")
+        output = json.loads(execution["output"])
+        assert output["status"] == "skipped", output
+        assert output["training"]["skipped"] == "unchanged"
+        assert output["training"]["same_as"] == first_run
+        assert pipeline.attempts(execution, "Evaluate") == []
+    trained_after = [r for r in pipeline.models.list_runs(MODEL) if r.get("status") != "skipped"]
+    assert len(trained_after) == len(trained_before)
+    skipped = [r for r in pipeline.models.list_runs(MODEL) if r.get("status") == "skipped"]
+    assert [r["skipped"] for r in skipped] == ["unchanged", "unchanged"]
+    assert pipeline.snapshot() == before
