@@ -98,6 +98,18 @@ class TrainingRun(Contract):
     code_version: str
 
 
+class TrainingSkipped(Contract):
+    """The train stage's result (`$.training`) when a drop's training set is one already
+    trained on (the same data versions, config and code): nothing is trained or evaluated."""
+
+    skipped: Literal["unchanged"] = "unchanged"
+    run_id: str = Field(description="The record of the skip, in the runs list")
+    same_as: str = Field(description="The run that trained on this training set")
+    data_version: str
+    data_versions: list[str]
+    training_key: str = Field(description="Hash of data versions, config and code version")
+
+
 class Criterion(Contract):
     """One gate criterion and its outcome (MLflow `MetricThreshold` semantics)."""
 

@@ -2,6 +2,8 @@
 
 - training run: pk=`RUNS#<model>`, sk=`RUN#<run_id>`; run ids sort by time, so a reverse query
   lists the newest first. Every field of the run record is a top-level attribute.
+- training set: pk=`RUNS#<model>`, sk=`TRAINSET#<training key>`; the run that trained on that
+  set of data versions with that config and code (`functions.train.logic.training_key`).
 - model version: pk=`MODEL#<model>`, sk=`VERSION#<version, 8 digits>`; written once
   (conditional put), never overwritten.
 - version counter: pk=`MODEL#<model>`, sk=`COUNTER`; an atomic ADD hands out 1, 2, ... and a
@@ -64,6 +66,7 @@ ALIAS_PREFIX = "ALIAS#"
 HISTORY_PREFIX = "HISTORY#"
 STATS_PREFIX = "STATS#"
 ROLLOUT_PREFIX = "ROLLOUT#"
+TRAINSET_PREFIX = "TRAINSET#"
 _KEY_ATTRIBUTES = frozenset({"pk", "sk", "kind"})
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _TRANSACTION_CANCELED = "TransactionCanceledException"
@@ -272,6 +275,37 @@ class ModelRegistry(RegistryTable):
     def list_runs(self, model: str, limit: int = 50) -> list[dict[str, Any]]:
         """The `limit` newest runs of `model`, newest first."""
         return self._query(runs_key(model), RUN_PREFIX, newest_first=True, limit=limit)
+
+    def record_training_set(self, model: str, training_key: str, run_id: str) -> None:
+        """Remember that run `run_id` trained on the training set `training_key`."""
+        item = {
+            **_key(runs_key(model), TRAINSET_PREFIX + training_key),
+            "kind": {"S": "training_set"},
+            **_attributes({"run_id": run_id, "recorded_at": now()}),
+        }
+        with _translated("put_item", self.table_name):
+            self.dynamodb.put_item(TableName=self.table_name, Item=item)
+
+    def judged_run_for(self, model: str, training_key: str) -> dict[str, Any] | None:
+        """The run that trained on `training_key` and reached its outcome (registered, or
+        rejected by the gate), or None: a run still in flight, or one whose evaluation or
+        registration failed, does not count. Read with Query only: the train stage may not
+        read single items."""
+        found = self._query(runs_key(model), TRAINSET_PREFIX + training_key)
+        if not found:
+            return None
+        run_id = str(found[0]["run_id"])
+        runs = self._query(runs_key(model), RUN_PREFIX + run_id)
+        judged = [
+            r
+            for r in runs
+            if r.get("run_id") == run_id
+            and (
+                r.get("status") == "registered"
+                or (r.get("status") == "evaluated" and r.get("gate_passed") is False)
+            )
+        ]
+        return judged[0] if judged else None
 
     # Versions
 

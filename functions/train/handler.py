@@ -1,5 +1,6 @@
 """Train stage: the pipeline state (a dataset version from Ingest, or a retrain request) in;
-a `TrainingRun` out, its artifacts under `models/<name>/runs/<run_id>/`."""
+a `TrainingRun` out, its artifacts under `models/<name>/runs/<run_id>/`, or `TrainingSkipped`
+when a drop's training set was trained on before (the state machine then ends, `skipped`)."""
 
 from __future__ import annotations
 

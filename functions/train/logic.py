@@ -6,6 +6,7 @@ only unreferenced files under its own prefix."""
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import time
 import uuid
@@ -20,7 +21,7 @@ import pandas as pd
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.common.config import DatasetMode, FeatureType, MlopsConfig, Task, deployed_config
-from functions.common.contracts import DatasetRef, PipelineState, TrainingRun
+from functions.common.contracts import DatasetRef, PipelineState, TrainingRun, TrainingSkipped
 from functions.common.errors import DataVersionNotFoundError, DataVersionRetiredError
 from functions.common.model_registry import ModelRegistry
 from functions.common.observability import logger, metrics
@@ -108,14 +109,33 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def train(state: PipelineState) -> TrainingRun:
-    """Train one candidate model for the pipeline state's dataset version."""
+def training_key(versions: list[DatasetRef], config: MlopsConfig, code_version: str) -> str:
+    """What a training set is, as a hash: its data versions (as a set), the whole config and
+    the code version. The same key means the same model would be trained again."""
+    payload = {
+        "data_versions": sorted(v.data_version for v in versions),
+        "config": config.model_dump(mode="json"),
+        "code_version": code_version,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def train(state: PipelineState) -> TrainingRun | TrainingSkipped:
+    """Train one candidate model for the pipeline state's dataset version.
+
+    A run started by a drop (not a retrain request) whose training set was trained on before,
+    by a run that reached the gate's verdict, is skipped: a `TrainingSkipped` is returned and
+    recorded as a run with status `skipped` (`skipped: unchanged`, `same_as` that run)."""
     config = deployed_config()
     settings = stage_settings()
     datasets = DatasetRegistry(settings.registry_table)
     trigger, versions = training_versions(
         datasets.list_versions(config.dataset.name), config.dataset.mode, requested_version(state)
     )
+    models = ModelRegistry(settings.registry_table)
+    key = training_key(versions, config, settings.code_version)
+    if state.dataset is not None and (same := models.judged_run_for(config.model_name, key)):
+        return _skip_unchanged(models, config.model_name, state, trigger, versions, key, same)
     store = ObjectStore()
     bucket = settings.data_bucket
     run = Trainer(
@@ -126,9 +146,44 @@ def train(state: PipelineState) -> TrainingRun:
         settings.code_version,
     )
     result = run.run(trigger, versions, execution=state.execution.id if state.execution else None)
-    ModelRegistry(settings.registry_table).put_run(run.record)
+    models.put_run({**run.record, "training_key": key})
+    models.record_training_set(config.model_name, key, result.run_id)
     record_trained(run.record)
     return result
+
+
+def _skip_unchanged(
+    models: ModelRegistry,
+    model: str,
+    state: PipelineState,
+    trigger: DatasetRef,
+    versions: list[DatasetRef],
+    key: str,
+    same: dict[str, Any],
+) -> TrainingSkipped:
+    skipped = TrainingSkipped(
+        run_id=new_run_id(),
+        same_as=str(same["run_id"]),
+        data_version=trigger.data_version,
+        data_versions=[v.data_version for v in versions],
+        training_key=key,
+    )
+    models.put_run(
+        {
+            **skipped.model_dump(mode="json"),
+            "model_name": model,
+            "status": "skipped",
+            "execution": state.execution.id if state.execution else None,
+            "started_at": now(),
+            "finished_at": now(),
+        }
+    )
+    metrics.add_metric(name="TrainingSkipped", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "Training set unchanged: skipped",
+        extra={"same_as": skipped.same_as, "training_key": key},
+    )
+    return skipped
 
 
 def requested_version(state: PipelineState) -> str | None:

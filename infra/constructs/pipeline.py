@@ -3,6 +3,7 @@ starts a Step Functions state machine:
 
     Ingest -> Train -> Evaluate -> Gate passed? -> Register (+ promote) -> Promoted
                                               \\-> Notify rejection -> Rejected
+    Train -> Skipped (a drop whose training set, config and code were trained on before)
     Ingest out of memory / timed out -> Quarantine crashed drop -> Notify -> Failed
     any task failure -> Notify -> Failed
 
@@ -349,7 +350,16 @@ class Pipeline(Construct):
                 result_path="$.status",
             ).next(sfn.Succeed(self, "Not promoted")),
         )
-        trained.next(evaluate).next(
+        # A drop whose training set (data versions, config, code) was trained on before.
+        unchanged = sfn.Pass(
+            self, "Skipped", result=sfn.Result.from_string("skipped"), result_path="$.status"
+        ).next(sfn.Succeed(self, "Unchanged"))
+        trained.next(
+            sfn.Choice(self, "Training set changed?")
+            .when(sfn.Condition.is_present("$.training.skipped"), unchanged)
+            .otherwise(evaluate)
+        )
+        evaluate.next(
             sfn.Choice(self, "Gate passed?")
             .when(sfn.Condition.boolean_equals("$.evaluation.passed", True), register)
             .otherwise(rejected)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -12,18 +13,30 @@ from pathlib import Path
 from functions.common.config import CONFIG_ENV
 from infra.synth_inputs import config_in_use, stale_reason
 
-__all__ = ["SynthError", "stale_reason", "synthesize"]
+__all__ = ["SynthError", "local_code_version", "stale_reason", "synthesize"]
 
 
 class SynthError(RuntimeError):
     """`python -m infra.app` failed; the message ends with its error output."""
 
 
+def local_code_version(repo_root: Path) -> str:
+    """The code version stamped on the local cloud's functions (`CODE_VERSION`), unless the
+    context names a commit: `local-` and a hash of every file under `functions/`, so it
+    changes whenever the code the functions run changes (committed or not)."""
+    digest = hashlib.sha256()
+    for path in sorted((repo_root / "functions").rglob("*.py")):
+        digest.update(path.relative_to(repo_root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return f"local-{digest.hexdigest()[:12]}"
+
+
 def synthesize(repo_root: Path, out_dir: Path, context: dict[str, str] | None = None) -> None:
     """Run the CDK app in a subprocess (jsii and node stay out of this process) on the config
     this process uses (`$MLOPS_CONFIG` resolved here, else `./mlops.toml`). The local cloud
-    deploys one stack: stage `dev` unless the context names another."""
-    context = {"stage": "dev", **(context or {})}
+    deploys one stack: stage `dev` unless the context names another, stamped with
+    `local_code_version` unless the context names a `commit`."""
+    context = {"stage": "dev", "commit": local_code_version(repo_root), **(context or {})}
     env = {
         **os.environ,
         CONFIG_ENV: str(config_in_use()),

@@ -290,7 +290,6 @@ def test_two_promotions_racing_one_wins_the_other_is_refused(
     _assert_history_adds_up(pipeline)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 16: redundant deliveries retrain")
 def test_redundant_deliveries_of_one_file_train_once(
     pipeline: Pipeline, first: dict[str, Any]
 ) -> None:
@@ -304,13 +303,18 @@ def test_redundant_deliveries_of_one_file_train_once(
     reput = pipeline.drop(key, pipeline.body(key, event["detail"]["object"]["version-id"]))
     replay = pipeline.start("redelivery-replay", event)
 
-    first_run = json.loads(first["output"])["training"]["run_id"]
+    # Retrain requests of other tests may have trained on the same set since: any such run.
+    same_set = {
+        r["run_id"]
+        for r in trained_before
+        if r.get("data_versions") == json.loads(first["output"])["training"]["data_versions"]
+    }
     for execution in (reput, replay):
         assert execution["status"] == "SUCCEEDED", execution.get("cause")
         output = json.loads(execution["output"])
         assert output["status"] == "skipped", output
         assert output["training"]["skipped"] == "unchanged"
-        assert output["training"]["same_as"] == first_run
+        assert output["training"]["same_as"] in same_set
         assert pipeline.attempts(execution, "Evaluate") == []
     trained_after = [r for r in pipeline.models.list_runs(MODEL) if r.get("status") != "skipped"]
     assert len(trained_after) == len(trained_before)

@@ -209,7 +209,13 @@ def test_lifecycle_order_ingest_train_evaluate_gate_register(resources: Resource
     (retrain,) = start["Choices"]
     assert retrain == {"Variable": "$.retrain", "IsPresent": True, "Next": "Train"}
     assert start["Default"] == "Ingest"
-    assert states["Train"]["Next"] == "Evaluate"
+    changed = states[states["Train"]["Next"]]
+    assert changed["Type"] == "Choice"
+    (unchanged,) = changed["Choices"]
+    assert unchanged == {"Variable": "$.training.skipped", "IsPresent": True, "Next": "Skipped"}
+    assert changed["Default"] == "Evaluate"
+    assert states["Skipped"]["Result"] == "skipped"
+    assert states[states["Skipped"]["Next"]]["Type"] == "Succeed"
     assert states["Evaluate"]["Next"] == "Gate passed?"
     gate = states["Gate passed?"]
     (passed,) = gate["Choices"]
