@@ -12,7 +12,9 @@ import typer
 from typer.testing import CliRunner
 
 from functions.batch.contracts import manifest_key
+from functions.common.contracts import DatasetRef, SourceObject
 from functions.common.model_registry import ModelRegistry
+from functions.common.registry import DatasetRegistry
 from infra.cli import app
 from tests.integration.conftest import create_data_bucket, create_registry_table
 
@@ -22,6 +24,7 @@ MODEL = "churn"
 JOB = "june-scoring"
 CHECK = "20260105T000000Z"
 RUNS = ("20260101T101500Z-4f9a2c", "20260102T101500Z-8b1d3e", "20260103T101500Z-c07e51")
+DATA_VERSION = "5e1f0c2a9b7d4e63"
 
 
 def mlops(*args: str) -> Any:
@@ -68,6 +71,18 @@ def seeded(local_state: Any) -> Any:
     s3.put_object(
         Bucket=BUCKET, Key=f"reports/drift/{MODEL}/{CHECK}/result.json", Body=json.dumps(result)
     )
+    DatasetRegistry(TABLE, dynamodb).register_version(
+        DatasetRef(
+            dataset=MODEL,
+            data_version=DATA_VERSION,
+            manifest_key=f"curated/{MODEL}/{DATA_VERSION}/manifest.json",
+            curated_prefix=f"curated/{MODEL}/{DATA_VERSION}/",
+            rows=1_500,
+            source=SourceObject(bucket=BUCKET, key=f"raw/{MODEL}/{'a-long-file-name-' * 5}.csv"),
+            created_at="2026-01-01T10:14:00.000Z",
+        ),
+        code_version="test",
+    )
     return local_state
 
 
@@ -101,6 +116,8 @@ def test_runs_list_wide_shows_every_column(seeded: Any, monkeypatch: pytest.Monk
 # Each command that takes --json, with the arguments that make it print a document.
 JSON_COMMANDS: dict[str, list[str]] = {
     "batch show": ["batch", "show", JOB, "--json"],
+    "data list": ["data", "list", "--json"],
+    "data show": ["data", "show", DATA_VERSION, "--json"],
     "drift show": ["drift", "show", CHECK, "--json"],
     "models list": ["models", "list", "--json"],
     "runs list": ["runs", "list", "--json"],
