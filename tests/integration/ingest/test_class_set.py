@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from functions.common.config import deployed_config
+from functions.common.layout import quarantine_key
 from functions.common.registry import list_dataset_versions
 from functions.ml.errors import DataValidationError
 from functions.ml.sample_data import TARGET, churn_frame, encode
@@ -61,7 +62,7 @@ def test_a_label_variant_after_the_first_version_is_quarantined_as_unknown_class
     assert "'Yes' (30 rows)" in str(caught.value) and "'YES' (4 rows)" in str(caught.value)
     assert "dataset.normalize_labels" in str(caught.value)
     assert [v.data_version for v in list_dataset_versions("churn")] == [first["data_version"]]
-    assert "quarantine/churn/variants.csv" in cloud.keys("quarantine/")
+    assert quarantine_key("raw/churn/variants.csv") in cloud.keys("quarantine/")
 
 
 def test_case_and_whitespace_variants_are_normalised_where_the_config_allows_it(
