@@ -16,6 +16,7 @@ from infra.batch_cli import batch_app
 from infra.config_cli import checked_config, config_app
 from infra.data_cli import data_app
 from infra.drift_cli import drift_app
+from infra.drops_cli import drops_app
 from infra.erasure_cli import erase_app
 from infra.local.cli import app as local_app
 from infra.registry_cli import (
@@ -38,6 +39,7 @@ app.add_typer(drift_app, name="drift")
 app.add_typer(erase_app, name="erase")
 app.add_typer(batch_app, name="batch")
 app.add_typer(data_app, name="data")
+app.add_typer(drops_app, name="drops")
 app.add_typer(config_app, name="config")
 console = Console()
 

@@ -35,6 +35,7 @@ from rich.table import Table
 
 from functions.common import layout
 from functions.common.config import load_config
+from functions.common.storage import ObjectStore, read_quarantine_reason
 from functions.ml import sample_data
 from infra.local import lambda_runtime
 from infra.local.cloud import REPO_ROOT, LocalCloud
@@ -183,14 +184,14 @@ class _Demo:
 
     def _outcome(self, drop: Drop, described: dict[str, Any]) -> dict[str, Any]:
         output = json.loads(described.get("output") or "{}")
-        outcome = {"label": drop.label, "key": drop.key, "expect": drop.expect}
+        outcome: dict[str, Any] = {"label": drop.label, "key": drop.key, "expect": drop.expect}
         outcome["status"] = described["status"]
         if described["status"] == "FAILED":
-            reason_key = layout.reason_key(drop.key)
-            outcome["outcome"] = "quarantined" if self._exists(reason_key) else "failed"
-            if outcome["outcome"] == "quarantined":
-                outcome["reason"] = self._json(reason_key)
-                outcome["reason_key"] = reason_key
+            reason = read_quarantine_reason(ObjectStore(self.s3), self.bucket, drop.key)
+            outcome["outcome"] = "quarantined" if reason is not None else "failed"
+            if reason is not None:
+                outcome["reason"] = reason
+                outcome["reason_key"] = layout.reason_key(drop.key)
             return outcome
         outcome["outcome"] = output.get("status", "unknown")
         outcome["output"] = output
@@ -277,9 +278,6 @@ class _Demo:
                     "output": output,
                 }
         return result
-
-    def _exists(self, key: str) -> bool:
-        return bool(self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key).get("KeyCount"))
 
     def _json(self, key: str) -> Any:
         return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())

@@ -13,7 +13,7 @@ from typing import Any
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 
-from functions.common import aws
+from functions.common import aws, layout
 from functions.common.errors import ObjectNotFoundError, StorageError
 
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchVersion", "NotFound"}
@@ -34,8 +34,11 @@ def _translated(operation: str, bucket: str, key: str) -> Iterator[None]:
     except S3UploadFailedError as exc:
         # upload_file reports a failed PutObject or UploadPart as this, not as the ClientError.
         error = exc.__context__
-        code = error.response["Error"]["Code"] if isinstance(error, ClientError) else "Unknown"
-        raise StorageError(f"{operation} s3://{bucket}/{key} failed: {code}: {exc}") from exc
+        if isinstance(error, ClientError):
+            # The ClientError, not the wrapper, whose message names the local file uploaded.
+            code = str(error.response["Error"]["Code"])
+            raise StorageError(f"{operation} s3://{bucket}/{key} failed: {code}: {error}") from exc
+        raise StorageError(f"{operation} s3://{bucket}/{key} failed: Unknown") from exc
 
 
 class ObjectStore:
@@ -160,3 +163,21 @@ class _RangeFile(io.RawIOBase):
         buffer[: len(data)] = data
         self._position += len(data)
         return len(data)
+
+
+def read_quarantine_reason(
+    store: ObjectStore, bucket: str, raw_key: str, version_id: str | None = None
+) -> dict[str, Any] | None:
+    """The reason record of the drop at `raw_key` (where `layout.reason_key` puts it; of its
+    version `version_id`, when given: a record of another version of the key is not this
+    one's), or None when it has none."""
+    try:
+        record = store.get_json(bucket, layout.reason_key(raw_key))
+    except ObjectNotFoundError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    recorded = (record.get("source") or {}).get("version_id")
+    if version_id and recorded and recorded != version_id:
+        return None
+    return record

@@ -11,16 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from functions.common.registry import DatasetRegistry
 from functions.ml import sample_data
 from infra.cli import app
 from infra.local import LocalCloud, faults
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.xfail(
-        strict=True, reason="issue 16 item 11: drops and their outcomes are invisible from the CLI"
-    ),
-]
+pytestmark = pytest.mark.slow
 
 CURATED_DATA = r"/curated/churn/[0-9a-f]+/data\.parquet"
 # What a stack trace leaks: Python's traceback, Lambda's stackTrace, the function's files.
@@ -31,6 +27,9 @@ class Drops:
     def __init__(self, cloud: LocalCloud, state_dir: Path) -> None:
         self.cloud = cloud
         self.state_dir = state_dir
+        self.datasets = DatasetRegistry(
+            cloud.outputs["RegistryTableName"], cloud.client("dynamodb")
+        )
 
     def cli(self, *args: str, code: int = 0, columns: int = 200) -> str:
         result = CliRunner().invoke(
@@ -73,7 +72,8 @@ def test_drops_list_shows_every_outcome_newest_first(drops: Drops) -> None:
     ]
     failed, bad, again, good = listed
     assert good["outcome"] == "ingested" and good["data_version"]
-    assert good["rows"] == 1_500
+    registered = drops.datasets.get_version("churn", good["data_version"])
+    assert registered is not None and good["rows"] == registered.rows
     assert again["outcome"] == "duplicate"
     assert again["data_version"] == good["data_version"]
     assert bad["outcome"] == "quarantined"
@@ -90,7 +90,8 @@ def test_drops_list_shows_every_outcome_newest_first(drops: Drops) -> None:
     lines = table.splitlines()
     assert max(len(line) for line in lines) <= 80
     assert "…" not in table
-    order = [next(i for i, line in enumerate(lines) if name in line) for name in "dcba"]
+    names = ("d-fails", "c-bad", "b-again", "a-good")
+    order = [next(i for i, line in enumerate(lines) if name in line) for name in names]
     assert order == sorted(order), "newest first"
     for word in ("failed", "quarantined", "duplicate", "ingested", "missing_target"):
         assert word in table

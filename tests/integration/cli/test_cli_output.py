@@ -23,6 +23,7 @@ TABLE = "mlops-dev-registry"
 MODEL = "churn"
 JOB = "june-scoring"
 CHECK = "20260105T000000Z"
+DROP = "raw/churn/june.csv"
 RUNS = ("20260101T101500Z-4f9a2c", "20260102T101500Z-8b1d3e", "20260103T101500Z-c07e51")
 DATA_VERSION = "5e1f0c2a9b7d4e63"
 
@@ -33,10 +34,22 @@ def mlops(*args: str) -> Any:
 
 @pytest.fixture
 def seeded(local_state: Any) -> Any:
-    """A "local cloud" holding three training runs, a batch job's manifest and a drift check,
-    each with values long enough to wrap in a narrow terminal."""
+    """A "local cloud" holding three training runs, a batch job's manifest, a drift check and
+    a drop, each with values long enough to wrap in a narrow terminal."""
     server = local_state.endpoint
-    local_state.write_outputs({"DataBucketName": BUCKET, "RegistryTableName": TABLE})
+    sfn = boto3.client("stepfunctions", endpoint_url=server, region_name="us-east-1")
+    pipeline = sfn.create_state_machine(
+        name="pipeline",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        roleArn="arn:aws:iam::123456789012:role/pipeline",
+    )["stateMachineArn"]
+    local_state.write_outputs(
+        {
+            "DataBucketName": BUCKET,
+            "RegistryTableName": TABLE,
+            "PipelineStateMachineArn": pipeline,
+        }
+    )
     dynamodb = boto3.client("dynamodb", endpoint_url=server, region_name="us-east-1")
     create_registry_table(dynamodb, TABLE)
     s3 = boto3.client("s3", endpoint_url=server, region_name="us-east-1")
@@ -67,6 +80,7 @@ def seeded(local_state: Any) -> Any:
         "note": "a long value " * 20,
     }
     s3.put_object(Bucket=BUCKET, Key=manifest_key(JOB), Body=json.dumps(manifest))
+    s3.put_object(Bucket=BUCKET, Key=DROP, Body=b"id,churned\n1,yes\n")
     result = {"check_id": CHECK, "verdict": "no drift", "note": "a long value " * 20}
     s3.put_object(
         Bucket=BUCKET, Key=f"reports/drift/{MODEL}/{CHECK}/result.json", Body=json.dumps(result)
@@ -119,6 +133,8 @@ JSON_COMMANDS: dict[str, list[str]] = {
     "data list": ["data", "list", "--json"],
     "data show": ["data", "show", DATA_VERSION, "--json"],
     "drift show": ["drift", "show", CHECK, "--json"],
+    "drops list": ["drops", "list", "--json"],
+    "drops show": ["drops", "show", DROP, "--json"],
     "models list": ["models", "list", "--json"],
     "runs list": ["runs", "list", "--json"],
 }
