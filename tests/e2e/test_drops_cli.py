@@ -112,3 +112,28 @@ def test_drops_show_names_the_error_without_a_stack_trace(drops: Drops) -> None:
     )
     assert missing.exit_code == 1
     assert "no drop raw/churn/nothing.csv" in missing.output
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 16 item 11: execution causes and alerts carry Lambda's stack trace and files",
+)
+@pytest.mark.parametrize(
+    ("key", "error", "says"),
+    [
+        ("raw/churn/d-fails.csv", "StorageError", "InternalError"),
+        ("raw/churn/c-bad.csv", "DataValidationError", "The target column 'churned' is missing"),
+    ],
+)
+def test_execution_cause_and_alert_carry_the_error_type_and_message_only(
+    drops: Drops, key: str, error: str, says: str
+) -> None:
+    execution = json.loads(drops.cli("drops", "show", key, "--json"))["execution"]
+    described = drops.cloud.client("stepfunctions").describe_execution(executionArn=execution)
+    alerts = [json.loads(sent["Message"]) for sent in drops.cloud.sent_notifications()]
+    [alert] = [a for a in alerts if a.get("execution") == execution and "error" in a]
+
+    assert described["error"] == alert["error"] == error
+    for cause in (described["cause"], alert["cause"]):
+        assert says in cause and "errorType" not in cause, cause
+        assert not any(leak in cause for leak in LEAKS), cause
