@@ -36,7 +36,12 @@ from constructs import Construct
 from infra.config import DeployConfig
 from infra.constructs.alerts import undelivered_queue
 from infra.constructs.data_lake import BATCH_IN_PREFIX, BATCH_OUT_PREFIX, MODELS_PREFIX, DataLake
-from infra.constructs.pipeline import alert_task, stage_task, then_even_if_unsent
+from infra.constructs.pipeline import (
+    alert_task,
+    concise_error,
+    stage_task,
+    then_even_if_unsent,
+)
 from infra.constructs.registry import Registry
 from infra.constructs.stage_function import (
     FunctionSpec,
@@ -164,7 +169,7 @@ class BatchInference(Construct):
         deploy, batch = self._deploy, self._deploy.config.batch
         notify = self._notify(alerts)
         failed = sfn.Fail(self, "Failed", error_path="$.error.Error", cause_path="$.error.Cause")
-        on_failure = then_even_if_unsent(notify, failed)
+        on_failure = concise_error(self, then_even_if_unsent(notify, failed))
 
         plan = self._task(
             "Plan",

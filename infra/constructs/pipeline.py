@@ -126,6 +126,47 @@ def then_even_if_unsent(notify: tasks.SnsPublish, then: sfn.IChainable) -> sfn.C
     return notify.next(then)
 
 
+def concise_error(scope: Construct, then: sfn.IChainable) -> sfn.IChainable:
+    """The caught error (`$.error`) cut to its type and message, then `then` (the alert and
+    the Fail state): a Lambda function's cause is its error document, whose `stackTrace` names
+    the function's files; `$.error.Cause` becomes that document's `errorMessage` (its
+    `errorType` is already `$.error.Error`). A cause that is no such document (a `States.*`
+    error's sentence) is kept as it is."""
+    document = "$.error_document"
+    message = f"{document}.value.errorMessage"
+    keep = sfn.Pass(
+        scope,
+        "Keep error type and message",
+        parameters={
+            "Error": sfn.JsonPath.string_at("$.error.Error"),
+            "Cause": sfn.JsonPath.string_at(message),
+        },
+        result_path="$.error",
+    ).next(then)
+    read = sfn.Pass(
+        scope,
+        "Read error document",
+        parameters={"value": sfn.JsonPath.string_to_json(sfn.JsonPath.string_at("$.error.Cause"))},
+        result_path=document,
+    )
+    return (
+        sfn.Choice(scope, "Error from a function?")
+        .when(
+            sfn.Condition.and_(
+                sfn.Condition.is_present("$.error.Cause"),
+                sfn.Condition.is_string("$.error.Cause"),
+                sfn.Condition.string_matches("$.error.Cause", "{*"),
+            ),
+            read.next(
+                sfn.Choice(scope, "Error message found?")
+                .when(sfn.Condition.is_string(message), keep)
+                .otherwise(then)
+            ),
+        )
+        .otherwise(then)
+    )
+
+
 class Pipeline(Construct):
     def __init__(
         self,
@@ -458,7 +499,7 @@ class Pipeline(Construct):
             },
         )
         failed = sfn.Fail(self, "Failed", error_path="$.error.Error", cause_path="$.error.Cause")
-        return then_even_if_unsent(notify, failed)
+        return concise_error(self, then_even_if_unsent(notify, failed))
 
     def _notify_rejection(self, alerts: sns.ITopic) -> tasks.SnsPublish:
         return self._notify(

@@ -114,10 +114,6 @@ def test_drops_show_names_the_error_without_a_stack_trace(drops: Drops) -> None:
     assert "no drop raw/churn/nothing.csv" in missing.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 11: execution causes and alerts carry Lambda's stack trace and files",
-)
 @pytest.mark.parametrize(
     ("key", "error", "says"),
     [

@@ -50,14 +50,16 @@ def test_plan_map_finalize_and_every_failure_notifies_then_fails(resources: Reso
     # A failed map still gets a manifest, which says so.
     assert states["Score"]["Catch"][0]["Next"] == "Finalize"
     for name in ("Plan", "Finalize"):
-        assert states[name]["Catch"][0]["Next"] == "Notify"
+        assert states[name]["Catch"][0]["Next"] == "Error from a function?"
         assert any("StorageError" in r["ErrorEquals"] for r in states[name]["Retry"])
     choice = states["Job failed?"]
     # A failed map's error, or the reason Finalize judged the job failed, is what Notify sends.
-    assert [c["Next"] for c in choice["Choices"]] == ["Notify", "Job judged failed"]
+    function_error = "Error from a function?"
+    assert [c["Next"] for c in choice["Choices"]] == [function_error, "Job judged failed"]
     judged = states["Job judged failed"]
     assert judged["Parameters"]["Cause.$"] == "$.manifest.status_reason"
-    assert judged["ResultPath"] == "$.error" and judged["Next"] == "Notify"
+    assert judged["ResultPath"] == "$.error" and judged["Next"] == function_error
+    assert states[function_error]["Default"] == "Notify"
     assert states["Notify"]["Next"] == "Failed" and states["Failed"]["Type"] == "Fail"
 
 

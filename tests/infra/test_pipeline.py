@@ -64,11 +64,32 @@ def test_ingest_retries_lambda_service_errors_and_failures_notify_then_fail(
     assert not retried & {"Runtime.OutOfMemory", "Sandbox.Timedout"}, "a crash would recur"
     crashed, catch = ingest["Catch"]
     assert catch["ErrorEquals"] == ["States.ALL"]
-    assert catch["Next"] == "Notify"
+    assert catch["Next"] == "Error from a function?"
     assert states["Notify"]["Resource"].endswith(":states:::sns:publish")
     assert states["Notify"]["Next"] == "Failed"
     assert states["Failed"]["Type"] == "Fail"
     assert states["Failed"]["ErrorPath"] == "$.error.Error"
+    assert states["Failed"]["CausePath"] == "$.error.Cause"
+
+
+def test_alerts_and_causes_carry_a_functions_error_type_and_message_only(
+    resources: Resources,
+) -> None:
+    states = _definition(resources)["States"]
+    function_error = states["Error from a function?"]
+    assert function_error["Default"] == "Notify"
+    [document] = function_error["Choices"]
+    assert document["Next"] == "Read error document"
+    read = states["Read error document"]
+    assert read["Parameters"] == {"value.$": "States.StringToJson($.error.Cause)"}
+    message = states[read["Next"]]
+    assert message["Default"] == "Notify"
+    keep = states[message["Choices"][0]["Next"]]
+    assert keep["Parameters"] == {
+        "Error.$": "$.error.Error",
+        "Cause.$": "$.error_document.value.errorMessage",
+    }
+    assert keep["ResultPath"] == "$.error" and keep["Next"] == "Notify"
 
 
 def test_a_drop_that_kills_ingest_is_quarantined_unread_then_fails_the_execution(
@@ -89,9 +110,9 @@ def test_a_drop_that_kills_ingest_is_quarantined_unread_then_fails_the_execution
         "crashed": {"event.$": "$", "error.$": "$.error.Error", "cause.$": "$.error.Cause"}
     }
     assert quarantine["ResultPath"] == "$.quarantine"
-    assert quarantine["Next"] == "Notify"
+    assert quarantine["Next"] == "Error from a function?"
     (failed,) = quarantine["Catch"]
-    assert failed["ErrorEquals"] == ["States.ALL"] and failed["Next"] == "Notify"
+    assert failed["ErrorEquals"] == ["States.ALL"] and failed["Next"] == "Error from a function?"
 
 
 def test_every_task_retries_and_is_caught(resources: Resources) -> None:
