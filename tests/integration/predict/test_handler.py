@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -215,6 +216,70 @@ def test_feedback_is_stored_once(api: Api, cloud: Cloud) -> None:
     assert keys[0].startswith("feedback/dt=") and keys[0].endswith("/req-000001-0.json")
     stored = json.loads(cloud.body(keys[0]))
     assert stored["label"] == "yes" and stored["row"] == 0
+
+
+def _captured(cloud: Cloud, request_id: str, rows: int) -> None:
+    """A capture object as Firehose writes it: one JSON line per predicted row."""
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    lines = [
+        json.dumps({"request_id": request_id, "row": row, "model_version": 1, "features": {}})
+        for row in range(rows)
+    ]
+    cloud.s3.put_object(
+        Bucket=cloud.bucket,
+        Key=f"capture/dt={day}/mlops-dev-capture-1",
+        Body=("\n".join(lines) + "\n").encode(),
+    )
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 item 4: feedback is stored before it is checked")
+@pytest.mark.parametrize(
+    ("features", "field"),
+    [
+        ('{"age": NaN}', "feedback[1].features.age"),
+        ('{"age": Infinity}', "feedback[1].features.age"),
+        ('{"monthly_charges": 1e999}', "feedback[1].features.monthly_charges"),
+        ('{"age": "forty"}', "feedback[1].features.age"),
+        ('{"planet": "mars"}', "feedback[1].features.planet"),
+    ],
+)
+def test_feedback_with_a_bad_feature_is_refused_whole_and_nothing_is_stored(
+    api: Api, cloud: Cloud, models: dict[int, Trained], features: str, field: str
+) -> None:
+    publish(cloud, models[1])
+    good = '{"request_id": "req-a", "row": 0, "label": "yes"}'
+    bad = f'{{"request_id": "req-b", "row": 0, "label": "no", "features": {features}}}'
+
+    status, body = api.call("POST", "/v1/feedback", raw=f'{{"feedback": [{good}, {bad}]}}')
+
+    assert status == 422, body
+    assert body["error"] == "invalid_feedback" and body["field"] == field
+    assert cloud.keys("feedback/") == []
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 item 4: feedback labels and rows are not checked")
+def test_feedback_labels_rows_and_request_ids_are_checked_against_the_model_and_capture(
+    api: Api, cloud: Cloud, models: dict[int, Trained]
+) -> None:
+    publish(cloud, models[1])
+    _captured(cloud, "req-captured", rows=3)
+    item = {"request_id": "req-captured", "row": 2, "label": "yes"}
+
+    unknown_class = api.call("POST", "/v1/feedback", {"feedback": [{**item, "label": "maybe"}]})
+    beyond = api.call("POST", "/v1/feedback", {"feedback": [item, {**item, "row": 3}]})
+    assert cloud.keys("feedback/") == []
+    stored = api.call(
+        "POST",
+        "/v1/feedback",
+        {"feedback": [item, {"request_id": "req-never-seen", "row": 7, "label": "no"}]},
+    )
+
+    assert unknown_class[0] == 422 and unknown_class[1]["field"] == "feedback[0].label"
+    assert "'no', 'yes'" in unknown_class[1]["message"]
+    assert beyond[0] == 422 and beyond[1]["field"] == "feedback[1].row"
+    assert "3 rows" in beyond[1]["message"]
+    assert stored == (200, {"stored": 2, "duplicates": 0, "unmatched": 1})
+    assert len(cloud.keys("feedback/")) == 2
 
 
 def test_concurrent_requests_while_alias_moves(
