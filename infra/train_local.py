@@ -23,7 +23,7 @@ from functions.common.config import MlopsConfig, Task
 from functions.common.contracts import EvaluationResult, TrainingRun
 from functions.evaluate.logic import EVALUATION_FILE, score
 from functions.ml.gate import apply_gate
-from functions.ml.ingestion import build_manifest, ingest_file
+from functions.ml.ingestion import build_manifest, ingest_file, producer_names
 from functions.ml.model_card import render_model_card
 from functions.ml.onnx_model import OnnxModel, Signature
 from functions.ml.readers import ReadLimits
@@ -109,13 +109,15 @@ def train_local(
     )
     lap = stopwatch.lap("load", started)
     target, task = manifest["target"], Task(manifest["task"])
+    schema = feature_schema(manifest["schema"], target)
     candidate = fit_candidate(
         frame,
         target=target,
         task=task,
-        schema=feature_schema(manifest["schema"], target),
+        schema=schema,
         config=config,
         stopwatch=stopwatch,
+        aliases=producer_names([manifest], schema),
     )
     lap = time.perf_counter()
     holdout = candidate.split.test

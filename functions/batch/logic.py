@@ -59,7 +59,9 @@ from functions.common.settings import stage_settings
 from functions.common.storage import JSON_CONTENT_TYPE, ObjectStore
 from functions.ml import batch as rows
 from functions.ml.batch import InputFormat, RecordScan, UnreadableInput
+from functions.ml.onnx_input import NamedTwiceError
 from functions.predict.model_store import ServingModel, load_version
+from functions.predict.validation import alias_names, feature_names
 
 _HEAD_BYTES = 4096
 JSON_LINES_CONTENT_TYPE = "application/x-ndjson"
@@ -322,9 +324,16 @@ def _read_and_check(
     reject_unseen = config.serving.unseen_categories == "reject"
     file_format = InputFormat(item.format)
     if file_format is InputFormat.PARQUET:
-        columns, present, count = _parquet_columns(adapters, item, features)
+        columns, present, count, named_twice = _parquet_columns(adapters, item, model)
         return (
-            check_rows(columns, present, count, model.specs, reject_unseen=reject_unseen),
+            check_rows(
+                columns,
+                present,
+                count,
+                model.specs,
+                reject_unseen=reject_unseen,
+                problems=_every_row(count, named_twice),
+            ),
             count,
         )
     data = _item_bytes(adapters, item, file_format)
@@ -333,13 +342,15 @@ def _read_and_check(
         records: Iterable[list[str]] = rows.csv_records(text, delimiter=config.dataset.delimiter)
         if file_format.gzipped:
             records = islice(records, 1 + item.start, 1 + item.end)
-        table = rows.csv_rows(records, item.header or [], features)
+        header, named_twice = _feature_names(item.header or [], model)
+        table = rows.csv_rows(records, header, features)
+        table.problems.extend(_every_row(table.count, named_twice))
         table.problems.extend(_typed_csv(table, model, config))
     else:
         lines: Iterable[bytes] = rows.split_lines(data)
         if file_format.gzipped:
             lines = islice(lines, item.start, item.end)
-        table = rows.json_lines_rows(lines, features)
+        table = rows.json_lines_rows(lines, features, alias_names(model.specs))
     checked = check_rows(
         table.columns,
         table.present,
@@ -386,12 +397,34 @@ def _typed_csv(
     return problems
 
 
+def _feature_names(
+    names: list[str], model: ServingModel
+) -> tuple[list[str], NamedTwiceError | None]:
+    """A file's column names as feature names (producer names mapped through the model's
+    aliases), and the error when a feature is named twice (then the names stay as given)."""
+    try:
+        return feature_names(names, model.specs), None
+    except NamedTwiceError as error:
+        return names, error
+
+
+def _every_row(count: int, error: NamedTwiceError | None) -> list[tuple[int, str | None, str, str]]:
+    """A file-wide problem as a problem of each of its `count` rows (none without one)."""
+    if error is None:
+        return []
+    return [(offset, error.name, "duplicate_feature", str(error)) for offset in range(count)]
+
+
 def _parquet_columns(
-    adapters: _Adapters, item: BatchItem, features: list[str]
-) -> tuple[dict[str, list[Any]], dict[str, list[bool]], int]:
+    adapters: _Adapters, item: BatchItem, model: ServingModel
+) -> tuple[dict[str, list[Any]], dict[str, list[bool]], int, NamedTwiceError | None]:
+    features = [spec.name for spec in model.specs]
     file = pq.ParquetFile(adapters.objects.reader(adapters.bucket, item.key, item.size))
-    names = set(file.schema_arrow.names)
-    wanted = [name for name in features if name in names]
+    given = list(file.schema_arrow.names)
+    resolved, named_twice = _feature_names(given, model)
+    column_of = dict(zip(resolved, given, strict=True))
+    names = set(column_of)
+    wanted = [column_of[name] for name in features if name in names]
     groups, first = [], None
     position = 0
     for index in range(file.num_row_groups):
@@ -405,13 +438,13 @@ def _parquet_columns(
     if table is not None:
         table = table.slice(item.start - (first or 0), count)
     columns = {
-        name: table.column(name).to_pylist()
+        name: table.column(column_of[name]).to_pylist()
         if table is not None and name in names
         else [None] * count
         for name in features
     }
     present = {name: [name in names] * count for name in features}
-    return columns, present, count
+    return columns, present, count, named_twice
 
 
 def _predictions_parquet(

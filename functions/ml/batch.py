@@ -12,13 +12,15 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
 import orjson
+
+from functions.ml.onnx_input import NamedTwiceError, by_feature_name
 
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
@@ -251,8 +253,12 @@ def csv_rows(
     return TextRows(count=count, columns=columns, present=present, problems=problems)
 
 
-def json_lines_rows(lines: Iterable[bytes], features: Sequence[str]) -> TextRows:
-    """JSON Lines records as feature columns of JSON values."""
+def json_lines_rows(
+    lines: Iterable[bytes], features: Sequence[str], aliases: Mapping[str, str] | None = None
+) -> TextRows:
+    """JSON Lines records as feature columns of JSON values. A key in `aliases` (a producer's
+    name -> the feature's name) counts as its feature; a record naming a feature twice is a
+    `duplicate_feature` problem."""
     columns: dict[str, list[Any]] = {name: [] for name in features}
     present: dict[str, list[bool]] = {name: [] for name in features}
     problems: list[tuple[int, str | None, str, str]] = []
@@ -273,6 +279,12 @@ def json_lines_rows(lines: Iterable[bytes], features: Sequence[str]) -> TextRows
                         (row, None, "invalid_instance", "the line is not a JSON object")
                     )
                     document = None
+                elif aliases and not aliases.keys().isdisjoint(document):
+                    try:
+                        document = by_feature_name(document, aliases)
+                    except NamedTwiceError as error:
+                        problems.append((row, error.name, "duplicate_feature", str(error)))
+                        document = None
         for name in features:
             has = document is not None and name in document
             present[name].append(has)

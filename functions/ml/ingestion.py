@@ -9,7 +9,7 @@ cleaned rows, so the same content always gets the same version, whatever the chu
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -235,3 +235,19 @@ def build_manifest(
         "cleaning": result.summary.model_dump(mode="json"),
         "profile": {name: p.model_dump(mode="json") for name, p in result.profile.items()},
     }
+
+
+def producer_names(
+    manifests: Iterable[Mapping[str, Any]], features: Iterable[str]
+) -> dict[str, list[str]]:
+    """Feature -> the column names the producer wrote that ingestion normalised to it (the
+    `cleaning.columns_renamed` of each manifest, sorted), for the given features only: what
+    serving and batch accept beside the normalised names. A feature never renamed is absent."""
+    wanted = set(features)
+    names: dict[str, set[str]] = {}
+    for manifest in manifests:
+        renamed = (manifest.get("cleaning") or {}).get("columns_renamed") or {}
+        for original, name in renamed.items():
+            if name in wanted and original not in wanted:
+                names.setdefault(name, set()).add(original)
+    return {name: sorted(originals) for name, originals in names.items()}

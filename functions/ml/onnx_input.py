@@ -93,6 +93,33 @@ def _object_array(values: Sequence[Any] | np.ndarray) -> np.ndarray:
     return array
 
 
+class NamedTwiceError(ValueError):
+    """A row gives one feature under two names: its normalised name and an alias, or two
+    aliases."""
+
+    def __init__(self, name: str, first: str, second: str) -> None:
+        super().__init__(
+            f"feature {name!r} is given twice, as {first!r} and as {second!r}; give one of them"
+        )
+        self.name = name
+        self.second = second
+
+
+def by_feature_name(row: Mapping[Any, Any], aliases: Mapping[str, str]) -> dict[Any, Any]:
+    """`row` keyed by feature names: a key that is an alias (the producer's column name that
+    ingestion normalised) becomes its feature's name; other keys stay. Raises NamedTwiceError
+    when two keys name the same feature."""
+    rekeyed: dict[Any, Any] = {}
+    given: dict[Any, Any] = {}
+    for key, value in row.items():
+        name = aliases.get(key, key) if type(key) is str else key
+        if name in rekeyed:
+            raise NamedTwiceError(name, given[name], key)
+        rekeyed[name] = value
+        given[name] = key
+    return rekeyed
+
+
 def onnx_inputs(
     columns: Mapping[str, Sequence[Any]], signature_inputs: Sequence[Mapping[str, Any]]
 ) -> dict[str, np.ndarray]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,8 +62,10 @@ class Signature:
 
     `inputs`: one per feature, in order: `name`, `type` (numeric|categorical), `categories`
     (sorted, seen in training; `[]` for numeric), `nullable` (always true: the graph imputes),
-    `onnx_type` (float|string). `classes`: class labels in probability-column order, None for
-    regression. `onnx_inputs`/`onnx_outputs`: the graph's tensors (name, elem_type, shape).
+    `onnx_type` (float|string), `aliases` (the producer's column names that ingestion
+    normalised to `name`, sorted; serving and batch accept them too). `classes`: class labels
+    in probability-column order, None for regression. `onnx_inputs`/`onnx_outputs`: the graph's
+    tensors (name, elem_type, shape).
     """
 
     task: str
@@ -114,9 +116,11 @@ def export_onnx(
     target: str,
     task: Task,
     train: pd.DataFrame,
+    aliases: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[bytes, Signature]:
     """Convert a fitted pipeline (from `training.build_pipeline`) to ONNX bytes and describe it.
-    `train` is the training split: the categories seen there go into the signature."""
+    `train` is the training split: the categories seen there go into the signature. `aliases`:
+    feature -> the producer's names for it (`ingestion.producer_names`)."""
     # Imported here: only training exports, and skl2onnx takes about 1 s to import, a cost
     # every other function that scores ONNX models (evaluate) would pay at its cold start.
     from skl2onnx import convert_sklearn
@@ -153,6 +157,7 @@ def export_onnx(
                 "categories": seen,
                 "nullable": True,
                 "onnx_type": ONNX_STRING if categorical else ONNX_FLOAT,
+                "aliases": sorted((aliases or {}).get(name, ())),
             }
         )
     classes = None

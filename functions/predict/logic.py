@@ -226,7 +226,8 @@ def _named(svc: Service, name: str, routed: bool = False) -> ServingModel:
 
 
 def model_info() -> dict[str, Any]:
-    """`GET /v1/model`: the serving version, its input schema, classes and metrics."""
+    """`GET /v1/model`: the serving version, its input schema (each input's normalised `name`
+    and its `aliases`, the producer's names, accepted too), classes and metrics."""
     model = service().store.current()
     signature = model.signature
     return {
@@ -245,6 +246,7 @@ def model_info() -> dict[str, Any]:
                     "type": spec["type"],
                     "categories": list(spec.get("categories") or []),
                     "nullable": bool(spec.get("nullable", True)),
+                    "aliases": list(spec.get("aliases") or []),
                 }
                 for spec in signature["inputs"]
             ],

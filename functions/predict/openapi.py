@@ -1,5 +1,7 @@
 """`GET /openapi.json`: an OpenAPI 3.0 document of every route, with the live model's input
-schema as the instance object (one property per feature, required, nullable).
+schema as the instance object (one property per feature, required, nullable; a feature the
+producer named otherwise also has a property per alias, and exactly one of its names is
+required).
 
 The schemas accept what `functions.predict.validation` accepts: numbers within float32's range,
 categorical values as strings or as numbers taken as their decimal string, and feedback
@@ -33,6 +35,8 @@ def instance_schema(model: ServingModel | None, serving: ServingConfig) -> dict[
     if model is None:
         return {"type": "object", "description": "No model is promoted yet."}
     properties: dict[str, Any] = {}
+    required: list[str] = []
+    anyone: list[dict[str, Any]] = []  # a feature with aliases: exactly one of its names
     for spec in model.signature["inputs"]:
         if spec["type"] == "categorical":
             schema = _categorical(spec.get("categories"), serving)
@@ -46,12 +50,26 @@ def instance_schema(model: ServingModel | None, serving: ServingConfig) -> dict[
                 "description": "numeric feature; null means missing (imputed)",
             }
         properties[spec["name"]] = schema
-    return {
+        aliases = list(spec.get("aliases") or [])
+        for alias in aliases:
+            properties[alias] = {
+                **schema,
+                "description": f"{spec['name']!r} under the producer's column name",
+            }
+        if aliases:
+            anyone.append({"oneOf": [{"required": [name]} for name in [spec["name"], *aliases]]})
+        else:
+            required.append(spec["name"])
+    document: dict[str, Any] = {
         "type": "object",
         "properties": properties,
-        "required": list(properties),
         "additionalProperties": False,
     }
+    if required:  # OpenAPI 3.0: never an empty list
+        document["required"] = required
+    if anyone:
+        document["allOf"] = anyone
+    return document
 
 
 def _categorical(categories: list[str] | None, serving: ServingConfig) -> dict[str, Any]:

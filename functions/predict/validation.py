@@ -4,6 +4,10 @@ Pure (numpy only): every problem is a `RequestError` with an HTTP status, a mach
 sentence naming the field and the problem, and the field's path (`instances[3].age`). Values are
 checked here and converted by `functions.ml.onnx_input` (the conversion training uses).
 
+A feature is named by its normalised name (the signature's `name`) or by any of its `aliases`:
+the column names the data producer wrote, which ingestion normalised (`Monthly Charges ($)` for
+`monthly_charges`). Giving one feature under two names is refused (`duplicate_feature`).
+
 Rules per feature value:
 
 - null: allowed for every feature; the graph imputes it, as in training.
@@ -31,7 +35,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from functions.ml.onnx_input import CATEGORICAL, MISSING_CATEGORY
+from functions.ml.onnx_input import (
+    CATEGORICAL,
+    MISSING_CATEGORY,
+    NamedTwiceError,
+    by_feature_name,
+)
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 _NUMBER_TYPES = frozenset({int, float})
@@ -65,11 +74,12 @@ def _unprocessable(code: str, message: str, field: str | None = None) -> Request
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """One model input, from `signature.json`."""
+    """One model input, from `signature.json`: `aliases` are the producer's names for it."""
 
     name: str
     kind: str
     categories: frozenset[str]
+    aliases: tuple[str, ...] = ()
 
     @property
     def categorical(self) -> bool:
@@ -82,9 +92,47 @@ def feature_specs(signature: Mapping[str, Any]) -> tuple[FeatureSpec, ...]:
             name=spec["name"],
             kind=spec["type"],
             categories=frozenset(spec.get("categories") or ()),
+            aliases=tuple(spec.get("aliases") or ()),
         )
         for spec in signature["inputs"]
     )
+
+
+@lru_cache(maxsize=8)
+def alias_names(specs: tuple[FeatureSpec, ...]) -> dict[str, str]:
+    """Alias -> feature name, for every feature's aliases (empty when none was renamed)."""
+    return {alias: spec.name for spec in specs for alias in spec.aliases}
+
+
+def feature_names(names: Sequence[str], specs: Sequence[FeatureSpec]) -> list[str]:
+    """Given column names (a header, a Parquet schema) as feature names: an alias becomes its
+    feature's name, any other name stays. Raises NamedTwiceError when two name one feature."""
+    aliases = alias_names(tuple(specs))
+    by_feature_name(dict.fromkeys(names), aliases)
+    return [aliases.get(name, name) for name in names]
+
+
+def _twice(name: str, one: str, other: str, field: str) -> RequestError:
+    return _unprocessable(
+        "duplicate_feature",
+        str(NamedTwiceError(name, one, other)),
+        field,
+    )
+
+
+def _by_feature_name(instances: list[Any], aliases: Mapping[str, str]) -> list[Any]:
+    """The rows, those with an alias among their keys keyed by feature name instead."""
+    rows = []
+    for index, row in enumerate(instances):
+        if type(row) is dict and not aliases.keys().isdisjoint(row):
+            try:
+                row = by_feature_name(row, aliases)
+            except NamedTwiceError as error:
+                raise _unprocessable(
+                    "duplicate_feature", str(error), f"instances[{index}].{error.second}"
+                ) from None
+        rows.append(row)
+    return rows
 
 
 @dataclass(frozen=True)
@@ -237,6 +285,9 @@ def instances_batch(
     float64 matrix of the numeric features); only when one of them finds a problem are the
     rows walked, by `_checked_rows`, to name it (`instances[i].feature`)."""
     instances = batch_list(document, "instances", max_rows=max_rows)
+    aliases = alias_names(tuple(specs))
+    if aliases:
+        instances = _by_feature_name(instances, aliases)
     layout = _layout(tuple(specs))
     if set(map(type, instances)) != {dict} or set(map(len, instances)) != {len(specs)}:
         return _checked_rows(instances, specs, reject_unseen=reject_unseen)
@@ -501,10 +552,14 @@ def infer_batch(
     if request_id is not None and not isinstance(request_id, str):
         raise _unprocessable("invalid_type", "'id' must be a string", "id")
     by_name = {spec.name: spec for spec in specs}
+    by_name.update((alias, spec) for spec in specs for alias in spec.aliases)
     tensors: dict[str, tuple[int, list[Any]]] = {}
     for index, tensor in enumerate(inputs):
         name, data = _tensor(tensor, index, by_name, max_rows)
         if name in tensors:
+            given = inputs[tensors[name][0]]["name"]
+            if given != tensor["name"]:
+                raise _twice(name, given, tensor["name"], f"inputs[{index}].name")
             raise _unprocessable(
                 "duplicate_input",
                 f"inputs[{index}].name {name!r} is given twice",
@@ -597,7 +652,7 @@ def _tensor(
             f"{where}.data has {len(data)} values but shape {shape} needs {rows}",
             f"{where}.data",
         )
-    return name, data
+    return spec.name, data
 
 
 def _flat(data: Any, where: str, rows: int) -> list[Any]:

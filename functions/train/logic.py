@@ -10,6 +10,7 @@ import json
 import platform
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -29,6 +30,7 @@ from functions.common.registry import DatasetRegistry
 from functions.common.settings import stage_settings
 from functions.common.storage import ObjectStore
 from functions.ml.importance import permutation_importances
+from functions.ml.ingestion import producer_names
 from functions.ml.onnx_model import (
     OnnxModel,
     ParityReport,
@@ -279,10 +281,12 @@ def fit_candidate(
     schema: dict[str, FeatureType],
     config: MlopsConfig,
     stopwatch: Stopwatch,
+    aliases: Mapping[str, Sequence[str]] | None = None,
 ) -> Candidate:
     """Split, fit, export to ONNX, check parity, measure permutation importances on the
     held-out rows and profile: the storage-free core of a run,
-    shared by the train stage and `mlops train-local`. Laps go into `stopwatch`."""
+    shared by the train stage and `mlops train-local`. Laps go into `stopwatch`; `aliases`
+    (feature -> the producer's names for it) go into the signature."""
     lap = time.perf_counter()
     model_config = config.model
     split = split_dataset(
@@ -298,7 +302,12 @@ def fit_candidate(
     )
     lap = stopwatch.lap("fit", lap)
     onnx_bytes, signature = export_onnx(
-        fitted.pipeline, schema=schema, target=target, task=task, train=split.train
+        fitted.pipeline,
+        schema=schema,
+        target=target,
+        task=task,
+        train=split.train,
+        aliases=aliases,
     )
     lap = stopwatch.lap("export", lap)
     model = OnnxModel(onnx_bytes, signature)
@@ -360,16 +369,19 @@ class Trainer:
         run_id = run_id or new_run_id()
         logger.append_keys(run_id=run_id)
         with TemporaryDirectory(prefix="train-") as tmp:
-            frame, manifest = self._load(trigger, versions, Path(tmp))
+            frame, manifests = self._load(trigger, versions, Path(tmp))
+            manifest = manifests[0]
             lap = self.stopwatch.lap("load", started)
             target, task = manifest["target"], Task(manifest["task"])
+            schema = feature_schema(manifest["schema"], target)
             candidate = fit_candidate(
                 frame,
                 target=target,
                 task=task,
-                schema=feature_schema(manifest["schema"], target),
+                schema=schema,
                 config=self.config,
                 stopwatch=self.stopwatch,
+                aliases=producer_names(manifests, schema),
             )
             split, fitted, onnx_bytes = candidate.split, candidate.fitted, candidate.onnx_bytes
             lap = time.perf_counter()
@@ -426,21 +438,23 @@ class Trainer:
 
     def _load(
         self, trigger: DatasetRef, versions: list[DatasetRef], workdir: Path
-    ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
         """The training set: every version's curated Parquet, rows deduplicated across
-        versions (append mode), and the trigger version's manifest (its schema)."""
+        versions (append mode), and the manifests read: the trigger version's first (its
+        schema), then the other versions'."""
         manifest = self.data.manifest(trigger)
+        manifests = [manifest]
         frames = []
         for version in versions:
-            version_manifest = (
-                manifest
-                if version.data_version == trigger.data_version
-                else self.data.manifest(version)
-            )
+            if version.data_version == trigger.data_version:
+                version_manifest = manifest
+            else:
+                version_manifest = self.data.manifest(version)
+                manifests.append(version_manifest)
             for key in version_manifest["files"]:
                 frames.append(pd.read_parquet(self.data.parquet(key, workdir)))
         columns = list(dict.fromkeys([*manifest["schema"], manifest["target"]]))
         frame = pd.concat([f[columns] for f in frames], ignore_index=True)
         if len(versions) > 1:
             frame = frame.drop_duplicates(ignore_index=True)
-        return frame, manifest
+        return frame, manifests

@@ -25,13 +25,7 @@ from infra.cli import app
 from infra.local import LocalCloud
 from infra.predict_client import signed_request
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.xfail(
-        strict=True,
-        reason="issue 16 item 1: serving and batch refuse the producer's column names",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FEATURES = [*sample_data.NUMERIC_FEATURES, *sample_data.CATEGORICAL_FEATURES]

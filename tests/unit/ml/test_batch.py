@@ -127,3 +127,14 @@ def test_text_numbers_parse_vectorised_and_name_the_cells_that_are_not_numbers()
     _, not_finite = batch.text_numbers(["1", "inf", "nan"], missing)
     assert not_finite == [(1, "inf"), (2, "nan")]
     assert batch.text_categories(["a", " NA ", None], missing) == ["a", None, None]
+
+
+def test_json_lines_rows_take_producer_names_and_refuse_a_feature_named_twice() -> None:
+    lines = [b'{"Monthly Charges ($)": 3.5}', b'{"monthly_charges": 1, "Monthly Charges ($)": 2}']
+    aliases = {"Monthly Charges ($)": "monthly_charges"}
+
+    table = batch.json_lines_rows(lines, ["monthly_charges"], aliases)
+
+    assert table.columns["monthly_charges"] == [3.5, None]
+    assert table.present["monthly_charges"] == [True, False]
+    assert [(row, code) for row, _, code, _ in table.problems] == [(1, "duplicate_feature")]

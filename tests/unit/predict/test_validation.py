@@ -168,3 +168,44 @@ def test_infer_refusals_name_the_tensor_field(inputs: list[Any], code: str, fiel
 
     assert (refused.value.code, refused.value.field) == (code, field)
     assert field.split(".")[0].split("[")[0] in refused.value.message
+
+
+ALIASED = (
+    FeatureSpec("monthly_charges", "numeric", frozenset(), ("Monthly Charges ($)",)),
+    FeatureSpec("plan", "categorical", frozenset({"basic", "pro"}), ("Plan", "PLAN ")),
+)
+
+
+def test_a_feature_is_taken_under_its_normalised_name_or_a_producer_name() -> None:
+    normalised = [{"monthly_charges": 9.5, "plan": "pro"}, {"monthly_charges": None, "plan": None}]
+    mixed = [{"Monthly Charges ($)": 9.5, "PLAN ": "pro"}, {"monthly_charges": None, "Plan": None}]
+
+    by_name = instances_batch({"instances": normalised}, ALIASED, max_rows=10, reject_unseen=True)
+    by_alias = instances_batch({"instances": mixed}, ALIASED, max_rows=10, reject_unseen=True)
+
+    assert by_alias.rows == by_name.rows == 2
+    assert by_alias.columns["plan"] == by_name.columns["plan"] == ["pro", None]
+    np.testing.assert_array_equal(by_alias.columns["monthly_charges"], [9.5, math.nan])
+    tensors = [
+        {"name": "Monthly Charges ($)", "shape": [1], "datatype": "FP64", "data": [9.5]},
+        {"name": "plan", "shape": [1, 1], "datatype": "BYTES", "data": [["basic"]]},
+    ]
+    batch, _ = infer_batch({"inputs": tensors}, ALIASED, max_rows=10, reject_unseen=True)
+    assert batch.columns["plan"] == ["basic"]
+
+
+def test_a_feature_named_twice_is_refused_naming_both_names() -> None:
+    row = {"monthly_charges": 1.0, "Monthly Charges ($)": 2.0, "plan": "pro"}
+    with pytest.raises(RequestError) as refused:
+        instances_batch({"instances": [row]}, ALIASED, max_rows=10, reject_unseen=False)
+    assert refused.value.code == "duplicate_feature"
+    assert refused.value.field == "instances[0].Monthly Charges ($)"
+    assert "'monthly_charges'" in refused.value.message
+
+    tensors = [
+        {"name": "Plan", "shape": [1], "datatype": "BYTES", "data": ["pro"]},
+        {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["pro"]},
+    ]
+    with pytest.raises(RequestError) as twice:
+        infer_batch({"inputs": tensors}, ALIASED, max_rows=10, reject_unseen=False)
+    assert twice.value.code == "duplicate_feature" and twice.value.field == "inputs[1].name"
