@@ -1,6 +1,14 @@
 """`POST /v1/feedback`: true labels for earlier predictions, one S3 object per predicted row at
 `feedback/dt=YYYY-MM-DD/<request_id>-<row>.json` (the day the feedback arrived).
 
+All or nothing: every item is checked before any is stored, and the first bad one is a 422
+naming its field. `label` must be one of the serving model's classes (a finite number for
+regression); `features`, when given, are checked as a predict request's values (known features,
+under their names or the producer's aliases, finite float32 numbers, strings for categories);
+`row` must be below the captured request's row count when its capture is found. A request id
+with no capture in the lookback window (`[drift] feedback_lookback_hours`; sampled out,
+not flushed yet, or unknown) is stored and counted as `unmatched`.
+
 Idempotent: the object is written with `If-None-Match: *`, so posting the same request id and
 row again (the same day) stores nothing new and is counted as a duplicate.
 """
@@ -10,14 +18,22 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from functions.common.errors import StorageError
 from functions.common.storage import JSON_CONTENT_TYPE, ObjectStore
-from functions.predict.validation import RequestError, batch_list
+from functions.ml.onnx_input import NamedTwiceError, by_feature_name
+from functions.predict.validation import (
+    FeatureSpec,
+    RequestError,
+    alias_names,
+    batch_list,
+    check_column,
+)
 
 FEEDBACK_PREFIX = "feedback/"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -32,9 +48,16 @@ def _bad(message: str, field: str) -> RequestError:
     return RequestError(422, "invalid_feedback", message, field)
 
 
-def feedback_items(document: Any, *, max_items: int) -> list[dict[str, Any]]:
+def feedback_items(
+    document: Any,
+    *,
+    max_items: int,
+    specs: Sequence[FeatureSpec],
+    classes: Sequence[str] | None,
+) -> list[dict[str, Any]]:
     """The validated items of a feedback body: request_id (as the predict response gave it),
-    row (0-based), label (a string, number or boolean), features (optional object)."""
+    row (0-based), label (one of `classes`; a finite number when `classes` is None, for
+    regression), features (optional object of feature values, keyed by feature name)."""
     items = batch_list(document, "feedback", max_rows=max_items, item="feedback item")
     checked = []
     for index, item in enumerate(items):
@@ -44,7 +67,7 @@ def feedback_items(document: Any, *, max_items: int) -> list[dict[str, Any]]:
         unknown = sorted(set(item) - {"request_id", "row", "label", "features"})
         if unknown:
             raise _bad(f"{where} has unknown field {unknown[0]!r}", f"{where}.{unknown[0]}")
-        request_id, row, label = item.get("request_id"), item.get("row"), item.get("label")
+        request_id, row = item.get("request_id"), item.get("row")
         if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
             raise _bad(
                 f"{where}.request_id must be the request_id of a prediction (letters, digits, "
@@ -53,29 +76,123 @@ def feedback_items(document: Any, *, max_items: int) -> list[dict[str, Any]]:
             )
         if type(row) is not int or row < 0:
             raise _bad(f"{where}.row must be a row index (an integer >= 0)", f"{where}.row")
-        if not isinstance(label, str | int | float) or (
-            isinstance(label, float) and not math.isfinite(label)
-        ):
-            raise _bad(
-                f"{where}.label must be the true label (a string, number or boolean)",
-                f"{where}.label",
-            )
         features = item.get("features")
-        if features is not None and not isinstance(features, dict):
-            raise _bad(f"{where}.features must be an object", f"{where}.features")
-        checked.append({"request_id": request_id, "row": row, "label": label, "features": features})
+        if features is not None:
+            features = _features(features, specs, f"{where}.features")
+        checked.append(
+            {
+                "request_id": request_id,
+                "row": row,
+                "label": _label(item.get("label"), classes, f"{where}.label"),
+                "features": features,
+            }
+        )
     return checked
+
+
+def _label(label: Any, classes: Sequence[str] | None, field: str) -> Any:
+    if classes is None:
+        if type(label) not in (int, float) or not math.isfinite(label):
+            raise _bad(f"{field} must be the true value, a finite number (regression)", field)
+        return label
+    text = _class_text(label)
+    if text not in classes:
+        shown = ", ".join(map(repr, classes))
+        raise _bad(
+            f"{field} must be one of the model's classes ({shown}), not {label!r:.60}", field
+        )
+    return label
+
+
+def _class_text(label: Any) -> str | None:
+    """A label as the class name training gave it (`str` of the target's value)."""
+    if isinstance(label, str | bool | int):
+        return str(label)
+    if isinstance(label, float) and label.is_integer():
+        return str(int(label))
+    return None
+
+
+def _features(features: Any, specs: Sequence[FeatureSpec], where: str) -> dict[str, Any]:
+    """`features` keyed by feature name, each value checked as in a predict request."""
+    if not isinstance(features, dict):
+        raise _bad(f"{where} must be an object of feature values", where)
+    aliases = alias_names(tuple(specs))
+    try:
+        named = by_feature_name(features, aliases)
+    except NamedTwiceError as error:
+        raise _bad(str(error), f"{where}.{error.second}") from None
+    by_name = {spec.name: spec for spec in specs}
+    given = {aliases.get(key, key): key for key in features}
+    for name, value in named.items():
+        field = f"{where}.{given[name]}"
+        if name not in by_name:
+            raise _bad(
+                f"{field}: {given[name]!r:.60} is not a feature; the model takes: "
+                f"{', '.join(by_name)}",
+                field,
+            )
+        try:
+            check_column(
+                [value],
+                by_name[name],
+                lambda _index, field=field: field,  # type: ignore[misc]
+                reject_unseen=False,
+            )
+        except RequestError as error:
+            raise _bad(error.message, field) from None
+    return named
+
+
+def check_rows(items: list[dict[str, Any]], captured: Mapping[str, int]) -> int:
+    """Refuse an item whose row is beyond its captured request's row count; returns how many
+    items have no capture (`unmatched`)."""
+    unmatched = 0
+    for index, item in enumerate(items):
+        rows = captured.get(item["request_id"])
+        if rows is None:
+            unmatched += 1
+        elif item["row"] >= rows:
+            raise _bad(
+                f"feedback[{index}].row is {item['row']}, but request {item['request_id']!r} "
+                f"predicted {rows} rows (0 to {rows - 1})",
+                f"feedback[{index}].row",
+            )
+    return unmatched
 
 
 class FeedbackStore:
     """Feedback objects in the data bucket."""
 
-    def __init__(self, bucket: str, objects: ObjectStore) -> None:
+    def __init__(self, bucket: str, objects: ObjectStore, lookback_hours: int = 24 * 7) -> None:
         self.bucket = bucket
         self.objects = objects
+        self.lookback_hours = lookback_hours
+
+    def captured_rows(self, request_ids: set[str]) -> dict[str, int]:
+        """Request id -> its row count, for the ids whose capture is found in the lookback
+        window (newest capture objects first; stops once every id is found)."""
+        from functions.monitor.sources import BucketWindow, SkippedLines, capture_records
+
+        window = BucketWindow(self.objects, self.bucket)
+        end = datetime.now(UTC)
+        stored = window.capture_objects(end - timedelta(hours=self.lookback_hours), end)
+        rows: dict[str, int] = {}
+        found: set[str] = set()
+        for capture in reversed(stored):
+            for record in capture_records(window, [capture], SkippedLines({})):
+                request_id, row = record.get("request_id"), record.get("row")
+                if request_id in request_ids and type(row) is int:
+                    rows[request_id] = max(rows.get(request_id, 0), row + 1)
+                    found.add(request_id)
+            if found == request_ids:
+                break
+        return rows
 
     def store(self, items: list[dict[str, Any]]) -> dict[str, int]:
-        """Write each item once; returns counts of `stored` and `duplicates`."""
+        """Check every item's row against its capture, then write each item once; returns
+        counts of `stored`, `duplicates` and `unmatched` (no capture found)."""
+        unmatched = check_rows(items, self.captured_rows({item["request_id"] for item in items}))
         received = datetime.now(UTC)
         day = received.strftime("%Y-%m-%d")
         at = received.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -90,7 +207,7 @@ class FeedbackStore:
             else:
                 stored += 1
             seen.add(identity)
-        return {"stored": stored, "duplicates": duplicates}
+        return {"stored": stored, "duplicates": duplicates, "unmatched": unmatched}
 
     def _put_once(self, key: str, document: dict[str, Any]) -> bool:
         body = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()

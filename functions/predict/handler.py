@@ -84,7 +84,13 @@ def health() -> dict[str, Any]:
 @app.post("/v1/feedback")
 def feedback() -> dict[str, Any]:
     service = logic.service()
-    items = feedback_items(_json_body(), max_items=service.serving.max_batch_rows)
+    model = service.store.current()
+    items = feedback_items(
+        _json_body(),
+        max_items=service.serving.max_batch_rows,
+        specs=model.specs,
+        classes=model.classes,
+    )
     counts = service.feedback.store(items)
     metrics.add_metric(name="FeedbackStored", unit=MetricUnit.Count, value=counts["stored"])
     return counts

@@ -112,7 +112,7 @@ def service() -> Service:
         serving=config.serving,
         store=store,
         capture=capture,
-        feedback=FeedbackStore(bucket, objects),
+        feedback=FeedbackStore(bucket, objects, config.drift.feedback_lookback_hours),
         sensitive=SensitiveColumns(config.dataset.sensitive, config.dataset.hash_salt),
     )
 

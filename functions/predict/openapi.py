@@ -193,7 +193,14 @@ def document(model: ServingModel | None, serving: ServingConfig) -> dict[str, An
         },
         "FeedbackResponse": {
             "type": "object",
-            "properties": {"stored": {"type": "integer"}, "duplicates": {"type": "integer"}},
+            "properties": {
+                "stored": {"type": "integer"},
+                "duplicates": {"type": "integer"},
+                "unmatched": {
+                    "type": "integer",
+                    "description": "Items whose request_id has no capture (yet): stored",
+                },
+            },
         },
         "InferRequest": {
             "type": "object",

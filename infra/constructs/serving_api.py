@@ -139,6 +139,9 @@ class ServingApi(Construct):
         role = self.predict.role
         data_lake.grant_read_objects(role, MODELS_PREFIX)
         data_lake.grant_write_objects(role, FEEDBACK_PREFIX)
+        # Feedback checks a row against its captured request, when the capture is found.
+        data_lake.grant_read_objects(role, CAPTURE_PREFIX)
+        data_lake.grant_list(role, [CAPTURE_PREFIX])
         # The model's own items only. Read: aliases and versions. Write: serving counters,
         # rollout decisions and the alias moves a rollout makes (conditional transactions).
         registry.grant_partitions(role, write=[model_key(deploy.config.model_name)])

@@ -283,7 +283,12 @@ def _valid_documents() -> dict[str, Any]:
     ]
     return {
         "/v1/predict": {"instances": rows},
-        "/v1/feedback": {"feedback": [{"request_id": "req-1", "row": 0, "label": "yes"}]},
+        "/v1/feedback": {
+            "feedback": [
+                {"request_id": "req-1", "row": index, "label": label, "features": row}
+                for index, (label, row) in enumerate(zip(["yes", "no"], rows, strict=True))
+            ]
+        },
         f"/v2/models/{MODEL}/infer": {"id": "fuzz", "inputs": tensors},
     }
 

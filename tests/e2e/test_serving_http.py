@@ -443,8 +443,8 @@ def test_feedback_is_stored_once_and_matches_a_captured_request(served: Served) 
     again = served.api.call("POST", "/v1/feedback", {"feedback": [item]})
     bad = served.api.call("POST", "/v1/feedback", {"feedback": [{**item, "row": -1}]})
 
-    assert first.status == 200 and first.body == {"stored": 1, "duplicates": 0}
-    assert again.status == 200 and again.body == {"stored": 0, "duplicates": 1}
+    assert first.status == 200 and first.body == {"stored": 1, "duplicates": 0, "unmatched": 0}
+    assert again.status == 200 and again.body == {"stored": 0, "duplicates": 1, "unmatched": 0}
     assert bad.status == 422 and bad.body["field"] == "feedback[0].row"
     stored = [key for key in served.keys("feedback/") if request_id in key]
     assert len(stored) == 1 and stored[0].endswith(f"/{request_id}-1.json")

@@ -140,19 +140,23 @@ def test_function_code_and_layer_stay_under_lambdas_250_mb_unzipped() -> None:
     assert layer.unzipped_bytes + code < LAMBDA_UNZIPPED_LIMIT_BYTES
 
 
-def test_predict_reads_models_writes_only_feedback_and_puts_only_to_its_stream(
+def test_predict_reads_models_and_capture_writes_only_feedback_and_puts_only_to_its_stream(
     resources: Resources,
 ) -> None:
     statements = _role_statements(resources, "ServingPredictFunctionRole")
     s3 = [s for s in statements if any(a.startswith("s3:") for a in _as_list(s["Action"]))]
+    (listing,) = [s for s in s3 if _as_list(s["Action"]) == ["s3:ListBucket"]]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["capture/*"]}}
     prefixes: dict[str, set[str]] = {"read": set(), "write": set()}
     for statement in s3:
+        if statement is listing:
+            continue
         actions = _as_list(statement["Action"])
         assert not any("Delete" in a for a in actions)
         kind = "write" if "s3:PutObject" in actions else "read"
         for resource in _as_list(statement["Resource"]):
             prefixes[kind].add(resource["Fn::Join"][1][-1].lstrip("/"))
-    assert prefixes == {"read": {"models/*"}, "write": {"feedback/*"}}
+    assert prefixes == {"read": {"models/*", "capture/*"}, "write": {"feedback/*"}}
     firehose = [s for s in statements if "firehose:PutRecordBatch" in _as_list(s["Action"])]
     (statement,) = firehose
     assert statement["Resource"]["Fn::GetAtt"][0].startswith("ServingCaptureStream")
