@@ -32,7 +32,7 @@ venv: $(STAMP)  ## create .venv and install the pinned requirements (when missin
 demo: venv  ## the whole lifecycle on the local cloud (no AWS account, no Docker)
 	$(PY) -m infra.cli demo
 
-test: venv checks-venv  ## every test: unit, integration (moto), infra (CDK, cdk-nag, cfn-lint, checkov), e2e (local cloud)
+test: venv checks-venv oip-venv  ## every test: unit, integration (moto), infra (CDK, cdk-nag, cfn-lint, checkov), e2e (local cloud)
 	$(PY) -m pytest
 
 test-fast: venv  ## unit and integration tests only
@@ -98,6 +98,15 @@ checks-venv: .venv-checks/.installed  ## checkov, zizmor, check-jsonschema in th
 	test -x .venv-checks/bin/python || $(PYTHON) -m venv .venv-checks
 	.venv-checks/bin/python -m pip install --quiet --upgrade pip==26.3
 	.venv-checks/bin/python -m pip install --quiet -r requirements-checks.txt
+	touch $@
+
+.PHONY: oip-venv
+oip-venv: .venv-oip/.installed  ## tritonclient in its own venv (its ml-dtypes bound conflicts with .venv), for the Open Inference Protocol client test
+
+.venv-oip/.installed: requirements-oip.txt
+	test -x .venv-oip/bin/python || $(PYTHON) -m venv .venv-oip
+	.venv-oip/bin/python -m pip install --quiet --upgrade pip==26.3
+	.venv-oip/bin/python -m pip install --quiet -r requirements-oip.txt
 	touch $@
 
 clean:  ## remove build output (keeps .venv)
