@@ -34,7 +34,12 @@ from functions.predict import logic, openapi
 from functions.predict.feedback import feedback_items
 from functions.predict.model_store import NoModelError
 from functions.predict.snapstart import register_after_restore
-from functions.predict.validation import RequestError, check_content_type, parse_json
+from functions.predict.validation import (
+    INFERENCE_HEADER_LENGTH,
+    RequestError,
+    check_content_type,
+    parse_json,
+)
 
 JSON = "application/json"
 _ENCODER_FALLBACK = Encoder().default  # Decimal, pydantic models, ...: as Powertools does
@@ -56,13 +61,16 @@ def _request_id() -> str:
     return context.request_id or str(uuid.uuid4())
 
 
-def _json_body() -> Any:
+def _json_body(*, open_inference: bool = False) -> Any:
+    """The request's JSON document. `open_inference` (v2 routes): a missing Content-Type is
+    JSON, and `Inference-Header-Content-Length` is honoured (JSON only, no binary tensors)."""
     event = app.current_event
-    check_content_type(event.headers.get("content-type"))
+    check_content_type(event.headers.get("content-type"), missing_ok=open_inference)
     return parse_json(
         event.body,
         base64_encoded=bool(event.is_base64_encoded),
         max_bytes=logic.service().serving.max_body_bytes,
+        json_length=event.headers.get(INFERENCE_HEADER_LENGTH.lower()) if open_inference else None,
     )
 
 
@@ -126,7 +134,7 @@ def v2_model_ready(name: str) -> dict[str, Any]:
 
 @app.post("/v2/models/<name>/infer")
 def v2_infer(name: str) -> dict[str, Any]:
-    return logic.infer_v2(name, _json_body(), _request_id())
+    return logic.infer_v2(name, _json_body(open_inference=True), _request_id())
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> Response:

@@ -20,12 +20,7 @@ import pytest
 from functions.ml import sample_data
 from infra.local import LocalCloud
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.xfail(
-        strict=True, reason="issue 16 item 18: v2 infer refuses a body without Content-Type (415)"
-    ),
-]
+pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRITON_PYTHON = REPO_ROOT / ".venv-oip" / "bin" / "python"

@@ -177,6 +177,44 @@ def test_v2_shapes(call: Call, trained: Trained) -> None:
     assert status == 422 and body["error"] == "missing_feature"
 
 
+@pytest.mark.parametrize(
+    ("headers", "extra", "status", "code"),
+    [
+        ({}, b"", 200, None),
+        ({"Inference-Header-Content-Length": "{size}"}, b"", 200, None),
+        ({"inference-header-content-length": "{size}"}, b"\x00\x00\x80?", 415, None),
+        ({"Inference-Header-Content-Length": "abc"}, b"", 400, "invalid_header"),
+        ({"Inference-Header-Content-Length": "99999"}, b"", 400, "invalid_header"),
+        ({"Content-Type": "text/plain"}, b"", 415, "unsupported_media_type"),
+    ],
+)
+def test_v2_infer_takes_json_without_content_type_and_with_its_header_length(
+    call: Call, trained: Trained, headers: dict[str, str], extra: bytes, status: int, code: str
+) -> None:
+    meta = call("GET", "/v2/models/churn")[1]
+    inputs = [
+        {
+            "name": i["name"],
+            "datatype": i["datatype"],
+            "shape": [1],
+            "data": [trained.row[i["name"]]],
+        }
+        for i in meta["inputs"]
+    ]
+    raw = json.dumps({"inputs": inputs})
+    sent = {name: value.format(size=len(raw)) for name, value in headers.items()}
+
+    answer, body = call(
+        "POST", "/v2/models/churn/infer", raw=raw + extra.decode("latin-1"), headers=sent
+    )
+
+    assert answer == status, body
+    if code is not None:
+        assert body["error"] == code
+    if status == 415 and extra:
+        assert body["field"] == "Inference-Header-Content-Length" and "binary" in body["message"]
+
+
 def test_openapi_document_is_valid(call: Call, trained: Trained) -> None:
     status, document = call("GET", "/openapi.json")
     assert status == 200
