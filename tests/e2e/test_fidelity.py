@@ -210,3 +210,43 @@ def _smoke(cloud: LocalCloud, state_dir: Path) -> list[Any]:
     config = load_config()
     target = resolve_target(config, local=True, stage="dev", local_state=state_dir)
     return run_smoke(config, target, "dev", state_dir)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 16 item 17: a drift run that fails is not retried and its failure is lost",
+)
+def test_a_drift_run_failing_every_attempt_sends_one_on_failure_record_to_its_queue(
+    cloud: LocalCloud,
+) -> None:
+    queues = cloud.deployment.of_type("AWS::SQS::Queue") if cloud.deployment else {}
+    [url] = [url for logical, url in queues.items() if logical.startswith("MonitoringFailed")]
+    rules = cloud.deployment.of_type("AWS::Events::Rule") if cloud.deployment else {}
+    [schedule] = [logical for logical in rules if logical.startswith("MonitoringDriftSchedule")]
+    sqs = cloud.client("sqs")
+    with cloud.edited_function("MonitoringDriftFunction") as deployment:
+        shutil.rmtree(deployment.task_root / "functions" / "monitor")
+        event = cloud.fire_schedule(schedule)
+        cloud.wait_idle(120)
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    [message] = received["Messages"]
+    record = json.loads(message["Body"])
+    name = url.rsplit("/", 1)[-1]
+    alarms = cloud.client("cloudwatch").describe_alarms_for_metric(
+        MetricName="ApproximateNumberOfMessagesVisible",
+        Namespace="AWS/SQS",
+        Dimensions=[{"Name": "QueueName", "Value": name}],
+    )["MetricAlarms"]
+
+    context = record["requestContext"]
+    assert context["condition"] == "RetriesExhausted"
+    assert context["approximateInvokeCount"] == 3
+    assert context["functionArn"].endswith(
+        f":function:{cloud.function_name('MonitoringDriftFunction')}:$LATEST"
+    )
+    assert record["requestPayload"] == json.loads(json.dumps(event))
+    assert record["responseContext"]["functionError"] == "Unhandled"
+    assert record["responsePayload"]["errorType"] == "Runtime.ImportModuleError"
+    assert "functions.monitor" in record["responsePayload"]["errorMessage"]
+    [alarm] = alarms
+    assert alarm["Threshold"] == 1 and alarm["AlarmActions"]

@@ -180,3 +180,37 @@ def test_a_retrain_cadence_adds_a_schedule_that_starts_the_pipeline(
 
 def test_drift_function_name_is_an_output(template_json: dict[str, Any]) -> None:
     assert "DriftFunctionName" in template_json["Outputs"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 16 item 17: the drift function has no on-failure destination and no alarm",
+)
+def test_a_drift_run_failing_every_attempt_lands_in_its_queue_and_alarms(
+    resources: Resources,
+) -> None:
+    function_id, _ = _one(resources, "AWS::Lambda::Function", "MonitoringDriftFunction")
+    queue_id, queue = _one(resources, "AWS::SQS::Queue", "MonitoringFailedDriftChecks")
+    [config] = resources("AWS::Lambda::EventInvokeConfig").values()
+    topic_id, _ = _one(resources, "AWS::SNS::Topic", "AlertsTopic")
+    _, alarm = _one(resources, "AWS::CloudWatch::Alarm", "MonitoringDriftCheckRetriesExhausted")
+
+    assert config["Properties"]["FunctionName"] == {"Ref": function_id}
+    assert config["Properties"]["MaximumRetryAttempts"] == 2
+    assert config["Properties"]["DestinationConfig"] == {
+        "OnFailure": {"Destination": {"Fn::GetAtt": [queue_id, "Arn"]}}
+    }
+    assert queue["Properties"]["SqsManagedSseEnabled"] is True
+    sends = [
+        s
+        for s in _statements(resources, "MonitoringDriftFunctionRole")
+        if "sqs:SendMessage" in _as_list(s["Action"])
+    ]
+    assert [s["Resource"] for s in sends] == [{"Fn::GetAtt": [queue_id, "Arn"]}]
+    properties = alarm["Properties"]
+    assert properties["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert properties["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}
+    ]
+    assert properties["AlarmActions"] == [{"Ref": topic_id}]
+    assert properties["Threshold"] == 1 and properties["EvaluationPeriods"] == 1
