@@ -14,8 +14,9 @@ from infra.nag import acknowledge
 
 
 def undelivered_queue(scope: Construct, construct_id: str, of_what: str) -> sqs.Queue:
-    """The dead-letter queue of EventBridge rule targets: deliveries EventBridge cannot make
-    (throttling, a deleted target) land here, kept 14 days, rather than being dropped."""
+    """An encrypted dead-letter queue, kept 14 days: deliveries EventBridge cannot make
+    (throttling, a deleted target), or the on-failure records of a function's asynchronous
+    invocations, land here rather than being dropped."""
     queue = sqs.Queue(
         scope,
         construct_id,

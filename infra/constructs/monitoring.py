@@ -9,6 +9,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
@@ -74,6 +75,14 @@ class Monitoring(Construct):
         registry.grant_partitions(role, read=[model_key(model)], write=[monitor_key(model)])
         events.EventBus.from_event_bus_name(self, "DefaultBus", "default").grant_put_events_to(role)
 
+        # The schedule invokes the check asynchronously: Lambda retries a failed run twice,
+        # then sends its on-failure record (the event and the error) here.
+        self.failed_checks = undelivered_queue(
+            self, "FailedDriftChecks", "the drift function's asynchronous invocations"
+        )
+        self.check.function.configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.failed_checks), retry_attempts=2
+        )
         undelivered = undelivered_queue(self, "UndeliveredEvents", "the monitoring rules")
         self.schedule_rule = events.Rule(
             self,
@@ -169,6 +178,15 @@ class Monitoring(Construct):
                 1,
                 "The drift check function failed (its window rolls into the next check; see "
                 "its log group for the error).",
+            ),
+            "DriftCheckRetriesExhaustedAlarm": (
+                self.failed_checks.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(5), statistic=cloudwatch.Stats.MAXIMUM
+                ),
+                1,
+                "A drift check run failed on every attempt (the first and both retries): its "
+                "on-failure record (scheduled event, error type and message) is in the "
+                "FailedDriftChecks queue.",
             ),
             "PipelineFailedAlarm": (
                 state_machine.metric_failed(period=Duration.minutes(5)),

@@ -3,9 +3,11 @@
 Wraps `moto.events.models.Rule.send_to_targets`. moto calls it synchronously inside PutObject
 (S3 events) and PutEvents, and swallows S3-path errors; here those targets are queued to a
 worker pool and delivered asynchronously, failures are logged (rule, target, event) and sent
-to the target's dead-letter queue if it has one. Other targets (SQS, CloudWatch Logs, event
-buses) keep moto's behaviour. Schedule rules never fire on their own: `fire_schedule`
-delivers one scheduled event.
+to the target's dead-letter queue if it has one. A function target is invoked as Lambda's
+asynchronous invocation: its errors are retried and end in its on-failure destination
+(`invoke_asynchronously`), never in the rule's dead-letter queue. Other targets (SQS,
+CloudWatch Logs, event buses) keep moto's behaviour. Schedule rules never fire on their own:
+`fire_schedule` delivers one scheduled event.
 
 moto's S3 events carry a constant `id`, `request-id` and `sequencer`: Step Functions executions
 started by an S3 event are named after bucket + key + version id (or ETag), so a repeated
@@ -45,6 +47,7 @@ class Delivery:
     outcome: str
     """started | duplicate | invoked | published | failed"""
     detail: str = ""
+    """Why it failed; for an invoked function that failed every attempt, what became of it."""
     execution_arn: str | None = None
     at: float = field(default_factory=time.time)
 
@@ -131,10 +134,97 @@ def _deliver(rule: _RuleView, target: dict[str, Any], event: dict[str, Any]) -> 
 
     _authorize_as_service(rule, "lambda:InvokeFunction", arn, "lambda.Invoke")
     function = lambda_backends[account][region].get_function(arn)
-    result, errored, _ = function._invoke_lambda(json.dumps(payload))
-    if errored:
-        raise RuntimeError(f"function {function.function_name} failed: {result}")
-    return Delivery(rule.name, target["Id"], arn, "invoked")
+    failure = invoke_asynchronously(function, payload)
+    return Delivery(rule.name, target["Id"], arn, "invoked", failure or "")
+
+
+DEFAULT_ASYNC_RETRIES = 2
+
+
+def invoke_asynchronously(function: Any, payload: Any) -> str | None:
+    """Invoke `function` as Lambda's asynchronous invocation does (EventBridge hands the event
+    over and Lambda runs it): an error (an exception, a failed init, a timeout) is retried
+    MaximumRetryAttempts times (2 unless its EventInvokeConfig says otherwise), at once rather
+    than after Lambda's one and two minutes; when every attempt failed, the on-failure record
+    goes to the configured destination queue, sent with the function's role. Returns None when
+    an attempt succeeded, else what became of the failure."""
+    config = _event_invoke_config(function)
+    attempts = 1 + int(config.get("MaximumRetryAttempts", DEFAULT_ASYNC_RETRIES))
+    body = json.dumps(payload)
+    result = ""
+    for attempt in range(1, attempts + 1):
+        result, errored, _ = function._invoke_lambda(body)
+        if not errored:
+            return None
+        log.warning(
+            "function %s failed, attempt %d of %d: %s",
+            function.function_name,
+            attempt,
+            attempts,
+            result[:500],
+        )
+    destination = ((config.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
+        "Destination"
+    )
+    failed = f"function failed on all {attempts} attempts: {result[:500]}"
+    if not destination:
+        log.error("%s; no on-failure destination, the event is lost", failed)
+        return failed
+    record = on_failure_record(function, payload, result, attempts)
+    return f"{failed}; {_send_on_failure(function, str(destination), record)}"
+
+
+def _event_invoke_config(function: Any) -> dict[str, Any]:
+    configs = getattr(function, "event_invoke_config", None) or []
+    return dict(configs[0].config) if configs else {}
+
+
+def on_failure_record(function: Any, payload: Any, result: str, attempts: int) -> dict[str, Any]:
+    """The record Lambda sends to an asynchronous invocation's on-failure destination when
+    its retries are exhausted."""
+    try:
+        response: Any = json.loads(result)
+    except ValueError:
+        response = result
+    return {
+        "version": "1.0",
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": ":".join(function.function_arn.split(":")[:7]) + ":$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": payload,
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        },
+        "responsePayload": response,
+    }
+
+
+def _send_on_failure(function: Any, destination: str, record: dict[str, Any]) -> str:
+    """Send the record to an SQS destination with the function's role; a denial or another
+    kind of destination loses it (logged), as on Lambda."""
+    from moto.sqs.models import sqs_backends
+
+    from infra.local.authz.actions import Needed
+    from infra.local.lambda_runtime import role_denial
+
+    service, region, account, name = destination.split(":", 5)[2:]
+    if service != "sqs":
+        log.error("on-failure destination %s is not a queue: the record is lost", destination)
+        return f"not sent: {destination} is not a queue"
+    needs = [Needed("sqs:SendMessage", destination)]
+    denial = role_denial(function, needs, "lambda.OnFailureDestination")
+    if denial is not None:
+        log.error("the on-failure record is lost: %s", denial.message)
+        return f"not sent: {denial.message}"
+    sqs_backends[account][region].send_message(name, json.dumps(record))
+    log.warning("the on-failure record was sent to %s", destination)
+    return f"record sent to {destination}"
 
 
 EVENTS_SERVICE = "events.amazonaws.com"

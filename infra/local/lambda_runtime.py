@@ -395,27 +395,36 @@ def _unqualified(arn: str) -> str:
 def _save_logs(function: Any, logs: str) -> None:
     """Write an invocation's logs to the function's log group, as Lambda does with the
     function's role: a role that may not write there loses them (logged here)."""
-    from infra.local.authz import principals
     from infra.local.authz.actions import Needed
     from infra.local.authz.enforcer import ENFORCER
 
-    if ENFORCER.enabled:
-        session = credentials(function)
-        caller = principals.from_access_key(session.access_key_id, ENFORCER.account)
-        stream = (
-            f"arn:aws:logs:{function.region}:{ENFORCER.account}:log-group:"
-            f"{function.logs_group_name}:log-stream:{function.function_name}"
-        )
-        needs = [Needed("logs:CreateLogStream", stream), Needed("logs:PutLogEvents", stream)]
-        if caller is not None:
-            denial = ENFORCER.authorize(caller, needs, "lambda.logs")
-            if denial is not None:
-                log.warning(
-                    "function %s: its logs are lost: %s", function.function_name, denial.message
-                )
-                return
+    stream = (
+        f"arn:aws:logs:{function.region}:{ENFORCER.account}:log-group:"
+        f"{function.logs_group_name}:log-stream:{function.function_name}"
+    )
+    needs = [Needed("logs:CreateLogStream", stream), Needed("logs:PutLogEvents", stream)]
+    denial = role_denial(function, needs, "lambda.logs")
+    if denial is not None:
+        log.warning("function %s: its logs are lost: %s", function.function_name, denial.message)
+        return
     with contextlib.suppress(Exception):
         function.save_logs(logs)
+
+
+def role_denial(function: Any, needs: list[Any], operation: str) -> Any:
+    """What Lambda does with the function's role on its behalf (write its logs, send an
+    asynchronous invocation's on-failure record): the Denial when the role may not do all of
+    `needs` (authz `Needed`), else None (also when IAM is not enforced)."""
+    from infra.local.authz import principals
+    from infra.local.authz.enforcer import ENFORCER
+
+    if not ENFORCER.enabled:
+        return None
+    session = credentials(function)
+    caller = principals.from_access_key(session.access_key_id, ENFORCER.account)
+    if caller is None:
+        return None
+    return ENFORCER.authorize(caller, needs, operation)
 
 
 def prewarm(function_names: list[str]) -> None:

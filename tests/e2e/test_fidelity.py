@@ -212,10 +212,6 @@ def _smoke(cloud: LocalCloud, state_dir: Path) -> list[Any]:
     return run_smoke(config, target, "dev", state_dir)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 17: a drift run that fails is not retried and its failure is lost",
-)
 def test_a_drift_run_failing_every_attempt_sends_one_on_failure_record_to_its_queue(
     cloud: LocalCloud,
 ) -> None:

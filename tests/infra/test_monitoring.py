@@ -182,10 +182,6 @@ def test_drift_function_name_is_an_output(template_json: dict[str, Any]) -> None
     assert "DriftFunctionName" in template_json["Outputs"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 17: the drift function has no on-failure destination and no alarm",
-)
 def test_a_drift_run_failing_every_attempt_lands_in_its_queue_and_alarms(
     resources: Resources,
 ) -> None:

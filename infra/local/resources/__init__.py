@@ -40,6 +40,7 @@ PROVISIONERS: dict[str, Provisioner] = {
     "AWS::Lambda::Version": awslambda.version,
     "AWS::Lambda::Alias": awslambda.alias,
     "AWS::Lambda::Permission": awslambda.permission,
+    "AWS::Lambda::EventInvokeConfig": awslambda.event_invoke_config,
     "AWS::SNS::Topic": messaging.topic,
     "AWS::SNS::TopicPolicy": messaging.topic_policy,
     "AWS::SNS::Subscription": messaging.subscription,

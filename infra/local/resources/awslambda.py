@@ -307,3 +307,30 @@ def permission(ctx: DeployContext, spec: ResourceSpec) -> Created:
             },
         ),
     )
+
+
+def event_invoke_config(ctx: DeployContext, spec: ResourceSpec) -> Created:
+    """How Lambda handles the function's asynchronous invocations: retries after an error and
+    where the record of one that failed every attempt goes. Recorded with moto (the function's
+    `event_invoke_config`); the local cloud's EventBridge deliveries follow it
+    (`infra.local.eventbridge`)."""
+    p = spec.properties
+    function = str(p["FunctionName"])
+    if p.get("Qualifier", "$LATEST") != "$LATEST":
+        raise DeployError(
+            f"{spec.logical_id}: only $LATEST is invoked locally, not {p['Qualifier']!r}"
+        )
+    request: dict[str, Any] = {"FunctionName": function}
+    for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds"):
+        if key in p:
+            request[key] = int(p[key])
+    if "DestinationConfig" in p:
+        request["DestinationConfig"] = p["DestinationConfig"]
+    ctx.client("lambda").put_function_event_invoke_config(**request)
+    notes = unapplied(
+        p,
+        {"FunctionName", "Qualifier", "MaximumRetryAttempts", "DestinationConfig"},
+    )
+    if (p.get("DestinationConfig") or {}).get("OnSuccess"):
+        notes.append("on-success destination recorded, not applied")
+    return Created(ref=f"{function}:$LATEST", notes=notes)

@@ -168,8 +168,54 @@ def test_a_failed_delivery_is_logged_and_dead_lettered(
         {
             "Data": cfn.bucket(),
             "Role": cfn.role(),
+            "Gone": cfn.function("echo"),
+            "Undelivered": {"Type": "AWS::SQS::Queue", "Properties": {}},
+            "Rule": cfn.s3_rule(
+                "Data",
+                {
+                    "Arn": {"Fn::GetAtt": ["Gone", "Arn"]},
+                    "DeadLetterConfig": {"Arn": {"Fn::GetAtt": ["Undelivered", "Arn"]}},
+                },
+            ),
+        },
+        {
+            "Bucket": {"Value": {"Ref": "Data"}},
+            "Queue": {"Value": {"Ref": "Undelivered"}},
+            "Function": {"Value": {"Ref": "Gone"}},
+        },
+    )
+    cloud.client("lambda").delete_function(FunctionName=cloud.outputs["Function"])
+    with caplog.at_level(logging.ERROR, logger="infra.local.eventbridge"):
+        cloud.client("s3").put_object(Bucket=cloud.outputs["Bucket"], Key="raw/a.csv", Body=b"x")
+        cloud.wait_idle()
+    [record] = caplog.records
+    assert "Target0" in record.getMessage()
+    assert cloud.deliveries[-1].outcome == "failed"
+    messages = cloud.client("sqs").receive_message(QueueUrl=cloud.outputs["Queue"])["Messages"]
+    assert json.loads(messages[0]["Body"])["detail"]["object"]["key"] == "raw/a.csv"
+
+
+def test_a_function_failing_every_attempt_sends_its_on_failure_record_not_a_dead_letter(
+    start_cloud: Callable[..., LocalCloud], cfn: Any
+) -> None:
+    cloud = start_cloud(
+        {
+            "Data": cfn.bucket(),
+            "Role": cfn.role(),
             "Fail": cfn.function("fail"),
             "Undelivered": {"Type": "AWS::SQS::Queue", "Properties": {}},
+            "FailedRuns": {"Type": "AWS::SQS::Queue", "Properties": {}},
+            "AsyncConfig": {
+                "Type": "AWS::Lambda::EventInvokeConfig",
+                "Properties": {
+                    "FunctionName": {"Ref": "Fail"},
+                    "Qualifier": "$LATEST",
+                    "MaximumRetryAttempts": 1,
+                    "DestinationConfig": {
+                        "OnFailure": {"Destination": {"Fn::GetAtt": ["FailedRuns", "Arn"]}}
+                    },
+                },
+            },
             "Rule": cfn.s3_rule(
                 "Data",
                 {
@@ -178,17 +224,24 @@ def test_a_failed_delivery_is_logged_and_dead_lettered(
                 },
             ),
         },
-        {"Bucket": {"Value": {"Ref": "Data"}}, "Queue": {"Value": {"Ref": "Undelivered"}}},
+        {
+            "Bucket": {"Value": {"Ref": "Data"}},
+            "Undelivered": {"Value": {"Ref": "Undelivered"}},
+            "FailedRuns": {"Value": {"Ref": "FailedRuns"}},
+        },
     )
-    with caplog.at_level(logging.ERROR, logger="infra.local.eventbridge"):
-        cloud.client("s3").put_object(Bucket=cloud.outputs["Bucket"], Key="raw/a.csv", Body=b"x")
-        cloud.wait_idle()
-    [record] = caplog.records
-    assert "QuotaExceededError" in record.getMessage()
-    assert "Target0" in record.getMessage()
-    assert cloud.deliveries[-1].outcome == "failed"
-    messages = cloud.client("sqs").receive_message(QueueUrl=cloud.outputs["Queue"])["Messages"]
-    assert json.loads(messages[0]["Body"])["detail"]["object"]["key"] == "raw/a.csv"
+    cloud.client("s3").put_object(Bucket=cloud.outputs["Bucket"], Key="raw/a.csv", Body=b"x")
+    cloud.wait_idle()
+    sqs = cloud.client("sqs")
+    [message] = sqs.receive_message(QueueUrl=cloud.outputs["FailedRuns"])["Messages"]
+    record = json.loads(message["Body"])
+
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 2
+    assert record["requestPayload"]["detail"]["object"]["key"] == "raw/a.csv"
+    assert record["responsePayload"]["errorType"] == "QuotaExceededError"
+    assert cloud.deliveries[-1].outcome == "invoked"
+    assert "Messages" not in sqs.receive_message(QueueUrl=cloud.outputs["Undelivered"])
 
 
 EVENT = {
