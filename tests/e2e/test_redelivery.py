@@ -121,7 +121,7 @@ def test_the_same_feedback_posted_twice_at_once_is_stored_once(
 
     assert sorted(a["stored"] for a in answers) == [0, 1]
     assert sorted(a["duplicates"] for a in answers) == [0, 1]
-    assert later == {"stored": 0, "duplicates": 1}
+    assert later == {"stored": 0, "duplicates": 1, "unmatched": 0}
     listed = pipeline.s3.list_objects_v2(Bucket=pipeline.bucket, Prefix="feedback/")
     keys = [o["Key"] for o in listed.get("Contents", []) if predicted["request_id"] in o["Key"]]
     assert len(keys) == 1
