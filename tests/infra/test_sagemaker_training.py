@@ -73,7 +73,8 @@ def sagemaker(sagemaker_assembly: Path) -> dict[str, Any]:
 def test_default_backend_trains_in_the_train_lambda(template_json: dict[str, Any]) -> None:
     states = _definition(template_json)["States"]
     assert states["Train"]["Resource"].startswith("<PipelineTrainFunction")
-    assert states["Train"]["Next"] == "Evaluate"
+    assert states["Train"]["Next"] == "Training set changed?"
+    assert states["Training set changed?"]["Default"] == "Evaluate"
     assert "Prepare training job" not in states
     roles = _of_type(template_json, "AWS::IAM::Role")
     assert not any(k.startswith("PipelineSageMakerTraining") for k in roles)
@@ -93,7 +94,8 @@ def test_sagemaker_backend_runs_prepare_job_collect_then_the_same_pipeline(
     assert train["Resource"].endswith(":states:::sagemaker:createTrainingJob.sync")
     assert train["Next"] == "Collect training run"
     assert states["Collect training run"]["ResultPath"] == "$.training"
-    assert states["Collect training run"]["Next"] == "Evaluate"
+    assert states["Collect training run"]["Next"] == "Training set changed?"
+    assert states["Training set changed?"]["Default"] == "Evaluate"
     for name in ("Prepare training job", "Train", "Collect training run"):
         (catch,) = states[name]["Catch"]
         assert catch == {
