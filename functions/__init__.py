@@ -1,1 +1,1 @@
-"""Lambda code: one importable package, one code asset (see DESIGN.md)."""
+"""Lambda code: one importable package, one code asset."""

@@ -126,7 +126,7 @@ class _LifecycleFunction(Construct):
 
 class StageFunction(_LifecycleFunction):
     """A lifecycle function in the training image (pandas, scikit-learn, skl2onnx, onnx,
-    onnxruntime: far over the 250 MB zip limit, so a container image; see DESIGN.md)."""
+    onnxruntime: far over the 250 MB zip limit, so a container image)."""
 
     def __init__(
         self,

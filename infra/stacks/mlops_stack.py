@@ -79,7 +79,7 @@ class MlopsStack(Stack):
         for machine in (self.pipeline.state_machine, self.batch.state_machine):
             self.alerts.key.grant(machine.role, "kms:Decrypt", "kms:GenerateDataKey")
 
-        # Output names are a contract (DESIGN.md): the local cloud and users read them.
+        # Output names are a contract: the local cloud and users read them.
         outputs = {
             "DataBucketName": self.data_lake.bucket.bucket_name,
             "PipelineStateMachineArn": self.pipeline.state_machine.state_machine_arn,
