@@ -22,6 +22,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from moto.iam.exceptions import NoSuchEntity, NotFoundException
+
 from infra.local.authz.policy import Policy, Request, evaluate
 
 OPERATOR_KEY = "testing"
@@ -114,14 +116,14 @@ def identity_policies(principal: Principal) -> list[Policy]:
     if principal.kind == "role":
         try:
             role = iam.get_role_by_arn(principal.identity)
-        except Exception:
+        except NotFoundException:
             return []
         return _holder_policies(role, f"role {role.name}")
     if principal.kind == "user":
         user_name = principal.identity.rsplit("/", 1)[-1]
         try:
             user = iam.get_user(user_name)
-        except Exception:
+        except NoSuchEntity:
             return []
         found = _holder_policies(user, f"user {user.name}")
         for group in iam.get_groups_for_user(user_name):
@@ -207,7 +209,7 @@ def _check_trust(role_arn: str, service_name: str, account: str, source_arn: str
 
     try:
         role = _iam(account).get_role_by_arn(role_arn)
-    except Exception:
+    except NotFoundException:
         raise AssumeRoleDenied(
             f"{service_name} cannot assume role {role_arn}: the role does not exist"
         ) from None
