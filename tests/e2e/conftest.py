@@ -103,6 +103,19 @@ USAGE_REPORT = REPO_ROOT / ".mlops" / "iam-usage.json"
 DOCS = REPO_ROOT / "docs" / "local-cloud.md"
 E2E_DIR = Path(__file__).resolve().parent
 _outcomes: dict[str, str] = {}
+# The e2e suite's own tally: the clouds other suites deploy in the same session (a probe app
+# in tests/integration) have grants of their own, which this suite never uses.
+E2E_TALLY = usage.Tally()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    # The hook runs for every item of the session: an e2e test's setup, call and teardown
+    # (where its module's cloud stops) add to E2E_TALLY.
+    if Path(str(item.path)).resolve().parent != E2E_DIR:
+        return (yield)
+    with usage.tallying(E2E_TALLY):
+        return (yield)
 
 
 @pytest.fixture(autouse=True)
@@ -124,9 +137,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if not usage.TALLY.granted:
+    if not E2E_TALLY.granted:
         return
-    usage.TALLY.write(USAGE_REPORT)
+    E2E_TALLY.write(USAGE_REPORT)
     ran = {Path(nodeid.split("::")[0]).name for nodeid in _outcomes}
     every_module = {path.name for path in E2E_DIR.glob("test_*.py")}
     whole_suite = (
@@ -137,7 +150,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     )
     if not whole_suite:
         return
-    problems = usage.check(usage.TALLY, usage.documented(DOCS.read_text(encoding="utf-8")))
+    problems = usage.check(E2E_TALLY, usage.documented(DOCS.read_text(encoding="utf-8")))
     if problems:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         text = "\n".join(problems)

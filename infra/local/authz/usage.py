@@ -4,9 +4,9 @@ A grant is one (action pattern, resource pattern) of an Allow statement: in a ro
 identity policies, or in a resource-based policy (a function's, a queue's, a bucket's, a
 key's). It was used when an allowed request matched it through that statement
 (`Enforcer.used`). `record(deployment)` compares the grants of one local cloud with what it
-allowed, and adds the result to the session's tally (`TALLY`), under names that do not
-change from one deployment to the next: physical names and ARNs are written back as the
-logical ids they came from (`{DataLakeDataDE92A33D.Arn}/raw/*`).
+allowed, and adds the result to the current tally (`TALLY`, or the one `tallying` names),
+under names that do not change from one deployment to the next: physical names and ARNs are
+written back as the logical ids they came from (`{DataLakeDataDE92A33D.Arn}/raw/*`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,18 @@ class Tally:
 
 
 TALLY = Tally()
+_current: list[Tally] = [TALLY]
+
+
+@contextmanager
+def tallying(tally: Tally) -> Iterator[Tally]:
+    """Local clouds stopped inside the block add to `tally` instead of `TALLY`: a test suite
+    measures its own stacks, not those of other suites run in the same session."""
+    _current.append(tally)
+    try:
+        yield tally
+    finally:
+        _current.remove(tally)
 
 
 @dataclass(frozen=True)
@@ -83,7 +96,7 @@ class _Statement:
 
 
 def record(deployment: Deployment, used: Iterable[Use], account: str) -> None:
-    """Add one local cloud's grants and the ones its requests used to `TALLY`."""
+    """Add one local cloud's grants and the ones its requests used to the current tally."""
     names = _logical_names(deployment)
     statements = list(_statements(deployment, account))
     granted: set[Grant] = set()
@@ -96,7 +109,7 @@ def record(deployment: Deployment, used: Iterable[Use], account: str) -> None:
                 granted.add(grant)
                 if any(_uses(statement, action, resource, use) for use in uses):
                     hits.add(grant)
-    TALLY.add(granted, hits)
+    _current[-1].add(granted, hits)
 
 
 def _uses(statement: _Statement, action: str, resource: str, use: Use) -> bool:

@@ -85,3 +85,23 @@ def test_the_schedule_runs_the_image_function_from_its_command(cloud: LocalCloud
     group = f"/aws/lambda/{cloud.function_name('Summarize')}"
     events = cloud.client("logs").filter_log_events(logGroupName=group)["events"]
     assert events, f"no log events in {group}"
+
+
+@pytest.mark.slow
+def test_a_cloud_s_grants_go_to_the_tally_in_force_when_it_stops(probe_cdk_out: Path) -> None:
+    # The e2e suite checks its own stack's unused grants: another suite's cloud in the same
+    # session must not add the probe app's grants to that tally.
+    from infra.local.authz import usage
+
+    before = (set(usage.TALLY.granted), set(usage.TALLY.used))
+    mine = usage.Tally()
+    with usage.tallying(mine):
+        with LocalCloud.start(probe_cdk_out, code_root=APP / "image") as cloud:
+            bucket = cloud.outputs["DataBucketName"]
+            cloud.client("s3").put_object(Bucket=bucket, Key="raw/good.csv", Body=b"a,b\n1,2\n")
+            [execution] = cloud.wait_for_executions(1)
+            assert execution["status"] == "SUCCEEDED", execution
+    used = {grant.holder for grant in mine.used}
+    assert any(holder.startswith("role ValidateServiceRole") for holder in used), used
+    assert mine.unused, "the probe app grants more than one good drop uses"
+    assert (usage.TALLY.granted, usage.TALLY.used) == before
