@@ -14,7 +14,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv demo test test-fast lint format synth layer local bench clean
+.PHONY: help venv demo test test-fast lint snapshots format synth layer local bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ lint: venv checks-venv  ## ruff, formatting, mypy; the GitHub workflows: zizmor 
 	$(PY) -m mypy
 	.venv-checks/bin/zizmor --offline --persona=pedantic .github/workflows/*.yml
 	.venv-checks/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+snapshots: venv  ## rewrite the template snapshots and the stateful-resource record (tests/infra); review the diff
+	MLOPS_UPDATE_SNAPSHOTS=1 $(PY) -m pytest -q -p no:randomly tests/infra/test_template_snapshot.py
 
 format: venv  ## apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .
