@@ -116,7 +116,7 @@ def test_stateful_resources_keep_their_ids_and_replacement_forcing_properties(
 
 
 def test_a_renamed_bucket_or_changed_table_key_is_caught() -> None:
-    template = {
+    template: dict[str, Any] = {
         "Resources": {
             "DataLakeDataDE92A33D": {
                 "Type": "AWS::S3::Bucket",
