@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from functions.common.aws import reset_clients
 from functions.common.config import deployed_config
 from functions.common.events import MODEL_PROMOTED, REGISTRY_SOURCE
 from functions.common.settings import stage_settings
+from tests.helpers.cloud import BUCKET, TABLE, Cloud, create_data_bucket, create_registry_table
 
 # Powertools' module-level Logger and Metrics read these when first imported (as in Lambda,
 # where the environment exists before the code loads), so they are set before any test module.
@@ -25,8 +25,6 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "ingest")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "mlops")
 
 REPO = Path(__file__).resolve().parents[2]
-BUCKET = "mlops-dev-data"
-TABLE = "mlops-dev-registry"
 
 
 def _clear_caches() -> None:
@@ -74,54 +72,6 @@ def trimmed_botocore_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mocked_aws(aws_environment: None) -> Iterator[None]:
     with mock_aws():
         yield
-
-
-@dataclass
-class Cloud:
-    s3: Any
-    dynamodb: Any
-    bucket: str = BUCKET
-    table: str = TABLE
-
-    def keys(self, prefix: str = "") -> list[str]:
-        response = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
-        return sorted(item["Key"] for item in response.get("Contents", []))
-
-    def body(self, key: str, version_id: str | None = None) -> bytes:
-        extra = {"VersionId": version_id} if version_id else {}
-        return self.s3.get_object(Bucket=self.bucket, Key=key, **extra)["Body"].read()
-
-    def items(self, pk_prefix: str = "") -> list[dict[str, Any]]:
-        items = self.dynamodb.scan(TableName=self.table)["Items"]
-        return [item for item in items if item["pk"]["S"].startswith(pk_prefix)]
-
-
-def create_data_bucket(s3: Any, bucket: str = BUCKET, versioned: bool = True) -> None:
-    """The data bucket as the stack creates it (versioned)."""
-    s3.create_bucket(Bucket=bucket)
-    if versioned:
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-
-
-def create_registry_table(dynamodb: Any, table: str = TABLE) -> None:
-    """The registry table as the stack creates it: `pk`/`sk` keys, on demand, TTL on
-    `expiration`."""
-    dynamodb.create_table(
-        TableName=table,
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.update_time_to_live(
-        TableName=table,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
-    )
 
 
 @pytest.fixture

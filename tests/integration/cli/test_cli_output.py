@@ -16,7 +16,7 @@ from functions.common.contracts import DatasetRef, SourceObject
 from functions.common.model_registry import ModelRegistry
 from functions.common.registry import DatasetRegistry
 from infra.cli import app
-from tests.integration.conftest import create_data_bucket, create_registry_table
+from tests.helpers.cloud import create_data_bucket, create_registry_table
 
 BUCKET = "mlops-dev-data"
 TABLE = "mlops-dev-registry"

@@ -17,7 +17,7 @@ from functions.common.registry import DatasetRegistry
 from functions.train import logic as train_logic
 from functions.train.logic import training_versions
 from infra.cli import app
-from tests.integration.conftest import create_data_bucket, create_registry_table
+from tests.helpers.cloud import create_data_bucket, create_registry_table
 
 BUCKET = "mlops-dev-data"
 TABLE = "mlops-dev-registry"

@@ -33,8 +33,8 @@ from functions.common.events import (
 )
 from functions.common.model_registry import CANDIDATE, PRODUCTION, ModelRegistry
 
-if TYPE_CHECKING:  # annotations only: conftest is for pytest to import
-    from tests.integration.conftest import Cloud
+if TYPE_CHECKING:
+    from tests.helpers.cloud import Cloud
 
 MODEL = "churn"
 

@@ -10,8 +10,8 @@ from functions.common.contracts import DatasetRef, SourceObject
 from functions.common.errors import RegistryError
 from functions.common.registry import DatasetRegistry, list_dataset_versions
 
-if TYPE_CHECKING:  # annotations only: conftest is for pytest to import
-    from tests.integration.conftest import Cloud
+if TYPE_CHECKING:
+    from tests.helpers.cloud import Cloud
 
 
 def _ref(version: str, created_at: str, key: str = "raw/churn/a.csv") -> DatasetRef:

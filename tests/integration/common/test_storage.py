@@ -10,8 +10,8 @@ import pytest
 from functions.common.errors import ObjectNotFoundError, StorageError
 from functions.common.storage import ObjectStore
 
-if TYPE_CHECKING:  # annotations only: conftest is for pytest to import
-    from tests.integration.conftest import Cloud
+if TYPE_CHECKING:
+    from tests.helpers.cloud import Cloud
 
 
 def test_download_fetches_the_requested_version_not_the_latest(

@@ -19,7 +19,7 @@ from tests.integration.ingest import test_handler
 from tests.integration.ingest.test_handler import Drop, invoke
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import Cloud
+    from tests.helpers.cloud import Cloud
 
 REPO = Path(__file__).resolve().parents[3]
 drop = test_handler.drop

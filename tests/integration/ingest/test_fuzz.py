@@ -31,9 +31,10 @@ from functions.common.layout import quarantine_key, reason_key
 from functions.ingest.handler import lambda_handler
 from functions.ml.errors import DataValidationError, RejectionCode
 from functions.ml.sample_data import TARGET, churn_frame, encode
+from tests.helpers.lambda_context import lambda_context
 
-if TYPE_CHECKING:  # annotations only: conftest is for pytest to import
-    from tests.integration.conftest import Cloud
+if TYPE_CHECKING:
+    from tests.helpers.cloud import Cloud
 
 REPO = Path(__file__).resolve().parents[3]
 EVENT = REPO / "events" / "s3_object_created.json"
@@ -318,18 +319,6 @@ def parquet_drops(draw: st.DrawFn) -> Drop:
     return Drop("drop.parquet", bytes(damaged_bytes), f"{recipe}; bytes flipped at {spots}")
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "mlops-dev-ingest"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-ingest"
-    aws_request_id: str = "5d7b4a1e-0000-4000-8000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
-
-
 Ingest = Callable[[Drop], str]
 
 
@@ -394,7 +383,7 @@ def ingest(cloud: Cloud, tmp_path: Path) -> Ingest:
         versions_before = set(_registered_versions(cloud))
 
         try:
-            result = lambda_handler(message, FakeContext())
+            result = lambda_handler(message, lambda_context("ingest", memory_mb=2048))
         except DataValidationError as error:
             outcome = f"quarantined: {error.code.value}"
             reason = json.loads(cloud.body(reason_key(f"raw/{path}")))

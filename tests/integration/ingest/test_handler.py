@@ -8,7 +8,6 @@ import gzip
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,24 +20,13 @@ from functions.common.storage import ObjectStore
 from functions.ingest.handler import lambda_handler
 from functions.ml.errors import DataValidationError, UnknownDatasetError
 from functions.ml.sample_data import BAD_FILE_REASONS, bad_files, churn_frame, encode
+from tests.helpers.lambda_context import lambda_context
 
-if TYPE_CHECKING:  # annotations only: conftest is for pytest to import
-    from tests.integration.conftest import Cloud
+if TYPE_CHECKING:
+    from tests.helpers.cloud import Cloud
 
 EVENT = Path(__file__).resolve().parents[3] / "events" / "s3_object_created.json"
 BAD = bad_files()
-
-
-@dataclass
-class FakeContext:
-    function_name: str = "mlops-dev-ingest"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-ingest"
-    aws_request_id: str = "5d7b4a1e-0000-4000-8000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
 
 
 Drop = Callable[..., dict[str, Any]]
@@ -67,7 +55,7 @@ def drop(cloud: Cloud) -> Drop:
 
 
 def invoke(event: dict[str, Any]) -> dict[str, Any]:
-    return lambda_handler(event, FakeContext())
+    return lambda_handler(event, lambda_context("ingest", memory_mb=2048))
 
 
 def test_a_good_drop_becomes_curated_parquet_a_manifest_and_a_registry_item(

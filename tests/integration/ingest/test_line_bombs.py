@@ -44,23 +44,14 @@ from moto import mock_aws
 
 path, key = Path(sys.argv[1]), sys.argv[2]
 bucket, table = "mlops-dev-data", "mlops-dev-registry"
-from tests.integration.conftest import create_data_bucket, create_registry_table
+from tests.helpers.cloud import create_data_bucket, create_registry_table
+from tests.helpers.lambda_context import lambda_context
 
 with mock_aws():
     s3 = boto3.client("s3", region_name="us-east-1")
     create_data_bucket(s3, bucket)
     create_registry_table(boto3.client("dynamodb", region_name="us-east-1"), table)
     put = s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
-
-    class Context:
-        function_name = "mlops-dev-ingest"
-        function_version = "$LATEST"
-        memory_limit_in_mb = 2048
-        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ingest"
-        aws_request_id = "5d7b4a1e-0000-4000-8000-000000000000"
-
-        def get_remaining_time_in_millis(self):
-            return 900_000
 
     from functions.ingest.handler import lambda_handler
 
@@ -70,7 +61,7 @@ with mock_aws():
         {"key": key, "etag": put["ETag"].strip('"'), "version-id": put["VersionId"]}
     )
     try:
-        lambda_handler(event, Context())
+        lambda_handler(event, lambda_context("ingest", memory_mb=2048))
         raised = None
     except Exception as exc:
         raised = type(exc).__name__

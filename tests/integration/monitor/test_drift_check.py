@@ -300,21 +300,15 @@ def test_manual_window_hours_are_validated() -> None:
 def test_the_handler_publishes_dataset_and_per_feature_metrics(
     cloud: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from types import SimpleNamespace
-
     from functions.common.observability import metrics
     from functions.monitor.handler import lambda_handler
+    from tests.helpers.lambda_context import lambda_context
 
     metrics.clear_metrics()  # left by the checks other tests ran outside the handler
     _register(cloud)
     _capture(cloud, "shifted", _rows(600, seed=61, shift=True))
     time.sleep(1.05)
-    context = SimpleNamespace(
-        function_name="mlops-dev-monitor",
-        memory_limit_in_mb=2048,
-        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-monitor",
-        aws_request_id="5d7b4a1e-0000-4000-8000-000000000009",
-    )
+    context = lambda_context("monitor", memory_mb=2048, request=9)
 
     reply = lambda_handler({"source": "mlops.cli"}, context)
 

@@ -11,10 +11,13 @@ import pytest
 
 from functions.common.config import load_config
 from functions.common.sensitive import hash_value
-from tests.integration.predict.conftest import REPO, Api, Trained, publish
+from tests.helpers import REPO
+from tests.helpers.models import Trained
+from tests.helpers.predict_api import Api
+from tests.helpers.registry import publish
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import Cloud
+    from tests.helpers.cloud import Cloud
 
 SALT = "churn-capture"
 

@@ -14,10 +14,12 @@ import onnxruntime as ort
 import pytest
 
 from functions.ml.onnx_input import predict_columns
-from tests.integration.predict.conftest import FEATURES, MODEL, Api, Trained, publish
+from tests.helpers.models import FEATURES, MODEL, Trained
+from tests.helpers.predict_api import Api
+from tests.helpers.registry import publish
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import Cloud
+    from tests.helpers.cloud import Cloud
 
 
 def expected(trained: Trained, rows: list[dict[str, Any]]) -> Any:
@@ -49,9 +51,9 @@ def test_predictions_equal_onnxruntime(api: Api, cloud: Cloud, models: dict[int,
 
 def test_sample_event_as_is(api: Api, cloud: Cloud, models: dict[int, Trained]) -> None:
     publish(cloud, models[1])
-    from tests.integration.predict.conftest import Context
+    from tests.helpers.predict_api import CONTEXT
 
-    response = api.handler.lambda_handler(api.template, Context())
+    response = api.handler.lambda_handler(api.template, CONTEXT)
     body = json.loads(response["body"])
     assert response["statusCode"] == 200, body
     assert body["request_id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"

@@ -18,10 +18,12 @@ from functions.common.storage import ObjectStore
 from functions.ml.onnx_input import predict_columns
 from functions.predict.model_store import ModelStore
 from functions.predict.rollout import RolloutPolicy
-from tests.integration.predict.conftest import MODEL, Api, Trained, publish
+from tests.helpers.models import MODEL, Trained
+from tests.helpers.predict_api import Api
+from tests.helpers.registry import publish
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import Cloud
+    from tests.helpers.cloud import Cloud
 
 
 def start_canary(cloud: Cloud, trained: Trained) -> int:

@@ -13,36 +13,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from functions.common.config import ModelConfig, Task, load_config
+from functions.common.config import Task
 from functions.common.contracts import Criterion, EvaluationResult, TrainingRun
 from functions.common.errors import ArtifactIntegrityError, ModelRegistryError, StalePromotionError
 from functions.common.model_registry import ModelRegistry
 from functions.ml import model_card
 from functions.ml.features import target_array
 from functions.ml.metrics import evaluate_predictions
-from functions.ml.onnx_model import OnnxModel, Signature, export_onnx
+from functions.ml.onnx_model import OnnxModel, Signature
 from functions.ml.sample_data import churn_frame
-from functions.ml.training import fit_model
 from functions.register import logic
 from functions.register.handler import lambda_handler
+from tests.helpers.lambda_context import lambda_context
+from tests.helpers.models import fit_churn
 
-if TYPE_CHECKING:  # annotations only: conftest is for pytest to import
-    from tests.integration.conftest import Cloud
+if TYPE_CHECKING:
+    from tests.helpers.cloud import Cloud
 
 MODEL = "churn"
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:mlops-dev-pipeline:run-1"
-
-
-@dataclass
-class FakeContext:
-    function_name: str = "mlops-dev-register"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-register"
-    aws_request_id: str = "5d7b4a1e-0000-4000-8000-000000000001"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
 
 
 @dataclass(frozen=True)
@@ -59,22 +48,9 @@ class Trained:
 def trained() -> Trained:
     """A real logistic regression on churn rows, exported to ONNX and scored on held-out
     rows with onnxruntime, as the train and evaluate stages do."""
-    config = load_config()
-    schema = config.dataset.features
-    assert schema is not None
     frame = churn_frame(400, seed=5, duplicate_share=0.0)
     train, test = frame.iloc[:300], frame.iloc[300:]
-    fitted = fit_model(
-        train,
-        target="churned",
-        task=Task.CLASSIFICATION,
-        schema=schema,
-        model=ModelConfig(params={"C": 1.0}),
-        estimator="logistic_regression",
-    )
-    onnx, signature = export_onnx(
-        fitted.pipeline, schema=schema, target="churned", task=Task.CLASSIFICATION, train=train
-    )
+    onnx, signature = fit_churn(train, {"C": 1.0})
     prediction = OnnxModel(onnx, signature).predict(test)
     candidate = evaluate_predictions(
         task=Task.CLASSIFICATION,
@@ -189,7 +165,7 @@ def run_state(
 
 
 def invoke(state: State) -> dict[str, Any]:
-    return lambda_handler(state, FakeContext())
+    return lambda_handler(state, lambda_context("register", request=1, remaining_ms=300_000))
 
 
 def test_a_passed_run_becomes_version_1_and_the_production_model(

@@ -3,56 +3,26 @@ and bucket are fakes; `logic.service` is replaced so handler tests need no netwo
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from functions.common.config import ModelConfig, ServingConfig, Task, load_config
+from functions.common.config import ServingConfig
 from functions.common.contracts import AliasState, ModelVersion
-from functions.ml.onnx_model import export_onnx
-from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame
-from functions.ml.training import fit_model
+from tests.helpers.models import Trained, trained_churn
+from tests.helpers.predict_api import CONTEXT, api_event
 
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "predict")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "mlops")
 
-REPO = Path(__file__).resolve().parents[3]
-FEATURES = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
-
-
-@dataclass(frozen=True)
-class Trained:
-    onnx: bytes
-    signature: dict[str, Any]
-    row: dict[str, Any]
-
 
 @pytest.fixture(scope="session")
 def trained() -> Trained:
-    config = load_config(REPO / "mlops.toml")
-    schema = config.dataset.features
-    assert schema is not None
-    frame = churn_frame(200, seed=3, duplicate_share=0.0)
-    fitted = fit_model(
-        frame,
-        target="churned",
-        task=Task.CLASSIFICATION,
-        schema=schema,
-        model=ModelConfig(params={"C": 1.0, "max_iter": 1000}),
-        estimator="logistic_regression",
-    )
-    onnx, signature = export_onnx(
-        fitted.pipeline, schema=schema, target="churned", task=Task.CLASSIFICATION, train=frame
-    )
-    row = {k: v.item() if hasattr(v, "item") else v for k, v in frame[FEATURES].iloc[0].items()}
-    return Trained(onnx, signature.to_dict(), row)
+    return trained_churn(200, seed=3)
 
 
 class FakeRegistry:
@@ -123,39 +93,6 @@ def make_service(trained: Trained, monkeypatch: pytest.MonkeyPatch) -> Callable[
     return make
 
 
-@dataclass
-class Context:
-    function_name: str = "mlops-dev-predict"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:mlops-dev-predict"
-    aws_request_id: str = "5d7b4a1e-0000-4000-8000-000000000003"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
-
-
-TEMPLATE = json.loads((REPO / "events" / "api_predict.json").read_text())
-
-
-def event(
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    raw: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    result = copy.deepcopy(TEMPLATE)
-    result["httpMethod"] = method
-    result["path"] = path
-    result["body"] = raw if raw is not None else (None if body is None else json.dumps(body))
-    if headers is not None:
-        result["headers"] = headers
-        result["multiValueHeaders"] = {k: [v] for k, v in headers.items()}
-    return result
-
-
 @pytest.fixture
 def call(make_service: Callable[..., Any]) -> Iterator[Callable[..., tuple[int, Any]]]:
     from functions.predict import handler
@@ -163,7 +100,7 @@ def call(make_service: Callable[..., Any]) -> Iterator[Callable[..., tuple[int, 
     make_service()
 
     def invoke(method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
-        response = handler.lambda_handler(event(method, path, body, **kwargs), Context())
+        response = handler.lambda_handler(api_event(method, path, body, **kwargs), CONTEXT)
         return response["statusCode"], json.loads(response["body"])
 
     yield invoke

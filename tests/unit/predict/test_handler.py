@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
-from tests.unit.predict.conftest import FEATURES, REPO, Context, Trained, event
+from tests.helpers import REPO
+from tests.helpers.models import FEATURES, Trained
+from tests.helpers.predict_api import CONTEXT, api_event
 
 Call = Callable[..., tuple[int, Any]]
 
@@ -131,7 +133,7 @@ def test_body_too_large(make_service: Callable[..., Any], trained: Trained) -> N
 
     make_service(max_body_bytes=1024)
     body = json.dumps({"instances": [trained.row] * 10})
-    response = handler.lambda_handler(event("POST", "/v1/predict", raw=body), Context())
+    response = handler.lambda_handler(api_event("POST", "/v1/predict", raw=body), CONTEXT)
     assert response["statusCode"] == 413
 
 
@@ -140,7 +142,7 @@ def test_unseen_category_rejected(make_service: Callable[..., Any], trained: Tra
 
     make_service(unseen_categories="reject")
     body = {"instances": [{**trained.row, "contract": "lifetime"}]}
-    response = handler.lambda_handler(event("POST", "/v1/predict", body), Context())
+    response = handler.lambda_handler(api_event("POST", "/v1/predict", body), CONTEXT)
     assert response["statusCode"] == 422
     assert json.loads(response["body"])["field"] == "instances[0].contract"
 

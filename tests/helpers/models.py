@@ -1,0 +1,66 @@
+"""Real models for the tests: a logistic regression fitted on churn rows with functions.ml and
+exported to ONNX, as the train stage does. No AWS: unit tests use them too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from functions.common.config import ModelConfig, Task, load_config
+from functions.ml.onnx_model import Signature, export_onnx
+from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame
+from functions.ml.training import fit_model
+from tests.helpers import REPO
+
+MODEL = "churn"
+FEATURES = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A model's ONNX bytes and signature, and feature rows to ask it about."""
+
+    onnx: bytes
+    signature: dict[str, Any]
+    rows: list[dict[str, Any]]
+
+    @property
+    def row(self) -> dict[str, Any]:
+        return self.rows[0]
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The feature columns of `frame` as JSON-ready rows, a missing value as None."""
+    return [
+        {k: (None if v != v else v) for k, v in row.items()}
+        for row in frame[FEATURES].astype(object).to_dict("records")
+    ]
+
+
+def fit_churn(train: pd.DataFrame, params: dict[str, Any]) -> tuple[bytes, Signature]:
+    """A logistic regression with `params` fitted on `train`, exported to ONNX."""
+    schema = load_config(REPO / "mlops.toml").dataset.features
+    assert schema is not None
+    fitted = fit_model(
+        train,
+        target="churned",
+        task=Task.CLASSIFICATION,
+        schema=schema,
+        model=ModelConfig(params=params),
+        estimator="logistic_regression",
+    )
+    return export_onnx(
+        fitted.pipeline, schema=schema, target="churned", task=Task.CLASSIFICATION, train=train
+    )
+
+
+def trained_churn(
+    size: int, *, seed: int, c: float = 1.0, asked: pd.DataFrame | None = None
+) -> Trained:
+    """A model fitted on `size` churn rows drawn with `seed`, with regularization `c`; its rows
+    are `asked` (default: the first training row)."""
+    frame = churn_frame(size, seed=seed, duplicate_share=0.0)
+    onnx, signature = fit_churn(frame, {"C": c, "max_iter": 1000})
+    return Trained(onnx, signature.to_dict(), records(frame.iloc[:1] if asked is None else asked))
