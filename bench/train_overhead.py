@@ -24,9 +24,9 @@ split), `other` (handler time outside its stopwatch: registry query, run record,
 and the time spent inside S3 and DynamoDB calls (moto in process; it overlaps `load`, `write`
 and `other`; a deployed function pays network round trips instead).
 `--threads N` caps scikit-learn's OpenMP threads (default: all cores, as in the function).
-On a machine shared with busy processes, OpenMP's spinning threads slowed single fits 10-20x
-at random here; `--threads 1` gives steady figures there (`OMP_WAIT_POLICY=PASSIVE` steadies
-them too, but slows a two-thread fit twofold even on a quiet machine, flattering the ratio).
+On a machine shared with busy processes, OpenMP's spinning threads slow single fits at
+random; `--threads 1` gives steady figures there (`OMP_WAIT_POLICY=PASSIVE` steadies them
+too, but slows a two-thread fit even on a quiet machine, flattering the ratio).
 
     python bench/train_overhead.py [--rows 50000] [--repeats 3] [--threads N]
 """

@@ -2,14 +2,13 @@
 
 `FUNCTION_ENVIRONMENT` goes into every function's environment. `PYDANTIC_DISABLE_PLUGINS`:
 pydantic otherwise scans the entry points of every installed distribution the first time a
-model class is built, looking for plugins; no function uses one. Measured on the predict
-function's cold start here: 35-50 ms of about 400.
+model class is built, looking for plugins; no function uses one.
 
 The rest of this module trims botocore's data files to what one function's clients read.
 Creating the predict function's first two clients (DynamoDB, S3) parses about 3 MB of JSON
 from botocore's data directory: `endpoints.json` (every service in every partition) and the
-service models, most of whose bytes are documentation. Measured here, that is 150-170 ms of
-a cold start; from the trimmed copy (0.7 MB) it is about 40 ms.
+service models, most of whose bytes are documentation; the trimmed copy (0.7 MB) holds only
+what the function's clients read.
 
 `write_slim_data(package, dest, services)` copies, from the data of botocore package `package`:
 

@@ -2,14 +2,14 @@
 can start first and a cold start pays only for the clients it uses.
 
 A function's clients come from one boto3 Session: creating a Session loads botocore's data files and
-credential chain again (about 50 ms each), while a second client of a shared Session reuses
+credential chain again, while a second client of a shared Session reuses
 them. A boto3 Session is not thread-safe, so clients are created under a lock; the clients
 themselves are.
 
 With `MLOPS_BOTOCORE_DATA` naming a trimmed copy of botocore's data (`infra.cold_start`:
 only the services the function calls, without documentation; the serving layer carries one),
-the Session reads that copy and nothing else: the predict function's first two clients then
-cost about 40 ms instead of 150-170 ms. The copy is used only by the botocore release it was
+the Session reads that copy and nothing else, so the predict function's first clients parse a
+fraction of the JSON botocore's own data holds. The copy is used only by the botocore release it was
 made from (its `VERSION` file); otherwise, or if it is missing, a warning is logged and
 botocore's own data is read. A service the copy lacks fails at client creation, naming it.
 """

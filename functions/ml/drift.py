@@ -532,8 +532,9 @@ _COUNTING_EDGES = 32
 
 def _bin_counts(edges: np.ndarray, present: np.ndarray) -> np.ndarray:
     """Values per profile bin (`edges[i] <= v < edges[i + 1]`, outer bins open-ended), as
-    `bincount(searchsorted(edges[1:-1], v, side="right"))`. For the usual few bins, one
-    vectorised comparison per inner edge is ~5x faster than searchsorted on 1M values."""
+    `bincount(searchsorted(edges[1:-1], v, side="right"))`. For the usual few bins (up to
+    `_COUNTING_EDGES` inner edges), one vectorised comparison per inner edge instead of
+    searchsorted."""
     inner = edges[1:-1]
     if len(inner) > _COUNTING_EDGES:
         bins = np.searchsorted(inner, present, side="right")

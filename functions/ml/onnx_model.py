@@ -121,8 +121,8 @@ def export_onnx(
     """Convert a fitted pipeline (from `training.build_pipeline`) to ONNX bytes and describe it.
     `train` is the training split: the categories seen there go into the signature. `aliases`:
     feature -> the producer's names for it (`ingestion.producer_names`)."""
-    # Imported here: only training exports, and skl2onnx takes about 1 s to import, a cost
-    # every other function that scores ONNX models (evaluate) would pay at its cold start.
+    # Imported here: only training exports, and skl2onnx is slow to import, a cost every
+    # other function that scores ONNX models (evaluate) would pay at its cold start.
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 

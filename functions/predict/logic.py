@@ -40,7 +40,7 @@ from functions.predict.validation import (
 @dataclass(frozen=True)
 class PredictSettings:
     """The function's environment (read once per container). Plain `os.environ`, not
-    pydantic-settings: its import alone adds about 0.1 s to every cold start."""
+    pydantic-settings: its import alone would add to every cold start."""
 
     data_bucket: str
     registry_table: str

@@ -57,7 +57,7 @@ OPERATIONS = [
 # include valid ones.
 NO_SCHEMA_VALID_BODY = {"/v1/feedback", "/v2/models/{name}/infer"}
 POST_ROUTES = ["/v1/predict", "/v1/feedback", f"/v2/models/{MODEL}/infer"]
-# On a kept-alive connection each local API response waits about 40 ms for a delayed ACK
+# On a kept-alive connection each local API response waits for a delayed ACK
 # (headers and body leave in two writes); a fresh connection per request does not.
 ONE_REQUEST_PER_CONNECTION = {"Connection": "close"}
 FUZZ_SETTINGS = settings(
