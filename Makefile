@@ -14,7 +14,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv demo test test-fast lint snapshots format synth layer local bench clean
+.PHONY: help venv demo test test-fast lint docs openapi snapshots format synth layer local bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,12 +38,18 @@ test: venv checks-venv oip-venv  ## every test: unit, integration (moto), infra 
 test-fast: venv  ## unit and integration tests only
 	$(PY) -m pytest tests/unit tests/integration
 
-lint: venv checks-venv  ## ruff, formatting, mypy; the GitHub workflows: zizmor (offline) and GitHub's workflow schema
+lint: venv checks-venv docs  ## ruff, formatting, mypy; the GitHub workflows: zizmor (offline) and GitHub's workflow schema; the docs site
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	.venv-checks/bin/zizmor --offline --persona=pedantic .github/workflows/*.yml
 	.venv-checks/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+docs: checks-venv  ## build the docs site into site/, strictly (a broken link or anchor fails), offline
+	NO_MKDOCS_2_WARNING=1 .venv-checks/bin/mkdocs build --strict --clean
+
+openapi: venv  ## rewrite docs/openapi.json (the serving page's OpenAPI document) from the code
+	$(PY) docs/hooks/openapi_document.py
 
 snapshots: venv  ## rewrite the template snapshots and the stateful-resource record (tests/infra); review the diff
 	MLOPS_UPDATE_SNAPSHOTS=1 $(PY) -m pytest -q -p no:randomly tests/infra/test_template_snapshot.py

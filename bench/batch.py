@@ -8,7 +8,7 @@ Synthesizes the app with the repo's config, deploys it into the local cloud (fun
 workers, as deployed), trains and promotes the churn model with one drop, then runs the job.
 The map's items are scored by up to the local cap of batch-score workers at once (max(2,
 cores): infra/local/workers.py), on this machine's cores: the job's rows/s is what those give,
-which the README's AWS estimate scales by the concurrency.
+which the AWS estimate on the benchmarks page (docs/benchmarks.md) scales by the concurrency.
 
     python bench/batch.py [--rows 1000000] [--files 10]
 """

@@ -134,7 +134,7 @@ def initial_config(data: Path, *, task: str, target: str | None, name: str | Non
     features = "\n".join(f'{column} = "{kind.value}"' for column, kind in contract.features.items())
     text = (
         f"# Written by `mlops config init` from {data.name}: check the target, the task and the\n"
-        "# feature types, then see README.md (Configuration) for every other key.\n\n"
+        "# feature types, then see docs/configuration.md for every other key.\n\n"
         "[stages.dev]\n"
         'removal_policy = "destroy"     # dev data may go with the stack\n\n'
         "[dataset]\n"

@@ -290,7 +290,7 @@ def test_auth_none_without_an_explicit_reason_fails_synth(
         build_app(outdir=str(tmp_path / "cdk.out"), context={"commit": "abc"})
 
 
-def test_readme_says_what_api_gateway_validates_as_the_template_has_it(
+def test_the_serving_page_says_what_api_gateway_validates_as_the_template_has_it(
     resources: Resources,
 ) -> None:
     validators = resources("AWS::ApiGateway::RequestValidator")
@@ -303,11 +303,11 @@ def test_readme_says_what_api_gateway_validates_as_the_template_has_it(
             body_checked.append(properties["HttpMethod"])
         if validates.get("ValidateRequestParameters") and properties.get("RequestParameters"):
             parameters_checked.append(properties["RequestParameters"])
-    readme = " ".join((REPO / "README.md").read_text().split())
+    page = " ".join((REPO / "docs" / "serving.md").read_text().split())
 
-    # API Gateway's body refusal is "Invalid request body": the README names it only if a
-    # method of the template has a body validator and a model.
-    assert ("Invalid request body" in readme) == bool(body_checked)
-    assert body_checked or "API Gateway validates no request body" in readme
+    # API Gateway's body refusal is "Invalid request body": the serving page names it only if
+    # a method of the template has a body validator and a model.
+    assert ("Invalid request body" in page) == bool(body_checked)
+    assert body_checked or "API Gateway validates no request body" in page
     assert parameters_checked == [{"method.request.path.name": True}] * 3
-    assert "API Gateway validates the `{name}` path parameter of the v2 routes" in readme
+    assert "API Gateway validates the `{name}` path parameter of the v2 routes" in page
