@@ -1,4 +1,4 @@
-"""The drift engine (functions/ml/drift.py) against Evidently's DataDriftPreset, on a 1M-row window.
+"""The drift engine (functions/ml/drift/) against Evidently's DataDriftPreset, on a 1M-row window.
 
 Data (seeded): a 200,000-row reference and a 1,000,000-row current window of 20 numeric and 3
 categorical columns, 7 of them shifted by a known amount (`SHIFTS`: from a +0.05 sd mean shift,
@@ -281,7 +281,7 @@ def _features(report: Any) -> dict[str, dict[str, Any]]:
 
 def measure(directory: Path, repeats: int, chunk: int) -> dict[str, Any]:
     """The engine's figures, in this (fresh) process."""
-    from functions.ml import drift
+    from functions.ml.drift import engine as drift
 
     profile = json.loads((directory / "profile.json").read_text())
     window = _load_window(directory / "current.parquet")
@@ -443,7 +443,7 @@ def report(engine: dict[str, Any], evidently: dict[str, Any]) -> bool:
 
     chunked = engine.get("chunked")
     if chunked is None:
-        print("chunked path: DriftAccumulator is not in functions/ml/drift.py")
+        print("chunked path: DriftAccumulator is not in functions/ml/drift/engine.py")
     elif "error" in chunked:
         print(f"FAIL: chunked path (DriftAccumulator) raised {chunked['error']}")
         ok = False

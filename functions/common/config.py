@@ -271,7 +271,7 @@ Limits = tuple[Annotated[float, Field(ge=0.0)], Annotated[float, Field(ge=0.0)]]
 
 class DriftConfig(_Section):
     """The scheduled drift check (`functions/monitor`) and the retraining it may start.
-    Thresholds are (minor, major) effect sizes; see `functions.ml.drift.DriftThresholds`."""
+    Thresholds are (minor, major) effect sizes; see `functions.ml.drift.report.DriftThresholds`."""
 
     schedule: Annotated[str, Field(pattern=_SCHEDULE)] = "rate(1 day)"
     """EventBridge schedule expression of the drift check."""

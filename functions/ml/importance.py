@@ -1,7 +1,7 @@
 """Permutation importance of a fitted pipeline on held-out rows: how much the task's primary
 metric (roc_auc binary, f1_macro multiclass, rmse regression) worsens when one feature's values
 are shuffled. Stored in the reference profile, it tells the drift check which features the
-served model relies on (`functions.ml.drift.critical_by_importance`).
+served model relies on (`functions.ml.drift.verdict.critical_by_importance`).
 
 Bounded for the train function's time and memory: at most `MAX_ROWS` held-out rows (a seeded
 random subset) and `REPEATS` shuffles per feature, one process. The cost is
@@ -19,7 +19,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
 from functions.common.config import FeatureType, Task
-from functions.ml.drift import CRITICAL_IMPORTANCE_SHARE, critical_by_importance
+from functions.ml.drift.verdict import CRITICAL_IMPORTANCE_SHARE, critical_by_importance
 from functions.ml.features import model_frame, target_array
 from functions.ml.metrics import primary_metric
 from functions.ml.training import SCORERS

@@ -27,7 +27,9 @@ from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE, publish_even
 from functions.common.model_registry import ModelRegistry
 from functions.common.observability import logger, metrics
 from functions.common.storage import ObjectStore
-from functions.ml.drift import DriftAccumulator, DriftThresholds, live_performance
+from functions.ml.drift.engine import DriftAccumulator
+from functions.ml.drift.performance import live_performance
+from functions.ml.drift.report import DriftThresholds
 from functions.monitor.sources import (
     BucketWindow,
     Feedback,

@@ -16,15 +16,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-SEVERITY_RANK = {"major": 2, "minor": 1, "none": 0}
-STATISTICS = (
-    ("psi", "PSI"),
-    ("wasserstein_normed", "Wasserstein / sd"),
-    ("js_distance", "JS distance"),
-    ("null_share_change", "null share change"),
-    ("out_of_range_share", "out of range"),
-    ("unseen", "unseen"),
-)
+from functions.ml.drift.presentation import SEVERITY_RANK, STATISTICS, ranked_features
+
 MAX_BARS = 40
 _CHART_HEIGHT = 120
 _BAR_WIDTH = 12
@@ -77,20 +70,6 @@ def render_html(result: Mapping[str, Any]) -> str:
         parts.append(_version_section(version))
     parts.append("</body></html>")
     return "\n".join(parts)
-
-
-def ranked_features(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """A drift report's features (`DriftReport.to_dict()`), most severe first, then by score
-    (highest first, features without a score last), then by name."""
-    features = list((report.get("features") or {}).values())
-    return sorted(
-        features,
-        key=lambda f: (
-            -SEVERITY_RANK.get(str(f.get("severity")), 0),
-            -_finite(f.get("score"), -math.inf),
-            str(f.get("name")),
-        ),
-    )
 
 
 def _header(result: Mapping[str, Any]) -> str:
@@ -362,12 +341,6 @@ def _number(value: Any, spec: str) -> str:
 
 def _count(value: Any) -> str:
     return _number(value, ",.0f")
-
-
-def _finite(value: Any, default: float) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return default
 
 
 def _short(value: Any) -> str:

@@ -1,4 +1,4 @@
-"""Drift of a live window against the reference profile (functions/ml/drift.py)."""
+"""Drift of a live window against the reference profile (functions/ml/drift/)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from functions.common.config import DriftConfig, FeatureType, Task
 from functions.common.sensitive import hash_value
-from functions.ml.drift import DriftReport, DriftThresholds, compare
+from functions.ml.drift.engine import compare
+from functions.ml.drift.report import DriftReport, DriftThresholds
 from functions.ml.onnx_model import Prediction
 from functions.ml.reference_profile import bin_index, reference_profile
 from functions.ml.sample_data import (

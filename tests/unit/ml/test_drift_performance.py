@@ -1,4 +1,4 @@
-"""Live performance from feedback labels (functions/ml/drift.py: `live_performance`)."""
+"""Live performance from feedback labels (functions/ml/drift/performance.py: `live_performance`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import f1_score, mean_absolute_error, root_mean_squared_error
 
 from functions.common.config import Task
-from functions.ml.drift import LivePerformance, class_label, live_performance
+from functions.ml.drift.performance import LivePerformance, class_label, live_performance
 
 
 def _classification(

@@ -1,5 +1,5 @@
-"""A window streamed in chunks through `DriftAccumulator` (functions/ml/drift.py): the same report
-as the whole window at once, in bounded memory."""
+"""A window streamed in chunks through `DriftAccumulator` (functions/ml/drift/engine.py): the same
+report as the whole window at once, in bounded memory."""
 
 from __future__ import annotations
 
@@ -14,14 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from functions.common.config import FeatureType, Task
-from functions.ml.drift import (
-    MAX_UNSEEN_CATEGORIES,
-    DriftAccumulator,
-    DriftReport,
-    DriftThresholds,
-    FeatureDrift,
-    compare,
-)
+from functions.ml.drift.engine import DriftAccumulator, compare
+from functions.ml.drift.report import DriftReport, DriftThresholds, FeatureDrift
+from functions.ml.drift.windows import MAX_UNSEEN_CATEGORIES
 from functions.ml.onnx_model import Prediction
 from functions.ml.reference_profile import reference_profile
 from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from functions.common.config import FeatureType, MlopsConfig, Task, parse_config
-from functions.ml.drift import DriftThresholds, compare
+from functions.ml.drift.engine import compare
+from functions.ml.drift.report import DriftThresholds
 from functions.ml.onnx_model import Prediction
 from functions.ml.reference_profile import reference_profile
 from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame

@@ -174,7 +174,7 @@ def test_any_numeric_column_profiles_consistently(values: list[float], bins: int
 
 def test_sensitive_columns_reach_the_profile_only_as_hashes_or_not_at_all() -> None:
     from functions.common.sensitive import SensitiveColumns, hash_value
-    from functions.ml.drift import compare
+    from functions.ml.drift.engine import compare
     from functions.ml.features import model_frame
     from functions.ml.reference_profile import sensitive_view
 

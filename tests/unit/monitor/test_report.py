@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 
 from functions.common.config import FeatureType, Task
-from functions.ml.drift import compare
+from functions.ml.drift.engine import compare
+from functions.ml.drift.presentation import ranked_features
 from functions.ml.onnx_model import Prediction
 from functions.ml.reference_profile import reference_profile
 from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame
-from functions.monitor.report import ranked_features, render_html
+from functions.monitor.report import render_html
 
 SCHEMA = {
     **dict.fromkeys(NUMERIC_FEATURES, FeatureType.NUMERIC),
