@@ -117,7 +117,8 @@ def initial_config(data: Path, *, task: str, target: str | None, name: str | Non
     from functions.common.config import DatasetConfig, Task, parse_config
     from functions.ml.cleaning import normalise_header
     from functions.ml.ingestion import ingest_file
-    from functions.ml.readers import detect_format, open_table
+    from functions.ml.readers.formats import detect_format
+    from functions.ml.readers.tables import open_table
 
     header = open_table(data, detect_format(data, data.name), delimiter=",", chunk_rows=1_000)
     renames = normalise_header(header.header)

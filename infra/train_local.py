@@ -26,7 +26,7 @@ from functions.ml.gate import apply_gate
 from functions.ml.ingestion import build_manifest, ingest_file, producer_names
 from functions.ml.model_card import render_model_card
 from functions.ml.onnx_model import OnnxModel, Signature
-from functions.ml.readers import ReadLimits
+from functions.ml.readers.limits import ReadLimits
 from functions.ml.schema import contract_from_config
 from functions.train.logic import (
     Stopwatch,

@@ -52,7 +52,7 @@ from functions.ml.ingestion import (
     build_manifest,
     ingest_file,
 )
-from functions.ml.readers import ReadLimits
+from functions.ml.readers.limits import ReadLimits
 from functions.ml.schema import DatasetContract, contract_from_config
 
 CURATED_PREFIX = "curated/"

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from functions.common.config import FeatureType
 from functions.ml.cleaning import TEXT, clean_frame, normalise_column_name, row_hashes
 from functions.ml.errors import DataRejectedError
-from functions.ml.readers import FileFormat, detect_format
+from functions.ml.readers.formats import FileFormat, detect_format
 
 REQUEST_ID = "request_id"
 _SUBJECT = re.compile(r"^\s*([^=\s][^=]*?)\s*=(.*)$")

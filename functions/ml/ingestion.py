@@ -28,13 +28,10 @@ from functions.ml.cleaning import (
 )
 from functions.ml.errors import DataRejectedError
 from functions.ml.profile import CategoricalProfile, NumericProfile, ProfileBuilder
-from functions.ml.readers import (
-    FileFormat,
-    ReadLimits,
-    SourceTable,
-    detect_format,
-    open_table,
-)
+from functions.ml.readers.formats import FileFormat, detect_format
+from functions.ml.readers.limits import ReadLimits
+from functions.ml.readers.source import SourceTable
+from functions.ml.readers.tables import open_table
 from functions.ml.schema import (
     MAX_CLASSES,
     DatasetContract,

@@ -25,7 +25,7 @@ from functions.ml.erasure import (
     same_value,
 )
 from functions.ml.ingestion import IngestionResult
-from functions.ml.readers import FileFormat, detect_format
+from functions.ml.readers.formats import FileFormat, detect_format
 from functions.ml.sample_data import FORMATS, churn_frame, display_headers, encode
 
 SUBJECT = Subject("customer_id", "C000000003")

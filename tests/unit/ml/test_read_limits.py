@@ -17,13 +17,9 @@ from pydantic import ValidationError
 from functions.common.config import IngestConfig
 from functions.ml.errors import DataValidationError
 from functions.ml.ingestion import ingest_file
-from functions.ml.readers import (
-    CHUNK_CELLS,
-    FileFormat,
-    ReadLimits,
-    detect_format,
-    open_table,
-)
+from functions.ml.readers.formats import FileFormat, detect_format
+from functions.ml.readers.limits import CHUNK_CELLS, ReadLimits
+from functions.ml.readers.tables import open_table
 from functions.ml.sample_data import churn_frame, encode
 
 SMALL = ReadLimits(max_line_bytes=1024, max_record_bytes=4096, max_columns=50)

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from functions.ml.errors import DataValidationError
-from functions.ml.readers import FileFormat, detect_format, open_table
+from functions.ml.readers.formats import FileFormat, detect_format
+from functions.ml.readers.tables import open_table
 from functions.ml.sample_data import churn_frame, encode
 
 
@@ -238,7 +239,7 @@ def test_a_parquet_footer_with_a_column_name_that_is_not_utf8_is_not_parquet(
 
 
 def test_gzip_damaged_after_the_detected_prefix_is_not_gzip(tmp_path: Path) -> None:
-    from functions.ml.readers import SAMPLE_BYTES
+    from functions.ml.readers.formats import SAMPLE_BYTES
 
     # Long lines: the header check reads past the prefix format detection decompressed.
     line = "x" * (SAMPLE_BYTES // 4)
