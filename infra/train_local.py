@@ -24,7 +24,7 @@ from functions.common.contracts import EvaluationResult, TrainingRun
 from functions.evaluate.logic import EVALUATION_FILE, score
 from functions.ml.gate import apply_gate
 from functions.ml.ingestion import build_manifest, ingest_file, producer_names
-from functions.ml.model_card import render_model_card
+from functions.ml.model_card.render import render_model_card
 from functions.ml.onnx_model import OnnxModel, Signature
 from functions.ml.readers.limits import ReadLimits
 from functions.ml.schema import contract_from_config

@@ -43,7 +43,7 @@ from functions.common.model_registry import PRODUCTION, ModelRegistry, now
 from functions.common.observability import logger, metrics
 from functions.common.settings import StageSettings, stage_settings
 from functions.common.storage import ObjectStore
-from functions.ml.model_card import render_model_card
+from functions.ml.model_card.render import render_model_card
 
 MODEL_FILE = "model.onnx"
 SIGNATURE_FILE = "signature.json"

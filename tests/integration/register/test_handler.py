@@ -17,9 +17,9 @@ from functions.common.config import Task
 from functions.common.contracts import Criterion, EvaluationResult, TrainingRun
 from functions.common.errors import ArtifactIntegrityError, ModelRegistryError, StalePromotionError
 from functions.common.model_registry import ModelRegistry
-from functions.ml import model_card
 from functions.ml.features import target_array
 from functions.ml.metrics import evaluate_predictions
+from functions.ml.model_card import render as model_card
 from functions.ml.onnx_model import OnnxModel, Signature
 from functions.ml.sample_data import churn_frame
 from functions.register import logic

@@ -14,7 +14,7 @@ import numpy as np
 
 from functions.common.config import Task
 from functions.ml.metrics import evaluate_predictions
-from functions.ml.model_card import render_model_card
+from functions.ml.model_card.render import render_model_card
 
 REPO = Path(__file__).resolve().parents[3]
 VOID = {"meta", "br", "line", "polyline", "circle", "path", "rect", "img", "link", "input"}
@@ -232,7 +232,7 @@ def test_hostile_strings_are_escaped() -> None:
 
 def test_the_renderer_needs_neither_pandas_nor_sklearn() -> None:
     code = (
-        "import json, sys; import functions.ml.model_card, functions.ml.gate; "
+        "import json, sys; import functions.ml.model_card.render, functions.ml.gate; "
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('pandas', 'sklearn', 'scipy', 'onnxruntime'))))"
     )
