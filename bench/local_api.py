@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from functions.common.model_registry import ModelRegistry
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.ml import sample_data
 from infra.local import LocalCloud, lambda_runtime
 from infra.local.synth import synthesize

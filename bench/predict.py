@@ -147,8 +147,8 @@ def register(onnx: bytes, signature: dict[str, Any], workdir: Path) -> dict[str,
     interpreter needs to recreate the same bucket objects and table items."""
     import boto3
 
+    from functions.adapters.registry.model_registry import ModelRegistry
     from functions.common.contracts import ModelVersion
-    from functions.common.model_registry import ModelRegistry
 
     s3, ddb = boto3.client("s3"), boto3.client("dynamodb")
     s3.create_bucket(Bucket=BUCKET)

@@ -54,6 +54,7 @@ import pyarrow.parquet as pq
 from moto import mock_aws
 from threadpoolctl import threadpool_limits
 
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common import aws
 from functions.common.config import (
     DatasetConfig,
@@ -64,12 +65,11 @@ from functions.common.config import (
     deployed_config,
 )
 from functions.common.contracts import DatasetRef, SourceObject
-from functions.common.model_registry import ModelRegistry
+from functions.common.layout import DATA_FILE, MANIFEST_FILE
 from functions.common.registry import DatasetRegistry
 from functions.common.settings import stage_settings
 from functions.common.storage import ObjectStore
 from functions.ml.features import model_frame, target_array
-from functions.ml.ingestion import DATA_FILE, MANIFEST_FILE
 from functions.ml.training import build_pipeline, split_dataset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,15 +27,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from functions.batch.contracts import (
-    BATCH_IN,
-    JOB_PATTERN,
-    job_inputs,
-    job_outputs,
-    manifest_key,
-)
+from functions.batch.contracts import JOB_PATTERN
 from functions.common.config import ConfigError, load_config
 from functions.common.errors import AdapterError, ObjectNotFoundError
+from functions.common.layout import BATCH_IN_PREFIX, job_inputs, job_outputs, manifest_key
 from functions.common.storage import ObjectStore
 from infra.registry_cli import LocalOption, StageOption, StateDirOption
 from infra.target import Target, TargetError, resolve_target
@@ -96,13 +91,13 @@ def _job_of_prefix(source: str, bucket: str) -> str | None:
         named, _, key = source.removeprefix("s3://").partition("/")
         if named != bucket:
             raise _fail(f"{source} is not in the data bucket {bucket}", 2)
-    elif source.startswith(BATCH_IN):
+    elif source.startswith(BATCH_IN_PREFIX):
         key = source
     else:
         return None
-    job = key.removeprefix(BATCH_IN).strip("/")
-    if not key.startswith(BATCH_IN) or "/" in job or not job:
-        raise _fail(f"{source} is not a job folder: use {BATCH_IN}<job>/", 2)
+    job = key.removeprefix(BATCH_IN_PREFIX).strip("/")
+    if not key.startswith(BATCH_IN_PREFIX) or "/" in job or not job:
+        raise _fail(f"{source} is not a job folder: use {BATCH_IN_PREFIX}<job>/", 2)
     return job
 
 

@@ -26,6 +26,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from functions.common.config import ConfigError, load_config
+from functions.common.layout import MODELS_PREFIX
 from infra.config import REPO_ROOT
 from infra.nag import acknowledge
 
@@ -139,7 +140,7 @@ class DeployBootstrapStack(cdk.Stack):
             f"arn:{partition}:execute-api:{region}:{account}:*/*/GET/v2/health/*",
         ]
         tables = f"arn:{partition}:dynamodb:{region}:{account}:table/{project}-*"
-        models = f"arn:{partition}:s3:::{project}-*/models/*"
+        models = f"arn:{partition}:s3:::{project}-*/{MODELS_PREFIX}*"
         for sid, actions, resources in (
             (
                 "SmokeTestInvokeProjectFunctions",
@@ -178,7 +179,7 @@ class DeployBootstrapStack(cdk.Stack):
             )
         acknowledge(
             self.role,
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{project}-*/models/*]",
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{project}-*/{MODELS_PREFIX}*]",
             "The smoke test reads the production model's ONNX file to verify its checksum "
             "(GetObject under models/ only); the bucket name is generated from the stack name.",
         )

@@ -79,7 +79,7 @@ def run(
     config = load_config()
     cdk_out = cdk_out or REPO_ROOT / ".mlops" / "demo" / "cdk.out"
     state_dir = state_dir or REPO_ROOT / ".mlops" / "demo"
-    prefix = f"raw/{config.dataset.name}/"
+    prefix = layout.drops_prefix(config.dataset.name)
     good = sample_data.encode(sample_data.churn_frame(rows, seed=11))
     first = Drop("good data", prefix + GOOD_FILE, good, "promoted")
     later = [

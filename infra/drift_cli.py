@@ -25,6 +25,7 @@ from rich.table import Table
 
 from functions.common.config import ConfigError, MlopsConfig, load_config
 from functions.common.errors import AdapterError, ObjectNotFoundError
+from functions.common.layout import RESULT_FILE, drift_reports_prefix
 from functions.common.storage import ObjectStore
 from functions.ml.drift.presentation import STATISTICS, ranked_features
 from infra.registry_cli import LocalOption, StageOption, StateDirOption
@@ -37,7 +38,6 @@ drift_app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 
-REPORTS_PREFIX = "reports/drift"
 DRIFT_FUNCTION_OUTPUT = "DriftFunctionName"
 DEFAULT_REPORT_DIR = Path(".mlops/reports")
 # A check reads a whole window: wait as long as Lambda may run, and never retry an invocation
@@ -61,7 +61,7 @@ class Session:
 
     @property
     def checks_prefix(self) -> str:
-        return f"{REPORTS_PREFIX}/{self.model}/"
+        return drift_reports_prefix(self.model)
 
     def store(self) -> ObjectStore:
         return ObjectStore(self.target.client("s3"))
@@ -234,7 +234,7 @@ def drift_show(
     with _reported():
         check = check_id or _latest_check(session)
         try:
-            body = store.get_bytes(session.bucket, f"{session.checks_prefix}{check}/result.json")
+            body = store.get_bytes(session.bucket, f"{session.checks_prefix}{check}/{RESULT_FILE}")
         except ObjectNotFoundError:
             raise _fail(f"no drift check {check} of {session.model} is stored") from None
     if as_json:

@@ -23,7 +23,6 @@ from rich.table import Table
 
 from functions.common.config import ConfigError, load_config
 from functions.common.erasure import (
-    AUDIT_PREFIX,
     Eraser,
     Findings,
     KeyResult,
@@ -32,6 +31,7 @@ from functions.common.erasure import (
     registry_rows_updater,
 )
 from functions.common.errors import AdapterError
+from functions.common.layout import erasure_audit_key
 from functions.common.storage import ObjectStore
 from functions.ml.erasure import Subject, SubjectSyntaxError
 from infra.target import STATE_DIR_ENV, Target, TargetError, resolve_target
@@ -169,7 +169,7 @@ def erase(
             target=target.description,
             remaining=remaining,
         )
-        audit_key = f"{AUDIT_PREFIX}{erasure_id}.json"
+        audit_key = erasure_audit_key(erasure_id)
         ObjectStore(acting.client("s3")).put_json(bucket, audit_key, record)
     except (AdapterError, ClientError, BotoCoreError) as exc:
         raise _fail(f"the erasure stopped: {exc}") from None

@@ -25,11 +25,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.config import ConfigError, MlopsConfig, load_config
 from functions.common.contracts import AliasChange, AliasState, ModelVersion
 from functions.common.errors import AdapterError, ModelRegistryError
 from functions.common.events import model_promoted_detail, publish_model_promoted
-from functions.common.model_registry import CANDIDATE, PRODUCTION, ModelRegistry
+from functions.common.layout import METADATA_FILE
 from functions.common.storage import ObjectStore
 from functions.ml.metrics import GREATER_IS_BETTER
 from infra.target import STATE_DIR_ENV, Target, TargetError, resolve_target
@@ -588,9 +590,9 @@ def models_show(
 
 def _metadata(session: Session, version: ModelVersion) -> dict[str, Any]:
     try:
-        document = session.store().get_json(session.bucket, version.prefix + "metadata.json")
+        document = session.store().get_json(session.bucket, version.prefix + METADATA_FILE)
     except AdapterError as exc:
-        console.print(f"[yellow]warning:[/yellow] metadata.json not readable: {escape(str(exc))}")
+        console.print(f"[yellow]warning:[/yellow] {METADATA_FILE} not readable: {escape(str(exc))}")
         return {}
     return dict(document) if isinstance(document, Mapping) else {}
 

@@ -25,9 +25,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.config import MlopsConfig
 from functions.common.health import HEALTH_CHECK
-from functions.common.model_registry import ModelRegistry
 from infra.predict_client import PredictError, call_api
 from infra.target import Target, TargetError
 

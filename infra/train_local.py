@@ -21,7 +21,17 @@ import pandas as pd
 
 from functions.common.config import MlopsConfig, Task
 from functions.common.contracts import EvaluationResult, TrainingRun
-from functions.evaluate.logic import EVALUATION_FILE, score
+from functions.common.layout import (
+    EVALUATION_FILE,
+    HOLDOUT_FILE,
+    METRICS_FILE,
+    MODEL_CARD_FILE,
+    MODEL_FILE,
+    REFERENCE_PROFILE_FILE,
+    RUN_FILE,
+    SIGNATURE_FILE,
+)
+from functions.evaluate.logic import score
 from functions.ml.gate import apply_gate
 from functions.ml.ingestion import build_manifest, ingest_file, producer_names
 from functions.ml.model_card.render import render_model_card
@@ -37,13 +47,6 @@ from functions.train.logic import (
     now,
 )
 
-MODEL_FILE = "model.onnx"
-SIGNATURE_FILE = "signature.json"
-METRICS_FILE = "metrics.json"
-REFERENCE_PROFILE_FILE = "reference_profile.json"
-MODEL_CARD_FILE = "model_card.html"
-RUN_FILE = "run.json"
-HOLDOUT_FILE = "holdout.parquet"
 CODE_VERSION = "local"
 
 

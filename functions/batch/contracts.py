@@ -13,29 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-BATCH_IN = "batch/in/"
-BATCH_OUT = "batch/out/"
+from functions.common.layout import BATCH_IN_PREFIX
+
 JOB_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
-
-
-def job_inputs(job: str) -> str:
-    return f"{BATCH_IN}{job}/"
-
-
-def job_outputs(job: str) -> str:
-    return f"{BATCH_OUT}{job}/"
-
-
-def items_key(job: str) -> str:
-    return f"{job_outputs(job)}_plan/items.json"
-
-
-def item_result_key(job: str, item: int) -> str:
-    return f"{job_outputs(job)}_items/{item:06d}.json"
-
-
-def manifest_key(job: str) -> str:
-    return f"{job_outputs(job)}manifest.json"
 
 
 class _Contract(BaseModel):
@@ -64,7 +44,7 @@ class BatchRequest(_Contract):
         detail = event.get("detail")
         if isinstance(detail, dict) and "object" in detail:
             key = str(detail["object"].get("key", ""))
-            job = key.removeprefix(BATCH_IN).rsplit("/", 1)[0]
+            job = key.removeprefix(BATCH_IN_PREFIX).rsplit("/", 1)[0]
             return cls(job=job)
         return cls.model_validate(event)
 

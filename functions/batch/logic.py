@@ -36,6 +36,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from functions.adapters.registry.aliases import PRODUCTION
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.batch.contracts import (
     BatchItem,
     BatchItemResult,
@@ -45,15 +47,19 @@ from functions.batch.contracts import (
     FileSummary,
     Reject,
     UnreadableFile,
-    item_result_key,
-    items_key,
-    job_inputs,
-    job_outputs,
-    manifest_key,
 )
 from functions.batch.scoring import Checked, check_rows, score
 from functions.common.config import BatchConfig, MlopsConfig, deployed_config
-from functions.common.model_registry import PRODUCTION, ModelRegistry
+from functions.common.layout import (
+    item_result_key,
+    item_results_prefix,
+    items_key,
+    job_inputs,
+    manifest_key,
+    plan_key,
+    rejected_key,
+    scored_key,
+)
 from functions.common.observability import logger
 from functions.common.settings import stage_settings
 from functions.common.storage import JSON_CONTENT_TYPE, ObjectStore
@@ -159,7 +165,7 @@ def plan(request: BatchRequest) -> BatchPlan:
         planned_at=_now(),
         plan_seconds=round(time.perf_counter() - started, 3),
     )
-    objects.put_json(bucket, f"{job_outputs(request.job)}_plan/plan.json", result.model_dump())
+    objects.put_json(bucket, plan_key(request.job), result.model_dump())
     logger.info("Batch job planned", extra=result.model_dump(exclude={"unreadable"}))
     return result
 
@@ -265,8 +271,7 @@ def score_item(item: BatchItem) -> BatchItemResult:
         else None
     )
     score_seconds = time.perf_counter() - score_started
-    base = f"{job_outputs(item.job)}{item.output_stem}-{item.start}-{item.end}"
-    output_key = f"{base}.parquet"
+    output_key = scored_key(item.job, item.output_stem, item.start, item.end)
     adapters.objects.put_bytes(
         adapters.bucket,
         output_key,
@@ -276,9 +281,7 @@ def score_item(item: BatchItem) -> BatchItemResult:
     rejects_key = None
     by_error: dict[str, int] = {}
     if checked.rejected:
-        rejects_key = (
-            f"{job_outputs(item.job)}rejects/{item.output_stem}-{item.start}-{item.end}.jsonl"
-        )
+        rejects_key = rejected_key(item.job, item.output_stem, item.start, item.end)
         body, by_error = _rejects_jsonl(item, checked)
         adapters.objects.put_bytes(
             adapters.bucket, rejects_key, body, content_type=JSON_LINES_CONTENT_TYPE
@@ -503,7 +506,7 @@ def finalize(
         BatchItem.model_validate(item) for item in objects.get_json(bucket, plan_result.items_key)
     ]
     results: dict[int, BatchItemResult] = {}
-    for found in objects.list_objects(bucket, f"{job_outputs(job)}_items/"):
+    for found in objects.list_objects(bucket, item_results_prefix(job)):
         result = BatchItemResult.model_validate(objects.get_json(bucket, found["key"]))
         results[result.item] = result
     failed = [item for item in items if item.item not in results]

@@ -30,6 +30,7 @@ from botocore.exceptions import ClientError
 
 from functions.common.config import DatasetConfig
 from functions.common.errors import RegistryError, StorageError
+from functions.common.layout import DATA_FILE, MANIFEST_FILE, data_version_sort_key, dataset_key
 from functions.ml.erasure import (
     Filtered,
     Matcher,
@@ -40,12 +41,10 @@ from functions.ml.erasure import (
     filter_table,
     fingerprints,
 )
-from functions.ml.ingestion import DATA_FILE, MANIFEST_FILE
 
 CAPTURE, FEEDBACK, RAW, QUARANTINE, CURATED = "capture", "feedback", "raw", "quarantine", "curated"
 AREAS = (CAPTURE, FEEDBACK, RAW, QUARANTINE, CURATED)
 """Scanned in this order; each area is the prefix `<area>/`."""
-AUDIT_PREFIX = "audit/erasure/"
 REWRITTEN, DELETED, VERSIONS_DELETED = "rewritten", "deleted", "versions deleted"
 
 
@@ -493,7 +492,10 @@ def registry_rows_updater(dynamodb: Any, table: str) -> CuratedRowsHook:
         try:
             dynamodb.update_item(
                 TableName=table,
-                Key={"pk": {"S": f"DATASET#{dataset}"}, "sk": {"S": f"VERSION#{data_version}"}},
+                Key={
+                    "pk": {"S": dataset_key(dataset)},
+                    "sk": {"S": data_version_sort_key(data_version)},
+                },
                 UpdateExpression="SET #rows = :rows",
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeNames={"#rows": "rows"},

@@ -28,16 +28,14 @@ from functions.common.errors import (
     DataVersionRetiredError,
     RegistryError,
 )
+from functions.common.layout import (
+    CLASSES_SORT_KEY,
+    CONTRACT_SORT_KEY,
+    VERSION_PREFIX,
+    dataset_key,
+)
 from functions.common.settings import stage_settings
 from functions.common.table import RegistryTable
-
-VERSION_PREFIX = "VERSION#"
-CONTRACT_SORT_KEY = "CONTRACT"
-CLASSES_SORT_KEY = "CLASSES"
-
-
-def dataset_key(dataset: str) -> str:
-    return f"DATASET#{dataset}"
 
 
 @contextmanager

@@ -12,10 +12,11 @@ from tempfile import TemporaryDirectory
 import pandas as pd
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.config import Task, deployed_config
 from functions.common.contracts import EvaluationResult, ModelVersion, PipelineState, TrainingRun
 from functions.common.errors import ArtifactIntegrityError
-from functions.common.model_registry import ModelRegistry
+from functions.common.layout import EVALUATION_FILE, SIGNATURE_FILE
 from functions.common.observability import logger, metrics
 from functions.common.settings import stage_settings
 from functions.common.storage import ObjectStore
@@ -23,8 +24,6 @@ from functions.ml.features import target_array
 from functions.ml.gate import apply_gate
 from functions.ml.metrics import Evaluation, evaluate_predictions
 from functions.ml.onnx_model import OnnxModel, Signature
-
-EVALUATION_FILE = "evaluation.json"
 
 
 class MissingTrainingRunError(ValueError):
@@ -50,7 +49,7 @@ def evaluate(state: PipelineState) -> EvaluationResult:
     if champion_version is not None:
         champion_model = scorer.model(
             champion_version.onnx_key,
-            champion_version.prefix + "signature.json",
+            champion_version.prefix + SIGNATURE_FILE,
             champion_version.onnx_sha256,
         )
         champion = scorer.score(champion_model, holdout)

@@ -38,24 +38,25 @@ from functions.common import aws
 from functions.common.config import DatasetConfig, deployed_config
 from functions.common.contracts import DatasetRef, IngestSkipped, SourceObject
 from functions.common.errors import ObjectNotFoundError
-from functions.common.layout import RAW_PREFIX, quarantine_key, reason_key
+from functions.common.layout import (
+    DATA_FILE,
+    MANIFEST_FILE,
+    RAW_PREFIX,
+    data_version_prefix,
+    drops_prefix,
+    quarantine_key,
+    reason_key,
+)
 from functions.common.observability import logger, metrics
 from functions.common.registry import DatasetRegistry
 from functions.common.settings import StageSettings, stage_settings
 from functions.common.storage import ObjectStore
 from functions.ingest.events import CrashedDrop
 from functions.ml.errors import DataRejectedError, IngestCrashedError, UnknownDatasetError
-from functions.ml.ingestion import (
-    DATA_FILE,
-    MANIFEST_FILE,
-    IngestionResult,
-    build_manifest,
-    ingest_file,
-)
+from functions.ml.ingestion import IngestionResult, build_manifest, ingest_file
 from functions.ml.readers.limits import ReadLimits
 from functions.ml.schema import DatasetContract, contract_from_config
 
-CURATED_PREFIX = "curated/"
 IDEMPOTENCY_PARTITION = "IDEMPOTENCY#ingest"
 IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600
 
@@ -240,7 +241,7 @@ class Ingestion:
             raise
 
     def _check_prefix(self, source: SourceObject) -> None:
-        expected = f"{RAW_PREFIX}{self.dataset.name}/"
+        expected = drops_prefix(self.dataset.name)
         if source.key.startswith(expected):
             return
         parts = source.key.split("/")
@@ -330,7 +331,7 @@ class Ingestion:
                 extra={"data_version": result.data_version, "first_source": existing.source.key},
             )
             return existing.model_copy(update={"already_ingested": True})
-        prefix = f"{CURATED_PREFIX}{name}/{result.data_version}/"
+        prefix = data_version_prefix(name, result.data_version)
         created_at = now()
         manifest = build_manifest(
             result,

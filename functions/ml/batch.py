@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import orjson
 
+from functions.common.layout import BATCH_START_MARKER
 from functions.ml.onnx_input import NamedTwiceError, by_feature_name
 
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
-MARKERS = frozenset({"_START", "_SUCCESS"})
+MARKERS = frozenset({BATCH_START_MARKER, "_SUCCESS"})
 """Marker objects under `batch/in/<job>/`: `_START` starts the job (see the batch construct);
 neither is an input file."""
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from functions.common.config import DatasetConfig, FeatureType, Task
+from functions.common.layout import DATA_FILE
 from functions.ml.cleaning import (
     ChunkCleaner,
     CleaningSummary,
@@ -43,8 +44,6 @@ from functions.ml.schema import (
     validate_rows,
 )
 
-DATA_FILE = "data.parquet"
-MANIFEST_FILE = "manifest.json"
 VERSION_LENGTH = 16
 ARROW_TYPES = {FeatureType.NUMERIC: pa.float64(), FeatureType.CATEGORICAL: pa.string()}
 

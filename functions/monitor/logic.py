@@ -21,10 +21,17 @@ from typing import Any
 from aws_lambda_powertools import single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.config import MlopsConfig
 from functions.common.errors import EventPublishError, ObjectNotFoundError
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE, publish_event
-from functions.common.model_registry import ModelRegistry
+from functions.common.layout import (
+    REFERENCE_PROFILE_FILE,
+    REPORT_FILE,
+    RESULT_FILE,
+    drift_check_prefix,
+    feedback_drop_key,
+)
 from functions.common.observability import logger, metrics
 from functions.common.storage import ObjectStore
 from functions.ml.drift.engine import DriftAccumulator
@@ -40,16 +47,8 @@ from functions.monitor.sources import (
 )
 from functions.monitor.state import MonitorState, MonitorStore, iso
 
-REPORTS_PREFIX = "reports/drift/"
-RESULT_FILE = "result.json"
-REPORT_FILE = "report.html"
-REFERENCE_PROFILE_FILE = "reference_profile.json"
 CHUNK_ROWS = 50_000
 METRIC_SERVICE = "monitor"
-
-
-def reports_prefix(model: str) -> str:
-    return f"{REPORTS_PREFIX}{model}/"
 
 
 def new_check_id(now: datetime) -> str:
@@ -150,8 +149,8 @@ def run_check(
     performance = _performance(svc, joined.values())
     verdict = _verdict(version_results)
     keys = {
-        "result_key": f"{reports_prefix(cfg.model_name)}{check_id}/{RESULT_FILE}",
-        "report_key": f"{reports_prefix(cfg.model_name)}{check_id}/{REPORT_FILE}",
+        "result_key": drift_check_prefix(cfg.model_name, check_id) + RESULT_FILE,
+        "report_key": drift_check_prefix(cfg.model_name, check_id) + REPORT_FILE,
     }
     result: dict[str, Any] = {
         "check_id": check_id,
@@ -389,7 +388,7 @@ def _retrain(
     if len(rows) >= dataset.min_rows:
         # The labelled rows become a drop: ingested, validated and versioned like any data,
         # and the drop starts the pipeline (append mode trains on it with the curated data).
-        key = f"raw/{dataset.name}/feedback/{check_id}.jsonl"
+        key = feedback_drop_key(dataset.name, check_id)
         body = b"".join(json.dumps(row, default=str).encode() + b"\n" for row in rows)
         svc.objects.put_bytes(svc.bucket, key, body, content_type="application/x-ndjson")
         decision.update(via="feedback_drop", feedback_key=key)

@@ -23,11 +23,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from functions.common.errors import StorageError
+from functions.common.layout import DAY_PARTITION, FEEDBACK_PREFIX, capture_day_prefix
 from functions.common.storage import ObjectStore
 
-CAPTURE_PREFIX = "capture/"
-FEEDBACK_PREFIX = "feedback/"
-_DAY = "dt="
 _FEEDBACK_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv")
 
 
@@ -73,7 +71,7 @@ class BucketWindow:
         found: list[StoredObject] = []
         day = (start - timedelta(days=1)).date()
         while day <= end.date():
-            found.extend(self._list(f"{CAPTURE_PREFIX}{_DAY}{day.isoformat()}/", start, end))
+            found.extend(self._list(capture_day_prefix(day.isoformat()), start, end))
             day += timedelta(days=1)
         return sorted(found, key=lambda o: (o.modified, o.key))
 
@@ -83,8 +81,8 @@ class BucketWindow:
         found: list[StoredObject] = []
         for prefix in self._child_prefixes(FEEDBACK_PREFIX):
             name = prefix.removeprefix(FEEDBACK_PREFIX)
-            if name.startswith(_DAY):
-                day = name.removeprefix(_DAY).rstrip("/")
+            if name.startswith(DAY_PARTITION):
+                day = name.removeprefix(DAY_PARTITION).rstrip("/")
                 if not start.date().isoformat() <= day <= end.date().isoformat():
                     continue
             found.extend(self._list(prefix, start, end))

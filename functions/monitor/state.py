@@ -11,13 +11,8 @@ from datetime import datetime, timedelta
 from botocore.exceptions import ClientError
 
 from functions.common.errors import RegistryError
+from functions.common.layout import STATE_SORT_KEY, monitor_key
 from functions.common.table import RegistryTable
-
-STATE_SORT_KEY = "STATE"
-
-
-def monitor_key(model: str) -> str:
-    return f"MONITOR#{model}"
 
 
 def iso(moment: datetime) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from functions.common.errors import StorageError
+from functions.common.layout import feedback_key
 from functions.common.storage import JSON_CONTENT_TYPE, ObjectStore
 from functions.ml.onnx_input import NamedTwiceError, by_feature_name
 from functions.predict.validation import (
@@ -35,13 +36,8 @@ from functions.predict.validation import (
     check_column,
 )
 
-FEEDBACK_PREFIX = "feedback/"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _ALREADY_STORED = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
-
-
-def feedback_key(request_id: str, row: int, day: str) -> str:
-    return f"{FEEDBACK_PREFIX}dt={day}/{request_id}-{row}.json"
 
 
 def _bad(message: str, field: str) -> RequestError:

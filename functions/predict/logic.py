@@ -20,9 +20,9 @@ import numpy as np
 import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.capture import CaptureStream
 from functions.common.config import ServingConfig, deployed_config
-from functions.common.model_registry import ModelRegistry
 from functions.common.observability import logger, metrics
 from functions.common.sensitive import SensitiveColumns
 from functions.common.storage import ObjectStore

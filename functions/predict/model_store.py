@@ -32,15 +32,16 @@ from typing import Any
 import onnxruntime as ort
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.contracts import AliasState, ModelVersion
 from functions.common.errors import ArtifactIntegrityError
-from functions.common.model_registry import CANDIDATE, PRODUCTION, ModelRegistry
+from functions.common.layout import SIGNATURE_FILE
 from functions.common.observability import logger, metrics
 from functions.predict import rollout
 from functions.predict.rollout import RolloutPolicy, StatsBuffer
 from functions.predict.validation import FeatureSpec, feature_specs
 
-SIGNATURE_FILE = "signature.json"
 INTEGRITY_FAILURES = "ModelIntegrityFailures"
 REFRESH_FAILURES = "ModelRefreshFailures"
 MODELS_LOADED = "ModelsLoaded"

@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION
+from functions.adapters.registry.items import now
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.config import ServingConfig
 from functions.common.contracts import (
     LATENCY_BUCKETS_MS,
@@ -39,7 +42,6 @@ from functions.common.errors import (
     StalePromotionError,
 )
 from functions.common.events import model_promoted_detail, publish_model_promoted
-from functions.common.model_registry import CANDIDATE, PRODUCTION, ModelRegistry, now
 from functions.common.observability import logger
 
 ERROR_RATE_TOLERANCE = 0.01

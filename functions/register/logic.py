@@ -25,6 +25,9 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.adapters.registry.aliases import PRODUCTION
+from functions.adapters.registry.items import now
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.contracts import (
     AliasChange,
     EvaluationResult,
@@ -39,19 +42,21 @@ from functions.common.errors import (
     StalePromotionError,
 )
 from functions.common.events import model_promoted_detail, publish_model_promoted
-from functions.common.model_registry import PRODUCTION, ModelRegistry, now
+from functions.common.layout import (
+    EVALUATION_FILE,
+    METADATA_FILE,
+    MODEL_FILE,
+    REFERENCE_PROFILE_FILE,
+    RUN_FILE,
+    SIGNATURE_FILE,
+    model_card_key,
+    version_prefix,
+)
 from functions.common.observability import logger, metrics
 from functions.common.settings import StageSettings, stage_settings
 from functions.common.storage import ObjectStore
 from functions.ml.model_card.render import render_model_card
 
-MODEL_FILE = "model.onnx"
-SIGNATURE_FILE = "signature.json"
-REFERENCE_PROFILE_FILE = "reference_profile.json"
-EVALUATION_FILE = "evaluation.json"
-RUN_FILE = "run.json"
-METADATA_FILE = "metadata.json"
-MODEL_CARD_FILE = "model_card.html"
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
 _CHUNK = 1024 * 1024
 
@@ -62,14 +67,6 @@ class RegisterRequest(PipelineState):
 
     training: TrainingRun
     evaluation: EvaluationResult
-
-
-def version_prefix(model: str, version: int) -> str:
-    return f"models/{model}/{version}/"
-
-
-def model_card_key(model: str, version: int) -> str:
-    return f"reports/{model}/{version}/{MODEL_CARD_FILE}"
 
 
 def register_model(request: RegisterRequest) -> ModelVersion:

@@ -21,10 +21,18 @@ from typing import Any, Protocol
 import pandas as pd
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.config import DatasetMode, FeatureType, MlopsConfig, Task, deployed_config
 from functions.common.contracts import DatasetRef, PipelineState, TrainingRun, TrainingSkipped
 from functions.common.errors import DataVersionNotFoundError, DataVersionRetiredError
-from functions.common.model_registry import ModelRegistry
+from functions.common.layout import (
+    HOLDOUT_FILE,
+    MODEL_FILE,
+    REFERENCE_PROFILE_FILE,
+    RUN_FILE,
+    SIGNATURE_FILE,
+    run_prefix,
+)
 from functions.common.observability import logger, metrics
 from functions.common.registry import DatasetRegistry
 from functions.common.settings import stage_settings
@@ -41,7 +49,6 @@ from functions.ml.onnx_model import (
 from functions.ml.reference_profile import reference_profile, sensitive_view
 from functions.ml.training import FitResult, Split, fit_model, split_dataset
 
-MODELS_PREFIX = "models/"
 LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "pyarrow")
 
 
@@ -385,15 +392,15 @@ class Trainer:
             )
             split, fitted, onnx_bytes = candidate.split, candidate.fitted, candidate.onnx_bytes
             lap = time.perf_counter()
-            prefix = f"{MODELS_PREFIX}{self.config.model_name}/runs/{run_id}/"
-            holdout = Path(tmp) / "holdout.parquet"
+            prefix = run_prefix(self.config.model_name, run_id)
+            holdout = Path(tmp) / HOLDOUT_FILE
             split.test.to_parquet(holdout, index=False)
             keys = {
-                "onnx": prefix + "model.onnx",
-                "signature": prefix + "signature.json",
-                "holdout": prefix + "holdout.parquet",
-                "reference_profile": prefix + "reference_profile.json",
-                "run_record": prefix + "run.json",
+                "onnx": prefix + MODEL_FILE,
+                "signature": prefix + SIGNATURE_FILE,
+                "holdout": prefix + HOLDOUT_FILE,
+                "reference_profile": prefix + REFERENCE_PROFILE_FILE,
+                "run_record": prefix + RUN_FILE,
             }
             self.artifacts.put_bytes(keys["onnx"], onnx_bytes)
             self.artifacts.put_json(keys["signature"], candidate.signature.to_dict())

@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.config import MlopsConfig, deployed_config
 from functions.common.contracts import (
     DatasetRef,
@@ -36,7 +37,17 @@ from functions.common.contracts import (
     TrainingRun,
 )
 from functions.common.errors import ModelRegistryError
-from functions.common.model_registry import ModelRegistry
+from functions.common.layout import (
+    CURATED_PREFIX,
+    JOB_PREFIX_ENV,
+    MAX_JOB_NAME,
+    RUN_FILE,
+    SPEC_CHANNEL,
+    SPEC_FILE,
+    TRAIN_CHANNEL,
+    SageMakerLayout,
+    sagemaker_prefix,
+)
 from functions.common.observability import logger
 from functions.common.registry import DatasetRegistry
 from functions.common.settings import stage_settings
@@ -47,16 +58,6 @@ from functions.train.logic import (
     record_trained,
     requested_version,
     training_versions,
-)
-from functions.train.sagemaker_layout import (
-    CURATED_ROOT,
-    JOB_PREFIX_ENV,
-    MAX_JOB_NAME,
-    SPEC_CHANNEL,
-    SPEC_FILE,
-    TRAIN_CHANNEL,
-    SageMakerLayout,
-    sagemaker_prefix,
 )
 
 
@@ -85,11 +86,11 @@ def train_manifest(bucket: str, spec: JobSpec) -> list[Any]:
     """A SageMaker ManifestFile: the common prefix, then each curated Parquet file's key
     relative to it. SageMaker copies each to `/opt/ml/input/data/train/<relative key>`."""
     files = [
-        key.removeprefix(CURATED_ROOT)
+        key.removeprefix(CURATED_PREFIX)
         for version in spec.versions
         for key in spec.manifests[version.data_version]["files"]
     ]
-    return [{"prefix": f"s3://{bucket}/{CURATED_ROOT}"}, *files]
+    return [{"prefix": f"s3://{bucket}/{CURATED_PREFIX}"}, *files]
 
 
 def prepare(state: PipelineState) -> TrainingJob:
@@ -143,7 +144,7 @@ class ChannelTrainingData:
         return self.manifests[version.data_version]
 
     def parquet(self, key: str, workdir: Path) -> Path:
-        path = self.channel / key.removeprefix(CURATED_ROOT)
+        path = self.channel / key.removeprefix(CURATED_PREFIX)
         if not path.is_file():
             raise FileNotFoundError(f"{key} is not in the {TRAIN_CHANNEL} channel ({path})")
         return path
@@ -211,7 +212,7 @@ def collect(state: TrainingJobState) -> TrainingRun:
         unpacked = Path(tmp) / "model"
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(unpacked, filter="data")
-        record = json.loads((unpacked / "run.json").read_text(encoding="utf-8"))
+        record = json.loads((unpacked / RUN_FILE).read_text(encoding="utf-8"))
         if record.get("run_id") != job.run_id:
             raise TrainingJobError(
                 f"training job {job.job_name} produced run {record.get('run_id')!r}, "

@@ -8,9 +8,9 @@ from __future__ import annotations
 import sys
 import traceback
 
+from functions.common.layout import SageMakerLayout
 from functions.common.observability import logger
 from functions.train.sagemaker import train_in_layout
-from functions.train.sagemaker_layout import SageMakerLayout
 
 FAILURE_LIMIT = 1024
 """SageMaker keeps the first 1024 characters of the failure file."""

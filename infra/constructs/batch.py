@@ -33,9 +33,15 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from functions.common.layout import (
+    BATCH_IN_PREFIX,
+    BATCH_OUT_PREFIX,
+    BATCH_START_MARKER,
+    MODELS_PREFIX,
+)
 from infra.config import DeployConfig
 from infra.constructs.alerts import undelivered_queue
-from infra.constructs.data_lake import BATCH_IN_PREFIX, BATCH_OUT_PREFIX, MODELS_PREFIX, DataLake
+from infra.constructs.data_lake import DataLake
 from infra.constructs.pipeline import (
     alert_task,
     concise_error,
@@ -51,7 +57,6 @@ from infra.constructs.stage_function import (
 )
 from infra.nag import acknowledge
 
-START_MARKER = "_START"
 EXPRESS_MAX_TIMEOUT_SECONDS = 120
 """Child workflows are EXPRESS (capped at 5 minutes by AWS) when one invocation, retried,
 stays well within that; longer-running score functions get STANDARD child workflows."""
@@ -327,13 +332,15 @@ class BatchInference(Construct):
         return events.Rule(
             self,
             "StartMarkerRule",
-            description=f"A {START_MARKER} marker under batch/in/<job>/ starts a batch job",
+            description=f"A {BATCH_START_MARKER} marker under batch/in/<job>/ starts a batch job",
             event_pattern=events.EventPattern(
                 source=["aws.s3"],
                 detail_type=["Object Created"],
                 detail={
                     "bucket": {"name": [self._data_lake.bucket.bucket_name]},
-                    "object": {"key": events.Match.wildcard(f"{BATCH_IN_PREFIX}*/{START_MARKER}")},
+                    "object": {
+                        "key": events.Match.wildcard(f"{BATCH_IN_PREFIX}*/{BATCH_START_MARKER}")
+                    },
                 },
             ),
             targets=[

@@ -10,26 +10,21 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from functions.common.layout import QUARANTINE_PREFIX as QUARANTINE_PREFIX
-from functions.common.layout import RAW_PREFIX as RAW_PREFIX
+from functions.common.layout import (
+    CAPTURE_ERRORS_PREFIX,
+    CAPTURE_PREFIX,
+    CURATED_PREFIX,
+    ERASED_PREFIXES,
+    ERASURE_AUDIT_PREFIX,
+    FEEDBACK_PREFIX,
+    MODELS_PREFIX,
+    QUARANTINE_PREFIX,
+    RAW_PREFIX,
+    REPORTS_PREFIX,
+)
 from infra.config import DeployConfig
 from infra.nag import acknowledge
 
-CURATED_PREFIX = "curated/"
-MODELS_PREFIX = "models/"
-CAPTURE_PREFIX = "capture/"
-"""Prediction requests and responses captured by Firehose, by day: `capture/dt=YYYY-MM-DD/`."""
-CAPTURE_ERRORS_PREFIX = "capture-errors/"
-"""Records Firehose could not deliver under capture/ (kept apart so drift never reads them)."""
-FEEDBACK_PREFIX = "feedback/"
-"""True labels for earlier predictions (POST /v1/feedback), by request id."""
-REPORTS_PREFIX = "reports/"
-ERASURE_AUDIT_PREFIX = "audit/erasure/"
-BATCH_IN_PREFIX = "batch/in/"
-"""Batch inference inputs, one folder per job: `batch/in/<job>/` (a `_START` marker starts it)."""
-BATCH_OUT_PREFIX = "batch/out/"
-"""Batch inference outputs per job: predictions (Parquet), rejects, item results, manifest."""
-"""One record per `mlops erase`: what was erased, by whom, why (the subject only hashed)."""
 DATA_KEY_ID = "DataKey"
 EXPIRED_VERSION_DAYS = 1
 """An expired capture or feedback object's (now noncurrent) version is deleted this long after."""
@@ -189,7 +184,7 @@ class DataLake(Construct):
             "every object version included",
             max_session_duration=Duration.hours(1),
         )
-        erased = (RAW_PREFIX, QUARANTINE_PREFIX, CURATED_PREFIX, CAPTURE_PREFIX, FEEDBACK_PREFIX)
+        erased = ERASED_PREFIXES
         iam.Grant.add_to_principal(
             grantee=self.erasure_role,
             actions=["s3:ListBucket", "s3:ListBucketVersions"],

@@ -15,18 +15,18 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
-from functions.common.model_registry import model_key
-from functions.monitor.state import monitor_key
-from infra.config import DeployConfig
-from infra.constructs.alerts import undelivered_queue
-from infra.constructs.data_lake import (
+from functions.common.layout import (
     CAPTURE_PREFIX,
     FEEDBACK_PREFIX,
     MODELS_PREFIX,
-    RAW_PREFIX,
     REPORTS_PREFIX,
-    DataLake,
+    feedback_drops_prefix,
+    model_key,
+    monitor_key,
 )
+from infra.config import DeployConfig
+from infra.constructs.alerts import undelivered_queue
+from infra.constructs.data_lake import DataLake
 from infra.constructs.registry import Registry
 from infra.constructs.serving_api import ServingApi
 from infra.constructs.stage_function import FunctionSpec, StageFunction, stage_environment
@@ -68,7 +68,7 @@ class Monitoring(Construct):
             data_lake.grant_read_objects(role, prefix)
         data_lake.grant_write_objects(role, REPORTS_PREFIX)
         # Labelled feedback becomes a drop of training rows (ingested like any drop).
-        data_lake.grant_write_objects(role, f"{RAW_PREFIX}{deploy.config.dataset.name}/feedback/")
+        data_lake.grant_write_objects(role, feedback_drops_prefix(deploy.config.dataset.name))
         data_lake.grant_list(role, [CAPTURE_PREFIX, FEEDBACK_PREFIX])
         # Read the model's versions and aliases; write only the monitor's own state.
         model = deploy.config.model_name

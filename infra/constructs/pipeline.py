@@ -23,17 +23,18 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from functions.train.sagemaker_layout import JOB_PREFIX_ENV
-from infra.config import DeployConfig
-from infra.constructs.alerts import undelivered_queue
-from infra.constructs.data_lake import (
+from functions.common.layout import (
     CURATED_PREFIX,
+    JOB_PREFIX_ENV,
     MODELS_PREFIX,
     QUARANTINE_PREFIX,
     RAW_PREFIX,
     REPORTS_PREFIX,
-    DataLake,
+    runs_prefix,
 )
+from infra.config import DeployConfig
+from infra.constructs.alerts import undelivered_queue
+from infra.constructs.data_lake import DataLake
 from infra.constructs.registry import Registry
 from infra.constructs.sagemaker_training import SageMakerTraining
 from infra.constructs.stage_function import (
@@ -56,10 +57,6 @@ LAMBDA_THROTTLED = "Lambda.TooManyRequestsException"
 # The errors Step Functions reports when a function's process dies: over its memory, past its
 # timeout. On ingest they mean the drop itself is too much: it is quarantined unread.
 LAMBDA_CRASHES = ["Runtime.OutOfMemory", "Sandbox.Timedout"]
-
-
-def runs_prefix(deploy: DeployConfig) -> str:
-    return f"{MODELS_PREFIX}{deploy.config.model_name}/runs/"
 
 
 def stage_task(
@@ -306,7 +303,9 @@ class Pipeline(Construct):
         data_lake.grant_read_objects(self.prepare.role, CURATED_PREFIX)
         data_lake.grant_write_objects(self.prepare.role, jobs)
         data_lake.grant_read_objects(self.collect.role, jobs)
-        data_lake.grant_write_objects(self.collect.role, runs_prefix(self._deploy))
+        data_lake.grant_write_objects(
+            self.collect.role, runs_prefix(self._deploy.config.model_name)
+        )
         self.training_stages = [self.prepare, self.collect]
 
     def _training(self) -> tuple[sfn.IChainable, sfn.INextable, list[Any]]:

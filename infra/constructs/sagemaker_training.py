@@ -24,14 +24,15 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from functions.common.config import SageMakerTrainingConfig
-from functions.train.sagemaker_layout import (
+from functions.common.layout import (
+    CURATED_PREFIX,
     MAX_JOB_NAME,
     SPEC_CHANNEL,
     TRAIN_CHANNEL,
     sagemaker_prefix,
 )
 from infra.config import REPO_ROOT, DeployConfig
-from infra.constructs.data_lake import CURATED_PREFIX, DataLake
+from infra.constructs.data_lake import DataLake
 from infra.constructs.stage_function import TRAINING_IMAGE_CONTEXT
 from infra.nag import acknowledge
 

@@ -20,17 +20,17 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from functions.common.aws import SLIM_DATA_ENV
-from functions.common.model_registry import model_key
-from infra.cold_start import SLIM_DATA_DIR
-from infra.config import DeployConfig
-from infra.constructs.data_lake import (
+from functions.common.layout import (
     CAPTURE_ERRORS_PREFIX,
     CAPTURE_PREFIX,
+    DAY_PARTITION,
     FEEDBACK_PREFIX,
     MODELS_PREFIX,
-    DataLake,
-    data_key,
+    model_key,
 )
+from infra.cold_start import SLIM_DATA_DIR
+from infra.config import DeployConfig
+from infra.constructs.data_lake import DataLake, data_key
 from infra.constructs.registry import Registry
 from infra.constructs.stage_function import (
     FunctionSpec,
@@ -50,10 +50,9 @@ from infra.nag import acknowledge
 PREDICT_HANDLER = "functions.predict.handler.lambda_handler"
 LIVE_ALIAS = "live"
 INTEGRITY_METRIC = "ModelIntegrityFailures"
-CAPTURE_DATA_PREFIX = f"{CAPTURE_PREFIX}dt=!{{timestamp:yyyy-MM-dd}}/"
-CAPTURE_ERROR_PREFIX = (
-    f"{CAPTURE_ERRORS_PREFIX}!{{firehose:error-output-type}}/dt=!{{timestamp:yyyy-MM-dd}}/"
-)
+_FIREHOSE_DAY = f"{DAY_PARTITION}!{{timestamp:yyyy-MM-dd}}/"
+CAPTURE_DATA_PREFIX = f"{CAPTURE_PREFIX}{_FIREHOSE_DAY}"
+CAPTURE_ERROR_PREFIX = f"{CAPTURE_ERRORS_PREFIX}!{{firehose:error-output-type}}/{_FIREHOSE_DAY}"
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
+from functions.common.layout import SageMakerLayout
+
 log = logging.getLogger("infra.local.sagemaker")
 
 SUBSTITUTED = "local cloud: SageMaker training job %s run in-process (substituted)"
@@ -97,7 +99,6 @@ def run_training_job(
 ) -> dict[str, Any]:
     """Run one CreateTrainingJob request in-process; the job's description once it ended."""
     from functions.train import sagemaker_entry
-    from functions.train.sagemaker_layout import SageMakerLayout
 
     name = parameters["TrainingJobName"]
     log.warning(SUBSTITUTED, name)
@@ -164,7 +165,7 @@ def _write_config(layout: Any, description: dict[str, Any]) -> None:
         }
         for channel in description["InputDataConfig"]
     }
-    (config / "inputdataconfig.json").write_text(json.dumps(channels))
+    layout.input_data_config.write_text(json.dumps(channels))
     layout.model_dir.mkdir(parents=True, exist_ok=True)
     layout.failure.parent.mkdir(parents=True, exist_ok=True)
 

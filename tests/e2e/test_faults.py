@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common import aws
 from functions.common.layout import quarantine_key, reason_key
-from functions.common.model_registry import ModelRegistry
 from functions.common.registry import DatasetRegistry
 from functions.ml import sample_data
 from infra.local import LocalCloud, faults

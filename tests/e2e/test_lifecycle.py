@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from functions.common.model_registry import ModelRegistry
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.ml import sample_data
 from infra.cli import app
 from infra.local import LocalCloud

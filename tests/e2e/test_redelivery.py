@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from functions.adapters.registry.aliases import PRODUCTION
 from functions.common.errors import StalePromotionError
-from functions.common.model_registry import PRODUCTION
 from infra.cli import app as cli_app
 from infra.local import LocalCloud, eventbridge, faults, workers
 from infra.predict_client import signed_request

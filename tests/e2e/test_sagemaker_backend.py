@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.config import load_config
-from functions.common.model_registry import ModelRegistry
 from functions.ml import sample_data
 from functions.ml.onnx_model import OnnxModel, Signature
 from infra.local import LocalCloud

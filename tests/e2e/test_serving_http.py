@@ -28,7 +28,7 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
-from functions.common.model_registry import ModelRegistry
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.ml import sample_data
 from functions.ml.onnx_input import Prediction, predict_columns
 from infra.cli import app as cli_app

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.contracts import ModelVersion
-from functions.common.model_registry import ModelRegistry
-from functions.register.logic import version_prefix
+from functions.common.layout import version_prefix
 from tests.helpers.cloud import Cloud
 from tests.helpers.models import MODEL, Trained
 

@@ -15,8 +15,8 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.contracts import ModelVersion
-from functions.common.model_registry import ModelRegistry
 from infra.cli import app
 from tests.helpers.cloud import create_data_bucket, create_registry_table
 

@@ -14,6 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.contracts import AliasChange, ModelVersion, RolloutDecision, ServingStats
 from functions.common.errors import (
     EventPublishError,
@@ -31,7 +33,6 @@ from functions.common.events import (
     model_promoted_detail,
     publish_model_promoted,
 )
-from functions.common.model_registry import CANDIDATE, PRODUCTION, ModelRegistry
 
 if TYPE_CHECKING:
     from tests.helpers.cloud import Cloud

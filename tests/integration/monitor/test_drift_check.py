@@ -17,10 +17,10 @@ import boto3
 import numpy as np
 import pytest
 
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.config import MlopsConfig, Task, load_config
 from functions.common.contracts import ModelVersion
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
-from functions.common.model_registry import ModelRegistry
 from functions.common.storage import ObjectStore
 from functions.ml.onnx_input import Prediction
 from functions.ml.reference_profile import reference_profile

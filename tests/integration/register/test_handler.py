@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
+from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.config import Task
 from functions.common.contracts import Criterion, EvaluationResult, TrainingRun
 from functions.common.errors import ArtifactIntegrityError, ModelRegistryError, StalePromotionError
-from functions.common.model_registry import ModelRegistry
 from functions.ml.features import target_array
 from functions.ml.metrics import evaluate_predictions
 from functions.ml.model_card import render as model_card

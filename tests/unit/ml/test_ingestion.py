@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from functions.common.config import DatasetConfig, FeatureType, Task
+from functions.common.layout import DATA_FILE
 from functions.ml.errors import DataValidationError
-from functions.ml.ingestion import DATA_FILE, IngestionResult, build_manifest
+from functions.ml.ingestion import IngestionResult, build_manifest
 from functions.ml.sample_data import (
     BAD_FILE_REASONS,
     bad_files,

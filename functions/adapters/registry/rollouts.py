@@ -1,0 +1,164 @@
+"""Rollouts in the registry table (keys: `functions.common.layout`).
+
+- serving stats of a rollout: counters (requests, errors, latency sum and histogram) that the
+  predict function ADDs to. The rollout is the revision of alias `candidate` that started it.
+- rollout decision: written once, in the transaction that promotes or drops the candidate, so a
+  rollout is decided exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from functions.adapters.registry.aliases import (
+    CANDIDATE,
+    PRODUCTION,
+    Aliases,
+    drop_change,
+    stale,
+)
+from functions.adapters.registry.items import (
+    ConditionFailed,
+    attributes,
+    item_key,
+    translated,
+)
+from functions.common.contracts import (
+    LATENCY_BUCKETS_MS,
+    AliasChange,
+    RolloutDecision,
+    ServingStats,
+)
+from functions.common.errors import StalePromotionError
+from functions.common.layout import (
+    model_key,
+    rollout_sort_key,
+    stats_prefix,
+    stats_sort_key,
+)
+
+
+class Rollouts(Aliases):
+    """The rollouts of a candidate: what each alias and version served, and the decision."""
+
+    def add_serving_stats(self, model: str, rollout: int, stats: ServingStats) -> None:
+        """Add `stats` (what this container served since its last flush) to the rollout's
+        counters of that alias and version; one atomic ADD, so containers never overwrite."""
+        counters: dict[str, Any] = {
+            "requests": stats.requests,
+            "errors": stats.errors,
+            "latency_ms_sum": round(stats.latency_ms_sum, 3),
+        }
+        counters.update(
+            {f"latency_bucket_{i}": n for i, n in enumerate(stats.latency_histogram) if n}
+        )
+        fixed = {"kind": "serving_stats", "alias": stats.alias, "version": stats.version}
+        names = {f"#s{i}": name for i, name in enumerate(fixed)}
+        names.update({f"#a{i}": name for i, name in enumerate(counters)})
+        values = attributes(
+            {
+                **{f":s{i}": value for i, value in enumerate(fixed.values())},
+                **{f":a{i}": value for i, value in enumerate(counters.values())},
+            }
+        )
+        sets = ", ".join(f"#s{i} = :s{i}" for i in range(len(fixed)))
+        adds = ", ".join(f"#a{i} :a{i}" for i in range(len(counters)))
+        with translated("update_item", self.table_name):
+            self.dynamodb.update_item(
+                TableName=self.table_name,
+                Key=item_key(model_key(model), stats_sort_key(rollout, stats.alias, stats.version)),
+                UpdateExpression=f"SET {sets} ADD {adds}",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+
+    def serving_stats(self, model: str, rollout: int) -> list[ServingStats]:
+        """The counters of every alias and version that served during `rollout`."""
+        items = self._query(model_key(model), stats_prefix(rollout))
+        return [_serving_stats(fields) for fields in items]
+
+    def get_rollout_decision(self, model: str, rollout: int) -> RolloutDecision | None:
+        fields = self._get(model_key(model), rollout_sort_key(rollout))
+        return RolloutDecision.model_validate(fields) if fields else None
+
+    def conclude_rollout(
+        self, decision: RolloutDecision, *, execution: str | None = None
+    ) -> list[AliasChange]:
+        """Promote the candidate to production or drop it, as `decision` says, and record the
+        decision: one transaction, so exactly one caller concludes a rollout. Either way alias
+        `candidate` is removed (a `drop` in its history); a promotion is a `promote` in the
+        production history. Returns the changes made (production's first).
+
+        Raises:
+            StalePromotionError: the rollout was concluded already, or an alias moved since
+                `decision` was made (`candidate` is another version or revision, production is
+                not `decision.production_version`); nothing changed.
+        """
+        model = decision.model_name
+        candidate = self.get_alias(model, CANDIDATE)
+        if (
+            candidate is None
+            or candidate.revision != decision.rollout
+            or candidate.version != decision.candidate_version
+        ):
+            actual = candidate.version if candidate else None
+            raise stale(model, CANDIDATE, decision.candidate_version, actual)
+        changes: list[AliasChange] = []
+        items: list[dict[str, Any]] = []
+        if decision.outcome == "promote":
+            production = self.get_alias(model, PRODUCTION)
+            actual = production.version if production else None
+            if actual != decision.production_version or actual == decision.candidate_version:
+                raise stale(model, PRODUCTION, decision.production_version, actual)
+            promotion = AliasChange(
+                model_name=model,
+                alias=PRODUCTION,
+                kind="promote",
+                from_version=actual,
+                to_version=decision.candidate_version,
+                at=decision.decided_at,
+                reason=decision.reason,
+                execution=execution,
+                revision=self._next_revision(model, PRODUCTION, production),
+            )
+            changes.append(promotion)
+            items.extend(self._move_items(promotion, production))
+        drop = drop_change(candidate, decision.reason, execution, at=decision.decided_at)
+        changes.append(drop)
+        items.extend(self._drop_items(drop, candidate))
+        items.append(
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": {
+                        **item_key(model_key(model), rollout_sort_key(decision.rollout)),
+                        "kind": {"S": "rollout_decision"},
+                        **attributes(decision.model_dump(mode="json")),
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        )
+        try:
+            with translated("transact_write_items", self.table_name):
+                self.dynamodb.transact_write_items(TransactItems=items)
+        except ConditionFailed:
+            raise StalePromotionError(
+                f"rollout {decision.rollout} of {model} was concluded by another caller, or an "
+                "alias moved meanwhile; nothing was changed",
+                expected=decision.candidate_version,
+            ) from None
+        return changes
+
+
+def _serving_stats(fields: Mapping[str, Any]) -> ServingStats:
+    buckets = len(LATENCY_BUCKETS_MS) + 1
+    return ServingStats(
+        alias=fields["alias"],
+        version=int(fields["version"]),
+        requests=int(fields.get("requests", 0)),
+        errors=int(fields.get("errors", 0)),
+        latency_ms_sum=float(fields.get("latency_ms_sum", 0)),
+        latency_histogram=[int(fields.get(f"latency_bucket_{i}", 0)) for i in range(buckets)],
+    )

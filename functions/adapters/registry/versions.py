@@ -1,0 +1,68 @@
+"""Model versions in the registry table (keys: `functions.common.layout`).
+
+- model version: written once (conditional put), never overwritten.
+- version counter: an atomic ADD hands out 1, 2, ... and a number is never handed out twice,
+  even when a registration that took it failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from functions.adapters.registry.items import ModelTable, attributes, item_key, translated
+from functions.common.contracts import ModelVersion
+from functions.common.errors import VersionExistsError
+from functions.common.layout import (
+    COUNTER_SORT_KEY,
+    VERSION_PREFIX,
+    model_key,
+    version_sort_key,
+)
+
+
+class ModelVersions(ModelTable):
+    """The registered versions of the models of one registry table."""
+
+    def allocate_version(self, model: str) -> int:
+        """The next version number of `model` (1, 2, ...); atomic, never handed out twice."""
+        with translated("update_item", self.table_name):
+            response = self.dynamodb.update_item(
+                TableName=self.table_name,
+                Key=item_key(model_key(model), COUNTER_SORT_KEY),
+                UpdateExpression="SET #kind = :kind ADD last_version :one",
+                ExpressionAttributeNames={"#kind": "kind"},
+                ExpressionAttributeValues={":one": {"N": "1"}, ":kind": {"S": "version_counter"}},
+                ReturnValues="UPDATED_NEW",
+            )
+        return int(response["Attributes"]["last_version"]["N"])
+
+    def put_version(self, version: ModelVersion) -> None:
+        """Register `version` once.
+
+        Raises:
+            VersionExistsError: that version number is already registered (nothing written).
+        """
+        item = {
+            **item_key(model_key(version.model_name), version_sort_key(version.version)),
+            "kind": {"S": "model_version"},
+            **attributes(version.model_dump(mode="json")),
+        }
+        if not self.put_new(item):
+            raise VersionExistsError(
+                f"version {version.version} of {version.model_name} is already registered"
+            )
+
+    def get_version(self, model: str, version: int) -> ModelVersion | None:
+        fields = self._get(model_key(model), version_sort_key(version))
+        return _model_version(fields) if fields else None
+
+    def list_versions(self, model: str) -> list[ModelVersion]:
+        """Every registered version of `model`, oldest (1) first."""
+        return [_model_version(f) for f in self._query(model_key(model), VERSION_PREFIX)]
+
+
+def _model_version(fields: Mapping[str, Any]) -> ModelVersion:
+    return ModelVersion.model_validate(
+        {name: fields[name] for name in ModelVersion.model_fields if name in fields}
+    )
