@@ -46,20 +46,26 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def fit_and_export(
-    train: pd.DataFrame, schema: Mapping[str, FeatureType], model: ModelConfig | None = None
+    train: pd.DataFrame,
+    schema: Mapping[str, FeatureType],
+    model: ModelConfig | None = None,
+    *,
+    target: str = "churned",
+    task: Task = Task.CLASSIFICATION,
+    estimator: str = "logistic_regression",
 ) -> tuple[Pipeline, bytes, Signature]:
-    """A logistic regression (`model`'s params) fitted on `train` to predict `churned`: the
-    fitted pipeline, and its ONNX export and signature."""
+    """`estimator` (`model`'s params) fitted on `train` to predict `target`, as the train stage
+    fits it: the fitted pipeline, and its ONNX export and signature."""
     fitted = fit_model(
         train,
-        target="churned",
-        task=Task.CLASSIFICATION,
+        target=target,
+        task=task,
         schema=schema,
         model=model or ModelConfig(),
-        estimator="logistic_regression",
+        estimator=estimator,
     )
     onnx, signature = export_onnx(
-        fitted.pipeline, schema=schema, target="churned", task=Task.CLASSIFICATION, train=train
+        fitted.pipeline, schema=schema, target=target, task=task, train=train
     )
     return fitted.pipeline, onnx, signature
 
