@@ -39,8 +39,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from infra.local.authz import principals, sigv4
-from infra.local.authz.actions import Needed
 from infra.local.authz.enforcer import ENFORCER
+from infra.local.authz.needs import Needed
 
 log = logging.getLogger("infra.local.api")
 

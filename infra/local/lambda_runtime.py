@@ -395,8 +395,8 @@ def _unqualified(arn: str) -> str:
 def _save_logs(function: Any, logs: str) -> None:
     """Write an invocation's logs to the function's log group, as Lambda does with the
     function's role: a role that may not write there loses them (logged here)."""
-    from infra.local.authz.actions import Needed
     from infra.local.authz.enforcer import ENFORCER
+    from infra.local.authz.needs import Needed
 
     stream = (
         f"arn:aws:logs:{function.region}:{ENFORCER.account}:log-group:"

@@ -53,8 +53,8 @@ def _job_s3_client(
     import boto3
 
     from infra.local.authz import principals
-    from infra.local.authz.actions import Needed
     from infra.local.authz.enforcer import ENFORCER
+    from infra.local.authz.needs import Needed
     from infra.local.sfn_engine import task_credentials
 
     if not ENFORCER.enabled or state_credentials is None:
