@@ -37,7 +37,7 @@ from functions.common import layout
 from functions.common.config import load_config
 from functions.common.storage import ObjectStore, read_quarantine_reason
 from functions.ml import sample_data
-from infra.local import lambda_runtime
+from infra.local import lambda_config
 from infra.local.cloud import REPO_ROOT, LocalCloud
 from infra.local.synth import synthesize
 from infra.predict_client import signed_request
@@ -88,7 +88,7 @@ def run(
     ]
 
     # The demo shows results; function log lines go to their log groups and a file instead.
-    lambda_runtime.SETTINGS.echo_function_output = False
+    lambda_config.SETTINGS.echo_function_output = False
     logging.getLogger("infra.local").setLevel(logging.ERROR)
     progress = Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console

@@ -41,6 +41,8 @@ from infra.local.authz.enforcer import ENFORCER
 from infra.local.deployer import Deployer, Deployment, write_state
 from infra.local.eventbridge import DISPATCHER, Delivery
 from infra.local.intrinsics import ACCOUNT_ID, REGION
+from infra.local.lambda_config import REGISTRY, SETTINGS
+from infra.local.lambda_inprocess import ISOLATED_PREFIX
 from infra.local.server import DEFAULT_HOST, MotoServer
 
 if TYPE_CHECKING:
@@ -112,7 +114,7 @@ class LocalCloud:
                 # A previous run's files must not describe this cloud before it is deployed.
                 for name in ("outputs.json", "stack.json"):
                     (Path(state_dir) / name).unlink(missing_ok=True)
-            lambda_runtime.SETTINGS.prewarm = prewarm
+            SETTINGS.prewarm = prewarm
             cloud.enforce_iam = functions == "workers" if enforce_iam is None else enforce_iam
             cloud._boot(Path(cdk_out), stack_name, port, host, Path(code_root))
             if api_port is not None:
@@ -131,7 +133,7 @@ class LocalCloud:
         stack = load_stack(cdk_out, stack_name)
         hooks.install()
         _reset_function_state()
-        lambda_runtime.SETTINGS.code_root = code_root
+        SETTINGS.code_root = code_root
         if self.mode == "server":
             self._server = MotoServer(host, port)
             self.endpoint = self._server.start()
@@ -142,11 +144,11 @@ class LocalCloud:
 
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start(reset=False)
-        lambda_runtime.SETTINGS.endpoint_url = self.endpoint
-        lambda_runtime.SETTINGS.workers = self.functions == "workers"
+        SETTINGS.endpoint_url = self.endpoint
+        SETTINGS.workers = self.functions == "workers"
         ENFORCER.reset(self.enforce_iam, self.account_id, self.region)
         workers.WORKERS.endpoint = self.endpoint
-        workers.WORKERS.echo_output = lambda_runtime.SETTINGS.echo_function_output
+        workers.WORKERS.echo_output = SETTINGS.echo_function_output
         self.deployment = Deployer(stack, self.client, code_root).deploy()
 
     def stop(self, grace_seconds: float = 10.0) -> None:
@@ -169,10 +171,10 @@ class LocalCloud:
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
-        lambda_runtime.SETTINGS.endpoint_url = None
-        lambda_runtime.SETTINGS.workers = False
+        SETTINGS.endpoint_url = None
+        SETTINGS.workers = False
         ENFORCER.enabled = False
-        lambda_runtime.SETTINGS.prewarm = False
+        SETTINGS.prewarm = False
         self._clients.clear()
         with _active_lock:
             if _active is self:
@@ -361,7 +363,7 @@ class LocalCloud:
         from infra.function_env import HostEnvironment
 
         name = self.function_name(logical_id)
-        original = lambda_runtime.REGISTRY.get(name)
+        original = REGISTRY.get(name)
         if original is None or original.host is None:
             raise LookupError(f"function {name} has no deployment built for workers")
         host = original.host
@@ -378,11 +380,11 @@ class LocalCloud:
                 tuple(copies[path] for path in host.layers),
                 tuple(copies[path] for path in host.site_packages),
             )
-            lambda_runtime.REGISTRY.register(name, dataclasses.replace(original, host=edited))
+            REGISTRY.register(name, dataclasses.replace(original, host=edited))
             try:
                 yield edited
             finally:
-                lambda_runtime.REGISTRY.register(name, original)
+                REGISTRY.register(name, original)
 
     def role_name(self, logical_id: str) -> str:
         """The deployed name of the role whose logical id is, or starts with, `logical_id`
@@ -458,7 +460,7 @@ def _reset_function_state() -> None:
 
     reset_clients()
     for name, module in list(sys.modules.items()):
-        if name.startswith(lambda_runtime.ISOLATED_PREFIX):
+        if name.startswith(ISOLATED_PREFIX):
             del sys.modules[name]
         elif name == "functions" or name.startswith("functions."):
             for value in list(vars(module).values()):

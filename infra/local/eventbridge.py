@@ -211,7 +211,7 @@ def _send_on_failure(function: Any, destination: str, record: dict[str, Any]) ->
     from moto.sqs.models import sqs_backends
 
     from infra.local.authz.needs import Needed
-    from infra.local.lambda_runtime import role_denial
+    from infra.local.lambda_environment import role_denial
 
     service, region, account, name = destination.split(":", 5)[2:]
     if service != "sqs":

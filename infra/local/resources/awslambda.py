@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infra.local.lambda_runtime import SETTINGS, FunctionCode
+from infra.local.lambda_config import SETTINGS, FunctionCode
 
 if TYPE_CHECKING:
     from infra.function_env import HostEnvironment

@@ -12,7 +12,7 @@ from typing import Any
 
 from infra.local.assembly import StackArtifact
 from infra.local.intrinsics import StackContext
-from infra.local.lambda_runtime import FunctionCodeRegistry
+from infra.local.lambda_config import FunctionCodeRegistry
 
 log = logging.getLogger("infra.local.deploy")
 
