@@ -34,7 +34,8 @@ import boto3
 from botocore.config import Config
 
 from infra.local import eventbridge, hooks, lambda_runtime, workers
-from infra.local.api_adapter import ApiAdapter, load_rest_api
+from infra.local.api_adapter import ApiAdapter
+from infra.local.api_routes import load_rest_api
 from infra.local.assembly import load_stack
 from infra.local.authz import usage
 from infra.local.authz.enforcer import ENFORCER
