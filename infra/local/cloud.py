@@ -348,11 +348,7 @@ class LocalCloud:
     def function_name(self, logical_id: str) -> str:
         """The deployed name of the function whose logical id is, or starts with,
         `logical_id` (e.g. `PipelineIngestFunction`)."""
-        functions = self._require_deployment().of_type("AWS::Lambda::Function")
-        found = [name for key, name in functions.items() if key.startswith(logical_id)]
-        if len(found) != 1:
-            raise LookupError(f"{len(found)} functions match {logical_id!r}: {sorted(functions)}")
-        return found[0]
+        return self._deployed_name("AWS::Lambda::Function", logical_id, "functions")
 
     @contextlib.contextmanager
     def edited_function(self, logical_id: str) -> Iterator[HostEnvironment]:
@@ -390,10 +386,15 @@ class LocalCloud:
     def role_name(self, logical_id: str) -> str:
         """The deployed name of the role whose logical id is, or starts with, `logical_id`
         (e.g. `PipelineIngestFunctionRole`)."""
-        roles = self._require_deployment().of_type("AWS::IAM::Role")
-        found = [name for key, name in roles.items() if key.startswith(logical_id)]
+        return self._deployed_name("AWS::IAM::Role", logical_id, "roles")
+
+    def _deployed_name(self, resource_type: str, logical_id: str, kind: str) -> str:
+        """The deployed name of the one resource of `resource_type` whose logical id is, or
+        starts with, `logical_id`; LookupError naming `kind` when not exactly one."""
+        deployed = self._require_deployment().of_type(resource_type)
+        found = [name for key, name in deployed.items() if key.startswith(logical_id)]
         if len(found) != 1:
-            raise LookupError(f"{len(found)} roles match {logical_id!r}: {sorted(roles)}")
+            raise LookupError(f"{len(found)} {kind} match {logical_id!r}: {sorted(deployed)}")
         return found[0]
 
     @contextlib.contextmanager

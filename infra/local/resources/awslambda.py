@@ -22,6 +22,7 @@ from infra.local.resources.base import (
     DeployContext,
     DeployError,
     ResourceSpec,
+    present,
     tags,
     unapplied,
 )
@@ -235,8 +236,7 @@ def _layer_content(ctx: DeployContext, spec: ResourceSpec) -> Path | None:
 def version(ctx: DeployContext, spec: ResourceSpec) -> Created:
     p = spec.properties
     request = {"FunctionName": p["FunctionName"]}
-    if "Description" in p:
-        request["Description"] = p["Description"]
+    request.update(present(p, {"Description": "Description"}))
     created = ctx.client("lambda").publish_version(**request)
     return Created(
         ref=created["FunctionArn"],
@@ -251,8 +251,7 @@ def alias(ctx: DeployContext, spec: ResourceSpec) -> Created:
         "Name": p["Name"],
         "FunctionVersion": p["FunctionVersion"],
     }
-    if "Description" in p:
-        request["Description"] = p["Description"]
+    request.update(present(p, {"Description": "Description"}))
     created = ctx.client("lambda").create_alias(**request)
     return Created(ref=created["AliasArn"], attributes={"AliasArn": created["AliasArn"]})
 
@@ -324,8 +323,7 @@ def event_invoke_config(ctx: DeployContext, spec: ResourceSpec) -> Created:
     for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds"):
         if key in p:
             request[key] = int(p[key])
-    if "DestinationConfig" in p:
-        request["DestinationConfig"] = p["DestinationConfig"]
+    request.update(present(p, {"DestinationConfig": "DestinationConfig"}))
     ctx.client("lambda").put_function_event_invoke_config(**request)
     notes = unapplied(
         p,
