@@ -12,7 +12,7 @@ from infra.local.workers import error_payload
 
 log = logging.getLogger("infra.local.lambda")
 
-CRASH_MESSAGES = {
+_CRASH_MESSAGES = {
     "Runtime.OutOfMemory": "RequestId: {request_id} Error: Runtime exited with error: "
     "signal: killed",
     "Sandbox.Timedout": "RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds",
@@ -49,8 +49,8 @@ _CRASHES_LOCK = threading.Lock()
 
 
 def add_crash(match: str, error_type: str, times: int | None) -> Crash:
-    if error_type not in CRASH_MESSAGES:
-        raise ValueError(f"unknown crash {error_type!r}: one of {sorted(CRASH_MESSAGES)}")
+    if error_type not in _CRASH_MESSAGES:
+        raise ValueError(f"unknown crash {error_type!r}: one of {sorted(_CRASH_MESSAGES)}")
     crash = Crash(re.compile(match), error_type, times)
     with _CRASHES_LOCK:
         _CRASHES.append(crash)
@@ -78,6 +78,6 @@ def injected_crash(function_name: str, request_id: str, timeout: float) -> str |
     crash = _claim_crash(function_name)
     if crash is None:
         return None
-    message = CRASH_MESSAGES[crash.error_type].format(request_id=request_id, timeout=timeout)
+    message = _CRASH_MESSAGES[crash.error_type].format(request_id=request_id, timeout=timeout)
     log.warning("function %s: %s (injected)", function_name, message)
     return error_payload(crash.error_type, message)
