@@ -222,7 +222,9 @@ def batch_floor(signature: dict[str, Any], rows: list[dict[str, Any]], repeats: 
     """What a 1,000-row request costs outside session.run however thin the handler: parsing
     the body, checking it and building the tensors (medians, seconds)."""
     from functions.ml.onnx_input import onnx_inputs
-    from functions.predict.validation import feature_specs, instances_batch, parse_json
+    from functions.serving.body import parse_json
+    from functions.serving.features import feature_specs
+    from functions.serving.instances import instances_batch
 
     body = json.dumps({"instances": rows})
     specs = feature_specs(signature)

@@ -14,7 +14,7 @@
 - `finalize`: the item results summed into `batch/out/<job>/manifest.json`; planned items
   without a result failed (after their retries) and their rows are `not_scored`.
 
-The model is loaded through `functions.predict.model_store.load_version`, the path the predict
+The model is loaded through `functions.serving.model.load_version`, the path the predict
 function uses (registry record, sha256 check, signature, onnxruntime session).
 """
 
@@ -60,8 +60,8 @@ from functions.common.storage import JSON_CONTENT_TYPE, ObjectStore
 from functions.ml import batch as rows
 from functions.ml.batch import InputFormat, RecordScan, UnreadableInput
 from functions.ml.onnx_input import NamedTwiceError
-from functions.predict.model_store import ServingModel, load_version
-from functions.predict.validation import alias_names, feature_names
+from functions.serving.features import alias_names, feature_names
+from functions.serving.model import ServingModel, load_version
 
 _HEAD_BYTES = 4096
 JSON_LINES_CONTENT_TYPE = "application/x-ndjson"

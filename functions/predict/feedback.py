@@ -27,13 +27,10 @@ from botocore.exceptions import ClientError
 from functions.common.errors import StorageError
 from functions.common.storage import JSON_CONTENT_TYPE, ObjectStore
 from functions.ml.onnx_input import NamedTwiceError, by_feature_name
-from functions.predict.validation import (
-    FeatureSpec,
-    RequestError,
-    alias_names,
-    batch_list,
-    check_column,
-)
+from functions.serving.body import batch_list
+from functions.serving.errors import RequestError
+from functions.serving.features import FeatureSpec, alias_names
+from functions.serving.values import check_column
 
 FEEDBACK_PREFIX = "feedback/"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")

@@ -28,13 +28,12 @@ from functions.common.sensitive import SensitiveColumns
 from functions.common.storage import ObjectStore
 from functions.ml.onnx_input import Prediction, predict_columns
 from functions.predict.feedback import FeedbackStore
-from functions.predict.model_store import ModelStore, ServingModel
+from functions.predict.model_store import ModelStore
 from functions.predict.rollout import RolloutPolicy
-from functions.predict.validation import (
-    Batch,
-    infer_batch,
-    instances_batch,
-)
+from functions.serving.instances import instances_batch
+from functions.serving.model import ServingModel
+from functions.serving.tensors import infer_batch
+from functions.serving.values import Batch
 
 
 @dataclass(frozen=True)

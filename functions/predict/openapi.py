@@ -3,7 +3,7 @@ schema as the instance object (one property per feature, required, nullable; a f
 producer named otherwise also has a property per alias, and exactly one of its names is
 required).
 
-The schemas accept what `functions.predict.validation` accepts: numbers within float32's range,
+The schemas accept what `functions.serving` accepts: numbers within float32's range,
 categorical values as strings or as numbers taken as their decimal string, and feedback
 request ids of the form the feedback route checks."""
 
@@ -14,8 +14,8 @@ from typing import Any
 
 from functions.common.config import ServingConfig
 from functions.predict.feedback import _REQUEST_ID as REQUEST_ID
-from functions.predict.model_store import ServingModel
-from functions.predict.validation import FLOAT32_MAX
+from functions.serving.model import ServingModel
+from functions.serving.values import FLOAT32_MAX
 
 _JSON = "application/json"
 

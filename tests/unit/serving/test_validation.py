@@ -12,15 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.predict.validation import (
-    Batch,
-    FeatureSpec,
-    RequestError,
-    _checked_rows,
-    infer_batch,
-    instances_batch,
-    parse_json,
-)
+from functions.serving.body import parse_json
+from functions.serving.errors import RequestError
+from functions.serving.features import FeatureSpec
+from functions.serving.instances import _checked_rows, instances_batch
+from functions.serving.tensors import infer_batch
+from functions.serving.values import Batch
 
 SPECS = (
     FeatureSpec("age", "numeric", frozenset()),
