@@ -21,6 +21,12 @@ from typing import Any
 from aws_lambda_powertools import single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.common.bucket_window import (
+    BucketWindow,
+    SkippedLines,
+    StoredObject,
+    capture_records,
+)
 from functions.common.config import MlopsConfig
 from functions.common.errors import EventPublishError, ObjectNotFoundError
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE, publish_event
@@ -30,14 +36,7 @@ from functions.common.storage import ObjectStore
 from functions.ml.drift.engine import DriftAccumulator
 from functions.ml.drift.performance import live_performance
 from functions.ml.drift.report import DriftThresholds
-from functions.monitor.sources import (
-    BucketWindow,
-    Feedback,
-    SkippedLines,
-    StoredObject,
-    capture_records,
-    feedback_rows,
-)
+from functions.monitor.sources import Feedback, feedback_rows
 from functions.monitor.state import MonitorState, MonitorStore, iso
 
 REPORTS_PREFIX = "reports/drift/"

@@ -24,7 +24,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from functions.common.bucket_window import BucketWindow, SkippedLines, capture_records
 from functions.common.errors import StorageError
+from functions.common.records import FeedbackItem, FeedbackRecord
 from functions.common.storage import JSON_CONTENT_TYPE, ObjectStore
 from functions.ml.onnx_input import NamedTwiceError, by_feature_name
 from functions.serving.body import batch_list
@@ -51,7 +53,7 @@ def feedback_items(
     max_items: int,
     specs: Sequence[FeatureSpec],
     classes: Sequence[str] | None,
-) -> list[dict[str, Any]]:
+) -> list[FeedbackItem]:
     """The validated items of a feedback body: request_id (as the predict response gave it),
     row (0-based), label (one of `classes`; a finite number when `classes` is None, for
     regression), features (optional object of feature values, keyed by feature name)."""
@@ -77,12 +79,12 @@ def feedback_items(
         if features is not None:
             features = _features(features, specs, f"{where}.features")
         checked.append(
-            {
-                "request_id": request_id,
-                "row": row,
-                "label": _label(item.get("label"), classes, f"{where}.label"),
-                "features": features,
-            }
+            FeedbackItem(
+                request_id=request_id,
+                row=row,
+                label=_label(item.get("label"), classes, f"{where}.label"),
+                features=features,
+            )
         )
     return checked
 
@@ -141,7 +143,7 @@ def _features(features: Any, specs: Sequence[FeatureSpec], where: str) -> dict[s
     return named
 
 
-def check_rows(items: list[dict[str, Any]], captured: Mapping[str, int]) -> int:
+def check_rows(items: list[FeedbackItem], captured: Mapping[str, int]) -> int:
     """Refuse an item whose row is beyond its captured request's row count; returns how many
     items have no capture (`unmatched`)."""
     unmatched = 0
@@ -169,8 +171,6 @@ class FeedbackStore:
     def captured_rows(self, request_ids: set[str]) -> dict[str, int]:
         """Request id -> its row count, for the ids whose capture is found in the lookback
         window (newest capture objects first; stops once every id is found)."""
-        from functions.monitor.sources import BucketWindow, SkippedLines, capture_records
-
         window = BucketWindow(self.objects, self.bucket)
         end = datetime.now(UTC)
         stored = window.capture_objects(end - timedelta(hours=self.lookback_hours), end)
@@ -186,7 +186,7 @@ class FeedbackStore:
                 break
         return rows
 
-    def store(self, items: list[dict[str, Any]]) -> dict[str, int]:
+    def store(self, items: list[FeedbackItem]) -> dict[str, int]:
         """Check every item's row against its capture, then write each item once; returns
         counts of `stored`, `duplicates` and `unmatched` (no capture found)."""
         unmatched = check_rows(items, self.captured_rows({item["request_id"] for item in items}))
@@ -198,7 +198,7 @@ class FeedbackStore:
         for item in items:
             identity = (item["request_id"], item["row"])
             if identity in seen or not self._put_once(
-                feedback_key(*identity, day), {**item, "received_at": at}
+                feedback_key(*identity, day), FeedbackRecord(**item, received_at=at)
             ):
                 duplicates += 1
             else:
@@ -206,7 +206,7 @@ class FeedbackStore:
             seen.add(identity)
         return {"stored": stored, "duplicates": duplicates, "unmatched": unmatched}
 
-    def _put_once(self, key: str, document: dict[str, Any]) -> bool:
+    def _put_once(self, key: str, document: FeedbackRecord) -> bool:
         body = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
         try:
             self.objects.s3.put_object(

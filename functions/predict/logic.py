@@ -24,6 +24,7 @@ from functions.common.capture import CaptureStream
 from functions.common.config import ServingConfig, deployed_config
 from functions.common.model_registry import ModelRegistry
 from functions.common.observability import logger, metrics
+from functions.common.records import CaptureRecord
 from functions.common.sensitive import SensitiveColumns
 from functions.common.storage import ObjectStore
 from functions.ml.onnx_input import Prediction, predict_columns
@@ -323,16 +324,16 @@ def capture(
     # orjson writes NaN and infinities as null: a record is always valid JSON.
     lines = [
         orjson.dumps(
-            {
-                "request_id": request_id,
-                "row": row,
-                "timestamp": timestamp,
-                "model_name": model.name,
-                "model_version": model.version,
-                "features": svc.sensitive.stored(batch.row(row)),
-                "prediction": labels[row],
-                "probabilities": probabilities[row] if probabilities is not None else None,
-            },
+            CaptureRecord(
+                request_id=request_id,
+                row=row,
+                timestamp=timestamp,
+                model_name=model.name,
+                model_version=model.version,
+                features=svc.sensitive.stored(batch.row(row)),
+                prediction=labels[row],
+                probabilities=probabilities[row] if probabilities is not None else None,
+            ),
             option=orjson.OPT_APPEND_NEWLINE,
         )
         for row in range(batch.rows)

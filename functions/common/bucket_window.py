@@ -1,0 +1,133 @@
+"""What a reader of the predict function's records finds in the data bucket: the capture
+objects Firehose wrote in a time window (`capture/dt=YYYY-MM-DD/...`, JSON lines) and the
+feedback objects received in it (`feedback/`: the API's records, or files dropped by users).
+
+Objects are chosen by their LastModified time, in `(start, end]`: consecutive checks whose
+windows touch read every object exactly once, however late Firehose flushed its buffer. Bodies
+are streamed line by line, never held whole. The drift monitor reads both; the feedback route
+of the predict API reads capture to match feedback to its request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from botocore.exceptions import ClientError
+
+from functions.common.errors import StorageError
+from functions.common.records import CaptureRecord, capture_record
+from functions.common.storage import ObjectStore
+
+CAPTURE_PREFIX = "capture/"
+FEEDBACK_PREFIX = "feedback/"
+_DAY = "dt="
+_FEEDBACK_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv")
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    modified: datetime
+    size: int
+
+
+@dataclass
+class SkippedLines:
+    """Lines that could not be used, by reason (reported with the check, never silent)."""
+
+    counts: dict[str, int]
+
+    def add(self, reason: str, count: int = 1) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + count
+
+
+class BucketWindow:
+    """Objects of the data bucket modified in `(start, end]`."""
+
+    def __init__(self, objects: ObjectStore, bucket: str) -> None:
+        self.objects = objects
+        self.bucket = bucket
+
+    def capture_objects(self, start: datetime, end: datetime) -> list[StoredObject]:
+        """Capture objects modified in the window, oldest first. Firehose names the day
+        partition by arrival time, so the day before `start` is listed too."""
+        found: list[StoredObject] = []
+        day = (start - timedelta(days=1)).date()
+        while day <= end.date():
+            found.extend(self._list(f"{CAPTURE_PREFIX}{_DAY}{day.isoformat()}/", start, end))
+            day += timedelta(days=1)
+        return sorted(found, key=lambda o: (o.modified, o.key))
+
+    def feedback_objects(self, start: datetime, end: datetime) -> list[StoredObject]:
+        """Feedback objects modified in the window: the API's day partitions, and every file
+        dropped elsewhere under `feedback/`."""
+        found: list[StoredObject] = []
+        for prefix in self._child_prefixes(FEEDBACK_PREFIX):
+            name = prefix.removeprefix(FEEDBACK_PREFIX)
+            if name.startswith(_DAY):
+                day = name.removeprefix(_DAY).rstrip("/")
+                if not start.date().isoformat() <= day <= end.date().isoformat():
+                    continue
+            found.extend(self._list(prefix, start, end))
+        found.extend(self._list(FEEDBACK_PREFIX, start, end, delimiter="/"))
+        return sorted(
+            (o for o in found if o.key.lower().endswith(_FEEDBACK_SUFFIXES)),
+            key=lambda o: (o.modified, o.key),
+        )
+
+    def lines(self, key: str) -> Iterator[bytes]:
+        """The object's lines, streamed."""
+        try:
+            body = self.objects.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
+            raise StorageError(f"get s3://{self.bucket}/{key} failed: {code}: {exc}") from exc
+        yield from body.iter_lines()
+
+    def _child_prefixes(self, prefix: str) -> list[str]:
+        paginator = self.objects.s3.get_paginator("list_objects_v2")
+        found: list[str] = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            found.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+        return found
+
+    def _list(
+        self, prefix: str, start: datetime, end: datetime, delimiter: str | None = None
+    ) -> list[StoredObject]:
+        paginator = self.objects.s3.get_paginator("list_objects_v2")
+        extra = {"Delimiter": delimiter} if delimiter else {}
+        found = []
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, **extra):
+                for item in page.get("Contents", []):
+                    modified = item["LastModified"]
+                    if start < modified <= end and not item["Key"].endswith("/"):
+                        found.append(StoredObject(item["Key"], modified, int(item["Size"])))
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
+            raise StorageError(f"list s3://{self.bucket}/{prefix} failed: {code}: {exc}") from exc
+        return found
+
+
+def capture_records(
+    window: BucketWindow, objects: list[StoredObject], skipped: SkippedLines
+) -> Iterator[CaptureRecord]:
+    """The capture records of `objects` (one JSON object per line); unreadable lines are
+    counted in `skipped`."""
+    for stored in objects:
+        for line in window.lines(stored.key):
+            if not line.strip():
+                continue
+            try:
+                document = json.loads(line)
+            except (ValueError, UnicodeDecodeError):
+                skipped.add("capture line is not JSON")
+                continue
+            record = capture_record(document)
+            if record is None:
+                skipped.add("capture record without features or model_version")
+                continue
+            yield record
