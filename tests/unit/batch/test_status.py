@@ -1,4 +1,4 @@
-"""A batch job's status and the sentence saying why (`functions.batch.logic.job_status`), with
+"""A batch job's status and the sentence saying why (`functions.batch.finalize.job_status`), with
 `[batch] max_rejected_share` as configured."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from functions.batch.logic import job_status
+from functions.batch.finalize import job_status
 from functions.common.config import BatchConfig, ConfigError, parse_config
 
 DEFAULT = BatchConfig()
