@@ -35,7 +35,7 @@ from functions.serving.features import FeatureSpec, alias_names
 from functions.serving.values import check_column
 
 FEEDBACK_PREFIX = "feedback/"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _ALREADY_STORED = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 
 
@@ -67,7 +67,7 @@ def feedback_items(
         if unknown:
             raise _bad(f"{where} has unknown field {unknown[0]!r}", f"{where}.{unknown[0]}")
         request_id, row = item.get("request_id"), item.get("row")
-        if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
+        if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
             raise _bad(
                 f"{where}.request_id must be the request_id of a prediction (letters, digits, "
                 "'.', '_', ':' or '-', at most 128)",
