@@ -319,7 +319,7 @@ def deployed_environment(workdir: Path) -> dict[str, str]:
     """What the stack adds to the predict function's environment, made here."""
     import botocore
 
-    from functions.common.aws import SLIM_DATA_ENV
+    from functions.adapters.aws import SLIM_DATA_ENV
     from functions.common.config import CONFIG_JSON_ENV, load_config
     from infra.cold_start import FUNCTION_ENVIRONMENT, SLIM_DATA_DIR, write_slim_data
 

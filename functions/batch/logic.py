@@ -36,6 +36,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from functions.adapters.storage import JSON_CONTENT_TYPE, ObjectStore
 from functions.batch.contracts import (
     BatchItem,
     BatchItemResult,
@@ -56,7 +57,6 @@ from functions.common.config import BatchConfig, MlopsConfig, deployed_config
 from functions.common.model_registry import PRODUCTION, ModelRegistry
 from functions.common.observability import logger
 from functions.common.settings import stage_settings
-from functions.common.storage import JSON_CONTENT_TYPE, ObjectStore
 from functions.ml import batch as rows
 from functions.ml.batch import InputFormat, RecordScan, UnreadableInput
 from functions.ml.onnx_input import NamedTwiceError

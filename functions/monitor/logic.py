@@ -21,12 +21,13 @@ from typing import Any
 from aws_lambda_powertools import single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.adapters.events import publish_event
+from functions.adapters.storage import ObjectStore
 from functions.common.config import MlopsConfig
 from functions.common.errors import EventPublishError, ObjectNotFoundError
-from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE, publish_event
+from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
 from functions.common.model_registry import ModelRegistry
 from functions.common.observability import logger, metrics
-from functions.common.storage import ObjectStore
 from functions.ml.drift.engine import DriftAccumulator
 from functions.ml.drift.performance import live_performance
 from functions.ml.drift.report import DriftThresholds

@@ -22,10 +22,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from functions.common.errors import StorageError
-from functions.common.storage import JSON_CONTENT_TYPE, ObjectStore
+from functions.adapters.storage import JSON_CONTENT_TYPE, ObjectStore
 from functions.ml.onnx_input import NamedTwiceError, by_feature_name
 from functions.predict.validation import (
     FeatureSpec,
@@ -37,7 +34,6 @@ from functions.predict.validation import (
 
 FEEDBACK_PREFIX = "feedback/"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_ALREADY_STORED = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 
 
 def feedback_key(request_id: str, row: int, day: str) -> str:
@@ -211,17 +207,4 @@ class FeedbackStore:
 
     def _put_once(self, key: str, document: dict[str, Any]) -> bool:
         body = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
-        try:
-            self.objects.s3.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=body,
-                ContentType=JSON_CONTENT_TYPE,
-                IfNoneMatch="*",
-            )
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
-            if code in _ALREADY_STORED:
-                return False
-            raise StorageError(f"put s3://{self.bucket}/{key} failed: {code}: {exc}") from exc
-        return True
+        return self.objects.put_bytes_once(self.bucket, key, body, content_type=JSON_CONTENT_TYPE)

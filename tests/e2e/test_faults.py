@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from functions.common import aws
+from functions.adapters import aws
+from functions.adapters.datasets import DatasetRegistry
 from functions.common.layout import quarantine_key, reason_key
 from functions.common.model_registry import ModelRegistry
-from functions.common.registry import DatasetRegistry
 from functions.ml import sample_data
 from infra.local import LocalCloud, faults
 

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functions.common.aws import reset_clients
+from functions.adapters.aws import reset_clients
 from functions.common.config import deployed_config
 from functions.common.events import MODEL_PROMOTED, REGISTRY_SOURCE
 from functions.common.settings import stage_settings

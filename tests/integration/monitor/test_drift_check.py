@@ -17,11 +17,11 @@ import boto3
 import numpy as np
 import pytest
 
+from functions.adapters.storage import ObjectStore
 from functions.common.config import MlopsConfig, Task, load_config
 from functions.common.contracts import ModelVersion
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
 from functions.common.model_registry import ModelRegistry
-from functions.common.storage import ObjectStore
 from functions.ml.onnx_input import Prediction
 from functions.ml.reference_profile import reference_profile
 from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame

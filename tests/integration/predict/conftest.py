@@ -70,7 +70,7 @@ def api(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Api]:
     """The handler as deployed: its AWS clients read the trimmed botocore data."""
-    from functions.common.aws import SLIM_DATA_ENV
+    from functions.adapters.aws import SLIM_DATA_ENV
     from functions.predict import handler, logic
 
     monkeypatch.setenv(SLIM_DATA_ENV, str(trimmed_botocore_data))
