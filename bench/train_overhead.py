@@ -57,14 +57,9 @@ from threadpoolctl import threadpool_limits
 from functions.adapters import aws
 from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.storage import ObjectStore
-from functions.common.config import (
-    DatasetConfig,
-    FeatureType,
-    MlopsConfig,
-    ModelConfig,
-    Task,
-    deployed_config,
-)
+from functions.common.config.dataset import DatasetConfig, FeatureType, Task
+from functions.common.config.loading import MlopsConfig, deployed_config
+from functions.common.config.training import ModelConfig
 from functions.common.contracts import DatasetRef, SourceObject
 from functions.common.model_registry import ModelRegistry
 from functions.common.settings import stage_settings

@@ -35,7 +35,8 @@ from functions.batch.contracts import (
     job_outputs,
     manifest_key,
 )
-from functions.common.config import ConfigError, load_config
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import load_config
 from functions.common.errors import AdapterError, ObjectNotFoundError
 from infra.registry_cli import LocalOption, StageOption, StateDirOption
 from infra.target import Target, TargetError, resolve_target

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.storage import ObjectStore, read_quarantine_reason
-from functions.common.config import MlopsConfig
+from functions.common.config.loading import MlopsConfig
 from functions.common.layout import RAW_PREFIX
 from infra.drift_cli import _fail, _open, _reported, _text
 from infra.registry_cli import LocalOption, StageOption, StateDirOption, _listing

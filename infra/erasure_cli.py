@@ -23,7 +23,8 @@ from rich.table import Table
 
 from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.versions import ObjectVersions
-from functions.common.config import ConfigError, load_config
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import load_config
 from functions.common.errors import AdapterError
 from functions.erasure.audit import AUDIT_PREFIX, audit_record, new_erasure_id
 from functions.erasure.eraser import Eraser

@@ -27,7 +27,8 @@ from rich.table import Table
 
 from functions.adapters.events import publish_model_promoted
 from functions.adapters.storage import ObjectStore
-from functions.common.config import ConfigError, MlopsConfig, load_config
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import MlopsConfig, load_config
 from functions.common.contracts import AliasChange, AliasState, ModelVersion
 from functions.common.errors import AdapterError, ModelRegistryError
 from functions.common.events import model_promoted_detail

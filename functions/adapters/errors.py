@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 
-from functions.common.errors import AdapterError
+from functions.common.errors import AdapterError, ObjectNotFoundError, StorageError
 
 NOT_FOUND = frozenset({"404", "NoSuchKey", "NoSuchVersion", "NotFound"})
 """S3's codes for a missing object or object version."""
@@ -48,3 +49,25 @@ def translated(error: type[AdapterError], what: str) -> Iterator[None]:
         yield
     except ClientError as exc:
         raise failure(error, what, exc) from exc
+
+
+@contextmanager
+def storage_errors(operation: str, bucket: str, key: str) -> Iterator[None]:
+    """For S3 calls on `s3://bucket/key`: `ObjectNotFoundError` for a missing object (or
+    version), `StorageError` for any other failure."""
+    try:
+        yield
+    except ClientError as exc:
+        where = f"s3://{bucket}/{key}"
+        if is_not_found(exc):
+            raise ObjectNotFoundError(
+                f"{operation} {where}: object not found ({error_code(exc)})"
+            ) from exc
+        raise failure(StorageError, f"{operation} {where}", exc) from exc
+    except S3UploadFailedError as exc:
+        # upload_file reports a failed PutObject or UploadPart as this, not as the ClientError.
+        error = exc.__context__
+        if isinstance(error, ClientError):
+            # The ClientError, not the wrapper, whose message names the local file uploaded.
+            raise failure(StorageError, f"{operation} s3://{bucket}/{key}", error) from exc
+        raise StorageError(f"{operation} s3://{bucket}/{key} failed: Unknown") from exc

@@ -1,45 +1,24 @@
 """S3 adapter for the data bucket: download to a local file, upload, server-side copy, JSON
-documents. Files are streamed (managed transfers), never held in memory whole."""
+documents, listings, metadata, ranged and streamed reads, writes that never overwrite. Files
+are streamed (managed transfers), never held in memory whole."""
 
 from __future__ import annotations
 
 import io
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 
 from functions.adapters import aws
-from functions.adapters.errors import error_code, failure, is_already_stored, is_not_found
+from functions.adapters.errors import failure, is_already_stored, storage_errors
 from functions.common import layout
 from functions.common.errors import ObjectNotFoundError, StorageError
 
 JSON_CONTENT_TYPE = "application/json"
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
-
-
-@contextmanager
-def _translated(operation: str, bucket: str, key: str) -> Iterator[None]:
-    try:
-        yield
-    except ClientError as exc:
-        where = f"s3://{bucket}/{key}"
-        if is_not_found(exc):
-            raise ObjectNotFoundError(
-                f"{operation} {where}: object not found ({error_code(exc)})"
-            ) from exc
-        raise failure(StorageError, f"{operation} {where}", exc) from exc
-    except S3UploadFailedError as exc:
-        # upload_file reports a failed PutObject or UploadPart as this, not as the ClientError.
-        error = exc.__context__
-        if isinstance(error, ClientError):
-            # The ClientError, not the wrapper, whose message names the local file uploaded.
-            raise failure(StorageError, f"{operation} s3://{bucket}/{key}", error) from exc
-        raise StorageError(f"{operation} s3://{bucket}/{key} failed: Unknown") from exc
 
 
 class ObjectStore:
@@ -55,14 +34,14 @@ class ObjectStore:
     ) -> Path:
         """Stream the object (that exact version, when given) into `destination`."""
         extra = {"VersionId": version_id} if version_id else None
-        with _translated("download", bucket, key), destination.open("wb") as file:
+        with storage_errors("download", bucket, key), destination.open("wb") as file:
             self._s3.download_fileobj(bucket, key, file, ExtraArgs=extra)
         return destination
 
     def upload_file(
         self, path: Path, bucket: str, key: str, *, content_type: str = PARQUET_CONTENT_TYPE
     ) -> None:
-        with _translated("upload", bucket, key):
+        with storage_errors("upload", bucket, key):
             self._s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
 
     def copy(
@@ -78,35 +57,35 @@ class ObjectStore:
         source: dict[str, str] = {"Bucket": bucket, "Key": key}
         if version_id:
             source["VersionId"] = version_id
-        with _translated("copy", bucket, key):
+        with storage_errors("copy", bucket, key):
             self._s3.copy_object(
                 CopySource=source, Bucket=destination_bucket or bucket, Key=destination_key
             )
 
     def put_json(self, bucket: str, key: str, document: Any) -> None:
         body = json.dumps(document, indent=2, sort_keys=False, default=str).encode()
-        with _translated("put", bucket, key):
+        with storage_errors("put", bucket, key):
             self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=JSON_CONTENT_TYPE)
 
     def put_bytes(
         self, bucket: str, key: str, body: bytes, *, content_type: str = "application/octet-stream"
     ) -> None:
-        with _translated("put", bucket, key):
+        with storage_errors("put", bucket, key):
             self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
-        with _translated("get", bucket, key):
+        with storage_errors("get", bucket, key):
             return bytes(self._s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
     def get_json(self, bucket: str, key: str) -> Any:
-        with _translated("get", bucket, key):
+        with storage_errors("get", bucket, key):
             body = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         return json.loads(body)
 
     def list_objects(self, bucket: str, prefix: str) -> list[dict[str, Any]]:
         """Every object under `prefix` (key, size, ETag), in key order."""
         found: list[dict[str, Any]] = []
-        with _translated("list", bucket, prefix):
+        with storage_errors("list", bucket, prefix):
             pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
             for page in pages:
                 found.extend(
@@ -122,7 +101,7 @@ class ObjectStore:
         `delimiter`, those not under a further delimiter only."""
         extra = {"Delimiter": delimiter} if delimiter else {}
         found: list[dict[str, Any]] = []
-        with _translated("list", bucket, prefix):
+        with storage_errors("list", bucket, prefix):
             pages = self._s3.get_paginator("list_objects_v2").paginate(
                 Bucket=bucket, Prefix=prefix, **extra
             )
@@ -140,7 +119,7 @@ class ObjectStore:
     def child_prefixes(self, bucket: str, prefix: str) -> list[str]:
         """The "folders" directly under `prefix` (each ending in `/`)."""
         found: list[str] = []
-        with _translated("list", bucket, prefix):
+        with storage_errors("list", bucket, prefix):
             pages = self._s3.get_paginator("list_objects_v2").paginate(
                 Bucket=bucket, Prefix=prefix, Delimiter="/"
             )
@@ -151,7 +130,7 @@ class ObjectStore:
     def metadata(self, bucket: str, key: str, *, version_id: str | None = None) -> dict[str, str]:
         """The user metadata of the object (that exact version, when given)."""
         extra = {"VersionId": version_id} if version_id else {}
-        with _translated("head", bucket, key):
+        with storage_errors("head", bucket, key):
             head = self._s3.head_object(Bucket=bucket, Key=key, **extra)
         return dict(head.get("Metadata") or {})
 
@@ -172,19 +151,19 @@ class ObjectStore:
         """Bytes `start` to `end` (exclusive) of the object: one ranged GET."""
         if end <= start:
             return b""
-        with _translated("get", bucket, key):
+        with storage_errors("get", bucket, key):
             response = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")
             return bytes(response["Body"].read())
 
     def stream(self, bucket: str, key: str, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
         """The object's bytes in chunks, never held whole."""
-        with _translated("get", bucket, key):
+        with storage_errors("get", bucket, key):
             body = self._s3.get_object(Bucket=bucket, Key=key)["Body"]
             yield from body.iter_chunks(chunk_bytes)
 
     def lines(self, bucket: str, key: str) -> Iterator[bytes]:
         """The object's lines, streamed."""
-        with _translated("get", bucket, key):
+        with storage_errors("get", bucket, key):
             body = self._s3.get_object(Bucket=bucket, Key=key)["Body"]
             yield from body.iter_lines()
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from functions.adapters.storage import ObjectStore, _translated
+from functions.adapters.errors import storage_errors
+from functions.adapters.storage import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class ObjectVersions(ObjectStore):
     def list_versions(self, bucket: str, prefix: str) -> list[ObjectVersion]:
         """The object versions under `prefix` (delete markers left out), as listed."""
         found: list[ObjectVersion] = []
-        with _translated("list versions", bucket, prefix):
+        with storage_errors("list versions", bucket, prefix):
             pages = self._s3.get_paginator("list_object_versions").paginate(
                 Bucket=bucket, Prefix=prefix
             )
@@ -42,7 +43,7 @@ class ObjectVersions(ObjectStore):
     def download_version(self, bucket: str, key: str, version_id: str, destination: Path) -> str:
         """Stream one version into `destination`; returns its content type."""
         extra = {} if version_id == "null" else {"VersionId": version_id}
-        with _translated("get", bucket, key):
+        with storage_errors("get", bucket, key):
             response = self._s3.get_object(Bucket=bucket, Key=key, **extra)
             with destination.open("wb") as file:
                 for chunk in response["Body"].iter_chunks(1 << 20):
@@ -53,7 +54,7 @@ class ObjectVersions(ObjectStore):
         self, bucket: str, key: str, path: Path, *, content_type: str, metadata: dict[str, str]
     ) -> str | None:
         """Write the file at `path` as the key's new current version; returns its version id."""
-        with _translated("put", bucket, key), path.open("rb") as body:
+        with storage_errors("put", bucket, key), path.open("rb") as body:
             written = self._s3.put_object(
                 Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata=metadata
             )
@@ -62,18 +63,18 @@ class ObjectVersions(ObjectStore):
     def delete(self, bucket: str, key: str, *, version_id: str | None = None) -> str | None:
         """Delete that version for good; without one, put a delete marker and return its id."""
         extra = {"VersionId": version_id} if version_id else {}
-        with _translated("delete version" if version_id else "delete", bucket, key):
+        with storage_errors("delete version" if version_id else "delete", bucket, key):
             return _version_id(self._s3.delete_object(Bucket=bucket, Key=key, **extra))
 
     def drop_delete_markers(self, bucket: str, key: str) -> None:
         """Remove the key whole when only delete markers are left of it."""
-        with _translated("list versions", bucket, key):
+        with storage_errors("list versions", bucket, key):
             listed = self._s3.list_object_versions(Bucket=bucket, Prefix=key)
         if any(v["Key"] == key for v in listed.get("Versions", [])):
             return
         for marker in listed.get("DeleteMarkers", []):
             if marker["Key"] == key:
-                with _translated("delete marker", bucket, key):
+                with storage_errors("delete marker", bucket, key):
                     self._s3.delete_object(Bucket=bucket, Key=key, VersionId=marker["VersionId"])
 
 

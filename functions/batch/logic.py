@@ -53,7 +53,8 @@ from functions.batch.contracts import (
     manifest_key,
 )
 from functions.batch.scoring import Checked, check_rows, score
-from functions.common.config import BatchConfig, MlopsConfig, deployed_config
+from functions.common.config.loading import MlopsConfig, deployed_config
+from functions.common.config.serving import BatchConfig
 from functions.common.model_registry import PRODUCTION, ModelRegistry
 from functions.common.observability import logger
 from functions.common.settings import stage_settings

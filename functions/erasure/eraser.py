@@ -22,7 +22,7 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 from functions.adapters.versions import ObjectVersion, ObjectVersions
-from functions.common.config import DatasetConfig
+from functions.common.config.dataset import DatasetConfig
 from functions.common.errors import ObjectNotFoundError
 from functions.erasure.findings import (
     CAPTURE,

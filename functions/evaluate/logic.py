@@ -13,7 +13,8 @@ import pandas as pd
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.adapters.storage import ObjectStore
-from functions.common.config import Task, deployed_config
+from functions.common.config.dataset import Task
+from functions.common.config.loading import deployed_config
 from functions.common.contracts import EvaluationResult, ModelVersion, PipelineState, TrainingRun
 from functions.common.errors import ArtifactIntegrityError
 from functions.common.model_registry import ModelRegistry

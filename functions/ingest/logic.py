@@ -32,7 +32,8 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import D
 from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.idempotency import persistence_layer
 from functions.adapters.storage import ObjectStore
-from functions.common.config import DatasetConfig, deployed_config
+from functions.common.config.dataset import DatasetConfig
+from functions.common.config.loading import deployed_config
 from functions.common.contracts import DatasetRef, IngestSkipped, SourceObject
 from functions.common.errors import ObjectNotFoundError, StorageError
 from functions.common.layout import RAW_PREFIX, quarantine_key, reason_key

@@ -23,7 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.adapters.events import publish_event
 from functions.adapters.storage import ObjectStore
-from functions.common.config import MlopsConfig
+from functions.common.config.loading import MlopsConfig
 from functions.common.errors import EventPublishError, ObjectNotFoundError
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
 from functions.common.model_registry import ModelRegistry
@@ -64,7 +64,6 @@ class MonitorService:
     objects: ObjectStore
     models: ModelRegistry
     state: MonitorStore
-    events: Any | None = None
 
     @classmethod
     def create(cls, config: MlopsConfig, bucket: str, table_name: str) -> MonitorService:
@@ -444,7 +443,7 @@ def _publish(
         },
     }
     try:
-        publish_event(DRIFT_DETECTED, detail, MONITOR_SOURCE, events=svc.events)
+        publish_event(DRIFT_DETECTED, detail, MONITOR_SOURCE)
     except EventPublishError:
         if retrain["via"] == "pipeline":
             svc.state.release_retrain(result["check_id"], previous)

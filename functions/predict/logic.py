@@ -22,7 +22,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.adapters.capture import CaptureStream
 from functions.adapters.storage import ObjectStore
-from functions.common.config import ServingConfig, deployed_config
+from functions.common.config.loading import deployed_config
+from functions.common.config.serving import ServingConfig
 from functions.common.model_registry import ModelRegistry
 from functions.common.observability import logger, metrics
 from functions.common.sensitive import SensitiveColumns

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from functions.common.config import ServingConfig
+from functions.common.config.serving import ServingConfig
 from functions.predict.feedback import _REQUEST_ID as REQUEST_ID
 from functions.predict.model_store import ServingModel
 from functions.predict.validation import FLOAT32_MAX

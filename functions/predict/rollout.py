@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from functions.adapters.events import publish_model_promoted
-from functions.common.config import ServingConfig
+from functions.common.config.serving import ServingConfig
 from functions.common.contracts import (
     LATENCY_BUCKETS_MS,
     AliasChange,

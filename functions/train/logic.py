@@ -23,7 +23,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.storage import ObjectStore
-from functions.common.config import DatasetMode, FeatureType, MlopsConfig, Task, deployed_config
+from functions.common.config.dataset import DatasetMode, FeatureType, Task
+from functions.common.config.loading import MlopsConfig, deployed_config
 from functions.common.contracts import DatasetRef, PipelineState, TrainingRun, TrainingSkipped
 from functions.common.errors import DataVersionNotFoundError, DataVersionRetiredError
 from functions.common.model_registry import ModelRegistry

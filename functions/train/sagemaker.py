@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.storage import ObjectStore
-from functions.common.config import MlopsConfig, deployed_config
+from functions.common.config.loading import MlopsConfig, deployed_config
 from functions.common.contracts import (
     DatasetRef,
     PipelineState,

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL = "churn"
-# Every attempt of one call by a function's client (functions/common/aws.py): a fault that
+# Every attempt of one call by a function's client (functions/adapters/aws.py): a fault that
 # fails this many calls outlasts boto3's own retries, once.
 CALL_ATTEMPTS = int(aws._CONFIG.retries["max_attempts"]) + 1  # type: ignore[attr-defined]
 # The state machine's Retry of StorageError / RegistryError (infra/constructs/pipeline.py).

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from functions.common.config import load_config
+from functions.common.config.loading import load_config
 from infra.bootstrap import BootstrapError, build_app
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from functions.adapters.datasets import DatasetRegistry
-from functions.common.config import DatasetMode
+from functions.common.config.dataset import DatasetMode
 from functions.common.contracts import DatasetRef, SourceObject
 from functions.train import logic as train_logic
 from functions.train.logic import training_versions

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from functions.adapters.datasets import DatasetRegistry
-from functions.common.config import load_config
+from functions.common.config.loading import load_config
 from functions.common.contracts import DatasetRef, SourceObject
 from functions.ml.ingestion import build_manifest, ingest_file
 from functions.ml.sample_data import churn_frame, display_headers, encode

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from functions.adapters.datasets import list_dataset_versions
-from functions.common.config import deployed_config
+from functions.common.config.loading import deployed_config
 from functions.common.layout import quarantine_key
 from functions.ml.errors import DataValidationError
 from functions.ml.sample_data import TARGET, churn_frame, encode

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from functions.adapters.storage import ObjectStore
-from functions.common.config import MlopsConfig, Task, load_config
+from functions.common.config.dataset import Task
+from functions.common.config.loading import MlopsConfig, load_config
 from functions.common.contracts import ModelVersion
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
 from functions.common.model_registry import ModelRegistry

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.common.config import load_config
+from functions.common.config.loading import load_config
 from functions.ml.sample_data import churn_frame
 from tests.helpers.cloud import Cloud
 from tests.helpers.models import Trained, trained_churn

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from functions.common.config import FeatureType, Task
+from functions.common.config.dataset import FeatureType, Task
 from functions.ml.drift.engine import DriftAccumulator, compare
 from functions.ml.drift.report import DriftReport, DriftThresholds, FeatureDrift
 from functions.ml.drift.windows import MAX_UNSEEN_CATEGORIES

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.common.config import FeatureType
+from functions.common.config.dataset import FeatureType
 from functions.ml.features import model_frame
 from functions.ml.onnx_input import onnx_inputs, predict_columns
 
@@ -94,7 +94,8 @@ def test_the_module_imports_neither_pandas_nor_sklearn() -> None:
 
 
 def test_serving_plain_json_rows_matches_scoring_a_dataframe() -> None:
-    from functions.common.config import ModelConfig, Task
+    from functions.common.config.dataset import Task
+    from functions.common.config.training import ModelConfig
     from functions.ml.onnx_model import OnnxModel, export_onnx
     from functions.ml.sample_data import churn_frame
     from functions.ml.training import fit_model

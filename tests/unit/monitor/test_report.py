@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from functions.common.config import FeatureType, Task
+from functions.common.config.dataset import FeatureType, Task
 from functions.ml.drift.engine import compare
 from functions.ml.drift.presentation import ranked_features
 from functions.ml.onnx_model import Prediction
