@@ -116,7 +116,9 @@ ESTIMATOR_PARAMS: dict[str, dict[str, Any]] = {
 def train(
     workdir: Path, estimator: str = "logistic_regression"
 ) -> tuple[bytes, dict[str, Any], list[dict[str, Any]]]:
-    from functions.common.config import ModelConfig, Task, load_config
+    from functions.common.config.dataset import Task
+    from functions.common.config.loading import load_config
+    from functions.common.config.training import ModelConfig
     from functions.ml.onnx_model import export_onnx
     from functions.ml.sample_data import churn_frame
     from functions.ml.training import fit_model
@@ -321,8 +323,8 @@ def deployed_environment(workdir: Path) -> dict[str, str]:
     """What the stack adds to the predict function's environment, made here."""
     import botocore
 
-    from functions.common.aws import SLIM_DATA_ENV
-    from functions.common.config import CONFIG_JSON_ENV, load_config
+    from functions.adapters.aws import SLIM_DATA_ENV
+    from functions.common.config.loading import CONFIG_JSON_ENV, load_config
     from infra.cold_start import FUNCTION_ENVIRONMENT, SLIM_DATA_DIR, write_slim_data
 
     data = write_slim_data(Path(botocore.__file__).parent, workdir / SLIM_DATA_DIR)

@@ -15,7 +15,8 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from functions.common.config import ConfigError, load_config
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import load_config
 from infra.config import REPO_ROOT, deploy_config
 from infra.layers import LayerBuildError
 from infra.stacks.mlops_stack import MlopsStack

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from functions.adapters.storage import ObjectStore
 from functions.batch.contracts import (
     BATCH_IN,
     JOB_PATTERN,
@@ -34,9 +35,9 @@ from functions.batch.contracts import (
     job_outputs,
     manifest_key,
 )
-from functions.common.config import ConfigError, load_config
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import load_config
 from functions.common.errors import AdapterError, ObjectNotFoundError
-from functions.common.storage import ObjectStore
 from infra.registry_cli import LocalOption, StageOption, StateDirOption
 from infra.target import Target, TargetError, resolve_target
 

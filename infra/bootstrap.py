@@ -25,7 +25,8 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from functions.common.config import ConfigError, load_config
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import load_config
 from infra.config import REPO_ROOT
 from infra.nag import acknowledge
 

@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from functions.common.config import ConfigError, load_config
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import load_config
 from infra.batch_cli import batch_app
 from infra.config_cli import checked_config, config_app
 from infra.data_cli import data_app

@@ -17,7 +17,7 @@ what the function's clients read.
   else unchanged); `examples-1.json` (documentation only) is left out;
 - `endpoints.json` with only those services in each partition (the partitions' own data
   whole), `partitions.json`, `_retry.json` and `sdk-default-configuration.json` as they are;
-- `VERSION`: the botocore version the files came from. `functions.common.aws` uses the copy
+- `VERSION`: the botocore version the files came from. `functions.adapters.aws` uses the copy
   only with that same version of botocore, so a model is never read by another release.
 
 All JSON is written compact. The serving layer carries the copy for the botocore it ships

@@ -6,13 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from functions.common.config import (
-    CONFIG_JSON_ENV,
-    MlopsConfig,
-    StageConfig,
-    config_path,
-    load_config,
-)
+from functions.common.config.loading import CONFIG_JSON_ENV, MlopsConfig, config_path, load_config
+from functions.common.config.stages import StageConfig
 
 if TYPE_CHECKING:
     from aws_cdk import RemovalPolicy

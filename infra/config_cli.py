@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from functions.common.config import ConfigError, MlopsConfig, config_path, load_config
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import MlopsConfig, config_path, load_config
 
 config_app = typer.Typer(help="The pipeline config (mlops.toml).", no_args_is_help=True)
 console = Console()
@@ -114,7 +115,8 @@ def initial_config(data: Path, *, task: str, target: str | None, name: str | Non
     """The text of a minimal config for `data`, validated as `config check` validates it."""
     import tomllib
 
-    from functions.common.config import DatasetConfig, Task, parse_config
+    from functions.common.config.dataset import DatasetConfig, Task
+    from functions.common.config.loading import parse_config
     from functions.ml.cleaning import normalise_header
     from functions.ml.ingestion import ingest_file
     from functions.ml.readers.formats import detect_format

@@ -19,9 +19,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from functions.common.config import ConfigError, load_config
+from functions.adapters.datasets import DatasetRegistry
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import load_config
 from functions.common.contracts import DatasetRef, Retirement
-from functions.common.registry import DatasetRegistry
 from infra.registry_cli import LocalOption, StageOption, StateDirOption, _reported, _who
 from infra.target import TargetError, resolve_target
 

@@ -33,9 +33,9 @@ from rich.panel import Panel
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from functions.adapters.storage import ObjectStore, read_quarantine_reason
 from functions.common import layout
-from functions.common.config import load_config
-from functions.common.storage import ObjectStore, read_quarantine_reason
+from functions.common.config.loading import load_config
 from functions.ml import sample_data
 from infra.local import lambda_config
 from infra.local.cloud import REPO_ROOT, LocalCloud

@@ -23,9 +23,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from functions.common.config import ConfigError, MlopsConfig, load_config
+from functions.adapters.storage import ObjectStore
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import MlopsConfig, load_config
 from functions.common.errors import AdapterError, ObjectNotFoundError
-from functions.common.storage import ObjectStore
 from functions.ml.drift.presentation import STATISTICS, ranked_features
 from infra.registry_cli import LocalOption, StageOption, StateDirOption
 from infra.target import Target, TargetError, resolve_target

@@ -26,10 +26,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from functions.common.config import MlopsConfig
+from functions.adapters.datasets import DatasetRegistry
+from functions.adapters.storage import ObjectStore, read_quarantine_reason
+from functions.common.config.loading import MlopsConfig
 from functions.common.layout import RAW_PREFIX
-from functions.common.registry import DatasetRegistry
-from functions.common.storage import ObjectStore, read_quarantine_reason
 from infra.drift_cli import _fail, _open, _reported, _text
 from infra.registry_cli import LocalOption, StageOption, StateDirOption, _listing
 from infra.target import Target

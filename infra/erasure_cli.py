@@ -21,18 +21,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from functions.common.config import ConfigError, load_config
-from functions.common.erasure import (
-    AUDIT_PREFIX,
-    Eraser,
-    Findings,
-    KeyResult,
-    audit_record,
-    new_erasure_id,
-    registry_rows_updater,
-)
+from functions.adapters.datasets import DatasetRegistry
+from functions.adapters.versions import ObjectVersions
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import load_config
 from functions.common.errors import AdapterError
-from functions.common.storage import ObjectStore
+from functions.erasure.audit import AUDIT_PREFIX, audit_record, new_erasure_id
+from functions.erasure.eraser import Eraser
+from functions.erasure.findings import Findings, KeyResult
 from functions.ml.erasure import Subject, SubjectSyntaxError
 from infra.target import STATE_DIR_ENV, Target, TargetError, resolve_target
 
@@ -141,11 +137,14 @@ def erase(
         who = str(target.client("sts").get_caller_identity()["Arn"])
         acting, acting_as = _acting_target(target, erasure_id)
         table = target.outputs.get("RegistryTableName")
+        objects = ObjectVersions(acting.client("s3"))
         eraser = Eraser(
-            acting.client("s3"),
+            objects,
             bucket,
             config.dataset,
-            on_curated=registry_rows_updater(target.client("dynamodb"), table) if table else None,
+            on_curated=(
+                DatasetRegistry(table, target.client("dynamodb")).set_rows if table else None
+            ),
         )
         with console.status("Reading every object version..."):
             findings = eraser.find(wanted)
@@ -170,7 +169,7 @@ def erase(
             remaining=remaining,
         )
         audit_key = f"{AUDIT_PREFIX}{erasure_id}.json"
-        ObjectStore(acting.client("s3")).put_json(bucket, audit_key, record)
+        objects.put_json(bucket, audit_key, record)
     except (AdapterError, ClientError, BotoCoreError) as exc:
         raise _fail(f"the erasure stopped: {exc}") from None
     if results:

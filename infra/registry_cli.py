@@ -25,12 +25,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from functions.common.config import ConfigError, MlopsConfig, load_config
+from functions.adapters.events import publish_model_promoted
+from functions.adapters.storage import ObjectStore
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import MlopsConfig, load_config
 from functions.common.contracts import AliasChange, AliasState, ModelVersion
 from functions.common.errors import AdapterError, ModelRegistryError
-from functions.common.events import model_promoted_detail, publish_model_promoted
+from functions.common.events import model_promoted_detail
 from functions.common.model_registry import CANDIDATE, PRODUCTION, ModelRegistry
-from functions.common.storage import ObjectStore
 from functions.ml.metrics import GREATER_IS_BETTER
 from infra.target import STATE_DIR_ENV, Target, TargetError, resolve_target
 

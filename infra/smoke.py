@@ -25,7 +25,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from functions.common.config import MlopsConfig
+from functions.common.config.loading import MlopsConfig
 from functions.common.health import HEALTH_CHECK
 from functions.common.model_registry import ModelRegistry
 from infra.predict_client import PredictError, call_api

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from functions.common.config import config_path
+from functions.common.config.loading import config_path
 
 STAMP_FILE = "mlops-synth.json"
 

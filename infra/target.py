@@ -22,7 +22,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from functions.common.config import MlopsConfig
+from functions.common.config.loading import MlopsConfig
 
 STATE_DIR_ENV = "MLOPS_LOCAL_STATE_DIR"
 DEFAULT_STATE_DIR = Path(".mlops/local")

@@ -19,7 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from functions.common.config import MlopsConfig, Task
+from functions.common.config.dataset import Task
+from functions.common.config.loading import MlopsConfig
 from functions.common.contracts import EvaluationResult, TrainingRun
 from functions.evaluate.logic import EVALUATION_FILE, score
 from functions.ml.gate import apply_gate

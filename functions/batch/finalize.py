@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from functions.adapters.storage import JSON_CONTENT_TYPE
 from functions.batch.contracts import (
     BatchItem,
     BatchItemResult,
@@ -17,9 +18,8 @@ from functions.batch.contracts import (
     manifest_key,
 )
 from functions.batch.stage import stage_adapters
-from functions.common.config import BatchConfig
+from functions.common.config.serving import BatchConfig
 from functions.common.observability import logger
-from functions.common.storage import JSON_CONTENT_TYPE
 
 
 def finalize(

@@ -13,6 +13,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from functions.adapters.storage import JSON_CONTENT_TYPE, ObjectStore
 from functions.batch.contracts import (
     BatchItem,
     BatchPlan,
@@ -23,10 +24,9 @@ from functions.batch.contracts import (
     job_outputs,
 )
 from functions.batch.stage import Adapters, now, stage_adapters
-from functions.common.config import MlopsConfig
+from functions.common.config.loading import MlopsConfig
 from functions.common.model_registry import PRODUCTION
 from functions.common.observability import logger
-from functions.common.storage import JSON_CONTENT_TYPE, ObjectStore
 from functions.ml import batch as rows
 from functions.ml.batch import InputFormat, RecordScan, UnreadableInput
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from functions.batch.contracts import BatchItem
 from functions.batch.scoring import Checked, check_rows
 from functions.batch.stage import Adapters
-from functions.common.config import MlopsConfig
+from functions.common.config.loading import MlopsConfig
 from functions.ml import batch as rows
 from functions.ml.batch import InputFormat
 from functions.ml.onnx_input import NamedTwiceError

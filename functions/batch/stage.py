@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 
-from functions.common.config import MlopsConfig, deployed_config
+from functions.adapters.storage import ObjectStore
+from functions.common.config.loading import MlopsConfig, deployed_config
 from functions.common.model_registry import ModelRegistry
 from functions.common.settings import stage_settings
-from functions.common.storage import ObjectStore
 
 
 @dataclass(frozen=True)

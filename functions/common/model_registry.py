@@ -38,6 +38,7 @@ from typing import Any, Literal
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from functions.adapters.table import RegistryTable
 from functions.common.contracts import (
     LATENCY_BUCKETS_MS,
     AliasChange,
@@ -55,7 +56,6 @@ from functions.common.errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
-from functions.common.table import RegistryTable
 
 PRODUCTION = "production"
 CANDIDATE = "candidate"

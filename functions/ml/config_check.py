@@ -11,7 +11,8 @@ values instead of at training time. Pure: scikit-learn only, no AWS.
 
 from __future__ import annotations
 
-from functions.common.config import ConfigError, MlopsConfig
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import MlopsConfig
 from functions.ml.metrics import TASK_METRICS
 from functions.ml.training import estimator_param_names
 

@@ -1,7 +1,7 @@
 """The labelled feedback a drift check reads from the data bucket (`feedback/`: one JSON object
 per row from `POST /v1/feedback`, or files dropped by users: `.json`, `.jsonl` or `.csv` with
 `request_id`, `row`, `label` and, optionally, feature columns), found through the window of
-`functions.common.bucket_window`.
+`functions.adapters.bucket_window`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from functions.common.bucket_window import BucketWindow, SkippedLines, StoredObject
+from functions.adapters.bucket_window import BucketWindow, SkippedLines, StoredObject
 from functions.common.records import feedback_item
 
 

@@ -22,12 +22,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from functions.common.bucket_window import BucketWindow, SkippedLines, capture_records
-from functions.common.errors import StorageError
+from functions.adapters.bucket_window import BucketWindow, SkippedLines, capture_records
+from functions.adapters.storage import JSON_CONTENT_TYPE, ObjectStore
 from functions.common.records import FeedbackItem, FeedbackRecord
-from functions.common.storage import JSON_CONTENT_TYPE, ObjectStore
 from functions.ml.onnx_input import NamedTwiceError, by_feature_name
 from functions.serving.body import batch_list
 from functions.serving.errors import RequestError
@@ -208,17 +205,4 @@ class FeedbackStore:
 
     def _put_once(self, key: str, document: FeedbackRecord) -> bool:
         body = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
-        try:
-            self.objects.s3.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=body,
-                ContentType=JSON_CONTENT_TYPE,
-                IfNoneMatch="*",
-            )
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
-            if code in _ALREADY_STORED:
-                return False
-            raise StorageError(f"put s3://{self.bucket}/{key} failed: {code}: {exc}") from exc
-        return True
+        return self.objects.put_bytes_once(self.bucket, key, body, content_type=JSON_CONTENT_TYPE)

@@ -20,13 +20,14 @@ import numpy as np
 import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.common.capture import CaptureStream
-from functions.common.config import ServingConfig, deployed_config
+from functions.adapters.capture import CaptureStream
+from functions.adapters.storage import ObjectStore
+from functions.common.config.loading import deployed_config
+from functions.common.config.serving import ServingConfig
 from functions.common.model_registry import ModelRegistry
 from functions.common.observability import logger, metrics
 from functions.common.records import CaptureRecord
 from functions.common.sensitive import SensitiveColumns
-from functions.common.storage import ObjectStore
 from functions.ml.onnx_input import Prediction, predict_columns
 from functions.predict.feedback import FeedbackStore
 from functions.predict.model_store import ModelStore

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from functions.common.config import ServingConfig
+from functions.common.config.serving import ServingConfig
 from functions.predict.feedback import REQUEST_ID
 from functions.serving.model import ServingModel
 from functions.serving.values import FLOAT32_MAX

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from functions.common.config import ServingConfig
+from functions.adapters.events import publish_model_promoted
+from functions.common.config.serving import ServingConfig
 from functions.common.contracts import (
     LATENCY_BUCKETS_MS,
     AliasChange,
@@ -38,7 +39,7 @@ from functions.common.errors import (
     ModelRegistryError,
     StalePromotionError,
 )
-from functions.common.events import model_promoted_detail, publish_model_promoted
+from functions.common.events import model_promoted_detail
 from functions.common.model_registry import CANDIDATE, PRODUCTION, ModelRegistry, now
 from functions.common.observability import logger
 

@@ -25,6 +25,8 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.adapters.events import publish_model_promoted
+from functions.adapters.storage import ObjectStore
 from functions.common.contracts import (
     AliasChange,
     EvaluationResult,
@@ -38,11 +40,10 @@ from functions.common.errors import (
     RunNotFoundError,
     StalePromotionError,
 )
-from functions.common.events import model_promoted_detail, publish_model_promoted
+from functions.common.events import model_promoted_detail
 from functions.common.model_registry import PRODUCTION, ModelRegistry, now
 from functions.common.observability import logger, metrics
 from functions.common.settings import StageSettings, stage_settings
-from functions.common.storage import ObjectStore
 from functions.ml.model_card.render import render_model_card
 
 MODEL_FILE = "model.onnx"

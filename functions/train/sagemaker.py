@@ -27,7 +27,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from functions.common.config import MlopsConfig, deployed_config
+from functions.adapters.datasets import DatasetRegistry
+from functions.adapters.storage import ObjectStore
+from functions.common.config.loading import MlopsConfig, deployed_config
 from functions.common.contracts import (
     DatasetRef,
     PipelineState,
@@ -38,9 +40,7 @@ from functions.common.contracts import (
 from functions.common.errors import ModelRegistryError
 from functions.common.model_registry import ModelRegistry
 from functions.common.observability import logger
-from functions.common.registry import DatasetRegistry
 from functions.common.settings import stage_settings
-from functions.common.storage import ObjectStore
 from functions.train.logic import (
     Trainer,
     new_run_id,

@@ -23,7 +23,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from functions.common.config import SageMakerTrainingConfig
+from functions.common.config.training import SageMakerTrainingConfig
 from functions.train.sagemaker_layout import (
     MAX_JOB_NAME,
     SPEC_CHANNEL,

@@ -19,7 +19,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from functions.common.aws import SLIM_DATA_ENV
+from functions.adapters.aws import SLIM_DATA_ENV
 from functions.common.model_registry import model_key
 from infra.cold_start import SLIM_DATA_DIR
 from infra.config import DeployConfig

@@ -13,7 +13,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from functions.common.config import CONFIG_JSON_ENV
+from functions.common.config.loading import CONFIG_JSON_ENV
 from infra.cold_start import FUNCTION_ENVIRONMENT
 from infra.config import REPO_ROOT, DeployConfig
 from infra.constructs.data_lake import DataLake, data_key

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from functions.common.config import CONFIG_JSON_ENV
+from functions.common.config.loading import CONFIG_JSON_ENV
 from infra.local.api_adapter import DEFAULT_API_PORT
 from infra.local.assembly import AssemblyError, load_stack, stack_names
 from infra.local.cloud import REPO_ROOT, LocalCloud
@@ -172,7 +172,8 @@ def _configure_logging(verbose: bool) -> None:
 def _stage_and_stack(stage: str | None, stack: str | None) -> tuple[str, str]:
     """The stage to synthesize and the stack to deploy: --stack as given, else the stack of
     --stage (default dev) in the config in use; an unknown stage or a bad config exits 2."""
-    from functions.common.config import ConfigError, load_config
+    from functions.common.config.base import ConfigError
+    from functions.common.config.loading import load_config
 
     stage = stage or "dev"
     try:

@@ -458,7 +458,7 @@ def _reset_function_state() -> None:
     lambda_runtime.reset()
     workers.WORKERS.reset()
     DISPATCHER.reset()
-    from functions.common.aws import reset_clients
+    from functions.adapters.aws import reset_clients
 
     reset_clients()
     for name, module in list(sys.modules.items()):

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from functions.common.config import CONFIG_ENV
+from functions.common.config.loading import CONFIG_ENV
 from infra.synth_inputs import config_in_use, stale_reason
 
 __all__ = ["SynthError", "local_code_version", "stale_reason", "synthesize"]

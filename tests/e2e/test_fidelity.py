@@ -203,7 +203,7 @@ def _get(url: str) -> tuple[int, Any]:
 
 
 def _smoke(cloud: LocalCloud, state_dir: Path) -> list[Any]:
-    from functions.common.config import load_config
+    from functions.common.config.loading import load_config
     from infra.smoke import run_smoke
     from infra.target import resolve_target
 

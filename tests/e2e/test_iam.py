@@ -75,7 +75,7 @@ def _without(actions: Callable[[str], bool]) -> Callable[[dict[str, Any]], None]
 
 
 def _smoke(cloud: LocalCloud, state_dir: Path) -> dict[str, Any]:
-    from functions.common.config import load_config
+    from functions.common.config.loading import load_config
     from infra.smoke import run_smoke
     from infra.target import resolve_target
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from functions.common.config import load_config
+from functions.common.config.loading import load_config
 from functions.common.model_registry import ModelRegistry
 from functions.ml import sample_data
 from functions.ml.onnx_model import OnnxModel, Signature

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from functions.common.config import FeatureType, Task
+from functions.common.config.dataset import FeatureType, Task
 from functions.ml.onnx_input import Prediction
 from functions.ml.reference_profile import reference_profile
 from tests.helpers.models import CHURN_SCHEMA

@@ -10,7 +10,9 @@ from typing import Any
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from functions.common.config import FeatureType, ModelConfig, Task, load_config
+from functions.common.config.dataset import FeatureType, Task
+from functions.common.config.loading import load_config
+from functions.common.config.training import ModelConfig
 from functions.ml.onnx_model import Signature, export_onnx
 from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame
 from functions.ml.training import fit_model

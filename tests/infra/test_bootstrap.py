@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from functions.common.config import load_config
+from functions.common.config.loading import load_config
 from infra.bootstrap import BootstrapError, build_app
 from tests.helpers.synth import acknowledged_rules, synth_in_child
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from functions.common.config import ConfigError, parse_config
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import parse_config
 from infra.app import build_app
 from infra.checks import cfn_lint, stack_templates
 

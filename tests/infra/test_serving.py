@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from functions.common.aws import SLIM_DATA_ENV
+from functions.adapters.aws import SLIM_DATA_ENV
 from infra.app import build_app
 from infra.cold_start import PREDICT_SERVICES, botocore_version
 from infra.layers import (

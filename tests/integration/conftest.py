@@ -13,8 +13,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functions.common.aws import reset_clients
-from functions.common.config import deployed_config
+from functions.adapters.aws import reset_clients
+from functions.common.config.loading import deployed_config
 from functions.common.events import MODEL_PROMOTED, REGISTRY_SOURCE
 from functions.common.settings import stage_settings
 from tests.helpers.cloud import BUCKET, TABLE, Cloud, create_data_bucket, create_registry_table

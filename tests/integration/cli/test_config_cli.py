@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from functions.common.config import ConfigError
+from functions.common.config.base import ConfigError
 from infra.cli import app
 from infra.config import deploy_config
 

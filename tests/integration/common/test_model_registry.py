@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from functions.adapters.events import publish_model_promoted
 from functions.common.contracts import AliasChange, ModelVersion, RolloutDecision, ServingStats
 from functions.common.errors import (
     EventPublishError,
@@ -25,12 +26,7 @@ from functions.common.errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
-from functions.common.events import (
-    MODEL_PROMOTED,
-    REGISTRY_SOURCE,
-    model_promoted_detail,
-    publish_model_promoted,
-)
+from functions.common.events import MODEL_PROMOTED, REGISTRY_SOURCE, model_promoted_detail
 from functions.common.model_registry import CANDIDATE, PRODUCTION, ModelRegistry
 
 if TYPE_CHECKING:

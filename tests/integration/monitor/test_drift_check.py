@@ -16,11 +16,11 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.common.config import MlopsConfig, load_config
+from functions.adapters.storage import ObjectStore
+from functions.common.config.loading import MlopsConfig, load_config
 from functions.common.contracts import ModelVersion
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
 from functions.common.model_registry import ModelRegistry
-from functions.common.storage import ObjectStore
 from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame
 from functions.monitor.handler import BadRequestError, window_hours
 from functions.monitor.logic import MonitorService, run_check, summary

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from functions.adapters.storage import ObjectStore
 from functions.common.model_registry import CANDIDATE, PRODUCTION, ModelRegistry
-from functions.common.storage import ObjectStore
 from functions.ml.onnx_input import predict_columns
 from functions.predict.model_store import ModelStore
 from functions.predict.rollout import RolloutPolicy

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from functions.batch.finalize import job_status
-from functions.common.config import BatchConfig, ConfigError, parse_config
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import parse_config
+from functions.common.config.serving import BatchConfig
 
 DEFAULT = BatchConfig()
 

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from functions.common.config import DriftConfig, FeatureType, Task
+from functions.common.config.dataset import FeatureType, Task
+from functions.common.config.serving import DriftConfig
 from functions.common.sensitive import hash_value
 from functions.ml.drift.engine import compare
 from functions.ml.drift.report import DriftReport, DriftThresholds

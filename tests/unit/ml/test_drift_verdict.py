@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from functions.common.config import FeatureType, MlopsConfig, Task, parse_config
+from functions.common.config.dataset import FeatureType, Task
+from functions.common.config.loading import MlopsConfig, parse_config
 from functions.ml.drift.engine import compare
 from functions.ml.drift.report import DriftThresholds
 from functions.ml.sample_data import churn_frame

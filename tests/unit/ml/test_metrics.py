@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from functions.common.config import Task
+from functions.common.config.dataset import Task
 from functions.ml.metrics import (
     GREATER_IS_BETTER,
     MAX_CURVE_CLASSES,

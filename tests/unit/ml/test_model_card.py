@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from functions.common.config import Task
+from functions.common.config.dataset import Task
 from functions.ml.metrics import evaluate_predictions
 from functions.ml.model_card.render import render_model_card
 from tests.helpers.imports import loaded_by_importing

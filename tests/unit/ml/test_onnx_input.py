@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.common.config import FeatureType
+from functions.common.config.dataset import FeatureType
 from functions.ml.features import model_frame
 from functions.ml.onnx_input import onnx_inputs, predict_columns
 from tests.helpers.imports import loaded_by_importing

@@ -12,7 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from functions.common.config import ESTIMATORS, FeatureType, ModelConfig, Task
+from functions.common.config.dataset import FeatureType, Task
+from functions.common.config.training import ESTIMATORS, ModelConfig
 from functions.ml.onnx_model import (
     OnnxModel,
     ParityError,

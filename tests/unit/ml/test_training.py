@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from functions.common.config import ESTIMATORS, ModelConfig, Task
+from functions.common.config.dataset import Task
+from functions.common.config.training import ESTIMATORS, ModelConfig
 from functions.ml.features import model_frame, target_array
 from functions.ml.sample_data import churn_frame
 from functions.ml.training import build_pipeline, fit_model, split_dataset

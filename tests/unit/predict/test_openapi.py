@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from functions.common.config import ServingConfig
+from functions.common.config.serving import ServingConfig
 from functions.predict import openapi
 from functions.serving.model import ServingModel
 

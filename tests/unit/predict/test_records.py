@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from functions.common.config import ServingConfig
+from functions.adapters.storage import ObjectStore
+from functions.common.config.serving import ServingConfig
 from functions.common.records import FeedbackItem, capture_record, feedback_item
 from functions.common.sensitive import SensitiveColumns
 from functions.ml.onnx_input import Prediction
@@ -86,7 +87,7 @@ class _Bucket:
 
 def test_a_feedback_object_is_the_records_json_byte_for_byte() -> None:
     bucket = _Bucket()
-    store = FeedbackStore("b", SimpleNamespace(s3=bucket))  # type: ignore[arg-type]
+    store = FeedbackStore("b", ObjectStore(bucket))
     store.captured_rows = lambda ids: {}  # type: ignore[method-assign]
     items = [
         FeedbackItem(request_id="req-1", row=0, label="yes", features=None),

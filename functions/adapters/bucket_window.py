@@ -15,11 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from botocore.exceptions import ClientError
-
-from functions.common.errors import StorageError
+from functions.adapters.storage import ObjectStore
 from functions.common.records import CaptureRecord, capture_record
-from functions.common.storage import ObjectStore
 
 CAPTURE_PREFIX = "capture/"
 FEEDBACK_PREFIX = "feedback/"
@@ -80,36 +77,19 @@ class BucketWindow:
 
     def lines(self, key: str) -> Iterator[bytes]:
         """The object's lines, streamed."""
-        try:
-            body = self.objects.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
-            raise StorageError(f"get s3://{self.bucket}/{key} failed: {code}: {exc}") from exc
-        yield from body.iter_lines()
+        return self.objects.lines(self.bucket, key)
 
     def _child_prefixes(self, prefix: str) -> list[str]:
-        paginator = self.objects.s3.get_paginator("list_objects_v2")
-        found: list[str] = []
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
-            found.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
-        return found
+        return self.objects.child_prefixes(self.bucket, prefix)
 
     def _list(
         self, prefix: str, start: datetime, end: datetime, delimiter: str | None = None
     ) -> list[StoredObject]:
-        paginator = self.objects.s3.get_paginator("list_objects_v2")
-        extra = {"Delimiter": delimiter} if delimiter else {}
-        found = []
-        try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, **extra):
-                for item in page.get("Contents", []):
-                    modified = item["LastModified"]
-                    if start < modified <= end and not item["Key"].endswith("/"):
-                        found.append(StoredObject(item["Key"], modified, int(item["Size"])))
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
-            raise StorageError(f"list s3://{self.bucket}/{prefix} failed: {code}: {exc}") from exc
-        return found
+        return [
+            StoredObject(item["key"], item["modified"], item["size"])
+            for item in self.objects.list_modified(self.bucket, prefix, delimiter=delimiter)
+            if start < item["modified"] <= end and not item["key"].endswith("/")
+        ]
 
 
 def capture_records(

@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from functions.common import aws
+from functions.adapters import aws
 from functions.common.errors import CaptureError
 
 MAX_RECORDS_PER_CALL = 500
@@ -19,15 +19,11 @@ MAX_RECORD_BYTES = 1000 * 1024
 class CaptureStream:
     """One Firehose delivery stream; the client is created on first use unless passed in."""
 
+    _firehose = aws.LazyClient("firehose")
+
     def __init__(self, stream_name: str, firehose: Any | None = None) -> None:
         self.stream_name = stream_name
-        self._firehose = firehose
-
-    @property
-    def firehose(self) -> Any:
-        if self._firehose is None:
-            self._firehose = aws.client("firehose")
-        return self._firehose
+        self._client = firehose
 
     def put_lines(self, lines: Sequence[bytes]) -> int:
         """Send `lines` (each one record, newline-terminated) with `put_record_batch`, at most
@@ -40,7 +36,7 @@ class CaptureStream:
         failed = sum(1 for line in lines if len(line) > MAX_RECORD_BYTES)
         for chunk in _chunks([line for line in lines if len(line) <= MAX_RECORD_BYTES]):
             try:
-                response = self.firehose.put_record_batch(
+                response = self._firehose.put_record_batch(
                     DeliveryStreamName=self.stream_name,
                     Records=[{"Data": line} for line in chunk],
                 )

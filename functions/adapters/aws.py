@@ -76,6 +76,19 @@ def client(service: str) -> Any:
         return cached
 
 
+class LazyClient:
+    """A class attribute: the instance's `_client` (a client passed in), else the shared client
+    of `service`, created on first use and then kept in `_client`."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance._client is None:
+            instance._client = client(self.service)
+        return instance._client
+
+
 def _session(data: str) -> boto3.session.Session:
     if data and _usable(Path(data)):
         core = botocore.session.Session()

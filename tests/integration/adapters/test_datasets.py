@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from functions.adapters.datasets import DatasetRegistry, list_dataset_versions
 from functions.common.contracts import DatasetRef, SourceObject
 from functions.common.errors import RegistryError
-from functions.common.registry import DatasetRegistry, list_dataset_versions
 
 if TYPE_CHECKING:
     from tests.helpers.cloud import Cloud

@@ -16,20 +16,25 @@ the fingerprints of the subject's raw rows in the drop each dataset version came
 
 from __future__ import annotations
 
-import json
-import secrets
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from functions.common.config import DatasetConfig
-from functions.common.errors import RegistryError, StorageError
+from functions.adapters.versions import ObjectVersion, ObjectVersions
+from functions.common.config.dataset import DatasetConfig
+from functions.common.errors import ObjectNotFoundError
+from functions.erasure.findings import (
+    CAPTURE,
+    CURATED,
+    DELETED,
+    FEEDBACK,
+    QUARANTINE,
+    RAW,
+    Findings,
+    KeyFinding,
+    KeyResult,
+)
 from functions.ml.erasure import (
     Filtered,
     Matcher,
@@ -42,116 +47,23 @@ from functions.ml.erasure import (
 )
 from functions.ml.ingestion import DATA_FILE, MANIFEST_FILE
 
-CAPTURE, FEEDBACK, RAW, QUARANTINE, CURATED = "capture", "feedback", "raw", "quarantine", "curated"
-AREAS = (CAPTURE, FEEDBACK, RAW, QUARANTINE, CURATED)
-"""Scanned in this order; each area is the prefix `<area>/`."""
-AUDIT_PREFIX = "audit/erasure/"
-REWRITTEN, DELETED, VERSIONS_DELETED = "rewritten", "deleted", "versions deleted"
-
-
-@dataclass
-class KeyFinding:
-    """One key holding the subject in at least one version."""
-
-    area: str
-    key: str
-    hits: dict[str, int]
-    """Version id -> the subject's rows in it."""
-    current: str | None
-    """The current version's id (None: a delete marker is current)."""
-    current_rows: int = 0
-    unreadable: dict[str, str] = field(default_factory=dict)
-    """Version id -> why it could not be filtered though it contains the subject's value."""
-    versions: int = 0
-    """Object versions of the key (delete markers not counted)."""
-
-    @property
-    def all_versions_hit(self) -> bool:
-        return len(self.hits) == self.versions
-
-    @property
-    def rows_removed(self) -> int:
-        return self.hits.get(self.current or "", 0)
-
-    @property
-    def action(self) -> str:
-        if self.current not in self.hits:
-            return VERSIONS_DELETED
-        if self.area != CURATED and self.rows_removed >= self.current_rows:
-            return DELETED
-        return REWRITTEN
-
-
-@dataclass
-class Findings:
-    subject: Subject
-    keys: list[KeyFinding] = field(default_factory=list)
-    linked: frozenset[tuple[str, int]] = frozenset()
-    """The subject's predictions (request_id, row) found in capture."""
-    curated_fingerprints: dict[str, frozenset[int]] = field(default_factory=dict)
-    """Curated data key -> fingerprints of the subject's rows in it."""
-    objects_scanned: int = 0
-    versions_scanned: int = 0
-
-    @property
-    def unreadable(self) -> list[tuple[str, str, str]]:
-        return [(f.key, v, why) for f in self.keys for v, why in f.unreadable.items()]
-
-
-@dataclass
-class KeyResult:
-    area: str
-    key: str
-    action: str
-    rows_removed: int
-    rows_kept: int | None
-    versions_deleted: list[str]
-    new_version: str | None = None
-
-    def as_dict(self, redact: str | None = None) -> dict[str, Any]:
-        return {
-            "area": self.area,
-            "key": _redacted(self.key, redact),
-            "action": self.action,
-            "rows_removed": self.rows_removed,
-            "rows_kept": self.rows_kept,
-            "versions_deleted": self.versions_deleted,
-            "new_version": self.new_version,
-        }
-
-
-@dataclass
-class _Version:
-    version_id: str
-    latest: bool
-
-
-@contextmanager
-def _translated(operation: str, bucket: str, key: str) -> Iterator[None]:
-    try:
-        yield
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
-        raise StorageError(f"{operation} s3://{bucket}/{key} failed: {code}: {exc}") from exc
-
-
 CuratedRowsHook = Callable[[str, str, int], None]
 """Called with (dataset, data_version, rows left) after a curated version was rewritten."""
 
 
 class Eraser:
-    """Finds and erases one subject in the data bucket; `s3` must be allowed to delete object
-    versions (the stack's erasure role: raw/ refuses deletes from anyone else)."""
+    """Finds and erases one subject in the data bucket; `objects` must be allowed to delete
+    object versions (the stack's erasure role: raw/ refuses deletes from anyone else)."""
 
     def __init__(
         self,
-        s3: Any,
+        objects: ObjectVersions,
         bucket: str,
         dataset: DatasetConfig,
         *,
         on_curated: CuratedRowsHook | None = None,
     ) -> None:
-        self.s3 = s3
+        self.objects = objects
         self.bucket = bucket
         self.dataset = dataset
         self.on_curated = on_curated
@@ -236,42 +148,24 @@ class Eraser:
             if finding.action == DELETED:
                 if not finding.all_versions_hit:
                     # Older versions without the subject stay; a marker keeps them noncurrent.
-                    with _translated("delete", self.bucket, key):
-                        marker = self.s3.delete_object(Bucket=self.bucket, Key=key)
-                    result.new_version = marker.get("VersionId")
+                    result.new_version = self.objects.delete(self.bucket, key)
             else:
-                with _translated("put", self.bucket, key), out.open("rb") as body:
-                    written = self.s3.put_object(
-                        Bucket=self.bucket,
-                        Key=key,
-                        Body=body,
-                        ContentType=content_type,
-                        Metadata={"erasure-id": erasure_id},
-                    )
-                result.new_version = written.get("VersionId")
+                result.new_version = self.objects.put_version(
+                    self.bucket,
+                    key,
+                    out,
+                    content_type=content_type,
+                    metadata={"erasure-id": erasure_id},
+                )
                 if finding.area == CURATED:
                     self._record_in_manifest(key, filtered, erasure_id, at)
         for version_id in finding.hits:
-            with _translated("delete version", self.bucket, key):
-                self.s3.delete_object(Bucket=self.bucket, Key=key, VersionId=version_id)
+            self.objects.delete(self.bucket, key, version_id=version_id)
             result.versions_deleted.append(version_id)
         if finding.all_versions_hit:
-            self._drop_delete_markers(key)
+            # Its name may carry the subject (feedback keys hold the request id).
+            self.objects.drop_delete_markers(self.bucket, key)
         return result
-
-    def _drop_delete_markers(self, key: str) -> None:
-        """A key left with delete markers only is removed whole: its name may carry the
-        subject (feedback keys hold the request id)."""
-        with _translated("list versions", self.bucket, key):
-            listed = self.s3.list_object_versions(Bucket=self.bucket, Prefix=key)
-        if any(v["Key"] == key for v in listed.get("Versions", [])):
-            return
-        for marker in listed.get("DeleteMarkers", []):
-            if marker["Key"] == key:
-                with _translated("delete marker", self.bucket, key):
-                    self.s3.delete_object(
-                        Bucket=self.bucket, Key=key, VersionId=marker["VersionId"]
-                    )
 
     def _record_in_manifest(self, key: str, filtered: Filtered, erasure_id: str, at: str) -> None:
         manifest_key = key.removesuffix(DATA_FILE) + MANIFEST_FILE
@@ -283,13 +177,7 @@ class Eraser:
         manifest.setdefault("erasures", []).append(
             {"erasure_id": erasure_id, "at": at, "rows_removed": filtered.removed}
         )
-        with _translated("put", self.bucket, manifest_key):
-            self.s3.put_object(
-                Bucket=self.bucket,
-                Key=manifest_key,
-                Body=json.dumps(manifest, indent=2, default=str).encode(),
-                ContentType="application/json",
-            )
+        self.objects.put_json(self.bucket, manifest_key, manifest)
         if self.on_curated is not None and manifest.get("data_version"):
             self.on_curated(str(manifest["dataset"]), str(manifest["data_version"]), filtered.kept)
 
@@ -317,37 +205,22 @@ class Eraser:
 
     def _manifest(self, key: str) -> dict[str, Any] | None:
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in {"NoSuchKey", "404"}:
-                return None
-            raise StorageError(f"get s3://{self.bucket}/{key} failed: {exc}") from exc
-        document = json.loads(body)
+            document = self.objects.get_json(self.bucket, key)
+        except ObjectNotFoundError:
+            return None
         return document if isinstance(document, dict) else None
 
-    def _keys(self, prefix: str) -> Iterator[tuple[str, list[_Version]]]:
+    def _keys(self, prefix: str) -> Iterator[tuple[str, list[ObjectVersion]]]:
         """Keys under `prefix` with their object versions (delete markers left out; a key
         whose latest entry is a delete marker has no current version)."""
-        versions: dict[str, list[_Version]] = {}
-        paginator = self.s3.get_paginator("list_object_versions")
-        with _translated("list versions", self.bucket, prefix):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                for item in page.get("Versions", []):
-                    if item["Key"].endswith("/"):
-                        continue
-                    versions.setdefault(item["Key"], []).append(
-                        _Version(str(item.get("VersionId") or "null"), bool(item["IsLatest"]))
-                    )
+        versions: dict[str, list[ObjectVersion]] = {}
+        for version in self.objects.list_versions(self.bucket, prefix):
+            if not version.key.endswith("/"):
+                versions.setdefault(version.key, []).append(version)
         yield from sorted(versions.items())
 
     def _download(self, key: str, version_id: str, destination: Path) -> str:
-        extra = {} if version_id == "null" else {"VersionId": version_id}
-        with _translated("get", self.bucket, key):
-            response = self.s3.get_object(Bucket=self.bucket, Key=key, **extra)
-            with destination.open("wb") as file:
-                for chunk in response["Body"].iter_chunks(1 << 20):
-                    file.write(chunk)
-        return str(response.get("ContentType") or "application/octet-stream")
+        return self.objects.download_version(self.bucket, key, version_id, destination)
 
 
 class _Scan:
@@ -362,7 +235,7 @@ class _Scan:
         self,
         area: str,
         key: str,
-        versions: list[_Version],
+        versions: list[ObjectVersion],
         matcher: Matcher,
         *,
         fingerprints: frozenset[int] = frozenset(),
@@ -427,81 +300,3 @@ def _predictions(rows: list[dict[str, Any]]) -> Iterator[tuple[str, int]]:
         request_id, index = row.get("request_id"), row.get("row", 0)
         if request_id is not None and type(index) is int:
             yield str(request_id), index
-
-
-def new_erasure_id(now: datetime | None = None) -> str:
-    moment = now or datetime.now(UTC)
-    return f"{moment.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(4)}"
-
-
-def audit_record(
-    findings: Findings,
-    results: list[KeyResult],
-    *,
-    erasure_id: str,
-    at: str,
-    who: str,
-    acting_as: str | None,
-    reason: str | None,
-    target: str,
-    remaining: Findings | None = None,
-) -> dict[str, Any]:
-    """The audit record of one erasure: the subject only as a salted hash (with its salt, so
-    whoever knows the subject can confirm the record is about them; nobody can read it off).
-    `remaining`: what the verification found afterwards (nothing, when it succeeded)."""
-    salt = secrets.token_bytes(16)
-    subject = findings.subject
-    return {
-        "erasure_id": erasure_id,
-        "at": at,
-        "who": who,
-        "acting_as": acting_as,
-        "reason": reason,
-        "target": target,
-        "subject": {
-            "column": subject.column,
-            "hash": f"sha256:{subject.digest(salt)}",
-            "salt": salt.hex(),
-        },
-        "found": bool(results),
-        "objects_scanned": findings.objects_scanned,
-        "versions_scanned": findings.versions_scanned,
-        "rows_removed": sum(r.rows_removed for r in results),
-        "versions_deleted": sum(len(r.versions_deleted) for r in results),
-        "keys": [r.as_dict(subject.value) for r in results],
-        "unreadable": [
-            {"key": _redacted(key, subject.value), "version_id": version, "reason": why}
-            for key, version, why in findings.unreadable
-        ],
-        "verified": remaining is not None and not remaining.keys,
-        "remaining": [
-            {"key": _redacted(f.key, subject.value), "versions": sorted({*f.hits, *f.unreadable})}
-            for f in (remaining.keys if remaining is not None else [])
-        ],
-    }
-
-
-def _redacted(key: str, value: str | None) -> str:
-    """Keys can carry the subject (`feedback/dt=.../<request_id>-<row>.json`): not in clear."""
-    return key.replace(value, "<subject>") if value else key
-
-
-def registry_rows_updater(dynamodb: Any, table: str) -> CuratedRowsHook:
-    """Keeps the registry's row count of a dataset version equal to its rewritten Parquet."""
-
-    def update(dataset: str, data_version: str, rows: int) -> None:
-        try:
-            dynamodb.update_item(
-                TableName=table,
-                Key={"pk": {"S": f"DATASET#{dataset}"}, "sk": {"S": f"VERSION#{data_version}"}},
-                UpdateExpression="SET #rows = :rows",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#rows": "rows"},
-                ExpressionAttributeValues={":rows": {"N": str(rows)}},
-            )
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
-            if code != "ConditionalCheckFailedException":
-                raise RegistryError(f"update_item on table {table} failed: {code}") from exc
-
-    return update

@@ -16,12 +16,10 @@ Idempotency records of the ingest function live in the same table (pk=`IDEMPOTEN
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from botocore.exceptions import ClientError
-
+from functions.adapters.errors import translated
+from functions.adapters.table import RegistryTable
 from functions.common.contracts import DatasetRef, Retirement, SourceObject
 from functions.common.errors import (
     DataVersionNotFoundError,
@@ -29,7 +27,6 @@ from functions.common.errors import (
     RegistryError,
 )
 from functions.common.settings import stage_settings
-from functions.common.table import RegistryTable
 
 VERSION_PREFIX = "VERSION#"
 CONTRACT_SORT_KEY = "CONTRACT"
@@ -38,15 +35,6 @@ CLASSES_SORT_KEY = "CLASSES"
 
 def dataset_key(dataset: str) -> str:
     return f"DATASET#{dataset}"
-
-
-@contextmanager
-def _translated(operation: str, table: str) -> Iterator[None]:
-    try:
-        yield
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
-        raise RegistryError(f"{operation} on table {table} failed: {code}: {exc}") from exc
 
 
 def _s(value: str) -> dict[str, str]:
@@ -114,13 +102,7 @@ class DatasetRegistry(RegistryTable):
     """Dataset versions and contracts in the registry table."""
 
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
-        with _translated("get_item", self.table_name):
-            response = self.dynamodb.get_item(
-                TableName=self.table_name,
-                Key={"pk": _s(pk), "sk": _s(sk)},
-                ConsistentRead=True,
-            )
-        return response.get("Item")
+        return self.get({"pk": _s(pk), "sk": _s(sk)}) or None
 
     def get_contract(self, dataset: str) -> str | None:
         """The frozen contract of `dataset` (JSON text), or None before the first good drop."""
@@ -192,24 +174,16 @@ class DatasetRegistry(RegistryTable):
             DataVersionNotFoundError: no such version is registered.
             DataVersionRetiredError: it was retired before (the first retirement is kept).
         """
-        try:
-            self.dynamodb.update_item(
-                TableName=self.table_name,
-                Key={"pk": _s(dataset_key(dataset)), "sk": _s(VERSION_PREFIX + data_version)},
-                UpdateExpression="SET retired_at = :at, retired_by = :by, retired_reason = :why",
-                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(retired_at)",
-                ExpressionAttributeValues={
-                    ":at": _s(retirement.at),
-                    ":by": _s(retirement.by),
-                    ":why": _s(retirement.reason),
-                },
-            )
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
-            if code != "ConditionalCheckFailedException":
-                raise RegistryError(
-                    f"update_item on table {self.table_name} failed: {code}: {exc}"
-                ) from exc
+        if not self.update(
+            {"pk": _s(dataset_key(dataset)), "sk": _s(VERSION_PREFIX + data_version)},
+            "SET retired_at = :at, retired_by = :by, retired_reason = :why",
+            ConditionExpression="attribute_exists(pk) AND attribute_not_exists(retired_at)",
+            ExpressionAttributeValues={
+                ":at": _s(retirement.at),
+                ":by": _s(retirement.by),
+                ":why": _s(retirement.reason),
+            },
+        ):
             existing = self.get_version(dataset, data_version)
             if existing is None:
                 raise DataVersionNotFoundError(
@@ -217,7 +191,7 @@ class DatasetRegistry(RegistryTable):
                 ) from None
             retired = existing.retired
             if retired is None:  # pragma: no cover - the condition failed for another reason
-                raise RegistryError(f"retiring {data_version} failed its condition") from exc
+                raise RegistryError(f"retiring {data_version} failed its condition")
             raise DataVersionRetiredError(
                 f"dataset version {data_version!r} of {dataset} is already retired "
                 f"({retired.at} by {retired.by}: {retired.reason})"
@@ -226,6 +200,17 @@ class DatasetRegistry(RegistryTable):
         if ref is None:
             raise RegistryError(f"version {data_version} vanished during retire")
         return ref
+
+    def set_rows(self, dataset: str, data_version: str, rows: int) -> None:
+        """Set the row count of a registered version (after an erasure rewrote its data); a
+        version that is not registered is left alone."""
+        self.update(
+            {"pk": _s(dataset_key(dataset)), "sk": _s(VERSION_PREFIX + data_version)},
+            "SET #rows = :rows",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#rows": "rows"},
+            ExpressionAttributeValues={":rows": {"N": str(rows)}},
+        )
 
     def get_version(self, dataset: str, data_version: str) -> DatasetRef | None:
         item = self._get(dataset_key(dataset), VERSION_PREFIX + data_version)
@@ -254,7 +239,7 @@ class DatasetRegistry(RegistryTable):
             "ConsistentRead": True,
         }
         while True:
-            with _translated("query", self.table_name):
+            with translated(RegistryError, f"query on table {self.table_name}"):
                 page = self.dynamodb.query(**query)
             versions.extend(_version_ref(item) for item in page.get("Items", []))
             if "LastEvaluatedKey" not in page:

@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import UnknownServiceError
 from botocore.model import ServiceModel
 
-from functions.common import aws
+from functions.adapters import aws
 from infra.cold_start import (
     PREDICT_SERVICES,
     BotocoreDataError,
@@ -172,7 +172,7 @@ def test_a_copy_that_cannot_be_used_is_named_and_botocores_own_data_read(
         write_slim_data(BOTOCORE, data, ["s3"])
         (data / "VERSION").write_text("1.0.0\n")
     monkeypatch.setenv(aws.SLIM_DATA_ENV, str(data))
-    with caplog.at_level(logging.WARNING, logger="functions.common.aws"):
+    with caplog.at_level(logging.WARNING, logger="functions.adapters.aws"):
         client = aws.client("lambda")  # not in any copy: botocore's own data has it
     assert client.meta.service_model.service_name == "lambda"
     (record,) = caplog.records

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from functions.adapters.storage import ObjectStore
 from functions.common.errors import ObjectNotFoundError, StorageError
-from functions.common.storage import ObjectStore
 
 if TYPE_CHECKING:
     from tests.helpers.cloud import Cloud
