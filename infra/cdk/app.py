@@ -1,8 +1,8 @@
-"""The CDK app: `python3 -m infra.app` (or `cdk synth`) writes cdk.out/ without Docker or AWS
+"""The CDK app: `python3 -m infra.cdk.app` (or `cdk synth`) writes cdk.out/ without Docker or AWS
 credentials. Context: `stage` (one stack, `<project>-<stage>`; without it, one stack per stage
 configured under `[stages]`), `commit` (the code version stamped into every function; the
 Makefile passes it, the app itself runs no git). Beside the assembly it records the config file
-and sources it read (`infra.synth_inputs`), so `mlops local up` can tell a stale one."""
+and sources it read (`infra.cdk.synth_inputs`), so `mlops local up` can tell a stale one."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from functions.common.config import ConfigError, load_config
-from infra.config import REPO_ROOT, deploy_config
-from infra.layers import LayerBuildError
-from infra.stacks.mlops_stack import MlopsStack
-from infra.synth_inputs import synth_inputs, write_stamp
+from infra.cdk.config import REPO_ROOT, deploy_config
+from infra.cdk.layers import LayerBuildError
+from infra.cdk.stacks.mlops_stack import MlopsStack
+from infra.cdk.synth_inputs import synth_inputs, write_stamp
 
 
 def _cdk_json_context() -> dict[str, Any]:
-    """cdk.json's context, so `python3 -m infra.app` synthesizes what `cdk synth` does."""
+    """cdk.json's context, so `python3 -m infra.cdk.app` synthesizes what `cdk synth` does."""
     cdk_json = REPO_ROOT / "cdk.json"
     if not cdk_json.exists():
         return {}

@@ -3,7 +3,7 @@
 the GitHub workflows, which cannot run here: zizmor (offline) and check-jsonschema with its
 vendored GitHub workflow schema, both in `.venv-checks` too.
 
-`python -m infra.checks [cdk.out]` prints what all of them report; `make lint` runs the
+`python -m infra.cdk.checks [cdk.out]` prints what all of them report; `make lint` runs the
 workflow checks; tests/infra/test_template_checks.py and tests/infra/test_workflows.py assert
 on the same results."""
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from infra.config import REPO_ROOT
+from infra.cdk.config import REPO_ROOT
 
 CHECKS_BIN = REPO_ROOT / ".venv-checks" / "bin"
 CHECKOV = CHECKS_BIN / "checkov"
@@ -30,7 +30,7 @@ ZIZMOR_ARGS = ("--offline", "--persona=pedantic")
 """Offline: no GitHub API. Pedantic: every audit zizmor has, its low-confidence findings too;
 a finding is acknowledged only in place, by a `# zizmor: ignore[rule]` comment with a reason."""
 WORKFLOW_SCHEMA = "vendor.github-workflows"
-CHECKOV_SKIPS = REPO_ROOT / "infra" / "checkov-skips.yaml"
+CHECKOV_SKIPS = REPO_ROOT / "infra" / "cdk" / "checkov-skips.yaml"
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"
 
 
@@ -226,7 +226,7 @@ def main() -> None:
     for finding in found:
         skip = skips.get(finding.rule)
         covered = skip is not None and skip.covers(finding)
-        skipped = " (skipped: see infra/checkov-skips.yaml)" if covered else ""
+        skipped = " (skipped: see infra/cdk/checkov-skips.yaml)" if covered else ""
         print(
             f"{finding.tool} {finding.level} {finding.rule} {finding.template} "
             f"{finding.resource}: {finding.message}{skipped}"

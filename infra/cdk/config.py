@@ -17,7 +17,7 @@ from functions.common.config import (
 if TYPE_CHECKING:
     from aws_cdk import RemovalPolicy
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_ENV_LIMIT_BYTES = 4096
 
 

@@ -7,7 +7,7 @@ else: no dev virtualenv, no test tools. `deployed_functions` reads the project's
 
 - a zip function: its code asset as shipped (the `functions/` package with Python 3.13
   bytecode), and its layers, each rebuilt from the pinned requirement file its template
-  metadata names (`infra.layers.LAYER_METADATA`); the runtime is the template's `Runtime`;
+  metadata names (`infra.cdk.layers.LAYER_METADATA`); the runtime is the template's `Runtime`;
 - an image function: its image's build context (staged in cdk.out), read as its Dockerfile
   builds it: the base image's Python (`FROM .../python:3.13...`), the files `COPY` puts
   under `${LAMBDA_TASK_ROOT}`, and the requirement files `pip install -r` installs.
@@ -26,7 +26,7 @@ dependencies, after its code and layers (`RUNTIME_PROVIDED`: pinned to this repo
 versions; AWS updates the runtime's). An image function sees what its Dockerfile installs:
 the base image's own copy of the SDK is not reproduced (the training requirements pin it).
 
-`python -m infra.function_env [cdk.out] [stack]` prints the check for every function.
+`python -m infra.cdk.function_env [cdk.out] [stack]` prints the check for every function.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from infra.config import REPO_ROOT
-from infra.dockerfile import Instruction, parse_dockerfile
-from infra.layers import (
+from infra.cdk.config import REPO_ROOT
+from infra.cdk.dockerfile import Instruction, parse_dockerfile
+from infra.cdk.layers import (
     BUILD_ROOT,
     LAYER_METADATA,
     LayerBuildError,
@@ -274,7 +274,7 @@ def _layer_packages(stack: StackArtifact, logical_id: str, layer: Any) -> Packag
     if not metadata:
         raise FunctionEnvError(
             f"{logical_id}: layer {json.dumps(layer)} has no {LAYER_METADATA!r} metadata, so "
-            "its packages cannot be rebuilt here (layers built by infra.layers carry it)"
+            "its packages cannot be rebuilt here (layers built by infra.cdk.layers carry it)"
         )
     requirements = REPO_ROOT / metadata["requirements"]
     digest = hashlib.sha256(requirements.read_bytes()).hexdigest()

@@ -4,7 +4,7 @@ of the requirements so repeated synths reuse one build.
 
 The serving layer ships its own pinned boto3 and botocore, so that it can also carry
 botocore's data trimmed to the predict function's services for that exact botocore
-(`python/mlops_botocore_data`, see `infra.cold_start`).
+(`python/mlops_botocore_data`, see `infra.cdk.cold_start`).
 
 Bytecode: Lambda mounts layers and code read-only, so without `.pyc` files every cold start
 compiles every module it imports. The layer, and the zip functions' code
@@ -15,7 +15,7 @@ the source. Without
 such an interpreter both are built without bytecode and `LayerBuild.bytecode` says so
 (`mlops predeploy` fails on it).
 
-`python -m infra.layers` builds the serving layer and prints its size (`make layer`)."""
+`python -m infra.cdk.layers` builds the serving layer and prints its size (`make layer`)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import cold_start
-from infra.config import REPO_ROOT
+from infra.cdk import cold_start
+from infra.cdk.config import REPO_ROOT
 
 SERVING_REQUIREMENTS = REPO_ROOT / "layers" / "serving" / "requirements.txt"
 FUNCTION_SOURCE = REPO_ROOT / "functions"
@@ -71,7 +71,7 @@ class LayerBuild:
 
     def metadata(self) -> dict[str, object]:
         """How the layer was built, for its template resource (`LAYER_METADATA`): enough to
-        build the same layer for another platform (`infra.function_env`)."""
+        build the same layer for another platform (`infra.cdk.function_env`)."""
         return {
             "requirements": self.requirements.relative_to(REPO_ROOT).as_posix(),
             "requirements_sha256": hashlib.sha256(self.requirements.read_bytes()).hexdigest(),

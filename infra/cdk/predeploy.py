@@ -11,7 +11,7 @@ after) `cdk deploy`, found on this machine first.
 3. The training Dockerfile builds on the AWS Lambda Python 3.13 arm64 base image, copies only
    what the image needs, and agrees with the build context the CDK asset sends.
 4. Every function of the stage's synthesized template imports its handler under Python 3.13
-   with only its deployed code and packages (`infra.function_env`): a package the deployment
+   with only its deployed code and packages (`infra.cdk.function_env`): a package the deployment
    lacks fails here with `Runtime.ImportModuleError`, not at the first invocation on AWS.
 
 Each check returns a `CheckResult` with a one-line figure; `mlops predeploy` prints them and
@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from tempfile import TemporaryDirectory
 
-from infra.config import REPO_ROOT
-from infra.dockerfile import Instruction, parse_dockerfile
-from infra.layers import (
+from infra.cdk.config import REPO_ROOT
+from infra.cdk.dockerfile import Instruction, parse_dockerfile
+from infra.cdk.layers import (
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     PLATFORMS,
     PYTHON_VERSION,
@@ -273,7 +273,7 @@ def check_dockerfile(
 ) -> CheckResult:
     """The training Dockerfile against the Lambda base image, the files it may copy, its
     pip install and the CDK asset's build context (`TRAINING_IMAGE_CONTEXT`)."""
-    from infra.constructs.stage_function import TRAINING_DOCKERFILE, TRAINING_IMAGE_CONTEXT
+    from infra.cdk.constructs.stage_function import TRAINING_DOCKERFILE, TRAINING_IMAGE_CONTEXT
 
     dockerfile = dockerfile or REPO_ROOT / TRAINING_DOCKERFILE
     context = TRAINING_IMAGE_CONTEXT if context is None else context
@@ -416,8 +416,8 @@ def _under(path: str, root: str) -> bool:
 
 def check_function_imports(stage: str, cdk_out: Path | None = None) -> CheckResult:
     """Synthesize `stage` (into a temporary directory, unless `cdk_out` holds it) and import
-    every project function's handler as Lambda's init would (`infra.function_env`)."""
-    from infra.function_env import FunctionEnvError, check_imports, deployed_functions
+    every project function's handler as Lambda's init would (`infra.cdk.function_env`)."""
+    from infra.cdk.function_env import FunctionEnvError, check_imports, deployed_functions
     from infra.local.synth import SynthError, synthesize
 
     name = "functions import their handlers"

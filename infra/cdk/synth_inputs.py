@@ -1,7 +1,7 @@
 """What a synthesis reads, recorded in the assembly it writes.
 
 The CDK app reads the config file in use (`$MLOPS_CONFIG`, else `mlops.toml`), `cdk.json` and
-its own sources (cdk.json's `watch`: infra/, functions/, layers/). After synthesizing, it
+its own sources (cdk.json's `watch`: infra/cdk/, functions/, layers/). After synthesizing, it
 writes `cdk.out/mlops-synth.json` with the config's resolved path and content hash and a hash
 over the sources' contents. `mlops local up` compares that record with what a synthesis would
 read now (`stale_reason`): content, not modification times, so pointing `MLOPS_CONFIG` at
@@ -20,9 +20,10 @@ from functions.common.config import config_path
 
 STAMP_FILE = "mlops-synth.json"
 
-# Paths the app reads, as in cdk.json's "watch"; the local cloud and the CLI are not part of it.
-_DEFAULT_WATCH = ["infra/**", "functions/**", "layers/**", "mlops.toml", "cdk.json"]
-_NOT_WATCHED = ("infra/local/", "infra/cli.py")
+# Paths the app reads, as in cdk.json's "watch"; the local cloud and the CLI are never part of
+# it, also under a broader include such as "infra/**".
+_DEFAULT_WATCH = ["infra/cdk/**", "functions/**", "layers/**", "mlops.toml", "cdk.json"]
+_NOT_WATCHED = ("infra/local/", "infra/cli/")
 
 
 def config_in_use() -> Path:

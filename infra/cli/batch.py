@@ -37,8 +37,8 @@ from functions.batch.contracts import (
 from functions.common.config import ConfigError, load_config
 from functions.common.errors import AdapterError, ObjectNotFoundError
 from functions.common.storage import ObjectStore
-from infra.registry_cli import LocalOption, StageOption, StateDirOption
-from infra.target import Target, TargetError, resolve_target
+from infra.cli.registry import LocalOption, StageOption, StateDirOption
+from infra.cli.target import Target, TargetError, resolve_target
 
 batch_app = typer.Typer(
     help="Batch inference: score every row of a folder of files, show a job's manifest.",

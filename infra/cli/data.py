@@ -22,8 +22,8 @@ from rich.table import Table
 from functions.common.config import ConfigError, load_config
 from functions.common.contracts import DatasetRef, Retirement
 from functions.common.registry import DatasetRegistry
-from infra.registry_cli import LocalOption, StageOption, StateDirOption, _reported, _who
-from infra.target import TargetError, resolve_target
+from infra.cli.registry import LocalOption, StageOption, StateDirOption, _reported, _who
+from infra.cli.target import TargetError, resolve_target
 
 data_app = typer.Typer(
     help="Dataset versions of the configured dataset: list, show, retire.", no_args_is_help=True

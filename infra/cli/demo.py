@@ -37,10 +37,10 @@ from functions.common import layout
 from functions.common.config import load_config
 from functions.common.storage import ObjectStore, read_quarantine_reason
 from functions.ml import sample_data
+from infra.cli.predict_client import signed_request
 from infra.local import lambda_config
 from infra.local.cloud import REPO_ROOT, LocalCloud
 from infra.local.synth import synthesize
-from infra.predict_client import signed_request
 
 GOOD_FILE = "customers-2026-11.csv"
 BAD_FILE = "semicolon_separated.csv"

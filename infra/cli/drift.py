@@ -27,8 +27,8 @@ from functions.common.config import ConfigError, MlopsConfig, load_config
 from functions.common.errors import AdapterError, ObjectNotFoundError
 from functions.common.storage import ObjectStore
 from functions.ml.drift.presentation import STATISTICS, ranked_features
-from infra.registry_cli import LocalOption, StageOption, StateDirOption
-from infra.target import Target, TargetError, resolve_target
+from infra.cli.registry import LocalOption, StageOption, StateDirOption
+from infra.cli.target import Target, TargetError, resolve_target
 
 drift_app = typer.Typer(
     help="Drift checks of the configured model: run one now, show the latest or any one.",

@@ -30,9 +30,9 @@ from functions.common.config import MlopsConfig
 from functions.common.layout import RAW_PREFIX
 from functions.common.registry import DatasetRegistry
 from functions.common.storage import ObjectStore, read_quarantine_reason
-from infra.drift_cli import _fail, _open, _reported, _text
-from infra.registry_cli import LocalOption, StageOption, StateDirOption, _listing
-from infra.target import Target
+from infra.cli.drift import _fail, _open, _reported, _text
+from infra.cli.registry import LocalOption, StageOption, StateDirOption, _listing
+from infra.cli.target import Target
 
 drops_app = typer.Typer(
     help="Files dropped under raw/: what became of each (version, quarantine, failure).",

@@ -34,7 +34,7 @@ from functions.common.erasure import (
 from functions.common.errors import AdapterError
 from functions.common.storage import ObjectStore
 from functions.ml.erasure import Subject, SubjectSyntaxError
-from infra.target import STATE_DIR_ENV, Target, TargetError, resolve_target
+from infra.cli.target import STATE_DIR_ENV, Target, TargetError, resolve_target
 
 ERASURE_ROLE_OUTPUT = "ErasureRoleArn"
 erase_app = typer.Typer(help="Erase one data subject or one request, every version included.")

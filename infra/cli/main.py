@@ -12,20 +12,20 @@ from rich.console import Console
 from rich.table import Table
 
 from functions.common.config import ConfigError, load_config
-from infra.batch_cli import batch_app
-from infra.config_cli import checked_config, config_app
-from infra.data_cli import data_app
-from infra.drift_cli import drift_app
-from infra.drops_cli import drops_app
-from infra.erasure_cli import erase_app
-from infra.local.cli import app as local_app
-from infra.registry_cli import (
+from infra.cli.batch import batch_app
+from infra.cli.config import checked_config, config_app
+from infra.cli.data import data_app
+from infra.cli.drift import drift_app
+from infra.cli.drops import drops_app
+from infra.cli.erasure import erase_app
+from infra.cli.registry import (
     LocalOption,
     StageOption,
     StateDirOption,
     models_app,
     runs_app,
 )
+from infra.local.cli import app as local_app
 
 app = typer.Typer(
     name="mlops",
@@ -49,7 +49,7 @@ def demo(
     rows: Annotated[int, typer.Option(help="Rows in the demo's good drop.")] = 5_000,
 ) -> None:
     """Run the lifecycle on the local cloud: a good drop and a bad one, and what happened."""
-    from infra.demo import DemoFailed, run
+    from infra.cli.demo import DemoFailed, run
     from infra.local.synth import SynthError
 
     try:
@@ -79,7 +79,7 @@ def predict(
     ] = Path(".mlops/local"),
 ) -> None:
     """POST the rows to /v1/predict and print the predictions."""
-    from infra.predict_client import PredictError, call_predict, default_api_url
+    from infra.cli.predict_client import PredictError, call_predict, default_api_url
 
     try:
         rows = json.loads(file.read_text(encoding="utf-8"))
@@ -119,7 +119,7 @@ def predeploy(
     """Checks that need no AWS account: serving layer size, training requirements resolve
     for Lambda's arm64 Python 3.13, the training Dockerfile, and every function's handler
     imports with only its deployed packages (exit 1 on any failure)."""
-    from infra.predeploy import run_checks
+    from infra.cdk.predeploy import run_checks
 
     try:
         config = load_config()
@@ -161,9 +161,9 @@ def smoke(
     """Check a deployed stack without changing its data: every function initialises (a
     health-check invocation), the API's health routes answer, alias production resolves and
     its model's checksum verifies. Exit 1 on any failure (`make deploy` runs it)."""
-    from infra.smoke import run_smoke
-    from infra.target import TargetError, resolve_target
-    from infra.target import state_dir as local_state_dir
+    from infra.cli.smoke import run_smoke
+    from infra.cli.target import TargetError, resolve_target
+    from infra.cli.target import state_dir as local_state_dir
 
     try:
         config = load_config()
@@ -201,8 +201,8 @@ def train_local(
     writes model.onnx, model_card.html, metrics.json, reference_profile.json, signature.json."""
     from functions.ml.errors import DataRejectedError
     from functions.ml.onnx_model import ParityError
-    from infra.train_local import ChampionNotFoundError
-    from infra.train_local import train_local as run_train_local
+    from infra.cli.train_local import ChampionNotFoundError
+    from infra.cli.train_local import train_local as run_train_local
 
     try:
         config = checked_config()
@@ -236,7 +236,3 @@ def train_local(
 
 def main() -> None:
     app()
-
-
-if __name__ == "__main__":
-    main()

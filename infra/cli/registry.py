@@ -32,7 +32,7 @@ from functions.common.events import model_promoted_detail, publish_model_promote
 from functions.common.model_registry import CANDIDATE, PRODUCTION, ModelRegistry
 from functions.common.storage import ObjectStore
 from functions.ml.metrics import GREATER_IS_BETTER
-from infra.target import STATE_DIR_ENV, Target, TargetError, resolve_target
+from infra.cli.target import STATE_DIR_ENV, Target, TargetError, resolve_target
 
 runs_app = typer.Typer(
     help="Training runs of the configured model: list, show, compare.", no_args_is_help=True

@@ -28,8 +28,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from functions.common.config import MlopsConfig
 from functions.common.health import HEALTH_CHECK
 from functions.common.model_registry import ModelRegistry
-from infra.predict_client import PredictError, call_api
-from infra.target import Target, TargetError
+from infra.cli.predict_client import PredictError, call_api
+from infra.cli.target import Target, TargetError
 
 MEMORY_HEADROOM = 0.5
 """Share of a function's memory its init may use before the smoke test fails it."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.function_env import (
+from infra.cdk.function_env import (
     DEV_ONLY_MODULES,
     DeployedFunction,
     FunctionEnvError,
@@ -25,7 +25,7 @@ from infra.function_env import (
     describe_function,
     read_image_recipe,
 )
-from infra.layers import LAYER_METADATA, PYTHON_VERSION, missing_python_message, runtime_python
+from infra.cdk.layers import LAYER_METADATA, PYTHON_VERSION, missing_python_message, runtime_python
 from infra.local.assembly import load_stack
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from functions.common.config import ConfigError, parse_config
-from infra.app import build_app
-from infra.checks import cfn_lint, stack_templates
+from infra.cdk.app import build_app
+from infra.cdk.checks import cfn_lint, stack_templates
 
 STACK = "mlops-dev"
 

@@ -9,8 +9,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.config import DeployConfig
-from infra.nag import acknowledge
+from infra.cdk.config import DeployConfig
+from infra.cdk.nag import acknowledge
 
 
 def undelivered_queue(scope: Construct, construct_id: str, of_what: str) -> sqs.Queue:

@@ -33,23 +33,28 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.config import DeployConfig
-from infra.constructs.alerts import undelivered_queue
-from infra.constructs.data_lake import BATCH_IN_PREFIX, BATCH_OUT_PREFIX, MODELS_PREFIX, DataLake
-from infra.constructs.pipeline import (
+from infra.cdk.config import DeployConfig
+from infra.cdk.constructs.alerts import undelivered_queue
+from infra.cdk.constructs.data_lake import (
+    BATCH_IN_PREFIX,
+    BATCH_OUT_PREFIX,
+    MODELS_PREFIX,
+    DataLake,
+)
+from infra.cdk.constructs.pipeline import (
     alert_task,
     concise_error,
     stage_task,
     then_even_if_unsent,
 )
-from infra.constructs.registry import Registry
-from infra.constructs.stage_function import (
+from infra.cdk.constructs.registry import Registry
+from infra.cdk.constructs.stage_function import (
     FunctionSpec,
     StageFunction,
     retention,
     stage_environment,
 )
-from infra.nag import acknowledge
+from infra.cdk.nag import acknowledge
 
 START_MARKER = "_START"
 EXPRESS_MAX_TIMEOUT_SECONDS = 120

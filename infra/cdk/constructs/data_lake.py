@@ -12,8 +12,8 @@ from constructs import Construct
 
 from functions.common.layout import QUARANTINE_PREFIX as QUARANTINE_PREFIX
 from functions.common.layout import RAW_PREFIX as RAW_PREFIX
-from infra.config import DeployConfig
-from infra.nag import acknowledge
+from infra.cdk.config import DeployConfig
+from infra.cdk.nag import acknowledge
 
 CURATED_PREFIX = "curated/"
 MODELS_PREFIX = "models/"

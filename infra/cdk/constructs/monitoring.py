@@ -17,9 +17,9 @@ from constructs import Construct
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
 from functions.common.model_registry import model_key
 from functions.monitor.state import monitor_key
-from infra.config import DeployConfig
-from infra.constructs.alerts import undelivered_queue
-from infra.constructs.data_lake import (
+from infra.cdk.config import DeployConfig
+from infra.cdk.constructs.alerts import undelivered_queue
+from infra.cdk.constructs.data_lake import (
     CAPTURE_PREFIX,
     FEEDBACK_PREFIX,
     MODELS_PREFIX,
@@ -27,9 +27,9 @@ from infra.constructs.data_lake import (
     REPORTS_PREFIX,
     DataLake,
 )
-from infra.constructs.registry import Registry
-from infra.constructs.serving_api import ServingApi
-from infra.constructs.stage_function import FunctionSpec, StageFunction, stage_environment
+from infra.cdk.constructs.registry import Registry
+from infra.cdk.constructs.serving_api import ServingApi
+from infra.cdk.constructs.stage_function import FunctionSpec, StageFunction, stage_environment
 
 MONITOR_SERVICE = "monitor"
 PREDICT_SERVICE = "predict"

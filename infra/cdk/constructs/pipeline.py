@@ -24,9 +24,9 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from functions.train.sagemaker_layout import JOB_PREFIX_ENV
-from infra.config import DeployConfig
-from infra.constructs.alerts import undelivered_queue
-from infra.constructs.data_lake import (
+from infra.cdk.config import DeployConfig
+from infra.cdk.constructs.alerts import undelivered_queue
+from infra.cdk.constructs.data_lake import (
     CURATED_PREFIX,
     MODELS_PREFIX,
     QUARANTINE_PREFIX,
@@ -34,15 +34,15 @@ from infra.constructs.data_lake import (
     REPORTS_PREFIX,
     DataLake,
 )
-from infra.constructs.registry import Registry
-from infra.constructs.sagemaker_training import SageMakerTraining
-from infra.constructs.stage_function import (
+from infra.cdk.constructs.registry import Registry
+from infra.cdk.constructs.sagemaker_training import SageMakerTraining
+from infra.cdk.constructs.stage_function import (
     FunctionSpec,
     StageFunction,
     retention,
     stage_environment,
 )
-from infra.nag import acknowledge
+from infra.cdk.nag import acknowledge
 
 # Raised by the ingest function while another delivery of the same object version is being
 # ingested (Powertools idempotency): waiting and retrying returns the first one's result.

@@ -9,8 +9,8 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra.config import DeployConfig
-from infra.constructs.data_lake import data_key
+from infra.cdk.config import DeployConfig
+from infra.cdk.constructs.data_lake import data_key
 
 PARTITION_KEY = "pk"
 SORT_KEY = "sk"

@@ -30,10 +30,10 @@ from functions.train.sagemaker_layout import (
     TRAIN_CHANNEL,
     sagemaker_prefix,
 )
-from infra.config import REPO_ROOT, DeployConfig
-from infra.constructs.data_lake import CURATED_PREFIX, DataLake
-from infra.constructs.stage_function import TRAINING_IMAGE_CONTEXT
-from infra.nag import acknowledge
+from infra.cdk.config import REPO_ROOT, DeployConfig
+from infra.cdk.constructs.data_lake import CURATED_PREFIX, DataLake
+from infra.cdk.constructs.stage_function import TRAINING_IMAGE_CONTEXT
+from infra.cdk.nag import acknowledge
 
 SAGEMAKER_DOCKERFILE = "layers/training/sagemaker.Dockerfile"
 TRAINING_JOB_RESOURCE = "arn:aws:states:::sagemaker:createTrainingJob.sync"

@@ -21,9 +21,9 @@ from constructs import Construct
 
 from functions.common.aws import SLIM_DATA_ENV
 from functions.common.model_registry import model_key
-from infra.cold_start import SLIM_DATA_DIR
-from infra.config import DeployConfig
-from infra.constructs.data_lake import (
+from infra.cdk.cold_start import SLIM_DATA_DIR
+from infra.cdk.config import DeployConfig
+from infra.cdk.constructs.data_lake import (
     CAPTURE_ERRORS_PREFIX,
     CAPTURE_PREFIX,
     FEEDBACK_PREFIX,
@@ -31,21 +31,21 @@ from infra.constructs.data_lake import (
     DataLake,
     data_key,
 )
-from infra.constructs.registry import Registry
-from infra.constructs.stage_function import (
+from infra.cdk.constructs.registry import Registry
+from infra.cdk.constructs.stage_function import (
     FunctionSpec,
     ZipStageFunction,
     retention,
     stage_environment,
 )
-from infra.layers import (
+from infra.cdk.layers import (
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     LAYER_METADATA,
     LayerBuild,
     build_function_code,
     build_layer,
 )
-from infra.nag import acknowledge
+from infra.cdk.nag import acknowledge
 
 PREDICT_HANDLER = "functions.predict.handler.lambda_handler"
 LIVE_ALIAS = "live"

@@ -14,12 +14,12 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from functions.common.config import CONFIG_JSON_ENV
-from infra.cold_start import FUNCTION_ENVIRONMENT
-from infra.config import REPO_ROOT, DeployConfig
-from infra.constructs.data_lake import DataLake, data_key
-from infra.constructs.registry import Registry
-from infra.layers import build_function_code
-from infra.nag import acknowledge
+from infra.cdk.cold_start import FUNCTION_ENVIRONMENT
+from infra.cdk.config import REPO_ROOT, DeployConfig
+from infra.cdk.constructs.data_lake import DataLake, data_key
+from infra.cdk.constructs.registry import Registry
+from infra.cdk.layers import build_function_code
+from infra.cdk.nag import acknowledge
 
 TRAINING_DOCKERFILE = "layers/training/Dockerfile"
 
@@ -179,7 +179,7 @@ class ZipStageFunction(_LifecycleFunction):
             "Function",
             runtime=lambda_.Runtime.PYTHON_3_13,
             handler=spec.handler,
-            # The `functions/` package with bytecode of the runtime's Python (infra.layers).
+            # The `functions/` package with bytecode of the runtime's Python (infra.cdk.layers).
             code=lambda_.Code.from_asset(str(build_function_code().directory)),
             layers=layers,
             snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,

@@ -8,15 +8,15 @@ from aws_cdk import CfnOutput, Stack, Tags
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra.config import DeployConfig
-from infra.constructs.alerts import Alerts
-from infra.constructs.batch import BatchInference
-from infra.constructs.data_lake import DataLake
-from infra.constructs.monitoring import Monitoring
-from infra.constructs.pipeline import Pipeline
-from infra.constructs.registry import Registry
-from infra.constructs.serving_api import ServingApi
-from infra.nag import acknowledge
+from infra.cdk.config import DeployConfig
+from infra.cdk.constructs.alerts import Alerts
+from infra.cdk.constructs.batch import BatchInference
+from infra.cdk.constructs.data_lake import DataLake
+from infra.cdk.constructs.monitoring import Monitoring
+from infra.cdk.constructs.pipeline import Pipeline
+from infra.cdk.constructs.registry import Registry
+from infra.cdk.constructs.serving_api import ServingApi
+from infra.cdk.nag import acknowledge
 
 
 class MlopsStack(Stack):

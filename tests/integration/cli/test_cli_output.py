@@ -15,7 +15,7 @@ from functions.batch.contracts import manifest_key
 from functions.common.contracts import DatasetRef, SourceObject
 from functions.common.model_registry import ModelRegistry
 from functions.common.registry import DatasetRegistry
-from infra.cli import app
+from infra.cli.main import app
 from tests.helpers.cloud import create_data_bucket, create_registry_table
 
 BUCKET = "mlops-dev-data"
