@@ -15,15 +15,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from botocore.exceptions import BotoCoreError, ClientError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -34,19 +31,24 @@ from functions.batch.contracts import (
     job_outputs,
     manifest_key,
 )
-from functions.common.config import ConfigError, load_config
-from functions.common.errors import AdapterError, ObjectNotFoundError
+from functions.common.errors import ObjectNotFoundError
 from functions.common.storage import ObjectStore
-from infra.cli.registry import LocalOption, StageOption, StateDirOption
-from infra.cli.target import Target, TargetError, resolve_target
+from infra.cli.common import (
+    DATA_BUCKET_OUTPUT,
+    LocalOption,
+    StageOption,
+    StateDirOption,
+    console,
+    fail,
+    open_target,
+    reported,
+)
+from infra.cli.target import Target
 
 batch_app = typer.Typer(
     help="Batch inference: score every row of a folder of files, show a job's manifest.",
     no_args_is_help=True,
 )
-console = Console()
-errors = Console(stderr=True)
-
 BATCH_STATE_MACHINE_OUTPUT = "BatchStateMachineArn"
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 _STATUS_STYLE = {"succeeded": "green", "partial": "yellow", "failed": "bold red"}
@@ -55,35 +57,10 @@ PARTIAL_EXIT_CODE = 3
 """`batch run --wait` on a job that ended `partial`."""
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-@contextmanager
-def _reported() -> Iterator[None]:
-    try:
-        yield
-    except (TargetError, AdapterError) as exc:
-        raise _fail(str(exc)) from None
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise _fail(f"{error.get('Code', 'error')}: {error.get('Message', exc)}") from None
-    except BotoCoreError as exc:
-        raise _fail(f"the AWS call failed: {exc}") from None
-
-
 def _target(
     local: bool | None, stage: str, state_dir: Path | None, *, quiet: bool = False
 ) -> tuple[Target, str]:
-    try:
-        config = load_config()
-        target = resolve_target(config, local=local, stage=stage, local_state=state_dir)
-        bucket = target.output("DataBucketName")
-    except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
-    except TargetError as exc:
-        raise _fail(str(exc)) from None
+    _, target, (bucket,) = open_target(local, stage, state_dir, DATA_BUCKET_OUTPUT)
     if not quiet:
         console.print(f"target: {target.description}", style="dim")
     return target, bucket
@@ -95,14 +72,14 @@ def _job_of_prefix(source: str, bucket: str) -> str | None:
     if source.startswith("s3://"):
         named, _, key = source.removeprefix("s3://").partition("/")
         if named != bucket:
-            raise _fail(f"{source} is not in the data bucket {bucket}", 2)
+            raise fail(f"{source} is not in the data bucket {bucket}", 2)
     elif source.startswith(BATCH_IN):
         key = source
     else:
         return None
     job = key.removeprefix(BATCH_IN).strip("/")
     if not key.startswith(BATCH_IN) or "/" in job or not job:
-        raise _fail(f"{source} is not a job folder: use {BATCH_IN}<job>/", 2)
+        raise fail(f"{source} is not a job folder: use {BATCH_IN}<job>/", 2)
     return job
 
 
@@ -117,7 +94,7 @@ def _upload(store: ObjectStore, bucket: str, source: Path, job: str) -> int:
         )
     )
     if not files:
-        raise _fail(f"{source} holds no files", 2)
+        raise fail(f"{source} holds no files", 2)
     for path in files:
         relative = path.name if source.is_file() else path.relative_to(source).as_posix()
         store.upload_file(
@@ -158,15 +135,15 @@ def batch_run(
     if named is None:
         path = Path(source)
         if not path.exists():
-            raise _fail(f"{source} is neither a local folder or file nor a batch/in/ prefix", 2)
+            raise fail(f"{source} is neither a local folder or file nor a batch/in/ prefix", 2)
         name = job or f"{(path.stem if path.is_file() else path.resolve().name)}-{stamp}"
     else:
         name = job or named
         if job is not None and job != named:
-            raise _fail(f"--job {job} differs from the prefix's job {named}", 2)
+            raise fail(f"--job {job} differs from the prefix's job {named}", 2)
     if not re.match(JOB_PATTERN, name):
-        raise _fail(f"job name {name!r} must be 1-80 letters, digits, '.', '_' or '-'", 2)
-    with _reported():
+        raise fail(f"job name {name!r} must be 1-80 letters, digits, '.', '_' or '-'", 2)
+    with reported():
         if named is None:
             count = _upload(ObjectStore(target.client("s3")), bucket, Path(source), name)
             console.print(f"uploaded {count} file(s) to s3://{bucket}/{job_inputs(name)}")
@@ -190,10 +167,10 @@ def batch_run(
         _print_manifest(target, bucket, manifest)
         status = manifest.get("status")
         if status == "failed" and manifest.get("status_reason"):
-            raise _fail(f"the batch job failed: {manifest['status_reason']}"[:500])
+            raise fail(f"the batch job failed: {manifest['status_reason']}"[:500])
     if described["status"] != "SUCCEEDED":
         cause = described.get("cause") or described.get("error") or ""
-        raise _fail(f"the batch job ended {described['status']}: {cause}"[:500])
+        raise fail(f"the batch job ended {described['status']}: {cause}"[:500])
     if manifest is not None and manifest.get("status") == "partial":
         raise typer.Exit(PARTIAL_EXIT_CODE)
 
@@ -205,7 +182,7 @@ def _wait(sfn: Any, arn: str, timeout: float) -> dict[str, Any]:
         if described["status"] in TERMINAL:
             return described
         if time.monotonic() > deadline:
-            raise _fail(f"the job is still {described['status']} after {timeout:.0f} s")
+            raise fail(f"the job is still {described['status']} after {timeout:.0f} s")
         time.sleep(0.5)
 
 
@@ -214,7 +191,7 @@ def _manifest(target: Target, bucket: str, job: str, *, required: bool) -> dict[
         return dict(ObjectStore(target.client("s3")).get_json(bucket, manifest_key(job)))
     except ObjectNotFoundError:
         if required:
-            raise _fail(
+            raise fail(
                 f"job {job} has no manifest at s3://{bucket}/{manifest_key(job)} "
                 "(not run, or still running)"
             ) from None
@@ -232,7 +209,7 @@ def batch_show(
     """A job's manifest: counts per file, rejects by reason, timings."""
     # With --json, stdout holds the manifest alone (for jq and friends).
     target, bucket = _target(local, stage, state_dir, quiet=as_json)
-    with _reported():
+    with reported():
         manifest = _manifest(target, bucket, job, required=True)
         assert manifest is not None
         if as_json:

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from functions.common.config import ConfigError, MlopsConfig, config_path, load_config
+from infra.cli.common import console
 
 config_app = typer.Typer(help="The pipeline config (mlops.toml).", no_args_is_help=True)
-console = Console()
 
 
 class TaskOption(StrEnum):

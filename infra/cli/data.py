@@ -15,41 +15,34 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from functions.common.config import ConfigError, load_config
 from functions.common.contracts import DatasetRef, Retirement
 from functions.common.registry import DatasetRegistry
-from infra.cli.registry import LocalOption, StageOption, StateDirOption, _reported, _who
-from infra.cli.target import TargetError, resolve_target
+from infra.cli.common import (
+    REGISTRY_TABLE_OUTPUT,
+    LocalOption,
+    StageOption,
+    StateDirOption,
+    console,
+    errors,
+    fail,
+    open_target,
+    reported,
+    who,
+)
 
 data_app = typer.Typer(
     help="Dataset versions of the configured dataset: list, show, retire.", no_args_is_help=True
 )
-console = Console()
-errors = Console(stderr=True)
-
 VersionArgument = Annotated[str, typer.Argument(help="The data version (its content hash).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
 def _open(local: bool | None, stage: str, state_dir: Path | None) -> tuple[DatasetRegistry, str]:
     """The dataset registry of the target, and the configured dataset's name."""
-    try:
-        config = load_config()
-        target = resolve_target(config, local=local, stage=stage, local_state=state_dir)
-        table = target.output("RegistryTableName")
-    except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
-    except TargetError as exc:
-        raise _fail(str(exc)) from None
+    config, target, (table,) = open_target(local, stage, state_dir, REGISTRY_TABLE_OUTPUT)
     errors.print(f"target: {target.description}, dataset {config.dataset.name}", style="dim")
     return DatasetRegistry(table, target.client("dynamodb")), config.dataset.name
 
@@ -61,7 +54,7 @@ def _document(ref: DatasetRef) -> dict[str, Any]:
 def _find(registry: DatasetRegistry, dataset: str, version: str) -> DatasetRef:
     ref = registry.get_version(dataset, version)
     if ref is None:
-        raise _fail(f"dataset version {version!r} of {dataset} is not registered")
+        raise fail(f"dataset version {version!r} of {dataset} is not registered")
     return ref
 
 
@@ -75,7 +68,7 @@ def data_list(
     """Every version of the dataset, newest first, with its rows, source and whether it is
     retired; and the class set of the target when it is frozen."""
     registry, dataset = _open(local, stage, state_dir)
-    with _reported():
+    with reported(stdout=True):
         versions = list(reversed(registry.list_versions(dataset)))
         classes = registry.get_classes(dataset)
     if as_json:
@@ -104,7 +97,7 @@ def data_show(
 ) -> None:
     """One version: where it came from, its files, and its retirement if any."""
     registry, dataset = _open(local, stage, state_dir)
-    with _reported():
+    with reported(stdout=True):
         ref = _find(registry, dataset, version)
     if as_json:
         print(json.dumps(_document(ref), indent=2))
@@ -146,12 +139,12 @@ def data_retire(
 ) -> None:
     """Leave a bad version out of training from now on; its files and registry item stay."""
     if not reason.strip():
-        raise _fail("--reason must say why the version is retired", 2)
+        raise fail("--reason must say why the version is retired", 2)
     registry, dataset = _open(local, stage, state_dir)
     at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    with _reported():
+    with reported(stdout=True):
         ref = registry.retire_version(
-            dataset, version, Retirement(at=at, by=_who(), reason=reason.strip())
+            dataset, version, Retirement(at=at, by=who(), reason=reason.strip())
         )
     console.print(f"retired {ref.data_version} of {dataset}; training leaves it out from now on")
     _print_version(ref)

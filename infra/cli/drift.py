@@ -10,33 +10,34 @@ Exit codes: 0 done, 1 the target, the function or the bucket refused (one senten
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from functions.common.config import ConfigError, MlopsConfig, load_config
-from functions.common.errors import AdapterError, ObjectNotFoundError
-from functions.common.storage import ObjectStore
+from functions.common.errors import ObjectNotFoundError
 from functions.ml.drift.presentation import STATISTICS, ranked_features
-from infra.cli.registry import LocalOption, StageOption, StateDirOption
-from infra.cli.target import Target, TargetError, resolve_target
+from infra.cli.common import (
+    LocalOption,
+    Session,
+    StageOption,
+    StateDirOption,
+    console,
+    errors,
+    fail,
+    open_session,
+    reported,
+    text,
+)
 
 drift_app = typer.Typer(
     help="Drift checks of the configured model: run one now, show the latest or any one.",
     no_args_is_help=True,
 )
-console = Console()
-errors = Console(stderr=True)
-
 REPORTS_PREFIX = "reports/drift"
 DRIFT_FUNCTION_OUTPUT = "DriftFunctionName"
 DEFAULT_REPORT_DIR = Path(".mlops/reports")
@@ -47,94 +48,26 @@ _SEVERITY_STYLE = {"major": "bold red", "minor": "yellow", "none": "green"}
 _VERDICT_STYLE = {"drift": "bold red", "drop": "bold red", "no_drift": "green", "ok": "green"}
 
 
-@dataclass
-class Session:
-    """What one command works with: the target, its data bucket, the model."""
-
-    config: MlopsConfig
-    target: Target
-    bucket: str
-
-    @property
-    def model(self) -> str:
-        return self.config.model_name
-
-    @property
-    def checks_prefix(self) -> str:
-        return f"{REPORTS_PREFIX}/{self.model}/"
-
-    def store(self) -> ObjectStore:
-        return ObjectStore(self.target.client("s3"))
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _open(
-    local: bool | None, stage: str, state_dir: Path | None, *, quiet: bool = False
-) -> Session:
-    try:
-        config = load_config()
-        target = resolve_target(config, local=local, stage=stage, local_state=state_dir)
-        bucket = target.output("DataBucketName")
-    except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
-    except TargetError as exc:
-        raise _fail(str(exc)) from None
-    if not quiet:
-        console.print(f"target: {target.description}, model {config.model_name}", style="dim")
-    return Session(config=config, target=target, bucket=bucket)
-
-
-@contextmanager
-def _reported() -> Iterator[None]:
-    """AWS refusals and failures as one sentence and exit code 1."""
-    try:
-        yield
-    except TargetError as exc:
-        raise _fail(str(exc)) from None
-    except AdapterError as exc:
-        raise _fail(str(exc)) from None
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise _fail(f"{error.get('Code', 'error')}: {error.get('Message', exc)}") from None
-    except BotoCoreError as exc:
-        raise _fail(f"the AWS call failed: {exc}") from None
-
-
-def _text(value: Any) -> str:
-    """A value as terminal text; recorded data is escaped, so "[x]" never reads as markup."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, list | tuple):
-        return ", ".join(_text(item) for item in value) or "-"
-    return escape(str(value))
+def _checks_prefix(session: Session) -> str:
+    return f"{REPORTS_PREFIX}/{session.model}/"
 
 
 def _styled(value: Any, styles: Mapping[str, str]) -> str:
     style = styles.get(str(value))
-    return f"[{style}]{_text(value)}[/{style}]" if style else _text(value)
+    return f"[{style}]{text(value)}[/{style}]" if style else text(value)
 
 
 def _retrain_line(retrain: Mapping[str, Any] | None) -> str:
     if not retrain:
         return "retrain: not decided"
     if retrain.get("requested"):
-        line = f"retrain: requested ({_text(retrain.get('reason'))})"
+        line = f"retrain: requested ({text(retrain.get('reason'))})"
         if retrain.get("execution"):
-            line += f", execution {_text(retrain['execution'])}"
-        return f"{line}; {_text(retrain['note'])}" if retrain.get("note") else line
-    why = f" ({_text(retrain['skipped'])})" if retrain.get("skipped") else ""
+            line += f", execution {text(retrain['execution'])}"
+        return f"{line}; {text(retrain['note'])}" if retrain.get("note") else line
+    why = f" ({text(retrain['skipped'])})" if retrain.get("skipped") else ""
     line = f"retrain: not requested{why}"
-    return f"{line}; {_text(retrain['note'])}" if retrain.get("note") else line
+    return f"{line}; {text(retrain['note'])}" if retrain.get("note") else line
 
 
 # mlops drift run
@@ -153,11 +86,11 @@ def drift_run(
     state_dir: StateDirOption = None,
 ) -> None:
     """Run a drift check now and wait for its verdict."""
-    session = _open(local, stage, state_dir)
+    session = open_session(local, stage, state_dir)
     event: dict[str, Any] = {"source": "mlops.cli"}
     if window_hours is not None:
         event["window_hours"] = window_hours
-    with _reported():
+    with reported():
         function = session.target.output(DRIFT_FUNCTION_OUTPUT)
         client = session.target.session.client(
             "lambda", endpoint_url=session.target.endpoint_url, config=_INVOKE_CONFIG
@@ -177,22 +110,22 @@ def drift_run(
         error = reply if isinstance(reply, Mapping) else {}
         kind = error.get("errorType") or response["FunctionError"]
         message = error.get("errorMessage") or body.decode("utf-8", "replace")[:300]
-        raise _fail(f"the drift check failed: {kind}: {message}")
+        raise fail(f"the drift check failed: {kind}: {message}")
     if not isinstance(reply, Mapping):
-        raise _fail(f"the drift function returned no result: {body[:300]!r}")
+        raise fail(f"the drift function returned no result: {body[:300]!r}")
     _print_run(session, reply)
 
 
 def _print_run(session: Session, reply: Mapping[str, Any]) -> None:
     console.print(
-        f"check {_text(reply.get('check_id'))}: verdict "
+        f"check {text(reply.get('check_id'))}: verdict "
         f"{_styled(reply.get('verdict'), _VERDICT_STYLE)}"
     )
-    console.print(f"drifted features: {_text(reply.get('drifted') or [])}")
+    console.print(f"drifted features: {text(reply.get('drifted') or [])}")
     if reply.get("data_quality"):
-        console.print(f"data-quality breaks: {_text(reply['data_quality'])}")
+        console.print(f"data-quality breaks: {text(reply['data_quality'])}")
     if reply.get("decision"):
-        console.print(f"decision: {_text(reply['decision'])}", soft_wrap=True)
+        console.print(f"decision: {text(reply['decision'])}", soft_wrap=True)
     if reply.get("performance_verdict") is not None:
         console.print(
             f"performance: {_styled(reply['performance_verdict'], _VERDICT_STYLE)}",
@@ -201,7 +134,7 @@ def _print_run(session: Session, reply: Mapping[str, Any]) -> None:
     for name in ("result_key", "report_key"):
         if reply.get(name):
             label = name.removesuffix("_key")
-            console.print(f"{label}: s3://{session.bucket}/{_text(reply[name])}", soft_wrap=True)
+            console.print(f"{label}: s3://{session.bucket}/{text(reply[name])}", soft_wrap=True)
 
 
 # mlops drift show
@@ -229,21 +162,21 @@ def drift_show(
 
     Window, verdict, live performance and the retrain decision, then one table per model
     version that served traffic in the window."""
-    session = _open(local, stage, state_dir, quiet=as_json)
+    session = open_session(local, stage, state_dir, quiet=as_json)
     store = session.store()
-    with _reported():
+    with reported():
         check = check_id or _latest_check(session)
         try:
-            body = store.get_bytes(session.bucket, f"{session.checks_prefix}{check}/result.json")
+            body = store.get_bytes(session.bucket, f"{_checks_prefix(session)}{check}/result.json")
         except ObjectNotFoundError:
-            raise _fail(f"no drift check {check} of {session.model} is stored") from None
+            raise fail(f"no drift check {check} of {session.model} is stored") from None
     if as_json:
         typer.echo(body.decode("utf-8"))
     else:
         try:
             result = json.loads(body)
         except ValueError as exc:
-            raise _fail(f"result.json of drift check {check} is not JSON: {exc}") from None
+            raise fail(f"result.json of drift check {check} is not JSON: {exc}") from None
         _print_check(result)
     if open_report:
         path = _save_report(session, check)
@@ -256,16 +189,16 @@ def _latest_check(session: Session) -> str:
     s3 = session.target.client("s3")
     checks: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=session.bucket, Prefix=session.checks_prefix, Delimiter="/"
+        Bucket=session.bucket, Prefix=_checks_prefix(session), Delimiter="/"
     ):
         checks.extend(
-            entry["Prefix"][len(session.checks_prefix) :].rstrip("/")
+            entry["Prefix"][len(_checks_prefix(session)) :].rstrip("/")
             for entry in page.get("CommonPrefixes", [])
         )
     if not checks:
-        raise _fail(
+        raise fail(
             f"no drift check of {session.model} is stored yet "
-            f"(s3://{session.bucket}/{session.checks_prefix}); run one with `mlops drift run`"
+            f"(s3://{session.bucket}/{_checks_prefix(session)}); run one with `mlops drift run`"
         )
     return max(checks)
 
@@ -273,27 +206,27 @@ def _latest_check(session: Session) -> str:
 def _save_report(session: Session, check: str) -> Path:
     path = DEFAULT_REPORT_DIR / session.model / f"{check}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _reported():
+    with reported():
         try:
             session.store().download(
-                session.bucket, f"{session.checks_prefix}{check}/report.html", path
+                session.bucket, f"{_checks_prefix(session)}{check}/report.html", path
             )
         except ObjectNotFoundError:
             path.unlink(missing_ok=True)
-            raise _fail(f"drift check {check} has no report.html") from None
+            raise fail(f"drift check {check} has no report.html") from None
     return path.resolve()
 
 
 def _print_check(result: Mapping[str, Any]) -> None:
     window = result.get("window") or {}
     console.print(
-        f"check {_text(result.get('check_id'))} of {_text(result.get('model_name'))} "
-        f"at {_text(result.get('checked_at'))}",
+        f"check {text(result.get('check_id'))} of {text(result.get('model_name'))} "
+        f"at {text(result.get('checked_at'))}",
         soft_wrap=True,
     )
     console.print(
-        f"window: {_text(window.get('start'))} to {_text(window.get('end'))} "
-        f"({_text(window.get('objects'))} objects, {_text(window.get('rows'))} rows)",
+        f"window: {text(window.get('start'))} to {text(window.get('end'))} "
+        f"({text(window.get('objects'))} objects, {text(window.get('rows'))} rows)",
         soft_wrap=True,
     )
     console.print(f"verdict: {_styled(result.get('verdict'), _VERDICT_STYLE)}")
@@ -302,19 +235,19 @@ def _print_check(result: Mapping[str, Any]) -> None:
     for version in result.get("versions") or []:
         if not version.get("report"):
             console.print(
-                f"model version {_text(version.get('model_version'))}: "
-                f"{_text(version.get('rows'))} rows, not compared: "
-                f"{_text(version.get('note') or 'no drift report')}",
+                f"model version {text(version.get('model_version'))}: "
+                f"{text(version.get('rows'))} rows, not compared: "
+                f"{text(version.get('note') or 'no drift report')}",
                 soft_wrap=True,
             )
             continue
         console.print(_version_table(version))
         report = version.get("report") or {}
         if report.get("decision"):
-            console.print(f"  decision: {_text(report['decision'])}", soft_wrap=True)
+            console.print(f"  decision: {text(report['decision'])}", soft_wrap=True)
         notes = report.get("notes") or []
         for note in notes:
-            console.print(f"  note: {_text(note)}")
+            console.print(f"  note: {text(note)}")
 
 
 def _performance_line(performance: Mapping[str, Any] | None) -> str:
@@ -322,18 +255,17 @@ def _performance_line(performance: Mapping[str, Any] | None) -> str:
         return "performance: not measured"
     line = (
         f"performance: {_styled(performance.get('verdict'), _VERDICT_STYLE)} "
-        f"on {_text(performance.get('rows'))} labelled rows"
+        f"on {text(performance.get('rows'))} labelled rows"
     )
     if performance.get("model_version") is not None:
-        line += f" of model version {_text(performance['model_version'])}"
+        line += f" of model version {text(performance['model_version'])}"
     metrics = performance.get("metrics") or {}
     reference = performance.get("reference") or {}
     changes = performance.get("changes") or {}
     shown = [
-        f"{_text(name)} {_text(value)} (reference {_text(reference.get(name))}, "
-        f"{changes[name]:+.4f})"
+        f"{text(name)} {text(value)} (reference {text(reference.get(name))}, {changes[name]:+.4f})"
         if isinstance(changes.get(name), int | float)
-        else f"{_text(name)} {_text(value)}"
+        else f"{text(name)} {text(value)}"
         for name, value in metrics.items()
     ]
     return f"{line}: {'; '.join(shown)}" if shown else line
@@ -344,8 +276,8 @@ def _version_table(version: Mapping[str, Any]) -> Table:
     drifted = report.get("drifted") or []
     table = Table(
         title=(
-            f"model version {_text(version.get('model_version'))}: "
-            f"{_text(version.get('rows'))} rows, {_text(report.get('verdict'))}, "
+            f"model version {text(version.get('model_version'))}: "
+            f"{text(version.get('rows'))} rows, {text(report.get('verdict'))}, "
             f"{len(drifted)} drifted"
         )
     )
@@ -356,14 +288,14 @@ def _version_table(version: Mapping[str, Any]) -> Table:
     prediction = report.get("prediction")
     for feature in [*ranked_features(report), *([prediction] if prediction else [])]:
         statistics = feature.get("statistics") or {}
-        name = _text(feature.get("name"))
+        name = text(feature.get("name"))
         table.add_row(
             "predictions (model output)" if feature is prediction else name,
-            _text(feature.get("kind")),
+            text(feature.get("kind")),
             _styled(feature.get("severity"), _SEVERITY_STYLE),
             _styled(feature.get("quality", "-"), _SEVERITY_STYLE),
-            _text(feature.get("score")),
-            *(_text(statistics.get(key)) for key, _ in STATISTICS),
-            _text("; ".join(map(str, feature.get("notes") or []))),
+            text(feature.get("score")),
+            *(text(statistics.get(key)) for key, _ in STATISTICS),
+            text("; ".join(map(str, feature.get("notes") or []))),
         )
     return table

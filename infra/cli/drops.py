@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -30,16 +29,23 @@ from functions.common.config import MlopsConfig
 from functions.common.layout import RAW_PREFIX
 from functions.common.registry import DatasetRegistry
 from functions.common.storage import ObjectStore, read_quarantine_reason
-from infra.cli.drift import _fail, _open, _reported, _text
-from infra.cli.registry import LocalOption, StageOption, StateDirOption, _listing
+from infra.cli.common import (
+    LocalOption,
+    StageOption,
+    StateDirOption,
+    console,
+    fail,
+    listing,
+    open_session,
+    reported,
+    text,
+)
 from infra.cli.target import Target
 
 drops_app = typer.Typer(
     help="Files dropped under raw/: what became of each (version, quarantine, failure).",
     no_args_is_help=True,
 )
-console = Console()
-
 PIPELINE_OUTPUT = "PipelineStateMachineArn"
 _ENDED_BADLY = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
 _OUTCOME_STYLE = {
@@ -189,11 +195,11 @@ def _detail(drop: Mapping[str, Any]) -> str:
     outcome = drop["outcome"]
     if outcome in ("ingested", "duplicate"):
         rows = f" ({drop['rows']:,} rows)" if drop.get("rows") is not None else ""
-        return f"version {_text(drop['data_version'])}{rows}"
+        return f"version {text(drop['data_version'])}{rows}"
     head = drop.get("reason") or drop.get("error")
     if head is None:
-        return _text(drop.get("message") or drop.get("execution_status") or "")
-    return f"{_text(head)}: {_text(drop.get('message'))}"
+        return text(drop.get("message") or drop.get("execution_status") or "")
+    return f"{text(head)}: {text(drop.get('message'))}"
 
 
 def _styled(outcome: str) -> str:
@@ -211,8 +217,8 @@ def drops_list(
 ) -> None:
     """Every drop under raw/, newest first, with its outcome: the dataset version it became,
     a duplicate of one, quarantined with its reason, or failed with its error."""
-    session = _open(local, stage, state_dir, quiet=as_json)
-    with _reported():
+    session = open_session(local, stage, state_dir, quiet=as_json)
+    with reported():
         drops = collect_drops(session.config, session.target)[:limit]
     if as_json:
         for drop in drops:
@@ -222,15 +228,15 @@ def drops_list(
     if not drops:
         console.print("no drops under raw/ yet")
         return
-    table = _listing(
+    table = listing(
         f"drops under raw/ ({len(drops)}, newest first)",
         ("dropped", "key", "outcome", "detail"),
         no_wrap=("dropped", "outcome"),
     )
     for drop in drops:
         table.add_row(
-            _text(drop["dropped_at"].replace("T", " ")[:16]),
-            _text(drop["key"].removeprefix(RAW_PREFIX)),
+            text(drop["dropped_at"].replace("T", " ")[:16]),
+            text(drop["key"].removeprefix(RAW_PREFIX)),
             _styled(drop["outcome"]),
             _detail(drop),
         )
@@ -250,30 +256,30 @@ def drops_show(
 ) -> None:
     """One drop (the newest version of the key by default): its outcome, the dataset version,
     the quarantine reason or the execution's error, and the execution."""
-    session = _open(local, stage, state_dir, quiet=as_json)
-    with _reported():
+    session = open_session(local, stage, state_dir, quiet=as_json)
+    with reported():
         drops = [d for d in collect_drops(session.config, session.target) if d["key"] == key]
     if version_id is not None:
         drops = [d for d in drops if d["version_id"] == version_id]
     if not drops:
         which = f" (version {version_id})" if version_id else ""
-        raise _fail(f"no drop {key}{which} is in the data bucket")
+        raise fail(f"no drop {key}{which} is in the data bucket")
     drop = drops[0]
     if as_json:
         typer.echo(json.dumps(drop, indent=2))
         return
-    table = Table(title=f"drop {_text(key)}", show_header=False)
+    table = Table(title=f"drop {text(key)}", show_header=False)
     table.add_column("field", no_wrap=True)
     table.add_column("value", overflow="fold")
     table.add_row("outcome", _styled(drop["outcome"]))
     for name in ("dropped_at", "version_id", "size", "data_version", "rows", "reason", "error"):
         if drop.get(name) is not None:
-            table.add_row(name.replace("_", " "), _text(drop[name]))
+            table.add_row(name.replace("_", " "), text(drop[name]))
     if drop.get("message"):
-        table.add_row("message", _text(drop["message"]))
+        table.add_row("message", text(drop["message"]))
     record = drop.get("reason_record") or {}
     for name, value in (record.get("details") or {}).items():
-        table.add_row(f"detail {_text(name)}", _text(value))
-    table.add_row("execution", _text(drop["execution"]))
-    table.add_row("execution status", _text(drop["execution_status"]))
+        table.add_row(f"detail {text(name)}", text(value))
+    table.add_row("execution", text(drop["execution"]))
+    table.add_row("execution status", text(drop["execution_status"]))
     console.print(table)

@@ -17,11 +17,9 @@ from typing import Annotated
 import boto3
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from functions.common.config import ConfigError, load_config
 from functions.common.erasure import (
     AUDIT_PREFIX,
     Eraser,
@@ -34,29 +32,33 @@ from functions.common.erasure import (
 from functions.common.errors import AdapterError
 from functions.common.storage import ObjectStore
 from functions.ml.erasure import Subject, SubjectSyntaxError
-from infra.cli.target import STATE_DIR_ENV, Target, TargetError, resolve_target
+from infra.cli.common import (
+    DATA_BUCKET_OUTPUT,
+    LocalOption,
+    StageOption,
+    console,
+    fail,
+    open_target,
+)
+from infra.cli.target import STATE_DIR_ENV, Target
 
 ERASURE_ROLE_OUTPUT = "ErasureRoleArn"
 erase_app = typer.Typer(help="Erase one data subject or one request, every version included.")
-console = Console()
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
-    return typer.Exit(code)
 
 
 def _subject(request_id: str | None, subject: str | None, reason: str | None) -> Subject:
     if (request_id is None) == (subject is None):
-        raise _fail("give exactly one of --request-id ID or --subject COLUMN=VALUE", 2)
+        raise fail("give exactly one of --request-id ID or --subject COLUMN=VALUE", 2, stdout=True)
     try:
         parsed = (
             Subject.request(request_id) if request_id is not None else Subject.parse(subject or "")
         )
     except SubjectSyntaxError as exc:
-        raise _fail(str(exc), 2) from None
+        raise fail(str(exc), 2, stdout=True) from None
     if reason and parsed.value in reason:
-        raise _fail("--reason must not contain the subject's value (it is stored in clear)", 2)
+        raise fail(
+            "--reason must not contain the subject's value (it is stored in clear)", 2, stdout=True
+        )
     return parsed
 
 
@@ -65,10 +67,11 @@ def _acting_target(target: Target, erasure_id: str) -> tuple[Target, str | None]
     role = target.outputs.get(ERASURE_ROLE_OUTPUT)
     if role is None:
         if target.kind == "aws":
-            raise _fail(
+            raise fail(
                 f"the {target.description} has no output {ERASURE_ROLE_OUTPUT}; deploy the "
                 "current stack (it creates the erasure role, the only principal that may "
-                "delete raw data)"
+                "delete raw data)",
+                stdout=True,
             )
         console.print(
             "no erasure role on this target: acting with your own credentials", style="dim"
@@ -108,15 +111,8 @@ def erase(
     reason: Annotated[
         str | None, typer.Option(help="Why (e.g. a ticket number); recorded in the audit.")
     ] = None,
-    local: Annotated[
-        bool | None,
-        typer.Option(
-            "--local/--aws",
-            help="The local cloud (default when its outputs.json exists) or the AWS stack.",
-            show_default=False,
-        ),
-    ] = None,
-    stage: Annotated[str, typer.Option(help="Stage of the AWS stack (with --aws).")] = "dev",
+    local: LocalOption = None,
+    stage: StageOption = "dev",
     state_dir: Annotated[
         Path | None,
         typer.Option(
@@ -127,14 +123,9 @@ def erase(
     """Remove the subject's rows from capture, feedback, raw, quarantine and curated data,
     delete every object version that held them, check, and write an audit record."""
     wanted = _subject(request_id, subject, reason)
-    try:
-        config = load_config()
-        target = resolve_target(config, local=local, stage=stage, local_state=state_dir)
-        bucket = target.output("DataBucketName")
-    except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
-    except TargetError as exc:
-        raise _fail(str(exc)) from None
+    config, target, (bucket,) = open_target(
+        local, stage, state_dir, DATA_BUCKET_OUTPUT, stdout=True
+    )
     console.print(f"target: {target.description}, bucket {bucket}", style="dim")
     erasure_id = new_erasure_id()
     try:
@@ -172,23 +163,25 @@ def erase(
         audit_key = f"{AUDIT_PREFIX}{erasure_id}.json"
         ObjectStore(acting.client("s3")).put_json(bucket, audit_key, record)
     except (AdapterError, ClientError, BotoCoreError) as exc:
-        raise _fail(f"the erasure stopped: {exc}") from None
+        raise fail(f"the erasure stopped: {exc}", stdout=True) from None
     if results:
         _print_results(results)
     console.print(f"audit record: s3://{bucket}/{audit_key}", highlight=False)
     still = [f for f in remaining.keys if f.hits]
     if still:
-        raise _fail(
+        raise fail(
             "the subject is still in "
-            + ", ".join(f"{f.key} (versions {', '.join(sorted(f.hits))})" for f in still)
+            + ", ".join(f"{f.key} (versions {', '.join(sorted(f.hits))})" for f in still),
+            stdout=True,
         )
     if findings.unreadable:
-        raise _fail(
+        raise fail(
             "cannot filter rows of "
             + ", ".join(
                 f"{key} version {version} ({why})" for key, version, why in findings.unreadable
             )
-            + ": they contain the subject's value; erase them by hand with the erasure role"
+            + ": they contain the subject's value; erase them by hand with the erasure role",
+            stdout=True,
         )
 
 

@@ -1,5 +1,6 @@
-"""The `mlops` command. Each concern is a typer sub-app or command in its own module; this file
-only composes them (`python -m infra.cli ...` works as well as the `mlops` script)."""
+"""The `mlops` command. Each command group is a typer sub-app in its own module; this module
+composes them and holds the single commands (`python -m infra.cli ...` works as well as the
+`mlops` script)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from functions.common.config import ConfigError, load_config
 from infra.cli.batch import batch_app
+from infra.cli.common import LocalOption, StageOption, StateDirOption, console
 from infra.cli.config import checked_config, config_app
 from infra.cli.data import data_app
 from infra.cli.drift import drift_app
 from infra.cli.drops import drops_app
 from infra.cli.erasure import erase_app
-from infra.cli.registry import (
-    LocalOption,
-    StageOption,
-    StateDirOption,
-    models_app,
-    runs_app,
-)
+from infra.cli.models import models_app
+from infra.cli.runs import runs_app
 from infra.local.cli import app as local_app
 
 app = typer.Typer(
@@ -41,7 +37,6 @@ app.add_typer(batch_app, name="batch")
 app.add_typer(data_app, name="data")
 app.add_typer(drops_app, name="drops")
 app.add_typer(config_app, name="config")
-console = Console()
 
 
 @app.command()
