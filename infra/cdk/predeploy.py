@@ -416,8 +416,9 @@ def _under(path: str, root: str) -> bool:
 
 def check_function_imports(stage: str, cdk_out: Path | None = None) -> CheckResult:
     """Synthesize `stage` (into a temporary directory, unless `cdk_out` holds it) and import
-    every project function's handler as Lambda's init would (`infra.cdk.function_env`)."""
-    from infra.cdk.function_env import FunctionEnvError, check_imports, deployed_functions
+    every project function's handler as Lambda's init would (`infra.cdk.import_check`)."""
+    from infra.cdk.function_env import FunctionEnvError, deployed_functions
+    from infra.cdk.import_check import check_imports
     from infra.local.synth import SynthError, synthesize
 
     name = "functions import their handlers"
