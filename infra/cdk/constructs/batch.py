@@ -41,18 +41,18 @@ from infra.cdk.constructs.data_lake import (
     MODELS_PREFIX,
     DataLake,
 )
-from infra.cdk.constructs.pipeline import (
-    alert_task,
-    concise_error,
-    stage_task,
-    then_even_if_unsent,
-)
 from infra.cdk.constructs.registry import Registry
 from infra.cdk.constructs.stage_function import (
     FunctionSpec,
     StageFunction,
     retention,
     stage_environment,
+)
+from infra.cdk.constructs.state_machine import (
+    alert_task,
+    concise_error,
+    stage_task,
+    then_even_if_unsent,
 )
 from infra.cdk.nag import acknowledge
 
