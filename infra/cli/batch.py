@@ -24,7 +24,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from functions.batch.contracts import (
+from functions.common.batch_jobs import (
     BATCH_IN,
     JOB_PATTERN,
     job_inputs,

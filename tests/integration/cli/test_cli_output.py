@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from functions.batch.contracts import manifest_key
+from functions.common.batch_jobs import manifest_key
 from functions.common.contracts import DatasetRef, SourceObject
 from functions.common.model_registry import ModelRegistry
 from functions.common.registry import DatasetRegistry
