@@ -5,7 +5,10 @@ The file is validated and cleaned against the config's dataset contract exactly 
 under raw/ is (`ingest_file`), trained by the train stage's `fit_candidate` (split, fit, ONNX
 export, parity, reference profile) and scored on the held-out rows by the evaluate stage's
 `score` and gate (against no champion, or a given champion ONNX model). Everything lands in
-one output directory."""
+one output directory.
+
+The one module of the CLI that imports stages' own logic (`functions.train.logic`,
+`functions.evaluate.logic`): running exactly that code, without the cloud, is its purpose."""
 
 from __future__ import annotations
 
