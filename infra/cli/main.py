@@ -50,11 +50,9 @@ def demo(
     try:
         run(console, rows=rows)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise _exit(exc, 2) from None
     except (DemoFailed, SynthError) as exc:
-        console.print(f"[red]demo failed:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        raise _exit(exc, 1, heading="demo failed") from None
 
 
 @app.command()
@@ -79,8 +77,7 @@ def predict(
     try:
         rows = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {file}: {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise _exit(f"{file}: {exc}", 2) from None
     instances = rows.get("instances") if isinstance(rows, dict) else rows
     if not isinstance(instances, list):
         console.print(f'[red]error:[/red] {file}: expected a list or {{"instances": [...]}}')
@@ -89,8 +86,7 @@ def predict(
     try:
         result = call_predict(base, instances, api_key=api_key)
     except PredictError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        raise _exit(exc, 1) from None
     table = Table(
         title=f"model version {result.get('model_version')}  request {result.get('request_id')}"
     )
@@ -119,8 +115,7 @@ def predeploy(
     try:
         config = load_config()
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise _exit(exc, 2) from None
     if stage not in config.stages:
         known = ", ".join(config.stages)
         console.print(f"[red]error:[/red] no stage {stage!r} in the config (stages: {known})")
@@ -133,6 +128,13 @@ def predeploy(
             for r in results
         ]
     )
+
+
+def _exit(message: object, code: int, *, heading: str = "error") -> typer.Exit:
+    """Print `<heading>: <message>` (the message as markup, as these commands always printed
+    it) and return the exit to raise."""
+    console.print(f"[red]{heading}:[/red] {message}", highlight=False)
+    return typer.Exit(code)
 
 
 def _report(results: list[tuple[bool, str, list[str]]]) -> None:
@@ -164,11 +166,9 @@ def smoke(
         config = load_config()
         target = resolve_target(config, local=local, stage=stage, local_state=state_dir)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise _exit(exc, 2) from None
     except TargetError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        raise _exit(exc, 1) from None
     console.print(f"smoke test of {target.description}", style="bold")
     results = run_smoke(config, target, stage, local_state_dir(state_dir))
     _report(
@@ -203,14 +203,11 @@ def train_local(
         config = checked_config()
         run = run_train_local(data, out, config=config, champion=champion)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise _exit(exc, 2) from None
     except DataRejectedError as exc:
-        console.print(f"[red]{data} rejected ({exc.code}):[/red] {exc.message}", highlight=False)
-        raise typer.Exit(1) from None
+        raise _exit(exc.message, 1, heading=f"{data} rejected ({exc.code})") from None
     except (ParityError, ChampionNotFoundError, OSError) as exc:
-        console.print(f"[red]train-local failed:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        raise _exit(exc, 1, heading="train-local failed") from None
     evaluation = run.evaluation
     table = Table(title=f"{run.run.model_name} on {data.name}: {run.run.rows_test} held-out rows")
     table.add_column("metric")
