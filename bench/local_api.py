@@ -42,9 +42,9 @@ import numpy as np
 
 from functions.common.model_registry import ModelRegistry
 from functions.ml import sample_data
+from infra.cli.predict_client import signed_request
 from infra.local import LocalCloud, lambda_config
 from infra.local.synth import synthesize
-from infra.predict_client import signed_request
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "churn"

@@ -14,7 +14,7 @@ leaves it. Capture is off (CAPTURE_STREAM unset): its cost is a Firehose round t
     initialising the predict handler against in-process moto (alias lookup, model fetch, hash
     check, session; moto's own setup and seeding happen before the clock starts) vs bare
     `import onnxruntime, numpy, boto3` + session creation from the same bytes. Target <= 1.3x.
-    The handler runs with the environment the stack gives it (`infra.cold_start`): config in
+    The handler runs with the environment the stack gives it (`infra.cdk.cold_start`): config in
     `MLOPS_CONFIG_JSON`, pydantic plugins off, and botocore's data trimmed to its services
     (`MLOPS_BOTOCORE_DATA`; the copy is written from this interpreter's botocore by the code
     that writes the serving layer's).
@@ -325,7 +325,7 @@ def deployed_environment(workdir: Path) -> dict[str, str]:
 
     from functions.adapters.aws import SLIM_DATA_ENV
     from functions.common.config.loading import CONFIG_JSON_ENV, load_config
-    from infra.cold_start import FUNCTION_ENVIRONMENT, SLIM_DATA_DIR, write_slim_data
+    from infra.cdk.cold_start import FUNCTION_ENVIRONMENT, SLIM_DATA_DIR, write_slim_data
 
     data = write_slim_data(Path(botocore.__file__).parent, workdir / SLIM_DATA_DIR)
     config = load_config(REPO / "mlops.toml").for_stage("dev")

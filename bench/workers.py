@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from functions.common.health import HEALTH_CHECK
+from infra.cli.predict_client import signed_request
 from infra.local import LocalCloud, lambda_config
 from infra.local.synth import synthesize
-from infra.predict_client import signed_request
 
 REPO = Path(__file__).resolve().parents[1]
 LIMIT_MS = 5.0

@@ -6,7 +6,7 @@ credential chain again, while a second client of a shared Session reuses
 them. A boto3 Session is not thread-safe, so clients are created under a lock; the clients
 themselves are.
 
-With `MLOPS_BOTOCORE_DATA` naming a trimmed copy of botocore's data (`infra.cold_start`:
+With `MLOPS_BOTOCORE_DATA` naming a trimmed copy of botocore's data (`infra.cdk.cold_start`:
 only the services the function calls, without documentation; the serving layer carries one),
 the Session reads that copy and nothing else, so the predict function's first clients parse a
 fraction of the JSON botocore's own data holds. The copy is used only by the botocore release it was
@@ -69,7 +69,7 @@ def client(service: str) -> Any:
                     raise
                 raise botocore.exceptions.UnknownServiceError(
                     service_name=f"{service} (not in the trimmed botocore data at {data}: "
-                    "add it to the function's services in infra.cold_start)",
+                    "add it to the function's services in infra.cdk.cold_start)",
                     known_service_names=", ".join(sorted(_trimmed_services(data))),
                 ) from None
             _clients[(data, service)] = cached

@@ -13,29 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-BATCH_IN = "batch/in/"
-BATCH_OUT = "batch/out/"
-JOB_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
-
-
-def job_inputs(job: str) -> str:
-    return f"{BATCH_IN}{job}/"
-
-
-def job_outputs(job: str) -> str:
-    return f"{BATCH_OUT}{job}/"
-
-
-def items_key(job: str) -> str:
-    return f"{job_outputs(job)}_plan/items.json"
-
-
-def item_result_key(job: str, item: int) -> str:
-    return f"{job_outputs(job)}_items/{item:06d}.json"
-
-
-def manifest_key(job: str) -> str:
-    return f"{job_outputs(job)}manifest.json"
+from functions.common.batch_jobs import BATCH_IN, JOB_PATTERN
 
 
 class _Contract(BaseModel):

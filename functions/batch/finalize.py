@@ -14,10 +14,9 @@ from functions.batch.contracts import (
     BatchManifest,
     BatchPlan,
     FileSummary,
-    job_outputs,
-    manifest_key,
 )
 from functions.batch.stage import stage_adapters
+from functions.common.batch_jobs import job_outputs, manifest_key
 from functions.common.config.serving import BatchConfig
 from functions.common.observability import logger
 

@@ -16,12 +16,11 @@ from functions.batch.contracts import (
     BatchItem,
     BatchItemResult,
     Reject,
-    item_result_key,
-    job_outputs,
 )
 from functions.batch.reading import read_and_check
 from functions.batch.scoring import Checked, score
 from functions.batch.stage import stage_adapters
+from functions.common.batch_jobs import item_result_key, job_outputs
 from functions.common.observability import logger
 from functions.serving.model import ServingModel, load_version
 

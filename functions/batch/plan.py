@@ -19,11 +19,9 @@ from functions.batch.contracts import (
     BatchPlan,
     BatchRequest,
     UnreadableFile,
-    items_key,
-    job_inputs,
-    job_outputs,
 )
 from functions.batch.stage import Adapters, now, stage_adapters
+from functions.common.batch_jobs import items_key, job_inputs, job_outputs
 from functions.common.config.loading import MlopsConfig
 from functions.common.model_registry import PRODUCTION
 from functions.common.observability import logger

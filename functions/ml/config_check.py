@@ -4,7 +4,7 @@
   estimator takes, as the estimator itself lists them (`get_params`);
 - `[gate.metrics.<metric>]`: every metric must be one the task's evaluation computes.
 
-`mlops config check` and synth (`infra.config.deploy_config`) run them, on the base config and
+`mlops config check` and synth (`infra.cdk.config.deploy_config`) run them, on the base config and
 on every stage's merged config, so such a config fails there with the key and the allowed
 values instead of at training time. Pure: scikit-learn only, no AWS.
 """

@@ -138,7 +138,7 @@ def fire_schedule(
 def _workers_or_say_why_not() -> Literal["workers", "inprocess"]:
     """Function workers need the Lambda runtime's Python; without it, say so once and run
     functions in this process."""
-    from infra.layers import missing_python_message, runtime_python
+    from infra.cdk.layers import missing_python_message, runtime_python
 
     if runtime_python() is not None:
         return "workers"
@@ -200,7 +200,7 @@ def _synthesize_if_needed(cdk_out: Path, synth: bool | None, stage: str, stack: 
         )
         return
     console.print(f"Synthesizing stage {stage} into {cdk_out}: {reason}", highlight=False)
-    with console.status(f"Synthesizing the CDK app (python -m infra.app, stage {stage})..."):
+    with console.status(f"Synthesizing the CDK app (python -m infra.cdk.app, stage {stage})..."):
         try:
             synthesize(REPO_ROOT, cdk_out.resolve(), {"stage": stage})
         except SynthError as exc:

@@ -47,7 +47,7 @@ from infra.local.lambda_inprocess import ISOLATED_PREFIX
 from infra.local.server import DEFAULT_HOST, MotoServer
 
 if TYPE_CHECKING:
-    from infra.function_env import HostEnvironment
+    from infra.cdk.function_env import HostEnvironment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
@@ -357,7 +357,7 @@ class LocalCloud:
         then start new workers from the copy, as after a deploy; on exit the deployment is
         the original again. The copy shares files with the original (hard links): delete or
         replace files, never write into one in place."""
-        from infra.function_env import HostEnvironment
+        from infra.cdk.function_env import HostEnvironment
 
         name = self.function_name(logical_id)
         original = REGISTRY.get(name)

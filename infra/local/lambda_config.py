@@ -1,7 +1,7 @@
 """The local Lambda's configuration: the runtime's settings (`SETTINGS`: how functions run,
 where their output goes) and where each deployed function's code lives (`REGISTRY`: moto
 keeps only bytes; the deployer registers the code's directories and its environment rebuilt
-for this machine, `infra.function_env`)."""
+for this machine, `infra.cdk.function_env`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from infra.function_env import HostEnvironment
+    from infra.cdk.function_env import HostEnvironment
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ With `SETTINGS.workers` (the default of a local cloud in server mode), each invo
 in a function worker (`infra.local.workers`): a process with the function's runtime's Python,
 only its deployed code and packages, its environment, memory, timeout and /tmp limits, and
 real concurrency. The deployer registers each function's code and its environment rebuilt
-for this machine (`infra.function_env`). Without it (in-process mode, a debugging aid), the
+for this machine (`infra.cdk.function_env`). Without it (in-process mode, a debugging aid), the
 handler runs in this process (`infra.local.lambda_inprocess`).
 
 The Invoke API refuses a request payload over 6 MB (synchronous) or 1 MB (asynchronous) with

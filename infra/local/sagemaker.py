@@ -37,7 +37,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from infra.config import REPO_ROOT
+from infra.cdk.config import REPO_ROOT
 
 log = logging.getLogger("infra.local.sagemaker")
 

@@ -1,7 +1,7 @@
 """One function worker: a process that behaves like one Lambda execution environment, and
 the protocol between it and the local cloud.
 
-- The process runs the function's runtime's Python (`infra.function_env`: 3.13, or the image
+- The process runs the function's runtime's Python (`infra.cdk.function_env`: 3.13, or the image
   base's) with `sys.path` exactly the function's deployed code and packages (the host twin of
   its layers or image), through `infra.local.worker_runtime`, Lambda's bootstrap for one
   environment. Its environment is the function's (from the template, resolved at deploy)

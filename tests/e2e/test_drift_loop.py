@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from functions.ml import sample_data
+from infra.cli.predict_client import signed_request
 from infra.local import LocalCloud
-from infra.predict_client import signed_request
 from tests.helpers.served import Served, serving_first_model
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from functions.adapters.datasets import DatasetRegistry
 from functions.ml import sample_data
-from infra.cli import app
+from infra.cli.main import app
 from infra.local import LocalCloud, faults
 
 pytestmark = pytest.mark.slow

@@ -27,7 +27,7 @@ MODEL = "churn"
 # Every attempt of one call by a function's client (functions/adapters/aws.py): a fault that
 # fails this many calls outlasts boto3's own retries, once.
 CALL_ATTEMPTS = int(aws._CONFIG.retries["max_attempts"]) + 1  # type: ignore[attr-defined]
-# The state machine's Retry of StorageError / RegistryError (infra/constructs/pipeline.py).
+# The state machine's Retry of StorageError / RegistryError (infra/cdk/constructs/state_machine.py).
 TASK_ATTEMPTS = 4
 CURATED_DATA = r"/curated/churn/[0-9a-f]+/data\.parquet"
 MODEL_VERSION_ITEM = r'"sk": ?\{"S": ?"VERSION#\d{8}"\}'

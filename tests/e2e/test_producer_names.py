@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from functions.ml import sample_data
-from infra.predict_client import signed_request
+from infra.cli.predict_client import signed_request
 from tests.helpers.served import Served, serving_first_model
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from typing import TypeVar
 from typer.testing import CliRunner
 
 from functions.ml import sample_data
-from infra.cli import app
+from infra.cli.main import app
 from infra.local import LocalCloud
 
 

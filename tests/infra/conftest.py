@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from infra.app import build_app
+from infra.cdk.app import build_app
 
 STACK = "mlops-dev"
 REPO = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ def _synth(
         env["MLOPS_CONFIG"] = str(config)
     if context is not None:
         env["CDK_CONTEXT_JSON"] = json.dumps(context)
-    return synth_in_child(["-m", "infra.app"], tmp_path / "cdk.out", env)
+    return synth_in_child(["-m", "infra.cdk.app"], tmp_path / "cdk.out", env)
 
 
 def test_nag_has_no_unacknowledged_findings_and_each_acknowledgement_has_a_reason(

@@ -1,4 +1,4 @@
-"""The deploy bootstrap (`infra/bootstrap.py`): GitHub's OIDC provider and a deploy role that
+"""The deploy bootstrap (`infra/cdk/bootstrap.py`): GitHub's OIDC provider and a deploy role that
 only this repo's main branch, version tags and environment `prod` can assume, and that can do
 nothing but hand over to the CDK bootstrap roles, read the project stacks' outputs and
 resources, and run the smoke test after a deploy."""
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from functions.common.config.loading import load_config
-from infra.bootstrap import BootstrapError, build_app
+from infra.cdk.bootstrap import BootstrapError, build_app
 from tests.helpers.synth import acknowledged_rules, synth_in_child
 
 REPO = Path(__file__).resolve().parents[2]
@@ -186,7 +186,7 @@ def test_a_repo_that_is_not_owner_slash_name_is_refused(tmp_path: Path, repo: st
 @pytest.mark.slow
 def test_synth_without_github_repo_fails_naming_the_context_key(tmp_path: Path) -> None:
     result = synth_in_child(
-        ["-m", "infra.bootstrap"], tmp_path / "cdk.out", {"CDK_CONTEXT_JSON": None}
+        ["-m", "infra.cdk.bootstrap"], tmp_path / "cdk.out", {"CDK_CONTEXT_JSON": None}
     )
     assert result.returncode == 2
     assert "-c github_repo=<owner>/<repo>" in result.stderr

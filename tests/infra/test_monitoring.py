@@ -12,7 +12,7 @@ from typing import Any
 from aws_cdk.assertions import Template
 
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
-from infra.app import build_app
+from infra.cdk.app import build_app
 
 Resources = Callable[[str], dict[str, dict[str, Any]]]
 

@@ -13,8 +13,8 @@ import pytest
 
 from functions.common.config.base import ConfigError
 from functions.common.config.loading import parse_config
-from infra.app import build_app
-from infra.checks import cfn_lint, stack_templates
+from infra.cdk.app import build_app
+from infra.cdk.checks import cfn_lint, stack_templates
 
 STACK = "mlops-dev"
 

@@ -14,9 +14,9 @@ import pytest
 from aws_cdk.assertions import Template
 
 from functions.adapters.aws import SLIM_DATA_ENV
-from infra.app import build_app
-from infra.cold_start import PREDICT_SERVICES, botocore_version
-from infra.layers import (
+from infra.cdk.app import build_app
+from infra.cdk.cold_start import PREDICT_SERVICES, botocore_version
+from infra.cdk.layers import (
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     build_function_code,
     build_layer,

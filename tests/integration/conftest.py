@@ -61,7 +61,7 @@ def trimmed_botocore_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """botocore's data trimmed to predict's services, as the serving layer carries it."""
     import botocore
 
-    from infra.cold_start import SLIM_DATA_DIR, write_slim_data
+    from infra.cdk.cold_start import SLIM_DATA_DIR, write_slim_data
 
     return write_slim_data(
         Path(botocore.__file__).parent, tmp_path_factory.mktemp("layer") / SLIM_DATA_DIR

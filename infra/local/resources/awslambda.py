@@ -1,7 +1,7 @@
 """Lambda functions, layers, versions and aliases. moto gets a small placeholder zip and the
 deployer records where the real code is (the asset directory in cdk.out, or the repo for image
 functions) and, for function workers, the deployment rebuilt for this machine
-(`infra.function_env`: the runtime's Python, the code, only the function's packages). See
+(`infra.cdk.function_env`: the runtime's Python, the code, only the function's packages). See
 `infra.local.lambda_runtime`."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from infra.local.lambda_config import SETTINGS, FunctionCode
 
 if TYPE_CHECKING:
-    from infra.function_env import HostEnvironment
+    from infra.cdk.function_env import HostEnvironment
 from infra.local.resources.base import (
     Created,
     DeployContext,
@@ -110,14 +110,14 @@ def _host(ctx: DeployContext, spec: ResourceSpec, code: FunctionCode) -> HostEnv
     """The function's deployment built for this machine, for workers (None without them)."""
     if not SETTINGS.workers:
         return None
-    from infra.function_env import (
+    from infra.cdk.function_env import (
         RUNTIME_PROVIDED,
         FunctionEnvError,
         HostEnvironment,
         describe_function,
         host_environment,
     )
-    from infra.layers import (
+    from infra.cdk.layers import (
         build_packages,
         host_platforms,
         missing_python_message,

@@ -1,4 +1,4 @@
-"""Clients from botocore's data trimmed to a function's services (`infra.cold_start`,
+"""Clients from botocore's data trimmed to a function's services (`infra.cdk.cold_start`,
 `MLOPS_BOTOCORE_DATA`): the same API and the same endpoints as with botocore's own data, a
 clear error for a service left out, and botocore's own data when the copy cannot be used."""
 
@@ -18,8 +18,8 @@ from botocore.config import Config
 from botocore.exceptions import UnknownServiceError
 from botocore.model import ServiceModel
 
-from functions.adapters import aws
-from infra.cold_start import (
+from functions.common import aws
+from infra.cdk.cold_start import (
     PREDICT_SERVICES,
     BotocoreDataError,
     write_slim_data,

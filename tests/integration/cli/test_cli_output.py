@@ -12,10 +12,10 @@ import typer
 from typer.testing import CliRunner
 
 from functions.adapters.datasets import DatasetRegistry
-from functions.batch.contracts import manifest_key
+from functions.common.batch_jobs import manifest_key
 from functions.common.contracts import DatasetRef, SourceObject
 from functions.common.model_registry import ModelRegistry
-from infra.cli import app
+from infra.cli.main import app
 from tests.helpers.cloud import create_data_bucket, create_registry_table
 
 BUCKET = "mlops-dev-data"

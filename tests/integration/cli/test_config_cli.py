@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from functions.common.config.base import ConfigError
-from infra.cli import app
-from infra.config import deploy_config
+from infra.cdk.config import deploy_config
+from infra.cli.main import app
 
 runner = CliRunner()
 

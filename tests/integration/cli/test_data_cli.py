@@ -16,7 +16,7 @@ from functions.common.config.dataset import DatasetMode
 from functions.common.contracts import DatasetRef, SourceObject
 from functions.train import logic as train_logic
 from functions.train.logic import training_versions
-from infra.cli import app
+from infra.cli.main import app
 from tests.helpers.cloud import create_data_bucket, create_registry_table
 
 BUCKET = "mlops-dev-data"

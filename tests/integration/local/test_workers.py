@@ -20,7 +20,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from infra.layers import missing_python_message, runtime_python
+from infra.cdk.layers import missing_python_message, runtime_python
 from infra.local import LocalCloud, worker_limits, workers
 
 pytestmark = pytest.mark.slow
