@@ -60,10 +60,10 @@ format: venv  ## apply ruff's fixes and formatting
 
 synth: venv  ## synthesize cdk.out/ for STAGE (default dev), stamped with the git COMMIT
 	rm -rf cdk.out
-	CDK_CONTEXT_JSON='$(CDK_CONTEXT)' $(PY) -m infra.app
+	CDK_CONTEXT_JSON='$(CDK_CONTEXT)' $(PY) -m infra.cdk.app
 
 layer: venv  ## build the serving layer (pip, arm64 wheels, no Docker) into .mlops/build/; synth does it too
-	$(PY) -m infra.layers
+	$(PY) -m infra.cdk.layers
 
 CDK_CLI := aws-cdk@2.1148.1
 OUT ?= .mlops/train-local

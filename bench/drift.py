@@ -169,7 +169,7 @@ def build_profile(reference: dict[str, np.ndarray], seed: int) -> dict[str, Any]
     (a logistic in one feature), since only the features are compared here."""
     import pandas as pd
 
-    from functions.common.config import FeatureType, Task
+    from functions.common.config.dataset import FeatureType, Task
     from functions.ml.onnx_input import Prediction
     from functions.ml.reference_profile import reference_profile
 

@@ -63,7 +63,7 @@ def measure(mode: str, path: Path) -> dict[str, float]:
     import pandas as pd
     import pyarrow  # noqa: F401  (imported by both modes; counted in the baseline)
 
-    from functions.common.config import load_config
+    from functions.common.config.loading import load_config
     from functions.ml.ingestion import ingest_file
     from functions.ml.schema import contract_from_config
 

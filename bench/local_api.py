@@ -42,9 +42,9 @@ import numpy as np
 
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.ml import sample_data
-from infra.local import LocalCloud, lambda_runtime
+from infra.cli.predict_client import signed_request
+from infra.local import LocalCloud, lambda_config
 from infra.local.synth import synthesize
-from infra.predict_client import signed_request
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "churn"
@@ -255,7 +255,7 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=120.0, help="steady run")
     parser.add_argument("--seconds", type=float, default=30.0, help="run under promotion")
     args = parser.parse_args()
-    lambda_runtime.SETTINGS.echo_function_output = False
+    lambda_config.SETTINGS.echo_function_output = False
     logging.getLogger("infra.local").setLevel(logging.ERROR)
 
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:

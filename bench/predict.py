@@ -14,7 +14,7 @@ leaves it. Capture is off (CAPTURE_STREAM unset): its cost is a Firehose round t
     initialising the predict handler against in-process moto (alias lookup, model fetch, hash
     check, session; moto's own setup and seeding happen before the clock starts) vs bare
     `import onnxruntime, numpy, boto3` + session creation from the same bytes. Target <= 1.3x.
-    The handler runs with the environment the stack gives it (`infra.cold_start`): config in
+    The handler runs with the environment the stack gives it (`infra.cdk.cold_start`): config in
     `MLOPS_CONFIG_JSON`, pydantic plugins off, and botocore's data trimmed to its services
     (`MLOPS_BOTOCORE_DATA`; the copy is written from this interpreter's botocore by the code
     that writes the serving layer's).
@@ -116,7 +116,9 @@ ESTIMATOR_PARAMS: dict[str, dict[str, Any]] = {
 def train(
     workdir: Path, estimator: str = "logistic_regression"
 ) -> tuple[bytes, dict[str, Any], list[dict[str, Any]]]:
-    from functions.common.config import ModelConfig, Task, load_config
+    from functions.common.config.dataset import Task
+    from functions.common.config.loading import load_config
+    from functions.common.config.training import ModelConfig
     from functions.ml.onnx_model import export_onnx
     from functions.ml.sample_data import churn_frame
     from functions.ml.training import fit_model
@@ -222,7 +224,9 @@ def batch_floor(signature: dict[str, Any], rows: list[dict[str, Any]], repeats: 
     """What a 1,000-row request costs outside session.run however thin the handler: parsing
     the body, checking it and building the tensors (medians, seconds)."""
     from functions.ml.onnx_input import onnx_inputs
-    from functions.predict.validation import feature_specs, instances_batch, parse_json
+    from functions.serving.body import parse_json
+    from functions.serving.features import feature_specs
+    from functions.serving.instances import instances_batch
 
     body = json.dumps({"instances": rows})
     specs = feature_specs(signature)
@@ -319,9 +323,9 @@ def deployed_environment(workdir: Path) -> dict[str, str]:
     """What the stack adds to the predict function's environment, made here."""
     import botocore
 
-    from functions.common.aws import SLIM_DATA_ENV
-    from functions.common.config import CONFIG_JSON_ENV, load_config
-    from infra.cold_start import FUNCTION_ENVIRONMENT, SLIM_DATA_DIR, write_slim_data
+    from functions.adapters.aws import SLIM_DATA_ENV
+    from functions.common.config.loading import CONFIG_JSON_ENV, load_config
+    from infra.cdk.cold_start import FUNCTION_ENVIRONMENT, SLIM_DATA_DIR, write_slim_data
 
     data = write_slim_data(Path(botocore.__file__).parent, workdir / SLIM_DATA_DIR)
     config = load_config(REPO / "mlops.toml").for_stage("dev")

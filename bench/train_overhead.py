@@ -54,21 +54,16 @@ import pyarrow.parquet as pq
 from moto import mock_aws
 from threadpoolctl import threadpool_limits
 
+from functions.adapters import aws
+from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.registry.model_registry import ModelRegistry
-from functions.common import aws
-from functions.common.config import (
-    DatasetConfig,
-    FeatureType,
-    MlopsConfig,
-    ModelConfig,
-    Task,
-    deployed_config,
-)
+from functions.adapters.storage import ObjectStore
+from functions.common.config.dataset import DatasetConfig, FeatureType, Task
+from functions.common.config.loading import MlopsConfig, deployed_config
+from functions.common.config.training import ModelConfig
 from functions.common.contracts import DatasetRef, SourceObject
 from functions.common.layout import DATA_FILE, MANIFEST_FILE
-from functions.common.registry import DatasetRegistry
 from functions.common.settings import stage_settings
-from functions.common.storage import ObjectStore
 from functions.ml.features import model_frame, target_array
 from functions.ml.training import build_pipeline, split_dataset
 

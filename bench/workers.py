@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from functions.common.health import HEALTH_CHECK
-from infra.local import LocalCloud, lambda_runtime
+from infra.cli.predict_client import signed_request
+from infra.local import LocalCloud, lambda_config
 from infra.local.synth import synthesize
-from infra.predict_client import signed_request
 
 REPO = Path(__file__).resolve().parents[1]
 LIMIT_MS = 5.0
@@ -88,7 +88,7 @@ def main() -> int:
     parser.add_argument("--invocations", type=int, default=300)
     args = parser.parse_args()
     logging.getLogger("infra.local").setLevel(logging.ERROR)
-    lambda_runtime.SETTINGS.echo_function_output = False
+    lambda_config.SETTINGS.echo_function_output = False
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
         cdk_out = Path(tmp) / "cdk.out"
         synthesize(REPO, cdk_out, {"commit": "bench"})

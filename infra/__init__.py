@@ -1,1 +1,2 @@
-"""Infrastructure as code (CDK app), the Docker-free local cloud and the `mlops` command."""
+"""Three programs: the CDK app (`infra.cdk`), the Docker-free local cloud that deploys its
+assembly (`infra.local`) and the `mlops` command (`infra.cli`)."""

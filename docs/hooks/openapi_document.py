@@ -42,7 +42,7 @@ def example_model() -> Any:
 def build() -> dict[str, Any]:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from functions.common.config import ServingConfig
+    from functions.common.config.serving import ServingConfig
     from functions.predict.openapi import document
 
     return document(example_model(), ServingConfig())

@@ -27,7 +27,7 @@ if str(REPO) not in sys.path:
 from pydantic import BaseModel  # noqa: E402
 from pydantic_core import PydanticUndefined  # noqa: E402
 
-from functions.common.config import MlopsConfig  # noqa: E402  (the root config model)
+from functions.common.config.loading import MlopsConfig  # noqa: E402  (the root config model)
 
 CONFIG_MARKER = "<!-- config-reference -->"
 OPENAPI_MARKER = "<!-- openapi-reference -->"

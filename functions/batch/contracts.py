@@ -13,9 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from functions.common.layout import BATCH_IN_PREFIX
-
-JOB_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
+from functions.common.layout import BATCH_IN_PREFIX, JOB_PATTERN
 
 
 class _Contract(BaseModel):

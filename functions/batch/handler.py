@@ -10,7 +10,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
 from functions.batch.contracts import BatchItem, BatchPlan, BatchRequest
-from functions.batch.logic import finalize, plan, score_item
+from functions.batch.finalize import finalize
+from functions.batch.item import score_item
+from functions.batch.plan import plan
 from functions.common.health import answers_health_check
 from functions.common.observability import logger, metrics
 

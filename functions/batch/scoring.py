@@ -1,5 +1,5 @@
 """Rows of one map item checked with the predict API's own column checks
-(`functions.predict.validation.check_column`: types, finite float32 numbers, unseen categories
+(`functions.serving.values.check_column`: types, finite float32 numbers, unseen categories
 per `[serving] unseen_categories`) and scored with its ONNX input code
 (`functions.ml.onnx_input.predict_columns`), so a row gets the prediction the online endpoint
 gives for the same values. Unlike a request, which is refused whole, each bad row is rejected
@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 
 from functions.ml.onnx_input import Prediction, Session, predict_columns
-from functions.predict.validation import FeatureSpec, RequestError, check_column
+from functions.serving.errors import RequestError
+from functions.serving.features import FeatureSpec
+from functions.serving.values import check_column
 
 SCORE_CHUNK_ROWS = 50_000
 """Rows per `session.run`: bounds the memory of the input tensors and outputs."""

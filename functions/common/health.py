@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from functions.common.config import deployed_config
+from functions.common.config.loading import deployed_config
 from functions.common.settings import stage_settings
 
 HEALTH_CHECK = {"mlops": "health-check"}

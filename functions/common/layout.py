@@ -228,6 +228,8 @@ BATCH_OUT_PREFIX = "batch/out/"
 """Batch inference outputs per job: predictions (Parquet), rejects, item results, manifest."""
 BATCH_START_MARKER = "_START"
 """The object under `batch/in/<job>/` whose creation starts the job."""
+JOB_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
+"""A job's name: 1-80 letters, digits, '.', '_' or '-', starting with a letter or digit."""
 
 
 def job_inputs(job: str) -> str:

@@ -13,13 +13,14 @@ import pandas as pd
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.adapters.registry.model_registry import ModelRegistry
-from functions.common.config import Task, deployed_config
+from functions.adapters.storage import ObjectStore
+from functions.common.config.dataset import Task
+from functions.common.config.loading import deployed_config
 from functions.common.contracts import EvaluationResult, ModelVersion, PipelineState, TrainingRun
 from functions.common.errors import ArtifactIntegrityError
 from functions.common.layout import EVALUATION_FILE, SIGNATURE_FILE
 from functions.common.observability import logger, metrics
 from functions.common.settings import stage_settings
-from functions.common.storage import ObjectStore
 from functions.ml.features import target_array
 from functions.ml.gate import apply_gate
 from functions.ml.metrics import Evaluation, evaluate_predictions

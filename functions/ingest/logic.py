@@ -26,18 +26,16 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
-from botocore.exceptions import ClientError
 
-from functions.common import aws
-from functions.common.config import DatasetConfig, deployed_config
+from functions.adapters.datasets import DatasetRegistry
+from functions.adapters.idempotency import persistence_layer
+from functions.adapters.storage import ObjectStore
+from functions.common.config.dataset import DatasetConfig
+from functions.common.config.loading import deployed_config
 from functions.common.contracts import DatasetRef, IngestSkipped, SourceObject
-from functions.common.errors import ObjectNotFoundError
+from functions.common.errors import ObjectNotFoundError, StorageError
 from functions.common.layout import (
     DATA_FILE,
     MANIFEST_FILE,
@@ -48,9 +46,7 @@ from functions.common.layout import (
     reason_key,
 )
 from functions.common.observability import logger, metrics
-from functions.common.registry import DatasetRegistry
 from functions.common.settings import StageSettings, stage_settings
-from functions.common.storage import ObjectStore
 from functions.ingest.events import CrashedDrop
 from functions.ml.errors import DataRejectedError, IngestCrashedError, UnknownDatasetError
 from functions.ml.ingestion import IngestionResult, build_manifest, ingest_file
@@ -117,14 +113,8 @@ def ingest_object(source: SourceObject) -> DatasetRef | IngestSkipped:
         )
     settings = stage_settings()
     # Built per call, not at import: the table comes from the environment, and the client must
-    # be created after moto or the local cloud has started (see functions.common.aws).
-    persistence = DynamoDBPersistenceLayer(
-        table_name=settings.registry_table,
-        key_attr="pk",
-        sort_key_attr="sk",
-        static_pk_value=IDEMPOTENCY_PARTITION,
-        boto3_client=aws.client("dynamodb"),
-    )
+    # be created after moto or the local cloud has started (see functions.adapters.aws).
+    persistence = persistence_layer(settings.registry_table, IDEMPOTENCY_PARTITION)
     ingest_once = idempotent_function(
         _ingest_once,
         data_keyword_argument="source",
@@ -140,12 +130,11 @@ ERASURE_METADATA = "erasure-id"
 
 
 def _rewritten_by_erasure(source: SourceObject) -> bool:
-    extra = {"VersionId": source.version_id} if source.version_id else {}
     try:
-        head = ObjectStore().s3.head_object(Bucket=source.bucket, Key=source.key, **extra)
-    except ClientError:
+        metadata = ObjectStore().metadata(source.bucket, source.key, version_id=source.version_id)
+    except StorageError:
         return False  # ingestion itself reports a missing or unreadable object
-    return ERASURE_METADATA in (head.get("Metadata") or {})
+    return ERASURE_METADATA in metadata
 
 
 def _ingest_once(*, source: SourceObject) -> dict[str, Any]:

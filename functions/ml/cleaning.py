@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 
-from functions.common.config import FeatureType
+from functions.common.config.dataset import FeatureType
 from functions.ml.errors import DataValidationError, RejectionCode
 
 MAX_SAMPLES = 5

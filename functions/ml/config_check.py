@@ -4,14 +4,15 @@
   estimator takes, as the estimator itself lists them (`get_params`);
 - `[gate.metrics.<metric>]`: every metric must be one the task's evaluation computes.
 
-`mlops config check` and synth (`infra.config.deploy_config`) run them, on the base config and
+`mlops config check` and synth (`infra.cdk.config.deploy_config`) run them, on the base config and
 on every stage's merged config, so such a config fails there with the key and the allowed
 values instead of at training time. Pure: scikit-learn only, no AWS.
 """
 
 from __future__ import annotations
 
-from functions.common.config import ConfigError, MlopsConfig
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import MlopsConfig
 from functions.ml.metrics import TASK_METRICS
 from functions.ml.training import estimator_param_names
 

@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from functions.common.config import FeatureType
+from functions.common.config.dataset import FeatureType
 from functions.ml.cleaning import TEXT, clean_frame, normalise_column_name, row_hashes
 from functions.ml.errors import DataRejectedError
 from functions.ml.readers.formats import FileFormat, detect_format

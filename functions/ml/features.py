@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from functions.common.config import FeatureType, Task
+from functions.common.config.dataset import FeatureType, Task
 from functions.ml.onnx_input import categorical_values, numeric_values
 
 

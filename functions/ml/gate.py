@@ -32,7 +32,8 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Literal
 
-from functions.common.config import GateConfig, MetricThreshold, Task
+from functions.common.config.dataset import Task
+from functions.common.config.training import GateConfig, MetricThreshold
 from functions.common.contracts import Criterion
 from functions.ml.metrics import GREATER_IS_BETTER, primary_metric
 

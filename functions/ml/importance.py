@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
-from functions.common.config import FeatureType, Task
+from functions.common.config.dataset import FeatureType, Task
 from functions.ml.drift.verdict import CRITICAL_IMPORTANCE_SHARE, critical_by_importance
 from functions.ml.features import model_frame, target_array
 from functions.ml.metrics import primary_metric

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from functions.common.config import DatasetConfig, FeatureType, Task
+from functions.common.config.dataset import DatasetConfig, FeatureType, Task
 from functions.common.layout import DATA_FILE
 from functions.ml.cleaning import (
     ChunkCleaner,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from functions.common.config import Task
+from functions.common.config.dataset import Task
 
 GREATER_IS_BETTER: dict[str, bool] = {
     "accuracy": True,

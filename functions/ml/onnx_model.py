@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
-from functions.common.config import FeatureType, Task
+from functions.common.config.dataset import FeatureType, Task
 from functions.ml.features import model_frame
 from functions.ml.onnx_input import (
     MISSING_CATEGORY,

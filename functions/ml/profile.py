@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from functions.common.config import FeatureType
+from functions.common.config.dataset import FeatureType
 
 TOP_VALUES = 10
 # Past this many tracked values, rare ones are forgotten (top values become approximate);

@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from functions.common.config import FeatureType, Task
+from functions.common.config.dataset import FeatureType, Task
 from functions.common.sensitive import hash_value
 from functions.ml.features import model_frame, target_array
 from functions.ml.onnx_input import MISSING_CATEGORY, Prediction

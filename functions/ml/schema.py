@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
-from functions.common.config import DatasetConfig, FeatureType, Task
+from functions.common.config.dataset import DatasetConfig, FeatureType, Task
 from functions.ml.cleaning import (
     CleaningSummary,
     ColumnQuality,

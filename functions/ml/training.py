@@ -38,7 +38,8 @@ from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, train_
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from functions.common.config import ESTIMATORS, FeatureType, ModelConfig, Task
+from functions.common.config.dataset import FeatureType, Task
+from functions.common.config.training import ESTIMATORS, ModelConfig
 from functions.ml.features import model_frame, target_array
 from functions.ml.metrics import GREATER_IS_BETTER, primary_metric
 from functions.ml.onnx_input import MISSING_CATEGORY

@@ -8,7 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.common.config import deployed_config
+from functions.common.config.loading import deployed_config
 from functions.common.health import answers_health_check
 from functions.common.observability import logger, metrics
 from functions.common.settings import stage_settings

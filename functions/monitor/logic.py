@@ -21,10 +21,18 @@ from typing import Any
 from aws_lambda_powertools import single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.adapters.bucket_window import (
+    BucketWindow,
+    SkippedLines,
+    StoredObject,
+    capture_records,
+)
+from functions.adapters.events import publish_event
 from functions.adapters.registry.model_registry import ModelRegistry
-from functions.common.config import MlopsConfig
+from functions.adapters.storage import ObjectStore
+from functions.common.config.loading import MlopsConfig
 from functions.common.errors import EventPublishError, ObjectNotFoundError
-from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE, publish_event
+from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
 from functions.common.layout import (
     REFERENCE_PROFILE_FILE,
     REPORT_FILE,
@@ -33,18 +41,10 @@ from functions.common.layout import (
     feedback_drop_key,
 )
 from functions.common.observability import logger, metrics
-from functions.common.storage import ObjectStore
 from functions.ml.drift.engine import DriftAccumulator
 from functions.ml.drift.performance import live_performance
 from functions.ml.drift.report import DriftThresholds
-from functions.monitor.sources import (
-    BucketWindow,
-    Feedback,
-    SkippedLines,
-    StoredObject,
-    capture_records,
-    feedback_rows,
-)
+from functions.monitor.sources import Feedback, feedback_rows
 from functions.monitor.state import MonitorState, MonitorStore, iso
 
 CHUNK_ROWS = 50_000
@@ -62,7 +62,6 @@ class MonitorService:
     objects: ObjectStore
     models: ModelRegistry
     state: MonitorStore
-    events: Any | None = None
 
     @classmethod
     def create(cls, config: MlopsConfig, bucket: str, table_name: str) -> MonitorService:
@@ -442,7 +441,7 @@ def _publish(
         },
     }
     try:
-        publish_event(DRIFT_DETECTED, detail, MONITOR_SOURCE, events=svc.events)
+        publish_event(DRIFT_DETECTED, detail, MONITOR_SOURCE)
     except EventPublishError:
         if retrain["via"] == "pipeline":
             svc.state.release_retrain(result["check_id"], previous)

@@ -1,12 +1,7 @@
-"""What a drift check reads from the data bucket: the capture objects Firehose wrote in a time
-window (`capture/dt=YYYY-MM-DD/...`, JSON lines from the predict function) and the labelled
-feedback received in it (`feedback/`: one JSON object per row from `POST /v1/feedback`, or
-files dropped by users: `.json`, `.jsonl` or `.csv` with `request_id`, `row`, `label` and,
-optionally, feature columns).
-
-Objects are chosen by their LastModified time, in `(start, end]`: consecutive checks whose
-windows touch read every object exactly once, however late Firehose flushed its buffer. Bodies
-are streamed line by line, never held whole.
+"""The labelled feedback a drift check reads from the data bucket (`feedback/`: one JSON object
+per row from `POST /v1/feedback`, or files dropped by users: `.json`, `.jsonl` or `.csv` with
+`request_id`, `row`, `label` and, optionally, feature columns), found through the window of
+`functions.adapters.bucket_window`.
 """
 
 from __future__ import annotations
@@ -14,26 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from functions.common.errors import StorageError
-from functions.common.layout import DAY_PARTITION, FEEDBACK_PREFIX, capture_day_prefix
-from functions.common.storage import ObjectStore
-
-_FEEDBACK_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv")
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    key: str
-    modified: datetime
-    size: int
+from functions.adapters.bucket_window import BucketWindow, SkippedLines, StoredObject
+from functions.common.records import feedback_item
 
 
 @dataclass
@@ -46,108 +27,6 @@ class Feedback:
     label: Any
     features: dict[str, Any] | None
     key: str
-
-
-@dataclass
-class SkippedLines:
-    """Lines that could not be used, by reason (reported with the check, never silent)."""
-
-    counts: dict[str, int]
-
-    def add(self, reason: str, count: int = 1) -> None:
-        self.counts[reason] = self.counts.get(reason, 0) + count
-
-
-class BucketWindow:
-    """Objects of the data bucket modified in `(start, end]`."""
-
-    def __init__(self, objects: ObjectStore, bucket: str) -> None:
-        self.objects = objects
-        self.bucket = bucket
-
-    def capture_objects(self, start: datetime, end: datetime) -> list[StoredObject]:
-        """Capture objects modified in the window, oldest first. Firehose names the day
-        partition by arrival time, so the day before `start` is listed too."""
-        found: list[StoredObject] = []
-        day = (start - timedelta(days=1)).date()
-        while day <= end.date():
-            found.extend(self._list(capture_day_prefix(day.isoformat()), start, end))
-            day += timedelta(days=1)
-        return sorted(found, key=lambda o: (o.modified, o.key))
-
-    def feedback_objects(self, start: datetime, end: datetime) -> list[StoredObject]:
-        """Feedback objects modified in the window: the API's day partitions, and every file
-        dropped elsewhere under `feedback/`."""
-        found: list[StoredObject] = []
-        for prefix in self._child_prefixes(FEEDBACK_PREFIX):
-            name = prefix.removeprefix(FEEDBACK_PREFIX)
-            if name.startswith(DAY_PARTITION):
-                day = name.removeprefix(DAY_PARTITION).rstrip("/")
-                if not start.date().isoformat() <= day <= end.date().isoformat():
-                    continue
-            found.extend(self._list(prefix, start, end))
-        found.extend(self._list(FEEDBACK_PREFIX, start, end, delimiter="/"))
-        return sorted(
-            (o for o in found if o.key.lower().endswith(_FEEDBACK_SUFFIXES)),
-            key=lambda o: (o.modified, o.key),
-        )
-
-    def lines(self, key: str) -> Iterator[bytes]:
-        """The object's lines, streamed."""
-        try:
-            body = self.objects.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
-            raise StorageError(f"get s3://{self.bucket}/{key} failed: {code}: {exc}") from exc
-        yield from body.iter_lines()
-
-    def _child_prefixes(self, prefix: str) -> list[str]:
-        paginator = self.objects.s3.get_paginator("list_objects_v2")
-        found: list[str] = []
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
-            found.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
-        return found
-
-    def _list(
-        self, prefix: str, start: datetime, end: datetime, delimiter: str | None = None
-    ) -> list[StoredObject]:
-        paginator = self.objects.s3.get_paginator("list_objects_v2")
-        extra = {"Delimiter": delimiter} if delimiter else {}
-        found = []
-        try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, **extra):
-                for item in page.get("Contents", []):
-                    modified = item["LastModified"]
-                    if start < modified <= end and not item["Key"].endswith("/"):
-                        found.append(StoredObject(item["Key"], modified, int(item["Size"])))
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
-            raise StorageError(f"list s3://{self.bucket}/{prefix} failed: {code}: {exc}") from exc
-        return found
-
-
-def capture_records(
-    window: BucketWindow, objects: list[StoredObject], skipped: SkippedLines
-) -> Iterator[dict[str, Any]]:
-    """The capture records of `objects` (one JSON object per line); unreadable lines are
-    counted in `skipped`."""
-    for stored in objects:
-        for line in window.lines(stored.key):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except (ValueError, UnicodeDecodeError):
-                skipped.add("capture line is not JSON")
-                continue
-            if (
-                not isinstance(record, dict)
-                or not isinstance(record.get("features"), dict)
-                or type(record.get("model_version")) is not int
-            ):
-                skipped.add("capture record without features or model_version")
-                continue
-            yield record
 
 
 def feedback_rows(
@@ -191,22 +70,5 @@ def _feedback_items(
 
 
 def _feedback(item: dict[str, Any], key: str) -> Feedback | None:
-    request_id, label = item.get("request_id"), item.get("label")
-    try:
-        row = int(item.get("row", 0))
-    except (TypeError, ValueError):
-        return None
-    if not isinstance(request_id, str) or not request_id or row < 0:
-        return None
-    if label is None or label == "" or (isinstance(label, float) and not math.isfinite(label)):
-        return None
-    features = item.get("features")
-    if not isinstance(features, dict):
-        # A CSV row carries the features as its other columns.
-        extra = {
-            name: value
-            for name, value in item.items()
-            if name not in ("request_id", "row", "label", "features", "received_at")
-        }
-        features = extra or None
-    return Feedback(request_id, row, label, features, key)
+    checked = feedback_item(item)
+    return None if checked is None else Feedback(**checked, key=key)

@@ -5,14 +5,13 @@ conditional update, so two checks racing cannot both start one inside the cooldo
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from botocore.exceptions import ClientError
-
+from functions.adapters.table import RegistryTable
 from functions.common.errors import RegistryError
 from functions.common.layout import STATE_SORT_KEY, monitor_key
-from functions.common.table import RegistryTable
 
 
 def iso(moment: datetime) -> str:
@@ -37,12 +36,7 @@ class MonitorStore:
         self.key = {"pk": {"S": monitor_key(model)}, "sk": {"S": STATE_SORT_KEY}}
 
     def load(self) -> MonitorState:
-        try:
-            item = self.table.dynamodb.get_item(
-                TableName=self.table.table_name, Key=self.key, ConsistentRead=True
-            ).get("Item", {})
-        except ClientError as exc:
-            raise RegistryError(f"get_item monitor state failed: {exc}") from exc
+        item = self.table.get(self.key)
 
         def text(name: str) -> str | None:
             return item[name]["S"] if name in item else None
@@ -60,46 +54,33 @@ class MonitorStore:
 
     def record_check(self, check_id: str, end: datetime) -> None:
         """The next check's window starts at `end` (never moved backwards)."""
-        try:
-            self.table.dynamodb.update_item(
-                TableName=self.table.table_name,
-                Key=self.key,
-                UpdateExpression="SET last_check_end = :end, last_check_id = :id, kind = :kind",
-                ConditionExpression="attribute_not_exists(last_check_end) OR last_check_end < :end",
-                ExpressionAttributeValues={
-                    ":end": {"S": iso(end)},
-                    ":id": {"S": check_id},
-                    ":kind": {"S": "monitor"},
-                },
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return  # a later check recorded already
-            raise RegistryError(f"update_item monitor state failed: {exc}") from exc
+        # False: a later check recorded already.
+        self.table.update(
+            self.key,
+            "SET last_check_end = :end, last_check_id = :id, kind = :kind",
+            ConditionExpression="attribute_not_exists(last_check_end) OR last_check_end < :end",
+            ExpressionAttributeValues={
+                ":end": {"S": iso(end)},
+                ":id": {"S": check_id},
+                ":kind": {"S": "monitor"},
+            },
+        )
 
     def claim_retrain(self, check_id: str, now: datetime, cooldown: timedelta) -> bool:
         """Record a retraining at `now` unless one was recorded within `cooldown`; False when
         the cooldown holds (nothing written)."""
-        try:
-            self.table.dynamodb.update_item(
-                TableName=self.table.table_name,
-                Key=self.key,
-                UpdateExpression="SET last_retrain_at = :now, last_retrain_check = :id, "
-                "kind = :kind",
-                ConditionExpression="attribute_not_exists(last_retrain_at) OR "
-                "last_retrain_at <= :cutoff",
-                ExpressionAttributeValues={
-                    ":now": {"S": iso(now)},
-                    ":cutoff": {"S": iso(now - cooldown)},
-                    ":id": {"S": check_id},
-                    ":kind": {"S": "monitor"},
-                },
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise RegistryError(f"update_item monitor state failed: {exc}") from exc
-        return True
+        return self.table.update(
+            self.key,
+            "SET last_retrain_at = :now, last_retrain_check = :id, kind = :kind",
+            ConditionExpression="attribute_not_exists(last_retrain_at) OR "
+            "last_retrain_at <= :cutoff",
+            ExpressionAttributeValues={
+                ":now": {"S": iso(now)},
+                ":cutoff": {"S": iso(now - cooldown)},
+                ":id": {"S": check_id},
+                ":kind": {"S": "monitor"},
+            },
+        )
 
     def release_retrain(self, check_id: str, previous: MonitorState) -> None:
         """Undo `claim_retrain` of `check_id` (its event could not be published)."""
@@ -110,13 +91,11 @@ class MonitorStore:
             update = "SET last_retrain_at = :at, last_retrain_check = :previous"
             values[":at"] = {"S": iso(previous.last_retrain_at)}
             values[":previous"] = {"S": previous.last_retrain_check or ""}
-        try:
-            self.table.dynamodb.update_item(
-                TableName=self.table.table_name,
-                Key=self.key,
-                UpdateExpression=update,
+        # False: a later claim won; the cooldown it set stands. A failed write is let go too.
+        with contextlib.suppress(RegistryError):
+            self.table.update(
+                self.key,
+                update,
                 ConditionExpression="last_retrain_check = :id",
                 ExpressionAttributeValues=values,
             )
-        except ClientError:
-            pass  # a later claim won; the cooldown it set stands

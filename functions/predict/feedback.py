@@ -22,21 +22,17 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from functions.common.errors import StorageError
+from functions.adapters.bucket_window import BucketWindow, SkippedLines, capture_records
+from functions.adapters.storage import JSON_CONTENT_TYPE, ObjectStore
 from functions.common.layout import feedback_key
-from functions.common.storage import JSON_CONTENT_TYPE, ObjectStore
+from functions.common.records import FeedbackItem, FeedbackRecord
 from functions.ml.onnx_input import NamedTwiceError, by_feature_name
-from functions.predict.validation import (
-    FeatureSpec,
-    RequestError,
-    alias_names,
-    batch_list,
-    check_column,
-)
+from functions.serving.body import batch_list
+from functions.serving.errors import RequestError
+from functions.serving.features import FeatureSpec, alias_names
+from functions.serving.values import check_column
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _ALREADY_STORED = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 
 
@@ -50,7 +46,7 @@ def feedback_items(
     max_items: int,
     specs: Sequence[FeatureSpec],
     classes: Sequence[str] | None,
-) -> list[dict[str, Any]]:
+) -> list[FeedbackItem]:
     """The validated items of a feedback body: request_id (as the predict response gave it),
     row (0-based), label (one of `classes`; a finite number when `classes` is None, for
     regression), features (optional object of feature values, keyed by feature name)."""
@@ -64,7 +60,7 @@ def feedback_items(
         if unknown:
             raise _bad(f"{where} has unknown field {unknown[0]!r}", f"{where}.{unknown[0]}")
         request_id, row = item.get("request_id"), item.get("row")
-        if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
+        if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
             raise _bad(
                 f"{where}.request_id must be the request_id of a prediction (letters, digits, "
                 "'.', '_', ':' or '-', at most 128)",
@@ -76,12 +72,12 @@ def feedback_items(
         if features is not None:
             features = _features(features, specs, f"{where}.features")
         checked.append(
-            {
-                "request_id": request_id,
-                "row": row,
-                "label": _label(item.get("label"), classes, f"{where}.label"),
-                "features": features,
-            }
+            FeedbackItem(
+                request_id=request_id,
+                row=row,
+                label=_label(item.get("label"), classes, f"{where}.label"),
+                features=features,
+            )
         )
     return checked
 
@@ -140,7 +136,7 @@ def _features(features: Any, specs: Sequence[FeatureSpec], where: str) -> dict[s
     return named
 
 
-def check_rows(items: list[dict[str, Any]], captured: Mapping[str, int]) -> int:
+def check_rows(items: list[FeedbackItem], captured: Mapping[str, int]) -> int:
     """Refuse an item whose row is beyond its captured request's row count; returns how many
     items have no capture (`unmatched`)."""
     unmatched = 0
@@ -168,8 +164,6 @@ class FeedbackStore:
     def captured_rows(self, request_ids: set[str]) -> dict[str, int]:
         """Request id -> its row count, for the ids whose capture is found in the lookback
         window (newest capture objects first; stops once every id is found)."""
-        from functions.monitor.sources import BucketWindow, SkippedLines, capture_records
-
         window = BucketWindow(self.objects, self.bucket)
         end = datetime.now(UTC)
         stored = window.capture_objects(end - timedelta(hours=self.lookback_hours), end)
@@ -185,7 +179,7 @@ class FeedbackStore:
                 break
         return rows
 
-    def store(self, items: list[dict[str, Any]]) -> dict[str, int]:
+    def store(self, items: list[FeedbackItem]) -> dict[str, int]:
         """Check every item's row against its capture, then write each item once; returns
         counts of `stored`, `duplicates` and `unmatched` (no capture found)."""
         unmatched = check_rows(items, self.captured_rows({item["request_id"] for item in items}))
@@ -197,7 +191,7 @@ class FeedbackStore:
         for item in items:
             identity = (item["request_id"], item["row"])
             if identity in seen or not self._put_once(
-                feedback_key(*identity, day), {**item, "received_at": at}
+                feedback_key(*identity, day), FeedbackRecord(**item, received_at=at)
             ):
                 duplicates += 1
             else:
@@ -205,19 +199,6 @@ class FeedbackStore:
             seen.add(identity)
         return {"stored": stored, "duplicates": duplicates, "unmatched": unmatched}
 
-    def _put_once(self, key: str, document: dict[str, Any]) -> bool:
+    def _put_once(self, key: str, document: FeedbackRecord) -> bool:
         body = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
-        try:
-            self.objects.s3.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=body,
-                ContentType=JSON_CONTENT_TYPE,
-                IfNoneMatch="*",
-            )
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
-            if code in _ALREADY_STORED:
-                return False
-            raise StorageError(f"put s3://{self.bucket}/{key} failed: {code}: {exc}") from exc
-        return True
+        return self.objects.put_bytes_once(self.bucket, key, body, content_type=JSON_CONTENT_TYPE)

@@ -34,12 +34,8 @@ from functions.predict import logic, openapi
 from functions.predict.feedback import feedback_items
 from functions.predict.model_store import NoModelError
 from functions.predict.snapstart import register_after_restore
-from functions.predict.validation import (
-    INFERENCE_HEADER_LENGTH,
-    RequestError,
-    check_content_type,
-    parse_json,
-)
+from functions.serving.body import INFERENCE_HEADER_LENGTH, check_content_type, parse_json
+from functions.serving.errors import RequestError
 
 JSON = "application/json"
 _ENCODER_FALLBACK = Encoder().default  # Decimal, pydantic models, ...: as Powertools does

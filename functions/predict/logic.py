@@ -20,21 +20,22 @@ import numpy as np
 import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.adapters.capture import CaptureStream
 from functions.adapters.registry.model_registry import ModelRegistry
-from functions.common.capture import CaptureStream
-from functions.common.config import ServingConfig, deployed_config
+from functions.adapters.storage import ObjectStore
+from functions.common.config.loading import deployed_config
+from functions.common.config.serving import ServingConfig
 from functions.common.observability import logger, metrics
+from functions.common.records import CaptureRecord
 from functions.common.sensitive import SensitiveColumns
-from functions.common.storage import ObjectStore
 from functions.ml.onnx_input import Prediction, predict_columns
 from functions.predict.feedback import FeedbackStore
-from functions.predict.model_store import ModelStore, ServingModel
+from functions.predict.model_store import ModelStore
 from functions.predict.rollout import RolloutPolicy
-from functions.predict.validation import (
-    Batch,
-    infer_batch,
-    instances_batch,
-)
+from functions.serving.instances import instances_batch
+from functions.serving.model import ServingModel
+from functions.serving.tensors import infer_batch
+from functions.serving.values import Batch
 
 
 @dataclass(frozen=True)
@@ -324,16 +325,16 @@ def capture(
     # orjson writes NaN and infinities as null: a record is always valid JSON.
     lines = [
         orjson.dumps(
-            {
-                "request_id": request_id,
-                "row": row,
-                "timestamp": timestamp,
-                "model_name": model.name,
-                "model_version": model.version,
-                "features": svc.sensitive.stored(batch.row(row)),
-                "prediction": labels[row],
-                "probabilities": probabilities[row] if probabilities is not None else None,
-            },
+            CaptureRecord(
+                request_id=request_id,
+                row=row,
+                timestamp=timestamp,
+                model_name=model.name,
+                model_version=model.version,
+                features=svc.sensitive.stored(batch.row(row)),
+                prediction=labels[row],
+                probabilities=probabilities[row] if probabilities is not None else None,
+            ),
             option=orjson.OPT_APPEND_NEWLINE,
         )
         for row in range(batch.rows)

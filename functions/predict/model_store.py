@@ -19,28 +19,24 @@ served during the rollout (in memory; flushed to the registry at most every `flu
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-import onnxruntime as ort
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION
 from functions.adapters.registry.model_registry import ModelRegistry
-from functions.common.contracts import AliasState, ModelVersion
+from functions.common.contracts import AliasState
 from functions.common.errors import ArtifactIntegrityError
-from functions.common.layout import SIGNATURE_FILE
 from functions.common.observability import logger, metrics
 from functions.predict import rollout
 from functions.predict.rollout import RolloutPolicy, StatsBuffer
-from functions.predict.validation import FeatureSpec, feature_specs
+from functions.serving.model import ServingModel, load_version, onnx_session
 
 INTEGRITY_FAILURES = "ModelIntegrityFailures"
 REFRESH_FAILURES = "ModelRefreshFailures"
@@ -51,32 +47,6 @@ ROLLOUTS_CONCLUDED = "RolloutsConcluded"
 
 class NoModelError(Exception):
     """No version of the model is promoted (or none could be loaded) yet."""
-
-
-@dataclass(frozen=True)
-class ServingModel:
-    """One loaded version: everything a request needs, swapped as a whole."""
-
-    name: str
-    version: int
-    registered: ModelVersion
-    promoted_at: str | None
-    signature: Mapping[str, Any]
-    specs: tuple[FeatureSpec, ...]
-    session: Any
-    output_names: tuple[str, ...]
-    alias: str = PRODUCTION
-    revision: int = 0
-    """The alias's revision when loaded; for `candidate`, it names the rollout."""
-
-    @property
-    def classes(self) -> list[str] | None:
-        classes = self.signature.get("classes")
-        return list(classes) if classes is not None else None
-
-
-def _session(onnx: bytes) -> Any:
-    return ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
 
 
 def _utcnow() -> datetime:
@@ -135,7 +105,7 @@ class ModelStore:
         fetch_json: Callable[[str], Any],
         ttl_seconds: float,
         alias: str = PRODUCTION,
-        session_factory: Callable[[bytes], Any] = _session,
+        session_factory: Callable[[bytes], Any] = onnx_session,
         clock: Callable[[], float] = time.monotonic,
         policy: RolloutPolicy | None = None,
         sample: random.Random | None = None,
@@ -375,54 +345,3 @@ class ModelStore:
             )
             metrics.add_metric(name=INTEGRITY_FAILURES, unit=MetricUnit.Count, value=1)
             return None
-
-
-def load_version(
-    *,
-    model_name: str,
-    version: int,
-    registry: ModelRegistry,
-    fetch_bytes: Callable[[str], bytes],
-    fetch_json: Callable[[str], Any],
-    session_factory: Callable[[bytes], Any] = _session,
-    alias: str = PRODUCTION,
-    revision: int = 0,
-    promoted_at: str | None = None,
-) -> ServingModel:
-    """One registered version loaded: its ONNX bytes checked against the registered sha256
-    before onnxruntime sees them, its signature and a session. Serving (`ModelStore`) and batch
-    scoring load versions through this one path.
-
-    Raises:
-        LookupError: the version is not registered.
-        ArtifactIntegrityError: the file does not match its checksum; `args[1]` holds the key
-            and both digests.
-    """
-    registered = registry.get_version(model_name, version)
-    if registered is None:
-        raise LookupError(f"{alias} points at unregistered version {version}")
-    onnx = fetch_bytes(registered.onnx_key)
-    digest = hashlib.sha256(onnx).hexdigest()
-    if digest != registered.onnx_sha256:
-        raise ArtifactIntegrityError(
-            f"model {model_name!r} version {version}: {registered.onnx_key} has sha256 "
-            f"{digest}, registered {registered.onnx_sha256}",
-            {
-                "key": registered.onnx_key,
-                "sha256": digest,
-                "expected_sha256": registered.onnx_sha256,
-            },
-        )
-    signature = fetch_json(registered.prefix + SIGNATURE_FILE)
-    return ServingModel(
-        name=model_name,
-        version=version,
-        registered=registered,
-        promoted_at=promoted_at,
-        signature=signature,
-        specs=feature_specs(signature),
-        session=session_factory(onnx),
-        output_names=tuple(output["name"] for output in signature["onnx_outputs"]),
-        alias=alias,
-        revision=revision,
-    )

@@ -1,21 +1,23 @@
-"""`GET /openapi.json`: an OpenAPI 3.0 document of every route, with the live model's input
-schema as the instance object (one property per feature, required, nullable; a feature the
-producer named otherwise also has a property per alias, and exactly one of its names is
-required).
+"""`GET /openapi.json`: an OpenAPI 3.0 document of every route, built from the route table
+(`ROUTES`) and the fixed schemas of the bodies, with the live model's input schema as the
+instance object (one property per feature, required, nullable; a feature the producer named
+otherwise also has a property per alias, and exactly one of its names is required).
 
-The schemas accept what `functions.predict.validation` accepts: numbers within float32's range,
+The schemas accept what `functions.serving` accepts: numbers within float32's range,
 categorical values as strings or as numbers taken as their decimal string, and feedback
 request ids of the form the feedback route checks."""
 
 from __future__ import annotations
 
+import copy
 import math
+from dataclasses import dataclass
 from typing import Any
 
-from functions.common.config import ServingConfig
-from functions.predict.feedback import _REQUEST_ID as REQUEST_ID
-from functions.predict.model_store import ServingModel
-from functions.predict.validation import FLOAT32_MAX
+from functions.common.config.serving import ServingConfig
+from functions.predict.feedback import REQUEST_ID
+from functions.serving.model import ServingModel
+from functions.serving.values import FLOAT32_MAX
 
 _JSON = "application/json"
 
@@ -102,233 +104,212 @@ def _number(category: str) -> int | float | None:
 
 def document(model: ServingModel | None, serving: ServingConfig) -> dict[str, Any]:
     title = f"{model.name} v{model.version}" if model else "model (none promoted yet)"
-    number_or_string = {"oneOf": [{"type": "number"}, {"type": "string"}]}
-    tensor = {
-        "type": "object",
-        "required": ["name", "shape", "datatype", "data"],
-        "properties": {
-            "name": {"type": "string"},
-            "shape": {"type": "array", "items": {"type": "integer"}},
-            "datatype": {"type": "string"},
-            "data": {"type": "array", "items": {}},
-        },
-    }
     schemas = {
         "Instance": instance_schema(model, serving),
-        "PredictRequest": {
-            "type": "object",
-            "required": ["instances"],
-            "properties": {
-                "instances": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": serving.max_batch_rows,
-                    "items": {"$ref": "#/components/schemas/Instance"},
-                }
-            },
-        },
-        "PredictResponse": {
-            "type": "object",
-            "required": ["model_name", "model_version", "request_id", "predictions"],
-            "properties": {
-                "model_name": {"type": "string"},
-                "model_version": {"type": "integer"},
-                "alias": {
-                    "type": "string",
-                    "description": "The alias that answered: production, or candidate",
-                },
-                "request_id": {"type": "string"},
-                "predictions": {"type": "array", "items": number_or_string},
-                "probabilities": {
-                    "type": "array",
-                    "items": {"type": "array", "items": {"type": "number"}},
-                },
-                "classes": {"type": "array", "items": {"type": "string"}},
-                "unseen_categories": {
-                    "type": "object",
-                    "additionalProperties": {"type": "integer"},
-                },
-            },
-        },
-        "Error": {
-            "type": "object",
-            "required": ["error", "message"],
-            "properties": {
-                "error": {"type": "string"},
-                "message": {"type": "string"},
-                "field": {"type": "string"},
-            },
-        },
-        "FeedbackRequest": {
-            "type": "object",
-            "required": ["feedback"],
-            "properties": {
-                "feedback": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": serving.max_batch_rows,
-                    "items": {
-                        "type": "object",
-                        "required": ["request_id", "row", "label"],
-                        "properties": {
-                            "request_id": {
-                                "type": "string",
-                                "minLength": 1,
-                                "maxLength": 128,
-                                "pattern": REQUEST_ID.pattern,
-                            },
-                            "row": {"type": "integer", "minimum": 0},
-                            "label": {
-                                "oneOf": [
-                                    {"type": "string"},
-                                    {"type": "number"},
-                                    {"type": "boolean"},
-                                ]
-                            },
-                            "features": {"$ref": "#/components/schemas/Instance"},
-                        },
-                    },
-                }
-            },
-        },
-        "FeedbackResponse": {
-            "type": "object",
-            "properties": {
-                "stored": {"type": "integer"},
-                "duplicates": {"type": "integer"},
-                "unmatched": {
-                    "type": "integer",
-                    "description": "Items whose request_id has no capture (yet): stored",
-                },
-            },
-        },
-        "InferRequest": {
-            "type": "object",
-            "required": ["inputs"],
-            "properties": {"id": {"type": "string"}, "inputs": {"type": "array", "items": tensor}},
-        },
-        "InferResponse": {
-            "type": "object",
-            "required": ["model_name", "outputs"],
-            "properties": {
-                "model_name": {"type": "string"},
-                "model_version": {"type": "string"},
-                "id": {"type": "string"},
-                "outputs": {"type": "array", "items": tensor},
-            },
-        },
-        "Object": {"type": "object", "additionalProperties": True},
-    }
-    bad = {
-        "400": _error_response("Malformed JSON"),
-        "413": _error_response("Body or batch too large"),
-        "415": _error_response("Content-Type is not JSON"),
-        "422": _error_response("A field is missing, unknown or of the wrong type"),
-    }
-    unavailable = {"503": _error_response("No model is promoted yet")}
-    name_param = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-    obj = {"$ref": "#/components/schemas/Object"}
-
-    def body(ref: str) -> dict[str, Any]:
-        return {"required": True, "content": {_JSON: {"schema": {"$ref": ref}}}}
-
-    paths = {
-        "/v1/predict": {
-            "post": {
-                "summary": "Predict a batch of instances",
-                "operationId": "predict",
-                "requestBody": body("#/components/schemas/PredictRequest"),
-                "responses": {
-                    "200": _ok({"$ref": "#/components/schemas/PredictResponse"}),
-                    **bad,
-                    **unavailable,
-                },
-            }
-        },
-        "/v1/model": {
-            "get": {
-                "summary": "The serving model: version, input schema, classes, metrics",
-                "operationId": "model",
-                "responses": {"200": _ok(obj), **unavailable},
-            }
-        },
-        "/v1/health": {
-            "get": {"summary": "Liveness", "operationId": "health", "responses": {"200": _ok(obj)}}
-        },
-        "/v1/feedback": {
-            "post": {
-                "summary": "True labels for earlier predictions (by request_id and row)",
-                "operationId": "feedback",
-                "requestBody": body("#/components/schemas/FeedbackRequest"),
-                "responses": {
-                    "200": _ok({"$ref": "#/components/schemas/FeedbackResponse"}),
-                    **bad,
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "summary": "This document",
-                "operationId": "openapi",
-                "responses": {"200": _ok(obj)},
-            }
-        },
-        "/v2/health/live": {
-            "get": {
-                "summary": "Open Inference Protocol liveness",
-                "operationId": "v2Live",
-                "responses": {"200": _ok(obj)},
-            }
-        },
-        "/v2/health/ready": {
-            "get": {
-                "summary": "Open Inference Protocol readiness",
-                "operationId": "v2Ready",
-                "responses": {"200": _ok(obj), **unavailable},
-            }
-        },
-        "/v2/models/{name}": {
-            "get": {
-                "summary": "Open Inference Protocol model metadata",
-                "operationId": "v2Metadata",
-                "parameters": [name_param],
-                "responses": {
-                    "200": _ok(obj),
-                    "404": _error_response("Unknown model"),
-                    **unavailable,
-                },
-            }
-        },
-        "/v2/models/{name}/ready": {
-            "get": {
-                "summary": "Open Inference Protocol model readiness",
-                "operationId": "v2ModelReady",
-                "parameters": [name_param],
-                "responses": {
-                    "200": _ok(obj),
-                    "404": _error_response("Unknown model"),
-                    **unavailable,
-                },
-            }
-        },
-        "/v2/models/{name}/infer": {
-            "post": {
-                "summary": "Open Inference Protocol inference",
-                "operationId": "v2Infer",
-                "parameters": [name_param],
-                "requestBody": body("#/components/schemas/InferRequest"),
-                "responses": {
-                    "200": _ok({"$ref": "#/components/schemas/InferResponse"}),
-                    "404": _error_response("Unknown model"),
-                    **bad,
-                    **unavailable,
-                },
-            }
-        },
+        "PredictRequest": _batch_of("instances", {"$ref": _ref("Instance")}, serving),
+        **copy.deepcopy(_FIXED_SCHEMAS),
+        "FeedbackRequest": _batch_of("feedback", _feedback_item(), serving),
     }
     return {
         "openapi": "3.0.3",
         "info": {"title": f"Predict API: {title}", "version": str(model.version if model else 0)},
-        "paths": paths,
+        "paths": {route.path: {route.method: route.operation()} for route in ROUTES},
         "components": {"schemas": schemas},
     }
+
+
+def _ref(schema: str) -> str:
+    return f"#/components/schemas/{schema}"
+
+
+BAD_REQUEST = ("400", "413", "415", "422")
+"""The statuses of a body the API refuses (`functions.serving`'s RequestError)."""
+UNKNOWN_MODEL = "404"
+NO_MODEL = "503"
+ERRORS = {
+    "400": "Malformed JSON",
+    "413": "Body or batch too large",
+    "415": "Content-Type is not JSON",
+    "422": "A field is missing, unknown or of the wrong type",
+    UNKNOWN_MODEL: "Unknown model",
+    NO_MODEL: "No model is promoted yet",
+}
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+@dataclass(frozen=True)
+class Route:
+    """One operation: its body and answer as component schemas, and its error statuses."""
+
+    path: str
+    method: str
+    summary: str
+    operation_id: str
+    request: str | None = None
+    response: str = "Object"
+    errors: tuple[str, ...] = ()
+
+    def operation(self) -> dict[str, Any]:
+        operation: dict[str, Any] = {"summary": self.summary, "operationId": self.operation_id}
+        if "{name}" in self.path:
+            operation["parameters"] = [dict(_NAME)]
+        if self.request is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {_JSON: {"schema": {"$ref": _ref(self.request)}}},
+            }
+        operation["responses"] = {
+            "200": _ok({"$ref": _ref(self.response)}),
+            **{status: _error_response(ERRORS[status]) for status in self.errors},
+        }
+        return operation
+
+
+ROUTES = (
+    Route(
+        "/v1/predict",
+        "post",
+        "Predict a batch of instances",
+        "predict",
+        request="PredictRequest",
+        response="PredictResponse",
+        errors=(*BAD_REQUEST, NO_MODEL),
+    ),
+    Route(
+        "/v1/model",
+        "get",
+        "The serving model: version, input schema, classes, metrics",
+        "model",
+        errors=(NO_MODEL,),
+    ),
+    Route("/v1/health", "get", "Liveness", "health"),
+    Route(
+        "/v1/feedback",
+        "post",
+        "True labels for earlier predictions (by request_id and row)",
+        "feedback",
+        request="FeedbackRequest",
+        response="FeedbackResponse",
+        errors=BAD_REQUEST,
+    ),
+    Route("/openapi.json", "get", "This document", "openapi"),
+    Route("/v2/health/live", "get", "Open Inference Protocol liveness", "v2Live"),
+    Route(
+        "/v2/health/ready",
+        "get",
+        "Open Inference Protocol readiness",
+        "v2Ready",
+        errors=(NO_MODEL,),
+    ),
+    Route(
+        "/v2/models/{name}",
+        "get",
+        "Open Inference Protocol model metadata",
+        "v2Metadata",
+        errors=(UNKNOWN_MODEL, NO_MODEL),
+    ),
+    Route(
+        "/v2/models/{name}/ready",
+        "get",
+        "Open Inference Protocol model readiness",
+        "v2ModelReady",
+        errors=(UNKNOWN_MODEL, NO_MODEL),
+    ),
+    Route(
+        "/v2/models/{name}/infer",
+        "post",
+        "Open Inference Protocol inference",
+        "v2Infer",
+        request="InferRequest",
+        response="InferResponse",
+        errors=(UNKNOWN_MODEL, *BAD_REQUEST, NO_MODEL),
+    ),
+)
+"""Every route of the API, in the document's order."""
+
+
+def _batch_of(key: str, item: dict[str, Any], serving: ServingConfig) -> dict[str, Any]:
+    """A body holding one list, `key`, of 1 to `max_batch_rows` items."""
+    return {
+        "type": "object",
+        "required": [key],
+        "properties": {
+            key: {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": serving.max_batch_rows,
+                "items": item,
+            }
+        },
+    }
+
+
+def _feedback_item() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["request_id", "row", "label"],
+        "properties": {
+            "request_id": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 128,
+                "pattern": REQUEST_ID.pattern,
+            },
+            "row": {"type": "integer", "minimum": 0},
+            "label": {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
+            "features": {"$ref": _ref("Instance")},
+        },
+    }
+
+
+def _object(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+_STRING = {"type": "string"}
+_INTEGER = {"type": "integer"}
+_TENSOR = _object(
+    ["name", "shape", "datatype", "data"],
+    name=_STRING,
+    shape={"type": "array", "items": _INTEGER},
+    datatype=_STRING,
+    data={"type": "array", "items": {}},
+)
+_FIXED_SCHEMAS: dict[str, Any] = {
+    "PredictResponse": _object(
+        ["model_name", "model_version", "request_id", "predictions"],
+        model_name=_STRING,
+        model_version=_INTEGER,
+        alias={
+            "type": "string",
+            "description": "The alias that answered: production, or candidate",
+        },
+        request_id=_STRING,
+        predictions={"type": "array", "items": {"oneOf": [{"type": "number"}, _STRING]}},
+        probabilities={"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        classes={"type": "array", "items": _STRING},
+        unseen_categories={"type": "object", "additionalProperties": _INTEGER},
+    ),
+    "Error": _object(["error", "message"], error=_STRING, message=_STRING, field=_STRING),
+    "FeedbackResponse": {
+        "type": "object",
+        "properties": {
+            "stored": _INTEGER,
+            "duplicates": _INTEGER,
+            "unmatched": {
+                "type": "integer",
+                "description": "Items whose request_id has no capture (yet): stored",
+            },
+        },
+    },
+    "InferRequest": _object(["inputs"], id=_STRING, inputs={"type": "array", "items": _TENSOR}),
+    "InferResponse": _object(
+        ["model_name", "outputs"],
+        model_name=_STRING,
+        model_version=_STRING,
+        id=_STRING,
+        outputs={"type": "array", "items": _TENSOR},
+    ),
+    "Object": {"type": "object", "additionalProperties": True},
+}
+"""The schemas that do not depend on the model or the settings (copied into each document)."""

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from functions.adapters.events import publish_model_promoted
 from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION
 from functions.adapters.registry.items import now
 from functions.adapters.registry.model_registry import ModelRegistry
-from functions.common.config import ServingConfig
+from functions.common.config.serving import ServingConfig
 from functions.common.contracts import (
     LATENCY_BUCKETS_MS,
     AliasChange,
@@ -41,7 +42,7 @@ from functions.common.errors import (
     ModelRegistryError,
     StalePromotionError,
 )
-from functions.common.events import model_promoted_detail, publish_model_promoted
+from functions.common.events import model_promoted_detail
 from functions.common.observability import logger
 
 ERROR_RATE_TOLERANCE = 0.01

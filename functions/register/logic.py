@@ -25,9 +25,11 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.adapters.events import publish_model_promoted
 from functions.adapters.registry.aliases import PRODUCTION
 from functions.adapters.registry.items import now
 from functions.adapters.registry.model_registry import ModelRegistry
+from functions.adapters.storage import ObjectStore
 from functions.common.contracts import (
     AliasChange,
     EvaluationResult,
@@ -41,7 +43,7 @@ from functions.common.errors import (
     RunNotFoundError,
     StalePromotionError,
 )
-from functions.common.events import model_promoted_detail, publish_model_promoted
+from functions.common.events import model_promoted_detail
 from functions.common.layout import (
     EVALUATION_FILE,
     METADATA_FILE,
@@ -54,7 +56,6 @@ from functions.common.layout import (
 )
 from functions.common.observability import logger, metrics
 from functions.common.settings import StageSettings, stage_settings
-from functions.common.storage import ObjectStore
 from functions.ml.model_card.render import render_model_card
 
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"

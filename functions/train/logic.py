@@ -21,8 +21,11 @@ from typing import Any, Protocol
 import pandas as pd
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.registry.model_registry import ModelRegistry
-from functions.common.config import DatasetMode, FeatureType, MlopsConfig, Task, deployed_config
+from functions.adapters.storage import ObjectStore
+from functions.common.config.dataset import DatasetMode, FeatureType, Task
+from functions.common.config.loading import MlopsConfig, deployed_config
 from functions.common.contracts import DatasetRef, PipelineState, TrainingRun, TrainingSkipped
 from functions.common.errors import DataVersionNotFoundError, DataVersionRetiredError
 from functions.common.layout import (
@@ -34,9 +37,7 @@ from functions.common.layout import (
     run_prefix,
 )
 from functions.common.observability import logger, metrics
-from functions.common.registry import DatasetRegistry
 from functions.common.settings import stage_settings
-from functions.common.storage import ObjectStore
 from functions.ml.importance import permutation_importances
 from functions.ml.ingestion import producer_names
 from functions.ml.onnx_model import (

@@ -27,8 +27,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.registry.model_registry import ModelRegistry
-from functions.common.config import MlopsConfig, deployed_config
+from functions.adapters.storage import ObjectStore
+from functions.common.config.loading import MlopsConfig, deployed_config
 from functions.common.contracts import (
     DatasetRef,
     PipelineState,
@@ -49,9 +51,7 @@ from functions.common.layout import (
     sagemaker_prefix,
 )
 from functions.common.observability import logger
-from functions.common.registry import DatasetRegistry
 from functions.common.settings import stage_settings
-from functions.common.storage import ObjectStore
 from functions.train.logic import (
     Trainer,
     new_run_id,

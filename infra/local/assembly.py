@@ -37,7 +37,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise AssemblyError(f"{path}: not found (synthesize first: python -m infra.app)") from None
+        raise AssemblyError(
+            f"{path}: not found (synthesize first: python -m infra.cdk.app)"
+        ) from None
     except json.JSONDecodeError as exc:
         raise AssemblyError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(data, dict):

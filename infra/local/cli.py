@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from functions.common.config import CONFIG_JSON_ENV
+from functions.common.config.loading import CONFIG_JSON_ENV
 from infra.local.api_adapter import DEFAULT_API_PORT
 from infra.local.assembly import AssemblyError, load_stack, stack_names
 from infra.local.cloud import REPO_ROOT, LocalCloud
@@ -138,7 +138,7 @@ def fire_schedule(
 def _workers_or_say_why_not() -> Literal["workers", "inprocess"]:
     """Function workers need the Lambda runtime's Python; without it, say so once and run
     functions in this process."""
-    from infra.layers import missing_python_message, runtime_python
+    from infra.cdk.layers import missing_python_message, runtime_python
 
     if runtime_python() is not None:
         return "workers"
@@ -172,7 +172,8 @@ def _configure_logging(verbose: bool) -> None:
 def _stage_and_stack(stage: str | None, stack: str | None) -> tuple[str, str]:
     """The stage to synthesize and the stack to deploy: --stack as given, else the stack of
     --stage (default dev) in the config in use; an unknown stage or a bad config exits 2."""
-    from functions.common.config import ConfigError, load_config
+    from functions.common.config.base import ConfigError
+    from functions.common.config.loading import load_config
 
     stage = stage or "dev"
     try:
@@ -199,7 +200,7 @@ def _synthesize_if_needed(cdk_out: Path, synth: bool | None, stage: str, stack: 
         )
         return
     console.print(f"Synthesizing stage {stage} into {cdk_out}: {reason}", highlight=False)
-    with console.status(f"Synthesizing the CDK app (python -m infra.app, stage {stage})..."):
+    with console.status(f"Synthesizing the CDK app (python -m infra.cdk.app, stage {stage})..."):
         try:
             synthesize(REPO_ROOT, cdk_out.resolve(), {"stage": stage})
         except SynthError as exc:

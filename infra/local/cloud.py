@@ -34,17 +34,20 @@ import boto3
 from botocore.config import Config
 
 from infra.local import eventbridge, hooks, lambda_runtime, workers
-from infra.local.api_adapter import ApiAdapter, load_rest_api
+from infra.local.api_adapter import ApiAdapter
+from infra.local.api_routes import load_rest_api
 from infra.local.assembly import load_stack
 from infra.local.authz import usage
 from infra.local.authz.enforcer import ENFORCER
 from infra.local.deployer import Deployer, Deployment, write_state
 from infra.local.eventbridge import DISPATCHER, Delivery
 from infra.local.intrinsics import ACCOUNT_ID, REGION
+from infra.local.lambda_config import REGISTRY, SETTINGS
+from infra.local.lambda_inprocess import ISOLATED_PREFIX
 from infra.local.server import DEFAULT_HOST, MotoServer
 
 if TYPE_CHECKING:
-    from infra.function_env import HostEnvironment
+    from infra.cdk.function_env import HostEnvironment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
@@ -112,7 +115,7 @@ class LocalCloud:
                 # A previous run's files must not describe this cloud before it is deployed.
                 for name in ("outputs.json", "stack.json"):
                     (Path(state_dir) / name).unlink(missing_ok=True)
-            lambda_runtime.SETTINGS.prewarm = prewarm
+            SETTINGS.prewarm = prewarm
             cloud.enforce_iam = functions == "workers" if enforce_iam is None else enforce_iam
             cloud._boot(Path(cdk_out), stack_name, port, host, Path(code_root))
             if api_port is not None:
@@ -131,7 +134,7 @@ class LocalCloud:
         stack = load_stack(cdk_out, stack_name)
         hooks.install()
         _reset_function_state()
-        lambda_runtime.SETTINGS.code_root = code_root
+        SETTINGS.code_root = code_root
         if self.mode == "server":
             self._server = MotoServer(host, port)
             self.endpoint = self._server.start()
@@ -142,11 +145,11 @@ class LocalCloud:
 
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start(reset=False)
-        lambda_runtime.SETTINGS.endpoint_url = self.endpoint
-        lambda_runtime.SETTINGS.workers = self.functions == "workers"
+        SETTINGS.endpoint_url = self.endpoint
+        SETTINGS.workers = self.functions == "workers"
         ENFORCER.reset(self.enforce_iam, self.account_id, self.region)
         workers.WORKERS.endpoint = self.endpoint
-        workers.WORKERS.echo_output = lambda_runtime.SETTINGS.echo_function_output
+        workers.WORKERS.echo_output = SETTINGS.echo_function_output
         self.deployment = Deployer(stack, self.client, code_root).deploy()
 
     def stop(self, grace_seconds: float = 10.0) -> None:
@@ -169,10 +172,10 @@ class LocalCloud:
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
-        lambda_runtime.SETTINGS.endpoint_url = None
-        lambda_runtime.SETTINGS.workers = False
+        SETTINGS.endpoint_url = None
+        SETTINGS.workers = False
         ENFORCER.enabled = False
-        lambda_runtime.SETTINGS.prewarm = False
+        SETTINGS.prewarm = False
         self._clients.clear()
         with _active_lock:
             if _active is self:
@@ -345,11 +348,7 @@ class LocalCloud:
     def function_name(self, logical_id: str) -> str:
         """The deployed name of the function whose logical id is, or starts with,
         `logical_id` (e.g. `PipelineIngestFunction`)."""
-        functions = self._require_deployment().of_type("AWS::Lambda::Function")
-        found = [name for key, name in functions.items() if key.startswith(logical_id)]
-        if len(found) != 1:
-            raise LookupError(f"{len(found)} functions match {logical_id!r}: {sorted(functions)}")
-        return found[0]
+        return self._deployed_name("AWS::Lambda::Function", logical_id, "functions")
 
     @contextlib.contextmanager
     def edited_function(self, logical_id: str) -> Iterator[HostEnvironment]:
@@ -358,10 +357,10 @@ class LocalCloud:
         then start new workers from the copy, as after a deploy; on exit the deployment is
         the original again. The copy shares files with the original (hard links): delete or
         replace files, never write into one in place."""
-        from infra.function_env import HostEnvironment
+        from infra.cdk.function_env import HostEnvironment
 
         name = self.function_name(logical_id)
-        original = lambda_runtime.REGISTRY.get(name)
+        original = REGISTRY.get(name)
         if original is None or original.host is None:
             raise LookupError(f"function {name} has no deployment built for workers")
         host = original.host
@@ -378,19 +377,24 @@ class LocalCloud:
                 tuple(copies[path] for path in host.layers),
                 tuple(copies[path] for path in host.site_packages),
             )
-            lambda_runtime.REGISTRY.register(name, dataclasses.replace(original, host=edited))
+            REGISTRY.register(name, dataclasses.replace(original, host=edited))
             try:
                 yield edited
             finally:
-                lambda_runtime.REGISTRY.register(name, original)
+                REGISTRY.register(name, original)
 
     def role_name(self, logical_id: str) -> str:
         """The deployed name of the role whose logical id is, or starts with, `logical_id`
         (e.g. `PipelineIngestFunctionRole`)."""
-        roles = self._require_deployment().of_type("AWS::IAM::Role")
-        found = [name for key, name in roles.items() if key.startswith(logical_id)]
+        return self._deployed_name("AWS::IAM::Role", logical_id, "roles")
+
+    def _deployed_name(self, resource_type: str, logical_id: str, kind: str) -> str:
+        """The deployed name of the one resource of `resource_type` whose logical id is, or
+        starts with, `logical_id`; LookupError naming `kind` when not exactly one."""
+        deployed = self._require_deployment().of_type(resource_type)
+        found = [name for key, name in deployed.items() if key.startswith(logical_id)]
         if len(found) != 1:
-            raise LookupError(f"{len(found)} roles match {logical_id!r}: {sorted(roles)}")
+            raise LookupError(f"{len(found)} {kind} match {logical_id!r}: {sorted(deployed)}")
         return found[0]
 
     @contextlib.contextmanager
@@ -454,11 +458,11 @@ def _reset_function_state() -> None:
     lambda_runtime.reset()
     workers.WORKERS.reset()
     DISPATCHER.reset()
-    from functions.common.aws import reset_clients
+    from functions.adapters.aws import reset_clients
 
     reset_clients()
     for name, module in list(sys.modules.items()):
-        if name.startswith(lambda_runtime.ISOLATED_PREFIX):
+        if name.startswith(ISOLATED_PREFIX):
             del sys.modules[name]
         elif name == "functions" or name.startswith("functions."):
             for value in list(vars(module).values()):

@@ -14,7 +14,7 @@ from typing import Any
 
 from infra.local.assembly import StackArtifact
 from infra.local.intrinsics import Deployed, Resolver, StackContext, TemplateError, references
-from infra.local.lambda_runtime import REGISTRY, FunctionCodeRegistry
+from infra.local.lambda_config import REGISTRY, FunctionCodeRegistry
 from infra.local.resources import IGNORED, PROVISIONERS, DeployError
 from infra.local.resources.base import Created, DeployContext, ResourceSpec
 

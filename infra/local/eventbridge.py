@@ -210,8 +210,8 @@ def _send_on_failure(function: Any, destination: str, record: dict[str, Any]) ->
     kind of destination loses it (logged), as on Lambda."""
     from moto.sqs.models import sqs_backends
 
-    from infra.local.authz.actions import Needed
-    from infra.local.lambda_runtime import role_denial
+    from infra.local.authz.needs import Needed
+    from infra.local.lambda_environment import role_denial
 
     service, region, account, name = destination.split(":", 5)[2:]
     if service != "sqs":
@@ -235,8 +235,8 @@ def _authorize_with_role(rule: _RuleView, target: dict[str, Any], action: str) -
     session, which EventBridge assumed, must be allowed `action` on the target. Raises
     AccessDenied."""
     from infra.local.authz import principals
-    from infra.local.authz.actions import Needed
     from infra.local.authz.enforcer import ENFORCER, AccessDenied, Denial
+    from infra.local.authz.needs import Needed
 
     if not ENFORCER.enabled:
         return
@@ -261,8 +261,8 @@ def _authorize_as_service(rule: _RuleView, action: str, resource: str, operation
     """A target EventBridge reaches as itself (a function, a topic, a dead-letter queue): the
     resource's policy must allow `events.amazonaws.com` from this rule. Raises AccessDenied."""
     from infra.local.authz import principals
-    from infra.local.authz.actions import Needed
     from infra.local.authz.enforcer import ENFORCER
+    from infra.local.authz.needs import Needed
 
     if not ENFORCER.enabled:
         return

@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from infra.local import lambda_runtime, sfn_engine
+from infra.local import lambda_crashes, sfn_engine
 from infra.local.aws_calls import PROTOCOLS, error_response
-from infra.local.lambda_runtime import Crash
+from infra.local.lambda_crashes import Crash
 
 _STATUS = {
     "ThrottlingException": 400,
@@ -186,13 +186,13 @@ def crash(
     name matches the regular expression `function` die as Lambda reports a dead process:
     `Runtime.OutOfMemory`, `Sandbox.Timedout` or `Runtime.ExitError`, with Lambda's message.
     Use the result as a context manager, or call `remove()`."""
-    return lambda_runtime.add_crash(function, error_type, times)
+    return lambda_crashes.add_crash(function, error_type, times)
 
 
 def clear() -> None:
     """Remove every fault and crash."""
     FAULTS.clear()
-    lambda_runtime.clear_crashes()
+    lambda_crashes.clear_crashes()
 
 
 @contextmanager

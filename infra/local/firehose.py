@@ -120,8 +120,8 @@ def deliver_with_role() -> None:
 def _authorize(account: str, role: str | None, bucket: str, key: str, stream: str) -> str | None:
     """Why the stream's role may not write the object, or None."""
     from infra.local.authz import principals
-    from infra.local.authz.actions import Needed
     from infra.local.authz.enforcer import ENFORCER
+    from infra.local.authz.needs import Needed
 
     if not ENFORCER.enabled:
         return None

@@ -12,29 +12,32 @@ task: it lays out what SageMaker gives a training container in a temporary folde
                                         manifest's keys), by their path relative to it
     model/                              what the job leaves here becomes model.tar.gz
 
-runs the training image's entry point (`functions.train.sagemaker_entry.main`) in this process
-with the root pointed there, tars `model/` to `<S3OutputPath><job>/output/model.tar.gz` and
-returns a DescribeTrainingJob-shaped result (`TrainingJobStatus` Completed,
-`ModelArtifacts.S3ModelArtifacts`), as the .sync integration does. A failing entry point (or
-a channel that cannot be copied) fails the task with `States.TaskFailed` and the job's
-description (`FailureReason` from `output/failure`) as the cause, so Catch runs. Each
-substitution is logged: "local cloud: SageMaker training job <name> run in-process
-(substituted)". Not substituted: the image itself (the repo's `functions/` package and this
-interpreter's packages stand in for it), instance types, volumes, MaxRuntimeInSeconds, and
-every other SageMaker API.
+runs the training image's `train` program in this process with the root pointed there (the
+module the program runs, `python -m <module>`, read from the program itself, and that module's
+`main(root)`, the function its `python -m` run calls), tars `model/` to
+`<S3OutputPath><job>/output/model.tar.gz` and returns a DescribeTrainingJob-shaped result
+(`TrainingJobStatus` Completed, `ModelArtifacts.S3ModelArtifacts`), as the .sync integration
+does. A failing entry point (or a channel that cannot be copied) fails the task with
+`States.TaskFailed` and the job's description (`FailureReason` from `output/failure`) as the
+cause, so Catch runs. Each substitution is logged: "local cloud: SageMaker training job <name>
+run in-process (substituted)". Not substituted: the image itself (the repo's `functions/`
+package and this interpreter's packages stand in for it), instance types, volumes,
+MaxRuntimeInSeconds, and every other SageMaker API.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+import re
 import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from functions.common.layout import SageMakerLayout
+from infra.cdk.config import REPO_ROOT
 
 log = logging.getLogger("infra.local.sagemaker")
 
@@ -44,6 +47,17 @@ ACCESS_DENIED = "SageMaker.AmazonSageMakerException"
 """How Step Functions names a SageMaker API error that SageMaker's SDK does not model (an
 AccessDeniedException)."""
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
+TRAINING_PROGRAM = REPO_ROOT / "layers" / "training" / "train"
+"""The training image's `train` program (SageMaker runs `docker run <image> train`)."""
+_RUNS_MODULE = re.compile(r"^\s*exec\s+python3?\s+-m\s+([\w.]+)", re.MULTILINE)
+
+
+def entry_point(program: Path = TRAINING_PROGRAM) -> Any:
+    """The `main` of the module the training program runs (`exec python -m <module>`)."""
+    found = _RUNS_MODULE.search(program.read_text(encoding="utf-8"))
+    if found is None:
+        raise ValueError(f"{program} runs no `python -m <module>`: nothing to substitute")
+    return importlib.import_module(found.group(1)).main
 
 
 def _job_s3_client(
@@ -55,8 +69,8 @@ def _job_s3_client(
     import boto3
 
     from infra.local.authz import principals
-    from infra.local.authz.actions import Needed
     from infra.local.authz.enforcer import ENFORCER
+    from infra.local.authz.needs import Needed
     from infra.local.sfn_engine import task_credentials
 
     if not ENFORCER.enabled or state_credentials is None:
@@ -98,7 +112,7 @@ def run_training_job(
     parameters: dict[str, Any], s3: Any, region: str, account: str
 ) -> dict[str, Any]:
     """Run one CreateTrainingJob request in-process; the job's description once it ended."""
-    from functions.train import sagemaker_entry
+    from functions.common.layout import SageMakerLayout
 
     name = parameters["TrainingJobName"]
     log.warning(SUBSTITUTED, name)
@@ -126,7 +140,7 @@ def run_training_job(
             raise TrainingJobFailed(
                 _ended(description, "Failed", f"ClientError: Data download failed: {exc}")
             ) from exc
-        if sagemaker_entry.main(str(layout.root)) != 0:
+        if entry_point()(str(layout.root)) != 0:
             reason = (
                 layout.failure.read_text(encoding="utf-8")
                 if layout.failure.is_file()

@@ -1,5 +1,5 @@
-"""Synthesizing the CDK app (`python -m infra.app`) when cdk.out is missing or stale
-(`infra.synth_inputs`: another config, or a changed config or source)."""
+"""Synthesizing the CDK app (`python -m infra.cdk.app`) when cdk.out is missing or stale
+(`infra.cdk.synth_inputs`: another config, or a changed config or source)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from functions.common.config import CONFIG_ENV
-from infra.synth_inputs import config_in_use, stale_reason
+from functions.common.config.loading import CONFIG_ENV
+from infra.cdk.synth_inputs import config_in_use, stale_reason
 
 __all__ = ["SynthError", "local_code_version", "stale_reason", "synthesize"]
 
 
 class SynthError(RuntimeError):
-    """`python -m infra.app` failed; the message ends with its error output."""
+    """`python -m infra.cdk.app` failed; the message ends with its error output."""
 
 
 def local_code_version(repo_root: Path) -> str:
@@ -47,7 +47,7 @@ def synthesize(repo_root: Path, out_dir: Path, context: dict[str, str] | None = 
     }
     env["CDK_CONTEXT_JSON"] = json.dumps(context)
     result = subprocess.run(
-        [sys.executable, "-m", "infra.app"],
+        [sys.executable, "-m", "infra.cdk.app"],
         cwd=repo_root,
         env=env,
         capture_output=True,
@@ -56,4 +56,4 @@ def synthesize(repo_root: Path, out_dir: Path, context: dict[str, str] | None = 
     )
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-25:])
-        raise SynthError(f"python -m infra.app failed (exit {result.returncode}):\n{tail}")
+        raise SynthError(f"python -m infra.cdk.app failed (exit {result.returncode}):\n{tail}")

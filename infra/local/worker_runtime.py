@@ -2,11 +2,11 @@
 Lambda, for one execution environment.
 
 Run as a script (`python3.13 -I -S -B -u worker_runtime.py <config>`) by
-`infra.local.workers`, never imported: it uses the standard library only, so the function's
-process holds nothing but its own code and packages. It puts the function's deployment on
-`sys.path`, imports the handler (the init phase), then answers invocations one at a time
-until its parent closes the channel. Messages on the channel are a 4-byte big-endian length
-and a JSON document:
+`infra.local.worker_process`, never imported: it uses the standard library only, so the
+function's process holds nothing but its own code and packages. It puts the function's
+deployment on `sys.path`, imports the handler (the init phase), then answers invocations one
+at a time until its parent closes the channel. Messages on the channel are a 4-byte
+big-endian length and a JSON document:
 
 - to the parent: `{"type": "ready", "init_ms": ...}` after init, or `{"type": "init_error",
   "error": {...}}` (and exit); `{"type": "result", "payload": "<json text>", "errored":

@@ -1,11 +1,6 @@
-"""Function workers: each invocation of a local function runs in a worker process that behaves
-like a Lambda execution environment.
+"""The pool of function workers: each invocation of a local function runs in a worker
+(`infra.local.worker_process`), a process that behaves like a Lambda execution environment.
 
-- A worker runs the function's runtime's Python (`infra.function_env`: 3.13, or the image
-  base's) with `sys.path` exactly the function's deployed code and packages (the host twin of
-  its layers or image), through `infra.local.worker_runtime`, Lambda's bootstrap for one
-  environment. Its environment is the function's (from the template, resolved at deploy)
-  plus Lambda's reserved variables; its AWS calls go to the local cloud's endpoint.
 - Init (importing the handler) runs once, then the worker answers invocations while warm. A
   handled error keeps it; a crash, a timeout or running out of memory resets it (the process
   is killed and the next invocation starts a new one), as Lambda resets an execution
@@ -14,9 +9,9 @@ like a Lambda execution environment.
   killed at the deadline), `MemorySize` (`Runtime.OutOfMemory`: the worker's peak resident
   memory, polled, went over it), init longer than `INIT_LIMIT_SECONDS` (retried once within
   the invocation's timeout, as Lambda does for on-demand functions), an exit
-  (`Runtime.ExitError`), and `EphemeralStorage`: a private tmpfs of that size at /tmp (Linux
-  mount namespace, `unshare`); where the OS refuses, a private directory as TMPDIR, checked
-  after each invocation.
+  (`Runtime.ExitError`), and `EphemeralStorage` (`infra.local.worker_limits`: a private tmpfs
+  of that size at /tmp; where the OS refuses, a private directory as TMPDIR, checked after
+  each invocation: `Runtime.EphemeralStorageExceeded`).
 - Concurrency: several workers per function run at once, up to its reserved concurrency
   (beyond it, Lambda throttles: `TooManyRequestsException`) and a local cap per function
   (beyond it, invocations wait for a worker), and at most `max_workers` in all (idle workers
@@ -29,393 +24,28 @@ import contextlib
 import json
 import logging
 import os
-import queue
-import shutil
 import signal
-import struct
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from infra.local.worker_process import Outcome, Worker, WorkerDied, WorkerSpec
 
 log = logging.getLogger("infra.local.workers")
 
-RUNTIME_SCRIPT = Path(__file__).with_name("worker_runtime.py")
-END_MARKER = "\x00mlops-end "
 INIT_LIMIT_SECONDS = 10.0
 """Lambda's limit on the init phase of an on-demand function."""
-_HEADER = struct.Struct(">I")
 _MEMORY_POLL_SECONDS = 0.01
-_LOG_SETTLE_SECONDS = 5.0
-_MIB = 1 << 20
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """What one function's execution environments are made of; when any of it changes (a
-    configuration or code update), new environments are made, as Lambda does."""
-
-    function_name: str
-    arn: str
-    python: str
-    paths: tuple[str, ...]
-    """`sys.path` entries ahead of the standard library: task root, layers' `python/`."""
-    site_dirs: tuple[str, ...]
-    """Site directories (an image's site-packages: `.pth` files apply)."""
-    handler: str
-    task_root: str
-    environment: tuple[tuple[str, str], ...]
-    memory_mb: int
-    timeout_seconds: float
-    ephemeral_storage_mb: int
-    log_group_name: str
-    reserved_concurrency: int | None = None
-
-
-@dataclass
-class Outcome:
-    payload: str
-    errored: bool
-    logs: list[str] = field(default_factory=list)
-    duration_ms: float = 0.0
-    init_ms: float | None = None
-    max_memory_mb: int = 0
-    error_type: str | None = None
-    """Set when the runtime (not the handler) failed the invocation."""
 
 
 class ThrottledError(Exception):
     """The function is at its reserved concurrency (Lambda: `TooManyRequestsException`)."""
 
 
-def _error_payload(error_type: str, message: str) -> str:
-    return json.dumps({"errorType": error_type, "errorMessage": message, "stackTrace": []})
-
-
-# The sandbox: a private /tmp
-
-
-@dataclass(frozen=True)
-class Sandbox:
-    """How workers get their private, size-limited /tmp."""
-
-    prefix: tuple[str, ...]
-    """Command prefix that makes a private mount namespace (empty: not available)."""
-    reason: str = ""
-
-    @property
-    def isolated(self) -> bool:
-        return bool(self.prefix)
-
-
-_SANDBOX: Sandbox | None = None
-_SANDBOX_LOCK = threading.Lock()
-
-
-def sandbox() -> Sandbox:
-    """Probe once whether this machine lets a process mount its own tmpfs (root, or
-    unprivileged user namespaces)."""
-    global _SANDBOX
-    with _SANDBOX_LOCK:
-        if _SANDBOX is None:
-            _SANDBOX = _probe_sandbox()
-        return _SANDBOX
-
-
-def _probe_sandbox() -> Sandbox:
-    unshare = shutil.which("unshare")
-    if sys.platform != "linux" or unshare is None:
-        return Sandbox((), "no Linux mount namespaces (unshare) on this machine")
-    prefixes = [(unshare, "-m", "--propagation", "private")]
-    if os.geteuid() != 0:
-        prefixes = [(unshare, "-Urm", "--propagation", "private")]
-    for prefix in prefixes:
-        probe = [*prefix, "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /tmp && test -w /tmp"]
-        try:
-            result = subprocess.run(probe, capture_output=True, timeout=10, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if result.returncode == 0:
-            return Sandbox(prefix)
-        reason = result.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["refused"]
-    return Sandbox((), f"mounting a private tmpfs was refused ({reason[0]})")
-
-
-# One worker
-
-
-class WorkerDied(Exception):
-    pass
-
-
-class Worker:
-    """One execution environment: a process, its channel and its log."""
-
-    def __init__(self, spec: WorkerSpec, endpoint: str | None) -> None:
-        self.spec = spec
-        self.id = uuid.uuid4().hex[:12]
-        self.log_stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{self.id}"
-        self.init_ms: float | None = None
-        self.invocations = 0
-        self.last_used = time.monotonic()
-        self.killed_for: str | None = None
-        self.started = time.monotonic()
-        self.prewarmed = False
-        self._messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._init_done = threading.Event()
-        self._init_outcome: dict[str, Any] | None = None
-        self.initialized = False
-        """Init succeeded (the worker answers invocations)."""
-        self._log_lock = threading.Condition()
-        self._log: list[str] = []
-        self._ended: set[str] = set()
-        self._tmp_dir: Path | None = None
-        to_child_read, to_child_write = os.pipe()
-        from_child_read, from_child_write = os.pipe()
-        config = {
-            "paths": list(spec.paths),
-            "site_dirs": list(spec.site_dirs),
-            "handler": spec.handler,
-            "function_name": spec.function_name,
-            "arn": spec.arn,
-            "memory_mb": spec.memory_mb,
-            "log_group_name": spec.log_group_name,
-            "log_stream_name": self.log_stream,
-            "read_fd": to_child_read,
-            "write_fd": from_child_write,
-        }
-        command, environment = self._command(config, endpoint)
-        try:
-            self.process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=environment,
-                cwd=spec.task_root,
-                pass_fds=(to_child_read, from_child_write),
-                start_new_session=True,
-            )
-        finally:
-            os.close(to_child_read)
-            os.close(from_child_write)
-        self._to_child = os.fdopen(to_child_write, "wb", buffering=0)
-        self._from_child = os.fdopen(from_child_read, "rb", buffering=0)
-        threading.Thread(target=self._read_messages, daemon=True, name="worker-channel").start()
-        threading.Thread(target=self._read_output, daemon=True, name="worker-output").start()
-
-    def _command(
-        self, config: dict[str, Any], endpoint: str | None
-    ) -> tuple[list[str], dict[str, str]]:
-        spec = self.spec
-        environment = dict(spec.environment)
-        environment.update(
-            {
-                "AWS_LAMBDA_LOG_STREAM_NAME": self.log_stream,
-                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-            }
-        )
-        if endpoint is not None:
-            environment["AWS_ENDPOINT_URL"] = endpoint
-        python = [spec.python, "-I", "-S", "-B", "-u", str(RUNTIME_SCRIPT), json.dumps(config)]
-        box = sandbox()
-        if box.isolated:
-            return [*box.prefix, "sh", "-c", _private_tmp_script(spec), "worker", *python], (
-                environment
-            )
-        # No private /tmp here: a private directory stands for it (TMPDIR), size-checked.
-        self._tmp_dir = Path(tempfile.mkdtemp(prefix=f"lambda-{spec.function_name[:40]}-"))
-        environment["TMPDIR"] = str(self._tmp_dir)
-        return python, environment
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def _read_messages(self) -> None:
-        try:
-            while True:
-                header = self._exactly(_HEADER.size)
-                if header is None:
-                    break
-                body = self._exactly(_HEADER.unpack(header)[0])
-                if body is None:
-                    break
-                message = json.loads(body)
-                if not self._init_done.is_set():
-                    self._finish_init(message)
-                else:
-                    self._messages.put(message)
-        except (OSError, ValueError):
-            pass
-        if not self._init_done.is_set():
-            self._finish_init({"type": "exited", "code": self.process.wait()})
-        self._messages.put(None)
-
-    def _finish_init(self, outcome: dict[str, Any]) -> None:
-        if outcome.get("type") == "ready":
-            self.init_ms = float(outcome.get("init_ms", 0.0))
-            self.initialized = True
-        self._init_outcome = outcome
-        self._init_done.set()
-
-    def _exactly(self, size: int) -> bytes | None:
-        chunks, remaining = [], size
-        while remaining:
-            chunk = self._from_child.read(remaining)
-            if not chunk:
-                return None
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
-
-    def _read_output(self) -> None:
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            line = raw.decode("utf-8", errors="replace").rstrip("\n")
-            with self._log_lock:
-                if line.startswith(END_MARKER):
-                    self._ended.add(line.removeprefix(END_MARKER))
-                else:
-                    self._log.append(line)
-                    if WORKERS.echo_output:
-                        print(line, file=sys.__stdout__, flush=True)
-                self._log_lock.notify_all()
-        with self._log_lock:
-            self._ended.add("")  # the process is gone: no more output will come
-            self._log_lock.notify_all()
-
-    def take_log(self, request_id: str | None = None) -> list[str]:
-        """The output since the last call; with `request_id`, first wait (briefly) until the
-        runtime marked that invocation's output complete."""
-        with self._log_lock:
-            if request_id is not None:
-                self._log_lock.wait_for(
-                    lambda: request_id in self._ended or "" in self._ended,
-                    timeout=_LOG_SETTLE_SECONDS,
-                )
-                self._ended.discard(request_id)
-            lines, self._log = self._log, []
-            return lines
-
-    def wait_ready(self, timeout: float) -> dict[str, Any] | None:
-        """The init outcome (`ready` or `init_error`), None if it did not come in time; a
-        process that ended during init gives `{"type": "exited"}`."""
-        if not self._init_done.wait(timeout):
-            return None
-        return self._init_outcome
-
-    def send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message).encode("utf-8")
-        try:
-            self._to_child.write(_HEADER.pack(len(data)) + data)
-        except OSError as exc:
-            raise WorkerDied(str(exc)) from None
-
-    def result(self, timeout: float) -> dict[str, Any] | None:
-        """The invocation's result; None when the deadline passed. Raises WorkerDied."""
-        try:
-            message = self._messages.get(timeout=max(0.0, timeout))
-        except queue.Empty:
-            return None
-        if message is None:
-            raise WorkerDied(f"exit status {self.process.wait()}")
-        return message
-
-    def peak_memory_mb(self) -> float:
-        """The process's peak resident memory (VmHWM), plus the current memory of the
-        processes it started (rare: read from /proc only when it has any)."""
-        peak = _status_kib(self.pid, "VmHWM") / 1024
-        children = _children(self.pid)
-        if children:
-            with contextlib.suppress(Exception):
-                import psutil
-
-                for child in psutil.Process(self.pid).children(recursive=True):
-                    peak += child.memory_info().rss / _MIB
-        return peak
-
-    def tmp_usage_mb(self) -> float:
-        if self._tmp_dir is None:
-            return 0.0
-        total = 0
-        for path in self._tmp_dir.rglob("*"):
-            with contextlib.suppress(OSError):
-                if path.is_file():
-                    total += path.stat().st_size
-        return total / _MIB
-
-    def kill(self, reason: str) -> None:
-        self.killed_for = self.killed_for or reason
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            self.process.wait(timeout=10)
-        for stream in (self._to_child, self._from_child):
-            with contextlib.suppress(OSError):
-                stream.close()
-        if self._tmp_dir is not None:
-            shutil.rmtree(self._tmp_dir, ignore_errors=True)
-
-
-def _under_tmp(path: str) -> bool:
-    resolved = Path(path).resolve()
-    return resolved == Path("/tmp") or Path("/tmp") in resolved.parents
-
-
-def _private_tmp_script(spec: WorkerSpec) -> str:
-    """Shell commands, run in the worker's own mount namespace, that mount a tmpfs of the
-    function's ephemeral storage at /tmp. What the worker runs from under this machine's
-    /tmp (a checkout there, the interpreter) is bound back into it at the same path, from the
-    /tmp the namespace had before (held open as fd 9), so it stays readable."""
-    import shlex
-
-    needed = (spec.python, str(RUNTIME_SCRIPT), spec.task_root, *spec.paths, *spec.site_dirs)
-    tops = sorted(
-        {
-            parts[0]
-            for path in needed
-            if _under_tmp(path) and (parts := Path(path).resolve().relative_to("/tmp").parts)
-        }
-    )
-    steps = [
-        "exec 9</tmp",
-        f"mount -t tmpfs -o size={spec.ephemeral_storage_mb}m,mode=1777 tmpfs /tmp",
-    ]
-    for top in tops:
-        target = shlex.quote(f"/tmp/{top}")
-        source = shlex.quote(f"/proc/self/fd/9/{top}")
-        steps.append(f"mkdir -p {target} && mount --no-canonicalize --bind {source} {target}")
-    steps += ["exec 9<&-", 'exec "$@"']
-    return " && ".join(steps)
-
-
-def _children(pid: int) -> str:
-    """The ids of a process's children, as /proc lists them (empty: none, or not listed)."""
-    try:
-        return Path(f"/proc/{pid}/task/{pid}/children").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _status_kib(pid: int, field_name: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
+def error_payload(error_type: str, message: str, stack: list[str] | None = None) -> str:
+    """What Lambda answers for a failed invocation."""
+    return json.dumps({"errorType": error_type, "errorMessage": message, "stackTrace": stack or []})
 
 
 # The pool
@@ -475,7 +105,7 @@ class WorkerPool:
                         entry = self._functions[spec.function_name] = _FunctionWorkers(spec)
                     if entry.idle or entry.busy or not self._make_room():
                         return
-                    worker = Worker(spec, self.endpoint)
+                    worker = self._new_worker(spec)
                     worker.prewarmed = True
                     entry.idle.append(worker)
                     self._busy_memory[worker] = spec.memory_mb  # its init counts too
@@ -576,7 +206,7 @@ class WorkerPool:
         if over > 0:
             worker.kill("ephemeral storage")
             outcome = Outcome(
-                _error_payload(
+                error_payload(
                     "Runtime.EphemeralStorageExceeded",
                     f"RequestId: {request_id} Error: /tmp holds {over:.0f} MB more than the "
                     f"function's {spec.ephemeral_storage_mb} MB of ephemeral storage",
@@ -596,13 +226,13 @@ class WorkerPool:
             logs = worker.take_log()
             worker.kill("init out of memory")
             message = "Runtime exited with error: signal: killed"
-            payload = _error_payload("Runtime.OutOfMemory", message)
+            payload = error_payload("Runtime.OutOfMemory", message)
             return Outcome(
                 payload, True, logs, 0.0, None, worker.spec.memory_mb, "Runtime.OutOfMemory"
             )
         if ready["type"] == "exited":
             message = f"Runtime exited with error: exit status {ready['code']}"
-            payload = _error_payload("Runtime.ExitError", message)
+            payload = error_payload("Runtime.ExitError", message)
             error_type = "Runtime.ExitError"
         else:
             error = ready["error"]
@@ -622,7 +252,7 @@ class WorkerPool:
         )
         log.warning("function %s: %s", spec.function_name, message)
         return Outcome(
-            _error_payload("Sandbox.Timedout", message),
+            error_payload("Sandbox.Timedout", message),
             True,
             worker.take_log(),
             spec.timeout_seconds * 1000,
@@ -642,7 +272,7 @@ class WorkerPool:
             message = f"RequestId: {request_id} Error: Runtime exited with error: {detail}"
         log.warning("function %s: %s: %s", spec.function_name, error_type, message)
         return Outcome(
-            _error_payload(error_type, message),
+            error_payload(error_type, message),
             True,
             worker.take_log(),
             (time.monotonic() - begin) * 1000,
@@ -652,6 +282,9 @@ class WorkerPool:
         )
 
     # acquiring workers
+
+    def _new_worker(self, spec: WorkerSpec) -> Worker:
+        return Worker(spec, self.endpoint, lambda: self.echo_output)
 
     def _acquire(self, spec: WorkerSpec) -> tuple[Worker, bool]:
         with self._lock:
@@ -680,7 +313,7 @@ class WorkerPool:
                 self._lock.wait(timeout=1.0)
                 if self._functions.get(spec.function_name) is not entry:
                     entry = self._functions.setdefault(spec.function_name, _FunctionWorkers(spec))
-            worker = Worker(spec, self.endpoint)
+            worker = self._new_worker(spec)
             entry.busy.add(worker)
             return worker, True
 
@@ -706,7 +339,7 @@ class WorkerPool:
             entry.busy.discard(worker)
             self._invoking.discard(worker)
             self._busy_memory.pop(worker, None)
-            fresh = Worker(worker.spec, self.endpoint)
+            fresh = self._new_worker(worker.spec)
             entry.busy.add(fresh)
             self._invoking.add(fresh)
             self._busy_memory[fresh] = fresh.spec.memory_mb

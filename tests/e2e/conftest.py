@@ -1,5 +1,5 @@
 """The real CDK app, synthesized once per session into a temporary cdk.out (by running
-`python -m infra.app` in a subprocess, as `cdk synth` would), and local clouds deployed
+`python -m infra.cdk.app` in a subprocess, as `cdk synth` would), and local clouds deployed
 from it. `synth_with_config` synthesizes it with a test config of its own."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from infra.cli.predict_client import signed_headers
 from infra.local import LocalCloud
 from infra.local.authz import usage
 from infra.local.authz.enforcer import ENFORCER
 from infra.local.synth import SynthError, synthesize
-from infra.predict_client import signed_headers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

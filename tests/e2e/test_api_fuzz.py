@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 from functions.ml import sample_data
-from infra.local import LocalCloud, lambda_runtime
+from infra.local import LocalCloud, lambda_config
 
 pytestmark = pytest.mark.slow
 
@@ -107,8 +107,8 @@ def fuzzed(
     synth_with_config: Callable[[str], Path], operator_auth: requests.auth.AuthBase
 ) -> Iterator[Fuzzed]:
     cdk_out = synth_with_config(_config_text())
-    echo = lambda_runtime.SETTINGS.echo_function_output
-    lambda_runtime.SETTINGS.echo_function_output = False  # 10,000s of request logs
+    echo = lambda_config.SETTINGS.echo_function_output
+    lambda_config.SETTINGS.echo_function_output = False  # 10,000s of request logs
     try:
         with LocalCloud.start(
             cdk_out, mode="server", port=0, api_port=0, state_dir=cdk_out.parent / "state"
@@ -121,7 +121,7 @@ def fuzzed(
             yield run
             print(f"\nrequests sent per route: {dict(sorted(run.sent.items()))}")
     finally:
-        lambda_runtime.SETTINGS.echo_function_output = echo
+        lambda_config.SETTINGS.echo_function_output = echo
 
 
 def _leaf(field: str) -> str:

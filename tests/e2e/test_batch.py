@@ -17,18 +17,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from functions.ml import sample_data
-from infra.cli import app
+from infra.cli.predict_client import signed_request
 from infra.local import LocalCloud
-from infra.predict_client import signed_request
+from tests.helpers.served import Served, serving_first_model
 
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FEATURES = [*sample_data.NUMERIC_FEATURES, *sample_data.CATEGORICAL_FEATURES]
 ROWS_PER_FILE = 1_300
+# The job's files, part-00 to part-09, by format.
+FORMATS = [
+    "jsonl",
+    "csv",
+    "csv",
+    "csv.gz",
+    "parquet",
+    "parquet",
+    "jsonl",
+    "csv",
+    "parquet",
+    "jsonl",
+]
 BATCH = """
 [batch]
 max_concurrency = 3
@@ -75,50 +87,18 @@ def _bad_jsonl(frame: pd.DataFrame) -> bytes:
 
 
 def _job_files() -> dict[str, bytes]:
-    formats = [
-        "jsonl",
-        "csv",
-        "csv",
-        "csv.gz",
-        "parquet",
-        "parquet",
-        "jsonl",
-        "csv",
-        "parquet",
-        "jsonl",
-    ]
     files: dict[str, bytes] = {}
-    for index, file_format in enumerate(formats):
+    for index, file_format in enumerate(FORMATS):
         frame = _frame(index)
         name = f"part-{index:02d}.{file_format}"
         files[name] = _bad_jsonl(frame) if index == 0 else sample_data.encode(frame, file_format)
     return files
 
 
-class Job:
+class Job(Served):
     def __init__(self, cloud: LocalCloud, state_dir: Path) -> None:
-        self.cloud = cloud
-        self.state_dir = state_dir
-        self.bucket = cloud.outputs["DataBucketName"]
-        self.s3 = cloud.client("s3")
-        self.exit_code = 0
+        super().__init__(cloud, state_dir)
         self.run_output, self.run_code = "", 0
-
-    def get(self, key: str) -> bytes:
-        return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
-
-    def keys(self, prefix: str) -> list[str]:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-        return [item["Key"] for page in pages for item in page.get("Contents", [])]
-
-    def cli(self, *args: str, code: int | None = 0) -> str:
-        """The command's output; its exit code must be `code` (None: any, kept in `exit_code`)."""
-        result = CliRunner().invoke(
-            app, [*args, "--state-dir", str(self.state_dir)], env={"COLUMNS": "200"}
-        )
-        assert code is None or result.exit_code == code, result.output
-        self.exit_code = result.exit_code
-        return result.output
 
     def predict_online(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         request = signed_request(
@@ -135,19 +115,10 @@ class Job:
 def job(
     synth_with_config: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Job]:
-    cdk_out = synth_with_config(_config_text())
-    state_dir = cdk_out.parent / "state"
-    with LocalCloud.start(cdk_out, mode="server", port=0, api_port=0, state_dir=state_dir) as cloud:
-        first = cloud.drop(
-            "raw/churn/first.csv",
-            sample_data.encode(sample_data.churn_frame(2_000, seed=31)),
-            timeout=180,
-        )
-        assert json.loads(first["output"])["status"] == "promoted"
+    with serving_first_model(synth_with_config(_config_text()), Job) as handle:
         folder = tmp_path_factory.mktemp("job")
         for name, body in _job_files().items():
             (folder / name).write_bytes(body)
-        handle = Job(cloud, state_dir)
         handle.run_output = handle.cli(
             "batch", "run", str(folder), "--job", "e2e", "--wait", code=None
         )
@@ -191,20 +162,7 @@ def test_every_good_row_has_exactly_one_prediction(job: Job) -> None:
 
     expected = {
         (f"batch/in/e2e/part-{index:02d}.{ext}", row)
-        for index, ext in enumerate(
-            [
-                "jsonl",
-                "csv",
-                "csv",
-                "csv.gz",
-                "parquet",
-                "parquet",
-                "jsonl",
-                "csv",
-                "parquet",
-                "jsonl",
-            ]
-        )
+        for index, ext in enumerate(FORMATS)
         for row in range(ROWS_PER_FILE)
         if not (index == 0 and row in BAD_ROWS)
     }

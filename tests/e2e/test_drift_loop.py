@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from functions.ml import sample_data
-from infra.cli import app
+from infra.cli.predict_client import signed_request
 from infra.local import LocalCloud
-from infra.predict_client import signed_request
+from tests.helpers.served import Served, serving_first_model
 
 pytestmark = pytest.mark.slow
 
@@ -77,12 +76,9 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-class Loop:
+class Loop(Served):
     def __init__(self, cloud: LocalCloud, state_dir: Path) -> None:
-        self.cloud = cloud
-        self.state_dir = state_dir
-        self.bucket = cloud.outputs["DataBucketName"]
-        self.s3 = cloud.client("s3")
+        super().__init__(cloud, state_dir)
         rules = cloud.deployment.of_type("AWS::Events::Rule") if cloud.deployment else {}
         [self.schedule] = [
             logical
@@ -119,38 +115,14 @@ class Loop:
         [new] = set(self.results()) - before
         return json.loads(self.s3.get_object(Bucket=self.bucket, Key=new)["Body"].read())
 
-    def cli(self, *args: str) -> str:
-        """`mlops ...` against this cloud, as a user runs it from another shell."""
-        result = CliRunner().invoke(
-            app, [*args, "--state-dir", str(self.state_dir)], env={"COLUMNS": "200"}
-        )
-        assert result.exit_code == 0, result.output
-        return result.output
-
     def results(self) -> list[str]:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix="reports/drift/churn/"
-        )
-        return [
-            item["Key"]
-            for page in pages
-            for item in page.get("Contents", [])
-            if item["Key"].endswith("/result.json")
-        ]
+        return [key for key in self.keys("reports/drift/churn/") if key.endswith("/result.json")]
 
 
 @pytest.fixture(scope="module")
 def loop(synth_with_config: Callable[[str], Path]) -> Iterator[Loop]:
-    cdk_out = synth_with_config(_config_text())
-    state_dir = cdk_out.parent / "state"
-    with LocalCloud.start(cdk_out, mode="server", port=0, api_port=0, state_dir=state_dir) as cloud:
-        first = cloud.drop(
-            "raw/churn/first.csv",
-            sample_data.encode(sample_data.churn_frame(2_000, seed=31)),
-            timeout=180,
-        )
-        assert json.loads(first["output"])["status"] == "promoted"
-        yield Loop(cloud, state_dir)
+    with serving_first_model(synth_with_config(_config_text()), Loop) as loop:
+        yield loop
 
 
 def test_normal_traffic_is_no_drift_and_starts_nothing(loop: Loop) -> None:

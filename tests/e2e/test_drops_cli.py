@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from functions.common.registry import DatasetRegistry
+from functions.adapters.datasets import DatasetRegistry
 from functions.ml import sample_data
-from infra.cli import app
+from infra.cli.main import app
 from infra.local import LocalCloud, faults
 
 pytestmark = pytest.mark.slow

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from functions.adapters import aws
+from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.registry.model_registry import ModelRegistry
-from functions.common import aws
 from functions.common.layout import quarantine_key, reason_key
-from functions.common.registry import DatasetRegistry
 from functions.ml import sample_data
 from infra.local import LocalCloud, faults
 
@@ -24,10 +24,10 @@ pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL = "churn"
-# Every attempt of one call by a function's client (functions/common/aws.py): a fault that
+# Every attempt of one call by a function's client (functions/adapters/aws.py): a fault that
 # fails this many calls outlasts boto3's own retries, once.
 CALL_ATTEMPTS = int(aws._CONFIG.retries["max_attempts"]) + 1  # type: ignore[attr-defined]
-# The state machine's Retry of StorageError / RegistryError (infra/constructs/pipeline.py).
+# The state machine's Retry of StorageError / RegistryError (infra/cdk/constructs/state_machine.py).
 TASK_ATTEMPTS = 4
 CURATED_DATA = r"/curated/churn/[0-9a-f]+/data\.parquet"
 MODEL_VERSION_ITEM = r'"sk": ?\{"S": ?"VERSION#\d{8}"\}'

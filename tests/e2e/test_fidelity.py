@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from functions.common.layout import reason_key
 from functions.ml import sample_data
-from infra.cli import app
-from infra.layers import missing_python_message, runtime_python
+from infra.cdk.layers import missing_python_message, runtime_python
+from infra.cli.main import app
 from infra.local import LocalCloud
 
 pytestmark = pytest.mark.slow
@@ -193,7 +193,7 @@ def _get(url: str) -> tuple[int, Any]:
     import urllib.error
     import urllib.request
 
-    from infra.predict_client import signed_request
+    from infra.cli.predict_client import signed_request
 
     try:
         with urllib.request.urlopen(signed_request(url, "GET", None, {}), timeout=60) as response:
@@ -203,9 +203,9 @@ def _get(url: str) -> tuple[int, Any]:
 
 
 def _smoke(cloud: LocalCloud, state_dir: Path) -> list[Any]:
-    from functions.common.config import load_config
-    from infra.smoke import run_smoke
-    from infra.target import resolve_target
+    from functions.common.config.loading import load_config
+    from infra.cli.smoke import run_smoke
+    from infra.cli.target import resolve_target
 
     config = load_config()
     target = resolve_target(config, local=True, stage="dev", local_state=state_dir)

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from functions.ml import sample_data
+from infra.cli.predict_client import SigningCredentials, call_api
 from infra.local import LocalCloud, faults
 from infra.local.authz.enforcer import ENFORCER
-from infra.predict_client import SigningCredentials, call_api
 
 pytestmark = pytest.mark.slow
 
@@ -75,9 +75,9 @@ def _without(actions: Callable[[str], bool]) -> Callable[[dict[str, Any]], None]
 
 
 def _smoke(cloud: LocalCloud, state_dir: Path) -> dict[str, Any]:
-    from functions.common.config import load_config
-    from infra.smoke import run_smoke
-    from infra.target import resolve_target
+    from functions.common.config.loading import load_config
+    from infra.cli.smoke import run_smoke
+    from infra.cli.target import resolve_target
 
     config = load_config()
     target = resolve_target(config, local=True, stage="dev", local_state=state_dir)
@@ -271,7 +271,7 @@ def test_mlops_erase_acts_as_the_erasure_role_the_only_principal_that_may_delete
 ) -> None:
     from typer.testing import CliRunner
 
-    from infra.cli import app
+    from infra.cli.main import app
 
     subject = "customer_id=C000000007"
     result = CliRunner().invoke(

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.ml import sample_data
-from infra.cli import app
+from infra.cli.main import app
 from infra.local import LocalCloud
 from infra.local.synth import synthesize
 

@@ -147,7 +147,7 @@ def test_local_up_deploys_the_config_in_use_and_the_dev_stage(tmp_path: Path) ->
     cdk_out = tmp_path / "cdk.out"
     # Plain `cdk synth`: no stage in the context, one stack per configured stage.
     synth = subprocess.run(
-        [sys.executable, "-m", "infra.app"],
+        [sys.executable, "-m", "infra.cdk.app"],
         cwd=REPO_ROOT,
         env={
             **os.environ,

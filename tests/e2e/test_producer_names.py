@@ -18,12 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from functions.ml import sample_data
-from infra.cli import app
-from infra.local import LocalCloud
-from infra.predict_client import signed_request
+from infra.cli.predict_client import signed_request
+from tests.helpers.served import Served, serving_first_model
 
 pytestmark = pytest.mark.slow
 
@@ -36,14 +34,8 @@ PRODUCER = {
 ROWS = 300
 
 
-class Producer:
+class Producer(Served):
     """The module's local cloud, with a model trained on a drop with producer headers."""
-
-    def __init__(self, cloud: LocalCloud, state_dir: Path) -> None:
-        self.cloud = cloud
-        self.state_dir = state_dir
-        self.bucket = cloud.outputs["DataBucketName"]
-        self.s3 = cloud.client("s3")
 
     def call(self, method: str, path: str, document: Any = None) -> tuple[int, Any]:
         body = None if document is None else json.dumps(document).encode()
@@ -55,20 +47,6 @@ class Producer:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
 
-    def cli(self, *args: str) -> str:
-        result = CliRunner().invoke(
-            app, [*args, "--state-dir", str(self.state_dir)], env={"COLUMNS": "200"}
-        )
-        assert result.exit_code == 0, result.output
-        return result.output
-
-    def get(self, key: str) -> bytes:
-        return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
-
-    def keys(self, prefix: str) -> list[str]:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-        return [item["Key"] for page in pages for item in page.get("Contents", [])]
-
 
 @pytest.fixture(scope="module")
 def producer(synth_with_config: Callable[[str], Path]) -> Iterator[Producer]:
@@ -78,13 +56,10 @@ def producer(synth_with_config: Callable[[str], Path]) -> Iterator[Producer]:
         .replace("capture_sample_rate = 1.0", "capture_sample_rate = 0.0")
     )
     cdk_out = synth_with_config(text)
-    state_dir = cdk_out.parent / "state"
-    with LocalCloud.start(cdk_out, mode="server", port=0, api_port=0, state_dir=state_dir) as cloud:
-        drop = sample_data.display_headers(sample_data.churn_frame(2_000, seed=31))
-        assert "Monthly Charges ($)" in drop.columns
-        first = cloud.drop("raw/churn/first.csv", sample_data.encode(drop), timeout=180)
-        assert json.loads(first["output"])["status"] == "promoted"
-        yield Producer(cloud, state_dir)
+    drop = sample_data.display_headers(sample_data.churn_frame(2_000, seed=31))
+    assert "Monthly Charges ($)" in drop.columns
+    with serving_first_model(cdk_out, Producer, sample_data.encode(drop)) as producer:
+        yield producer
 
 
 def _frame() -> pd.DataFrame:

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from functions.adapters.registry.aliases import PRODUCTION
 from functions.common.errors import StalePromotionError
-from infra.cli import app as cli_app
+from infra.cli.main import app as cli_app
+from infra.cli.predict_client import signed_request
 from infra.local import LocalCloud, eventbridge, faults, workers
-from infra.predict_client import signed_request
 from tests.e2e.test_faults import MODEL, Pipeline, churn_csv, config_text
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from functions.adapters.registry.model_registry import ModelRegistry
-from functions.common.config import load_config
+from functions.common.config.loading import load_config
 from functions.ml import sample_data
 from functions.ml.onnx_model import OnnxModel, Signature
 from infra.local import LocalCloud
@@ -124,7 +124,7 @@ def test_the_promoted_model_predicts_as_the_lambda_backend_code_trains_it(
 
     # Imported here, not at collection: its import creates the functions' Powertools logger
     # and metrics, which must first be created inside a function, with its environment.
-    from infra.train_local import train_local
+    from infra.cli.train_local import train_local
 
     data = tmp_path / "first.csv"
     data.write_bytes(DROP)

@@ -31,9 +31,9 @@ from typer.testing import CliRunner
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.ml import sample_data
 from functions.ml.onnx_input import Prediction, predict_columns
-from infra.cli import app as cli_app
+from infra.cli.main import app as cli_app
+from infra.cli.predict_client import SigningCredentials, signed_request
 from infra.local import LocalCloud
-from infra.predict_client import SigningCredentials, signed_request
 
 pytestmark = pytest.mark.slow
 

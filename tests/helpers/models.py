@@ -3,12 +3,16 @@ exported to ONNX, as the train stage does. No AWS: unit tests use them too."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
-from functions.common.config import ModelConfig, Task, load_config
+from functions.common.config.dataset import FeatureType, Task
+from functions.common.config.loading import load_config
+from functions.common.config.training import ModelConfig
 from functions.ml.onnx_model import Signature, export_onnx
 from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame
 from functions.ml.training import fit_model
@@ -16,6 +20,10 @@ from tests.helpers import REPO
 
 MODEL = "churn"
 FEATURES = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
+CHURN_SCHEMA = {
+    **dict.fromkeys(NUMERIC_FEATURES, FeatureType.NUMERIC),
+    **dict.fromkeys(CATEGORICAL_FEATURES, FeatureType.CATEGORICAL),
+}
 
 
 @dataclass(frozen=True)
@@ -39,21 +47,37 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+def fit_and_export(
+    train: pd.DataFrame,
+    schema: Mapping[str, FeatureType],
+    model: ModelConfig | None = None,
+    *,
+    target: str = "churned",
+    task: Task = Task.CLASSIFICATION,
+    estimator: str = "logistic_regression",
+) -> tuple[Pipeline, bytes, Signature]:
+    """`estimator` (`model`'s params) fitted on `train` to predict `target`, as the train stage
+    fits it: the fitted pipeline, and its ONNX export and signature."""
+    fitted = fit_model(
+        train,
+        target=target,
+        task=task,
+        schema=schema,
+        model=model or ModelConfig(),
+        estimator=estimator,
+    )
+    onnx, signature = export_onnx(
+        fitted.pipeline, schema=schema, target=target, task=task, train=train
+    )
+    return fitted.pipeline, onnx, signature
+
+
 def fit_churn(train: pd.DataFrame, params: dict[str, Any]) -> tuple[bytes, Signature]:
     """A logistic regression with `params` fitted on `train`, exported to ONNX."""
     schema = load_config(REPO / "mlops.toml").dataset.features
     assert schema is not None
-    fitted = fit_model(
-        train,
-        target="churned",
-        task=Task.CLASSIFICATION,
-        schema=schema,
-        model=ModelConfig(params=params),
-        estimator="logistic_regression",
-    )
-    return export_onnx(
-        fitted.pipeline, schema=schema, target="churned", task=Task.CLASSIFICATION, train=train
-    )
+    _, onnx, signature = fit_and_export(train, schema, ModelConfig(params=params))
+    return onnx, signature
 
 
 def trained_churn(

@@ -54,7 +54,7 @@ class Api:
 
     def reset(self) -> None:
         """A fresh container: config and service rebuilt from the environment."""
-        from functions.common.config import deployed_config
+        from functions.common.config.loading import deployed_config
 
         deployed_config.cache_clear()
         self.logic.service.cache_clear()

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from infra.app import build_app
+from infra.cdk.app import build_app
 
 STACK = "mlops-dev"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +46,21 @@ def resources(template_json: dict[str, Any]) -> Callable[[str], dict[str, dict[s
     return of_type
 
 
+@pytest.fixture
+def use_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """`use_config(old, new, count=-1)`: the repository's mlops.toml with `old` replaced by
+    `new` (the first `count` times), written under tmp_path and set as `MLOPS_CONFIG` for the
+    test; returns its path."""
+
+    def write(old: str, new: str, count: int = -1) -> Path:
+        config = tmp_path / "mlops.toml"
+        config.write_text((REPO / "mlops.toml").read_text().replace(old, new, count))
+        monkeypatch.setenv("MLOPS_CONFIG", str(config))
+        return config
+
+    return write
+
+
 SAGEMAKER_TRAIN = '[train]\nbackend = "sagemaker"\n\n[ingest]'
 
 
@@ -53,8 +69,7 @@ def sagemaker_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The app synthesized with `[train] backend = "sagemaker"` (cdk-nag included)."""
     tmp = tmp_path_factory.mktemp("sagemaker")
     config = tmp / "mlops.toml"
-    repo_config = Path(__file__).resolve().parents[2] / "mlops.toml"
-    config.write_text(repo_config.read_text().replace("[ingest]", SAGEMAKER_TRAIN, 1))
+    config.write_text((REPO / "mlops.toml").read_text().replace("[ingest]", SAGEMAKER_TRAIN, 1))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLOPS_CONFIG", str(config))
         build_app(outdir=str(tmp / "cdk.out"), context={"commit": "abc123def456"}).synth()

@@ -3,32 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers.synth import acknowledged_rules, synth_in_child
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _synth(tmp_path: Path, config: Path | None = None, context: dict[str, str] | None = None):
-    env = {**os.environ, "CDK_OUTDIR": str(tmp_path / "cdk.out")}
-    env["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
+def _synth(
+    tmp_path: Path, config: Path | None = None, context: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {}
     if config is not None:
         env["MLOPS_CONFIG"] = str(config)
     if context is not None:
         env["CDK_CONTEXT_JSON"] = json.dumps(context)
-    return subprocess.run(
-        [sys.executable, "-m", "infra.app"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return synth_in_child(["-m", "infra.cdk.app"], tmp_path / "cdk.out", env)
 
 
 def test_nag_has_no_unacknowledged_findings_and_each_acknowledgement_has_a_reason(
@@ -41,14 +35,7 @@ def test_nag_has_no_unacknowledged_findings_and_each_acknowledgement_has_a_reaso
         for violation in plugin.get("violations", [])
     ]
     assert findings == []
-    metadata = json.loads((cloud_assembly / "mlops-dev.metadata.json").read_text())
-    acknowledged = {
-        rule: reason
-        for entries in metadata.values()
-        for entry in entries
-        if entry["type"] == "aws:cdk:acknowledged-rules"
-        for rule, reason in entry["data"].items()
-    }
+    acknowledged = acknowledged_rules(cloud_assembly, "mlops-dev")
     assert "Annotation::AwsSolutions-S1" in acknowledged
     for rule, reason in acknowledged.items():
         assert rule.startswith("Annotation::AwsSolutions-"), rule

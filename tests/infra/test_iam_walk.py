@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from infra.checks import stack_templates
-from infra.constructs import data_lake
+from infra.cdk.checks import stack_templates
+from infra.cdk.constructs import data_lake
 
 # Actions allowed on Resource "*": the service defines no resource type for them.
 XRAY = "X-Ray has no resource types: trace segments and sampling rules are account-wide."

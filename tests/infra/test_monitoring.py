@@ -9,14 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aws_cdk.assertions import Template
 
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
-from infra.app import build_app
+from infra.cdk.app import build_app
 
 Resources = Callable[[str], dict[str, dict[str, Any]]]
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _one(resources: Resources, kind: str, prefix: str) -> tuple[str, dict[str, Any]]:
@@ -151,18 +149,12 @@ def test_drift_function_reads_the_models_items_and_writes_only_its_own_state(
 
 
 def test_a_retrain_cadence_adds_a_schedule_that_starts_the_pipeline(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, use_config: Callable[..., Path]
 ) -> None:
-    config = tmp_path / "mlops.toml"
-    config.write_text(
-        (REPO / "mlops.toml")
-        .read_text()
-        .replace(
-            'schedule = "rate(1 day)"\n',
-            'schedule = "rate(1 day)"\nretrain_schedule = "rate(7 days)"\n',
-        )
+    use_config(
+        'schedule = "rate(1 day)"\n',
+        'schedule = "rate(1 day)"\nretrain_schedule = "rate(7 days)"\n',
     )
-    monkeypatch.setenv("MLOPS_CONFIG", str(config))
     assembly = build_app(outdir=str(tmp_path / "cdk.out"), context={"commit": "abc"}).synth()
     template = Template.from_json(assembly.get_stack_by_name("mlops-dev").template)
 

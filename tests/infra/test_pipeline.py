@@ -8,7 +8,7 @@ from typing import Any
 
 from aws_cdk.assertions import Template
 
-from functions.common.config import CONFIG_JSON_ENV, MlopsConfig, load_config
+from functions.common.config.loading import CONFIG_JSON_ENV, MlopsConfig, load_config
 
 Resources = Callable[[str], dict[str, dict[str, Any]]]
 

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from infra.cli import app
-from infra.constructs.serving_api import check_unzipped_size
-from infra.constructs.stage_function import TRAINING_IMAGE_CONTEXT
-from infra.layers import (
+from infra.cdk.constructs.serving_api import check_unzipped_size
+from infra.cdk.constructs.stage_function import TRAINING_IMAGE_CONTEXT
+from infra.cdk.layers import (
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     RUNTIME_PYTHON_ENV,
     LayerBuild,
@@ -25,7 +24,7 @@ from infra.layers import (
     missing_python_message,
     runtime_python,
 )
-from infra.predeploy import (
+from infra.cdk.predeploy import (
     MIB,
     CheckResult,
     check_dockerfile,
@@ -35,6 +34,7 @@ from infra.predeploy import (
     function_code_bytes,
     judge_unzipped_size,
 )
+from infra.cli.main import app
 
 GOOD_DOCKERFILE = """\
 # comment

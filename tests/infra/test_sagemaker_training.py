@@ -5,17 +5,18 @@ architecture, and permissions scoped to the stack's job prefix and the job's S3 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from functions.common.config import ConfigError, parse_config
-from infra.app import build_app
-from infra.checks import cfn_lint, stack_templates
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import parse_config
+from infra.cdk.app import build_app
+from infra.cdk.checks import cfn_lint, stack_templates
 
 STACK = "mlops-dev"
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _template(assembly: Path, stack: str = STACK) -> dict[str, Any]:
@@ -153,20 +154,14 @@ def test_training_image_is_built_for_x86_64_from_the_sagemaker_dockerfile(
 
 @pytest.mark.slow
 def test_graviton_instances_get_an_arm64_image(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, use_config: Callable[..., Path]
 ) -> None:
-    config = tmp_path / "mlops.toml"
-    config.write_text(
-        (REPO / "mlops.toml")
-        .read_text()
-        .replace(
-            "[ingest]",
-            '[train]\nbackend = "sagemaker"\n\n[train.sagemaker]\ninstance_type = '
-            '"ml.m7g.xlarge"\narchitecture = "arm64"\n\n[ingest]',
-            1,
-        )
+    use_config(
+        "[ingest]",
+        '[train]\nbackend = "sagemaker"\n\n[train.sagemaker]\ninstance_type = '
+        '"ml.m7g.xlarge"\narchitecture = "arm64"\n\n[ingest]',
+        1,
     )
-    monkeypatch.setenv("MLOPS_CONFIG", str(config))
     build_app(outdir=str(tmp_path / "cdk.out"), context={"commit": "abc", "stage": "dev"}).synth()
     assets = json.loads((tmp_path / "cdk.out" / f"{STACK}.assets.json").read_text())
     (training,) = [

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from functions.common.aws import SLIM_DATA_ENV
-from infra.app import build_app
-from infra.cold_start import PREDICT_SERVICES, botocore_version
-from infra.layers import (
+from functions.adapters.aws import SLIM_DATA_ENV
+from infra.cdk.app import build_app
+from infra.cdk.cold_start import PREDICT_SERVICES, botocore_version
+from infra.cdk.layers import (
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     build_function_code,
     build_layer,
@@ -255,17 +255,11 @@ def test_api_url_is_an_output(template_json: dict[str, Any]) -> None:
 
 @pytest.mark.slow
 def test_api_key_config_requires_keys_with_a_throttled_usage_plan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, use_config: Callable[..., Path]
 ) -> None:
-    config = tmp_path / "mlops.toml"
-    config.write_text(
-        (REPO / "mlops.toml")
-        .read_text()
-        .replace(
-            'auth = "iam"', 'auth = "api_key"\nthrottle_rate_limit = 5\nthrottle_burst_limit = 10'
-        )
+    use_config(
+        'auth = "iam"', 'auth = "api_key"\nthrottle_rate_limit = 5\nthrottle_burst_limit = 10'
     )
-    monkeypatch.setenv("MLOPS_CONFIG", str(config))
     app = build_app(outdir=str(tmp_path / "cdk.out"), context={"commit": "abc"})
     assembly = app.synth()
     template = Template.from_json(assembly.get_stack_by_name("mlops-dev").template)
@@ -281,11 +275,9 @@ def test_api_key_config_requires_keys_with_a_throttled_usage_plan(
 
 @pytest.mark.slow
 def test_auth_none_without_an_explicit_reason_fails_synth(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, use_config: Callable[..., Path]
 ) -> None:
-    config = tmp_path / "mlops.toml"
-    config.write_text((REPO / "mlops.toml").read_text().replace('auth = "iam"', 'auth = "none"'))
-    monkeypatch.setenv("MLOPS_CONFIG", str(config))
+    use_config('auth = "iam"', 'auth = "none"')
     with pytest.raises(Exception, match="api_auth_none_reason"):
         build_app(outdir=str(tmp_path / "cdk.out"), context={"commit": "abc"})
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.checks import Finding, Skip, cfn_lint, checkov, checkov_skips, stack_templates
+from infra.cdk.checks import Finding, Skip, cfn_lint, checkov, checkov_skips, stack_templates
 
 STACKS = {"mlops-dev", "mlops-prod"}
 SECURITY_PAGE = Path(__file__).resolve().parents[2] / "docs" / "security.md"
@@ -80,7 +80,7 @@ def test_checkov_fails_no_check_that_is_not_skipped_with_a_reason(
 ) -> None:
     skips = checkov_skips()
     unskipped = [f for f in checkov_failures if not (f.rule in skips and skips[f.rule].covers(f))]
-    assert not unskipped, "fix these or skip them in infra/checkov-skips.yaml:\n" + _listing(
+    assert not unskipped, "fix these or skip them in infra/cdk/checkov-skips.yaml:\n" + _listing(
         unskipped
     )
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from functions.common.config import load_config
+from functions.common.config.loading import load_config
 from infra import checks
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"

@@ -13,8 +13,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functions.common.aws import reset_clients
-from functions.common.config import deployed_config
+from functions.adapters.aws import reset_clients
+from functions.common.config.loading import deployed_config
 from functions.common.events import MODEL_PROMOTED, REGISTRY_SOURCE
 from functions.common.settings import stage_settings
 from tests.helpers.cloud import BUCKET, TABLE, Cloud, create_data_bucket, create_registry_table
@@ -61,7 +61,7 @@ def trimmed_botocore_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """botocore's data trimmed to predict's services, as the serving layer carries it."""
     import botocore
 
-    from infra.cold_start import SLIM_DATA_DIR, write_slim_data
+    from infra.cdk.cold_start import SLIM_DATA_DIR, write_slim_data
 
     return write_slim_data(
         Path(botocore.__file__).parent, tmp_path_factory.mktemp("layer") / SLIM_DATA_DIR

@@ -15,8 +15,8 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from functions.adapters.table import RegistryTable
 from functions.common.errors import RegistryError
-from functions.common.table import RegistryTable
 
 KEY_ATTRIBUTES = frozenset({"pk", "sk", "kind"})
 _CONDITION_FAILED = "ConditionalCheckFailedException"

@@ -1,5 +1,5 @@
 """The model registry as one object: training runs, model versions, aliases with their history,
-and rollouts, over one registry table (the dataset side is `functions.common.registry`)."""
+and rollouts, over one registry table (the dataset side is `functions.adapters.datasets`)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 if TYPE_CHECKING:
-    from functions.common.config import DriftConfig
+    from functions.common.config.serving import DriftConfig
 
 Severity = Literal["none", "minor", "major"]
 EffectKind = Literal["distribution", "quality"]

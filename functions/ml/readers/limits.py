@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from functions.common.config import IngestConfig
+from functions.common.config.dataset import IngestConfig
 from functions.ml.errors import DataValidationError, RejectionCode
 from functions.ml.readers.formats import BINARY_CONTROL_SHARE, CONTROL_BYTES, SAMPLE_BYTES
 

@@ -26,9 +26,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from infra.local.authz import actions, principals, stack
-from infra.local.authz.actions import Needed, UnmappedOperation
+from infra.local.authz.needs import Needed, UnmappedOperation
 from infra.local.authz.policy import Decision, Request, evaluate
 from infra.local.authz.principals import Principal
+from infra.local.authz.reference import context_keys
 from infra.local.aws_calls import AwsCall, error_response
 
 log = logging.getLogger("infra.local.iam")
@@ -177,7 +178,7 @@ class Enforcer:
                 action=need.action,
                 resource=need.resource,
                 context=self._context(principal, need, source_arn),
-                known_keys=actions.context_keys(need.action),
+                known_keys=context_keys(need.action),
             )
             decision = evaluate(
                 request, identity, resource_policies, account=self.account, kms_key=is_key

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -175,19 +175,23 @@ def _scan(
 
 
 def _applies(statement: Mapping[str, Any], request: Request, context: dict[str, Any]) -> bool:
-    if "Action" in statement:
-        if not any(_action_matches(p, request.action) for p in _list(statement["Action"])):
-            return False
-    elif "NotAction" in statement:
-        if any(_action_matches(p, request.action) for p in _list(statement["NotAction"])):
-            return False
-    if "Resource" in statement:
-        if not any(_resource_matches(p, request.resource) for p in _list(statement["Resource"])):
-            return False
-    elif "NotResource" in statement:
-        if any(_resource_matches(p, request.resource) for p in _list(statement["NotResource"])):
-            return False
+    if not _covers(statement, "Action", _action_matches, request.action):
+        return False
+    if not _covers(statement, "Resource", _resource_matches, request.resource):
+        return False
     return _conditions(statement.get("Condition") or {}, context, request.known_keys)
+
+
+def _covers(
+    statement: Mapping[str, Any], element: str, matches: Callable[[str, str], bool], value: str
+) -> bool:
+    """Whether the statement's `element` (`Action`), or its negation (`NotAction`), covers
+    `value`; a statement with neither covers every value."""
+    if element in statement:
+        return any(matches(pattern, value) for pattern in _list(statement[element]))
+    if f"Not{element}" in statement:
+        return not any(matches(pattern, value) for pattern in _list(statement[f"Not{element}"]))
+    return True
 
 
 def _principal_match(statement: Mapping[str, Any], principal: str, account: str) -> str | None:
@@ -343,18 +347,14 @@ def _compare(operator: str, value: str, expected: str) -> bool:
             return ipaddress.ip_address(value) in ipaddress.ip_network(expected, strict=False)
         except ValueError:
             return False
-    if operator.startswith("Numeric"):
-        try:
-            left, right = float(value), float(expected)
-        except ValueError:
-            return False
-        return _ordered(operator.removeprefix("Numeric"), left, right)
-    if operator.startswith("Date"):
-        try:
-            left_date, right_date = _date(value), _date(expected)
-        except ValueError:
-            return False
-        return _ordered(operator.removeprefix("Date"), left_date, right_date)
+    parsers: tuple[tuple[str, Callable[[str], Any]], ...] = (("Numeric", float), ("Date", _date))
+    for kind, parse in parsers:
+        if operator.startswith(kind):
+            try:
+                left, right = parse(value), parse(expected)
+            except ValueError:
+                return False
+            return _ordered(operator.removeprefix(kind), left, right)
     raise UnsupportedCondition(f"condition operator {operator!r} is not supported")
 
 

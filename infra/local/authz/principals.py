@@ -205,7 +205,7 @@ def session_credentials(
 
 
 def _check_trust(role_arn: str, service_name: str, account: str, source_arn: str | None) -> None:
-    from infra.local.authz.actions import context_keys
+    from infra.local.authz.reference import context_keys
 
     try:
         role = _iam(account).get_role_by_arn(role_arn)

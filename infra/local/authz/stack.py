@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from infra.local.authz.actions import Resources
+from infra.local.authz.needs import Resources
 from infra.local.authz.policy import Policy
 from infra.local.authz.principals import document_of
 
@@ -77,11 +77,12 @@ class MotoResources(Resources):
         if key.startswith("arn:") and ":alias/" not in key:
             return key
         backend = _kms(self.account, self.region)
-        try:
-            key_id = backend.any_id_to_key_id(key.rsplit(":", 1)[-1] if ":alias/" in key else key)
-            return str(backend.keys[key_id].arn)
-        except Exception:
-            return super().key_arn(key)
+        name = key.rsplit(":", 1)[-1] if ":alias/" in key else key
+        # moto's lookups: an alias it does not know gives no key id (None), a key id it does
+        # not know is missing from `keys`; either is a key this account does not have here.
+        key_id = backend.get_key_id_from_alias(name) if name.startswith("alias/") else name
+        found = backend.keys.get(key_id) if key_id is not None else None
+        return str(found.arn) if found is not None else super().key_arn(key)
 
     def _aws_managed(self, key: str) -> bool:
         backend = _kms(self.account, self.region)
@@ -130,7 +131,9 @@ def resource_policies(arn: str, account: str) -> tuple[list[Policy], bool]:
             topic = _topic(account, region, arn)
             document = getattr(topic, "_policy_json", None)
             return ([Policy(f"topic policy of {parts[5]}", document)] if document else []), False
-    except Exception:
+    except (KeyError, ValueError):
+        # A region moto has no backend for (KeyError); a stored policy that is not JSON
+        # (ValueError, from `document_of`).
         return [], service == "kms"
     return [], False
 

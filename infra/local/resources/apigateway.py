@@ -8,7 +8,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from infra.local.resources.base import Created, DeployContext, ResourceSpec, tags, unapplied
+from infra.local.resources.base import (
+    Created,
+    DeployContext,
+    ResourceSpec,
+    present,
+    tags,
+    unapplied,
+)
 
 _REST_API = {"Name", "Description", "EndpointConfiguration", "Tags", "Policy"}
 _METHOD = {
@@ -37,8 +44,7 @@ _STAGE = {
 def rest_api(ctx: DeployContext, spec: ResourceSpec) -> Created:
     p = spec.properties
     request: dict[str, Any] = {"name": p.get("Name") or ctx.physical_name(spec)}
-    if "Description" in p:
-        request["description"] = p["Description"]
+    request.update(present(p, {"Description": "description"}))
     if "EndpointConfiguration" in p:
         request["endpointConfiguration"] = {"types": p["EndpointConfiguration"].get("Types", [])}
     if tags(p):
@@ -70,10 +76,9 @@ def method(ctx: DeployContext, spec: ResourceSpec) -> Created:
         "authorizationType": p.get("AuthorizationType", "NONE"),
         "apiKeyRequired": bool(p.get("ApiKeyRequired", False)),
     }
-    if "RequestValidatorId" in p:
-        request["requestValidatorId"] = p["RequestValidatorId"]
-    if "RequestModels" in p:
-        request["requestModels"] = p["RequestModels"]
+    request.update(
+        present(p, {"RequestValidatorId": "requestValidatorId", "RequestModels": "requestModels"})
+    )
     if "RequestParameters" in p:
         request["requestParameters"] = {k: bool(v) for k, v in p["RequestParameters"].items()}
     client.put_method(**request)
@@ -121,10 +126,7 @@ def model(ctx: DeployContext, spec: ResourceSpec) -> Created:
 def deployment(ctx: DeployContext, spec: ResourceSpec) -> Created:
     p = spec.properties
     request: dict[str, Any] = {"restApiId": p["RestApiId"]}
-    if "Description" in p:
-        request["description"] = p["Description"]
-    if "StageName" in p:
-        request["stageName"] = p["StageName"]
+    request.update(present(p, {"Description": "description", "StageName": "stageName"}))
     created = ctx.client("apigateway").create_deployment(**request)
     return Created(ref=created["id"], attributes={"DeploymentId": created["id"]})
 
@@ -137,8 +139,7 @@ def stage(ctx: DeployContext, spec: ResourceSpec) -> Created:
         "deploymentId": p["DeploymentId"],
         "tracingEnabled": bool(p.get("TracingEnabled", False)),
     }
-    if "Description" in p:
-        request["description"] = p["Description"]
+    request.update(present(p, {"Description": "description"}))
     if tags(p):
         request["tags"] = {tag["Key"]: tag["Value"] for tag in tags(p)}
     ctx.client("apigateway").create_stage(**request)
@@ -153,8 +154,7 @@ def stage(ctx: DeployContext, spec: ResourceSpec) -> Created:
 def usage_plan(ctx: DeployContext, spec: ResourceSpec) -> Created:
     p = spec.properties
     request: dict[str, Any] = {"name": p.get("UsagePlanName") or ctx.physical_name(spec)}
-    if "Description" in p:
-        request["description"] = p["Description"]
+    request.update(present(p, {"Description": "description"}))
     if p.get("ApiStages"):
         request["apiStages"] = [{"apiId": s["ApiId"], "stage": s["Stage"]} for s in p["ApiStages"]]
     if p.get("Throttle"):
@@ -173,10 +173,7 @@ def api_key(ctx: DeployContext, spec: ResourceSpec) -> Created:
         "name": p.get("Name") or ctx.physical_name(spec),
         "enabled": bool(p.get("Enabled", True)),
     }
-    if "Value" in p:
-        request["value"] = p["Value"]
-    if "Description" in p:
-        request["description"] = p["Description"]
+    request.update(present(p, {"Value": "value", "Description": "description"}))
     created = ctx.client("apigateway").create_api_key(**request)
     return Created(ref=created["id"], attributes={"APIKeyId": created["id"]})
 

@@ -1,7 +1,7 @@
 """Lambda functions, layers, versions and aliases. moto gets a small placeholder zip and the
 deployer records where the real code is (the asset directory in cdk.out, or the repo for image
 functions) and, for function workers, the deployment rebuilt for this machine
-(`infra.function_env`: the runtime's Python, the code, only the function's packages). See
+(`infra.cdk.function_env`: the runtime's Python, the code, only the function's packages). See
 `infra.local.lambda_runtime`."""
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infra.local.lambda_runtime import SETTINGS, FunctionCode
+from infra.local.lambda_config import SETTINGS, FunctionCode
 
 if TYPE_CHECKING:
-    from infra.function_env import HostEnvironment
+    from infra.cdk.function_env import HostEnvironment
 from infra.local.resources.base import (
     Created,
     DeployContext,
     DeployError,
     ResourceSpec,
+    present,
     tags,
     unapplied,
 )
@@ -109,14 +110,14 @@ def _host(ctx: DeployContext, spec: ResourceSpec, code: FunctionCode) -> HostEnv
     """The function's deployment built for this machine, for workers (None without them)."""
     if not SETTINGS.workers:
         return None
-    from infra.function_env import (
+    from infra.cdk.function_env import (
         RUNTIME_PROVIDED,
         FunctionEnvError,
         HostEnvironment,
         describe_function,
         host_environment,
     )
-    from infra.layers import (
+    from infra.cdk.layers import (
         build_packages,
         host_platforms,
         missing_python_message,
@@ -235,8 +236,7 @@ def _layer_content(ctx: DeployContext, spec: ResourceSpec) -> Path | None:
 def version(ctx: DeployContext, spec: ResourceSpec) -> Created:
     p = spec.properties
     request = {"FunctionName": p["FunctionName"]}
-    if "Description" in p:
-        request["Description"] = p["Description"]
+    request.update(present(p, {"Description": "Description"}))
     created = ctx.client("lambda").publish_version(**request)
     return Created(
         ref=created["FunctionArn"],
@@ -251,8 +251,7 @@ def alias(ctx: DeployContext, spec: ResourceSpec) -> Created:
         "Name": p["Name"],
         "FunctionVersion": p["FunctionVersion"],
     }
-    if "Description" in p:
-        request["Description"] = p["Description"]
+    request.update(present(p, {"Description": "Description"}))
     created = ctx.client("lambda").create_alias(**request)
     return Created(ref=created["AliasArn"], attributes={"AliasArn": created["AliasArn"]})
 
@@ -324,8 +323,7 @@ def event_invoke_config(ctx: DeployContext, spec: ResourceSpec) -> Created:
     for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds"):
         if key in p:
             request[key] = int(p[key])
-    if "DestinationConfig" in p:
-        request["DestinationConfig"] = p["DestinationConfig"]
+    request.update(present(p, {"DestinationConfig": "DestinationConfig"}))
     ctx.client("lambda").put_function_event_invoke_config(**request)
     notes = unapplied(
         p,

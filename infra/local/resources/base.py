@@ -12,7 +12,7 @@ from typing import Any
 
 from infra.local.assembly import StackArtifact
 from infra.local.intrinsics import StackContext
-from infra.local.lambda_runtime import FunctionCodeRegistry
+from infra.local.lambda_config import FunctionCodeRegistry
 
 log = logging.getLogger("infra.local.deploy")
 
@@ -89,3 +89,9 @@ def tags(properties: dict[str, Any]) -> list[dict[str, str]]:
 def unapplied(properties: dict[str, Any], applied: set[str]) -> list[str]:
     """Notes for properties a provisioner records but does not apply."""
     return [f"property {name} recorded, not applied" for name in sorted(set(properties) - applied)]
+
+
+def present(properties: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """The properties among `names` that the template sets, each under the API's parameter
+    name (`{"Description": "description"}`), as they are."""
+    return {api: properties[name] for name, api in names.items() if name in properties}

@@ -6,7 +6,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from infra.local.resources.base import Created, DeployContext, ResourceSpec, log, tags, unapplied
+from infra.local.resources.base import (
+    Created,
+    DeployContext,
+    ResourceSpec,
+    log,
+    present,
+    tags,
+    unapplied,
+)
 
 _ROLE = {
     "RoleName",
@@ -78,8 +86,7 @@ def managed_policy(ctx: DeployContext, spec: ResourceSpec) -> Created:
         "PolicyDocument": json.dumps(p["PolicyDocument"]),
         "Path": p.get("Path", "/"),
     }
-    if "Description" in p:
-        request["Description"] = p["Description"]
+    request.update(present(p, {"Description": "Description"}))
     arn = iam.create_policy(**request)["Policy"]["Arn"]
     for role_name in p.get("Roles") or []:
         iam.attach_role_policy(RoleName=role_name, PolicyArn=arn)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from infra.local.resources.base import Created, DeployContext, ResourceSpec, tags, unapplied
+from infra.local.resources.base import (
+    Created,
+    DeployContext,
+    ResourceSpec,
+    present,
+    tags,
+    unapplied,
+)
 
 _KEY = {
     "Description",
@@ -21,15 +28,10 @@ _KEY = {
 
 def key(ctx: DeployContext, spec: ResourceSpec) -> Created:
     p = spec.properties
-    request: dict[str, Any] = {}
-    if "Description" in p:
-        request["Description"] = p["Description"]
+    request: dict[str, Any] = present(p, {"Description": "Description"})
     if "KeyPolicy" in p:
         request["Policy"] = json.dumps(p["KeyPolicy"])
-    if "KeyUsage" in p:
-        request["KeyUsage"] = p["KeyUsage"]
-    if "KeySpec" in p:
-        request["KeySpec"] = p["KeySpec"]
+    request.update(present(p, {"KeyUsage": "KeyUsage", "KeySpec": "KeySpec"}))
     if tags(p):
         request["Tags"] = [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in tags(p)]
     kms = ctx.client("kms")

@@ -11,11 +11,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.contracts import DatasetRef, SourceObject
 from functions.common.layout import manifest_key
-from functions.common.registry import DatasetRegistry
-from infra.cli import app
+from infra.cli.main import app
 from tests.helpers.cloud import create_data_bucket, create_registry_table
 
 BUCKET = "mlops-dev-data"

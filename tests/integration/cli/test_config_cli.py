@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from functions.common.config import ConfigError
-from infra.cli import app
-from infra.config import deploy_config
+from functions.common.config.base import ConfigError
+from infra.cdk.config import deploy_config
+from infra.cli.main import app
 
 runner = CliRunner()
 

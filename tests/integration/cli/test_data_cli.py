@@ -11,12 +11,12 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
-from functions.common.config import DatasetMode
+from functions.adapters.datasets import DatasetRegistry
+from functions.common.config.dataset import DatasetMode
 from functions.common.contracts import DatasetRef, SourceObject
-from functions.common.registry import DatasetRegistry
 from functions.train import logic as train_logic
 from functions.train.logic import training_versions
-from infra.cli import app
+from infra.cli.main import app
 from tests.helpers.cloud import create_data_bucket, create_registry_table
 
 BUCKET = "mlops-dev-data"

@@ -16,7 +16,7 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
-from infra.cli import app
+from infra.cli.main import app
 from infra.local import lambda_runtime
 
 REPO = Path(__file__).resolve().parents[3]
@@ -228,7 +228,7 @@ def test_drift_show_open_saves_the_report_and_opens_it(
     checks: Local, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     opened: list[str] = []
-    monkeypatch.setattr("infra.drift_cli.typer.launch", lambda url, **_: opened.append(url))
+    monkeypatch.setattr("infra.cli.drift.typer.launch", lambda url, **_: opened.append(url))
 
     result = mlops("drift", "show", OLDER, "--open")
 

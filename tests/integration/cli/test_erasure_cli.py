@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from functions.common.config import load_config
+from functions.adapters.datasets import DatasetRegistry
+from functions.common.config.loading import load_config
 from functions.common.contracts import DatasetRef, SourceObject
-from functions.common.registry import DatasetRegistry
 from functions.ml.ingestion import build_manifest, ingest_file
 from functions.ml.sample_data import churn_frame, display_headers, encode
 from functions.ml.schema import contract_from_config
-from infra.cli import app
+from infra.cli.main import app
 from tests.helpers.cloud import create_data_bucket, create_registry_table
 
 REPO = Path(__file__).resolve().parents[3]

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.contracts import ModelVersion
-from infra.cli import app
+from infra.cli.main import app
 from tests.helpers.cloud import create_data_bucket, create_registry_table
 
 REPO = Path(__file__).resolve().parents[3]

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from functions.adapters.events import publish_model_promoted
 from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.contracts import AliasChange, ModelVersion, RolloutDecision, ServingStats
@@ -27,12 +28,7 @@ from functions.common.errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
-from functions.common.events import (
-    MODEL_PROMOTED,
-    REGISTRY_SOURCE,
-    model_promoted_detail,
-    publish_model_promoted,
-)
+from functions.common.events import MODEL_PROMOTED, REGISTRY_SOURCE, model_promoted_detail
 
 if TYPE_CHECKING:
     from tests.helpers.cloud import Cloud
@@ -463,6 +459,13 @@ def test_a_refused_event_raises(cloud: Cloud) -> None:
 # Alias `candidate` and rollouts
 
 
+def _rollout(registry: ModelRegistry, *numbers: int) -> None:
+    """Versions `numbers` registered, 1 in production and 2 the rollout's candidate."""
+    _registered(registry, *numbers)
+    registry.promote(MODEL, 1, expected_current=None, reason="first")
+    registry.promote(MODEL, 2, expected_current=None, reason="canary", alias=CANDIDATE)
+
+
 def _decision(outcome: str, production: int | None = 1, rollout: int = 1) -> RolloutDecision:
     return RolloutDecision(
         model_name=MODEL,
@@ -528,9 +531,7 @@ def test_serving_stats_add_up_across_writers(registry: ModelRegistry) -> None:
 def test_concluding_a_rollout_moves_the_aliases_and_records_it(
     registry: ModelRegistry, outcome: str
 ) -> None:
-    _registered(registry, 1, 2)
-    registry.promote(MODEL, 1, expected_current=None, reason="first")
-    registry.promote(MODEL, 2, expected_current=None, reason="canary", alias=CANDIDATE)
+    _rollout(registry, 1, 2)
 
     changes = registry.conclude_rollout(_decision(outcome), execution="test")
 
@@ -547,9 +548,7 @@ def test_concluding_a_rollout_moves_the_aliases_and_records_it(
 
 
 def test_a_rollout_whose_production_moved_is_not_concluded(registry: ModelRegistry) -> None:
-    _registered(registry, 1, 2, 3)
-    registry.promote(MODEL, 1, expected_current=None, reason="first")
-    registry.promote(MODEL, 2, expected_current=None, reason="canary", alias=CANDIDATE)
+    _rollout(registry, 1, 2, 3)
     registry.promote(MODEL, 3, expected_current=1, reason="hotfix")
 
     with pytest.raises(StalePromotionError):
@@ -563,9 +562,7 @@ def test_a_rollout_whose_production_moved_is_not_concluded(registry: ModelRegist
 def test_racing_containers_conclude_a_rollout_exactly_once(
     registry: ModelRegistry, serialized_dynamodb: None
 ) -> None:
-    _registered(registry, 1, 2)
-    registry.promote(MODEL, 1, expected_current=None, reason="first")
-    registry.promote(MODEL, 2, expected_current=None, reason="canary", alias=CANDIDATE)
+    _rollout(registry, 1, 2)
     barrier = threading.Barrier(8)
 
     def conclude(index: int) -> list[AliasChange] | StalePromotionError:

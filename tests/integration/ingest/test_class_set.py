@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from functions.common.config import deployed_config
+from functions.adapters.datasets import list_dataset_versions
+from functions.common.config.loading import deployed_config
 from functions.common.layout import quarantine_key
-from functions.common.registry import list_dataset_versions
 from functions.ml.errors import DataValidationError
 from functions.ml.sample_data import TARGET, churn_frame, encode
 from tests.integration.ingest import test_handler

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.parquet as pq
 import pytest
 
+from functions.adapters.datasets import list_dataset_versions
+from functions.adapters.storage import ObjectStore
 from functions.common.layout import quarantine_key, reason_key
-from functions.common.registry import list_dataset_versions
-from functions.common.storage import ObjectStore
 from functions.ingest.handler import lambda_handler
 from functions.ml.errors import DataValidationError, UnknownDatasetError
 from functions.ml.sample_data import BAD_FILE_REASONS, bad_files, churn_frame, encode

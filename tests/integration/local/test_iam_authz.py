@@ -17,20 +17,16 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto.core.botocore_stubber import MockRawResponse
 
+from infra.cli.predict_client import SigningCredentials, signed_headers
 from infra.local.authz import sigv4
-from infra.local.authz.actions import (
-    EXCEPTIONS,
-    Resources,
-    actions_named,
-    context_keys,
-    needed,
-)
+from infra.local.authz.actions import EXCEPTIONS, needed
 from infra.local.authz.enforcer import Denial
+from infra.local.authz.needs import Resources
 from infra.local.authz.policy import Policy, Request, evaluate
 from infra.local.authz.principals import Principal
+from infra.local.authz.reference import actions_named, context_keys
 from infra.local.aws_calls import AwsCall
 from infra.local.boundary import classify_request
-from infra.predict_client import SigningCredentials, signed_headers
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

@@ -5,9 +5,6 @@ request models, Lambda errors; and Firehose's `!{timestamp:...}` prefix expansio
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +16,7 @@ import pytest
 
 from infra.local import LocalCloud
 from infra.local.firehose import expand_prefix
+from tests.helpers.synth import synth_in_child
 
 APP = Path(__file__).parent / "api_app"
 KEY = "probe-key-value-0123456789"
@@ -27,15 +25,7 @@ KEY = "probe-key-value-0123456789"
 @pytest.fixture(scope="module")
 def api_cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("api") / "cdk.out"
-    env = {
-        **os.environ,
-        "CDK_OUTDIR": str(out),
-        "API_AUTH": "api_key",
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
-    }
-    result = subprocess.run(
-        [sys.executable, str(APP / "app.py")], env=env, capture_output=True, text=True, check=False
-    )
+    result = synth_in_child([str(APP / "app.py")], out, {"API_AUTH": "api_key"})
     if result.returncode != 0:
         pytest.fail(f"the API probe app did not synthesize:\n{result.stderr[-3000:]}")
     return out

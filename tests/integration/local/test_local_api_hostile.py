@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from infra.local.api_adapter import ApiAdapter, Method, RestApi, Route
+from infra.local.api_adapter import ApiAdapter
+from infra.local.api_routes import Method, RestApi, Route
 
 FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:never-called"
 

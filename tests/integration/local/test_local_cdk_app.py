@@ -5,15 +5,13 @@ and a schedule rule -> container-image Lambda."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from infra.local import LocalCloud
+from tests.helpers.synth import synth_in_child
 
 APP = Path(__file__).parent / "cdk_app"
 
@@ -21,14 +19,7 @@ APP = Path(__file__).parent / "cdk_app"
 @pytest.fixture(scope="module")
 def probe_cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("probe") / "cdk.out"
-    env = {
-        **os.environ,
-        "CDK_OUTDIR": str(out),
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
-    }
-    result = subprocess.run(
-        [sys.executable, str(APP / "app.py")], env=env, capture_output=True, text=True, check=False
-    )
+    result = synth_in_child([str(APP / "app.py")], out)
     if result.returncode != 0:
         pytest.fail(f"the probe CDK app did not synthesize:\n{result.stderr[-3000:]}")
     return out

@@ -7,8 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from infra.cdk.synth_inputs import STAMP_FILE, synth_inputs, write_stamp
 from infra.local.synth import stale_reason
-from infra.synth_inputs import STAMP_FILE, synth_inputs, write_stamp
 
 
 def _repo(tmp_path: Path) -> tuple[Path, Path]:

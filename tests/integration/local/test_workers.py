@@ -20,8 +20,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from infra.layers import missing_python_message, runtime_python
-from infra.local import LocalCloud, workers
+from infra.cdk.layers import missing_python_message, runtime_python
+from infra.local import LocalCloud, worker_limits, workers
 
 pytestmark = pytest.mark.slow
 
@@ -176,7 +176,7 @@ def test_tmp_is_private_and_limited_to_the_ephemeral_storage(start_cloud: Start,
     over, error = _invoke(cloud, "Disk", {"mb": 600, "literal": True})
 
     assert fits == {"written_mb": 100, "error": None}
-    if workers.sandbox().isolated:
+    if worker_limits.sandbox().isolated:
         # A tmpfs of 512 MB at /tmp: the write fails as it does on Lambda.
         assert error is None
         assert over["error"] == "No space left on device"

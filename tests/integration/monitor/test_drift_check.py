@@ -14,20 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import numpy as np
 import pytest
 
 from functions.adapters.registry.model_registry import ModelRegistry
-from functions.common.config import MlopsConfig, Task, load_config
+from functions.adapters.storage import ObjectStore
+from functions.common.config.loading import MlopsConfig, load_config
 from functions.common.contracts import ModelVersion
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
-from functions.common.storage import ObjectStore
-from functions.ml.onnx_input import Prediction
-from functions.ml.reference_profile import reference_profile
 from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame
 from functions.monitor.handler import BadRequestError, window_hours
 from functions.monitor.logic import MonitorService, run_check, summary
 from functions.monitor.state import MonitorStore
+from tests.helpers.drift import churn_reference
 
 REPO = Path(__file__).resolve().parents[3]
 MODEL = "churn"
@@ -44,20 +42,7 @@ def _register(cloud: Any, version: int = 1) -> None:
     train = churn_frame(3_000, seed=1, duplicate_share=0.0)
     schema = load_config(REPO / "mlops.toml").dataset.features
     assert schema is not None
-    p_yes = np.random.default_rng(0).random(600) * 0.8
-    profile = reference_profile(
-        train,
-        schema=schema,
-        target="churned",
-        predictions=Prediction(
-            labels=np.where(p_yes >= 0.5, "yes", "no"),
-            probabilities=np.column_stack([1 - p_yes, p_yes]),
-            classes=("no", "yes"),
-        ),
-        task=Task.CLASSIFICATION,
-        sample_rows=1_000,
-        seed=1,
-    )
+    profile = churn_reference(train, schema, sample_rows=1_000, predictions=600)
     prefix = f"models/{MODEL}/{version}/"
     cloud.s3.put_object(
         Bucket=cloud.bucket, Key=prefix + "reference_profile.json", Body=json.dumps(profile)

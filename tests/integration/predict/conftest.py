@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.common.config import load_config
+from functions.common.config.loading import load_config
 from functions.ml.sample_data import churn_frame
 from tests.helpers.cloud import Cloud
 from tests.helpers.models import Trained, trained_churn
@@ -70,7 +70,7 @@ def api(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Api]:
     """The handler as deployed: its AWS clients read the trimmed botocore data."""
-    from functions.common.aws import SLIM_DATA_ENV
+    from functions.adapters.aws import SLIM_DATA_ENV
     from functions.predict import handler, logic
 
     monkeypatch.setenv(SLIM_DATA_ENV, str(trimmed_botocore_data))

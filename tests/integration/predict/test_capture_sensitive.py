@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from functions.common.config import load_config
+from functions.common.config.loading import load_config
 from functions.common.sensitive import hash_value
 from tests.helpers import REPO
 from tests.helpers.models import Trained

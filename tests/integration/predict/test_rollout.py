@@ -15,7 +15,7 @@ import pytest
 
 from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION
 from functions.adapters.registry.model_registry import ModelRegistry
-from functions.common.storage import ObjectStore
+from functions.adapters.storage import ObjectStore
 from functions.ml.onnx_input import predict_columns
 from functions.predict.model_store import ModelStore
 from functions.predict.rollout import RolloutPolicy

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from functions.adapters.registry.model_registry import ModelRegistry
-from functions.common.config import Task
+from functions.common.config.dataset import Task
 from functions.common.contracts import Criterion, EvaluationResult, TrainingRun
 from functions.common.errors import ArtifactIntegrityError, ModelRegistryError, StalePromotionError
 from functions.ml.features import target_array

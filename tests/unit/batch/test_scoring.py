@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from functions.batch.scoring import check_rows, score
-from functions.predict.validation import FeatureSpec
+from functions.serving.features import FeatureSpec
 
 SPECS = (
     FeatureSpec("age", "numeric", frozenset()),

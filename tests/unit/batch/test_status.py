@@ -1,4 +1,4 @@
-"""A batch job's status and the sentence saying why (`functions.batch.logic.job_status`), with
+"""A batch job's status and the sentence saying why (`functions.batch.finalize.job_status`), with
 `[batch] max_rejected_share` as configured."""
 
 from __future__ import annotations
@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
-from functions.batch.logic import job_status
-from functions.common.config import BatchConfig, ConfigError, parse_config
+from functions.batch.finalize import job_status
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import parse_config
+from functions.common.config.serving import BatchConfig
 
 DEFAULT = BatchConfig()
 

@@ -6,13 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from functions.common.config import (
+from functions.common.config.base import ConfigError
+from functions.common.config.dataset import DatasetMode, FeatureType, Task
+from functions.common.config.loading import (
     CONFIG_JSON_ENV,
-    ConfigError,
-    DatasetMode,
-    FeatureType,
     MlopsConfig,
-    Task,
     deployed_config,
     load_config,
 )

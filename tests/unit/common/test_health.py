@@ -18,7 +18,7 @@ class Context:
 
 @pytest.fixture
 def deployed(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    from functions.common.config import CONFIG_JSON_ENV, deployed_config, load_config
+    from functions.common.config.loading import CONFIG_JSON_ENV, deployed_config, load_config
     from functions.common.settings import stage_settings
 
     monkeypatch.setenv("DATA_BUCKET", "bucket")

@@ -11,7 +11,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-from functions.common.config import MlopsConfig
+from functions.common.config.loading import MlopsConfig
 
 HOOKS = Path(__file__).resolve().parents[3] / "docs" / "hooks"
 TABLE_KEYS = {"stages": "stage", "metrics": "metric"}  # a table of sections: its key's name

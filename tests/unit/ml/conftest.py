@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from functions.common.config import DatasetConfig, load_config
+from functions.common.config.dataset import DatasetConfig
+from functions.common.config.loading import load_config
 from functions.ml.ingestion import IngestionResult, ingest_file
 from functions.ml.schema import DatasetContract, contract_from_config
 

@@ -14,47 +14,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from functions.common.config import DriftConfig, FeatureType, Task
+from functions.common.config.dataset import FeatureType, Task
+from functions.common.config.serving import DriftConfig
 from functions.common.sensitive import hash_value
 from functions.ml.drift.engine import compare
 from functions.ml.drift.report import DriftReport, DriftThresholds
 from functions.ml.onnx_model import Prediction
 from functions.ml.reference_profile import bin_index, reference_profile
-from functions.ml.sample_data import (
-    CATEGORICAL_FEATURES,
-    CONTRACTS,
-    NUMERIC_FEATURES,
-    churn_frame,
-)
+from functions.ml.sample_data import CONTRACTS, churn_frame
+from tests.helpers.drift import churn_reference, window_columns
+from tests.helpers.models import CHURN_SCHEMA
 
-SCHEMA = {
-    **dict.fromkeys(NUMERIC_FEATURES, FeatureType.NUMERIC),
-    **dict.fromkeys(CATEGORICAL_FEATURES, FeatureType.CATEGORICAL),
-}
 SIZES = (200, 1_000, 10_000, 100_000)
-
-
-def _profile(train: pd.DataFrame, schema: dict[str, FeatureType] = SCHEMA) -> dict[str, Any]:
-    p_yes = np.random.default_rng(0).random(500) * 0.8
-    predictions = Prediction(
-        labels=np.where(p_yes >= 0.5, "yes", "no"),
-        probabilities=np.column_stack([1 - p_yes, p_yes]),
-        classes=("no", "yes"),
-    )
-    return reference_profile(
-        train,
-        schema=schema,
-        target="churned",
-        predictions=predictions,
-        task=Task.CLASSIFICATION,
-        sample_rows=2_000,
-        seed=1,
-    )
 
 
 @cache
 def _reference() -> dict[str, Any]:
-    return _profile(churn_frame(5_000, seed=1))
+    return churn_reference(churn_frame(5_000, seed=1))
 
 
 @cache
@@ -62,17 +38,8 @@ def _window_frame(rows: int, seed: int) -> pd.DataFrame:
     return churn_frame(rows, seed=100 + seed)
 
 
-def _columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {
-        name: frame[name].to_numpy(dtype=np.float64)
-        if kind is FeatureType.NUMERIC
-        else frame[name].to_numpy(dtype=object)
-        for name, kind in SCHEMA.items()
-    }
-
-
 def _window(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
-    return _columns(_window_frame(rows, seed))
+    return window_columns(_window_frame(rows, seed))
 
 
 def _shifted(rows: int, name: str, sds: float, seed: int = 0) -> dict[str, np.ndarray]:
@@ -132,7 +99,7 @@ def test_same_distribution_windows_rarely_drift(rows: int) -> None:
     flagged_features = sum(len(report.drifted) for report in reports)
     print(f"\n{rows} rows: {false_positives}/20 drift, {flagged_features}/180 features flagged")
     assert false_positives / len(reports) <= 0.05
-    assert flagged_features / (len(reports) * len(SCHEMA)) <= 0.05
+    assert flagged_features / (len(reports) * len(CHURN_SCHEMA)) <= 0.05
     if rows >= 10_000:
         assert (false_positives, flagged_features) == (0, 0)
     assert all(
@@ -143,7 +110,7 @@ def test_same_distribution_windows_rarely_drift(rows: int) -> None:
 @pytest.mark.parametrize("rows", [200, 500])
 def test_small_windows_false_positive_rate_is_at_most_alpha(rows: int) -> None:
     reports = [
-        compare(_reference(), _columns(churn_frame(rows, seed=1_000 + s))) for s in range(100)
+        compare(_reference(), window_columns(churn_frame(rows, seed=1_000 + s))) for s in range(100)
     ]
 
     drifted = sum(report.verdict == "drift" for report in reports)
@@ -156,7 +123,7 @@ def test_small_windows_false_positive_rate_is_at_most_alpha(rows: int) -> None:
 
 
 def test_a_million_same_distribution_rows_flag_nothing() -> None:
-    report = compare(_reference(), _columns(churn_frame(1_000_000, seed=7)))
+    report = compare(_reference(), window_columns(churn_frame(1_000_000, seed=7)))
 
     print(
         f"\n1M rows: scores { ({n: round(f.score or 0, 3) for n, f in report.features.items()}) }"
@@ -240,13 +207,13 @@ def test_the_window_is_binned_like_the_profile() -> None:
 def test_constant_and_all_null_columns_get_defined_verdicts() -> None:
     train = churn_frame(2_000, seed=1).assign(plan="basic", fee=9.99, note=None, gone=np.nan)
     schema = {
-        **SCHEMA,
+        **CHURN_SCHEMA,
         "plan": FeatureType.CATEGORICAL,
         "fee": FeatureType.NUMERIC,
         "note": FeatureType.CATEGORICAL,
         "gone": FeatureType.NUMERIC,
     }
-    reference = _profile(train, schema)
+    reference = churn_reference(train, schema)
     for rows in (200, 5_000):
         unchanged = _window(rows) | {
             "plan": np.full(rows, "basic", dtype=object),
@@ -275,7 +242,7 @@ def test_constant_and_all_null_columns_get_defined_verdicts() -> None:
 
 
 def test_fewer_than_min_rows_is_insufficient_data() -> None:
-    report = compare(_reference(), _columns(_window_frame(99, 0)))
+    report = compare(_reference(), window_columns(_window_frame(99, 0)))
 
     assert report.verdict == "insufficient_data"
     assert report.features == {}
@@ -309,7 +276,7 @@ def test_the_share_of_drifted_features_decides_the_dataset_verdict() -> None:
 def test_sensitive_columns_are_dropped_or_compared_as_hashes() -> None:
     train = churn_frame(5_000, seed=1)
     hashed = train.assign(region=train["region"].map(hash_value, na_action="ignore"))
-    reference = _profile(hashed)
+    reference = churn_reference(hashed)
     columns = _window(1_000)
     # as capture stores them: region hashed once, contract absent
     columns["region"] = np.array([hash_value(v) for v in columns["region"]], dtype=object)
@@ -344,7 +311,7 @@ def test_regression_prediction_drift_uses_the_profile_bins() -> None:
     predicted = np.random.default_rng(0).normal(60.0, 10.0, 500)
     reference = reference_profile(
         train,
-        schema=SCHEMA,
+        schema=CHURN_SCHEMA,
         target="monthly_charges",
         predictions=Prediction(labels=predicted, probabilities=None),
         task=Task.REGRESSION,
@@ -512,7 +479,7 @@ def test_scores_and_histograms_summarise_each_feature_for_dashboards() -> None:
 def test_many_categories_are_shown_as_twenty_bars() -> None:
     rng = np.random.default_rng(2)
     train = churn_frame(3_000, seed=1).assign(city=rng.integers(0, 40, 3_000).astype(str))
-    reference = _profile(train, {**SCHEMA, "city": FeatureType.CATEGORICAL})
+    reference = churn_reference(train, {**CHURN_SCHEMA, "city": FeatureType.CATEGORICAL})
     city = rng.integers(0, 40, 1_000).astype(str).astype(object)
     city[:100] = "atlantis"
 
@@ -527,40 +494,30 @@ def test_many_categories_are_shown_as_twenty_bars() -> None:
 
 
 def test_thresholds_come_from_the_drift_config() -> None:
-    config = DriftConfig(
-        min_rows=50,
-        large_window=500,
-        alpha=0.01,
-        psi=(0.2, 0.3),
-        wasserstein=(0.15, 0.3),
-        js=(0.05, 0.1),
-        null_share=(0.1, 0.3),
-        out_of_range=(0.01, 0.1),
-        share=0.5,
-        critical_features=["age"],
-    )
+    # The same values on both sides; only the critical features change type.
+    values: dict[str, Any] = {
+        "min_rows": 50,
+        "large_window": 500,
+        "alpha": 0.01,
+        "psi": (0.2, 0.3),
+        "wasserstein": (0.15, 0.3),
+        "js": (0.05, 0.1),
+        "null_share": (0.1, 0.3),
+        "out_of_range": (0.01, 0.1),
+        "share": 0.5,
+    }
+    config = DriftConfig(**values, critical_features=["age"])
 
     thresholds = DriftThresholds.from_config(config)
 
-    assert thresholds == DriftThresholds(
-        min_rows=50,
-        large_window=500,
-        alpha=0.01,
-        psi=(0.2, 0.3),
-        wasserstein=(0.15, 0.3),
-        js=(0.05, 0.1),
-        null_share=(0.1, 0.3),
-        out_of_range=(0.01, 0.1),
-        share=0.5,
-        critical_features=frozenset({"age"}),
-    )
+    assert thresholds == DriftThresholds(**values, critical_features=frozenset({"age"}))
     assert DriftThresholds.from_config(DriftConfig()) == DriftThresholds()
     assert compare(_reference(), _window(200), thresholds=thresholds).method == "p_value"
     assert compare(_reference(), _window(500), thresholds=thresholds).method == "effect_size"
 
 
 def test_an_empty_window_is_insufficient_data_and_json_safe() -> None:
-    empty = {name: np.array([]) for name in SCHEMA}
+    empty = {name: np.array([]) for name in CHURN_SCHEMA}
 
     report = compare(_reference(), empty, predictions=np.array([]))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, mean_absolute_error, root_mean_squared_error
 
-from functions.common.config import Task
+from functions.common.config.dataset import Task
 from functions.ml.drift.performance import LivePerformance, class_label, live_performance
 
 

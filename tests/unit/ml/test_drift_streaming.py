@@ -13,37 +13,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from functions.common.config import FeatureType, Task
 from functions.ml.drift.engine import DriftAccumulator, compare
 from functions.ml.drift.report import DriftReport, DriftThresholds, FeatureDrift
 from functions.ml.drift.windows import MAX_UNSEEN_CATEGORIES
-from functions.ml.onnx_model import Prediction
-from functions.ml.reference_profile import reference_profile
-from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame
-
-SCHEMA = {
-    **dict.fromkeys(NUMERIC_FEATURES, FeatureType.NUMERIC),
-    **dict.fromkeys(CATEGORICAL_FEATURES, FeatureType.CATEGORICAL),
-}
+from functions.ml.sample_data import NUMERIC_FEATURES, churn_frame
+from tests.helpers.drift import churn_reference, window_columns
+from tests.helpers.models import CHURN_SCHEMA
 
 
 @cache
 def _reference() -> dict[str, Any]:
-    p_yes = np.random.default_rng(0).random(500) * 0.8
-    predictions = Prediction(
-        labels=np.where(p_yes >= 0.5, "yes", "no"),
-        probabilities=np.column_stack([1 - p_yes, p_yes]),
-        classes=("no", "yes"),
-    )
-    return reference_profile(
-        churn_frame(5_000, seed=1),
-        schema=SCHEMA,
-        target="churned",
-        predictions=predictions,
-        task=Task.CLASSIFICATION,
-        sample_rows=2_000,
-        seed=1,
-    )
+    return churn_reference(churn_frame(5_000, seed=1))
 
 
 @cache
@@ -51,10 +31,7 @@ def _window(rows: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray
     """Churn columns with a drifted age (so that some statistics are far from zero) and
     predictions."""
     frame = churn_frame(rows, seed=300 + seed)
-    columns = {
-        name: frame[name].to_numpy(dtype=np.float64 if kind is FeatureType.NUMERIC else object)
-        for name, kind in SCHEMA.items()
-    }
+    columns = window_columns(frame)
     columns["age"] = columns["age"] + 5.0
     predictions = np.where(np.random.default_rng(seed).random(rows) < 0.4, "yes", "no")
     return columns, predictions
@@ -130,7 +107,7 @@ def test_a_million_rows_in_chunks_keep_no_raw_values() -> None:
     retained = []
     for seed in range(20):
         frame = churn_frame(50_000, seed=500 + seed)
-        accumulator.add({name: frame[name].to_numpy() for name in SCHEMA})
+        accumulator.add({name: frame[name].to_numpy() for name in CHURN_SCHEMA})
         retained.append(accumulator.retained_values)
 
     report = accumulator.report()

@@ -11,13 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from functions.common.config import FeatureType, MlopsConfig, Task, parse_config
+from functions.common.config.dataset import FeatureType, Task
+from functions.common.config.loading import MlopsConfig, parse_config
 from functions.ml.drift.engine import compare
 from functions.ml.drift.report import DriftThresholds
-from functions.ml.onnx_model import Prediction
-from functions.ml.reference_profile import reference_profile
-from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame
+from functions.ml.sample_data import churn_frame
 from functions.train.logic import Stopwatch, fit_candidate
+from tests.helpers.drift import churn_reference
+from tests.helpers.models import CHURN_SCHEMA
 
 N, C = FeatureType.NUMERIC, FeatureType.CATEGORICAL
 PENGUIN_SCHEMA = {
@@ -29,7 +30,6 @@ PENGUIN_SCHEMA = {
     "sex": C,
     "year": N,
 }
-CHURN_SCHEMA = {**dict.fromkeys(NUMERIC_FEATURES, N), **dict.fromkeys(CATEGORICAL_FEATURES, C)}
 
 
 def _penguins(rows: int, seed: int) -> pd.DataFrame:
@@ -147,20 +147,7 @@ def test_configured_critical_features_win_over_importances() -> None:
 
 
 def _churn_profile() -> dict[str, Any]:
-    p_yes = np.random.default_rng(0).random(500) * 0.8
-    profile = reference_profile(
-        churn_frame(5_000, seed=1),
-        schema=CHURN_SCHEMA,
-        target="churned",
-        predictions=Prediction(
-            labels=np.where(p_yes >= 0.5, "yes", "no"),
-            probabilities=np.column_stack([1 - p_yes, p_yes]),
-            classes=("no", "yes"),
-        ),
-        task=Task.CLASSIFICATION,
-        sample_rows=2_000,
-        seed=1,
-    )
+    profile = churn_reference(churn_frame(5_000, seed=1))
     assert "importance" not in profile, "a profile built without importances has none"
     return profile
 

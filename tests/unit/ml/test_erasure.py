@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from functions.common.config import DatasetConfig
+from functions.common.config.dataset import DatasetConfig
 from functions.ml.erasure import (
     Matcher,
     Subject,

@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from functions.common.config import FeatureType, Task
+from functions.common.config.dataset import FeatureType, Task
 from functions.ml.features import model_frame, target_array
 
 N, C = FeatureType.NUMERIC, FeatureType.CATEGORICAL

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from functions.common.config import GateConfig, MetricThreshold, Task
+from functions.common.config.dataset import Task
+from functions.common.config.training import GateConfig, MetricThreshold
 from functions.ml.gate import apply_gate
 
 values = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from functions.common.config import DatasetConfig, FeatureType, Task
+from functions.common.config.dataset import DatasetConfig, FeatureType, Task
 from functions.common.layout import DATA_FILE
 from functions.ml.errors import DataValidationError
 from functions.ml.ingestion import IngestionResult, build_manifest

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from functions.common.config import Task
+from functions.common.config.dataset import Task
 from functions.ml.metrics import (
     GREATER_IS_BETTER,
     MAX_CURVE_CLASSES,
     MAX_CURVE_POINTS,
     TASK_METRICS,
+    Evaluation,
     evaluate_predictions,
     primary_metric,
 )
@@ -31,16 +32,25 @@ def _binary(rows: int = 500, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.
     return y_true, labels, probabilities
 
 
-def test_binary_metrics_match_scikit_learn() -> None:
-    y_true, labels, probabilities = _binary()
-
-    evaluation = evaluate_predictions(
+def _classified(
+    y_true: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    classes: list[str] = CLASSES,
+) -> Evaluation:
+    return evaluate_predictions(
         task=Task.CLASSIFICATION,
         y_true=y_true,
         labels=labels,
         probabilities=probabilities,
-        classes=CLASSES,
+        classes=classes,
     )
+
+
+def test_binary_metrics_match_scikit_learn() -> None:
+    y_true, labels, probabilities = _binary()
+
+    evaluation = _classified(y_true, labels, probabilities)
     m = evaluation.metrics
 
     assert m["accuracy"] == pytest.approx(skm.accuracy_score(y_true, labels))
@@ -64,13 +74,7 @@ def test_binary_metrics_match_scikit_learn() -> None:
 def test_binary_curves_are_downsampled_and_span_the_unit_square() -> None:
     y_true, labels, probabilities = _binary(rows=5_000)
 
-    curves = evaluate_predictions(
-        task=Task.CLASSIFICATION,
-        y_true=y_true,
-        labels=labels,
-        probabilities=probabilities,
-        classes=CLASSES,
-    ).curves
+    curves = _classified(y_true, labels, probabilities).curves
 
     roc, pr = curves["roc"], curves["pr"]
     assert curves["positive_class"] == "yes"
@@ -89,13 +93,7 @@ def test_multiclass_metrics_match_scikit_learn() -> None:
     probabilities /= probabilities.sum(axis=1, keepdims=True)
     labels = np.array(classes)[probabilities.argmax(axis=1)]
 
-    evaluation = evaluate_predictions(
-        task=Task.CLASSIFICATION,
-        y_true=y_true,
-        labels=labels,
-        probabilities=probabilities,
-        classes=classes,
-    )
+    evaluation = _classified(y_true, labels, probabilities, classes)
 
     expected_auc = skm.roc_auc_score(y_true, probabilities, multi_class="ovr", labels=classes)
     assert evaluation.metrics["roc_auc"] == pytest.approx(expected_auc)
@@ -118,13 +116,7 @@ def test_a_single_class_holdout_still_gives_finite_metrics() -> None:
     probabilities = np.tile([0.7, 0.3], (20, 1))
     labels = np.array(["no"] * 15 + ["yes"] * 5)
 
-    evaluation = evaluate_predictions(
-        task=Task.CLASSIFICATION,
-        y_true=y_true,
-        labels=labels,
-        probabilities=probabilities,
-        classes=CLASSES,
-    )
+    evaluation = _classified(y_true, labels, probabilities)
 
     assert all(math.isfinite(v) for v in evaluation.metrics.values())
     assert evaluation.metrics["roc_auc"] == 0.5
@@ -137,13 +129,7 @@ def test_a_label_the_model_never_saw_counts_as_a_confident_miss() -> None:
     y_true = np.array(["no", "yes", "maybe"])
     probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
 
-    evaluation = evaluate_predictions(
-        task=Task.CLASSIFICATION,
-        y_true=y_true,
-        labels=np.array(["no", "yes", "no"]),
-        probabilities=probabilities,
-        classes=CLASSES,
-    )
+    evaluation = _classified(y_true, np.array(["no", "yes", "no"]), probabilities)
 
     assert math.isfinite(evaluation.metrics["log_loss"])
     assert evaluation.metrics["log_loss"] > 10
@@ -208,12 +194,8 @@ def test_multiclass_curves_cover_the_most_frequent_classes_only_up_to_the_cap() 
     y_true = np.repeat(classes, [20 + 5 * (len(classes) - i) for i in range(len(classes))])
     probabilities = rng.dirichlet(np.ones(len(classes)), len(y_true))
 
-    curves = evaluate_predictions(
-        task=Task.CLASSIFICATION,
-        y_true=y_true,
-        labels=np.array(classes)[probabilities.argmax(axis=1)],
-        probabilities=probabilities,
-        classes=classes,
+    curves = _classified(
+        y_true, np.array(classes)[probabilities.argmax(axis=1)], probabilities, classes
     ).curves
 
     assert [entry["class"] for entry in curves["per_class"]] == classes[:MAX_CURVE_CLASSES]

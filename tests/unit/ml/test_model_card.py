@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from functions.common.config import Task
+from functions.common.config.dataset import Task
 from functions.ml.metrics import evaluate_predictions
 from functions.ml.model_card.render import render_model_card
+from tests.helpers.imports import loaded_by_importing
 
-REPO = Path(__file__).resolve().parents[3]
 VOID = {"meta", "br", "line", "polyline", "circle", "path", "rect", "img", "link", "input"}
 SPECIES = ["Gentoo penguin", "adélie", "Chinstrap <b>"]
 HOSTILE = '<script>alert("pwned")</script>"><img src=x onerror=alert(1)>'
@@ -231,16 +227,12 @@ def test_hostile_strings_are_escaped() -> None:
 
 
 def test_the_renderer_needs_neither_pandas_nor_sklearn() -> None:
-    code = (
-        "import json, sys; import functions.ml.model_card.render, functions.ml.gate; "
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('pandas', 'sklearn', 'scipy', 'onnxruntime'))))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    loaded = loaded_by_importing(
+        ["functions.ml.model_card.render", "functions.ml.gate"],
+        ("pandas", "sklearn", "scipy", "onnxruntime"),
     )
 
-    assert json.loads(result.stdout) == []
+    assert loaded == []
 
 
 class _Sections(HTMLParser):

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.common.config import FeatureType
+from functions.common.config.dataset import FeatureType
 from functions.ml.features import model_frame
 from functions.ml.onnx_input import onnx_inputs, predict_columns
+from tests.helpers.imports import loaded_by_importing
 
-REPO = Path(__file__).resolve().parents[3]
 N, C = FeatureType.NUMERIC, FeatureType.CATEGORICAL
 INPUTS = [
     {"name": "x", "type": "numeric", "onnx_type": "float"},
@@ -81,37 +78,21 @@ def test_bad_input_columns_are_named() -> None:
 
 
 def test_the_module_imports_neither_pandas_nor_sklearn() -> None:
-    code = (
-        "import json, sys; import functions.ml.onnx_input; "
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('pandas', 'sklearn', 'scipy', 'pyarrow', 'skl2onnx', 'onnxruntime'))))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    loaded = loaded_by_importing(
+        ["functions.ml.onnx_input"],
+        ("pandas", "sklearn", "scipy", "pyarrow", "skl2onnx", "onnxruntime"),
     )
 
-    assert json.loads(result.stdout) == []
+    assert loaded == []
 
 
 def test_serving_plain_json_rows_matches_scoring_a_dataframe() -> None:
-    from functions.common.config import ModelConfig, Task
-    from functions.ml.onnx_model import OnnxModel, export_onnx
+    from functions.ml.onnx_model import OnnxModel
     from functions.ml.sample_data import churn_frame
-    from functions.ml.training import fit_model
+    from tests.helpers.models import fit_and_export
 
     schema = {"age": N, "tenure_months": N, "contract": C, "region": C}
-    train = churn_frame(200, seed=5)
-    fit = fit_model(
-        train,
-        target="churned",
-        task=Task.CLASSIFICATION,
-        schema=schema,
-        model=ModelConfig(),
-        estimator="logistic_regression",
-    )
-    onnx_bytes, signature = export_onnx(
-        fit.pipeline, schema=schema, target="churned", task=Task.CLASSIFICATION, train=train
-    )
+    _, onnx_bytes, signature = fit_and_export(churn_frame(200, seed=5), schema)
     model = OnnxModel(onnx_bytes, signature)
     instances = [
         {"age": 30, "tenure_months": 2, "contract": "month-to-month", "region": None},

@@ -12,29 +12,21 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from functions.common.config import ESTIMATORS, FeatureType, ModelConfig, Task
+from functions.common.config.dataset import FeatureType, Task
+from functions.common.config.training import ESTIMATORS, ModelConfig
 from functions.ml.onnx_model import (
     OnnxModel,
     ParityError,
     Prediction,
     Signature,
     check_parity,
-    export_onnx,
 )
 from functions.ml.sample_data import churn_frame
-from functions.ml.training import fit_model
+from tests.helpers.models import CHURN_SCHEMA, fit_and_export
 
-N, C = FeatureType.NUMERIC, FeatureType.CATEGORICAL
-SCHEMA = {
-    "age": N,
-    "tenure_months": N,
-    "total_charges": N,
-    "support_calls": N,
-    "contract": C,
-    "payment_method": C,
-    "internet_service": C,
-    "region": C,
-}
+N = FeatureType.NUMERIC
+# Every churn feature but monthly charges, the regression target.
+SCHEMA = {name: kind for name, kind in CHURN_SCHEMA.items() if name != "monthly_charges"}
 TARGETS = {Task.CLASSIFICATION: "churned", Task.REGRESSION: "monthly_charges"}
 SMALL = {"random_forest": {"n_estimators": 5}, "hist_gradient_boosting": {"max_iter": 15}}
 CASES = [
@@ -49,18 +41,15 @@ def _train_and_export(
     task: Task, estimator: str, params: dict | None = None
 ) -> tuple[object, bytes, Signature, pd.DataFrame]:
     train = churn_frame(300, seed=1)
-    fit = fit_model(
+    pipeline, onnx_bytes, signature = fit_and_export(
         train,
+        SCHEMA,
+        ModelConfig(params=SMALL.get(estimator, {}) if params is None else params),
         target=TARGETS[task],
         task=task,
-        schema=SCHEMA,
-        model=ModelConfig(params=SMALL.get(estimator, {}) if params is None else params),
         estimator=estimator,
     )
-    onnx_bytes, signature = export_onnx(
-        fit.pipeline, schema=SCHEMA, target=TARGETS[task], task=task, train=train
-    )
-    return fit.pipeline, onnx_bytes, signature, train
+    return pipeline, onnx_bytes, signature, train
 
 
 def _hard_test_rows() -> pd.DataFrame:
@@ -193,20 +182,16 @@ def test_a_label_flip_on_an_exact_tie_is_allowed_but_not_elsewhere() -> None:
 def test_multiclass_models_export_with_every_class(estimator: str) -> None:
     train = churn_frame(300, seed=1)
     schema = {name: kind for name, kind in SCHEMA.items() if name != "contract"}
-    fit = fit_model(
+    pipeline, onnx_bytes, signature = fit_and_export(
         train,
+        schema,
+        ModelConfig(params=SMALL.get(estimator, {})),
         target="contract",
-        task=Task.CLASSIFICATION,
-        schema=schema,
-        model=ModelConfig(params=SMALL.get(estimator, {})),
         estimator=estimator,
-    )
-    onnx_bytes, signature = export_onnx(
-        fit.pipeline, schema=schema, target="contract", task=Task.CLASSIFICATION, train=train
     )
 
     report = check_parity(
-        fit.pipeline, OnnxModel(onnx_bytes, signature), _hard_test_rows(), tolerance=TOLERANCE
+        pipeline, OnnxModel(onnx_bytes, signature), _hard_test_rows(), tolerance=TOLERANCE
     )
 
     assert signature.classes == ["month-to-month", "one year", "two year"]
@@ -215,20 +200,10 @@ def test_multiclass_models_export_with_every_class(estimator: str) -> None:
 
 def test_a_feature_without_values_in_training_still_exports() -> None:
     train = churn_frame(200, seed=1).assign(age=np.nan)
-    fit = fit_model(
-        train,
-        target="churned",
-        task=Task.CLASSIFICATION,
-        schema=SCHEMA,
-        model=ModelConfig(),
-        estimator="logistic_regression",
-    )
-    onnx_bytes, signature = export_onnx(
-        fit.pipeline, schema=SCHEMA, target="churned", task=Task.CLASSIFICATION, train=train
-    )
+    pipeline, onnx_bytes, signature = fit_and_export(train, SCHEMA)
 
     report = check_parity(
-        fit.pipeline, OnnxModel(onnx_bytes, signature), _hard_test_rows(), tolerance=TOLERANCE
+        pipeline, OnnxModel(onnx_bytes, signature), _hard_test_rows(), tolerance=TOLERANCE
     )
 
     assert report.passed

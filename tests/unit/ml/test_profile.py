@@ -10,7 +10,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.common.config import FeatureType
+from functions.common.config.dataset import FeatureType
 from functions.ml.profile import CategoricalProfile, NumericProfile, ProfileBuilder, profile_frame
 
 N, C = FeatureType.NUMERIC, FeatureType.CATEGORICAL

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from functions.common.config import IngestConfig
+from functions.common.config.dataset import IngestConfig
 from functions.ml.errors import DataValidationError
 from functions.ml.ingestion import ingest_file
 from functions.ml.readers.formats import FileFormat, detect_format

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.common.config import FeatureType, Task
+from functions.common.config.dataset import FeatureType, Task
 from functions.ml.onnx_model import Prediction
 from functions.ml.reference_profile import bin_index, numeric_profile, reference_profile
 from functions.ml.sample_data import churn_frame

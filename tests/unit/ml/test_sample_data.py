@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from functions.common.config import DatasetConfig
+from functions.common.config.dataset import DatasetConfig
 from functions.ml.sample_data import (
     BAD_FILE_REASONS,
     FORMATS,

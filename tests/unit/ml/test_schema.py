@@ -6,7 +6,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from functions.common.config import DatasetConfig, FeatureType, Task
+from functions.common.config.dataset import DatasetConfig, FeatureType, Task
 from functions.ml.errors import DataValidationError
 from functions.ml.schema import (
     MAX_CLASSES,

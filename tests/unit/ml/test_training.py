@@ -8,23 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from functions.common.config import ESTIMATORS, FeatureType, ModelConfig, Task
+from functions.common.config.dataset import Task
+from functions.common.config.training import ESTIMATORS, ModelConfig
 from functions.ml.features import model_frame, target_array
 from functions.ml.sample_data import churn_frame
 from functions.ml.training import build_pipeline, fit_model, split_dataset
+from tests.helpers.models import CHURN_SCHEMA
 
-N, C = FeatureType.NUMERIC, FeatureType.CATEGORICAL
-CHURN_SCHEMA = {
-    "age": N,
-    "tenure_months": N,
-    "monthly_charges": N,
-    "total_charges": N,
-    "support_calls": N,
-    "contract": C,
-    "payment_method": C,
-    "internet_service": C,
-    "region": C,
-}
 # Regression variant: predict monthly charges from the rest (missing ages, payment methods,
 # regions and total charges included).
 REGRESSION_SCHEMA = {name: kind for name, kind in CHURN_SCHEMA.items() if name != "monthly_charges"}

@@ -10,21 +10,14 @@ from html.parser import HTMLParser
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from functions.common.config import FeatureType, Task
 from functions.ml.drift.engine import compare
 from functions.ml.drift.presentation import ranked_features
-from functions.ml.onnx_model import Prediction
-from functions.ml.reference_profile import reference_profile
 from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame
 from functions.monitor.report import render_html
+from tests.helpers.drift import churn_reference, window_columns
 
-SCHEMA = {
-    **dict.fromkeys(NUMERIC_FEATURES, FeatureType.NUMERIC),
-    **dict.fromkeys(CATEGORICAL_FEATURES, FeatureType.CATEGORICAL),
-}
 HOSTILE = "<script>alert('x')</script>"
 
 
@@ -69,42 +62,18 @@ class Page(HTMLParser):
 
 @cache
 def _reference() -> dict[str, Any]:
-    train = churn_frame(3_000, seed=1)
-    p_yes = np.random.default_rng(0).random(500) * 0.8
-    predictions = Prediction(
-        labels=np.where(p_yes >= 0.5, "yes", "no"),
-        probabilities=np.column_stack([1 - p_yes, p_yes]),
-        classes=("no", "yes"),
-    )
-    return reference_profile(
-        train,
-        schema=SCHEMA,
-        target="churned",
-        predictions=predictions,
-        task=Task.CLASSIFICATION,
-        sample_rows=1_000,
-        seed=1,
-    )
-
-
-def _columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {
-        name: frame[name].to_numpy(dtype=np.float64)
-        if kind is FeatureType.NUMERIC
-        else frame[name].to_numpy(dtype=object)
-        for name, kind in SCHEMA.items()
-    }
+    return churn_reference(churn_frame(3_000, seed=1), sample_rows=1_000)
 
 
 @cache
 def _checked() -> dict[str, Any]:
     """A check of 1,500 live rows whose charges and tenure rose by half a standard deviation."""
-    window = _columns(churn_frame(1_500, seed=101))
+    window = window_columns(churn_frame(1_500, seed=101))
     for name in ("monthly_charges", "total_charges", "tenure_months"):
         window[name] = window[name] + 0.5 * _reference()["features"][name]["std"]
     predictions = np.where(np.random.default_rng(3).random(1_500) < 0.6, "yes", "no")
     report = compare(_reference(), window, predictions=predictions).to_dict()
-    old = compare(_reference(), _columns(churn_frame(300, seed=102))).to_dict()
+    old = compare(_reference(), window_columns(churn_frame(300, seed=102))).to_dict()
     return {
         "check_id": "20261127T013000Z-ab12cd",
         "model_name": "churn",
@@ -334,7 +303,7 @@ def test_older_results_without_histograms_scores_or_performance_still_render() -
 
 def test_a_window_too_small_to_judge_renders_its_reason() -> None:
     result = _result()
-    small = compare(_reference(), _columns(churn_frame(40, seed=7))).to_dict()
+    small = compare(_reference(), window_columns(churn_frame(40, seed=7))).to_dict()
     result.update(verdict="insufficient_data", performance=None)
     result["versions"] = [{"model_version": 3, "rows": 40, "report": small}]
 
@@ -366,7 +335,7 @@ def test_a_version_without_a_reference_profile_says_why_it_was_not_compared() ->
 
 
 def test_the_report_states_the_decision_rule_and_the_data_quality_breaks() -> None:
-    window = _columns(churn_frame(1_000, seed=103))
+    window = window_columns(churn_frame(1_000, seed=103))
     window["age"] = np.where(np.arange(1_000) % 2 == 0, np.nan, window["age"])
     report = compare(_reference(), window).to_dict()
     result = _result()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from functions.common.config import ServingConfig
+from functions.common.config.serving import ServingConfig
 from functions.common.contracts import AliasState, ModelVersion
 from tests.helpers.models import Trained, trained_churn
 from tests.helpers.predict_api import CONTEXT, api_event

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from functions.common.config import load_config
+from functions.common.config.loading import load_config
 from functions.common.contracts import DatasetRef, SourceObject
 from functions.ml import sample_data
 from functions.ml.ingestion import build_manifest, ingest_file

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from functions.ml import sample_data
 from functions.ml.onnx_model import OnnxModel, Signature
-from infra.cli import app
+from infra.cli.main import app
 
 OUTPUTS = (
     "model.onnx",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from functions.common.config import DatasetMode
+from functions.common.config.dataset import DatasetMode
 from functions.common.contracts import DatasetRef, SourceObject
 from functions.train.logic import DataVersionNotFoundError, training_versions
 

@@ -1,0 +1,195 @@
+"""The whole config (`MlopsConfig`: every section, checked against each other, and each stage's
+merged config) and where it is read from: the TOML file, or the JSON a deployed function gets.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from functions.common.config.base import ConfigError, Section
+from functions.common.config.dataset import DataLakeConfig, DatasetConfig, IngestConfig
+from functions.common.config.serving import BatchConfig, DriftConfig, ServingConfig
+from functions.common.config.stages import ProjectConfig, StageConfig
+from functions.common.config.training import ESTIMATORS, GateConfig, ModelConfig, TrainConfig
+
+CONFIG_ENV = "MLOPS_CONFIG"
+CONFIG_JSON_ENV = "MLOPS_CONFIG_JSON"
+DEFAULT_CONFIG_FILE = "mlops.toml"
+
+
+class MlopsConfig(Section):
+    project: ProjectConfig = ProjectConfig()
+    stages: dict[str, StageConfig] = Field(default_factory=lambda: {"dev": StageConfig()})
+    dataset: DatasetConfig
+    model: ModelConfig = ModelConfig()
+    gate: GateConfig = GateConfig()
+    drift: DriftConfig = DriftConfig()
+    serving: ServingConfig = ServingConfig()
+    ingest: IngestConfig = IngestConfig()
+    train: TrainConfig = TrainConfig()
+    data_lake: DataLakeConfig = DataLakeConfig()
+    batch: BatchConfig = BatchConfig()
+
+    @model_validator(mode="after")
+    def _estimator_fits_task(self) -> MlopsConfig:
+        allowed = ESTIMATORS[self.dataset.task]
+        if self.model.estimator is not None and self.model.estimator not in allowed:
+            raise ValueError(
+                f"model.estimator {self.model.estimator!r} is not available for "
+                f"{self.dataset.task.value}; choose one of: {', '.join(allowed)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _drift_columns_are_features(self) -> MlopsConfig:
+        critical = self.drift.critical_features
+        features = self.dataset.features
+        unknown = [name for name in critical if features is not None and name not in features]
+        if unknown:
+            raise ValueError(
+                f"drift.critical_features names column(s) not in dataset.features: {unknown}"
+            )
+        dropped = [name for name in critical if self.dataset.sensitive.get(name) == "drop"]
+        if dropped:
+            raise ValueError(
+                f"drift.critical_features names column(s) dataset.sensitive drops: {dropped}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _capture_kept_for_the_drift_check(self) -> MlopsConfig:
+        hours = self.drift.max_window_hours + self.drift.feedback_lookback_hours
+        if self.data_lake.capture_retention_days * 24 < hours:
+            raise ValueError(
+                f"data_lake.capture_retention_days {self.data_lake.capture_retention_days} "
+                f"expires capture the drift check still reads (drift.max_window_hours + "
+                f"feedback_lookback_hours = {hours} hours)"
+            )
+        return self
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name or self.dataset.name
+
+    @property
+    def estimator(self) -> str:
+        return self.model.estimator or ESTIMATORS[self.dataset.task][0]
+
+    @field_validator("stages")
+    @classmethod
+    def _stage_names(cls, value: dict[str, StageConfig]) -> dict[str, StageConfig]:
+        bad = [name for name in value if not re.match(r"^[a-z][a-z0-9]{0,15}$", name)]
+        if bad:
+            raise ValueError(f"stage names must be short lowercase words: {bad}")
+        return value
+
+    def stage(self, name: str) -> StageConfig:
+        try:
+            return self.stages[name]
+        except KeyError:
+            known = ", ".join(sorted(self.stages)) or "none"
+            raise ConfigError(
+                f"stage {name!r} is not configured under [stages] (known: {known})"
+            ) from None
+
+    def for_stage(self, name: str) -> MlopsConfig:
+        """The config a stage deploys with: its `[stages.<name>.<section>]` overrides merged
+        over the base sections (nested tables merge key by key), validated again; errors name
+        `stages.<name>.<section>.<key>`. The result keeps every stage's own settings but no
+        overrides, so it is what the stage's functions receive."""
+        stage = self.stage(name)
+        base = self.model_dump(mode="json", exclude_unset=False)
+        for section, values in stage.overrides().items():
+            base[section] = _merged(base.get(section) or {}, values)
+        base["stages"] = {
+            key: {"removal_policy": s.removal_policy, "log_retention_days": s.log_retention_days}
+            for key, s in self.stages.items()
+        }
+        try:
+            return MlopsConfig.model_validate(base)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, f"[stages.{name}]", prefix=f"stages.{name}")) from None
+
+    def stack_name(self, stage: str) -> str:
+        return f"{self.project.name}-{stage}"
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_defaults=False)
+
+
+def _describe(error: ValidationError, source: str, prefix: str = "") -> str:
+    lines = [f"{source}: invalid config"]
+    for item in error.errors():
+        key = (
+            ".".join(
+                [prefix, *(str(part) for part in item["loc"])]
+                if prefix
+                else [str(part) for part in item["loc"]]
+            )
+            or "(top level)"
+        )
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The config file in use: `path`, else `$MLOPS_CONFIG`, else `./mlops.toml`."""
+    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> MlopsConfig:
+    """Read and validate the TOML config; raise ConfigError naming file, key and problem."""
+    import tomllib  # here: deployed functions read JSON, their cold start skips the parser
+
+    file = config_path(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{file}: config file not found (set {CONFIG_ENV} or create it)"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    return parse_config(raw, source=str(file))
+
+
+def parse_config(raw: dict[str, Any], source: str = "config") -> MlopsConfig:
+    """Validate the config and every stage's merged config (a bad override fails here too)."""
+    try:
+        config = MlopsConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    for name in config.stages:
+        try:
+            config.for_stage(name)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace(f"[stages.{name}]", source, 1)) from None
+    return config
+
+
+@lru_cache(maxsize=1)
+def deployed_config() -> MlopsConfig:
+    """The config inside a deployed function (from `MLOPS_CONFIG_JSON`), or the file locally."""
+    text = os.environ.get(CONFIG_JSON_ENV)
+    if text is None:
+        return load_config()
+    try:
+        return MlopsConfig.model_validate_json(text)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, f"${CONFIG_JSON_ENV}")) from None

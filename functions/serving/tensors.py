@@ -1,0 +1,180 @@
+"""The Open Inference Protocol v2 body (`{"inputs": [tensor, ...], "id"?}`) as a validated
+`Batch`: one `[n]` or `[n, 1]` tensor per feature."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from functions.ml.onnx_input import NamedTwiceError
+from functions.serving.body import batch_list
+from functions.serving.errors import RequestError, type_name, unprocessable
+from functions.serving.features import FeatureSpec
+from functions.serving.values import Batch, check_column
+
+
+def _twice(name: str, one: str, other: str, field: str) -> RequestError:
+    return unprocessable(
+        "duplicate_feature",
+        str(NamedTwiceError(name, one, other)),
+        field,
+    )
+
+
+V2_NUMERIC_TYPES = frozenset(
+    {
+        "FP16",
+        "FP32",
+        "FP64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+    }
+)
+V2_BYTES = "BYTES"
+
+
+def infer_batch(
+    document: Any,
+    specs: Sequence[FeatureSpec],
+    *,
+    max_rows: int,
+    reject_unseen: bool,
+) -> tuple[Batch, str | None]:
+    """An Open Inference Protocol v2 request (`{"inputs": [{"name", "shape", "datatype",
+    "data"}], "id"?}`), one `[n]` or `[n, 1]` tensor per feature, as a Batch and its id."""
+    inputs = batch_list(document, "inputs", max_rows=len(specs) + 8, item="input tensor")
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise unprocessable("invalid_type", "'id' must be a string", "id")
+    by_name = {spec.name: spec for spec in specs}
+    by_name.update((alias, spec) for spec in specs for alias in spec.aliases)
+    tensors: dict[str, tuple[int, list[Any]]] = {}
+    for index, tensor in enumerate(inputs):
+        name, data = _tensor(tensor, index, by_name, max_rows)
+        if name in tensors:
+            given = inputs[tensors[name][0]]["name"]
+            if given != tensor["name"]:
+                raise _twice(name, given, tensor["name"], f"inputs[{index}].name")
+            raise unprocessable(
+                "duplicate_input",
+                f"inputs[{index}].name {name!r} is given twice",
+                f"inputs[{index}].name",
+            )
+        tensors[name] = (index, data)
+    missing = [spec.name for spec in specs if spec.name not in tensors]
+    if missing:
+        raise unprocessable(
+            "missing_feature", f"'inputs' has no tensor for feature {missing[0]!r}", "inputs"
+        )
+    lengths = {len(data) for _, data in tensors.values()}
+    if len(lengths) > 1:
+        raise unprocessable(
+            "shape_mismatch",
+            f"'inputs' tensors have different row counts: {sorted(lengths)}; all need the same",
+            "inputs",
+        )
+    columns: dict[str, Any] = {}
+    unseen: dict[str, int] = {}
+    for spec in specs:
+        index, data = tensors[spec.name]
+        columns[spec.name], count = check_column(
+            data,
+            spec,
+            lambda i, index=index: f"inputs[{index}].data[{i}]",  # type: ignore[misc]
+            reject_unseen=reject_unseen,
+        )
+        if count:
+            unseen[spec.name] = count
+    return Batch(columns=columns, rows=lengths.pop(), unseen=unseen), request_id
+
+
+def _tensor(
+    tensor: Any, index: int, by_name: Mapping[str, FeatureSpec], max_rows: int
+) -> tuple[str, list[Any]]:
+    where = f"inputs[{index}]"
+    if not isinstance(tensor, dict):
+        raise unprocessable(
+            "invalid_input", f"{where} must be a tensor object, not {type_name(tensor)}", where
+        )
+    for key in ("name", "shape", "datatype", "data"):
+        if key not in tensor:
+            raise unprocessable("missing_field", f"{where} has no {key!r}", f"{where}.{key}")
+    name, datatype, shape = tensor["name"], tensor["datatype"], tensor["shape"]
+    if not isinstance(name, str) or name not in by_name:
+        raise unprocessable(
+            "unknown_feature",
+            f"{where}.name {name!r:.60} is not a model input; inputs: {', '.join(by_name)}",
+            f"{where}.name",
+        )
+    spec = by_name[name]
+    allowed = {V2_BYTES} if spec.categorical else V2_NUMERIC_TYPES
+    if not isinstance(datatype, str) or datatype not in allowed:
+        wanted = V2_BYTES if spec.categorical else "FP32 (or another numeric datatype)"
+        raise unprocessable(
+            "invalid_datatype",
+            f"{where}.datatype is {datatype!r:.40}; input {name!r} takes {wanted}",
+            f"{where}.datatype",
+        )
+    if (
+        not isinstance(shape, list)
+        or len(shape) not in (1, 2)
+        or not all(type(size) is int and size >= 0 for size in shape)
+        or (len(shape) == 2 and shape[1] != 1)
+    ):
+        raise unprocessable(
+            "invalid_shape",
+            f"{where}.shape must be [n] or [n, 1], not {shape!r:.60}",
+            f"{where}.shape",
+        )
+    rows = shape[0]
+    if rows == 0:
+        raise unprocessable(
+            "empty_batch",
+            f"{where}.shape is {shape!r:.60}: the tensor has no rows",
+            f"{where}.shape",
+        )
+    if rows > max_rows:
+        raise RequestError(
+            413,
+            "too_many_rows",
+            f"{where}.shape says {rows} rows; the limit is {max_rows}",
+            f"{where}.shape",
+        )
+    data = _flat(tensor["data"], where, rows)
+    if len(data) != rows:
+        raise unprocessable(
+            "shape_mismatch",
+            f"{where}.data has {len(data)} values but shape {shape} needs {rows}",
+            f"{where}.data",
+        )
+    return spec.name, data
+
+
+def _flat(data: Any, where: str, rows: int) -> list[Any]:
+    if not isinstance(data, list):
+        raise unprocessable(
+            "invalid_type",
+            f"{where}.data must be an array, not {type_name(data)}",
+            f"{where}.data",
+        )
+    if len(data) > rows or list not in set(map(type, data)):
+        return data
+    flat: list[Any] = []
+    for value in data:
+        if type(value) is not list:
+            flat.append(value)
+        elif len(value) == 1 and type(value[0]) is not list:
+            flat.append(value[0])
+        else:
+            raise unprocessable(
+                "invalid_shape",
+                f"{where}.data nests deeper than the shape [n, 1] allows",
+                f"{where}.data",
+            )
+    return flat

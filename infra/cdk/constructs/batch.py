@@ -1,0 +1,354 @@
+"""Batch inference: a `_START` marker under `batch/in/<job>/` (EventBridge, S3 Object Created),
+or `mlops batch run`, starts a Step Functions state machine:
+
+    Record execution -> Plan -> Score (Distributed Map over the planned items, read from S3)
+        -> Finalize (manifest) -> Job failed? -> Done | Notify -> Failed
+    Plan or Finalize failing -> Notify -> Failed; the map failing (more failed items than
+    `[batch] tolerated_failure_percentage`) -> Finalize (manifest with status failed) -> Notify;
+    a job Finalize judges failed (no row scored, more rows rejected than `[batch]
+    max_rejected_share`) -> Notify -> Failed with error `BatchJobFailed` and the manifest's
+    `status_reason` as cause
+
+Why a marker and not every object: a job is a folder of files, uploaded one by one; an
+execution per object would score each file as its own job. The marker is written last (the
+CLI writes none: it starts the execution itself), so the job sees every file.
+
+Why an items file and not the S3 ListObjectsV2 reader: a map item is a row range of a file
+(large files are split every `rows_per_item` rows, with the byte range of those rows for text
+files), which needs each file's row count: the Plan function counts them and writes the items
+as one JSON array that the map's `s3:getObject` ItemReader (InputType JSON) reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from functions.common.layout import (
+    BATCH_IN_PREFIX,
+    BATCH_OUT_PREFIX,
+    BATCH_START_MARKER,
+    MODELS_PREFIX,
+)
+from infra.cdk.config import DeployConfig
+from infra.cdk.constructs.alerts import undelivered_queue
+from infra.cdk.constructs.data_lake import DataLake
+from infra.cdk.constructs.registry import Registry
+from infra.cdk.constructs.stage_function import (
+    FunctionSpec,
+    StageFunction,
+    retention,
+    stage_environment,
+)
+from infra.cdk.constructs.state_machine import (
+    alert_task,
+    concise_error,
+    stage_task,
+    then_even_if_unsent,
+)
+from infra.cdk.nag import acknowledge
+
+EXPRESS_MAX_TIMEOUT_SECONDS = 120
+"""Child workflows are EXPRESS (capped at 5 minutes by AWS) when one invocation, retried,
+stays well within that; longer-running score functions get STANDARD child workflows."""
+
+
+class _ItemsFileReader(sfn.S3JsonItemReader):
+    """The map's ItemReader (`s3:getObject`, InputType JSON) with `s3:GetObject` granted on
+    the batch output prefix only (CDK's own grant is the whole bucket)."""
+
+    def __init__(self, *, data_lake: DataLake, key: str) -> None:
+        super().__init__(bucket=data_lake.bucket, key=key)
+        self._items_arn = data_lake.bucket.arn_for_objects(f"{BATCH_OUT_PREFIX}*")
+        self._key_arn = data_lake.key.key_arn if data_lake.key is not None else None
+
+    def provide_policy_statements(self) -> list[iam.PolicyStatement]:
+        statements = [iam.PolicyStatement(actions=["s3:GetObject"], resources=[self._items_arn])]
+        if self._key_arn is not None:  # the items file is encrypted with the data key
+            statements.append(
+                iam.PolicyStatement(actions=["kms:Decrypt"], resources=[self._key_arn])
+            )
+        return statements
+
+
+class _ScoreMap(sfn.DistributedMap):
+    """CDK leaves `ToleratedFailurePercentage` out when it is 0; the job's tolerance is
+    written explicitly, whatever its value."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, tolerated: float, **kwargs: Any):
+        super().__init__(scope, construct_id, tolerated_failure_percentage=tolerated, **kwargs)
+        self._tolerated = tolerated
+
+    def to_state_json(
+        self, state_machine_query_language: sfn.QueryLanguage | None = None
+    ) -> dict[str, Any]:
+        state = dict(super().to_state_json(state_machine_query_language))
+        state["ToleratedFailurePercentage"] = self._tolerated
+        return state
+
+
+class BatchInference(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        deploy: DeployConfig,
+        data_lake: DataLake,
+        registry: Registry,
+        alerts: sns.ITopic,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._deploy = deploy
+        self._data_lake = data_lake
+        environment = stage_environment(deploy, data_lake, registry)
+        batch = deploy.config.batch
+        self.plan = self._function("Plan", "batch-plan", "plan_handler", environment, 1024, 900)
+        self.score = self._function(
+            "Score",
+            "batch-score",
+            "score_handler",
+            environment,
+            batch.memory_mb,
+            batch.timeout_seconds,
+        )
+        self.finalize = self._function(
+            "Finalize", "batch-finalize", "finalize_handler", environment, 1024, 300
+        )
+
+        data_lake.grant_list(self.plan.role, [BATCH_IN_PREFIX])
+        data_lake.grant_read_objects(self.plan.role, BATCH_IN_PREFIX)
+        data_lake.grant_write_objects(self.plan.role, BATCH_OUT_PREFIX)
+        data_lake.grant_read_objects(self.score.role, BATCH_IN_PREFIX)
+        data_lake.grant_read_objects(self.score.role, MODELS_PREFIX)
+        data_lake.grant_write_objects(self.score.role, BATCH_OUT_PREFIX)
+        data_lake.grant_list(self.finalize.role, [BATCH_OUT_PREFIX])
+        data_lake.grant_read_objects(self.finalize.role, BATCH_OUT_PREFIX)
+        data_lake.grant_write_objects(self.finalize.role, BATCH_OUT_PREFIX)
+        for stage in (self.plan, self.score):
+            registry.grant_items(stage.role, "dynamodb:GetItem")  # the pinned version
+
+        self.state_machine = self._state_machine(alerts)
+        self.rule = self._trigger()
+
+    def _function(
+        self,
+        construct: str,
+        name: str,
+        handler: str,
+        environment: dict[str, str],
+        memory_mb: int,
+        timeout_seconds: int,
+    ) -> StageFunction:
+        return StageFunction(
+            self,
+            f"{construct}Function",
+            deploy=self._deploy,
+            base_environment=environment,
+            spec=FunctionSpec(
+                name=name,
+                handler=f"functions.batch.handler.{handler}",
+                memory_mb=memory_mb,
+                timeout_seconds=timeout_seconds,
+                ephemeral_storage_mb=1024,
+            ),
+        )
+
+    def _task(
+        self, state: str, stage: StageFunction, comment: str, **kwargs: Any
+    ) -> tasks.LambdaInvoke:
+        return stage_task(
+            self, state, stage, comment, transient_interval=Duration.seconds(5), **kwargs
+        )
+
+    def _state_machine(self, alerts: sns.ITopic) -> sfn.StateMachine:
+        deploy, batch = self._deploy, self._deploy.config.batch
+        notify = self._notify(alerts)
+        failed = sfn.Fail(self, "Failed", error_path="$.error.Error", cause_path="$.error.Cause")
+        on_failure = concise_error(self, then_even_if_unsent(notify, failed))
+
+        plan = self._task(
+            "Plan",
+            self.plan,
+            "List the job's files, count rows, pin the model version, write the map items",
+            result_path="$.plan",
+        )
+        score = self._task(
+            "Score item",
+            self.score,
+            "Read, check and score one row range; write predictions, rejects, item result",
+            result_path=sfn.JsonPath.DISCARD,
+            # Results are read back from S3: the map's collected output stays `{}` per item.
+            output_path=sfn.JsonPath.DISCARD,
+        )
+        express = batch.timeout_seconds <= EXPRESS_MAX_TIMEOUT_SECONDS
+        score_map = _ScoreMap(
+            self,
+            "Score",
+            tolerated=batch.tolerated_failure_percentage,
+            item_reader=_ItemsFileReader(
+                data_lake=self._data_lake, key=sfn.JsonPath.string_at("$.plan.items_key")
+            ),
+            max_concurrency=batch.max_concurrency,
+            map_execution_type=(
+                sfn.StateMachineType.EXPRESS if express else sfn.StateMachineType.STANDARD
+            ),
+            label="BatchScore",
+            result_path=sfn.JsonPath.DISCARD,
+            comment="One child workflow per item: a row range of one input file",
+        )
+        score_map.item_processor(score)
+        finalize = self._task(
+            "Finalize",
+            self.finalize,
+            "Sum the item results into batch/out/<job>/manifest.json",
+            result_path="$.manifest",
+        )
+        plan.add_catch(on_failure, errors=[sfn.Errors.ALL], result_path="$.error")
+        finalize.add_catch(on_failure, errors=[sfn.Errors.ALL], result_path="$.error")
+        score_map.add_catch(finalize, errors=[sfn.Errors.ALL], result_path="$.error")
+        job_failed = sfn.Condition.string_equals("$.manifest.status", "failed")
+        # A job judged failed without a map error (no row scored, too many rows rejected):
+        # the manifest's reason becomes the error that Notify and Failed report.
+        judged = sfn.Pass(
+            self,
+            "Job judged failed",
+            parameters={
+                "Error": "BatchJobFailed",
+                "Cause": sfn.JsonPath.string_at("$.manifest.status_reason"),
+            },
+            result_path="$.error",
+        ).next(on_failure)
+        finalize.next(
+            sfn.Choice(self, "Job failed?")
+            .when(sfn.Condition.and_(job_failed, sfn.Condition.is_present("$.error")), on_failure)
+            .when(job_failed, judged)
+            .otherwise(sfn.Succeed(self, "Done"))
+        )
+        definition = (
+            sfn.Pass(
+                self,
+                "Record execution",
+                parameters={"id": sfn.JsonPath.execution_id},
+                result_path="$.execution",
+            )
+            .next(plan)
+            .next(score_map)
+            .next(finalize)
+        )
+        log_group = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            retention=retention(deploy.stage_config.log_retention_days),
+            removal_policy=deploy.removal_policy,
+        )
+        state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            timeout=Duration.hours(24),
+            tracing_enabled=True,
+            # Every event, without the state data (items and plans name the job's files).
+            logs=sfn.LogOptions(
+                destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False
+            ),
+            comment=f"{deploy.stack_name} batch inference",
+        )
+        self._acknowledge_state_machine_role(state_machine)
+        return state_machine
+
+    def _notify(self, alerts: sns.ITopic) -> tasks.SnsPublish:
+        return alert_task(
+            self,
+            "Notify",
+            alerts,
+            f"{self._deploy.stack_name}: batch job failed",
+            {
+                "batch": self._deploy.stack_name,
+                "error": sfn.JsonPath.string_at("$.error.Error"),
+                "cause": sfn.JsonPath.string_at("$.error.Cause"),
+                "input": sfn.JsonPath.object_at("$$.Execution.Input"),
+            },
+        )
+
+    def _acknowledge_state_machine_role(self, state_machine: sfn.StateMachine) -> None:
+        role = state_machine.role
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray tracing (xray:PutTraceSegments and friends) and CloudWatch Logs delivery "
+            "(logs:CreateLogDelivery and friends) support no resource-level permissions.",
+        )
+        stack = Stack.of(self)
+        for stage in (self.plan, self.score, self.finalize):
+            function_id = stack.resolve(
+                stack.get_logical_id(stage.function.node.default_child)  # type: ignore[arg-type]
+            )
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
+                "Invoke is granted on this batch function and its versions/aliases only (the "
+                "':*' suffix is the version qualifier CDK adds for LambdaInvoke).",
+            )
+        machine_id = stack.resolve(
+            stack.get_logical_id(state_machine.node.default_child)  # type: ignore[arg-type]
+        )
+        executions = (
+            "arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+            f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{machine_id}"}}]}}]}}'
+        )
+        for suffix, why in (
+            (":*", "describe and stop its own executions"),
+            ("/BatchScore:*", "redrive the map runs of its own executions (label BatchScore)"),
+        ):
+            acknowledge(
+                state_machine,
+                f"AwsSolutions-IAM5[Resource::{executions}{suffix}]",
+                f"A Distributed Map's parent must {why}; CDK scopes this to this state "
+                "machine's executions, whose names are not known in advance.",
+            )
+        bucket_id = stack.resolve(
+            stack.get_logical_id(self._data_lake.bucket.node.default_child)  # type: ignore[arg-type]
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{BATCH_OUT_PREFIX}*]",
+            "The Distributed Map's ItemReader reads the job's items file, whose key names the "
+            "job (batch/out/<job>/_plan/items.json): scoped to the batch output prefix.",
+        )
+
+    def _trigger(self) -> events.Rule:
+        undelivered = undelivered_queue(self, "UndeliveredStarts", "the batch trigger")
+        return events.Rule(
+            self,
+            "StartMarkerRule",
+            description=f"A {BATCH_START_MARKER} marker under batch/in/<job>/ starts a batch job",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [self._data_lake.bucket.bucket_name]},
+                    "object": {
+                        "key": events.Match.wildcard(f"{BATCH_IN_PREFIX}*/{BATCH_START_MARKER}")
+                    },
+                },
+            ),
+            targets=[
+                targets.SfnStateMachine(
+                    self.state_machine,
+                    dead_letter_queue=undelivered,
+                    retry_attempts=8,
+                    max_event_age=Duration.hours(24),
+                )
+            ],
+        )

@@ -1,0 +1,288 @@
+"""`mlops batch ...`: score files with the batch state machine and read a job's manifest, on
+the local cloud or on AWS (the same target options as `mlops models`).
+
+`run` takes a local folder (or file), whose files are uploaded under `batch/in/<job>/`, or a
+prefix already in the data bucket (`s3://<bucket>/batch/in/<job>/` or `batch/in/<job>/`), and
+starts the state machine on the job directly (no `_START` marker is written, so the job is not
+started twice). Exit codes of `run --wait` follow the job's status: 0 succeeded, 3 partial (some
+rows rejected or items failed, within `[batch] max_rejected_share` and
+`tolerated_failure_percentage`), 1 failed (or the target refused); 2 bad arguments or an
+invalid config. `run` without `--wait` exits 0 once the job is started.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from functions.adapters.storage import ObjectStore
+from functions.common.errors import ObjectNotFoundError
+from functions.common.layout import (
+    BATCH_IN_PREFIX,
+    JOB_PATTERN,
+    job_inputs,
+    job_outputs,
+    manifest_key,
+)
+from infra.cli.common import (
+    DATA_BUCKET_OUTPUT,
+    LocalOption,
+    StageOption,
+    StateDirOption,
+    console,
+    fail,
+    open_target,
+    reported,
+)
+from infra.cli.target import Target
+
+batch_app = typer.Typer(
+    help="Batch inference: score every row of a folder of files, show a job's manifest.",
+    no_args_is_help=True,
+)
+BATCH_STATE_MACHINE_OUTPUT = "BatchStateMachineArn"
+TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
+_STATUS_STYLE = {"succeeded": "green", "partial": "yellow", "failed": "bold red"}
+_REJECT_SAMPLES = 5
+PARTIAL_EXIT_CODE = 3
+"""`batch run --wait` on a job that ended `partial`."""
+
+
+def _target(
+    local: bool | None, stage: str, state_dir: Path | None, *, quiet: bool = False
+) -> tuple[Target, str]:
+    _, target, (bucket,) = open_target(local, stage, state_dir, DATA_BUCKET_OUTPUT)
+    if not quiet:
+        console.print(f"target: {target.description}", style="dim")
+    return target, bucket
+
+
+def _job_of_prefix(source: str, bucket: str) -> str | None:
+    """The job named by an S3 prefix (`s3://bucket/batch/in/<job>/` or `batch/in/<job>`),
+    or None when `source` is not one."""
+    if source.startswith("s3://"):
+        named, _, key = source.removeprefix("s3://").partition("/")
+        if named != bucket:
+            raise fail(f"{source} is not in the data bucket {bucket}", 2)
+    elif source.startswith(BATCH_IN_PREFIX):
+        key = source
+    else:
+        return None
+    job = key.removeprefix(BATCH_IN_PREFIX).strip("/")
+    if not key.startswith(BATCH_IN_PREFIX) or "/" in job or not job:
+        raise fail(f"{source} is not a job folder: use {BATCH_IN_PREFIX}<job>/", 2)
+    return job
+
+
+def _upload(store: ObjectStore, bucket: str, source: Path, job: str) -> int:
+    files = (
+        [source]
+        if source.is_file()
+        else sorted(
+            path
+            for path in source.rglob("*")
+            if path.is_file() and not any(part.startswith(".") for part in path.parts)
+        )
+    )
+    if not files:
+        raise fail(f"{source} holds no files", 2)
+    for path in files:
+        relative = path.name if source.is_file() else path.relative_to(source).as_posix()
+        store.upload_file(
+            path, bucket, f"{job_inputs(job)}{relative}", content_type="application/octet-stream"
+        )
+    return len(files)
+
+
+@batch_app.command("run")
+def batch_run(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A local folder or file to upload, or a prefix in the data bucket "
+            "(s3://<bucket>/batch/in/<job>/ or batch/in/<job>/)."
+        ),
+    ],
+    job: Annotated[
+        str | None,
+        typer.Option(help="Job name (default: the folder's name and the time)."),
+    ] = None,
+    version: Annotated[
+        int | None,
+        typer.Option(min=1, help="Score with this model version (default: production)."),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option(help="Wait for the job to end and print its manifest.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 3600.0,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Start a batch job on local files or on a prefix of the data bucket."""
+    target, bucket = _target(local, stage, state_dir)
+    named = _job_of_prefix(source, bucket)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    if named is None:
+        path = Path(source)
+        if not path.exists():
+            raise fail(f"{source} is neither a local folder or file nor a batch/in/ prefix", 2)
+        name = job or f"{(path.stem if path.is_file() else path.resolve().name)}-{stamp}"
+    else:
+        name = job or named
+        if job is not None and job != named:
+            raise fail(f"--job {job} differs from the prefix's job {named}", 2)
+    if not re.match(JOB_PATTERN, name):
+        raise fail(f"job name {name!r} must be 1-80 letters, digits, '.', '_' or '-'", 2)
+    with reported():
+        if named is None:
+            count = _upload(ObjectStore(target.client("s3")), bucket, Path(source), name)
+            console.print(f"uploaded {count} file(s) to s3://{bucket}/{job_inputs(name)}")
+        request: dict[str, Any] = {"job": name}
+        if version is not None:
+            request["model_version"] = version
+        sfn = target.client("stepfunctions")
+        started = sfn.start_execution(
+            stateMachineArn=target.output(BATCH_STATE_MACHINE_OUTPUT),
+            name=f"{name}-{stamp}"[:80],
+            input=json.dumps(request),
+        )
+        console.print(f"job {escape(name)}: execution {escape(started['executionArn'])}")
+        if not wait:
+            console.print(f"follow it with: mlops batch show {escape(name)}")
+            return
+        with console.status(f"Scoring job {escape(name)}..."):
+            described = _wait(sfn, started["executionArn"], timeout)
+        manifest = _manifest(target, bucket, name, required=False)
+    if manifest is not None:
+        _print_manifest(target, bucket, manifest)
+        status = manifest.get("status")
+        if status == "failed" and manifest.get("status_reason"):
+            raise fail(f"the batch job failed: {manifest['status_reason']}"[:500])
+    if described["status"] != "SUCCEEDED":
+        cause = described.get("cause") or described.get("error") or ""
+        raise fail(f"the batch job ended {described['status']}: {cause}"[:500])
+    if manifest is not None and manifest.get("status") == "partial":
+        raise typer.Exit(PARTIAL_EXIT_CODE)
+
+
+def _wait(sfn: Any, arn: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        described: dict[str, Any] = sfn.describe_execution(executionArn=arn)
+        if described["status"] in TERMINAL:
+            return described
+        if time.monotonic() > deadline:
+            raise fail(f"the job is still {described['status']} after {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def _manifest(target: Target, bucket: str, job: str, *, required: bool) -> dict[str, Any] | None:
+    try:
+        return dict(ObjectStore(target.client("s3")).get_json(bucket, manifest_key(job)))
+    except ObjectNotFoundError:
+        if required:
+            raise fail(
+                f"job {job} has no manifest at s3://{bucket}/{manifest_key(job)} "
+                "(not run, or still running)"
+            ) from None
+        return None
+
+
+@batch_app.command("show")
+def batch_show(
+    job: Annotated[str, typer.Argument(help="The job name (the folder under batch/in/).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """A job's manifest: counts per file, rejects by reason, timings."""
+    # With --json, stdout holds the manifest alone (for jq and friends).
+    target, bucket = _target(local, stage, state_dir, quiet=as_json)
+    with reported():
+        manifest = _manifest(target, bucket, job, required=True)
+        assert manifest is not None
+        if as_json:
+            typer.echo(json.dumps(manifest, indent=2))
+            return
+        _print_manifest(target, bucket, manifest)
+
+
+def _print_manifest(target: Target, bucket: str, manifest: Mapping[str, Any]) -> None:
+    status = str(manifest["status"])
+    style = _STATUS_STYLE.get(status, "")
+    reason = manifest.get("status_reason")
+    console.print(
+        f"job {escape(manifest['job'])}: [{style}]{status}[/{style}]"
+        + (f": {escape(str(reason))}" if reason else "")
+        + f"; model {escape(manifest['model_name'])} version {manifest['model_version']}",
+        soft_wrap=True,
+    )
+    table = Table("file", "rows", "scored", "rejected", "not scored", "items", "failed items")
+    for file in manifest["per_file"]:
+        table.add_row(
+            escape(file["key"].removeprefix(job_inputs(manifest["job"]))),
+            *(f"{file[name]:,}" for name in ("rows", "scored", "rejected", "not_scored")),
+            str(file["items"]),
+            str(file["failed_items"]),
+        )
+    table.add_row(
+        "[bold]total[/bold]",
+        *(f"{manifest[name]:,}" for name in ("rows", "scored", "rejected", "not_scored")),
+        str(manifest["items"]),
+        str(len(manifest["failed_items"])),
+    )
+    console.print(table)
+    for unreadable in manifest.get("unreadable") or []:
+        console.print(
+            f"[yellow]unreadable[/yellow] {escape(unreadable['key'])}: "
+            f"{escape(unreadable['reason'])}"
+        )
+    if manifest.get("error"):
+        console.print(f"[red]error[/red]: {escape(json.dumps(manifest['error']))[:400]}")
+    by_error = manifest.get("rejects_by_error") or {}
+    if by_error:
+        console.print(
+            "rejects by reason: "
+            + ", ".join(f"{escape(k)} {v:,}" for k, v in sorted(by_error.items()))
+        )
+        _print_reject_samples(target, bucket, manifest)
+    if manifest.get("unseen_categories"):
+        console.print(f"unseen categories (scored): {manifest['unseen_categories']}")
+    timings = manifest.get("timings") or {}
+    console.print(
+        f"wall {timings.get('wall_seconds', 0):.1f} s, {timings.get('rows_per_second', 0):,.0f} "
+        f"rows/s; outputs: s3://{bucket}/{job_outputs(manifest['job'])}",
+        soft_wrap=True,
+    )
+
+
+def _print_reject_samples(target: Target, bucket: str, manifest: Mapping[str, Any]) -> None:
+    store = ObjectStore(target.client("s3"))
+    keys = [key for file in manifest["per_file"] for key in file.get("rejects", [])]
+    shown = 0
+    table = Table("file", "row", "field", "error", "reason", title="first rejects")
+    for key in keys:
+        for line in store.get_bytes(bucket, key).splitlines():
+            if shown >= _REJECT_SAMPLES:
+                break
+            reject = json.loads(line)
+            table.add_row(
+                escape(reject["input_key"].removeprefix(job_inputs(manifest["job"]))),
+                str(reject["row"]),
+                escape(str(reject.get("field") or "-")),
+                escape(reject["error"]),
+                escape(reject["reason"][:100]),
+            )
+            shown += 1
+    console.print(table)

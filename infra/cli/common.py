@@ -1,0 +1,173 @@
+"""What the command groups of `mlops` share: the consoles, the target options, failing with one
+sentence and an exit code, refusals and AWS failures reported as such, opening the target a
+command talks to, and table text.
+
+Exit codes: 0 done, 1 the target, the registry or AWS refused (one sentence says why), 2 bad
+arguments or an invalid config.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from botocore.exceptions import BotoCoreError, ClientError
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from functions.adapters.registry.model_registry import ModelRegistry
+from functions.adapters.storage import ObjectStore
+from functions.common.config.base import ConfigError
+from functions.common.config.loading import MlopsConfig, load_config
+from functions.common.errors import AdapterError, ModelRegistryError
+from infra.cli.target import STATE_DIR_ENV, Target, TargetError, resolve_target
+
+console = Console()
+errors = Console(stderr=True)
+
+DATA_BUCKET_OUTPUT = "DataBucketName"
+REGISTRY_TABLE_OUTPUT = "RegistryTableName"
+
+LocalOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--local/--aws",
+        help="The local cloud (default when its outputs.json exists) or the AWS stack.",
+        show_default=False,
+    ),
+]
+StageOption = Annotated[str, typer.Option(help="Stage of the AWS stack (with --aws).")]
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="The local cloud's state directory.",
+        envvar=STATE_DIR_ENV,
+        show_default=".mlops/local",
+    ),
+]
+
+
+def fail(message: str, code: int = 1, *, stdout: bool = False) -> typer.Exit:
+    """Print `error: <message>` and return the exit to raise: on stderr as one line, or with
+    `stdout` on stdout, wrapped to the terminal (the `runs`, `models` and `erase` commands)."""
+    text = f"[red]error:[/red] {escape(message)}"
+    if stdout:
+        console.print(text, highlight=False)
+    else:
+        errors.print(text, highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def reported(*, stdout: bool = False) -> Iterator[None]:
+    """Refusals and AWS failures as one sentence (`fail`) and exit code 1: the target's, an
+    adapter's or the registry's own message, a refused AWS call as `Code: Message`."""
+    try:
+        yield
+    except (TargetError, ModelRegistryError, AdapterError) as exc:
+        raise fail(str(exc), stdout=stdout) from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        message = f"{error.get('Code', 'error')}: {error.get('Message', exc)}"
+        raise fail(message, stdout=stdout) from None
+    except BotoCoreError as exc:
+        raise fail(f"the AWS call failed: {exc}", stdout=stdout) from None
+
+
+def open_target(
+    local: bool | None,
+    stage: str,
+    state_dir: Path | None,
+    *outputs: str,
+    stdout: bool = False,
+) -> tuple[MlopsConfig, Target, list[str]]:
+    """The config, the target the options choose and the values of its stack `outputs`; exit 2
+    on an invalid config, 1 when the target or one of the outputs is missing."""
+    try:
+        config = load_config()
+        target = resolve_target(config, local=local, stage=stage, local_state=state_dir)
+        values = [target.output(name) for name in outputs]
+    except ConfigError as exc:
+        raise fail(str(exc), 2, stdout=stdout) from None
+    except TargetError as exc:
+        raise fail(str(exc), stdout=stdout) from None
+    return config, target, values
+
+
+@dataclass
+class Session:
+    """What one command on the configured model works with: the target, its data bucket."""
+
+    config: MlopsConfig
+    target: Target
+    bucket: str
+
+    @property
+    def model(self) -> str:
+        return self.config.model_name
+
+    @cached_property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(
+            self.target.output(REGISTRY_TABLE_OUTPUT), self.target.client("dynamodb")
+        )
+
+    def store(self) -> ObjectStore:
+        return ObjectStore(self.target.client("s3"))
+
+
+def open_session(
+    local: bool | None,
+    stage: str,
+    state_dir: Path | None,
+    *,
+    quiet: bool = False,
+    stdout: bool = False,
+    needs: Sequence[str] = (),
+) -> Session:
+    """The session of a command on the configured model, after checking the target has the
+    data bucket and the outputs it `needs`; says which target and model, unless `quiet`."""
+    config, target, values = open_target(
+        local, stage, state_dir, *needs, DATA_BUCKET_OUTPUT, stdout=stdout
+    )
+    if not quiet:
+        console.print(f"target: {target.description}, model {config.model_name}", style="dim")
+    return Session(config=config, target=target, bucket=values[-1])
+
+
+def text(value: Any) -> str:
+    """A value as terminal text; recorded data is escaped, so "[x]" never reads as markup."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, list | tuple):
+        return ", ".join(text(item) for item in value) or "-"
+    return escape(str(value))
+
+
+def listing(title: str, columns: Sequence[str], no_wrap: Sequence[str] = ()) -> Table:
+    """A table whose cells wrap to fit the terminal, except `no_wrap` (ids), never cut to "…"."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, no_wrap=column in no_wrap, overflow="fold")
+    return table
+
+
+def who() -> str:
+    """Who acts, as recorded in the registry: `cli:<user>`."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"

@@ -1,0 +1,303 @@
+"""`mlops models ...`: the registered versions of the configured model and its aliases: list
+and show versions, move production (promote, roll back) and candidate (canary), and the
+alias history (see `infra.cli.registry` for the options and exit codes)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from botocore.exceptions import BotoCoreError
+from rich.markup import escape
+from rich.table import Table
+
+from functions.adapters.events import publish_model_promoted
+from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION
+from functions.common.contracts import AliasChange, ModelVersion
+from functions.common.errors import AdapterError, ModelRegistryError
+from functions.common.events import model_promoted_detail
+from infra.cli.common import (
+    LocalOption,
+    Session,
+    StageOption,
+    StateDirOption,
+    console,
+    fail,
+    listing,
+    reported,
+    who,
+)
+from infra.cli.registry import (
+    NARROW_METRICS,
+    JsonOption,
+    ReasonOption,
+    WideOption,
+    cell,
+    metric_cell,
+    metric_names,
+    open_registry,
+    print_json,
+    print_legend,
+    production_marker,
+)
+
+models_app = typer.Typer(
+    help="Registered versions of the configured model and its production alias.",
+    no_args_is_help=True,
+)
+
+
+@models_app.command("list")
+def models_list(
+    wide: WideOption = False,
+    as_json: JsonOption = False,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Every registered version, and which one is production (with --wide also when it was
+    created and its data version)."""
+    session = open_registry(local, stage, state_dir, quiet=as_json)
+    with reported(stdout=True):
+        versions = session.registry.list_versions(session.model)
+        alias = session.registry.get_alias(session.model)
+        runs = {v.run_id: session.registry.get_run(session.model, v.run_id) or {} for v in versions}
+    if as_json:
+        print_json([version.model_dump(mode="json") for version in versions])
+        return
+    if not versions:
+        console.print(f"No versions of {session.model} are registered yet.")
+        return
+    names = metric_names(session.config, [v.model_dump() for v in versions])
+    names = names if wide else names[:NARROW_METRICS]
+    details = ("created", "data version") if wide else ()
+    table = listing(
+        f"Versions of {session.model}",
+        ("version", "alias", "run id", *details, *names),
+        no_wrap=("run id", "created"),
+    )
+    for version in versions:
+        detail_cells = (version.created_at, cell(version.data_version))
+        table.add_row(
+            str(version.version),
+            production_marker(version.version, alias),
+            cell(version.run_id),
+            *(detail_cells if wide else ()),
+            *(metric_cell(version.metrics, runs[version.run_id], name) for name in names),
+        )
+    console.print(table)
+    print_legend(list(runs.values()))
+    if alias is None:
+        console.print(f"No version of {session.model} is {PRODUCTION} yet.")
+
+
+@models_app.command("show")
+def models_show(
+    version: Annotated[int, typer.Argument(help="The version number.")],
+    card: Annotated[
+        Path | None, typer.Option(help="Also save the model card (HTML) to this file.")
+    ] = None,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """One version: where its files are, what it was trained on, its metrics and inputs."""
+    session = open_registry(local, stage, state_dir)
+    with reported(stdout=True):
+        found = session.registry.get_version(session.model, version)
+        alias = session.registry.get_alias(session.model)
+    if found is None:
+        raise fail(f"{session.model} has no registered version {version}", stdout=True)
+    summary = Table(title=f"{session.model} version {version}", show_header=False)
+    summary.add_column("field", style="bold")
+    summary.add_column("value", overflow="fold")
+    where = f"s3://{session.bucket}/"
+    summary.add_row(PRODUCTION, "yes" if production_marker(version, alias) else "no")
+    for name in ("created_at", "run_id", "data_version", "data_versions", "onnx_sha256"):
+        summary.add_row(name, cell(getattr(found, name)))
+    summary.add_row("previous_version", cell(found.previous_version))
+    summary.add_row("files", where + found.prefix)
+    summary.add_row("model card", where + found.model_card_key)
+    metadata = _metadata(session, found)
+    # Lineage: the code that trained and registered it, the data, the run and its parameters.
+    for name, label in (
+        ("training_code_version", "code commit (training)"),
+        ("code_version", "code commit (registration)"),
+        ("estimator", "estimator"),
+        ("params", "params"),
+        ("rows_train", "rows_train"),
+        ("classes", "classes"),
+    ):
+        if name in metadata:
+            summary.add_row(label, cell(metadata[name]))
+    console.print(summary)
+    metrics = Table(title="Metrics", show_header=False)
+    for name, value in found.metrics.items():
+        metrics.add_row(escape(name), cell(value))
+    console.print(metrics)
+    inputs = (metadata.get("signature") or {}).get("inputs") or []
+    if inputs:
+        table = Table(title="Inputs")
+        for column in ("name", "type", "categories"):
+            table.add_column(column, overflow="fold")
+        for spec in inputs:
+            table.add_row(
+                cell(spec.get("name")), cell(spec.get("type")), cell(spec.get("categories"))
+            )
+        console.print(table)
+    if card is not None:
+        with reported(stdout=True):
+            session.store().download(session.bucket, found.model_card_key, card)
+        console.print(f"Model card saved to {card}")
+
+
+def _metadata(session: Session, version: ModelVersion) -> dict[str, Any]:
+    try:
+        document = session.store().get_json(session.bucket, version.prefix + "metadata.json")
+    except AdapterError as exc:
+        console.print(f"[yellow]warning:[/yellow] metadata.json not readable: {escape(str(exc))}")
+        return {}
+    return dict(document) if isinstance(document, Mapping) else {}
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[int, typer.Argument(help="The version to make production.")],
+    reason: ReasonOption = None,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Make VERSION the production model and publish ModelPromoted."""
+    session = open_registry(local, stage, state_dir)
+    change = _point_alias(session, PRODUCTION, version, reason or "promoted from the mlops CLI")
+    if change is not None:
+        _moved(session, change)
+
+
+def _point_alias(session: Session, alias: str, version: int, reason: str) -> AliasChange | None:
+    """Move `alias` to `version`, expecting it where it points now (a move racing another
+    is refused); None, after saying so, when it points there already."""
+    with reported(stdout=True):
+        current = session.registry.get_alias(session.model, alias)
+        expected = current.version if current else None
+        if expected == version:
+            console.print(f"Version {version} of {session.model} is already {alias}; no change.")
+            return None
+        return session.registry.promote(
+            session.model,
+            version,
+            expected_current=expected,
+            reason=reason,
+            execution=who(),
+            alias=alias,
+        )
+
+
+@models_app.command("rollback")
+def models_rollback(
+    reason: ReasonOption = None,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Point production back at the version before the current one; publish ModelPromoted."""
+    session = open_registry(local, stage, state_dir)
+    with reported(stdout=True):
+        change = session.registry.rollback(
+            session.model, reason=reason or "rolled back from the mlops CLI", execution=who()
+        )
+    _moved(session, change)
+
+
+@models_app.command("canary")
+def models_canary(
+    version: Annotated[int, typer.Argument(help="The version to roll out as candidate.")],
+    reason: ReasonOption = None,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Point alias candidate at VERSION: the predict function serves it to
+    `[serving] candidate_share` of requests, then promotes or drops it by its numbers."""
+    session = open_registry(local, stage, state_dir)
+    model = session.model
+    with reported(stdout=True):
+        production = session.registry.get_alias(model)
+    if production is not None and production.version == version:
+        raise fail(f"version {version} of {model} is {PRODUCTION} already", stdout=True)
+    change = _point_alias(session, CANDIDATE, version, reason or "canary from the mlops CLI")
+    if change is None:
+        return
+    before = "none" if change.from_version is None else f"version {change.from_version}"
+    console.print(f"{CANDIDATE} of {model} set: {before} -> version {version}")
+    serving = session.config.serving
+    share = serving.candidate_share
+    if share <= 0:
+        console.print(
+            "[yellow]warning:[/yellow] [serving] candidate_share is 0: the predict function "
+            "serves no traffic from the candidate and never judges it."
+        )
+    else:
+        console.print(
+            f"It serves {share:.0%} of requests until {serving.candidate_min_requests} "
+            f"requests or {serving.candidate_max_minutes} minutes, then is "
+            f"promoted or dropped (see `mlops models history --alias {CANDIDATE}`)."
+        )
+
+
+def _moved(session: Session, change: AliasChange) -> None:
+    assert change.to_version is not None
+    verb = "promoted" if change.kind == "promote" else "rolled back"
+    before = "none" if change.from_version is None else f"version {change.from_version}"
+    console.print(
+        f"{PRODUCTION} of {change.model_name} {verb}: {before} -> version {change.to_version}"
+    )
+    try:
+        version = session.registry.get_version(change.model_name, change.to_version)
+        detail = model_promoted_detail(
+            change,
+            metrics=version.metrics if version else {},
+            run_id=version.run_id if version else None,
+        )
+        event_id = publish_model_promoted(detail, events=session.target.client("events"))
+    except (ModelRegistryError, AdapterError, BotoCoreError) as exc:
+        raise fail(
+            f"the alias moved, but ModelPromoted was not published: {exc}", stdout=True
+        ) from None
+    console.print(f"Published ModelPromoted (event {event_id}).", style="dim")
+
+
+@models_app.command("history")
+def models_history(
+    alias: Annotated[
+        str, typer.Option(help=f"The alias: {PRODUCTION} or {CANDIDATE} (rollouts).")
+    ] = PRODUCTION,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Every change of an alias (production by default), oldest first: when, what, why, by
+    whom. Rollout outcomes show as `promote` (production) and `drop` (candidate)."""
+    session = open_registry(local, stage, state_dir)
+    with reported(stdout=True):
+        changes = session.registry.history(session.model, alias)
+    if not changes:
+        console.print(f"{escape(alias)} of {session.model} has never been set.")
+        return
+    table = Table(title=f"{escape(alias)} of {session.model}, oldest first")
+    for column in ("#", "at", "kind", "from", "to", "reason", "by"):
+        table.add_column(column, overflow="fold", no_wrap=column == "at")
+    for change in changes:
+        table.add_row(
+            str(change.revision),
+            change.at,
+            change.kind,
+            cell(change.from_version),
+            cell(change.to_version),
+            cell(change.reason),
+            cell(change.execution),
+        )
+    console.print(table)

@@ -1,0 +1,58 @@
+"""Reference profiles of churn training rows with stand-in predictions, as the drift check reads
+them, and live windows as the columns it compares. No AWS: unit tests use them too."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from functions.common.config.dataset import FeatureType, Task
+from functions.ml.onnx_input import Prediction
+from functions.ml.reference_profile import reference_profile
+from tests.helpers.models import CHURN_SCHEMA
+
+
+def churn_predictions(count: int) -> Prediction:
+    """`count` churn predictions whose P(yes) is drawn uniformly below 0.8 (seed 0)."""
+    p_yes = np.random.default_rng(0).random(count) * 0.8
+    return Prediction(
+        labels=np.where(p_yes >= 0.5, "yes", "no"),
+        probabilities=np.column_stack([1 - p_yes, p_yes]),
+        classes=("no", "yes"),
+    )
+
+
+def churn_reference(
+    train: pd.DataFrame,
+    schema: Mapping[str, FeatureType] = CHURN_SCHEMA,
+    *,
+    sample_rows: int = 2_000,
+    predictions: int = 500,
+) -> dict[str, Any]:
+    """The reference profile of `train` for a `churned` classifier, with `predictions` stand-in
+    predictions and `sample_rows` rows kept (seed 1)."""
+    return reference_profile(
+        train,
+        schema=schema,
+        target="churned",
+        predictions=churn_predictions(predictions),
+        task=Task.CLASSIFICATION,
+        sample_rows=sample_rows,
+        seed=1,
+    )
+
+
+def window_columns(
+    frame: pd.DataFrame, schema: Mapping[str, FeatureType] = CHURN_SCHEMA
+) -> dict[str, np.ndarray]:
+    """The `schema` columns of `frame` as the drift check reads a window: numeric ones as
+    float64, the others as objects."""
+    return {
+        name: frame[name].to_numpy(dtype=np.float64)
+        if kind is FeatureType.NUMERIC
+        else frame[name].to_numpy(dtype=object)
+        for name, kind in schema.items()
+    }
