@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import UnknownServiceError
 from botocore.model import ServiceModel
 
-from functions.common import aws
+from functions.adapters import aws
 from infra.cdk.cold_start import (
     PREDICT_SERVICES,
     BotocoreDataError,
