@@ -238,7 +238,7 @@ class DatasetRegistry(RegistryTable):
         }
         while True:
             with translated(RegistryError, f"query on table {self.table_name}"):
-                page = self.dynamodb.query(**query)
+                page = self._dynamodb.query(**query)
             versions.extend(_version_ref(item) for item in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 break

@@ -18,7 +18,7 @@ class RegistryTable:
     """The registry table; its DynamoDB client is created on first use unless one is passed
     in. Dataset and model registries keep their own items in it."""
 
-    dynamodb = aws.LazyClient("dynamodb")
+    _dynamodb = aws.LazyClient("dynamodb")
     """The client, for the registry adapters built on this table only."""
 
     def __init__(self, table_name: str, dynamodb: Any | None = None) -> None:
@@ -29,7 +29,7 @@ class RegistryTable:
         """Put `item` unless an item with its key exists already (then False, nothing written)."""
         return self._conditional(
             "put_item",
-            lambda: self.dynamodb.put_item(
+            lambda: self._dynamodb.put_item(
                 TableName=self.table_name,
                 Item=item,
                 ConditionExpression="attribute_not_exists(pk)",
@@ -39,7 +39,7 @@ class RegistryTable:
     def get(self, key: dict[str, Any]) -> dict[str, Any]:
         """The item at `key` (a consistent read), or {} when there is none."""
         with translated(RegistryError, f"get_item on table {self.table_name}"):
-            response = self.dynamodb.get_item(
+            response = self._dynamodb.get_item(
                 TableName=self.table_name, Key=key, ConsistentRead=True
             )
         return dict(response.get("Item", {}))
@@ -50,7 +50,7 @@ class RegistryTable:
         the condition does not hold."""
         return self._conditional(
             "update_item",
-            lambda: self.dynamodb.update_item(
+            lambda: self._dynamodb.update_item(
                 TableName=self.table_name, Key=key, UpdateExpression=expression, **arguments
             ),
         )

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from infra.config import REPO_ROOT
 
 from functions.common.config.loading import load_config
 from functions.common.layout import SAGEMAKER_WRITERS, bucket_writes
+from infra.cdk.config import REPO_ROOT
 
 STACK = "mlops-dev"
 

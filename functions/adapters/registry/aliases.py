@@ -143,7 +143,7 @@ class Aliases(ModelTable):
             )
             try:
                 with translated("transact_write_items", self.table_name):
-                    self.dynamodb.transact_write_items(
+                    self._dynamodb.transact_write_items(
                         TransactItems=self._move_items(change, state)
                     )
             except ConditionFailed as failed:
@@ -281,7 +281,7 @@ class Aliases(ModelTable):
         change = drop_change(state, reason, execution)
         try:
             with translated("transact_write_items", self.table_name):
-                self.dynamodb.transact_write_items(TransactItems=self._drop_items(change, state))
+                self._dynamodb.transact_write_items(TransactItems=self._drop_items(change, state))
         except ConditionFailed:
             state = self.get_alias(model, alias)
             raise stale(model, alias, expected, state.version if state else None) from None

@@ -114,7 +114,7 @@ class ModelTable(RegistryTable):
 
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
         with translated("get_item", self.table_name):
-            response = self.dynamodb.get_item(
+            response = self._dynamodb.get_item(
                 TableName=self.table_name, Key=item_key(pk, sk), ConsistentRead=True
             )
         item = response.get("Item")
@@ -135,7 +135,7 @@ class ModelTable(RegistryTable):
             if limit is not None:
                 query["Limit"] = limit - len(found)
             with translated("query", self.table_name):
-                page = self.dynamodb.query(**query)
+                page = self._dynamodb.query(**query)
             found.extend(fields_of(item) for item in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 break

@@ -65,7 +65,7 @@ class Rollouts(Aliases):
         sets = ", ".join(f"#s{i} = :s{i}" for i in range(len(fixed)))
         adds = ", ".join(f"#a{i} :a{i}" for i in range(len(counters)))
         with translated("update_item", self.table_name):
-            self.dynamodb.update_item(
+            self._dynamodb.update_item(
                 TableName=self.table_name,
                 Key=item_key(model_key(model), stats_sort_key(rollout, stats.alias, stats.version)),
                 UpdateExpression=f"SET {sets} ADD {adds}",
@@ -142,7 +142,7 @@ class Rollouts(Aliases):
         )
         try:
             with translated("transact_write_items", self.table_name):
-                self.dynamodb.transact_write_items(TransactItems=items)
+                self._dynamodb.transact_write_items(TransactItems=items)
         except ConditionFailed:
             raise StalePromotionError(
                 f"rollout {decision.rollout} of {model} was concluded by another caller, or an "

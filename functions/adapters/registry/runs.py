@@ -45,7 +45,7 @@ class TrainingRuns(ModelTable):
             **attributes(fields),
         }
         with translated("put_item", self.table_name):
-            self.dynamodb.put_item(TableName=self.table_name, Item=item)
+            self._dynamodb.put_item(TableName=self.table_name, Item=item)
 
     def update_run(self, model: str, run_id: str, **fields: Any) -> None:
         """Set `fields` on a recorded run (others are kept); `updated_at` is set too.
@@ -62,7 +62,7 @@ class TrainingRuns(ModelTable):
         assignments = ", ".join(f"#f{i} = :v{i}" for i in range(len(names)))
         try:
             with translated("update_item", self.table_name):
-                self.dynamodb.update_item(
+                self._dynamodb.update_item(
                     TableName=self.table_name,
                     Key=item_key(runs_key(model), run_sort_key(run_id)),
                     UpdateExpression=f"SET {assignments}",
@@ -88,7 +88,7 @@ class TrainingRuns(ModelTable):
             **attributes({"run_id": run_id, "recorded_at": now()}),
         }
         with translated("put_item", self.table_name):
-            self.dynamodb.put_item(TableName=self.table_name, Item=item)
+            self._dynamodb.put_item(TableName=self.table_name, Item=item)
 
     def judged_run_for(self, model: str, training_key: str) -> dict[str, Any] | None:
         """The run that trained on `training_key` and reached its outcome (registered, or

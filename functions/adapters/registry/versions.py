@@ -27,7 +27,7 @@ class ModelVersions(ModelTable):
     def allocate_version(self, model: str) -> int:
         """The next version number of `model` (1, 2, ...); atomic, never handed out twice."""
         with translated("update_item", self.table_name):
-            response = self.dynamodb.update_item(
+            response = self._dynamodb.update_item(
                 TableName=self.table_name,
                 Key=item_key(model_key(model), COUNTER_SORT_KEY),
                 UpdateExpression="SET #kind = :kind ADD last_version :one",

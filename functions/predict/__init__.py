@@ -1,0 +1,1 @@
+"""The predict function: the serving API (v1 and Open Inference Protocol v2), feedback, rollouts."""
