@@ -4,20 +4,8 @@ when a drop's training set was trained on before (the state machine then ends, `
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.parser import event_parser
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from functions.common.contracts import PipelineState
-from functions.common.health import answers_health_check
-from functions.common.observability import logger, metrics
+from functions.common.handlers import step_handler
 from functions.train.logic import train
 
-
-@answers_health_check
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-@event_parser(model=PipelineState)
-def lambda_handler(state: PipelineState, context: LambdaContext) -> dict[str, Any]:
-    return train(state).model_dump(mode="json")
+lambda_handler = step_handler(PipelineState, train)

@@ -4,27 +4,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.parser import event_parser
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from functions.common.contracts import PipelineState, TrainingJobState
-from functions.common.health import answers_health_check
-from functions.common.observability import logger, metrics
+from functions.common.handlers import step_handler
 from functions.train.sagemaker import collect, prepare
 
-
-@answers_health_check
-@logger.inject_lambda_context(clear_state=True)
-@event_parser(model=PipelineState)
-def prepare_handler(state: PipelineState, context: LambdaContext) -> dict[str, Any]:
-    return prepare(state).model_dump(mode="json")
-
-
-@answers_health_check
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-@event_parser(model=TrainingJobState)
-def collect_handler(state: TrainingJobState, context: LambdaContext) -> dict[str, Any]:
-    return collect(state).model_dump(mode="json")
+prepare_handler = step_handler(PipelineState, prepare, records_metrics=False)
+collect_handler = step_handler(TrainingJobState, collect)
