@@ -26,7 +26,8 @@ from functions.common.config.loading import MlopsConfig
 from functions.common.layout import items_key, job_inputs, job_outputs
 from functions.common.observability import logger
 from functions.ml import batch as rows
-from functions.ml.batch import InputFormat, RecordScan, UnreadableInput
+from functions.ml.batch import RecordScan, UnreadableInput
+from functions.ml.readers.formats import FileFormat
 
 _HEAD_BYTES = 4096
 
@@ -115,11 +116,11 @@ def _pinned_version(adapters: Adapters, version: int | None) -> int:
 
 def _ranges(
     objects: ObjectStore, bucket: str, key: str, size: int, config: MlopsConfig
-) -> tuple[InputFormat, list[rows.RowRange], list[str] | None]:
+) -> tuple[FileFormat, list[rows.RowRange], list[str] | None]:
     every = config.batch.rows_per_item
     head = objects.get_range(bucket, key, 0, min(size, _HEAD_BYTES))
     file_format = rows.input_format(key, head)
-    if file_format is InputFormat.PARQUET:
+    if file_format is FileFormat.PARQUET:
         try:
             count = pq.ParquetFile(objects.reader(bucket, key, size)).metadata.num_rows
         except (pa.ArrowException, OSError) as error:
@@ -154,7 +155,7 @@ def _header(
     objects: ObjectStore,
     bucket: str,
     key: str,
-    file_format: InputFormat,
+    file_format: FileFormat,
     scan: RecordScan,
     config: MlopsConfig,
 ) -> list[str]:

@@ -15,8 +15,8 @@ from functions.batch.scoring import Checked, check_rows
 from functions.batch.stage import Adapters
 from functions.common.config.loading import MlopsConfig
 from functions.ml import batch as rows
-from functions.ml.batch import InputFormat
 from functions.ml.onnx_input import NamedTwiceError
+from functions.ml.readers.formats import FileFormat
 from functions.serving.features import alias_names, feature_names
 from functions.serving.model import ServingModel
 
@@ -26,8 +26,8 @@ def read_and_check(adapters: Adapters, item: BatchItem, model: ServingModel) -> 
     config = adapters.config
     features = [spec.name for spec in model.specs]
     reject_unseen = config.serving.unseen_categories == "reject"
-    file_format = InputFormat(item.format)
-    if file_format is InputFormat.PARQUET:
+    file_format = FileFormat(item.format)
+    if file_format is FileFormat.PARQUET:
         columns, present, count, named_twice = _parquet_columns(adapters, item, model)
         return (
             check_rows(
@@ -66,7 +66,7 @@ def read_and_check(adapters: Adapters, item: BatchItem, model: ServingModel) -> 
     return checked, table.count
 
 
-def _item_bytes(adapters: Adapters, item: BatchItem, file_format: InputFormat) -> bytes:
+def _item_bytes(adapters: Adapters, item: BatchItem, file_format: FileFormat) -> bytes:
     if file_format.gzipped:
         return gzip.decompress(adapters.objects.get_bytes(adapters.bucket, item.key))
     start = item.byte_start or 0

@@ -1,5 +1,6 @@
-"""Pure pieces of batch inference: input formats, counting records and finding their byte
-offsets, splitting files into row ranges, and turning text records into feature values.
+"""Pure pieces of batch inference: detecting an input's format (the readers' `FileFormat`),
+counting records and finding their byte offsets, splitting files into row ranges, and turning
+text records into feature values.
 
 Rows are numbered from 0 per file, in file order: the header line of a CSV file is not a row;
 every other record is one, a blank line included (it is reported as a reject, never skipped),
@@ -14,7 +15,6 @@ import io
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -22,50 +22,33 @@ import orjson
 
 from functions.common.layout import BATCH_START_MARKER
 from functions.ml.onnx_input import NamedTwiceError, by_feature_name
+from functions.ml.readers.formats import GZIP_MAGIC, PARQUET_MAGIC, FileFormat
 
-GZIP_MAGIC = b"\x1f\x8b"
-PARQUET_MAGIC = b"PAR1"
 MARKERS = frozenset({BATCH_START_MARKER, "_SUCCESS"})
 """Marker objects under `batch/in/<job>/`: `_START` starts the job (see the batch construct);
 neither is an input file."""
-
-
-class InputFormat(StrEnum):
-    CSV = "csv"
-    CSV_GZIP = "csv.gz"
-    JSON_LINES = "jsonl"
-    JSON_LINES_GZIP = "jsonl.gz"
-    PARQUET = "parquet"
-
-    @property
-    def gzipped(self) -> bool:
-        return self in (InputFormat.CSV_GZIP, InputFormat.JSON_LINES_GZIP)
-
-    @property
-    def delimited(self) -> bool:
-        return self in (InputFormat.CSV, InputFormat.CSV_GZIP)
 
 
 class UnreadableInput(ValueError):
     """A whole input file is not a table batch inference reads (its rows cannot be counted)."""
 
 
-def input_format(name: str, head: bytes) -> InputFormat:
+def input_format(name: str, head: bytes) -> FileFormat:
     """The format of an input file from its first bytes (gzip, Parquet magic, `{` for JSON
     Lines) and, for gzip, its name (`.jsonl.gz`/`.json.gz` vs anything else: CSV)."""
     lower = name.lower()
     if head.startswith(GZIP_MAGIC):
         jsonl = lower.endswith((".jsonl.gz", ".json.gz", ".ndjson.gz"))
-        return InputFormat.JSON_LINES_GZIP if jsonl else InputFormat.CSV_GZIP
+        return FileFormat.JSON_LINES_GZIP if jsonl else FileFormat.CSV_GZIP
     if head.startswith(PARQUET_MAGIC):
-        return InputFormat.PARQUET
+        return FileFormat.PARQUET
     if not head.strip():
         raise UnreadableInput("the file is empty")
     if b"\x00" in head:
         raise UnreadableInput("the file is binary, not CSV, JSON Lines or Parquet")
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
-        return InputFormat.JSON_LINES
-    return InputFormat.CSV
+        return FileFormat.JSON_LINES
+    return FileFormat.CSV
 
 
 def is_input(relative_name: str) -> bool:

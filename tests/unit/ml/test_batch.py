@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from functions.ml import batch
-from functions.ml.batch import InputFormat, RecordScan, UnreadableInput
+from functions.ml.batch import RecordScan, UnreadableInput
+from functions.ml.readers.formats import FileFormat
 
 
 def _scan(data: bytes, scan: RecordScan, chunk: int) -> RecordScan:
@@ -64,11 +65,11 @@ def test_an_empty_file_is_one_empty_range_so_it_still_has_a_result() -> None:
 
 
 def test_input_formats_are_decided_by_content() -> None:
-    assert batch.input_format("x.csv", b"PAR1....") is InputFormat.PARQUET
-    assert batch.input_format("x.txt", b'  {"a": 1}') is InputFormat.JSON_LINES
-    assert batch.input_format("x.jsonl.gz", b"\x1f\x8b...") is InputFormat.JSON_LINES_GZIP
-    assert batch.input_format("x.gz", b"\x1f\x8b...") is InputFormat.CSV_GZIP
-    assert batch.input_format("x.parquet", b"a,b\n1,2") is InputFormat.CSV
+    assert batch.input_format("x.csv", b"PAR1....") is FileFormat.PARQUET
+    assert batch.input_format("x.txt", b'  {"a": 1}') is FileFormat.JSON_LINES
+    assert batch.input_format("x.jsonl.gz", b"\x1f\x8b...") is FileFormat.JSON_LINES_GZIP
+    assert batch.input_format("x.gz", b"\x1f\x8b...") is FileFormat.CSV_GZIP
+    assert batch.input_format("x.parquet", b"a,b\n1,2") is FileFormat.CSV
     with pytest.raises(UnreadableInput, match="empty"):
         batch.input_format("x.csv", b"  \n")
     with pytest.raises(UnreadableInput, match="binary"):
