@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from functions.adapters.storage import ObjectStore
 from functions.common.layout import DAY_PARTITION, FEEDBACK_PREFIX, capture_day_prefix
@@ -77,6 +78,17 @@ class BucketWindow:
         """The object's lines, streamed."""
         return self.objects.lines(self.bucket, key)
 
+    def json_lines(self, key: str, skipped: SkippedLines, not_json: str) -> Iterator[Any]:
+        """The object's lines parsed as JSON, streamed; a blank line is passed over, a line
+        that is not JSON is counted in `skipped` under the reason `not_json`."""
+        for line in self.lines(key):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except (ValueError, UnicodeDecodeError):
+                skipped.add(not_json)
+
     def _child_prefixes(self, prefix: str) -> list[str]:
         return self.objects.child_prefixes(self.bucket, prefix)
 
@@ -96,14 +108,7 @@ def capture_records(
     """The capture records of `objects` (one JSON object per line); unreadable lines are
     counted in `skipped`."""
     for stored in objects:
-        for line in window.lines(stored.key):
-            if not line.strip():
-                continue
-            try:
-                document = json.loads(line)
-            except (ValueError, UnicodeDecodeError):
-                skipped.add("capture line is not JSON")
-                continue
+        for document in window.json_lines(stored.key, skipped, "capture line is not JSON"):
             record = capture_record(document)
             if record is None:
                 skipped.add("capture record without features or model_version")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -55,14 +54,7 @@ def _feedback_items(
         except (csv.Error, UnicodeDecodeError):
             skipped.add("feedback file is not readable CSV")
         return
-    for line in window.lines(key):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
-            skipped.add("feedback line is not JSON")
-            continue
+    for item in window.json_lines(key, skipped, "feedback line is not JSON"):
         if isinstance(item, dict):
             yield item
         else:
