@@ -281,6 +281,30 @@ class Candidate:
     reference_profile: dict[str, Any]
 
 
+def fit_manifests(
+    frame: pd.DataFrame,
+    manifests: Sequence[Mapping[str, Any]],
+    *,
+    config: MlopsConfig,
+    stopwatch: Stopwatch,
+) -> tuple[Task, Candidate]:
+    """`fit_candidate` on the curated rows `manifests` describe: the first names the target,
+    the task and the columns' types; every one's producer names go into the signature."""
+    manifest = manifests[0]
+    target, task = manifest["target"], Task(manifest["task"])
+    schema = feature_schema(manifest["schema"], target)
+    candidate = fit_candidate(
+        frame,
+        target=target,
+        task=task,
+        schema=schema,
+        config=config,
+        stopwatch=stopwatch,
+        aliases=producer_names(manifests, schema),
+    )
+    return task, candidate
+
+
 def fit_candidate(
     frame: pd.DataFrame,
     *,
@@ -378,18 +402,9 @@ class Trainer:
         logger.append_keys(run_id=run_id)
         with TemporaryDirectory(prefix="train-") as tmp:
             frame, manifests = self._load(trigger, versions, Path(tmp))
-            manifest = manifests[0]
-            lap = self.stopwatch.lap("load", started)
-            target, task = manifest["target"], Task(manifest["task"])
-            schema = feature_schema(manifest["schema"], target)
-            candidate = fit_candidate(
-                frame,
-                target=target,
-                task=task,
-                schema=schema,
-                config=self.config,
-                stopwatch=self.stopwatch,
-                aliases=producer_names(manifests, schema),
+            self.stopwatch.lap("load", started)
+            task, candidate = fit_manifests(
+                frame, manifests, config=self.config, stopwatch=self.stopwatch
             )
             split, fitted, onnx_bytes = candidate.split, candidate.fitted, candidate.onnx_bytes
             lap = time.perf_counter()

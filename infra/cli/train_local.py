@@ -2,7 +2,7 @@
 no cloud at all, so a pull request that changes model code can show its metrics.
 
 The file is validated and cleaned against the config's dataset contract exactly as a drop
-under raw/ is (`ingest_file`), trained by the train stage's `fit_candidate` (split, fit, ONNX
+under raw/ is (`ingest_file`), trained by the train stage's `fit_manifests` (split, fit, ONNX
 export, parity, reference profile) and scored on the held-out rows by the evaluate stage's
 `score` and gate (against no champion, or a given champion ONNX model). Everything lands in
 one output directory.
@@ -22,7 +22,6 @@ from typing import Any
 
 import pandas as pd
 
-from functions.common.config.dataset import Task
 from functions.common.config.loading import MlopsConfig
 from functions.common.contracts import EvaluationResult, TrainingRun
 from functions.common.layout import (
@@ -37,15 +36,14 @@ from functions.common.layout import (
 )
 from functions.evaluate.logic import score
 from functions.ml.gate import apply_gate
-from functions.ml.ingestion import build_manifest, ingest_file, producer_names
+from functions.ml.ingestion import build_manifest, ingest_file
 from functions.ml.model_card.render import render_model_card
 from functions.ml.onnx_model import OnnxModel, Signature
 from functions.ml.readers.limits import ReadLimits
 from functions.ml.schema import contract_from_config
 from functions.train.logic import (
     Stopwatch,
-    feature_schema,
-    fit_candidate,
+    fit_manifests,
     library_versions,
     new_run_id,
     now,
@@ -114,18 +112,8 @@ def train_local(
         created_at=started_at,
         code_version=CODE_VERSION,
     )
-    lap = stopwatch.lap("load", started)
-    target, task = manifest["target"], Task(manifest["task"])
-    schema = feature_schema(manifest["schema"], target)
-    candidate = fit_candidate(
-        frame,
-        target=target,
-        task=task,
-        schema=schema,
-        config=config,
-        stopwatch=stopwatch,
-        aliases=producer_names([manifest], schema),
-    )
+    stopwatch.lap("load", started)
+    task, candidate = fit_manifests(frame, [manifest], config=config, stopwatch=stopwatch)
     lap = time.perf_counter()
     holdout = candidate.split.test
     model = OnnxModel(candidate.onnx_bytes, candidate.signature)
