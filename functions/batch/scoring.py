@@ -17,7 +17,7 @@ import numpy as np
 from functions.ml.onnx_input import Prediction, Session, predict_columns
 from functions.serving.errors import RequestError
 from functions.serving.features import FeatureSpec
-from functions.serving.values import check_column
+from functions.serving.values import check_column, check_columns
 
 SCORE_CHUNK_ROWS = 50_000
 """Rows per `session.run`: bounds the memory of the input tensors and outputs."""
@@ -75,24 +75,22 @@ def check_rows(
             )
     candidates = [offset for offset in range(rows) if offset not in rejected]
     for spec in specs:
-        values = columns[spec.name]
-        subset = values if len(candidates) == rows else [values[i] for i in candidates]
+        subset = _rows(columns[spec.name], candidates, rows)
         for position, error in _bad_values(subset, spec, reject_unseen=reject_unseen):
             rejected.setdefault(candidates[position], []).append(
                 Problem(spec.name, error.code, error.message)
             )
     good = [offset for offset in candidates if offset not in rejected]
-    checked: dict[str, Any] = {}
-    unseen: dict[str, int] = {}
-    for spec in specs:
-        values = columns[spec.name]
-        subset = values if len(good) == rows else [values[i] for i in good]
-        checked[spec.name], count = check_column(
-            subset, spec, _field_name(spec.name), reject_unseen=reject_unseen
-        )
-        if count:
-            unseen[spec.name] = count
+    checked, unseen = check_columns(
+        ((spec, _rows(columns[spec.name], good, rows), _field_name(spec.name)) for spec in specs),
+        reject_unseen=reject_unseen,
+    )
     return Checked(good=good, columns=checked, rejected=rejected, unseen=unseen)
+
+
+def _rows(values: list[Any], offsets: list[int], rows: int) -> list[Any]:
+    """The values at `offsets` (all of them, as they are, when every row is there)."""
+    return values if len(offsets) == rows else [values[i] for i in offsets]
 
 
 def _field_name(name: str) -> Callable[[int], str]:

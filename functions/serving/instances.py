@@ -20,7 +20,7 @@ from functions.serving.values import (
     NUMBER_OR_NULL_TYPES,
     Batch,
     check_categories,
-    check_column,
+    check_columns,
 )
 
 
@@ -75,14 +75,16 @@ def instances_batch(
             columns[name] = next(numeric_rows)
             continue
         columns[name], count = check_categories(
-            list(values),
-            spec,
-            lambda i, name=name: f"instances[{i}].{name}",  # type: ignore[misc]
-            reject_unseen=reject_unseen,
+            list(values), spec, _instance_field(name), reject_unseen=reject_unseen
         )
         if count:
             unseen[name] = count
     return Batch(columns=columns, rows=len(rows), unseen=unseen)
+
+
+def _instance_field(name: str) -> Callable[[int], str]:
+    """A value is named by its row and feature: `instances[i].<feature>`."""
+    return lambda index: f"instances[{index}].{name}"
 
 
 @dataclass(frozen=True)
@@ -138,19 +140,13 @@ def _checked_rows(
             )
         if row.keys() != expected:
             _explain_keys(row, specs, index)
-    columns: dict[str, Any] = {}
-    unseen: dict[str, int] = {}
-    for spec in specs:
-        name = spec.name
-        values = [row[name] for row in instances]
-        columns[name], count = check_column(
-            values,
-            spec,
-            lambda i, name=name: f"instances[{i}].{name}",  # type: ignore[misc]
-            reject_unseen=reject_unseen,
-        )
-        if count:
-            unseen[name] = count
+    columns, unseen = check_columns(
+        (
+            (spec, [row[spec.name] for row in instances], _instance_field(spec.name))
+            for spec in specs
+        ),
+        reject_unseen=reject_unseen,
+    )
     return Batch(columns=columns, rows=len(instances), unseen=unseen)
 
 

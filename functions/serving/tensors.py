@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from functions.ml.onnx_input import NamedTwiceError
 from functions.serving.body import batch_list
 from functions.serving.errors import RequestError, type_name, unprocessable
 from functions.serving.features import FeatureSpec
-from functions.serving.values import Batch, check_column
+from functions.serving.values import Batch, check_columns
 
 
 def _twice(name: str, one: str, other: str, field: str) -> RequestError:
@@ -79,19 +79,16 @@ def infer_batch(
             f"'inputs' tensors have different row counts: {sorted(lengths)}; all need the same",
             "inputs",
         )
-    columns: dict[str, Any] = {}
-    unseen: dict[str, int] = {}
-    for spec in specs:
-        index, data = tensors[spec.name]
-        columns[spec.name], count = check_column(
-            data,
-            spec,
-            lambda i, index=index: f"inputs[{index}].data[{i}]",  # type: ignore[misc]
-            reject_unseen=reject_unseen,
-        )
-        if count:
-            unseen[spec.name] = count
+    columns, unseen = check_columns(
+        ((spec, tensors[spec.name][1], _tensor_field(tensors[spec.name][0])) for spec in specs),
+        reject_unseen=reject_unseen,
+    )
     return Batch(columns=columns, rows=lengths.pop(), unseen=unseen), request_id
+
+
+def _tensor_field(index: int) -> Callable[[int], str]:
+    """A value is named by its tensor and position: `inputs[<tensor>].data[i]`."""
+    return lambda position: f"inputs[{index}].data[{position}]"
 
 
 def _tensor(

@@ -15,7 +15,7 @@ conversion training uses). Rules per feature value:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,24 @@ def check_column(
     if spec.categorical:
         return check_categories(values, spec, field_of, reject_unseen=reject_unseen)
     return _numeric(values, spec, field_of), 0
+
+
+def check_columns(
+    features: Iterable[tuple[FeatureSpec, list[Any], Callable[[int], str]]],
+    *,
+    reject_unseen: bool,
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Each feature's values checked in turn (`check_column`; the first problem raises): the
+    checked columns by feature, and the count of unseen categories of each feature with any."""
+    columns: dict[str, Any] = {}
+    unseen: dict[str, int] = {}
+    for spec, values, field_of in features:
+        columns[spec.name], count = check_column(
+            values, spec, field_of, reject_unseen=reject_unseen
+        )
+        if count:
+            unseen[spec.name] = count
+    return columns, unseen
 
 
 def _numeric(values: list[Any], spec: FeatureSpec, field_of: Callable[[int], str]) -> np.ndarray:
