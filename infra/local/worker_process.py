@@ -21,7 +21,6 @@ import os
 import queue
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -34,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from infra.local.worker_limits import directory_mb, peak_memory_mb, private_tmp_script, sandbox
+from infra.local.worker_runtime import frame, read_message
 
 RUNTIME_SCRIPT = Path(__file__).with_name("worker_runtime.py")
 END_MARKER = "\x00mlops-end "
-_HEADER = struct.Struct(">I")
 _LOG_SETTLE_SECONDS = 5.0
 
 
@@ -180,13 +179,9 @@ class Worker:
     def _read_messages(self) -> None:
         try:
             while True:
-                header = self._exactly(_HEADER.size)
-                if header is None:
+                message = read_message(self._from_child)
+                if message is None:
                     break
-                body = self._exactly(_HEADER.unpack(header)[0])
-                if body is None:
-                    break
-                message = json.loads(body)
                 if not self._init_done.is_set():
                     self._finish_init(message)
                 else:
@@ -203,16 +198,6 @@ class Worker:
             self.initialized = True
         self._init_outcome = outcome
         self._init_done.set()
-
-    def _exactly(self, size: int) -> bytes | None:
-        chunks, remaining = [], size
-        while remaining:
-            chunk = self._from_child.read(remaining)
-            if not chunk:
-                return None
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
 
     def _read_output(self) -> None:
         assert self.process.stdout is not None
@@ -251,9 +236,8 @@ class Worker:
         return self._init_outcome
 
     def send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message).encode("utf-8")
         try:
-            self._to_child.write(_HEADER.pack(len(data)) + data)
+            self._to_child.write(frame(message))
         except OSError as exc:
             raise WorkerDied(str(exc)) from None
 

@@ -2,8 +2,9 @@
 Lambda, for one execution environment.
 
 Run as a script (`python3.13 -I -S -B -u worker_runtime.py <config>`) by
-`infra.local.worker_process`, never imported: it uses the standard library only, so the
-function's process holds nothing but its own code and packages. It puts the function's
+`infra.local.worker_process`, which imports only its channel framing (`frame`,
+`read_message`): it uses the standard library only, so the function's process holds nothing
+but its own code and packages. It puts the function's
 deployment on `sys.path`, imports the handler (the init phase), then answers invocations one
 at a time until its parent closes the channel. Messages on the channel are a 4-byte
 big-endian length and a JSON document:
@@ -31,7 +32,7 @@ import struct
 import sys
 import time
 import traceback
-from typing import Any
+from typing import Any, BinaryIO
 
 END_MARKER = "\x00mlops-end "
 _HEADER = struct.Struct(">I")
@@ -57,31 +58,42 @@ class LambdaContext:
         return max(0, self._deadline_ms - int(time.time() * 1000))
 
 
+def frame(message: dict[str, Any]) -> bytes:
+    """A message as the channel carries it: its length, then its JSON."""
+    data = json.dumps(message).encode("utf-8")
+    return _HEADER.pack(len(data)) + data
+
+
+def read_message(stream: BinaryIO) -> dict[str, Any] | None:
+    """The next message on `stream`; None when the channel closed."""
+    header = _read_exactly(stream, _HEADER.size)
+    if header is None:
+        return None
+    body = _read_exactly(stream, _HEADER.unpack(header)[0])
+    return None if body is None else json.loads(body)
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
+    chunks, remaining = [], size
+    while remaining:
+        chunk = stream.read(remaining)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
 class Channel:
     def __init__(self, read_fd: int, write_fd: int) -> None:
         self._read = os.fdopen(read_fd, "rb", buffering=0)
         self._write = os.fdopen(write_fd, "wb", buffering=0)
 
     def send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message).encode("utf-8")
-        self._write.write(_HEADER.pack(len(data)) + data)
+        self._write.write(frame(message))
 
     def receive(self) -> dict[str, Any] | None:
-        header = self._exactly(_HEADER.size)
-        if header is None:
-            return None
-        body = self._exactly(_HEADER.unpack(header)[0])
-        return None if body is None else json.loads(body)
-
-    def _exactly(self, size: int) -> bytes | None:
-        chunks, remaining = [], size
-        while remaining:
-            chunk = self._read.read(remaining)
-            if not chunk:
-                return None
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
+        return read_message(self._read)
 
 
 def error_document(exc: BaseException, request_id: str | None = None) -> dict[str, Any]:
