@@ -12,33 +12,21 @@ from infra.local.resources.base import (
     Created,
     DeployContext,
     ResourceSpec,
+    names,
     present,
     tags,
     unapplied,
 )
 
 _REST_API = {"Name", "Description", "EndpointConfiguration", "Tags", "Policy"}
-_METHOD = {
-    "RestApiId",
-    "ResourceId",
-    "HttpMethod",
-    "AuthorizationType",
-    "ApiKeyRequired",
-    "Integration",
-    "RequestValidatorId",
-    "RequestModels",
-    "RequestParameters",
-}
-_STAGE = {
-    "RestApiId",
-    "StageName",
-    "DeploymentId",
-    "Description",
-    "TracingEnabled",
-    "Tags",
-    "MethodSettings",
-    "AccessLogSetting",
-}
+_METHOD = names(
+    "RestApiId ResourceId HttpMethod AuthorizationType ApiKeyRequired Integration "
+    "RequestValidatorId RequestModels RequestParameters"
+)
+_STAGE = names(
+    "RestApiId StageName DeploymentId Description TracingEnabled Tags MethodSettings "
+    "AccessLogSetting"
+)
 
 
 def rest_api(ctx: DeployContext, spec: ResourceSpec) -> Created:

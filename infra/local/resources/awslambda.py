@@ -27,28 +27,15 @@ from infra.local.resources.base import (
     unapplied,
 )
 
-_PASSED_THROUGH = (
-    "Handler",
-    "Runtime",
-    "Timeout",
-    "MemorySize",
-    "Environment",
-    "Description",
-    "Architectures",
-    "EphemeralStorage",
-    "ImageConfig",
-    "Layers",
-    "TracingConfig",
-    "LoggingConfig",
+_PASSED_THROUGH = tuple(
+    (
+        "Handler Runtime Timeout MemorySize Environment Description Architectures "
+        "EphemeralStorage ImageConfig Layers TracingConfig LoggingConfig"
+    ).split()
 )
 _FUNCTION = {
     *_PASSED_THROUGH,
-    "FunctionName",
-    "Code",
-    "PackageType",
-    "Role",
-    "Tags",
-    "ReservedConcurrentExecutions",
+    *"FunctionName Code PackageType Role Tags ReservedConcurrentExecutions".split(),
 }
 
 

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,12 +87,17 @@ def tags(properties: dict[str, Any]) -> list[dict[str, str]]:
     return [{"Key": str(tag["Key"]), "Value": str(tag["Value"])} for tag in raw]
 
 
-def unapplied(properties: dict[str, Any], applied: set[str]) -> list[str]:
+def names(text: str) -> frozenset[str]:
+    """Property names written as one space-separated string."""
+    return frozenset(text.split())
+
+
+def unapplied(properties: dict[str, Any], applied: AbstractSet[str]) -> list[str]:
     """Notes for properties a provisioner records but does not apply."""
     return [f"property {name} recorded, not applied" for name in sorted(set(properties) - applied)]
 
 
-def present(properties: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
-    """The properties among `names` that the template sets, each under the API's parameter
-    name (`{"Description": "description"}`), as they are."""
-    return {api: properties[name] for name, api in names.items() if name in properties}
+def present(properties: dict[str, Any], api_names: dict[str, str]) -> dict[str, Any]:
+    """The properties among `api_names` that the template sets, each under the API's
+    parameter name (`{"Description": "description"}`), as they are."""
+    return {api: properties[name] for name, api in api_names.items() if name in properties}

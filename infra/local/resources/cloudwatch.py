@@ -4,25 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.local.resources.base import Created, DeployContext, ResourceSpec, unapplied
+from infra.local.resources.base import Created, DeployContext, ResourceSpec, names, unapplied
 
-_ALARM = {
-    "AlarmName",
-    "AlarmDescription",
-    "AlarmActions",
-    "OKActions",
-    "InsufficientDataActions",
-    "MetricName",
-    "Namespace",
-    "Statistic",
-    "Dimensions",
-    "Period",
-    "EvaluationPeriods",
-    "Threshold",
-    "ComparisonOperator",
-    "TreatMissingData",
-    "DatapointsToAlarm",
-}
+_ALARM = names(
+    "AlarmName AlarmDescription AlarmActions OKActions InsufficientDataActions "
+    "MetricName Namespace Statistic Dimensions Period EvaluationPeriods Threshold "
+    "ComparisonOperator TreatMissingData DatapointsToAlarm"
+)
 _PASSED = _ALARM - {"AlarmName"}
 
 

@@ -5,19 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.local.resources.base import Created, DeployContext, ResourceSpec, tags, unapplied
+from infra.local.resources.base import Created, DeployContext, ResourceSpec, names, tags, unapplied
 
-_COMMON = {
-    "TableName",
-    "KeySchema",
-    "AttributeDefinitions",
-    "BillingMode",
-    "GlobalSecondaryIndexes",
-    "LocalSecondaryIndexes",
-    "StreamSpecification",
-    "SSESpecification",
-    "TimeToLiveSpecification",
-}
+_COMMON = names(
+    "TableName KeySchema AttributeDefinitions BillingMode GlobalSecondaryIndexes "
+    "LocalSecondaryIndexes StreamSpecification SSESpecification "
+    "TimeToLiveSpecification"
+)
 _TABLE = _COMMON | {
     "ProvisionedThroughput",
     "PointInTimeRecoverySpecification",

@@ -5,19 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from infra.local.resources.base import Created, DeployContext, ResourceSpec, tags, unapplied
+from infra.local.resources.base import Created, DeployContext, ResourceSpec, names, tags, unapplied
 
-_RULE = {
-    "Name",
-    "EventPattern",
-    "ScheduleExpression",
-    "State",
-    "Description",
-    "RoleArn",
-    "EventBusName",
-    "Targets",
-    "Tags",
-}
+_RULE = names(
+    "Name EventPattern ScheduleExpression State Description RoleArn EventBusName Targets Tags"
+)
 
 
 def rule(ctx: DeployContext, spec: ResourceSpec) -> Created:

@@ -11,22 +11,16 @@ from infra.local.resources.base import (
     DeployContext,
     ResourceSpec,
     log,
+    names,
     present,
     tags,
     unapplied,
 )
 
-_ROLE = {
-    "RoleName",
-    "AssumeRolePolicyDocument",
-    "Policies",
-    "ManagedPolicyArns",
-    "Path",
-    "Description",
-    "MaxSessionDuration",
-    "PermissionsBoundary",
-    "Tags",
-}
+_ROLE = names(
+    "RoleName AssumeRolePolicyDocument Policies ManagedPolicyArns Path Description "
+    "MaxSessionDuration PermissionsBoundary Tags"
+)
 
 
 def role(ctx: DeployContext, spec: ResourceSpec) -> Created:

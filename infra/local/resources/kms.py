@@ -9,21 +9,15 @@ from infra.local.resources.base import (
     Created,
     DeployContext,
     ResourceSpec,
+    names,
     present,
     tags,
     unapplied,
 )
 
-_KEY = {
-    "Description",
-    "KeyPolicy",
-    "KeyUsage",
-    "KeySpec",
-    "EnableKeyRotation",
-    "Enabled",
-    "PendingWindowInDays",
-    "Tags",
-}
+_KEY = names(
+    "Description KeyPolicy KeyUsage KeySpec EnableKeyRotation Enabled PendingWindowInDays Tags"
+)
 
 
 def key(ctx: DeployContext, spec: ResourceSpec) -> Created:

@@ -6,17 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from infra.local.resources.base import Created, DeployContext, ResourceSpec, tags, unapplied
+from infra.local.resources.base import Created, DeployContext, ResourceSpec, names, tags, unapplied
 
-_TOPIC = {
-    "TopicName",
-    "DisplayName",
-    "KmsMasterKeyId",
-    "FifoTopic",
-    "ContentBasedDeduplication",
-    "Subscription",
-    "Tags",
-}
+_TOPIC = names(
+    "TopicName DisplayName KmsMasterKeyId FifoTopic ContentBasedDeduplication Subscription Tags"
+)
 _TOPIC_ATTRIBUTES = ("DisplayName", "KmsMasterKeyId", "FifoTopic", "ContentBasedDeduplication")
 
 
@@ -74,21 +68,14 @@ def subscription(ctx: DeployContext, spec: ResourceSpec) -> Created:
     return Created(ref=arn)
 
 
-_QUEUE_ATTRIBUTES = (
-    "DelaySeconds",
-    "MaximumMessageSize",
-    "MessageRetentionPeriod",
-    "ReceiveMessageWaitTimeSeconds",
-    "VisibilityTimeout",
-    "KmsMasterKeyId",
-    "KmsDataKeyReusePeriodSeconds",
-    "SqsManagedSseEnabled",
-    "FifoQueue",
-    "ContentBasedDeduplication",
-    "DeduplicationScope",
-    "FifoThroughputLimit",
-    "RedrivePolicy",
-    "RedriveAllowPolicy",
+_QUEUE_ATTRIBUTES = tuple(
+    (
+        "DelaySeconds MaximumMessageSize MessageRetentionPeriod "
+        "ReceiveMessageWaitTimeSeconds VisibilityTimeout KmsMasterKeyId "
+        "KmsDataKeyReusePeriodSeconds SqsManagedSseEnabled FifoQueue "
+        "ContentBasedDeduplication DeduplicationScope FifoThroughputLimit RedrivePolicy "
+        "RedriveAllowPolicy"
+    ).split()
 )
 
 

@@ -5,21 +5,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from infra.local.resources.base import Created, DeployContext, ResourceSpec, log, tags, unapplied
+from infra.local.resources.base import (
+    Created,
+    DeployContext,
+    ResourceSpec,
+    log,
+    names,
+    tags,
+    unapplied,
+)
 
-_APPLIED = {
-    "BucketName",
-    "VersioningConfiguration",
-    "BucketEncryption",
-    "PublicAccessBlockConfiguration",
-    "OwnershipControls",
-    "LifecycleConfiguration",
-    "LoggingConfiguration",
-    "NotificationConfiguration",
-    "CorsConfiguration",
-    "ObjectLockEnabled",
-    "Tags",
-}
+_APPLIED = names(
+    "BucketName VersioningConfiguration BucketEncryption "
+    "PublicAccessBlockConfiguration OwnershipControls LifecycleConfiguration "
+    "LoggingConfiguration NotificationConfiguration CorsConfiguration "
+    "ObjectLockEnabled Tags"
+)
 
 
 def bucket(ctx: DeployContext, spec: ResourceSpec) -> Created:
@@ -166,7 +167,7 @@ def _transition(transition: dict[str, Any], days_key: str, api_days_key: str) ->
 
 
 def _cors(config: dict[str, Any]) -> dict[str, Any]:
-    names = {
+    api_names = {
         "AllowedHeaders": "AllowedHeaders",
         "AllowedMethods": "AllowedMethods",
         "AllowedOrigins": "AllowedOrigins",
@@ -176,7 +177,7 @@ def _cors(config: dict[str, Any]) -> dict[str, Any]:
     }
     return {
         "CORSRules": [
-            {names[key]: value for key, value in rule.items() if key in names}
+            {api_names[key]: value for key, value in rule.items() if key in api_names}
             for rule in config["CorsRules"]
         ]
     }

@@ -11,21 +11,15 @@ from infra.local.resources.base import (
     DeployContext,
     DeployError,
     ResourceSpec,
+    names,
     tags,
     unapplied,
 )
 
-_STATE_MACHINE = {
-    "StateMachineName",
-    "DefinitionString",
-    "Definition",
-    "DefinitionSubstitutions",
-    "RoleArn",
-    "StateMachineType",
-    "LoggingConfiguration",
-    "TracingConfiguration",
-    "Tags",
-}
+_STATE_MACHINE = names(
+    "StateMachineName DefinitionString Definition DefinitionSubstitutions RoleArn "
+    "StateMachineType LoggingConfiguration TracingConfiguration Tags"
+)
 
 
 def state_machine(ctx: DeployContext, spec: ResourceSpec) -> Created:
