@@ -82,7 +82,7 @@ def test_code_asset_holds_only_the_functions_package(
     _, props = _predict(resources)
     asset = _asset_dir(cloud_assembly, props["Code"]["S3Key"])
     assert {p.name for p in asset.iterdir()} == {"functions"}
-    assert (asset / "functions" / "common" / "config.py").exists()
+    assert (asset / "functions" / "common" / "config" / "loading.py").exists()
     # Bytecode only of the runtime's Python (3.13), for every module, never this machine's.
     pycs = list(asset.rglob("*.pyc"))
     assert all(p.name.endswith(".cpython-313.pyc") for p in pycs), pycs

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from functions.common.config.loading import load_config
-from infra import checks
+from infra.cdk import checks
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
 CI_WORKFLOW = "./.github/workflows/ci.yml"
