@@ -25,9 +25,7 @@ from typing import Any
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
@@ -40,19 +38,21 @@ from functions.common.layout import (
     MODELS_PREFIX,
 )
 from infra.cdk.config import DeployConfig
-from infra.cdk.constructs.alerts import undelivered_queue
 from infra.cdk.constructs.data_lake import DataLake
 from infra.cdk.constructs.registry import Registry
 from infra.cdk.constructs.stage_function import (
     FunctionSpec,
     StageFunction,
-    retention,
     stage_environment,
 )
 from infra.cdk.constructs.state_machine import (
+    acknowledge_invokes,
     alert_task,
     concise_error,
+    logged_state_machine,
+    record_execution,
     stage_task,
+    start_rule,
     then_even_if_unsent,
 )
 from infra.cdk.nag import acknowledge
@@ -234,34 +234,14 @@ class BatchInference(Construct):
             .when(job_failed, judged)
             .otherwise(sfn.Succeed(self, "Done"))
         )
-        definition = (
-            sfn.Pass(
-                self,
-                "Record execution",
-                parameters={"id": sfn.JsonPath.execution_id},
-                result_path="$.execution",
-            )
-            .next(plan)
-            .next(score_map)
-            .next(finalize)
-        )
-        log_group = logs.LogGroup(
+        definition = record_execution(self).next(plan).next(score_map).next(finalize)
+        state_machine = logged_state_machine(
             self,
-            "ExecutionLogs",
-            retention=retention(deploy.stage_config.log_retention_days),
-            removal_policy=deploy.removal_policy,
-        )
-        state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            state_machine_type=sfn.StateMachineType.STANDARD,
+            deploy,
+            definition,
             timeout=Duration.hours(24),
-            tracing_enabled=True,
             # Every event, without the state data (items and plans name the job's files).
-            logs=sfn.LogOptions(
-                destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False
-            ),
+            include_execution_data=False,
             comment=f"{deploy.stack_name} batch inference",
         )
         self._acknowledge_state_machine_role(state_machine)
@@ -283,23 +263,8 @@ class BatchInference(Construct):
 
     def _acknowledge_state_machine_role(self, state_machine: sfn.StateMachine) -> None:
         role = state_machine.role
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "X-Ray tracing (xray:PutTraceSegments and friends) and CloudWatch Logs delivery "
-            "(logs:CreateLogDelivery and friends) support no resource-level permissions.",
-        )
+        acknowledge_invokes(self, role, (self.plan, self.score, self.finalize), "batch function")
         stack = Stack.of(self)
-        for stage in (self.plan, self.score, self.finalize):
-            function_id = stack.resolve(
-                stack.get_logical_id(stage.function.node.default_child)  # type: ignore[arg-type]
-            )
-            acknowledge(
-                role,
-                f"AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
-                "Invoke is granted on this batch function and its versions/aliases only (the "
-                "':*' suffix is the version qualifier CDK adds for LambdaInvoke).",
-            )
         machine_id = stack.resolve(
             stack.get_logical_id(state_machine.node.default_child)  # type: ignore[arg-type]
         )
@@ -328,10 +293,11 @@ class BatchInference(Construct):
         )
 
     def _trigger(self) -> events.Rule:
-        undelivered = undelivered_queue(self, "UndeliveredStarts", "the batch trigger")
-        return events.Rule(
+        return start_rule(
             self,
             "StartMarkerRule",
+            undelivered_id="UndeliveredStarts",
+            of_what="the batch trigger",
             description=f"A {BATCH_START_MARKER} marker under batch/in/<job>/ starts a batch job",
             event_pattern=events.EventPattern(
                 source=["aws.s3"],
@@ -343,12 +309,5 @@ class BatchInference(Construct):
                     },
                 },
             ),
-            targets=[
-                targets.SfnStateMachine(
-                    self.state_machine,
-                    dead_letter_queue=undelivered,
-                    retry_attempts=8,
-                    max_event_age=Duration.hours(24),
-                )
-            ],
+            state_machine=self.state_machine,
         )

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
@@ -33,23 +30,24 @@ from functions.common.layout import (
     runs_prefix,
 )
 from infra.cdk.config import DeployConfig
-from infra.cdk.constructs.alerts import undelivered_queue
 from infra.cdk.constructs.data_lake import DataLake
 from infra.cdk.constructs.registry import Registry
 from infra.cdk.constructs.sagemaker_training import SageMakerTraining
 from infra.cdk.constructs.stage_function import (
     FunctionSpec,
     StageFunction,
-    retention,
     stage_environment,
 )
 from infra.cdk.constructs.state_machine import (
+    acknowledge_invokes,
     alert_task,
     concise_error,
+    logged_state_machine,
+    record_execution,
     stage_task,
+    start_rule,
     then_even_if_unsent,
 )
-from infra.cdk.nag import acknowledge
 
 # Raised by the ingest function while another delivery of the same object version is being
 # ingested (Powertools idempotency): waiting and retrying returns the first one's result.
@@ -310,38 +308,22 @@ class Pipeline(Construct):
             .otherwise(train)
         )
         # Every stage sees which execution it runs in (run records, alias history).
-        definition = sfn.Pass(
-            self,
-            "Record execution",
-            parameters={"id": sfn.JsonPath.execution_id},
-            result_path="$.execution",
-        ).next(
+        definition = record_execution(self).next(
             sfn.Choice(self, "Retrain request?")
             .when(sfn.Condition.is_present("$.retrain"), train)
             .otherwise(ingest)
         )
-
-        log_group = logs.LogGroup(
+        state_machine = logged_state_machine(
             self,
-            "ExecutionLogs",
-            retention=retention(deploy.stage_config.log_retention_days),
-            removal_policy=deploy.removal_policy,
-        )
-        state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            state_machine_type=sfn.StateMachineType.STANDARD,
+            deploy,
+            definition,
             timeout=Duration.hours(2)
             if self.sagemaker is None
             else Duration.hours(1).plus(self.sagemaker.timeout),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True
-            ),
+            include_execution_data=True,
             comment=f"{deploy.stack_name} lifecycle pipeline",
         )
-        self._acknowledge_state_machine_role(state_machine.role)
+        acknowledge_invokes(self, state_machine.role, self.stages, "stage function")
         if self.sagemaker is not None:
             self.sagemaker.grant_start(state_machine)
         return state_machine
@@ -408,30 +390,12 @@ class Pipeline(Construct):
             },
         )
 
-    def _acknowledge_state_machine_role(self, role: iam.IRole) -> None:
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "X-Ray tracing (xray:PutTraceSegments and friends) and CloudWatch Logs delivery "
-            "(logs:CreateLogDelivery and friends) support no resource-level permissions.",
-        )
-        stack = Stack.of(self)
-        for stage in self.stages:
-            function_id = stack.resolve(
-                stack.get_logical_id(stage.function.node.default_child)  # type: ignore[arg-type]
-            )
-            acknowledge(
-                role,
-                f"AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
-                "Invoke is granted on this stage function and its versions/aliases only (the "
-                "':*' suffix is the version qualifier CDK adds for LambdaInvoke).",
-            )
-
     def _trigger(self, data_lake: DataLake) -> events.Rule:
-        undelivered = undelivered_queue(self, "UndeliveredDrops", "the pipeline trigger")
-        return events.Rule(
+        return start_rule(
             self,
             "RawDropRule",
+            undelivered_id="UndeliveredDrops",
+            of_what="the pipeline trigger",
             description="A new object under raw/ starts the pipeline",
             event_pattern=events.EventPattern(
                 source=["aws.s3"],
@@ -441,12 +405,5 @@ class Pipeline(Construct):
                     "object": {"key": [{"prefix": RAW_PREFIX}]},
                 },
             ),
-            targets=[
-                targets.SfnStateMachine(
-                    self.state_machine,
-                    dead_letter_queue=undelivered,
-                    retry_attempts=8,
-                    max_event_age=Duration.hours(24),
-                )
-            ],
+            state_machine=self.state_machine,
         )

@@ -1,18 +1,27 @@
 """What every state machine here is built from: a stage function's invocation with its
-retries, an alert that never changes how an execution ends, and a caught error cut to its type
-and message (the pipeline's and the batch jobs')."""
+retries, an alert that never changes how an execution ends, a caught error cut to its type
+and message, the execution's logged and traced state machine, its role's acknowledged
+wildcards and the S3 event rule that starts it (the pipeline's and the batch jobs')."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.cdk.constructs.stage_function import StageFunction
+from infra.cdk.config import DeployConfig
+from infra.cdk.constructs.alerts import undelivered_queue
+from infra.cdk.constructs.stage_function import StageFunction, retention
+from infra.cdk.nag import acknowledge
 
 # Raised by the adapters when an AWS call failed after boto3's own retries: nothing was
 # committed (manifests, registry items and aliases are written last), so a rerun is safe.
@@ -124,4 +133,101 @@ def concise_error(scope: Construct, then: sfn.IChainable) -> sfn.IChainable:
             ),
         )
         .otherwise(then)
+    )
+
+
+def record_execution(scope: Construct) -> sfn.Pass:
+    """The first state: the execution's id at `$.execution.id`, so every stage sees which
+    execution it runs in (run records, alias history, batch jobs)."""
+    return sfn.Pass(
+        scope,
+        "Record execution",
+        parameters={"id": sfn.JsonPath.execution_id},
+        result_path="$.execution",
+    )
+
+
+def logged_state_machine(
+    scope: Construct,
+    deploy: DeployConfig,
+    definition: sfn.IChainable,
+    *,
+    timeout: Duration,
+    include_execution_data: bool,
+    comment: str,
+) -> sfn.StateMachine:
+    """A standard, traced state machine logging every event to its own log group
+    (`ExecutionLogs`, kept for the stage's log retention), with or without the state data."""
+    log_group = logs.LogGroup(
+        scope,
+        "ExecutionLogs",
+        retention=retention(deploy.stage_config.log_retention_days),
+        removal_policy=deploy.removal_policy,
+    )
+    return sfn.StateMachine(
+        scope,
+        "StateMachine",
+        definition_body=sfn.DefinitionBody.from_chainable(definition),
+        state_machine_type=sfn.StateMachineType.STANDARD,
+        timeout=timeout,
+        tracing_enabled=True,
+        logs=sfn.LogOptions(
+            destination=log_group,
+            level=sfn.LogLevel.ALL,
+            include_execution_data=include_execution_data,
+        ),
+        comment=comment,
+    )
+
+
+def acknowledge_invokes(
+    scope: Construct, role: iam.IRole, stages: Iterable[StageFunction], what: str
+) -> None:
+    """The state machine role's wildcards cdk-nag flags: X-Ray and log delivery (no
+    resource-level permissions), and invoke on each of `stages` with its version qualifier."""
+    acknowledge(
+        role,
+        "AwsSolutions-IAM5[Resource::*]",
+        "X-Ray tracing (xray:PutTraceSegments and friends) and CloudWatch Logs delivery "
+        "(logs:CreateLogDelivery and friends) support no resource-level permissions.",
+    )
+    stack = Stack.of(scope)
+    for stage in stages:
+        function_id = stack.resolve(
+            stack.get_logical_id(stage.function.node.default_child)  # type: ignore[arg-type]
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
+            f"Invoke is granted on this {what} and its versions/aliases only (the "
+            "':*' suffix is the version qualifier CDK adds for LambdaInvoke).",
+        )
+
+
+def start_rule(
+    scope: Construct,
+    construct_id: str,
+    *,
+    undelivered_id: str,
+    of_what: str,
+    description: str,
+    event_pattern: events.EventPattern,
+    state_machine: sfn.IStateMachine,
+) -> events.Rule:
+    """An EventBridge rule starting `state_machine`, retried for a day; events it cannot
+    deliver go to their own queue (`undelivered_id`)."""
+    undelivered = undelivered_queue(scope, undelivered_id, of_what)
+    return events.Rule(
+        scope,
+        construct_id,
+        description=description,
+        event_pattern=event_pattern,
+        targets=[
+            targets.SfnStateMachine(
+                state_machine,
+                dead_letter_queue=undelivered,
+                retry_attempts=8,
+                max_event_age=Duration.hours(24),
+            )
+        ],
     )
