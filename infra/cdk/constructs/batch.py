@@ -37,13 +37,11 @@ from functions.common.layout import (
     BATCH_START_MARKER,
     MODELS_PREFIX,
 )
-from infra.cdk.config import DeployConfig
 from infra.cdk.constructs.data_lake import DataLake
-from infra.cdk.constructs.registry import Registry
+from infra.cdk.constructs.platform import Platform
 from infra.cdk.constructs.stage_function import (
     FunctionSpec,
     StageFunction,
-    stage_environment,
 )
 from infra.cdk.constructs.state_machine import (
     acknowledge_invokes,
@@ -97,20 +95,12 @@ class _ScoreMap(sfn.DistributedMap):
 
 
 class BatchInference(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        deploy: DeployConfig,
-        data_lake: DataLake,
-        registry: Registry,
-        alerts: sns.ITopic,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, platform: Platform) -> None:
         super().__init__(scope, construct_id)
+        deploy, data_lake, registry, alerts = platform
         self._deploy = deploy
         self._data_lake = data_lake
-        environment = stage_environment(deploy, data_lake, registry)
+        environment = platform.stage_environment()
         batch = deploy.config.batch
         self.plan = self._function("Plan", "batch-plan", "plan_handler", environment, 1024, 900)
         self.score = self._function(

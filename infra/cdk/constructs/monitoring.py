@@ -24,12 +24,10 @@ from functions.common.layout import (
     model_key,
     monitor_key,
 )
-from infra.cdk.config import DeployConfig
 from infra.cdk.constructs.alerts import undelivered_queue
-from infra.cdk.constructs.data_lake import DataLake
-from infra.cdk.constructs.registry import Registry
+from infra.cdk.constructs.platform import Platform
 from infra.cdk.constructs.serving_api import ServingApi
-from infra.cdk.constructs.stage_function import FunctionSpec, StageFunction, stage_environment
+from infra.cdk.constructs.stage_function import FunctionSpec, StageFunction
 
 MONITOR_SERVICE = "monitor"
 PREDICT_SERVICE = "predict"
@@ -41,21 +39,19 @@ class Monitoring(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        deploy: DeployConfig,
-        data_lake: DataLake,
-        registry: Registry,
-        alerts: sns.ITopic,
+        platform: Platform,
         state_machine: sfn.IStateMachine,
         serving: ServingApi,
     ) -> None:
         super().__init__(scope, construct_id)
+        deploy, data_lake, registry, alerts = platform
         self._deploy = deploy
         drift = deploy.config.drift
         self.check = StageFunction(
             self,
             "DriftFunction",
             deploy=deploy,
-            base_environment=stage_environment(deploy, data_lake, registry),
+            base_environment=platform.stage_environment(),
             spec=FunctionSpec(
                 name=MONITOR_SERVICE,
                 handler="functions.monitor.handler.lambda_handler",

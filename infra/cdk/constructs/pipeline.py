@@ -29,14 +29,12 @@ from functions.common.layout import (
     REPORTS_PREFIX,
     runs_prefix,
 )
-from infra.cdk.config import DeployConfig
 from infra.cdk.constructs.data_lake import DataLake
-from infra.cdk.constructs.registry import Registry
+from infra.cdk.constructs.platform import Platform
 from infra.cdk.constructs.sagemaker_training import SageMakerTraining
 from infra.cdk.constructs.stage_function import (
     FunctionSpec,
     StageFunction,
-    stage_environment,
 )
 from infra.cdk.constructs.state_machine import (
     acknowledge_invokes,
@@ -58,19 +56,11 @@ LAMBDA_CRASHES = ["Runtime.OutOfMemory", "Sandbox.Timedout"]
 
 
 class Pipeline(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        deploy: DeployConfig,
-        data_lake: DataLake,
-        registry: Registry,
-        alerts: sns.ITopic,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, platform: Platform) -> None:
         super().__init__(scope, construct_id)
+        deploy, data_lake, registry, alerts = platform
         self._deploy = deploy
-        self._base_environment = stage_environment(deploy, data_lake, registry)
+        self._base_environment = platform.stage_environment()
         ingest, train = deploy.config.ingest, deploy.config.train
         self.ingest = self._function(
             "ingest",

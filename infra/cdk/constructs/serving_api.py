@@ -29,14 +29,12 @@ from functions.common.layout import (
     model_key,
 )
 from infra.cdk.cold_start import SLIM_DATA_DIR
-from infra.cdk.config import DeployConfig
 from infra.cdk.constructs.data_lake import DataLake, data_key
-from infra.cdk.constructs.registry import Registry
+from infra.cdk.constructs.platform import Platform
 from infra.cdk.constructs.stage_function import (
     FunctionSpec,
     ZipStageFunction,
     retention,
-    stage_environment,
 )
 from infra.cdk.layers import (
     LAMBDA_UNZIPPED_LIMIT_BYTES,
@@ -78,17 +76,9 @@ ROUTES = (
 
 
 class ServingApi(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        deploy: DeployConfig,
-        data_lake: DataLake,
-        registry: Registry,
-        alerts: sns.ITopic,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, platform: Platform) -> None:
         super().__init__(scope, construct_id)
+        deploy, data_lake, registry, alerts = platform
         self._deploy = deploy
         serving = deploy.config.serving
         if serving.auth == "none" and not deploy.open_api_reason:
@@ -130,7 +120,7 @@ class ServingApi(Construct):
                     SLIM_DATA_ENV: f"/opt/python/{SLIM_DATA_DIR}",
                 },
             ),
-            base_environment=stage_environment(deploy, data_lake, registry),
+            base_environment=platform.stage_environment(),
             layers=[self.layer],
             snap_start=serving.snapstart,
         )

@@ -16,8 +16,7 @@ from constructs import Construct
 from functions.common.config.loading import CONFIG_JSON_ENV
 from infra.cdk.cold_start import FUNCTION_ENVIRONMENT
 from infra.cdk.config import REPO_ROOT, DeployConfig
-from infra.cdk.constructs.data_lake import DataLake, data_key
-from infra.cdk.constructs.registry import Registry
+from infra.cdk.constructs.data_lake import data_key
 from infra.cdk.layers import build_function_code
 from infra.cdk.nag import acknowledge
 
@@ -50,18 +49,6 @@ class FunctionSpec:
     reserved_concurrency: int | None = None
     """At most this many instances at once (Lambda's reserved concurrency); None: the
     account's unreserved pool."""
-
-
-def stage_environment(
-    deploy: DeployConfig, data_lake: DataLake, registry: Registry
-) -> dict[str, str]:
-    """The variables every function reads through `functions.common.settings`."""
-    return {
-        "DATA_BUCKET": data_lake.bucket.bucket_name,
-        "REGISTRY_TABLE": registry.table.table_name,
-        "STAGE": deploy.stage,
-        "CODE_VERSION": deploy.commit,
-    }
 
 
 class _LifecycleFunction(Construct):

@@ -14,6 +14,7 @@ from infra.cdk.constructs.batch import BatchInference
 from infra.cdk.constructs.data_lake import DataLake
 from infra.cdk.constructs.monitoring import Monitoring
 from infra.cdk.constructs.pipeline import Pipeline
+from infra.cdk.constructs.platform import Platform
 from infra.cdk.constructs.registry import Registry
 from infra.cdk.constructs.serving_api import ServingApi
 from infra.cdk.nag import acknowledge
@@ -36,40 +37,17 @@ class MlopsStack(Stack):
         self._acknowledge_cdk_notifications_handler()
         self.registry = Registry(self, "Registry", deploy=deploy)
         self.alerts = Alerts(self, "Alerts", deploy=deploy)
-        self.pipeline = Pipeline(
-            self,
-            "Pipeline",
-            deploy=deploy,
-            data_lake=self.data_lake,
-            registry=self.registry,
-            alerts=self.alerts.topic,
-        )
-        self.serving = ServingApi(
-            self,
-            "Serving",
-            deploy=deploy,
-            data_lake=self.data_lake,
-            registry=self.registry,
-            alerts=self.alerts.topic,
-        )
+        platform = Platform(deploy, self.data_lake, self.registry, self.alerts.topic)
+        self.pipeline = Pipeline(self, "Pipeline", platform=platform)
+        self.serving = ServingApi(self, "Serving", platform=platform)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
-            deploy=deploy,
-            data_lake=self.data_lake,
-            registry=self.registry,
-            alerts=self.alerts.topic,
+            platform=platform,
             state_machine=self.pipeline.state_machine,
             serving=self.serving,
         )
-        self.batch = BatchInference(
-            self,
-            "Batch",
-            deploy=deploy,
-            data_lake=self.data_lake,
-            registry=self.registry,
-            alerts=self.alerts.topic,
-        )
+        self.batch = BatchInference(self, "Batch", platform=platform)
         # CloudWatch alarms publish to the alerts topic, encrypted with the alerts key.
         self.alerts.key.grant(
             iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*"
