@@ -165,6 +165,15 @@ def listing(title: str, columns: Sequence[str], no_wrap: Sequence[str] = ()) -> 
     return table
 
 
+def record(title: str, key: str = "field") -> Table:
+    """A table of one record's fields, a row each: the name in bold, the value wrapping to fit
+    the terminal, never cut to "…"."""
+    table = Table(title=title, show_header=False)
+    table.add_column(key, style="bold")
+    table.add_column("value", overflow="fold")
+    return table
+
+
 def who() -> str:
     """Who acts, as recorded in the registry: `cli:<user>`."""
     try:

@@ -26,6 +26,7 @@ from infra.cli.common import (
     console,
     fail,
     listing,
+    record,
     reported,
     who,
 )
@@ -110,9 +111,7 @@ def models_show(
         alias = session.registry.get_alias(session.model)
     if found is None:
         raise fail(f"{session.model} has no registered version {version}", stdout=True)
-    summary = Table(title=f"{session.model} version {version}", show_header=False)
-    summary.add_column("field", style="bold")
-    summary.add_column("value", overflow="fold")
+    summary = record(f"{session.model} version {version}")
     where = f"s3://{session.bucket}/"
     summary.add_row(PRODUCTION, "yes" if production_marker(version, alias) else "no")
     for name in ("created_at", "run_id", "data_version", "data_versions", "onnx_sha256"):

@@ -21,6 +21,7 @@ from infra.cli.common import (
     console,
     fail,
     listing,
+    record,
     reported,
 )
 from infra.cli.registry import (
@@ -168,9 +169,7 @@ def runs_show(
         run = session.registry.get_run(session.model, run_id)
     if run is None:
         raise fail(f"no training run {run_id} is recorded for {session.model}", stdout=True)
-    summary = Table(title=f"Run {run_id}", show_header=False)
-    summary.add_column("field", style="bold")
-    summary.add_column("value", overflow="fold")
+    summary = record(f"Run {run_id}")
     sections: list[tuple[str, Mapping[str, Any]]] = []
     for name, value in run.items():
         if isinstance(value, Mapping):
@@ -179,9 +178,7 @@ def runs_show(
             summary.add_row(escape(name), cell(value))
     console.print(summary)
     for name, value in sections:
-        table = Table(title=name, show_header=False)
-        table.add_column("key", style="bold")
-        table.add_column("value", overflow="fold")
+        table = record(name, key="key")
         for key, item in _flatten(value).items():
             table.add_row(escape(key), cell(item))
         console.print(table)
