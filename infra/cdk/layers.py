@@ -268,6 +268,15 @@ def _python_version(executable: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+def _run(command: list[str], action: str) -> subprocess.CompletedProcess[str]:
+    """A build step's process, its output captured, given up to 15 minutes; one that cannot
+    start or does not finish in time raises LayerBuildError("cannot <action>: ...")."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LayerBuildError(f"cannot {action}: {exc}") from None
+
+
 def _compile(compiler: RuntimePython, python: Path) -> None:
     command = [
         compiler.executable,
@@ -280,10 +289,7 @@ def _compile(compiler: RuntimePython, python: Path) -> None:
         "unchecked-hash",
         str(python),
     ]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise LayerBuildError(f"cannot compile the layer's bytecode: {exc}") from None
+    result = _run(command, "compile the layer's bytecode")
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
         raise LayerBuildError(
@@ -348,10 +354,7 @@ def _pip_install(requirements: Path, target: Path, platforms: tuple[str, ...] = 
         "-r",
         str(requirements),
     ]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise LayerBuildError(f"cannot run pip to build the layer: {exc}") from None
+    result = _run(command, "run pip to build the layer")
     if result.returncode != 0:
         errors = [line for line in result.stderr.splitlines() if "WARNING: Location" not in line]
         tail = "\n".join(errors[-15:])
