@@ -98,22 +98,19 @@ class BatchInference(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, platform: Platform) -> None:
         super().__init__(scope, construct_id)
         deploy, data_lake, registry, alerts = platform
+        self._platform = platform
         self._deploy = deploy
         self._data_lake = data_lake
-        environment = platform.stage_environment()
         batch = deploy.config.batch
-        self.plan = self._function("Plan", "batch-plan", "plan_handler", environment, 1024, 900)
+        self.plan = self._function("Plan", "batch-plan", "plan_handler", 1024, 900)
         self.score = self._function(
             "Score",
             "batch-score",
             "score_handler",
-            environment,
             batch.memory_mb,
             batch.timeout_seconds,
         )
-        self.finalize = self._function(
-            "Finalize", "batch-finalize", "finalize_handler", environment, 1024, 300
-        )
+        self.finalize = self._function("Finalize", "batch-finalize", "finalize_handler", 1024, 300)
 
         data_lake.grant_list(self.plan.role, [BATCH_IN_PREFIX])
         data_lake.grant_read_objects(self.plan.role, BATCH_IN_PREFIX)
@@ -135,15 +132,13 @@ class BatchInference(Construct):
         construct: str,
         name: str,
         handler: str,
-        environment: dict[str, str],
         memory_mb: int,
         timeout_seconds: int,
     ) -> StageFunction:
         return StageFunction(
             self,
             f"{construct}Function",
-            deploy=self._deploy,
-            base_environment=environment,
+            platform=self._platform,
             spec=FunctionSpec(
                 name=name,
                 handler=f"functions.batch.handler.{handler}",

@@ -50,8 +50,7 @@ class Monitoring(Construct):
         self.check = StageFunction(
             self,
             "DriftFunction",
-            deploy=deploy,
-            base_environment=platform.stage_environment(),
+            platform=platform,
             spec=FunctionSpec(
                 name=MONITOR_SERVICE,
                 handler="functions.monitor.handler.lambda_handler",

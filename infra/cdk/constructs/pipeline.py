@@ -60,7 +60,7 @@ class Pipeline(Construct):
         super().__init__(scope, construct_id)
         deploy, data_lake, registry, alerts = platform
         self._deploy = deploy
-        self._base_environment = platform.stage_environment()
+        self._platform = platform
         ingest, train = deploy.config.ingest, deploy.config.train
         self.ingest = self._function(
             "ingest",
@@ -145,8 +145,7 @@ class Pipeline(Construct):
         return StageFunction(
             self,
             f"{name.title().replace('-', '')}Function",
-            deploy=self._deploy,
-            base_environment=self._base_environment,
+            platform=self._platform,
             spec=FunctionSpec(
                 name=name,
                 handler=handler or f"functions.{name}.handler.lambda_handler",

@@ -108,7 +108,7 @@ class ServingApi(Construct):
         self.predict = ZipStageFunction(
             self,
             "PredictFunction",
-            deploy=deploy,
+            platform=platform,
             spec=FunctionSpec(
                 name="predict",
                 handler=PREDICT_HANDLER,
@@ -120,7 +120,6 @@ class ServingApi(Construct):
                     SLIM_DATA_ENV: f"/opt/python/{SLIM_DATA_DIR}",
                 },
             ),
-            base_environment=platform.stage_environment(),
             layers=[self.layer],
             snap_start=serving.snapstart,
         )

@@ -15,8 +15,9 @@ from constructs import Construct
 
 from functions.common.config.loading import CONFIG_JSON_ENV
 from infra.cdk.cold_start import FUNCTION_ENVIRONMENT
-from infra.cdk.config import REPO_ROOT, DeployConfig
+from infra.cdk.config import REPO_ROOT
 from infra.cdk.constructs.data_lake import data_key
+from infra.cdk.constructs.platform import Platform
 from infra.cdk.layers import build_function_code
 from infra.cdk.nag import acknowledge
 
@@ -56,15 +57,10 @@ class _LifecycleFunction(Construct):
     environment, and the runtime settings (arm64, JSON logs, active tracing)."""
 
     def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        deploy: DeployConfig,
-        spec: FunctionSpec,
-        base_environment: dict[str, str],
+        self, scope: Construct, construct_id: str, *, platform: Platform, spec: FunctionSpec
     ) -> None:
         super().__init__(scope, construct_id)
+        deploy = platform.deploy
         self.log_group = logs.LogGroup(
             self,
             "Logs",
@@ -88,7 +84,7 @@ class _LifecycleFunction(Construct):
             "no resource-level permissions.",
         )
         environment = {
-            **base_environment,
+            **platform.stage_environment(),
             "POWERTOOLS_SERVICE_NAME": spec.name,
             "POWERTOOLS_METRICS_NAMESPACE": deploy.config.project.name,
             "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -116,17 +112,9 @@ class StageFunction(_LifecycleFunction):
     onnxruntime: far over the 250 MB zip limit, so a container image)."""
 
     def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        deploy: DeployConfig,
-        spec: FunctionSpec,
-        base_environment: dict[str, str],
+        self, scope: Construct, construct_id: str, *, platform: Platform, spec: FunctionSpec
     ) -> None:
-        super().__init__(
-            scope, construct_id, deploy=deploy, spec=spec, base_environment=base_environment
-        )
+        super().__init__(scope, construct_id, platform=platform, spec=spec)
         self.function = lambda_.DockerImageFunction(
             self,
             "Function",
@@ -152,15 +140,12 @@ class ZipStageFunction(_LifecycleFunction):
         scope: Construct,
         construct_id: str,
         *,
-        deploy: DeployConfig,
+        platform: Platform,
         spec: FunctionSpec,
-        base_environment: dict[str, str],
         layers: list[lambda_.ILayerVersion],
         snap_start: bool = False,
     ) -> None:
-        super().__init__(
-            scope, construct_id, deploy=deploy, spec=spec, base_environment=base_environment
-        )
+        super().__init__(scope, construct_id, platform=platform, spec=spec)
         self.function = lambda_.Function(
             self,
             "Function",
