@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from functions.common import layout
 from infra.cdk.checks import stack_templates
-from infra.cdk.constructs import data_lake
 
 # Actions allowed on Resource "*": the service defines no resource type for them.
 XRAY = "X-Ray has no resource types: trace segments and sampling rules are account-wide."
@@ -57,11 +57,11 @@ AWS_MANAGED_POLICIES = {
     ),
 }
 
-# The prefixes the data lake declares (its `*_PREFIX` constants): raw/, curated/, models/, ...
+# The prefixes the bucket layout declares (its `*_PREFIX` constants): raw/, curated/, models/, ...
 LAKE_PREFIXES = tuple(
     value
-    for name, value in vars(data_lake).items()
-    if name.endswith("_PREFIX") and isinstance(value, str)
+    for name, value in vars(layout).items()
+    if name.endswith("_PREFIX") and isinstance(value, str) and value.endswith("/")
 )
 # Actions on objects: any action (or wildcard) matching one of these reaches object data.
 OBJECT_ACTIONS = (
