@@ -46,7 +46,7 @@ lint: venv checks-venv docs  ## ruff, formatting, mypy; the GitHub workflows: zi
 	.venv-checks/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 docs: checks-venv  ## build the docs site into site/, strictly (a broken link or anchor fails), offline
-	NO_MKDOCS_2_WARNING=1 .venv-checks/bin/mkdocs build --strict --clean
+	PYTHONPATH=$(CURDIR) NO_MKDOCS_2_WARNING=1 .venv-checks/bin/mkdocs build --strict --clean
 
 openapi: venv  ## rewrite docs/openapi.json (the serving page's OpenAPI document) from the code
 	$(PY) docs/hooks/openapi_document.py

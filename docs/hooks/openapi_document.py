@@ -8,7 +8,6 @@ model of mlops.toml with the default `[serving]` settings. The serving page rend
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -40,8 +39,6 @@ def example_model() -> Any:
 
 
 def build() -> dict[str, Any]:
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     from functions.common.config.serving import ServingConfig
     from functions.predict.openapi import document
 

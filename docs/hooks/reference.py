@@ -13,21 +13,18 @@ from __future__ import annotations
 import ast
 import inspect
 import json
-import sys
 import textwrap
 import types
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from functions.common.config.loading import MlopsConfig  # the root config model
+
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from pydantic import BaseModel  # noqa: E402
-from pydantic_core import PydanticUndefined  # noqa: E402
-
-from functions.common.config.loading import MlopsConfig  # noqa: E402  (the root config model)
 
 CONFIG_MARKER = "<!-- config-reference -->"
 OPENAPI_MARKER = "<!-- openapi-reference -->"
