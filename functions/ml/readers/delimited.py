@@ -42,10 +42,8 @@ class DelimitedTable(SourceTable):
         chunk_rows: int,
         limits: ReadLimits | None = None,
     ):
-        self.path = path
-        self.file_format = file_format
+        super().__init__(path, file_format, limits)
         self.delimiter = delimiter
-        self.limits = limits or ReadLimits()
         self._malformed = 0
         self._malformed_samples: list[str] = []
         self._rows_read = 0

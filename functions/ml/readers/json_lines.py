@@ -37,10 +37,8 @@ class JsonLinesTable(SourceTable):
         chunk_rows: int,
         limits: ReadLimits | None = None,
     ):
-        self.path = path
-        self.file_format = file_format
+        super().__init__(path, file_format, limits)
         self.chunk_rows = chunk_rows
-        self.limits = limits or ReadLimits()
         self.header = self._first_object_keys()
         frames = self._read()
         first = next(frames, None)

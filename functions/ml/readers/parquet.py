@@ -35,8 +35,7 @@ does not tell how large dictionary-encoded values decode."""
 
 class ParquetTable(SourceTable):
     def __init__(self, path: Path, *, chunk_rows: int, limits: ReadLimits | None = None):
-        self.file_format = FileFormat.PARQUET
-        self.limits = limits or ReadLimits()
+        super().__init__(path, FileFormat.PARQUET, limits)
         try:
             self._file = pq.ParquetFile(path)
             self.arrow_schema = self._file.schema_arrow

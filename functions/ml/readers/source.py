@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
 from functions.ml.readers.formats import FileFormat
-from functions.ml.readers.limits import CHUNK_BYTES
+from functions.ml.readers.limits import CHUNK_BYTES, ReadLimits
 
 # Text stays in Arrow memory inside pandas: no Python string object per cell.
 TEXT_TYPES = {pa.string(): pd.ArrowDtype(pa.string())}.get
@@ -26,6 +27,11 @@ class SourceTable(ABC):
     """Distinct column names the chunks carry."""
     arrow_schema: pa.Schema | None = None
     """Declared column types (Parquet only)."""
+
+    def __init__(self, path: Path, file_format: FileFormat, limits: ReadLimits | None) -> None:
+        self.path = path
+        self.file_format = file_format
+        self.limits = limits or ReadLimits()
 
     @abstractmethod
     def chunks(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
