@@ -17,6 +17,7 @@ the fingerprints of the subject's raw rows in the drop each dataset version came
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -51,22 +52,16 @@ CuratedRowsHook = Callable[[str, str, int], None]
 """Called with (dataset, data_version, rows left) after a curated version was rewritten."""
 
 
+@dataclass
 class Eraser:
     """Finds and erases one subject in the data bucket; `objects` must be allowed to delete
     object versions (the stack's erasure role: raw/ refuses deletes from anyone else)."""
 
-    def __init__(
-        self,
-        objects: ObjectVersions,
-        bucket: str,
-        dataset: DatasetConfig,
-        *,
-        on_curated: CuratedRowsHook | None = None,
-    ) -> None:
-        self.objects = objects
-        self.bucket = bucket
-        self.dataset = dataset
-        self.on_curated = on_curated
+    objects: ObjectVersions
+    bucket: str
+    dataset: DatasetConfig
+    _: KW_ONLY
+    on_curated: CuratedRowsHook | None = None
 
     def find(
         self,
@@ -223,13 +218,13 @@ class Eraser:
         return self.objects.download_version(self.bucket, key, version_id, destination)
 
 
+@dataclass
 class _Scan:
     """Reads every version of a key and records the versions holding the subject."""
 
-    def __init__(self, eraser: Eraser, workdir: Path, findings: Findings) -> None:
-        self.eraser = eraser
-        self.workdir = workdir
-        self.findings = findings
+    eraser: Eraser
+    workdir: Path
+    findings: Findings
 
     def key(
         self,

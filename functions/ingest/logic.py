@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -198,24 +199,19 @@ def _lambda_message(cause: str) -> str:
     return str(document.get("errorMessage", cause)) if isinstance(document, dict) else cause
 
 
+@dataclass(kw_only=True)
 class Ingestion:
     """The steps of one ingestion, with its adapters passed in."""
 
-    def __init__(
-        self,
-        *,
-        dataset: DatasetConfig,
-        settings: StageSettings,
-        store: ObjectStore,
-        registry: DatasetRegistry,
-        limits: ReadLimits | None = None,
-    ) -> None:
-        self.dataset = dataset
-        self.limits = limits
-        self.settings = settings
-        self.store = store
-        self.registry = registry
-        self.bucket = settings.data_bucket
+    dataset: DatasetConfig
+    settings: StageSettings
+    store: ObjectStore
+    registry: DatasetRegistry
+    limits: ReadLimits | None = None
+
+    @property
+    def bucket(self) -> str:
+        return self.settings.data_bucket
 
     def run(self, source: SourceObject) -> DatasetRef:
         metrics.add_dimension(name="dataset", value=self.dataset.name)

@@ -11,7 +11,7 @@ import os
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -63,31 +63,21 @@ class PredictSettings:
         )
 
 
+@dataclass(kw_only=True)
 class Service:
     """The adapters and settings of one container."""
 
-    def __init__(
-        self,
-        *,
-        settings: PredictSettings,
-        serving: ServingConfig,
-        store: ModelStore,
-        capture: CaptureStream | None,
-        feedback: FeedbackStore,
-        sample: random.Random | None = None,
-        sensitive: SensitiveColumns | None = None,
-    ) -> None:
-        self.settings = settings
-        self.serving = serving
-        self.store = store
-        self.capture = capture
-        self.feedback = feedback
-        self.sensitive = sensitive or SensitiveColumns()
-        self._random = sample or random.Random()
+    settings: PredictSettings
+    serving: ServingConfig
+    store: ModelStore
+    capture: CaptureStream | None
+    feedback: FeedbackStore
+    sample: random.Random = field(default_factory=random.Random)
+    sensitive: SensitiveColumns = field(default_factory=SensitiveColumns)
 
     def should_capture(self) -> bool:
         rate = self.serving.capture_sample_rate
-        return self.capture is not None and (rate >= 1.0 or self._random.random() < rate)
+        return self.capture is not None and (rate >= 1.0 or self.sample.random() < rate)
 
 
 @cache

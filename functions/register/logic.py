@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -95,22 +96,18 @@ def register_model(request: RegisterRequest) -> ModelVersion:
     return registration.run(request)
 
 
+@dataclass(kw_only=True)
 class Registration:
     """The steps of one registration, with its adapters passed in."""
 
-    def __init__(
-        self,
-        *,
-        settings: StageSettings,
-        store: ObjectStore,
-        registry: ModelRegistry,
-        publish: Callable[[Mapping[str, Any]], str],
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.registry = registry
-        self.publish = publish
-        self.bucket = settings.data_bucket
+    settings: StageSettings
+    store: ObjectStore
+    registry: ModelRegistry
+    publish: Callable[[Mapping[str, Any]], str]
+
+    @property
+    def bucket(self) -> str:
+        return self.settings.data_bucket
 
     def run(self, request: RegisterRequest) -> ModelVersion:
         training, evaluation = request.training, request.evaluation
