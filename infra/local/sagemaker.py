@@ -42,7 +42,6 @@ from infra.cdk.config import REPO_ROOT
 log = logging.getLogger("infra.local.sagemaker")
 
 SUBSTITUTED = "local cloud: SageMaker training job %s run in-process (substituted)"
-TRAINING_JOB_FAILED = "States.TaskFailed"
 ACCESS_DENIED = "SageMaker.AmazonSageMakerException"
 """How Step Functions names a SageMaker API error that SageMaker's SDK does not model (an
 AccessDeniedException)."""
@@ -295,31 +294,27 @@ def install() -> None:
             from infra.local.sfn_engine import sdk_cause
 
             if isinstance(ex, AccessDenied):
-                return FailureEvent(
-                    env=env,
-                    error_name=CustomErrorName(ACCESS_DENIED),
-                    event_type=HistoryEventType.TaskFailed,
-                    event_details=EventDetails(  # type: ignore[typeddict-item]
-                        taskFailedEventDetails=TaskFailedEventDetails(
-                            error=ACCESS_DENIED,
-                            cause=sdk_cause(
-                                str(ex), "AmazonSageMaker", 400, "AccessDeniedException", "local"
-                            ),
-                            resource=self._get_sfn_resource(),
-                            resourceType=self._get_sfn_resource_type(),
-                        )
-                    ),
-                )
+                cause = sdk_cause(str(ex), "AmazonSageMaker", 400, "AccessDeniedException", "local")
+                return self._task_failed(env, CustomErrorName(ACCESS_DENIED), cause)
             if not isinstance(ex, TrainingJobFailed):
                 return super()._from_error(env=env, ex=ex)
+            return self._task_failed(
+                env,
+                StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
+                json.dumps(ex.description),
+            )
+
+        def _task_failed(self, env: Any, error: Any, cause: str) -> Any:
+            """The task's failure event (TaskFailed, with this task's resource): `error` is
+            its error name, which a Catch or Retry matches."""
             return FailureEvent(
                 env=env,
-                error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
+                error_name=error,
                 event_type=HistoryEventType.TaskFailed,
                 event_details=EventDetails(  # type: ignore[typeddict-item]
                     taskFailedEventDetails=TaskFailedEventDetails(
-                        error=TRAINING_JOB_FAILED,
-                        cause=json.dumps(ex.description),
+                        error=error.error_name,
+                        cause=cause,
                         resource=self._get_sfn_resource(),
                         resourceType=self._get_sfn_resource_type(),
                     )
