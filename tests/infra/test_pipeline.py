@@ -202,6 +202,10 @@ def test_stack_outputs_are_the_documented_contract(template_json: dict[str, Any]
         "DriftFunctionName",
         "ErasureRoleArn",
         "BatchStateMachineArn",
+        "DropsDeadLetterQueueUrl",
+        "BatchStartsDeadLetterQueueUrl",
+        "MonitoringEventsDeadLetterQueueUrl",
+        "FailedDriftChecksQueueUrl",
     }
 
 

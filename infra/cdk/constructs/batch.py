@@ -37,6 +37,7 @@ from functions.common.layout import (
     BATCH_START_MARKER,
     MODELS_PREFIX,
 )
+from infra.cdk.constructs.alerts import undelivered_queue
 from infra.cdk.constructs.data_lake import DataLake
 from infra.cdk.constructs.platform import Platform
 from infra.cdk.constructs.stage_function import (
@@ -278,11 +279,11 @@ class BatchInference(Construct):
         )
 
     def _trigger(self) -> events.Rule:
+        self.undelivered = undelivered_queue(self, "UndeliveredStarts", "the batch trigger")
         return start_rule(
             self,
             "StartMarkerRule",
-            undelivered_id="UndeliveredStarts",
-            of_what="the batch trigger",
+            undelivered=self.undelivered,
             description=f"A {BATCH_START_MARKER} marker under batch/in/<job>/ starts a batch job",
             event_pattern=events.EventPattern(
                 source=["aws.s3"],

@@ -78,7 +78,9 @@ class Monitoring(Construct):
         self.check.function.configure_async_invoke(
             on_failure=destinations.SqsDestination(self.failed_checks), retry_attempts=2
         )
-        undelivered = undelivered_queue(self, "UndeliveredEvents", "the monitoring rules")
+        self.undelivered = undelivered = undelivered_queue(
+            self, "UndeliveredEvents", "the monitoring rules"
+        )
         self.schedule_rule = events.Rule(
             self,
             "DriftSchedule",

@@ -29,6 +29,7 @@ from functions.common.layout import (
     REPORTS_PREFIX,
     runs_prefix,
 )
+from infra.cdk.constructs.alerts import undelivered_queue
 from infra.cdk.constructs.data_lake import DataLake
 from infra.cdk.constructs.platform import Platform
 from infra.cdk.constructs.sagemaker_training import SageMakerTraining
@@ -380,11 +381,11 @@ class Pipeline(Construct):
         )
 
     def _trigger(self, data_lake: DataLake) -> events.Rule:
+        self.undelivered = undelivered_queue(self, "UndeliveredDrops", "the pipeline trigger")
         return start_rule(
             self,
             "RawDropRule",
-            undelivered_id="UndeliveredDrops",
-            of_what="the pipeline trigger",
+            undelivered=self.undelivered,
             description="A new object under raw/ starts the pipeline",
             event_pattern=events.EventPattern(
                 source=["aws.s3"],

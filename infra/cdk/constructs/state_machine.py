@@ -14,12 +14,12 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.cdk.config import DeployConfig
-from infra.cdk.constructs.alerts import undelivered_queue
 from infra.cdk.constructs.stage_function import StageFunction, retention
 from infra.cdk.nag import acknowledge
 
@@ -208,15 +208,13 @@ def start_rule(
     scope: Construct,
     construct_id: str,
     *,
-    undelivered_id: str,
-    of_what: str,
+    undelivered: sqs.IQueue,
     description: str,
     event_pattern: events.EventPattern,
     state_machine: sfn.IStateMachine,
 ) -> events.Rule:
     """An EventBridge rule starting `state_machine`, retried for a day; events it cannot
-    deliver go to their own queue (`undelivered_id`)."""
-    undelivered = undelivered_queue(scope, undelivered_id, of_what)
+    deliver go to their own queue, `undelivered` (an `alerts.undelivered_queue`)."""
     return events.Rule(
         scope,
         construct_id,

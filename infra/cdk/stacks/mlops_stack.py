@@ -66,6 +66,11 @@ class MlopsStack(Stack):
             "ApiUrl": self.serving.url,
             "DriftFunctionName": self.monitoring.check.function.function_name,
             "BatchStateMachineArn": self.batch.state_machine.state_machine_arn,
+            # The dead-letter queues `mlops dlq` reads and redrives.
+            "DropsDeadLetterQueueUrl": self.pipeline.undelivered.queue_url,
+            "BatchStartsDeadLetterQueueUrl": self.batch.undelivered.queue_url,
+            "MonitoringEventsDeadLetterQueueUrl": self.monitoring.undelivered.queue_url,
+            "FailedDriftChecksQueueUrl": self.monitoring.failed_checks.queue_url,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)
