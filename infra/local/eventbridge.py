@@ -3,7 +3,12 @@
 Wraps `moto.events.models.Rule.send_to_targets`. moto calls it synchronously inside PutObject
 (S3 events) and PutEvents, and swallows S3-path errors; here those targets are queued to a
 worker pool and delivered asynchronously, failures are logged (rule, target, event) and sent
-to the target's dead-letter queue if it has one. A function target is invoked as Lambda's
+to the target's dead-letter queue if it has one: the event as the body, and the message
+attributes EventBridge documents (`RULE_ARN`, `TARGET_ARN`, `ERROR_CODE` such as
+`NO_PERMISSIONS`, `NO_RESOURCE`, `THROTTLING` or `SDK_CLIENT_ERROR`, `ERROR_MESSAGE`,
+`EXHAUSTED_RETRY_CONDITION`, `RETRY_ATTEMPTS`). EventBridge's calls to its targets pass the
+injected faults (`infra.local.faults`: `sfn.StartExecution`, `lambda.Invoke`) as any call
+does, so a test can make a delivery fail. A function target is invoked as Lambda's
 asynchronous invocation: its errors are retried and end in its on-failure destination
 (`invoke_asynchronously`), never in the rule's dead-letter queue. Other targets (SQS,
 CloudWatch Logs, event buses) keep moto's behaviour. Schedule rules never fire on their own:
@@ -63,12 +68,35 @@ class Dispatcher:
         self.deliveries: list[Delivery] = []
 
     def submit(self, rule: Any, target: dict[str, Any], event: dict[str, Any]) -> None:
+        self._run(self._deliver, _RuleView.of(rule), dict(target), event)
+
+    def invoke_later(self, function: Any, payload: Any) -> None:
+        """Lambda's asynchronous invocation (`Invoke` with `InvocationType` `Event`): accepted
+        now, run by the pool as `invoke_asynchronously` (retries, on-failure destination)."""
+        self._run(self._invoke, function, payload)
+
+    def _run(self, job: Any, *args: Any) -> None:
         with self._idle:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="eventbridge")
             self._pending += 1
             pool = self._pool
-        pool.submit(self._deliver, _RuleView.of(rule), dict(target), event)
+        pool.submit(job, *args)
+
+    def _done(self, delivery: Delivery | None) -> None:
+        with self._idle:
+            if delivery is not None:
+                self.deliveries.append(delivery)
+            self._pending -= 1
+            self._idle.notify_all()
+
+    def _invoke(self, function: Any, payload: Any) -> None:
+        try:
+            invoke_asynchronously(function, payload)
+        except Exception:
+            log.exception("asynchronous invocation of %s failed", function.function_name)
+        finally:
+            self._done(None)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until every queued delivery is done; False if `timeout` passed first."""
@@ -93,10 +121,7 @@ class Dispatcher:
                 json.dumps(event, default=str),
             )
             _dead_letter(rule, target, event, exc)
-        with self._idle:
-            self.deliveries.append(delivery)
-            self._pending -= 1
-            self._idle.notify_all()
+        self._done(delivery)
 
 
 @dataclass(frozen=True)
@@ -122,7 +147,12 @@ def _deliver(rule: _RuleView, target: dict[str, Any], event: dict[str, Any]) -> 
     service, region, account = arn.split(":")[2], arn.split(":")[3], arn.split(":")[4]
     if service == "states":
         _authorize_with_role(rule, target, "states:StartExecution")
-        return _start_execution(rule, target, event, payload, account, region)
+        name = execution_name(rule.name, event)
+        _target_call(
+            "sfn.StartExecution",
+            json.dumps({"stateMachineArn": arn, "name": name, "input": json.dumps(payload)}),
+        )
+        return _start_execution(rule, target, name, payload, account, region)
     if service == "sns":
         from moto.sns.models import sns_backends
 
@@ -133,9 +163,29 @@ def _deliver(rule: _RuleView, target: dict[str, Any], event: dict[str, Any]) -> 
     from moto.awslambda.models import lambda_backends
 
     _authorize_as_service(rule, "lambda:InvokeFunction", arn, "lambda.Invoke")
+    _target_call("lambda.Invoke", f"POST /2015-03-31/functions/{arn}/invocations\n{payload}")
     function = lambda_backends[account][region].get_function(arn)
     failure = invoke_asynchronously(function, payload)
     return Delivery(rule.name, target["Id"], arn, "invoked", failure or "")
+
+
+class TargetCallError(Exception):
+    """A call EventBridge made to a target failed with an AWS error (an injected fault)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+def _target_call(operation: str, description: str) -> None:
+    """EventBridge's call to a target passes the AWS call boundary's faults as any other call
+    does (`infra.local.faults`, operations named as botocore names them): a matching fault
+    fails it. Raises TargetCallError."""
+    from infra.local import faults
+
+    fault = faults.FAULTS.claim(operation, description)
+    if fault is not None and fault.take():
+        raise TargetCallError(str(fault.code), fault.message)
 
 
 DEFAULT_ASYNC_RETRIES = 2
@@ -273,7 +323,7 @@ def _authorize_as_service(rule: _RuleView, action: str, resource: str, operation
 def _start_execution(
     rule: _RuleView,
     target: dict[str, Any],
-    event: dict[str, Any],
+    name: str,
     payload: Any,
     account: str,
     region: str,
@@ -281,7 +331,6 @@ def _start_execution(
     from moto.stepfunctions.responses import get_backend
 
     arn = target["Arn"]
-    name = execution_name(rule.name, event)
     backend = get_backend(account, region)
     try:
         execution = backend.start_execution(arn, name=name, execution_input=json.dumps(payload))
@@ -294,10 +343,15 @@ def _start_execution(
     return Delivery(rule.name, target["Id"], arn, "started", execution_arn=execution.execution_arn)
 
 
-def execution_name(rule_name: str, event: dict[str, Any]) -> str:
-    """Stable for an S3 object version (bucket + key + version id or ETag), unique otherwise."""
+def execution_name(rule_name: str, event: dict[str, Any], *, stable: bool = False) -> str:
+    """Stable for an S3 object version (bucket + key + version id or ETag), unique otherwise;
+    with `stable`, one name for an event with an `id` (EventBridge's, one per event), so a
+    redrive repeated finds the execution it started (`mlops dlq redrive`)."""
     identity = s3_object_identity(event)
     if identity is None:
+        if stable and event.get("id"):
+            digest = hashlib.sha256(str(event["id"]).encode()).hexdigest()[:24]
+            return f"{_slug(rule_name)[:40]}-{digest}"
         return f"{_slug(rule_name)[:40]}-{uuid.uuid4().hex[:24]}"
     key = event["detail"]["object"]["key"]
     digest = hashlib.sha256(identity.encode()).hexdigest()[:20]
@@ -334,8 +388,11 @@ def _dead_letter(
     attributes = {
         "RULE_ARN": rule.arn,
         "TARGET_ARN": target["Arn"],
-        "ERROR_CODE": "NO_PERMISSIONS" if isinstance(exc, AccessDenied) else type(exc).__name__,
+        "ERROR_CODE": dead_letter_code(exc),
         "ERROR_MESSAGE": str(exc)[:256],
+        # Deliveries are not retried here (see docs/local-cloud.md): one attempt, no retry.
+        "EXHAUSTED_RETRY_CONDITION": "MaximumRetryAttempts",
+        "RETRY_ATTEMPTS": "0",
     }
     try:
         _authorize_as_service(rule, "sqs:SendMessage", queue_arn, "sqs.SendMessage")
@@ -353,6 +410,27 @@ def _dead_letter(
         )
     except Exception:
         log.exception("could not send the failed event to dead-letter queue %s", queue_arn)
+
+
+_NO_RESOURCE = ("DoesNotExist", "NotFound", "UnknownResource")
+_THROTTLING = ("Throttl", "TooManyRequests", "SlowDown", "RequestLimitExceeded")
+
+
+def dead_letter_code(exc: Exception) -> str:
+    """The `ERROR_CODE` EventBridge gives a failed delivery: `NO_PERMISSIONS` (denied),
+    `NO_RESOURCE` (the target is gone), `THROTTLING`, else `SDK_CLIENT_ERROR` (the target's
+    service refused the call)."""
+    from infra.local.authz.enforcer import AccessDenied
+
+    if isinstance(exc, AccessDenied):
+        return "NO_PERMISSIONS"
+    name = exc.code if isinstance(exc, TargetCallError) else type(exc).__name__
+    text = f"{name} {exc}"
+    if any(word in name for word in _NO_RESOURCE) or "not found" in text.lower():
+        return "NO_RESOURCE"
+    if any(word in name for word in _THROTTLING):
+        return "THROTTLING"
+    return "SDK_CLIENT_ERROR"
 
 
 def normalize_event(event: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,9 @@ real concurrency. The deployer registers each function's code and its environmen
 for this machine (`infra.cdk.function_env`). Without it (in-process mode, a debugging aid), the
 handler runs in this process (`infra.local.lambda_inprocess`).
 
+An `Event` invocation through the Invoke API runs as Lambda's asynchronous invocation: accepted
+at once, its errors retried, its on-failure record sent to the function's destination.
+
 The Invoke API refuses a request payload over 6 MB (synchronous) or 1 MB (asynchronous) with
 413 `RequestEntityTooLargeException`, and a function at its reserved concurrency with 429
 `TooManyRequestsException`, as Lambda does.
@@ -132,6 +135,16 @@ def worker_spec(function: Any) -> WorkerSpec:
     )
 
 
+def _invoke_later(function: Any, body: Any) -> str:
+    """An `Event` invocation, as Lambda's asynchronous invocation: accepted at once (202), run
+    in the background, its errors retried and its on-failure record sent to the function's
+    destination (`infra.local.eventbridge.invoke_asynchronously`)."""
+    from infra.local.eventbridge import DISPATCHER
+
+    DISPATCHER.invoke_later(function, json.loads(body) if body else {})
+    return ""
+
+
 class _TooManyRequests(Exception):
     """Raised into moto's request handling as Lambda's 429 (see `install`)."""
 
@@ -174,6 +187,8 @@ def install() -> None:
                 f"{'Event' if asynchronous else 'RequestResponse'} invocation type (limit "
                 f"{limit} bytes)"
             )
+        if asynchronous:
+            return _invoke_later(self, body)
         payload = original_invoke(self, body, request_headers, response_headers)
         if response_headers.get("x-amz-function-error"):
             # What Lambda reports for any error of a Python function (moto says "Handled").
