@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from infra.local import LocalCloud
+from infra.local import LocalCloud, faults
 from infra.local.event_input import render_template, target_input
 from infra.local.eventbridge import find_rule
 
@@ -182,6 +182,7 @@ def test_a_failed_delivery_is_logged_and_dead_lettered(
             "Bucket": {"Value": {"Ref": "Data"}},
             "Queue": {"Value": {"Ref": "Undelivered"}},
             "Function": {"Value": {"Ref": "Gone"}},
+            "Rule": {"Value": {"Ref": "Rule"}},
         },
     )
     cloud.client("lambda").delete_function(FunctionName=cloud.outputs["Function"])
@@ -191,8 +192,93 @@ def test_a_failed_delivery_is_logged_and_dead_lettered(
     [record] = caplog.records
     assert "Target0" in record.getMessage()
     assert cloud.deliveries[-1].outcome == "failed"
-    messages = cloud.client("sqs").receive_message(QueueUrl=cloud.outputs["Queue"])["Messages"]
-    assert json.loads(messages[0]["Body"])["detail"]["object"]["key"] == "raw/a.csv"
+    [message] = cloud.client("sqs").receive_message(
+        QueueUrl=cloud.outputs["Queue"], MessageAttributeNames=["All"]
+    )["Messages"]
+    assert json.loads(message["Body"])["detail"]["object"]["key"] == "raw/a.csv"
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["RULE_ARN"].endswith(":rule/" + cloud.outputs["Rule"].split("|")[-1])
+    assert attributes["TARGET_ARN"].endswith(":function:" + cloud.outputs["Function"])
+    assert attributes["ERROR_CODE"] == "NO_RESOURCE"
+    assert set(attributes) == {
+        "RULE_ARN",
+        "TARGET_ARN",
+        "ERROR_CODE",
+        "ERROR_MESSAGE",
+        "EXHAUSTED_RETRY_CONDITION",
+        "RETRY_ATTEMPTS",
+    }
+
+
+def test_a_fault_on_the_rule_s_start_execution_dead_letters_the_event_as_throttled(
+    start_cloud: Callable[..., LocalCloud], cfn: Any
+) -> None:
+    cloud = start_cloud(
+        {
+            "Data": cfn.bucket(),
+            "Role": cfn.role(),
+            "Machine": cfn.state_machine(PASS_MACHINE, "Pass"),
+            "Undelivered": {"Type": "AWS::SQS::Queue", "Properties": {}},
+            "Rule": cfn.s3_rule(
+                "Data",
+                {
+                    "Arn": {"Ref": "Machine"},
+                    "DeadLetterConfig": {"Arn": {"Fn::GetAtt": ["Undelivered", "Arn"]}},
+                },
+            ),
+        },
+        {"Bucket": {"Value": {"Ref": "Data"}}, "Queue": {"Value": {"Ref": "Undelivered"}}},
+    )
+    with faults.inject("sfn.StartExecution", "ThrottlingException", match="raw/b.csv"):
+        for key in ("raw/a.csv", "raw/b.csv"):
+            cloud.client("s3").put_object(Bucket=cloud.outputs["Bucket"], Key=key, Body=b"x")
+        cloud.wait_idle()
+
+    [message] = cloud.client("sqs").receive_message(
+        QueueUrl=cloud.outputs["Queue"], MessageAttributeNames=["All"]
+    )["Messages"]
+    assert json.loads(message["Body"])["detail"]["object"]["key"] == "raw/b.csv"
+    assert message["MessageAttributes"]["ERROR_CODE"]["StringValue"] == "THROTTLING"
+    assert "ThrottlingException" in message["MessageAttributes"]["ERROR_MESSAGE"]["StringValue"]
+    [started] = cloud.executions()
+    assert "raw-a-csv" in started["name"]
+
+
+def test_an_event_invoke_runs_asynchronously_and_ends_in_the_on_failure_destination(
+    start_cloud: Callable[..., LocalCloud], cfn: Any
+) -> None:
+    cloud = start_cloud(
+        {
+            "Role": cfn.role(),
+            "Fail": cfn.function("fail"),
+            "FailedRuns": {"Type": "AWS::SQS::Queue", "Properties": {}},
+            "AsyncConfig": {
+                "Type": "AWS::Lambda::EventInvokeConfig",
+                "Properties": {
+                    "FunctionName": {"Ref": "Fail"},
+                    "Qualifier": "$LATEST",
+                    "MaximumRetryAttempts": 1,
+                    "DestinationConfig": {
+                        "OnFailure": {"Destination": {"Fn::GetAtt": ["FailedRuns", "Arn"]}}
+                    },
+                },
+            },
+        },
+        {"Function": {"Value": {"Ref": "Fail"}}, "FailedRuns": {"Value": {"Ref": "FailedRuns"}}},
+    )
+    response = cloud.client("lambda").invoke(
+        FunctionName=cloud.outputs["Function"], InvocationType="Event", Payload=b'{"n": 1}'
+    )
+    cloud.wait_idle()
+
+    assert response["StatusCode"] == 202
+    assert "FunctionError" not in response
+    sqs = cloud.client("sqs")
+    [message] = sqs.receive_message(QueueUrl=cloud.outputs["FailedRuns"])["Messages"]
+    record = json.loads(message["Body"])
+    assert record["requestPayload"] == {"n": 1}
+    assert record["requestContext"]["approximateInvokeCount"] == 2
+    assert record["responsePayload"]["errorType"] == "QuotaExceededError"
 
 
 def test_a_function_failing_every_attempt_sends_its_on_failure_record_not_a_dead_letter(
