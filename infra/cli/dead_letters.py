@@ -121,8 +121,7 @@ class DeadLetter:
     """Why the message could not be read (then it cannot be redriven)."""
 
     def as_json(self) -> dict[str, Any]:
-        document = {k: v for k, v in self.__dict__.items() if k != "receipt_handle"}
-        return document
+        return {k: v for k, v in self.__dict__.items() if k != "receipt_handle"}
 
 
 def read_message(queue: DeadLetterQueue, message: Mapping[str, Any]) -> DeadLetter:
