@@ -135,6 +135,20 @@ class Cfn:
         }
 
     @staticmethod
+    def on_failure_config(function: str, queue: str, retries: int = 1) -> dict[str, Any]:
+        """Asynchronous invocations of `function` retried `retries` times, then their
+        on-failure record sent to `queue` (logical ids)."""
+        return {
+            "Type": "AWS::Lambda::EventInvokeConfig",
+            "Properties": {
+                "FunctionName": {"Ref": function},
+                "Qualifier": "$LATEST",
+                "MaximumRetryAttempts": retries,
+                "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": [queue, "Arn"]}}},
+            },
+        }
+
+    @staticmethod
     def s3_rule(bucket: str, target: dict[str, Any], prefix: str = "raw/") -> dict[str, Any]:
         return {
             "Type": "AWS::Events::Rule",

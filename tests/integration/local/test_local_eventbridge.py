@@ -252,17 +252,7 @@ def test_an_event_invoke_runs_asynchronously_and_ends_in_the_on_failure_destinat
             "Role": cfn.role(),
             "Fail": cfn.function("fail"),
             "FailedRuns": {"Type": "AWS::SQS::Queue", "Properties": {}},
-            "AsyncConfig": {
-                "Type": "AWS::Lambda::EventInvokeConfig",
-                "Properties": {
-                    "FunctionName": {"Ref": "Fail"},
-                    "Qualifier": "$LATEST",
-                    "MaximumRetryAttempts": 1,
-                    "DestinationConfig": {
-                        "OnFailure": {"Destination": {"Fn::GetAtt": ["FailedRuns", "Arn"]}}
-                    },
-                },
-            },
+            "AsyncConfig": cfn.on_failure_config("Fail", "FailedRuns"),
         },
         {"Function": {"Value": {"Ref": "Fail"}}, "FailedRuns": {"Value": {"Ref": "FailedRuns"}}},
     )
@@ -291,17 +281,7 @@ def test_a_function_failing_every_attempt_sends_its_on_failure_record_not_a_dead
             "Fail": cfn.function("fail"),
             "Undelivered": {"Type": "AWS::SQS::Queue", "Properties": {}},
             "FailedRuns": {"Type": "AWS::SQS::Queue", "Properties": {}},
-            "AsyncConfig": {
-                "Type": "AWS::Lambda::EventInvokeConfig",
-                "Properties": {
-                    "FunctionName": {"Ref": "Fail"},
-                    "Qualifier": "$LATEST",
-                    "MaximumRetryAttempts": 1,
-                    "DestinationConfig": {
-                        "OnFailure": {"Destination": {"Fn::GetAtt": ["FailedRuns", "Arn"]}}
-                    },
-                },
-            },
+            "AsyncConfig": cfn.on_failure_config("Fail", "FailedRuns"),
             "Rule": cfn.s3_rule(
                 "Data",
                 {
