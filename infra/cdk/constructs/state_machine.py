@@ -19,7 +19,8 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.cdk.config import DeployConfig
-from infra.cdk.constructs.alerts import undelivered_queue
+from infra.cdk.constructs.alerts import undelivered_alarm, undelivered_queue
+from infra.cdk.constructs.platform import Platform
 from infra.cdk.constructs.stage_function import StageFunction, retention
 from infra.cdk.nag import acknowledge
 
@@ -210,13 +211,18 @@ def start_rule(
     *,
     undelivered_id: str,
     of_what: str,
+    undelivered_means: str,
     description: str,
     event_pattern: events.EventPattern,
     state_machine: sfn.IStateMachine,
+    platform: Platform,
 ) -> events.Rule:
     """An EventBridge rule starting `state_machine`, retried for a day; events it cannot
-    deliver go to their own queue (`undelivered_id`)."""
+    deliver go to their own queue (`undelivered_id`), whose alarm says what that `means`."""
     undelivered = undelivered_queue(scope, undelivered_id, of_what)
+    undelivered_alarm(
+        scope, undelivered_id, undelivered, platform=platform, means=undelivered_means
+    )
     return events.Rule(
         scope,
         construct_id,
