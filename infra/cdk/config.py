@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_ENV_LIMIT_BYTES = 4096
+SYNTH_ONLY_SECTIONS = frozenset({"alerts"})
+"""Config sections only synth reads (the alarms' runbook links): left out of the functions'
+config, which Lambda's 4 KB of environment variables must hold."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,9 @@ class DeployConfig:
 
     @property
     def config_json(self) -> str:
-        """The config as the functions receive it, checked against Lambda's 4 KB env limit."""
-        text = self.config.to_json()
+        """The config as the functions receive it (without `SYNTH_ONLY_SECTIONS`: those keep
+        their defaults there), checked against Lambda's 4 KB env limit."""
+        text = self.config.model_dump_json(exclude=set(SYNTH_ONLY_SECTIONS))
         size = len(CONFIG_JSON_ENV) + len(text.encode())
         if size > LAMBDA_ENV_LIMIT_BYTES - 512:
             raise ValueError(

@@ -228,11 +228,12 @@ def test_a_drift_run_failing_every_attempt_sends_one_on_failure_record_to_its_qu
     [message] = received["Messages"]
     record = json.loads(message["Body"])
     name = url.rsplit("/", 1)[-1]
+    dimensions = [{"Name": "QueueName", "Value": name}]
     alarms = cloud.client("cloudwatch").describe_alarms_for_metric(
-        MetricName="ApproximateNumberOfMessagesVisible",
-        Namespace="AWS/SQS",
-        Dimensions=[{"Name": "QueueName", "Value": name}],
+        MetricName="ApproximateNumberOfMessagesVisible", Namespace="AWS/SQS", Dimensions=dimensions
     )["MetricAlarms"]
+    # moto matches the metric's name and namespace only: every queue's alarm answers.
+    alarms = [a for a in alarms if a["Dimensions"] == dimensions]
 
     context = record["requestContext"]
     assert context["condition"] == "RetriesExhausted"
@@ -246,3 +247,4 @@ def test_a_drift_run_failing_every_attempt_sends_one_on_failure_record_to_its_qu
     assert "functions.monitor" in record["responsePayload"]["errorMessage"]
     [alarm] = alarms
     assert alarm["Threshold"] == 1 and alarm["AlarmActions"]
+    assert alarm["AlarmDescription"].endswith("/runbook/#driftcheckretriesexhaustedalarm")

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from functions.common.config.alerts import AlertsConfig
 from functions.common.config.base import ConfigError, Section
 from functions.common.config.dataset import DataLakeConfig, DatasetConfig, IngestConfig
 from functions.common.config.serving import BatchConfig, DriftConfig, ServingConfig
@@ -35,6 +36,7 @@ class MlopsConfig(Section):
     train: TrainConfig = TrainConfig()
     data_lake: DataLakeConfig = DataLakeConfig()
     batch: BatchConfig = BatchConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     @model_validator(mode="after")
     def _estimator_fits_task(self) -> MlopsConfig:

@@ -1,9 +1,14 @@
 """Alerts: the SNS topic every failure and alarm notifies, encrypted with a customer key
-(an AWS-managed SNS key cannot be used by CloudWatch alarms or EventBridge)."""
+(an AWS-managed SNS key cannot be used by CloudWatch alarms or EventBridge); the alarms, each
+linking to its runbook section; and the dead-letter queues, each with its alarm."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
@@ -11,6 +16,68 @@ from constructs import Construct
 
 from infra.cdk.config import DeployConfig
 from infra.cdk.nag import acknowledge
+
+if TYPE_CHECKING:
+    from infra.cdk.constructs.platform import Platform
+
+ALARM_DESCRIPTION_MAX_CHARS = 1024
+"""CloudWatch refuses a longer AlarmDescription."""
+
+
+def runbook_anchor(alarm_id: str) -> str:
+    """The runbook section of the alarm with construct id `alarm_id`: docs/runbook.md has a
+    heading `### <alarm_id>`, which the docs' table of contents turns into this anchor."""
+    return alarm_id.lower()
+
+
+def alarm(
+    scope: Construct,
+    construct_id: str,
+    metric: cloudwatch.IMetric,
+    *,
+    platform: Platform,
+    means: str,
+    threshold: float = 1,
+    evaluation_periods: int = 1,
+    comparison: cloudwatch.ComparisonOperator = (
+        cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+    ),
+) -> cloudwatch.Alarm:
+    """An alarm notifying the alerts topic (no data: not breaching). Its description says what
+    it `means`, then where its runbook section is (`[alerts] runbook_url`)."""
+    link = f"{platform.deploy.config.alerts.runbook_url}#{runbook_anchor(construct_id)}"
+    description = f"{means} Runbook: {link}"
+    if len(description) > ALARM_DESCRIPTION_MAX_CHARS:
+        raise ValueError(
+            f"alarm {construct_id}: its description is {len(description)} characters, over "
+            f"CloudWatch's {ALARM_DESCRIPTION_MAX_CHARS}: shorten [alerts] runbook_url"
+        )
+    created = cloudwatch.Alarm(
+        scope,
+        construct_id,
+        metric=metric,
+        alarm_description=description,
+        threshold=threshold,
+        evaluation_periods=evaluation_periods,
+        comparison_operator=comparison,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+    created.add_alarm_action(cw_actions.SnsAction(platform.alerts))
+    return created
+
+
+def waiting_messages(queue: sqs.IQueue) -> cloudwatch.IMetric:
+    """The messages waiting in a dead-letter queue (its alarm: at least one)."""
+    return queue.metric_approximate_number_of_messages_visible(
+        period=Duration.minutes(5), statistic=cloudwatch.Stats.MAXIMUM
+    )
+
+
+def undelivered_alarm(
+    scope: Construct, queue_id: str, queue: sqs.IQueue, *, platform: Platform, means: str
+) -> cloudwatch.Alarm:
+    """`<queue_id>Alarm`: at least one message is waiting in the dead-letter queue."""
+    return alarm(scope, f"{queue_id}Alarm", waiting_messages(queue), platform=platform, means=means)
 
 
 def undelivered_queue(scope: Construct, construct_id: str, of_what: str) -> sqs.Queue:

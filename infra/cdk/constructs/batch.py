@@ -284,6 +284,9 @@ class BatchInference(Construct):
             self,
             "StartMarkerRule",
             undelivered=self.undelivered,
+            undelivered_means=f"EventBridge could not start a batch job for a {BATCH_START_MARKER} "
+            "marker (after its retries): the job was not started; its event waits in the "
+            "UndeliveredStarts queue.",
             description=f"A {BATCH_START_MARKER} marker under batch/in/<job>/ starts a batch job",
             event_pattern=events.EventPattern(
                 source=["aws.s3"],
@@ -296,4 +299,5 @@ class BatchInference(Construct):
                 },
             ),
             state_machine=self.state_machine,
+            platform=self._platform,
         )

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda_destinations as destinations
-from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -24,7 +22,12 @@ from functions.common.layout import (
     model_key,
     monitor_key,
 )
-from infra.cdk.constructs.alerts import undelivered_queue
+from infra.cdk.constructs.alerts import (
+    alarm,
+    undelivered_alarm,
+    undelivered_queue,
+    waiting_messages,
+)
 from infra.cdk.constructs.platform import Platform
 from infra.cdk.constructs.serving_api import ServingApi
 from infra.cdk.constructs.stage_function import FunctionSpec, StageFunction
@@ -44,7 +47,7 @@ class Monitoring(Construct):
         serving: ServingApi,
     ) -> None:
         super().__init__(scope, construct_id)
-        deploy, data_lake, registry, alerts = platform
+        deploy, data_lake, registry, _ = platform
         self._deploy = deploy
         drift = deploy.config.drift
         self.check = StageFunction(
@@ -128,7 +131,7 @@ class Monitoring(Construct):
                     )
                 ],
             )
-        self.alarms = self._alarms(alerts, state_machine, serving)
+        self.alarms = self._alarms(platform, state_machine, serving)
         self.dashboard = self._dashboard(state_machine, serving)
 
     def _metric(
@@ -150,21 +153,17 @@ class Monitoring(Construct):
         )
 
     def _alarms(
-        self, alerts: sns.ITopic, state_machine: sfn.IStateMachine, serving: ServingApi
+        self, platform: Platform, state_machine: sfn.IStateMachine, serving: ServingApi
     ) -> dict[str, cloudwatch.Alarm]:
         check_period = Duration.days(1)
-        at_least_one = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
-        quiet = cloudwatch.TreatMissingData.NOT_BREACHING
-        specs: dict[str, tuple[cloudwatch.Metric, float, str]] = {
+        specs: dict[str, tuple[cloudwatch.IMetric, str]] = {
             "DataDriftAlarm": (
                 self._metric("DatasetDrift", MONITOR_SERVICE, "Maximum", check_period),
-                1,
                 "The drift check found dataset drift in the captured traffic "
                 "(see reports/drift/ and `mlops drift show`).",
             ),
             "PerformanceDropAlarm": (
                 self._metric("PerformanceDrop", MONITOR_SERVICE, "Maximum", check_period),
-                1,
                 "Live performance from feedback labels fell below the serving model's "
                 "evaluation metrics by more than drift.performance_tolerance.",
             ),
@@ -172,59 +171,53 @@ class Monitoring(Construct):
                 self.check.function.metric_errors(
                     period=Duration.hours(1), statistic=cloudwatch.Stats.SUM
                 ),
-                1,
                 "The drift check function failed (its window rolls into the next check; see "
                 "its log group for the error).",
             ),
             "DriftCheckRetriesExhaustedAlarm": (
-                self.failed_checks.metric_approximate_number_of_messages_visible(
-                    period=Duration.minutes(5), statistic=cloudwatch.Stats.MAXIMUM
-                ),
-                1,
+                waiting_messages(self.failed_checks),
                 "A drift check run failed on every attempt (the first and both retries): its "
                 "on-failure record (scheduled event, error type and message) is in the "
                 "FailedDriftChecks queue.",
             ),
             "PipelineFailedAlarm": (
                 state_machine.metric_failed(period=Duration.minutes(5)),
-                1,
                 "A pipeline execution failed (the execution's SNS alert has the cause).",
             ),
             "ApiServerErrorAlarm": (
                 serving.api.metric_server_error(
                     period=Duration.minutes(5), statistic=cloudwatch.Stats.SUM
                 ),
-                1,
                 "The prediction API answered with a 5xx.",
             ),
         }
-        alarms = {}
-        for name, (metric, threshold, description) in specs.items():
-            alarm = metric.create_alarm(
-                self,
-                name,
-                alarm_description=description,
-                threshold=threshold,
-                evaluation_periods=1,
-                comparison_operator=at_least_one,
-                treat_missing_data=quiet,
-            )
-            alarm.add_alarm_action(cw_actions.SnsAction(alerts))
-            alarms[name] = alarm
-        latency = serving.api.metric_latency(
-            period=Duration.minutes(5), statistic=cloudwatch.Stats.percentile(99)
-        ).create_alarm(
+        alarms = {
+            name: alarm(self, name, metric, platform=platform, means=means)
+            for name, (metric, means) in specs.items()
+        }
+        latency_ms = self._deploy.config.serving.latency_alarm_ms
+        alarms["ApiLatencyAlarm"] = alarm(
             self,
             "ApiLatencyAlarm",
-            alarm_description="The prediction API's p99 latency stayed above "
-            f"serving.latency_alarm_ms ({self._deploy.config.serving.latency_alarm_ms} ms).",
-            threshold=self._deploy.config.serving.latency_alarm_ms,
+            serving.api.metric_latency(
+                period=Duration.minutes(5), statistic=cloudwatch.Stats.percentile(99)
+            ),
+            platform=platform,
+            means="The prediction API's p99 latency stayed above "
+            f"serving.latency_alarm_ms ({latency_ms} ms).",
+            threshold=latency_ms,
             evaluation_periods=3,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=quiet,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         )
-        latency.add_alarm_action(cw_actions.SnsAction(alerts))
-        alarms["ApiLatencyAlarm"] = latency
+        alarms["UndeliveredEventsAlarm"] = undelivered_alarm(
+            self,
+            "UndeliveredEvents",
+            self.undelivered,
+            platform=platform,
+            means="EventBridge could not deliver a monitoring event (the drift schedule's, a "
+            "DriftDetected retraining request, the retraining schedule's) to its target after "
+            "its retries: the event waits in the UndeliveredEvents queue.",
+        )
         return alarms
 
     def _dashboard(

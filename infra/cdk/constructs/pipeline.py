@@ -386,6 +386,9 @@ class Pipeline(Construct):
             self,
             "RawDropRule",
             undelivered=self.undelivered,
+            undelivered_means="EventBridge could not start the pipeline for a drop under raw/ "
+            "(after its retries): the drop was not ingested; its event waits in the "
+            "UndeliveredDrops queue.",
             description="A new object under raw/ starts the pipeline",
             event_pattern=events.EventPattern(
                 source=["aws.s3"],
@@ -396,4 +399,5 @@ class Pipeline(Construct):
                 },
             ),
             state_machine=self.state_machine,
+            platform=self._platform,
         )

@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from aws_cdk import CfnResource, Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from functions.adapters.aws import SLIM_DATA_ENV
@@ -29,6 +27,7 @@ from functions.common.layout import (
     model_key,
 )
 from infra.cdk.cold_start import SLIM_DATA_DIR
+from infra.cdk.constructs.alerts import alarm
 from infra.cdk.constructs.data_lake import DataLake, data_key
 from infra.cdk.constructs.platform import Platform
 from infra.cdk.constructs.stage_function import (
@@ -78,7 +77,7 @@ ROUTES = (
 class ServingApi(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, platform: Platform) -> None:
         super().__init__(scope, construct_id)
-        deploy, data_lake, registry, alerts = platform
+        deploy, data_lake, registry, _ = platform
         self._deploy = deploy
         serving = deploy.config.serving
         if serving.auth == "none" and not deploy.open_api_reason:
@@ -150,7 +149,7 @@ class ServingApi(Construct):
             provisioned_concurrent_executions=serving.provisioned_concurrency or None,
         )
         self.api = self._rest_api()
-        self.integrity_alarm = self._integrity_alarm(alerts)
+        self.integrity_alarm = self._integrity_alarm(platform)
 
     @property
     def url(self) -> str:
@@ -336,7 +335,7 @@ class ServingApi(Construct):
         stream.node.add_dependency(role)
         return stream
 
-    def _integrity_alarm(self, alerts: sns.ITopic) -> cloudwatch.Alarm:
+    def _integrity_alarm(self, platform: Platform) -> cloudwatch.Alarm:
         # Powertools Metrics adds the `service` dimension to every metric it publishes.
         metric = cloudwatch.Metric(
             namespace=self._deploy.config.project.name,
@@ -345,18 +344,14 @@ class ServingApi(Construct):
             statistic=cloudwatch.Stats.SUM,
             period=Duration.minutes(1),
         )
-        alarm = metric.create_alarm(
+        return alarm(
             self,
             "ModelIntegrityAlarm",
-            alarm_description="A served model file's sha256 does not match its registry entry: "
-            "the file was changed after registration; predict refuses to serve it.",
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            metric,
+            platform=platform,
+            means="A served model file's sha256 does not match its registry entry: the file "
+            "was changed after registration; predict refuses to serve it.",
         )
-        alarm.add_alarm_action(cw_actions.SnsAction(alerts))
-        return alarm
 
 
 def check_unzipped_size(layer: LayerBuild) -> int:

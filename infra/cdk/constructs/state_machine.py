@@ -20,6 +20,8 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.cdk.config import DeployConfig
+from infra.cdk.constructs.alerts import undelivered_alarm
+from infra.cdk.constructs.platform import Platform
 from infra.cdk.constructs.stage_function import StageFunction, retention
 from infra.cdk.nag import acknowledge
 
@@ -209,12 +211,18 @@ def start_rule(
     construct_id: str,
     *,
     undelivered: sqs.IQueue,
+    undelivered_means: str,
     description: str,
     event_pattern: events.EventPattern,
     state_machine: sfn.IStateMachine,
+    platform: Platform,
 ) -> events.Rule:
     """An EventBridge rule starting `state_machine`, retried for a day; events it cannot
-    deliver go to their own queue, `undelivered` (an `alerts.undelivered_queue`)."""
+    deliver go to their own queue, `undelivered` (an `alerts.undelivered_queue`), whose alarm
+    says what a waiting message `means`."""
+    undelivered_alarm(
+        scope, undelivered.node.id, undelivered, platform=platform, means=undelivered_means
+    )
     return events.Rule(
         scope,
         construct_id,

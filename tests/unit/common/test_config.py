@@ -291,3 +291,32 @@ def test_reserved_concurrency_has_protective_defaults_and_bounds(tmp_path: Path)
         ConfigError, match=r"train.reserved_concurrency[\s\S]*less than or equal to 100"
     ):
         load_config(_write(tmp_path, MINIMAL + "\n[train]\nreserved_concurrency = 101\n"))
+
+
+def test_the_runbook_link_base_defaults_to_the_docs_site_and_takes_an_http_url(
+    tmp_path: Path,
+) -> None:
+    assert load_config(_write(tmp_path, MINIMAL)).alerts.runbook_url == (
+        "http://127.0.0.1:8000/runbook/"
+    )
+    text = MINIMAL + '\n[alerts]\nrunbook_url = "https://ops.example.com/mlops/runbook/"\n'
+    assert load_config(_write(tmp_path, text)).alerts.runbook_url == (
+        "https://ops.example.com/mlops/runbook/"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("docs/runbook/", "is not an http(s) URL"),
+        ("ftp://ops.example.com/runbook/", "is not an http(s) URL"),
+        ("https://ops.example.com/runbook/#top", "has a #fragment"),
+        ("https://ops.example.com/run book/", "contains whitespace"),
+        ("https://ops.example.com/" + "x" * 400, "at most 400 characters"),
+    ],
+)
+def test_a_bad_runbook_url_is_named(tmp_path: Path, url: str, problem: str) -> None:
+    path = _write(tmp_path, MINIMAL + f'\n[alerts]\nrunbook_url = "{url}"\n')
+    with pytest.raises(ConfigError, match=r"alerts\.runbook_url") as error:
+        load_config(path)
+    assert problem in str(error.value)
