@@ -293,12 +293,10 @@ def test_reserved_concurrency_has_protective_defaults_and_bounds(tmp_path: Path)
         load_config(_write(tmp_path, MINIMAL + "\n[train]\nreserved_concurrency = 101\n"))
 
 
-def test_the_runbook_link_base_defaults_to_the_docs_site_and_takes_an_http_url(
+def test_the_runbook_link_base_defaults_to_the_repository_page_and_takes_an_http_url(
     tmp_path: Path,
 ) -> None:
-    assert load_config(_write(tmp_path, MINIMAL)).alerts.runbook_url == (
-        "http://127.0.0.1:8000/runbook/"
-    )
+    assert load_config(_write(tmp_path, MINIMAL)).alerts.runbook_url == "docs/runbook.md"
     text = MINIMAL + '\n[alerts]\nrunbook_url = "https://ops.example.com/mlops/runbook/"\n'
     assert load_config(_write(tmp_path, text)).alerts.runbook_url == (
         "https://ops.example.com/mlops/runbook/"
@@ -309,6 +307,7 @@ def test_the_runbook_link_base_defaults_to_the_docs_site_and_takes_an_http_url(
     ("url", "problem"),
     [
         ("docs/runbook/", "is not an http(s) URL"),
+        ("/srv/docs/runbook.md", "is not an http(s) URL"),
         ("ftp://ops.example.com/runbook/", "is not an http(s) URL"),
         ("https://ops.example.com/runbook/#top", "has a #fragment"),
         ("https://ops.example.com/run book/", "contains whitespace"),
