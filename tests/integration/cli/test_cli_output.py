@@ -43,11 +43,26 @@ def seeded(local_state: Any) -> Any:
         definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
         roleArn="arn:aws:iam::123456789012:role/pipeline",
     )["stateMachineArn"]
+    sqs = boto3.client("sqs", endpoint_url=server, region_name="us-east-1")
+    queues = {
+        output: sqs.create_queue(QueueName=output)["QueueUrl"]
+        for output in (
+            "DropsDeadLetterQueueUrl",
+            "BatchStartsDeadLetterQueueUrl",
+            "MonitoringEventsDeadLetterQueueUrl",
+            "FailedDriftChecksQueueUrl",
+        )
+    }
+    sqs.send_message(
+        QueueUrl=queues["DropsDeadLetterQueueUrl"],
+        MessageBody=json.dumps({"source": "aws.s3", "detail": {"object": {"key": DROP}}}),
+    )
     local_state.write_outputs(
         {
             "DataBucketName": BUCKET,
             "RegistryTableName": TABLE,
             "PipelineStateMachineArn": pipeline,
+            **queues,
         }
     )
     dynamodb = boto3.client("dynamodb", endpoint_url=server, region_name="us-east-1")
@@ -132,6 +147,8 @@ JSON_COMMANDS: dict[str, list[str]] = {
     "batch show": ["batch", "show", JOB, "--json"],
     "data list": ["data", "list", "--json"],
     "data show": ["data", "show", DATA_VERSION, "--json"],
+    "dlq list": ["dlq", "list", "--json"],
+    "dlq show": ["dlq", "show", "drops", "--json"],
     "drift show": ["drift", "show", CHECK, "--json"],
     "drops list": ["drops", "list", "--json"],
     "drops show": ["drops", "show", DROP, "--json"],
