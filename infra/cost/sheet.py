@@ -10,6 +10,7 @@ file (`infra/cost/prices.toml`), an option, or a constant of AWS's billing rules
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -388,48 +389,21 @@ def build_sheet(
         "per_million_predictions",
         "Per million predictions",
         "one-row requests through the REST API, the predict function and capture",
-        [
-            line("API Gateway REST requests", "predictions * price_api_gateway_rest_request"),
-            line("Lambda requests (predict)", "predictions * price_lambda_request"),
-            line(
-                "Lambda duration (predict)",
-                "predictions * " + duration.format(ms="predict_single_row_ms", f="predict"),
-            ),
-            line(
-                "Capture: Firehose ingestion (records rounded up to 5 KB)",
-                "predictions * capture_sample_rate * ceil(capture_bytes_per_row"
-                " / firehose_record_bytes) * firehose_record_bytes / gib"
-                " * price_firehose_direct_put_gb",
-            ),
-            line(
-                "Capture: S3 PUTs of full buffers",
-                "predictions * capture_sample_rate * capture_bytes_per_row"
-                " / (capture_buffer_mb * 1048576) * price_s3_put_request",
-            ),
-            line(
-                "Capture: S3 storage until the lifecycle rule expires it",
-                "predictions * capture_sample_rate * capture_bytes_per_row / gib"
-                " * capture_expiration_days / days_per_month * price_s3_standard_gb_month",
-            ),
-            line(
-                "CloudWatch Logs: predict function and API access log",
-                "predictions * (predict_log_bytes_per_request + access_log_bytes_per_request)"
-                " / gib * price_cloudwatch_logs_ingested_gb",
-            ),
-            line(
-                "X-Ray traces (default sampling at the monthly volume)",
-                "predictions * (min(predictions_per_month, xray_reservoir_per_second"
-                " * seconds_per_month) + xray_sampled_share * max(0, predictions_per_month"
-                " - xray_reservoir_per_second * seconds_per_month))"
-                " / max(1, predictions_per_month) * price_xray_trace_recorded",
-            ),
-            line(
-                "Registry: alias lookups (one per alias_ttl_seconds, one warm instance)",
-                "predictions * min(1, seconds_per_month / alias_ttl_seconds"
-                " / max(1, predictions_per_month)) * dynamodb_units_per_request"
-                " * price_dynamodb_read_request_unit",
-            ),
-        ],
+        _prediction_lines(line, duration, "predict_single_row_ms", "predictions", ""),
+    )
+    measure("predict_1k_rows_ms")
+    add("rows_per_request", 1_000, "rows", "constant", "the batched requests measured")
+    batched = Figure(
+        "per_million_rows_batched",
+        "Per million predictions in 1,000-row requests",
+        "the same rows sent 1,000 to a request: per-request charges shrink, capture does not",
+        _prediction_lines(
+            line,
+            duration,
+            "predict_1k_rows_ms",
+            "predictions / rows_per_request",
+            " / rows_per_request",
+        ),  # fmt: skip
     )
 
     retraining = Figure(
@@ -602,9 +576,54 @@ def build_sheet(
             "predictions_per_month": predictions_per_month,
             "retrains_per_month": inputs.known["retrains_per_month"].value,
         },
-        figures={f.key: f for f in (idle, predictions, retraining, drift, monthly)},
+        figures={f.key: f for f in (idle, predictions, batched, retraining, drift, monthly)},
         notes=notes,
     )
+
+
+def _prediction_lines(
+    line: Callable[[str, str], Line], duration: str, ms: str, requests: str, per_request: str
+) -> list[Line]:
+    """The lines of a million predicted rows sent as `requests` requests (an expression of
+    `predictions`), each taking `ms`; `per_request` divides a monthly row count into requests."""
+    monthly = f"predictions_per_month{per_request}"
+    return [
+        line("API Gateway REST requests", f"{requests} * price_api_gateway_rest_request"),
+        line("Lambda requests (predict)", f"{requests} * price_lambda_request"),
+        line("Lambda duration (predict)", f"{requests} * " + duration.format(ms=ms, f="predict")),
+        line(
+            "Capture: Firehose ingestion (records rounded up to 5 KB)",
+            "predictions * capture_sample_rate * ceil(capture_bytes_per_row"
+            " / firehose_record_bytes) * firehose_record_bytes / gib"
+            " * price_firehose_direct_put_gb",
+        ),
+        line(
+            "Capture: S3 PUTs of full buffers",
+            "predictions * capture_sample_rate * capture_bytes_per_row"
+            " / (capture_buffer_mb * 1048576) * price_s3_put_request",
+        ),
+        line(
+            "Capture: S3 storage until the lifecycle rule expires it",
+            "predictions * capture_sample_rate * capture_bytes_per_row / gib"
+            " * capture_expiration_days / days_per_month * price_s3_standard_gb_month",
+        ),
+        line(
+            "CloudWatch Logs: predict function and API access log (per request)",
+            f"{requests} * (predict_log_bytes_per_request + access_log_bytes_per_request)"
+            " / gib * price_cloudwatch_logs_ingested_gb",
+        ),
+        line(
+            "X-Ray traces (default sampling at the monthly volume)",
+            f"{requests} * (min({monthly}, xray_reservoir_per_second * seconds_per_month)"
+            f" + xray_sampled_share * max(0, {monthly} - xray_reservoir_per_second"
+            f" * seconds_per_month)) / max(1, {monthly}) * price_xray_trace_recorded",
+        ),
+        line(
+            "Registry: alias lookups (one per alias_ttl_seconds, one warm instance)",
+            f"{requests} * min(1, seconds_per_month / alias_ttl_seconds / max(1, {monthly}))"
+            " * dynamodb_units_per_request * price_dynamodb_read_request_unit",
+        ),
+    ]
 
 
 ACCESS_LOG_BYTES = 300

@@ -17,6 +17,7 @@ runner = CliRunner()
 FIGURES = {
     "idle_per_month",
     "per_million_predictions",
+    "per_million_rows_batched",
     "per_retraining",
     "per_drift_check",
     "monthly",

@@ -196,3 +196,19 @@ def test_a_formula_is_arithmetic_only() -> None:
 
 def test_price_records_need_usd_unit_and_what() -> None:
     assert isinstance(load_prices()["lambda_request"], Price)
+
+
+def test_batching_1000_rows_divides_per_request_charges_but_not_capture() -> None:
+    result = sheet()
+    batched = "per_million_rows_batched"
+    assert line_usd(result, batched, "API Gateway") == pytest.approx(
+        line_usd(result, PER_MILLION, "API Gateway") / 1000
+    )
+    assert line_usd(result, batched, "Capture: Firehose") == line_usd(
+        result, PER_MILLION, "Capture: Firehose"
+    )
+    ms = math.ceil(load_measured().figures["predict_1k_rows_ms"][0])
+    price = load_prices()["lambda_arm64_gb_second"].usd
+    assert line_usd(result, batched, "Lambda duration (predict)") == pytest.approx(
+        1_000 * ms / 1000 * 1.0 * price
+    )
