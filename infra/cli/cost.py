@@ -87,20 +87,29 @@ def cost(
 
 
 def _synthesized(config: MlopsConfig, stage: str, stack: str) -> Path:
-    """The stack's template from cdk.out (or the cost sheet's own assembly) when it is current,
-    else synthesized now into .mlops/cost/cdk.out."""
+    """The stack's template from cdk.out (or the cost sheet's own assembly) when its last
+    synthesis wrote the stack and is current, else synthesized now into .mlops/cost/cdk.out."""
     from infra.local.synth import SynthError, stale_reason, synthesize
 
     for out in (REPO / "cdk.out", COST_CDK_OUT):
-        path = out / f"{stack}.template.json"
-        if path.exists() and stale_reason(out, REPO) is None:
-            return path
+        if _holds(out, stack) and stale_reason(out, REPO) is None:
+            return out / f"{stack}.template.json"
     errors.print(f"synthesizing {stack} into {shown(COST_CDK_OUT)} ...", style="dim")
     try:
         synthesize(REPO, COST_CDK_OUT, {"stage": stage})
     except SynthError as exc:
         raise fail(str(exc)) from None
     return COST_CDK_OUT / f"{stack}.template.json"
+
+
+def _holds(cdk_out: Path, stack: str) -> bool:
+    """Whether the last synthesis into `cdk_out` wrote `stack` (its manifest lists the stacks
+    of the last synthesis; a template left by an earlier one may be stale)."""
+    try:
+        manifest = json.loads((cdk_out / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return stack in (manifest.get("artifacts") or {})
 
 
 def usd(value: float) -> str:
