@@ -16,6 +16,7 @@ from functions.common.config.loading import load_config
 from infra.cli.batch import batch_app
 from infra.cli.common import LocalOption, StageOption, StateDirOption, console
 from infra.cli.config import checked_config, config_app
+from infra.cli.cost import cost
 from infra.cli.data import data_app
 from infra.cli.dlq import dlq_app
 from infra.cli.drift import drift_app
@@ -40,6 +41,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(drops_app, name="drops")
 app.add_typer(config_app, name="config")
 app.add_typer(dlq_app, name="dlq")
+app.command()(cost)
 
 
 @app.command()

@@ -17,6 +17,7 @@ from functions.common.contracts import DatasetRef, SourceObject
 from functions.common.layout import manifest_key
 from infra.cli.main import app
 from tests.helpers.cloud import create_data_bucket, create_registry_table
+from tests.helpers.cost import DEV_TEMPLATE
 
 BUCKET = "mlops-dev-data"
 TABLE = "mlops-dev-registry"
@@ -145,6 +146,7 @@ def test_runs_list_wide_shows_every_column(seeded: Any, monkeypatch: pytest.Monk
 # Each command that takes --json, with the arguments that make it print a document.
 JSON_COMMANDS: dict[str, list[str]] = {
     "batch show": ["batch", "show", JOB, "--json"],
+    "cost": ["cost", "--template", str(DEV_TEMPLATE), "--json"],
     "data list": ["data", "list", "--json"],
     "data show": ["data", "show", DATA_VERSION, "--json"],
     "dlq list": ["dlq", "list", "--json"],
