@@ -85,9 +85,21 @@ def from_aws(stack: str) -> Deployed:
         raise DeployedTemplateError(f"cannot read stack {stack}'s template: {message}") from None
     except BotoCoreError as exc:
         raise DeployedTemplateError(f"cannot reach AWS to read stack {stack}: {exc}") from None
-    # boto3 decodes a JSON template body into a dict; a YAML one stays text.
-    template = json.loads(body) if isinstance(body, str) else body
+    # boto3 decodes a JSON template body into a dict; a YAML one (not CDK's) stays text.
+    template = body if isinstance(body, dict) else _yaml_template(str(body), stack)
     return Deployed(f"AWS stack {stack} ({region})", dict(template), region)
+
+
+def _yaml_template(body: str, stack: str) -> dict[str, Any]:
+    from cfnlint.decode.cfn_yaml import loads
+
+    try:
+        template = loads(body)
+    except Exception as exc:  # cfn-lint's YAML decoder raises several error types
+        raise DeployedTemplateError(f"cannot read stack {stack}'s template: {exc}") from None
+    if not isinstance(template, dict):
+        raise DeployedTemplateError(f"stack {stack}'s template is not a mapping")
+    return dict(template)
 
 
 def from_revision(revision: str, stack: str, stage: str, commit_label: str) -> Deployed:

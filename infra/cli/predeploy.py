@@ -83,9 +83,12 @@ def run_predeploy(
         except DeployedTemplateError as exc:
             raise PredeployError(f"{exc} (synthesize stage {stage} into it)") from None
         results = [] if template_only else run_checks(stage, out)
-    template, verdict = check_template_changes(
-        new, deployed.template, deployed.description, allowed=allowed, region=deployed.region
-    )
+    try:
+        template, verdict = check_template_changes(
+            new, deployed.template, deployed.description, allowed=allowed, region=deployed.region
+        )
+    except ValueError as exc:  # a region cfn-lint has no resource schemas for
+        raise PredeployError(str(exc)) from None
     return [*results, template], verdict
 
 

@@ -37,10 +37,18 @@ def test_a_first_deploy_has_nothing_to_compare(mocked_aws: None, tmp_path: Path)
     assert "nothing to compare: stack mlops-dev does not exist" in result.output
 
 
-def test_the_deployed_stack_s_renamed_bucket_is_refused(mocked_aws: None, tmp_path: Path) -> None:
-    boto3.client("cloudformation").create_stack(
-        StackName="mlops-dev", TemplateBody=json.dumps({"Resources": {"DataOld": BUCKET}})
-    )
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({"Resources": {"DataOld": BUCKET}}),
+        "Resources:\n  DataOld:\n    Type: AWS::S3::Bucket\n    Properties: {}\n",
+    ],
+    ids=["json", "yaml"],
+)
+def test_the_deployed_stack_s_renamed_bucket_is_refused(
+    mocked_aws: None, tmp_path: Path, body: str
+) -> None:
+    boto3.client("cloudformation").create_stack(StackName="mlops-dev", TemplateBody=body)
     cdk_out = _write_assembly(tmp_path / "cdk.out", {"DataNew": BUCKET})
 
     refused = _predeploy(cdk_out, "--json")
