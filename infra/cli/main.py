@@ -137,12 +137,12 @@ def predeploy(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
 ) -> None:
-    """Checks that need no AWS account: serving layer size, training requirements resolve
-    for Lambda's arm64 Python 3.13, the training Dockerfile, every function's handler
-    imports with only its deployed packages; and the template against the deployed one
-    (--aws, --against, --against-revision, else the last synth in cdk.out/): a resource
-    holding data that would be replaced or deleted is refused unless --allow-replacement
-    names it. Exit 1 on any failure."""
+    """Checks before a deploy: serving layer size, training requirements resolve for
+    Lambda's arm64 Python 3.13, the training Dockerfile, every function's handler imports
+    with only its deployed packages (none needs AWS); and the template against the deployed
+    one (from CloudFormation with --aws, else --against, --against-revision or the last
+    synth in cdk.out/): a resource holding data that would be replaced or deleted is
+    refused unless --allow-replacement names it. Exit 1 on any failure."""
     from infra.cli.predeploy import (
         PredeployError,
         deployed_template,
