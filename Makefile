@@ -69,9 +69,12 @@ CDK_CLI := aws-cdk@2.1148.1
 OUT ?= .mlops/train-local
 .PHONY: predeploy deploy train-local
 
-predeploy: venv  ## checks without AWS: layer size, arm64/3.13 wheels, Dockerfile, every handler imports
-	$(PY) -m infra.cli predeploy --stage $(STAGE)
+predeploy: venv  ## checks without AWS: layer size, arm64/3.13 wheels, Dockerfile, every handler imports, template changes
+	$(PY) -m infra.cli predeploy --stage $(STAGE) $(PREDEPLOY_AGAINST) $(foreach id,$(ALLOW_REPLACEMENT),--allow-replacement $(id))
 
+# make deploy compares with the deployed stack: a stateful resource replaced or deleted stops it
+# unless ALLOW_REPLACEMENT="LogicalId ..." names it.
+deploy: PREDEPLOY_AGAINST := --aws
 deploy: predeploy synth  ## the pre-deploy checks, cdk deploy of STAGE's stack (synth writes only that one), the smoke test
 	npx --yes $(CDK_CLI) deploy --all --app cdk.out --require-approval never
 	$(PY) -m infra.cli smoke --aws --stage $(STAGE)

@@ -114,7 +114,12 @@ class DeployBootstrapStack(cdk.Stack):
         self.role.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadProjectStacks",
-                actions=["cloudformation:DescribeStacks", "cloudformation:ListStackResources"],
+                # GetTemplate: `mlops predeploy --aws` compares the deployed template.
+                actions=[
+                    "cloudformation:DescribeStacks",
+                    "cloudformation:GetTemplate",
+                    "cloudformation:ListStackResources",
+                ],
                 resources=[f"{project_stacks}{project}-*/*"],
             )
         )
@@ -122,8 +127,8 @@ class DeployBootstrapStack(cdk.Stack):
             self.role,
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudformation:<AWS::Region>:"
             f"<AWS::AccountId>:stack/{project}-*/*]",
-            f"Read-only DescribeStacks and ListStackResources on this project's stacks "
-            f"({project}-<stage>): a stack ARN ends in an id CloudFormation generates at "
+            "Read-only DescribeStacks, GetTemplate and ListStackResources on this project's "
+            f"stacks ({project}-<stage>): a stack ARN ends in an id CloudFormation generates at "
             "creation, so it cannot be named in advance.",
         )
         self._smoke_test_permissions(project)

@@ -13,6 +13,8 @@ after) `cdk deploy`, found on this machine first.
 4. Every function of the stage's synthesized template imports its handler under Python 3.13
    with only its deployed code and packages (`infra.cdk.function_env`): a package the deployment
    lacks fails here with `Runtime.ImportModuleError`, not at the first invocation on AWS.
+5. The synthesized template against the deployed one (`infra.cdk.replacements`): no resource
+   holding data is replaced or deleted unless the operator allows it by logical id.
 
 Each check returns a `CheckResult` with a one-line figure; `mlops predeploy` prints them and
 `make deploy` runs them before `cdk deploy`."""
@@ -23,10 +25,12 @@ import json
 import re
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from tempfile import TemporaryDirectory
+from typing import Any
 
 from infra.cdk.config import REPO_ROOT
 from infra.cdk.dockerfile import Instruction, parse_dockerfile
@@ -40,6 +44,7 @@ from infra.cdk.layers import (
     build_function_code,
     build_layer,
 )
+from infra.cdk.replacements import Verdict, compare_templates, judge
 
 TRAINING_REQUIREMENTS = REPO_ROOT / "layers" / "training" / "requirements.txt"
 MIB = 2**20
@@ -439,11 +444,51 @@ def check_function_imports(stage: str, cdk_out: Path | None = None) -> CheckResu
     return CheckResult(name, not failed, figure, failed)
 
 
-def run_checks(stage: str = "dev") -> list[CheckResult]:
+def run_checks(stage: str = "dev", cdk_out: Path | None = None) -> list[CheckResult]:
     return [
         check_layer_size(),
         check_layer_bytecode(),
         check_requirements_resolve(),
         check_dockerfile(),
-        check_function_imports(stage),
+        check_function_imports(stage, cdk_out),
     ]
+
+
+# 5. Replacements and deletions against the deployed template
+
+
+def check_template_changes(
+    new: dict[str, Any],
+    deployed: dict[str, Any] | None,
+    against: str,
+    *,
+    allowed: Sequence[str] = (),
+    region: str = "us-east-1",
+) -> tuple[CheckResult, Verdict]:
+    """What moving from `deployed` (described by `against`; None: nothing deployed yet) to
+    `new` would replace or delete, and the refusal of every stateful resource among them that
+    `allowed` does not name."""
+    name = "template changes"
+    changes = [] if deployed is None else compare_templates(deployed, new, region)
+    verdict = judge(changes, allowed)
+    if deployed is None:
+        return CheckResult(name, True, f"nothing to compare: {against}"), verdict
+    counts = Counter(change.action for change in changes)
+    summary = ", ".join(
+        f"{counts[a]} {a}" for a in ("replace", "delete", "may replace") if counts[a]
+    )
+    figure = f"against {against}: " + (summary or "no resource replaced or deleted")
+    if verdict.allowed:
+        figure += f"; allowed: {', '.join(c.logical_id for c in verdict.allowed)}"
+    problems = [change.describe() for change in verdict.refused]
+    if problems:
+        problems.append(
+            "if losing that data is intended (or it was copied first), name each with "
+            "--allow-replacement LOGICAL_ID"
+        )
+    problems += [
+        f"note: --allow-replacement {name} names no stateful resource this deploy replaces "
+        "or deletes"
+        for name in verdict.unknown_allowances
+    ]
+    return CheckResult(name, verdict.passed, figure, problems), verdict

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from functions.common.config.base import ConfigError
@@ -111,11 +112,46 @@ def predict(
 @app.command()
 def predeploy(
     stage: Annotated[str, typer.Option(help="The stage about to be deployed.")] = "dev",
+    aws: Annotated[
+        bool, typer.Option("--aws", help="Compare with the stack's template on CloudFormation.")
+    ] = False,
+    against: Annotated[
+        Path | None,
+        typer.Option(help="Compare with this cloud assembly (cdk.out) or template file."),
+    ] = None,
+    against_revision: Annotated[
+        str | None,
+        typer.Option(help="Compare with this git revision, synthesized for the same stage."),
+    ] = None,
+    allow_replacement: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="LOGICAL_ID",
+            help="Let this stateful resource be replaced or deleted (repeatable).",
+        ),
+    ] = None,
+    cdk_out: Annotated[
+        Path | None,
+        typer.Option(help="A synthesized cloud assembly of the stage to check (default: synth)."),
+    ] = None,
+    template_only: Annotated[
+        bool, typer.Option(help="Only compare the templates (skip the build checks).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
 ) -> None:
-    """Checks that need no AWS account: serving layer size, training requirements resolve
-    for Lambda's arm64 Python 3.13, the training Dockerfile, and every function's handler
-    imports with only its deployed packages (exit 1 on any failure)."""
-    from infra.cdk.predeploy import run_checks
+    """Checks before a deploy: serving layer size, training requirements resolve for
+    Lambda's arm64 Python 3.13, the training Dockerfile, every function's handler imports
+    with only its deployed packages (none needs AWS); and the template against the deployed
+    one (from CloudFormation with --aws, else --against, --against-revision or the last
+    synth in cdk.out/): a resource holding data that would be replaced or deleted is
+    refused unless --allow-replacement names it. Exit 1 on any failure."""
+    from infra.cli.predeploy import (
+        PredeployError,
+        deployed_template,
+        json_document,
+        print_changes,
+        run_predeploy,
+    )
 
     try:
         config = load_config()
@@ -125,11 +161,43 @@ def predeploy(
         known = ", ".join(config.stages)
         console.print(f"[red]error:[/red] no stage {stage!r} in the config (stages: {known})")
         raise typer.Exit(2)
-    console.print(f"pre-deploy checks for {config.stack_name(stage)}", style="bold")
-    results = run_checks(stage)
+    if sum((aws, against is not None, against_revision is not None)) > 1:
+        raise _exit("choose one of --aws, --against and --against-revision", 2)
+    stack = config.stack_name(stage)
+    if not as_json:
+        console.print(f"pre-deploy checks for {stack}", style="bold")
+    try:
+        deployed = deployed_template(
+            stack,
+            stage,
+            aws=aws,
+            against=against,
+            against_revision=against_revision,
+            cdk_out=cdk_out,
+        )
+        results, verdict = run_predeploy(
+            stack,
+            stage,
+            deployed,
+            allowed=allow_replacement or [],
+            cdk_out=cdk_out,
+            template_only=template_only,
+        )
+    except PredeployError as exc:
+        raise _exit(escape(str(exc)), 1) from None
+    if as_json:
+        print(json_document(stack, deployed, results, verdict))
+        if not all(result.passed for result in results):
+            raise typer.Exit(1)
+        return
+    print_changes(verdict)
     _report(
         [
-            (r.passed, f"{r.name}: {r.figure}", [f"[red]-[/red] {p}" for p in r.problems])
+            (
+                r.passed,
+                f"{r.name}: {escape(r.figure)}",
+                [f"[red]-[/red] {escape(p)}" for p in r.problems],
+            )
             for r in results
         ]
     )

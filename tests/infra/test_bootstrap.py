@@ -138,6 +138,7 @@ def test_role_may_only_assume_cdk_bootstrap_roles_read_project_stacks_and_smoke_
             for role in ("deploy", "file-publishing", "image-publishing", "lookup")
         },
         "cloudformation:DescribeStacks": {STACKS_ARN},
+        "cloudformation:GetTemplate": {STACKS_ARN},  # mlops predeploy --aws
         **SMOKE_TEST,
     }
 

@@ -34,6 +34,7 @@ from infra.cdk.predeploy import (
     function_code_bytes,
     judge_unzipped_size,
 )
+from infra.cli import deployed_template
 from infra.cli.main import app
 
 GOOD_DOCKERFILE = """\
@@ -335,9 +336,12 @@ def test_a_build_context_letting_in_more_than_is_copied_fails(tmp_path: Path) ->
     ]
 
 
-def test_mlops_predeploy_prints_each_figure_and_exits_0(repo_resolve: CheckResult) -> None:
+def test_mlops_predeploy_prints_each_figure_and_exits_0(
+    repo_resolve: CheckResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _skip_if_unreachable(repo_resolve)
     _skip_without_python_313()
+    monkeypatch.setattr(deployed_template, "LAST_SYNTH", tmp_path / "cdk.out")
 
     result = CliRunner().invoke(app, ["predeploy", "--stage", "dev"])
 
@@ -354,6 +358,11 @@ def test_mlops_predeploy_prints_each_figure_and_exits_0(repo_resolve: CheckResul
         r"pass functions import their handlers: (\d+) of \1 functions import under Python "
         r"3\.13\.\d+ with only their deployed code and packages",
         lines[5],
+    )
+    assert lines[6] == (
+        f"pass template changes: nothing to compare: no earlier synthesis of mlops-dev in "
+        f"{tmp_path / 'cdk.out'}; name the deployed one with --aws, --against or "
+        "--against-revision"
     )
 
 

@@ -8,6 +8,8 @@
    CloudFormation replace them: a replaced bucket or table is a new, empty one, and the old
    one is deleted or orphaned. `stateful.json` records them; changing a row needs the data
    migration that goes with it, and the row changes in the same commit.
+3. In prod every one of them keeps DeletionPolicy and UpdateReplacePolicy Retain: deleting
+   the stack, or an update that replaces or removes one, leaves its data in place.
 """
 
 from __future__ import annotations
@@ -20,22 +22,17 @@ from typing import Any
 
 import pytest
 
+from infra.cdk.replacements import STATEFUL_RESOURCE_TYPES
+
 HERE = Path(__file__).resolve().parent
 SNAPSHOTS = HERE / "snapshots"
 STATEFUL = HERE / "stateful.json"
 STACKS = ("mlops-dev", "mlops-prod")
 UPDATE = os.environ.get("MLOPS_UPDATE_SNAPSHOTS") == "1"
 
-# CloudFormation's own list: the properties of each type whose update requires replacement.
-REPLACED_ON_CHANGE: dict[str, tuple[str, ...]] = {
-    "AWS::S3::Bucket": ("BucketName", "ObjectLockEnabled"),
-    "AWS::DynamoDB::Table": ("TableName", "KeySchema", "LocalSecondaryIndexes"),
-    "AWS::KMS::Key": ("KeySpec", "KeyUsage", "MultiRegion"),
-    "AWS::SQS::Queue": ("QueueName", "FifoQueue"),
-    "AWS::Kinesis::Stream": ("Name",),
-    "AWS::KinesisFirehose::DeliveryStream": ("DeliveryStreamName", "DeliveryStreamType"),
-    "AWS::Logs::LogGroup": ("LogGroupName",),
-}
+# The resources that hold data, and the properties CloudFormation cannot change in place: the
+# one definition `mlops predeploy` and the prod retention use too.
+REPLACED_ON_CHANGE = STATEFUL_RESOURCE_TYPES
 
 _ASSET_HASH = re.compile(r"[0-9a-f]{64}")
 # A Lambda version's and an API deployment's logical ids end in a hash of what they publish.
@@ -113,6 +110,18 @@ def test_stateful_resources_keep_their_ids_and_replacement_forcing_properties(
         "a stateful resource would be replaced or lost on upgrade (its data with it); "
         "ship the migration with the change",
     )
+
+
+def test_every_stateful_resource_is_retained_in_prod(cloud_assembly: Path) -> None:
+    resources = _template(cloud_assembly, "mlops-prod")["Resources"]
+    stateful_ids = [i for i, r in resources.items() if r["Type"] in STATEFUL_RESOURCE_TYPES]
+    unretained = {
+        logical_id: (policies["DeletionPolicy"], policies["UpdateReplacePolicy"])
+        for logical_id, policies in stateful({"Resources": resources}).items()
+        if {policies["DeletionPolicy"], policies["UpdateReplacePolicy"]} - {"Retain", "Snapshot"}
+    }
+    assert len(stateful_ids) >= 20, "the buckets, table, key, queues, stream and log groups"
+    assert unretained == {}, "prod must keep these resources' data on delete and replacement"
 
 
 def test_a_renamed_bucket_or_changed_table_key_is_caught() -> None:

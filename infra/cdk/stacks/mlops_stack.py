@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack, Tags
+from aws_cdk import Aspects, CfnOutput, Stack, Tags
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
@@ -18,6 +18,7 @@ from infra.cdk.constructs.platform import Platform
 from infra.cdk.constructs.registry import Registry
 from infra.cdk.constructs.serving_api import ServingApi
 from infra.cdk.nag import acknowledge
+from infra.cdk.retention import StatefulRetention
 
 
 class MlopsStack(Stack):
@@ -32,6 +33,7 @@ class MlopsStack(Stack):
         )
         Tags.of(self).add("project", deploy.config.project.name)
         Tags.of(self).add("stage", deploy.stage)
+        Aspects.of(self).add(StatefulRetention(deploy))
 
         self.data_lake = DataLake(self, "DataLake", deploy=deploy)
         self._acknowledge_cdk_notifications_handler()
