@@ -1,5 +1,5 @@
 """`mlops cost`: what the stack costs, from its synthesized template, its config, the figures
-`make bench` measured and the list prices in infra/cost/prices.toml. No AWS calls."""
+`make bench` measured and the list prices in infra/cli/cost_sheet/prices.toml. No AWS calls."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from functions.common.config.base import ConfigError
 from functions.common.config.loading import MlopsConfig
 from infra.cli.common import console, errors, fail, listing
 from infra.cli.config import checked_config
-from infra.cost.prices import PRICES_FILE, PriceFileError, load_prices
-from infra.cost.sheet import (
+from infra.cli.cost_sheet.prices import PRICES_FILE, PriceFileError, load_prices
+from infra.cli.cost_sheet.sheet import (
     MEASURED_FILE,
     REPO,
     MeasuredInputsError,
@@ -23,7 +23,7 @@ from infra.cost.sheet import (
     load_measured,
     shown,
 )
-from infra.cost.stack import TemplateError, read_template
+from infra.cli.cost_sheet.stack import TemplateError, read_template
 
 COST_CDK_OUT = REPO / ".mlops" / "cost" / "cdk.out"
 

@@ -155,6 +155,15 @@ JSON_COMMANDS: dict[str, list[str]] = {
     "drops list": ["drops", "list", "--json"],
     "drops show": ["drops", "show", DROP, "--json"],
     "models list": ["models", "list", "--json"],
+    "predeploy": [
+        "predeploy",
+        "--cdk-out",
+        str(DEV_TEMPLATE.parent),
+        "--against",
+        str(DEV_TEMPLATE),
+        "--template-only",
+        "--json",
+    ],
     "runs list": ["runs", "list", "--json"],
 }
 

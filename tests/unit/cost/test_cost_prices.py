@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from functions.common.config.loading import load_config
-from infra.cost.prices import PRICES_FILE, PriceFileError, load_prices, parse_prices
+from infra.cli.cost_sheet.prices import PRICES_FILE, PriceFileError, load_prices, parse_prices
 from tests.helpers import REPO
 from tests.helpers.cost import dev_template, resource, sheet
 

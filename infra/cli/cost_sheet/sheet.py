@@ -2,9 +2,9 @@
 per drift check, and a month at given volumes.
 
 Every figure is a sum of lines; every line is a formula over named inputs, evaluated as
-written (`infra.cost.formula`), and every input says where it comes from: the synthesized
+written (`infra.cli.cost_sheet.formula`), and every input says where it comes from: the synthesized
 template, the config, a measured figure (`bench/cost_inputs.json`, `make bench`), the price
-file (`infra/cost/prices.toml`), an option, or a constant of AWS's billing rules.
+file (`infra/cli/cost_sheet/prices.toml`), an option, or a constant of AWS's billing rules.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from functions.common.config.loading import MlopsConfig
-from infra.cost.formula import evaluate, names
-from infra.cost.prices import PriceList
-from infra.cost.stack import DAYS_PER_MONTH, SECONDS_PER_MONTH, StackFacts, runs_per_month
+from infra.cli.cost_sheet.formula import evaluate, names
+from infra.cli.cost_sheet.prices import PriceList
+from infra.cli.cost_sheet.stack import DAYS_PER_MONTH, SECONDS_PER_MONTH, StackFacts, runs_per_month
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MEASURED_FILE = REPO / "bench" / "cost_inputs.json"
 
 Source = Literal["template", "config", "measured", "price", "option", "constant", "figure"]

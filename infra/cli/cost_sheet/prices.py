@@ -1,4 +1,4 @@
-"""The price file (`infra/cost/prices.toml`): list prices of one region on one date."""
+"""The price file (`infra/cli/cost_sheet/prices.toml`): list prices of one region on one date."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class PriceList:
     def source_name(self) -> str:
         """The price file as the sheet names it: relative to the repository when inside it."""
         path = Path(self.source).resolve()
-        root = PRICES_FILE.parents[2]
+        root = PRICES_FILE.parents[3]
         return str(path.relative_to(root)) if path.is_relative_to(root) else self.source
 
     def __getitem__(self, name: str) -> Price:
