@@ -28,18 +28,14 @@ from hypothesis import strategies as st
 
 from functions.ml import sample_data
 from infra.local import LocalCloud, lambda_config
+from tests.helpers.config import repo_config
+from tests.helpers.models import MODEL
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODEL = "churn"
 MAX_ROWS = 4
 MAX_BYTES = 32_768
 REQUESTS_PER_OPERATION = 1_000
-SERVING = f"""[serving]
-max_batch_rows = {MAX_ROWS}
-max_body_bytes = {MAX_BYTES}
-"""
 OPERATIONS = [
     ("POST", "/v1/predict"),
     ("GET", "/v1/model"),
@@ -68,12 +64,6 @@ FUZZ_SETTINGS = settings(
     phases=[Phase.explicit, Phase.generate, Phase.shrink],
     suppress_health_check=list(HealthCheck),
 )
-
-
-def _config_text() -> str:
-    text = (REPO_ROOT / "mlops.toml").read_text()
-    assert "[serving]\n" in text
-    return text.replace("[serving]\n", SERVING)
 
 
 class Fuzzed:
@@ -106,7 +96,9 @@ class Fuzzed:
 def fuzzed(
     synth_with_config: Callable[[str], Path], operator_auth: requests.auth.AuthBase
 ) -> Iterator[Fuzzed]:
-    cdk_out = synth_with_config(_config_text())
+    cdk_out = synth_with_config(
+        repo_config(serving={"max_batch_rows": MAX_ROWS, "max_body_bytes": MAX_BYTES})
+    )
     echo = lambda_config.SETTINGS.echo_function_output
     lambda_config.SETTINGS.echo_function_output = False  # 10,000s of request logs
     try:

@@ -20,11 +20,11 @@ import pytest
 from functions.ml import sample_data
 from infra.cli.predict_client import signed_request
 from infra.local import LocalCloud
+from tests.helpers.config import repo_config
 from tests.helpers.served import Served, serving_first_model
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 GATE = """[gate.metrics.roc_auc]
 threshold = 0.75
 
@@ -35,13 +35,6 @@ auto_retrain = true
 cooldown_hours = 24
 """
 FEATURES = [*sample_data.NUMERIC_FEATURES, *sample_data.CATEGORICAL_FEATURES]
-
-
-def _config_text() -> str:
-    text = (REPO_ROOT / "mlops.toml").read_text()
-    head, rest = text.split("[gate.metrics.roc_auc]")
-    tail = rest[rest.index("[serving]") :]
-    return head + GATE + DRIFT + "\n" + tail
 
 
 def _rows(
@@ -121,7 +114,7 @@ class Loop(Served):
 
 @pytest.fixture(scope="module")
 def loop(synth_with_config: Callable[[str], Path]) -> Iterator[Loop]:
-    with serving_first_model(synth_with_config(_config_text()), Loop) as loop:
+    with serving_first_model(synth_with_config(repo_config(gate=GATE, drift=DRIFT)), Loop) as loop:
         yield loop
 
 

@@ -19,6 +19,7 @@ from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.layout import quarantine_key, reason_key
 from functions.ml import sample_data
 from infra.local import LocalCloud, faults
+from tests.helpers.config import ABSOLUTE_GATE, repo_config
 
 pytestmark = pytest.mark.slow
 
@@ -31,19 +32,6 @@ CALL_ATTEMPTS = int(aws._CONFIG.retries["max_attempts"]) + 1  # type: ignore[att
 TASK_ATTEMPTS = 4
 CURATED_DATA = r"/curated/churn/[0-9a-f]+/data\.parquet"
 MODEL_VERSION_ITEM = r'"sk": ?\{"S": ?"VERSION#\d{8}"\}'
-# Absolute thresholds only: every good run is promoted, whatever the champion scored.
-GATE = """[gate.metrics.roc_auc]
-threshold = 0.75
-
-[gate.metrics.f1_macro]
-threshold = 0.6
-
-"""
-
-
-def config_text() -> str:
-    head, rest = (REPO_ROOT / "mlops.toml").read_text().split("[gate.metrics.roc_auc]")
-    return head + GATE + rest[rest.index("[drift]") :]
 
 
 def churn_csv(seed: int) -> bytes:
@@ -130,7 +118,7 @@ class Pipeline:
 
 @pytest.fixture(scope="module")
 def pipeline(synth_with_config: Callable[[str], Path]) -> Iterator[Pipeline]:
-    cdk_out = synth_with_config(config_text())
+    cdk_out = synth_with_config(repo_config(gate=ABSOLUTE_GATE))
     with (
         LocalCloud.start(cdk_out, mode="server", port=0) as cloud,
         faults.shorter_retry_waits(0.02),

@@ -20,23 +20,15 @@ from functions.ml import sample_data
 from infra.cli.main import app
 from infra.local import LocalCloud
 from infra.local.synth import synthesize
+from tests.helpers.config import ABSOLUTE_GATE, repo_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The repo's config, with a gate of absolute thresholds only (no improvement over the
-# champion required), so that a second good drop is promoted too.
-GATE = """
-[gate.metrics.roc_auc]
-threshold = 0.75
-
-[gate.metrics.f1_macro]
-threshold = 0.6
-"""
 
 
 def _config(tmp: Path) -> Path:
-    head, rest = (REPO_ROOT / "mlops.toml").read_text().split("[gate.metrics.roc_auc]")
+    """The repo's config, with a gate of absolute thresholds only."""
     path = tmp / "mlops.toml"
-    path.write_text(head + GATE + rest[rest.index("[drift]") :])
+    path.write_text(repo_config(gate=ABSOLUTE_GATE))
     return path
 
 

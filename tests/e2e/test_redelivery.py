@@ -21,7 +21,8 @@ from functions.common.errors import StalePromotionError
 from infra.cli.main import app as cli_app
 from infra.cli.predict_client import signed_request
 from infra.local import LocalCloud, eventbridge, faults, workers
-from tests.e2e.test_faults import MODEL, Pipeline, churn_csv, config_text
+from tests.e2e.test_faults import MODEL, Pipeline, churn_csv
+from tests.helpers.config import ABSOLUTE_GATE, repo_config
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,7 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def pipeline(synth_with_config: Callable[[str], Path], state_dir: Path) -> Iterator[Pipeline]:
-    cdk_out = synth_with_config(config_text())
+    cdk_out = synth_with_config(repo_config(gate=ABSOLUTE_GATE))
     with (
         LocalCloud.start(cdk_out, mode="server", port=0, state_dir=state_dir) as cloud,
         faults.shorter_retry_waits(0.02),

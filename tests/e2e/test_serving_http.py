@@ -34,27 +34,14 @@ from functions.ml.onnx_input import Prediction, predict_columns
 from infra.cli.main import app as cli_app
 from infra.cli.predict_client import SigningCredentials, signed_request
 from infra.local import LocalCloud
+from tests.helpers.config import ABSOLUTE_GATE, repo_config
+from tests.helpers.models import MODEL
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODEL = "churn"
 TTL_SECONDS = 1
 MAX_ROWS = 50
 MAX_BYTES = 65_536
-# Absolute thresholds only, so that a second good drop is promoted too.
-GATE = """[gate.metrics.roc_auc]
-threshold = 0.75
-
-[gate.metrics.f1_macro]
-threshold = 0.6
-
-"""
-SERVING = f"""[serving]
-alias_ttl_seconds = {TTL_SECONDS}
-max_batch_rows = {MAX_ROWS}
-max_body_bytes = {MAX_BYTES}
-"""
 CAPTURE_FIELDS = {
     "request_id",
     "row",
@@ -65,14 +52,6 @@ CAPTURE_FIELDS = {
     "prediction",
     "probabilities",
 }
-
-
-def _config_text() -> str:
-    text = (REPO_ROOT / "mlops.toml").read_text()
-    head, rest = text.split("[gate.metrics.roc_auc]")
-    text = head + GATE + rest[rest.index("[drift]") :]
-    assert "[serving]\n" in text
-    return text.replace("[serving]\n", SERVING)
 
 
 def _rows(count: int, seed: int) -> list[dict[str, Any]]:
@@ -175,7 +154,16 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(synth_with_config: Callable[[str], Path]) -> Iterator[Served]:
-    cdk_out = synth_with_config(_config_text())
+    cdk_out = synth_with_config(
+        repo_config(
+            gate=ABSOLUTE_GATE,
+            serving={
+                "alias_ttl_seconds": TTL_SECONDS,
+                "max_batch_rows": MAX_ROWS,
+                "max_body_bytes": MAX_BYTES,
+            },
+        )
+    )
     with LocalCloud.start(
         cdk_out, mode="server", port=0, api_port=0, state_dir=cdk_out.parent / "state"
     ) as cloud:

@@ -1,0 +1,40 @@
+"""The repository's mlops.toml as the end-to-end tests deploy it: the user's config with the
+gate, the drift table or serving keys a test needs instead."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from tests.helpers import REPO
+
+# Absolute thresholds only (no improvement over the champion required): every good run is
+# promoted, so a second good drop is promoted too.
+ABSOLUTE_GATE = """[gate.metrics.roc_auc]
+threshold = 0.75
+
+[gate.metrics.f1_macro]
+threshold = 0.6
+
+"""
+
+
+def repo_config(
+    *,
+    gate: str | None = None,
+    drift: str | None = None,
+    serving: Mapping[str, int | float | str] | None = None,
+) -> str:
+    """The text of the repository's mlops.toml with its [gate.*] tables replaced by `gate`, its
+    [drift] table by `drift` (None: as they are), and the keys of `serving` set first in its
+    [serving] table."""
+    text = (REPO / "mlops.toml").read_text()
+    if gate is not None:
+        head, rest = text.split("[gate.metrics.roc_auc]")
+        text = head + gate + rest[rest.index("[drift]") :]
+    if drift is not None:
+        head, rest = text.split("[drift]")
+        text = head + drift + "\n" + rest[rest.index("[serving]") :]
+    assert "[serving]\n" in text
+    keys = "".join(f"{key} = {json.dumps(value)}\n" for key, value in (serving or {}).items())
+    return text.replace("[serving]\n", "[serving]\n" + keys)
