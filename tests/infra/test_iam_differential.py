@@ -22,7 +22,6 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -40,6 +39,7 @@ from infra.local.authz.policy import Policy, Request, evaluate
 from infra.local.authz.reference import condition_keys, context_keys
 from infra.local.intrinsics import ACCOUNT_ID, REGION, Resolver, StackContext
 from infra.local.resources.base import DeployContext, ResourceSpec
+from tests.helpers.processes import run_to_success
 
 pytestmark = pytest.mark.slow
 
@@ -935,17 +935,7 @@ def ours(case: Case) -> tuple[str, str]:
 def theirs(node: Path, cases: Sequence[Case]) -> list[dict[str, Any]]:
     """iam-simulate's decision of every case, in one run of tests/iam_simulate/simulate.mjs."""
     lines = "".join(json.dumps(case.payload(i)) + "\n" for i, case in enumerate(cases))
-    result = subprocess.run(
-        [str(node), "simulate.mjs"],
-        cwd=SIMULATE_DIR,
-        input=lines,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"simulate.mjs failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    result = run_to_success([str(node), "simulate.mjs"], cwd=SIMULATE_DIR, input=lines, timeout=300)
     decided = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     assert [d["id"] for d in decided] == list(range(len(cases))), "simulate.mjs lost cases"
     return decided
@@ -1021,20 +1011,7 @@ def iam_simulate_node() -> Path:
             pytrace=False,
         )
     if not _installed_as_locked():
-        result = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=SIMULATE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if result.returncode != 0:
-            pytest.fail(
-                f"`npm ci` in {SIMULATE_DIR} failed ({result.returncode}):\n"
-                f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}",
-                pytrace=False,
-            )
+        run_to_success([npm, "ci", "--no-audit", "--no-fund"], cwd=SIMULATE_DIR, timeout=600)
     return Path(node)
 
 

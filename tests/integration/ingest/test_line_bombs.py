@@ -10,11 +10,12 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.processes import run_to_success
 
 pytestmark = pytest.mark.slow
 
@@ -101,16 +102,9 @@ def _quarantine_in_a_child(path: Path, key: str) -> dict[str, object]:
         "POWERTOOLS_METRICS_NAMESPACE": "mlops",
         "POWERTOOLS_LOG_LEVEL": "ERROR",
     }
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(path), key],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    result = run_to_success(
+        [sys.executable, "-c", CHILD, str(path), key], cwd=REPO, env=environment, timeout=600
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     outcome: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
     return outcome
 
