@@ -9,21 +9,15 @@ import pytest
 from functions.adapters.datasets import DatasetRegistry, list_dataset_versions
 from functions.common.contracts import DatasetRef, SourceObject
 from functions.common.errors import RegistryError
+from tests.helpers.datasets import dataset_ref
 
 if TYPE_CHECKING:
     from tests.helpers.cloud import Cloud
 
 
 def _ref(version: str, created_at: str, key: str = "raw/churn/a.csv") -> DatasetRef:
-    return DatasetRef(
-        dataset="churn",
-        data_version=version,
-        manifest_key=f"curated/churn/{version}/manifest.json",
-        curated_prefix=f"curated/churn/{version}/",
-        rows=120,
-        source=SourceObject(bucket="b", key=key, version_id="v1", etag="e1", size=10),
-        created_at=created_at,
-    )
+    source = SourceObject(bucket="b", key=key, version_id="v1", etag="e1", size=10)
+    return dataset_ref(version, source, created_at=created_at, rows=120)
 
 
 def test_a_version_is_registered_once_and_comes_back_as_first_registered(cloud: Cloud) -> None:

@@ -13,11 +13,12 @@ from typer.testing import CliRunner
 
 from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.registry.model_registry import ModelRegistry
-from functions.common.contracts import DatasetRef, SourceObject
+from functions.common.contracts import SourceObject
 from functions.common.layout import manifest_key
 from infra.cli.main import app
 from tests.helpers.cloud import create_data_bucket, create_registry_table
 from tests.helpers.cost import DEV_TEMPLATE
+from tests.helpers.datasets import dataset_ref
 
 BUCKET = "mlops-dev-data"
 TABLE = "mlops-dev-registry"
@@ -102,14 +103,12 @@ def seeded(local_state: Any) -> Any:
         Bucket=BUCKET, Key=f"reports/drift/{MODEL}/{CHECK}/result.json", Body=json.dumps(result)
     )
     DatasetRegistry(TABLE, dynamodb).register_version(
-        DatasetRef(
-            dataset=MODEL,
-            data_version=DATA_VERSION,
-            manifest_key=f"curated/{MODEL}/{DATA_VERSION}/manifest.json",
-            curated_prefix=f"curated/{MODEL}/{DATA_VERSION}/",
-            rows=1_500,
-            source=SourceObject(bucket=BUCKET, key=f"raw/{MODEL}/{'a-long-file-name-' * 5}.csv"),
+        dataset_ref(
+            DATA_VERSION,
+            SourceObject(bucket=BUCKET, key=f"raw/{MODEL}/{'a-long-file-name-' * 5}.csv"),
             created_at="2026-01-01T10:14:00.000Z",
+            rows=1_500,
+            dataset=MODEL,
         ),
         code_version="test",
     )

@@ -13,11 +13,12 @@ from typer.testing import CliRunner
 
 from functions.adapters.datasets import DatasetRegistry
 from functions.common.config.dataset import DatasetMode
-from functions.common.contracts import DatasetRef, SourceObject
+from functions.common.contracts import SourceObject
 from functions.train import logic as train_logic
 from functions.train.logic import training_versions
 from infra.cli.main import app
 from tests.helpers.cloud import create_data_bucket, create_registry_table
+from tests.helpers.datasets import dataset_ref
 
 BUCKET = "mlops-dev-data"
 TABLE = "mlops-dev-registry"
@@ -39,14 +40,11 @@ def datasets(local_state: Any) -> DatasetRegistry:
     registry = DatasetRegistry(TABLE, dynamodb)
     for day, version in enumerate(VERSIONS, start=1):
         registry.register_version(
-            DatasetRef(
-                dataset="churn",
-                data_version=version,
-                manifest_key=f"curated/churn/{version}/manifest.json",
-                curated_prefix=f"curated/churn/{version}/",
-                rows=100 * day,
-                source=SourceObject(bucket=BUCKET, key=f"raw/churn/drop-{day}.csv"),
+            dataset_ref(
+                version,
+                SourceObject(bucket=BUCKET, key=f"raw/churn/drop-{day}.csv"),
                 created_at=f"2026-11-0{day}T00:00:00.000Z",
+                rows=100 * day,
             ),
             code_version="test",
         )

@@ -5,26 +5,17 @@ from __future__ import annotations
 import pytest
 
 from functions.common.config.dataset import DatasetMode
-from functions.common.contracts import DatasetRef, SourceObject
+from functions.common.contracts import SourceObject
 from functions.train.logic import DataVersionNotFoundError, training_versions
-
-
-def _version(name: str, created_at: str) -> DatasetRef:
-    return DatasetRef(
-        dataset="churn",
-        data_version=name,
-        manifest_key=f"curated/churn/{name}/manifest.json",
-        curated_prefix=f"curated/churn/{name}/",
-        rows=100,
-        source=SourceObject(bucket="b", key=f"raw/churn/{name}.csv"),
-        created_at=created_at,
-    )
-
+from tests.helpers.datasets import dataset_ref
 
 VERSIONS = [
-    _version("aaa", "2026-11-01T00:00:00.000Z"),
-    _version("bbb", "2026-11-02T00:00:00.000Z"),
-    _version("ccc", "2026-11-03T00:00:00.000Z"),
+    dataset_ref(name, SourceObject(bucket="b", key=f"raw/churn/{name}.csv"), created_at=created_at)
+    for name, created_at in [
+        ("aaa", "2026-11-01T00:00:00.000Z"),
+        ("bbb", "2026-11-02T00:00:00.000Z"),
+        ("ccc", "2026-11-03T00:00:00.000Z"),
+    ]
 ]
 
 
