@@ -1,5 +1,6 @@
-"""Reference profiles of churn training rows with stand-in predictions, as the drift check reads
-them, and live windows as the columns it compares. No AWS: unit tests use them too."""
+"""Reference profiles of churn training rows with stand-in predictions (churn classes or
+monthly charges), as the drift check reads them, and live windows as the columns it compares.
+No AWS: unit tests use them too."""
 
 from __future__ import annotations
 
@@ -42,6 +43,29 @@ def churn_reference(
         task=Task.CLASSIFICATION,
         sample_rows=sample_rows,
         seed=1,
+    )
+
+
+def charges_reference(
+    train: pd.DataFrame,
+    predicted: np.ndarray,
+    schema: Mapping[str, FeatureType] = CHURN_SCHEMA,
+    *,
+    sample_rows: int,
+    seed: int,
+    **options: int,
+) -> dict[str, Any]:
+    """The reference profile of `train` for a `monthly_charges` regressor that predicted
+    `predicted`, with `sample_rows` rows kept (`options`: more of `reference_profile`'s)."""
+    return reference_profile(
+        train,
+        schema=schema,
+        target="monthly_charges",
+        predictions=Prediction(labels=predicted, probabilities=None),
+        task=Task.REGRESSION,
+        sample_rows=sample_rows,
+        seed=seed,
+        **options,
     )
 
 

@@ -14,15 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from functions.common.config.dataset import FeatureType, Task
+from functions.common.config.dataset import FeatureType
 from functions.common.config.serving import DriftConfig
 from functions.common.sensitive import hash_value
 from functions.ml.drift.engine import compare
 from functions.ml.drift.report import DriftReport, DriftThresholds
-from functions.ml.onnx_model import Prediction
-from functions.ml.reference_profile import bin_index, reference_profile
+from functions.ml.reference_profile import bin_index
 from functions.ml.sample_data import CONTRACTS, churn_frame
-from tests.helpers.drift import churn_reference, window_columns
+from tests.helpers.drift import charges_reference, churn_reference, window_columns
 from tests.helpers.models import CHURN_SCHEMA
 
 SIZES = (200, 1_000, 10_000, 100_000)
@@ -309,15 +308,7 @@ def test_prediction_drift_on_class_shares() -> None:
 def test_regression_prediction_drift_uses_the_profile_bins() -> None:
     train = churn_frame(3_000, seed=1)
     predicted = np.random.default_rng(0).normal(60.0, 10.0, 500)
-    reference = reference_profile(
-        train,
-        schema=CHURN_SCHEMA,
-        target="monthly_charges",
-        predictions=Prediction(labels=predicted, probabilities=None),
-        task=Task.REGRESSION,
-        sample_rows=500,
-        seed=1,
-    )
+    reference = charges_reference(train, predicted, sample_rows=500, seed=1)
     rng = np.random.default_rng(4)
 
     same = compare(reference, _window(5_000), predictions=rng.normal(60.0, 10.0, 5_000))

@@ -14,6 +14,7 @@ from functions.common.config.dataset import FeatureType, Task
 from functions.ml.onnx_model import Prediction
 from functions.ml.reference_profile import bin_index, numeric_profile, reference_profile
 from functions.ml.sample_data import churn_frame
+from tests.helpers.drift import charges_reference
 
 N, C = FeatureType.NUMERIC, FeatureType.CATEGORICAL
 SCHEMA = {"age": N, "total_charges": N, "support_calls": N, "region": C, "contract": C}
@@ -129,16 +130,7 @@ def test_regression_predictions_get_quantiles_and_bins() -> None:
     train = churn_frame(200, seed=4)
     predicted = np.linspace(20.0, 120.0, 50)
 
-    profile = reference_profile(
-        train,
-        schema=SCHEMA,
-        target="monthly_charges",
-        predictions=Prediction(labels=predicted, probabilities=None),
-        task=Task.REGRESSION,
-        sample_rows=10,
-        seed=0,
-        bins=5,
-    )
+    profile = charges_reference(train, predicted, SCHEMA, sample_rows=10, seed=0, bins=5)
 
     quantiles = profile["predictions"]["quantiles"]
     assert quantiles["values"] == sorted(quantiles["values"])
