@@ -440,31 +440,33 @@ def _row(output: str, key: str) -> str:
     return " | ".join(" ".join(filter(None, column)) for column in zip(*cells, strict=True))
 
 
+def _listed(monkeypatch: pytest.MonkeyPatch, group: str) -> str:
+    """What `mlops <group> list` prints in an 80-column terminal (rows wrap)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    result = mlops(group, "list")
+    assert result.exit_code == 0, result.output
+    return str(result.output)
+
+
 def test_runs_list_shows_the_gate_comparison_and_rejections(
     gated: Local, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "80")
+    output = _listed(monkeypatch, "runs")
 
-    result = mlops("runs", "list")
-
-    assert result.exit_code == 0, result.output
-    promoted, rejected = _row(result.output, GATED_B), _row(result.output, GATED_C)
+    promoted, rejected = _row(output, GATED_B), _row(output, GATED_C)
     assert "0.8000 v1 0.7800" in promoted and "2 (production)" in promoted
     assert "rejected" in rejected and "evaluated" not in rejected
     assert "0.8300 v2 0.8600" in rejected
-    assert "champion" in result.output and "same held-out rows" in result.output
+    assert "champion" in output and "same held-out rows" in output
 
 
 def test_models_list_shows_what_each_version_beat_on_the_same_rows(
     gated: Local, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "80")
+    output = _listed(monkeypatch, "models")
 
-    result = mlops("models", "list")
-
-    assert result.exit_code == 0, result.output
-    assert "0.8000 v1 0.7800" in _row(result.output, GATED_B)
-    assert "same held-out rows" in result.output
+    assert "0.8000 v1 0.7800" in _row(output, GATED_B)
+    assert "same held-out rows" in output
 
 
 def test_runs_compare_shows_each_gate_on_its_own_rows(gated: Local) -> None:
