@@ -12,7 +12,7 @@ from functions.common.config.dataset import Task
 from functions.common.config.training import ESTIMATORS, ModelConfig
 from functions.ml.features import model_frame, target_array
 from functions.ml.sample_data import churn_frame
-from functions.ml.training import build_pipeline, fit_model, split_dataset
+from functions.ml.training import FitResult, build_pipeline, fit_model, split_dataset
 from tests.helpers.models import CHURN_SCHEMA
 
 # Regression variant: predict monthly charges from the rest (missing ages, payment methods,
@@ -31,6 +31,14 @@ def _data(task: Task, rows: int = 300, seed: int = 0) -> tuple[pd.DataFrame, str
     if task is Task.CLASSIFICATION:
         return frame, "churned", CHURN_SCHEMA
     return frame, "monthly_charges", REGRESSION_SCHEMA
+
+
+def _fit(task: Task, estimator: str, model: ModelConfig, rows: int) -> FitResult:
+    """`estimator` fitted by `fit_model` on `rows` rows of `_data(task)`."""
+    frame, target, schema = _data(task, rows=rows)
+    return fit_model(
+        frame, target=target, task=task, schema=schema, model=model, estimator=estimator
+    )
 
 
 @pytest.mark.parametrize(("task", "estimator"), CASES, ids=lambda v: str(v))
@@ -153,19 +161,11 @@ def test_the_test_rows_hash_ignores_row_order() -> None:
 
 
 def test_grid_search_records_every_combination_and_uses_the_best() -> None:
-    frame, target, schema = _data(Task.CLASSIFICATION, rows=300)
     model = ModelConfig(
         params={"max_iter": 5}, grid={"max_depth": [2, 3], "learning_rate": [0.1, 0.3]}
     )
 
-    fit = fit_model(
-        frame,
-        target=target,
-        task=Task.CLASSIFICATION,
-        schema=schema,
-        model=model,
-        estimator="hist_gradient_boosting",
-    )
+    fit = _fit(Task.CLASSIFICATION, "hist_gradient_boosting", model, rows=300)
 
     assert fit.search is not None
     assert fit.search["metric"] == "roc_auc"
@@ -179,16 +179,7 @@ def test_grid_search_records_every_combination_and_uses_the_best() -> None:
 
 
 def test_regression_grid_search_reports_rmse_as_a_positive_loss() -> None:
-    frame, target, schema = _data(Task.REGRESSION, rows=200)
-
-    fit = fit_model(
-        frame,
-        target=target,
-        task=Task.REGRESSION,
-        schema=schema,
-        model=ModelConfig(grid={"alpha": [0.1, 10.0]}),
-        estimator="ridge",
-    )
+    fit = _fit(Task.REGRESSION, "ridge", ModelConfig(grid={"alpha": [0.1, 10.0]}), rows=200)
 
     assert fit.search is not None
     assert fit.search["metric"] == "rmse" and fit.search["greater_is_better"] is False
@@ -198,14 +189,5 @@ def test_regression_grid_search_reports_rmse_as_a_positive_loss() -> None:
 
 
 def test_an_unknown_grid_parameter_is_an_error() -> None:
-    frame, target, schema = _data(Task.REGRESSION, rows=50)
-
     with pytest.raises(ValueError, match="'depth'"):
-        fit_model(
-            frame,
-            target=target,
-            task=Task.REGRESSION,
-            schema=schema,
-            model=ModelConfig(grid={"depth": [1, 2]}),
-            estimator="random_forest",
-        )
+        _fit(Task.REGRESSION, "random_forest", ModelConfig(grid={"depth": [1, 2]}), rows=50)
