@@ -149,6 +149,26 @@ class Cfn:
         }
 
     @staticmethod
+    def queue() -> dict[str, Any]:
+        return {"Type": "AWS::SQS::Queue", "Properties": {}}
+
+    @staticmethod
+    def target(arn: dict[str, Any], dead_letter: str | None = None, **more: Any) -> dict[str, Any]:
+        """A rule target `arn` (an intrinsic), with the dead-letter queue `dead_letter` (logical
+        id) if given, and `more` target properties."""
+        target = {"Arn": arn, **more}
+        if dead_letter is not None:
+            target["DeadLetterConfig"] = {"Arn": {"Fn::GetAtt": [dead_letter, "Arn"]}}
+        return target
+
+    @staticmethod
+    def function_target(
+        function: str, dead_letter: str | None = None, **more: Any
+    ) -> dict[str, Any]:
+        """A rule target invoking the function `function` (logical id); see `target`."""
+        return Cfn.target({"Fn::GetAtt": [function, "Arn"]}, dead_letter, **more)
+
+    @staticmethod
     def s3_rule(bucket: str, target: dict[str, Any], prefix: str = "raw/") -> dict[str, Any]:
         return {
             "Type": "AWS::Events::Rule",

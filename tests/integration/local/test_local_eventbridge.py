@@ -27,7 +27,7 @@ def test_an_s3_drop_is_delivered_after_put_object_returns(
             "Data": cfn.bucket(),
             "Role": cfn.role(),
             "Slow": cfn.function("slow", env={"SLEEP_SECONDS": "1"}),
-            "Rule": cfn.s3_rule("Data", {"Arn": {"Fn::GetAtt": ["Slow", "Arn"]}}),
+            "Rule": cfn.s3_rule("Data", cfn.function_target("Slow")),
         },
         {"Bucket": {"Value": {"Ref": "Data"}}},
     )
@@ -91,8 +91,7 @@ def test_input_transformer_shapes_what_the_target_receives(
             "Role": cfn.role(),
             "Record": cfn.function("record"),
             "Rule": cfn.s3_rule(
-                "Data",
-                {"Arn": {"Fn::GetAtt": ["Record", "Arn"]}, "InputTransformer": transformer},
+                "Data", cfn.function_target("Record", InputTransformer=transformer)
             ),
         },
         {"Bucket": {"Value": {"Ref": "Data"}}},
@@ -113,9 +112,7 @@ def test_a_schedule_rule_fires_only_on_demand(
             "Data": cfn.bucket(),
             "Role": cfn.role(),
             "Record": cfn.function("record"),
-            "Nightly": cfn.schedule_rule(
-                {"Arn": {"Fn::GetAtt": ["Record", "Arn"]}, "Input": '{"job": "drift"}'}
-            ),
+            "Nightly": cfn.schedule_rule(cfn.function_target("Record", Input='{"job": "drift"}')),
             "Raw": {
                 "Type": "AWS::Events::Rule",
                 "Properties": {
@@ -169,14 +166,8 @@ def test_a_failed_delivery_is_logged_and_dead_lettered(
             "Data": cfn.bucket(),
             "Role": cfn.role(),
             "Gone": cfn.function("echo"),
-            "Undelivered": {"Type": "AWS::SQS::Queue", "Properties": {}},
-            "Rule": cfn.s3_rule(
-                "Data",
-                {
-                    "Arn": {"Fn::GetAtt": ["Gone", "Arn"]},
-                    "DeadLetterConfig": {"Arn": {"Fn::GetAtt": ["Undelivered", "Arn"]}},
-                },
-            ),
+            "Undelivered": cfn.queue(),
+            "Rule": cfn.s3_rule("Data", cfn.function_target("Gone", dead_letter="Undelivered")),
         },
         {
             "Bucket": {"Value": {"Ref": "Data"}},
@@ -218,14 +209,8 @@ def test_a_fault_on_the_rule_s_start_execution_dead_letters_the_event_as_throttl
             "Data": cfn.bucket(),
             "Role": cfn.role(),
             "Machine": cfn.state_machine(PASS_MACHINE, "Pass"),
-            "Undelivered": {"Type": "AWS::SQS::Queue", "Properties": {}},
-            "Rule": cfn.s3_rule(
-                "Data",
-                {
-                    "Arn": {"Ref": "Machine"},
-                    "DeadLetterConfig": {"Arn": {"Fn::GetAtt": ["Undelivered", "Arn"]}},
-                },
-            ),
+            "Undelivered": cfn.queue(),
+            "Rule": cfn.s3_rule("Data", cfn.target({"Ref": "Machine"}, dead_letter="Undelivered")),
         },
         {"Bucket": {"Value": {"Ref": "Data"}}, "Queue": {"Value": {"Ref": "Undelivered"}}},
     )
@@ -251,7 +236,7 @@ def test_an_event_invoke_runs_asynchronously_and_ends_in_the_on_failure_destinat
         {
             "Role": cfn.role(),
             "Fail": cfn.function("fail"),
-            "FailedRuns": {"Type": "AWS::SQS::Queue", "Properties": {}},
+            "FailedRuns": cfn.queue(),
             "AsyncConfig": cfn.on_failure_config("Fail", "FailedRuns"),
         },
         {"Function": {"Value": {"Ref": "Fail"}}, "FailedRuns": {"Value": {"Ref": "FailedRuns"}}},
@@ -279,16 +264,10 @@ def test_a_function_failing_every_attempt_sends_its_on_failure_record_not_a_dead
             "Data": cfn.bucket(),
             "Role": cfn.role(),
             "Fail": cfn.function("fail"),
-            "Undelivered": {"Type": "AWS::SQS::Queue", "Properties": {}},
-            "FailedRuns": {"Type": "AWS::SQS::Queue", "Properties": {}},
+            "Undelivered": cfn.queue(),
+            "FailedRuns": cfn.queue(),
             "AsyncConfig": cfn.on_failure_config("Fail", "FailedRuns"),
-            "Rule": cfn.s3_rule(
-                "Data",
-                {
-                    "Arn": {"Fn::GetAtt": ["Fail", "Arn"]},
-                    "DeadLetterConfig": {"Arn": {"Fn::GetAtt": ["Undelivered", "Arn"]}},
-                },
-            ),
+            "Rule": cfn.s3_rule("Data", cfn.function_target("Fail", dead_letter="Undelivered")),
         },
         {
             "Bucket": {"Value": {"Ref": "Data"}},
