@@ -27,9 +27,11 @@ if TYPE_CHECKING:
     from tests.helpers.cloud import Cloud
 
 
-def start_canary(cloud: Cloud, trained: Trained) -> int:
-    """Register `trained` as the next version and point alias `candidate` at it."""
-    version = publish(cloud, trained, promote=False)
+def start_canary(cloud: Cloud, production: Trained, candidate: Trained) -> int:
+    """Publish `production` behind alias production, register `candidate` as the next
+    version and point alias `candidate` at it."""
+    publish(cloud, production)
+    version = publish(cloud, candidate, promote=False)
     ModelRegistry(cloud.table).promote(
         MODEL, version.version, expected_current=None, reason="canary", alias=CANDIDATE
     )
@@ -66,8 +68,7 @@ def predict(api: Api, rows: list[dict[str, Any]]) -> tuple[int, Any]:
 def test_both_versions_answer_and_say_which(
     rollout_api: Callable[..., Api], cloud: Cloud, models: dict[int, Trained]
 ) -> None:
-    publish(cloud, models[1])
-    start_canary(cloud, models[2])
+    start_canary(cloud, models[1], models[2])
     api = rollout_api()
     rows = models[1].rows[:5]
 
@@ -106,8 +107,7 @@ def _v2_inputs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_counters_of_both_versions_reach_the_registry(
     rollout_api: Callable[..., Api], cloud: Cloud, models: dict[int, Trained]
 ) -> None:
-    publish(cloud, models[1])
-    start_canary(cloud, models[2])
+    start_canary(cloud, models[1], models[2])
     api = rollout_api()
     registry = ModelRegistry(cloud.table)
     rollout = registry.get_alias(MODEL, CANDIDATE).revision  # type: ignore[union-attr]
@@ -129,8 +129,7 @@ def test_a_healthy_candidate_is_promoted_once_it_served_enough(
     models: dict[int, Trained],
     promotions: Callable[[], list[dict[str, Any]]],
 ) -> None:
-    publish(cloud, models[1])
-    start_canary(cloud, models[2])
+    start_canary(cloud, models[1], models[2])
     api = rollout_api(candidate_min_requests=8)
     registry = ModelRegistry(cloud.table)
 
@@ -163,8 +162,7 @@ def test_a_healthy_candidate_is_promoted_once_it_served_enough(
 def test_a_failing_candidate_is_dropped_and_production_stays(
     rollout_api: Callable[..., Api], cloud: Cloud, models: dict[int, Trained]
 ) -> None:
-    publish(cloud, models[1])
-    start_canary(cloud, broken(models[2]))
+    start_canary(cloud, models[1], broken(models[2]))
     api = rollout_api(candidate_min_requests=5)
     registry = ModelRegistry(cloud.table)
 
@@ -191,8 +189,7 @@ def test_a_failing_candidate_is_dropped_and_production_stays(
 def test_a_candidate_without_traffic_is_dropped_when_time_is_up(
     rollout_api: Callable[..., Api], cloud: Cloud, models: dict[int, Trained]
 ) -> None:
-    publish(cloud, models[1])
-    start_canary(cloud, models[2])
+    start_canary(cloud, models[1], models[2])
     api = rollout_api(candidate_share=0.01, candidate_max_minutes=30)
     store = api.logic.service().store
     store.wall_clock = lambda: datetime.now(UTC) + timedelta(minutes=31)
@@ -227,8 +224,7 @@ def _container(cloud: Cloud, policy: RolloutPolicy, seed: int) -> ModelStore:
 def test_two_containers_judging_at_once_record_one_decision(
     cloud: Cloud, models: dict[int, Trained]
 ) -> None:
-    publish(cloud, models[1])
-    start_canary(cloud, models[2])
+    start_canary(cloud, models[1], models[2])
     policy = RolloutPolicy(share=0.5, min_requests=4, max_minutes=60)
     containers = [_container(cloud, policy, seed) for seed in (1, 2)]
     rows = models[1].rows[:2]
