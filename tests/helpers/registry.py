@@ -4,12 +4,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.contracts import ModelVersion
 from functions.common.layout import version_prefix
 from tests.helpers.cloud import Cloud
 from tests.helpers.models import MODEL, Trained
+
+
+def model_version(number: int, trained: Trained, **fields: Any) -> ModelVersion:
+    """Version `number` of the churn model `trained`, its artifacts under models/churn/<n>/, as
+    the register stage records it; `fields` set other values."""
+    prefix = version_prefix(MODEL, number)
+    version = ModelVersion(
+        model_name=MODEL,
+        version=number,
+        prefix=prefix,
+        onnx_key=prefix + "model.onnx",
+        onnx_sha256=hashlib.sha256(trained.onnx).hexdigest(),
+        run_id=f"run-{number}",
+        data_version="d1",
+        data_versions=["d1"],
+        metrics={"roc_auc": 0.8 + number / 100},
+        created_at="2026-01-01T00:00:00.000Z",
+        model_card_key=f"reports/{MODEL}/{number}/x.html",
+        promoted=False,
+    )
+    return version.model_copy(update=fields)
 
 
 def publish(
@@ -27,20 +49,7 @@ def publish(
         "metadata.json": {"model_name": MODEL, "version": number},
     }.items():
         cloud.s3.put_object(Bucket=cloud.bucket, Key=prefix + name, Body=json.dumps(document))
-    version = ModelVersion(
-        model_name=MODEL,
-        version=number,
-        prefix=prefix,
-        onnx_key=prefix + "model.onnx",
-        onnx_sha256=hashlib.sha256(trained.onnx).hexdigest(),
-        run_id=f"run-{number}",
-        data_version="d1",
-        data_versions=["d1"],
-        metrics={"roc_auc": 0.8 + number / 100},
-        created_at="2026-01-01T00:00:00.000Z",
-        model_card_key=f"reports/{MODEL}/{number}/x.html",
-        promoted=False,
-    )
+    version = model_version(number, trained)
     registry.put_version(version)
     if promote:
         current = registry.get_alias(MODEL)

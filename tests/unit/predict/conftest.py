@@ -3,7 +3,6 @@ and bucket are fakes; `logic.service` is replaced so handler tests need no netwo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ from functions.common.config.serving import ServingConfig
 from functions.common.contracts import AliasState, ModelVersion
 from tests.helpers.models import Trained, trained_churn
 from tests.helpers.predict_api import CONTEXT, api_event
+from tests.helpers.registry import model_version
 
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "predict")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "mlops")
@@ -27,20 +27,7 @@ def trained() -> Trained:
 
 class FakeRegistry:
     def __init__(self, trained: Trained) -> None:
-        self.version = ModelVersion(
-            model_name="churn",
-            version=1,
-            prefix="models/churn/1/",
-            onnx_key="models/churn/1/model.onnx",
-            onnx_sha256=hashlib.sha256(trained.onnx).hexdigest(),
-            run_id="r1",
-            data_version="d1",
-            data_versions=["d1"],
-            metrics={"roc_auc": 0.8},
-            created_at="2026-01-01T00:00:00.000Z",
-            model_card_key="reports/x",
-            promoted=True,
-        )
+        self.version = model_version(1, trained, promoted=True)
 
     def get_alias(self, model: str, alias: str = "production") -> AliasState:
         return AliasState(
