@@ -280,6 +280,23 @@ def start_cloud(make_assembly: Callable[..., Path]) -> Iterator[Callable[..., Lo
 
 
 @pytest.fixture
+def drop_cloud(start_cloud: Callable[..., LocalCloud], cfn: Cfn) -> Callable[..., LocalCloud]:
+    """Like `start_cloud`, with the data bucket `Data` (its name in output `Bucket`) and the
+    probes' role `Role` beside the test's own resources: where drops land and what reacts."""
+
+    def start(
+        resources: dict[str, Any], outputs: dict[str, Any] | None = None, **options: Any
+    ) -> LocalCloud:
+        return start_cloud(
+            {"Data": cfn.bucket(), "Role": cfn.role(), **resources},
+            {"Bucket": {"Value": {"Ref": "Data"}}, **(outputs or {})},
+            **options,
+        )
+
+    return start
+
+
+@pytest.fixture
 def probe() -> Iterator[ModuleType]:
     """The probe handlers' module, as the local Lambda runtime imports it, emptied."""
     sys.path.insert(0, str(LAMBDA_CODE))

@@ -20,16 +20,13 @@ PASS_MACHINE = {"Pass": {"Type": "Pass", "End": True}}
 
 
 def test_an_s3_drop_is_delivered_after_put_object_returns(
-    start_cloud: Callable[..., LocalCloud], cfn: Any, probe: ModuleType
+    drop_cloud: Callable[..., LocalCloud], cfn: Any, probe: ModuleType
 ) -> None:
-    cloud = start_cloud(
+    cloud = drop_cloud(
         {
-            "Data": cfn.bucket(),
-            "Role": cfn.role(),
             "Slow": cfn.function("slow", env={"SLEEP_SECONDS": "1"}),
             "Rule": cfn.s3_rule("Data", cfn.function_target("Slow")),
         },
-        {"Bucket": {"Value": {"Ref": "Data"}}},
     )
     started = time.monotonic()
     cloud.client("s3").put_object(Bucket=cloud.outputs["Bucket"], Key="raw/a.csv", Body=b"x")
@@ -43,16 +40,14 @@ def test_an_s3_drop_is_delivered_after_put_object_returns(
 
 
 def test_executions_are_named_after_the_object_version_and_started_once_per_version(
-    start_cloud: Callable[..., LocalCloud], cfn: Any
+    drop_cloud: Callable[..., LocalCloud], cfn: Any
 ) -> None:
-    cloud = start_cloud(
+    cloud = drop_cloud(
         {
-            "Data": cfn.bucket(),
-            "Role": cfn.role(),
             "Machine": cfn.state_machine(PASS_MACHINE, "Pass"),
             "Rule": cfn.s3_rule("Data", {"Arn": {"Ref": "Machine"}}),
         },
-        {"Bucket": {"Value": {"Ref": "Data"}}, "Rule": {"Value": {"Ref": "Rule"}}},
+        {"Rule": {"Value": {"Ref": "Rule"}}},
     )
     bucket = cloud.outputs["Bucket"]
     s3 = cloud.client("s3")
@@ -79,22 +74,19 @@ def test_executions_are_named_after_the_object_version_and_started_once_per_vers
 
 
 def test_input_transformer_shapes_what_the_target_receives(
-    start_cloud: Callable[..., LocalCloud], cfn: Any, probe: ModuleType
+    drop_cloud: Callable[..., LocalCloud], cfn: Any, probe: ModuleType
 ) -> None:
     transformer = {
         "InputPathsMap": {"bucket": "$.detail.bucket.name", "key": "$.detail.object.key"},
         "InputTemplate": '{"source": {"bucket": <bucket>, "key": <key>}, "note": "got <key>"}',
     }
-    cloud = start_cloud(
+    cloud = drop_cloud(
         {
-            "Data": cfn.bucket(),
-            "Role": cfn.role(),
             "Record": cfn.function("record"),
             "Rule": cfn.s3_rule(
                 "Data", cfn.function_target("Record", InputTransformer=transformer)
             ),
         },
-        {"Bucket": {"Value": {"Ref": "Data"}}},
     )
     bucket = cloud.outputs["Bucket"]
     cloud.client("s3").put_object(Bucket=bucket, Key='raw/"quoted".csv', Body=b"x")
@@ -105,12 +97,10 @@ def test_input_transformer_shapes_what_the_target_receives(
 
 
 def test_a_schedule_rule_fires_only_on_demand(
-    start_cloud: Callable[..., LocalCloud], cfn: Any, probe: ModuleType
+    drop_cloud: Callable[..., LocalCloud], cfn: Any, probe: ModuleType
 ) -> None:
-    cloud = start_cloud(
+    cloud = drop_cloud(
         {
-            "Data": cfn.bucket(),
-            "Role": cfn.role(),
             "Record": cfn.function("record"),
             "Nightly": cfn.schedule_rule(cfn.function_target("Record", Input='{"job": "drift"}')),
             "Raw": {
@@ -121,7 +111,6 @@ def test_a_schedule_rule_fires_only_on_demand(
                 },
             },
         },
-        {"Bucket": {"Value": {"Ref": "Data"}}},
     )
     cloud.client("s3").put_object(Bucket=cloud.outputs["Bucket"], Key="raw/a.csv", Body=b"x")
     cloud.client("events").put_events(
@@ -143,14 +132,13 @@ def test_a_schedule_rule_fires_only_on_demand(
     assert scheduled["resources"] == [find_rule(cloud.deployment.physical_id("Raw")).arn]  # type: ignore[union-attr]
 
 
-def test_an_sns_target_receives_the_event(start_cloud: Callable[..., LocalCloud], cfn: Any) -> None:
-    cloud = start_cloud(
+def test_an_sns_target_receives_the_event(drop_cloud: Callable[..., LocalCloud], cfn: Any) -> None:
+    cloud = drop_cloud(
         {
-            "Data": cfn.bucket(),
             "Alerts": {"Type": "AWS::SNS::Topic", "Properties": {}},
             "Rule": cfn.s3_rule("Data", {"Arn": {"Ref": "Alerts"}, "InputPath": "$.detail"}),
         },
-        {"Bucket": {"Value": {"Ref": "Data"}}, "AlertsTopicArn": {"Value": {"Ref": "Alerts"}}},
+        {"AlertsTopicArn": {"Value": {"Ref": "Alerts"}}},
     )
     cloud.client("s3").put_object(Bucket=cloud.outputs["Bucket"], Key="raw/a.csv", Body=b"x")
     cloud.wait_idle()
@@ -159,18 +147,15 @@ def test_an_sns_target_receives_the_event(start_cloud: Callable[..., LocalCloud]
 
 
 def test_a_failed_delivery_is_logged_and_dead_lettered(
-    start_cloud: Callable[..., LocalCloud], cfn: Any, caplog: pytest.LogCaptureFixture
+    drop_cloud: Callable[..., LocalCloud], cfn: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cloud = start_cloud(
+    cloud = drop_cloud(
         {
-            "Data": cfn.bucket(),
-            "Role": cfn.role(),
             "Gone": cfn.function("echo"),
             "Undelivered": cfn.queue(),
             "Rule": cfn.s3_rule("Data", cfn.function_target("Gone", dead_letter="Undelivered")),
         },
         {
-            "Bucket": {"Value": {"Ref": "Data"}},
             "Queue": {"Value": {"Ref": "Undelivered"}},
             "Function": {"Value": {"Ref": "Gone"}},
             "Rule": {"Value": {"Ref": "Rule"}},
@@ -257,12 +242,10 @@ def test_an_event_invoke_runs_asynchronously_and_ends_in_the_on_failure_destinat
 
 
 def test_a_function_failing_every_attempt_sends_its_on_failure_record_not_a_dead_letter(
-    start_cloud: Callable[..., LocalCloud], cfn: Any
+    drop_cloud: Callable[..., LocalCloud], cfn: Any
 ) -> None:
-    cloud = start_cloud(
+    cloud = drop_cloud(
         {
-            "Data": cfn.bucket(),
-            "Role": cfn.role(),
             "Fail": cfn.function("fail"),
             "Undelivered": cfn.queue(),
             "FailedRuns": cfn.queue(),
@@ -270,7 +253,6 @@ def test_a_function_failing_every_attempt_sends_its_on_failure_record_not_a_dead
             "Rule": cfn.s3_rule("Data", cfn.function_target("Fail", dead_letter="Undelivered")),
         },
         {
-            "Bucket": {"Value": {"Ref": "Data"}},
             "Undelivered": {"Value": {"Ref": "Undelivered"}},
             "FailedRuns": {"Value": {"Ref": "FailedRuns"}},
         },

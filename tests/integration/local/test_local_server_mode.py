@@ -15,20 +15,17 @@ from infra.local import LocalCloud
 
 @pytest.mark.slow
 def test_a_drop_runs_the_state_machine_and_functions_call_back_over_http(
-    start_cloud: Callable[..., LocalCloud], cfn: Any
+    drop_cloud: Callable[..., LocalCloud], cfn: Any
 ) -> None:
     states = {"Mark": {"Type": "Task", "Resource": "${Mark}", "End": True}}
-    cloud = start_cloud(
+    cloud = drop_cloud(
         {
-            "Data": cfn.bucket(),
-            "Role": cfn.role(),
             "MarkFn": cfn.function("write_marker", env={"BUCKET": {"Ref": "Data"}}),
             "Machine": cfn.state_machine(states, "Mark", Mark="MarkFn"),
             "Rule": cfn.s3_rule(
                 "Data", {"Arn": {"Ref": "Machine"}, "RoleArn": {"Fn::GetAtt": ["Role", "Arn"]}}
             ),
         },
-        {"Bucket": {"Value": {"Ref": "Data"}}},
         mode="server",
         port=0,
     )
