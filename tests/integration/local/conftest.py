@@ -297,6 +297,26 @@ def drop_cloud(start_cloud: Callable[..., LocalCloud], cfn: Cfn) -> Callable[...
 
 
 @pytest.fixture
+def machine_cloud(start_cloud: Callable[..., LocalCloud], cfn: Cfn) -> Callable[..., LocalCloud]:
+    """Starts a cloud running the state machine `Machine` (its ARN in output `MachineArn`) of
+    `states` from `start_at` under the probes' role; each of `functions` is a function
+    `<name>Fn` that the definition calls as `${<name>}`."""
+
+    def start(states: dict[str, Any], start_at: str, **functions: dict[str, Any]) -> LocalCloud:
+        logical_ids = {name: f"{name}Fn" for name in functions}
+        return start_cloud(
+            {
+                "Role": cfn.role(),
+                **{logical_ids[name]: function for name, function in functions.items()},
+                "Machine": cfn.state_machine(states, start_at, **logical_ids),
+            },
+            {"MachineArn": {"Value": {"Ref": "Machine"}}},
+        )
+
+    return start
+
+
+@pytest.fixture
 def probe() -> Iterator[ModuleType]:
     """The probe handlers' module, as the local Lambda runtime imports it, emptied."""
     sys.path.insert(0, str(LAMBDA_CODE))

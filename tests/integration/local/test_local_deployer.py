@@ -137,17 +137,10 @@ def test_cdk_bucket_notifications_turn_eventbridge_on_without_their_handler(
 
 
 def test_the_state_machine_gets_the_definition_exactly_as_synthesized(
-    start_cloud: Callable[..., LocalCloud], cfn: Any
+    machine_cloud: Callable[..., LocalCloud], cfn: Any
 ) -> None:
     states = {"Echo": {"Type": "Task", "Resource": "${Echo}", "End": True}}
-    cloud = start_cloud(
-        {
-            "Role": cfn.role(),
-            "EchoFn": cfn.function("echo"),
-            "Machine": cfn.state_machine(states, "Echo", Echo="EchoFn"),
-        },
-        {"MachineArn": {"Value": {"Ref": "Machine"}}},
-    )
+    cloud = machine_cloud(states, "Echo", Echo=cfn.function("echo"))
     function_arn = cloud.client("lambda").list_functions()["Functions"][0]["FunctionArn"]
     described = cloud.client("stepfunctions").describe_state_machine(
         stateMachineArn=cloud.outputs["MachineArn"]

@@ -61,7 +61,7 @@ def test_a_missing_handler_module_is_an_import_error(
 
 
 def test_step_functions_catch_the_handler_exception_by_class_name(
-    start_cloud: Callable[..., LocalCloud], cfn: Any
+    machine_cloud: Callable[..., LocalCloud], cfn: Any
 ) -> None:
     states = {
         "Drop": {
@@ -76,14 +76,7 @@ def test_step_functions_catch_the_handler_exception_by_class_name(
         "Caught": {"Type": "Pass", "End": True},
         "Done": {"Type": "Succeed"},
     }
-    cloud = start_cloud(
-        {
-            "Role": cfn.role(),
-            "FailFn": cfn.function("fail"),
-            "Machine": cfn.state_machine(states, "Drop", Fail="FailFn"),
-        },
-        {"MachineArn": {"Value": {"Ref": "Machine"}}},
-    )
+    cloud = machine_cloud(states, "Drop", Fail=cfn.function("fail"))
     sfn = cloud.client("stepfunctions")
     sfn.start_execution(stateMachineArn=cloud.outputs["MachineArn"], name="quota", input="{}")
     described = cloud.wait_for_execution("quota", state_machine_arn=cloud.outputs["MachineArn"])

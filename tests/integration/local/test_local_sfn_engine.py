@@ -6,16 +6,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from infra.local import LocalCloud
 
 
-def test_jsonata_states_evaluate_without_a_jvm(
-    start_cloud: Callable[..., LocalCloud], cfn: Any
-) -> None:
+def test_jsonata_states_evaluate_without_a_jvm(machine_cloud: Callable[..., LocalCloud]) -> None:
     states = {
         "Shape": {
             "Type": "Pass",
@@ -25,10 +22,7 @@ def test_jsonata_states_evaluate_without_a_jvm(
             "End": True,
         }
     }
-    cloud = start_cloud(
-        {"Role": cfn.role(), "Machine": cfn.state_machine(states, "Shape")},
-        {"MachineArn": {"Value": {"Ref": "Machine"}}},
-    )
+    cloud = machine_cloud(states, "Shape")
     sfn = cloud.client("stepfunctions")
     arn = sfn.start_execution(
         stateMachineArn=cloud.outputs["MachineArn"],
@@ -41,13 +35,10 @@ def test_jsonata_states_evaluate_without_a_jvm(
 
 
 def test_an_expected_fail_state_logs_no_error(
-    start_cloud: Callable[..., LocalCloud], cfn: Any, caplog: pytest.LogCaptureFixture
+    machine_cloud: Callable[..., LocalCloud], caplog: pytest.LogCaptureFixture
 ) -> None:
     states = {"Reject": {"Type": "Fail", "Error": "DataValidationError", "Cause": "bad rows"}}
-    cloud = start_cloud(
-        {"Role": cfn.role(), "Machine": cfn.state_machine(states, "Reject")},
-        {"MachineArn": {"Value": {"Ref": "Machine"}}},
-    )
+    cloud = machine_cloud(states, "Reject")
     with caplog.at_level(logging.WARNING, logger="moto.stepfunctions"):
         arn = cloud.client("stepfunctions").start_execution(
             stateMachineArn=cloud.outputs["MachineArn"], name="reject", input="{}"
