@@ -187,17 +187,15 @@ def test_a_failed_delivery_is_logged_and_dead_lettered(
 
 
 def test_a_fault_on_the_rule_s_start_execution_dead_letters_the_event_as_throttled(
-    start_cloud: Callable[..., LocalCloud], cfn: Any
+    drop_cloud: Callable[..., LocalCloud], cfn: Any
 ) -> None:
-    cloud = start_cloud(
+    cloud = drop_cloud(
         {
-            "Data": cfn.bucket(),
-            "Role": cfn.role(),
             "Machine": cfn.state_machine(PASS_MACHINE, "Pass"),
             "Undelivered": cfn.queue(),
             "Rule": cfn.s3_rule("Data", cfn.target({"Ref": "Machine"}, dead_letter="Undelivered")),
         },
-        {"Bucket": {"Value": {"Ref": "Data"}}, "Queue": {"Value": {"Ref": "Undelivered"}}},
+        {"Queue": {"Value": {"Ref": "Undelivered"}}},
     )
     with faults.inject("sfn.StartExecution", "ThrottlingException", match="raw/b.csv"):
         for key in ("raw/a.csv", "raw/b.csv"):
