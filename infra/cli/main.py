@@ -71,7 +71,7 @@ def predict(
         typer.Option(help="API base URL (default: ApiUrl of the running local cloud)."),
     ] = None,
     api_key: Annotated[
-        str | None, typer.Option(envvar="MLOPS_API_KEY", help="x-api-key ([serving] api_key).")
+        str | None, typer.Option(envvar="MLOPS_API_KEY", help="x-api-key (\\[serving] api_key).")
     ] = None,
     state_dir: Annotated[
         Path, typer.Option(envvar="MLOPS_LOCAL_STATE_DIR", help="The local cloud's state.")

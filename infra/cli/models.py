@@ -220,7 +220,7 @@ def models_canary(
     state_dir: StateDirOption = None,
 ) -> None:
     """Point alias candidate at VERSION: the predict function serves it to
-    `[serving] candidate_share` of requests, then promotes or drops it by its numbers."""
+    `\\[serving] candidate_share` of requests, then promotes or drops it by its numbers."""
     session = open_registry(local, stage, state_dir)
     model = session.model
     with reported(stdout=True):

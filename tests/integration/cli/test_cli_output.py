@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import boto3
@@ -195,3 +196,26 @@ def test_json_output_is_one_document_on_stdout(
 
     assert result.exit_code == 0, result.output
     assert isinstance(json.loads(result.stdout), dict | list)
+
+
+def _commands(command: Any, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """Every command and group under `command`, by its path of names."""
+    found = {path: command}
+    for name, sub in getattr(command, "commands", {}).items():
+        found |= _commands(sub, (*path, name))
+    return found
+
+
+def test_help_shows_the_config_keys_it_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A help text naming a config key as `[section] key` shows it in `--help`: rich markup
+    would otherwise swallow `[serving]` ("x-api-key ( api_key)")."""
+    monkeypatch.setenv("COLUMNS", "400")
+    checked = 0
+    for path, command in _commands(typer.main.get_command(app)).items():
+        texts = [command.help or "", *(getattr(p, "help", None) or "" for p in command.params)]
+        keys = {key for text in texts for key in re.findall(r"\[[a-z_.]+\] [a-z_]+", text)}
+        if keys:
+            shown = " ".join(mlops(*path, "--help").stdout.split())
+            assert {key for key in keys if key not in shown} == set(), path
+            checked += 1
+    assert checked >= 2
