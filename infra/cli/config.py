@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from functions.common.config.base import ConfigError
@@ -44,7 +45,7 @@ def config_check(
     try:
         config = checked_config(file)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     table = Table(title="config is valid", show_header=False)
     table.add_row("stacks", ", ".join(config.stack_name(stage) for stage in config.stages))
@@ -95,7 +96,7 @@ def config_init(
     try:
         text = initial_config(data, task=task.value, target=target, name=name)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except DataRejectedError as exc:
         console.print(

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from functions.common.config.loading import CONFIG_JSON_ENV
@@ -180,7 +181,7 @@ def _stage_and_stack(stage: str | None, stack: str | None) -> tuple[str, str]:
         config = load_config()
         config.stage(stage)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     return stage, stack or config.stack_name(stage)
 
@@ -204,7 +205,7 @@ def _synthesize_if_needed(cdk_out: Path, synth: bool | None, stage: str, stack: 
         try:
             synthesize(REPO_ROOT, cdk_out.resolve(), {"stage": stage})
         except SynthError as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            console.print(f"[red]error:[/red] {escape(str(exc))}")
             raise typer.Exit(1) from None
 
 

@@ -132,3 +132,15 @@ def test_config_init_writes_a_minimal_valid_config_that_trains(
     trained = runner.invoke(app, ["train-local", str(data), "--out", str(tmp_path / "out")])
     assert trained.exit_code == 0, trained.output
     assert "gate passed" in _flat(trained.output)
+
+
+def test_config_check_prints_a_key_pattern_as_written(tmp_path: Path) -> None:
+    """Rich markup would read `[a-z]` in the pattern as a tag and print `'^{0,30}$'`."""
+    config = tmp_path / "wine.toml"
+    config.write_text(REGRESSION.format(model="", extra="").replace('"wine"', '"Wine"'))
+
+    result = runner.invoke(app, ["config", "check", str(config)])
+
+    assert result.exit_code == 2
+    assert "dataset.name" in result.output
+    assert "'^[a-z][a-z0-9-]{0,30}[a-z0-9]$'" in result.output
