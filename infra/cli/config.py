@@ -115,7 +115,6 @@ def initial_config(data: Path, *, task: str, target: str | None, name: str | Non
     """The text of a minimal config for `data`, validated as `config check` validates it."""
     import tomllib
 
-    from functions.common.config.dataset import DatasetConfig, Task
     from functions.common.config.loading import parse_config
     from functions.ml.cleaning import normalise_header
     from functions.ml.ingestion import ingest_file
@@ -129,7 +128,8 @@ def initial_config(data: Path, *, task: str, target: str | None, name: str | Non
     if chosen not in columns:
         raise ConfigError(f"--target {target!r} is not a column of {data} ({', '.join(columns)})")
     dataset_name = name or _dataset_name(data)
-    dataset = DatasetConfig(name=dataset_name, target=chosen, task=Task(task))
+    options = {"name": dataset_name, "target": chosen, "task": task}
+    dataset = parse_config({"dataset": options}, source="mlops config init").dataset
     with tempfile.TemporaryDirectory(prefix="config-init-") as tmp:
         contract = ingest_file(
             data, name=data.name, dataset=dataset, contract=None, out_dir=Path(tmp)

@@ -144,3 +144,20 @@ def test_config_check_prints_a_key_pattern_as_written(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "dataset.name" in result.output
     assert "'^[a-z][a-z0-9-]{0,30}[a-z0-9]$'" in result.output
+
+
+def test_config_init_refuses_a_bad_dataset_name_naming_the_key(tmp_path: Path) -> None:
+    data = tmp_path / "wine.csv"
+    _wine().to_csv(data, index=False)
+
+    result = runner.invoke(
+        app,
+        [
+            *("config", "init", "--task", "regression", "--from", str(data)),
+            *("--name", "Wine Reviews", "--out", str(tmp_path / "wine.toml")),
+        ],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "dataset.name" in _flat(result.output) and "pattern" in _flat(result.output)
