@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from enum import StrEnum
@@ -82,6 +83,9 @@ def config_init(
     name: Annotated[
         str | None, typer.Option(help="Dataset name, the prefix under raw/ (default: the file's).")
     ] = None,
+    delimiter: Annotated[
+        str, typer.Option(help="The file's field separator (written as dataset.delimiter).")
+    ] = ",",
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Write a minimal, valid config for a new dataset: its name, target and task, and the
@@ -94,13 +98,15 @@ def config_init(
     from functions.ml.errors import DataRejectedError
 
     try:
-        text = initial_config(data, task=task.value, target=target, name=name)
+        text = initial_config(data, task=task.value, target=target, name=name, delimiter=delimiter)
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except DataRejectedError as exc:
+        detected = exc.details.get("detected") if exc.code == "wrong_delimiter" else None
+        hint = f" (--delimiter {detected!r} reads it)" if detected else ""
         console.print(
-            f"[red]{data} rejected ({exc.code}):[/red] {exc.message}",
+            f"[red]{data} rejected ({exc.code}):[/red] {escape(exc.message)}{hint}",
             highlight=False,
             soft_wrap=True,
         )
@@ -111,7 +117,9 @@ def config_init(
     )
 
 
-def initial_config(data: Path, *, task: str, target: str | None, name: str | None) -> str:
+def initial_config(
+    data: Path, *, task: str, target: str | None, name: str | None, delimiter: str = ","
+) -> str:
     """The text of a minimal config for `data`, validated as `config check` validates it."""
     import tomllib
 
@@ -121,14 +129,16 @@ def initial_config(data: Path, *, task: str, target: str | None, name: str | Non
     from functions.ml.readers.formats import detect_format
     from functions.ml.readers.tables import open_table
 
-    header = open_table(data, detect_format(data, data.name), delimiter=",", chunk_rows=1_000)
+    if len(delimiter) != 1:
+        raise ConfigError(f"--delimiter must be one character, not {delimiter!r}")
+    header = open_table(data, detect_format(data, data.name), delimiter=delimiter, chunk_rows=1_000)
     renames = normalise_header(header.header)
     columns = list(renames.values())
     chosen = columns[-1] if target is None else renames.get(target, target)
     if chosen not in columns:
         raise ConfigError(f"--target {target!r} is not a column of {data} ({', '.join(columns)})")
     dataset_name = name or _dataset_name(data)
-    options = {"name": dataset_name, "target": chosen, "task": task}
+    options = {"name": dataset_name, "target": chosen, "task": task, "delimiter": delimiter}
     dataset = parse_config({"dataset": options}, source="mlops config init").dataset
     with tempfile.TemporaryDirectory(prefix="config-init-") as tmp:
         contract = ingest_file(
@@ -143,7 +153,9 @@ def initial_config(data: Path, *, task: str, target: str | None, name: str | Non
         "[dataset]\n"
         f'name = "{dataset_name}"          # drops under raw/{dataset_name}/ start the pipeline\n'
         f'target = "{chosen}"\n'
-        f'task = "{task}"\n\n'
+        f'task = "{task}"\n'
+        + (f"delimiter = {json.dumps(delimiter)}\n" if delimiter != "," else "")
+        + "\n"
         "[dataset.features]\n"
         f"{features}\n"
     )

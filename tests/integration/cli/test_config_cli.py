@@ -161,3 +161,25 @@ def test_config_init_refuses_a_bad_dataset_name_naming_the_key(tmp_path: Path) -
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert "dataset.name" in _flat(result.output) and "pattern" in _flat(result.output)
+
+
+def test_config_init_reads_a_semicolon_file_with_delimiter_and_writes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "wine.csv"
+    _wine().to_csv(data, index=False, sep=";")
+    config = tmp_path / "wine.toml"
+    init = ["config", "init", "--task", "regression", "--from", str(data), "--out", str(config)]
+
+    refused = runner.invoke(app, init)
+    assert refused.exit_code == 1
+    assert "wrong_delimiter" in refused.output and "--delimiter ';'" in _flat(refused.output)
+
+    result = runner.invoke(app, [*init, "--delimiter", ";"])
+
+    assert result.exit_code == 0, result.output
+    assert 'delimiter = ";"' in config.read_text()
+    assert 'colour = "categorical"' in config.read_text()
+    monkeypatch.setenv("MLOPS_CONFIG", str(config))
+    trained = runner.invoke(app, ["train-local", str(data), "--out", str(tmp_path / "out")])
+    assert trained.exit_code == 0, trained.output
