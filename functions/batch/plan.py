@@ -27,6 +27,7 @@ from functions.common.layout import items_key, job_inputs, job_outputs
 from functions.common.observability import logger
 from functions.ml import batch as rows
 from functions.ml.batch import RecordScan, UnreadableInput
+from functions.ml.readers.delimited import other_delimiter
 from functions.ml.readers.formats import FileFormat
 
 _HEAD_BYTES = 4096
@@ -170,5 +171,11 @@ def _header(
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UnreadableInput("the header is not UTF-8 text") from None
-    record = next(rows.csv_records(text, delimiter=config.dataset.delimiter), [])
+    delimiter = config.dataset.delimiter
+    record = next(rows.csv_records(text, delimiter=delimiter), [])
+    found = other_delimiter([text.rstrip("\r\n")], delimiter) if len(record) == 1 else None
+    if found is not None:
+        raise UnreadableInput(
+            f"the file is separated by {found!r}, but dataset.delimiter is {delimiter!r}"
+        )
     return [name.strip() for name in record]

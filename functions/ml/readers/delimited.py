@@ -176,6 +176,18 @@ def _check_delimiter(rows: list[list[str]], delimiter: str) -> None:
     if len(rows[0]) > 1:
         return
     lines = [delimiter.join(row) for row in rows]
+    candidate = other_delimiter(lines, delimiter)
+    if candidate is not None:
+        raise DataValidationError(
+            RejectionCode.WRONG_DELIMITER,
+            f"The file is separated by {candidate!r}, but dataset.delimiter is {delimiter!r}.",
+            details={"expected": delimiter, "detected": candidate, "header": lines[0][:200]},
+        )
+
+
+def other_delimiter(lines: list[str], delimiter: str) -> str | None:
+    """The candidate delimiter (not `delimiter`) that splits each of `lines`, one field each
+    when read with `delimiter`, into the same number of fields, more than one; or None."""
     for candidate in CANDIDATE_DELIMITERS:
         if candidate == delimiter:
             continue
@@ -185,8 +197,5 @@ def _check_delimiter(rows: list[list[str]], delimiter: str) -> None:
             # A quoted field spanning lines (an unbalanced quote) does not re-split.
             continue
         if len(counts) == 1 and counts.pop() > 1:
-            raise DataValidationError(
-                RejectionCode.WRONG_DELIMITER,
-                f"The file is separated by {candidate!r}, but dataset.delimiter is {delimiter!r}.",
-                details={"expected": delimiter, "detected": candidate, "header": lines[0][:200]},
-            )
+            return candidate
+    return None
