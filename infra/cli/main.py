@@ -82,6 +82,10 @@ def predict(
 
     try:
         rows = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}: {exc.msg}"
+        takes = 'a JSON list of rows or {"instances": [...]}; a CSV is scored by `mlops batch run`'
+        raise _exit(f"{file} is not JSON ({where}); --file takes {takes}", 2) from None
     except (OSError, ValueError) as exc:
         raise _exit(f"{file}: {exc}", 2) from None
     instances = rows.get("instances") if isinstance(rows, dict) else rows

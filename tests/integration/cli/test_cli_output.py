@@ -219,3 +219,15 @@ def test_help_shows_the_config_keys_it_names(monkeypatch: pytest.MonkeyPatch) ->
             assert {key for key in keys if key not in shown} == set(), path
             checked += 1
     assert checked >= 2
+
+
+def test_predict_with_a_file_that_is_not_json_says_what_it_takes(tmp_path: Any) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text("age,contract\n52,two year\n")
+
+    result = mlops("predict", "--file", str(rows), "--url", "http://127.0.0.1:9/")
+
+    assert result.exit_code == 2
+    shown = " ".join(result.output.split())
+    assert "rows.csv is not JSON (line 1 column 1" in shown
+    assert "mlops batch run" in shown
