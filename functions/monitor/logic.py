@@ -203,6 +203,7 @@ def summary(result: Mapping[str, Any]) -> dict[str, Any]:
         "report_key": result["report_key"],
         "retrain": result["retrain"],
         "performance_verdict": (result["performance"] or {}).get("verdict"),
+        "performance": result["performance"],
     }
 
 

@@ -126,7 +126,9 @@ def _print_run(session: Session, reply: Mapping[str, Any]) -> None:
         console.print(f"data-quality breaks: {text(reply['data_quality'])}")
     if reply.get("decision"):
         console.print(f"decision: {text(reply['decision'])}", soft_wrap=True)
-    if reply.get("performance_verdict") is not None:
+    if reply.get("performance"):
+        console.print(_performance_line(reply["performance"]), soft_wrap=True)
+    elif reply.get("performance_verdict") is not None:
         console.print(
             f"performance: {_styled(reply['performance_verdict'], _VERDICT_STYLE)}",
         )

@@ -332,3 +332,21 @@ def test_drift_run_prints_the_verdict_the_retrain_decision_and_where_the_results
     key = f"s3://{BUCKET}/reports/drift/churn/20261127T013000Z-w6"
     assert f"result: {key}/result.json" in result.output
     assert f"report: {key}/report.html" in result.output
+
+
+def test_drift_run_prints_the_live_performance_it_measured(local: Local) -> None:
+    source = STAND_IN_HANDLER.replace(
+        '"performance_verdict": "ok",',
+        '"performance_verdict": "drop", "performance": {"rows": 401, "verdict": "drop",'
+        ' "model_version": 1, "metrics": {"accuracy": 0.32}, "reference": {"accuracy": 0.9},'
+        ' "changes": {"accuracy": -0.58}, "dropped": ["accuracy"], "notes": []},',
+    )
+    _deploy(local, "drift_performance", source)
+
+    result = mlops("drift", "run")
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "performance: drop on 401 labelled rows of model version 1: accuracy 0.3200 "
+        "(reference 0.9000, -0.5800)"
+    ) in " ".join(result.output.split())

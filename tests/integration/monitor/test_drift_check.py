@@ -238,6 +238,7 @@ def test_wrong_predictions_in_feedback_are_a_performance_drop_and_become_trainin
     assert performance["rows"] == 200 and performance["verdict"] == "drop"
     assert performance["metrics"]["accuracy"] == 0.0
     assert "accuracy" in performance["dropped"]
+    assert summary(result)["performance"] == performance  # what `mlops drift run` prints
     assert result["retrain"]["requested"] is True
     assert result["retrain"]["via"] == "feedback_drop"
     key = result["retrain"]["feedback_key"]
