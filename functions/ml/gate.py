@@ -197,7 +197,7 @@ def _format(*values: float) -> tuple[str, ...]:
     """The values with the fewest significant digits (at least 3) that keep distinct values
     distinct, so that a message never reads "0.705 is worse than 0.705"."""
     for digits in range(3, 18):
-        shown = tuple(f"{value:.{digits}g}" for value in values)
+        shown = tuple(_significant(value, digits) for value in values)
         if all(
             (shown[i] == shown[j]) == (values[i] == values[j])
             for i in range(len(values))
@@ -205,3 +205,13 @@ def _format(*values: float) -> tuple[str, ...]:
         ):
             return shown
     return tuple(repr(value) for value in values)
+
+
+def _significant(value: float, digits: int) -> str:
+    """`value` to `digits` significant digits, in plain notation where `g` would write an
+    exponent for a large number (an rmse on prices: 21102, not 2.11e+04)."""
+    shown = f"{value:.{digits}g}"
+    if "e+" in shown and abs(value) < 1e15:
+        whole = len(f"{abs(value):.0f}")
+        shown = f"{value:.{max(0, digits - whole)}f}"
+    return shown

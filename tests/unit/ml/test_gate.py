@@ -232,3 +232,17 @@ def test_without_a_champion_the_verdict_is_the_thresholds_verdict(
         expected = candidate <= spec.threshold
 
     assert _passes(spec, candidate, None) == expected
+
+
+def test_large_regression_errors_read_as_plain_numbers_not_exponents() -> None:
+    """rmse on prices: "rmse 21102 is worse than champion 20996", never "2.11e+04 ... 2.1e+04"."""
+    passed, [criterion] = apply_gate(
+        candidate={"rmse": 21101.8711},
+        champion={"rmse": 20995.8033},
+        gate=GateConfig(),
+        task=Task.REGRESSION,
+        n_classes=0,
+    )
+
+    assert not passed
+    assert criterion.message == "rmse 21102 is worse than champion 20996 (+106)"
