@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from functions.common.config.loading import CONFIG_JSON_ENV, MlopsConfig, config_path, load_config
 from functions.common.config.stages import StageConfig
@@ -17,6 +17,9 @@ LAMBDA_ENV_LIMIT_BYTES = 4096
 SYNTH_ONLY_SECTIONS = frozenset({"alerts"})
 """Config sections only synth reads (the alarms' runbook links): left out of the functions'
 config, which Lambda's 4 KB of environment variables must hold."""
+SYNTH_ONLY_STAGE_KEYS = frozenset({"registry_table"})
+"""Keys of `[stages.<stage>]` only synth reads (the functions get the table's name as
+`REGISTRY_TABLE`), left out of the functions' config likewise."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,9 @@ class DeployConfig:
     def config_json(self) -> str:
         """The config as the functions receive it (without `SYNTH_ONLY_SECTIONS`: those keep
         their defaults there), checked against Lambda's 4 KB env limit."""
-        text = self.config.model_dump_json(exclude=set(SYNTH_ONLY_SECTIONS))
+        exclude: dict[str, Any] = dict.fromkeys(SYNTH_ONLY_SECTIONS, True)
+        exclude["stages"] = {"__all__": set(SYNTH_ONLY_STAGE_KEYS)}
+        text = self.config.model_dump_json(exclude=exclude)
         size = len(CONFIG_JSON_ENV) + len(text.encode())
         if size > LAMBDA_ENV_LIMIT_BYTES - 512:
             raise ValueError(

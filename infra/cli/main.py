@@ -24,6 +24,7 @@ from infra.cli.drift import drift_app
 from infra.cli.drops import drops_app
 from infra.cli.erasure import erase_app
 from infra.cli.models import models_app
+from infra.cli.restore import restore
 from infra.cli.runs import runs_app
 from infra.local.cli import app as local_app
 
@@ -43,6 +44,7 @@ app.add_typer(drops_app, name="drops")
 app.add_typer(config_app, name="config")
 app.add_typer(dlq_app, name="dlq")
 app.command()(cost)
+app.command()(restore)
 
 
 @app.command()

@@ -59,7 +59,7 @@ def registry_table_properties() -> dict[str, Any]:
 
 def create_registry_table(dynamodb: Any, table: str = TABLE) -> None:
     """The registry table as the stack defines it: its key schema, attribute definitions,
-    billing mode, secondary indexes and time to live, named `table`."""
+    billing mode, secondary indexes, time to live and point-in-time recovery, named `table`."""
     properties = registry_table_properties()
     request: dict[str, Any] = {
         "TableName": table,
@@ -79,3 +79,9 @@ def create_registry_table(dynamodb: Any, table: str = TABLE) -> None:
     ttl = properties.get("TimeToLiveSpecification")
     if ttl and ttl.get("Enabled"):
         dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification=ttl)
+    recovery = properties.get("PointInTimeRecoverySpecification")
+    if recovery and recovery.get("PointInTimeRecoveryEnabled"):
+        dynamodb.update_continuous_backups(
+            TableName=table,
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+        )

@@ -110,7 +110,11 @@ class MlopsConfig(Section):
         for section, values in stage.overrides().items():
             base[section] = _merged(base.get(section) or {}, values)
         base["stages"] = {
-            key: {"removal_policy": s.removal_policy, "log_retention_days": s.log_retention_days}
+            key: {
+                "removal_policy": s.removal_policy,
+                "log_retention_days": s.log_retention_days,
+                "registry_table": s.registry_table,
+            }
             for key, s in self.stages.items()
         }
         try:

@@ -19,6 +19,10 @@ STAGE_SECTIONS = ("model", "gate", "drift", "serving", "ingest", "train", "data_
 """Sections a stage may override (`[stages.<stage>.<section>]`)."""
 
 
+REGISTRY_TABLE_PATTERN = r"^[A-Za-z0-9_.-]{3,255}$"
+"""A DynamoDB table name."""
+
+
 class StageConfig(Section):
     """Per-stage settings (`[stages.<stage>]`) and overrides of any of `STAGE_SECTIONS` for
     that stage only, e.g. `[stages.prod.serving] provisioned_concurrency = 2`: the stage's
@@ -26,6 +30,11 @@ class StageConfig(Section):
 
     removal_policy: Literal["retain", "destroy"] = "retain"
     log_retention_days: Annotated[int, Field(ge=1, le=3653)] = 90
+    registry_table: Annotated[str, Field(pattern=REGISTRY_TABLE_PATTERN)] | None = None
+    """The registry table the stage's functions and the CLI use instead of the stack's own:
+    the table `mlops restore --registry` restored from point-in-time recovery. The stack
+    keeps its own table (not deleted, for forensics) and grants every function on this one.
+    Read at synth only."""
     model: dict[str, Any] | None = None
     gate: dict[str, Any] | None = None
     drift: dict[str, Any] | None = None

@@ -18,10 +18,16 @@ TTL_ATTRIBUTE = "expiration"
 
 
 class Registry(Construct):
+    """The stack's table (`owned`), and the table the functions use (`table`): the stack's own,
+    or the restored table `[stages.<stage>] registry_table` names. After a restore the stack
+    keeps its own table as it was (nothing is replaced or deleted; it stays for forensics),
+    and every grant, the functions' `REGISTRY_TABLE` and the `RegistryTableName` output point
+    at the restored one, encrypted with the same key (`mlops restore` restores it so)."""
+
     def __init__(self, scope: Construct, construct_id: str, *, deploy: DeployConfig) -> None:
         super().__init__(scope, construct_id)
         key = data_key(self, deploy)
-        self.table = dynamodb.Table(
+        self.owned = dynamodb.Table(
             self,
             "Table",
             partition_key=dynamodb.Attribute(
@@ -40,6 +46,12 @@ class Registry(Construct):
             deletion_protection=deploy.stage_config.removal_policy == "retain",
             removal_policy=deploy.removal_policy,
         )
+        self.table: dynamodb.ITable = self.owned
+        restored = deploy.stage_config.registry_table
+        if restored:
+            self.table = dynamodb.Table.from_table_attributes(
+                self, "Restored", table_name=restored, encryption_key=key
+            )
 
     def grant_items(self, grantee: iam.IGrantable, *actions: str) -> None:
         """Exactly these item actions (`dynamodb:GetItem`, ...) on the table, every partition:

@@ -165,6 +165,7 @@ JSON_COMMANDS: dict[str, list[str]] = {
         "--json",
     ],
     "runs list": ["runs", "list", "--json"],
+    "restore": ["restore", "--registry", "--to", "latest", "--dry-run", "--json"],
 }
 
 

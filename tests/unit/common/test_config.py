@@ -272,6 +272,19 @@ def test_an_override_of_an_unknown_section_is_refused(tmp_path: Path) -> None:
         load_config(_write(tmp_path, text))
 
 
+def test_a_stage_names_its_restored_registry_table(tmp_path: Path) -> None:
+    restored = "mlops-prod-RegistryTable1A2B-XYZ-restored-20261202T063000Z"
+    text = MINIMAL + f'\n[stages.dev]\n\n[stages.prod]\nregistry_table = "{restored}"\n'
+    config = load_config(_write(tmp_path, text))
+
+    assert config.for_stage("prod").stage("prod").registry_table == restored
+    assert config.for_stage("dev").stage("dev").registry_table is None
+
+    bad = MINIMAL + '\n[stages.prod]\nregistry_table = "no spaces allowed"\n'
+    with pytest.raises(ConfigError, match="stages.prod.registry_table"):
+        load_config(_write(tmp_path, bad))
+
+
 def test_reserved_concurrency_has_protective_defaults_and_bounds(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, MINIMAL))
     assert config.ingest.reserved_concurrency == 10
