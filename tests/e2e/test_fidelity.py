@@ -247,4 +247,6 @@ def test_a_drift_run_failing_every_attempt_sends_one_on_failure_record_to_its_qu
     assert "functions.monitor" in record["responsePayload"]["errorMessage"]
     [alarm] = alarms
     assert alarm["Threshold"] == 1 and alarm["AlarmActions"]
-    assert alarm["AlarmDescription"].endswith("/runbook/#driftcheckretriesexhaustedalarm")
+    assert alarm["AlarmDescription"].endswith(
+        "Runbook: docs/runbook.md#driftcheckretriesexhaustedalarm"
+    )
