@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from functions.adapters.storage import ObjectStore
+from functions.common.formats import FormatVersionError
 from functions.common.layout import DAY_PARTITION, FEEDBACK_PREFIX, capture_day_prefix
 from functions.common.records import CaptureRecord, capture_record
 
@@ -109,7 +110,11 @@ def capture_records(
     counted in `skipped`."""
     for stored in objects:
         for document in window.json_lines(stored.key, skipped, "capture line is not JSON"):
-            record = capture_record(document)
+            try:
+                record = capture_record(document)
+            except FormatVersionError as exc:
+                skipped.add(str(exc))
+                continue
             if record is None:
                 skipped.add("capture record without features or model_version")
                 continue

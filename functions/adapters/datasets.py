@@ -19,7 +19,9 @@ import json
 from typing import Any
 
 from functions.adapters.errors import translated
+from functions.adapters.registry.items import fields_of
 from functions.adapters.table import RegistryTable
+from functions.common import formats
 from functions.common.contracts import DatasetRef, Retirement, SourceObject
 from functions.common.errors import (
     DataVersionNotFoundError,
@@ -54,6 +56,7 @@ def _version_item(ref: DatasetRef, code_version: str) -> dict[str, Any]:
         "code_version": _s(code_version),
         "source_bucket": _s(source.bucket),
         "source_key": _s(source.key),
+        formats.FIELD: {"N": str(formats.current(formats.DATASET_VERSION_ITEM))},
     }
     if source.version_id:
         item["source_version_id"] = _s(source.version_id)
@@ -65,33 +68,29 @@ def _version_item(ref: DatasetRef, code_version: str) -> dict[str, Any]:
 
 
 def _version_ref(item: dict[str, Any]) -> DatasetRef:
-    def text(name: str) -> str | None:
-        return item[name]["S"] if name in item else None
-
+    fields = formats.read(formats.DATASET_VERSION_ITEM, fields_of(item))
     source = SourceObject(
-        bucket=item["source_bucket"]["S"],
-        key=item["source_key"]["S"],
-        version_id=text("source_version_id"),
-        etag=text("source_etag"),
-        size=int(item["source_size"]["N"]) if "source_size" in item else None,
+        bucket=fields["source_bucket"],
+        key=fields["source_key"],
+        version_id=fields.get("source_version_id"),
+        etag=fields.get("source_etag"),
+        size=fields.get("source_size"),
     )
     retired = (
         Retirement(
-            at=item["retired_at"]["S"],
-            by=item["retired_by"]["S"],
-            reason=item["retired_reason"]["S"],
+            at=fields["retired_at"], by=fields["retired_by"], reason=fields["retired_reason"]
         )
-        if "retired_at" in item
+        if "retired_at" in fields
         else None
     )
     return DatasetRef(
-        dataset=item["dataset"]["S"],
-        data_version=item["data_version"]["S"],
-        manifest_key=item["manifest_key"]["S"],
-        curated_prefix=item["curated_prefix"]["S"],
-        rows=int(item["rows"]["N"]),
+        dataset=fields["dataset"],
+        data_version=fields["data_version"],
+        manifest_key=fields["manifest_key"],
+        curated_prefix=fields["curated_prefix"],
+        rows=fields["rows"],
         source=source,
-        created_at=item["created_at"]["S"],
+        created_at=fields["created_at"],
         retired=retired,
     )
 

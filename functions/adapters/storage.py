@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from functions.adapters import aws
 from functions.adapters.errors import failure, is_already_stored, storage_errors
-from functions.common import layout
+from functions.common import formats, layout
 from functions.common.errors import ObjectNotFoundError, StorageError
 
 JSON_CONTENT_TYPE = "application/json"
@@ -212,6 +212,7 @@ def read_quarantine_reason(
         return None
     if not isinstance(record, dict):
         return None
+    record = formats.read(formats.QUARANTINE_REASON, record)
     recorded = (record.get("source") or {}).get("version_id")
     if version_id and recorded and recorded != version_id:
         return None

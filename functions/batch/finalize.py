@@ -16,6 +16,7 @@ from functions.batch.contracts import (
     FileSummary,
 )
 from functions.batch.stage import stage_adapters
+from functions.common import formats
 from functions.common.config.serving import BatchConfig
 from functions.common.layout import job_outputs, manifest_key
 from functions.common.observability import logger
@@ -119,7 +120,9 @@ def finalize(
     objects.put_bytes(
         bucket,
         manifest_key(job),
-        json.dumps(manifest.model_dump(mode="json"), indent=2).encode(),
+        json.dumps(
+            formats.stamp(formats.BATCH_MANIFEST, manifest.model_dump(mode="json")), indent=2
+        ).encode(),
         content_type=JSON_CONTENT_TYPE,
     )
     logger.info(

@@ -13,11 +13,16 @@ from __future__ import annotations
 import math
 from typing import Any, TypedDict
 
+from functions.common import formats
+
+_CAPTURE_VERSION = formats.current(formats.CAPTURE_RECORD)
+
 
 class CaptureRecord(TypedDict):
     """One predicted row as captured: the request it belongs to (`request_id`, `row`), when and
     by which version it was scored, the features as the model saw them (sensitive columns
-    hashed or left out) and its prediction (`probabilities` None for regression)."""
+    hashed or left out) and its prediction (`probabilities` None for regression), and the
+    record's `format_version` (`functions.common.formats`; absent in version 1 records)."""
 
     request_id: str
     row: int
@@ -27,12 +32,19 @@ class CaptureRecord(TypedDict):
     features: dict[str, Any]
     prediction: Any
     probabilities: list[float] | None
+    format_version: int
 
 
 def capture_record(document: Any) -> CaptureRecord | None:
     """A parsed capture line as a record, or None when it has no `features` object or no
     integer `model_version` (what every reader needs). Other fields are as written by the
-    predict function; readers check `request_id` and `row` before matching on them."""
+    predict function; readers check `request_id` and `row` before matching on them.
+
+    Raises:
+        FormatVersionError: the record was written by a newer release.
+    """
+    if isinstance(document, dict) and document.get(formats.FIELD, 1) != _CAPTURE_VERSION:
+        document = formats.read(formats.CAPTURE_RECORD, document)
     if (
         not isinstance(document, dict)
         or not isinstance(document.get("features"), dict)
@@ -54,18 +66,26 @@ class FeedbackItem(TypedDict):
 
 
 class FeedbackRecord(FeedbackItem):
-    """A feedback item as the predict API stores it: with the time it was received."""
+    """A feedback item as the predict API stores it: with the time it was received and the
+    record's `format_version` (`functions.common.formats`; absent in version 1 records)."""
 
     received_at: str
+    format_version: int
 
 
-_FEEDBACK_FIELDS = ("request_id", "row", "label", "features", "received_at")
+_FEEDBACK_FIELDS = ("request_id", "row", "label", "features", "received_at", formats.FIELD)
 
 
 def feedback_item(document: dict[str, Any]) -> FeedbackItem | None:
     """A stored feedback record, or a row of a file dropped under `feedback/` (JSON, or CSV
     whose other columns are the features), as a feedback item; None without a request_id, a
-    row index (0 when absent) or a label."""
+    row index (0 when absent) or a label.
+
+    Raises:
+        FormatVersionError: a stored record was written by a newer release.
+    """
+    if formats.FIELD in document:
+        document = formats.read(formats.FEEDBACK_RECORD, document)
     request_id, label = document.get("request_id"), document.get("label")
     try:
         row = int(document.get("row", 0))

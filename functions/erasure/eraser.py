@@ -23,6 +23,7 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 from functions.adapters.versions import ObjectVersion, ObjectVersions
+from functions.common import formats
 from functions.common.config.dataset import DatasetConfig
 from functions.common.errors import ObjectNotFoundError
 from functions.common.layout import DATA_FILE, MANIFEST_FILE
@@ -172,7 +173,9 @@ class Eraser:
         manifest.setdefault("erasures", []).append(
             {"erasure_id": erasure_id, "at": at, "rows_removed": filtered.removed}
         )
-        self.objects.put_json(self.bucket, manifest_key, manifest)
+        self.objects.put_json(
+            self.bucket, manifest_key, formats.stamp(formats.DATASET_MANIFEST, manifest)
+        )
         if self.on_curated is not None and manifest.get("data_version"):
             self.on_curated(str(manifest["dataset"]), str(manifest["data_version"]), filtered.kept)
 
@@ -203,7 +206,9 @@ class Eraser:
             document = self.objects.get_json(self.bucket, key)
         except ObjectNotFoundError:
             return None
-        return document if isinstance(document, dict) else None
+        return (
+            formats.read(formats.DATASET_MANIFEST, document) if isinstance(document, dict) else None
+        )
 
     def _keys(self, prefix: str) -> Iterator[tuple[str, list[ObjectVersion]]]:
         """Keys under `prefix` with their object versions (delete markers left out; a key

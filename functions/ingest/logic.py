@@ -33,6 +33,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import D
 from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.idempotency import persistence_layer
 from functions.adapters.storage import ObjectStore
+from functions.common import formats
 from functions.common.config.dataset import DatasetConfig
 from functions.common.config.loading import deployed_config
 from functions.common.contracts import DatasetRef, IngestSkipped, SourceObject
@@ -327,7 +328,9 @@ class Ingestion:
             code_version=self.settings.code_version,
         )
         self.store.upload_file(result.data_path, self.bucket, prefix + DATA_FILE)
-        self.store.put_json(self.bucket, prefix + MANIFEST_FILE, manifest)
+        self.store.put_json(
+            self.bucket, prefix + MANIFEST_FILE, formats.stamp(formats.DATASET_MANIFEST, manifest)
+        )
         ref, created = self.registry.register_version(
             DatasetRef(
                 dataset=name,
@@ -393,6 +396,8 @@ class Ingestion:
             version_id=source.version_id,
             destination_bucket=self.bucket,
         )
-        self.store.put_json(self.bucket, reason_key(source.key), reason)
+        self.store.put_json(
+            self.bucket, reason_key(source.key), formats.stamp(formats.QUARANTINE_REASON, reason)
+        )
         logger.warning("Drop quarantined", extra={"reason": reason})
         return target

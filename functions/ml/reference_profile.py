@@ -63,12 +63,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from functions.common import formats
 from functions.common.config.dataset import FeatureType, Task
 from functions.common.sensitive import hash_value
 from functions.ml.features import model_frame, target_array
 from functions.ml.onnx_input import MISSING_CATEGORY, Prediction
 
-FORMAT_VERSION = 2
 MAX_CATEGORIES = 1_000
 
 
@@ -188,7 +188,7 @@ def reference_profile(
     }
     y = target_array(train, target, task)
     profile = {
-        "format_version": FORMAT_VERSION,
+        formats.FIELD: formats.current(formats.REFERENCE_PROFILE),
         "task": task.value,
         "rows": len(train),
         "bins": bins,

@@ -30,6 +30,7 @@ from functions.adapters.bucket_window import (
 from functions.adapters.events import publish_event
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
+from functions.common import formats
 from functions.common.config.loading import MlopsConfig
 from functions.common.errors import EventPublishError, ObjectNotFoundError
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
@@ -266,7 +267,10 @@ def _open_version(svc: MonitorService, version: int) -> _VersionWindow:
     if registered is None:
         return _VersionWindow(version, None, f"version {version} is not in the registry")
     try:
-        profile = svc.objects.get_json(svc.bucket, registered.prefix + REFERENCE_PROFILE_FILE)
+        profile = formats.read(
+            formats.REFERENCE_PROFILE,
+            svc.objects.get_json(svc.bucket, registered.prefix + REFERENCE_PROFILE_FILE),
+        )
     except ObjectNotFoundError:
         return _VersionWindow(version, None, f"version {version} has no reference profile")
     accumulator = DriftAccumulator(
@@ -414,7 +418,9 @@ def _training_rows(svc: MonitorService, joined: Iterable[_Joined]) -> list[dict[
 def _write_reports(svc: MonitorService, result: dict[str, Any]) -> None:
     from functions.monitor.report import render_html
 
-    svc.objects.put_json(svc.bucket, result["result_key"], result)
+    svc.objects.put_json(
+        svc.bucket, result["result_key"], formats.stamp(formats.DRIFT_RESULT, result)
+    )
     svc.objects.put_bytes(
         svc.bucket,
         result["report_key"],

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.adapters.bucket_window import BucketWindow, SkippedLines, StoredObject
+from functions.common.formats import FormatVersionError
 from functions.common.records import feedback_item
 
 
@@ -36,7 +37,11 @@ def feedback_rows(
     found: dict[tuple[str, int], Feedback] = {}
     for stored in objects:
         for item in _feedback_items(window, stored.key, skipped):
-            feedback = _feedback(item, stored.key)
+            try:
+                feedback = _feedback(item, stored.key)
+            except FormatVersionError as exc:
+                skipped.add(str(exc))
+                continue
             if feedback is None:
                 skipped.add("feedback without request_id, row or label")
                 continue

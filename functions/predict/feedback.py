@@ -24,6 +24,7 @@ from typing import Any
 
 from functions.adapters.bucket_window import BucketWindow, SkippedLines, capture_records
 from functions.adapters.storage import JSON_CONTENT_TYPE, ObjectStore
+from functions.common import formats
 from functions.common.layout import feedback_key
 from functions.common.records import FeedbackItem, FeedbackRecord
 from functions.ml.onnx_input import NamedTwiceError, by_feature_name
@@ -188,10 +189,12 @@ class FeedbackStore:
         at = received.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         stored = duplicates = 0
         seen: set[tuple[str, int]] = set()
+        version = formats.current(formats.FEEDBACK_RECORD)
         for item in items:
             identity = (item["request_id"], item["row"])
             if identity in seen or not self._put_once(
-                feedback_key(*identity, day), FeedbackRecord(**item, received_at=at)
+                feedback_key(*identity, day),
+                FeedbackRecord(**item, received_at=at, format_version=version),
             ):
                 duplicates += 1
             else:

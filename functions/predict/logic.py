@@ -23,6 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from functions.adapters.capture import CaptureStream
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
+from functions.common import formats
 from functions.common.config.loading import deployed_config
 from functions.common.config.serving import ServingConfig
 from functions.common.observability import logger, metrics
@@ -313,6 +314,7 @@ def capture(
         prediction.probabilities.tolist() if prediction.probabilities is not None else None
     )
     # orjson writes NaN and infinities as null: a record is always valid JSON.
+    version = formats.current(formats.CAPTURE_RECORD)
     lines = [
         orjson.dumps(
             CaptureRecord(
@@ -324,6 +326,7 @@ def capture(
                 features=svc.sensitive.stored(batch.row(row)),
                 prediction=labels[row],
                 probabilities=probabilities[row] if probabilities is not None else None,
+                format_version=version,
             ),
             option=orjson.OPT_APPEND_NEWLINE,
         )

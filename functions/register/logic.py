@@ -31,6 +31,7 @@ from functions.adapters.registry.aliases import PRODUCTION
 from functions.adapters.registry.items import now
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
+from functions.common import formats
 from functions.common.contracts import (
     AliasChange,
     EvaluationResult,
@@ -132,7 +133,9 @@ class Registration:
 
     def _register(self, training: TrainingRun, evaluation: EvaluationResult) -> ModelVersion:
         model = training.model_name
-        run = self.store.get_json(self.bucket, training.run_record_key)
+        run = formats.read(
+            formats.RUN_RECORD, self.store.get_json(self.bucket, training.run_record_key)
+        )
         signature = self.store.get_json(self.bucket, training.signature_key)
         evaluation_doc = self.store.get_json(self.bucket, evaluation.evaluation_key)
         number = self.registry.allocate_version(model)
@@ -167,7 +170,9 @@ class Registration:
         )
         metadata = _metadata(version, training, evaluation, signature, onnx_size)
         metadata["code_version"] = self.settings.code_version
-        self.store.put_json(self.bucket, prefix + METADATA_FILE, metadata)
+        self.store.put_json(
+            self.bucket, prefix + METADATA_FILE, formats.stamp(formats.VERSION_METADATA, metadata)
+        )
         self._write_card(version, run, evaluation, evaluation_doc, signature)
         self.registry.put_version(version)
         self._record_run(version, run, status="registered", promoted=False)

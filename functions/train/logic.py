@@ -24,6 +24,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
+from functions.common import formats
 from functions.common.config.dataset import DatasetMode, FeatureType, Task
 from functions.common.config.loading import MlopsConfig, deployed_config
 from functions.common.contracts import DatasetRef, PipelineState, TrainingRun, TrainingSkipped
@@ -238,8 +239,9 @@ class S3TrainingData:
     bucket: str
 
     def manifest(self, version: DatasetRef) -> dict[str, Any]:
-        document: dict[str, Any] = self.store.get_json(self.bucket, version.manifest_key)
-        return document
+        return formats.read(
+            formats.DATASET_MANIFEST, self.store.get_json(self.bucket, version.manifest_key)
+        )
 
     def parquet(self, key: str, workdir: Path) -> Path:
         local = workdir / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.parquet"
@@ -456,7 +458,7 @@ class Trainer:
             "library_versions": library_versions(),
             "artifacts": {name: f"s3://{self.bucket}/{key}" for name, key in keys.items()},
         }
-        self.artifacts.put_json(keys["run_record"], self.record)
+        self.artifacts.put_json(keys["run_record"], formats.stamp(formats.RUN_RECORD, self.record))
         return result
 
     def _load(

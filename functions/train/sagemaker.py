@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
+from functions.common import formats
 from functions.common.config.loading import MlopsConfig, deployed_config
 from functions.common.contracts import (
     DatasetRef,
@@ -113,7 +114,12 @@ def prepare(state: PipelineState) -> TrainingJob:
         bucket=bucket,
         trigger=trigger,
         versions=versions,
-        manifests={v.data_version: store.get_json(bucket, v.manifest_key) for v in versions},
+        manifests={
+            v.data_version: formats.read(
+                formats.DATASET_MANIFEST, store.get_json(bucket, v.manifest_key)
+            )
+            for v in versions
+        },
         config=config.model_dump(mode="json"),
         code_version=settings.code_version,
         execution=state.execution.id if state.execution else None,
@@ -212,7 +218,9 @@ def collect(state: TrainingJobState) -> TrainingRun:
         unpacked = Path(tmp) / "model"
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(unpacked, filter="data")
-        record = json.loads((unpacked / RUN_FILE).read_text(encoding="utf-8"))
+        record = formats.read(
+            formats.RUN_RECORD, json.loads((unpacked / RUN_FILE).read_text(encoding="utf-8"))
+        )
         if record.get("run_id") != job.run_id:
             raise TrainingJobError(
                 f"training job {job.job_name} produced run {record.get('run_id')!r}, "
@@ -230,7 +238,7 @@ def collect(state: TrainingJobState) -> TrainingRun:
         "status": job.result.status,
         "model_artifacts": job.result.model_artifacts,
     }
-    store.put_json(bucket, record["run_record_key"], record)
+    store.put_json(bucket, record["run_record_key"], formats.stamp(formats.RUN_RECORD, record))
     ModelRegistry(settings.registry_table).put_run(record)
     record_trained(record)
     return TrainingRun.model_validate({name: record[name] for name in TrainingRun.model_fields})

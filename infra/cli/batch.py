@@ -25,6 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from functions.adapters.storage import ObjectStore
+from functions.common import formats
 from functions.common.errors import ObjectNotFoundError
 from functions.common.layout import (
     BATCH_IN_PREFIX,
@@ -188,7 +189,10 @@ def _wait(sfn: Any, arn: str, timeout: float) -> dict[str, Any]:
 
 def _manifest(target: Target, bucket: str, job: str, *, required: bool) -> dict[str, Any] | None:
     try:
-        return dict(ObjectStore(target.client("s3")).get_json(bucket, manifest_key(job)))
+        return formats.read(
+            formats.BATCH_MANIFEST,
+            ObjectStore(target.client("s3")).get_json(bucket, manifest_key(job)),
+        )
     except ObjectNotFoundError:
         if required:
             raise fail(

@@ -27,6 +27,7 @@ from functions.adapters.storage import ObjectStore
 from functions.common.config.base import ConfigError
 from functions.common.config.loading import MlopsConfig, load_config
 from functions.common.errors import AdapterError, ModelRegistryError
+from functions.common.formats import FormatVersionError
 from infra.cli.target import STATE_DIR_ENV, Target, TargetError, resolve_target
 
 console = Console()
@@ -71,7 +72,7 @@ def reported(*, stdout: bool = False) -> Iterator[None]:
     adapter's or the registry's own message, a refused AWS call as `Code: Message`."""
     try:
         yield
-    except (TargetError, ModelRegistryError, AdapterError) as exc:
+    except (TargetError, ModelRegistryError, AdapterError, FormatVersionError) as exc:
         raise fail(str(exc), stdout=stdout) from None
     except ClientError as exc:
         error = exc.response.get("Error", {})

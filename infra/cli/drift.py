@@ -19,6 +19,7 @@ from botocore.config import Config
 from rich.markup import escape
 from rich.table import Table
 
+from functions.common import formats
 from functions.common.errors import ObjectNotFoundError
 from functions.common.layout import REPORT_FILE, RESULT_FILE, drift_reports_prefix
 from functions.ml.drift.presentation import STATISTICS, ranked_features
@@ -178,9 +179,9 @@ def drift_show(
         typer.echo(body.decode("utf-8"))
     else:
         try:
-            result = json.loads(body)
-        except ValueError as exc:
-            raise fail(f"result.json of drift check {check} is not JSON: {exc}") from None
+            result = formats.read(formats.DRIFT_RESULT, json.loads(body))
+        except (ValueError, AttributeError) as exc:
+            raise fail(f"result.json of drift check {check} is not readable: {exc}") from None
         _print_check(result)
     if open_report:
         path = _save_report(session, check)

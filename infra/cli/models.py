@@ -15,6 +15,7 @@ from rich.table import Table
 
 from functions.adapters.events import publish_model_promoted
 from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION
+from functions.common import formats
 from functions.common.contracts import AliasChange, ModelVersion
 from functions.common.errors import AdapterError, ModelRegistryError
 from functions.common.events import model_promoted_detail
@@ -158,7 +159,7 @@ def _metadata(session: Session, version: ModelVersion) -> dict[str, Any]:
     except AdapterError as exc:
         console.print(f"[yellow]warning:[/yellow] metadata.json not readable: {escape(str(exc))}")
         return {}
-    return dict(document) if isinstance(document, Mapping) else {}
+    return formats.read(formats.VERSION_METADATA, document) if isinstance(document, Mapping) else {}
 
 
 @models_app.command("promote")

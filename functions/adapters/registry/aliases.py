@@ -24,6 +24,7 @@ from functions.adapters.registry.items import (
     now,
     translated,
 )
+from functions.common import formats
 from functions.common.contracts import AliasChange, AliasState
 from functions.common.errors import (
     ModelRegistryError,
@@ -49,8 +50,9 @@ def _alias_state(fields: Mapping[str, Any]) -> AliasState:
 
 
 def _alias_change(fields: Mapping[str, Any]) -> AliasChange:
+    current = formats.read(formats.ALIAS_HISTORY_ITEM, fields)
     return AliasChange.model_validate(
-        {**{k: fields.get(k) for k in AliasChange.model_fields}, "kind": fields["change"]}
+        {**{k: current.get(k) for k in AliasChange.model_fields}, "kind": current["change"]}
     )
 
 
@@ -235,7 +237,11 @@ class Aliases(ModelTable):
                         history_sort_key(change.alias, change.revision),
                     ),
                     "kind": {"S": "alias_change"},
-                    **attributes({**history, "change": change.kind}),
+                    **attributes(
+                        formats.stamp(
+                            formats.ALIAS_HISTORY_ITEM, {**history, "change": change.kind}
+                        )
+                    ),
                 },
                 "ConditionExpression": "attribute_not_exists(pk)",
             }

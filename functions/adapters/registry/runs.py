@@ -20,6 +20,7 @@ from functions.adapters.registry.items import (
     now,
     translated,
 )
+from functions.common import formats
 from functions.common.errors import RunNotFoundError
 from functions.common.layout import (
     RUN_PREFIX,
@@ -42,7 +43,7 @@ class TrainingRuns(ModelTable):
         item = {
             **item_key(runs_key(model), run_sort_key(run_id)),
             "kind": {"S": "training_run"},
-            **attributes(fields),
+            **attributes(formats.stamp(formats.RUN_ITEM, fields)),
         }
         with translated("put_item", self.table_name):
             self._dynamodb.put_item(TableName=self.table_name, Item=item)
@@ -74,11 +75,13 @@ class TrainingRuns(ModelTable):
             raise RunNotFoundError(f"no training run {run_id} is recorded for {model}") from None
 
     def get_run(self, model: str, run_id: str) -> dict[str, Any] | None:
-        return self._get(runs_key(model), run_sort_key(run_id))
+        found = self._get(runs_key(model), run_sort_key(run_id))
+        return formats.read(formats.RUN_ITEM, found) if found else None
 
     def list_runs(self, model: str, limit: int = 50) -> list[dict[str, Any]]:
         """The `limit` newest runs of `model`, newest first."""
-        return self._query(runs_key(model), RUN_PREFIX, newest_first=True, limit=limit)
+        runs = self._query(runs_key(model), RUN_PREFIX, newest_first=True, limit=limit)
+        return [formats.read(formats.RUN_ITEM, run) for run in runs]
 
     def record_training_set(self, model: str, training_key: str, run_id: str) -> None:
         """Remember that run `run_id` trained on the training set `training_key`."""
@@ -99,7 +102,10 @@ class TrainingRuns(ModelTable):
         if not found:
             return None
         run_id = str(found[0]["run_id"])
-        runs = self._query(runs_key(model), run_sort_key(run_id))
+        runs = [
+            formats.read(formats.RUN_ITEM, run)
+            for run in self._query(runs_key(model), run_sort_key(run_id))
+        ]
         judged = [
             r
             for r in runs

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from functions.adapters.registry.items import ModelTable, attributes, item_key, translated
+from functions.common import formats
 from functions.common.contracts import ModelVersion
 from functions.common.errors import VersionExistsError
 from functions.common.layout import (
@@ -46,7 +47,9 @@ class ModelVersions(ModelTable):
         item = {
             **item_key(model_key(version.model_name), version_sort_key(version.version)),
             "kind": {"S": "model_version"},
-            **attributes(version.model_dump(mode="json")),
+            **attributes(
+                formats.stamp(formats.MODEL_VERSION_ITEM, version.model_dump(mode="json"))
+            ),
         }
         if not self.put_new(item):
             raise VersionExistsError(
@@ -63,6 +66,7 @@ class ModelVersions(ModelTable):
 
 
 def _model_version(fields: Mapping[str, Any]) -> ModelVersion:
+    current = formats.read(formats.MODEL_VERSION_ITEM, fields)
     return ModelVersion.model_validate(
-        {name: fields[name] for name in ModelVersion.model_fields if name in fields}
+        {name: current[name] for name in ModelVersion.model_fields if name in current}
     )

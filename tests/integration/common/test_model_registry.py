@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from functions.adapters.events import publish_model_promoted
 from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION
 from functions.adapters.registry.model_registry import ModelRegistry
+from functions.common import formats
 from functions.common.contracts import AliasChange, ModelVersion, RolloutDecision, ServingStats
 from functions.common.errors import (
     EventPublishError,
@@ -150,8 +151,9 @@ def test_a_run_record_comes_back_as_it_was_written(
 
     registry.put_run(record)
 
-    # Numbers may come back as int or float (1.0 as 1): equal either way.
-    assert registry.get_run(MODEL, "r-prop") == record
+    # Numbers may come back as int or float (1.0 as 1): equal either way. The item carries
+    # its format version (functions.common.formats).
+    assert registry.get_run(MODEL, "r-prop") == formats.stamp(formats.RUN_ITEM, record)
 
 
 def test_numbers_dynamodb_cannot_hold_are_stored_as_null_or_zero(registry: ModelRegistry) -> None:

@@ -57,9 +57,11 @@ def test_a_capture_line_is_the_records_json_byte_for_byte() -> None:
 
     assert [TIMESTAMP.sub(b'"timestamp":"T"', line) for line in capture.lines] == [
         b'{"request_id":"req-1","row":0,"timestamp":"T","model_name":"churn","model_version":3,'
-        b'"features":{"age":30.0,"plan":"pro"},"prediction":"yes","probabilities":[0.25,0.75]}\n',
+        b'"features":{"age":30.0,"plan":"pro"},"prediction":"yes","probabilities":[0.25,0.75],'
+        b'"format_version":1}\n',
         b'{"request_id":"req-1","row":1,"timestamp":"T","model_name":"churn","model_version":3,'
-        b'"features":{"age":null,"plan":null},"prediction":"no","probabilities":[0.5,0.5]}\n',
+        b'"features":{"age":null,"plan":null},"prediction":"no","probabilities":[0.5,0.5],'
+        b'"format_version":1}\n',
     ]
 
 
@@ -73,7 +75,8 @@ def test_a_regression_capture_line_has_null_probabilities() -> None:
 
     assert TIMESTAMP.sub(b'"timestamp":"T"', capture.lines[0]) == (
         b'{"request_id":"r","row":0,"timestamp":"T","model_name":"price","model_version":1,'
-        b'"features":{"age":30.0},"prediction":1.5,"probabilities":null}\n'
+        b'"features":{"age":30.0},"prediction":1.5,"probabilities":null,'
+        b'"format_version":1}\n'
     )
 
 
@@ -97,8 +100,10 @@ def test_a_feedback_object_is_the_records_json_byte_for_byte() -> None:
     assert store.store(items) == {"stored": 2, "duplicates": 0, "unmatched": 2}
 
     assert sorted(RECEIVED.sub(b'"received_at":"T"', body) for body in bucket.bodies.values()) == [
-        b'{"request_id":"req-1","row":0,"label":"yes","features":null,"received_at":"T"}',
-        b'{"request_id":"req-1","row":1,"label":2.5,"features":{"age":30},"received_at":"T"}',
+        b'{"request_id":"req-1","row":0,"label":"yes","features":null,"received_at":"T",'
+        b'"format_version":1}',
+        b'{"request_id":"req-1","row":1,"label":2.5,"features":{"age":30},"received_at":"T",'
+        b'"format_version":1}',
     ]
 
 

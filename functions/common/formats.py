@@ -1,0 +1,172 @@
+"""The versions of every stored format: each document and record the bundle writes to the data
+bucket or the registry table carries its format's version in one field, `format_version` (a
+DynamoDB item: the attribute of that name), set on write by `stamp`; every reader goes through
+`read`, which brings a document of any version still in the field to the current shape in
+memory and refuses one written by a newer release, naming it.
+
+A document written before formats were versioned has no field: it is version 1, today's shape
+without the stamp, so nothing in the field needs rewriting for the stamp. A change to a format
+bumps its version: it appends a line to the format's `changes` and, in the same commit, the
+upgrade from the previous version (a pure function, document to document) and a fixture of the
+new version under `tests/fixtures/formats/<name>/` (a test fails without one). What must be
+rewritten in the bucket or the table rather than read as is (a key that moved) is a migration,
+not an upgrade.
+
+No third-party imports: the CLI and every function read through this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+FIELD = "format_version"
+"""The one field (or item attribute) that holds a stored document's format version."""
+
+Upgrade = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class FormatVersionError(ValueError):
+    """A stored document's format version is not one this code reads: written by a newer
+    release, or not a version at all."""
+
+
+@dataclass(frozen=True)
+class StoredFormat:
+    """One stored format: `changes[i]` says what version i + 1 is (or changed), and
+    `upgrades[i]` turns a version i + 1 document into a version i + 2 one."""
+
+    name: str
+    stored: str
+    """Where documents of this format are stored."""
+    changes: tuple[str, ...]
+    upgrades: tuple[Upgrade, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.changes or len(self.upgrades) != len(self.changes) - 1:
+            raise ValueError(
+                f"format {self.name}: {len(self.changes)} versions need "
+                f"{len(self.changes) - 1} upgrades, not {len(self.upgrades)}"
+            )
+
+    @property
+    def current(self) -> int:
+        return len(self.changes)
+
+
+def _unchanged(document: dict[str, Any]) -> dict[str, Any]:
+    return document
+
+
+REFERENCE_PROFILE = "reference-profile"
+DATASET_MANIFEST = "dataset-manifest"
+DATASET_VERSION_ITEM = "dataset-version-item"
+QUARANTINE_REASON = "quarantine-reason"
+RUN_RECORD = "run-record"
+RUN_ITEM = "run-item"
+MODEL_VERSION_ITEM = "model-version-item"
+VERSION_METADATA = "version-metadata"
+ALIAS_HISTORY_ITEM = "alias-history-item"
+CAPTURE_RECORD = "capture-record"
+FEEDBACK_RECORD = "feedback-record"
+DRIFT_RESULT = "drift-result"
+BATCH_MANIFEST = "batch-manifest"
+
+_FIRST = "the shape written before formats were versioned (no `format_version`: read as 1)"
+
+FORMATS: Mapping[str, StoredFormat] = {
+    f.name: f
+    for f in (
+        StoredFormat(DATASET_MANIFEST, "curated/<dataset>/<data version>/manifest.json", (_FIRST,)),
+        StoredFormat(
+            DATASET_VERSION_ITEM,
+            "registry table: pk DATASET#<dataset>, sk VERSION#<data version>",
+            (_FIRST,),
+        ),
+        StoredFormat(
+            QUARANTINE_REASON, "quarantine/reasons/<dataset>/<file>.reason.json", (_FIRST,)
+        ),
+        StoredFormat(RUN_RECORD, "models/<model>/runs/<run id>/run.json", (_FIRST,)),
+        StoredFormat(RUN_ITEM, "registry table: pk RUNS#<model>, sk RUN#<run id>", (_FIRST,)),
+        StoredFormat(
+            MODEL_VERSION_ITEM, "registry table: pk MODEL#<model>, sk VERSION#<version>", (_FIRST,)
+        ),
+        StoredFormat(VERSION_METADATA, "models/<model>/<version>/metadata.json", (_FIRST,)),
+        StoredFormat(
+            ALIAS_HISTORY_ITEM,
+            "registry table: pk MODEL#<model>, sk HISTORY#<alias>#<revision>",
+            (_FIRST,),
+        ),
+        StoredFormat(
+            CAPTURE_RECORD,
+            "capture/dt=<day>/... (one JSON line per predicted row, through Firehose)",
+            (_FIRST,),
+        ),
+        StoredFormat(FEEDBACK_RECORD, "feedback/dt=<day>/<request>-<row>.json", (_FIRST,)),
+        StoredFormat(DRIFT_RESULT, "reports/drift/<model>/<check>/result.json", (_FIRST,)),
+        StoredFormat(BATCH_MANIFEST, "batch/out/<job>/manifest.json", (_FIRST,)),
+        StoredFormat(
+            REFERENCE_PROFILE,
+            "models/<model>/runs/<run id>/reference_profile.json (and each version's copy)",
+            (
+                "features, target, predictions and a sample of the training rows",
+                "adds `importance` (permutation importance, critical features); a version 1 "
+                "profile is read as is: the drift check then knows no importance and says so",
+            ),
+            (_unchanged,),
+        ),
+    )
+}
+"""Every stored format, by name."""
+
+
+def stored_format(name: str) -> StoredFormat:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ValueError(f"no stored format is named {name!r}") from None
+
+
+def current(name: str) -> int:
+    """The version `name` is written at today."""
+    return stored_format(name).current
+
+
+def version_of(name: str, document: Mapping[str, Any]) -> int:
+    """The format version of a stored `name` document: 1 without the field.
+
+    Raises:
+        FormatVersionError: the field holds no positive whole number.
+    """
+    version = document.get(FIELD, 1)
+    if type(version) is not int or version < 1:
+        raise FormatVersionError(f"{name}: {FIELD} {version!r} is not a version (1, 2, ...)")
+    return version
+
+
+def read(name: str, document: Mapping[str, Any]) -> dict[str, Any]:
+    """`document` (a stored `name` at any version this code knows) in the current shape, with
+    `format_version` set to the current version; upgraded in memory, never rewritten.
+
+    Raises:
+        FormatVersionError: the document was written by a newer release (its version is
+            above the current one), or its version is not a version.
+    """
+    known = stored_format(name)
+    version = version_of(name, document)
+    if version > known.current:
+        raise FormatVersionError(
+            f"{name} at {FIELD} {version} was written by a newer release of the bundle; "
+            f"this code reads up to version {known.current}: upgrade it before reading"
+        )
+    upgraded = dict(document)
+    for upgrade in known.upgrades[version - 1 :]:
+        upgraded = upgrade(upgraded)
+    upgraded[FIELD] = known.current
+    return upgraded
+
+
+def stamp(name: str, document: Mapping[str, Any]) -> dict[str, Any]:
+    """`document` with `format_version` set to the version `name` is written at today."""
+    return {**document, FIELD: current(name)}

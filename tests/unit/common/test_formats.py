@@ -1,0 +1,220 @@
+"""Every stored format reads at every version kept in the field: each fixture under
+tests/fixtures/formats/<format>/v<N>.json(l) (documents as that version's writers wrote them)
+goes through today's reader and still gives what the monitor, the CLI and serving use; a
+format's current version without a fixture fails here, so a bump cannot land without one; a
+document from a newer release is refused, naming it."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from functions.batch.contracts import BatchManifest
+from functions.common import formats
+from functions.common.contracts import AliasChange, ModelVersion
+from functions.common.records import capture_record, feedback_item
+from functions.ml.drift.engine import DriftAccumulator
+from tests.helpers import REPO
+
+FIXTURES = REPO / "tests" / "fixtures" / "formats"
+_NAME = re.compile(r"^v([1-9][0-9]*)\.jsonl?$")
+
+
+def _fixtures() -> list[tuple[str, int, Path]]:
+    found = []
+    for folder in sorted(FIXTURES.iterdir()):
+        for path in sorted(folder.iterdir()):
+            match = _NAME.match(path.name)
+            assert match, f"{path.relative_to(REPO)} is not named v<N>.json or v<N>.jsonl"
+            found.append((folder.name, int(match.group(1)), path))
+    return found
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [json.loads(text)]
+
+
+def _manifest(doc: dict[str, Any]) -> None:
+    assert doc["dataset"] and doc["data_version"] and doc["target"]
+    assert doc["files"] and all(key.startswith("curated/") for key in doc["files"])
+    assert doc["schema"] and doc["task"] in ("classification", "regression")
+
+
+def _dataset_version(doc: dict[str, Any]) -> None:
+    assert doc["manifest_key"].endswith("/manifest.json") and doc["rows"] > 0
+    assert doc["source_key"].startswith("raw/")
+
+
+def _reason(doc: dict[str, Any]) -> None:
+    # `mlops drops show` prints these; erasure finds the copy by quarantine_key.
+    assert doc["code"] and doc["message"] and doc["source"]["key"].startswith("raw/")
+    assert doc["quarantine_key"].startswith("quarantine/files/")
+
+
+def _run(doc: dict[str, Any]) -> None:
+    assert doc["run_id"] and doc["model_name"]
+    for key in ("onnx_key", "signature_key", "holdout_key", "reference_profile_key"):
+        assert doc[key].startswith(f"models/{doc['model_name']}/runs/{doc['run_id']}/")
+    assert len(doc["onnx_sha256"]) == 64
+
+
+def _run_item(doc: dict[str, Any]) -> None:
+    _run(doc)
+    assert doc["status"]
+
+
+def _model_version(doc: dict[str, Any]) -> None:
+    version = ModelVersion.model_validate(
+        {k: doc[k] for k in ModelVersion.model_fields if k in doc}
+    )
+    assert version.onnx_key.startswith(version.prefix) and version.metrics
+
+
+def _metadata(doc: dict[str, Any]) -> None:
+    # `mlops models show` prints these beside the version item.
+    assert doc["version"] >= 1 and doc["metrics"] and doc["signature"]["inputs"]
+
+
+def _history(doc: dict[str, Any]) -> None:
+    change = AliasChange.model_validate(
+        {**{k: doc.get(k) for k in AliasChange.model_fields}, "kind": doc["change"]}
+    )
+    assert change.to_version and change.revision >= 1 and change.reason
+
+
+def _capture(doc: dict[str, Any]) -> None:
+    record = capture_record(doc)
+    assert record is not None and record["features"] and record["model_version"] >= 1
+    assert isinstance(record["request_id"], str) and record["row"] >= 0
+
+
+def _feedback(doc: dict[str, Any]) -> None:
+    item = feedback_item(doc)
+    assert item is not None and item["label"] is not None
+    # The version field is bookkeeping, never taken for a feature.
+    assert not item["features"] or formats.FIELD not in item["features"]
+
+
+def _drift_result(doc: dict[str, Any]) -> None:
+    assert doc["verdict"] in ("drift", "no_drift", "insufficient_data")
+    assert doc["check_id"] and doc["result_key"].endswith(f"{doc['check_id']}/result.json")
+    assert all(v["model_version"] >= 1 and "report" in v for v in doc["versions"])
+
+
+def _batch_manifest(doc: dict[str, Any]) -> None:
+    manifest = BatchManifest.model_validate(doc)
+    assert manifest.rows == manifest.scored + manifest.rejected + manifest.not_scored
+
+
+def _profile(doc: dict[str, Any]) -> None:
+    # The drift check builds its accumulator from the profile as read.
+    accumulator = DriftAccumulator(doc)
+    assert accumulator.rows == 0 and doc["features"] and doc["predictions"]
+    if "importance" in doc:
+        assert set(doc["importance"]["critical"]) <= set(doc["features"])
+
+
+RELIED_ON: dict[str, Callable[[dict[str, Any]], None]] = {
+    formats.DATASET_MANIFEST: _manifest,
+    formats.DATASET_VERSION_ITEM: _dataset_version,
+    formats.QUARANTINE_REASON: _reason,
+    formats.RUN_RECORD: _run,
+    formats.RUN_ITEM: _run_item,
+    formats.MODEL_VERSION_ITEM: _model_version,
+    formats.VERSION_METADATA: _metadata,
+    formats.ALIAS_HISTORY_ITEM: _history,
+    formats.CAPTURE_RECORD: _capture,
+    formats.FEEDBACK_RECORD: _feedback,
+    formats.DRIFT_RESULT: _drift_result,
+    formats.BATCH_MANIFEST: _batch_manifest,
+    formats.REFERENCE_PROFILE: _profile,
+}
+
+
+def test_every_format_has_a_fixture_of_every_version_and_what_users_rely_on() -> None:
+    kept = {(name, version) for name, version, _ in _fixtures()}
+    assert {name for name, _ in kept} <= set(formats.FORMATS), "a fixture of no known format"
+    assert set(RELIED_ON) == set(formats.FORMATS)
+    missing = [
+        f"{name}/v{version}"
+        for name, known in formats.FORMATS.items()
+        for version in range(1, known.current + 1)
+        if (name, version) not in kept
+    ]
+    assert not missing, f"no fixture under tests/fixtures/formats for {missing}"
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "path"), _fixtures(), ids=lambda v: v.name if isinstance(v, Path) else v
+)
+def test_every_fixture_reads_in_the_current_shape(name: str, version: int, path: Path) -> None:
+    for document in _documents(path):
+        assert formats.version_of(name, document) == version
+        current = formats.read(name, document)
+        assert current[formats.FIELD] == formats.current(name)
+        RELIED_ON[name](current)
+        # What today's writers stamp reads the same as what they wrote before the stamp.
+        if version == formats.current(name):
+            assert formats.read(name, formats.stamp(name, document)) == current
+
+
+def test_a_version_1_profile_reads_as_version_2_without_importance() -> None:
+    [v1] = _documents(FIXTURES / formats.REFERENCE_PROFILE / "v1.json")
+    current = formats.read(formats.REFERENCE_PROFILE, v1)
+    assert current[formats.FIELD] == 2 and "importance" not in current
+    assert v1[formats.FIELD] == 1, "reading never changes the stored document"
+
+
+def test_a_document_without_the_field_is_version_1_and_stamping_sets_the_current() -> None:
+    assert formats.version_of(formats.DRIFT_RESULT, {"verdict": "drift"}) == 1
+    stamped = formats.stamp(formats.REFERENCE_PROFILE, {"rows": 3})
+    assert stamped == {"rows": 3, formats.FIELD: formats.current(formats.REFERENCE_PROFILE)}
+
+
+@pytest.mark.parametrize("name", sorted(formats.FORMATS))
+def test_a_document_from_a_newer_release_is_refused_naming_it(name: str) -> None:
+    newer = formats.current(name) + 1
+    with pytest.raises(formats.FormatVersionError) as refused:
+        formats.read(name, {formats.FIELD: newer})
+    message = str(refused.value)
+    assert name in message and f"{formats.FIELD} {newer}" in message
+    assert "newer release" in message
+
+
+@pytest.mark.parametrize("value", [0, -1, "2", 1.5, True, None])
+def test_a_version_that_is_not_a_version_is_refused(value: Any) -> None:
+    with pytest.raises(formats.FormatVersionError, match="is not a version"):
+        formats.read(formats.BATCH_MANIFEST, {formats.FIELD: value})
+
+
+def test_a_newer_capture_or_feedback_record_is_refused_not_misread() -> None:
+    [capture, *_] = _documents(FIXTURES / formats.CAPTURE_RECORD / "v1.jsonl")
+    with pytest.raises(formats.FormatVersionError, match="capture-record"):
+        capture_record({**capture, formats.FIELD: formats.current(formats.CAPTURE_RECORD) + 1})
+    [feedback] = _documents(FIXTURES / formats.FEEDBACK_RECORD / "v1.json")
+    with pytest.raises(formats.FormatVersionError, match="feedback-record"):
+        feedback_item({**feedback, formats.FIELD: formats.current(formats.FEEDBACK_RECORD) + 1})
+
+
+def test_a_format_needs_one_upgrade_per_earlier_version() -> None:
+    with pytest.raises(ValueError, match="2 versions need 1 upgrades, not 0"):
+        formats.StoredFormat("example", "nowhere", ("first", "second"))
+    with pytest.raises(ValueError, match="no stored format is named 'nothing'"):
+        formats.current("nothing")
+
+
+def test_the_docs_table_names_every_format_at_its_current_version() -> None:
+    text = (REPO / "docs" / "pipeline.md").read_text(encoding="utf-8")
+    section = text.split("## Stored formats", 1)[1]
+    rows = re.findall(r"^\| `([a-z-]+)` \| [^|]+ \| (\d+) \|", section, re.M)
+    assert {name: int(version) for name, version in rows} == {
+        name: known.current for name, known in formats.FORMATS.items()
+    }
