@@ -75,8 +75,9 @@ predeploy: venv  ## checks without AWS: layer size, arm64/3.13 wheels, Dockerfil
 # make deploy compares with the deployed stack: a stateful resource replaced or deleted stops it
 # unless ALLOW_REPLACEMENT="LogicalId ..." names it.
 deploy: PREDEPLOY_AGAINST := --aws
-deploy: predeploy synth  ## the pre-deploy checks, cdk deploy of STAGE's stack (synth writes only that one), the smoke test
+deploy: predeploy synth  ## the pre-deploy checks, cdk deploy of STAGE's stack (synth writes only that one), mlops migrate --apply, the smoke test
 	npx --yes $(CDK_CLI) deploy --all --app cdk.out --require-approval never
+	$(PY) -m infra.cli migrate --aws --stage $(STAGE) --apply
 	$(PY) -m infra.cli smoke --aws --stage $(STAGE)
 
 train-local: venv  ## ingest, train and evaluate DATA=path locally (no cloud) into OUT (.mlops/train-local)

@@ -4,6 +4,7 @@ are streamed (managed transfers), never held in memory whole."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -146,6 +147,21 @@ class ObjectStore:
                 return False
             raise failure(StorageError, f"put s3://{bucket}/{key}", exc) from exc
         return True
+
+    def exists(self, bucket: str, key: str) -> bool:
+        """Whether the key has a current version (a HEAD request)."""
+        try:
+            self.metadata(bucket, key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def sha256(self, bucket: str, key: str) -> str:
+        """The SHA-256 of the object's bytes, streamed."""
+        digest = hashlib.sha256()
+        for chunk in self.stream(bucket, key):
+            digest.update(chunk)
+        return digest.hexdigest()
 
     def get_range(self, bucket: str, key: str, start: int, end: int) -> bytes:
         """Bytes `start` to `end` (exclusive) of the object: one ranged GET."""

@@ -44,6 +44,26 @@ class RegistryTable:
             )
         return dict(response.get("Item", {}))
 
+    def count_formats(self) -> dict[tuple[str, int], int]:
+        """{(item kind, format version): items} over the whole table (a Scan of those two
+        attributes; an item without `format_version` is version 1)."""
+        counts: dict[tuple[str, int], int] = {}
+        scan: dict[str, Any] = {
+            "TableName": self.table_name,
+            "ProjectionExpression": "#kind, #version",
+            "ExpressionAttributeNames": {"#kind": "kind", "#version": "format_version"},
+        }
+        while True:
+            with translated(RegistryError, f"scan on table {self.table_name}"):
+                page = self._dynamodb.scan(**scan)
+            for item in page.get("Items", []):
+                kind = str(item.get("kind", {}).get("S", ""))
+                version = int(item.get("format_version", {}).get("N", "1"))
+                counts[(kind, version)] = counts.get((kind, version), 0) + 1
+            if "LastEvaluatedKey" not in page:
+                return counts
+            scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def update(self, key: dict[str, Any], expression: str, **arguments: Any) -> bool:
         """`update_item` of the item at `key` with `expression` and the call's other arguments
         (`ConditionExpression`, `ExpressionAttributeValues`, ...); False, nothing written, when

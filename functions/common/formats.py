@@ -72,6 +72,8 @@ CAPTURE_RECORD = "capture-record"
 FEEDBACK_RECORD = "feedback-record"
 DRIFT_RESULT = "drift-result"
 BATCH_MANIFEST = "batch-manifest"
+MIGRATION_CHECKPOINT = "migration-checkpoint"
+MIGRATION_AUDIT = "migration-audit"
 
 _FIRST = "the shape written before formats were versioned (no `format_version`: read as 1)"
 
@@ -107,6 +109,16 @@ FORMATS: Mapping[str, StoredFormat] = {
         StoredFormat(DRIFT_RESULT, "reports/drift/<model>/<check>/result.json", (_FIRST,)),
         StoredFormat(BATCH_MANIFEST, "batch/out/<job>/manifest.json", (_FIRST,)),
         StoredFormat(
+            MIGRATION_CHECKPOINT,
+            "migrations/<migration>/checkpoint.json",
+            ("how far the last `mlops migrate --apply` run of a migration got",),
+        ),
+        StoredFormat(
+            MIGRATION_AUDIT,
+            "migrations/audit/<run id>.json",
+            ("what one `mlops migrate --apply` run changed, who ran it, which release",),
+        ),
+        StoredFormat(
             REFERENCE_PROFILE,
             "models/<model>/runs/<run id>/reference_profile.json (and each version's copy)",
             (
@@ -119,6 +131,14 @@ FORMATS: Mapping[str, StoredFormat] = {
     )
 }
 """Every stored format, by name."""
+
+ITEM_KINDS: Mapping[str, str] = {
+    "dataset_version": DATASET_VERSION_ITEM,
+    "training_run": RUN_ITEM,
+    "model_version": MODEL_VERSION_ITEM,
+    "alias_change": ALIAS_HISTORY_ITEM,
+}
+"""The registry table's versioned items, by their `kind` attribute."""
 
 
 def stored_format(name: str) -> StoredFormat:

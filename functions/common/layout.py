@@ -21,6 +21,8 @@ The data bucket:
     feedback/dt=<day>/<request>-<row>.json labels posted to the serving API
     batch/in/<job>/...  batch/out/<job>/   batch scoring input and output
     audit/erasure/<erasure id>.json        erasure audit records
+    migrations/<migration>/checkpoint.json `mlops migrate` progress (operator only)
+    migrations/audit/<run id>.json         `mlops migrate` audit records (operator only)
 
 Producers choose every character of a key under `raw/`, so nothing ingest writes may share a
 namespace with what a drop maps to: a quarantined copy goes under `quarantine/files/`, its
@@ -278,6 +280,22 @@ ERASURE_AUDIT_PREFIX = "audit/erasure/"
 
 def erasure_audit_key(erasure_id: str) -> str:
     return f"{ERASURE_AUDIT_PREFIX}{erasure_id}.json"
+
+
+# Migrations (`mlops migrate`, with the operator's credentials; no function reads them)
+
+MIGRATIONS_PREFIX = "migrations/"
+"""`mlops migrate`'s checkpoints and audit records."""
+
+
+def migration_checkpoint_key(migration: str) -> str:
+    """How far the last run of `migration` got: `migrations/<migration>/checkpoint.json`."""
+    return f"{MIGRATIONS_PREFIX}{migration}/checkpoint.json"
+
+
+def migration_audit_key(run_id: str) -> str:
+    """What one `mlops migrate --apply` run changed: `migrations/audit/<run id>.json`."""
+    return f"{MIGRATIONS_PREFIX}audit/{run_id}.json"
 
 
 ERASED_PREFIXES = (RAW_PREFIX, QUARANTINE_PREFIX, CURATED_PREFIX, CAPTURE_PREFIX, FEEDBACK_PREFIX)

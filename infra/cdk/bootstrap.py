@@ -7,8 +7,10 @@ someone with admin credentials, after `cdk bootstrap`:
 It creates GitHub's OIDC provider and a deploy role that only workflows of `github_repo` on
 `main`, on a `v*` tag or in environment `prod` can assume. The role may do nothing but assume
 the CDK bootstrap roles (which do the deploying), read the project stacks' outputs and
-resources, and run the smoke test (`mlops smoke --aws`): invoke the project's functions with
-the health-check event, GET the API's health routes, read alias production and its model.
+resources, run the smoke test (`mlops smoke --aws`): invoke the project's functions with
+the health-check event, GET the API's health routes, read alias production and its model;
+and run `mlops migrate --aws --apply` (list quarantine/ and migrations/, write under
+migrations/, Scan the registry, act as the erasure role).
 Context: `github_repo` (required), `@aws-cdk/core:bootstrapQualifier` (default `hnb659fds`,
 as `cdk bootstrap --qualifier`). `make synth` does not touch this app."""
 
@@ -27,7 +29,7 @@ from constructs import Construct
 
 from functions.common.config.base import ConfigError
 from functions.common.config.loading import load_config
-from functions.common.layout import MODELS_PREFIX
+from functions.common.layout import MIGRATIONS_PREFIX, MODELS_PREFIX, QUARANTINE_PREFIX
 from infra.cdk.config import REPO_ROOT
 from infra.cdk.nag import acknowledge
 
@@ -132,7 +134,61 @@ class DeployBootstrapStack(cdk.Stack):
             "creation, so it cannot be named in advance.",
         )
         self._smoke_test_permissions(project)
+        self._migrate_permissions(project)
         cdk.CfnOutput(self, "DeployRoleArn", value=self.role.role_arn)
+
+    def _migrate_permissions(self, project: str) -> None:
+        """What `mlops migrate --aws --apply` needs after a deploy (`infra.cli.migrate`): list
+        the data bucket's quarantine/ and migrations/, read and write its checkpoints and audit
+        records under migrations/, count the registry table's items per format (Scan), and act
+        as the stack's erasure role, which alone may move objects under quarantine/."""
+        role, partition, account = self.role, self.partition, self.account
+        tables = f"arn:{partition}:dynamodb:{self.region}:{account}:table/{project}-*"
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="MigrateCountFormats", actions=["dynamodb:Scan"], resources=[tables]
+            )
+        )
+        bucket = f"arn:{partition}:s3:::{project}-*"
+        for statement in (
+            iam.PolicyStatement(
+                sid="MigrateListDataBucket",
+                actions=["s3:ListBucket"],
+                resources=[bucket],
+                conditions={
+                    "StringLike": {"s3:prefix": [f"{QUARANTINE_PREFIX}*", f"{MIGRATIONS_PREFIX}*"]}
+                },
+            ),
+            iam.PolicyStatement(
+                sid="MigrateRecords",
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[f"{bucket}/{MIGRATIONS_PREFIX}*"],
+            ),
+            iam.PolicyStatement(
+                sid="MigrateActAsErasureRole",
+                actions=["sts:AssumeRole"],
+                resources=[f"arn:{partition}:iam::{account}:role/{project}-*"],
+            ),
+        ):
+            role.add_to_policy(statement)
+        for resource, reason in {
+            f"s3:::{project}-*": (
+                "mlops migrate lists the data bucket under quarantine/ and migrations/ only (an "
+                "s3:prefix condition); the bucket name is generated from the stack name."
+            ),
+            f"s3:::{project}-*/{MIGRATIONS_PREFIX}*": (
+                "mlops migrate reads and writes its checkpoints and audit records under "
+                "migrations/ only; the bucket name is generated from the stack name."
+            ),
+            f"iam::<AWS::AccountId>:role/{project}-*": (
+                "mlops migrate acts as the stack's erasure role (the only project role that "
+                "trusts the account; its name is generated from the stack name) to move objects "
+                "under quarantine/, which the bucket policy reserves to ingest and that role."
+            ),
+        }.items():
+            acknowledge(
+                role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:{resource}]", reason
+            )
 
     def _smoke_test_permissions(self, project: str) -> None:
         """What `mlops smoke --aws` needs after a deploy (`infra.cli.smoke`): invoke each function

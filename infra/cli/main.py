@@ -23,6 +23,7 @@ from infra.cli.dlq import dlq_app
 from infra.cli.drift import drift_app
 from infra.cli.drops import drops_app
 from infra.cli.erasure import erase_app
+from infra.cli.migrate import migrate
 from infra.cli.models import models_app
 from infra.cli.restore import restore
 from infra.cli.runs import runs_app
@@ -45,6 +46,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(dlq_app, name="dlq")
 app.command()(cost)
 app.command()(restore)
+app.command()(migrate)
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """The deploy bootstrap (`infra/cdk/bootstrap.py`): GitHub's OIDC provider and a deploy role that
 only this repo's main branch, version tags and environment `prod` can assume, and that can do
 nothing but hand over to the CDK bootstrap roles, read the project stacks' outputs and
-resources, and run the smoke test after a deploy."""
+resources, and run the smoke test and `mlops migrate` after a deploy."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ HEALTH_ROUTES = {
 }
 TABLES_ARN = f"arn:<AWS::Partition>:dynamodb:<AWS::Region>:{ACCOUNT}:table/{PROJECT}-*"
 MODELS_ARN = f"arn:<AWS::Partition>:s3:::{PROJECT}-*/models/*"
+BUCKETS_ARN = f"arn:<AWS::Partition>:s3:::{PROJECT}-*"
+MIGRATIONS_ARN = f"arn:<AWS::Partition>:s3:::{PROJECT}-*/migrations/*"
+PROJECT_ROLES_ARN = f"arn:<AWS::Partition>:iam::{ACCOUNT}:role/{PROJECT}-*"
 
 
 def _synth(outdir: Path, **context: str) -> dict[str, Any]:
@@ -128,11 +131,20 @@ SMOKE_TEST = {
 }
 """What `mlops smoke --aws` needs after a deploy, on the project's resources only."""
 
+MIGRATE = {
+    "s3:ListBucket": {BUCKETS_ARN},  # quarantine/ and migrations/ only (an s3:prefix condition)
+    "s3:GetObject": {MIGRATIONS_ARN},
+    "s3:PutObject": {MIGRATIONS_ARN},
+    "dynamodb:Scan": {TABLES_ARN},
+    "sts:AssumeRole": {PROJECT_ROLES_ARN},  # the erasure role, the only one trusting the account
+}
+"""What `mlops migrate --aws --apply` needs after a deploy (`make deploy` runs it)."""
+
 
 def test_role_may_only_assume_cdk_bootstrap_roles_read_project_stacks_and_smoke_test(
     template: dict[str, Any],
 ) -> None:
-    assert _permissions(template) == {
+    expected: dict[str, set[str]] = {
         "sts:AssumeRole": {
             ROLE_ARN.format(qualifier="hnb659fds", role=role)
             for role in ("deploy", "file-publishing", "image-publishing", "lookup")
@@ -141,6 +153,16 @@ def test_role_may_only_assume_cdk_bootstrap_roles_read_project_stacks_and_smoke_
         "cloudformation:GetTemplate": {STACKS_ARN},  # mlops predeploy --aws
         **SMOKE_TEST,
     }
+    for action, resources in MIGRATE.items():
+        expected[action] = expected.get(action, set()) | resources
+    assert _permissions(template) == expected
+    [listing] = [
+        statement
+        for policy in _of_type(template, "AWS::IAM::Policy").values()
+        for statement in policy["PolicyDocument"]["Statement"]
+        if statement["Action"] == "s3:ListBucket"
+    ]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["quarantine/*", "migrations/*"]}}
 
 
 def test_every_wildcard_is_a_generated_name_and_acknowledged_with_a_reason(
@@ -152,7 +174,16 @@ def test_every_wildcard_is_a_generated_name_and_acknowledged_with_a_reason(
         for resource in resources
         if "*" in resource
     }
-    assert wildcards == {STACKS_ARN, FUNCTIONS_ARN, *HEALTH_ROUTES, TABLES_ARN, MODELS_ARN}
+    assert wildcards == {
+        STACKS_ARN,
+        FUNCTIONS_ARN,
+        *HEALTH_ROUTES,
+        TABLES_ARN,
+        MODELS_ARN,
+        BUCKETS_ARN,
+        MIGRATIONS_ARN,
+        PROJECT_ROLES_ARN,
+    }
     assert not [action for action in _permissions(template) if "*" in action]
     report = json.loads((assembly / "validation-report.json").read_text())
     assert [v for plugin in report["pluginReports"] for v in plugin["violations"]] == []
@@ -174,7 +205,7 @@ def test_a_custom_cdk_qualifier_names_its_bootstrap_roles(tmp_path: Path) -> Non
     )
     assert all(
         "/cdk-churn01-" in arn and "hnb659fds" not in arn
-        for arn in _permissions(template)["sts:AssumeRole"]
+        for arn in _permissions(template)["sts:AssumeRole"] - MIGRATE["sts:AssumeRole"]
     )
 
 

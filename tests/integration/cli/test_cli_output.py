@@ -154,6 +154,7 @@ JSON_COMMANDS: dict[str, list[str]] = {
     "drift show": ["drift", "show", CHECK, "--json"],
     "drops list": ["drops", "list", "--json"],
     "drops show": ["drops", "show", DROP, "--json"],
+    "migrate": ["migrate", "--json"],
     "models list": ["models", "list", "--json"],
     "predeploy": [
         "predeploy",

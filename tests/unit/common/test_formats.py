@@ -122,6 +122,17 @@ def _profile(doc: dict[str, Any]) -> None:
         assert set(doc["importance"]["critical"]) <= set(doc["features"])
 
 
+def _checkpoint(doc: dict[str, Any]) -> None:
+    # A rerun of `mlops migrate --apply` resumes from these.
+    assert doc["migration"] and doc["run_id"] and isinstance(doc["finished"], bool)
+    assert doc["moved"] >= 0 and "last_key" in doc
+
+
+def _audit(doc: dict[str, Any]) -> None:
+    assert doc["who"] and doc["release"] and doc["status"] in ("completed", "interrupted")
+    assert all(change["from"] and change["to"] and change["at"] for change in doc["changes"])
+
+
 RELIED_ON: dict[str, Callable[[dict[str, Any]], None]] = {
     formats.DATASET_MANIFEST: _manifest,
     formats.DATASET_VERSION_ITEM: _dataset_version,
@@ -136,6 +147,8 @@ RELIED_ON: dict[str, Callable[[dict[str, Any]], None]] = {
     formats.DRIFT_RESULT: _drift_result,
     formats.BATCH_MANIFEST: _batch_manifest,
     formats.REFERENCE_PROFILE: _profile,
+    formats.MIGRATION_CHECKPOINT: _checkpoint,
+    formats.MIGRATION_AUDIT: _audit,
 }
 
 
