@@ -142,6 +142,26 @@ def create_only_paths(resource_type: str, region: str) -> tuple[str, ...] | None
     return tuple(paths)
 
 
+def create_only_changes(
+    resource_type: str,
+    old_properties: Mapping[str, Any],
+    new_properties: Mapping[str, Any],
+    region: str = "us-east-1",
+) -> tuple[str, ...]:
+    """The create-only properties (dotted paths) whose resolved values differ between two
+    deployments of one resource: a change to any of them replaces it. The local cloud's stack
+    update uses this with properties resolved on both sides."""
+    changed = []
+    for path in create_only_paths(resource_type, region) or ():
+        parts = path.removeprefix("/properties/").split("/")
+        outcome = _compare(
+            _project(old_properties, parts), _project(new_properties, parts), set(), set()
+        )
+        if outcome is not None:
+            changed.append(".".join(parts))
+    return tuple(changed)
+
+
 def compare_templates(
     old: Mapping[str, Any], new: Mapping[str, Any], region: str = "us-east-1"
 ) -> list[Change]:

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from functions.common.config.loading import CONFIG_JSON_ENV
+from infra.local import updates
 from infra.local.api_adapter import DEFAULT_API_PORT
 from infra.local.assembly import AssemblyError, load_stack, stack_names
 from infra.local.cloud import REPO_ROOT, LocalCloud
@@ -97,11 +98,74 @@ def up(
         raise typer.Exit(1) from None
     try:
         _summary(cloud, state_dir, cdk_out, stack)
-        stop.wait()
+        running = updates.announce(state_dir)
+        while not stop.wait(0.5):
+            result = updates.serve(cloud, running)
+            if result is not None:
+                _print_update(result)
         console.print("Stopping the local cloud...")
     finally:
+        updates.retire(state_dir)
         cloud.stop()
     console.print("Stopped.")
+
+
+@app.command()
+def update(
+    cdk_out: Annotated[Path, typer.Option(help="The synthesized cloud assembly.")] = Path(
+        "cdk.out"
+    ),
+    stage: Annotated[
+        str | None,
+        typer.Option(help="Stage of the running stack: its stack <project>-<stage> (dev)."),
+    ] = None,
+    stack: Annotated[
+        str | None, typer.Option(help="Stack, by name (default: the stack of --stage).")
+    ] = None,
+    state_dir: Annotated[Path, typer.Option(help="The running local cloud's state.")] = Path(
+        ".mlops/local"
+    ),
+    synth: Annotated[
+        bool | None,
+        typer.Option(
+            "--synth/--no-synth",
+            help="Synthesize first (default: only if cdk.out is missing or stale).",
+        ),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the update.")] = 600.0,
+) -> None:
+    """Update the running `mlops local up` in place to the current code and template, as a
+    CloudFormation stack update does: unchanged resources keep their data, changed ones are
+    updated or replaced, removed ones deleted unless retained (docs/local-cloud.md)."""
+    stage, stack = _stage_and_stack(stage, stack)
+    _synthesize_if_needed(cdk_out, synth, stage, stack)
+    try:
+        with console.status(f"Updating stack {stack} in the running local cloud..."):
+            result = updates.request(state_dir, cdk_out.resolve(), stack, timeout)
+    except updates.UpdateRequestError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    _print_update(result)
+    if not result.get("ok"):
+        raise typer.Exit(1)
+
+
+def _print_update(result: dict[str, Any]) -> None:
+    if not result.get("ok"):
+        console.print(f"[red]update failed:[/red] {result.get('error')}", highlight=False)
+        return
+    changes: dict[str, str] = result.get("changes", {})
+    table = Table(title=f"Stack update ({result.get('seconds', 0):.1f} s)")
+    table.add_column("Resource", style="bold", no_wrap=True)
+    table.add_column("Change")
+    for logical_id, change in changes.items():
+        if change != "kept":
+            table.add_row(logical_id, change)
+    for logical_id, fate in (result.get("removed") or {}).items():
+        table.add_row(logical_id, fate)
+    kept = sum(change == "kept" for change in changes.values())
+    console.print(table)
+    console.print(f"{kept} resources kept unchanged, with their data.", highlight=False)
 
 
 @app.command("fire-schedule")

@@ -73,6 +73,7 @@ class LocalCloud:
         self._clients: dict[str, Any] = {}
         self._api: ApiAdapter | None = None
         self._state_dir: Path | None = None
+        self._code_root = REPO_ROOT
         self.enforce_iam = False
 
     @classmethod
@@ -149,7 +150,31 @@ class LocalCloud:
         ENFORCER.reset(self.enforce_iam, self.account_id, self.region)
         workers.WORKERS.endpoint = self.endpoint
         workers.WORKERS.echo_output = SETTINGS.echo_function_output
+        self._code_root = code_root
         self.deployment = Deployer(stack, self.client, code_root).deploy()
+
+    def update(self, cdk_out: str | Path, stack_name: str | None = None) -> Deployment:
+        """Update the deployed stack in place to the template (and code) in `cdk_out`, as a
+        CloudFormation stack update does (`Deployer.update`): unchanged resources and their
+        data are kept, changed ones updated or replaced, removed ones deleted unless
+        retained. A running REST API serves the updated routes; the state dir is rewritten.
+        Returns the new deployment (its resources' `change`, and `removed`)."""
+        previous = self._require_deployment()
+        stack = load_stack(Path(cdk_out), stack_name or previous.stack_name)
+        if stack.name != previous.stack_name:
+            raise ValueError(f"{cdk_out} holds stack {stack.name}, not {previous.stack_name}")
+        DISPATCHER.wait_idle(timeout=30.0)
+        deployment = Deployer(stack, self.client, self._code_root).update(previous)
+        self.deployment = deployment
+        if self._api is not None:
+            apis = deployment.of_type("AWS::ApiGateway::RestApi")
+            stages = list(deployment.of_type("AWS::ApiGateway::Stage").values())
+            (api_id,) = apis.values()
+            self._api.api = load_rest_api(self.client, api_id, stages[0] if stages else "local")
+            deployment.outputs["ApiUrl"] = self._api.url
+        if self._state_dir is not None:
+            write_state(deployment, self._state_dir, self.endpoint)
+        return deployment
 
     def stop(self, grace_seconds: float = 10.0) -> None:
         """Let queued deliveries and running executions finish (up to `grace_seconds`), then

@@ -26,6 +26,14 @@ def add_function_permission(function_arn: str, statement: dict[str, Any]) -> Non
         _FUNCTION_POLICIES.setdefault(base, []).append(statement)
 
 
+def remove_function_permission(function_arn: str, sid: str) -> None:
+    """Remove the statement `sid` of a function's resource-based policy (RemovePermission)."""
+    base = _unqualified(function_arn)
+    with _LOCK:
+        statements = _FUNCTION_POLICIES.get(base, [])
+        statements[:] = [statement for statement in statements if statement.get("Sid") != sid]
+
+
 def function_policy(function_arn: str) -> list[dict[str, Any]]:
     with _LOCK:
         return list(_FUNCTION_POLICIES.get(_unqualified(function_arn), []))

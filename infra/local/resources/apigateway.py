@@ -130,7 +130,16 @@ def stage(ctx: DeployContext, spec: ResourceSpec) -> Created:
     request.update(present(p, {"Description": "description"}))
     if tags(p):
         request["tags"] = {tag["Key"]: tag["Value"] for tag in tags(p)}
-    ctx.client("apigateway").create_stage(**request)
+    if ctx.previous(spec) is not None:
+        ctx.client("apigateway").update_stage(
+            restApiId=p["RestApiId"],
+            stageName=p["StageName"],
+            patchOperations=[
+                {"op": "replace", "path": "/deploymentId", "value": str(p["DeploymentId"])}
+            ],
+        )
+    else:
+        ctx.client("apigateway").create_stage(**request)
     notes = unapplied(p, _STAGE)
     if p.get("MethodSettings"):
         notes.append("method settings (throttling, execution logging) recorded, not applied")

@@ -59,11 +59,16 @@ def function(ctx: DeployContext, spec: ResourceSpec) -> Created:
     request.update({key: p[key] for key in _PASSED_THROUGH if key in p})
     if tags(p):
         request["Tags"] = {tag["Key"]: tag["Value"] for tag in tags(p)}
-    created = ctx.client("lambda").create_function(**request)
+    if ctx.previous(spec) is not None:
+        created = _update_function(ctx, request)
+    else:
+        created = ctx.client("lambda").create_function(**request)
     if "ReservedConcurrentExecutions" in p:
         ctx.client("lambda").put_function_concurrency(
             FunctionName=name, ReservedConcurrentExecutions=int(p["ReservedConcurrentExecutions"])
         )
+    elif ctx.previous(spec) is not None:
+        ctx.client("lambda").delete_function_concurrency(FunctionName=name)
     log_group = (p.get("LoggingConfig") or {}).get("LogGroup")
     if log_group:
         _log_to(created["FunctionArn"], str(log_group))
@@ -82,6 +87,23 @@ def function(ctx: DeployContext, spec: ResourceSpec) -> Created:
             "environment paths under /opt name files of the layers' builds"
         )
     return Created(ref=name, attributes={"Arn": created["FunctionArn"]}, notes=notes)
+
+
+def _update_function(ctx: DeployContext, request: dict[str, Any]) -> dict[str, Any]:
+    """UpdateFunctionConfiguration and UpdateFunctionCode, as CloudFormation updates a
+    function; its next invocation gets a new execution environment (the worker pool retires
+    the ones of the old code and configuration when the function's spec changes)."""
+    client = ctx.client("lambda")
+    name = request["FunctionName"]
+    configuration = {
+        key: value for key, value in request.items() if key not in ("Code", "PackageType", "Tags")
+    }
+    configuration.setdefault("Environment", {"Variables": {}})
+    configuration.setdefault("Layers", [])
+    client.update_function_configuration(**configuration)
+    code = request["Code"]
+    client.update_function_code(FunctionName=name, **code)
+    return dict(client.get_function(FunctionName=name)["Configuration"])
 
 
 def _log_to(arn: str, log_group: str) -> None:
@@ -277,6 +299,8 @@ def permission(ctx: DeployContext, spec: ResourceSpec) -> Created:
         )
     if condition:
         statement["Condition"] = condition
+    if ctx.previous(spec) is not None:
+        stack.remove_function_permission(arn, spec.logical_id)
     stack.add_function_permission(arn, statement)
     return Created(
         ref=spec.logical_id,

@@ -53,13 +53,26 @@ class DeployContext:
     deferred: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     """Steps run after every resource exists (label, step): e.g. bucket logging, whose target
     bucket's policy CloudFormation may create later than the logged bucket."""
+    updating: dict[str, Created] = field(default_factory=dict)
+    """In a stack update, the resources updated in place: logical id -> the deployed one
+    (`previous`): their provisioner changes it instead of creating one."""
+    generations: dict[str, int] = field(default_factory=dict)
+    """In a stack update, how many times a resource was replaced: a replacement gets a new
+    generated name, as CloudFormation's random suffix would differ."""
+
+    def previous(self, spec: ResourceSpec) -> Created | None:
+        """The deployed resource `spec` updates in place, or None when it is being created."""
+        return self.updating.get(spec.logical_id)
 
     def physical_name(
         self, spec: ResourceSpec, max_length: int = 64, lower: bool = False, separator: str = "-"
     ) -> str:
         """A CloudFormation-style generated name, `<stack>-<logicalId>-<SUFFIX>`, stable across
         deploys (the suffix hashes stack and logical id instead of being random)."""
-        digest = hashlib.sha256(f"{self.context.stack_name}/{spec.logical_id}".encode()).hexdigest()
+        seed = f"{self.context.stack_name}/{spec.logical_id}"
+        if self.generations.get(spec.logical_id):
+            seed += f"/{self.generations[spec.logical_id]}"
+        digest = hashlib.sha256(seed.encode()).hexdigest()
         suffix = digest[:12].upper()
         head = f"{self.context.stack_name}{separator}{spec.logical_id}"
         head = re.sub(r"[^A-Za-z0-9-_]", "", head)[: max_length - len(suffix) - 1]

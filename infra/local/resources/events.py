@@ -30,6 +30,10 @@ def rule(ctx: DeployContext, spec: ResourceSpec) -> Created:
     if tags(p):
         request["Tags"] = tags(p)
     events = ctx.client("events")
+    if ctx.previous(spec) is not None:
+        old = events.list_targets_by_rule(Rule=name, EventBusName=bus)["Targets"]
+        if old:
+            events.remove_targets(Rule=name, EventBusName=bus, Ids=[target["Id"] for target in old])
     arn = events.put_rule(**request)["RuleArn"]
     if p.get("Targets"):
         events.put_targets(Rule=name, EventBusName=bus, Targets=p["Targets"])

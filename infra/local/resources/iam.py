@@ -37,7 +37,10 @@ def role(ctx: DeployContext, spec: ResourceSpec) -> Created:
             request[key] = p[key]
     if tags(p):
         request["Tags"] = tags(p)
-    created = iam.create_role(**request)["Role"]
+    if ctx.previous(spec) is not None:
+        created = _update_role(iam, p, request)
+    else:
+        created = iam.create_role(**request)["Role"]
     for policy in p.get("Policies") or []:
         iam.put_role_policy(
             RoleName=name,
@@ -54,6 +57,22 @@ def role(ctx: DeployContext, spec: ResourceSpec) -> Created:
     return Created(
         ref=name, attributes={"Arn": created["Arn"], "RoleId": created["RoleId"]}, notes=notes
     )
+
+
+def _update_role(iam: Any, p: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    """A role updated in place: its trust policy, and the inline and managed policies the
+    template no longer names removed (the ones it names are put after)."""
+    name = request["RoleName"]
+    iam.update_assume_role_policy(RoleName=name, PolicyDocument=request["AssumeRolePolicyDocument"])
+    keep = {policy["PolicyName"] for policy in p.get("Policies") or []}
+    for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+        if policy not in keep:
+            iam.delete_role_policy(RoleName=name, PolicyName=policy)
+    managed = set(p.get("ManagedPolicyArns") or [])
+    for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+        if attached["PolicyArn"] not in managed:
+            iam.detach_role_policy(RoleName=name, PolicyArn=attached["PolicyArn"])
+    return dict(iam.get_role(RoleName=name)["Role"])
 
 
 def policy(ctx: DeployContext, spec: ResourceSpec) -> Created:

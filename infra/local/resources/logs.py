@@ -18,9 +18,12 @@ def log_group(ctx: DeployContext, spec: ResourceSpec) -> Created:
     if tags(p):
         request["tags"] = {tag["Key"]: tag["Value"] for tag in tags(p)}
     logs = ctx.client("logs")
-    logs.create_log_group(**request)
+    if ctx.previous(spec) is None:
+        logs.create_log_group(**request)
     if "RetentionInDays" in p:
         logs.put_retention_policy(logGroupName=name, retentionInDays=int(p["RetentionInDays"]))
+    elif ctx.previous(spec) is not None:
+        logs.delete_retention_policy(logGroupName=name)
     return Created(
         ref=name,
         attributes={"Arn": ctx.arn("logs", f"log-group:{name}:*")},

@@ -93,7 +93,12 @@ def queue(ctx: DeployContext, spec: ResourceSpec) -> Created:
     request: dict[str, Any] = {"QueueName": name, "Attributes": attributes}
     if tags(p):
         request["tags"] = {tag["Key"]: tag["Value"] for tag in tags(p)}
-    url = sqs.create_queue(**request)["QueueUrl"]
+    previous = ctx.previous(spec)
+    if previous is not None:
+        url = previous.ref
+        sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    else:
+        url = sqs.create_queue(**request)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]

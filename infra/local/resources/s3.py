@@ -32,7 +32,8 @@ def bucket(ctx: DeployContext, spec: ResourceSpec) -> Created:
         create["CreateBucketConfiguration"] = {"LocationConstraint": ctx.context.region}
     if p.get("ObjectLockEnabled"):
         create["ObjectLockEnabledForBucket"] = True
-    s3.create_bucket(**create)
+    if ctx.previous(spec) is None:
+        s3.create_bucket(**create)
     if "VersioningConfiguration" in p:
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=p["VersioningConfiguration"])
     if "BucketEncryption" in p:

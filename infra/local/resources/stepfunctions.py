@@ -39,7 +39,13 @@ def state_machine(ctx: DeployContext, spec: ResourceSpec) -> Created:
         }
     if tags(p):
         request["tags"] = [{"key": t["Key"], "value": t["Value"]} for t in tags(p)]
-    arn = ctx.client("stepfunctions").create_state_machine(**request)["stateMachineArn"]
+    previous = ctx.previous(spec)
+    if previous is not None:
+        arn = previous.ref
+        update = {key: request[key] for key in request if key not in ("name", "type", "tags")}
+        ctx.client("stepfunctions").update_state_machine(stateMachineArn=arn, **update)
+    else:
+        arn = ctx.client("stepfunctions").create_state_machine(**request)["stateMachineArn"]
     return Created(
         ref=arn,
         attributes={"Arn": arn, "Name": name},

@@ -253,10 +253,17 @@ def make_assembly(tmp_path: Path) -> Callable[..., Path]:
     def make(
         resources: dict[str, Any],
         outputs: dict[str, Any] | None = None,
+        *,
+        out: str = "cdk.out",
+        assets: dict[str, Path] | None = None,
         **sections: Any,
     ) -> Path:
+        """The assembly in `tmp_path / out`, with the probe asset and any other `assets`
+        (asset hash -> directory; a function's `Code.S3Key` is `<hash>.zip`)."""
         template = {"Resources": resources, "Outputs": outputs or {}, **sections}
-        return write_assembly(tmp_path / "cdk.out", template, {PROBE_ASSET: LAMBDA_CODE})
+        return write_assembly(
+            tmp_path / out, template, {PROBE_ASSET: LAMBDA_CODE, **(assets or {})}
+        )
 
     return make
 
@@ -267,10 +274,13 @@ def start_cloud(make_assembly: Callable[..., Path]) -> Iterator[Callable[..., Lo
     clouds: list[LocalCloud] = []
 
     def start(
-        resources: dict[str, Any], outputs: dict[str, Any] | None = None, **options: Any
+        resources: dict[str, Any],
+        outputs: dict[str, Any] | None = None,
+        assets: dict[str, Path] | None = None,
+        **options: Any,
     ) -> LocalCloud:
         options.setdefault("mode", "inprocess")
-        cloud = LocalCloud.start(make_assembly(resources, outputs), **options)
+        cloud = LocalCloud.start(make_assembly(resources, outputs, assets=assets), **options)
         clouds.append(cloud)
         return cloud
 
