@@ -106,25 +106,34 @@ def from_revision(revision: str, stack: str, stage: str, commit_label: str) -> D
     """`revision` synthesized for `stage` with this checkout's config, in a temporary git
     worktree (removed afterwards) that reuses this checkout's build caches; stamped with
     `commit_label`, as the new synthesis is, so the stamp alone changes nothing."""
+    with TemporaryDirectory(prefix="predeploy-revision-") as tmp:
+        out = Path(tmp) / "cdk.out"
+        commit = synthesize_revision(revision, out, {"stage": stage, "commit": commit_label})
+        template = read_template(out, stack)
+    return Deployed(f"revision {revision} ({commit[:12]})", template, local_region())
+
+
+def synthesize_revision(revision: str, out: Path, context: dict[str, str]) -> str:
+    """Synthesize git `revision` (its own code, this checkout's config) into `out`, in a
+    temporary git worktree (removed afterwards; the assembly keeps copies of the code) that
+    reuses this checkout's build caches; returns the commit."""
     commit = _git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}", check=False)
     if not commit.strip():
         raise DeployedTemplateError(f"no git revision {revision!r} in {REPO_ROOT}")
     commit = commit.strip()
-    with TemporaryDirectory(prefix="predeploy-revision-") as tmp:
+    with TemporaryDirectory(prefix="revision-") as tmp:
         worktree = Path(tmp) / "checkout"
         _git("worktree", "add", "--detach", "--quiet", str(worktree), commit)
         try:
             (worktree / ".mlops").mkdir(exist_ok=True)
             if BUILD_ROOT.is_dir():
                 (worktree / ".mlops" / "build").symlink_to(BUILD_ROOT, target_is_directory=True)
-            out = Path(tmp) / "cdk.out"
-            synthesize(worktree, out, {"stage": stage, "commit": commit_label})
-            template = read_template(out, stack)
+            synthesize(worktree, out, context)
         except SynthError as exc:
             raise DeployedTemplateError(f"revision {revision} does not synthesize: {exc}") from None
         finally:
             _git("worktree", "remove", "--force", str(worktree), check=False)
-    return Deployed(f"revision {revision} ({commit[:12]})", template, local_region())
+    return commit
 
 
 def from_last_synth(stack: str, new_cdk_out: Path | None) -> Deployed:

@@ -95,13 +95,12 @@ def _update_function(ctx: DeployContext, request: dict[str, Any]) -> dict[str, A
     the ones of the old code and configuration when the function's spec changes)."""
     client = ctx.client("lambda")
     name = request["FunctionName"]
-    configuration = {
-        key: value for key, value in request.items() if key not in ("Code", "PackageType", "Tags")
-    }
+    code_keys = ("Code", "PackageType", "Tags", "Architectures")
+    configuration = {key: value for key, value in request.items() if key not in code_keys}
     configuration.setdefault("Environment", {"Variables": {}})
     configuration.setdefault("Layers", [])
     client.update_function_configuration(**configuration)
-    code = request["Code"]
+    code = {**request["Code"], **present(request, {"Architectures": "Architectures"})}
     client.update_function_code(FunctionName=name, **code)
     return dict(client.get_function(FunctionName=name)["Configuration"])
 
@@ -261,7 +260,11 @@ def alias(ctx: DeployContext, spec: ResourceSpec) -> Created:
         "FunctionVersion": p["FunctionVersion"],
     }
     request.update(present(p, {"Description": "Description"}))
-    created = ctx.client("lambda").create_alias(**request)
+    client = ctx.client("lambda")
+    if ctx.previous(spec) is not None:
+        created = client.update_alias(**request)
+    else:
+        created = client.create_alias(**request)
     return Created(ref=created["AliasArn"], attributes={"AliasArn": created["AliasArn"]})
 
 

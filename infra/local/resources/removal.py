@@ -135,7 +135,6 @@ UPDATE_RECORDED: dict[str, str] = {
     "AWS::KMS::Key": "the key is kept",
     "AWS::KMS::Alias": "the alias is kept",
     "AWS::Logs::LogStream": "the stream is kept",
-    "AWS::Lambda::Alias": "the alias is kept",
     "AWS::SNS::Subscription": "the subscription is kept",
     "AWS::ApiGateway::RestApi": "the API is kept",
     "AWS::ApiGateway::Resource": "the resource is kept",

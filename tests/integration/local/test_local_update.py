@@ -44,6 +44,7 @@ def _function(version: str) -> dict[str, Any]:
             "Code": {"S3Bucket": "cdk-assets", "S3Key": f"code{version}.zip"},
             "Handler": "version_probe.handler",
             "Runtime": "python3.13",
+            "Architectures": ["arm64"],
             "Role": {"Fn::GetAtt": ["Role", "Arn"]},
             "Environment": {"Variables": {"RELEASE": version}},
         },
