@@ -65,7 +65,11 @@ def _drift_window_rows(served: Served) -> int:
 
 
 def _has_command(name: str) -> bool:
-    return any(command.name == name for command in app.registered_commands)
+    commands = {
+        command.name or getattr(command.callback, "__name__", "").replace("_", "-")
+        for command in app.registered_commands
+    }
+    return name in commands | {group.name for group in app.registered_groups}
 
 
 def test_a_stack_of_the_previous_release_upgrades_in_place_and_keeps_serving(
