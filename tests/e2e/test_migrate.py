@@ -9,28 +9,16 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from functions.common.layout import quarantine_key, reason_key
 from functions.ml import sample_data
-from infra.cli.main import app
 from infra.local import LocalCloud, faults
+from tests.helpers.served import mlops
 
 pytestmark = pytest.mark.slow
 
 DROP = "raw/churn/old-release-bad.csv"
 OLD_COPY = "quarantine/churn/old-release-bad.csv"
-
-
-def _cli(state_dir: Path, *args: str) -> str:
-    result = CliRunner().invoke(
-        app,
-        [*args, "--state-dir", str(state_dir)],
-        env={"COLUMNS": "200"},
-        catch_exceptions=False,
-    )
-    assert result.exit_code == 0, result.output
-    return result.stdout
 
 
 def test_old_layout_quarantine_is_found_by_drops_show_after_migrate(
@@ -54,17 +42,17 @@ def test_old_layout_quarantine_is_found_by_drops_show_after_migrate(
         s3.put_object(Bucket=bucket, Key=OLD_COPY + ".reason.json", Body=json.dumps(reason))
         for key in (quarantine_key(DROP), reason_key(DROP)):
             s3.delete_object(Bucket=bucket, Key=key)
-        before = json.loads(_cli(state_dir, "drops", "show", DROP, "--json"))
+        before = json.loads(mlops(state_dir, "drops", "show", DROP, "--json").stdout)
         assert before["outcome"] == "failed" and "reason_record" not in before
 
-        planned = json.loads(_cli(state_dir, "migrate", "--local", "--json"))
+        planned = json.loads(mlops(state_dir, "migrate", "--local", "--json").stdout)
         assert planned["migrations"][0]["found"] == 2
-        applied = _cli(state_dir, "migrate", "--local", "--apply")
+        applied = mlops(state_dir, "migrate", "--local", "--apply").stdout
         assert "quarantine-layout: moved 2 of 2" in applied and "audit record: s3://" in applied
 
-        after = json.loads(_cli(state_dir, "drops", "show", DROP, "--json"))
+        after = json.loads(mlops(state_dir, "drops", "show", DROP, "--json").stdout)
         assert after["outcome"] == "quarantined"
         assert after["reason_record"]["code"] == "missing_target"
         assert after["reason_record"]["quarantine_key"] == quarantine_key(DROP)
-        again = json.loads(_cli(state_dir, "migrate", "--local", "--apply", "--json"))
+        again = json.loads(mlops(state_dir, "migrate", "--local", "--apply", "--json").stdout)
         assert again["changes"] == []

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from functions.adapters.registry.model_registry import ModelRegistry
-from infra.cli.main import app
 from infra.local import LocalCloud
+from tests.helpers.served import mlops
 
 pytestmark = pytest.mark.slow
 
@@ -30,17 +29,6 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cloud(cdk_out: Path, state_dir: Path) -> Iterator[LocalCloud]:
     with LocalCloud.start(cdk_out, mode="server", port=0, state_dir=state_dir) as started:
         yield started
-
-
-def _cli(state_dir: Path, *args: str) -> Any:
-    result = CliRunner().invoke(
-        app,
-        [*args, "--state-dir", str(state_dir)],
-        env={"COLUMNS": "200"},
-        catch_exceptions=False,
-    )
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def _items(dynamodb: Any, table: str) -> list[dict[str, Any]]:
@@ -64,7 +52,7 @@ def test_the_deployed_registry_is_restored_into_a_new_table_and_not_switched(
     )
     before = _items(dynamodb, table)
 
-    result = _cli(state_dir, "restore", "--registry", "--to", "latest")
+    result = mlops(state_dir, "restore", "--registry", "--to", "latest")
 
     [restored] = [name for name in dynamodb.list_tables()["TableNames"] if name != table]
     assert restored.startswith(f"{table}-restored-")

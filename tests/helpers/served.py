@@ -9,11 +9,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from functions.ml import sample_data
 from infra.cli.main import app
 from infra.local import LocalCloud
+
+
+def mlops(
+    state_dir: Path, *args: str, code: int | None = 0, catch_exceptions: bool = False
+) -> Result:
+    """`mlops ...` against the local cloud whose state is in `state_dir`, at 200 columns; its
+    exit code must be `code` (None: any)."""
+    result = CliRunner().invoke(
+        app,
+        [*args, "--state-dir", str(state_dir)],
+        env={"COLUMNS": "200"},
+        catch_exceptions=catch_exceptions,
+    )
+    assert code is None or result.exit_code == code, result.output
+    return result
 
 
 class Served:
@@ -36,10 +51,7 @@ class Served:
     def cli(self, *args: str, code: int | None = 0) -> str:
         """`mlops ...` against this cloud, as a user runs it from another shell: its output; its
         exit code must be `code` (None: any, kept in `exit_code`)."""
-        result = CliRunner().invoke(
-            app, [*args, "--state-dir", str(self.state_dir)], env={"COLUMNS": "200"}
-        )
-        assert code is None or result.exit_code == code, result.output
+        result = mlops(self.state_dir, *args, code=code, catch_exceptions=True)
         self.exit_code = result.exit_code
         return result.output
 
