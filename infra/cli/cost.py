@@ -13,16 +13,16 @@ from functions.common.config.base import ConfigError
 from functions.common.config.loading import MlopsConfig
 from infra.cli.common import console, errors, fail, listing
 from infra.cli.config import checked_config
-from infra.cli.cost_sheet.prices import PRICES_FILE, PriceFileError, load_prices
-from infra.cli.cost_sheet.sheet import (
+from infra.cli.cost_sheet.parts import (
     MEASURED_FILE,
     REPO,
     MeasuredInputsError,
     Sheet,
-    build_sheet,
     load_measured,
     shown,
 )
+from infra.cli.cost_sheet.prices import PRICES_FILE, PriceFileError, load_prices
+from infra.cli.cost_sheet.sheet import build_sheet
 from infra.cli.cost_sheet.stack import TemplateError, read_template
 
 COST_CDK_OUT = REPO / ".mlops" / "cost" / "cdk.out"

@@ -9,8 +9,9 @@ import re
 from typing import Any
 
 from functions.common.config.loading import MlopsConfig, load_config
+from infra.cli.cost_sheet.parts import Measured, Sheet, load_measured
 from infra.cli.cost_sheet.prices import PriceList, load_prices
-from infra.cli.cost_sheet.sheet import Measured, Sheet, build_sheet, load_measured
+from infra.cli.cost_sheet.sheet import build_sheet
 from infra.cli.cost_sheet.stack import stack_facts
 from tests.helpers import REPO
 

@@ -10,8 +10,8 @@ import pytest
 
 from functions.common.config.loading import load_config
 from infra.cli.cost_sheet.formula import FormulaError, evaluate
+from infra.cli.cost_sheet.parts import load_measured
 from infra.cli.cost_sheet.prices import Price, PriceList, load_prices
-from infra.cli.cost_sheet.sheet import load_measured
 from infra.cli.cost_sheet.stack import SECONDS_PER_MONTH, runs_per_month
 from tests.helpers import REPO
 from tests.helpers.cost import dev_template, line_usd, resource, sheet
