@@ -138,7 +138,7 @@ def worker_spec(function: Any) -> WorkerSpec:
 def _invoke_later(function: Any, body: Any) -> str:
     """An `Event` invocation, as Lambda's asynchronous invocation: accepted at once (202), run
     in the background, its errors retried and its on-failure record sent to the function's
-    destination (`infra.local.eventbridge.invoke_asynchronously`)."""
+    destination (`infra.local.lambda_async.invoke_asynchronously`)."""
     from infra.local.eventbridge import DISPATCHER
 
     DISPATCHER.invoke_later(function, json.loads(body) if body else {})
