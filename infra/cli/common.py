@@ -45,6 +45,13 @@ LocalOption = Annotated[
     ),
 ]
 StageOption = Annotated[str, typer.Option(help="Stage of the AWS stack (with --aws).")]
+AllowReplacementOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        metavar="LOGICAL_ID",
+        help="Let this stateful resource be replaced or deleted (repeatable).",
+    ),
+]
 StateDirOption = Annotated[
     Path | None,
     typer.Option(

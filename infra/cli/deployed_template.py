@@ -117,10 +117,7 @@ def synthesize_revision(revision: str, out: Path, context: dict[str, str]) -> st
     """Synthesize git `revision` (its own code, this checkout's config) into `out`, in a
     temporary git worktree (removed afterwards; the assembly keeps copies of the code) that
     reuses this checkout's build caches; returns the commit."""
-    commit = _git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}", check=False)
-    if not commit.strip():
-        raise DeployedTemplateError(f"no git revision {revision!r} in {REPO_ROOT}")
-    commit = commit.strip()
+    commit = resolve_revision(revision)
     with TemporaryDirectory(prefix="revision-") as tmp:
         worktree = Path(tmp) / "checkout"
         _git("worktree", "add", "--detach", "--quiet", str(worktree), commit)
@@ -134,6 +131,14 @@ def synthesize_revision(revision: str, out: Path, context: dict[str, str]) -> st
         finally:
             _git("worktree", "remove", "--force", str(worktree), check=False)
     return commit
+
+
+def resolve_revision(revision: str) -> str:
+    """The full commit `revision` names in this checkout's git history."""
+    commit = _git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}", check=False)
+    if not commit.strip():
+        raise DeployedTemplateError(f"no git revision {revision!r} in {REPO_ROOT}")
+    return commit.strip()
 
 
 def from_last_synth(stack: str, new_cdk_out: Path | None) -> Deployed:

@@ -15,7 +15,13 @@ from rich.table import Table
 from functions.common.config.base import ConfigError
 from functions.common.config.loading import load_config
 from infra.cli.batch import batch_app
-from infra.cli.common import LocalOption, StageOption, StateDirOption, console
+from infra.cli.common import (
+    AllowReplacementOption,
+    LocalOption,
+    StageOption,
+    StateDirOption,
+    console,
+)
 from infra.cli.config import checked_config, config_app
 from infra.cli.cost import cost
 from infra.cli.data import data_app
@@ -26,6 +32,7 @@ from infra.cli.erasure import erase_app
 from infra.cli.migrate import migrate
 from infra.cli.models import models_app
 from infra.cli.restore import restore
+from infra.cli.rollback import rollback
 from infra.cli.runs import runs_app
 from infra.local.cli import app as local_app
 
@@ -47,6 +54,7 @@ app.add_typer(dlq_app, name="dlq")
 app.command()(cost)
 app.command()(restore)
 app.command()(migrate)
+app.command()(rollback)
 
 
 @app.command()
@@ -131,13 +139,7 @@ def predeploy(
         str | None,
         typer.Option(help="Compare with this git revision, synthesized for the same stage."),
     ] = None,
-    allow_replacement: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="LOGICAL_ID",
-            help="Let this stateful resource be replaced or deleted (repeatable).",
-        ),
-    ] = None,
+    allow_replacement: AllowReplacementOption = None,
     cdk_out: Annotated[
         Path | None,
         typer.Option(help="A synthesized cloud assembly of the stage to check (default: synth)."),

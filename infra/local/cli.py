@@ -102,7 +102,7 @@ def up(
         while not stop.wait(0.5):
             result = updates.serve(cloud, running)
             if result is not None:
-                _print_update(result)
+                print_update(result)
         console.print("Stopping the local cloud...")
     finally:
         updates.retire(state_dir)
@@ -145,12 +145,12 @@ def update(
     except updates.UpdateRequestError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
-    _print_update(result)
+    print_update(result)
     if not result.get("ok"):
         raise typer.Exit(1)
 
 
-def _print_update(result: dict[str, Any]) -> None:
+def print_update(result: dict[str, Any]) -> None:
     if not result.get("ok"):
         console.print(f"[red]update failed:[/red] {result.get('error')}", highlight=False)
         return

@@ -24,6 +24,8 @@ from infra.local.resources.removal import REMOVERS, UPDATE_RECORDED
 log = logging.getLogger("infra.local.deploy")
 
 _FUNCTION = "AWS::Lambda::Function"
+TEMPLATE_FILE = "template.json"
+"""The deployed template, in the state dir: what `mlops rollback --local` compares with."""
 # A resource named in the template cannot be replaced: the new one would need the same name.
 _NAME_PROPERTIES = frozenset(
     "BucketName TableName QueueName TopicName FunctionName RoleName StateMachineName "
@@ -437,12 +439,13 @@ def dependency_order(resources: dict[str, Any], skipped: Iterable[str] = ()) -> 
 
 
 def write_state(deployment: Deployment, state_dir: Path, endpoint: str | None) -> Path:
-    """`outputs.json` (the stack outputs, by name) and `stack.json` (every resource) in
-    `state_dir`; returns the outputs file. Each file appears complete or not at all, since
-    other processes poll for it."""
+    """`outputs.json` (the stack outputs, by name), `stack.json` (every resource) and
+    `template.json` (the template deployed) in `state_dir`; returns the outputs file. Each
+    file appears complete or not at all, since other processes poll for it."""
     state_dir.mkdir(parents=True, exist_ok=True)
     details = {"endpoint": endpoint, **deployment.to_json()}
     write_atomically(state_dir / "stack.json", json.dumps(details, indent=2, default=str))
+    write_atomically(state_dir / TEMPLATE_FILE, json.dumps(deployment.template))
     outputs_file = state_dir / "outputs.json"
     write_atomically(outputs_file, json.dumps(deployment.outputs, indent=2))
     return outputs_file
