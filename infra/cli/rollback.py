@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -198,7 +199,7 @@ def _prepare(
 
 def _update_local(directory: Path, out: Path, stack: str) -> None:
     """The local cloud running on `directory` updates in place to `out` (kept: its functions
-    run from it)."""
+    run from it); then the synthesis of an earlier rollback, no longer run, is removed."""
     from infra.local.cli import print_update
 
     try:
@@ -209,6 +210,9 @@ def _update_local(directory: Path, out: Path, stack: str) -> None:
     print_update(result)
     if not result.get("ok"):
         raise RollbackError("the local cloud's stack update failed")
+    for earlier in out.parents[1].iterdir():
+        if earlier != out.parent:
+            shutil.rmtree(earlier, ignore_errors=True)
 
 
 def _cdk_deploy(out: Path, stack: str) -> None:

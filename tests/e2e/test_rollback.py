@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -36,6 +37,12 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _rollback(revision: str, state_dir: Path) -> Any:
+    """`mlops rollback --local --to REVISION --yes`, as a user runs it from another shell."""
+    arguments = ["--local", "--to", revision, "--yes", "--state-dir", str(state_dir)]
+    return CliRunner().invoke(app, ["rollback", *arguments], env={"COLUMNS": "250"})
 
 
 def test_rollback_puts_the_previous_release_back_on_the_running_local_cloud(
@@ -73,11 +80,7 @@ def test_rollback_puts_the_previous_release_back_on_the_running_local_cloud(
         kept = "reports/rollback/kept.csv"
         s3.put_object(Bucket=bucket, Key=kept, Body=b"id\n1\n")
 
-        result = CliRunner().invoke(
-            app,
-            ["rollback", "--local", "--to", revision, "--yes", "--state-dir", str(state_dir)],
-            env={"COLUMNS": "250"},
-        )
+        result = _rollback(revision, state_dir)
 
         assert result.exit_code == 0, result.output
         assert "pass template changes" in result.output, result.output
@@ -91,6 +94,17 @@ def test_rollback_puts_the_previous_release_back_on_the_running_local_cloud(
         }
         assert versions == {revision[:12]}
         assert s3.get_object(Bucket=bucket, Key=kept)["Body"].read() == b"id\n1\n"
+        [first] = (state_dir / "rollback").iterdir()
+        assert first.name.startswith(revision[:12])
+
+        # Again: nothing changes, and the first synthesis, no longer run, is removed.
+        time.sleep(1.1)  # a new synthesis directory (stamped to the second)
+        again = _rollback(revision, state_dir)
+
+        assert again.exit_code == 0, again.output
+        assert "no resource replaced or deleted" in again.output, again.output
+        [second] = (state_dir / "rollback").iterdir()
+        assert second != first and second.name.startswith(revision[:12])
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0, log.read_text()[-3000:]
