@@ -51,6 +51,7 @@ CAPTURE_FIELDS = {
     "features",
     "prediction",
     "probabilities",
+    "format_version",
 }
 
 
