@@ -74,6 +74,13 @@ DRIFT_RESULT = "drift-result"
 BATCH_MANIFEST = "batch-manifest"
 MIGRATION_CHECKPOINT = "migration-checkpoint"
 MIGRATION_AUDIT = "migration-audit"
+EVALUATION = "evaluation"
+ERASURE_AUDIT = "erasure-audit"
+TRAINING_SET_ITEM = "training-set-item"
+VERSION_COUNTER_ITEM = "version-counter-item"
+ALIAS_ITEM = "alias-item"
+SERVING_STATS_ITEM = "serving-stats-item"
+ROLLOUT_DECISION_ITEM = "rollout-decision-item"
 
 _FIRST = "the shape written before formats were versioned (no `format_version`: read as 1)"
 
@@ -119,6 +126,31 @@ FORMATS: Mapping[str, StoredFormat] = {
             ("what one `mlops migrate --apply` run changed, who ran it, which release",),
         ),
         StoredFormat(
+            EVALUATION,
+            "models/<model>/runs/<run id>/evaluation.json (and each version's copy)",
+            (_FIRST,),
+        ),
+        StoredFormat(ERASURE_AUDIT, "audit/erasure/<erasure id>.json", (_FIRST,)),
+        StoredFormat(
+            TRAINING_SET_ITEM,
+            "registry table: pk RUNS#<model>, sk TRAINSET#<training set key>",
+            (_FIRST,),
+        ),
+        StoredFormat(
+            VERSION_COUNTER_ITEM, "registry table: pk MODEL#<model>, sk COUNTER", (_FIRST,)
+        ),
+        StoredFormat(ALIAS_ITEM, "registry table: pk MODEL#<model>, sk ALIAS#<alias>", (_FIRST,)),
+        StoredFormat(
+            SERVING_STATS_ITEM,
+            "registry table: pk MODEL#<model>, sk STATS#<rollout>#<alias>#<version>",
+            (_FIRST,),
+        ),
+        StoredFormat(
+            ROLLOUT_DECISION_ITEM,
+            "registry table: pk MODEL#<model>, sk ROLLOUT#<rollout>",
+            (_FIRST,),
+        ),
+        StoredFormat(
             REFERENCE_PROFILE,
             "models/<model>/runs/<run id>/reference_profile.json (and each version's copy)",
             (
@@ -137,6 +169,11 @@ ITEM_KINDS: Mapping[str, str] = {
     "training_run": RUN_ITEM,
     "model_version": MODEL_VERSION_ITEM,
     "alias_change": ALIAS_HISTORY_ITEM,
+    "training_set": TRAINING_SET_ITEM,
+    "version_counter": VERSION_COUNTER_ITEM,
+    "alias": ALIAS_ITEM,
+    "serving_stats": SERVING_STATS_ITEM,
+    "rollout_decision": ROLLOUT_DECISION_ITEM,
 }
 """The registry table's versioned items, by their `kind` attribute."""
 

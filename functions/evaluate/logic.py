@@ -14,6 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
+from functions.common import formats
 from functions.common.config.dataset import Task
 from functions.common.config.loading import deployed_config
 from functions.common.contracts import EvaluationResult, ModelVersion, PipelineState, TrainingRun
@@ -76,11 +77,14 @@ def evaluate(state: PipelineState) -> EvaluationResult:
     scorer.store.put_json(
         settings.data_bucket,
         result.evaluation_key,
-        {
-            "result": result.model_dump(mode="json"),
-            "candidate": candidate.to_dict(),
-            "champion": champion.to_dict() if champion else None,
-        },
+        formats.stamp(
+            formats.EVALUATION,
+            {
+                "result": result.model_dump(mode="json"),
+                "candidate": candidate.to_dict(),
+                "champion": champion.to_dict() if champion else None,
+            },
+        ),
     )
     registry.update_run(
         training.model_name,

@@ -137,7 +137,9 @@ class Registration:
             formats.RUN_RECORD, self.store.get_json(self.bucket, training.run_record_key)
         )
         signature = self.store.get_json(self.bucket, training.signature_key)
-        evaluation_doc = self.store.get_json(self.bucket, evaluation.evaluation_key)
+        evaluation_doc = formats.read(
+            formats.EVALUATION, self.store.get_json(self.bucket, evaluation.evaluation_key)
+        )
         number = self.registry.allocate_version(model)
         prefix = version_prefix(model, number)
         logger.append_keys(version=number)

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.versions import ObjectVersions
+from functions.common import formats
 from functions.common.errors import AdapterError
 from functions.common.layout import erasure_audit_key
 from functions.erasure.audit import audit_record, new_erasure_id
@@ -160,7 +161,7 @@ def erase(
             remaining=remaining,
         )
         audit_key = erasure_audit_key(erasure_id)
-        objects.put_json(bucket, audit_key, record)
+        objects.put_json(bucket, audit_key, formats.stamp(formats.ERASURE_AUDIT, record))
     except (AdapterError, ClientError, BotoCoreError) as exc:
         raise fail(f"the erasure stopped: {exc}", stdout=True) from None
     if results:

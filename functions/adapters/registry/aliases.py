@@ -46,7 +46,8 @@ _MOVE_ATTEMPTS = 5
 
 
 def _alias_state(fields: Mapping[str, Any]) -> AliasState:
-    return AliasState.model_validate({k: fields.get(k) for k in AliasState.model_fields})
+    current = formats.read(formats.ALIAS_ITEM, fields)
+    return AliasState.model_validate({k: current.get(k) for k in AliasState.model_fields})
 
 
 def _alias_change(fields: Mapping[str, Any]) -> AliasChange:
@@ -173,16 +174,19 @@ class Aliases(ModelTable):
             **item_key(pk, alias_sort_key(change.alias)),
             "kind": {"S": "alias"},
             **attributes(
-                AliasState(
-                    model_name=change.model_name,
-                    alias=change.alias,
-                    version=change.to_version,
-                    previous_version=change.from_version,
-                    updated_at=change.at,
-                    execution=change.execution,
-                    reason=change.reason,
-                    revision=change.revision,
-                ).model_dump(mode="json")
+                formats.stamp(
+                    formats.ALIAS_ITEM,
+                    AliasState(
+                        model_name=change.model_name,
+                        alias=change.alias,
+                        version=change.to_version,
+                        previous_version=change.from_version,
+                        updated_at=change.at,
+                        execution=change.execution,
+                        reason=change.reason,
+                        revision=change.revision,
+                    ).model_dump(mode="json"),
+                )
             ),
             "change": {"S": change.kind},
         }

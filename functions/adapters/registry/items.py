@@ -16,6 +16,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from functions.adapters.table import RegistryTable
+from functions.common import formats
 from functions.common.errors import RegistryError
 
 KEY_ATTRIBUTES = frozenset({"pk", "sk", "kind"})
@@ -27,6 +28,29 @@ _EXACT_INTEGERS = 2**53
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
+
+
+class InPlaceStamp:
+    """What an item updated in place (UpdateExpression) adds to its update: `assignment` sets
+    `format_version` to the current version of `name`, and `condition` refuses (ConditionFailed)
+    an item written by a newer release, so older code never stamps it down; `refused` is the
+    error to raise then."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.assignment = "#format_version = :format_version"
+        self.condition = (
+            "attribute_not_exists(#format_version) OR #format_version <= :format_version"
+        )
+        self.names = {"#format_version": formats.FIELD}
+        self.values = {":format_version": {"N": str(formats.current(name))}}
+
+    def refused(self) -> formats.FormatVersionError:
+        current = formats.current(self.name)
+        return formats.FormatVersionError(
+            f"{self.name} at {formats.FIELD} above {current} was written by a newer release of "
+            f"the bundle; this code writes version {current}: upgrade it before writing"
+        )
 
 
 def now() -> str:

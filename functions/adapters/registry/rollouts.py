@@ -20,10 +20,12 @@ from functions.adapters.registry.aliases import (
 )
 from functions.adapters.registry.items import (
     ConditionFailed,
+    InPlaceStamp,
     attributes,
     item_key,
     translated,
 )
+from functions.common import formats
 from functions.common.contracts import (
     LATENCY_BUCKETS_MS,
     AliasChange,
@@ -54,24 +56,34 @@ class Rollouts(Aliases):
             {f"latency_bucket_{i}": n for i, n in enumerate(stats.latency_histogram) if n}
         )
         fixed = {"kind": "serving_stats", "alias": stats.alias, "version": stats.version}
-        names = {f"#s{i}": name for i, name in enumerate(fixed)}
+        stamp = InPlaceStamp(formats.SERVING_STATS_ITEM)
+        names = {f"#s{i}": name for i, name in enumerate(fixed)} | stamp.names
         names.update({f"#a{i}": name for i, name in enumerate(counters)})
-        values = attributes(
-            {
-                **{f":s{i}": value for i, value in enumerate(fixed.values())},
-                **{f":a{i}": value for i, value in enumerate(counters.values())},
-            }
-        )
-        sets = ", ".join(f"#s{i} = :s{i}" for i in range(len(fixed)))
-        adds = ", ".join(f"#a{i} :a{i}" for i in range(len(counters)))
-        with translated("update_item", self.table_name):
-            self._dynamodb.update_item(
-                TableName=self.table_name,
-                Key=item_key(model_key(model), stats_sort_key(rollout, stats.alias, stats.version)),
-                UpdateExpression=f"SET {sets} ADD {adds}",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+        values = (
+            attributes(
+                {
+                    **{f":s{i}": value for i, value in enumerate(fixed.values())},
+                    **{f":a{i}": value for i, value in enumerate(counters.values())},
+                }
             )
+            | stamp.values
+        )
+        sets = ", ".join([*(f"#s{i} = :s{i}" for i in range(len(fixed))), stamp.assignment])
+        adds = ", ".join(f"#a{i} :a{i}" for i in range(len(counters)))
+        try:
+            with translated("update_item", self.table_name):
+                self._dynamodb.update_item(
+                    TableName=self.table_name,
+                    Key=item_key(
+                        model_key(model), stats_sort_key(rollout, stats.alias, stats.version)
+                    ),
+                    UpdateExpression=f"SET {sets} ADD {adds}",
+                    ConditionExpression=stamp.condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+        except ConditionFailed:
+            raise stamp.refused() from None
 
     def serving_stats(self, model: str, rollout: int) -> list[ServingStats]:
         """The counters of every alias and version that served during `rollout`."""
@@ -80,7 +92,12 @@ class Rollouts(Aliases):
 
     def get_rollout_decision(self, model: str, rollout: int) -> RolloutDecision | None:
         fields = self._get(model_key(model), rollout_sort_key(rollout))
-        return RolloutDecision.model_validate(fields) if fields else None
+        if not fields:
+            return None
+        current = formats.read(formats.ROLLOUT_DECISION_ITEM, fields)
+        return RolloutDecision.model_validate(
+            {name: current[name] for name in RolloutDecision.model_fields if name in current}
+        )
 
     def conclude_rollout(
         self, decision: RolloutDecision, *, execution: str | None = None
@@ -134,7 +151,11 @@ class Rollouts(Aliases):
                     "Item": {
                         **item_key(model_key(model), rollout_sort_key(decision.rollout)),
                         "kind": {"S": "rollout_decision"},
-                        **attributes(decision.model_dump(mode="json")),
+                        **attributes(
+                            formats.stamp(
+                                formats.ROLLOUT_DECISION_ITEM, decision.model_dump(mode="json")
+                            )
+                        ),
                     },
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
@@ -152,7 +173,8 @@ class Rollouts(Aliases):
         return changes
 
 
-def _serving_stats(fields: Mapping[str, Any]) -> ServingStats:
+def _serving_stats(stored: Mapping[str, Any]) -> ServingStats:
+    fields = formats.read(formats.SERVING_STATS_ITEM, stored)
     buckets = len(LATENCY_BUCKETS_MS) + 1
     return ServingStats(
         alias=fields["alias"],

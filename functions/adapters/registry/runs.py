@@ -88,7 +88,9 @@ class TrainingRuns(ModelTable):
         item = {
             **item_key(runs_key(model), training_set_sort_key(training_key)),
             "kind": {"S": "training_set"},
-            **attributes({"run_id": run_id, "recorded_at": now()}),
+            **attributes(
+                formats.stamp(formats.TRAINING_SET_ITEM, {"run_id": run_id, "recorded_at": now()})
+            ),
         }
         with translated("put_item", self.table_name):
             self._dynamodb.put_item(TableName=self.table_name, Item=item)
@@ -101,7 +103,7 @@ class TrainingRuns(ModelTable):
         found = self._query(runs_key(model), training_set_sort_key(training_key))
         if not found:
             return None
-        run_id = str(found[0]["run_id"])
+        run_id = str(formats.read(formats.TRAINING_SET_ITEM, found[0])["run_id"])
         runs = [
             formats.read(formats.RUN_ITEM, run)
             for run in self._query(runs_key(model), run_sort_key(run_id))

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from functions.adapters.registry.items import ModelTable, attributes, item_key, translated
+from functions.adapters.registry.items import (
+    ConditionFailed,
+    InPlaceStamp,
+    ModelTable,
+    attributes,
+    fields_of,
+    item_key,
+    translated,
+)
 from functions.common import formats
 from functions.common.contracts import ModelVersion
 from functions.common.errors import VersionExistsError
@@ -27,16 +35,26 @@ class ModelVersions(ModelTable):
 
     def allocate_version(self, model: str) -> int:
         """The next version number of `model` (1, 2, ...); atomic, never handed out twice."""
-        with translated("update_item", self.table_name):
-            response = self._dynamodb.update_item(
-                TableName=self.table_name,
-                Key=item_key(model_key(model), COUNTER_SORT_KEY),
-                UpdateExpression="SET #kind = :kind ADD last_version :one",
-                ExpressionAttributeNames={"#kind": "kind"},
-                ExpressionAttributeValues={":one": {"N": "1"}, ":kind": {"S": "version_counter"}},
-                ReturnValues="UPDATED_NEW",
-            )
-        return int(response["Attributes"]["last_version"]["N"])
+        stamp = InPlaceStamp(formats.VERSION_COUNTER_ITEM)
+        try:
+            with translated("update_item", self.table_name):
+                response = self._dynamodb.update_item(
+                    TableName=self.table_name,
+                    Key=item_key(model_key(model), COUNTER_SORT_KEY),
+                    UpdateExpression=f"SET #kind = :kind, {stamp.assignment} ADD last_version :one",
+                    ConditionExpression=stamp.condition,
+                    ExpressionAttributeNames={"#kind": "kind", **stamp.names},
+                    ExpressionAttributeValues={
+                        ":one": {"N": "1"},
+                        ":kind": {"S": "version_counter"},
+                        **stamp.values,
+                    },
+                    ReturnValues="UPDATED_NEW",
+                )
+        except ConditionFailed:
+            raise stamp.refused() from None
+        counter = formats.read(formats.VERSION_COUNTER_ITEM, fields_of(response["Attributes"]))
+        return int(counter["last_version"])
 
     def put_version(self, version: ModelVersion) -> None:
         """Register `version` once.

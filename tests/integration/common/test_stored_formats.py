@@ -15,7 +15,7 @@ from functions.adapters.registry.items import attributes
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore, read_quarantine_reason
 from functions.common import formats
-from functions.common.contracts import ModelVersion
+from functions.common.contracts import ModelVersion, ServingStats
 from functions.common.layout import reason_key
 from tests.helpers import REPO
 
@@ -111,3 +111,69 @@ def test_a_version_1_reason_record_is_found_where_drops_and_erasure_look(cloud: 
     found = read_quarantine_reason(store, cloud.bucket, raw_key, reason["source"]["version_id"])
     assert found is not None and found["code"] == reason["code"]
     assert found[formats.FIELD] == formats.current(formats.QUARANTINE_REASON)
+
+
+def _unstamped(name: str) -> dict[str, Any]:
+    """The version 1 fixture as a release before formats were versioned stored it."""
+    return {k: v for k, v in _fixture(name).items() if k != formats.FIELD}
+
+
+def test_version_1_alias_counter_and_rollout_items_read_and_go_on(cloud: Cloud) -> None:
+    alias, counter, stats, decision = (
+        _unstamped(formats.ALIAS_ITEM),
+        _unstamped(formats.VERSION_COUNTER_ITEM),
+        _unstamped(formats.SERVING_STATS_ITEM),
+        _unstamped(formats.ROLLOUT_DECISION_ITEM),
+    )
+    for item in (alias, counter, stats, decision):
+        _store_item(cloud, item)
+    registry = ModelRegistry(cloud.table)
+    model = alias["model_name"]
+
+    state = registry.get_alias(model, alias["alias"])
+    assert state is not None and (state.version, state.revision) == (
+        alias["version"],
+        alias["revision"],
+    )
+    # The counter goes on from where the older release left it, and is stamped on the way.
+    assert registry.allocate_version(model) == counter["last_version"] + 1
+    assert _raw_item(cloud, counter["pk"], counter["sk"])[formats.FIELD] == {"N": "1"}
+    rollout = int(stats["sk"].split("#")[1])
+    served = ServingStats(alias=stats["alias"], version=stats["version"], requests=3, errors=0)
+    registry.add_serving_stats(model, rollout, served)
+    [summed] = registry.serving_stats(model, rollout)
+    assert (summed.requests, summed.errors) == (stats["requests"] + 3, stats["errors"])
+    assert _raw_item(cloud, stats["pk"], stats["sk"])[formats.FIELD] == {"N": "1"}
+    decided = registry.get_rollout_decision(model, decision["rollout"])
+    assert decided is not None and decided.outcome == decision["outcome"]
+    assert decided.candidate.requests == decision["candidate"]["requests"]
+
+
+def test_a_version_1_training_set_item_still_skips_a_judged_training_set(cloud: Cloud) -> None:
+    training_set = _unstamped(formats.TRAINING_SET_ITEM)
+    run = {**_fixture(formats.RUN_ITEM), "run_id": training_set["run_id"], "status": "registered"}
+    run["sk"] = f"RUN#{training_set['run_id']}"
+    _store_item(cloud, training_set)
+    _store_item(cloud, run)
+    model = run["model_name"]
+    training_key = training_set["sk"].removeprefix("TRAINSET#")
+    judged = ModelRegistry(cloud.table).judged_run_for(model, training_key)
+    assert judged is not None and judged["run_id"] == training_set["run_id"]
+
+
+@pytest.mark.parametrize("name", [formats.VERSION_COUNTER_ITEM, formats.SERVING_STATS_ITEM])
+def test_an_item_updated_in_place_is_not_stamped_down_when_a_newer_release_wrote_it(
+    cloud: Cloud, name: str
+) -> None:
+    item = {**_fixture(name), formats.FIELD: formats.current(name) + 1}
+    _store_item(cloud, item)
+    registry = ModelRegistry(cloud.table)
+    model = item["pk"].removeprefix("MODEL#")
+    with pytest.raises(formats.FormatVersionError, match=f"{name} at format_version above 1"):
+        if name == formats.VERSION_COUNTER_ITEM:
+            registry.allocate_version(model)
+        else:
+            rollout = int(item["sk"].split("#")[1])
+            served = ServingStats(alias=item["alias"], version=item["version"], requests=1)
+            registry.add_serving_stats(model, rollout, served)
+    assert _raw_item(cloud, item["pk"], item["sk"]) == attributes(item), "left as it was"

@@ -16,7 +16,13 @@ import pytest
 
 from functions.batch.contracts import BatchManifest
 from functions.common import formats
-from functions.common.contracts import AliasChange, ModelVersion
+from functions.common.contracts import (
+    AliasChange,
+    AliasState,
+    EvaluationResult,
+    ModelVersion,
+    RolloutDecision,
+)
 from functions.common.records import capture_record, feedback_item
 from functions.ml.drift.engine import DriftAccumulator
 from tests.helpers import REPO
@@ -133,6 +139,50 @@ def _audit(doc: dict[str, Any]) -> None:
     assert all(change["from"] and change["to"] and change["at"] for change in doc["changes"])
 
 
+def _evaluation(doc: dict[str, Any]) -> None:
+    # The register stage renders the model card from these three parts.
+    result = EvaluationResult.model_validate(doc["result"])
+    assert result.evaluation_key.endswith(f"{result.run_id}/evaluation.json")
+    assert doc["candidate"]["metrics"] == result.metrics and "champion" in doc
+
+
+def _erasure_audit(doc: dict[str, Any]) -> None:
+    # The subject only as a salted hash, never its value.
+    assert doc["erasure_id"] and doc["who"] and doc["at"] and isinstance(doc["verified"], bool)
+    assert doc["subject"]["hash"].startswith("sha256:") and doc["subject"]["salt"]
+    assert "value" not in doc["subject"]
+    assert all(key["key"] and key["action"] for key in doc["keys"])
+
+
+def _training_set(doc: dict[str, Any]) -> None:
+    # The train stage skips a training set a judged run already trained on.
+    assert doc["run_id"] and doc["recorded_at"]
+
+
+def _counter(doc: dict[str, Any]) -> None:
+    assert type(doc["last_version"]) is int and doc["last_version"] >= 1
+
+
+def _alias(doc: dict[str, Any]) -> None:
+    # Serving, the batch plan and `mlops models` follow the alias to its version.
+    state = AliasState.model_validate({k: doc.get(k) for k in AliasState.model_fields})
+    assert state.version >= 1 and state.revision >= 1 and state.alias
+
+
+def _serving_stats(doc: dict[str, Any]) -> None:
+    # The rollout decision compares these counters of candidate and production.
+    assert doc["alias"] and doc["version"] >= 1 and doc["requests"] >= doc["errors"] >= 0
+    assert doc["latency_ms_sum"] >= 0
+    assert all(doc[k] >= 0 for k in doc if k.startswith("latency_bucket_"))
+
+
+def _rollout_decision(doc: dict[str, Any]) -> None:
+    decision = RolloutDecision.model_validate(
+        {k: doc[k] for k in RolloutDecision.model_fields if k in doc}
+    )
+    assert decision.reason and decision.candidate.version == decision.candidate_version
+
+
 RELIED_ON: dict[str, Callable[[dict[str, Any]], None]] = {
     formats.DATASET_MANIFEST: _manifest,
     formats.DATASET_VERSION_ITEM: _dataset_version,
@@ -149,6 +199,13 @@ RELIED_ON: dict[str, Callable[[dict[str, Any]], None]] = {
     formats.REFERENCE_PROFILE: _profile,
     formats.MIGRATION_CHECKPOINT: _checkpoint,
     formats.MIGRATION_AUDIT: _audit,
+    formats.EVALUATION: _evaluation,
+    formats.ERASURE_AUDIT: _erasure_audit,
+    formats.TRAINING_SET_ITEM: _training_set,
+    formats.VERSION_COUNTER_ITEM: _counter,
+    formats.ALIAS_ITEM: _alias,
+    formats.SERVING_STATS_ITEM: _serving_stats,
+    formats.ROLLOUT_DECISION_ITEM: _rollout_decision,
 }
 
 
