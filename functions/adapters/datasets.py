@@ -56,7 +56,7 @@ def _version_item(ref: DatasetRef, code_version: str) -> dict[str, Any]:
         "code_version": _s(code_version),
         "source_bucket": _s(source.bucket),
         "source_key": _s(source.key),
-        formats.FIELD: {"N": str(formats.current(formats.DATASET_VERSION_ITEM))},
+        **_stamp(formats.DATASET_VERSION_ITEM),
     }
     if source.version_id:
         item["source_version_id"] = _s(source.version_id)
@@ -65,6 +65,11 @@ def _version_item(ref: DatasetRef, code_version: str) -> dict[str, Any]:
     if source.size is not None:
         item["source_size"] = {"N": str(source.size)}
     return item
+
+
+def _stamp(name: str) -> dict[str, Any]:
+    """The `format_version` attribute of a `name` item written today."""
+    return {formats.FIELD: {"N": str(formats.current(name))}}
 
 
 def _version_ref(item: dict[str, Any]) -> DatasetRef:
@@ -104,7 +109,9 @@ class DatasetRegistry(RegistryTable):
     def get_contract(self, dataset: str) -> str | None:
         """The frozen contract of `dataset` (JSON text), or None before the first good drop."""
         item = self._get(dataset_key(dataset), CONTRACT_SORT_KEY)
-        return item["contract"]["S"] if item else None
+        if not item:
+            return None
+        return str(formats.read(formats.DATASET_CONTRACT_ITEM, fields_of(item))["contract"])
 
     def freeze_contract(
         self,
@@ -124,6 +131,7 @@ class DatasetRegistry(RegistryTable):
             "inferred_from": _s(source_key),
             "created_at": _s(created_at),
             "code_version": _s(code_version),
+            **_stamp(formats.DATASET_CONTRACT_ITEM),
         }
         if not self.put_new(item):
             stored = self.get_contract(dataset)
@@ -136,7 +144,11 @@ class DatasetRegistry(RegistryTable):
         """The frozen class set of `dataset`'s target (sorted), or None before the first good
         version of a classification dataset."""
         item = self._get(dataset_key(dataset), CLASSES_SORT_KEY)
-        return list(json.loads(item["classes"]["S"])) if item else None
+        if not item:
+            return None
+        return list(
+            json.loads(formats.read(formats.DATASET_CLASSES_ITEM, fields_of(item))["classes"])
+        )
 
     def freeze_classes(
         self,
@@ -156,6 +168,7 @@ class DatasetRegistry(RegistryTable):
             "data_version": _s(data_version),
             "created_at": _s(created_at),
             "code_version": _s(code_version),
+            **_stamp(formats.DATASET_CLASSES_ITEM),
         }
         if self.put_new(item):
             return sorted(classes)

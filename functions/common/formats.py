@@ -81,6 +81,9 @@ VERSION_COUNTER_ITEM = "version-counter-item"
 ALIAS_ITEM = "alias-item"
 SERVING_STATS_ITEM = "serving-stats-item"
 ROLLOUT_DECISION_ITEM = "rollout-decision-item"
+DATASET_CONTRACT_ITEM = "dataset-contract-item"
+DATASET_CLASSES_ITEM = "dataset-classes-item"
+MONITOR_STATE_ITEM = "monitor-state-item"
 
 _FIRST = "the shape written before formats were versioned (no `format_version`: read as 1)"
 
@@ -151,6 +154,13 @@ FORMATS: Mapping[str, StoredFormat] = {
             (_FIRST,),
         ),
         StoredFormat(
+            DATASET_CONTRACT_ITEM, "registry table: pk DATASET#<dataset>, sk CONTRACT", (_FIRST,)
+        ),
+        StoredFormat(
+            DATASET_CLASSES_ITEM, "registry table: pk DATASET#<dataset>, sk CLASSES", (_FIRST,)
+        ),
+        StoredFormat(MONITOR_STATE_ITEM, "registry table: pk MONITOR#<model>, sk STATE", (_FIRST,)),
+        StoredFormat(
             REFERENCE_PROFILE,
             "models/<model>/runs/<run id>/reference_profile.json (and each version's copy)",
             (
@@ -174,6 +184,9 @@ ITEM_KINDS: Mapping[str, str] = {
     "alias": ALIAS_ITEM,
     "serving_stats": SERVING_STATS_ITEM,
     "rollout_decision": ROLLOUT_DECISION_ITEM,
+    "dataset_contract": DATASET_CONTRACT_ITEM,
+    "dataset_classes": DATASET_CLASSES_ITEM,
+    "monitor": MONITOR_STATE_ITEM,
 }
 """The registry table's versioned items, by their `kind` attribute."""
 

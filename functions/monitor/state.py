@@ -9,9 +9,15 @@ import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from functions.adapters.registry.items import fields_of
 from functions.adapters.table import RegistryTable
+from functions.common import formats
 from functions.common.errors import RegistryError
 from functions.common.layout import STATE_SORT_KEY, monitor_key
+
+_STAMP = {":format_version": {"N": str(formats.current(formats.MONITOR_STATE_ITEM))}}
+"""What an update of the state sets `format_version` to: the state is read (`load`, which
+refuses a newer release's item) before every check writes it."""
 
 
 def iso(moment: datetime) -> str:
@@ -36,10 +42,12 @@ class MonitorStore:
         self.key = {"pk": {"S": monitor_key(model)}, "sk": {"S": STATE_SORT_KEY}}
 
     def load(self) -> MonitorState:
-        item = self.table.get(self.key)
+        stored = self.table.get(self.key)
+        item = formats.read(formats.MONITOR_STATE_ITEM, fields_of(stored)) if stored else {}
 
         def text(name: str) -> str | None:
-            return item[name]["S"] if name in item else None
+            value = item.get(name)
+            return str(value) if value is not None else None
 
         def moment(name: str) -> datetime | None:
             value = text(name)
@@ -57,12 +65,14 @@ class MonitorStore:
         # False: a later check recorded already.
         self.table.update(
             self.key,
-            "SET last_check_end = :end, last_check_id = :id, kind = :kind",
+            "SET last_check_end = :end, last_check_id = :id, kind = :kind, "
+            "format_version = :format_version",
             ConditionExpression="attribute_not_exists(last_check_end) OR last_check_end < :end",
             ExpressionAttributeValues={
                 ":end": {"S": iso(end)},
                 ":id": {"S": check_id},
                 ":kind": {"S": "monitor"},
+                **_STAMP,
             },
         )
 
@@ -71,7 +81,8 @@ class MonitorStore:
         the cooldown holds (nothing written)."""
         return self.table.update(
             self.key,
-            "SET last_retrain_at = :now, last_retrain_check = :id, kind = :kind",
+            "SET last_retrain_at = :now, last_retrain_check = :id, kind = :kind, "
+            "format_version = :format_version",
             ConditionExpression="attribute_not_exists(last_retrain_at) OR "
             "last_retrain_at <= :cutoff",
             ExpressionAttributeValues={
@@ -79,6 +90,7 @@ class MonitorStore:
                 ":cutoff": {"S": iso(now - cooldown)},
                 ":id": {"S": check_id},
                 ":kind": {"S": "monitor"},
+                **_STAMP,
             },
         )
 

@@ -6,6 +6,7 @@ it, instead of misread."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -14,9 +15,11 @@ from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.registry.items import attributes
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore, read_quarantine_reason
+from functions.adapters.table import RegistryTable
 from functions.common import formats
 from functions.common.contracts import ModelVersion, ServingStats
 from functions.common.layout import reason_key
+from functions.monitor.state import MonitorStore, parse_iso
 from tests.helpers import REPO
 
 if TYPE_CHECKING:
@@ -177,3 +180,37 @@ def test_an_item_updated_in_place_is_not_stamped_down_when_a_newer_release_wrote
             served = ServingStats(alias=item["alias"], version=item["version"], requests=1)
             registry.add_serving_stats(model, rollout, served)
     assert _raw_item(cloud, item["pk"], item["sk"]) == attributes(item), "left as it was"
+
+
+def test_version_1_dataset_and_monitor_items_read_and_newer_ones_are_refused(
+    cloud: Cloud,
+) -> None:
+    contract, classes, state = (
+        _unstamped(formats.DATASET_CONTRACT_ITEM),
+        _unstamped(formats.DATASET_CLASSES_ITEM),
+        _unstamped(formats.MONITOR_STATE_ITEM),
+    )
+    for item in (contract, classes, state):
+        _store_item(cloud, item)
+    datasets = DatasetRegistry(cloud.table)
+    dataset = contract["pk"].removeprefix("DATASET#")
+    assert datasets.get_contract(dataset) == contract["contract"]
+    assert datasets.get_classes(dataset) == json.loads(classes["classes"])
+    monitor = MonitorStore(RegistryTable(cloud.table), state["pk"].removeprefix("MONITOR#"))
+    loaded = monitor.load()
+    assert loaded.last_check_id == state["last_check_id"]
+    assert loaded.last_retrain_at == parse_iso(state["last_retrain_at"])
+    # The next check's write stamps the state as it moves the window on.
+    monitor.record_check("next-check", datetime.now(UTC))
+    assert _raw_item(cloud, state["pk"], state["sk"])[formats.FIELD] == {"N": "1"}
+
+    for name, item in (
+        (formats.DATASET_CONTRACT_ITEM, contract),
+        (formats.MONITOR_STATE_ITEM, state),
+    ):
+        _store_item(cloud, {**item, formats.FIELD: 2})
+        with pytest.raises(formats.FormatVersionError, match=f"{name} at format_version 2"):
+            if name == formats.MONITOR_STATE_ITEM:
+                monitor.load()
+            else:
+                datasets.get_contract(dataset)

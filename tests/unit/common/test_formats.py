@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,25 @@ def _rollout_decision(doc: dict[str, Any]) -> None:
     assert decision.reason and decision.candidate.version == decision.candidate_version
 
 
+def _contract_item(doc: dict[str, Any]) -> None:
+    # Every later drop of the dataset is checked against this frozen contract.
+    contract = json.loads(doc["contract"])
+    assert contract["target"] and contract["features"] and doc["inferred_from"].startswith("raw/")
+
+
+def _classes_item(doc: dict[str, Any]) -> None:
+    classes = json.loads(doc["classes"])
+    assert len(classes) >= 2 and classes == sorted(classes) and doc["data_version"]
+
+
+def _monitor_state(doc: dict[str, Any]) -> None:
+    # The next check's window starts at last_check_end; the cooldown from last_retrain_at.
+    for name in ("last_check_end", "last_retrain_at"):
+        if name in doc:
+            assert datetime.fromisoformat(doc[name].replace("Z", "+00:00"))
+    assert doc["last_check_id"]
+
+
 RELIED_ON: dict[str, Callable[[dict[str, Any]], None]] = {
     formats.DATASET_MANIFEST: _manifest,
     formats.DATASET_VERSION_ITEM: _dataset_version,
@@ -206,6 +226,9 @@ RELIED_ON: dict[str, Callable[[dict[str, Any]], None]] = {
     formats.ALIAS_ITEM: _alias,
     formats.SERVING_STATS_ITEM: _serving_stats,
     formats.ROLLOUT_DECISION_ITEM: _rollout_decision,
+    formats.DATASET_CONTRACT_ITEM: _contract_item,
+    formats.DATASET_CLASSES_ITEM: _classes_item,
+    formats.MONITOR_STATE_ITEM: _monitor_state,
 }
 
 
