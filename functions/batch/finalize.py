@@ -32,7 +32,9 @@ def finalize(
     ]
     results: dict[int, BatchItemResult] = {}
     for found in objects.list_objects(bucket, f"{job_outputs(job)}_items/"):
-        result = BatchItemResult.model_validate(objects.get_json(bucket, found["key"]))
+        result = BatchItemResult.model_validate(
+            formats.read(formats.BATCH_ITEM_RESULT, objects.get_json(bucket, found["key"]))
+        )
         results[result.item] = result
     failed = [item for item in items if item.item not in results]
     per_file: dict[str, dict[str, Any]] = {}

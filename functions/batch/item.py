@@ -20,6 +20,7 @@ from functions.batch.contracts import (
 from functions.batch.reading import read_and_check
 from functions.batch.scoring import Checked, score
 from functions.batch.stage import stage_adapters
+from functions.common import formats
 from functions.common.layout import item_result_key, job_outputs
 from functions.common.observability import logger
 from functions.serving.model import ServingModel, load_version
@@ -89,7 +90,9 @@ def score_item(item: BatchItem) -> BatchItemResult:
         score_seconds=round(score_seconds, 4),
     )
     adapters.objects.put_json(
-        adapters.bucket, item_result_key(item.job, item.item), result.model_dump()
+        adapters.bucket,
+        item_result_key(item.job, item.item),
+        formats.stamp(formats.BATCH_ITEM_RESULT, result.model_dump()),
     )
     if count != item.end - item.start:
         logger.warning(

@@ -22,6 +22,7 @@ from functions.batch.contracts import (
     UnreadableFile,
 )
 from functions.batch.stage import Adapters, now, stage_adapters
+from functions.common import formats
 from functions.common.config.loading import MlopsConfig
 from functions.common.layout import items_key, job_inputs, job_outputs
 from functions.common.observability import logger
@@ -98,7 +99,11 @@ def plan(request: BatchRequest) -> BatchPlan:
         planned_at=now(),
         plan_seconds=round(time.perf_counter() - started, 3),
     )
-    objects.put_json(bucket, f"{job_outputs(request.job)}_plan/plan.json", result.model_dump())
+    objects.put_json(
+        bucket,
+        f"{job_outputs(request.job)}_plan/plan.json",
+        formats.stamp(formats.BATCH_PLAN, result.model_dump()),
+    )
     logger.info("Batch job planned", extra=result.model_dump(exclude={"unreadable"}))
     return result
 

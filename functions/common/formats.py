@@ -84,6 +84,8 @@ ROLLOUT_DECISION_ITEM = "rollout-decision-item"
 DATASET_CONTRACT_ITEM = "dataset-contract-item"
 DATASET_CLASSES_ITEM = "dataset-classes-item"
 MONITOR_STATE_ITEM = "monitor-state-item"
+BATCH_PLAN = "batch-plan"
+BATCH_ITEM_RESULT = "batch-item-result"
 
 _FIRST = "the shape written before formats were versioned (no `format_version`: read as 1)"
 
@@ -118,6 +120,8 @@ FORMATS: Mapping[str, StoredFormat] = {
         StoredFormat(FEEDBACK_RECORD, "feedback/dt=<day>/<request>-<row>.json", (_FIRST,)),
         StoredFormat(DRIFT_RESULT, "reports/drift/<model>/<check>/result.json", (_FIRST,)),
         StoredFormat(BATCH_MANIFEST, "batch/out/<job>/manifest.json", (_FIRST,)),
+        StoredFormat(BATCH_PLAN, "batch/out/<job>/_plan/plan.json", (_FIRST,)),
+        StoredFormat(BATCH_ITEM_RESULT, "batch/out/<job>/_items/<item>.json", (_FIRST,)),
         StoredFormat(
             MIGRATION_CHECKPOINT,
             "migrations/<migration>/checkpoint.json",

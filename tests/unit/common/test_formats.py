@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from functions.batch.contracts import BatchManifest
+from functions.batch.contracts import BatchItemResult, BatchManifest, BatchPlan
 from functions.common import formats
 from functions.common.contracts import (
     AliasChange,
@@ -203,6 +203,18 @@ def _monitor_state(doc: dict[str, Any]) -> None:
     assert doc["last_check_id"]
 
 
+def _batch_plan(doc: dict[str, Any]) -> None:
+    plan = BatchPlan.model_validate(doc)
+    assert plan.items_key.startswith(f"batch/out/{plan.job}/") and plan.model_version >= 1
+
+
+def _batch_item_result(doc: dict[str, Any]) -> None:
+    # The finalize step sums these into the job's manifest.
+    result = BatchItemResult.model_validate(doc)
+    assert result.rows == result.scored + result.rejected and result.end > result.start
+    assert result.output_key.startswith(f"batch/out/{result.job}/")
+
+
 RELIED_ON: dict[str, Callable[[dict[str, Any]], None]] = {
     formats.DATASET_MANIFEST: _manifest,
     formats.DATASET_VERSION_ITEM: _dataset_version,
@@ -229,6 +241,8 @@ RELIED_ON: dict[str, Callable[[dict[str, Any]], None]] = {
     formats.DATASET_CONTRACT_ITEM: _contract_item,
     formats.DATASET_CLASSES_ITEM: _classes_item,
     formats.MONITOR_STATE_ITEM: _monitor_state,
+    formats.BATCH_PLAN: _batch_plan,
+    formats.BATCH_ITEM_RESULT: _batch_item_result,
 }
 
 
