@@ -86,6 +86,7 @@ DATASET_CLASSES_ITEM = "dataset-classes-item"
 MONITOR_STATE_ITEM = "monitor-state-item"
 BATCH_PLAN = "batch-plan"
 BATCH_ITEM_RESULT = "batch-item-result"
+SIGNATURE = "signature"
 
 _FIRST = "the shape written before formats were versioned (no `format_version`: read as 1)"
 
@@ -102,6 +103,11 @@ FORMATS: Mapping[str, StoredFormat] = {
             QUARANTINE_REASON, "quarantine/reasons/<dataset>/<file>.reason.json", (_FIRST,)
         ),
         StoredFormat(RUN_RECORD, "models/<model>/runs/<run id>/run.json", (_FIRST,)),
+        StoredFormat(
+            SIGNATURE,
+            "models/<model>/runs/<run id>/signature.json (and each version's copy)",
+            (_FIRST,),
+        ),
         StoredFormat(RUN_ITEM, "registry table: pk RUNS#<model>, sk RUN#<run id>", (_FIRST,)),
         StoredFormat(
             MODEL_VERSION_ITEM, "registry table: pk MODEL#<model>, sk VERSION#<version>", (_FIRST,)
@@ -239,6 +245,14 @@ def read(name: str, document: Mapping[str, Any]) -> dict[str, Any]:
         upgraded = upgrade(upgraded)
     upgraded[FIELD] = known.current
     return upgraded
+
+
+def content(name: str, document: Mapping[str, Any]) -> dict[str, Any]:
+    """`read`, without the version field: for a document embedded in another one or served
+    as it is (a model's signature in its metadata and its API descriptions)."""
+    current_shape = read(name, document)
+    del current_shape[FIELD]
+    return current_shape
 
 
 def stamp(name: str, document: Mapping[str, Any]) -> dict[str, Any]:

@@ -136,7 +136,9 @@ class Scorer:
                 f"s3://{self.bucket}/{onnx_key} has sha256 {actual}, expected {sha256}: "
                 "the model file changed after it was recorded; refusing to score it"
             )
-        signature = Signature.from_dict(self.store.get_json(self.bucket, signature_key))
+        signature = Signature.from_dict(
+            formats.read(formats.SIGNATURE, self.store.get_json(self.bucket, signature_key))
+        )
         return OnnxModel(onnx_bytes, signature)
 
     def score(self, model: OnnxModel, holdout: pd.DataFrame) -> Evaluation:

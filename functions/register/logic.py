@@ -136,7 +136,9 @@ class Registration:
         run = formats.read(
             formats.RUN_RECORD, self.store.get_json(self.bucket, training.run_record_key)
         )
-        signature = self.store.get_json(self.bucket, training.signature_key)
+        signature = formats.content(
+            formats.SIGNATURE, self.store.get_json(self.bucket, training.signature_key)
+        )
         evaluation_doc = formats.read(
             formats.EVALUATION, self.store.get_json(self.bucket, evaluation.evaluation_key)
         )

@@ -14,6 +14,7 @@ import onnxruntime as ort
 
 from functions.adapters.registry.aliases import PRODUCTION
 from functions.adapters.registry.model_registry import ModelRegistry
+from functions.common import formats
 from functions.common.contracts import ModelVersion
 from functions.common.errors import ArtifactIntegrityError
 from functions.common.layout import SIGNATURE_FILE
@@ -82,7 +83,7 @@ def load_version(
                 "expected_sha256": registered.onnx_sha256,
             },
         )
-    signature = fetch_json(registered.prefix + SIGNATURE_FILE)
+    signature = formats.content(formats.SIGNATURE, fetch_json(registered.prefix + SIGNATURE_FILE))
     return ServingModel(
         name=model_name,
         version=version,

@@ -421,7 +421,9 @@ class Trainer:
                 "run_record": prefix + RUN_FILE,
             }
             self.artifacts.put_bytes(keys["onnx"], onnx_bytes)
-            self.artifacts.put_json(keys["signature"], candidate.signature.to_dict())
+            self.artifacts.put_json(
+                keys["signature"], formats.stamp(formats.SIGNATURE, candidate.signature.to_dict())
+            )
             self.artifacts.upload_file(holdout, keys["holdout"])
             self.artifacts.put_json(keys["reference_profile"], candidate.reference_profile)
             self.stopwatch.lap("write", lap)

@@ -26,6 +26,8 @@ from functions.common.contracts import (
 )
 from functions.common.records import capture_record, feedback_item
 from functions.ml.drift.engine import DriftAccumulator
+from functions.ml.onnx_model import Signature
+from functions.serving.features import feature_specs
 from tests.helpers import REPO
 
 FIXTURES = REPO / "tests" / "fixtures" / "formats"
@@ -215,6 +217,15 @@ def _batch_item_result(doc: dict[str, Any]) -> None:
     assert result.output_key.startswith(f"batch/out/{result.job}/")
 
 
+def _signature(doc: dict[str, Any]) -> None:
+    # Evaluation and serving build the model's inputs from it.
+    signature = Signature.from_dict(doc)
+    assert signature.inputs and signature.onnx_inputs and signature.onnx_outputs
+    served = formats.content(formats.SIGNATURE, doc)
+    assert formats.FIELD not in served, "never shown in the model's API descriptions"
+    assert [spec.name for spec in feature_specs(served)] == [i["name"] for i in signature.inputs]
+
+
 RELIED_ON: dict[str, Callable[[dict[str, Any]], None]] = {
     formats.DATASET_MANIFEST: _manifest,
     formats.DATASET_VERSION_ITEM: _dataset_version,
@@ -243,6 +254,7 @@ RELIED_ON: dict[str, Callable[[dict[str, Any]], None]] = {
     formats.MONITOR_STATE_ITEM: _monitor_state,
     formats.BATCH_PLAN: _batch_plan,
     formats.BATCH_ITEM_RESULT: _batch_item_result,
+    formats.SIGNATURE: _signature,
 }
 
 
