@@ -146,5 +146,5 @@ def _rejects_jsonl(item: BatchItem, checked: Checked) -> tuple[bytes, dict[str, 
             reason=first.reason,
             problems=[problem.as_dict() for problem in problems],
         )
-        lines.append(orjson.dumps(reject.model_dump()))
+        lines.append(orjson.dumps(formats.stamp(formats.BATCH_REJECT, reject.model_dump())))
     return b"\n".join(lines) + b"\n", by_error

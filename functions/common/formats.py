@@ -87,6 +87,7 @@ MONITOR_STATE_ITEM = "monitor-state-item"
 BATCH_PLAN = "batch-plan"
 BATCH_ITEM_RESULT = "batch-item-result"
 SIGNATURE = "signature"
+BATCH_REJECT = "batch-reject"
 
 _FIRST = "the shape written before formats were versioned (no `format_version`: read as 1)"
 
@@ -127,6 +128,11 @@ FORMATS: Mapping[str, StoredFormat] = {
         StoredFormat(DRIFT_RESULT, "reports/drift/<model>/<check>/result.json", (_FIRST,)),
         StoredFormat(BATCH_MANIFEST, "batch/out/<job>/manifest.json", (_FIRST,)),
         StoredFormat(BATCH_PLAN, "batch/out/<job>/_plan/plan.json", (_FIRST,)),
+        StoredFormat(
+            BATCH_REJECT,
+            "batch/out/<job>/rejects/<file stem>-<start>-<end>.jsonl (one JSON line per row)",
+            (_FIRST,),
+        ),
         StoredFormat(BATCH_ITEM_RESULT, "batch/out/<job>/_items/<item>.json", (_FIRST,)),
         StoredFormat(
             MIGRATION_CHECKPOINT,

@@ -280,7 +280,10 @@ def _print_reject_samples(target: Target, bucket: str, manifest: Mapping[str, An
         for line in store.get_bytes(bucket, key).splitlines():
             if shown >= _REJECT_SAMPLES:
                 break
-            reject = json.loads(line)
+            try:
+                reject = formats.read(formats.BATCH_REJECT, json.loads(line))
+            except formats.FormatVersionError as exc:
+                raise fail(f"{key}: {exc}") from None
             table.add_row(
                 escape(reject["input_key"].removeprefix(job_inputs(manifest["job"]))),
                 str(reject["row"]),

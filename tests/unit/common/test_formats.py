@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from functions.batch.contracts import BatchItemResult, BatchManifest, BatchPlan
+from functions.batch.contracts import BatchItemResult, BatchManifest, BatchPlan, Reject
 from functions.common import formats
 from functions.common.contracts import (
     AliasChange,
@@ -226,6 +226,13 @@ def _signature(doc: dict[str, Any]) -> None:
     assert [spec.name for spec in feature_specs(served)] == [i["name"] for i in signature.inputs]
 
 
+def _reject(doc: dict[str, Any]) -> None:
+    # `mlops batch show` prints the first rejects: file, row, field, error, reason.
+    reject = Reject.model_validate(doc)
+    assert reject.input_key.startswith("batch/in/") and reject.row >= 0
+    assert reject.error and reject.reason and reject.problems
+
+
 RELIED_ON: dict[str, Callable[[dict[str, Any]], None]] = {
     formats.DATASET_MANIFEST: _manifest,
     formats.DATASET_VERSION_ITEM: _dataset_version,
@@ -255,6 +262,7 @@ RELIED_ON: dict[str, Callable[[dict[str, Any]], None]] = {
     formats.BATCH_PLAN: _batch_plan,
     formats.BATCH_ITEM_RESULT: _batch_item_result,
     formats.SIGNATURE: _signature,
+    formats.BATCH_REJECT: _reject,
 }
 
 
