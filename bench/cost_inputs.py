@@ -42,16 +42,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from functions.common import layout
+from functions.common.config.loading import load_config
+from functions.ml import sample_data
+from infra.cli.demo import GOOD_FILE, Drop, _Demo, _http, request_rows
+from infra.local import faults, lambda_config
+from infra.local.cloud import LocalCloud
+from infra.local.synth import synthesize
 
-from functions.common import layout  # noqa: E402
-from functions.common.config.loading import load_config  # noqa: E402
-from functions.ml import sample_data  # noqa: E402
-from infra.cli.demo import GOOD_FILE, Drop, _Demo, _http, request_rows  # noqa: E402
-from infra.local import faults, lambda_config  # noqa: E402
-from infra.local.cloud import LocalCloud  # noqa: E402
-from infra.local.synth import synthesize  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 OUT = REPO / "bench" / "cost_inputs.json"
 LOG_EVENT_OVERHEAD = 26  # bytes CloudWatch Logs counts per event on top of its message
