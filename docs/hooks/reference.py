@@ -64,7 +64,7 @@ def _sections(path: str, annotation: Any) -> list[tuple[str, type[BaseModel]]]:
     return found
 
 
-_TABLE_KEYS = {"stages": "stage", "metrics": "metric"}
+_TABLE_KEYS = {"stages": "stage", "metrics": "metric", "datasets": "dataset", "models": "model"}
 
 
 def _nested(path: str, annotation: Any) -> tuple[type[BaseModel] | None, str]:

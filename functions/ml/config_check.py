@@ -22,17 +22,21 @@ def training_problems(config: MlopsConfig) -> list[str]:
     estimator does not take or the task does not compute."""
     task = config.dataset.task
     estimator = config.estimator
-    allowed = estimator_param_names(task, estimator)
-    problems = [
-        f"{section}.{name}: {estimator} takes no hyperparameter {name!r}; allowed: "
-        f"{', '.join(allowed)}"
-        for section, names in (
-            ("model.params", config.model.params),
-            ("model.grid", config.model.grid or {}),
-        )
-        for name in names
-        if name not in allowed
-    ]
+    allowed = [] if config.model.factory else estimator_param_names(task, estimator)
+    problems = (
+        []
+        if config.model.factory
+        else [
+            f"{section}.{name}: {estimator} takes no hyperparameter {name!r}; allowed: "
+            f"{', '.join(allowed)}"
+            for section, names in (
+                ("model.params", config.model.params),
+                ("model.grid", config.model.grid or {}),
+            )
+            for name in names
+            if name not in allowed
+        ]
+    )
     metrics = TASK_METRICS[task]
     problems.extend(
         f"gate.metrics.{metric}: {task.value} does not compute {metric}; allowed: "
@@ -45,14 +49,18 @@ def training_problems(config: MlopsConfig) -> list[str]:
 
 def check_training_config(config: MlopsConfig, source: str) -> None:
     """Raise ConfigError (`<source>: invalid config` and one line per problem, as for any other
-    invalid key) when the config or a stage's merged config has a `training_problems` one; a
-    stage's own problems are named `stages.<stage>.<key>`."""
-    problems = training_problems(config)
-    for stage in config.stages:
-        problems.extend(
-            f"stages.{stage}.{problem}"
-            for problem in training_problems(config.for_stage(stage))
-            if problem not in problems
-        )
+    invalid key) when a model's config or its stage's merged config has a `training_problems` one; a
+    stage's own problems are named `stages.<stage>.<key>`, and with several models each
+    problem names its model (`models.<model>: <key>`)."""
+    problems: list[str] = []
+    for model in config.models:
+        prefix = f"models.{model}: " if len(config.models) > 1 else ""
+        base = training_problems(config.for_model(model))
+        problems.extend(prefix + problem for problem in base)
+        for stage in config.stages:
+            staged = training_problems(config.for_stage(stage).for_model(model))
+            problems.extend(
+                f"stages.{stage}.{prefix}{problem}" for problem in staged if problem not in base
+            )
     if problems:
         raise ConfigError("\n".join([f"{source}: invalid config", *(f"  {p}" for p in problems)]))

@@ -54,10 +54,11 @@ class DeployConfig:
     @property
     def config_json(self) -> str:
         """The config as the functions receive it (without `SYNTH_ONLY_SECTIONS`: those keep
-        their defaults there), checked against Lambda's 4 KB env limit."""
-        exclude: dict[str, Any] = dict.fromkeys(SYNTH_ONLY_SECTIONS, True)
+        their defaults there; without keys at their defaults, and without `dataset`, which
+        validation restores from `datasets`), checked against Lambda's 4 KB env limit."""
+        exclude: dict[str, Any] = dict.fromkeys(SYNTH_ONLY_SECTIONS | {"dataset"}, True)
         exclude["stages"] = {"__all__": set(SYNTH_ONLY_STAGE_KEYS)}
-        text = self.config.model_dump_json(exclude=exclude)
+        text = self.config.model_dump_json(exclude=exclude, exclude_defaults=True)
         size = len(CONFIG_JSON_ENV) + len(text.encode())
         if size > LAMBDA_ENV_LIMIT_BYTES - 512:
             raise ValueError(

@@ -10,11 +10,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from functions.common.config.alerts import AlertsConfig
 from functions.common.config.base import ConfigError, Section
 from functions.common.config.dataset import DataLakeConfig, DatasetConfig, IngestConfig
+from functions.common.config.portfolio import ModelEntry, check_names, normalise
 from functions.common.config.serving import BatchConfig, DriftConfig, ServingConfig
 from functions.common.config.stages import ProjectConfig, StageConfig
 from functions.common.config.training import ESTIMATORS, GateConfig, ModelConfig, TrainConfig
@@ -28,6 +29,11 @@ class MlopsConfig(Section):
     project: ProjectConfig = ProjectConfig()
     stages: dict[str, StageConfig] = Field(default_factory=lambda: {"dev": StageConfig()})
     dataset: DatasetConfig
+    """The default model's dataset (in a model's view, the model's own)."""
+    datasets: dict[str, DatasetConfig] = Field(default_factory=dict)
+    """Every dataset by name (`[datasets.<name>]`, or the one `[dataset]`)."""
+    models: dict[str, ModelEntry] = Field(default_factory=dict)
+    """Every model by name (`[models.<name>]`, or the one model of a single-model config)."""
     model: ModelConfig = ModelConfig()
     gate: GateConfig = GateConfig()
     drift: DriftConfig = DriftConfig()
@@ -37,9 +43,29 @@ class MlopsConfig(Section):
     data_lake: DataLakeConfig = DataLakeConfig()
     batch: BatchConfig = BatchConfig()
     alerts: AlertsConfig = AlertsConfig()
+    _views: dict[str, MlopsConfig] = PrivateAttr(default_factory=dict)
+    """`for_model`'s views, kept: a function resolves a model's view once per container."""
+
+    def __eq__(self, other: object) -> bool:
+        # the views cache is not part of the value
+        return isinstance(other, MlopsConfig) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _portfolio(cls, raw: Any) -> Any:
+        return normalise(raw)
+
+    @model_validator(mode="after")
+    def _models_name_datasets(self) -> MlopsConfig:
+        check_names(self.models, self.datasets, self.project.default_model)
+        return self
 
     @model_validator(mode="after")
     def _estimator_fits_task(self) -> MlopsConfig:
+        if len(self.models) > 1:
+            return self  # each model's view is checked (parse_config)
         allowed = ESTIMATORS[self.dataset.task]
         if self.model.estimator is not None and self.model.estimator not in allowed:
             raise ValueError(
@@ -77,7 +103,57 @@ class MlopsConfig(Section):
 
     @property
     def model_name(self) -> str:
-        return self.model.name or self.dataset.name
+        """The model this config is about: a view's own model, else the default model."""
+        return self.model.name or self.default_model
+
+    @property
+    def default_model(self) -> str:
+        """`[project] default_model`, else the first (or only) model."""
+        return self.project.default_model or next(iter(self.models))
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(self.models)
+
+    def models_of(self, dataset: str) -> list[str]:
+        """The models trained on `dataset`, in config order."""
+        return [name for name, entry in self.models.items() if entry.dataset == dataset]
+
+    def for_model(self, name: str | None = None) -> MlopsConfig:
+        """One model's view (the default model's when `name` is None): its dataset as
+        `dataset`, its `[model]` keys and its overrides of gate, drift, serving, batch and train
+        merged over the top-level sections (nested tables key by key), as a single-model config.
+        Raises ConfigError naming the configured models when `name` is not one."""
+        name = name or self.default_model
+        cached = self._views.get(name)
+        if cached is not None:
+            return cached
+        entry = self.models.get(name)
+        if entry is None:
+            raise ConfigError(
+                f"model {name!r} is not configured (models: {', '.join(self.models)})"
+            )
+        base = self.model_dump(mode="json", exclude_unset=False)
+        settings = entry.model_settings()
+        model = dict(base["model"])
+        if "estimator" in settings:
+            model["factory"] = None
+        if "factory" in settings:
+            model["estimator"] = None
+        base["model"] = {**_merged(model, settings), "name": name}
+        for section, values in entry.overrides().items():
+            base[section] = _merged(base.get(section) or {}, values)
+        base["dataset"] = base["datasets"][entry.dataset]
+        base["datasets"] = {entry.dataset: base["dataset"]}
+        base["models"] = {name: entry.model_dump(mode="json", exclude_none=True)}
+        base["project"] = {**base["project"], "default_model": name}
+        try:
+            view = MlopsConfig.model_validate(base)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, f"[models.{name}]", prefix=f"models.{name}")) from None
+        self._views[name] = view
+        view._views[name] = view
+        return view
 
     @property
     def estimator(self) -> str:
@@ -183,9 +259,15 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> MlopsConfig:
         raise ConfigError(_describe(exc, source)) from None
     for name in config.stages:
         try:
-            config.for_stage(name)
+            for model in config.for_stage(name).models:
+                config.for_stage(name).for_model(model)
         except ConfigError as exc:
             raise ConfigError(str(exc).replace(f"[stages.{name}]", source, 1)) from None
+    for model in config.models:
+        try:
+            config.for_model(model)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace(f"[models.{model}]", source, 1)) from None
     return config
 
 

@@ -13,6 +13,9 @@ from functions.common.config.base import NAME_PATTERN, Section
 class ProjectConfig(Section):
     name: Annotated[str, Field(pattern=NAME_PATTERN)] = "mlops"
     """Prefix of every stack (`<name>-<stage>`) and resource name."""
+    default_model: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
+    """The model `POST /v1/predict` serves and CLI commands use without `--model`; defaults to
+    the first model (the only one, in a single-model config)."""
 
 
 STAGE_SECTIONS = ("model", "gate", "drift", "serving", "ingest", "train", "data_lake", "batch")

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from functions.common.config.base import NAME_PATTERN, Section
 from functions.common.config.dataset import Task
+from functions.common.config.portfolio import FACTORY_PATTERN
 
 _ECR_IMAGE = r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+([:@][\w.:-]+)?$"
 
@@ -25,6 +26,9 @@ class ModelConfig(Section):
     """Registered model name (`models/<name>/<version>/`); defaults to the dataset name."""
     estimator: str | None = None
     """One of `ESTIMATORS[task]`; defaults to logistic_regression / linear_regression."""
+    factory: Annotated[str, Field(pattern=FACTORY_PATTERN)] | None = None
+    """`package.module:function` in `[train] code`: returns the unfitted estimator or Pipeline
+    (instead of `estimator`)."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Hyperparameters passed to the estimator (scikit-learn names)."""
     grid: dict[str, list[Any]] | None = None
@@ -38,6 +42,12 @@ class ModelConfig(Section):
     parity_tolerance: Annotated[float, Field(gt=0.0, le=1e-2)] = 1e-4
     """Max |probability difference| (or relative prediction difference for regression)
     between scikit-learn and ONNX on the test split; a larger one fails the run."""
+
+    @model_validator(mode="after")
+    def _estimator_or_factory(self) -> ModelConfig:
+        if self.estimator is not None and self.factory is not None:
+            raise ValueError("set estimator or factory, not both")
+        return self
 
     @field_validator("grid")
     @classmethod
@@ -121,3 +131,6 @@ class TrainConfig(Section):
     account's other functions keep the rest. Invocations beyond it are throttled, and the
     pipeline retries them."""
     sagemaker: SageMakerTrainingConfig = SageMakerTrainingConfig()
+    code: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")] | None = None
+    """A folder of the repository (relative to the config file) holding the model code that
+    `factory` names: shipped in the training image, `train-local` and the SageMaker job."""

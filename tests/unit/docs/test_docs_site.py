@@ -14,7 +14,12 @@ from pydantic import BaseModel
 from functions.common.config.loading import MlopsConfig
 
 HOOKS = Path(__file__).resolve().parents[3] / "docs" / "hooks"
-TABLE_KEYS = {"stages": "stage", "metrics": "metric"}  # a table of sections: its key's name
+TABLE_KEYS = {
+    "stages": "stage",
+    "metrics": "metric",
+    "datasets": "dataset",
+    "models": "model",
+}  # a table of sections: its key's name
 
 
 def _load(name: str) -> ModuleType:

@@ -1,0 +1,155 @@
+"""Many models in one config: `[datasets.<name>]` and `[models.<name>]`, each model's merged
+view, and the errors a user sees for a bad portfolio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from functions.common.config.base import ConfigError
+from functions.common.config.dataset import Task
+from functions.common.config.loading import MlopsConfig, load_config
+
+PORTFOLIO = """
+[project]
+default_model = "churn-lgbm"
+
+[datasets.churn]
+target = "churned"
+task = "classification"
+
+[datasets.prices]
+target = "price"
+task = "regression"
+
+[model]
+test_size = 0.25
+
+[gate.metrics.roc_auc]
+threshold = 0.7
+
+[drift]
+schedule = "rate(1 day)"
+
+[models.churn]
+dataset = "churn"
+estimator = "random_forest"
+params = { n_estimators = 50 }
+
+[models.churn-lgbm]
+dataset = "churn"
+factory = "churn_features:build"
+
+[models.churn-lgbm.gate.metrics.roc_auc]
+min_absolute_change = 0.01
+
+[models.prices]
+dataset = "prices"
+estimator = "ridge"
+
+[models.prices.gate]
+metrics = { rmse = { threshold = 10.0 } }
+
+[models.prices.drift]
+schedule = "rate(6 hours)"
+"""
+
+
+def _load(tmp_path: Path, text: str) -> MlopsConfig:
+    path = tmp_path / "mlops.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def test_each_model_sees_its_dataset_and_its_overrides_over_the_shared_sections(
+    tmp_path: Path,
+) -> None:
+    config = _load(tmp_path, PORTFOLIO)
+    assert config.model_names == ["churn", "churn-lgbm", "prices"]
+    assert config.models_of("churn") == ["churn", "churn-lgbm"]
+    assert config.default_model == "churn-lgbm"
+    assert config.model_name == "churn-lgbm"
+    assert config.dataset.name == "churn"  # the default model's dataset
+
+    churn = config.for_model("churn")
+    assert (churn.model_name, churn.estimator, churn.model.test_size) == (
+        "churn",
+        "random_forest",
+        0.25,
+    )
+    assert churn.model.params == {"n_estimators": 50}
+    assert churn.gate.metrics["roc_auc"].threshold == 0.7
+
+    lgbm = config.for_model("churn-lgbm")
+    assert lgbm.model.factory == "churn_features:build"
+    roc = lgbm.gate.metrics["roc_auc"]
+    assert (roc.threshold, roc.min_absolute_change) == (0.7, 0.01)  # merged key by key
+
+    prices = config.for_model("prices")
+    assert prices.dataset.task is Task.REGRESSION
+    assert prices.drift.schedule == "rate(6 hours)"
+    assert set(prices.gate.metrics) == {"roc_auc", "rmse"}
+    assert config.for_model(None) == lgbm
+
+
+def test_a_deployed_function_gets_the_same_portfolio_back_from_json(tmp_path: Path) -> None:
+    config = _load(tmp_path, PORTFOLIO)
+    again = MlopsConfig.model_validate_json(config.to_json())
+    assert again == config
+    assert again.for_model("prices") == config.for_model("prices")
+    assert again.for_model("prices").for_model("prices") == config.for_model("prices")
+
+
+def test_the_single_model_config_is_one_model_named_after_its_dataset(tmp_path: Path) -> None:
+    config = _load(
+        tmp_path,
+        '[dataset]\nname = "sales"\ntarget = "amount"\ntask = "regression"\n',
+    )
+    assert config.model_names == ["sales"]
+    assert config.for_model("sales").dataset == config.dataset
+    named = _load(
+        tmp_path,
+        '[dataset]\nname = "sales"\ntarget = "amount"\ntask = "regression"\n'
+        '[model]\nname = "sales-v2"\n',
+    )
+    assert named.model_names == ["sales-v2"] and named.model_name == "sales-v2"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('dataset = "prices"\nestimator = "ridge"', 'dataset = "sales"'), "not configured"),
+        (
+            ("[models.churn]\n", '[models.Bad_Name]\ndataset = "churn"\n\n[models.churn]\n'),
+            "model names must be",
+        ),
+        (('default_model = "churn-lgbm"', 'default_model = "nope"'), "not one of the models"),
+        (('estimator = "ridge"', 'estimator = "logistic_regression"'), "models.prices"),
+        (('schedule = "rate(6 hours)"', "memory_mb = 4096"), "belong(s) to the stack"),
+        (
+            ('factory = "churn_features:build"', 'factory = "x:y"\nestimator = "random_forest"'),
+            "estimator or factory",
+        ),
+        (('factory = "churn_features:build"', 'factory = "no colon"'), "factory"),
+    ],
+)
+def test_a_bad_portfolio_names_the_model_and_the_problem(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    old, new = change
+    assert old in PORTFOLIO
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        _load(tmp_path, PORTFOLIO.replace(old, new, 1))
+
+
+def test_mixing_the_single_dataset_table_with_named_datasets_is_refused(tmp_path: Path) -> None:
+    text = '[dataset]\nname = "other"\ntarget = "y"\ntask = "regression"\n' + PORTFOLIO
+    with pytest.raises(ConfigError, match="either"):
+        _load(tmp_path, text)
+
+
+def test_an_unknown_model_names_the_configured_ones(tmp_path: Path) -> None:
+    config = _load(tmp_path, PORTFOLIO)
+    with pytest.raises(ConfigError, match="churn, churn-lgbm, prices"):
+        config.for_model("fraud")
