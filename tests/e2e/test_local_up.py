@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from functions.common.config.loading import MlopsConfig
 from functions.ml.sample_data import good_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -130,7 +131,9 @@ def _deployed_datasets(endpoint: str) -> set[str]:
     """The dataset name in the config every deployed function runs with."""
     listed = _aws(endpoint, "lambda", "list-functions")
     return {
-        json.loads(function["Environment"]["Variables"]["MLOPS_CONFIG_JSON"])["dataset"]["name"]
+        MlopsConfig.model_validate_json(
+            function["Environment"]["Variables"]["MLOPS_CONFIG_JSON"]
+        ).dataset.name
         for function in listed["Functions"]
         if "MLOPS_CONFIG_JSON" in function.get("Environment", {}).get("Variables", {})
     }

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from functions.common.config.loading import MlopsConfig
 from tests.helpers.synth import acknowledged_rules, synth_in_child
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,12 +109,14 @@ def _settings(template: dict[str, Any]) -> dict[str, Any]:
         for r in resources
         if r["Type"] == "AWS::Logs::LogGroup"
     }
-    config = json.loads(predict["Properties"]["Environment"]["Variables"]["MLOPS_CONFIG_JSON"])
+    config = MlopsConfig.model_validate_json(
+        predict["Properties"]["Environment"]["Variables"]["MLOPS_CONFIG_JSON"]
+    )
     return {
         "memory": predict["Properties"]["MemorySize"],
         "schedules": schedules,
         "retention": retention,
-        "config_schedule": config["drift"]["schedule"],
+        "config_schedule": config.drift.schedule,
     }
 
 
