@@ -143,7 +143,8 @@ class MlopsConfig(Section):
         base["model"] = {**_merged(model, settings), "name": name}
         for section, values in entry.overrides().items():
             base[section] = _merged(base.get(section) or {}, values)
-        base["dataset"] = base["datasets"][entry.dataset]
+        if entry.dataset != self.dataset.name:  # else keep `dataset` (a copy may update it)
+            base["dataset"] = base["datasets"][entry.dataset]
         base["datasets"] = {entry.dataset: base["dataset"]}
         base["models"] = {name: entry.model_dump(mode="json", exclude_none=True)}
         base["project"] = {**base["project"], "default_model": name}

@@ -132,10 +132,14 @@ def normalise(raw: Any) -> Any:
                 raise ValueError(f"datasets.{key}.name is {table['name']!r}: leave it out")
             named[key] = {**table, "name": key}
         datasets = named
-        if single is not None and (
-            not isinstance(single, dict) or datasets.get(str(single.get("name"))) != single
-        ):
-            raise ValueError("use either [dataset] (one dataset) or [datasets.<name>], not both")
+        if single is not None:
+            name = single.get("name") if isinstance(single, dict) else None
+            if list(datasets) == [name]:
+                datasets = {name: single}  # one dataset: `dataset` is the one to keep
+            elif datasets.get(str(name)) != single:
+                raise ValueError(
+                    "use either [dataset] (one dataset) or [datasets.<name>], not both"
+                )
     raw["datasets"] = datasets
     models = raw.get("models")
     model = raw.get("model") if isinstance(raw.get("model"), dict) else {}

@@ -44,16 +44,21 @@ def serialized_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
     lose writes or fail with "dictionary changed size during iteration"). One lock around the
     backend's operations gives DynamoDB's guarantees, so the races below test this code."""
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
 
     lock = threading.RLock()
-    for name in ("get_item", "put_item", "update_item", "query", "transact_write_items"):
-        original = getattr(DynamoDBBackend, name)
+    # The handler too: it renders ReturnValues from the live item after the backend returns.
+    for owner in (DynamoDBBackend, DynamoHandler):
+        for name in ("get_item", "put_item", "update_item", "query", "transact_write_items"):
+            original = getattr(owner, name)
 
-        def locked(self: Any, *args: Any, _call: Callable[..., Any] = original, **kw: Any) -> Any:
-            with lock:
-                return _call(self, *args, **kw)
+            def locked(
+                self: Any, *args: Any, _call: Callable[..., Any] = original, **kw: Any
+            ) -> Any:
+                with lock:
+                    return _call(self, *args, **kw)
 
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
+            monkeypatch.setattr(owner, name, locked)
 
 
 @pytest.fixture
