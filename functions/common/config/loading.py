@@ -122,7 +122,9 @@ class MlopsConfig(Section):
     def for_model(self, name: str | None = None) -> MlopsConfig:
         """One model's view (the default model's when `name` is None): its dataset as
         `dataset`, its `[model]` keys and its overrides of gate, drift, serving, batch and train
-        merged over the top-level sections (nested tables key by key), as a single-model config.
+        merged over the top-level sections (nested tables key by key, except that a model's
+        `gate.metrics` replaces the top-level one: metrics differ by task), as a single-model
+        config.
         Raises ConfigError naming the configured models when `name` is not one."""
         name = name or self.default_model
         cached = self._views.get(name)
@@ -143,6 +145,8 @@ class MlopsConfig(Section):
         base["model"] = {**_merged(model, settings), "name": name}
         for section, values in entry.overrides().items():
             base[section] = _merged(base.get(section) or {}, values)
+        if entry.gate is not None and "metrics" in entry.gate:  # a model names all its metrics
+            base["gate"]["metrics"] = entry.gate["metrics"]
         if entry.dataset != self.dataset.name:  # else keep `dataset` (a copy may update it)
             base["dataset"] = base["datasets"][entry.dataset]
         base["datasets"] = {entry.dataset: base["dataset"]}

@@ -84,12 +84,13 @@ def test_each_model_sees_its_dataset_and_its_overrides_over_the_shared_sections(
     lgbm = config.for_model("churn-lgbm")
     assert lgbm.model.factory == "churn_features:build"
     roc = lgbm.gate.metrics["roc_auc"]
-    assert (roc.threshold, roc.min_absolute_change) == (0.7, 0.01)  # merged key by key
+    assert (roc.threshold, roc.min_absolute_change) == (None, 0.01)  # its metrics, not merged
+    assert lgbm.drift.schedule == "rate(1 day)"
 
     prices = config.for_model("prices")
     assert prices.dataset.task is Task.REGRESSION
     assert prices.drift.schedule == "rate(6 hours)"
-    assert set(prices.gate.metrics) == {"roc_auc", "rmse"}
+    assert set(prices.gate.metrics) == {"rmse"}
     assert config.for_model(None) == lgbm
 
 
