@@ -116,53 +116,59 @@ def normalise(raw: Any) -> Any:
         return raw
     raw = dict(raw)
     single = raw.get("dataset")
-    datasets = raw.get("datasets")
+    datasets = _datasets(raw.get("datasets"), single)
     if datasets is None:
-        if not isinstance(single, dict):
-            return raw  # the missing [dataset] is reported by the field's own validation
-        datasets = {str(single.get("name")): single}
-    elif not isinstance(datasets, dict) or not datasets:
-        raise ValueError("datasets must be a table of [datasets.<name>] tables")
-    else:
-        named = {}
-        for key, table in datasets.items():
-            if not isinstance(table, dict):
-                raise ValueError(f"datasets.{key} must be a table")
-            if table.get("name", key) != key:
-                raise ValueError(f"datasets.{key}.name is {table['name']!r}: leave it out")
-            named[key] = {**table, "name": key}
-        datasets = named
-        if single is not None:
-            name = single.get("name") if isinstance(single, dict) else None
-            if list(datasets) == [name]:
-                datasets = {name: single}  # one dataset: `dataset` is the one to keep
-            elif datasets.get(str(name)) != single:
-                raise ValueError(
-                    "use either [dataset] (one dataset) or [datasets.<name>], not both"
-                )
+        return raw  # the missing [dataset] is reported by the field's own validation
     raw["datasets"] = datasets
-    models = raw.get("models")
-    model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
-    if models is None:
-        if len(datasets) != 1:
-            raise ValueError(
-                "several datasets need [models.<name>] tables naming which dataset each trains on"
-            )
-        (dataset_name,) = datasets
-        models = {str(model.get("name") or dataset_name): {"dataset": dataset_name}}
-    elif not isinstance(models, dict) or not models:
-        raise ValueError("models must be a table of [models.<name>] tables")
-    elif model.get("name") is not None and model["name"] not in models:
-        raise ValueError(
-            "model.name names one model; with [models.<name>] tables, the table key is the name"
-        )
-    raw["models"] = models
+    models = raw["models"] = _models(raw.get("models"), raw.get("model"), datasets)
     project = raw.get("project") if isinstance(raw.get("project"), dict) else {}
     default = project.get("default_model")
     entry = models.get(default) if default in models else next(iter(models.values()))
     if isinstance(entry, dict) and isinstance(entry.get("dataset"), str):
         raw["dataset"] = datasets.get(entry["dataset"], single)
     return raw
+
+
+def _datasets(datasets: Any, single: Any) -> dict[str, Any] | None:
+    """`[datasets.<name>]` named after their keys, or the one `[dataset]`."""
+    if datasets is None:
+        return {str(single.get("name")): single} if isinstance(single, dict) else None
+    if not isinstance(datasets, dict) or not datasets:
+        raise ValueError("datasets must be a table of [datasets.<name>] tables")
+    named = {}
+    for key, table in datasets.items():
+        if not isinstance(table, dict):
+            raise ValueError(f"datasets.{key} must be a table")
+        if table.get("name", key) != key:
+            raise ValueError(f"datasets.{key}.name is {table['name']!r}: leave it out")
+        named[key] = {**table, "name": key}
+    if single is None:
+        return named
+    name = single.get("name") if isinstance(single, dict) else None
+    if list(named) == [name]:
+        return {str(name): single}  # one dataset: `dataset` is the one to keep
+    if named.get(str(name)) != single:
+        raise ValueError("use either [dataset] (one dataset) or [datasets.<name>], not both")
+    return named
+
+
+def _models(models: Any, model: Any, datasets: dict[str, Any]) -> dict[str, Any]:
+    """`[models.<name>]`, or the single model (`[model] name`, or the dataset's name)."""
+    model = model if isinstance(model, dict) else {}
+    if models is None:
+        if len(datasets) != 1:
+            raise ValueError(
+                "several datasets need [models.<name>] tables naming which dataset each trains on"
+            )
+        (dataset_name,) = datasets
+        return {str(model.get("name") or dataset_name): {"dataset": dataset_name}}
+    if not isinstance(models, dict) or not models:
+        raise ValueError("models must be a table of [models.<name>] tables")
+    if model.get("name") is not None and model["name"] not in models:
+        raise ValueError(
+            "model.name names one model; with [models.<name>] tables, the table key is the name"
+        )
+    return models
 
 
 def check_names(
