@@ -80,9 +80,43 @@ def estimator_class(estimator: str, task: Task) -> type:
             f"pip install '{framework.requirement}'"
         ) from None
     register_converters()
-    name = framework.classifier if Task(task) is Task.CLASSIFICATION else framework.regressor
-    cls: type = getattr(module, name)
-    return cls
+    if Task(task) is not Task.CLASSIFICATION:
+        regressor: type = getattr(module, framework.regressor)
+        return regressor
+    if estimator == "xgboost":
+        return labelled_xgb_classifier()
+    classifier: type = getattr(module, framework.classifier)
+    return classifier
+
+
+@functools.cache
+def labelled_xgb_classifier() -> type:
+    """`XGBClassifier` for any class labels: XGBoost's own takes only 0..n-1 (its `classes_`
+    is `arange(n_classes_)`), the targets here are strings. This one encodes the labels in
+    `fit`, and `classes_` and `predict` give them back; its ONNX graph's labels are the
+    strings (onnxmltools' converter reads `classes_`)."""
+    import numpy as np
+    from xgboost import XGBClassifier
+
+    class LabelledXGBClassifier(XGBClassifier):  # type: ignore[misc]
+        def fit(self, X: Any, y: Any, **fit_params: Any) -> Any:
+            labels, codes = np.unique(np.asarray(y), return_inverse=True)
+            self.labels_ = None  # XGBoost's own fit checks its classes_: the codes
+            super().fit(X, codes, **fit_params)
+            self.labels_ = labels
+            return self
+
+        @property
+        def classes_(self) -> Any:
+            labels = getattr(self, "labels_", None)
+            return super().classes_ if labels is None else labels
+
+        def predict(self, X: Any, **kwargs: Any) -> Any:
+            return self.classes_[np.asarray(super().predict(X, **kwargs), dtype=int)]
+
+    LabelledXGBClassifier.__module__ = __name__
+    LabelledXGBClassifier.__qualname__ = "LabelledXGBClassifier"
+    return LabelledXGBClassifier
 
 
 @functools.cache
@@ -124,6 +158,14 @@ def register_converters() -> tuple[str, ...]:
             calculate_linear_regressor_output_shapes,
             convert,
         )
+        if name == "xgboost":
+            update_registered_converter(
+                labelled_xgb_classifier(),
+                "xgboost_labelled_classifier",
+                calculate_linear_classifier_output_shapes,
+                convert,
+                options=classifier_options,
+            )
         registered.append(name)
     return tuple(registered)
 
