@@ -2,7 +2,12 @@
 
 - `[model] params` and `[model.grid]`: every name must be a hyperparameter the configured
   estimator takes, as the estimator itself lists them (`get_params`);
-- `[gate.metrics.<metric>]`: every metric must be one the task's evaluation computes.
+- `[gate.metrics.<metric>]`: every metric must be one the task's evaluation computes;
+- `lightgbm` / `xgboost`: no hyperparameter (or grid candidate) ONNX cannot hold
+  (`functions.ml.boosting.unconvertible`: categorical splits, linear trees, gblinear ...);
+  their names are checked only where the framework is installed (the dev environment may lack
+  XGBoost; the training image checks them again before fitting);
+- a factory: `[train] code` must be set, as the folder the factory's package lives in.
 
 `mlops config check` and synth (`infra.cdk.config.deploy_config`) run them, on the base config and
 on every stage's merged config, so such a config fails there with the key and the allowed
@@ -13,8 +18,9 @@ from __future__ import annotations
 
 from functions.common.config.base import ConfigError
 from functions.common.config.loading import MlopsConfig
+from functions.ml.boosting import FRAMEWORKS, framework_installed, unconvertible
 from functions.ml.metrics import TASK_METRICS
-from functions.ml.training import estimator_param_names
+from functions.ml.training import estimator_param_names, grid_problems
 
 
 def training_problems(config: MlopsConfig) -> list[str]:
@@ -22,11 +28,17 @@ def training_problems(config: MlopsConfig) -> list[str]:
     estimator does not take or the task does not compute."""
     task = config.dataset.task
     estimator = config.estimator
-    allowed = [] if config.model.factory else estimator_param_names(task, estimator)
-    problems = (
-        []
-        if config.model.factory
-        else [
+    factory = config.model.factory
+    problems: list[str] = []
+    if factory and config.train.code is None:
+        problems.append(
+            f"model.factory: {factory!r} needs train.code, the folder (relative to the config "
+            "file) that holds its package"
+        )
+    checkable = not factory and (estimator not in FRAMEWORKS or framework_installed(estimator))
+    allowed = estimator_param_names(task, estimator) if checkable else []
+    if checkable:
+        problems.extend(
             f"{section}.{name}: {estimator} takes no hyperparameter {name!r}; allowed: "
             f"{', '.join(allowed)}"
             for section, names in (
@@ -35,8 +47,14 @@ def training_problems(config: MlopsConfig) -> list[str]:
             )
             for name in names
             if name not in allowed
-        ]
-    )
+        )
+    if not factory:
+        problems.extend(
+            f"model.params.{problem}" for problem in unconvertible(estimator, config.model.params)
+        )
+        problems.extend(
+            f"model.grid.{problem}" for problem in grid_problems(estimator, config.model.grid or {})
+        )
     metrics = TASK_METRICS[task]
     problems.extend(
         f"gate.metrics.{metric}: {task.value} does not compute {metric}; allowed: "

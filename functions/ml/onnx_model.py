@@ -23,6 +23,7 @@ import onnxruntime as ort
 import pandas as pd
 
 from functions.common.config.dataset import FeatureType, Task
+from functions.ml.boosting import register_converters, walk_steps
 from functions.ml.features import model_frame
 from functions.ml.onnx_input import (
     MISSING_CATEGORY,
@@ -32,7 +33,7 @@ from functions.ml.onnx_input import (
     decode_outputs,
     onnx_inputs,
 )
-from functions.ml.training import MODEL_STEP
+from functions.ml.training import final_estimator
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -46,6 +47,7 @@ _LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "panda
 
 __all__ = [
     "OnnxModel",
+    "UnconvertibleStepError",
     "ParityError",
     "ParityReport",
     "Prediction",
@@ -136,15 +138,20 @@ def export_onnx(
         )
         for name, kind in schema.items()
     ]
+    register_converters()
     options = {}
+    predictor = final_estimator(pipeline)
     if task is Task.CLASSIFICATION:
-        options[id(pipeline.named_steps[MODEL_STEP])] = {"zipmap": False}
+        options[id(predictor)] = {"zipmap": False}
     with warnings.catch_warnings():
         # skl2onnx 1.20 passes booleans where onnx expects ints (harmless, one warning a node).
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="onnx.helper")
-        onnx_model = convert_sklearn(
-            pipeline, initial_types=initial_types, target_opset=TARGET_OPSET, options=options
-        )
+        try:
+            onnx_model = convert_sklearn(
+                pipeline, initial_types=initial_types, target_opset=TARGET_OPSET, options=options
+            )
+        except Exception as exc:
+            raise UnconvertibleStepError.of(pipeline, exc) from None
     frame = model_frame(train, schema)
     inputs = []
     for name, kind in schema.items():
@@ -162,7 +169,7 @@ def export_onnx(
         )
     classes = None
     if task is Task.CLASSIFICATION:
-        classes = [str(label) for label in pipeline.named_steps[MODEL_STEP].classes_]
+        classes = [str(label) for label in predictor.classes_]
     signature = Signature(
         task=task.value,
         target=target,
@@ -174,6 +181,54 @@ def export_onnx(
         library_versions=library_versions(),
     )
     return onnx_model.SerializeToString(), signature
+
+
+REGISTER_HINT = (
+    "register a converter for it with skl2onnx.update_registered_converter(<the step's class>, "
+    "<alias>, <shape calculator>, <converter>) in the model code (see docs/own-model.md), or "
+    "replace the step with one skl2onnx converts"
+)
+
+
+class UnconvertibleStepError(ValueError):
+    """A fitted pipeline step skl2onnx cannot convert; the message names the step (its path of
+    step names, `__`-joined as scikit-learn's parameters are) and how to register a converter."""
+
+    def __init__(self, message: str, step: str | None) -> None:
+        super().__init__(message)
+        self.step = step
+
+    @classmethod
+    def of(cls, pipeline: Any, error: Exception) -> UnconvertibleStepError:
+        """The error for `error`, raised by skl2onnx converting `pipeline`: the first step
+        without a registered converter, else the step the error names (skl2onnx names the
+        class), else the conversion's own message."""
+        from skl2onnx._supported_operators import sklearn_operator_name_map
+
+        steps = list(walk_steps(pipeline))
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        culprit = next(
+            (
+                (path, step)
+                for path, step in steps
+                if not _container(step) and type(step) not in sklearn_operator_name_map
+            ),
+            None,
+        ) or next(((path, step) for path, step in steps if type(step).__name__ in str(error)), None)
+        if culprit is None:
+            return cls(f"the pipeline did not convert to ONNX ({reason}); {REGISTER_HINT}", None)
+        path, step = culprit
+        kind = f"{type(step).__module__}.{type(step).__qualname__}"
+        return cls(
+            f"pipeline step {path!r} ({kind}) has no ONNX converter ({reason}); {REGISTER_HINT}",
+            path,
+        )
+
+
+def _container(step: Any) -> bool:
+    return (
+        hasattr(step, "steps") or hasattr(step, "transformer_list") or hasattr(step, "transformers")
+    )
 
 
 _ELEM_TYPES = {1: "float", 7: "int64", 8: "string", 11: "double"}

@@ -12,13 +12,17 @@ The pipeline is `preprocess` (a ColumnTransformer) then `model` (an allow-listed
   `"__missing__"`, then one-hot encoding that ignores categories unseen in training.
 
 Every estimator with a `random_state` gets the run's seed, so a run is reproducible.
+
+`lightgbm` and `xgboost` are the frameworks' own estimators (`functions.ml.boosting`), imported
+when a model uses them. A factory (`functions.ml.model_code`) builds the model instead: its
+Pipeline as is, or its estimator behind this preprocessing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +44,16 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from functions.common.config.dataset import FeatureType, Task
 from functions.common.config.training import ESTIMATORS, ModelConfig
+from functions.ml.boosting import FRAMEWORKS, boosting_steps, estimator_class, unconvertible
 from functions.ml.features import model_frame, target_array
 from functions.ml.metrics import GREATER_IS_BETTER, primary_metric
+from functions.ml.model_code import (
+    FeatureContract,
+    LoadedFactory,
+    ModelCodeError,
+    build_estimator,
+    reads_columns,
+)
 from functions.ml.onnx_input import MISSING_CATEGORY
 
 MISSING_FILL = "__missing__"
@@ -56,7 +68,10 @@ _FACTORIES: dict[tuple[Task, str], Callable[[], BaseEstimator]] = {
     (Task.REGRESSION, "random_forest"): RandomForestRegressor,
     (Task.REGRESSION, "hist_gradient_boosting"): HistGradientBoostingRegressor,
 }
-_DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"logistic_regression": {"max_iter": 1000}}
+_DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "logistic_regression": {"max_iter": 1000},
+    **{name: dict(framework.defaults) for name, framework in FRAMEWORKS.items()},
+}
 _SCALED = frozenset({"logistic_regression", "linear_regression", "ridge"})
 # GridSearchCV scorer names of the primary metrics (scikit-learn negates losses).
 SCORERS = {"roc_auc": "roc_auc", "f1_macro": "f1_macro", "rmse": "neg_root_mean_squared_error"}
@@ -157,6 +172,9 @@ def _estimator(task: Task, estimator: str) -> BaseEstimator:
         raise ValueError(
             f"unknown estimator {estimator!r} for {task.value}; choose one of: {', '.join(allowed)}"
         )
+    if estimator in FRAMEWORKS:
+        model: BaseEstimator = estimator_class(estimator, task)()
+        return model
     return _FACTORIES[(task, estimator)]()
 
 
@@ -179,6 +197,9 @@ def estimator_params(
             f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for {estimator}; "
             f"allowed: {', '.join(sorted(allowed))}"
         )
+    refused = unconvertible(estimator, params)
+    if refused:
+        raise ValueError(f"{estimator}: " + "; ".join(refused))
     effective: dict[str, Any] = dict(_DEFAULT_PARAMS.get(estimator, {}))
     if "random_state" in allowed:
         effective["random_state"] = seed
@@ -198,6 +219,13 @@ def build_pipeline(
     task = Task(task)
     model = _estimator(task, estimator)
     model.set_params(**estimator_params(task=task, estimator=estimator, params=params, seed=seed))
+    preprocess = preprocessor(schema, scaled=estimator in _SCALED)
+    return Pipeline([("preprocess", preprocess), (MODEL_STEP, model)])
+
+
+def preprocessor(schema: Mapping[str, FeatureType], *, scaled: bool = False) -> ColumnTransformer:
+    """The built-in preprocessing of the feature frame (see the module docstring): imputed
+    (and, with `scaled`, standardised) numeric columns, then one-hot encoded categories."""
     numeric = [name for name, kind in schema.items() if FeatureType(kind) is FeatureType.NUMERIC]
     categorical = [name for name in schema if name not in numeric]
     if not schema:
@@ -206,7 +234,7 @@ def build_pipeline(
     if numeric:
         impute = SimpleImputer(strategy="median", keep_empty_features=True)
         steps: list[tuple[str, Any]] = [("impute", impute)]
-        if estimator in _SCALED:
+        if scaled:
             steps.append(("scale", StandardScaler()))
         branches.append(("numeric", Pipeline(steps), numeric))
     if categorical:
@@ -224,8 +252,49 @@ def build_pipeline(
             ]
         )
         branches.append(("categorical", encode, categorical))
-    preprocess = ColumnTransformer(branches, remainder="drop", sparse_threshold=0.0)
-    return Pipeline([("preprocess", preprocess), (MODEL_STEP, model)])
+    return ColumnTransformer(branches, remainder="drop", sparse_threshold=0.0)
+
+
+def factory_pipeline(factory: LoadedFactory, contract: FeatureContract) -> Pipeline:
+    """The unfitted pipeline a factory builds (see `functions.ml.model_code`): its Pipeline as
+    is, or its estimator as the `model` step behind the built-in preprocessing. Raises
+    ModelCodeError for what the factory returns that cannot be trained here or converted
+    (a LightGBM or XGBoost step set to what ONNX cannot hold, `boosting.unconvertible`)."""
+    built = build_estimator(factory, contract)
+    if reads_columns(built):
+        pipeline = built if isinstance(built, Pipeline) else Pipeline([(MODEL_STEP, built)])
+    else:
+        schema = dict.fromkeys(contract.numeric, FeatureType.NUMERIC) | dict.fromkeys(
+            contract.categorical, FeatureType.CATEGORICAL
+        )
+        pipeline = Pipeline([("preprocess", preprocessor(schema)), (MODEL_STEP, built)])
+    problems = [
+        f"step {path!r} ({type(step).__name__}) {problem}"
+        for path, framework, step in boosting_steps(pipeline)
+        for problem in unconvertible(framework, step.get_params(deep=False))
+    ]
+    if problems:
+        raise ModelCodeError(f"model.factory {factory.spec!r}: " + "; ".join(problems))
+    return pipeline
+
+
+def final_estimator(pipeline: Any) -> Any:
+    """The estimator at the end of a (possibly nested) Pipeline: the one that predicts."""
+    while hasattr(pipeline, "steps"):
+        pipeline = pipeline.steps[-1][1]
+    return pipeline
+
+
+def grid_problems(estimator: str, grid: Mapping[str, Sequence[Any]]) -> list[str]:
+    """`boosting.unconvertible` for every candidate value of a grid."""
+    return list(
+        dict.fromkeys(
+            problem
+            for name, values in grid.items()
+            for value in values
+            for problem in unconvertible(estimator, {name: value})
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -248,19 +317,53 @@ def fit_model(
     schema: Mapping[str, FeatureType],
     model: ModelConfig,
     estimator: str,
+    factory: LoadedFactory | None = None,
 ) -> FitResult:
-    """Fit the configured pipeline on the training split. With `model.grid`, run a
-    cross-validated grid search (stratified, shuffled, seeded folds for classification; the
-    task's primary metric as score) and refit the best combination on the whole split."""
+    """Fit the configured pipeline (the factory's, with `factory`) on the training split. With
+    `model.grid`, run a cross-validated grid search (stratified, shuffled, seeded folds for
+    classification; the task's primary metric as score) and refit the best combination on the
+    whole split. A factory's grid names its pipeline's own parameters (`model__num_leaves`)."""
     task = Task(task)
     features = model_frame(train, schema)
     y = target_array(train, target, task)
-    params = estimator_params(task=task, estimator=estimator, params=model.params, seed=model.seed)
-    if model.grid:
-        estimator_params(task=task, estimator=estimator, params=model.grid, seed=model.seed)
-    pipeline = build_pipeline(
-        task=task, estimator=estimator, params=model.params, schema=schema, seed=model.seed
-    )
+    if factory is not None:
+        contract = FeatureContract.from_schema(
+            schema, task=task, target=target, seed=model.seed, params=model.params
+        )
+        pipeline = factory_pipeline(factory, contract)
+        params = {
+            name: json_value(value)
+            for name, value in final_estimator(pipeline).get_params(deep=False).items()
+            if value is None or isinstance(value, (str, int, float, bool, np.generic))
+        }
+        unknown = sorted(set(model.grid or {}) - set(pipeline.get_params(deep=True)))
+        if unknown:
+            raise ModelCodeError(
+                f"model.grid names {', '.join(map(repr, unknown))}, not parameters of the "
+                f"pipeline model.factory {factory.spec!r} builds (use its own names, e.g. "
+                f"{MODEL_STEP}__<parameter>)"
+            )
+        grid_names = {name: list(values) for name, values in (model.grid or {}).items()}
+    else:
+        params = estimator_params(
+            task=task, estimator=estimator, params=model.params, seed=model.seed
+        )
+        if model.grid:
+            estimator_params(
+                task=task,
+                estimator=estimator,
+                params=dict.fromkeys(model.grid),
+                seed=model.seed,
+            )
+            refused = grid_problems(estimator, model.grid)
+            if refused:
+                raise ValueError(f"{estimator}: " + "; ".join(refused))
+        pipeline = build_pipeline(
+            task=task, estimator=estimator, params=model.params, schema=schema, seed=model.seed
+        )
+        grid_names = {
+            f"{MODEL_STEP}__{name}": list(values) for name, values in (model.grid or {}).items()
+        }
     started = time.perf_counter()
     if not model.grid:
         pipeline.fit(features, y)
@@ -273,7 +376,7 @@ def fit_model(
     )
     search = GridSearchCV(
         pipeline,
-        {f"{MODEL_STEP}__{name}": list(values) for name, values in model.grid.items()},
+        grid_names,
         scoring=SCORERS[metric],
         cv=folds,
         refit=True,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 import uuid
@@ -41,6 +42,7 @@ from functions.common.observability import logger, metrics
 from functions.common.settings import stage_settings
 from functions.ml.importance import permutation_importances
 from functions.ml.ingestion import producer_names
+from functions.ml.model_code import LoadedFactory, load_factory, shipped_code_dir
 from functions.ml.onnx_model import (
     OnnxModel,
     ParityReport,
@@ -51,7 +53,21 @@ from functions.ml.onnx_model import (
 from functions.ml.reference_profile import reference_profile, sensitive_view
 from functions.ml.training import FitResult, Split, fit_model, split_dataset
 
-LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "pyarrow")
+LIBRARIES = (
+    "scikit-learn",
+    "skl2onnx",
+    "onnx",
+    "onnxruntime",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "lightgbm",
+    "xgboost",
+    "onnxmltools",
+)
+MODEL_CODE_ENV = "MLOPS_MODEL_CODE"
+"""The shipped `[train] code` folder, where an image puts it elsewhere than
+`$LAMBDA_TASK_ROOT/model_code` (the SageMaker image sets it)."""
 
 
 __all__ = ["DataVersionNotFoundError", "DataVersionRetiredError"]
@@ -116,18 +132,55 @@ def library_versions() -> dict[str, str]:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
+            if name == "xgboost":
+                try:
+                    versions[name] = metadata.version("xgboost-cpu")
+                    continue
+                except metadata.PackageNotFoundError:
+                    pass
             versions[name] = "not installed"
     return versions
 
 
-def training_key(versions: list[DatasetRef], config: MlopsConfig, code_version: str) -> str:
-    """What a training set is, as a hash: its data versions (as a set), the whole config and
-    the code version. The same key means the same model would be trained again."""
+def deployed_code_dir(config: MlopsConfig) -> Path | None:
+    """Where a deployed training function finds the `[train] code` folder its image ships:
+    `$MLOPS_MODEL_CODE`, else `$LAMBDA_TASK_ROOT/model_code`; None when no folder is
+    configured."""
+    if config.train.code is None:
+        return None
+    explicit = os.environ.get(MODEL_CODE_ENV)
+    return Path(explicit) if explicit else shipped_code_dir(os.environ.get("LAMBDA_TASK_ROOT"))
+
+
+def model_factory(config: MlopsConfig, code_dir: Path | None) -> LoadedFactory | None:
+    """The model's factory loaded from `code_dir`, None for an allow-listed estimator."""
+    if config.model.factory is None:
+        return None
+    return load_factory(config.model.factory, code_dir)
+
+
+def estimator_label(config: MlopsConfig) -> str:
+    """What built the model, for the run: the estimator's name or `factory <spec>`."""
+    factory = config.model.factory
+    return f"factory {factory}" if factory else config.estimator
+
+
+def training_key(
+    versions: list[DatasetRef],
+    config: MlopsConfig,
+    code_version: str,
+    model_code: str | None = None,
+) -> str:
+    """What a training set is, as a hash: its data versions (as a set), the whole config, the
+    code version and the model code's hash (`model_code`, with a factory). The same key means
+    the same model would be trained again."""
     payload = {
         "data_versions": sorted(v.data_version for v in versions),
         "config": config.model_dump(mode="json"),
         "code_version": code_version,
     }
+    if model_code is not None:
+        payload["model_code"] = model_code
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -144,7 +197,10 @@ def train(state: PipelineState) -> TrainingRun | TrainingSkipped:
         datasets.list_versions(config.dataset.name), config.dataset.mode, requested_version(state)
     )
     models = ModelRegistry(settings.registry_table)
-    key = training_key(versions, config, settings.code_version)
+    factory = model_factory(config, deployed_code_dir(config))
+    key = training_key(
+        versions, config, settings.code_version, factory.code_sha256 if factory else None
+    )
     if state.dataset is not None and (same := models.judged_run_for(config.model_name, key)):
         return _skip_unchanged(models, config.model_name, state, trigger, versions, key, same)
     store = ObjectStore()
@@ -155,6 +211,7 @@ def train(state: PipelineState) -> TrainingRun | TrainingSkipped:
         S3Artifacts(store, bucket),
         bucket,
         settings.code_version,
+        factory=factory,
     )
     result = run.run(trigger, versions, execution=state.execution.id if state.execution else None)
     models.put_run({**run.record, "training_key": key})
@@ -289,6 +346,7 @@ def fit_manifests(
     *,
     config: MlopsConfig,
     stopwatch: Stopwatch,
+    factory: LoadedFactory | None = None,
 ) -> tuple[Task, Candidate]:
     """`fit_candidate` on the curated rows `manifests` describe: the first names the target,
     the task and the columns' types; every one's producer names go into the signature."""
@@ -303,6 +361,7 @@ def fit_manifests(
         config=config,
         stopwatch=stopwatch,
         aliases=producer_names(manifests, schema),
+        factory=factory,
     )
     return task, candidate
 
@@ -316,11 +375,13 @@ def fit_candidate(
     config: MlopsConfig,
     stopwatch: Stopwatch,
     aliases: Mapping[str, Sequence[str]] | None = None,
+    factory: LoadedFactory | None = None,
 ) -> Candidate:
     """Split, fit, export to ONNX, check parity, measure permutation importances on the
     held-out rows and profile: the storage-free core of a run,
     shared by the train stage and `mlops train-local`. Laps go into `stopwatch`; `aliases`
-    (feature -> the producer's names for it) go into the signature."""
+    (feature -> the producer's names for it) go into the signature; `factory` (the config's
+    `[model] factory`, loaded) builds the model instead of the estimator."""
     lap = time.perf_counter()
     model_config = config.model
     split = split_dataset(
@@ -333,6 +394,7 @@ def fit_candidate(
         schema=schema,
         model=model_config,
         estimator=config.estimator,
+        factory=factory,
     )
     lap = stopwatch.lap("fit", lap)
     onnx_bytes, signature = export_onnx(
@@ -382,8 +444,10 @@ class Trainer:
         artifacts: Artifacts,
         bucket: str,
         code_version: str,
+        factory: LoadedFactory | None = None,
     ):
         self.config = config
+        self.factory = factory
         self.data = data
         self.artifacts = artifacts
         self.bucket = bucket
@@ -406,7 +470,11 @@ class Trainer:
             frame, manifests = self._load(trigger, versions, Path(tmp))
             self.stopwatch.lap("load", started)
             task, candidate = fit_manifests(
-                frame, manifests, config=self.config, stopwatch=self.stopwatch
+                frame,
+                manifests,
+                config=self.config,
+                stopwatch=self.stopwatch,
+                factory=self.factory,
             )
             split, fitted, onnx_bytes = candidate.split, candidate.fitted, candidate.onnx_bytes
             lap = time.perf_counter()
@@ -432,7 +500,7 @@ class Trainer:
             run_id=run_id,
             model_name=self.config.model_name,
             task=task.value,
-            estimator=self.config.estimator,
+            estimator=estimator_label(self.config),
             params=fitted.params,
             data_version=trigger.data_version,
             data_versions=[v.data_version for v in versions],
@@ -458,6 +526,7 @@ class Trainer:
             "parity": candidate.parity.to_dict(),
             "durations": self.stopwatch.durations,
             "library_versions": library_versions(),
+            "model_code": self.factory.describe() if self.factory else None,
             "artifacts": {name: f"s3://{self.bucket}/{key}" for name, key in keys.items()},
         }
         self.artifacts.put_json(keys["run_record"], formats.stamp(formats.RUN_RECORD, self.record))

@@ -55,6 +55,8 @@ from functions.common.observability import logger
 from functions.common.settings import stage_settings
 from functions.train.logic import (
     Trainer,
+    deployed_code_dir,
+    model_factory,
     new_run_id,
     record_trained,
     requested_version,
@@ -186,12 +188,14 @@ def train_in_layout(layout: SageMakerLayout) -> TrainingRun:
             f"hyperparameter run_id {hyperparameters.get('run_id')!r} is not the spec's "
             f"{spec.run_id!r}"
         )
+    config = MlopsConfig.model_validate(spec.config)
     trainer = Trainer(
-        MlopsConfig.model_validate(spec.config),
+        config,
         ChannelTrainingData(layout.channel(TRAIN_CHANNEL), spec.manifests),
         DirectoryArtifacts(layout.model_dir),
         spec.bucket,
         spec.code_version,
+        factory=model_factory(config, deployed_code_dir(config)),
     )
     return trainer.run(spec.trigger, spec.versions, execution=spec.execution, run_id=spec.run_id)
 

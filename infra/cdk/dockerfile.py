@@ -5,8 +5,9 @@ without Docker."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -56,3 +57,34 @@ def _instruction(line: int, text: str) -> Instruction:
         flag, _, value = args.pop(0)[2:].partition("=")
         flags[flag] = value
     return Instruction(line, keyword.upper(), flags, args, text)
+
+
+_VARIABLE = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+def expand_args(
+    instructions: list[Instruction], build_args: dict[str, str] | None = None
+) -> list[Instruction]:
+    """`instructions` with each `ARG` set (`build_args`, else its default) substituted into
+    later COPY arguments, as `docker build --build-arg` does; other variables (ENV,
+    `${LAMBDA_TASK_ROOT}`) are left as written."""
+    values: dict[str, str] = {}
+    expanded = []
+    for instruction in instructions:
+        if instruction.keyword == "ARG":
+            for declaration in instruction.args:
+                name, _, default = declaration.partition("=")
+                values[name] = (build_args or {}).get(name, default)
+        elif instruction.keyword == "COPY" and values:
+
+            def substitute(match: re.Match[str]) -> str:
+                name = match.group("braced") or match.group("plain")
+                return values.get(name, match.group(0))
+
+            instruction = replace(
+                instruction, args=[_VARIABLE.sub(substitute, arg) for arg in instruction.args]
+            )
+        expanded.append(instruction)
+    return expanded

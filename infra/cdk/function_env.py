@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from infra.cdk.config import REPO_ROOT
-from infra.cdk.dockerfile import Instruction, parse_dockerfile
+from infra.cdk.dockerfile import Instruction, expand_args, parse_dockerfile
 from infra.cdk.layers import (
     BUILD_ROOT,
     LAYER_METADATA,
@@ -180,8 +180,8 @@ def describe_function(
         "ephemeral_storage_mb": int(properties.get("EphemeralStorage", {}).get("Size", 512)),
     }
     if image:
-        context, dockerfile = _image_context(stack, logical_id, code)
-        recipe = read_image_recipe(context, dockerfile)
+        context, dockerfile, build_args = _image_context(stack, logical_id, code)
+        recipe = read_image_recipe(context, dockerfile, build_args)
         return DeployedFunction(
             kind="image",
             python_version=recipe.python_version,
@@ -212,11 +212,17 @@ def describe_function(
     )
 
 
-def _image_context(stack: StackArtifact, logical_id: str, code: dict[str, Any]) -> tuple[Path, str]:
+def _image_context(
+    stack: StackArtifact, logical_id: str, code: dict[str, Any]
+) -> tuple[Path, str, dict[str, str]]:
     text = json.dumps(code.get("ImageUri"))
     for tag, directory in stack.image_assets.items():
         if tag in text:
-            return directory, stack.image_dockerfiles.get(tag, "Dockerfile")
+            return (
+                directory,
+                stack.image_dockerfiles.get(tag, "Dockerfile"),
+                stack.image_build_args.get(tag, {}),
+            )
     raise FunctionEnvError(
         f"{logical_id}: image {text} is not one of the assembly's image assets (an image "
         "built elsewhere cannot be rebuilt here)"
@@ -253,10 +259,13 @@ class ImageRecipe:
     """(source in the build context, path under the task root)."""
 
 
-def read_image_recipe(context: Path, dockerfile: str = "Dockerfile") -> ImageRecipe:
-    """Read the Dockerfile `dockerfile` (relative to the build context `context`)."""
+def read_image_recipe(
+    context: Path, dockerfile: str = "Dockerfile", build_args: dict[str, str] | None = None
+) -> ImageRecipe:
+    """Read the Dockerfile `dockerfile` (relative to the build context `context`), its `ARG`s
+    set to `build_args` (else their defaults) in the COPY sources, as `docker build` would."""
     path = context / dockerfile
-    instructions = parse_dockerfile(path.read_text(encoding="utf-8"))
+    instructions = expand_args(parse_dockerfile(path.read_text(encoding="utf-8")), build_args)
     bases = [i for i in instructions if i.keyword == "FROM"]
     base = bases[-1].args[0] if bases and bases[-1].args else ""
     version = _PYTHON_IMAGE.search(base)

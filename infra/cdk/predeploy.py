@@ -13,7 +13,10 @@ after) `cdk deploy`, found on this machine first.
 4. Every function of the stage's synthesized template imports its handler under Python 3.13
    with only its deployed code and packages (`infra.cdk.function_env`): a package the deployment
    lacks fails here with `Runtime.ImportModuleError`, not at the first invocation on AWS.
-5. The synthesized template against the deployed one (`infra.cdk.replacements`): no resource
+5. Every `.so` of the serving layer and of the training image finds the shared libraries it
+   needs (`DT_NEEDED`) in Lambda's base image (the list kept in the repo), in what the
+   Dockerfile installs with dnf, or in the deployment itself (`infra.cdk.shared_libraries`).
+6. The synthesized template against the deployed one (`infra.cdk.replacements`): no resource
    holding data is replaced or deleted unless the operator allows it by logical id.
 
 Each check returns a `CheckResult` with a one-line figure; `mlops predeploy` prints them and
@@ -33,7 +36,7 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 from infra.cdk.config import REPO_ROOT
-from infra.cdk.dockerfile import Instruction, parse_dockerfile
+from infra.cdk.dockerfile import Instruction, expand_args, parse_dockerfile
 from infra.cdk.layers import (
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     PLATFORMS,
@@ -43,14 +46,16 @@ from infra.cdk.layers import (
     LayerBuildError,
     build_function_code,
     build_layer,
+    build_packages,
 )
 from infra.cdk.replacements import Verdict, compare_templates, judge
 
 TRAINING_REQUIREMENTS = REPO_ROOT / "layers" / "training" / "requirements.txt"
 MIB = 2**20
 BASE_IMAGE = "public.ecr.aws/lambda/python"
-# What the training image needs from the repo: its pinned requirements and the code.
-IMAGE_SOURCES = ("layers/training/requirements.txt", "functions")
+# What the training image needs from the repo: its pinned requirements, the code, and the
+# model code folder (the MODEL_CODE build argument; its default is the placeholder folder).
+IMAGE_SOURCES = ("layers/training/requirements.txt", "functions", "layers/training/model_code")
 _BASE_TAG = re.compile(r"^3\.13(?:\.[0-9.]+)?(?P<arch>-arm64|-x86_64)?$")
 _PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!*-]+$")
 # pip's messages when the index cannot be reached at all (as opposed to a pin it lacks).
@@ -282,7 +287,7 @@ def check_dockerfile(
 
     dockerfile = dockerfile or REPO_ROOT / TRAINING_DOCKERFILE
     context = TRAINING_IMAGE_CONTEXT if context is None else context
-    instructions = parse_dockerfile(dockerfile.read_text(encoding="utf-8"))
+    instructions = expand_args(parse_dockerfile(dockerfile.read_text(encoding="utf-8")))
     problems = [f"{dockerfile.name} {p}" for p in dockerfile_problems(instructions, context)]
     base = next((i for i in reversed(instructions) if i.keyword == "FROM"), None)
     figure = f"FROM {base.args[0] if base and base.args else '(none)'}; copies " + ", ".join(
@@ -311,7 +316,7 @@ def dockerfile_problems(instructions: Sequence[Instruction], context: Sequence[s
                 problems.append(
                     f"line {instruction.line}: `COPY {source}` copies "
                     + ("the whole build context" if copied in ("", ".", "*") else source)
-                    + f"; the image needs only {' and '.join(IMAGE_SOURCES)}"
+                    + f"; the image needs only {', '.join(IMAGE_SOURCES)}"
                 )
             copies[copied] = destination
     missing = [source for source in IMAGE_SOURCES if source not in copies]
@@ -444,12 +449,51 @@ def check_function_imports(stage: str, cdk_out: Path | None = None) -> CheckResu
     return CheckResult(name, not failed, figure, failed)
 
 
+def check_shared_libraries(
+    trees: Sequence[tuple[str, Path, set[str]]] | None = None,
+) -> CheckResult:
+    """Every `.so` of each (name, tree, libraries available beside the base image's) finds
+    what it links against; by default the serving layer (the base image only) and the
+    training image's packages (the base image plus what its Dockerfile installs with dnf),
+    both built for Lambda's platform."""
+    from infra.cdk.constructs.stage_function import TRAINING_DOCKERFILE
+    from infra.cdk.shared_libraries import base_libraries, dnf_installed, missing_libraries
+
+    name = "shared libraries"
+    if trees is None:
+        try:
+            layer = build_layer().directory / "python"
+            image = build_packages(TRAINING_REQUIREMENTS, "training-image", PLATFORMS)
+        except LayerBuildError as exc:
+            return CheckResult(name, False, "the packages did not build", [str(exc)])
+        dockerfile = parse_dockerfile((REPO_ROOT / TRAINING_DOCKERFILE).read_text())
+        trees = [
+            ("serving layer", layer, set()),
+            ("training image", image, dnf_installed(dockerfile)),
+        ]
+    base = base_libraries()
+    problems: list[str] = []
+    counted = []
+    for label, root, extra in trees:
+        missing = missing_libraries(root, base | extra)
+        counted.append(f"{label} {sum(1 for _ in root.rglob('*.so*'))} files")
+        problems.extend(
+            f"{label}: {m.describe()} is not in Lambda's base image "
+            f"(layers/lambda-base/) nor shipped: install it in the image (dnf install) or "
+            "vendor it in the wheel"
+            for m in missing
+        )
+    figure = f"shared objects checked: {', '.join(counted)}; {len(problems)} missing"
+    return CheckResult(name, not problems, figure, problems)
+
+
 def run_checks(stage: str = "dev", cdk_out: Path | None = None) -> list[CheckResult]:
     return [
         check_layer_size(),
         check_layer_bytecode(),
         check_requirements_resolve(),
         check_dockerfile(),
+        check_shared_libraries(),
         check_function_imports(stage, cdk_out),
     ]
 

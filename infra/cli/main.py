@@ -277,19 +277,35 @@ def train_local(
 ) -> None:
     """Ingest, train and evaluate a local file with the pipeline's own code, no cloud:
     writes model.onnx, model_card.html, metrics.json, reference_profile.json, signature.json."""
+    from functions.common.config.loading import config_path
+    from functions.ml.boosting import MissingFrameworkError
     from functions.ml.errors import DataRejectedError
-    from functions.ml.onnx_model import ParityError
+    from functions.ml.model_code import ModelCodeError
+    from functions.ml.onnx_model import ParityError, UnconvertibleStepError
     from infra.cli.train_local import ChampionNotFoundError
     from infra.cli.train_local import train_local as run_train_local
 
     try:
         config = checked_config()
-        run = run_train_local(data, out, config=config, champion=champion)
+        run = run_train_local(
+            data,
+            out,
+            config=config,
+            champion=champion,
+            config_dir=config_path().resolve().parent,
+        )
     except ConfigError as exc:
         raise _exit(exc, 2) from None
     except DataRejectedError as exc:
         raise _exit(exc.message, 1, heading=f"{data} rejected ({exc.code})") from None
-    except (ParityError, ChampionNotFoundError, OSError) as exc:
+    except (
+        ParityError,
+        ChampionNotFoundError,
+        ModelCodeError,
+        UnconvertibleStepError,
+        MissingFrameworkError,
+        OSError,
+    ) as exc:
         raise _exit(exc, 1, heading="train-local failed") from None
     evaluation = run.evaluation
     table = Table(title=f"{run.run.model_name} on {data.name}: {run.run.rows_test} held-out rows")

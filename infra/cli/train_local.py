@@ -43,8 +43,10 @@ from functions.ml.readers.limits import ReadLimits
 from functions.ml.schema import contract_from_config
 from functions.train.logic import (
     Stopwatch,
+    estimator_label,
     fit_manifests,
     library_versions,
+    model_factory,
     new_run_id,
     now,
 )
@@ -80,17 +82,30 @@ def load_champion(path: Path) -> OnnxModel:
 
 
 def train_local(
-    data: Path, out_dir: Path, *, config: MlopsConfig, champion: Path | None = None
+    data: Path,
+    out_dir: Path,
+    *,
+    config: MlopsConfig,
+    champion: Path | None = None,
+    model_name: str | None = None,
+    config_dir: Path | None = None,
 ) -> LocalRun:
-    """Ingest, train and evaluate `data` into `out_dir`.
+    """Ingest, train and evaluate `data` into `out_dir`, for `model_name` (the default model when
+    None). A factory's `[train] code` folder is read relative to `config_dir` (the config
+    file's folder; the working directory when None).
 
     Raises:
         DataRejectedError: the file fails ingestion's validation (the same reason a drop
             would be quarantined with).
         ParityError: scikit-learn and ONNX disagree on held-out rows.
         ChampionNotFoundError: `champion` or its signature is missing.
+        ModelCodeError: the factory cannot be loaded or builds no model.
+        UnconvertibleStepError: a pipeline step has no ONNX converter.
     """
     started_at, started = now(), time.perf_counter()
+    config = config.for_model(model_name)
+    code_dir = (config_dir or Path.cwd()) / config.train.code if config.train.code else None
+    factory = model_factory(config, code_dir)
     champion_model = load_champion(champion) if champion is not None else None
     stopwatch = Stopwatch()
     dataset = config.dataset
@@ -113,7 +128,9 @@ def train_local(
         code_version=CODE_VERSION,
     )
     stopwatch.lap("load", started)
-    task, candidate = fit_manifests(frame, [manifest], config=config, stopwatch=stopwatch)
+    task, candidate = fit_manifests(
+        frame, [manifest], config=config, stopwatch=stopwatch, factory=factory
+    )
     lap = time.perf_counter()
     holdout = candidate.split.test
     model = OnnxModel(candidate.onnx_bytes, candidate.signature)
@@ -133,7 +150,7 @@ def train_local(
         run_id=run_id,
         model_name=config.model_name,
         task=task.value,
-        estimator=config.estimator,
+        estimator=estimator_label(config),
         params=candidate.fitted.params,
         data_version=result.data_version,
         data_versions=[result.data_version],
@@ -169,6 +186,7 @@ def train_local(
         "parity": candidate.parity.to_dict(),
         "durations": stopwatch.durations,
         "library_versions": library_versions(),
+        "model_code": factory.describe() if factory else None,
         "cleaning": manifest["cleaning"],
     }
     signature = candidate.signature.to_dict()

@@ -28,6 +28,8 @@ class StackArtifact:
     """Image tag (the asset hash) -> the Docker build context in cdk.out."""
     image_dockerfiles: dict[str, str] = field(default_factory=dict)
     """Image tag -> its Dockerfile, relative to its build context (default `Dockerfile`)."""
+    image_build_args: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Image tag -> the build arguments its asset passes (`--build-arg`)."""
 
     def asset_path(self, object_key: str) -> Path | None:
         return self.file_assets.get(object_key)
@@ -76,11 +78,16 @@ def load_stack(cdk_out: Path, stack_name: str | None = None) -> StackArtifact:
     file_assets: dict[str, Path] = {}
     image_assets: dict[str, Path] = {}
     dockerfiles: dict[str, str] = {}
+    build_args: dict[str, dict[str, str]] = {}
     for dependency in artifact.get("dependencies", []):
         dep = artifacts.get(dependency, {})
         if dep.get("type") == ASSET_MANIFEST_ARTIFACT:
             _read_asset_manifest(
-                cdk_out / dep["properties"]["file"], file_assets, image_assets, dockerfiles
+                cdk_out / dep["properties"]["file"],
+                file_assets,
+                image_assets,
+                dockerfiles,
+                build_args,
             )
     return StackArtifact(
         name=name,
@@ -89,6 +96,7 @@ def load_stack(cdk_out: Path, stack_name: str | None = None) -> StackArtifact:
         file_assets=file_assets,
         image_assets=image_assets,
         image_dockerfiles=dockerfiles,
+        image_build_args=build_args,
     )
 
 
@@ -108,6 +116,7 @@ def _read_asset_manifest(
     file_assets: dict[str, Path],
     image_assets: dict[str, Path],
     dockerfiles: dict[str, str],
+    build_args: dict[str, dict[str, str]],
 ) -> None:
     manifest = _read_json(path)
     for asset in manifest.get("files", {}).values():
@@ -125,3 +134,7 @@ def _read_asset_manifest(
             for tag in tags:
                 image_assets[tag] = path.parent / directory
                 dockerfiles[tag] = dockerfile
+                build_args[tag] = {
+                    str(k): str(v)
+                    for k, v in (asset["source"].get("dockerBuildArgs") or {}).items()
+                }

@@ -146,7 +146,17 @@ def test_the_training_dockerfile_is_read_as_docker_builds_it() -> None:
     recipe = read_image_recipe(REPO_ROOT, "layers/training/Dockerfile")
     assert recipe.python_version == PYTHON_VERSION
     assert recipe.requirements == (REPO_ROOT / "layers/training/requirements.txt",)
-    assert recipe.task_root_copies == ((REPO_ROOT / "functions/", "functions"),)
+    assert recipe.task_root_copies == (
+        (REPO_ROOT / "functions/", "functions"),
+        (REPO_ROOT / "layers/training/model_code/", "model_code"),
+    )
+
+
+def test_the_model_code_build_argument_picks_the_folder_the_image_ships() -> None:
+    recipe = read_image_recipe(
+        REPO_ROOT, "layers/training/Dockerfile", {"MODEL_CODE": "examples/model_code"}
+    )
+    assert recipe.task_root_copies[-1] == (REPO_ROOT / "examples/model_code/", "model_code")
 
 
 def test_a_requirement_file_changed_since_synth_asks_for_a_new_synth(

@@ -46,6 +46,8 @@ RUN pip install --no-cache-dir --only-binary=:all: -r /tmp/requirements.txt \\
     && rm /tmp/requirements.txt
 
 COPY functions/ ${LAMBDA_TASK_ROOT}/functions/
+ARG MODEL_CODE=layers/training/model_code
+COPY ${MODEL_CODE}/ ${LAMBDA_TASK_ROOT}/model_code/
 CMD ["functions.ingest.handler.lambda_handler"]
 """
 
@@ -210,7 +212,7 @@ def test_the_repos_dockerfile_passes() -> None:
     assert result.passed, result.problems
     assert result.figure == (
         "FROM public.ecr.aws/lambda/python:3.13-arm64; copies functions, "
-        "layers/training/requirements.txt"
+        "layers/training/model_code, layers/training/requirements.txt"
     )
 
 
@@ -245,7 +247,7 @@ def test_the_multi_arch_tag_passes_with_an_arm64_platform(tmp_path: Path) -> Non
             "COPY functions/ ${LAMBDA_TASK_ROOT}/functions/",
             "COPY . ${LAMBDA_TASK_ROOT}/",
             r"line 8: `COPY \.` copies the whole build context; the image needs only "
-            r"layers/training/requirements.txt and functions",
+            r"layers/training/requirements.txt, functions, layers/training/model_code",
             id="copy-everything",
         ),
         pytest.param(
@@ -355,11 +357,16 @@ def test_mlops_predeploy_prints_each_figure_and_exits_0(
     assert re.fullmatch(r"pass training requirements resolve: \d+ packages resolve .*", lines[3])
     assert lines[4].startswith("pass training Dockerfile: FROM public.ecr.aws/lambda/python")
     assert re.fullmatch(
-        r"pass functions import their handlers: (\d+) of \1 functions import under Python "
-        r"3\.13\.\d+ with only their deployed code and packages",
+        r"pass shared libraries: shared objects checked: serving layer \d+ files, training "
+        r"image \d+ files; 0 missing",
         lines[5],
     )
-    assert lines[6] == (
+    assert re.fullmatch(
+        r"pass functions import their handlers: (\d+) of \1 functions import under Python "
+        r"3\.13\.\d+ with only their deployed code and packages",
+        lines[6],
+    )
+    assert lines[7] == (
         f"pass template changes: nothing to compare: no earlier synthesis of mlops-dev in "
         f"{tmp_path / 'cdk.out'}; name the deployed one with --aws, --against or "
         "--against-revision"

@@ -15,10 +15,24 @@ from functions.common.config.portfolio import FACTORY_PATTERN
 _ECR_IMAGE = r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+([:@][\w.:-]+)?$"
 
 ESTIMATORS: dict[Task, tuple[str, ...]] = {
-    Task.CLASSIFICATION: ("logistic_regression", "random_forest", "hist_gradient_boosting"),
-    Task.REGRESSION: ("linear_regression", "ridge", "random_forest", "hist_gradient_boosting"),
+    Task.CLASSIFICATION: (
+        "logistic_regression",
+        "random_forest",
+        "hist_gradient_boosting",
+        "lightgbm",
+        "xgboost",
+    ),
+    Task.REGRESSION: (
+        "linear_regression",
+        "ridge",
+        "random_forest",
+        "hist_gradient_boosting",
+        "lightgbm",
+        "xgboost",
+    ),
 }
-"""The estimator allow-list per task (`[model] estimator`)."""
+"""The estimator allow-list per task (`[model] estimator`). `lightgbm` and `xgboost` are
+LightGBM's and XGBoost's scikit-learn estimators, converted to ONNX by onnxmltools."""
 
 
 class ModelConfig(Section):

@@ -33,7 +33,7 @@ from functions.common.layout import (
 )
 from infra.cdk.config import REPO_ROOT, DeployConfig
 from infra.cdk.constructs.data_lake import DataLake
-from infra.cdk.constructs.stage_function import TRAINING_IMAGE_CONTEXT
+from infra.cdk.constructs.stage_function import model_code_folder, training_image_build
 from infra.cdk.nag import acknowledge
 
 SAGEMAKER_DOCKERFILE = "layers/training/sagemaker.Dockerfile"
@@ -69,6 +69,7 @@ class SageMakerTraining(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.settings: SageMakerTrainingConfig = deploy.config.train.sagemaker
+        self.code = deploy.config.train.code
         self.job_prefix = job_prefix(deploy)
         self.output_prefix = sagemaker_prefix(deploy.config.model_name)
         self._bucket_name = data_lake.bucket.bucket_name
@@ -104,8 +105,8 @@ class SageMakerTraining(Construct):
             directory=str(REPO_ROOT),
             file=SAGEMAKER_DOCKERFILE,
             platform=PLATFORMS[self.settings.architecture],
-            exclude=TRAINING_IMAGE_CONTEXT,
             ignore_mode=IgnoreMode.DOCKER,
+            **training_image_build(model_code_folder(self.code)),
         )
         asset.repository.grant_pull(self.role)
         self._acknowledge_token()

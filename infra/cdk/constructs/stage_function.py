@@ -4,6 +4,7 @@ tracing, environment and a least-privilege role live here, so constructs never r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aws_cdk import Duration, IgnoreMode, Size
@@ -13,7 +14,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from functions.common.config.loading import CONFIG_JSON_ENV
+from functions.common.config.loading import CONFIG_JSON_ENV, config_path
 from infra.cdk.cold_start import FUNCTION_ENVIRONMENT
 from infra.cdk.config import REPO_ROOT
 from infra.cdk.constructs.data_lake import data_key
@@ -34,6 +35,45 @@ TRAINING_IMAGE_CONTEXT = [
     "**/__pycache__",
     "**/*.pyc",
 ]
+
+
+MODEL_CODE_ARG = "MODEL_CODE"
+"""The training Dockerfiles' build argument: the `[train] code` folder, relative to the repo."""
+
+
+def model_code_folder(code: str | None, config_dir: Path | None = None) -> str | None:
+    """`[train] code` (relative to the config file's folder, `config_dir`: the config in use's
+    by default) as a path relative to the repo root, the images' build context; None without
+    one. Raises ValueError for a folder that is missing or outside the repository."""
+    if code is None:
+        return None
+    base = config_dir or config_path().resolve().parent
+    folder = (base / code).resolve()
+    if not folder.is_dir():
+        raise ValueError(f"train.code {code!r}: {folder} is not a folder")
+    if not folder.is_relative_to(REPO_ROOT):
+        raise ValueError(
+            f"train.code {code!r}: {folder} is outside the repository ({REPO_ROOT}), which is "
+            "the training images' build context"
+        )
+    return folder.relative_to(REPO_ROOT).as_posix()
+
+
+def training_image_build(code: str | None) -> dict[str, Any]:
+    """The training images' build context rules and build arguments for the model code
+    folder `code` (from `model_code_folder`): the folder is let into the context and copied
+    to `model_code/` beside `functions/`."""
+    if code is None:
+        return {"exclude": TRAINING_IMAGE_CONTEXT}
+    return {
+        "exclude": [
+            *TRAINING_IMAGE_CONTEXT[:-2],
+            f"!{code}",
+            f"!{code}/**",
+            *TRAINING_IMAGE_CONTEXT[-2:],
+        ],
+        "build_args": {MODEL_CODE_ARG: code},
+    }
 
 
 @dataclass(frozen=True)
@@ -123,8 +163,8 @@ class StageFunction(_LifecycleFunction):
                 file=TRAINING_DOCKERFILE,
                 cmd=[spec.handler],
                 platform=ecr_assets.Platform.LINUX_ARM64,
-                exclude=TRAINING_IMAGE_CONTEXT,
                 ignore_mode=IgnoreMode.DOCKER,
+                **training_image_build(model_code_folder(platform.deploy.config.train.code)),
             ),
             **self._common,
         )

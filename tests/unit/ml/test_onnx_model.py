@@ -22,6 +22,7 @@ from functions.ml.onnx_model import (
     check_parity,
 )
 from functions.ml.sample_data import churn_frame
+from tests.helpers.estimators import estimator_cases, estimator_param
 from tests.helpers.models import CHURN_SCHEMA, fit_and_export
 
 N = FeatureType.NUMERIC
@@ -29,11 +30,7 @@ N = FeatureType.NUMERIC
 SCHEMA = {name: kind for name, kind in CHURN_SCHEMA.items() if name != "monthly_charges"}
 TARGETS = {Task.CLASSIFICATION: "churned", Task.REGRESSION: "monthly_charges"}
 SMALL = {"random_forest": {"n_estimators": 5}, "hist_gradient_boosting": {"max_iter": 15}}
-CASES = [
-    (task, estimator)
-    for task in (Task.CLASSIFICATION, Task.REGRESSION)
-    for estimator in ESTIMATORS[task]
-]
+CASES = estimator_cases()
 TOLERANCE = ModelConfig().parity_tolerance
 
 
@@ -178,7 +175,9 @@ def test_a_label_flip_on_an_exact_tie_is_allowed_but_not_elsewhere() -> None:
         check_parity(flip_pipeline, flip_model, test, tolerance=TOLERANCE)
 
 
-@pytest.mark.parametrize("estimator", ESTIMATORS[Task.CLASSIFICATION])
+@pytest.mark.parametrize(
+    "estimator", [estimator_param(name) for name in ESTIMATORS[Task.CLASSIFICATION]]
+)
 def test_multiclass_models_export_with_every_class(estimator: str) -> None:
     train = churn_frame(300, seed=1)
     schema = {name: kind for name, kind in SCHEMA.items() if name != "contract"}

@@ -9,21 +9,18 @@ import pandas as pd
 import pytest
 
 from functions.common.config.dataset import Task
-from functions.common.config.training import ESTIMATORS, ModelConfig
+from functions.common.config.training import ModelConfig
 from functions.ml.features import model_frame, target_array
 from functions.ml.sample_data import churn_frame
 from functions.ml.training import FitResult, build_pipeline, fit_model, split_dataset
+from tests.helpers.estimators import estimator_cases
 from tests.helpers.models import CHURN_SCHEMA
 
 # Regression variant: predict monthly charges from the rest (missing ages, payment methods,
 # regions and total charges included).
 REGRESSION_SCHEMA = {name: kind for name, kind in CHURN_SCHEMA.items() if name != "monthly_charges"}
 SMALL = {"random_forest": {"n_estimators": 5}, "hist_gradient_boosting": {"max_iter": 10}}
-CASES = [
-    (task, estimator)
-    for task in (Task.CLASSIFICATION, Task.REGRESSION)
-    for estimator in ESTIMATORS[task]
-]
+CASES = estimator_cases()
 
 
 def _data(task: Task, rows: int = 300, seed: int = 0) -> tuple[pd.DataFrame, str, dict]:
@@ -60,9 +57,9 @@ def test_every_allow_listed_estimator_fits_and_predicts(task: Task, estimator: s
 
 
 def test_an_unknown_estimator_names_the_allowed_ones() -> None:
-    with pytest.raises(ValueError, match="'xgboost'.*logistic_regression, random_forest"):
+    with pytest.raises(ValueError, match="'catboost'.*logistic_regression, random_forest"):
         build_pipeline(
-            task=Task.CLASSIFICATION, estimator="xgboost", params={}, schema=CHURN_SCHEMA, seed=0
+            task=Task.CLASSIFICATION, estimator="catboost", params={}, schema=CHURN_SCHEMA, seed=0
         )
     with pytest.raises(ValueError, match="'ridge' for classification"):
         build_pipeline(
