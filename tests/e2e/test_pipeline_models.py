@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from infra.cli.predict_client import SigningCredentials
 from infra.local import LocalCloud
 from tests.e2e.test_faults import Pipeline, churn_csv
+from tests.e2e.test_iam import client_as
 from tests.helpers.portfolio import CHURN_MODELS, portfolio_config
 
 pytestmark = pytest.mark.slow
@@ -139,3 +141,39 @@ def test_a_retrain_request_naming_an_unknown_model_fails_naming_the_models(
     assert failure["model"] == "nope"
     assert "model 'nope' is not configured" in failure["cause"]
     assert "churn, churn-strict, churn-broken, prices" in failure["cause"]
+
+
+@pytest.mark.iam_denials
+def test_the_training_side_roles_may_read_the_configured_models_only(
+    pipeline: Pipeline, dropped: dict[str, Any]
+) -> None:
+    """Each policy names exactly the models its function serves: the register role reads a
+    configured model's alias, and is denied one of a model the config does not have."""
+    from botocore.exceptions import ClientError
+
+    from infra.local.authz import principals
+
+    cloud = pipeline.cloud
+    role = cloud.client("iam").get_role(RoleName=cloud.role_name("PipelineRegisterFunctionRole"))
+    session = principals.session_credentials(
+        role["Role"]["Arn"], "model-reader", "lambda.amazonaws.com"
+    )
+    dynamodb = client_as(
+        cloud,
+        "dynamodb",
+        SigningCredentials(session.access_key_id, session.secret_access_key, session.session_token),
+    )
+    table = cloud.outputs["RegistryTableName"]
+
+    def alias(model: str) -> dict[str, Any]:
+        key = {"pk": {"S": f"MODEL#{model}"}, "sk": {"S": "ALIAS#production"}}
+        return dict(dynamodb.get_item(TableName=table, Key=key))
+
+    production = pipeline.models.get_alias("churn")
+    assert production is not None
+    assert alias("churn")["Item"]["version"]["N"] == str(production.version)
+    assert "Item" not in alias("churn-strict")
+    with pytest.raises(ClientError) as denied:
+        alias("someone-elses")
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "dynamodb:GetItem" in denied.value.response["Error"]["Message"]
