@@ -26,6 +26,7 @@ from pathlib import Path
 import onnxruntime as ort
 import pandas as pd
 
+from functions.common.contracts import model_outcome
 from functions.ml import sample_data
 from functions.ml.onnx_input import onnx_inputs
 from infra.local import LocalCloud
@@ -48,7 +49,7 @@ def _promote(cloud: LocalCloud) -> None:
         bucket, "raw/churn/bench.csv", put.get("VersionId"), put["ETag"]
     )
     ended = cloud.wait_for_execution(name, timeout=300)
-    if json.loads(ended["output"]).get("status") != "promoted":
+    if model_outcome(json.loads(ended["output"]))["status"] != "promoted":
         raise SystemExit(f"the bench model was not promoted: {ended.get('output')}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Contract(BaseModel):
@@ -53,6 +53,11 @@ class DatasetRef(Contract):
         default=True,
         description="Always true; `IngestSkipped` carries false (a Choice state tests it)",
     )
+    models: list[str] = Field(
+        default_factory=list,
+        description="The models trained on this dataset (config order): the pipeline trains "
+        "each; set by the ingest stage from the config, not stored with the version",
+    )
 
 
 class IngestSkipped(Contract):
@@ -66,10 +71,12 @@ class IngestSkipped(Contract):
 
 
 class RetrainRequest(Contract):
-    """Pipeline input that retrains without a new drop (from a user, or drift monitoring):
-    `{"retrain": {"data_version": "...", "reason": "..."}}`. Without a data version, the
-    training set is what `[dataset] mode` gives for the latest version."""
+    """Pipeline input that retrains one model without a new drop (from a user, or drift
+    monitoring): `{"retrain": {"model": "...", "data_version": "...", "reason": "..."}}`.
+    Without `model`, the default model is retrained; without a data version, the training
+    set is what the model's dataset's `mode` gives for its latest version."""
 
+    model: str | None = None
     data_version: str | None = None
     reason: str = "manual retrain"
 
@@ -164,17 +171,57 @@ class ExecutionInfo(Contract):
 
 
 class PipelineState(BaseModel):
-    """The state the pipeline's stage tasks receive (the whole execution state). Ingest adds
-    `dataset`, train `training`, evaluate `evaluation`, register `model`; the trigger's own
-    fields (an EventBridge event, or `retrain`) stay alongside and are ignored here."""
+    """The state the pipeline's training-side tasks receive: one iteration of the Map over
+    the models to train. `model` names the model (None: the default model); `trigger` is what
+    started the execution, `{"dataset": <the ingested version>}` for a drop or
+    `{"retrain": <the request>}`, read here as `dataset` and `retrain`. Train adds
+    `training`, evaluate `evaluation`, register `registered`; other fields are ignored."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
+    model: str | None = None
     execution: ExecutionInfo | None = None
     dataset: DatasetRef | None = None
     retrain: RetrainRequest | None = None
     training: TrainingRun | None = None
     evaluation: EvaluationResult | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trigger_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("trigger"), dict):
+            trigger = data["trigger"]
+            return {
+                **{key: trigger[key] for key in ("dataset", "retrain") if key in trigger},
+                **{key: value for key, value in data.items() if key != "trigger"},
+            }
+        return data
+
+    def trained_model(self) -> str:
+        """The model of the state's training run; a ValueError when the state is for another
+        model (a stage invoked for `model` works on that model's run only)."""
+        if self.training is None:
+            raise ValueError("the pipeline state has no `training` run")
+        name = self.training.model_name
+        if self.model is not None and self.model != name:
+            raise ValueError(
+                f"the state is for model {self.model!r} but its training run "
+                f"{self.training.run_id} is of model {name!r}"
+            )
+        return name
+
+
+def model_outcome(output: dict[str, Any], model: str | None = None) -> dict[str, Any]:
+    """A model's outcome in a pipeline execution's output (`$.models.outcomes`: its `status`,
+    `training`, `evaluation`, `registered` or `error`); without `model`, the execution's only
+    one. A KeyError naming the models the execution trained when there is no such outcome."""
+    outcomes = output.get("models", {}).get("outcomes", [])
+    found = [o for o in outcomes if model is None or o.get("model") == model]
+    if len(found) != 1:
+        trained = [o.get("model") for o in outcomes]
+        wanted = f"model {model!r}" if model else "one model"
+        raise KeyError(f"no outcome of {wanted} in the execution (it trained {trained})")
+    return dict(found[0])
 
 
 class AliasState(Contract):
@@ -264,6 +311,7 @@ class TrainingJob(Contract):
     model_name: str
     train_manifest_uri: str = Field(description="ManifestFile of the `train` channel")
     spec_uri: str = Field(description="S3 prefix of the `spec` channel (job.json)")
+    output_uri: str = Field(description="Where the job writes: the model's sagemaker/ prefix")
     hyperparameters: dict[str, str]
     result: TrainingJobResult | None = None
 

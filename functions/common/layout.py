@@ -48,6 +48,8 @@ Model side:
   sk=`STATS#<rollout, 8 digits>#<alias>#<version, 8 digits>`.
 - rollout decision: pk=`MODEL#<model>`, sk=`ROLLOUT#<rollout, 8 digits>`.
 
+Idempotency: the ingest function's records, pk=`IDEMPOTENCY#ingest`.
+
 Monitor side:
 
 - drift monitor state: pk=`MONITOR#<model>`, sk=`STATE`.
@@ -316,6 +318,10 @@ HISTORY_PREFIX = "HISTORY#"
 STATS_PREFIX = "STATS#"
 ROLLOUT_PREFIX = "ROLLOUT#"
 STATE_SORT_KEY = "STATE"
+
+
+INGEST_IDEMPOTENCY_KEY = "IDEMPOTENCY#ingest"
+"""The partition of the ingest function's idempotency records."""
 
 
 def dataset_key(dataset: str) -> str:

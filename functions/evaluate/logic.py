@@ -16,7 +16,7 @@ from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
 from functions.common import formats
 from functions.common.config.dataset import Task
-from functions.common.config.loading import deployed_config
+from functions.common.config.loading import deployed_model_config
 from functions.common.contracts import EvaluationResult, ModelVersion, PipelineState, TrainingRun
 from functions.common.errors import ArtifactIntegrityError
 from functions.common.layout import EVALUATION_FILE, SIGNATURE_FILE
@@ -36,10 +36,10 @@ def evaluate(state: PipelineState) -> EvaluationResult:
     if state.training is None:
         raise MissingTrainingRunError("the pipeline state has no `training` to evaluate")
     settings = stage_settings()
-    config = deployed_config()
+    training = state.training
+    config = deployed_model_config(state.trained_model())
     registry = ModelRegistry(settings.registry_table)
     scorer = Scorer(ObjectStore(), settings.data_bucket)
-    training = state.training
     logger.append_keys(run_id=training.run_id)
 
     holdout = scorer.holdout(training)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +41,7 @@ from functions.common.contracts import DatasetRef, IngestSkipped, SourceObject
 from functions.common.errors import ObjectNotFoundError, StorageError
 from functions.common.layout import (
     DATA_FILE,
+    INGEST_IDEMPOTENCY_KEY,
     MANIFEST_FILE,
     RAW_PREFIX,
     data_version_prefix,
@@ -55,7 +57,7 @@ from functions.ml.ingestion import IngestionResult, build_manifest, ingest_file
 from functions.ml.readers.limits import ReadLimits
 from functions.ml.schema import DatasetContract, contract_from_config
 
-IDEMPOTENCY_PARTITION = "IDEMPOTENCY#ingest"
+IDEMPOTENCY_PARTITION = INGEST_IDEMPOTENCY_KEY
 IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600
 
 
@@ -82,16 +84,19 @@ def now() -> str:
 def ingest_object(source: SourceObject) -> DatasetRef | IngestSkipped:
     """Ingest one raw object version.
 
+    The drop's dataset is the configured one whose `raw/<dataset>/` folder it is under.
+
     Returns:
-        `DatasetRef` (`ingested: true`) for a good drop; `already_ingested` is true when this
+        `DatasetRef` (`ingested: true`) for a good drop, `models` the models trained on its
+        dataset (config order); `already_ingested` is true when this
         object version, or a file with the same cleaned content, was ingested before.
         `IngestSkipped` (`ingested: false`, `reason: "folder_marker"`) for a key ending in
         "/" (a folder marker made by consoles): there is nothing to ingest, nothing is written.
 
     Raises:
         DataValidationError: the file is bad; it was copied to quarantine with its reason.
-        UnknownDatasetError: the key is not under `raw/<dataset.name>/` (quarantined too
-            when it is under `raw/`).
+        UnknownDatasetError: the key is under no configured dataset's `raw/<dataset>/`
+            (quarantined too when it is under `raw/`).
         ObjectNotFoundError: the object version no longer exists.
         StorageError, RegistryError: an AWS call failed (safe to retry).
     """
@@ -124,7 +129,9 @@ def ingest_object(source: SourceObject) -> DatasetRef | IngestSkipped:
         config=idempotency_config,
         key_prefix="ingest",
     )
-    return DatasetRef.model_validate(ingest_once(source=source))
+    ref = DatasetRef.model_validate(ingest_once(source=source))
+    # From the config in use, not from the stored result: a replay trains today's models.
+    return ref.model_copy(update={"models": deployed_config().models_of(ref.dataset)})
 
 
 ERASURE_METADATA = "erasure-id"
@@ -140,14 +147,23 @@ def _rewritten_by_erasure(source: SourceObject) -> bool:
 
 
 def _ingest_once(*, source: SourceObject) -> dict[str, Any]:
-    return _ingestion().run(source).model_dump(mode="json")
+    return _ingestion(source).run(source).model_dump(mode="json")
 
 
-def _ingestion() -> Ingestion:
+def dataset_of(datasets: Mapping[str, DatasetConfig], key: str) -> DatasetConfig | None:
+    """The configured dataset whose drops folder (`raw/<dataset>/`) `key` is under."""
+    return next((d for d in datasets.values() if key.startswith(drops_prefix(d.name))), None)
+
+
+def _ingestion(source: SourceObject) -> Ingestion:
+    """The ingestion of `source` with its dataset's config, picked by the drop's
+    `raw/<dataset>/` folder; under no configured dataset's folder, the default model's
+    dataset (whose ingestion refuses the drop as `UnknownDatasetError`)."""
     settings = stage_settings()
     config = deployed_config()
     return Ingestion(
-        dataset=config.dataset,
+        dataset=dataset_of(config.datasets, source.key) or config.dataset,
+        known=tuple(config.datasets),
         limits=ReadLimits.of(config.ingest),
         settings=settings,
         store=ObjectStore(),
@@ -185,7 +201,7 @@ def quarantine_crashed(crashed: CrashedDrop) -> dict[str, Any]:
             "timeout_seconds": ingest.timeout_seconds,
         },
     )
-    ingestion = _ingestion()
+    ingestion = _ingestion(source)
     metrics.add_dimension(name="dataset", value=ingestion.dataset.name)
     target = ingestion.quarantine(error, source)
     return {"quarantined": target is not None, "quarantine_key": target, "code": error.code.value}
@@ -208,6 +224,8 @@ class Ingestion:
     settings: StageSettings
     store: ObjectStore
     registry: DatasetRegistry
+    known: tuple[str, ...] = ()
+    """Every configured dataset (their drops folders are named when a drop is under none)."""
     limits: ReadLimits | None = None
 
     @property
@@ -233,9 +251,14 @@ class Ingestion:
         parts = source.key.split("/")
         found = parts[1] if source.key.startswith(RAW_PREFIX) and len(parts) > 2 else None
         where = f"dataset {found!r}" if found else "no dataset folder"
+        prefixes = [drops_prefix(name) for name in self.known] or [expected]
+        details: dict[str, Any] = {"expected_prefix": expected, "dataset": found}
+        if len(prefixes) > 1:
+            details["expected_prefixes"] = prefixes
         raise UnknownDatasetError(
-            f"{source.key} is under {where}; this pipeline ingests only drops under {expected}.",
-            details={"expected_prefix": expected, "dataset": found},
+            f"{source.key} is under {where}; this pipeline ingests only drops under "
+            f"{' or '.join(prefixes)}.",
+            details=details,
         )
 
     def _download(self, source: SourceObject, workdir: Path) -> tuple[Path, SourceObject]:

@@ -112,7 +112,7 @@ class Registration:
 
     def run(self, request: RegisterRequest) -> ModelVersion:
         training, evaluation = request.training, request.evaluation
-        model = training.model_name
+        model = request.trained_model()
         logger.append_keys(model=model, run_id=training.run_id)
         metrics.add_dimension(name="model", value=model)
         metrics.add_metric(name="RegistrationsRequested", unit=MetricUnit.Count, value=1)

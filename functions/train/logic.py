@@ -27,7 +27,7 @@ from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
 from functions.common import formats
 from functions.common.config.dataset import DatasetMode, FeatureType, Task
-from functions.common.config.loading import MlopsConfig, deployed_config
+from functions.common.config.loading import MlopsConfig, deployed_model_config
 from functions.common.contracts import DatasetRef, PipelineState, TrainingRun, TrainingSkipped
 from functions.common.errors import DataVersionNotFoundError, DataVersionRetiredError
 from functions.common.layout import (
@@ -185,12 +185,13 @@ def training_key(
 
 
 def train(state: PipelineState) -> TrainingRun | TrainingSkipped:
-    """Train one candidate model for the pipeline state's dataset version.
+    """Train one candidate of the state's model (`model`, with its view of the config) for
+    the pipeline state's dataset version.
 
     A run started by a drop (not a retrain request) whose training set was trained on before,
     by a run that reached the gate's verdict, is skipped: a `TrainingSkipped` is returned and
     recorded as a run with status `skipped` (`skipped: unchanged`, `same_as` that run)."""
-    config = deployed_config()
+    config = deployed_model_config(state.model)
     settings = stage_settings()
     datasets = DatasetRegistry(settings.registry_table)
     trigger, versions = training_versions(

@@ -31,7 +31,7 @@ from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
 from functions.common import formats
-from functions.common.config.loading import MlopsConfig, deployed_config
+from functions.common.config.loading import MlopsConfig, deployed_model_config
 from functions.common.contracts import (
     DatasetRef,
     PipelineState,
@@ -97,8 +97,9 @@ def train_manifest(bucket: str, spec: JobSpec) -> list[Any]:
 
 
 def prepare(state: PipelineState) -> TrainingJob:
-    """Set up the training job for the pipeline state's dataset version."""
-    config = deployed_config()
+    """Set up the training job of the state's model for the pipeline state's dataset
+    version."""
+    config = deployed_model_config(state.model)
     settings = stage_settings()
     store, bucket = ObjectStore(), settings.data_bucket
     trigger, versions = training_versions(
@@ -136,6 +137,7 @@ def prepare(state: PipelineState) -> TrainingJob:
         model_name=config.model_name,
         train_manifest_uri=f"s3://{bucket}/{inputs}train.manifest",
         spec_uri=f"s3://{bucket}/{inputs}{SPEC_CHANNEL}/",
+        output_uri=f"s3://{bucket}/{sagemaker_prefix(config.model_name)}",
         hyperparameters={"run_id": run_id, "spec": SPEC_FILE},
     )
 

@@ -34,6 +34,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from functions.adapters.storage import ObjectStore, read_quarantine_reason
 from functions.common import layout
 from functions.common.config.loading import load_config
+from functions.common.contracts import model_outcome
 from functions.ml import sample_data
 from infra.cli.demo_report import show
 from infra.cli.predict_client import signed_request
@@ -192,6 +193,7 @@ class _Demo:
                 outcome["reason"] = reason
                 outcome["reason_key"] = layout.reason_key(drop.key)
             return outcome
+        output = _with_model_outcome(output)
         outcome["outcome"] = output.get("status", "unknown")
         outcome["output"] = output
         dataset = output.get("dataset", {})
@@ -203,7 +205,7 @@ class _Demo:
         promoted = [o for o in outcomes if o["outcome"] == "promoted"]
         card = None
         if promoted:
-            model = promoted[-1]["output"]["model"]
+            model = promoted[-1]["output"]["registered"]
             card = self.state_dir / f"model_card_v{model['version']}.html"
             card.write_bytes(
                 self.s3.get_object(Bucket=self.bucket, Key=model["model_card_key"])["Body"].read()
@@ -269,7 +271,7 @@ class _Demo:
             started = [e for e in self.cloud.executions() if e["executionArn"] not in known]
             if started:
                 described = self.cloud.wait_for_execution(started[0]["executionArn"], timeout=600)
-                output = json.loads(described.get("output") or "{}")
+                output = _with_model_outcome(json.loads(described.get("output") or "{}"))
                 result["retrain"] = {
                     "input": json.loads(described["input"]),
                     "status": described["status"],
@@ -332,3 +334,9 @@ def _http(base_url: str, method: str, path: str, document: Any = None) -> dict[s
             return {"status": response.status, "body": json.loads(response.read())}
     except urllib.error.HTTPError as exc:
         return {"status": exc.code, "body": json.loads(exc.read() or b"null")}
+
+
+def _with_model_outcome(output: dict[str, Any]) -> dict[str, Any]:
+    """A pipeline execution's output with its one model's outcome (status, training,
+    evaluation, registered version) beside the dataset; the demo trains one model."""
+    return {**output, **model_outcome(output)} if "models" in output else output

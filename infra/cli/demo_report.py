@@ -132,7 +132,7 @@ def _show_monitoring(console: Console, monitoring: dict[str, Any]) -> None:
             evaluation = run["output"].get("evaluation")
             if evaluation and not evaluation["passed"]:
                 lines.append("the gate decided: " + "; ".join(evaluation["failed"]))
-            model = run["output"].get("model")
+            model = run["output"].get("registered")
             if model:
                 lines.append(f"the gate promoted version {model['version']}")
         console.print(Panel.fit("\n".join(lines), title=f"drift check: {label}"))
@@ -168,7 +168,7 @@ def _details(outcome: dict[str, Any]) -> str:
             f"run {training['run_id']}: {training['estimator']} on "
             f"{len(training['data_versions'])} version(s), {training['rows_train']} rows"
         )
-    model = output.get("model")
+    model = output.get("registered")
     if model:
         lines.append(f"registered as version [bold]{model['version']}[/bold], alias production")
     evaluation = output.get("evaluation")

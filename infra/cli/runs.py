@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from functions.common.contracts import model_outcome
 from functions.ml.metrics import GREATER_IS_BETTER
 from infra.cli.common import (
     LocalOption,
@@ -87,14 +88,14 @@ def _print_outcome(described: Mapping[str, Any]) -> None:
     if described["status"] != "SUCCEEDED":
         cause = described.get("cause") or described.get("error") or described["status"]
         raise fail(f"the pipeline {described['status'].lower()}: {cause}", stdout=True)
-    output = json.loads(described.get("output") or "{}")
-    training, evaluation = output.get("training", {}), output.get("evaluation", {})
+    outcome = model_outcome(json.loads(described.get("output") or "{}"))
+    training, evaluation = outcome.get("training", {}), outcome.get("evaluation", {})
     console.print(
         f"run {escape(str(training.get('run_id')))} on data version "
-        f"{escape(str(training.get('data_version')))}: [bold]{output.get('status')}[/bold]"
+        f"{escape(str(training.get('data_version')))}: [bold]{outcome.get('status')}[/bold]"
     )
-    if output.get("model"):
-        console.print(f"production is now version {output['model']['version']}")
+    if outcome.get("registered"):
+        console.print(f"production is now version {outcome['registered']['version']}")
     for failed in evaluation.get("failed", []):
         console.print(f"  failed: {escape(failed)}")
 

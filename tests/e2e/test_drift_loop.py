@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from functions.common.contracts import model_outcome
 from functions.ml import sample_data
 from infra.cli.predict_client import signed_request
 from infra.local import LocalCloud
@@ -147,7 +148,7 @@ def test_shifted_traffic_starts_a_retraining_the_gate_decides(loop: Loop) -> Non
     request = json.loads(retrain[0]["input"])["retrain"]
     assert request["reason"].startswith(f"drift check {result['check_id']}")
     assert retrain[0]["status"] == "SUCCEEDED"
-    assert json.loads(retrain[0]["output"])["status"] in ("promoted", "rejected")
+    assert model_outcome(json.loads(retrain[0]["output"]))["status"] in ("promoted", "rejected")
 
 
 def test_drift_inside_the_cooldown_starts_no_second_retraining(loop: Loop) -> None:

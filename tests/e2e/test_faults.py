@@ -16,6 +16,7 @@ import pytest
 from functions.adapters import aws
 from functions.adapters.datasets import DatasetRegistry
 from functions.adapters.registry.model_registry import ModelRegistry
+from functions.common.contracts import model_outcome
 from functions.common.layout import quarantine_key, reason_key
 from functions.ml import sample_data
 from infra.local import LocalCloud, faults
@@ -149,10 +150,11 @@ def test_a_curated_write_failing_once_is_recovered_by_the_pipeline_retry(
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
     assert pipeline.attempts(execution, "Ingest") == ["StorageError", "succeeded"]
     output = json.loads(execution["output"])
+    outcome = model_outcome(output)
     after = pipeline.snapshot()
     assert _only_new(before["datasets"], after["datasets"]) == [output["dataset"]["data_version"]]
     assert output["dataset"]["manifest_key"] in after["curated"]
-    assert _only_new(before["versions"], after["versions"]) == [output["model"]["version"]]
+    assert _only_new(before["versions"], after["versions"]) == [outcome["registered"]["version"]]
     assert pipeline.failure_alerts(execution) == []
 
 
@@ -177,10 +179,11 @@ def test_a_persistent_storage_failure_fails_after_an_alert_leaves_nothing_and_a_
     rerun = pipeline.start("rerun-persistent-storage", json.loads(failed["input"]))
     assert rerun["status"] == "SUCCEEDED", rerun.get("cause")
     output = json.loads(rerun["output"])
+    outcome = model_outcome(output)
     assert output["dataset"]["source"]["key"] == key
     after = pipeline.snapshot()
     assert _only_new(before["datasets"], after["datasets"]) == [output["dataset"]["data_version"]]
-    assert after["alias"][0] == output["model"]["version"]
+    assert after["alias"][0] == outcome["registered"]["version"]
 
 
 @pytest.mark.parametrize("code", ["ServiceException", "TooManyRequestsException"])
@@ -213,7 +216,7 @@ def test_a_throttled_registry_write_fails_without_a_version_and_a_rerun_register
 
     rerun = pipeline.retrain("throttled-register-rerun", data_version)
     assert rerun["status"] == "SUCCEEDED", rerun.get("cause")
-    version = json.loads(rerun["output"])["model"]["version"]
+    version = model_outcome(json.loads(rerun["output"]))["registered"]["version"]
     after = pipeline.snapshot()
     assert _only_new(before["versions"], after["versions"]) == [version]
     assert after["alias"][0] == version

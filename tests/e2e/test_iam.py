@@ -346,10 +346,15 @@ def test_the_bucket_policy_denies_raw_deletes_to_every_other_role(cloud: LocalCl
 
 def _s3_as(cloud: LocalCloud, credentials: SigningCredentials) -> Any:
     """An S3 client of the local cloud signing as `credentials`."""
+    return client_as(cloud, "s3", credentials)
+
+
+def client_as(cloud: LocalCloud, service: str, credentials: SigningCredentials) -> Any:
+    """A client of `service` on the local cloud signing as `credentials`."""
     import boto3
 
     return boto3.session.Session().client(
-        "s3",
+        service,  # type: ignore[call-overload]
         region_name="us-east-1",
         endpoint_url=cloud.endpoint,
         aws_access_key_id=credentials.access_key,

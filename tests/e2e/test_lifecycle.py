@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from functions.adapters.registry.model_registry import ModelRegistry
+from functions.common.contracts import model_outcome
 from functions.ml import sample_data
 from infra.cli.main import app
 from infra.local import LocalCloud
@@ -77,6 +78,7 @@ class Lifecycle:
         self.steps[step] = {
             "status": described["status"],
             "output": output,
+            "outcome": model_outcome(output, "churn") if "models" in output else {},
             "alias": alias.version if alias else None,
         }
         return self.steps[step]
@@ -116,14 +118,15 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lifecycle]:
 def test_first_drop_is_trained_registered_and_promoted(lifecycle: Lifecycle) -> None:
     first = lifecycle.steps["first"]
     assert first["status"] == "SUCCEEDED"
-    output = first["output"]
+    output = first["outcome"]
     assert output["status"] == "promoted"
-    assert output["model"]["version"] == 1
-    assert output["model"]["promoted"] is True
+    assert output["registered"]["version"] == 1
+    assert output["registered"]["promoted"] is True
     assert output["evaluation"]["champion_version"] is None
     assert output["evaluation"]["metrics"]["roc_auc"] >= 0.75
     assert first["alias"] == 1
-    card = lifecycle.s3.get_object(Bucket=lifecycle.bucket, Key=output["model"]["model_card_key"])
+    card_key = output["registered"]["model_card_key"]
+    card = lifecycle.s3.get_object(Bucket=lifecycle.bucket, Key=card_key)
     html = card["Body"].read().decode()
     assert "<svg" in html and "roc_auc" in html
     listed = lifecycle.s3.list_objects_v2(Bucket=lifecycle.bucket, Prefix="models/churn/1/")
@@ -135,14 +138,14 @@ def test_second_good_drop_is_judged_against_the_champion_and_promoted(
     lifecycle: Lifecycle,
 ) -> None:
     second = lifecycle.steps["second"]
-    evaluation = second["output"]["evaluation"]
+    evaluation = second["outcome"]["evaluation"]
     assert evaluation["champion_version"] == 1
     assert evaluation["champion_metrics"]["roc_auc"] > 0.7
     assert (
-        second["output"]["training"]["data_versions"][0]
+        second["outcome"]["training"]["data_versions"][0]
         == (lifecycle.steps["first"]["output"]["dataset"]["data_version"])
     ), "append mode trains on every good version so far"
-    assert second["output"]["model"]["version"] == 2
+    assert second["outcome"]["registered"]["version"] == 2
     assert second["alias"] == 2
 
 
@@ -160,10 +163,10 @@ def test_rollback_moves_the_alias_back_and_is_recorded(lifecycle: Lifecycle) -> 
 def test_worse_model_is_rejected_and_production_is_unchanged(lifecycle: Lifecycle) -> None:
     worse = lifecycle.steps["worse"]
     assert worse["status"] == "SUCCEEDED"
-    assert worse["output"]["status"] == "rejected"
-    assert worse["output"]["evaluation"]["passed"] is False
-    assert any("roc_auc" in failed for failed in worse["output"]["evaluation"]["failed"])
-    assert "model" not in worse["output"]
+    assert worse["outcome"]["status"] == "rejected"
+    assert worse["outcome"]["evaluation"]["passed"] is False
+    assert any("roc_auc" in failed for failed in worse["outcome"]["evaluation"]["failed"])
+    assert "registered" not in worse["outcome"]
     assert worse["alias"] == 1
     rejections = [
         json.loads(n["Message"])
@@ -171,20 +174,21 @@ def test_worse_model_is_rejected_and_production_is_unchanged(lifecycle: Lifecycl
         if "rejected" in (n["Subject"] or "")
     ]
     assert len(rejections) == 1
-    assert rejections[0]["failed_criteria"] == worse["output"]["evaluation"]["failed"]
+    assert rejections[0]["failed_criteria"] == worse["outcome"]["evaluation"]["failed"]
+    assert rejections[0]["model"] == "churn"
 
 
 def test_retrain_by_data_version_runs_without_a_new_drop(lifecycle: Lifecycle) -> None:
     retrain = lifecycle.steps["retrain"]
     assert retrain["status"] == "SUCCEEDED"
-    output = retrain["output"]
-    assert "dataset" not in output, "no ingest ran"
+    assert "dataset" not in retrain["output"], "no ingest ran"
+    output = retrain["outcome"]
     training = output["training"]
-    second = lifecycle.steps["second"]["output"]["training"]
+    second = lifecycle.steps["second"]["outcome"]["training"]
     assert training["data_version"] == second["data_version"]
     assert training["data_versions"] == second["data_versions"], "the noisy drop came later"
     assert output["status"] == "promoted"
-    assert output["model"]["version"] == 3
+    assert output["registered"]["version"] == 3
     assert retrain["alias"] == 3
     printed = lifecycle.steps["retrain_cli"]["output"]
     assert "promoted" in printed and "production is now version 3" in printed

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from functions.common.contracts import model_outcome
 from functions.ml import sample_data
 from infra.local import LocalCloud
 
@@ -94,7 +95,7 @@ def keyed(synth_with_config: Callable[[str], Path]) -> Iterator[Keyed]:
             sample_data.encode(sample_data.churn_frame(2_000, seed=31)),
             timeout=180,
         )
-        assert json.loads(first["output"])["status"] == "promoted"
+        assert model_outcome(json.loads(first["output"]))["status"] == "promoted"
         yield Keyed(cloud)
 
 

@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from functions.adapters.registry.aliases import PRODUCTION
+from functions.common.contracts import model_outcome
 from functions.common.errors import StalePromotionError
 from infra.cli.main import app as cli_app
 from infra.cli.predict_client import signed_request
@@ -170,7 +171,7 @@ def test_a_register_step_retried_after_its_response_was_lost_registers_one_versi
 
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
     assert pipeline.attempts(execution, "Register") == ["Lambda.ServiceException", "succeeded"]
-    model = json.loads(execution["output"])["model"]
+    model = model_outcome(json.loads(execution["output"]))["registered"]
     after = pipeline.snapshot()
     assert [v for v in after["versions"] if v not in before["versions"]] == [model["version"]]
     assert after["history"] == before["history"] + 1
@@ -208,10 +209,10 @@ def test_two_drops_at_once_leave_versions_and_history_that_add_up(
     promoted = []
     for execution in executions:
         if execution["status"] == "SUCCEEDED":
-            output = json.loads(execution["output"])
+            output = model_outcome(json.loads(execution["output"]))
             assert output["status"] in {"promoted", "rejected"}
             if output["status"] == "promoted":
-                promoted.append(output["model"]["version"])
+                promoted.append(output["registered"]["version"])
         else:
             # Lost the race to the other drop: registered, not promoted, and reported.
             assert execution["error"] == "StalePromotionError", execution
@@ -308,11 +309,12 @@ def test_redundant_deliveries_of_one_file_train_once(
     same_set = {
         r["run_id"]
         for r in trained_before
-        if r.get("data_versions") == json.loads(first["output"])["training"]["data_versions"]
+        if r.get("data_versions")
+        == model_outcome(json.loads(first["output"]))["training"]["data_versions"]
     }
     for execution in (reput, replay):
         assert execution["status"] == "SUCCEEDED", execution.get("cause")
-        output = json.loads(execution["output"])
+        output = model_outcome(json.loads(execution["output"]))
         assert output["status"] == "skipped", output
         assert output["training"]["skipped"] == "unchanged"
         assert output["training"]["same_as"] in same_set

@@ -17,6 +17,7 @@ import pytest
 
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.config.loading import load_config
+from functions.common.contracts import model_outcome
 from functions.ml import sample_data
 from functions.ml.onnx_model import OnnxModel, Signature
 from infra.local import LocalCloud
@@ -67,7 +68,7 @@ def test_a_drop_is_trained_by_the_substituted_job_and_promoted(
 ) -> None:
     execution = promoted["execution"]
     assert execution["status"] == "SUCCEEDED", execution
-    output = json.loads(execution["output"])
+    output = model_outcome(json.loads(execution["output"]))
     assert output["status"] == "promoted"
     job = output["training_job"]
     assert job["job_name"] == f"mlops-dev-{job['run_id']}"
@@ -85,7 +86,7 @@ def test_a_drop_is_trained_by_the_substituted_job_and_promoted(
 def test_the_run_lands_where_the_lambda_backend_puts_it(
     cloud: LocalCloud, promoted: dict[str, Any]
 ) -> None:
-    output = json.loads(promoted["execution"]["output"])
+    output = model_outcome(json.loads(promoted["execution"]["output"]))
     job, training = output["training_job"], output["training"]
     bucket, s3 = cloud.outputs["DataBucketName"], cloud.client("s3")
     assert job["result"]["model_artifacts"] == (
@@ -114,7 +115,7 @@ def test_the_run_lands_where_the_lambda_backend_puts_it(
 def test_the_promoted_model_predicts_as_the_lambda_backend_code_trains_it(
     cloud: LocalCloud, promoted: dict[str, Any], tmp_path: Path
 ) -> None:
-    training = json.loads(promoted["execution"]["output"])["training"]
+    training = model_outcome(json.loads(promoted["execution"]["output"]))["training"]
     bucket, s3 = cloud.outputs["DataBucketName"], cloud.client("s3")
     signature = json.loads(
         s3.get_object(Bucket=bucket, Key=training["signature_key"])["Body"].read()
@@ -139,7 +140,7 @@ def test_the_promoted_model_predicts_as_the_lambda_backend_code_trains_it(
     assert list(ours.labels) == list(theirs.labels)
     assert np.allclose(ours.probabilities, theirs.probabilities, atol=1e-6)
     assert training["rows_train"] == local.run.rows_train
-    evaluation = json.loads(promoted["execution"]["output"])["evaluation"]
+    evaluation = model_outcome(json.loads(promoted["execution"]["output"]))["evaluation"]
     assert evaluation["metrics"]["roc_auc"] == pytest.approx(
         local.evaluation.metrics["roc_auc"], abs=1e-9
     )

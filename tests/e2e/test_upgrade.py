@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from functions.common.contracts import model_outcome
 from functions.ml import sample_data
 from infra.cli.deployed_template import DeployedTemplateError, synthesize_revision
 from infra.cli.predict_client import signed_request
@@ -150,7 +151,7 @@ def test_a_stack_of_the_previous_release_upgrades_in_place_and_keeps_serving(
             timeout=240,
         )
         assert second["status"] == "SUCCEEDED", second.get("cause")
-        assert json.loads(second["output"])["status"] in ("promoted", "rejected")
+        assert model_outcome(json.loads(second["output"]))["status"] in ("promoted", "rejected")
         newest, *older = json.loads(served.cli("runs", "list", "--json"))
         assert older == runs
         assert len(newest["data_versions"]) == 2

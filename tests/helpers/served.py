@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from typer.testing import CliRunner, Result
 
+from functions.common.contracts import model_outcome
 from functions.ml import sample_data
 from infra.cli.main import app
 from infra.local import LocalCloud
@@ -69,5 +70,5 @@ def serving_first_model(cdk_out: Path, kind: type[S], drop: bytes | None = None)
         drop = sample_data.encode(sample_data.churn_frame(2_000, seed=31))
     with LocalCloud.start(cdk_out, mode="server", port=0, api_port=0, state_dir=state_dir) as cloud:
         first = cloud.drop("raw/churn/first.csv", drop, timeout=180)
-        assert json.loads(first["output"])["status"] == "promoted"
+        assert model_outcome(json.loads(first["output"]))["status"] == "promoted"
         yield kind(cloud, state_dir)

@@ -74,3 +74,19 @@ def sagemaker_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.setenv("MLOPS_CONFIG", str(config))
         build_app(outdir=str(tmp / "cdk.out"), context={"commit": "abc123def456"}).synth()
     return tmp / "cdk.out"
+
+
+@pytest.fixture(scope="session")
+def portfolio_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The app synthesized with the portfolio config (`tests.helpers.portfolio`: two
+    datasets, four models; cdk-nag included)."""
+    from tests.helpers.portfolio import portfolio_config
+
+    tmp = tmp_path_factory.mktemp("portfolio")
+    config = tmp / "mlops.toml"
+    config.write_text(portfolio_config())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_CONFIG", str(config))
+        build_app(outdir=str(tmp / "cdk.out"), context={"commit": "abc123def456"}).synth()
+    template: dict[str, Any] = json.loads((tmp / "cdk.out" / f"{STACK}.template.json").read_text())
+    return template

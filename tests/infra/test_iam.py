@@ -46,7 +46,7 @@ def test_ingest_reads_raw_writes_curated_and_quarantine_and_deletes_nothing(
     reads = [s for s in s3_statements if "s3:GetObject" in _as_list(s["Action"])]
     writes = [s for s in s3_statements if "s3:PutObject" in _as_list(s["Action"])]
     assert set().union(*map(_object_prefixes, reads)) == {"raw/*"}
-    assert set().union(*map(_object_prefixes, writes)) == {"curated/*", "quarantine/*"}
+    assert set().union(*map(_object_prefixes, writes)) == {"curated/churn/*", "quarantine/*"}
     for statement in s3_statements:
         actions = _as_list(statement["Action"])
         assert not any("Delete" in a for a in actions), "ingest must never delete objects"
@@ -85,16 +85,89 @@ def _s3_prefixes(resources: Resources, role: str, action: str) -> set[str]:
 
 
 def test_training_stages_touch_only_the_prefixes_they_need(resources: Resources) -> None:
-    assert _s3_prefixes(resources, "PipelineTrainFunctionRole", "s3:GetObject") == {"curated/*"}
-    assert _s3_prefixes(resources, "PipelineTrainFunctionRole", "s3:PutObject") == {"models/*"}
-    assert _s3_prefixes(resources, "PipelineEvaluateFunctionRole", "s3:PutObject") == {"models/*"}
+    train = "PipelineTrainFunctionRole"
+    assert _s3_prefixes(resources, train, "s3:GetObject") == {"curated/churn/*"}
+    assert _s3_prefixes(resources, train, "s3:PutObject") == {"models/churn/runs/*"}
+    evaluate = "PipelineEvaluateFunctionRole"
+    assert _s3_prefixes(resources, evaluate, "s3:PutObject") == {"models/churn/runs/*"}
     assert _s3_prefixes(resources, "PipelineRegisterFunctionRole", "s3:PutObject") == {
-        "models/*",
-        "reports/*",
+        "models/churn/*",
+        "reports/churn/*",
     }
     for role in ("Train", "Evaluate", "Register"):
         prefixes = _s3_prefixes(resources, f"Pipeline{role}FunctionRole", "s3:GetObject")
         assert "raw/*" not in prefixes, f"{role} must not read raw data"
+
+
+def _of_type(template: dict[str, Any]) -> Resources:
+    def of_type(kind: str) -> dict[str, dict[str, Any]]:
+        return {k: r for k, r in template["Resources"].items() if r["Type"] == kind}
+
+    return of_type
+
+
+def _registry_grants(resources: Resources, role: str) -> dict[str, set[str]]:
+    """{registry action: the partitions (`dynamodb:LeadingKeys`) it is granted on}; `*` for
+    a grant on every partition."""
+    grants: dict[str, set[str]] = {}
+    for statement in _statements(resources, role):
+        actions = [a for a in _as_list(statement["Action"]) if a.startswith("dynamodb:")]
+        condition = statement.get("Condition", {}).get("ForAllValues:StringEquals", {})
+        partitions = set(condition.get("dynamodb:LeadingKeys", ["*"]))
+        for action in actions:
+            grants.setdefault(action, set()).update(partitions)
+    return grants
+
+
+PORTFOLIO_MODELS = ("churn", "churn-strict", "churn-broken", "prices")
+
+
+def test_each_pipeline_stage_names_exactly_the_configured_models_and_datasets(
+    portfolio_template: dict[str, Any],
+) -> None:
+    resources = _of_type(portfolio_template)
+    models = {f"MODEL#{m}" for m in PORTFOLIO_MODELS}
+    runs = {f"RUNS#{m}" for m in PORTFOLIO_MODELS}
+    datasets = {"DATASET#churn", "DATASET#prices"}
+    assert _registry_grants(resources, "PipelineIngestFunctionRole") == dict.fromkeys(
+        ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+        {*datasets, "IDEMPOTENCY#ingest"},
+    )
+    assert _registry_grants(resources, "PipelineTrainFunctionRole") == {
+        "dynamodb:Query": datasets | runs,
+        "dynamodb:PutItem": runs,
+    }
+    assert _registry_grants(resources, "PipelineEvaluateFunctionRole") == {
+        "dynamodb:GetItem": models,
+        "dynamodb:UpdateItem": runs,
+    }
+    assert _registry_grants(resources, "PipelineRegisterFunctionRole") == dict.fromkeys(
+        (
+            "dynamodb:GetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:ConditionCheckItem",
+        ),
+        models | runs,
+    )
+    train = "PipelineTrainFunctionRole"
+    assert _s3_prefixes(resources, train, "s3:GetObject") == {"curated/churn/*", "curated/prices/*"}
+    assert _s3_prefixes(resources, train, "s3:PutObject") == {
+        f"models/{m}/runs/*" for m in PORTFOLIO_MODELS
+    }
+    assert _s3_prefixes(resources, "PipelineEvaluateFunctionRole", "s3:GetObject") == {
+        f"models/{m}/*" for m in PORTFOLIO_MODELS
+    }
+    assert _s3_prefixes(resources, "PipelineRegisterFunctionRole", "s3:PutObject") == {
+        *(f"models/{m}/*" for m in PORTFOLIO_MODELS),
+        *(f"reports/{m}/*" for m in PORTFOLIO_MODELS),
+    }
+    assert _s3_prefixes(resources, "PipelineIngestFunctionRole", "s3:PutObject") == {
+        "curated/churn/*",
+        "curated/prices/*",
+        "quarantine/*",
+    }
 
 
 def test_only_register_publishes_events_and_only_to_the_default_bus(

@@ -5,12 +5,13 @@ grant narrowed below a write, fails here."""
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from functions.common.config.loading import load_config
+from functions.common.config.loading import load_config, parse_config
 from functions.common.layout import SAGEMAKER_WRITERS, bucket_writes
 from infra.cdk.config import REPO_ROOT
 
@@ -35,9 +36,12 @@ WRITER_ROLES = {
 }
 
 
-def _writes() -> dict[str, tuple[str, ...]]:
-    config = load_config(REPO_ROOT / "mlops.toml")
-    return bucket_writes(config.model_name, config.dataset.name)
+def _writes(model: str | None = None, dataset: str | None = None) -> dict[str, tuple[str, ...]]:
+    """`bucket_writes` of `model` on `dataset` (default: the repository config's model)."""
+    if model is None or dataset is None:
+        config = load_config(REPO_ROOT / "mlops.toml")
+        model, dataset = config.model_name, config.dataset.name
+    return bucket_writes(model, dataset)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -66,8 +70,13 @@ def _writable_prefixes(template: dict[str, Any], role_prefix: str) -> set[str]:
     return prefixes
 
 
-def _check(template: dict[str, Any], writers: set[str]) -> None:
-    writes = _writes()
+def _check(
+    template: dict[str, Any],
+    writers: set[str],
+    model: str | None = None,
+    dataset: str | None = None,
+) -> None:
+    writes = _writes(model, dataset)
     for writer in sorted(writers):
         granted = _writable_prefixes(template, WRITER_ROLES[writer])
         for prefix in writes[writer]:
@@ -95,6 +104,19 @@ def test_every_write_is_granted_with_the_sagemaker_backend(
     sagemaker_template: dict[str, Any],
 ) -> None:
     _check(sagemaker_template, set(_writes()) - {"train"})
+
+
+PIPELINE_WRITERS = {"ingest", "train", "evaluate", "register"}
+
+
+def test_every_models_pipeline_writes_are_granted_in_a_portfolio(
+    portfolio_template: dict[str, Any],
+) -> None:
+    from tests.helpers.portfolio import portfolio_config
+
+    config = parse_config(tomllib.loads(portfolio_config()))
+    for model, entry in config.models.items():
+        _check(portfolio_template, PIPELINE_WRITERS, model, entry.dataset)
 
 
 def test_a_missing_grant_is_found() -> None:

@@ -29,6 +29,22 @@ def _definition(resources: Resources, refs: bool = False) -> dict[str, Any]:
     return json.loads(text)
 
 
+def _iteration(definition: dict[str, Any]) -> dict[str, Any]:
+    """The states of one model's iteration (the Map's item processor)."""
+    processor = definition["States"]["Train each model"]["ItemProcessor"]
+    assert processor["ProcessorConfig"] == {"Mode": "INLINE"}
+    assert processor["StartAt"] == "Train"
+    states: dict[str, Any] = processor["States"]
+    return states
+
+
+def _every_state(definition: dict[str, Any]) -> dict[str, Any]:
+    """The top-level states and an iteration's (state names are unique across both)."""
+    top, inner = definition["States"], _iteration(definition)
+    assert not set(top) & set(inner)
+    return {**top, **inner}
+
+
 def test_rule_starts_the_pipeline_for_objects_created_under_raw(
     template: Template, resources: Resources
 ) -> None:
@@ -116,7 +132,7 @@ def test_a_drop_that_kills_ingest_is_quarantined_unread_then_fails_the_execution
 
 
 def test_every_task_retries_and_is_caught(resources: Resources) -> None:
-    states = _definition(resources)["States"]
+    states = _every_state(_definition(resources))
     for name, state in states.items():
         if state["Type"] == "Task":
             assert state.get("Retry"), f"task {name} has no retry"
@@ -220,27 +236,63 @@ def test_an_event_with_nothing_to_ingest_ends_the_pipeline_quietly(resources: Re
         "Next": "Nothing to ingest",
     }
     assert states["Nothing to ingest"]["Type"] == "Succeed"
-    assert choice["Default"] == "Train"
+    assert choice["Default"] == "Models of the dataset"
 
 
-def test_lifecycle_order_ingest_train_evaluate_gate_register(resources: Resources) -> None:
+def test_a_drop_trains_every_model_of_its_dataset_and_a_retrain_its_model(
+    resources: Resources,
+) -> None:
     definition = _definition(resources)
     states = definition["States"]
     first = states[definition["StartAt"]]
     assert first["Parameters"] == {"id.$": "$$.Execution.Id"}
     assert first["ResultPath"] == "$.execution"
     start = states[first["Next"]]
-    assert start["Type"] == "Choice"
     (retrain,) = start["Choices"]
-    assert retrain == {"Variable": "$.retrain", "IsPresent": True, "Next": "Train"}
+    assert retrain == {"Variable": "$.retrain", "IsPresent": True, "Next": "Model named?"}
     assert start["Default"] == "Ingest"
+    named = states["Model named?"]
+    assert named["Choices"] == [
+        {"Variable": "$.retrain.model", "IsPresent": True, "Next": "The requested model"}
+    ]
+    assert named["Default"] == "The default model"
+    # What each iteration gets: the models to train and what started the execution.
+    assert states["Models of the dataset"]["Parameters"] == {
+        "models.$": "$.dataset.models",
+        "trigger": {"dataset.$": "$.dataset"},
+    }
+    assert states["The requested model"]["Parameters"] == {
+        "models.$": "States.Array($.retrain.model)",
+        "trigger": {"retrain.$": "$.retrain"},
+    }
+    assert states["The default model"]["Parameters"] == {
+        "models": ["churn"],
+        "trigger": {"retrain.$": "$.retrain"},
+    }
+    for name in ("Models of the dataset", "The requested model", "The default model"):
+        assert states[name]["ResultPath"] == "$.targets"
+        assert states[name]["Next"] == "Train each model"
+    models = states["Train each model"]
+    assert models["ItemsPath"] == "$.targets.models"
+    assert models["ItemSelector"] == {
+        "model.$": "$$.Map.Item.Value",
+        "execution.$": "$.execution",
+        "trigger.$": "$.targets.trigger",
+    }
+    assert models["MaxConcurrency"] == 5  # [train] reserved_concurrency
+    assert models["ResultSelector"] == {"outcomes.$": "$", "statuses.$": "$[*].status"}
+    assert models["ResultPath"] == "$.models"
+    assert "Catch" not in models, "an iteration catches its own failures"
+
+
+def test_each_model_is_trained_evaluated_and_gated_in_its_own_iteration(
+    resources: Resources,
+) -> None:
+    states = _iteration(_definition(resources))
     changed = states[states["Train"]["Next"]]
-    assert changed["Type"] == "Choice"
     (unchanged,) = changed["Choices"]
     assert unchanged == {"Variable": "$.training.skipped", "IsPresent": True, "Next": "Skipped"}
     assert changed["Default"] == "Evaluate"
-    assert states["Skipped"]["Result"] == "skipped"
-    assert states[states["Skipped"]["Next"]]["Type"] == "Succeed"
     assert states["Evaluate"]["Next"] == "Gate passed?"
     gate = states["Gate passed?"]
     (passed,) = gate["Choices"]
@@ -248,31 +300,101 @@ def test_lifecycle_order_ingest_train_evaluate_gate_register(resources: Resource
     assert gate["Default"] == "Notify rejection"
     assert states["Register"]["Next"] == "Promoted"
     for name, path in [
-        ("Ingest", "$.dataset"),
         ("Train", "$.training"),
         ("Evaluate", "$.evaluation"),
-        ("Register", "$.model"),
+        ("Register", "$.registered"),
     ]:
         assert states[name]["ResultPath"] == path
         assert states[name]["TimeoutSeconds"] > 0, f"{name} has no task timeout"
+        (catch,) = states[name]["Catch"]
+        assert catch == {
+            "ErrorEquals": ["States.ALL"],
+            "ResultPath": "$.error",
+            "Next": "Error from a function? (model)",
+        }
+    # Every way out of an iteration records its status, and none is a Fail state.
+    ends = {name: state for name, state in states.items() if state.get("End")}
+    assert {name: (s["Result"], s["ResultPath"]) for name, s in ends.items()} == {
+        "Promoted": ("promoted", "$.status"),
+        "Rejected": ("rejected", "$.status"),
+        "Skipped": ("skipped", "$.status"),
+        "Model failed": ("failed", "$.status"),
+    }
+    assert not [name for name, state in states.items() if state["Type"] in ("Fail", "Succeed")]
 
 
-def test_a_rejected_candidate_ends_successfully_as_rejected_after_an_alert(
+def test_a_failed_model_is_notified_with_its_name_and_fails_the_execution_at_the_end(
     resources: Resources,
 ) -> None:
-    states = _definition(resources)["States"]
+    definition = _definition(resources)
+    inner = _iteration(definition)
+    notify = inner["Notify model failure"]
+    assert notify["Resource"].endswith(":states:::sns:publish")
+    message = notify["Parameters"]["Message"]
+    assert message["model.$"] == "$.model"
+    assert (message["error.$"], message["cause.$"]) == ("$.error.Error", "$.error.Cause")
+    assert notify["Next"] == "Model failed"
+    assert notify["Catch"][0]["Next"] == "Model failed", "an unsent alert ends it all the same"
+    states = definition["States"]
+    assert states["Train each model"]["Next"] == "Any model failed?"
+    summary = states["Any model failed?"]
+    assert summary["Parameters"]["failed.$"] == (
+        "States.ArrayContains($.models.statuses, 'failed')"
+    )
+    assert "$.targets.models" in summary["Parameters"]["cause.$"]
+    every = states[summary["Next"]]
+    assert every["Choices"] == [
+        {"Variable": "$.summary.failed", "BooleanEquals": True, "Next": "Several models?"}
+    ]
+    several = states["Several models?"]
+    assert several["Choices"] == [
+        {"Variable": "$.models.outcomes[1]", "IsPresent": True, "Next": "Models failed"}
+    ]
+    # One model trained: the execution fails with that model's own error.
+    assert states[several["Default"]] == {
+        "Type": "Fail",
+        "ErrorPath": "$.models.outcomes[0].error.Error",
+        "CausePath": "$.models.outcomes[0].error.Cause",
+    }
+    assert states["Models failed"] == {
+        "Type": "Fail",
+        "Error": "ModelsFailed",
+        "CausePath": "$.summary.cause",
+    }
+    assert states[every["Default"]]["Type"] == "Succeed"
+
+
+def test_a_rejected_candidate_ends_its_iteration_as_rejected_after_an_alert(
+    resources: Resources,
+) -> None:
+    states = _iteration(_definition(resources))
     notify = states["Notify rejection"]
     assert notify["Resource"].endswith(":states:::sns:publish")
     assert notify["Parameters"]["Message"]["failed_criteria.$"] == "$.evaluation.failed"
+    assert notify["Parameters"]["Message"]["model.$"] == "$.training.model_name"
     assert notify["Next"] == "Rejected"
     assert states["Rejected"] == {
         "Type": "Pass",
         "Result": "rejected",
         "ResultPath": "$.status",
-        "Next": "Not promoted",
+        "End": True,
     }
-    assert states["Not promoted"]["Type"] == "Succeed"
     assert states["Promoted"]["Result"] == "promoted"
+
+
+def test_a_portfolio_pipeline_trains_as_many_rounds_as_its_largest_dataset_needs(
+    portfolio_template: dict[str, Any],
+) -> None:
+    (machine,) = [
+        r
+        for k, r in portfolio_template["Resources"].items()
+        if r["Type"] == "AWS::StepFunctions::StateMachine" and k.startswith("Pipeline")
+    ]
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    definition = json.loads("".join(p if isinstance(p, str) else "ARN" for p in parts))
+    # churn has three models, at most five at once: one round of two hours.
+    assert definition["TimeoutSeconds"] == 2 * 3600
+    assert definition["States"]["The default model"]["Parameters"]["models"] == ["churn"]
 
 
 def test_pipeline_functions_reserve_concurrency_from_the_config(resources: Resources) -> None:

@@ -44,7 +44,13 @@ def _definition(template: dict[str, Any]) -> dict[str, Any]:
             rendered.append(part["Fn::Sub"])
         else:
             rendered.append("<" + ".".join(part["Fn::GetAtt"]) + ">")
-    return json.loads("".join(rendered))
+    definition: dict[str, Any] = json.loads("".join(rendered))
+    # A model's iteration (the Map's item processor) with the top-level states: their names
+    # are unique across both.
+    processor = definition["States"]["Train each model"]["ItemProcessor"]
+    definition["IterationStartAt"] = processor["StartAt"]
+    definition["States"] = {**definition["States"], **processor["States"]}
+    return definition
 
 
 def _statements(template: dict[str, Any], role_prefix: str) -> list[dict[str, Any]]:
@@ -72,7 +78,9 @@ def sagemaker(sagemaker_assembly: Path) -> dict[str, Any]:
 
 
 def test_default_backend_trains_in_the_train_lambda(template_json: dict[str, Any]) -> None:
-    states = _definition(template_json)["States"]
+    definition = _definition(template_json)
+    states = definition["States"]
+    assert definition["IterationStartAt"] == "Train"
     assert states["Train"]["Resource"].startswith("<PipelineTrainFunction")
     assert states["Train"]["Next"] == "Training set changed?"
     assert states["Training set changed?"]["Default"] == "Evaluate"
@@ -84,9 +92,9 @@ def test_default_backend_trains_in_the_train_lambda(template_json: dict[str, Any
 def test_sagemaker_backend_runs_prepare_job_collect_then_the_same_pipeline(
     sagemaker: dict[str, Any],
 ) -> None:
-    states = _definition(sagemaker)["States"]
-    assert states["Retrain request?"]["Choices"][0]["Next"] == "Prepare training job"
-    assert states["Anything ingested?"]["Default"] == "Prepare training job"
+    definition = _definition(sagemaker)
+    states = definition["States"]
+    assert definition["IterationStartAt"] == "Prepare training job"
     assert states["Prepare training job"]["Resource"].startswith("<PipelineTrainPrepareFunction")
     assert states["Collect training run"]["Resource"].startswith("<PipelineTrainCollectFunction")
     assert states["Prepare training job"]["ResultPath"] == "$.training_job"
@@ -102,14 +110,14 @@ def test_sagemaker_backend_runs_prepare_job_collect_then_the_same_pipeline(
         assert catch == {
             "ErrorEquals": ["States.ALL"],
             "ResultPath": "$.error",
-            "Next": "Error from a function?",
+            "Next": "Error from a function? (model)",
         }
         assert states[name]["Retry"], name
     for name in ("Evaluate", "Gate passed?", "Register", "Notify", "Failed"):
         assert name in states
 
 
-def test_sagemaker_job_reads_its_channels_and_writes_under_the_models_prefix(
+def test_sagemaker_job_reads_its_channels_and_writes_under_its_models_prefix(
     sagemaker: dict[str, Any],
 ) -> None:
     parameters = _definition(sagemaker)["States"]["Train"]["Parameters"]
@@ -123,8 +131,9 @@ def test_sagemaker_job_reads_its_channels_and_writes_under_the_models_prefix(
     assert channels["train"]["S3Uri.$"] == "$.training_job.train_manifest_uri"
     assert channels["spec"]["S3DataType"] == "S3Prefix"
     assert channels["spec"]["S3Uri.$"] == "$.training_job.spec_uri"
-    output = parameters["OutputDataConfig"]["S3OutputPath"]
-    assert output.startswith("s3://<DataLakeData") and output.endswith("/models/churn/sagemaker/")
+    # Prepare names the model's models/<model>/sagemaker/ prefix (the job role may write
+    # only under the configured models' ones).
+    assert parameters["OutputDataConfig"] == {"S3OutputPath.$": "$.training_job.output_uri"}
     assert parameters["ResourceConfig"] == {
         "InstanceCount": 1,
         "InstanceType": "ml.m5.xlarge",
@@ -215,7 +224,7 @@ def test_state_machine_may_only_run_jobs_of_the_stack_prefix_and_pass_the_job_ro
     }
 
 
-def test_job_role_reads_curated_and_its_prefix_and_writes_only_its_prefix(
+def test_job_role_reads_its_datasets_and_models_prefixes_and_writes_only_the_latter(
     sagemaker: dict[str, Any],
 ) -> None:
     statements = _statements(sagemaker, "PipelineSageMakerTrainingJobRole")
@@ -229,12 +238,12 @@ def test_job_role_reads_curated_and_its_prefix_and_writes_only_its_prefix(
             writes |= resources
         if "s3:ListBucket" in actions:
             assert statement["Condition"]["StringLike"]["s3:prefix"] == [
-                "curated/*",
+                "curated/churn/*",
                 "models/churn/sagemaker/*",
             ]
         if any(a.startswith("logs:") for a in actions):
             assert all("/aws/sagemaker/TrainingJobs" in r for r in resources)
-    assert reads == {"/curated/*", "/models/churn/sagemaker/*"}
+    assert reads == {"/curated/churn/*", "/models/churn/sagemaker/*"}
     assert writes == {"/models/churn/sagemaker/*"}
     trust = _of_type(sagemaker, "AWS::IAM::Role")
     (role,) = [r for k, r in trust.items() if k.startswith("PipelineSageMakerTrainingJobRole")]

@@ -276,6 +276,13 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> MlopsConfig:
     return config
 
 
+def deployed_model_config(model: str | None) -> MlopsConfig:
+    """One model's view of the deployed config (`MlopsConfig.for_model`; None: the default
+    model): what a stage working on one model reads. Raises ConfigError naming the
+    configured models when `model` is not one."""
+    return deployed_config().for_model(model)
+
+
 @lru_cache(maxsize=1)
 def deployed_config() -> MlopsConfig:
     """The config inside a deployed function (from `MLOPS_CONFIG_JSON`), or the file locally."""

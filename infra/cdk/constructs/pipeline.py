@@ -1,33 +1,54 @@
 """The pipeline: a raw drop (EventBridge, S3 Object Created under raw/) or a retrain request
-starts a Step Functions state machine:
+starts a Step Functions state machine. A drop under `raw/<dataset>/` is ingested once; then
+every model trained on that dataset goes through its own iteration of one Map:
 
-    Ingest -> Train -> Evaluate -> Gate passed? -> Register (+ promote) -> Promoted
-                                              \\-> Notify rejection -> Rejected
-    Train -> Skipped (a drop whose training set, config and code were trained on before)
+    Ingest -> Map over the dataset's models (`$.dataset.models`), each iteration:
+        Train -> Evaluate -> Gate passed? -> Register (+ promote)     -> promoted
+                                         \\-> Notify rejection       -> rejected
+        Train -> skipped (that model's training set, config and code were trained on before)
+        any task failure -> Notify model failure                    -> failed
+    -> Any model failed? -> Fail (the model's own error; `ModelsFailed` for several) | Done
     Ingest out of memory / timed out -> Quarantine crashed drop -> Notify -> Failed
-    any task failure -> Notify -> Failed
+    any ingest failure -> Notify -> Failed
 
-A retrain request (`{"retrain": {"data_version": ..., "reason": ...}}`) skips Ingest."""
+An iteration's failure is caught inside it: the other models are still trained, evaluated and
+gated, and their promotions stand. The execution then fails, so the failure shows where failed
+executions alarm: with the model's own error when it trained one model, else with
+`ModelsFailed` (the models and their statuses in the cause); each failed model was notified
+with its error. Every iteration's outcome (`status` promoted, rejected,
+skipped or failed, with its training, evaluation, registered version or error) is at
+`$.models.outcomes`, in the Map state's output.
+
+A retrain request (`{"retrain": {"model": ..., "data_version": ..., "reason": ...}}`) skips
+Ingest and trains only that model (the default model when it names none)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from functions.common.layout import (
-    CURATED_PREFIX,
+    INGEST_IDEMPOTENCY_KEY,
     JOB_PREFIX_ENV,
-    MODELS_PREFIX,
     QUARANTINE_PREFIX,
     RAW_PREFIX,
-    REPORTS_PREFIX,
+    curated_prefix,
+    dataset_key,
+    model_key,
+    model_prefix,
+    model_reports_prefix,
+    runs_key,
     runs_prefix,
+    sagemaker_prefix,
 )
 from infra.cdk.constructs.alerts import undelivered_queue
 from infra.cdk.constructs.data_lake import DataLake
@@ -54,6 +75,8 @@ IDEMPOTENCY_IN_PROGRESS = "IdempotencyAlreadyInProgressError"
 # The errors Step Functions reports when a function's process dies: over its memory, past its
 # timeout. On ingest they mean the drop itself is too much: it is quarantined unread.
 LAMBDA_CRASHES = ["Runtime.OutOfMemory", "Sandbox.Timedout"]
+# The execution's error when at least one model's iteration failed (the others completed).
+MODELS_FAILED = "ModelsFailed"
 
 
 class Pipeline(Construct):
@@ -70,6 +93,9 @@ class Pipeline(Construct):
             ingest.ephemeral_storage_mb,
             reserved_concurrency=ingest.reserved_concurrency,
         )
+        config = deploy.config
+        self.models = config.model_names
+        self.datasets = sorted({config.models[m].dataset for m in self.models})
         self.sagemaker: SageMakerTraining | None = None
         if train.backend == "sagemaker":
             self._sagemaker_functions(data_lake)
@@ -77,33 +103,44 @@ class Pipeline(Construct):
             self.train = self._function(
                 "train", train.memory_mb, train.timeout_seconds, train.ephemeral_storage_mb
             )
-            data_lake.grant_read_objects(self.train.role, CURATED_PREFIX)
-            data_lake.grant_write_objects(self.train.role, MODELS_PREFIX)
+            self._grant_objects(data_lake.grant_read_objects, self.train, self._curated())
+            self._grant_objects(data_lake.grant_write_objects, self.train, self._runs())
             self.training_stages = [self.train]
         self.evaluate = self._function("evaluate", 2048, 300, 1024)
         self.register = self._function("register", 1024, 120, 512)
 
         data_lake.grant_read_objects(self.ingest.role, RAW_PREFIX)
-        data_lake.grant_write_objects(self.ingest.role, CURATED_PREFIX)
+        ingested = [curated_prefix(d) for d in config.datasets]
+        self._grant_objects(data_lake.grant_write_objects, self.ingest, ingested)
         data_lake.grant_write_objects(self.ingest.role, QUARANTINE_PREFIX)
         # Quarantined copies and reasons: a producer must not forge or overwrite them.
         data_lake.reserve_writes(QUARANTINE_PREFIX, self.ingest.role)
-        for stage in (self.evaluate, self.register):
-            data_lake.grant_read_objects(stage.role, MODELS_PREFIX)
-            data_lake.grant_write_objects(stage.role, MODELS_PREFIX)
-        data_lake.grant_write_objects(self.register.role, REPORTS_PREFIX)
+        # Evaluate reads the run and the champion, register copies the run into a version.
+        models = [model_prefix(m) for m in self.models]
+        self._grant_objects(data_lake.grant_read_objects, self.evaluate, models)
+        self._grant_objects(data_lake.grant_write_objects, self.evaluate, self._runs())
+        self._grant_objects(data_lake.grant_read_objects, self.register, models)
+        self._grant_objects(data_lake.grant_write_objects, self.register, models)
+        cards = [model_reports_prefix(m) for m in self.models]
+        self._grant_objects(data_lake.grant_write_objects, self.register, cards)
         # What each stage does with the registry, and nothing more (the e2e suite measures it:
-        # docs/local-cloud.md, "Least privilege, measured").
+        # docs/local-cloud.md, "Least privilege, measured"), on the partitions of the
+        # configured datasets and models only.
         registry.grant_items(
             self.ingest.role,  # contracts, dataset versions, idempotency records
             "dynamodb:GetItem",
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
             "dynamodb:DeleteItem",
+            partitions=[*(dataset_key(d) for d in config.datasets), INGEST_IDEMPOTENCY_KEY],
         )
-        for stage, actions in self._training_registry_actions().items():
-            registry.grant_items(stage.role, *actions)
-        registry.grant_items(self.evaluate.role, "dynamodb:GetItem", "dynamodb:UpdateItem")
+        for stage, grants in self._training_registry_actions().items():
+            for actions, partitions in grants:
+                registry.grant_items(stage.role, *actions, partitions=partitions)
+        registry.grant_items(self.evaluate.role, "dynamodb:GetItem", partitions=self._model_keys())
+        registry.grant_items(
+            self.evaluate.role, "dynamodb:UpdateItem", partitions=self._runs_keys()
+        )
         registry.grant_items(
             self.register.role,  # runs, versions, alias moves (a transaction), history
             "dynamodb:GetItem",
@@ -111,6 +148,7 @@ class Pipeline(Construct):
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
             "dynamodb:ConditionCheckItem",
+            partitions=[*self._model_keys(), *self._runs_keys()],
         )
         events.EventBus.from_event_bus_name(self, "DefaultBus", "default").grant_put_events_to(
             self.register.role
@@ -119,13 +157,46 @@ class Pipeline(Construct):
         self.state_machine = self._state_machine(alerts)
         self.rule = self._trigger(data_lake)
 
-    def _training_registry_actions(self) -> dict[StageFunction, tuple[str, ...]]:
-        """Training lists dataset versions (Query) and records its run (PutItem); with
-        SageMaker, the first is the prepare stage's, the second the collect stage's."""
+    def _model_keys(self) -> list[str]:
+        return [model_key(m) for m in self.models]
+
+    def _runs_keys(self) -> list[str]:
+        return [runs_key(m) for m in self.models]
+
+    def _curated(self) -> list[str]:
+        """The curated data of the datasets the models train on."""
+        return [curated_prefix(d) for d in self.datasets]
+
+    def _runs(self) -> list[str]:
+        return [runs_prefix(m) for m in self.models]
+
+    @staticmethod
+    def _grant_objects(
+        grant: Callable[[iam.IRole, str], None], stage: StageFunction, prefixes: list[str]
+    ) -> None:
+        for prefix in prefixes:
+            grant(stage.role, prefix)
+
+    def _training_registry_actions(
+        self,
+    ) -> dict[StageFunction, list[tuple[tuple[str, ...], list[str]]]]:
+        """{stage: [(actions, partitions)]}: training lists its dataset's versions (Query on
+        `DATASET#<d>`), looks up its model's training sets and records its run (Query and
+        PutItem on `RUNS#<m>`); with SageMaker, the listing is the prepare stage's, the
+        recording the collect stage's. Only the configured datasets and models."""
+        datasets = [dataset_key(d) for d in self.datasets]
         if self.sagemaker is None:
-            return {self.train: ("dynamodb:Query", "dynamodb:PutItem")}
+            return {
+                self.train: [
+                    (("dynamodb:Query",), [*datasets, *self._runs_keys()]),
+                    (("dynamodb:PutItem",), self._runs_keys()),
+                ]
+            }
         prepare, collect = self.training_stages[0], self.training_stages[-1]
-        return {prepare: ("dynamodb:Query",), collect: ("dynamodb:PutItem",)}
+        return {
+            prepare: [(("dynamodb:Query",), datasets)],
+            collect: [(("dynamodb:PutItem",), self._runs_keys())],
+        }
 
     @property
     def stages(self) -> list[StageFunction]:
@@ -167,7 +238,6 @@ class Pipeline(Construct):
         self.sagemaker = SageMakerTraining(
             self, "SageMakerTraining", deploy=self._deploy, data_lake=data_lake
         )
-        jobs = self.sagemaker.output_prefix
         self.prepare = self._function(
             "train-prepare",
             1024,
@@ -183,12 +253,11 @@ class Pipeline(Construct):
             2048,
             handler="functions.train.sagemaker_handler.collect_handler",
         )
-        data_lake.grant_read_objects(self.prepare.role, CURATED_PREFIX)
-        data_lake.grant_write_objects(self.prepare.role, jobs)
-        data_lake.grant_read_objects(self.collect.role, jobs)
-        data_lake.grant_write_objects(
-            self.collect.role, runs_prefix(self._deploy.config.model_name)
-        )
+        jobs = [sagemaker_prefix(m) for m in self.models]
+        self._grant_objects(data_lake.grant_read_objects, self.prepare, self._curated())
+        self._grant_objects(data_lake.grant_write_objects, self.prepare, jobs)
+        self._grant_objects(data_lake.grant_read_objects, self.collect, jobs)
+        self._grant_objects(data_lake.grant_write_objects, self.collect, self._runs())
         self.training_stages = [self.prepare, self.collect]
 
     def _training(self) -> tuple[sfn.IChainable, sfn.INextable, list[Any]]:
@@ -234,7 +303,8 @@ class Pipeline(Construct):
             "Ingest",
             self.ingest,
             "$.dataset",
-            "Validate, clean and version the dropped file (bad files: quarantine)",
+            "Validate, clean and version the dropped file (bad files: quarantine); name the "
+            "models trained on its dataset",
         )
         ingest.add_retry(
             errors=[IDEMPOTENCY_IN_PROGRESS],
@@ -242,52 +312,78 @@ class Pipeline(Construct):
             backoff_rate=2,
             max_attempts=6,
         )
-        train, trained, training_tasks = self._training()
-        evaluate = self._task(
-            "Evaluate",
-            self.evaluate,
-            "$.evaluation",
-            "Score candidate and champion on the held-out rows; apply the gate",
-        )
-        register = self._task(
-            "Register",
-            self.register,
-            "$.model",
-            "Register the model version, write its model card, promote alias production",
-        )
         ingest.add_catch(
             self._quarantine_crashed_drop(on_failure), errors=LAMBDA_CRASHES, result_path="$.error"
         )
-        for task in (ingest, *training_tasks, evaluate, register):
-            task.add_catch(on_failure, errors=[sfn.Errors.ALL], result_path="$.error")
+        ingest.add_catch(on_failure, errors=[sfn.Errors.ALL], result_path="$.error")
 
-        promoted = sfn.Pass(
-            self, "Promoted", result=sfn.Result.from_string("promoted"), result_path="$.status"
-        ).next(sfn.Succeed(self, "Done"))
-        rejected = then_even_if_unsent(
-            self._notify_rejection(alerts),
-            sfn.Pass(
-                self,
-                "Rejected",
-                result=sfn.Result.from_string("rejected"),
-                result_path="$.status",
-            ).next(sfn.Succeed(self, "Not promoted")),
+        models = self._models_map(alerts)
+        summary = sfn.Pass(
+            self,
+            "Any model failed?",
+            comment="Whether an iteration failed, and the models with their statuses",
+            parameters={
+                "failed": sfn.JsonPath.string_at(
+                    "States.ArrayContains($.models.statuses, 'failed')"
+                ),
+                "cause": sfn.JsonPath.format(
+                    "Training failed for at least one model; each failure was notified. "
+                    "Models {} ended {} (in that order).",
+                    sfn.JsonPath.json_to_string(sfn.JsonPath.list_at("$.targets.models")),
+                    sfn.JsonPath.json_to_string(sfn.JsonPath.list_at("$.models.statuses")),
+                ),
+            },
+            result_path="$.summary",
         )
-        # A drop whose training set (data versions, config, code) was trained on before.
-        unchanged = sfn.Pass(
-            self, "Skipped", result=sfn.Result.from_string("skipped"), result_path="$.status"
-        ).next(sfn.Succeed(self, "Unchanged"))
-        trained.next(
-            sfn.Choice(self, "Training set changed?")
-            .when(sfn.Condition.is_present("$.training.skipped"), unchanged)
-            .otherwise(evaluate)
+        # One model trained (a retrain, a dataset with one model): its own error, as the
+        # execution's; several: ModelsFailed, naming them.
+        failed = (
+            sfn.Choice(self, "Several models?")
+            .when(
+                sfn.Condition.is_present("$.models.outcomes[1]"),
+                sfn.Fail(self, "Models failed", error=MODELS_FAILED, cause_path="$.summary.cause"),
+            )
+            .otherwise(
+                sfn.Fail(
+                    self,
+                    "Failed for the model",
+                    error_path="$.models.outcomes[0].error.Error",
+                    cause_path="$.models.outcomes[0].error.Cause",
+                )
+            )
         )
-        evaluate.next(
-            sfn.Choice(self, "Gate passed?")
-            .when(sfn.Condition.boolean_equals("$.evaluation.passed", True), register)
-            .otherwise(rejected)
+        models.next(summary).next(
+            sfn.Choice(self, "Every model completed?")
+            .when(sfn.Condition.boolean_equals("$.summary.failed", True), failed)
+            .otherwise(sfn.Succeed(self, "Done"))
         )
-        register.next(promoted)
+        # The models to train and what started the execution, for every iteration.
+        of_dataset = sfn.Pass(
+            self,
+            "Models of the dataset",
+            parameters={
+                "models": sfn.JsonPath.list_at("$.dataset.models"),
+                "trigger": {"dataset": sfn.JsonPath.object_at("$.dataset")},
+            },
+            result_path="$.targets",
+        ).next(models)
+        retrain = {"retrain": sfn.JsonPath.object_at("$.retrain")}
+        named = sfn.Pass(
+            self,
+            "The requested model",
+            parameters={
+                "models": sfn.JsonPath.array(sfn.JsonPath.string_at("$.retrain.model")),
+                "trigger": retrain,
+            },
+            result_path="$.targets",
+        ).next(models)
+        default = sfn.Pass(
+            self,
+            "The default model",
+            comment="A retrain request naming no model (its form before many models)",
+            parameters={"models": [deploy.config.default_model], "trigger": retrain},
+            result_path="$.targets",
+        ).next(models)
         # A folder marker (key ending in "/") is an event with nothing to ingest.
         ingest.next(
             sfn.Choice(self, "Anything ingested?")
@@ -295,21 +391,24 @@ class Pipeline(Construct):
                 sfn.Condition.boolean_equals("$.dataset.ingested", False),
                 sfn.Succeed(self, "Nothing to ingest"),
             )
-            .otherwise(train)
+            .otherwise(of_dataset)
         )
         # Every stage sees which execution it runs in (run records, alias history).
         definition = record_execution(self).next(
             sfn.Choice(self, "Retrain request?")
-            .when(sfn.Condition.is_present("$.retrain"), train)
+            .when(
+                sfn.Condition.is_present("$.retrain"),
+                sfn.Choice(self, "Model named?")
+                .when(sfn.Condition.is_present("$.retrain.model"), named)
+                .otherwise(default),
+            )
             .otherwise(ingest)
         )
         state_machine = logged_state_machine(
             self,
             deploy,
             definition,
-            timeout=Duration.hours(2)
-            if self.sagemaker is None
-            else Duration.hours(1).plus(self.sagemaker.timeout),
+            timeout=self._timeout(),
             include_execution_data=True,
             comment=f"{deploy.stack_name} lifecycle pipeline",
         )
@@ -317,6 +416,86 @@ class Pipeline(Construct):
         if self.sagemaker is not None:
             self.sagemaker.grant_start(state_machine)
         return state_machine
+
+    def _timeout(self) -> Duration:
+        """Room for one model's training, evaluation and registration per round of the Map:
+        the most models of one dataset, `[train] reserved_concurrency` at a time."""
+        config = self._deploy.config
+        most = max((len(config.models_of(d)) for d in config.datasets), default=1)
+        rounds = max(1, math.ceil(most / config.train.reserved_concurrency))
+        one = (
+            Duration.hours(2)
+            if self.sagemaker is None
+            else Duration.hours(1).plus(self.sagemaker.timeout)
+        )
+        return Duration.minutes(one.to_minutes() * rounds)
+
+    def _models_map(self, alerts: sns.ITopic) -> sfn.Map:
+        """One iteration per model to train (`$.targets.models`), with `model`, `execution`
+        and `trigger` as its input (`functions.common.contracts.PipelineState`); at most
+        `[train] reserved_concurrency` at once. Each iteration ends with its `status`
+        whatever happens in it; `$.models` gets every outcome and the statuses."""
+        models = sfn.Map(
+            self,
+            "Train each model",
+            comment="Train, evaluate and gate every model of the dataset (or the one to retrain)",
+            items_path="$.targets.models",
+            item_selector={
+                "model": sfn.JsonPath.string_at("$$.Map.Item.Value"),
+                "execution": sfn.JsonPath.object_at("$.execution"),
+                "trigger": sfn.JsonPath.object_at("$.targets.trigger"),
+            },
+            max_concurrency=self._deploy.config.train.reserved_concurrency,
+            result_selector={
+                "outcomes": sfn.JsonPath.object_at("$"),
+                "statuses": sfn.JsonPath.list_at("$[*].status"),
+            },
+            result_path="$.models",
+        )
+        return models.item_processor(self._model_iteration(alerts))
+
+    def _model_iteration(self, alerts: sns.ITopic) -> sfn.IChainable:
+        """One model: Train -> Evaluate -> Gate passed? -> Register, ending `promoted`,
+        `rejected` (notified), `skipped` (training set unchanged) or `failed` (notified): a
+        failure is caught here, so it never stops the other models."""
+        failed = self._notify_model_failure(alerts)
+        train, trained, training_tasks = self._training()
+        evaluate = self._task(
+            "Evaluate",
+            self.evaluate,
+            "$.evaluation",
+            "Score candidate and champion on the held-out rows; apply the model's gate",
+        )
+        register = self._task(
+            "Register",
+            self.register,
+            "$.registered",
+            "Register the model version, write its model card, promote alias production",
+        )
+        for task in (*training_tasks, evaluate, register):
+            task.add_catch(failed, errors=[sfn.Errors.ALL], result_path="$.error")
+        rejected = then_even_if_unsent(
+            self._notify_rejection(alerts), self._status("Rejected", "rejected")
+        )
+        # A drop whose training set (data versions, config, code) was trained on before.
+        trained.next(
+            sfn.Choice(self, "Training set changed?")
+            .when(
+                sfn.Condition.is_present("$.training.skipped"), self._status("Skipped", "skipped")
+            )
+            .otherwise(evaluate)
+        )
+        evaluate.next(
+            sfn.Choice(self, "Gate passed?")
+            .when(sfn.Condition.boolean_equals("$.evaluation.passed", True), register)
+            .otherwise(rejected)
+        )
+        register.next(self._status("Promoted", "promoted"))
+        return train
+
+    def _status(self, state: str, status: str) -> sfn.Pass:
+        """The end of an iteration: its outcome's `status`."""
+        return sfn.Pass(self, state, result=sfn.Result.from_string(status), result_path="$.status")
 
     def _quarantine_crashed_drop(self, on_failure: sfn.IChainable) -> sfn.IChainable:
         """The ingest function died on the drop (out of memory, timed out): invoke it again to
@@ -367,6 +546,23 @@ class Pipeline(Construct):
         failed = sfn.Fail(self, "Failed", error_path="$.error.Error", cause_path="$.error.Cause")
         return concise_error(self, then_even_if_unsent(notify, failed))
 
+    def _notify_model_failure(self, alerts: sns.ITopic) -> sfn.IChainable:
+        """A model's iteration failed: notify with the model and the error, end it `failed`
+        (the execution fails once every model is done)."""
+        notify = self._notify(
+            "Notify model failure",
+            alerts,
+            "pipeline failed for a model",
+            {
+                "model": sfn.JsonPath.string_at("$.model"),
+                "error": sfn.JsonPath.string_at("$.error.Error"),
+                "cause": sfn.JsonPath.string_at("$.error.Cause"),
+                "input": sfn.JsonPath.object_at("$$.Execution.Input"),
+            },
+        )
+        failed = self._status("Model failed", "failed")
+        return concise_error(self, then_even_if_unsent(notify, failed), suffix=" (model)")
+
     def _notify_rejection(self, alerts: sns.ITopic) -> tasks.SnsPublish:
         return self._notify(
             "Notify rejection",
@@ -374,6 +570,7 @@ class Pipeline(Construct):
             "candidate model rejected by the gate",
             {
                 "decision": "rejected",
+                "model": sfn.JsonPath.string_at("$.training.model_name"),
                 "run_id": sfn.JsonPath.string_at("$.training.run_id"),
                 "failed_criteria": sfn.JsonPath.list_at("$.evaluation.failed"),
                 "metrics": sfn.JsonPath.object_at("$.evaluation.metrics"),

@@ -4,6 +4,7 @@ idempotency records and (with the training issue) model versions and aliases."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -53,16 +54,21 @@ class Registry(Construct):
                 self, "Restored", table_name=restored, encryption_key=key
             )
 
-    def grant_items(self, grantee: iam.IGrantable, *actions: str) -> None:
-        """Exactly these item actions (`dynamodb:GetItem`, ...) on the table, every partition:
-        for the pipeline's stages, which touch dataset versions, contracts, runs, versions and
-        aliases. A transaction needs the actions of its parts; no stage scans the table, batches
-        requests or reads its stream, so none is granted that."""
+    def grant_items(
+        self, grantee: iam.IGrantable, *actions: str, partitions: Sequence[str] = ()
+    ) -> None:
+        """Exactly these item actions (`dynamodb:GetItem`, ...) on the table's items of
+        `partitions` (`dynamodb:LeadingKeys`: `DATASET#<d>`, `MODEL#<m>`, ...), every partition
+        when none is given. A transaction needs the actions of its parts; no stage scans the
+        table, batches requests or reads its stream, so none is granted that."""
         unknown = sorted(set(actions) - set(ITEM_ACTIONS))
         if unknown:
             raise ValueError(f"not item actions of the registry: {', '.join(unknown)}")
         iam.Grant.add_to_principal(
-            grantee=grantee, actions=list(actions), resource_arns=[self.table.table_arn]
+            grantee=grantee,
+            actions=list(actions),
+            resource_arns=[self.table.table_arn],
+            conditions=_leading_keys(partitions),
         )
         key = self.table.encryption_key
         if key is not None:
@@ -95,7 +101,7 @@ class Registry(Construct):
                 grantee=grantee,
                 actions=list(actions),
                 resource_arns=[self.table.table_arn],
-                conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": partitions}},
+                conditions=_leading_keys(partitions),
             )
         key = self.table.encryption_key
         if key is not None:
@@ -103,6 +109,13 @@ class Registry(Construct):
                 key.grant_encrypt_decrypt(grantee)
             else:
                 key.grant_decrypt(grantee)
+
+
+def _leading_keys(partitions: Sequence[str]) -> dict[str, Any] | None:
+    """The condition that limits item actions to `partitions` (None: no limit)."""
+    if not partitions:
+        return None
+    return {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": sorted(set(partitions))}}
 
 
 _READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem")

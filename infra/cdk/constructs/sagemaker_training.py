@@ -6,7 +6,9 @@
 The job runs the training image built for `[train.sagemaker] architecture` from
 `layers/training/sagemaker.Dockerfile` (or the configured `image`), whose `train` program is
 `functions.train.sagemaker_entry`: the same `Trainer` as the train function. The job's role
-may read `curated/` and the job's own `models/<name>/sagemaker/` prefix and write only there;
+may read the configured datasets' `curated/<dataset>/` and each configured model's
+`models/<model>/sagemaker/` prefix, and write only there (a job writes under its model's,
+`$.training_job.output_uri`);
 the state machine may start, describe and stop only jobs named with this stack's job prefix.
 
 The task is a `CustomState` rather than `tasks.SageMakerCreateTrainingJob`: with a job name
@@ -25,10 +27,10 @@ from constructs import Construct
 
 from functions.common.config.training import SageMakerTrainingConfig
 from functions.common.layout import (
-    CURATED_PREFIX,
     MAX_JOB_NAME,
     SPEC_CHANNEL,
     TRAIN_CHANNEL,
+    curated_prefix,
     sagemaker_prefix,
 )
 from infra.cdk.config import REPO_ROOT, DeployConfig
@@ -71,18 +73,21 @@ class SageMakerTraining(Construct):
         self.settings: SageMakerTrainingConfig = deploy.config.train.sagemaker
         self.code = deploy.config.train.code
         self.job_prefix = job_prefix(deploy)
-        self.output_prefix = sagemaker_prefix(deploy.config.model_name)
-        self._bucket_name = data_lake.bucket.bucket_name
+        config = deploy.config
+        self.output_prefixes = [sagemaker_prefix(m) for m in config.model_names]
+        curated = sorted({curated_prefix(entry.dataset) for entry in config.models.values()})
         self.role = iam.Role(
             self,
             "JobRole",
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"SageMaker training jobs of {deploy.stack_name}",
         )
-        data_lake.grant_read_objects(self.role, CURATED_PREFIX)
-        data_lake.grant_read_objects(self.role, self.output_prefix)
-        data_lake.grant_write_objects(self.role, self.output_prefix)
-        data_lake.grant_list(self.role, [CURATED_PREFIX, self.output_prefix])
+        for prefix in curated:
+            data_lake.grant_read_objects(self.role, prefix)
+        for prefix in self.output_prefixes:
+            data_lake.grant_read_objects(self.role, prefix)
+            data_lake.grant_write_objects(self.role, prefix)
+        data_lake.grant_list(self.role, [*curated, *self.output_prefixes])
         self.image_uri = self._image()
         self._grant_logs()
 
@@ -153,7 +158,8 @@ class SageMakerTraining(Construct):
         return Duration.minutes(self.settings.max_runtime_minutes).plus(PROVISIONING_MARGIN)
 
     def train_state(self, comment: str) -> sfn.CustomState:
-        """The Train state: the job from `$.training_job` (Prepare's output); its result
+        """The Train state: the job from `$.training_job` (Prepare's output, which names the
+        model's output prefix, `output_uri`); its result
         (name, status, model.tar.gz URI) goes to `$.training_job.result`."""
         settings = self.settings
         channel = {"S3DataDistributionType": "FullyReplicated"}
@@ -196,9 +202,7 @@ class SageMakerTraining(Construct):
                             },
                         },
                     ],
-                    "OutputDataConfig": {
-                        "S3OutputPath": f"s3://{self._bucket_name}/{self.output_prefix}"
-                    },
+                    "OutputDataConfig": {"S3OutputPath.$": "$.training_job.output_uri"},
                     "ResourceConfig": {
                         "InstanceCount": settings.instance_count,
                         "InstanceType": settings.instance_type,

@@ -97,17 +97,18 @@ def then_even_if_unsent(notify: tasks.SnsPublish, then: sfn.IChainable) -> sfn.C
     return notify.next(then)
 
 
-def concise_error(scope: Construct, then: sfn.IChainable) -> sfn.IChainable:
+def concise_error(scope: Construct, then: sfn.IChainable, *, suffix: str = "") -> sfn.IChainable:
     """The caught error (`$.error`) cut to its type and message, then `then` (the alert and
     the Fail state): a Lambda function's cause is its error document, whose `stackTrace` names
     the function's files; `$.error.Cause` becomes that document's `errorMessage` (its
     `errorType` is already `$.error.Error`). A cause that is no such document (a `States.*`
-    error's sentence) is kept as it is."""
+    error's sentence) is kept as it is. `suffix` ends its states' names (state names are
+    unique in a state machine: a Map's iterations have their own)."""
     document = "$.error_document"
     message = f"{document}.value.errorMessage"
     keep = sfn.Pass(
         scope,
-        "Keep error type and message",
+        "Keep error type and message" + suffix,
         parameters={
             "Error": sfn.JsonPath.string_at("$.error.Error"),
             "Cause": sfn.JsonPath.string_at(message),
@@ -116,12 +117,12 @@ def concise_error(scope: Construct, then: sfn.IChainable) -> sfn.IChainable:
     ).next(then)
     read = sfn.Pass(
         scope,
-        "Read error document",
+        "Read error document" + suffix,
         parameters={"value": sfn.JsonPath.string_to_json(sfn.JsonPath.string_at("$.error.Cause"))},
         result_path=document,
     )
     return (
-        sfn.Choice(scope, "Error from a function?")
+        sfn.Choice(scope, "Error from a function?" + suffix)
         .when(
             sfn.Condition.and_(
                 sfn.Condition.is_present("$.error.Cause"),
@@ -129,7 +130,7 @@ def concise_error(scope: Construct, then: sfn.IChainable) -> sfn.IChainable:
                 sfn.Condition.string_matches("$.error.Cause", "{*"),
             ),
             read.next(
-                sfn.Choice(scope, "Error message found?")
+                sfn.Choice(scope, "Error message found?" + suffix)
                 .when(sfn.Condition.is_string(message), keep)
                 .otherwise(then)
             ),

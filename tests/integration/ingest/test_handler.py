@@ -11,16 +11,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from functions.adapters.datasets import list_dataset_versions
 from functions.adapters.storage import ObjectStore
+from functions.common.config.loading import deployed_config
 from functions.common.layout import quarantine_key, reason_key
 from functions.ingest.handler import lambda_handler
 from functions.ml.errors import DataValidationError, UnknownDatasetError
 from functions.ml.sample_data import BAD_FILE_REASONS, bad_files, churn_frame, encode
 from tests.helpers.lambda_context import lambda_context
+from tests.helpers.portfolio import CHURN_MODELS, portfolio_config
 
 if TYPE_CHECKING:
     from tests.helpers.cloud import Cloud
@@ -364,3 +368,57 @@ def test_a_nul_byte_past_the_first_64_kb_quarantines_the_drop_naming_its_offset(
     assert f"byte {offset:,}" in reason["message"]
     assert cloud.keys("curated/") == []
     assert cloud.items("DATASET#") == []
+
+
+def _prices_csv(rows: int, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    area = rng.uniform(30, 200, rows)
+    rooms = rng.integers(1, 7, rows)
+    price = area * 3.1 + rooms * 12.0 + rng.normal(0, 5, rows)
+    frame = pd.DataFrame({"area": area, "rooms": rooms, "price": price})
+    return frame.to_csv(index=False).encode()
+
+
+@pytest.fixture
+def portfolio(aws_environment: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The portfolio config (two datasets) in use."""
+    config = tmp_path / "mlops.toml"
+    config.write_text(portfolio_config())
+    monkeypatch.setenv("MLOPS_CONFIG", str(config))
+    deployed_config.cache_clear()
+
+
+@pytest.mark.usefixtures("portfolio")
+def test_each_drop_is_ingested_with_the_config_of_the_dataset_its_folder_names(
+    cloud: Cloud, drop: Drop
+) -> None:
+    churn = invoke(drop("raw/churn/2024-01.csv", encode(churn_frame(300, seed=3))))
+    prices = invoke(drop("raw/prices/2024-01.csv", _prices_csv(200, seed=4)))
+
+    assert (churn["dataset"], churn["models"]) == ("churn", list(CHURN_MODELS))
+    assert (prices["dataset"], prices["models"]) == ("prices", ["prices"])
+    assert prices["curated_prefix"].startswith("curated/prices/")
+    manifest = json.loads(cloud.body(prices["manifest_key"]))
+    assert (manifest["target"], manifest["task"]) == ("price", "regression")
+    # The prices dataset declares no features: its first drop froze its own contract.
+    (contract,) = [i for i in cloud.items("DATASET#prices") if i["sk"]["S"] == "CONTRACT"]
+    assert set(json.loads(contract["contract"]["S"])["features"]) == {"area", "rooms"}
+    # A replay names the models of the config in use too.
+    again = invoke(drop("raw/prices/2024-01-copy.csv", _prices_csv(200, seed=4)))
+    assert again["already_ingested"] is True and again["models"] == ["prices"]
+
+
+@pytest.mark.usefixtures("portfolio")
+def test_a_drop_under_no_configured_dataset_names_every_dataset_folder(
+    cloud: Cloud, drop: Drop
+) -> None:
+    content = encode(churn_frame(100))
+
+    with pytest.raises(UnknownDatasetError, match="only drops under raw/churn/ or raw/prices/"):
+        invoke(drop("raw/sales/2024-01.csv", content))
+
+    reason = json.loads(cloud.body(reason_key("raw/sales/2024-01.csv")))
+    assert reason["code"] == "unknown_dataset"
+    assert reason["details"]["expected_prefixes"] == ["raw/churn/", "raw/prices/"]
+    assert cloud.body(quarantine_key("raw/sales/2024-01.csv")) == content
+    assert cloud.keys("curated/") == []
