@@ -3,8 +3,8 @@ three models. `churn` (logistic regression) and `churn-lgbm` (the user's own fac
 LightGBM) share dataset churn; `prices` (ridge) trains on dataset prices.
 
 Each drop trains the models of its dataset only; each model is served on its own route,
-checked for drift and retrained on its own; the challenger's rejection on a later drop leaves
-the champion family's promotion intact; `mlops models list` shows it all.
+checked for drift, scored in batch and retrained on its own; the challenger's rejection on a
+later drop leaves the champion family's promotion intact; `mlops models list` shows it all.
 
 Tests marked `waits_for` need a part of issue 19 that is not on this branch yet (they are
 strict xfails: once the part lands they pass, and the marker must go)."""
@@ -117,6 +117,7 @@ def waits_for(part: str) -> pytest.MarkDecorator:
 PIPELINE = waits_for("the pipeline's Map over a dataset's models (mm-pipeline)")
 SERVING = waits_for("the serving routes /v1/models/{name}/predict (mm-serving)")
 MONITOR = waits_for("the drift check of a named model, mlops drift run --model (mm-monitor)")
+BATCH = waits_for("batch jobs per model, mlops batch run --model (mm-monitor)")
 
 
 def _churn(rows: int, seed: int, first_id: int) -> bytes:
@@ -359,6 +360,24 @@ def test_a_retrain_request_retrains_the_model_it_names_only(
         "retrain"
     ]
     assert request == {"model": "churn-lgbm", "reason": "e2e retrain"}
+
+
+@BATCH
+def test_a_batch_job_is_scored_by_the_model_it_names(
+    portfolio: Portfolio, first_churn_drop: dict[str, Any], tmp_path: Path
+) -> None:
+    # Needs the prices model (mm-pipeline) and jobs under batch/in/<model>/<job>/ (mm-monitor).
+    (tmp_path / "listings.csv").write_bytes(
+        sample_data.encode(_prices_frame(50, seed=61).drop(columns="price"))
+    )
+
+    portfolio.cli("batch", "run", str(tmp_path), "--job", "listings", "--model", "prices", "--wait")
+
+    assert portfolio.keys("batch/in/prices/listings/")
+    manifest = json.loads(portfolio.get("batch/out/prices/listings/manifest.json"))
+    assert (manifest["model_name"], manifest["model_version"]) == ("prices", 1)
+    assert manifest["scored"] == 50 and manifest["rejected"] == 0
+    assert portfolio.keys("batch/out/churn/") == []
 
 
 @PIPELINE
