@@ -226,3 +226,20 @@ def test_predict_refuses_a_model_that_is_not_configured(
 
     assert result.exit_code == 2
     assert "model 'nope' is not configured (models: churn, churn-lgbm, prices)" in result.output
+
+
+def test_train_local_refuses_a_model_that_is_not_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without the shared roc_auc gate, which prices (regression) would inherit.
+    config = tmp_path / "portfolio.toml"
+    config.write_text(PORTFOLIO.replace("[gate.metrics.roc_auc]\nthreshold = 0.7\n", "", 1))
+    monkeypatch.setenv("MLOPS_CONFIG", str(config))
+    data = tmp_path / "churn.csv"
+    data.write_text("age,churned\n1,yes\n")
+
+    result = mlops("train-local", str(data), "--model", "nope", "--out", str(tmp_path / "out"))
+
+    assert result.exit_code == 2
+    assert "model 'nope' is not configured (models: churn, churn-lgbm, prices)" in result.output
+    assert not (tmp_path / "out").exists()
