@@ -1,6 +1,9 @@
-"""What the command groups of `mlops` share: the consoles, the target options, failing with one
-sentence and an exit code, refusals and AWS failures reported as such, opening the target a
-command talks to, and table text.
+"""What the command groups of `mlops` share: the consoles, the target and model options, failing
+with one sentence and an exit code, refusals and AWS failures reported as such, opening the
+target a command talks to and choosing the model it acts on, and table text.
+
+A command on one model acts on `--model`, else on the config's default model (the only model,
+`[project] default_model`, or the first model); it says which on its first line.
 
 Exit codes: 0 done, 1 the target, the registry or AWS refused (one sentence says why), 2 bad
 arguments or an invalid config.
@@ -52,6 +55,14 @@ AllowReplacementOption = Annotated[
         help="Let this stateful resource be replaced or deleted (repeatable).",
     ),
 ]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="The model to act on (default: the only model, or \\[project] default_model).",
+        show_default=False,
+    ),
+]
 StateDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -89,17 +100,36 @@ def reported(*, stdout: bool = False) -> Iterator[None]:
         raise fail(f"the AWS call failed: {exc}", stdout=stdout) from None
 
 
+def checked(*, stdout: bool = False) -> MlopsConfig:
+    """The config; exit 2 when it is invalid."""
+    try:
+        return load_config()
+    except ConfigError as exc:
+        raise fail(str(exc), 2, stdout=stdout) from None
+
+
+def model_config(config: MlopsConfig, model: str | None, *, stdout: bool = False) -> MlopsConfig:
+    """The view of `model` (the default model when None); exit 2 with one line listing the
+    configured models when it is not one of them."""
+    try:
+        return config.for_model(model)
+    except ConfigError as exc:
+        raise fail(str(exc), 2, stdout=stdout) from None
+
+
 def open_target(
     local: bool | None,
     stage: str,
     state_dir: Path | None,
     *outputs: str,
     stdout: bool = False,
+    config: MlopsConfig | None = None,
 ) -> tuple[MlopsConfig, Target, list[str]]:
-    """The config, the target the options choose and the values of its stack `outputs`; exit 2
-    on an invalid config, 1 when the target or one of the outputs is missing."""
+    """The config (`config`, else the file's), the target the options choose and the values
+    of its stack `outputs`; exit 2 on an invalid config, 1 when the target or one of the
+    outputs is missing."""
+    config = config or checked(stdout=stdout)
     try:
-        config = load_config()
         target = resolve_target(config, local=local, stage=stage, local_state=state_dir)
         values = [target.output(name) for name in outputs]
     except ConfigError as exc:
@@ -111,9 +141,11 @@ def open_target(
 
 @dataclass
 class Session:
-    """What one command on the configured model works with: the target, its data bucket."""
+    """What one command on one model works with: that model's view of the config (its dataset,
+    its gate, drift and serving settings), the whole config, the target, its data bucket."""
 
     config: MlopsConfig
+    portfolio: MlopsConfig
     target: Target
     bucket: str
 
@@ -136,18 +168,22 @@ def open_session(
     stage: str,
     state_dir: Path | None,
     *,
+    model: str | None = None,
     quiet: bool = False,
     stdout: bool = False,
     needs: Sequence[str] = (),
 ) -> Session:
-    """The session of a command on the configured model, after checking the target has the
-    data bucket and the outputs it `needs`; says which target and model, unless `quiet`."""
-    config, target, values = open_target(
-        local, stage, state_dir, *needs, DATA_BUCKET_OUTPUT, stdout=stdout
+    """The session of a command on `model` (the default model when None; an unknown one exits
+    2 before any target is reached), after checking the target has the data bucket and the
+    outputs it `needs`; says which target and model, unless `quiet`."""
+    portfolio = checked(stdout=stdout)
+    view = model_config(portfolio, model, stdout=stdout)
+    _, target, values = open_target(
+        local, stage, state_dir, *needs, DATA_BUCKET_OUTPUT, stdout=stdout, config=portfolio
     )
     if not quiet:
-        console.print(f"target: {target.description}, model {config.model_name}", style="dim")
-    return Session(config=config, target=target, bucket=values[-1])
+        console.print(f"target: {target.description}, model {view.model_name}", style="dim")
+    return Session(config=view, portfolio=portfolio, target=target, bucket=values[-1])
 
 
 def text(value: Any) -> str:

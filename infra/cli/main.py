@@ -18,9 +18,11 @@ from infra.cli.batch import batch_app
 from infra.cli.common import (
     AllowReplacementOption,
     LocalOption,
+    ModelOption,
     StageOption,
     StateDirOption,
     console,
+    model_config,
 )
 from infra.cli.config import checked_config, config_app
 from infra.cli.cost import cost
@@ -88,9 +90,24 @@ def predict(
     state_dir: Annotated[
         Path, typer.Option(envvar="MLOPS_LOCAL_STATE_DIR", help="The local cloud's state.")
     ] = Path(".mlops/local"),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="The model to ask (POST /v1/models/<model>/predict; default: the API's "
+            "default model, POST /v1/predict).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """POST the rows to /v1/predict and print the predictions."""
+    """POST the rows to a model's predict route and print the predictions."""
     from infra.cli.predict_client import PredictError, call_predict, default_api_url
+
+    if model is not None:
+        try:
+            model_config(load_config(), model)
+        except ConfigError as exc:
+            raise _exit(escape(str(exc)), 2) from None
 
     try:
         rows = json.loads(file.read_text(encoding="utf-8"))
@@ -106,11 +123,13 @@ def predict(
         raise typer.Exit(2)
     base = url or default_api_url(state_dir)
     try:
-        result = call_predict(base, instances, api_key=api_key)
+        result = call_predict(base, instances, api_key=api_key, model=model)
     except PredictError as exc:
         raise _exit(exc, 1) from None
+    served = escape(str(result.get("model_name") or model or "the default model"))
     table = Table(
-        title=f"model version {result.get('model_version')}  request {result.get('request_id')}"
+        title=f"model version {result.get('model_version')} ({served})  "
+        f"request {result.get('request_id')}"
     )
     table.add_column("row", justify="right")
     table.add_column("prediction")
@@ -274,8 +293,10 @@ def train_local(
         Path | None,
         typer.Option(help="A champion model.onnx (signature.json beside it) to gate against."),
     ] = None,
+    model: ModelOption = None,
 ) -> None:
-    """Ingest, train and evaluate a local file with the pipeline's own code, no cloud:
+    """Ingest, train and evaluate a local file with the pipeline's own code, no cloud, as the
+    pipeline trains the model (--model, else the default model; the file is its dataset):
     writes model.onnx, model_card.html, metrics.json, reference_profile.json, signature.json."""
     from functions.common.config.loading import config_path
     from functions.ml.boosting import MissingFrameworkError
@@ -286,7 +307,8 @@ def train_local(
     from infra.cli.train_local import train_local as run_train_local
 
     try:
-        config = checked_config()
+        config = model_config(checked_config(), model)
+        console.print(f"model {config.model_name} (dataset {config.dataset.name})", style="dim")
         run = run_train_local(
             data,
             out,

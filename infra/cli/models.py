@@ -1,6 +1,7 @@
-"""`mlops models ...`: the registered versions of the configured model and its aliases: list
-and show versions, move production (promote, roll back) and candidate (canary), and the
-alias history (see `infra.cli.registry` for the options and exit codes)."""
+"""`mlops models ...`: every configured model at a glance (`list`), and the registered versions
+of one model (`--model`, else the default model) and its aliases: list and show versions, move
+production (promote, roll back) and candidate (canary), and the alias history (see
+`infra.cli.registry` for the options and exit codes)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from functions.common.errors import AdapterError, ModelRegistryError
 from functions.common.events import model_promoted_detail
 from infra.cli.common import (
     LocalOption,
+    ModelOption,
     Session,
     StageOption,
     StateDirOption,
@@ -31,6 +33,7 @@ from infra.cli.common import (
     reported,
     who,
 )
+from infra.cli.portfolio import model_summary
 from infra.cli.registry import (
     NARROW_METRICS,
     JsonOption,
@@ -46,22 +49,63 @@ from infra.cli.registry import (
 )
 
 models_app = typer.Typer(
-    help="Registered versions of the configured model and its production alias.",
+    help="The configured models (list), and one model's versions and aliases (--model).",
     no_args_is_help=True,
 )
 
 
 @models_app.command("list")
 def models_list(
+    as_json: JsonOption = False,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Every configured model: its dataset, status, production version, last training run and
+    last drift verdict (`mlops models versions --model NAME` lists one model's versions)."""
+    session = open_registry(local, stage, state_dir, quiet=True)
+    if not as_json:
+        console.print(
+            f"target: {session.target.description}, {len(session.portfolio.models)} models",
+            style="dim",
+        )
+    with reported(stdout=True):
+        rows = [model_summary(session, name) for name in session.portfolio.model_names]
+    if as_json:
+        print_json(rows)
+        return
+    table = listing(
+        f"Models (default: {session.portfolio.default_model})",
+        ("model", "status", "production", "last run", "last drift"),
+        no_wrap=("last run",),
+    )
+    for row in rows:
+        production = cell(row["production_version"])
+        if row["candidate_version"] is not None:
+            production += f"\n{CANDIDATE} {row['candidate_version']}"
+        run, drift = row["last_run"], row["last_drift"]
+        table.add_row(
+            f"{cell(row['model'])}\non {cell(row['dataset'])}",
+            cell(row["status"]),
+            production,
+            "-" if run is None else f"{cell(run['run_id'])}\n{cell(run['status'])}",
+            "-" if drift is None else f"{cell(drift['verdict'])}\n{cell(drift['checked_at'])[:10]}",
+        )
+    console.print(table)
+
+
+@models_app.command("versions")
+def models_versions(
     wide: WideOption = False,
     as_json: JsonOption = False,
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
     """Every registered version, and which one is production (with --wide also when it was
     created and its data version)."""
-    session = open_registry(local, stage, state_dir, quiet=as_json)
+    session = open_registry(local, stage, state_dir, model=model, quiet=as_json)
     with reported(stdout=True):
         versions = session.registry.list_versions(session.model)
         alias = session.registry.get_alias(session.model)
@@ -101,12 +145,13 @@ def models_show(
     card: Annotated[
         Path | None, typer.Option(help="Also save the model card (HTML) to this file.")
     ] = None,
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
     """One version: where its files are, what it was trained on, its metrics and inputs."""
-    session = open_registry(local, stage, state_dir)
+    session = open_registry(local, stage, state_dir, model=model)
     with reported(stdout=True):
         found = session.registry.get_version(session.model, version)
         alias = session.registry.get_alias(session.model)
@@ -166,12 +211,13 @@ def _metadata(session: Session, version: ModelVersion) -> dict[str, Any]:
 def models_promote(
     version: Annotated[int, typer.Argument(help="The version to make production.")],
     reason: ReasonOption = None,
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
     """Make VERSION the production model and publish ModelPromoted."""
-    session = open_registry(local, stage, state_dir)
+    session = open_registry(local, stage, state_dir, model=model)
     change = _point_alias(session, PRODUCTION, version, reason or "promoted from the mlops CLI")
     if change is not None:
         _moved(session, change)
@@ -199,12 +245,13 @@ def _point_alias(session: Session, alias: str, version: int, reason: str) -> Ali
 @models_app.command("rollback")
 def models_rollback(
     reason: ReasonOption = None,
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
     """Point production back at the version before the current one; publish ModelPromoted."""
-    session = open_registry(local, stage, state_dir)
+    session = open_registry(local, stage, state_dir, model=model)
     with reported(stdout=True):
         change = session.registry.rollback(
             session.model, reason=reason or "rolled back from the mlops CLI", execution=who()
@@ -216,13 +263,14 @@ def models_rollback(
 def models_canary(
     version: Annotated[int, typer.Argument(help="The version to roll out as candidate.")],
     reason: ReasonOption = None,
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
     """Point alias candidate at VERSION: the predict function serves it to
     `\\[serving] candidate_share` of requests, then promotes or drops it by its numbers."""
-    session = open_registry(local, stage, state_dir)
+    session = open_registry(local, stage, state_dir, model=model)
     model = session.model
     with reported(stdout=True):
         production = session.registry.get_alias(model)
@@ -275,13 +323,14 @@ def models_history(
     alias: Annotated[
         str, typer.Option(help=f"The alias: {PRODUCTION} or {CANDIDATE} (rollouts).")
     ] = PRODUCTION,
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
     """Every change of an alias (production by default), oldest first: when, what, why, by
     whom. Rollout outcomes show as `promote` (production) and `drop` (candidate)."""
-    session = open_registry(local, stage, state_dir)
+    session = open_registry(local, stage, state_dir, model=model)
     with reported(stdout=True):
         changes = session.registry.history(session.model, alias)
     if not changes:

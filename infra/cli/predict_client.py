@@ -1,5 +1,6 @@
 """A client of the serving API for `mlops predict`: where the API is (the local cloud's
-outputs.json, or a URL), and one signed or keyed POST /v1/predict.
+outputs.json, or a URL), and one signed or keyed POST to a model's predict route:
+`/v1/models/<name>/predict`, or `/v1/predict` for the API's default model.
 
 Requests are signed with SigV4 for `execute-api`, as an API with IAM authorization
 (`[serving] auth = "iam"`) requires: on AWS with the caller's AWS credentials, on the local
@@ -45,15 +46,24 @@ LOCAL_OPERATOR = SigningCredentials("testing", "testing")
 """The local cloud's operator, who may call every route."""
 
 
+def predict_route(model: str | None = None) -> str:
+    """The predict route of `model`, or of the API's default model when None."""
+    return "/v1/predict" if model is None else f"/v1/models/{model}/predict"
+
+
 def call_predict(
-    base_url: str, instances: list[Any], api_key: str | None = None, timeout: float = 30.0
+    base_url: str,
+    instances: list[Any],
+    api_key: str | None = None,
+    timeout: float = 30.0,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    status, body = call_api(
-        base_url, "POST", "/v1/predict", {"instances": instances}, api_key, timeout
-    )
+    """The predictions of `model` (the API's default model when None) for `instances`."""
+    route = predict_route(model)
+    status, body = call_api(base_url, "POST", route, {"instances": instances}, api_key, timeout)
     if status >= 400:
         detail = json.dumps(body) if not isinstance(body, str) else body
-        raise PredictError(f"POST {_url(base_url, '/v1/predict')}: HTTP {status}: {detail[:2000]}")
+        raise PredictError(f"POST {_url(base_url, route)}: HTTP {status}: {detail[:2000]}")
     return dict(body)
 
 

@@ -24,12 +24,23 @@ from infra.cli.common import REGISTRY_TABLE_OUTPUT, Session, console, open_sessi
 
 
 def open_registry(
-    local: bool | None, stage: str, state_dir: Path | None, *, quiet: bool = False
+    local: bool | None,
+    stage: str,
+    state_dir: Path | None,
+    *,
+    model: str | None = None,
+    quiet: bool = False,
 ) -> Session:
-    """The session of a runs or models command: the target must have the registry table; its
-    errors go to stdout."""
+    """The session of a runs or models command on `model` (the default model when None): the
+    target must have the registry table; its errors go to stdout."""
     return open_session(
-        local, stage, state_dir, quiet=quiet, stdout=True, needs=(REGISTRY_TABLE_OUTPUT,)
+        local,
+        stage,
+        state_dir,
+        model=model,
+        quiet=quiet,
+        stdout=True,
+        needs=(REGISTRY_TABLE_OUTPUT,),
     )
 
 

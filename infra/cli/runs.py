@@ -1,5 +1,6 @@
-"""`mlops runs ...`: the training runs of the configured model: start one (a retrain), list,
-show and compare them (see `infra.cli.registry` for the options and exit codes)."""
+"""`mlops runs ...`: the training runs of one model (`--model`, else the default model): start
+one (a retrain), list, show and compare them (see `infra.cli.registry` for the options and
+exit codes)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from functions.common.contracts import model_outcome
 from functions.ml.metrics import GREATER_IS_BETTER
 from infra.cli.common import (
     LocalOption,
+    ModelOption,
     StageOption,
     StateDirOption,
     console,
@@ -25,6 +27,7 @@ from infra.cli.common import (
     record,
     reported,
 )
+from infra.cli.portfolio import run_status
 from infra.cli.registry import (
     NARROW_METRICS,
     JsonOption,
@@ -40,7 +43,7 @@ from infra.cli.registry import (
 )
 
 runs_app = typer.Typer(
-    help="Training runs of the configured model: list, show, compare.", no_args_is_help=True
+    help="Training runs of a model (--model): start, list, show, compare.", no_args_is_help=True
 )
 
 
@@ -53,13 +56,15 @@ def runs_start(
     reason: Annotated[str, typer.Option(help="Why (recorded with the run).")] = "cli retrain",
     wait: Annotated[bool, typer.Option(help="Wait for the pipeline to finish.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 1800.0,
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
-    """Retrain without a new drop: start the pipeline with a retrain request."""
-    session = open_registry(local, stage, state_dir)
-    request: dict[str, Any] = {"reason": reason}
+    """Retrain the model without a new drop: start the pipeline with a retrain request that
+    names it (the dataset's other models are not retrained)."""
+    session = open_registry(local, stage, state_dir, model=model)
+    request: dict[str, Any] = {"model": session.model, "reason": reason}
     if data_version:
         request["data_version"] = data_version
     sfn = session.target.client("stepfunctions")
@@ -105,13 +110,14 @@ def runs_list(
     limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
     wide: WideOption = False,
     as_json: JsonOption = False,
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
     """The newest training runs: status, metrics and the version each became (with --wide
     also when it started, the estimator and the data version)."""
-    session = open_registry(local, stage, state_dir, quiet=as_json)
+    session = open_registry(local, stage, state_dir, model=model, quiet=as_json)
     with reported(stdout=True):
         runs = session.registry.list_runs(session.model, limit=limit)
         alias = session.registry.get_alias(session.model)
@@ -140,7 +146,7 @@ def runs_list(
         )
         table.add_row(
             cell(run["run_id"]),
-            _run_status(run),
+            cell(run_status(run)),
             f"{cell(version)} ({marker})" if marker else cell(version),
             *(detail_cells if wide else ()),
             *(metric_cell(metrics, run, name) for name in names),
@@ -149,23 +155,16 @@ def runs_list(
     print_legend(runs)
 
 
-def _run_status(run: Mapping[str, Any]) -> str:
-    """The run's status; a run the gate rejected reads `rejected`, also when it was recorded
-    as `evaluated` with `gate_passed` false (as the evaluate stage once recorded it)."""
-    if run.get("gate_passed") is False and run.get("status") in (None, "evaluated"):
-        return "rejected"
-    return cell(run.get("status"))
-
-
 @runs_app.command("show")
 def runs_show(
     run_id: Annotated[str, typer.Argument(help="The run id (see `mlops runs list`).")],
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
     """Everything recorded about one run: summary, parameters, metrics, durations."""
-    session = open_registry(local, stage, state_dir)
+    session = open_registry(local, stage, state_dir, model=model)
     with reported(stdout=True):
         run = session.registry.get_run(session.model, run_id)
     if run is None:
@@ -204,6 +203,7 @@ def runs_compare(
     run_ids: Annotated[
         list[str], typer.Argument(help="Two or more run ids; the first is the baseline.")
     ],
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
@@ -211,7 +211,7 @@ def runs_compare(
     """Runs side by side: data, parameters (differences marked), metrics with changes."""
     if len(run_ids) < 2:
         raise fail("compare needs at least two run ids", stdout=True)
-    session = open_registry(local, stage, state_dir)
+    session = open_registry(local, stage, state_dir, model=model)
     runs = []
     with reported(stdout=True):
         for run_id in run_ids:
@@ -239,7 +239,7 @@ def _overview_table(runs: Sequence[Mapping[str, Any]]) -> Table:
     fields = ("status", "estimator", "data_version", "data_versions", "rows_train", "version")
     for name in fields:
         if any(run.get(name) is not None for run in runs):
-            cells = (_run_status(run) if name == "status" else cell(run.get(name)) for run in runs)
+            cells = (cell(run_status(run) if name == "status" else run.get(name)) for run in runs)
             table.add_row(name, *cells)
     return table
 

@@ -7,9 +7,10 @@
    function whose init alone uses over `MEMORY_HEADROOM` of its memory has no room to work.
 2. The API's health routes answer (`/v1/health`, `/v2/health/live`, `/v2/health/ready`);
    `ready` may be false before a first model is promoted (reported, not a failure).
-3. Alias `production` resolves to a registered version whose ONNX file's sha256 is the one
-   registered. No model yet (a first deploy) passes, and says so.
-4. When a model is promoted, the API is ready with it (`/v2/health/ready`).
+3. Alias `production` of every configured model resolves to a registered version whose ONNX
+   file's sha256 is the one registered. No model yet (a first deploy) passes, and says so.
+   With several models, each check names its model (`alias production of <model>`).
+4. When the default model is promoted, the API is ready with it (`/v2/health/ready`).
 
 Nothing is written: health checks emit no log or metric, the API routes and the registry
 reads are side-effect free.
@@ -52,8 +53,9 @@ def run_smoke(
     results = [*_functions(config, target, stage, state_dir)]
     api = _api(target)
     results.extend(api)
-    production = _production_model(config, target)
-    results.append(production)
+    checks = [_production_model(config, target, model) for model in config.model_names]
+    results.extend(checks)
+    production = checks[config.model_names.index(config.default_model)]
     results.extend(_serving_production(api, production))
     return results
 
@@ -186,19 +188,19 @@ def _api(target: Target) -> list[SmokeResult]:
 # 3. production model
 
 
-def _production_model(config: MlopsConfig, target: Target) -> SmokeResult:
-    check = "alias production"
+def _production_model(config: MlopsConfig, target: Target, model: str) -> SmokeResult:
+    check = "alias production" + (f" of {model}" if len(config.models) > 1 else "")
     try:
         registry = ModelRegistry(target.output("RegistryTableName"), target.client("dynamodb"))
-        alias = registry.get_alias(config.model_name)
+        alias = registry.get_alias(model)
         if alias is None:
             return SmokeResult(
                 check,
                 True,
-                f"no model of {config.model_name!r} promoted yet",
+                f"no model of {model!r} promoted yet",
                 ["a first deploy has no model until a drop is trained and promoted"],
             )
-        version = registry.get_version(config.model_name, alias.version)
+        version = registry.get_version(model, alias.version)
         if version is None:
             return SmokeResult(
                 check, False, f"points at version {alias.version}, which is not registered"
@@ -221,7 +223,7 @@ def _production_model(config: MlopsConfig, target: Target) -> SmokeResult:
     return SmokeResult(
         check,
         True,
-        f"version {version.version} of {config.model_name!r}: {version.onnx_key} "
+        f"version {version.version} of {model!r}: {version.onnx_key} "
         f"({len(body):,} bytes) matches its registered sha256",
     )
 

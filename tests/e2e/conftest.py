@@ -5,7 +5,8 @@ from it. `synth_with_config` synthesizes it with a test config of its own."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+import shutil
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -31,14 +32,19 @@ def cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def synth_with_config(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+def synth_with_config(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., Path]:
     """Synthesizes the app with the given mlops.toml text (the functions get it too, as
-    `MLOPS_CONFIG_JSON`); returns the cdk.out directory."""
+    `MLOPS_CONFIG_JSON`), the folders of `beside` (name -> source) copied next to the config
+    (a `[train] code` folder is relative to it); returns the cdk.out directory."""
 
-    def synth(config_text: str) -> Path:
+    def synth(config_text: str, beside: Mapping[str, Path] | None = None) -> Path:
         tmp = tmp_path_factory.mktemp("configured")
         config = tmp / "mlops.toml"
         config.write_text(config_text)
+        for name, source in (beside or {}).items():
+            shutil.copytree(source, tmp / name)
         previous = os.environ.get("MLOPS_CONFIG")
         os.environ["MLOPS_CONFIG"] = str(config)
         try:

@@ -1,5 +1,6 @@
 """The repository's mlops.toml as the end-to-end tests deploy it: the user's config with the
-gate, the drift table or serving keys a test needs instead."""
+gate, the drift table or serving keys a test needs instead; and a portfolio config (two
+datasets, three models)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,53 @@ import json
 from collections.abc import Mapping
 
 from tests.helpers import REPO
+
+PORTFOLIO = """
+[project]
+default_model = "churn-lgbm"
+
+[datasets.churn]
+target = "churned"
+task = "classification"
+
+[datasets.prices]
+target = "price"
+task = "regression"
+
+[model]
+test_size = 0.25
+
+[gate.metrics.roc_auc]
+threshold = 0.7
+
+[drift]
+schedule = "rate(1 day)"
+
+[models.churn]
+dataset = "churn"
+estimator = "random_forest"
+params = { n_estimators = 50 }
+
+[models.churn-lgbm]
+dataset = "churn"
+factory = "churn_features:build"
+
+[models.churn-lgbm.gate.metrics.roc_auc]
+min_absolute_change = 0.01
+
+[models.prices]
+dataset = "prices"
+estimator = "ridge"
+
+[models.prices.gate]
+metrics = { rmse = { threshold = 10.0 } }
+
+[models.prices.drift]
+schedule = "rate(6 hours)"
+"""
+"""Two datasets and three models: `churn` and `churn-lgbm` (a factory) share dataset churn,
+`prices` trains on dataset prices; `churn-lgbm` is the default model."""
+
 
 # Absolute thresholds only (no improvement over the champion required): every good run is
 # promoted, so a second good drop is promoted too.

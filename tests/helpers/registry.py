@@ -13,22 +13,25 @@ from tests.helpers.cloud import Cloud
 from tests.helpers.models import MODEL, Trained
 
 
-def model_version(number: int, trained: Trained, **fields: Any) -> ModelVersion:
-    """Version `number` of the churn model `trained`, its artifacts under models/churn/<n>/, as
-    the register stage records it; `fields` set other values."""
-    prefix = version_prefix(MODEL, number)
+def model_version(
+    number: int, trained: Trained | None = None, model: str = MODEL, **fields: Any
+) -> ModelVersion:
+    """Version `number` of `model` (churn) trained as `trained` (an empty ONNX file when None),
+    its artifacts under models/<model>/<n>/, as the register stage records it; `fields` set
+    other values."""
+    prefix = version_prefix(model, number)
     version = ModelVersion(
-        model_name=MODEL,
+        model_name=model,
         version=number,
         prefix=prefix,
         onnx_key=prefix + "model.onnx",
-        onnx_sha256=hashlib.sha256(trained.onnx).hexdigest(),
+        onnx_sha256=hashlib.sha256(trained.onnx if trained else b"").hexdigest(),
         run_id=f"run-{number}",
         data_version="d1",
         data_versions=["d1"],
         metrics={"roc_auc": 0.8 + number / 100},
         created_at="2026-01-01T00:00:00.000Z",
-        model_card_key=f"reports/{MODEL}/{number}/x.html",
+        model_card_key=f"reports/{model}/{number}/x.html",
         promoted=False,
     )
     return version.model_copy(update=fields)

@@ -156,6 +156,7 @@ JSON_COMMANDS: dict[str, list[str]] = {
     "drops show": ["drops", "show", DROP, "--json"],
     "migrate": ["migrate", "--json"],
     "models list": ["models", "list", "--json"],
+    "models versions": ["models", "versions", "--json"],
     "predeploy": [
         "predeploy",
         "--cdk-out",

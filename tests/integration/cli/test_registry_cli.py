@@ -128,8 +128,8 @@ def promoted_events(
     return subscribe_promotions(registered.client("sqs"), registered.client("events"))
 
 
-def test_models_list_shows_versions_and_which_is_production(registered: Local) -> None:
-    result = mlops("models", "list")
+def test_models_versions_shows_versions_and_which_is_production(registered: Local) -> None:
+    result = mlops("models", "versions")
 
     assert result.exit_code == 0, result.output
     assert f"target: local cloud at {registered.endpoint}, model churn" in result.output
@@ -242,7 +242,7 @@ def test_models_history_before_any_promotion(local: Local) -> None:
 
     assert result.exit_code == 0, result.output
     assert "production of churn has never been set." in result.output
-    assert "No versions of churn are registered yet." in mlops("models", "list").output
+    assert "No versions of churn are registered yet." in mlops("models", "versions").output
 
 
 def test_runs_list_shows_newest_first_with_gate_metrics_and_versions(registered: Local) -> None:
@@ -334,7 +334,7 @@ def aws_stack(registered: Local, monkeypatch: pytest.MonkeyPatch) -> Local:
 
 
 def test_aws_target_reads_the_stack_outputs(aws_stack: Local) -> None:
-    result = mlops("models", "list", "--aws", "--stage", "dev")
+    result = mlops("models", "versions", "--aws", "--stage", "dev")
 
     assert result.exit_code == 0, result.output
     assert "target: AWS stack mlops-dev (us-east-1), model churn" in result.output
@@ -440,10 +440,10 @@ def _row(output: str, key: str) -> str:
     return " | ".join(" ".join(filter(None, column)) for column in zip(*cells, strict=True))
 
 
-def _listed(monkeypatch: pytest.MonkeyPatch, group: str) -> str:
-    """What `mlops <group> list` prints in an 80-column terminal (rows wrap)."""
+def _listed(monkeypatch: pytest.MonkeyPatch, *command: str) -> str:
+    """What `mlops <command>` prints in an 80-column terminal (rows wrap)."""
     monkeypatch.setenv("COLUMNS", "80")
-    result = mlops(group, "list")
+    result = mlops(*command)
     assert result.exit_code == 0, result.output
     return str(result.output)
 
@@ -451,7 +451,7 @@ def _listed(monkeypatch: pytest.MonkeyPatch, group: str) -> str:
 def test_runs_list_shows_the_gate_comparison_and_rejections(
     gated: Local, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    output = _listed(monkeypatch, "runs")
+    output = _listed(monkeypatch, "runs", "list")
 
     promoted, rejected = _row(output, GATED_B), _row(output, GATED_C)
     assert "0.8000 v1 0.7800" in promoted and "2 (production)" in promoted
@@ -460,10 +460,10 @@ def test_runs_list_shows_the_gate_comparison_and_rejections(
     assert "champion" in output and "same held-out rows" in output
 
 
-def test_models_list_shows_what_each_version_beat_on_the_same_rows(
+def test_models_versions_shows_what_each_version_beat_on_the_same_rows(
     gated: Local, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    output = _listed(monkeypatch, "models")
+    output = _listed(monkeypatch, "models", "versions")
 
     assert "0.8000 v1 0.7800" in _row(output, GATED_B)
     assert "same held-out rows" in output

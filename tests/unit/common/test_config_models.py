@@ -10,50 +10,7 @@ import pytest
 from functions.common.config.base import ConfigError
 from functions.common.config.dataset import Task
 from functions.common.config.loading import MlopsConfig, load_config
-
-PORTFOLIO = """
-[project]
-default_model = "churn-lgbm"
-
-[datasets.churn]
-target = "churned"
-task = "classification"
-
-[datasets.prices]
-target = "price"
-task = "regression"
-
-[model]
-test_size = 0.25
-
-[gate.metrics.roc_auc]
-threshold = 0.7
-
-[drift]
-schedule = "rate(1 day)"
-
-[models.churn]
-dataset = "churn"
-estimator = "random_forest"
-params = { n_estimators = 50 }
-
-[models.churn-lgbm]
-dataset = "churn"
-factory = "churn_features:build"
-
-[models.churn-lgbm.gate.metrics.roc_auc]
-min_absolute_change = 0.01
-
-[models.prices]
-dataset = "prices"
-estimator = "ridge"
-
-[models.prices.gate]
-metrics = { rmse = { threshold = 10.0 } }
-
-[models.prices.drift]
-schedule = "rate(6 hours)"
-"""
+from tests.helpers.config import PORTFOLIO
 
 
 def _load(tmp_path: Path, text: str) -> MlopsConfig:
