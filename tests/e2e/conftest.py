@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -34,13 +35,19 @@ def cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def synth_with_config(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Callable[..., Path]:
+) -> Iterator[Callable[..., Path]]:
     """Synthesizes the app with the given mlops.toml text (the functions get it too, as
     `MLOPS_CONFIG_JSON`), the folders of `beside` (name -> source) copied next to the config
-    (a `[train] code` folder is relative to it); returns the cdk.out directory."""
+    (a `[train] code` folder is relative to it); returns the cdk.out directory. A config with
+    folders beside it is written inside the repository (under `.mlops/`, removed afterwards),
+    as a user's is: the training images' build context is the repository."""
+    inside = REPO_ROOT / ".mlops" / "e2e-configs"
 
     def synth(config_text: str, beside: Mapping[str, Path] | None = None) -> Path:
         tmp = tmp_path_factory.mktemp("configured")
+        if beside:
+            inside.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=inside))
         config = tmp / "mlops.toml"
         config.write_text(config_text)
         for name, source in (beside or {}).items():
@@ -58,7 +65,8 @@ def synth_with_config(
                 os.environ["MLOPS_CONFIG"] = previous
         return tmp / "cdk.out"
 
-    return synth
+    yield synth
+    shutil.rmtree(inside, ignore_errors=True)
 
 
 class SignedAsOperator(requests.auth.AuthBase):

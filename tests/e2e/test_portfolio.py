@@ -31,9 +31,9 @@ from tests.helpers.served import Served
 
 pytestmark = pytest.mark.slow
 
-MODEL_CODE = REPO / "tests" / "fixtures" / "portfolio" / "model_code"
-"""The user's model code (`[train] code`), copied beside the config."""
-FACTORY = "portfolio_churn:build"
+MODEL_CODE = REPO / "examples" / "model_code"
+"""The user's model code (`[train] code`): the worked example, copied beside the config."""
+FACTORY = "churn_model.pipeline:build"
 
 CONFIG = f"""
 [project]
@@ -114,7 +114,6 @@ def waits_for(part: str) -> pytest.MarkDecorator:
     return pytest.mark.xfail(reason=f"waits for {part}", strict=True)
 
 
-PIPELINE = waits_for("the pipeline's Map over a dataset's models (mm-pipeline)")
 SERVING = waits_for("the serving routes /v1/models/{name}/predict (mm-serving)")
 MONITOR = waits_for("the drift check of a named model, mlops drift run --model (mm-monitor)")
 BATCH = waits_for("batch jobs per model, mlops batch run --model (mm-monitor)")
@@ -234,7 +233,6 @@ def test_a_churn_drop_promotes_the_default_model(
     assert portfolio.runs("prices") == []
 
 
-@PIPELINE
 def test_a_churn_drop_trains_both_models_of_the_dataset_and_nothing_else(
     portfolio: Portfolio, first_churn_drop: dict[str, Any]
 ) -> None:
@@ -246,7 +244,6 @@ def test_a_churn_drop_trains_both_models_of_the_dataset_and_nothing_else(
     assert b"TreeEnsemble" in onnx  # LightGBM's trees, converted into the ONNX graph
 
 
-@PIPELINE
 def test_a_prices_drop_trains_only_the_prices_model(
     portfolio: Portfolio, first_churn_drop: dict[str, Any]
 ) -> None:
@@ -345,7 +342,6 @@ def test_each_model_is_checked_for_drift_on_its_own(
     assert listed["churn-lgbm"]["last_drift"] is None
 
 
-@PIPELINE
 def test_a_retrain_request_retrains_the_model_it_names_only(
     portfolio: Portfolio, first_churn_drop: dict[str, Any]
 ) -> None:
@@ -380,7 +376,6 @@ def test_a_batch_job_is_scored_by_the_model_it_names(
     assert portfolio.keys("batch/out/churn/") == []
 
 
-@PIPELINE
 def test_a_challengers_rejection_leaves_the_champion_familys_promotion_intact(
     portfolio: Portfolio, first_churn_drop: dict[str, Any]
 ) -> None:

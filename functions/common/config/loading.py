@@ -123,8 +123,9 @@ class MlopsConfig(Section):
         """One model's view (the default model's when `name` is None): its dataset as
         `dataset`, its `[model]` keys and its overrides of gate, drift, serving, batch and train
         merged over the top-level sections (nested tables key by key, except that a model's
-        `gate.metrics` replaces the top-level one: metrics differ by task), as a single-model
-        config.
+        `gate.metrics`, `params` and `grid` replace the top-level ones, and a model that names
+        its `estimator` or `factory` does not inherit `[model]`'s `params` and `grid`: they
+        belong to another estimator), as a single-model config.
         Raises ConfigError naming the configured models when `name` is not one."""
         name = name or self.default_model
         cached = self._views.get(name)
@@ -142,7 +143,9 @@ class MlopsConfig(Section):
             model["factory"] = None
         if "factory" in settings:
             model["estimator"] = None
-        base["model"] = {**_merged(model, settings), "name": name}
+        if {"estimator", "factory"} & set(settings):  # another estimator: not [model]'s params
+            model["params"], model["grid"] = {}, None
+        base["model"] = {**model, **settings, "name": name}
         for section, values in entry.overrides().items():
             base[section] = _merged(base.get(section) or {}, values)
         if entry.gate is not None and "metrics" in entry.gate:  # a model names all its metrics

@@ -10,6 +10,7 @@ import pytest
 from functions.common.config.base import ConfigError
 from functions.common.config.dataset import Task
 from functions.common.config.loading import MlopsConfig, load_config
+from tests.helpers import REPO
 from tests.helpers.config import PORTFOLIO
 
 
@@ -111,3 +112,34 @@ def test_an_unknown_model_names_the_configured_ones(tmp_path: Path) -> None:
     config = _load(tmp_path, PORTFOLIO)
     with pytest.raises(ConfigError, match="churn, churn-lgbm, prices"):
         config.for_model("fraud")
+
+
+def test_a_model_naming_another_estimator_does_not_inherit_the_shared_hyperparameters(
+    tmp_path: Path,
+) -> None:
+    text = (
+        '[datasets.churn]\ntarget = "churned"\ntask = "classification"\n'
+        "[model]\nparams = { C = 0.5, max_iter = 500 }\ntest_size = 0.3\n"
+        '[models.churn]\ndataset = "churn"\n'
+        '[models.churn-tuned]\ndataset = "churn"\nparams = { C = 2.0 }\n'
+        '[models.churn-rf]\ndataset = "churn"\nestimator = "random_forest"\n'
+    )
+    config = _load(tmp_path, text)
+    assert config.for_model("churn").model.params == {"C": 0.5, "max_iter": 500}
+    assert config.for_model("churn-tuned").model.params == {"C": 2.0}  # its own, whole
+    forest = config.for_model("churn-rf")
+    assert (forest.estimator, forest.model.params, forest.model.test_size) == (
+        "random_forest",
+        {},
+        0.3,
+    )
+
+
+def test_the_configuration_page_example_passes_config_check(tmp_path: Path) -> None:
+    from functions.ml.config_check import check_training_config
+
+    page = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    example = page.split("## Many models", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    config = _load(tmp_path, example)
+    check_training_config(config, "docs/configuration.md")
+    assert config.model_names == ["churn", "churn-lgbm", "prices"]
