@@ -36,6 +36,8 @@ class ServingModel:
     alias: str = PRODUCTION
     revision: int = 0
     """The alias's revision when loaded; for `candidate`, it names the rollout."""
+    size: int = 0
+    """Bytes of its ONNX file (what the serving cache charges it)."""
 
     @property
     def classes(self) -> list[str] | None:
@@ -95,4 +97,5 @@ def load_version(
         output_names=tuple(output["name"] for output in signature["onnx_outputs"]),
         alias=alias,
         revision=revision,
+        size=len(onnx),
     )
