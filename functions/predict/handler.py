@@ -232,6 +232,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # What `correlation_id_path=correlation_paths.API_GATEWAY_REST` sets, without a JMESPath
     # search per request.
     logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
+    # Powertools keeps dimensions and metadata after an invocation that published no metric:
+    # the previous request's `model` must not label this one's.
+    metrics.clear_metrics()
     return app.resolve(event, context)
 
 
