@@ -37,7 +37,7 @@ from functions.common.errors import ArtifactIntegrityError
 from functions.common.observability import logger, metrics
 from functions.predict import rollout
 from functions.predict.rollout import RolloutPolicy, StatsBuffer
-from functions.serving.model import ServingModel, load_version, onnx_session
+from functions.serving.model import ServingModel, load_version, single_thread_session
 
 INTEGRITY_FAILURES = "ModelIntegrityFailures"
 REFRESH_FAILURES = "ModelRefreshFailures"
@@ -135,7 +135,7 @@ class ModelStore:
         fetch_json: Callable[[str], Any],
         ttl_seconds: float,
         alias: str = PRODUCTION,
-        session_factory: Callable[[bytes], Any] = onnx_session,
+        session_factory: Callable[[bytes], Any] = single_thread_session,
         clock: Callable[[], float] = time.monotonic,
         policy: RolloutPolicy | None = None,
         sample: random.Random | None = None,

@@ -75,6 +75,8 @@ class ModelCache:
         self._served: dict[str, Served] = {}
         self._pinned: dict[tuple[str, int], ServingModel] = {}
         self._recent: OrderedDict[str | tuple[str, int], None] = OrderedDict()
+        self._sizes: dict[str | tuple[str, int], int] = {}
+        self._total = 0
         self._lock = threading.Lock()
         self.clock: Callable[[], float] | None = None
         """When set, the alias clock of every store created from now on (tests drive TTLs)."""
@@ -137,24 +139,25 @@ class ModelCache:
                 recent[key] = None
 
     def fit(self, keep: str | tuple[str, int]) -> None:
-        """Unload the least recently used entries (never `keep`) while the loaded total is
-        over the cap."""
-        total = sum(self._size(key) for key in self._recent)
-        if total <= self.cap_bytes:
+        """After a request picked its model `keep`: record what `keep` holds now, then unload
+        the least recently used entries (never `keep`) while the loaded total is over the
+        cap. Only a request changes what its own entry holds, so the total is kept as a sum
+        updated here."""
+        size = self._size(keep)
+        self._total += size - self._sizes.get(keep, 0)
+        self._sizes[keep] = size
+        if self._total <= self.cap_bytes:
             return
         with self._lock:
             for key in list(self._recent):
-                if total <= self.cap_bytes:
+                if self._total <= self.cap_bytes:
                     break
-                if key == keep:
-                    continue
-                size = self._size(key)
-                self._drop(key)
-                total -= size
-        if total > self.cap_bytes:
+                if key != keep:
+                    self._drop(key)
+        if self._total > self.cap_bytes:
             logger.warning(
                 "The model in use alone is over serving.model_cache_mb",
-                extra={"model": keep, "bytes": total, "cap_bytes": self.cap_bytes},
+                extra={"model": keep, "bytes": self._total, "cap_bytes": self.cap_bytes},
             )
 
     def _size(self, key: str | tuple[str, int]) -> int:
@@ -166,6 +169,7 @@ class ModelCache:
 
     def _drop(self, key: str | tuple[str, int]) -> None:
         self._recent.pop(key, None)
+        self._total -= self._sizes.pop(key, 0)
         if isinstance(key, tuple):
             self._pinned.pop(key, None)
             dropped = f"{key[0]}@{key[1]}"

@@ -115,7 +115,8 @@ class ServingConfig(Section):
     candidate_max_minutes: Annotated[int, Field(ge=1)] = 60
     model_cache_mb: Annotated[int, Field(ge=1, le=10240)] | None = None
     """Models kept loaded per container, by the size of their ONNX files (production, a
-    candidate in rollout and versions asked for by number); unset: a quarter of `memory_mb`.
+    candidate in rollout and versions asked for by number); unset: 1/64 of `memory_mb` (an
+    onnxruntime session takes many times its file in memory: see docs/benchmarks.md).
     Past it, the least recently used are unloaded (loaded again, checksum checked, on their
     next request). The model a request needs is always loaded, even alone over the cap."""
 
@@ -130,7 +131,9 @@ class ServingConfig(Section):
 
     @property
     def model_cache_bytes(self) -> int:
-        return (self.model_cache_mb or self.memory_mb // 4) * 1024 * 1024
+        if self.model_cache_mb is not None:
+            return self.model_cache_mb * 1024 * 1024
+        return self.memory_mb * 1024 * 1024 // 64
 
 
 class BatchConfig(Section):

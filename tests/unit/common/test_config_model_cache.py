@@ -24,8 +24,8 @@ dataset = "churn"
 """
 
 
-def test_the_cap_defaults_to_a_quarter_of_the_memory_and_is_set_in_megabytes() -> None:
-    assert ServingConfig(memory_mb=2048).model_cache_bytes == 512 * 2**20
+def test_the_cap_defaults_to_a_64th_of_the_memory_and_is_set_in_megabytes() -> None:
+    assert ServingConfig(memory_mb=2048).model_cache_bytes == 32 * 2**20
     assert ServingConfig(model_cache_mb=100).model_cache_bytes == 100 * 2**20
 
 
