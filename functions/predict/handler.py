@@ -19,6 +19,7 @@ import gc
 gc.disable()
 
 import os
+import re
 import uuid
 from typing import Any
 
@@ -156,10 +157,11 @@ def v2_version_infer(name: str, version: str) -> dict[str, Any]:
 
 
 def _version(text: str) -> int:
-    """A version path segment: a registered version is a positive integer."""
-    if not text.isdecimal() or not 0 < int(text) < 10**8:
+    """A version path segment: a registered version is a positive integer, written as one
+    (no sign, no leading zero)."""
+    if not re.fullmatch(r"[1-9][0-9]{0,7}", text):
         raise RequestError(
-            404, "version_not_found", f"version {text[:32]!r} is not a version number", "version"
+            404, "version_not_found", f"version {text!r} is not a version number", "version"
         )
     return int(text)
 

@@ -35,7 +35,7 @@ class ModelNotFoundError(LookupError):
         self.name = name
         self.available = list(available)
         super().__init__(
-            f"model {name[:64]!r} is not served here; available models: {', '.join(available)}"
+            f"model {name!r} is not served here; available models: {', '.join(available)}"
         )
 
 
