@@ -144,13 +144,10 @@ def train(
     return onnx, signature.to_dict(), rows
 
 
-def register(onnx: bytes, signature: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    """Register version 1 in moto (as the register stage would) and return what a fresh
-    interpreter needs to recreate the same bucket objects and table items."""
+def create_stores() -> tuple[Any, Any]:
+    """The data bucket and the registry table in moto, as the stack creates them: S3 and
+    DynamoDB clients."""
     import boto3
-
-    from functions.adapters.registry.model_registry import ModelRegistry
-    from functions.common.contracts import ModelVersion
 
     s3, ddb = boto3.client("s3"), boto3.client("dynamodb")
     s3.create_bucket(Bucket=BUCKET)
@@ -163,19 +160,20 @@ def register(onnx: bytes, signature: dict[str, Any], workdir: Path) -> dict[str,
             {"AttributeName": "sk", "KeyType": "RANGE"},
         ],
     )
-    prefix = f"models/{MODEL}/1/"
-    (workdir / "model.onnx").write_bytes(onnx)
-    (workdir / "signature.json").write_text(json.dumps(signature))
-    objects = {
-        prefix + "model.onnx": str(workdir / "model.onnx"),
-        prefix + "signature.json": str(workdir / "signature.json"),
-    }
-    for key, path in objects.items():
-        s3.put_object(Bucket=BUCKET, Key=key, Body=Path(path).read_bytes())
+    return s3, ddb
+
+
+def register_version(ddb: Any, model: str, onnx: bytes) -> None:
+    """Version 1 of `model` registered and promoted, as the register stage leaves it (its
+    files under `models/<model>/1/` are the caller's)."""
+    from functions.adapters.registry.model_registry import ModelRegistry
+    from functions.common.contracts import ModelVersion
+
+    prefix = f"models/{model}/1/"
     registry = ModelRegistry(TABLE, ddb)
     registry.put_version(
         ModelVersion(
-            model_name=MODEL,
+            model_name=model,
             version=1,
             prefix=prefix,
             onnx_key=prefix + "model.onnx",
@@ -189,7 +187,23 @@ def register(onnx: bytes, signature: dict[str, Any], workdir: Path) -> dict[str,
             promoted=False,
         )
     )
-    registry.promote(MODEL, 1, expected_current=None, reason="bench")
+    registry.promote(model, 1, expected_current=None, reason="bench")
+
+
+def register(onnx: bytes, signature: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """Register version 1 in moto (as the register stage would) and return what a fresh
+    interpreter needs to recreate the same bucket objects and table items."""
+    s3, ddb = create_stores()
+    prefix = f"models/{MODEL}/1/"
+    (workdir / "model.onnx").write_bytes(onnx)
+    (workdir / "signature.json").write_text(json.dumps(signature))
+    objects = {
+        prefix + "model.onnx": str(workdir / "model.onnx"),
+        prefix + "signature.json": str(workdir / "signature.json"),
+    }
+    for key, path in objects.items():
+        s3.put_object(Bucket=BUCKET, Key=key, Body=Path(path).read_bytes())
+    register_version(ddb, MODEL, onnx)
     items = ddb.scan(TableName=TABLE)["Items"]
     return {"bucket": BUCKET, "table": TABLE, "objects": objects, "items": items}
 

@@ -39,10 +39,11 @@ def example_model() -> Any:
 
 
 def build() -> dict[str, Any]:
+    from functions.common.config.loading import load_config
     from functions.common.config.serving import ServingConfig
     from functions.predict.openapi import document
 
-    return document(example_model(), ServingConfig())
+    return document(example_model(), ServingConfig(), load_config(REPO / "mlops.toml").model_names)
 
 
 def render() -> str:

@@ -162,12 +162,16 @@ class FeedbackStore:
         self.objects = objects
         self.lookback_hours = lookback_hours
 
-    def captured_rows(self, request_ids: set[str]) -> dict[str, int]:
+    def captured_rows(
+        self, request_ids: set[str], lookback_hours: int | None = None
+    ) -> dict[str, int]:
         """Request id -> its row count, for the ids whose capture is found in the lookback
-        window (newest capture objects first; stops once every id is found)."""
+        window (`lookback_hours`, else the store's; newest capture objects first; stops once
+        every id is found)."""
         window = BucketWindow(self.objects, self.bucket)
         end = datetime.now(UTC)
-        stored = window.capture_objects(end - timedelta(hours=self.lookback_hours), end)
+        hours = self.lookback_hours if lookback_hours is None else lookback_hours
+        stored = window.capture_objects(end - timedelta(hours=hours), end)
         rows: dict[str, int] = {}
         found: set[str] = set()
         for capture in reversed(stored):
@@ -180,10 +184,12 @@ class FeedbackStore:
                 break
         return rows
 
-    def store(self, items: list[FeedbackItem]) -> dict[str, int]:
-        """Check every item's row against its capture, then write each item once; returns
-        counts of `stored`, `duplicates` and `unmatched` (no capture found)."""
-        unmatched = check_rows(items, self.captured_rows({item["request_id"] for item in items}))
+    def store(self, items: list[FeedbackItem], lookback_hours: int | None = None) -> dict[str, int]:
+        """Check every item's row against its capture (found within `lookback_hours`, else
+        the store's window), then write each item once; returns counts of `stored`,
+        `duplicates` and `unmatched` (no capture found)."""
+        requested = {item["request_id"] for item in items}
+        unmatched = check_rows(items, self.captured_rows(requested, lookback_hours))
         received = datetime.now(UTC)
         day = received.strftime("%Y-%m-%d")
         at = received.isoformat(timespec="milliseconds").replace("+00:00", "Z")

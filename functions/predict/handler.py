@@ -1,10 +1,12 @@
 """Predict API: API Gateway (REST, proxy integration) in, JSON out. Routes read the body,
 call one logic function and return its result; errors become JSON in one place below.
 
-The model is loaded while the container initialises (in Lambda), so the first request does not
-pay for it; outside Lambda it loads on first use. A missing model never breaks the import: the
-predict routes answer 503 until a version is promoted. After a SnapStart restore the alias is
-re-resolved at once.
+One function serves every configured model: `/v1/models/{name}/...` and `/v2/models/{name}/...`
+name one, `/v1/predict` and `/v1/model` serve the default model. The default model is loaded
+while the container initialises (in Lambda), so its first request does not pay for it; the
+others load on their first request (`functions.predict.models`). A missing model never breaks
+the import: its routes answer 503 until a version is promoted. After a SnapStart restore the
+aliases are re-resolved at once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import gc
 gc.disable()
 
 import os
+import re
 import uuid
 from typing import Any
 
@@ -31,8 +34,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.common.health import answers_health_check
 from functions.common.observability import logger, metrics
 from functions.predict import logic, openapi
-from functions.predict.feedback import feedback_items
-from functions.predict.model_store import NoModelError
+from functions.predict.model_store import NoModelError, VersionNotFoundError, VersionRefusedError
+from functions.predict.models import ModelNotFoundError
 from functions.predict.snapstart import register_after_restore
 from functions.serving.body import INFERENCE_HEADER_LENGTH, check_content_type, parse_json
 from functions.serving.errors import RequestError
@@ -80,6 +83,21 @@ def model() -> dict[str, Any]:
     return logic.model_info()
 
 
+@app.get("/v1/models")
+def models() -> dict[str, Any]:
+    return logic.list_models()
+
+
+@app.get("/v1/models/<name>")
+def named_model(name: str) -> dict[str, Any]:
+    return logic.model_info(name)
+
+
+@app.post("/v1/models/<name>/predict")
+def named_predict(name: str) -> dict[str, Any]:
+    return logic.predict_instances(_json_body(), _request_id(), name)
+
+
 @app.get("/v1/health")
 def health() -> dict[str, Any]:
     return logic.health()
@@ -87,23 +105,18 @@ def health() -> dict[str, Any]:
 
 @app.post("/v1/feedback")
 def feedback() -> dict[str, Any]:
-    service = logic.service()
-    model = service.store.current()
-    items = feedback_items(
-        _json_body(),
-        max_items=service.serving.max_batch_rows,
-        specs=model.specs,
-        classes=model.classes,
-    )
-    counts = service.feedback.store(items)
-    metrics.add_metric(name="FeedbackStored", unit=MetricUnit.Count, value=counts["stored"])
-    return counts
+    return logic.store_feedback(_json_body())
+
+
+@app.post("/v1/models/<name>/feedback")
+def named_feedback(name: str) -> dict[str, Any]:
+    return logic.store_feedback(_json_body(), name)
 
 
 @app.get("/openapi.json")
 def openapi_document() -> dict[str, Any]:
     service = logic.service()
-    return openapi.document(service.store.refresh(), service.serving)
+    return openapi.document(service.store.refresh(), service.serving, service.models.names)
 
 
 @app.get("/v2/health/live")
@@ -133,10 +146,33 @@ def v2_infer(name: str) -> dict[str, Any]:
     return logic.infer_v2(name, _json_body(open_inference=True), _request_id())
 
 
-def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
+@app.get("/v2/models/<name>/versions/<version>")
+def v2_version_metadata(name: str, version: str) -> dict[str, Any]:
+    return logic.v2_metadata(name, _version(version))
+
+
+@app.post("/v2/models/<name>/versions/<version>/infer")
+def v2_version_infer(name: str, version: str) -> dict[str, Any]:
+    return logic.infer_v2(name, _json_body(open_inference=True), _request_id(), _version(version))
+
+
+def _version(text: str) -> int:
+    """A version path segment: a registered version is a positive integer, written as one
+    (no sign, no leading zero)."""
+    if not re.fullmatch(r"[1-9][0-9]{0,7}", text):
+        raise RequestError(
+            404, "version_not_found", f"version {text!r} is not a version number", "version"
+        )
+    return int(text)
+
+
+def _error(
+    status: int, code: str, message: str, field: str | None = None, **details: Any
+) -> Response:
     body: dict[str, Any] = {"error": code, "message": message}
     if field is not None:
         body["field"] = field
+    body.update(details)
     try:
         with single_metric(
             name="RequestErrors",
@@ -164,9 +200,19 @@ def no_model(error: NoModelError) -> Response:
     return _error(503, "no_model", "no model is promoted yet")
 
 
-@app.exception_handler(logic.ModelNotFoundError)
-def unknown_model(error: logic.ModelNotFoundError) -> Response:
-    return _error(404, "model_not_found", str(error), "name")
+@app.exception_handler(ModelNotFoundError)
+def unknown_model(error: ModelNotFoundError) -> Response:
+    return _error(404, "model_not_found", str(error), "name", models=error.available)
+
+
+@app.exception_handler(VersionNotFoundError)
+def unknown_version(error: VersionNotFoundError) -> Response:
+    return _error(404, "version_not_found", str(error), "version")
+
+
+@app.exception_handler(VersionRefusedError)
+def refused_version(error: VersionRefusedError) -> Response:
+    return _error(503, "model_integrity", str(error), "version")
 
 
 @app.not_found
@@ -188,18 +234,22 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # What `correlation_id_path=correlation_paths.API_GATEWAY_REST` sets, without a JMESPath
     # search per request.
     logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
+    # Powertools keeps dimensions and metadata after an invocation that published no metric:
+    # the previous request's `model` must not label this one's.
+    metrics.clear_metrics()
     return app.resolve(event, context)
 
 
 def _reload_after_restore() -> None:
     try:
-        logic.service().store.after_restore()
+        logic.service().models.after_restore()
     except Exception:
-        logger.exception("Could not re-resolve the model after a SnapStart restore")
+        logger.exception("Could not re-resolve the models after a SnapStart restore")
 
 
 def _initialise() -> None:
-    """Load the model during Lambda's init phase, when the environment is complete."""
+    """Load the default model during Lambda's init phase, when the environment is complete
+    (the others load on their first request)."""
     if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or not os.environ.get("DATA_BUCKET"):
         return
     try:

@@ -21,6 +21,7 @@ import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.adapters.capture import CaptureStream
+from functions.adapters.registry.aliases import PRODUCTION
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
 from functions.common import formats
@@ -30,8 +31,9 @@ from functions.common.observability import logger, metrics
 from functions.common.records import CaptureRecord
 from functions.common.sensitive import SensitiveColumns
 from functions.ml.onnx_input import Prediction, predict_columns
-from functions.predict.feedback import FeedbackStore
-from functions.predict.model_store import ModelStore
+from functions.predict.feedback import FeedbackStore, feedback_items
+from functions.predict.model_store import MODEL_DIMENSION, PINNED, ModelStore
+from functions.predict.models import ModelCache, Served
 from functions.predict.rollout import RolloutPolicy
 from functions.serving.instances import instances_batch
 from functions.serving.model import ServingModel
@@ -70,42 +72,65 @@ class Service:
 
     settings: PredictSettings
     serving: ServingConfig
-    store: ModelStore
+    """`[serving]` of the stack (the request body limit); each model's own is `Served.serving`."""
+    models: ModelCache
+    registry: ModelRegistry
     capture: CaptureStream | None
     feedback: FeedbackStore
     sample: random.Random = field(default_factory=random.Random)
-    sensitive: SensitiveColumns = field(default_factory=SensitiveColumns)
 
-    def should_capture(self) -> bool:
-        rate = self.serving.capture_sample_rate
+    @property
+    def store(self) -> ModelStore:
+        """The default model's store."""
+        return self.models.served().store
+
+    def should_capture(self, served: Served) -> bool:
+        rate = served.serving.capture_sample_rate
         return self.capture is not None and (rate >= 1.0 or self.sample.random() < rate)
 
 
 @cache
 def service() -> Service:
-    """The container's Service, built on first use (clients are created lazily)."""
+    """The container's Service, built on first use (clients are created lazily; each model's
+    store on its first request)."""
     settings = PredictSettings.from_env()
     config = deployed_config()
     objects = ObjectStore()
     bucket = settings.data_bucket
-    store = ModelStore(
-        model_name=config.model_name,
-        registry=ModelRegistry(settings.registry_table),
-        fetch_bytes=lambda key: objects.get_bytes(bucket, key),
-        fetch_json=lambda key: objects.get_json(bucket, key),
-        ttl_seconds=config.serving.alias_ttl_seconds,
-        policy=RolloutPolicy.from_serving(config.serving),
-    )
+    registry = ModelRegistry(settings.registry_table)
+
+    def served(name: str) -> Served:
+        view = config.for_model(name)
+        return Served(
+            name=name,
+            store=ModelStore(
+                model_name=name,
+                registry=registry,
+                fetch_bytes=lambda key: objects.get_bytes(bucket, key),
+                fetch_json=lambda key: objects.get_json(bucket, key),
+                ttl_seconds=view.serving.alias_ttl_seconds,
+                policy=RolloutPolicy.from_serving(view.serving),
+            ),
+            serving=view.serving,
+            sensitive=SensitiveColumns(view.dataset.sensitive, view.dataset.hash_salt),
+            feedback_lookback_hours=view.drift.feedback_lookback_hours,
+        )
+
     capture = CaptureStream(settings.capture_stream) if settings.capture_stream else None
     if capture is None:
         logger.debug("CAPTURE_STREAM is not set: predictions are not captured")
     return Service(
         settings=settings,
         serving=config.serving,
-        store=store,
+        models=ModelCache(
+            names=config.model_names,
+            default=config.default_model,
+            make=served,
+            cap_bytes=config.serving.model_cache_bytes,
+        ),
+        registry=registry,
         capture=capture,
         feedback=FeedbackStore(bucket, objects, config.drift.feedback_lookback_hours),
-        sensitive=SensitiveColumns(config.dataset.sensitive, config.dataset.hash_salt),
     )
 
 
@@ -117,13 +142,12 @@ def json_array(values: np.ndarray) -> Any:
     return values.tolist()
 
 
-def _score(model: ServingModel, batch: Batch) -> Prediction:
-    with service().store.observed(model):  # counted for a rollout's judgement, if one runs
+def _score(served: Served, model: ServingModel, batch: Batch) -> Prediction:
+    with served.store.observed(model):  # counted for a rollout's judgement, if one runs
         return predict_columns(model.session, batch.columns, model.signature)
 
 
 def _record_request(model: ServingModel, batch: Batch, started: float, route: str) -> None:
-    metrics.add_metadata(key="model_name", value=model.name)
     metrics.add_metadata(key="model_version", value=str(model.version))
     metrics.add_metadata(key="route", value=route)
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=1)
@@ -136,18 +160,47 @@ def _record_request(model: ServingModel, batch: Batch, started: float, route: st
     metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds, value=elapsed)
 
 
-def predict_instances(document: Any, request_id: str) -> dict[str, Any]:
-    """`POST /v1/predict`."""
+def _served(svc: Service, name: str | None) -> Served:
+    """The request's model (the default one when `name` is None); from here on the request's
+    metrics carry its `model` dimension.
+
+    Raises:
+        ModelNotFoundError: `name` is not a configured model (nothing is read).
+    """
+    served = svc.models.served(name)
+    metrics.add_dimension(name=MODEL_DIMENSION, value=served.name)
+    metrics.add_metadata(key="model_name", value=served.name)
+    return served
+
+
+def _model(svc: Service, served: Served, version: int | None, *, routed: bool) -> ServingModel:
+    """The version answering: `version` when given (any registered one), else the candidate or
+    production as the rollout routes (`routed`), or production. The cache is then fitted under
+    its cap, this model kept."""
+    if version is not None:
+        model = svc.models.pinned(served.name, version)
+        svc.models.fit((served.name, version) if model.alias == PINNED else served.name)
+        return model
+    model = served.store.route() if routed else served.store.current()
+    svc.models.fit(served.name)
+    return model
+
+
+def _batch_limits(served: Served) -> dict[str, Any]:
+    return {
+        "max_rows": served.serving.max_batch_rows,
+        "reject_unseen": served.serving.unseen_categories == "reject",
+    }
+
+
+def predict_instances(document: Any, request_id: str, name: str | None = None) -> dict[str, Any]:
+    """`POST /v1/predict` (the default model) and `POST /v1/models/{name}/predict`."""
     started = time.perf_counter()
     svc = service()
-    model = svc.store.route()
-    batch = instances_batch(
-        document,
-        model.specs,
-        max_rows=svc.serving.max_batch_rows,
-        reject_unseen=svc.serving.unseen_categories == "reject",
-    )
-    prediction = _score(model, batch)
+    served = _served(svc, name)
+    model = _model(svc, served, None, routed=True)
+    batch = instances_batch(document, model.specs, **_batch_limits(served))
+    prediction = _score(served, model, batch)
     result: dict[str, Any] = {
         "model_name": model.name,
         "model_version": model.version,
@@ -160,37 +213,36 @@ def predict_instances(document: Any, request_id: str) -> dict[str, Any]:
         result["classes"] = model.classes
     if batch.unseen:
         result["unseen_categories"] = batch.unseen
-    capture(svc, model, batch, prediction, request_id)
+    capture(svc, served, model, batch, prediction, request_id)
     _record_request(model, batch, started, "v1")
     return result
 
 
-def infer_v2(name: str, document: Any, request_id: str) -> dict[str, Any]:
-    """`POST /v2/models/{name}/infer` (Open Inference Protocol v2)."""
+def infer_v2(
+    name: str, document: Any, request_id: str, version: int | None = None
+) -> dict[str, Any]:
+    """`POST /v2/models/{name}/infer` and `POST /v2/models/{name}/versions/{v}/infer` (Open
+    Inference Protocol v2)."""
     started = time.perf_counter()
     svc = service()
-    model = _named(svc, name, routed=True)
-    batch, given_id = infer_batch(
-        document,
-        model.specs,
-        max_rows=svc.serving.max_batch_rows,
-        reject_unseen=svc.serving.unseen_categories == "reject",
-    )
-    prediction = _score(model, batch)
+    served = _served(svc, name)
+    model = _model(svc, served, version, routed=True)
+    batch, given_id = infer_batch(document, model.specs, **_batch_limits(served))
+    prediction = _score(served, model, batch)
     if prediction.probabilities is not None:
         tensors = [(prediction.labels, "BYTES"), (prediction.probabilities, "FP32")]
     else:
         tensors = [(prediction.labels.reshape(-1, 1), "FP32")]
     outputs = [
         {
-            "name": name,
+            "name": output,
             "shape": list(values.shape),
             "datatype": datatype,
             "data": json_array(values.reshape(-1)),
         }
-        for name, (values, datatype) in zip(model.output_names, tensors, strict=False)
+        for output, (values, datatype) in zip(model.output_names, tensors, strict=False)
     ]
-    capture(svc, model, batch, prediction, request_id)
+    capture(svc, served, model, batch, prediction, request_id)
     _record_request(model, batch, started, "v2")
     result: dict[str, Any] = {
         "model_name": model.name,
@@ -204,23 +256,12 @@ def infer_v2(name: str, document: Any, request_id: str) -> dict[str, Any]:
     return result
 
 
-class ModelNotFoundError(Exception):
-    """A v2 route names a model this endpoint does not serve."""
-
-
-def _named(svc: Service, name: str, routed: bool = False) -> ServingModel:
-    model = svc.store.route() if routed else svc.store.current()
-    if name != model.name:
-        raise ModelNotFoundError(
-            f"model {name!r} is not served here; this endpoint serves {model.name!r}"
-        )
-    return model
-
-
-def model_info() -> dict[str, Any]:
-    """`GET /v1/model`: the serving version, its input schema (each input's normalised `name`
-    and its `aliases`, the producer's names, accepted too), classes and metrics."""
-    model = service().store.current()
+def model_info(name: str | None = None) -> dict[str, Any]:
+    """`GET /v1/model` (the default model) and `GET /v1/models/{name}`: the serving version,
+    its input schema (each input's normalised `name` and its `aliases`, the producer's names,
+    accepted too), classes and metrics."""
+    svc = service()
+    model = _model(svc, _served(svc, name), None, routed=False)
     signature = model.signature
     return {
         "model_name": model.name,
@@ -248,14 +289,44 @@ def model_info() -> dict[str, Any]:
     }
 
 
-def health() -> dict[str, Any]:
-    """`GET /v1/health`: the function answers; `ready` says whether a model is loaded."""
+def list_models() -> dict[str, Any]:
+    """`GET /v1/models`: every configured model with its production version (read from the
+    registry, nothing loaded) and status: `ready` (a version is promoted), `no_model` (none
+    yet) or `unavailable` (the registry could not be read; logged)."""
     svc = service()
-    model = svc.store.refresh()
+    models = []
+    for name in svc.models.names:
+        entry: dict[str, Any] = {
+            "name": name,
+            "default": name == svc.models.default,
+            "production_version": None,
+            "promoted_at": None,
+        }
+        try:
+            alias = svc.registry.get_alias(name, PRODUCTION)
+        except Exception:
+            logger.exception("Could not read a model's alias", extra={"model": name})
+            entry["status"] = "unavailable"
+        else:
+            entry["status"] = "ready" if alias is not None else "no_model"
+            if alias is not None:
+                entry["production_version"] = alias.version
+                entry["promoted_at"] = alias.updated_at
+        entry["loaded"] = name in svc.models.loaded
+        models.append(entry)
+    return {"default_model": svc.models.default, "models": models}
+
+
+def health() -> dict[str, Any]:
+    """`GET /v1/health`: the function answers; `ready` says whether the default model is
+    loaded."""
+    svc = service()
+    store = svc.store
+    model = store.refresh()
     return {
         "status": "ok",
         "ready": model is not None,
-        "model_name": svc.store.model_name,
+        "model_name": store.model_name,
         "model_version": model.version if model else None,
         "stage": svc.settings.stage,
         "code_version": svc.settings.code_version,
@@ -266,9 +337,10 @@ def v2_ready() -> bool:
     return service().store.refresh() is not None
 
 
-def v2_metadata(name: str) -> dict[str, Any]:
-    """`GET /v2/models/{name}`."""
-    model = _named(service(), name)
+def v2_metadata(name: str, version: int | None = None) -> dict[str, Any]:
+    """`GET /v2/models/{name}` (production) and `GET /v2/models/{name}/versions/{v}`."""
+    svc = service()
+    model = _model(svc, _served(svc, name), version, routed=False)
     inputs = [
         {
             "name": spec.name,
@@ -282,8 +354,8 @@ def v2_metadata(name: str) -> dict[str, Any]:
     else:
         tensors = [("FP32", [-1, 1])]
     outputs = [
-        {"name": name, "datatype": datatype, "shape": shape}
-        for name, (datatype, shape) in zip(model.output_names, tensors, strict=False)
+        {"name": output, "datatype": datatype, "shape": shape}
+        for output, (datatype, shape) in zip(model.output_names, tensors, strict=False)
     ]
     return {
         "name": model.name,
@@ -295,8 +367,26 @@ def v2_metadata(name: str) -> dict[str, Any]:
     }
 
 
+def store_feedback(document: Any, name: str | None = None) -> dict[str, int]:
+    """`POST /v1/feedback` (the default model) and `POST /v1/models/{name}/feedback`: labels
+    checked against that model's classes and features."""
+    svc = service()
+    served = _served(svc, name)
+    model = _model(svc, served, None, routed=False)
+    items = feedback_items(
+        document,
+        max_items=served.serving.max_batch_rows,
+        specs=model.specs,
+        classes=model.classes,
+    )
+    counts = svc.feedback.store(items, lookback_hours=served.feedback_lookback_hours)
+    metrics.add_metric(name="FeedbackStored", unit=MetricUnit.Count, value=counts["stored"])
+    return counts
+
+
 def capture(
     svc: Service,
+    served: Served,
     model: ServingModel,
     batch: Batch,
     prediction: Prediction,
@@ -305,7 +395,7 @@ def capture(
     """Send one JSON line per row to the capture stream, for a sample of requests. A failure
     is logged and counted (`CaptureFailures`), never raised: the prediction stands. Sensitive
     columns (`[dataset] sensitive`) are stored hashed or not at all."""
-    if not svc.should_capture():
+    if not svc.should_capture(served):
         return
     assert svc.capture is not None
     timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -323,7 +413,7 @@ def capture(
                 timestamp=timestamp,
                 model_name=model.name,
                 model_version=model.version,
-                features=svc.sensitive.stored(batch.row(row)),
+                features=served.sensitive.stored(batch.row(row)),
                 prediction=labels[row],
                 probabilities=probabilities[row] if probabilities is not None else None,
                 format_version=version,

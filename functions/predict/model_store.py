@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+from aws_lambda_powertools import single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION
@@ -36,7 +37,7 @@ from functions.common.errors import ArtifactIntegrityError
 from functions.common.observability import logger, metrics
 from functions.predict import rollout
 from functions.predict.rollout import RolloutPolicy, StatsBuffer
-from functions.serving.model import ServingModel, load_version, onnx_session
+from functions.serving.model import ServingModel, load_version, single_thread_session
 
 INTEGRITY_FAILURES = "ModelIntegrityFailures"
 REFRESH_FAILURES = "ModelRefreshFailures"
@@ -45,8 +46,37 @@ ROLLOUT_STATS_FAILURES = "RolloutStatsFailures"
 ROLLOUTS_CONCLUDED = "RolloutsConcluded"
 
 
+MODEL_DIMENSION = "model"
+PINNED = "version"
+"""The `alias` of a version asked for by number (`/v2/models/{name}/versions/{v}`)."""
+
+
 class NoModelError(Exception):
     """No version of the model is promoted (or none could be loaded) yet."""
+
+
+class VersionNotFoundError(LookupError):
+    """A version asked for by number is not registered."""
+
+
+class VersionRefusedError(Exception):
+    """A version asked for by number does not match its registered checksum."""
+
+
+def model_metric(name: str, model: str, value: float = 1) -> None:
+    """Publish one count with the `model` dimension beside the function's defaults, at once
+    (its own EMF line): a model's events are never attributed to another model served by the
+    same invocation."""
+    try:
+        with single_metric(
+            name=name,
+            unit=MetricUnit.Count,
+            value=value,
+            default_dimensions=metrics.default_dimensions,
+        ) as metric:
+            metric.add_dimension(name=MODEL_DIMENSION, value=model)
+    except Exception:  # a metric must never fail a request
+        logger.debug("Could not publish a model metric", exc_info=True)
 
 
 def _utcnow() -> datetime:
@@ -105,7 +135,7 @@ class ModelStore:
         fetch_json: Callable[[str], Any],
         ttl_seconds: float,
         alias: str = PRODUCTION,
-        session_factory: Callable[[bytes], Any] = onnx_session,
+        session_factory: Callable[[bytes], Any] = single_thread_session,
         clock: Callable[[], float] = time.monotonic,
         policy: RolloutPolicy | None = None,
         sample: random.Random | None = None,
@@ -214,7 +244,7 @@ class ModelStore:
         except Exception:
             # The registry is unreachable: keep serving what is loaded, try at the next check.
             logger.exception("Could not read the model alias", extra={"alias": self.alias})
-            metrics.add_metric(name=REFRESH_FAILURES, unit=MetricUnit.Count, value=1)
+            model_metric(REFRESH_FAILURES, self.model_name)
             return
         if state is None:
             if self._model is None:
@@ -246,10 +276,10 @@ class ModelStore:
                 "Could not load the model version of an alias",
                 extra={"model": self.model_name, "alias": state.alias, "version": state.version},
             )
-            metrics.add_metric(name=REFRESH_FAILURES, unit=MetricUnit.Count, value=1)
+            model_metric(REFRESH_FAILURES, self.model_name)
             return None
         if model is not None:
-            metrics.add_metric(name=MODELS_LOADED, unit=MetricUnit.Count, value=1)
+            model_metric(MODELS_LOADED, self.model_name)
             logger.info(
                 "Serving model version",
                 extra={
@@ -285,7 +315,7 @@ class ModelStore:
             except Exception:
                 # Counts are dropped, never retried: a retry could count them twice.
                 logger.exception("Could not record rollout stats", extra={"rollout": rollout_id})
-                metrics.add_metric(name=ROLLOUT_STATS_FAILURES, unit=MetricUnit.Count, value=1)
+                model_metric(ROLLOUT_STATS_FAILURES, self.model_name)
 
     def _conclude(self) -> None:
         candidate, production = self._candidate, self._model
@@ -304,7 +334,7 @@ class ModelStore:
             )
         except Exception:
             logger.exception("Could not judge the rollout", extra={"rollout": candidate.revision})
-            metrics.add_metric(name=ROLLOUT_STATS_FAILURES, unit=MetricUnit.Count, value=1)
+            model_metric(ROLLOUT_STATS_FAILURES, self.model_name)
             return
         if changes is None:
             return
@@ -313,23 +343,34 @@ class ModelStore:
                 "Rollout concluded",
                 extra={"rollout": candidate.revision, "changes": [c.model_dump() for c in changes]},
             )
-            metrics.add_metric(name=ROLLOUTS_CONCLUDED, unit=MetricUnit.Count, value=1)
+            model_metric(ROLLOUTS_CONCLUDED, self.model_name)
         # Decided (here or by another container): follow the aliases at the next request,
         # without waiting for the TTL; containers that did not judge follow at their TTL.
         self._checked_at = None
 
     def _load(self, state: AliasState) -> ServingModel | None:
         try:
+            return self._checked(
+                state.version, state.alias, revision=state.revision, promoted_at=state.updated_at
+            )
+        except ArtifactIntegrityError:
+            return None
+
+    def _checked(
+        self, version: int, alias: str, *, revision: int = 0, promoted_at: str | None = None
+    ) -> ServingModel:
+        """`load_version`, a checksum mismatch logged and counted before it is raised."""
+        try:
             return load_version(
                 model_name=self.model_name,
-                version=state.version,
+                version=version,
                 registry=self._registry,
                 fetch_bytes=self._fetch_bytes,
                 fetch_json=self._fetch_json,
                 session_factory=self._session_factory,
-                alias=state.alias,
-                revision=state.revision,
-                promoted_at=state.updated_at,
+                alias=alias,
+                revision=revision,
+                promoted_at=promoted_at,
             )
         except ArtifactIntegrityError as error:
             serving = self._model.version if self._model else None
@@ -337,11 +378,49 @@ class ModelStore:
                 "Model file does not match its registered checksum; refusing it",
                 extra={
                     "model": self.model_name,
-                    "alias": state.alias,
-                    "version": state.version,
+                    "alias": alias,
+                    "version": version,
                     **error.args[1],
                     "serving_version": serving,
                 },
             )
-            metrics.add_metric(name=INTEGRITY_FAILURES, unit=MetricUnit.Count, value=1)
-            return None
+            model_metric(INTEGRITY_FAILURES, self.model_name)
+            raise
+
+    def pinned(self, version: int) -> ServingModel:
+        """Version `version` asked for by number: the loaded production or candidate when it
+        is that version, else loaded now from the registry (checksum checked, as any).
+
+        Raises:
+            VersionNotFoundError: the version is not registered.
+            VersionRefusedError: its file does not match its registered checksum.
+        """
+        for loaded in (self._model, self._candidate):
+            if loaded is not None and loaded.version == version:
+                return loaded
+        try:
+            return self._checked(version, PINNED)
+        except LookupError:
+            raise VersionNotFoundError(
+                f"model {self.model_name!r} has no registered version {version}"
+            ) from None
+        except ArtifactIntegrityError:
+            raise VersionRefusedError(
+                f"model {self.model_name!r} version {version}: its file does not match its "
+                "registered sha256; refused"
+            ) from None
+
+    @property
+    def loaded_bytes(self) -> int:
+        """ONNX bytes of the versions this store holds (production and candidate)."""
+        held = {id(m): m.size for m in (self._model, self._candidate) if m is not None}
+        return sum(held.values())
+
+    def close(self) -> None:
+        """Before the store is dropped (unloaded from the cache): the rollout counters not yet
+        flushed are recorded now, not lost."""
+        with self._stats_lock:
+            drained = self._stats.drain()
+            self._flushed_at = None
+        if drained:
+            self._flush(drained)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,18 +103,27 @@ def _number(category: str) -> int | float | None:
     return None
 
 
-def document(model: ServingModel | None, serving: ServingConfig) -> dict[str, Any]:
+def document(
+    model: ServingModel | None, serving: ServingConfig, models: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The API's document: `model` is the default model (its inputs are the `Instance` schema
+    of `/v1/predict`); `models`, the configured models (the values of `{name}`)."""
     title = f"{model.name} v{model.version}" if model else "model (none promoted yet)"
     schemas = {
         "Instance": instance_schema(model, serving),
         "PredictRequest": _batch_of("instances", {"$ref": _ref("Instance")}, serving),
+        "NamedPredictRequest": _batch_of("instances", {"$ref": _ref("NamedInstance")}, serving),
         **copy.deepcopy(_FIXED_SCHEMAS),
-        "FeedbackRequest": _batch_of("feedback", _feedback_item(), serving),
+        "FeedbackRequest": _batch_of("feedback", _feedback_item("Instance"), serving),
+        "NamedFeedbackRequest": _batch_of("feedback", _feedback_item("NamedInstance"), serving),
     }
+    paths: dict[str, Any] = {}
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method] = route.operation(models)
     return {
         "openapi": "3.0.3",
         "info": {"title": f"Predict API: {title}", "version": str(model.version if model else 0)},
-        "paths": {route.path: {route.method: route.operation()} for route in ROUTES},
+        "paths": paths,
         "components": {"schemas": schemas},
     }
 
@@ -126,15 +136,20 @@ BAD_REQUEST = ("400", "413", "415", "422")
 """The statuses of a body the API refuses (`functions.serving`'s RequestError)."""
 UNKNOWN_MODEL = "404"
 NO_MODEL = "503"
+INTEGRITY = NO_MODEL
 ERRORS = {
     "400": "Malformed JSON",
     "413": "Body or batch too large",
     "415": "Content-Type is not JSON",
     "422": "A field is missing, unknown or of the wrong type",
-    UNKNOWN_MODEL: "Unknown model",
+    UNKNOWN_MODEL: "Unknown model (the body lists the served ones in `models`) or version",
+    INTEGRITY: "The version's file does not match its registered sha256",
     NO_MODEL: "No model is promoted yet",
 }
-_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_PARAMETERS: dict[str, dict[str, Any]] = {
+    "name": {"type": "string", "description": "A configured model (GET /v1/models)"},
+    "version": {"type": "integer", "minimum": 1, "description": "A registered version"},
+}
 
 
 @dataclass(frozen=True)
@@ -149,10 +164,17 @@ class Route:
     response: str = "Object"
     errors: tuple[str, ...] = ()
 
-    def operation(self) -> dict[str, Any]:
+    def operation(self, models: Sequence[str] = ()) -> dict[str, Any]:
         operation: dict[str, Any] = {"summary": self.summary, "operationId": self.operation_id}
-        if "{name}" in self.path:
-            operation["parameters"] = [dict(_NAME)]
+        parameters = []
+        for name, schema in _PARAMETERS.items():
+            if f"{{{name}}}" in self.path:
+                schema = dict(schema)
+                if name == "name" and models:
+                    schema["enum"] = list(models)
+                parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
+        if parameters:
+            operation["parameters"] = parameters
         if self.request is not None:
             operation["requestBody"] = {
                 "required": True,
@@ -163,6 +185,27 @@ class Route:
             **{status: _error_response(ERRORS[status]) for status in self.errors},
         }
         return operation
+
+
+def _scoring(
+    path: str,
+    summary: str,
+    operation_id: str,
+    bodies: tuple[str, str] = ("InferRequest", "InferResponse"),
+    unavailable: str = NO_MODEL,
+) -> Route:
+    """A POST scoring a batch with a named model: its request and response schemas, and the
+    errors of an unknown model, a refused body and an unavailable version."""
+    request, response = bodies
+    return Route(
+        path,
+        "post",
+        summary,
+        operation_id,
+        request=request,
+        response=response,
+        errors=(UNKNOWN_MODEL, *BAD_REQUEST, unavailable),
+    )
 
 
 ROUTES = (
@@ -181,6 +224,35 @@ ROUTES = (
         "The serving model: version, input schema, classes, metrics",
         "model",
         errors=(NO_MODEL,),
+    ),
+    Route(
+        "/v1/models",
+        "get",
+        "The configured models: production version and status",
+        "models",
+        response="ModelList",
+    ),
+    Route(
+        "/v1/models/{name}",
+        "get",
+        "A model's serving version, input schema, classes, metrics",
+        "namedModel",
+        errors=(UNKNOWN_MODEL, NO_MODEL),
+    ),
+    _scoring(
+        "/v1/models/{name}/predict",
+        "Predict a batch of instances with the named model",
+        "namedPredict",
+        ("NamedPredictRequest", "PredictResponse"),
+    ),
+    Route(
+        "/v1/models/{name}/feedback",
+        "post",
+        "True labels for earlier predictions of the named model",
+        "namedFeedback",
+        request="NamedFeedbackRequest",
+        response="FeedbackResponse",
+        errors=(UNKNOWN_MODEL, *BAD_REQUEST),
     ),
     Route("/v1/health", "get", "Liveness", "health"),
     Route(
@@ -215,14 +287,19 @@ ROUTES = (
         "v2ModelReady",
         errors=(UNKNOWN_MODEL, NO_MODEL),
     ),
+    _scoring("/v2/models/{name}/infer", "Open Inference Protocol inference", "v2Infer"),
     Route(
-        "/v2/models/{name}/infer",
-        "post",
-        "Open Inference Protocol inference",
-        "v2Infer",
-        request="InferRequest",
-        response="InferResponse",
-        errors=(UNKNOWN_MODEL, *BAD_REQUEST, NO_MODEL),
+        "/v2/models/{name}/versions/{version}",
+        "get",
+        "Open Inference Protocol metadata of a registered version",
+        "v2VersionMetadata",
+        errors=(UNKNOWN_MODEL, INTEGRITY),
+    ),
+    _scoring(
+        "/v2/models/{name}/versions/{version}/infer",
+        "Open Inference Protocol inference with a registered version",
+        "v2VersionInfer",
+        unavailable=INTEGRITY,
     ),
 )
 """Every route of the API, in the document's order."""
@@ -244,7 +321,7 @@ def _batch_of(key: str, item: dict[str, Any], serving: ServingConfig) -> dict[st
     }
 
 
-def _feedback_item() -> dict[str, Any]:
+def _feedback_item(instance: str) -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["request_id", "row", "label"],
@@ -257,7 +334,7 @@ def _feedback_item() -> dict[str, Any]:
             },
             "row": {"type": "integer", "minimum": 0},
             "label": {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
-            "features": {"$ref": _ref("Instance")},
+            "features": {"$ref": _ref(instance)},
         },
     }
 
@@ -290,7 +367,42 @@ _FIXED_SCHEMAS: dict[str, Any] = {
         classes={"type": "array", "items": _STRING},
         unseen_categories={"type": "object", "additionalProperties": _INTEGER},
     ),
-    "Error": _object(["error", "message"], error=_STRING, message=_STRING, field=_STRING),
+    "Error": _object(
+        ["error", "message"],
+        error=_STRING,
+        message=_STRING,
+        field=_STRING,
+        models={
+            "type": "array",
+            "items": _STRING,
+            "description": "model_not_found: the models this API serves",
+        },
+    ),
+    "NamedInstance": {
+        "type": "object",
+        "description": "One instance of the named model: its inputs by name (GET "
+        "/v1/models/{name} lists them)",
+        "additionalProperties": True,
+    },
+    "ModelList": _object(
+        ["default_model", "models"],
+        default_model=_STRING,
+        models={
+            "type": "array",
+            "items": _object(
+                ["name", "default", "status", "production_version", "loaded"],
+                name=_STRING,
+                default={"type": "boolean"},
+                status={"type": "string", "enum": ["ready", "no_model", "unavailable"]},
+                production_version={**_INTEGER, "nullable": True},
+                promoted_at={**_STRING, "nullable": True},
+                loaded={
+                    "type": "boolean",
+                    "description": "Loaded in the container that answered",
+                },
+            ),
+        },
+    ),
     "FeedbackResponse": {
         "type": "object",
         "properties": {

@@ -36,6 +36,8 @@ class ServingModel:
     alias: str = PRODUCTION
     revision: int = 0
     """The alias's revision when loaded; for `candidate`, it names the rollout."""
+    size: int = 0
+    """Bytes of its ONNX file (what the serving cache charges it)."""
 
     @property
     def classes(self) -> list[str] | None:
@@ -45,6 +47,17 @@ class ServingModel:
 
 def onnx_session(onnx: bytes) -> Any:
     return ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+
+
+def single_thread_session(onnx: bytes) -> Any:
+    """A session scoring on the calling thread only (one intra-op thread, no pool): what the
+    predict function loads, one per model. A per-session thread pool would keep threads per
+    loaded model, pay their start at every load, and wake them at every switch of model; a
+    request is one small batch on the function's share of a vCPU."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(onnx, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def load_version(
@@ -95,4 +108,5 @@ def load_version(
         output_names=tuple(output["name"] for output in signature["onnx_outputs"]),
         alias=alias,
         revision=revision,
+        size=len(onnx),
     )

@@ -47,11 +47,24 @@ OPERATIONS = [
     ("GET", "/v2/models/{name}"),
     ("GET", "/v2/models/{name}/ready"),
     ("POST", "/v2/models/{name}/infer"),
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/{name}"),
+    ("POST", "/v1/models/{name}/predict"),
+    ("POST", "/v1/models/{name}/feedback"),
+    ("GET", "/v2/models/{name}/versions/{version}"),
+    ("POST", "/v2/models/{name}/versions/{version}/infer"),
 ]
 # The document cannot say what a valid body of these is (request ids from earlier answers; one
 # tensor per model input, by name), so generated cases all get 4xx; the raw bodies below
 # include valid ones.
-NO_SCHEMA_VALID_BODY = {"/v1/feedback", "/v2/models/{name}/infer"}
+NO_SCHEMA_VALID_BODY = {
+    "/v1/feedback",
+    "/v2/models/{name}/infer",
+    # One object per instance of the named model: its inputs are not in the document.
+    "/v1/models/{name}/predict",
+    "/v1/models/{name}/feedback",
+    "/v2/models/{name}/versions/{version}/infer",
+}
 POST_ROUTES = ["/v1/predict", "/v1/feedback", f"/v2/models/{MODEL}/infer"]
 # On a kept-alive connection each local API response waits for a delayed ACK
 # (headers and body leave in two writes); a fresh connection per request does not.
@@ -204,8 +217,17 @@ def test_schemathesis_requests_get_no_server_error_and_conform(
     modes = [schemathesis.GenerationMode.POSITIVE]
     if operation.body or operation.path_parameters:
         modes.append(schemathesis.GenerationMode.NEGATIVE)
-    # Random names mostly miss the one model served: half the cases name it.
-    served = {"name": MODEL} if operation.path_parameters else None
+    # Random names mostly miss the one model served (and random numbers its one version):
+    # half the cases name them.
+    served = (
+        {
+            name: {"name": MODEL, "version": 1}[name]
+            for name in ("name", "version")
+            if f"{{{name}}}" in path
+        }
+        if operation.path_parameters
+        else None
+    )
     cases = st.one_of(
         [
             operation.as_strategy(generation_mode=mode, path_parameters=parameters)

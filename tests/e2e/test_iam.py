@@ -155,6 +155,71 @@ def test_predict_s_leading_keys_narrowed_to_another_model_answers_503_and_logs_a
 
 
 @pytest.mark.iam_denials
+def test_a_model_outside_the_config_is_404_and_predict_s_role_may_not_read_it(
+    cloud: LocalCloud,
+) -> None:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from infra.local.authz.principals import session_credentials
+
+    bucket, table = cloud.outputs["DataBucketName"], cloud.outputs["RegistryTableName"]
+    s3, dynamodb = cloud.client("s3"), cloud.client("dynamodb")
+    # Model `other`: in the bucket and the registry (a copy of churn's), not in the config.
+    for item in s3.list_objects_v2(Bucket=bucket, Prefix="models/churn/1/")["Contents"]:
+        s3.copy_object(
+            Bucket=bucket,
+            Key=item["Key"].replace("models/churn/", "models/other/", 1),
+            CopySource={"Bucket": bucket, "Key": item["Key"]},
+        )
+    items = dynamodb.query(
+        TableName=table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "MODEL#churn"}},
+    )["Items"]
+    for item in items:
+        dynamodb.put_item(TableName=table, Item={**item, "pk": {"S": "MODEL#other"}})
+
+    status, body = call_api(
+        cloud.api_url, "POST", "/v1/models/other/predict", {"instances": _rows(1)}
+    )
+    assert status == 404, body
+    assert body["error"] == "model_not_found" and body["models"] == ["churn"]
+
+    # What the function's own credentials may read, as Lambda gets them for its role.
+    role = cloud.client("iam").get_role(RoleName=cloud.role_name("ServingPredictFunctionRole"))
+    function = cloud.client("lambda").get_function(
+        FunctionName=cloud.function_name("ServingPredictFunction")
+    )["Configuration"]["FunctionArn"]
+    credentials = session_credentials(
+        role["Role"]["Arn"], "model-probe", "lambda.amazonaws.com", function
+    )
+    session = boto3.session.Session(
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
+        aws_session_token=credentials.session_token,
+        region_name="us-east-1",
+    )
+    as_predict = {
+        service: session.client(service, endpoint_url=cloud.endpoint)  # type: ignore[call-overload]
+        for service in ("s3", "dynamodb")
+    }
+    key = {"pk": {"S": "MODEL#churn"}, "sk": {"S": "ALIAS#production"}}
+    assert (
+        as_predict["s3"].get_object(Bucket=bucket, Key="models/churn/1/model.onnx")["Body"].read()
+    )
+    assert as_predict["dynamodb"].get_item(TableName=table, Key=key)["Item"]
+    with pytest.raises(ClientError) as denied:
+        as_predict["s3"].get_object(Bucket=bucket, Key="models/other/1/model.onnx")
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    assert "s3:GetObject" in denied.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as denied:
+        as_predict["dynamodb"].get_item(TableName=table, Key={**key, "pk": {"S": "MODEL#other"}})
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "dynamodb:GetItem" in denied.value.response["Error"]["Message"]
+
+
+@pytest.mark.iam_denials
 def test_without_kms_on_the_alerts_key_the_alert_fails_as_sns_reports_it_and_the_catch_ends_it(
     cloud: LocalCloud, state_dir: Path
 ) -> None:

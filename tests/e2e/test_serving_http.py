@@ -256,20 +256,25 @@ def test_model_health_and_openapi_describe_the_served_version(served: Served) ->
     assert set(instance["required"]) == set(names)
 
 
-def test_v2_ready_metadata_and_infer(served: Served) -> None:
-    rows = _rows(3, seed=42)
-    expected = served.reference(1, rows)
-    ready = served.api.call("GET", "/v2/health/ready")
-    metadata = served.api.call("GET", f"/v2/models/{MODEL}")
-    inputs = [
+def _tensors(inputs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows` as the v2 input tensors the metadata's `inputs` describe."""
+    return [
         {
             "name": spec["name"],
             "shape": [len(rows), 1],
             "datatype": spec["datatype"],
             "data": [row[spec["name"]] for row in rows],
         }
-        for spec in metadata.body["inputs"]
+        for spec in inputs
     ]
+
+
+def test_v2_ready_metadata_and_infer(served: Served) -> None:
+    rows = _rows(3, seed=42)
+    expected = served.reference(1, rows)
+    ready = served.api.call("GET", "/v2/health/ready")
+    metadata = served.api.call("GET", f"/v2/models/{MODEL}")
+    inputs = _tensors(metadata.body["inputs"], rows)
     infer = served.api.call(
         "POST", f"/v2/models/{MODEL}/infer", {"id": "probe-1", "inputs": inputs}
     )
@@ -287,6 +292,44 @@ def test_v2_ready_metadata_and_infer(served: Served) -> None:
         np.reshape(probabilities["data"], (3, 2)), expected.probabilities, atol=1e-6
     )
     assert other.status == 404 and other.body["error"] == "model_not_found"
+    assert other.body["models"] == [MODEL]
+
+
+def entry_alias(entry: dict[str, Any]) -> str:
+    """The alias a request for version 1 reports: production's when 1 is production."""
+    return "production" if entry["production_version"] == 1 else "version"
+
+
+def test_the_model_routes_reach_the_function_as_api_gateway_routes_them(served: Served) -> None:
+    rows = _rows(3, seed=44)
+    expected = served.reference(1, rows)
+    listing = served.api.call("GET", "/v1/models")
+    named = served.api.call("POST", f"/v1/models/{MODEL}/predict", {"instances": rows})
+    described = served.api.call("GET", f"/v1/models/{MODEL}")
+    version = served.api.call("GET", f"/v2/models/{MODEL}/versions/1")
+    inputs = _tensors(version.body["inputs"], rows)
+    pinned = served.api.call("POST", f"/v2/models/{MODEL}/versions/1/infer", {"inputs": inputs})
+    unknown = served.api.call("POST", "/v1/models/nope/predict", {"instances": rows})
+    missing = served.api.call("GET", f"/v2/models/{MODEL}/versions/99")
+
+    assert listing.status == 200, listing.body
+    assert listing.body["default_model"] == MODEL
+    [entry] = listing.body["models"]
+    assert (entry["name"], entry["status"]) == (MODEL, "ready")
+    assert entry["production_version"] >= 1
+    assert named.status == 200, named.body
+    assert named.body["model_name"] == MODEL
+    assert described.status == 200 and described.body["model_name"] == MODEL
+    assert version.status == 200 and version.body["versions"] == ["1"]
+    assert pinned.status == 200, pinned.body
+    # Version 1 is production here: the loaded production answers, and says so.
+    assert pinned.body["model_version"] == "1"
+    assert pinned.body["parameters"]["alias"] == entry_alias(entry)
+    np.testing.assert_allclose(
+        np.reshape(pinned.body["outputs"][1]["data"], (3, 2)), expected.probabilities, atol=1e-6
+    )
+    assert unknown.status == 404 and unknown.body["models"] == [MODEL]
+    assert missing.status == 404 and missing.body["error"] == "version_not_found"
 
 
 def _good() -> dict[str, Any]:

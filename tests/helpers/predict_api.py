@@ -58,7 +58,7 @@ class Api:
 
         deployed_config.cache_clear()
         self.logic.service.cache_clear()
-        self.logic.service().store.clock = lambda: self.now
+        self.logic.service().models.clock = lambda: self.now
 
     def call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
         response = self.handler.lambda_handler(self.event(method, path, body, **kwargs), CONTEXT)

@@ -38,25 +38,31 @@ def model_version(
 
 
 def publish(
-    cloud: Cloud, trained: Trained, *, promote: bool = True, tamper: bool = False
+    cloud: Cloud,
+    trained: Trained,
+    *,
+    promote: bool = True,
+    tamper: bool = False,
+    model: str = MODEL,
 ) -> ModelVersion:
-    """Register `trained` as the next version (artifacts under models/churn/<n>/, version item,
-    alias), as the register stage does; `tamper` uploads bytes that do not match the hash."""
+    """Register `trained` as the next version of `model` (artifacts under models/<model>/<n>/,
+    version item, alias), as the register stage does; `tamper` uploads bytes that do not match
+    the hash."""
     registry = ModelRegistry(cloud.table)
-    number = registry.allocate_version(MODEL)
-    prefix = version_prefix(MODEL, number)
+    number = registry.allocate_version(model)
+    prefix = version_prefix(model, number)
     body = trained.onnx + b"tampered" if tamper else trained.onnx
     cloud.s3.put_object(Bucket=cloud.bucket, Key=prefix + "model.onnx", Body=body)
     for name, document in {
         "signature.json": trained.signature,
-        "metadata.json": {"model_name": MODEL, "version": number},
+        "metadata.json": {"model_name": model, "version": number},
     }.items():
         cloud.s3.put_object(Bucket=cloud.bucket, Key=prefix + name, Body=json.dumps(document))
-    version = model_version(number, trained)
+    version = model_version(number, trained, model)
     registry.put_version(version)
     if promote:
-        current = registry.get_alias(MODEL)
+        current = registry.get_alias(model)
         registry.promote(
-            MODEL, number, expected_current=current.version if current else None, reason="test"
+            model, number, expected_current=current.version if current else None, reason="test"
         )
     return version

@@ -16,6 +16,7 @@ from aws_cdk.assertions import Template
 from functions.adapters.aws import SLIM_DATA_ENV
 from infra.cdk.app import build_app
 from infra.cdk.cold_start import PREDICT_SERVICES, botocore_version
+from infra.cdk.constructs.serving_api import ROUTES
 from infra.cdk.layers import (
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     build_function_code,
@@ -58,6 +59,16 @@ def _role_statements(resources: Resources, role_prefix: str) -> list[dict[str, A
         if any(r["Ref"].startswith(role_prefix) for r in policy["Properties"]["Roles"])
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
+
+
+def _object_prefixes(statements: list[dict[str, Any]], action: str) -> set[str]:
+    """The bucket key patterns the statements granting `action` name."""
+    return {
+        resource["Fn::Join"][1][-1].lstrip("/")
+        for statement in statements
+        if action in _as_list(statement["Action"])
+        for resource in _as_list(statement["Resource"])
+    }
 
 
 def test_predict_is_a_python_313_arm64_zip_with_the_serving_layer(resources: Resources) -> None:
@@ -156,7 +167,7 @@ def test_predict_reads_models_and_capture_writes_only_feedback_and_puts_only_to_
         kind = "write" if "s3:PutObject" in actions else "read"
         for resource in _as_list(statement["Resource"]):
             prefixes[kind].add(resource["Fn::Join"][1][-1].lstrip("/"))
-    assert prefixes == {"read": {"models/*", "capture/*"}, "write": {"feedback/*"}}
+    assert prefixes == {"read": {"models/churn/*", "capture/*"}, "write": {"feedback/*"}}
     firehose = [s for s in statements if "firehose:PutRecordBatch" in _as_list(s["Action"])]
     (statement,) = firehose
     assert statement["Resource"]["Fn::GetAtt"][0].startswith("ServingCaptureStream")
@@ -190,7 +201,7 @@ def test_alias_live_is_what_every_method_invokes(resources: Resources) -> None:
     (alias_id, alias) = next(iter(resources("AWS::Lambda::Alias").items()))
     assert alias["Properties"]["Name"] == "live"
     methods = resources("AWS::ApiGateway::Method")
-    assert len(methods) == 10
+    assert len(methods) == len(ROUTES) == 16
     for method in methods.values():
         integration = method["Properties"]["Integration"]
         assert integration["Type"] == "AWS_PROXY"
@@ -224,13 +235,7 @@ def test_capture_stream_writes_daily_prefixes_encrypted_and_buffered(
     assert s3["ErrorOutputPrefix"].startswith("capture-errors/")
     assert s3["BufferingHints"] == {"IntervalInSeconds": 60, "SizeInMBs": 5}
     statements = _role_statements(resources, "ServingCaptureRole")
-    writes = {
-        r["Fn::Join"][1][-1].lstrip("/")
-        for s in statements
-        if "s3:PutObject" in _as_list(s["Action"])
-        for r in _as_list(s["Resource"])
-    }
-    assert writes == {"capture/*", "capture-errors/*"}
+    assert _object_prefixes(statements, "s3:PutObject") == {"capture/*", "capture-errors/*"}
 
 
 def test_integrity_failures_alarm_the_alerts_topic(resources: Resources) -> None:
@@ -242,10 +247,69 @@ def test_integrity_failures_alarm_the_alerts_topic(resources: Resources) -> None
     props = alarm["Properties"]
     assert props["MetricName"] == "ModelIntegrityFailures"
     assert props["Namespace"] == "mlops"
+    # The function publishes it per model: the alarm names the model's dimension.
+    assert sorted(d["Name"] for d in props["Dimensions"]) == ["model", "service"]
     assert props["Threshold"] == 1
     assert props["TreatMissingData"] == "notBreaching"
     (action,) = props["AlarmActions"]
     assert action["Ref"] in resources("AWS::SNS::Topic")
+
+
+@pytest.mark.slow
+def test_with_several_models_predict_names_exactly_theirs_and_each_has_an_integrity_alarm(
+    tmp_path: Path, use_config: Callable[..., Path]
+) -> None:
+    use_config(
+        "[model]\n",
+        '[models.churn]\ndataset = "churn"\n\n[models.churn-b]\ndataset = "churn"\n\n[model]\n',
+        count=1,
+    )
+    app = build_app(outdir=str(tmp_path / "cdk.out"), context={"commit": "abc"})
+    template = app.synth().get_stack_by_name("mlops-dev").template
+
+    def resources(kind: str) -> dict[str, dict[str, Any]]:
+        return {k: r for k, r in template["Resources"].items() if r["Type"] == kind}
+
+    statements = _role_statements(resources, "ServingPredictFunctionRole")
+    reads = _object_prefixes(statements, "s3:GetObject")
+    assert reads == {"models/churn/*", "models/churn-b/*", "capture/*"}
+    partitions = [
+        statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
+        for statement in statements
+        if "Condition" in statement and "ForAllValues:StringEquals" in statement["Condition"]
+    ]
+    assert partitions and all(p == ["MODEL#churn", "MODEL#churn-b"] for p in partitions)
+    alarms = {
+        tuple(sorted((d["Name"], d["Value"]) for d in alarm["Properties"]["Dimensions"]))
+        for alarm in resources("AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"].get("MetricName") == "ModelIntegrityFailures"
+    }
+    assert alarms == {
+        (("model", "churn"), ("service", "predict")),
+        (("model", "churn-b"), ("service", "predict")),
+    }
+    paths = {
+        method["Properties"]["HttpMethod"] + " " + _path(template, method)
+        for method in resources("AWS::ApiGateway::Method").values()
+    }
+    assert {
+        "GET /v1/models",
+        "GET /v1/models/{name}",
+        "POST /v1/models/{name}/predict",
+        "GET /v2/models/{name}/versions/{version}",
+        "POST /v2/models/{name}/versions/{version}/infer",
+    } <= paths
+
+
+def _path(template: dict[str, Any], method: dict[str, Any]) -> str:
+    """A method's resource path, from its resource's parents' path parts."""
+    parts = []
+    ref = method["Properties"]["ResourceId"]
+    while isinstance(ref, dict) and "Ref" in ref:
+        resource = template["Resources"][ref["Ref"]]["Properties"]
+        parts.append(resource["PathPart"])
+        ref = resource["ParentId"]
+    return "/" + "/".join(reversed(parts))
 
 
 def test_api_url_is_an_output(template_json: dict[str, Any]) -> None:
@@ -301,5 +365,11 @@ def test_the_serving_page_says_what_api_gateway_validates_as_the_template_has_it
     # a method of the template has a body validator and a model.
     assert ("Invalid request body" in page) == bool(body_checked)
     assert body_checked or "API Gateway validates no request body" in page
-    assert parameters_checked == [{"method.request.path.name": True}] * 3
-    assert "API Gateway validates the `{name}` path parameter of the v2 routes" in page
+    named = {"method.request.path.name": True}
+    versioned = {**named, "method.request.path.version": True}
+    assert sorted(map(len, parameters_checked)) == [1] * 6 + [2] * 2
+    assert all(p in (named, versioned) for p in parameters_checked)
+    assert (
+        "API Gateway validates the `{name}` and `{version}` path parameters of the model routes"
+        in page
+    )

@@ -32,6 +32,7 @@ STACK_KEYS: dict[str, frozenset[str]] = {
             "provisioned_concurrency",
             "max_body_bytes",
             "default_model",
+            "model_cache_mb",
         }
     ),
     "drift": frozenset({"memory_mb", "timeout_seconds"}),

@@ -113,6 +113,27 @@ class ServingConfig(Section):
     """An alarm notifies the alerts topic when the API's p99 latency stays above this."""
     candidate_min_requests: Annotated[int, Field(ge=1)] = 1_000
     candidate_max_minutes: Annotated[int, Field(ge=1)] = 60
+    model_cache_mb: Annotated[int, Field(ge=1, le=10240)] | None = None
+    """Models kept loaded per container, by the size of their ONNX files (production, a
+    candidate in rollout and versions asked for by number); unset: 1/64 of `memory_mb` (an
+    onnxruntime session takes many times its file in memory: see docs/benchmarks.md).
+    Past it, the least recently used are unloaded (loaded again, checksum checked, on their
+    next request). The model a request needs is always loaded, even alone over the cap."""
+
+    @model_validator(mode="after")
+    def _cache_fits_memory(self) -> ServingConfig:
+        if self.model_cache_mb is not None and self.model_cache_mb >= self.memory_mb:
+            raise ValueError(
+                f"serving.model_cache_mb {self.model_cache_mb} must be below serving.memory_mb "
+                f"{self.memory_mb} (the function needs memory besides its models)"
+            )
+        return self
+
+    @property
+    def model_cache_bytes(self) -> int:
+        if self.model_cache_mb is not None:
+            return self.model_cache_mb * 1024 * 1024
+        return self.memory_mb * 1024 * 1024 // 64
 
 
 class BatchConfig(Section):

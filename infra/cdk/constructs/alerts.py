@@ -42,10 +42,14 @@ def alarm(
     comparison: cloudwatch.ComparisonOperator = (
         cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
     ),
+    runbook: str | None = None,
 ) -> cloudwatch.Alarm:
     """An alarm notifying the alerts topic (no data: not breaching). Its description says what
-    it `means`, then where its runbook section is (`[alerts] runbook_url`)."""
-    link = f"{platform.deploy.config.alerts.runbook_url}#{runbook_anchor(construct_id)}"
+    it `means`, then where its runbook section is (`[alerts] runbook_url`): the section of
+    `runbook`, an alarm id, when one section serves several alarms (one per model), else its
+    own."""
+    anchor = runbook_anchor(runbook or construct_id)
+    link = f"{platform.deploy.config.alerts.runbook_url}#{anchor}"
     description = f"{means} Runbook: {link}"
     if len(description) > ALARM_DESCRIPTION_MAX_CHARS:
         raise ValueError(

@@ -152,6 +152,17 @@ class Monitoring(Construct):
             label=label,
         )
 
+    def _per_model(self, name: str, statistic: str) -> cloudwatch.MathExpression:
+        """Predict's metric `name`, one line per model (the function publishes it with the
+        `model` dimension), labelled `<model> <statistic>`."""
+        namespace = self._deploy.config.project.name
+        return cloudwatch.MathExpression(
+            expression=f'SEARCH(\'{{{namespace},model,service}} MetricName="{name}" '
+            f"service=\"{PREDICT_SERVICE}\"', '{statistic}', 300)",
+            label=f"${{PROP('Dim.model')}} {statistic}",
+            period=Duration.minutes(5),
+        )
+
     def _alarms(
         self, platform: Platform, state_machine: sfn.IStateMachine, serving: ServingApi
     ) -> dict[str, cloudwatch.Alarm]:
@@ -224,8 +235,8 @@ class Monitoring(Construct):
         self, state_machine: sfn.IStateMachine, serving: ServingApi
     ) -> cloudwatch.Dashboard:
         namespace = self._deploy.config.project.name
-        latency = self._metric("PredictLatency", PREDICT_SERVICE, "p50", label="p50")
-        p99 = self._metric("PredictLatency", PREDICT_SERVICE, "p99", label="p99")
+        latency = self._per_model("PredictLatency", "p50")
+        p99 = self._per_model("PredictLatency", "p99")
         drift_scores = cloudwatch.MathExpression(
             expression=f'SEARCH(\'{{{namespace},feature,service}} MetricName="FeatureDriftScore"'
             f" service=\"{MONITOR_SERVICE}\"', 'Maximum', 86400)",
@@ -271,8 +282,8 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(
                 title="Capture volume (rows)",
                 left=[
-                    self._metric("CapturedRows", PREDICT_SERVICE, "Sum", label="captured"),
-                    self._metric("CaptureFailures", PREDICT_SERVICE, "Sum", label="failed"),
+                    self._per_model("CapturedRows", "Sum"),
+                    self._per_model("CaptureFailures", "Sum"),
                 ],
                 width=8,
             ),

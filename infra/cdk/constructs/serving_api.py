@@ -1,7 +1,8 @@
-"""Serving: the predict function (zip + the serving layer) behind alias `live`, a REST API
-with one method per route (IAM auth by default, or API keys with a usage plan), access logs
-and throttling, a Firehose stream capturing predictions under capture/dt=YYYY-MM-DD/, and an
-alarm when a served model file fails its integrity check."""
+"""Serving: the predict function (zip + the serving layer) behind alias `live`, serving every
+configured model, a REST API with one method per route (IAM auth by default, or API keys with
+a usage plan), access logs and throttling, a Firehose stream capturing predictions under
+capture/dt=YYYY-MM-DD/, and one alarm per model when a served file fails its integrity
+check."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from functions.common.layout import (
     CAPTURE_PREFIX,
     DAY_PARTITION,
     FEEDBACK_PREFIX,
-    MODELS_PREFIX,
     model_key,
+    model_prefix,
 )
 from infra.cdk.cold_start import SLIM_DATA_DIR
 from infra.cdk.constructs.alerts import alarm
@@ -47,6 +48,7 @@ from infra.cdk.nag import acknowledge
 PREDICT_HANDLER = "functions.predict.handler.lambda_handler"
 LIVE_ALIAS = "live"
 INTEGRITY_METRIC = "ModelIntegrityFailures"
+INTEGRITY_ALARM = "ModelIntegrityAlarm"
 _FIREHOSE_DAY = f"{DAY_PARTITION}!{{timestamp:yyyy-MM-dd}}/"
 CAPTURE_DATA_PREFIX = f"{CAPTURE_PREFIX}{_FIREHOSE_DAY}"
 CAPTURE_ERROR_PREFIX = f"{CAPTURE_ERRORS_PREFIX}!{{firehose:error-output-type}}/{_FIREHOSE_DAY}"
@@ -63,6 +65,10 @@ class Route:
 ROUTES = (
     Route("POST", "/v1/predict"),
     Route("GET", "/v1/model"),
+    Route("GET", "/v1/models"),
+    Route("GET", "/v1/models/{name}"),
+    Route("POST", "/v1/models/{name}/predict"),
+    Route("POST", "/v1/models/{name}/feedback"),
     Route("GET", "/v1/health"),
     Route("POST", "/v1/feedback"),
     Route("GET", "/openapi.json"),
@@ -71,6 +77,8 @@ ROUTES = (
     Route("GET", "/v2/models/{name}"),
     Route("GET", "/v2/models/{name}/ready"),
     Route("POST", "/v2/models/{name}/infer"),
+    Route("GET", "/v2/models/{name}/versions/{version}"),
+    Route("POST", "/v2/models/{name}/versions/{version}/infer"),
 )
 
 
@@ -124,14 +132,18 @@ class ServingApi(Construct):
         )
         self.unzipped_bytes = check_unzipped_size(self.layer_build)
         role = self.predict.role
-        data_lake.grant_read_objects(role, MODELS_PREFIX)
+        # Exactly the configured models: their files and registry partitions, no wildcard
+        # over models (a model in the bucket but not in the config is not readable).
+        models = deploy.config.model_names
+        for model in models:
+            data_lake.grant_read_objects(role, model_prefix(model))
         data_lake.grant_write_objects(role, FEEDBACK_PREFIX)
         # Feedback checks a row against its captured request, when the capture is found.
         data_lake.grant_read_objects(role, CAPTURE_PREFIX)
         data_lake.grant_list(role, [CAPTURE_PREFIX])
-        # The model's own items only. Read: aliases and versions. Write: serving counters,
+        # The models' own items only. Read: aliases and versions. Write: serving counters,
         # rollout decisions and the alias moves a rollout makes (conditional transactions).
-        registry.grant_partitions(role, write=[model_key(deploy.config.model_name)])
+        registry.grant_partitions(role, write=[model_key(model) for model in models])
         events.EventBus.from_event_bus_name(self, "DefaultBus", "default").grant_put_events_to(role)
         iam.Grant.add_to_principal(
             grantee=role,
@@ -149,7 +161,7 @@ class ServingApi(Construct):
             provisioned_concurrent_executions=serving.provisioned_concurrency or None,
         )
         self.api = self._rest_api()
-        self.integrity_alarm = self._integrity_alarm(platform)
+        self.integrity_alarms = {model: self._integrity_alarm(platform, model) for model in models}
 
     @property
     def url(self) -> str:
@@ -170,7 +182,7 @@ class ServingApi(Construct):
             self,
             "Api",
             rest_api_name=f"{deploy.stack_name}-serving",
-            description=f"Predictions of {deploy.config.model_name} ({deploy.stage})",
+            description=f"Predictions of {', '.join(deploy.config.model_names)} ({deploy.stage})",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             cloud_watch_role=True,
             cloud_watch_role_removal_policy=deploy.removal_policy,
@@ -335,22 +347,27 @@ class ServingApi(Construct):
         stream.node.add_dependency(role)
         return stream
 
-    def _integrity_alarm(self, platform: Platform) -> cloudwatch.Alarm:
+    def _integrity_alarm(self, platform: Platform, model: str) -> cloudwatch.Alarm:
+        """One alarm per configured model: the function publishes the metric with the
+        `model` dimension, and an alarm matches a metric's exact dimensions."""
         # Powertools Metrics adds the `service` dimension to every metric it publishes.
         metric = cloudwatch.Metric(
             namespace=self._deploy.config.project.name,
             metric_name=INTEGRITY_METRIC,
-            dimensions_map={"service": "predict"},
+            dimensions_map={"model": model, "service": "predict"},
             statistic=cloudwatch.Stats.SUM,
             period=Duration.minutes(1),
         )
+        single = len(self._deploy.config.models) == 1
         return alarm(
             self,
-            "ModelIntegrityAlarm",
+            INTEGRITY_ALARM if single else f"{INTEGRITY_ALARM}-{model}",
             metric,
             platform=platform,
-            means="A served model file's sha256 does not match its registry entry: the file "
-            "was changed after registration; predict refuses to serve it.",
+            runbook=INTEGRITY_ALARM,
+            means=f"A served file of model {model!r} has a sha256 that does not match its "
+            "registry entry: the file was changed after registration; predict refuses to "
+            "serve it.",
         )
 
 

@@ -34,7 +34,10 @@ def _use_sensitive_config(monkeypatch: pytest.MonkeyPatch, api: Api) -> None:
         update={"sensitive": {"region": "hash", "contract": "drop"}, "hash_salt": SALT}
     )
     monkeypatch.setenv(
-        "MLOPS_CONFIG_JSON", config.model_copy(update={"dataset": dataset}).to_json()
+        "MLOPS_CONFIG_JSON",
+        config.model_copy(
+            update={"dataset": dataset, "datasets": {dataset.name: dataset}}
+        ).to_json(),
     )
     api.reset()
 

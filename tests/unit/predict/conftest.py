@@ -49,28 +49,47 @@ class FakeFeedback:
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
 
-    def store(self, items: list[dict[str, Any]]) -> dict[str, int]:
+    def store(
+        self, items: list[dict[str, Any]], lookback_hours: int | None = None
+    ) -> dict[str, int]:
         self.items.extend(items)
         return {"stored": len(items), "duplicates": 0}
 
 
 @pytest.fixture
 def make_service(trained: Trained, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    from functions.common.sensitive import SensitiveColumns
     from functions.predict import logic
     from functions.predict.model_store import ModelStore
+    from functions.predict.models import ModelCache, Served
 
     def make(**serving: Any) -> Any:
-        store = ModelStore(
-            model_name="churn",
-            registry=FakeRegistry(trained),  # type: ignore[arg-type]
-            fetch_bytes=lambda key: trained.onnx,
-            fetch_json=lambda key: trained.signature,
-            ttl_seconds=60,
-        )
+        registry = FakeRegistry(trained)
+        config = ServingConfig(**serving)
+
+        def served(name: str) -> Served:
+            store = ModelStore(
+                model_name=name,
+                registry=registry,  # type: ignore[arg-type]
+                fetch_bytes=lambda key: trained.onnx,
+                fetch_json=lambda key: trained.signature,
+                ttl_seconds=60,
+            )
+            return Served(
+                name=name,
+                store=store,
+                serving=config,
+                sensitive=SensitiveColumns(),
+                feedback_lookback_hours=24,
+            )
+
         svc = logic.Service(
             settings=logic.PredictSettings(data_bucket="b", registry_table="t"),
-            serving=ServingConfig(**serving),
-            store=store,
+            serving=config,
+            models=ModelCache(
+                names=["churn"], default="churn", make=served, cap_bytes=config.model_cache_bytes
+            ),
+            registry=registry,  # type: ignore[arg-type]
             capture=None,
             feedback=FakeFeedback(),  # type: ignore[arg-type]
         )

@@ -16,6 +16,7 @@ from functions.common.sensitive import SensitiveColumns
 from functions.ml.onnx_input import Prediction
 from functions.predict import logic
 from functions.predict.feedback import FeedbackStore
+from functions.predict.models import Served
 from functions.serving.values import Batch
 
 TIMESTAMP = re.compile(rb'"timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"')
@@ -35,11 +36,20 @@ def _service(capture: _Lines) -> logic.Service:
     return logic.Service(
         settings=logic.PredictSettings(data_bucket="b", registry_table="t"),
         serving=ServingConfig(),
-        store=None,  # type: ignore[arg-type]
+        models=None,  # type: ignore[arg-type]
+        registry=None,  # type: ignore[arg-type]
         capture=capture,  # type: ignore[arg-type]
         feedback=None,  # type: ignore[arg-type]
-        sensitive=SensitiveColumns(),
     )
+
+
+_SERVED = Served(
+    name="churn",
+    store=None,  # type: ignore[arg-type]
+    serving=ServingConfig(),
+    sensitive=SensitiveColumns(),
+    feedback_lookback_hours=24,
+)
 
 
 def test_a_capture_line_is_the_records_json_byte_for_byte() -> None:
@@ -53,7 +63,7 @@ def test_a_capture_line_is_the_records_json_byte_for_byte() -> None:
     )
     model = SimpleNamespace(name="churn", version=3)
 
-    logic.capture(_service(capture), model, batch, prediction, "req-1")  # type: ignore[arg-type]
+    logic.capture(_service(capture), _SERVED, model, batch, prediction, "req-1")  # type: ignore[arg-type]
 
     assert [TIMESTAMP.sub(b'"timestamp":"T"', line) for line in capture.lines] == [
         b'{"request_id":"req-1","row":0,"timestamp":"T","model_name":"churn","model_version":3,'
@@ -71,7 +81,7 @@ def test_a_regression_capture_line_has_null_probabilities() -> None:
     prediction = Prediction(labels=np.array([1.5]), probabilities=None)
     model = SimpleNamespace(name="price", version=1)
 
-    logic.capture(_service(capture), model, batch, prediction, "r")  # type: ignore[arg-type]
+    logic.capture(_service(capture), _SERVED, model, batch, prediction, "r")  # type: ignore[arg-type]
 
     assert TIMESTAMP.sub(b'"timestamp":"T"', capture.lines[0]) == (
         b'{"request_id":"r","row":0,"timestamp":"T","model_name":"price","model_version":1,'
@@ -91,7 +101,7 @@ class _Bucket:
 def test_a_feedback_object_is_the_records_json_byte_for_byte() -> None:
     bucket = _Bucket()
     store = FeedbackStore("b", ObjectStore(bucket))
-    store.captured_rows = lambda ids: {}  # type: ignore[method-assign]
+    store.captured_rows = lambda ids, hours=None: {}  # type: ignore[method-assign]
     items = [
         FeedbackItem(request_id="req-1", row=0, label="yes", features=None),
         FeedbackItem(request_id="req-1", row=1, label=2.5, features={"age": 30}),
