@@ -45,6 +45,14 @@ LocalOption = Annotated[
     ),
 ]
 StageOption = Annotated[str, typer.Option(help="Stage of the AWS stack (with --aws).")]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="The configured model (default: the only model, or \\[project] default_model).",
+        show_default=False,
+    ),
+]
 AllowReplacementOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -131,6 +139,20 @@ class Session:
         return ObjectStore(self.target.client("s3"))
 
 
+def chosen_model(config: MlopsConfig, model: str | None, *, stdout: bool = False) -> str:
+    """`--model` when it is a configured model (one line naming the configured ones when it is
+    not), else the default model."""
+    if model is None:
+        return config.default_model
+    if model not in config.models:
+        raise fail(
+            f"--model {model!r} is not a configured model: {', '.join(config.model_names)}",
+            2,
+            stdout=stdout,
+        )
+    return model
+
+
 def open_session(
     local: bool | None,
     stage: str,
@@ -139,12 +161,15 @@ def open_session(
     quiet: bool = False,
     stdout: bool = False,
     needs: Sequence[str] = (),
+    model: str | None = None,
 ) -> Session:
-    """The session of a command on the configured model, after checking the target has the
-    data bucket and the outputs it `needs`; says which target and model, unless `quiet`."""
+    """The session of a command on one configured model (`model`, default: the default
+    model), after checking the target has the data bucket and the outputs it `needs`; says
+    which target and model, unless `quiet`."""
     config, target, values = open_target(
         local, stage, state_dir, *needs, DATA_BUCKET_OUTPUT, stdout=stdout
     )
+    config = config.for_model(chosen_model(config, model, stdout=stdout))
     if not quiet:
         console.print(f"target: {target.description}, model {config.model_name}", style="dim")
     return Session(config=config, target=target, bucket=values[-1])

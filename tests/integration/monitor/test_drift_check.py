@@ -25,6 +25,7 @@ from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, chu
 from functions.monitor.handler import BadRequestError, window_hours
 from functions.monitor.logic import MonitorService, run_check, summary
 from functions.monitor.state import MonitorStore
+from tests.helpers.config import CHALLENGER, with_challenger
 from tests.helpers.drift import churn_reference
 
 REPO = Path(__file__).resolve().parents[3]
@@ -130,25 +131,10 @@ def _check(
     return run_check(_service(cloud, config, model), **kwargs)
 
 
-CHALLENGER = "churn-rf"
-PORTFOLIO = f"""
-[models.churn]
-dataset = "churn"
-
-[models.{CHALLENGER}]
-dataset = "churn"
-estimator = "random_forest"
-params = {{ n_estimators = 20 }}
-
-[models.{CHALLENGER}.drift]
-cooldown_hours = 1
-"""
-
-
 def _portfolio(tmp_path: Path) -> MlopsConfig:
     """The repo's config with two models on its dataset, the challenger with its own cooldown
     and no feedback retraining anywhere."""
-    text = (REPO / "mlops.toml").read_text() + PORTFOLIO
+    text = with_challenger(drift="cooldown_hours = 1")
     text = text.replace("auto_retrain = true", "auto_retrain = true\nretrain_with_feedback = false")
     path = tmp_path / "mlops.toml"
     path.write_text(text)
