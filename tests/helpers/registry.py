@@ -13,12 +13,14 @@ from tests.helpers.cloud import Cloud
 from tests.helpers.models import MODEL, Trained
 
 
-def model_version(number: int, trained: Trained, **fields: Any) -> ModelVersion:
-    """Version `number` of the churn model `trained`, its artifacts under models/churn/<n>/, as
-    the register stage records it; `fields` set other values."""
-    prefix = version_prefix(MODEL, number)
+def model_version(
+    number: int, trained: Trained, *, model: str = MODEL, **fields: Any
+) -> ModelVersion:
+    """Version `number` of `model` (default: the churn model) `trained`, its artifacts under
+    models/<model>/<n>/, as the register stage records it; `fields` set other values."""
+    prefix = version_prefix(model, number)
     version = ModelVersion(
-        model_name=MODEL,
+        model_name=model,
         version=number,
         prefix=prefix,
         onnx_key=prefix + "model.onnx",
@@ -28,32 +30,38 @@ def model_version(number: int, trained: Trained, **fields: Any) -> ModelVersion:
         data_versions=["d1"],
         metrics={"roc_auc": 0.8 + number / 100},
         created_at="2026-01-01T00:00:00.000Z",
-        model_card_key=f"reports/{MODEL}/{number}/x.html",
+        model_card_key=f"reports/{model}/{number}/x.html",
         promoted=False,
     )
     return version.model_copy(update=fields)
 
 
 def publish(
-    cloud: Cloud, trained: Trained, *, promote: bool = True, tamper: bool = False
+    cloud: Cloud,
+    trained: Trained,
+    *,
+    promote: bool = True,
+    tamper: bool = False,
+    model: str = MODEL,
 ) -> ModelVersion:
-    """Register `trained` as the next version (artifacts under models/churn/<n>/, version item,
-    alias), as the register stage does; `tamper` uploads bytes that do not match the hash."""
+    """Register `trained` as the next version of `model` (default: the churn model; artifacts
+    under models/<model>/<n>/, version item, alias), as the register stage does; `tamper`
+    uploads bytes that do not match the hash."""
     registry = ModelRegistry(cloud.table)
-    number = registry.allocate_version(MODEL)
-    prefix = version_prefix(MODEL, number)
+    number = registry.allocate_version(model)
+    prefix = version_prefix(model, number)
     body = trained.onnx + b"tampered" if tamper else trained.onnx
     cloud.s3.put_object(Bucket=cloud.bucket, Key=prefix + "model.onnx", Body=body)
     for name, document in {
         "signature.json": trained.signature,
-        "metadata.json": {"model_name": MODEL, "version": number},
+        "metadata.json": {"model_name": model, "version": number},
     }.items():
         cloud.s3.put_object(Bucket=cloud.bucket, Key=prefix + name, Body=json.dumps(document))
-    version = model_version(number, trained)
+    version = model_version(number, trained, model=model)
     registry.put_version(version)
     if promote:
-        current = registry.get_alias(MODEL)
+        current = registry.get_alias(model)
         registry.promote(
-            MODEL, number, expected_current=current.version if current else None, reason="test"
+            model, number, expected_current=current.version if current else None, reason="test"
         )
     return version
