@@ -19,14 +19,13 @@ import pytest
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
 from functions.common.config.loading import MlopsConfig, load_config
-from functions.common.contracts import ModelVersion
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
 from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame
 from functions.monitor.handler import BadRequestError, window_hours
 from functions.monitor.logic import MonitorService, run_check, summary
 from functions.monitor.state import MonitorStore
 from tests.helpers.config import CHALLENGER, with_challenger
-from tests.helpers.drift import churn_reference
+from tests.helpers.drift import churn_reference, monitored_version
 
 REPO = Path(__file__).resolve().parents[3]
 MODEL = "churn"
@@ -49,23 +48,7 @@ def _register(cloud: Any, version: int = 1, model: str = MODEL) -> None:
         Bucket=cloud.bucket, Key=prefix + "reference_profile.json", Body=json.dumps(profile)
     )
     registry = ModelRegistry(cloud.table)
-    number = registry.allocate_version(model)
-    registry.put_version(
-        ModelVersion(
-            model_name=model,
-            version=number,
-            prefix=prefix,
-            onnx_key=prefix + "model.onnx",
-            onnx_sha256="0" * 64,
-            run_id="20261127T000000Z-abcdef",
-            data_version="v1",
-            data_versions=["v1"],
-            metrics=METRICS,
-            created_at="2026-11-27T00:00:00.000Z",
-            model_card_key=prefix + "model_card.md",
-            promoted=True,
-        )
-    )
+    registry.put_version(monitored_version(model, registry.allocate_version(model), METRICS))
 
 
 def _rows(count: int, seed: int, shift: bool = False) -> list[dict[str, Any]]:
