@@ -66,10 +66,12 @@ class IngestSkipped(Contract):
 
 
 class RetrainRequest(Contract):
-    """Pipeline input that retrains without a new drop (from a user, or drift monitoring):
-    `{"retrain": {"data_version": "...", "reason": "..."}}`. Without a data version, the
-    training set is what `[dataset] mode` gives for the latest version."""
+    """Pipeline input that retrains one model without a new drop (from a user, or drift
+    monitoring): `{"retrain": {"model": "...", "data_version": "...", "reason": "..."}}`.
+    Without `model`, the default model is retrained; without a data version, the training
+    set is what the model's dataset's `mode` gives for its latest version."""
 
+    model: str | None = None
     data_version: str | None = None
     reason: str = "manual retrain"
 
