@@ -69,7 +69,7 @@ def _run_job(cloud: LocalCloud, frames: list[pd.DataFrame]) -> tuple[float, dict
         file_format = FORMATS[index % len(FORMATS)]
         s3.put_object(
             Bucket=bucket,
-            Key=f"batch/in/bench/part-{index:02d}.{file_format}",
+            Key=f"batch/in/churn/bench/part-{index:02d}.{file_format}",
             Body=sample_data.encode(frame, file_format),
         )
     arn = cloud.outputs["BatchStateMachineArn"]
@@ -82,7 +82,7 @@ def _run_job(cloud: LocalCloud, frames: list[pd.DataFrame]) -> tuple[float, dict
     if ended["status"] != "SUCCEEDED":
         raise SystemExit(f"the batch job ended {ended['status']}: {ended.get('cause')}")
     manifest = json.loads(
-        s3.get_object(Bucket=bucket, Key="batch/out/bench/manifest.json")["Body"].read()
+        s3.get_object(Bucket=bucket, Key="batch/out/churn/bench/manifest.json")["Body"].read()
     )
     return seconds, manifest
 

@@ -1,9 +1,11 @@
 """What the batch state machine passes between its steps (and what the CLI reads back).
 
-start  {"job": ..., "model_version"?: N}  or the S3 event of `batch/in/<job>/_START`
+start  {"job": ..., "model"?: name, "model_version"?: N}  or the S3 event of
+       `batch/in/<model>/<job>/_START`
 Plan   -> BatchPlan at $.plan; the map items (BatchItem, a JSON array) at `plan.items_key`
-Score  one BatchItem in -> BatchItemResult out (also written to `batch/out/<job>/_items/`)
-Finalize -> BatchManifest at $.manifest and `batch/out/<job>/manifest.json`
+Score  one BatchItem in -> BatchItemResult out (also written to
+       `batch/out/<model>/<job>/_items/`)
+Finalize -> BatchManifest at $.manifest and `batch/out/<model>/<job>/manifest.json`
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from functions.common.layout import BATCH_IN_PREFIX, JOB_PATTERN
+from functions.common.config.base import NAME_PATTERN
+from functions.common.layout import JOB_PATTERN, job_of_start_marker
 
 
 class _Contract(BaseModel):
@@ -21,9 +24,11 @@ class _Contract(BaseModel):
 
 
 class BatchRequest(_Contract):
-    """A job to plan: its name (the folder under `batch/in/`) and, optionally, the version."""
+    """A job to plan: its model and name (the folder `batch/in/<model>/<job>/`) and,
+    optionally, the version. Without `model`: the default model."""
 
     job: str
+    model: str | None = Field(default=None, pattern=NAME_PATTERN)
     model_version: int | None = Field(default=None, ge=1)
 
     @field_validator("job")
@@ -38,12 +43,12 @@ class BatchRequest(_Contract):
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> BatchRequest:
-        """A direct request, or the EventBridge S3 event of a `batch/in/<job>/_START` marker."""
+        """A direct request, or the EventBridge S3 event of a `batch/in/<model>/<job>/_START`
+        marker."""
         detail = event.get("detail")
         if isinstance(detail, dict) and "object" in detail:
-            key = str(detail["object"].get("key", ""))
-            job = key.removeprefix(BATCH_IN_PREFIX).rsplit("/", 1)[0]
-            return cls(job=job)
+            model, job = job_of_start_marker(str(detail["object"].get("key", "")))
+            return cls(job=job, model=model)
         return cls.model_validate(event)
 
 
@@ -53,8 +58,9 @@ class UnreadableFile(_Contract):
 
 
 class BatchItem(_Contract):
-    """One map item: a row range of one input file."""
+    """One map item: a row range of one input file of `model`'s job."""
 
+    model: str
     job: str
     item: int
     key: str
@@ -84,7 +90,7 @@ class BatchPlan(_Contract):
 
 
 class Reject(_Contract):
-    """One rejected row (a line of `batch/out/<job>/rejects/...jsonl`): the first problem in
+    """One rejected row (a line of `batch/out/<model>/<job>/rejects/...jsonl`): the first problem in
     feature order, and every problem in `problems`."""
 
     input_key: str
@@ -126,7 +132,7 @@ class FileSummary(_Contract):
 
 
 class BatchManifest(_Contract):
-    """`batch/out/<job>/manifest.json`. `rows = scored + rejected + not_scored` (rows of
+    """`batch/out/<model>/<job>/manifest.json`. `rows = scored + rejected + not_scored` (rows of
     items that failed after their retries), per file and in total."""
 
     job: str

@@ -18,7 +18,7 @@ from functions.batch.contracts import (
 from functions.batch.stage import stage_adapters
 from functions.common import formats
 from functions.common.config.serving import BatchConfig
-from functions.common.layout import job_outputs, manifest_key
+from functions.common.layout import item_results_prefix, manifest_key
 from functions.common.observability import logger
 
 
@@ -27,11 +27,12 @@ def finalize(
 ) -> BatchManifest:
     adapters = stage_adapters()
     objects, bucket, job = adapters.objects, adapters.bucket, plan_result.job
+    model = plan_result.model_name
     items = [
         BatchItem.model_validate(item) for item in objects.get_json(bucket, plan_result.items_key)
     ]
     results: dict[int, BatchItemResult] = {}
-    for found in objects.list_objects(bucket, f"{job_outputs(job)}_items/"):
+    for found in objects.list_objects(bucket, item_results_prefix(model, job)):
         result = BatchItemResult.model_validate(
             formats.read(formats.BATCH_ITEM_RESULT, objects.get_json(bucket, found["key"]))
         )
@@ -89,7 +90,7 @@ def finalize(
         not_scored=not_scored,
         unreadable=[file.key for file in plan_result.unreadable],
         error=error,
-        batch=adapters.config.batch,
+        batch=adapters.model_config(model).batch,
     )
     manifest = BatchManifest(
         job=job,
@@ -121,7 +122,7 @@ def finalize(
     )
     objects.put_bytes(
         bucket,
-        manifest_key(job),
+        manifest_key(model, job),
         json.dumps(
             formats.stamp(formats.BATCH_MANIFEST, manifest.model_dump(mode="json")), indent=2
         ).encode(),

@@ -21,7 +21,7 @@ from functions.batch.reading import read_and_check
 from functions.batch.scoring import Checked, score
 from functions.batch.stage import stage_adapters
 from functions.common import formats
-from functions.common.layout import item_result_key, job_outputs
+from functions.common.layout import item_result_key, rejected_key, scored_key
 from functions.common.observability import logger
 from functions.serving.model import ServingModel, load_version
 
@@ -30,10 +30,10 @@ PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 
 
 @cache
-def _model(version: int) -> ServingModel:
+def _model(name: str, version: int) -> ServingModel:
     adapters = stage_adapters()
     return load_version(
-        model_name=adapters.config.model_name,
+        model_name=name,
         version=version,
         registry=adapters.registry,
         fetch_bytes=lambda key: adapters.objects.get_bytes(adapters.bucket, key),
@@ -44,7 +44,7 @@ def _model(version: int) -> ServingModel:
 def score_item(item: BatchItem) -> BatchItemResult:
     started = time.perf_counter()
     adapters = stage_adapters()
-    model = _model(item.model_version)
+    model = _model(item.model, item.model_version)
     checked, count = read_and_check(adapters, item, model)
     score_started = time.perf_counter()
     names = [spec.name for spec in model.specs]
@@ -54,8 +54,7 @@ def score_item(item: BatchItem) -> BatchItemResult:
         else None
     )
     score_seconds = time.perf_counter() - score_started
-    base = f"{job_outputs(item.job)}{item.output_stem}-{item.start}-{item.end}"
-    output_key = f"{base}.parquet"
+    output_key = scored_key(item.model, item.job, item.output_stem, item.start, item.end)
     adapters.objects.put_bytes(
         adapters.bucket,
         output_key,
@@ -65,9 +64,7 @@ def score_item(item: BatchItem) -> BatchItemResult:
     rejects_key = None
     by_error: dict[str, int] = {}
     if checked.rejected:
-        rejects_key = (
-            f"{job_outputs(item.job)}rejects/{item.output_stem}-{item.start}-{item.end}.jsonl"
-        )
+        rejects_key = rejected_key(item.model, item.job, item.output_stem, item.start, item.end)
         body, by_error = _rejects_jsonl(item, checked)
         adapters.objects.put_bytes(
             adapters.bucket, rejects_key, body, content_type=JSON_LINES_CONTENT_TYPE
@@ -91,7 +88,7 @@ def score_item(item: BatchItem) -> BatchItemResult:
     )
     adapters.objects.put_json(
         adapters.bucket,
-        item_result_key(item.job, item.item),
+        item_result_key(item.model, item.job, item.item),
         formats.stamp(formats.BATCH_ITEM_RESULT, result.model_dump()),
     )
     if count != item.end - item.start:

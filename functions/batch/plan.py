@@ -23,8 +23,9 @@ from functions.batch.contracts import (
 )
 from functions.batch.stage import Adapters, now, stage_adapters
 from functions.common import formats
+from functions.common.config.base import ConfigError
 from functions.common.config.loading import MlopsConfig
-from functions.common.layout import items_key, job_inputs, job_outputs
+from functions.common.layout import items_key, job_inputs, plan_key
 from functions.common.observability import logger
 from functions.ml import batch as rows
 from functions.ml.batch import RecordScan, UnreadableInput
@@ -45,9 +46,14 @@ class NoInputError(Exception):
 def plan(request: BatchRequest) -> BatchPlan:
     started = time.perf_counter()
     adapters = stage_adapters()
-    config, objects, bucket = adapters.config, adapters.objects, adapters.bucket
-    version = _pinned_version(adapters, request.model_version or config.batch.model_version)
-    prefix = job_inputs(request.job)
+    objects, bucket = adapters.objects, adapters.bucket
+    try:
+        config = adapters.model_config(request.model or adapters.config.default_model)
+    except ConfigError as error:
+        raise NoModelError(str(error)) from None
+    model = config.model_name
+    version = _pinned_version(adapters, model, request.model_version or config.batch.model_version)
+    prefix = job_inputs(model, request.job)
     inputs = [
         found
         for found in objects.list_objects(bucket, prefix)
@@ -71,6 +77,7 @@ def plan(request: BatchRequest) -> BatchPlan:
         for row_range in ranges:
             items.append(
                 BatchItem(
+                    model=model,
                     job=request.job,
                     item=len(items),
                     key=key,
@@ -85,11 +92,11 @@ def plan(request: BatchRequest) -> BatchPlan:
                     model_version=version,
                 ).model_dump(mode="json")
             )
-    key = items_key(request.job)
+    key = items_key(model, request.job)
     objects.put_bytes(bucket, key, orjson.dumps(items), content_type=JSON_CONTENT_TYPE)
     result = BatchPlan(
         job=request.job,
-        model_name=config.model_name,
+        model_name=model,
         model_version=version,
         items_key=key,
         items=len(items),
@@ -101,15 +108,14 @@ def plan(request: BatchRequest) -> BatchPlan:
     )
     objects.put_json(
         bucket,
-        f"{job_outputs(request.job)}_plan/plan.json",
+        plan_key(model, request.job),
         formats.stamp(formats.BATCH_PLAN, result.model_dump()),
     )
     logger.info("Batch job planned", extra=result.model_dump(exclude={"unreadable"}))
     return result
 
 
-def _pinned_version(adapters: Adapters, version: int | None) -> int:
-    name = adapters.config.model_name
+def _pinned_version(adapters: Adapters, name: str, version: int | None) -> int:
     if version is None:
         alias = adapters.registry.get_alias(name, PRODUCTION)
         if alias is None:

@@ -23,7 +23,7 @@ from functions.serving.model import ServingModel
 
 def read_and_check(adapters: Adapters, item: BatchItem, model: ServingModel) -> tuple[Checked, int]:
     """The item's rows as checked columns, and how many rows it had."""
-    config = adapters.config
+    config = adapters.model_config(item.model)
     features = [spec.name for spec in model.specs]
     reject_unseen = config.serving.unseen_categories == "reject"
     file_format = FileFormat(item.format)

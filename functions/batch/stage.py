@@ -22,6 +22,10 @@ class Adapters:
     objects: ObjectStore
     registry: ModelRegistry
 
+    def model_config(self, model: str) -> MlopsConfig:
+        """`model`'s view of the config (its dataset, serving and batch settings)."""
+        return self.config.for_model(model)
+
 
 @cache
 def stage_adapters() -> Adapters:

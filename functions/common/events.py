@@ -8,7 +8,7 @@ registration may publish the same move twice, so consumers key on (model, alias,
 
 `DriftDetected` (source `mlops.monitor`) is published by the drift check when the data drifted
 or live performance dropped; with `retrain.via == "pipeline"` a rule starts the pipeline with
-`detail.pipeline_input` (a retrain request).
+`detail.pipeline_input` (a retrain request naming the model, `retrain_input`).
 """
 
 from __future__ import annotations
@@ -41,3 +41,10 @@ def model_promoted_detail(
         "reason": change.reason,
         "at": change.at,
     }
+
+
+def retrain_input(model: str, reason: str) -> dict[str, Any]:
+    """The pipeline input that retrains `model` alone, without a new drop (what a
+    `DriftDetected` rule and a model's retraining schedule start the pipeline with):
+    `{"retrain": {"reason": ..., "model": ...}}`."""
+    return {"retrain": {"reason": reason, "model": model}}

@@ -59,6 +59,47 @@ def _unchanged(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def _under_model(key: Any, model: Any) -> Any:
+    """A batch key of the layout before model folders (`batch/{in,out}/<job>/...`) under
+    `model`'s folder, as `mlops migrate` moved it."""
+    for prefix in ("batch/in/", "batch/out/"):
+        if isinstance(key, str) and isinstance(model, str) and key.startswith(prefix):
+            return f"{prefix}{model}/{key.removeprefix(prefix)}"
+    return key
+
+
+def _batch_manifest_2(document: dict[str, Any]) -> dict[str, Any]:
+    """Batch manifest 1 -> 2: a version 1 job had one model (`model_name`) and no model
+    folder: each failed item names the model, and the keys of the job's files are those under
+    the model's folder (`batch/{in,out}/<model>/<job>/`, where `mlops migrate` moves them)."""
+    model = document.get("model_name")
+    failed = [
+        {**item, "model": model, "key": _under_model(item.get("key"), model)}
+        if isinstance(item, dict)
+        else item
+        for item in document.get("failed_items") or []
+    ]
+    files = [
+        {
+            **file,
+            "key": _under_model(file.get("key"), model),
+            "outputs": [_under_model(key, model) for key in file.get("outputs") or []],
+            "rejects": [_under_model(key, model) for key in file.get("rejects") or []],
+        }
+        if isinstance(file, dict)
+        else file
+        for file in document.get("per_file") or []
+    ]
+    unreadable = [
+        {**entry, "key": _under_model(entry.get("key"), model)}
+        if isinstance(entry, dict)
+        else entry
+        for entry in document.get("unreadable") or []
+    ]
+    upgraded = {"failed_items": failed, "per_file": files, "unreadable": unreadable}
+    return {**document, **{name: value for name, value in upgraded.items() if name in document}}
+
+
 REFERENCE_PROFILE = "reference-profile"
 DATASET_MANIFEST = "dataset-manifest"
 DATASET_VERSION_ITEM = "dataset-version-item"
@@ -126,14 +167,25 @@ FORMATS: Mapping[str, StoredFormat] = {
         ),
         StoredFormat(FEEDBACK_RECORD, "feedback/dt=<day>/<request>-<row>.json", (_FIRST,)),
         StoredFormat(DRIFT_RESULT, "reports/drift/<model>/<check>/result.json", (_FIRST,)),
-        StoredFormat(BATCH_MANIFEST, "batch/out/<job>/manifest.json", (_FIRST,)),
-        StoredFormat(BATCH_PLAN, "batch/out/<job>/_plan/plan.json", (_FIRST,)),
+        StoredFormat(
+            BATCH_MANIFEST,
+            "batch/out/<model>/<job>/manifest.json",
+            (
+                _FIRST,
+                "a job is a folder of one model (batch/{in,out}/<model>/<job>/): each of "
+                "`failed_items` names its `model`, and every file key is under the model's "
+                "folder; a version 1 manifest is read with its keys under its `model_name`",
+            ),
+            (_batch_manifest_2,),
+        ),
+        StoredFormat(BATCH_PLAN, "batch/out/<model>/<job>/_plan/plan.json", (_FIRST,)),
         StoredFormat(
             BATCH_REJECT,
-            "batch/out/<job>/rejects/<file stem>-<start>-<end>.jsonl (one JSON line per row)",
+            "batch/out/<model>/<job>/rejects/<file stem>-<start>-<end>.jsonl (one JSON line "
+            "per row)",
             (_FIRST,),
         ),
-        StoredFormat(BATCH_ITEM_RESULT, "batch/out/<job>/_items/<item>.json", (_FIRST,)),
+        StoredFormat(BATCH_ITEM_RESULT, "batch/out/<model>/<job>/_items/<item>.json", (_FIRST,)),
         StoredFormat(
             MIGRATION_CHECKPOINT,
             "migrations/<migration>/checkpoint.json",

@@ -19,7 +19,8 @@ The data bucket:
     reports/drift/<model>/<check>/         result.json, report.html
     capture/dt=<day>/...                   served requests (Firehose); capture-errors/ beside
     feedback/dt=<day>/<request>-<row>.json labels posted to the serving API
-    batch/in/<job>/...  batch/out/<job>/   batch scoring input and output
+    batch/in/<model>/<job>/...             a batch job's input files (and its _START marker)
+    batch/out/<model>/<job>/...            its predictions, rejects, plan, item results, manifest
     audit/erasure/<erasure id>.json        erasure audit records
     migrations/<migration>/checkpoint.json `mlops migrate` progress (operator only)
     migrations/audit/<run id>.json         `mlops migrate` audit records (operator only)
@@ -226,52 +227,84 @@ def feedback_key(request_id: str, row: int, day: str) -> str:
 
 # Batch scoring
 
-BATCH_IN_PREFIX = "batch/in/"
-"""Batch inference inputs, one folder per job: `batch/in/<job>/` (a `_START` marker starts it)."""
-BATCH_OUT_PREFIX = "batch/out/"
-"""Batch inference outputs per job: predictions (Parquet), rejects, item results, manifest."""
+BATCH_PREFIX = "batch/"
+BATCH_IN_PREFIX = f"{BATCH_PREFIX}in/"
+"""Batch inference inputs, one folder per model and job: `batch/in/<model>/<job>/` (a
+`_START` marker starts the job, scored by that model). Releases before issue 19 had no model
+folder (`batch/in/<job>/`): `mlops migrate` moves those jobs under the default model."""
+BATCH_OUT_PREFIX = f"{BATCH_PREFIX}out/"
+"""Batch inference outputs per model and job (`batch/out/<model>/<job>/`): predictions
+(Parquet), rejects, item results, manifest."""
 BATCH_START_MARKER = "_START"
-"""The object under `batch/in/<job>/` whose creation starts the job."""
+"""The object under `batch/in/<model>/<job>/` whose creation starts the job."""
 JOB_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
 """A job's name: 1-80 letters, digits, '.', '_' or '-', starting with a letter or digit."""
 
 
-def job_inputs(job: str) -> str:
-    return f"{BATCH_IN_PREFIX}{job}/"
+def batch_inputs_prefix(model: str) -> str:
+    """Every batch job of `model`: `batch/in/<model>/`."""
+    return f"{BATCH_IN_PREFIX}{model}/"
 
 
-def job_outputs(job: str) -> str:
-    return f"{BATCH_OUT_PREFIX}{job}/"
+def batch_outputs_prefix(model: str) -> str:
+    """Every batch job's outputs of `model`: `batch/out/<model>/`."""
+    return f"{BATCH_OUT_PREFIX}{model}/"
 
 
-def plan_key(job: str) -> str:
-    return f"{job_outputs(job)}_plan/plan.json"
+def job_inputs(model: str, job: str) -> str:
+    return f"{batch_inputs_prefix(model)}{job}/"
 
 
-def items_key(job: str) -> str:
-    return f"{job_outputs(job)}_plan/items.json"
+def job_outputs(model: str, job: str) -> str:
+    return f"{batch_outputs_prefix(model)}{job}/"
 
 
-def item_results_prefix(job: str) -> str:
-    return f"{job_outputs(job)}_items/"
+def job_of_start_marker(key: str) -> tuple[str, str]:
+    """(model, job) of a `batch/in/<model>/<job>/_START` marker's key.
+
+    Raises:
+        ValueError: the key is not one (a marker of the layout before model folders,
+            `batch/in/<job>/_START`, included: its message says where jobs go now).
+    """
+    parts = key.removeprefix(BATCH_IN_PREFIX).split("/")
+    if not key.startswith(BATCH_IN_PREFIX) or parts[-1] != BATCH_START_MARKER:
+        raise ValueError(f"{key!r} is not a {BATCH_START_MARKER} marker under {BATCH_IN_PREFIX}")
+    if len(parts) != 3 or not all(parts[:2]):
+        raise ValueError(
+            f"{key!r} is not under {BATCH_IN_PREFIX}<model>/<job>/: a job's files and its "
+            f"{BATCH_START_MARKER} marker go in a folder of the model that scores them"
+        )
+    return parts[0], parts[1]
 
 
-def item_result_key(job: str, item: int) -> str:
-    return f"{item_results_prefix(job)}{item:06d}.json"
+def plan_key(model: str, job: str) -> str:
+    return f"{job_outputs(model, job)}_plan/plan.json"
 
 
-def scored_key(job: str, stem: str, start: int, end: int) -> str:
+def items_key(model: str, job: str) -> str:
+    return f"{job_outputs(model, job)}_plan/items.json"
+
+
+def item_results_prefix(model: str, job: str) -> str:
+    return f"{job_outputs(model, job)}_items/"
+
+
+def item_result_key(model: str, job: str, item: int) -> str:
+    return f"{item_results_prefix(model, job)}{item:06d}.json"
+
+
+def scored_key(model: str, job: str, stem: str, start: int, end: int) -> str:
     """The scored rows `start`..`end` of input file `stem`."""
-    return f"{job_outputs(job)}{stem}-{start}-{end}.parquet"
+    return f"{job_outputs(model, job)}{stem}-{start}-{end}.parquet"
 
 
-def rejected_key(job: str, stem: str, start: int, end: int) -> str:
+def rejected_key(model: str, job: str, stem: str, start: int, end: int) -> str:
     """The rejected rows among rows `start`..`end` of input file `stem`."""
-    return f"{job_outputs(job)}rejects/{stem}-{start}-{end}.jsonl"
+    return f"{job_outputs(model, job)}rejects/{stem}-{start}-{end}.jsonl"
 
 
-def manifest_key(job: str) -> str:
-    return f"{job_outputs(job)}{MANIFEST_FILE}"
+def manifest_key(model: str, job: str) -> str:
+    return f"{job_outputs(model, job)}{MANIFEST_FILE}"
 
 
 # Erasure
@@ -456,9 +489,9 @@ def bucket_writes(model: str, dataset: str) -> dict[str, tuple[str, ...]]:
         "predict": (FEEDBACK_PREFIX,),
         "capture": (CAPTURE_PREFIX, CAPTURE_ERRORS_PREFIX),
         "monitor": (drift_reports_prefix(model), feedback_drops_prefix(dataset)),
-        "batch-plan": (BATCH_OUT_PREFIX,),
-        "batch-score": (BATCH_OUT_PREFIX,),
-        "batch-finalize": (BATCH_OUT_PREFIX,),
+        "batch-plan": (batch_outputs_prefix(model),),
+        "batch-score": (batch_outputs_prefix(model),),
+        "batch-finalize": (batch_outputs_prefix(model),),
         "erasure": (*ERASED_PREFIXES, ERASURE_AUDIT_PREFIX),
     }
 

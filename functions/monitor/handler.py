@@ -1,6 +1,8 @@
-"""Drift check function: on the EventBridge schedule from `[drift] schedule`, or invoked by
-`mlops drift run` (`{"source": "mlops.cli", "window_hours": n}`); returns the check's summary
-(verdict, drifted features, report keys, retrain decision)."""
+"""Drift check function: one check of one model, invoked by the drift checks state machine
+(one Map iteration per model, `{"model": name}`, on the schedule from `[drift] schedule` or a
+model's own `[models.<name>.drift] schedule`) or by `mlops drift run` (`{"source":
+"mlops.cli", "model": name, "window_hours": n}`). Without `model`: the default model. Returns
+the check's summary (model, verdict, drifted features, report keys, retrain decision)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.common.config.loading import deployed_config
+from functions.common.config.loading import MlopsConfig, deployed_config
 from functions.common.health import answers_health_check
 from functions.common.observability import logger, metrics
 from functions.common.settings import stage_settings
@@ -34,13 +36,28 @@ def window_hours(event: Any) -> int | None:
     return value
 
 
+def model_of(event: Any, config: MlopsConfig) -> str:
+    """The model an invocation checks: `model`, else the default model."""
+    if not isinstance(event, dict):
+        raise BadRequestError("the event must be a JSON object")
+    value = event.get("model")
+    if value is None:
+        return config.default_model
+    if not isinstance(value, str) or value not in config.models:
+        raise BadRequestError(
+            f"model {value!r:.80} is not configured (models: {', '.join(config.model_names)})"
+        )
+    return value
+
+
 @answers_health_check
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     hours = window_hours(event)
+    config = deployed_config()
+    model = model_of(event, config)
+    logger.append_keys(model=model)
     settings = stage_settings()
-    service = MonitorService.create(
-        deployed_config(), settings.data_bucket, settings.registry_table
-    )
+    service = MonitorService.create(config, settings.data_bucket, settings.registry_table, model)
     return summary(run_check(service, window_hours=hours))

@@ -33,7 +33,7 @@ from functions.adapters.storage import ObjectStore
 from functions.common import formats
 from functions.common.config.loading import MlopsConfig
 from functions.common.errors import EventPublishError, ObjectNotFoundError
-from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
+from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE, retrain_input
 from functions.common.layout import (
     REFERENCE_PROFILE_FILE,
     REPORT_FILE,
@@ -58,22 +58,38 @@ def new_check_id(now: datetime) -> str:
 
 @dataclass
 class MonitorService:
+    """One model's check: `config` is that model's view (`MlopsConfig.for_model`), so its
+    drift settings, dataset, reports, state (`MONITOR#<model>`) and registry partition are its
+    own. `unnamed_capture`: capture lines without `model_name` (written before lines named
+    their model) count as this model's, true for the default model only."""
+
     config: MlopsConfig
     bucket: str
     objects: ObjectStore
     models: ModelRegistry
     state: MonitorStore
+    unnamed_capture: bool = True
 
     @classmethod
-    def create(cls, config: MlopsConfig, bucket: str, table_name: str) -> MonitorService:
+    def create(
+        cls, config: MlopsConfig, bucket: str, table_name: str, model: str | None = None
+    ) -> MonitorService:
+        """The check of `model` (default: the config's default model)."""
+        view = config.for_model(model)
         models = ModelRegistry(table_name)
         return cls(
-            config=config,
+            config=view,
             bucket=bucket,
             objects=ObjectStore(),
             models=models,
-            state=MonitorStore(models, config.model_name),
+            state=MonitorStore(models, view.model_name),
+            unnamed_capture=view.model_name == config.default_model,
         )
+
+    def owns(self, record: Mapping[str, Any]) -> bool:
+        """Whether a capture record is of this model's traffic."""
+        name = record.get("model_name")
+        return name == self.config.model_name or (name is None and self.unnamed_capture)
 
 
 @dataclass
@@ -141,7 +157,7 @@ def run_check(
         older = window.capture_objects(
             start - timedelta(hours=drift.feedback_lookback_hours), start
         )
-        _join_only(window, older, joined, skipped)
+        _join_only(svc, window, older, joined, skipped)
 
     version_results = [
         _version_result(group) for group in sorted(versions.values(), key=lambda v: -v.rows)
@@ -194,6 +210,7 @@ def summary(result: Mapping[str, Any]) -> dict[str, Any]:
     """What an invocation returns (the CLI prints it)."""
     first = result["versions"][0]["report"] if result["versions"] else None
     return {
+        "model": result["model_name"],
         "check_id": result["check_id"],
         "verdict": result["verdict"],
         "rows": result["window"]["rows"],
@@ -228,7 +245,7 @@ def _scan(
 ) -> dict[int, _VersionWindow]:
     versions: dict[int, _VersionWindow] = {}
     for record in capture_records(window, objects, skipped):
-        if record.get("model_name") not in (None, svc.config.model_name):
+        if not svc.owns(record):
             skipped.add("capture record of another model")
             continue
         version = record["model_version"]
@@ -243,13 +260,15 @@ def _scan(
 
 
 def _join_only(
+    svc: MonitorService,
     window: BucketWindow,
     objects: list[StoredObject],
     joined: dict[tuple[str, int], _Joined],
     skipped: SkippedLines,
 ) -> None:
     for record in capture_records(window, objects, skipped):
-        _join(record, joined)
+        if svc.owns(record):
+            _join(record, joined)
 
 
 def _join(record: Mapping[str, Any], joined: dict[tuple[str, int], _Joined]) -> None:
@@ -443,9 +462,9 @@ def _publish(
         "report_key": result["report_key"],
         "result_key": result["result_key"],
         "retrain": retrain,
-        "pipeline_input": {
-            "retrain": {"reason": f"drift check {result['check_id']}: {'; '.join(triggers)}"}
-        },
+        "pipeline_input": retrain_input(
+            result["model_name"], f"drift check {result['check_id']}: {'; '.join(triggers)}"
+        ),
     }
     try:
         publish_event(DRIFT_DETECTED, detail, MONITOR_SOURCE)
@@ -456,6 +475,9 @@ def _publish(
 
 
 def _emit_metrics(result: Mapping[str, Any]) -> None:
+    """The check's metrics, each with the `model` dimension (beside Powertools' `service`)."""
+    model = result["model_name"]
+    metrics.add_dimension(name="model", value=model)
     window = result["window"]
     metrics.add_metric(name="DriftCheckRows", unit=MetricUnit.Count, value=window["rows"])
     if result["verdict"] != "insufficient_data":
@@ -475,7 +497,7 @@ def _emit_metrics(result: Mapping[str, Any]) -> None:
                 name="FeatureDriftScore",
                 unit=MetricUnit.NoUnit,
                 value=float(score),
-                default_dimensions={"service": METRIC_SERVICE, "feature": name},
+                default_dimensions={"service": METRIC_SERVICE, "model": model, "feature": name},
             ):
                 pass
     performance = result["performance"]

@@ -29,7 +29,12 @@ from constructs import Construct
 
 from functions.common.config.base import ConfigError
 from functions.common.config.loading import load_config
-from functions.common.layout import MIGRATIONS_PREFIX, MODELS_PREFIX, QUARANTINE_PREFIX
+from functions.common.layout import (
+    BATCH_PREFIX,
+    MIGRATIONS_PREFIX,
+    MODELS_PREFIX,
+    QUARANTINE_PREFIX,
+)
 from infra.cdk.config import REPO_ROOT
 from infra.cdk.nag import acknowledge
 
@@ -139,9 +144,10 @@ class DeployBootstrapStack(cdk.Stack):
 
     def _migrate_permissions(self, project: str) -> None:
         """What `mlops migrate --aws --apply` needs after a deploy (`infra.cli.migrate`): list
-        the data bucket's quarantine/ and migrations/, read and write its checkpoints and audit
-        records under migrations/, count the registry table's items per format (Scan), and act
-        as the stack's erasure role, which alone may move objects under quarantine/."""
+        the data bucket's quarantine/, batch/ and migrations/, read and write its checkpoints
+        and audit records under migrations/, move batch jobs to their model's folder under
+        batch/ (read, write, delete), count the registry table's items per format (Scan), and
+        act as the stack's erasure role, which alone may move objects under quarantine/."""
         role, partition, account = self.role, self.partition, self.account
         tables = f"arn:{partition}:dynamodb:{self.region}:{account}:table/{project}-*"
         role.add_to_policy(
@@ -156,13 +162,24 @@ class DeployBootstrapStack(cdk.Stack):
                 actions=["s3:ListBucket"],
                 resources=[bucket],
                 conditions={
-                    "StringLike": {"s3:prefix": [f"{QUARANTINE_PREFIX}*", f"{MIGRATIONS_PREFIX}*"]}
+                    "StringLike": {
+                        "s3:prefix": [
+                            f"{QUARANTINE_PREFIX}*",
+                            f"{BATCH_PREFIX}*",
+                            f"{MIGRATIONS_PREFIX}*",
+                        ]
+                    }
                 },
             ),
             iam.PolicyStatement(
                 sid="MigrateRecords",
                 actions=["s3:GetObject", "s3:PutObject"],
                 resources=[f"{bucket}/{MIGRATIONS_PREFIX}*"],
+            ),
+            iam.PolicyStatement(
+                sid="MigrateBatchLayout",
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                resources=[f"{bucket}/{BATCH_PREFIX}*"],
             ),
             iam.PolicyStatement(
                 sid="MigrateActAsErasureRole",
@@ -173,8 +190,13 @@ class DeployBootstrapStack(cdk.Stack):
             role.add_to_policy(statement)
         for resource, reason in {
             f"s3:::{project}-*": (
-                "mlops migrate lists the data bucket under quarantine/ and migrations/ only (an "
-                "s3:prefix condition); the bucket name is generated from the stack name."
+                "mlops migrate lists the data bucket under quarantine/, batch/ and migrations/ "
+                "only (an s3:prefix condition); the bucket name is generated from the stack name."
+            ),
+            f"s3:::{project}-*/{BATCH_PREFIX}*": (
+                "mlops migrate moves batch jobs of the layout before model folders into their "
+                "model's folder, under batch/ only; the bucket name is generated from the stack "
+                "name."
             ),
             f"s3:::{project}-*/{MIGRATIONS_PREFIX}*": (
                 "mlops migrate reads and writes its checkpoints and audit records under "

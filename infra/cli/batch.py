@@ -1,13 +1,16 @@
-"""`mlops batch ...`: score files with the batch state machine and read a job's manifest, on
-the local cloud or on AWS (the same target options as `mlops models`).
+"""`mlops batch ...`: score files with the batch state machine and read a job's manifest, on the
+local cloud or on AWS (the same target options as `mlops models`).
 
-`run` takes a local folder (or file), whose files are uploaded under `batch/in/<job>/`, or a
-prefix already in the data bucket (`s3://<bucket>/batch/in/<job>/` or `batch/in/<job>/`), and
-starts the state machine on the job directly (no `_START` marker is written, so the job is not
-started twice). Exit codes of `run --wait` follow the job's status: 0 succeeded, 3 partial (some
-rows rejected or items failed, within `[batch] max_rejected_share` and
-`tolerated_failure_percentage`), 1 failed (or the target refused); 2 bad arguments or an
-invalid config. `run` without `--wait` exits 0 once the job is started.
+A job is scored by one model (`--model`, default: the only model or `[project] default_model`)
+and lives in that model's folders, `batch/in/<model>/<job>/` and `batch/out/<model>/<job>/`.
+`run` takes a local folder (or file), whose files are uploaded under `batch/in/<model>/<job>/`,
+or a prefix already in the data bucket (`s3://<bucket>/batch/in/<model>/<job>/` or
+`batch/in/<model>/<job>/`, which names the model), and starts the state machine on the job
+directly (no `_START` marker is written, so the job is not started twice). Exit codes of `run
+--wait` follow the job's status: 0 succeeded, 3 partial (some rows rejected or items failed,
+within `[batch] max_rejected_share` and `tolerated_failure_percentage`), 1 failed (or the
+target refused); 2 bad arguments or an invalid config. `run` without `--wait` exits 0 once the
+job is started.
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ from functions.common.layout import (
 from infra.cli.common import (
     DATA_BUCKET_OUTPUT,
     LocalOption,
+    ModelOption,
     StageOption,
     StateDirOption,
+    chosen_model,
     console,
     fail,
     open_target,
@@ -59,17 +64,24 @@ PARTIAL_EXIT_CODE = 3
 
 
 def _target(
-    local: bool | None, stage: str, state_dir: Path | None, *, quiet: bool = False
-) -> tuple[Target, str]:
-    _, target, (bucket,) = open_target(local, stage, state_dir, DATA_BUCKET_OUTPUT)
+    local: bool | None,
+    stage: str,
+    state_dir: Path | None,
+    model: str | None,
+    *,
+    quiet: bool = False,
+) -> tuple[Target, str, str, list[str]]:
+    """The target, its data bucket, the model (`--model` or the default) and every model."""
+    config, target, (bucket,) = open_target(local, stage, state_dir, DATA_BUCKET_OUTPUT)
+    chosen = chosen_model(config, model)
     if not quiet:
-        console.print(f"target: {target.description}", style="dim")
-    return target, bucket
+        console.print(f"target: {target.description}, model {chosen}", style="dim")
+    return target, bucket, chosen, config.model_names
 
 
-def _job_of_prefix(source: str, bucket: str) -> str | None:
-    """The job named by an S3 prefix (`s3://bucket/batch/in/<job>/` or `batch/in/<job>`),
-    or None when `source` is not one."""
+def _job_of_prefix(source: str, bucket: str, models: list[str]) -> tuple[str, str] | None:
+    """The (model, job) named by an S3 prefix (`s3://bucket/batch/in/<model>/<job>/` or
+    `batch/in/<model>/<job>`), or None when `source` is not one."""
     if source.startswith("s3://"):
         named, _, key = source.removeprefix("s3://").partition("/")
         if named != bucket:
@@ -78,13 +90,19 @@ def _job_of_prefix(source: str, bucket: str) -> str | None:
         key = source
     else:
         return None
-    job = key.removeprefix(BATCH_IN_PREFIX).strip("/")
-    if not key.startswith(BATCH_IN_PREFIX) or "/" in job or not job:
-        raise fail(f"{source} is not a job folder: use {BATCH_IN_PREFIX}<job>/", 2)
-    return job
+    parts = key.removeprefix(BATCH_IN_PREFIX).strip("/").split("/")
+    if not key.startswith(BATCH_IN_PREFIX) or len(parts) != 2 or not all(parts):
+        raise fail(f"{source} is not a job folder: use {BATCH_IN_PREFIX}<model>/<job>/", 2)
+    if parts[0] not in models:
+        raise fail(
+            f"{source} is not in a model's folder: {parts[0]!r} is not a configured model "
+            f"({', '.join(models)})",
+            2,
+        )
+    return parts[0], parts[1]
 
 
-def _upload(store: ObjectStore, bucket: str, source: Path, job: str) -> int:
+def _upload(store: ObjectStore, bucket: str, source: Path, model: str, job: str) -> int:
     files = (
         [source]
         if source.is_file()
@@ -99,7 +117,10 @@ def _upload(store: ObjectStore, bucket: str, source: Path, job: str) -> int:
     for path in files:
         relative = path.name if source.is_file() else path.relative_to(source).as_posix()
         store.upload_file(
-            path, bucket, f"{job_inputs(job)}{relative}", content_type="application/octet-stream"
+            path,
+            bucket,
+            f"{job_inputs(model, job)}{relative}",
+            content_type="application/octet-stream",
         )
     return len(files)
 
@@ -110,7 +131,7 @@ def batch_run(
         str,
         typer.Argument(
             help="A local folder or file to upload, or a prefix in the data bucket "
-            "(s3://<bucket>/batch/in/<job>/ or batch/in/<job>/)."
+            "(s3://<bucket>/batch/in/<model>/<job>/ or batch/in/<model>/<job>/)."
         ),
     ],
     job: Annotated[
@@ -125,13 +146,14 @@ def batch_run(
         bool, typer.Option(help="Wait for the job to end and print its manifest.")
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 3600.0,
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
-    """Start a batch job on local files or on a prefix of the data bucket."""
-    target, bucket = _target(local, stage, state_dir)
-    named = _job_of_prefix(source, bucket)
+    """Start a batch job of one model on local files or on a prefix of the data bucket."""
+    target, bucket, chosen, models = _target(local, stage, state_dir, model)
+    named = _job_of_prefix(source, bucket, models)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     if named is None:
         path = Path(source)
@@ -139,16 +161,19 @@ def batch_run(
             raise fail(f"{source} is neither a local folder or file nor a batch/in/ prefix", 2)
         name = job or f"{(path.stem if path.is_file() else path.resolve().name)}-{stamp}"
     else:
-        name = job or named
-        if job is not None and job != named:
-            raise fail(f"--job {job} differs from the prefix's job {named}", 2)
+        if model is not None and model != named[0]:
+            raise fail(f"--model {model} differs from the prefix's model {named[0]}", 2)
+        chosen = named[0]
+        name = job or named[1]
+        if job is not None and job != named[1]:
+            raise fail(f"--job {job} differs from the prefix's job {named[1]}", 2)
     if not re.match(JOB_PATTERN, name):
         raise fail(f"job name {name!r} must be 1-80 letters, digits, '.', '_' or '-'", 2)
     with reported():
         if named is None:
-            count = _upload(ObjectStore(target.client("s3")), bucket, Path(source), name)
-            console.print(f"uploaded {count} file(s) to s3://{bucket}/{job_inputs(name)}")
-        request: dict[str, Any] = {"job": name}
+            count = _upload(ObjectStore(target.client("s3")), bucket, Path(source), chosen, name)
+            console.print(f"uploaded {count} file(s) to s3://{bucket}/{job_inputs(chosen, name)}")
+        request: dict[str, Any] = {"job": name, "model": chosen}
         if version is not None:
             request["model_version"] = version
         sfn = target.client("stepfunctions")
@@ -159,11 +184,11 @@ def batch_run(
         )
         console.print(f"job {escape(name)}: execution {escape(started['executionArn'])}")
         if not wait:
-            console.print(f"follow it with: mlops batch show {escape(name)}")
+            console.print(f"follow it with: mlops batch show {escape(name)} --model {chosen}")
             return
         with console.status(f"Scoring job {escape(name)}..."):
             described = _wait(sfn, started["executionArn"], timeout)
-        manifest = _manifest(target, bucket, name, required=False)
+        manifest = _manifest(target, bucket, chosen, name, required=False)
     if manifest is not None:
         _print_manifest(target, bucket, manifest)
         status = manifest.get("status")
@@ -187,16 +212,18 @@ def _wait(sfn: Any, arn: str, timeout: float) -> dict[str, Any]:
         time.sleep(0.5)
 
 
-def _manifest(target: Target, bucket: str, job: str, *, required: bool) -> dict[str, Any] | None:
+def _manifest(
+    target: Target, bucket: str, model: str, job: str, *, required: bool
+) -> dict[str, Any] | None:
+    key = manifest_key(model, job)
     try:
         return formats.read(
-            formats.BATCH_MANIFEST,
-            ObjectStore(target.client("s3")).get_json(bucket, manifest_key(job)),
+            formats.BATCH_MANIFEST, ObjectStore(target.client("s3")).get_json(bucket, key)
         )
     except ObjectNotFoundError:
         if required:
             raise fail(
-                f"job {job} has no manifest at s3://{bucket}/{manifest_key(job)} "
+                f"job {job} of model {model} has no manifest at s3://{bucket}/{key} "
                 "(not run, or still running)"
             ) from None
         return None
@@ -204,17 +231,18 @@ def _manifest(target: Target, bucket: str, job: str, *, required: bool) -> dict[
 
 @batch_app.command("show")
 def batch_show(
-    job: Annotated[str, typer.Argument(help="The job name (the folder under batch/in/).")],
+    job: Annotated[str, typer.Argument(help="The job name (the folder under batch/in/<model>/).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
     """A job's manifest: counts per file, rejects by reason, timings."""
     # With --json, stdout holds the manifest alone (for jq and friends).
-    target, bucket = _target(local, stage, state_dir, quiet=as_json)
+    target, bucket, chosen, _ = _target(local, stage, state_dir, model, quiet=as_json)
     with reported():
-        manifest = _manifest(target, bucket, job, required=True)
+        manifest = _manifest(target, bucket, chosen, job, required=True)
         assert manifest is not None
         if as_json:
             typer.echo(json.dumps(manifest, indent=2))
@@ -235,7 +263,7 @@ def _print_manifest(target: Target, bucket: str, manifest: Mapping[str, Any]) ->
     table = Table("file", "rows", "scored", "rejected", "not scored", "items", "failed items")
     for file in manifest["per_file"]:
         table.add_row(
-            escape(file["key"].removeprefix(job_inputs(manifest["job"]))),
+            escape(file["key"].removeprefix(job_inputs(manifest["model_name"], manifest["job"]))),
             *(f"{file[name]:,}" for name in ("rows", "scored", "rejected", "not_scored")),
             str(file["items"]),
             str(file["failed_items"]),
@@ -266,7 +294,7 @@ def _print_manifest(target: Target, bucket: str, manifest: Mapping[str, Any]) ->
     timings = manifest.get("timings") or {}
     console.print(
         f"wall {timings.get('wall_seconds', 0):.1f} s, {timings.get('rows_per_second', 0):,.0f} "
-        f"rows/s; outputs: s3://{bucket}/{job_outputs(manifest['job'])}",
+        f"rows/s; outputs: s3://{bucket}/{job_outputs(manifest['model_name'], manifest['job'])}",
         soft_wrap=True,
     )
 
@@ -285,7 +313,11 @@ def _print_reject_samples(target: Target, bucket: str, manifest: Mapping[str, An
             except formats.FormatVersionError as exc:
                 raise fail(f"{key}: {exc}") from None
             table.add_row(
-                escape(reject["input_key"].removeprefix(job_inputs(manifest["job"]))),
+                escape(
+                    reject["input_key"].removeprefix(
+                        job_inputs(manifest["model_name"], manifest["job"])
+                    )
+                ),
                 str(reject["row"]),
                 escape(str(reject.get("field") or "-")),
                 escape(reject["error"]),

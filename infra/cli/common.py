@@ -48,19 +48,19 @@ LocalOption = Annotated[
     ),
 ]
 StageOption = Annotated[str, typer.Option(help="Stage of the AWS stack (with --aws).")]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="The configured model (default: the only model, or \\[project] default_model).",
+        show_default=False,
+    ),
+]
 AllowReplacementOption = Annotated[
     list[str] | None,
     typer.Option(
         metavar="LOGICAL_ID",
         help="Let this stateful resource be replaced or deleted (repeatable).",
-    ),
-]
-ModelOption = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        help="The model to act on (default: the only model, or \\[project] default_model).",
-        show_default=False,
     ),
 ]
 StateDirOption = Annotated[
@@ -111,10 +111,7 @@ def checked(*, stdout: bool = False) -> MlopsConfig:
 def model_config(config: MlopsConfig, model: str | None, *, stdout: bool = False) -> MlopsConfig:
     """The view of `model` (the default model when None); exit 2 with one line listing the
     configured models when it is not one of them."""
-    try:
-        return config.for_model(model)
-    except ConfigError as exc:
-        raise fail(str(exc), 2, stdout=stdout) from None
+    return config.for_model(chosen_model(config, model, stdout=stdout))
 
 
 def open_target(
@@ -161,6 +158,20 @@ class Session:
 
     def store(self) -> ObjectStore:
         return ObjectStore(self.target.client("s3"))
+
+
+def chosen_model(config: MlopsConfig, model: str | None, *, stdout: bool = False) -> str:
+    """`--model` when it is a configured model (one line naming the configured ones when it is
+    not), else the default model."""
+    if model is None:
+        return config.default_model
+    if model not in config.models:
+        raise fail(
+            f"--model {model!r} is not a configured model: {', '.join(config.model_names)}",
+            2,
+            stdout=stdout,
+        )
+    return model
 
 
 def open_session(

@@ -1,5 +1,6 @@
-"""`mlops drift ...`: run a drift check now and look at the checks' results, on the local cloud
-or on AWS (the same target options as `mlops models`).
+"""`mlops drift ...`: run a drift check of one model now, list its checks and look at one's
+result, on the local cloud or on AWS (the same target options as `mlops models`; `--model`
+names the model, default: the only model or `[project] default_model`).
 
 A check's documents live in the data bucket under `reports/drift/<model>/<check id>/`
 (`result.json`, `report.html`); check ids sort by time, so the latest is the largest.
@@ -25,6 +26,7 @@ from functions.common.layout import REPORT_FILE, RESULT_FILE, drift_reports_pref
 from functions.ml.drift.presentation import STATISTICS, ranked_features
 from infra.cli.common import (
     LocalOption,
+    ModelOption,
     Session,
     StageOption,
     StateDirOption,
@@ -37,7 +39,7 @@ from infra.cli.common import (
 )
 
 drift_app = typer.Typer(
-    help="Drift checks of the configured model: run one now, show the latest or any one.",
+    help="Drift checks of a configured model: run one now, list them, show the latest or any one.",
     no_args_is_help=True,
 )
 DRIFT_FUNCTION_OUTPUT = "DriftFunctionName"
@@ -82,13 +84,14 @@ def drift_run(
             min=1, help="Hours of live traffic to check (default: the configured window)."
         ),
     ] = None,
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
-    """Run a drift check now and wait for its verdict."""
-    session = open_session(local, stage, state_dir)
-    event: dict[str, Any] = {"source": "mlops.cli"}
+    """Run a drift check of one model now and wait for its verdict."""
+    session = open_session(local, stage, state_dir, model=model)
+    event: dict[str, Any] = {"source": "mlops.cli", "model": session.model}
     if window_hours is not None:
         event["window_hours"] = window_hours
     with reported():
@@ -157,15 +160,17 @@ def drift_show(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print result.json as stored, nothing else.")
     ] = False,
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
-    """Show a drift check (the latest by default), its features most drifted first.
+    """Show a drift check of one model (the latest by default), its features most drifted
+    first.
 
     Window, verdict, live performance and the retrain decision, then one table per model
     version that served traffic in the window."""
-    session = open_session(local, stage, state_dir, quiet=as_json)
+    session = open_session(local, stage, state_dir, quiet=as_json, model=model)
     store = session.store()
     with reported():
         check = check_id or _latest_check(session)
@@ -190,7 +195,8 @@ def drift_show(
         typer.launch(str(path))
 
 
-def _latest_check(session: Session) -> str:
+def _checks(session: Session) -> list[str]:
+    """The model's stored check ids, oldest first (check ids sort by time)."""
     s3 = session.target.client("s3")
     checks: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(
@@ -203,9 +209,68 @@ def _latest_check(session: Session) -> str:
     if not checks:
         raise fail(
             f"no drift check of {session.model} is stored yet "
-            f"(s3://{session.bucket}/{_checks_prefix(session)}); run one with `mlops drift run`"
+            f"(s3://{session.bucket}/{_checks_prefix(session)}); run one with "
+            f"`mlops drift run --model {session.model}`"
         )
-    return max(checks)
+    return sorted(checks)
+
+
+def _latest_check(session: Session) -> str:
+    return _checks(session)[-1]
+
+
+# mlops drift list
+
+
+@drift_app.command("list")
+def drift_list(
+    last: Annotated[int, typer.Option(min=1, help="How many of the latest checks.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
+    model: ModelOption = None,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """The latest drift checks of one model, newest first: verdict, rows, live performance,
+    retraining."""
+    session = open_session(local, stage, state_dir, quiet=as_json, model=model)
+    store = session.store()
+    rows = []
+    with reported():
+        for check in reversed(_checks(session)[-last:]):
+            key = f"{_checks_prefix(session)}{check}/{RESULT_FILE}"
+            try:
+                result = formats.read(formats.DRIFT_RESULT, store.get_json(session.bucket, key))
+            except ObjectNotFoundError:
+                continue  # a check that wrote its report folder but not (yet) its result
+            except formats.FormatVersionError as exc:
+                raise fail(f"{key}: {exc}") from None
+            retrain = result.get("retrain") or {}
+            rows.append(
+                {
+                    "model": session.model,
+                    "check_id": check,
+                    "checked_at": result.get("checked_at"),
+                    "verdict": result.get("verdict"),
+                    "rows": (result.get("window") or {}).get("rows"),
+                    "performance": (result.get("performance") or {}).get("verdict"),
+                    "retrain_requested": bool(retrain.get("requested")),
+                }
+            )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("check", "checked at", "verdict", "rows", "performance", "retrain")
+    for row in rows:
+        table.add_row(
+            text(row["check_id"]),
+            text(row["checked_at"]),
+            _styled(row["verdict"], _VERDICT_STYLE),
+            text(row["rows"]),
+            _styled(row["performance"], _VERDICT_STYLE),
+            text(row["retrain_requested"]),
+        )
+    console.print(table)
 
 
 def _save_report(session: Session, check: str) -> Path:

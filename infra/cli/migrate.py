@@ -9,9 +9,11 @@ old versions remain). Idempotent: a rerun finds nothing left to move; a copy alr
 key from an interrupted run is verified and its old key deleted. Progress is checkpointed after
 each batch (`migrations/<migration>/checkpoint.json`) and a rerun resumes; every run with
 `--apply` writes an audit record (`migrations/audit/<run id>.json`: each move, when, who, the
-release), also when interrupted. On a stack with an erasure role, the moves act as that role
-(the bucket policy lets only ingest and it write under quarantine/); the checkpoints and the
-audit record are written with the operator's own credentials.
+release), also when interrupted. On a stack with an erasure role, the moves of a migration
+under a reserved prefix act as that role (the bucket policy lets only ingest and it write under
+quarantine/); the other moves (the batch layout's), the checkpoints and the audit record are
+made with the operator's own credentials. The batch layout's migration needs the config's model
+names and default model (old job folders move under the default model).
 
 Exit codes: 0 done (or nothing to do), 1 the target refused or a move failed or conflicted
 (the old object kept), 2 bad options or config.
@@ -38,7 +40,7 @@ from functions.adapters.versions import ObjectVersions
 from functions.common import formats
 from functions.common.errors import ObjectNotFoundError
 from functions.common.layout import migration_audit_key, migration_checkpoint_key
-from functions.common.migrations import MIGRATIONS, Migration
+from functions.common.migrations import Migration, migrations
 from infra.cli.common import LocalOption, StageOption, StateDirOption, console, fail, open_target
 from infra.cli.common import reported as reported_errors
 from infra.cli.erasure import _acting_target
@@ -79,10 +81,14 @@ class MigrationRun:
     audit record with `records` (the operator's)."""
 
     store: ObjectVersions
+    """With the acting credentials (the erasure role's when the stack has one)."""
     records: ObjectStore
     bucket: str
     run_id: str
     batch_size: int = 100
+    own: ObjectVersions | None = None
+    """With the operator's credentials: the moves of migrations whose prefix is not reserved
+    (None: `store`)."""
     changes: list[dict[str, Any]] = field(default_factory=list)
     summaries: list[dict[str, Any]] = field(default_factory=list)
 
@@ -90,7 +96,8 @@ class MigrationRun:
         checkpoint_key = migration_checkpoint_key(migration.id)
         previous = self._checkpoint(checkpoint_key)
         resumed = previous if previous and not previous.get("finished") else None
-        moves = pending(self.store, self.bucket, migration)
+        store = self._store(migration)
+        moves = pending(store, self.bucket, migration)
         summary: dict[str, Any] = {
             "migration": migration.id,
             "found": len(moves),
@@ -126,25 +133,29 @@ class MigrationRun:
         self._save(checkpoint_key, state)
         return summary
 
+    def _store(self, migration: Migration) -> ObjectVersions:
+        return self.store if migration.reserved or self.own is None else self.own
+
     def _move(self, migration: Migration, move: Move) -> None:
         at = now()
+        store = self._store(migration)
         if migration.rewrite is not None and migration.rewrites(move.target):
-            document = self.store.get_json(self.bucket, move.source)
+            document = store.get_json(self.bucket, move.source)
             rewritten = migration.rewrite(move.target, document)
-            if self.store.exists(self.bucket, move.target):
-                if self.store.get_json(self.bucket, move.target) != rewritten:
+            if store.exists(self.bucket, move.target):
+                if store.get_json(self.bucket, move.target) != rewritten:
                     raise Conflict(f"{move.target} holds another document")
             else:
-                self.store.put_json(self.bucket, move.target, rewritten)
-                if self.store.get_json(self.bucket, move.target) != rewritten:
+                store.put_json(self.bucket, move.target, rewritten)
+                if store.get_json(self.bucket, move.target) != rewritten:
                     raise Conflict(f"{move.target} did not read back as written")
         else:
-            digest = self.store.sha256(self.bucket, move.source)
-            if not self.store.exists(self.bucket, move.target):
-                self.store.copy(self.bucket, move.source, move.target)
-            if self.store.sha256(self.bucket, move.target) != digest:
+            digest = store.sha256(self.bucket, move.source)
+            if not store.exists(self.bucket, move.target):
+                store.copy(self.bucket, move.source, move.target)
+            if store.sha256(self.bucket, move.target) != digest:
                 raise Conflict(f"{move.target} holds other bytes")
-        self.store.delete(self.bucket, move.source)
+        store.delete(self.bucket, move.source)
         self.changes.append(
             {
                 "migration": migration.id,
@@ -217,9 +228,10 @@ def migrate(
 ) -> None:
     """Move what older releases stored where today's code no longer looks, and report which
     stored formats are read as they are. A dry run unless --apply."""
-    _, target, (bucket, table_name) = open_target(
+    config, target, (bucket, table_name) = open_target(
         local, stage, state_dir, DATA_BUCKET_OUTPUT, TABLE_OUTPUT, stdout=as_json
     )
+    registered = migrations(config.model_names, config.default_model)
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     with reported_errors(stdout=as_json):
         records = ObjectStore(target.client("s3"))
@@ -230,13 +242,20 @@ def migrate(
             "formats": stored_formats(RegistryTable(table_name, target.client("dynamodb"))),
         }
         if not apply:
-            report["migrations"] = [_planned(records, bucket, m) for m in MIGRATIONS]
+            report["migrations"] = [_planned(records, bucket, m) for m in registered]
             _print(report, as_json)
             return
         who = str(target.client("sts").get_caller_identity()["Arn"])
         with console.capture() if as_json else nullcontext():
             acting, acting_as = _acting_target(target, f"migrate-{run_id}")
-        run = MigrationRun(ObjectVersions(acting.client("s3")), records, bucket, run_id, batch_size)
+        run = MigrationRun(
+            ObjectVersions(acting.client("s3")),
+            records,
+            bucket,
+            run_id,
+            batch_size,
+            own=ObjectVersions(target.client("s3")),
+        )
         audit: dict[str, Any] = {
             "run_id": run_id,
             "started_at": now(),
@@ -247,7 +266,7 @@ def migrate(
         }
         failure: str | None = None
         try:
-            for migration in MIGRATIONS:
+            for migration in registered:
                 run.apply(migration)
         except BaseException as exc:  # Ctrl-C too: the audit record says it was interrupted
             failure = f"{type(exc).__name__}: {exc}"

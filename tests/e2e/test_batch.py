@@ -127,16 +127,16 @@ def job(
 
 
 def _manifest(job: Job) -> dict[str, Any]:
-    return dict(json.loads(job.get("batch/out/e2e/manifest.json")))
+    return dict(json.loads(job.get("batch/out/churn/e2e/manifest.json")))
 
 
 def _predictions(job: Job) -> pd.DataFrame:
-    keys = [k for k in job.keys("batch/out/e2e/") if k.endswith(".parquet")]
+    keys = [k for k in job.keys("batch/out/churn/e2e/") if k.endswith(".parquet")]
     return pd.concat([pd.read_parquet(io.BytesIO(job.get(k))) for k in keys], ignore_index=True)
 
 
 def _rejects(job: Job) -> list[dict[str, Any]]:
-    keys = job.keys("batch/out/e2e/rejects/")
+    keys = job.keys("batch/out/churn/e2e/rejects/")
     return [json.loads(line) for k in keys for line in job.get(k).splitlines() if line.strip()]
 
 
@@ -161,7 +161,7 @@ def test_every_good_row_has_exactly_one_prediction(job: Job) -> None:
     predictions = _predictions(job)
 
     expected = {
-        (f"batch/in/e2e/part-{index:02d}.{ext}", row)
+        (f"batch/in/churn/e2e/part-{index:02d}.{ext}", row)
         for index, ext in enumerate(FORMATS)
         for row in range(ROWS_PER_FILE)
         if not (index == 0 and row in BAD_ROWS)
@@ -179,7 +179,7 @@ def test_every_bad_row_is_rejected_with_its_reason(job: Job) -> None:
 
     found = {reject["row"]: (reject["field"], reject["error"]) for reject in rejects}
     assert found == BAD_ROWS
-    assert {reject["input_key"] for reject in rejects} == {"batch/in/e2e/part-00.jsonl"}
+    assert {reject["input_key"] for reject in rejects} == {"batch/in/churn/e2e/part-00.jsonl"}
     by_row = {reject["row"]: reject for reject in rejects}
     assert "must be a number" in by_row[3]["reason"]
     assert "'lifetime'" in by_row[11]["reason"]
@@ -195,7 +195,9 @@ def test_predictions_equal_the_online_endpoints(job: Job) -> None:
             for r in frame[FEATURES].astype(object).to_dict(orient="records")
         ]
         online = job.predict_online(rows)
-        batch = predictions.loc[f"batch/in/e2e/part-{index:02d}.{ext}"].sort_index().iloc[:200]
+        batch = (
+            predictions.loc[f"batch/in/churn/e2e/part-{index:02d}.{ext}"].sort_index().iloc[:200]
+        )
         assert list(batch["prediction"]) == online["predictions"]
         online_yes = [p[online["classes"].index("yes")] for p in online["probabilities"]]
         assert np.allclose(batch["probability_yes"], online_yes, atol=1e-6)
@@ -214,15 +216,15 @@ def test_batch_show_prints_the_manifest_and_rejects(job: Job) -> None:
 
 def test_a_start_marker_starts_a_job_on_its_folder(job: Job) -> None:
     body = sample_data.encode(_frame(20), "csv")
-    job.s3.put_object(Bucket=job.bucket, Key="batch/in/marker/only.csv", Body=body)
-    job.s3.put_object(Bucket=job.bucket, Key="batch/in/marker/_START", Body=b"")
+    job.s3.put_object(Bucket=job.bucket, Key="batch/in/churn/marker/only.csv", Body=body)
+    job.s3.put_object(Bucket=job.bucket, Key="batch/in/churn/marker/_START", Body=b"")
     arn = job.cloud.outputs["BatchStateMachineArn"]
 
     executions = job.cloud.wait_for_executions(2, timeout=180, state_machine_arn=arn)
 
     [started] = [e for e in executions if "marker/_START" in e["input"]]
     assert started["status"] == "SUCCEEDED"
-    manifest = json.loads(job.get("batch/out/marker/manifest.json"))
+    manifest = json.loads(job.get("batch/out/churn/marker/manifest.json"))
     assert manifest["files"] == 1 and manifest["scored"] == ROWS_PER_FILE
 
 
@@ -233,17 +235,21 @@ def test_a_failed_item_beyond_the_tolerance_fails_the_job_after_a_manifest_and_a
     # Damaged data pages, intact footer: the plan counts the rows, scoring the item fails.
     damaged = good[:4] + bytes(len(good) // 2 - 4) + good[len(good) // 2 :]
     job.s3.put_object(
-        Bucket=job.bucket, Key="batch/in/broken/ok.csv", Body=sample_data.encode(_frame(31), "csv")
+        Bucket=job.bucket,
+        Key="batch/in/churn/broken/ok.csv",
+        Body=sample_data.encode(_frame(31), "csv"),
     )
-    job.s3.put_object(Bucket=job.bucket, Key="batch/in/broken/damaged.parquet", Body=damaged)
+    job.s3.put_object(Bucket=job.bucket, Key="batch/in/churn/broken/damaged.parquet", Body=damaged)
     alerts_before = len(job.cloud.sent_notifications())
 
-    output = job.cli("batch", "run", "batch/in/broken/", "--wait", code=1)
+    output = job.cli("batch", "run", "batch/in/churn/broken/", "--wait", code=1)
 
-    manifest = json.loads(job.get("batch/out/broken/manifest.json"))
+    manifest = json.loads(job.get("batch/out/churn/broken/manifest.json"))
     assert manifest["status"] == "failed"
     assert manifest["error"]["Error"] == "States.ExceedToleratedFailureThreshold"
-    assert {item["key"] for item in manifest["failed_items"]} == {"batch/in/broken/damaged.parquet"}
+    assert {item["key"] for item in manifest["failed_items"]} == {
+        "batch/in/churn/broken/damaged.parquet"
+    }
     assert manifest["not_scored"] == ROWS_PER_FILE
     assert manifest["rows"] == manifest["scored"] + manifest["rejected"] + manifest["not_scored"]
     assert "failed: the map failed (States.ExceedToleratedFailureThreshold)" in " ".join(
@@ -267,7 +273,7 @@ def test_a_job_with_rejected_rows_is_partial_says_why_and_exits_3(job: Job) -> N
 
 def _put_job(job: Job, name: str, frame: pd.DataFrame) -> None:
     body = sample_data.encode(frame, "csv")
-    job.s3.put_object(Bucket=job.bucket, Key=f"batch/in/{name}/rows.csv", Body=body)
+    job.s3.put_object(Bucket=job.bucket, Key=f"batch/in/churn/{name}/rows.csv", Body=body)
 
 
 def test_a_job_that_scores_no_row_fails_says_why_and_alerts(job: Job) -> None:
@@ -275,9 +281,9 @@ def test_a_job_that_scores_no_row_fails_says_why_and_alerts(job: Job) -> None:
     _put_job(job, "nothing", _frame(40).iloc[:58].drop(columns=["monthly_charges"]))
     alerts_before = len(job.cloud.sent_notifications())
 
-    output = job.cli("batch", "run", "batch/in/nothing/", "--wait", code=1)
+    output = job.cli("batch", "run", "batch/in/churn/nothing/", "--wait", code=1)
 
-    manifest = json.loads(job.get("batch/out/nothing/manifest.json"))
+    manifest = json.loads(job.get("batch/out/churn/nothing/manifest.json"))
     assert manifest["status"] == "failed"
     assert manifest["scored"] == 0 and manifest["rejected"] == 58
     assert manifest["status_reason"] == (
@@ -295,9 +301,9 @@ def test_a_job_rejecting_more_than_max_rejected_share_fails(job: Job) -> None:
     frame.loc[frame.index[:30], "age"] = "forty"
     _put_job(job, "mostly-bad", frame)
 
-    job.cli("batch", "run", "batch/in/mostly-bad/", "--wait", code=1)
+    job.cli("batch", "run", "batch/in/churn/mostly-bad/", "--wait", code=1)
 
-    manifest = json.loads(job.get("batch/out/mostly-bad/manifest.json"))
+    manifest = json.loads(job.get("batch/out/churn/mostly-bad/manifest.json"))
     assert manifest["status"] == "failed"
     assert manifest["scored"] == 70 and manifest["rejected"] == 30
     assert manifest["status_reason"] == (

@@ -1,8 +1,8 @@
 """The closed loop on the local cloud, deployed from the synthesized app with `auto_retrain` on:
 a promoted model serves traffic over HTTP, the capture lands under capture/, the drift
-schedule fires the drift function, normal traffic is no drift; shifted traffic is drift, its
-`DriftDetected` event starts the pipeline with a retrain request, and the gate decides; a
-second drift inside the cooldown starts nothing."""
+schedule starts the drift checks (a Map over the one model), normal traffic is no drift;
+shifted traffic is drift, its `DriftDetected` event starts the pipeline with a retrain request,
+and the gate decides; a second drift inside the cooldown starts nothing."""
 
 from __future__ import annotations
 
@@ -104,8 +104,11 @@ class Loop(Served):
         """Fire the drift schedule; returns the result document the check wrote."""
         before = set(self.results())
         time.sleep(1.1)  # the check's window ends a whole second before it starts
+        checks = str(self.cloud.outputs["DriftChecksStateMachineArn"])
+        started = len(self.cloud.executions(checks))
         self.cloud.fire_schedule(self.schedule)
-        self.cloud.wait_idle(120)
+        latest, *_ = self.cloud.wait_for_executions(started + 1, 300, checks)
+        assert latest["status"] == "SUCCEEDED", latest
         [new] = set(self.results()) - before
         return json.loads(self.s3.get_object(Bucket=self.bucket, Key=new)["Body"].read())
 

@@ -217,12 +217,15 @@ def test_a_drift_run_failing_every_attempt_sends_one_on_failure_record_to_its_qu
 ) -> None:
     queues = cloud.deployment.of_type("AWS::SQS::Queue") if cloud.deployment else {}
     [url] = [url for logical, url in queues.items() if logical.startswith("MonitoringFailed")]
-    rules = cloud.deployment.of_type("AWS::Events::Rule") if cloud.deployment else {}
-    [schedule] = [logical for logical in rules if logical.startswith("MonitoringDriftSchedule")]
     sqs = cloud.client("sqs")
+    event = {"source": "mlops.test", "model": "churn"}
     with cloud.edited_function("MonitoringDriftFunction") as deployment:
         shutil.rmtree(deployment.task_root / "functions" / "monitor")
-        event = cloud.fire_schedule(schedule)
+        cloud.client("lambda").invoke(
+            FunctionName=cloud.function_name("MonitoringDriftFunction"),
+            InvocationType="Event",
+            Payload=json.dumps(event).encode(),
+        )
         cloud.wait_idle(120)
     received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
     [message] = received["Messages"]

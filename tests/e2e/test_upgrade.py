@@ -3,7 +3,9 @@
 and a drift check; the stack is then updated in place to the current code
 (`LocalCloud.update`, as CloudFormation would), `mlops migrate` runs, and the lifecycle goes
 on: the old model serves the same predictions, its history is intact, a retraining takes the
-old and the new data versions, and the drift check reads the old and the new capture.
+old and the new data versions, the drift check reads the old and the new capture, and a batch
+job the old release scored at `batch/{in,out}/<job>/` is moved under the model's folders,
+where `mlops batch show` reads its manifest.
 
 A release bumps `upgrade_from.txt` to itself."""
 
@@ -80,6 +82,23 @@ def _drift_window_rows(served: Served) -> int:
     return int(shown["window"]["rows"])
 
 
+OLD_JOB = "before-upgrade"
+
+
+def _old_batch_job(cloud: LocalCloud, served: Served, rows: list[dict[str, Any]]) -> None:
+    """A batch job as the previous release took it: files, then the `_START` marker, under
+    `batch/in/<job>/`; waits for the job's manifest under `batch/out/<job>/`."""
+    lines = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    served.s3.put_object(Bucket=served.bucket, Key=f"batch/in/{OLD_JOB}/rows.jsonl", Body=lines)
+    served.s3.put_object(Bucket=served.bucket, Key=f"batch/in/{OLD_JOB}/_START", Body=b"")
+    manifest = f"batch/out/{OLD_JOB}/manifest.json"
+    deadline = time.monotonic() + 240
+    while manifest not in served.keys(f"batch/out/{OLD_JOB}/"):
+        assert time.monotonic() < deadline, "the previous release's batch job wrote no manifest"
+        time.sleep(1)
+    cloud.wait_idle(60)
+
+
 def test_a_stack_of_the_previous_release_upgrades_in_place_and_keeps_serving(
     cdk_out: Path, tmp_path: Path
 ) -> None:
@@ -111,6 +130,8 @@ def test_a_stack_of_the_previous_release_upgrades_in_place_and_keeps_serving(
         feedback = {"request_id": before["request_id"], "row": 0, "label": "yes"}
         assert _post(cloud, "/v1/feedback", {"feedback": [feedback]})["stored"] == 1
         assert _drift_window_rows(served) == len(rows)
+        _old_batch_job(cloud, served, rows)
+        old_outputs = served.keys(f"batch/out/{OLD_JOB}/")
         history = served.cli("models", "history")
         runs = json.loads(served.cli("runs", "list", "--json"))
         assert cloud.deployment is not None
@@ -132,6 +153,18 @@ def test_a_stack_of_the_previous_release_upgrades_in_place_and_keeps_serving(
             assert updated.physical_id(logical_id) == physical_id
         assert served.keys("feedback/") == feedback_keys
         served.cli("migrate", "--local", "--apply")
+
+        # The old batch job is under the model's folders now; its manifest reads as today's.
+        assert served.keys(f"batch/in/{OLD_JOB}/") == [f"batch/in/{OLD_JOB}/_START"]
+        assert served.keys(f"batch/out/{OLD_JOB}/") == []
+        assert served.keys(f"batch/in/churn/{OLD_JOB}/") == [f"batch/in/churn/{OLD_JOB}/rows.jsonl"]
+        assert served.keys(f"batch/out/churn/{OLD_JOB}/") == sorted(
+            key.replace("batch/out/", "batch/out/churn/", 1) for key in old_outputs
+        )
+        job = json.loads(served.cli("batch", "show", OLD_JOB, "--json"))
+        assert job["format_version"] == 2 and job["model_name"] == "churn"
+        assert job["scored"] == len(rows)
+        assert job["per_file"][0]["key"] == f"batch/in/churn/{OLD_JOB}/rows.jsonl"
 
         # The old model still serves, the same predictions, and its history is intact.
         after = _post(cloud, "/v1/predict", {"instances": rows})

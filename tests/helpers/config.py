@@ -86,3 +86,20 @@ def repo_config(
     assert "[serving]\n" in text
     keys = "".join(f"{key} = {json.dumps(value)}\n" for key, value in (serving or {}).items())
     return text.replace("[serving]\n", "[serving]\n" + keys)
+
+
+CHALLENGER = "churn-rf"
+"""The second model of `with_challenger`'s config."""
+
+
+def with_challenger(text: str | None = None, *, drift: str = "") -> str:
+    """The repository's mlops.toml (or `text`) with two models on its dataset: `churn` (the
+    default model, `[model]` as it is) and the challenger `churn-rf` (C = 0.5), with `drift`
+    as its `[models.churn-rf.drift]` table's keys when given."""
+    tables = f'[models.churn]\ndataset = "churn"\n\n[models.{CHALLENGER}]\ndataset = "churn"\n'
+    tables += "params = { C = 0.5 }\n\n"
+    if drift:
+        tables += f"[models.{CHALLENGER}.drift]\n{drift.strip()}\n\n"
+    text = text if text is not None else (REPO / "mlops.toml").read_text()
+    assert "[serving]\n" in text
+    return text.replace("[serving]\n", tables + "[serving]\n", 1)

@@ -11,9 +11,31 @@ import numpy as np
 import pandas as pd
 
 from functions.common.config.dataset import FeatureType, Task
+from functions.common.contracts import ModelVersion
+from functions.common.layout import version_prefix
 from functions.ml.onnx_input import Prediction
 from functions.ml.reference_profile import reference_profile
 from tests.helpers.models import CHURN_SCHEMA
+
+
+def monitored_version(model: str, version: int, metrics: Mapping[str, float]) -> ModelVersion:
+    """The registry record of a promoted `version` of `model` whose reference profile is at
+    models/<model>/<version>/ (the drift check reads nothing else of it)."""
+    prefix = version_prefix(model, version)
+    return ModelVersion(
+        model_name=model,
+        version=version,
+        prefix=prefix,
+        onnx_key=prefix + "model.onnx",
+        onnx_sha256="0" * 64,
+        run_id="20261127T000000Z-abcdef",
+        data_version="v1",
+        data_versions=["v1"],
+        metrics=dict(metrics),
+        created_at="2026-11-27T00:00:00.000Z",
+        model_card_key=prefix + "model_card.html",
+        promoted=True,
+    )
 
 
 def churn_predictions(count: int) -> Prediction:

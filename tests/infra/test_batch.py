@@ -67,7 +67,8 @@ def test_a_start_marker_under_batch_in_starts_the_job(resources: Resources) -> N
     (rule,) = [r for k, r in resources("AWS::Events::Rule").items() if k.startswith("Batch")]
     pattern = rule["Properties"]["EventPattern"]
 
-    assert pattern["detail"]["object"]["key"] == [{"wildcard": "batch/in/*/_START"}]
+    # batch/in/<model>/<job>/_START: a marker of the layout before model folders starts nothing.
+    assert pattern["detail"]["object"]["key"] == [{"wildcard": "batch/in/*/*/_START"}]
     (target,) = rule["Properties"]["Targets"]
     assert target["Arn"]["Ref"].startswith("BatchStateMachine")
     assert "DeadLetterConfig" in target
@@ -95,20 +96,33 @@ def _prefixes(resources: Resources, role_prefix: str, action: str) -> set[str]:
 def test_batch_functions_read_inputs_and_models_and_write_only_outputs(
     resources: Resources,
 ) -> None:
+    # Exactly the configured model's folders (the repo's config: one model, churn).
     assert _prefixes(resources, "BatchScoreFunctionRole", "s3:GetObject") == {
-        "batch/in/*",
-        "models/*",
+        "batch/in/churn/*",
+        "models/churn/*",
     }
-    assert _prefixes(resources, "BatchPlanFunctionRole", "s3:GetObject") == {"batch/in/*"}
-    assert _prefixes(resources, "BatchFinalizeFunctionRole", "s3:GetObject") == {"batch/out/*"}
+    assert _prefixes(resources, "BatchPlanFunctionRole", "s3:GetObject") == {"batch/in/churn/*"}
+    assert _prefixes(resources, "BatchFinalizeFunctionRole", "s3:GetObject") == {
+        "batch/out/churn/*"
+    }
     for role in ("Plan", "Score", "Finalize"):
-        assert _prefixes(resources, f"Batch{role}FunctionRole", "s3:PutObject") == {"batch/out/*"}
+        assert _prefixes(resources, f"Batch{role}FunctionRole", "s3:PutObject") == {
+            "batch/out/churn/*"
+        }
         for statement in _statements(resources, f"Batch{role}FunctionRole"):
             actions = statement["Action"]
             actions = actions if isinstance(actions, list) else [actions]
             assert not any(a.startswith("s3:Delete") for a in actions)
-    # The map's item reader: the items file only, under batch/out/.
-    assert _prefixes(resources, "BatchStateMachineRole", "s3:GetObject") == {"batch/out/*"}
+    # The map's item reader: the items file only, under the models' batch/out/ folders.
+    assert _prefixes(resources, "BatchStateMachineRole", "s3:GetObject") == {"batch/out/churn/*"}
+    # The pinned version: the model's own registry partition, nothing else of the table.
+    for role in ("Plan", "Score"):
+        partitions = [
+            statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
+            for statement in _statements(resources, f"Batch{role}FunctionRole")
+            if "dynamodb:GetItem" in statement["Action"]
+        ]
+        assert partitions == [["MODEL#churn"]], role
 
 
 def test_batch_functions_run_from_the_training_image(resources: Resources) -> None:

@@ -34,6 +34,7 @@ TABLES_ARN = f"arn:<AWS::Partition>:dynamodb:<AWS::Region>:{ACCOUNT}:table/{PROJ
 MODELS_ARN = f"arn:<AWS::Partition>:s3:::{PROJECT}-*/models/*"
 BUCKETS_ARN = f"arn:<AWS::Partition>:s3:::{PROJECT}-*"
 MIGRATIONS_ARN = f"arn:<AWS::Partition>:s3:::{PROJECT}-*/migrations/*"
+BATCH_ARN = f"arn:<AWS::Partition>:s3:::{PROJECT}-*/batch/*"
 PROJECT_ROLES_ARN = f"arn:<AWS::Partition>:iam::{ACCOUNT}:role/{PROJECT}-*"
 
 
@@ -132,9 +133,11 @@ SMOKE_TEST = {
 """What `mlops smoke --aws` needs after a deploy, on the project's resources only."""
 
 MIGRATE = {
-    "s3:ListBucket": {BUCKETS_ARN},  # quarantine/ and migrations/ only (an s3:prefix condition)
-    "s3:GetObject": {MIGRATIONS_ARN},
-    "s3:PutObject": {MIGRATIONS_ARN},
+    # quarantine/, batch/ and migrations/ only (an s3:prefix condition)
+    "s3:ListBucket": {BUCKETS_ARN},
+    "s3:GetObject": {MIGRATIONS_ARN, BATCH_ARN},
+    "s3:PutObject": {MIGRATIONS_ARN, BATCH_ARN},
+    "s3:DeleteObject": {BATCH_ARN},  # the batch jobs moved to their model's folder
     "dynamodb:Scan": {TABLES_ARN},
     "sts:AssumeRole": {PROJECT_ROLES_ARN},  # the erasure role, the only one trusting the account
 }
@@ -162,7 +165,9 @@ def test_role_may_only_assume_cdk_bootstrap_roles_read_project_stacks_and_smoke_
         for statement in policy["PolicyDocument"]["Statement"]
         if statement["Action"] == "s3:ListBucket"
     ]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["quarantine/*", "migrations/*"]}}
+    assert listing["Condition"] == {
+        "StringLike": {"s3:prefix": ["quarantine/*", "batch/*", "migrations/*"]}
+    }
 
 
 def test_every_wildcard_is_a_generated_name_and_acknowledged_with_a_reason(
@@ -182,6 +187,7 @@ def test_every_wildcard_is_a_generated_name_and_acknowledged_with_a_reason(
         MODELS_ARN,
         BUCKETS_ARN,
         MIGRATIONS_ARN,
+        BATCH_ARN,
         PROJECT_ROLES_ARN,
     }
     assert not [action for action in _permissions(template) if "*" in action]

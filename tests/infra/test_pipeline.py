@@ -216,6 +216,7 @@ def test_stack_outputs_are_the_documented_contract(template_json: dict[str, Any]
         "AlertsTopicArn",
         "ApiUrl",
         "DriftFunctionName",
+        "DriftChecksStateMachineArn",
         "ErasureRoleArn",
         "BatchStateMachineArn",
         "DropsDeadLetterQueueUrl",

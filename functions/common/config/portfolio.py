@@ -36,7 +36,10 @@ STACK_KEYS: dict[str, frozenset[str]] = {
         }
     ),
     "drift": frozenset({"memory_mb", "timeout_seconds"}),
-    "batch": frozenset({"max_concurrency", "memory_mb", "timeout_seconds"}),
+    # The Distributed Map's tolerance is written in the one batch state machine.
+    "batch": frozenset(
+        {"max_concurrency", "memory_mb", "timeout_seconds", "tolerated_failure_percentage"}
+    ),
     "train": frozenset(
         {
             "backend",

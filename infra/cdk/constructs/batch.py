@@ -1,5 +1,6 @@
-"""Batch inference: a `_START` marker under `batch/in/<job>/` (EventBridge, S3 Object Created),
-or `mlops batch run`, starts a Step Functions state machine:
+"""Batch inference: a `_START` marker under `batch/in/<model>/<job>/` (EventBridge, S3 Object
+Created), or `mlops batch run --model`, starts a Step Functions state machine (the job is scored
+by that model; the functions' grants name exactly the configured models' folders):
 
     Record execution -> Plan -> Score (Distributed Map over the planned items, read from S3)
         -> Finalize (manifest) -> Job failed? -> Done | Notify -> Failed
@@ -33,9 +34,11 @@ from constructs import Construct
 
 from functions.common.layout import (
     BATCH_IN_PREFIX,
-    BATCH_OUT_PREFIX,
     BATCH_START_MARKER,
-    MODELS_PREFIX,
+    batch_inputs_prefix,
+    batch_outputs_prefix,
+    model_key,
+    model_prefix,
 )
 from infra.cdk.constructs.alerts import undelivered_queue
 from infra.cdk.constructs.data_lake import DataLake
@@ -63,15 +66,17 @@ stays well within that; longer-running score functions get STANDARD child workfl
 
 class _ItemsFileReader(sfn.S3JsonItemReader):
     """The map's ItemReader (`s3:getObject`, InputType JSON) with `s3:GetObject` granted on
-    the batch output prefix only (CDK's own grant is the whole bucket)."""
+    the configured models' batch output folders only (CDK's own grant is the whole bucket)."""
 
-    def __init__(self, *, data_lake: DataLake, key: str) -> None:
+    def __init__(self, *, data_lake: DataLake, key: str, models: list[str]) -> None:
         super().__init__(bucket=data_lake.bucket, key=key)
-        self._items_arn = data_lake.bucket.arn_for_objects(f"{BATCH_OUT_PREFIX}*")
+        self._items_arns = [
+            data_lake.bucket.arn_for_objects(f"{batch_outputs_prefix(model)}*") for model in models
+        ]
         self._key_arn = data_lake.key.key_arn if data_lake.key is not None else None
 
     def provide_policy_statements(self) -> list[iam.PolicyStatement]:
-        statements = [iam.PolicyStatement(actions=["s3:GetObject"], resources=[self._items_arn])]
+        statements = [iam.PolicyStatement(actions=["s3:GetObject"], resources=self._items_arns)]
         if self._key_arn is not None:  # the items file is encrypted with the data key
             statements.append(
                 iam.PolicyStatement(actions=["kms:Decrypt"], resources=[self._key_arn])
@@ -113,17 +118,23 @@ class BatchInference(Construct):
         )
         self.finalize = self._function("Finalize", "batch-finalize", "finalize_handler", 1024, 300)
 
-        data_lake.grant_list(self.plan.role, [BATCH_IN_PREFIX])
-        data_lake.grant_read_objects(self.plan.role, BATCH_IN_PREFIX)
-        data_lake.grant_write_objects(self.plan.role, BATCH_OUT_PREFIX)
-        data_lake.grant_read_objects(self.score.role, BATCH_IN_PREFIX)
-        data_lake.grant_read_objects(self.score.role, MODELS_PREFIX)
-        data_lake.grant_write_objects(self.score.role, BATCH_OUT_PREFIX)
-        data_lake.grant_list(self.finalize.role, [BATCH_OUT_PREFIX])
-        data_lake.grant_read_objects(self.finalize.role, BATCH_OUT_PREFIX)
-        data_lake.grant_write_objects(self.finalize.role, BATCH_OUT_PREFIX)
+        # Exactly the configured models' folders, versions and artifacts.
+        self._models = models = deploy.config.model_names
+        inputs = [batch_inputs_prefix(model) for model in models]
+        outputs = [batch_outputs_prefix(model) for model in models]
+        data_lake.grant_list(self.plan.role, inputs)
+        data_lake.grant_list(self.finalize.role, outputs)
+        for model, job_inputs, job_outputs in zip(models, inputs, outputs, strict=True):
+            data_lake.grant_read_objects(self.plan.role, job_inputs)
+            data_lake.grant_write_objects(self.plan.role, job_outputs)
+            data_lake.grant_read_objects(self.score.role, job_inputs)
+            data_lake.grant_read_objects(self.score.role, model_prefix(model))
+            data_lake.grant_write_objects(self.score.role, job_outputs)
+            data_lake.grant_read_objects(self.finalize.role, job_outputs)
+            data_lake.grant_write_objects(self.finalize.role, job_outputs)
         for stage in (self.plan, self.score):
-            registry.grant_items(stage.role, "dynamodb:GetItem")  # the pinned version
+            # The pinned version: each model's alias and version items.
+            registry.grant_partitions(stage.role, read=[model_key(model) for model in models])
 
         self.state_machine = self._state_machine(alerts)
         self.rule = self._trigger()
@@ -182,7 +193,9 @@ class BatchInference(Construct):
             "Score",
             tolerated=batch.tolerated_failure_percentage,
             item_reader=_ItemsFileReader(
-                data_lake=self._data_lake, key=sfn.JsonPath.string_at("$.plan.items_key")
+                data_lake=self._data_lake,
+                key=sfn.JsonPath.string_at("$.plan.items_key"),
+                models=self._models,
             ),
             max_concurrency=batch.max_concurrency,
             map_execution_type=(
@@ -196,7 +209,7 @@ class BatchInference(Construct):
         finalize = self._task(
             "Finalize",
             self.finalize,
-            "Sum the item results into batch/out/<job>/manifest.json",
+            "Sum the item results into batch/out/<model>/<job>/manifest.json",
             result_path="$.manifest",
         )
         plan.add_catch(on_failure, errors=[sfn.Errors.ALL], result_path="$.error")
@@ -271,12 +284,14 @@ class BatchInference(Construct):
         bucket_id = stack.resolve(
             stack.get_logical_id(self._data_lake.bucket.node.default_child)  # type: ignore[arg-type]
         )
-        acknowledge(
-            role,
-            f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{BATCH_OUT_PREFIX}*]",
-            "The Distributed Map's ItemReader reads the job's items file, whose key names the "
-            "job (batch/out/<job>/_plan/items.json): scoped to the batch output prefix.",
-        )
+        for model in self._models:
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{batch_outputs_prefix(model)}*]",
+                "The Distributed Map's ItemReader reads the job's items file, whose key names "
+                "the job (batch/out/<model>/<job>/_plan/items.json): scoped to each configured "
+                "model's batch output folder.",
+            )
 
     def _trigger(self) -> events.Rule:
         self.undelivered = undelivered_queue(self, "UndeliveredStarts", "the batch trigger")
@@ -287,14 +302,15 @@ class BatchInference(Construct):
             undelivered_means=f"EventBridge could not start a batch job for a {BATCH_START_MARKER} "
             "marker (after its retries): the job was not started; its event waits in the "
             "UndeliveredStarts queue.",
-            description=f"A {BATCH_START_MARKER} marker under batch/in/<job>/ starts a batch job",
+            description=f"A {BATCH_START_MARKER} marker under batch/in/<model>/<job>/ starts a "
+            "batch job",
             event_pattern=events.EventPattern(
                 source=["aws.s3"],
                 detail_type=["Object Created"],
                 detail={
                     "bucket": {"name": [self._data_lake.bucket.bucket_name]},
                     "object": {
-                        "key": events.Match.wildcard(f"{BATCH_IN_PREFIX}*/{BATCH_START_MARKER}")
+                        "key": events.Match.wildcard(f"{BATCH_IN_PREFIX}*/*/{BATCH_START_MARKER}")
                     },
                 },
             ),

@@ -1,6 +1,17 @@
-"""Monitoring and the closed loop: the scheduled drift check (`functions/monitor`), the rule that
-turns its `DriftDetected` event into a retraining, an optional fixed retraining cadence, the
-alarms that notify the alerts topic, and one CloudWatch dashboard for the whole lifecycle."""
+"""Monitoring and the closed loop: the scheduled drift checks (`functions/monitor`), the rule that
+turns a `DriftDetected` event into a retraining of its model, optional fixed retraining
+cadences, the alarms that notify the alerts topic, and one CloudWatch dashboard for the whole
+lifecycle.
+
+The drift checks: a schedule starts the `DriftChecks` state machine with the models it checks
+(`{"models": [...]}`); a Map invokes the drift function once per model (`{"model": name}`,
+each invocation within the function's own timeout, at most `CHECKS_AT_ONCE` at a time).
+`[drift] schedule` checks every model that keeps it; a model with its own
+`[models.<name>.drift] schedule` gets its own rule starting the same state machine with just
+it (so its failures are caught and notified the same way). A check that fails (after the
+retries of its invocation) is caught inside its iteration: one alert naming the model and the
+error goes to the alerts topic, the other models are still checked, and the execution ends
+succeeded with each model's outcome (`checked` with its verdict, or `failed` with the error)."""
 
 from __future__ import annotations
 
@@ -12,16 +23,17 @@ from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
+from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE, retrain_input
 from functions.common.layout import (
     CAPTURE_PREFIX,
     FEEDBACK_PREFIX,
-    MODELS_PREFIX,
-    REPORTS_PREFIX,
+    drift_reports_prefix,
     feedback_drops_prefix,
     model_key,
+    model_prefix,
     monitor_key,
 )
+from infra.cdk.config import DeployConfig
 from infra.cdk.constructs.alerts import (
     alarm,
     undelivered_alarm,
@@ -31,9 +43,35 @@ from infra.cdk.constructs.alerts import (
 from infra.cdk.constructs.platform import Platform
 from infra.cdk.constructs.serving_api import ServingApi
 from infra.cdk.constructs.stage_function import FunctionSpec, StageFunction
+from infra.cdk.constructs.state_machine import (
+    acknowledge_invokes,
+    alert_task,
+    concise_error,
+    logged_state_machine,
+    stage_task,
+    then_even_if_unsent,
+)
 
 MONITOR_SERVICE = "monitor"
 PREDICT_SERVICE = "predict"
+CHECKS_AT_ONCE = 4
+"""Models checked at the same time by one execution (each check reads the whole capture
+window, so a few at once bound the bucket reads and the function's concurrency)."""
+
+
+def construct_name(model: str) -> str:
+    """A model's name as a construct id (`churn-lgbm` -> `ChurnLgbm`)."""
+    return "".join(part.capitalize() for part in model.split("-"))
+
+
+def schedules(deploy: DeployConfig) -> dict[str, list[str]]:
+    """{schedule expression: the models checked on it}: `[drift] schedule` first (every model
+    that keeps it), then each model's own schedule."""
+    config = deploy.config
+    found: dict[str, list[str]] = {config.drift.schedule: []}
+    for model in config.model_names:
+        found.setdefault(config.for_model(model).drift.schedule, []).append(model)
+    return {expression: models for expression, models in found.items() if models}
 
 
 class Monitoring(Construct):
@@ -62,19 +100,28 @@ class Monitoring(Construct):
             ),
         )
         role = self.check.role
-        for prefix in (CAPTURE_PREFIX, FEEDBACK_PREFIX, MODELS_PREFIX):
+        config = deploy.config
+        models = config.model_names
+        for prefix in (CAPTURE_PREFIX, FEEDBACK_PREFIX):
             data_lake.grant_read_objects(role, prefix)
-        data_lake.grant_write_objects(role, REPORTS_PREFIX)
-        # Labelled feedback becomes a drop of training rows (ingested like any drop).
-        data_lake.grant_write_objects(role, feedback_drops_prefix(deploy.config.dataset.name))
+        # Exactly the configured models: their versions' reference profiles, their reports,
+        # their datasets' feedback drops (labelled feedback becomes training rows, ingested
+        # like any drop), their versions and aliases, and their own monitor state.
+        for model in models:
+            data_lake.grant_read_objects(role, model_prefix(model))
+            data_lake.grant_write_objects(role, drift_reports_prefix(model))
+        for dataset in sorted({config.models[model].dataset for model in models}):
+            data_lake.grant_write_objects(role, feedback_drops_prefix(dataset))
         data_lake.grant_list(role, [CAPTURE_PREFIX, FEEDBACK_PREFIX])
-        # Read the model's versions and aliases; write only the monitor's own state.
-        model = deploy.config.model_name
-        registry.grant_partitions(role, read=[model_key(model)], write=[monitor_key(model)])
+        registry.grant_partitions(
+            role,
+            read=[model_key(model) for model in models],
+            write=[monitor_key(model) for model in models],
+        )
         events.EventBus.from_event_bus_name(self, "DefaultBus", "default").grant_put_events_to(role)
 
-        # The schedule invokes the check asynchronously: Lambda retries a failed run twice,
-        # then sends its on-failure record (the event and the error) here.
+        # An asynchronous invocation (not the schedule's: it starts the state machine) is
+        # retried twice by Lambda, then its on-failure record (the event and the error) lands here.
         self.failed_checks = undelivered_queue(
             self, "FailedDriftChecks", "the drift function's asynchronous invocations"
         )
@@ -84,17 +131,25 @@ class Monitoring(Construct):
         self.undelivered = undelivered = undelivered_queue(
             self, "UndeliveredEvents", "the monitoring rules"
         )
-        self.schedule_rule = events.Rule(
-            self,
-            "DriftSchedule",
-            description="Runs the drift check",
-            schedule=events.Schedule.expression(drift.schedule),
-            targets=[
-                targets.LambdaFunction(
-                    self.check.function, dead_letter_queue=undelivered, retry_attempts=2
-                )
-            ],
-        )
+        self.checks = self._checks_state_machine(platform)
+        self.schedule_rules: dict[str, events.Rule] = {}
+        for expression, checked in schedules(deploy).items():
+            own = expression != drift.schedule
+            rule_id = f"DriftSchedule{construct_name(checked[0])}" if own else "DriftSchedule"
+            self.schedule_rules[rule_id] = events.Rule(
+                self,
+                rule_id,
+                description=f"Checks drift of {', '.join(checked)}"[:512],
+                schedule=events.Schedule.expression(expression),
+                targets=[
+                    targets.SfnStateMachine(
+                        self.checks,
+                        input=events.RuleTargetInput.from_object({"models": checked}),
+                        dead_letter_queue=undelivered,
+                        retry_attempts=8,
+                    )
+                ],
+            )
         self.retrain_rule = events.Rule(
             self,
             "DriftRetrainRule",
@@ -113,18 +168,22 @@ class Monitoring(Construct):
                 )
             ],
         )
-        self.retrain_schedule_rule: events.Rule | None = None
-        if drift.retrain_schedule:
-            self.retrain_schedule_rule = events.Rule(
+        self.retrain_schedule_rules: dict[str, events.Rule] = {}
+        for model in models:
+            cadence = config.for_model(model).drift.retrain_schedule
+            if not cadence:
+                continue
+            rule_id = f"RetrainSchedule{construct_name(model)}"
+            self.retrain_schedule_rules[model] = events.Rule(
                 self,
-                "RetrainSchedule",
-                description="Retrains on a fixed cadence, drift or not",
-                schedule=events.Schedule.expression(drift.retrain_schedule),
+                rule_id,
+                description=f"Retrains {model} on a fixed cadence, drift or not",
+                schedule=events.Schedule.expression(cadence),
                 targets=[
                     targets.SfnStateMachine(
                         state_machine,
                         input=events.RuleTargetInput.from_object(
-                            {"retrain": {"reason": f"scheduled retrain ({drift.retrain_schedule})"}}
+                            retrain_input(model, f"scheduled retrain ({cadence})")
                         ),
                         dead_letter_queue=undelivered,
                         retry_attempts=8,
@@ -134,6 +193,72 @@ class Monitoring(Construct):
         self.alarms = self._alarms(platform, state_machine, serving)
         self.dashboard = self._dashboard(state_machine, serving)
 
+    def _checks_state_machine(self, platform: Platform) -> sfn.StateMachine:
+        """Record nothing, check each model (a Map, failures caught per model), done."""
+        scope = Construct(self, "DriftChecks")
+        check = stage_task(
+            scope,
+            "Check drift",
+            self.check,
+            "One model's drift check",
+            payload=sfn.TaskInput.from_object(
+                {"source": "aws.states", "model": sfn.JsonPath.string_at("$.model")}
+            ),
+            result_selector={
+                "model": sfn.JsonPath.string_at("$.model"),
+                "status": "checked",
+                "verdict": sfn.JsonPath.string_at("$.verdict"),
+                "check_id": sfn.JsonPath.string_at("$.check_id"),
+                "result_key": sfn.JsonPath.string_at("$.result_key"),
+            },
+        )
+        failed = sfn.Pass(
+            scope,
+            "Check failed",
+            parameters={
+                "model": sfn.JsonPath.string_at("$.model"),
+                "status": "failed",
+                "error": sfn.JsonPath.object_at("$.error"),
+            },
+        )
+        notify = alert_task(
+            scope,
+            "Notify",
+            platform.alerts,
+            f"{self._deploy.stack_name}: drift check failed",
+            {
+                "drift_check": self._deploy.stack_name,
+                "model": sfn.JsonPath.string_at("$.model"),
+                "error": sfn.JsonPath.string_at("$.error.Error"),
+                "cause": sfn.JsonPath.string_at("$.error.Cause"),
+            },
+        )
+        check.add_catch(
+            concise_error(scope, then_even_if_unsent(notify, failed)),
+            errors=[sfn.Errors.ALL],
+            result_path="$.error",
+        )
+        each = sfn.Map(
+            scope,
+            "Check each model",
+            items_path="$.models",
+            item_selector={"model": sfn.JsonPath.string_at("$$.Map.Item.Value")},
+            max_concurrency=CHECKS_AT_ONCE,
+            result_path="$.checks",
+            comment="One drift check per model; a failed one is notified, the others go on",
+        )
+        each.item_processor(check)
+        machine = logged_state_machine(
+            scope,
+            self._deploy,
+            each.next(sfn.Succeed(scope, "Done")),
+            timeout=Duration.hours(12),
+            include_execution_data=True,
+            comment=f"{self._deploy.stack_name} drift checks",
+        )
+        acknowledge_invokes(scope, machine.role, (self.check,), "drift function")
+        return machine
+
     def _metric(
         self,
         name: str,
@@ -141,12 +266,14 @@ class Monitoring(Construct):
         statistic: str,
         period: Duration | None = None,
         label: str | None = None,
+        model: str | None = None,
     ) -> cloudwatch.Metric:
-        # Powertools Metrics adds the `service` dimension to every metric it publishes.
+        # Powertools Metrics adds the `service` dimension to every metric it publishes; the
+        # drift check adds `model`.
         return cloudwatch.Metric(
             namespace=self._deploy.config.project.name,
             metric_name=name,
-            dimensions_map={"service": service},
+            dimensions_map={"service": service, **({"model": model} if model else {})},
             statistic=statistic,
             period=period or Duration.minutes(5),
             label=label,
@@ -167,17 +294,32 @@ class Monitoring(Construct):
         self, platform: Platform, state_machine: sfn.IStateMachine, serving: ServingApi
     ) -> dict[str, cloudwatch.Alarm]:
         check_period = Duration.days(1)
+        alarms: dict[str, cloudwatch.Alarm] = {}
+        for model in self._deploy.config.model_names:
+            # One pair per model (construct `Monitoring/<Model>/...`): the alarm names the model.
+            scope = Construct(self, construct_name(model))
+            for name, metric, means in (
+                (
+                    "DataDriftAlarm",
+                    "DatasetDrift",
+                    f"The drift check of model {model} found dataset drift in its captured "
+                    f"traffic (see `mlops drift show --model {model}`).",
+                ),
+                (
+                    "PerformanceDropAlarm",
+                    "PerformanceDrop",
+                    f"Live performance of model {model} from feedback labels fell below its "
+                    "evaluation metrics by more than drift.performance_tolerance.",
+                ),
+            ):
+                alarms[f"{name}/{model}"] = alarm(
+                    scope,
+                    name,
+                    self._metric(metric, MONITOR_SERVICE, "Maximum", check_period, model=model),
+                    platform=platform,
+                    means=means,
+                )
         specs: dict[str, tuple[cloudwatch.IMetric, str]] = {
-            "DataDriftAlarm": (
-                self._metric("DatasetDrift", MONITOR_SERVICE, "Maximum", check_period),
-                "The drift check found dataset drift in the captured traffic "
-                "(see reports/drift/ and `mlops drift show`).",
-            ),
-            "PerformanceDropAlarm": (
-                self._metric("PerformanceDrop", MONITOR_SERVICE, "Maximum", check_period),
-                "Live performance from feedback labels fell below the serving model's "
-                "evaluation metrics by more than drift.performance_tolerance.",
-            ),
             "DriftCheckFailedAlarm": (
                 self.check.function.metric_errors(
                     period=Duration.hours(1), statistic=cloudwatch.Stats.SUM
@@ -202,10 +344,12 @@ class Monitoring(Construct):
                 "The prediction API answered with a 5xx.",
             ),
         }
-        alarms = {
-            name: alarm(self, name, metric, platform=platform, means=means)
-            for name, (metric, means) in specs.items()
-        }
+        alarms.update(
+            {
+                name: alarm(self, name, metric, platform=platform, means=means)
+                for name, (metric, means) in specs.items()
+            }
+        )
         latency_ms = self._deploy.config.serving.latency_alarm_ms
         alarms["ApiLatencyAlarm"] = alarm(
             self,
@@ -238,13 +382,13 @@ class Monitoring(Construct):
         latency = self._per_model("PredictLatency", "p50")
         p99 = self._per_model("PredictLatency", "p99")
         drift_scores = cloudwatch.MathExpression(
-            expression=f'SEARCH(\'{{{namespace},feature,service}} MetricName="FeatureDriftScore"'
-            f" service=\"{MONITOR_SERVICE}\"', 'Maximum', 86400)",
+            expression=f"SEARCH('{{{namespace},feature,model,service}} "
+            f'MetricName="FeatureDriftScore" service="{MONITOR_SERVICE}"\', \'Maximum\', 86400)',
             label="",
             period=Duration.days(1),
         )
         live = cloudwatch.MathExpression(
-            expression=f'SEARCH(\'{{{namespace},service}} MetricName="LiveAccuracy" OR '
+            expression=f'SEARCH(\'{{{namespace},model,service}} MetricName="LiveAccuracy" OR '
             f'MetricName="LiveF1Macro" OR MetricName="LiveRmse" OR MetricName="LiveMae"\', '
             "'Average', 86400)",
             label="",

@@ -56,7 +56,11 @@ class MlopsStack(Stack):
         )
         # The state machines publish with their roles: SNS encrypts with the key as the
         # publisher, who needs kms:GenerateDataKey and kms:Decrypt on it.
-        for machine in (self.pipeline.state_machine, self.batch.state_machine):
+        for machine in (
+            self.pipeline.state_machine,
+            self.batch.state_machine,
+            self.monitoring.checks,
+        ):
             self.alerts.key.grant(machine.role, "kms:Decrypt", "kms:GenerateDataKey")
 
         # Output names are a contract: the local cloud and users read them.
@@ -67,6 +71,7 @@ class MlopsStack(Stack):
             "AlertsTopicArn": self.alerts.topic.topic_arn,
             "ApiUrl": self.serving.url,
             "DriftFunctionName": self.monitoring.check.function.function_name,
+            "DriftChecksStateMachineArn": self.monitoring.checks.state_machine_arn,
             "BatchStateMachineArn": self.batch.state_machine.state_machine_arn,
             # The dead-letter queues `mlops dlq` reads and redrives.
             "DropsDeadLetterQueueUrl": self.pipeline.undelivered.queue_url,

@@ -66,6 +66,15 @@ def read_template(path: Path) -> StackFacts:
     return stack_facts(template, str(path))
 
 
+def _input(target: dict[str, Any]) -> dict[str, Any]:
+    """The constant input a rule target passes (`{}` when none, or not a JSON object)."""
+    try:
+        found = json.loads(target.get("Input") or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def stack_facts(template: dict[str, Any], source: str) -> StackFacts:
     resources: dict[str, dict[str, Any]] = template.get("Resources") or {}
 
@@ -105,20 +114,25 @@ def stack_facts(template: dict[str, Any], source: str) -> StackFacts:
         for props in of_type("AWS::Lambda::Alias").values()
         if predict is not None and props.get("FunctionName") == {"Ref": predict.logical_id}
     )
-    drift = functions.get("monitor")
     machines = of_type("AWS::StepFunctions::StateMachine")
     drift_schedule = retrain_schedule = None
+    checked = 0
     for props in of_type("AWS::Events::Rule").values():
         if "ScheduleExpression" not in props:
             continue
         for target in props.get("Targets") or []:
             arn = target.get("Arn")
-            if drift is not None and arn == {"Fn::GetAtt": [drift.logical_id, "Arn"]}:
-                drift_schedule = str(props["ScheduleExpression"])
-            elif isinstance(arn, dict) and arn.get("Ref") in machines:
+            if not isinstance(arn, dict) or arn.get("Ref") not in machines:
+                continue
+            started = _input(target)
+            # The drift checks' schedule (the one checking the most models: `[drift]
+            # schedule`), or a retraining cadence.
+            if isinstance(started.get("models"), list) and len(started["models"]) > checked:
+                drift_schedule, checked = str(props["ScheduleExpression"]), len(started["models"])
+            elif "retrain" in started:
                 retrain_schedule = str(props["ScheduleExpression"])
     if drift_schedule is None:
-        raise TemplateError(f"{source}: no schedule rule targets the drift (monitor) function")
+        raise TemplateError(f"{source}: no schedule rule starts the drift checks")
     streams = list(of_type("AWS::KinesisFirehose::DeliveryStream").values())
     if len(streams) != 1:
         raise TemplateError(f"{source}: expected one capture delivery stream, found {len(streams)}")

@@ -97,7 +97,7 @@ def seeded(local_state: Any) -> Any:
         "model_version": 1,
         "note": "a long value " * 20,
     }
-    s3.put_object(Bucket=BUCKET, Key=manifest_key(JOB), Body=json.dumps(manifest))
+    s3.put_object(Bucket=BUCKET, Key=manifest_key(MODEL, JOB), Body=json.dumps(manifest))
     s3.put_object(Bucket=BUCKET, Key=DROP, Body=b"id,churned\n1,yes\n")
     result = {"check_id": CHECK, "verdict": "no drift", "note": "a long value " * 20}
     s3.put_object(
@@ -152,6 +152,7 @@ JSON_COMMANDS: dict[str, list[str]] = {
     "dlq list": ["dlq", "list", "--json"],
     "dlq show": ["dlq", "show", "drops", "--json"],
     "drift show": ["drift", "show", CHECK, "--json"],
+    "drift list": ["drift", "list", "--json"],
     "drops list": ["drops", "list", "--json"],
     "drops show": ["drops", "show", DROP, "--json"],
     "migrate": ["migrate", "--json"],

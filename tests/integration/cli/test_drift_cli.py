@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from infra.cli.main import app
 from infra.local import lambda_runtime
+from tests.helpers.config import CHALLENGER, with_challenger
 
 REPO = Path(__file__).resolve().parents[3]
 BUCKET = "mlops-dev-data"
@@ -252,7 +253,7 @@ def test_drift_show_before_any_check_says_so(local: Local) -> None:
 
     assert result.exit_code == 1
     assert "error: no drift check of churn is stored yet" in result.output
-    assert "run one with `mlops drift run`" in result.output
+    assert "run one with `mlops drift run --model churn`" in result.output
 
 
 def test_drift_run_without_a_drift_function_in_the_stack_fails_clearly(local: Local) -> None:
@@ -350,3 +351,79 @@ def test_drift_run_prints_the_live_performance_it_measured(local: Local) -> None
         "performance: drop on 401 labelled rows of model version 1: accuracy 0.3200 "
         "(reference 0.9000, -0.5800)"
     ) in " ".join(result.output.split())
+
+
+# Replies with the model it was asked to check, as the drift function does.
+MODEL_ECHO_HANDLER = """
+def handler(event, context):
+    model = event["model"]
+    check_id = "20261128T013000Z-echo00"
+    prefix = f"reports/drift/{model}/{check_id}/"
+    return {
+        "model": model, "check_id": check_id, "verdict": "no_drift", "drifted": [],
+        "result_key": prefix + "result.json", "report_key": prefix + "report.html",
+        "retrain": {"requested": False, "reason": None, "skipped": None},
+        "performance_verdict": None,
+    }
+"""
+
+
+@pytest.fixture
+def portfolio(local: Local, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Local:
+    """The repo's config with a second model on its dataset; a check of each model stored."""
+    config = tmp_path / "portfolio.toml"
+    config.write_text(with_challenger())
+    monkeypatch.setenv("MLOPS_CONFIG", str(config))
+    s3 = local.client("s3")
+    for model, check_id, verdict in ((MODEL, OLDER, "no_drift"), (CHALLENGER, LATEST, "drift")):
+        result = _result(check_id, verdict)
+        result["model_name"] = model
+        for name in ("result_key", "report_key"):
+            result[name] = result[name].replace(f"/{MODEL}/", f"/{model}/")
+        s3.put_object(Bucket=BUCKET, Key=result["result_key"], Body=json.dumps(result))
+    return local
+
+
+def test_drift_run_checks_the_model_named_by_model(portfolio: Local) -> None:
+    _deploy(portfolio, "drift_echo", MODEL_ECHO_HANDLER)
+
+    challenger = mlops("drift", "run", "--model", CHALLENGER)
+    default = mlops("drift", "run")
+
+    assert challenger.exit_code == 0, challenger.output
+    assert f"model {CHALLENGER}" in challenger.output
+    assert f"reports/drift/{CHALLENGER}/20261128T013000Z-echo00/result.json" in challenger.output
+    assert default.exit_code == 0, default.output
+    assert f"reports/drift/{MODEL}/20261128T013000Z-echo00/result.json" in default.output
+
+
+def test_drift_show_and_list_read_the_named_models_checks(portfolio: Local) -> None:
+    shown = mlops("drift", "show", "--model", CHALLENGER)
+    listed = mlops("drift", "list", "--model", CHALLENGER, "--json")
+    default = mlops("drift", "list", "--json")
+
+    assert shown.exit_code == 0, shown.output
+    assert f"check {LATEST} of {CHALLENGER}" in shown.output
+    assert listed.exit_code == 0, listed.output
+    assert [(c["model"], c["check_id"], c["verdict"]) for c in json.loads(listed.stdout)] == [
+        (CHALLENGER, LATEST, "drift")
+    ]
+    assert [(c["model"], c["check_id"]) for c in json.loads(default.stdout)] == [(MODEL, OLDER)]
+
+
+def test_drift_list_shows_the_latest_checks_newest_first(checks: Local) -> None:
+    result = mlops("drift", "list")
+    only_latest = mlops("drift", "list", "--last", "1", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert result.output.index(LATEST) < result.output.index(OLDER)
+    assert [c["check_id"] for c in json.loads(only_latest.stdout)] == [LATEST]
+
+
+def test_an_unknown_model_is_one_line_naming_the_configured_ones(portfolio: Local) -> None:
+    result = mlops("drift", "show", "--model", "nope")
+
+    assert result.exit_code == 2
+    assert "error: --model 'nope' is not a configured model: churn, churn-rf" in " ".join(
+        result.output.split()
+    )

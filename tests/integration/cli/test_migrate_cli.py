@@ -97,12 +97,17 @@ def _migrate(*args: str) -> dict[str, Any]:
     return report
 
 
+def _of(report: dict[str, Any], migration: str) -> dict[str, Any]:
+    [found] = [m for m in report["migrations"] if m["migration"] == migration]
+    return found
+
+
 def test_a_dry_run_lists_the_old_quarantine_keys_and_changes_nothing(lake: OldLake) -> None:
     before = lake.keys()
 
     report = _migrate()
 
-    [planned] = report["migrations"]
+    planned = _of(report, "quarantine-layout")
     assert report["dry_run"] is True and planned["migration"] == "quarantine-layout"
     assert planned["found"] == 6
     assert planned["samples"][0] == {
@@ -135,7 +140,7 @@ def test_apply_moves_them_where_drops_and_erasure_look_and_a_rerun_is_a_no_op(
 
     report = _migrate("--apply")
 
-    [done] = report["migrations"]
+    done = _of(report, "quarantine-layout")
     assert (done["found"], done["moved"], done["conflicts"]) == (6, 6, [])
     assert lake.keys("quarantine/") == sorted(
         [KEPT]
@@ -161,7 +166,7 @@ def test_apply_moves_them_where_drops_and_erasure_look_and_a_rerun_is_a_no_op(
     assert all(change["at"] for change in audit["changes"])
 
     again = _migrate("--apply")
-    assert again["migrations"][0]["found"] == 0 and again["changes"] == []
+    assert _of(again, "quarantine-layout")["found"] == 0 and again["changes"] == []
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(
@@ -194,10 +199,60 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(
     monkeypatch.setattr(ObjectVersions, "copy", copy)
     resumed = _migrate("--apply", "--batch-size", "2")
 
-    [done] = resumed["migrations"]
+    done = _of(resumed, "quarantine-layout")
     assert done["resumed_run"] == audit["run_id"]
     assert done["resumed_after"] == "quarantine/churn/a.csv.reason.json"
     assert (done["found"], done["moved"]) == (4, 4)
     assert lake.keys("quarantine/churn/") == []
     final = lake.json(migration_checkpoint_key("quarantine-layout"))
     assert final["finished"] is True and final["moved"] == 6
+
+
+OLD_JOB = "scores-2024-01"
+
+
+def test_old_batch_jobs_move_under_the_default_model_and_batch_show_reads_them(
+    lake: OldLake,
+) -> None:
+    """A batch job as a release before model folders left it: its inputs and marker under
+    batch/in/<job>/, its outputs and version 1 manifest under batch/out/<job>/."""
+    manifest = json.loads((FIXTURES / formats.BATCH_MANIFEST / "v1.json").read_text())
+    old = {
+        f"batch/in/{OLD_JOB}/customers.csv": b"age,contract\n52,two year\n",
+        f"batch/in/{OLD_JOB}/_START": b"",
+        f"batch/out/{OLD_JOB}/manifest.json": json.dumps(manifest).encode(),
+        f"batch/out/{OLD_JOB}/customers-0-500.parquet": b"PAR1 scored rows",
+        f"batch/out/{OLD_JOB}/_plan/plan.json": b'{"job": "scores-2024-01"}',
+    }
+    for key, body in old.items():
+        lake.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    today = "batch/in/churn/june/customers.csv"
+    lake.s3.put_object(Bucket=BUCKET, Key=today, Body=b"a job of today's layout")
+
+    planned = _of(_migrate(), "batch-layout")
+    assert planned["found"] == 4  # the marker stays: its copy would start the job again
+    done = _of(_migrate("--apply"), "batch-layout")
+
+    assert (done["moved"], done["conflicts"]) == (4, [])
+    assert lake.keys("batch/") == sorted(
+        [
+            f"batch/in/{OLD_JOB}/_START",
+            f"batch/in/churn/{OLD_JOB}/customers.csv",
+            f"batch/out/churn/{OLD_JOB}/_plan/plan.json",
+            f"batch/out/churn/{OLD_JOB}/customers-0-500.parquet",
+            f"batch/out/churn/{OLD_JOB}/manifest.json",
+            today,
+        ]
+    )
+    assert (
+        lake.body(f"batch/in/churn/{OLD_JOB}/customers.csv")
+        == old[f"batch/in/{OLD_JOB}/customers.csv"]
+    )
+    moved = lake.json(f"batch/out/churn/{OLD_JOB}/manifest.json")
+    assert moved[formats.FIELD] == 2
+    assert moved["per_file"][0]["key"] == f"batch/in/churn/{OLD_JOB}/customers.csv"
+    assert _of(_migrate("--apply"), "batch-layout")["found"] == 0
+
+    shown = mlops("batch", "show", OLD_JOB, "--local", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["job"] == OLD_JOB

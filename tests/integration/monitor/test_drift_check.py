@@ -19,13 +19,13 @@ import pytest
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
 from functions.common.config.loading import MlopsConfig, load_config
-from functions.common.contracts import ModelVersion
 from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE
 from functions.ml.sample_data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, churn_frame
 from functions.monitor.handler import BadRequestError, window_hours
 from functions.monitor.logic import MonitorService, run_check, summary
 from functions.monitor.state import MonitorStore
-from tests.helpers.drift import churn_reference
+from tests.helpers.config import CHALLENGER, with_challenger
+from tests.helpers.drift import churn_reference, monitored_version
 
 REPO = Path(__file__).resolve().parents[3]
 MODEL = "churn"
@@ -38,33 +38,17 @@ def _config(**drift: Any) -> MlopsConfig:
     return config.model_copy(update={"drift": config.drift.model_copy(update=drift)})
 
 
-def _register(cloud: Any, version: int = 1) -> None:
+def _register(cloud: Any, version: int = 1, model: str = MODEL) -> None:
     train = churn_frame(3_000, seed=1, duplicate_share=0.0)
     schema = load_config(REPO / "mlops.toml").dataset.features
     assert schema is not None
     profile = churn_reference(train, schema, sample_rows=1_000, predictions=600)
-    prefix = f"models/{MODEL}/{version}/"
+    prefix = f"models/{model}/{version}/"
     cloud.s3.put_object(
         Bucket=cloud.bucket, Key=prefix + "reference_profile.json", Body=json.dumps(profile)
     )
     registry = ModelRegistry(cloud.table)
-    number = registry.allocate_version(MODEL)
-    registry.put_version(
-        ModelVersion(
-            model_name=MODEL,
-            version=number,
-            prefix=prefix,
-            onnx_key=prefix + "model.onnx",
-            onnx_sha256="0" * 64,
-            run_id="20261127T000000Z-abcdef",
-            data_version="v1",
-            data_versions=["v1"],
-            metrics=METRICS,
-            created_at="2026-11-27T00:00:00.000Z",
-            model_card_key=prefix + "model_card.md",
-            promoted=True,
-        )
-    )
+    registry.put_version(monitored_version(model, registry.allocate_version(model), METRICS))
 
 
 def _rows(count: int, seed: int, shift: bool = False) -> list[dict[str, Any]]:
@@ -78,7 +62,12 @@ def _rows(count: int, seed: int, shift: bool = False) -> list[dict[str, Any]]:
 
 
 def _capture(
-    cloud: Any, name: str, rows: list[dict[str, Any]], version: int = 1, predict: str = "no"
+    cloud: Any,
+    name: str,
+    rows: list[dict[str, Any]],
+    version: int = 1,
+    predict: str = "no",
+    model: str = MODEL,
 ) -> list[str]:
     """One capture object as Firehose writes it; returns the request ids (one per 50 rows)."""
     day = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -91,7 +80,7 @@ def _capture(
             "request_id": request_id,
             "row": index % 50,
             "timestamp": "2026-11-27T00:00:00.000Z",
-            "model_name": MODEL,
+            "model_name": model,
             "model_version": version,
             "features": features,
             "prediction": predict,
@@ -104,20 +93,35 @@ def _capture(
     return ids
 
 
-def _service(cloud: Any, config: MlopsConfig) -> MonitorService:
+def _service(cloud: Any, config: MlopsConfig, model: str | None = None) -> MonitorService:
     models = ModelRegistry(cloud.table)
+    # (A single-model config edited by `_config` is its own model's view.)
+    view = config.for_model(model) if model else config
     return MonitorService(
-        config=config,
+        config=view,
         bucket=cloud.bucket,
         objects=ObjectStore(cloud.s3),
         models=models,
-        state=MonitorStore(models, MODEL),
+        state=MonitorStore(models, view.model_name),
+        unnamed_capture=view.model_name == config.default_model,
     )
 
 
-def _check(cloud: Any, config: MlopsConfig, **kwargs: Any) -> dict[str, Any]:
+def _check(
+    cloud: Any, config: MlopsConfig, model: str | None = None, **kwargs: Any
+) -> dict[str, Any]:
     time.sleep(1.05)  # the window ends a whole second before the check
-    return run_check(_service(cloud, config), **kwargs)
+    return run_check(_service(cloud, config, model), **kwargs)
+
+
+def _portfolio(tmp_path: Path) -> MlopsConfig:
+    """The repo's config with two models on its dataset, the challenger with its own cooldown
+    and no feedback retraining anywhere."""
+    text = with_challenger(drift="cooldown_hours = 1")
+    text = text.replace("auto_retrain = true", "auto_retrain = true\nretrain_with_feedback = false")
+    path = tmp_path / "mlops.toml"
+    path.write_text(text)
+    return load_config(path)
 
 
 @pytest.fixture
@@ -310,3 +314,73 @@ def test_the_handler_publishes_dataset_and_per_feature_metrics(
     [dataset] = [b for b in blobs if "DatasetDrift" in b]
     # (The service dimension is the process's first POWERTOOLS_SERVICE_NAME; in Lambda, monitor.)
     assert dataset["DatasetDrift"] == [1.0] and "service" in dataset
+
+
+def test_each_model_is_checked_on_its_own_capture_with_its_own_reports_and_cooldown(
+    cloud: Any, drift_events: Callable[[], list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    config = _portfolio(tmp_path)
+    assert config.for_model(CHALLENGER).drift.cooldown_hours == 1
+    _register(cloud, model=MODEL)
+    _register(cloud, model=CHALLENGER)
+    _capture(cloud, "champion", _rows(600, seed=71, shift=True), model=MODEL)
+    _capture(cloud, "challenger", _rows(300, seed=72), model=CHALLENGER)
+
+    champion = _check(cloud, config, MODEL)
+    challenger = _check(cloud, config, CHALLENGER)
+
+    # Each check reads only its model's lines, and writes under its model's reports.
+    assert champion["window"]["rows"] == 600 and champion["verdict"] == "drift"
+    assert champion["window"]["skipped"] == {"capture record of another model": 300}
+    assert challenger["window"]["rows"] == 300 and challenger["verdict"] == "no_drift"
+    assert champion["result_key"].startswith(f"reports/drift/{MODEL}/")
+    assert challenger["result_key"].startswith(f"reports/drift/{CHALLENGER}/")
+    assert json.loads(cloud.body(challenger["result_key"]))["model_name"] == CHALLENGER
+    # The retrain request names the drifted model only.
+    [event] = drift_events()
+    assert event["model"] == MODEL
+    assert event["pipeline_input"]["retrain"]["model"] == MODEL
+    assert event["pipeline_input"]["retrain"]["reason"].startswith(
+        f"drift check {champion['check_id']}"
+    )
+
+    # The challenger drifts now: the champion's retraining does not hold its cooldown ...
+    _capture(cloud, "challenger-shifted", _rows(600, seed=73, shift=True), model=CHALLENGER)
+    _capture(cloud, "champion-shifted", _rows(600, seed=74, shift=True), model=MODEL)
+    shifted = _check(cloud, config, CHALLENGER)
+    again = _check(cloud, config, MODEL)
+
+    assert shifted["verdict"] == "drift" and shifted["retrain"]["requested"] is True
+    # ... and the champion's own cooldown (24 h) still holds for the champion.
+    assert again["verdict"] == "drift" and again["retrain"]["requested"] is False
+    assert "cooldown" in again["retrain"]["skipped"]
+    events = {e["model"]: e for e in drift_events()}
+    assert {model: e["retrain"]["via"] for model, e in events.items()} == {
+        CHALLENGER: "pipeline",
+        MODEL: None,
+    }
+    assert events[CHALLENGER]["pipeline_input"] == {
+        "retrain": {
+            "reason": f"drift check {shifted['check_id']}: {shifted['retrain']['reason']}",
+            "model": CHALLENGER,
+        }
+    }
+    states = {
+        model: MonitorStore(ModelRegistry(cloud.table), model).load()
+        for model in (MODEL, CHALLENGER)
+    }
+    assert states[MODEL].last_retrain_check == champion["check_id"]
+    assert states[CHALLENGER].last_retrain_check == shifted["check_id"]
+
+
+def test_the_handler_checks_the_model_its_event_names(
+    cloud: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions.monitor.handler import model_of
+
+    config = _portfolio(tmp_path)
+    assert model_of({"source": "aws.states", "model": CHALLENGER}, config) == CHALLENGER
+    assert model_of({"source": "mlops.cli"}, config) == config.default_model == MODEL
+    for bad in ("nope", 3, ""):
+        with pytest.raises(BadRequestError, match=r"is not configured \(models: churn, churn-rf\)"):
+            model_of({"model": bad}, config)

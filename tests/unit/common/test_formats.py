@@ -121,6 +121,13 @@ def _drift_result(doc: dict[str, Any]) -> None:
 def _batch_manifest(doc: dict[str, Any]) -> None:
     manifest = BatchManifest.model_validate(doc)
     assert manifest.rows == manifest.scored + manifest.rejected + manifest.not_scored
+    # `mlops batch show` finds the job's files under its model's folders.
+    inputs = f"batch/in/{manifest.model_name}/{manifest.job}/"
+    outputs = f"batch/out/{manifest.model_name}/{manifest.job}/"
+    for file in manifest.per_file:
+        assert file.key.startswith(inputs)
+        assert all(key.startswith(outputs) for key in [*file.outputs, *file.rejects])
+    assert all(item.model == manifest.model_name for item in manifest.failed_items)
 
 
 def _profile(doc: dict[str, Any]) -> None:
