@@ -187,6 +187,18 @@ _REFUSED: dict[str, dict[str, str]] = {
 }
 
 
+def native_param_names(estimator: str) -> frozenset[str]:
+    """The framework's own parameter names and aliases its scikit-learn estimator takes as
+    keyword arguments beyond `get_params` (LightGBM: `verbose`, `min_data_in_leaf` ...), as
+    the installed framework lists them; empty for other estimators or when it is missing."""
+    if estimator != "lightgbm" or not framework_installed(estimator):
+        return frozenset()
+    from lightgbm.basic import _ConfigAliases
+
+    aliases = _ConfigAliases._get_all_param_aliases()
+    return frozenset(aliases) | frozenset(alias for names in aliases.values() for alias in names)
+
+
 def unconvertible(estimator: str, params: Mapping[str, Any]) -> list[str]:
     """`param: why` for every hyperparameter value of a LightGBM or XGBoost estimator that
     onnxmltools cannot convert (see the module docstring); [] for other estimators."""

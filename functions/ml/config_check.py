@@ -18,7 +18,12 @@ from __future__ import annotations
 
 from functions.common.config.base import ConfigError
 from functions.common.config.loading import MlopsConfig
-from functions.ml.boosting import FRAMEWORKS, framework_installed, unconvertible
+from functions.ml.boosting import (
+    FRAMEWORKS,
+    framework_installed,
+    native_param_names,
+    unconvertible,
+)
 from functions.ml.metrics import TASK_METRICS
 from functions.ml.training import estimator_param_names, grid_problems
 
@@ -46,7 +51,7 @@ def training_problems(config: MlopsConfig) -> list[str]:
                 ("model.grid", config.model.grid or {}),
             )
             for name in names
-            if name not in allowed
+            if name not in allowed and name not in native_param_names(estimator)
         )
     if not factory:
         problems.extend(

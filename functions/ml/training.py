@@ -44,7 +44,13 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from functions.common.config.dataset import FeatureType, Task
 from functions.common.config.training import ESTIMATORS, ModelConfig
-from functions.ml.boosting import FRAMEWORKS, boosting_steps, estimator_class, unconvertible
+from functions.ml.boosting import (
+    FRAMEWORKS,
+    boosting_steps,
+    estimator_class,
+    native_param_names,
+    unconvertible,
+)
 from functions.ml.features import model_frame, target_array
 from functions.ml.metrics import GREATER_IS_BETTER, primary_metric
 from functions.ml.model_code import (
@@ -191,7 +197,7 @@ def estimator_params(
     estimator has one) and `params`, which win. Unknown names raise ValueError listing the
     allowed ones."""
     allowed = estimator_param_names(task, estimator)
-    unknown = sorted(set(params) - set(allowed))
+    unknown = sorted(set(params) - set(allowed) - native_param_names(estimator))
     if unknown:
         raise ValueError(
             f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for {estimator}; "

@@ -2,8 +2,9 @@
 
 The CDK app reads the config file in use (`$MLOPS_CONFIG`, else `mlops.toml`), `cdk.json` and
 its own sources (cdk.json's `watch`: infra/cdk/, functions/, layers/). After synthesizing, it
-writes `cdk.out/mlops-synth.json` with the config's resolved path and content hash and a hash
-over the sources' contents. `mlops local up` compares that record with what a synthesis would
+writes `cdk.out/mlops-synth.json` with the config's resolved path and content hash, a hash
+over the sources' contents, and one over the config's `[train] code` folder (the model code the
+training images ship). `mlops local up` compares that record with what a synthesis would
 read now (`stale_reason`): content, not modification times, so pointing `MLOPS_CONFIG` at
 another (even older) file, or editing a source, makes the assembly stale.
 """
@@ -48,7 +49,28 @@ def synth_inputs(repo_root: Path, config_file: Path | None = None) -> dict[str, 
         "config": str(config),
         "config_sha256": config_sha256,
         "sources_sha256": sources.hexdigest(),
+        "model_code_sha256": _model_code_sha256(config),
     }
+
+
+def _model_code_sha256(config: Path) -> str | None:
+    """A sha256 over the files of the config's `[train] code` folder (the training images
+    ship it), None without one; a config that does not parse has none here (synth says why)."""
+    import tomllib
+
+    try:
+        code = tomllib.loads(config.read_text(encoding="utf-8")).get("train", {}).get("code")
+    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        return None
+    if not isinstance(code, str):
+        return None
+    folder = config.parent / code
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def write_stamp(out_dir: Path, inputs: dict[str, Any]) -> None:
@@ -75,6 +97,8 @@ def stale_reason(cdk_out: Path, repo_root: Path, config_file: Path | None = None
         return f"{current['config']} changed since {cdk_out} was synthesized"
     if recorded.get("sources_sha256") != current["sources_sha256"]:
         return f"the CDK app's sources changed since {cdk_out} was synthesized"
+    if recorded.get("model_code_sha256") != current["model_code_sha256"]:
+        return f"the model code ([train] code) changed since {cdk_out} was synthesized"
     return None
 
 

@@ -50,16 +50,27 @@ def config_check(
         raise typer.Exit(2) from None
     table = Table(title="config is valid", show_header=False)
     table.add_row("stacks", ", ".join(config.stack_name(stage) for stage in config.stages))
-    dataset = config.dataset
-    table.add_row("dataset", f"{dataset.name} (drops under raw/{dataset.name}/)")
-    table.add_row("target", f"{dataset.target} ({dataset.task.value}, mode {dataset.mode.value})")
-    table.add_row("model", f"{config.model_name} ({config.estimator})")
-    features = (
-        ", ".join(f"{name}:{kind.value}" for name, kind in dataset.features.items())
-        if dataset.features
-        else "inferred from the first good drop, then frozen"
-    )
-    table.add_row("features", features)
+    several = len(config.models) > 1
+    for dataset in config.datasets.values():
+        suffix = f" {dataset.name}" if len(config.datasets) > 1 else ""
+        table.add_row(f"dataset{suffix}", f"{dataset.name} (drops under raw/{dataset.name}/)")
+        table.add_row(
+            f"target{suffix}", f"{dataset.target} ({dataset.task.value}, mode {dataset.mode.value})"
+        )
+        features = (
+            ", ".join(f"{name}:{kind.value}" for name, kind in dataset.features.items())
+            if dataset.features
+            else "inferred from the first good drop, then frozen"
+        )
+        table.add_row(f"features{suffix}", features)
+    for name in config.models:
+        view = config.for_model(name)
+        trains = view.model.factory or view.estimator
+        if several:
+            default = ", the default model" if name == config.default_model else ""
+            table.add_row(f"model {name}", f"{trains} on {view.dataset.name}{default}")
+        else:
+            table.add_row("model", f"{name} ({trains})")
     console.print(table)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
@@ -15,7 +14,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
-from functions.common.config.loading import CONFIG_JSON_ENV
+from functions.common.config.loading import CONFIG_JSON_ENV, MlopsConfig
 from infra.local import updates
 from infra.local.api_adapter import DEFAULT_API_PORT
 from infra.local.assembly import AssemblyError, load_stack, stack_names
@@ -334,12 +333,12 @@ def _summary(cloud: LocalCloud, state_dir: Path, cdk_out: Path, stack: str) -> N
 
 
 def _dataset(cdk_out: Path, stack: str) -> str:
-    """The dataset the deployed functions run with (their `MLOPS_CONFIG_JSON`), not the one
-    the config file in use names now."""
+    """The default model's dataset in the config the deployed functions run with (their
+    `MLOPS_CONFIG_JSON`), not the one the config file in use names now."""
     template = load_stack(cdk_out, stack).template
     for resource in (template.get("Resources") or {}).values():
         variables = (resource.get("Properties") or {}).get("Environment", {}).get("Variables", {})
         text = variables.get(CONFIG_JSON_ENV) if isinstance(variables, dict) else None
         if isinstance(text, str):
-            return str(json.loads(text)["dataset"]["name"])
+            return MlopsConfig.model_validate_json(text).dataset.name
     return "<dataset>"

@@ -183,3 +183,27 @@ def test_config_init_reads_a_semicolon_file_with_delimiter_and_writes_it(
     monkeypatch.setenv("MLOPS_CONFIG", str(config))
     trained = runner.invoke(app, ["train-local", str(data), "--out", str(tmp_path / "out")])
     assert trained.exit_code == 0, trained.output
+
+
+def test_config_check_of_a_portfolio_lists_every_dataset_and_model_with_its_estimator(
+    tmp_path: Path,
+) -> None:
+    from tests.helpers.config import PORTFOLIO
+
+    config = tmp_path / "mlops.toml"
+    config.write_text(PORTFOLIO + '\n[train]\ncode = "model_code"\n')
+    (tmp_path / "model_code").mkdir()
+
+    result = runner.invoke(app, ["config", "check", str(config)], env={"COLUMNS": "120"})
+
+    assert result.exit_code == 0, result.output
+    rows = {
+        cells[0]: cells[1]
+        for line in result.output.splitlines()
+        if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) == 2
+    }
+    assert rows["dataset churn"] == "churn (drops under raw/churn/)"
+    assert rows["dataset prices"] == "prices (drops under raw/prices/)"
+    assert rows["model churn"] == "random_forest on churn"
+    assert rows["model churn-lgbm"] == "churn_features:build on churn, the default model"
+    assert rows["model prices"] == "ridge on prices"

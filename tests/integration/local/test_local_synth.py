@@ -79,3 +79,22 @@ def test_an_edit_of_the_config_makes_it_stale_whatever_its_time(tmp_path: Path) 
     assert stale_reason(cdk_out, repo, config) == (
         f"{config.resolve()} changed since {cdk_out} was synthesized"
     )
+
+
+def test_an_edit_of_the_model_code_makes_it_stale(tmp_path: Path) -> None:
+    repo, cdk_out = _repo(tmp_path)
+    config = repo / "mlops.toml"
+    config.write_text("[dataset]\nname = 'churn'\n[train]\ncode = 'mycode'\n")
+    (repo / "mycode" / "churn_model").mkdir(parents=True)
+    factory = repo / "mycode" / "churn_model" / "build.py"
+    factory.write_text("def make(contract): ...\n")
+    _synthesized(repo, cdk_out, config)
+    assert stale_reason(cdk_out, repo, config) is None
+    cache = repo / "mycode" / "churn_model" / "__pycache__"
+    cache.mkdir()
+    (cache / "build.cpython-311.pyc").write_bytes(b"bytecode")
+    assert stale_reason(cdk_out, repo, config) is None  # bytecode is not the code
+    factory.write_text("def make(contract): raise ValueError('edited')\n")
+    assert stale_reason(cdk_out, repo, config) == (
+        f"the model code ([train] code) changed since {cdk_out} was synthesized"
+    )

@@ -125,3 +125,17 @@ def test_a_lightgbm_typo_is_named_with_the_allowed_names() -> None:
     (problem,) = training_problems(config)
     assert problem.startswith("model.params.num_leafs: lightgbm takes no hyperparameter")
     assert "num_leaves" in problem
+
+
+def test_lightgbm_takes_its_own_parameter_names_and_a_refusal_is_named_once() -> None:
+    native = parse_config(
+        _config(
+            {"estimator": "lightgbm", "params": {"verbose": -1, "min_data_in_leaf": 5}},
+        )
+    )
+    assert training_problems(native) == []
+    categorical = parse_config(
+        _config({"estimator": "lightgbm", "params": {"categorical_feature": [0]}})
+    )
+    (problem,) = training_problems(categorical)
+    assert problem.startswith("model.params.categorical_feature") and "ONNX" in problem
