@@ -26,6 +26,7 @@ import requests
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
+from functions.common.contracts import model_outcome
 from functions.ml import sample_data
 from infra.local import LocalCloud, lambda_config
 from tests.helpers.config import repo_config
@@ -92,8 +93,7 @@ class Fuzzed:
     def drop(self, key: str, body: bytes) -> dict[str, Any]:
         described = self.cloud.drop(key, body)
         assert described["status"] == "SUCCEEDED", described
-        output: dict[str, Any] = json.loads(described["output"])
-        return output
+        return model_outcome(json.loads(described["output"]))
 
     def post(self, path: str, body: bytes, content_type: str | None) -> requests.Response:
         headers = {**ONE_REQUEST_PER_CONNECTION}
@@ -122,7 +122,7 @@ def fuzzed(
             first = run.drop(
                 "raw/churn/first.csv", sample_data.encode(sample_data.churn_frame(2_000, seed=31))
             )
-            assert first["status"] == "promoted" and first["model"]["version"] == 1
+            assert first["status"] == "promoted" and first["registered"]["version"] == 1
             yield run
             print(f"\nrequests sent per route: {dict(sorted(run.sent.items()))}")
     finally:

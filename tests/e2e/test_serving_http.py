@@ -29,6 +29,7 @@ import requests
 from typer.testing import CliRunner
 
 from functions.adapters.registry.model_registry import ModelRegistry
+from functions.common.contracts import model_outcome
 from functions.ml import sample_data
 from functions.ml.onnx_input import Prediction, predict_columns
 from infra.cli.main import app as cli_app
@@ -130,8 +131,7 @@ class Served:
         )
         described = self.cloud.wait_for_execution(name, timeout=120)
         assert described["status"] == "SUCCEEDED", described
-        output: dict[str, Any] = json.loads(described["output"])
-        return output
+        return model_outcome(json.loads(described["output"]))
 
     def get(self, key: str) -> bytes:
         return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
@@ -172,7 +172,7 @@ def served(synth_with_config: Callable[[str], Path]) -> Iterator[Served]:
         first = run.drop(
             "raw/churn/first.csv", sample_data.encode(sample_data.churn_frame(2_000, seed=31))
         )
-        assert first["status"] == "promoted" and first["model"]["version"] == 1
+        assert first["status"] == "promoted" and first["registered"]["version"] == 1
         yield run
 
 
@@ -531,7 +531,7 @@ def test_promotion_under_traffic_fails_no_request(served: Served) -> None:
         promoted_by = time.monotonic()
         time.sleep(TTL_SECONDS + 1.5)
 
-    assert output["status"] == "promoted" and output["model"]["version"] == 2
+    assert output["status"] == "promoted" and output["registered"]["version"] == 2
     failures = [(status, body) for _, status, body in traffic.replies if status != 200]
     assert not failures, failures[:3]
     versions = [body["model_version"] for _, _, body in traffic.replies]
