@@ -1,5 +1,6 @@
-"""`mlops data ...`: the dataset versions of the configured dataset, and retiring a bad one,
-on the local cloud or on AWS (the same target options as `mlops models`).
+"""`mlops data ...`: the dataset versions of a model's dataset (`--model`, else the default
+model's), and retiring a bad one, on the local cloud or on AWS (the same target options as
+`mlops models`).
 
 A retired version keeps its raw drop, curated files and registry item; the registry records
 who retired it, when and why, and training leaves it out from then on. The target line goes
@@ -23,26 +24,33 @@ from functions.common.contracts import DatasetRef, Retirement
 from infra.cli.common import (
     REGISTRY_TABLE_OUTPUT,
     LocalOption,
+    ModelOption,
     StageOption,
     StateDirOption,
     console,
     errors,
     fail,
+    model_config,
     open_target,
     reported,
     who,
 )
 
 data_app = typer.Typer(
-    help="Dataset versions of the configured dataset: list, show, retire.", no_args_is_help=True
+    help="Dataset versions of a model's dataset (--model): list, show, retire.",
+    no_args_is_help=True,
 )
 VersionArgument = Annotated[str, typer.Argument(help="The data version (its content hash).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def _open(local: bool | None, stage: str, state_dir: Path | None) -> tuple[DatasetRegistry, str]:
-    """The dataset registry of the target, and the configured dataset's name."""
+def _open(
+    local: bool | None, stage: str, state_dir: Path | None, model: str | None
+) -> tuple[DatasetRegistry, str]:
+    """The dataset registry of the target, and the name of `model`'s dataset (the default
+    model's when None)."""
     config, target, (table,) = open_target(local, stage, state_dir, REGISTRY_TABLE_OUTPUT)
+    config = model_config(config, model)
     errors.print(f"target: {target.description}, dataset {config.dataset.name}", style="dim")
     return DatasetRegistry(table, target.client("dynamodb")), config.dataset.name
 
@@ -61,13 +69,14 @@ def _find(registry: DatasetRegistry, dataset: str, version: str) -> DatasetRef:
 @data_app.command("list")
 def data_list(
     as_json: JsonOption = False,
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
     """Every version of the dataset, newest first, with its rows, source and whether it is
     retired; and the class set of the target when it is frozen."""
-    registry, dataset = _open(local, stage, state_dir)
+    registry, dataset = _open(local, stage, state_dir, model)
     with reported(stdout=True):
         versions = list(reversed(registry.list_versions(dataset)))
         classes = registry.get_classes(dataset)
@@ -91,12 +100,13 @@ def data_list(
 def data_show(
     version: VersionArgument,
     as_json: JsonOption = False,
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
     """One version: where it came from, its files, and its retirement if any."""
-    registry, dataset = _open(local, stage, state_dir)
+    registry, dataset = _open(local, stage, state_dir, model)
     with reported(stdout=True):
         ref = _find(registry, dataset, version)
     if as_json:
@@ -133,6 +143,7 @@ def data_retire(
     reason: Annotated[
         str, typer.Option(help="Why; recorded in the registry with who retired it and when.")
     ],
+    model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
@@ -140,7 +151,7 @@ def data_retire(
     """Leave a bad version out of training from now on; its files and registry item stay."""
     if not reason.strip():
         raise fail("--reason must say why the version is retired", 2)
-    registry, dataset = _open(local, stage, state_dir)
+    registry, dataset = _open(local, stage, state_dir, model)
     at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     with reported(stdout=True):
         ref = registry.retire_version(

@@ -123,12 +123,13 @@ def _executions(target: Target) -> dict[str, dict[str, Any]]:
 
 
 def collect_drops(config: MlopsConfig, target: Target) -> list[dict[str, Any]]:
-    """Every drop under raw/ with its outcome, newest first (see the module docstring)."""
+    """Every drop under raw/ with its outcome, newest first (see the module docstring), for
+    every dataset of `config`."""
     bucket = target.output("DataBucketName")
     store = ObjectStore(target.client("s3"))
     executions = _executions(target)
     registry = DatasetRegistry(target.output("RegistryTableName"), target.client("dynamodb"))
-    versions = registry.list_versions(config.dataset.name)
+    versions = [v for name in config.datasets for v in registry.list_versions(name)]
     by_source = {(v.source.key, v.source.version_id or v.source.etag): v for v in versions}
     rows = {v.data_version: v.rows for v in versions}
     drops = []
@@ -219,7 +220,7 @@ def drops_list(
     a duplicate of one, quarantined with its reason, or failed with its error."""
     session = open_session(local, stage, state_dir, quiet=as_json)
     with reported():
-        drops = collect_drops(session.config, session.target)[:limit]
+        drops = collect_drops(session.portfolio, session.target)[:limit]
     if as_json:
         for drop in drops:
             drop.pop("reason_record", None)
@@ -245,7 +246,9 @@ def drops_list(
 
 @drops_app.command("show")
 def drops_show(
-    key: Annotated[str, typer.Argument(help="The object's key (raw/<dataset>/<file>).")],
+    key: Annotated[
+        str, typer.Argument(help="The object's key (raw/<dataset>/<file>; raw/ may be left out).")
+    ],
     version_id: Annotated[
         str | None, typer.Option(help="The object version (default: the newest).")
     ] = None,
@@ -257,8 +260,9 @@ def drops_show(
     """One drop (the newest version of the key by default): its outcome, the dataset version,
     the quarantine reason or the execution's error, and the execution."""
     session = open_session(local, stage, state_dir, quiet=as_json)
+    key = key if key.startswith(RAW_PREFIX) else RAW_PREFIX + key  # as `drops list` shows it
     with reported():
-        drops = [d for d in collect_drops(session.config, session.target) if d["key"] == key]
+        drops = [d for d in collect_drops(session.portfolio, session.target) if d["key"] == key]
     if version_id is not None:
         drops = [d for d in drops if d["version_id"] == version_id]
     if not drops:

@@ -93,3 +93,36 @@ def test_retiring_needs_a_reason_and_a_known_version(datasets: DatasetRegistry) 
     again = mlops("data", "retire", VERSIONS[0], "--reason", "second")
     assert again.exit_code == 1
     assert "already retired" in again.output and "first" in again.output
+
+
+def test_data_commands_act_on_the_dataset_of_the_model_named(
+    datasets: DatasetRegistry, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers.config import PORTFOLIO
+
+    config = tmp_path / "mlops.toml"
+    config.write_text(PORTFOLIO + '\n[train]\ncode = "model_code"\n')
+    (tmp_path / "model_code").mkdir()
+    monkeypatch.setenv("MLOPS_CONFIG", str(config))
+    prices = "dddd000011112222"
+    datasets.register_version(
+        dataset_ref(
+            prices,
+            SourceObject(bucket=BUCKET, key="raw/prices/listings.csv"),
+            created_at="2026-11-05T00:00:00.000Z",
+            dataset="prices",
+        ),
+        code_version="test",
+    )
+
+    listed = mlops("data", "list", "--model", "prices", "--json")
+    default = mlops("data", "list", "--json")  # the default model, churn-lgbm: dataset churn
+    retired = mlops("data", "retire", prices, "--model", "prices", "--reason", "bad prices")
+
+    assert listed.exit_code == 0, listed.output
+    assert [row["data_version"] for row in json.loads(listed.stdout)] == [prices]
+    assert [row["data_version"] for row in json.loads(default.stdout)] == list(reversed(VERSIONS))
+    assert retired.exit_code == 0, retired.output
+    assert datasets.get_version("prices", prices).retired is not None
+    unknown = mlops("data", "list", "--model", "fraud")
+    assert unknown.exit_code == 2 and "churn, churn-lgbm, prices" in unknown.output
