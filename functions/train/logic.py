@@ -190,14 +190,50 @@ def train(state: PipelineState) -> TrainingRun | TrainingSkipped:
 
     A run started by a drop (not a retrain request) whose training set was trained on before,
     by a run that reached the gate's verdict, is skipped: a `TrainingSkipped` is returned and
-    recorded as a run with status `skipped` (`skipped: unchanged`, `same_as` that run)."""
+    recorded as a run with status `skipped` (`skipped: unchanged`, `same_as` that run). A
+    training that fails is recorded as a run with status `failed` and its error, then raises."""
     config = deployed_model_config(state.model)
     settings = stage_settings()
+    models = ModelRegistry(settings.registry_table)
+    started = now()
+    try:
+        return _train(state, config, settings, models)
+    except Exception as exc:
+        _record_failed(models, config.model_name, state, started, exc)
+        raise
+
+
+def _record_failed(
+    models: ModelRegistry, model: str, state: PipelineState, started: str, error: Exception
+) -> None:
+    """Record a run with status `failed` and the error's first line, so `mlops runs list` and
+    `mlops models list` show a training that failed before it produced a run; a registry that
+    refuses the record leaves the training's own error to be raised."""
+    message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    try:
+        models.put_run(
+            {
+                "run_id": new_run_id(),
+                "model_name": model,
+                "status": "failed",
+                "error": message[:1_000],
+                "data_version": requested_version(state),
+                "execution": state.execution.id if state.execution else None,
+                "started_at": started,
+                "finished_at": now(),
+            }
+        )
+    except Exception:  # noqa: BLE001 - the training's error is the one to raise
+        logger.exception("The failed run could not be recorded")
+
+
+def _train(
+    state: PipelineState, config: MlopsConfig, settings: Any, models: ModelRegistry
+) -> TrainingRun | TrainingSkipped:
     datasets = DatasetRegistry(settings.registry_table)
     trigger, versions = training_versions(
         datasets.list_versions(config.dataset.name), config.dataset.mode, requested_version(state)
     )
-    models = ModelRegistry(settings.registry_table)
     factory = model_factory(config, deployed_code_dir(config))
     key = training_key(
         versions, config, settings.code_version, factory.code_sha256 if factory else None

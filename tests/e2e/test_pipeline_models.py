@@ -82,8 +82,11 @@ def test_one_models_rejection_or_crash_leaves_the_others_promotion_intact(
     assert strict["status"] == "rejected" and strict["gate_passed"] is False
     assert pipeline.models.list_versions("churn-strict") == []
     assert pipeline.models.get_alias("churn-strict") is None
-    # The broken one failed in training: nothing of it was recorded.
-    assert _runs(pipeline, "churn-broken") == []
+    # The broken one failed in training: a failed run with its error, no version.
+    (broken,) = _runs(pipeline, "churn-broken")
+    assert broken["status"] == "failed" and "'C' parameter" in broken["error"]
+    assert broken["execution"] == dropped["executionArn"]
+    assert pipeline.models.list_versions("churn-broken") == []
     assert pipeline.models.get_alias("churn-broken") is None
     # The execution fails so the failure is seen, after every model was done; each failure
     # and rejection was notified with its model.
