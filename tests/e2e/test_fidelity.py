@@ -165,7 +165,7 @@ def test_a_train_timeout_too_short_is_a_timed_out_sandbox_the_catch_handles(
         for event in cloud.execution_history(execution)
         if event["type"] == "TaskStateEntered"
     ]
-    assert states[-1] == "Notify", "the Catch sent the alert"
+    assert states[-1] == "Notify model failure", "the model's Catch sent the alert"
 
 
 def test_a_state_over_256_kib_fails_the_execution_with_data_limit_exceeded(
