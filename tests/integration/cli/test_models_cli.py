@@ -27,6 +27,10 @@ TABLE = "mlops-dev-registry"
 CHECK = "20260105T000000Z-5e1f0c"
 
 
+CODE = '\n[train]\ncode = "model_code"\n'
+"""The folder of churn-lgbm's factory (config check wants one named)."""
+
+
 def mlops(*args: str) -> Any:
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
@@ -35,7 +39,7 @@ def _config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, default: str | None
     """The portfolio config with `default` as `[project] default_model` (None: not set)."""
     line = f'default_model = "{default}"' if default else ""
     path = tmp_path / "mlops.toml"
-    path.write_text(PORTFOLIO.replace('default_model = "churn-lgbm"', line, 1))
+    path.write_text(PORTFOLIO.replace('default_model = "churn-lgbm"', line, 1) + CODE)
     monkeypatch.setenv("MLOPS_CONFIG", str(path))
 
 
@@ -184,7 +188,7 @@ def test_an_unknown_model_is_one_line_naming_the_configured_models(
         assert result.exit_code == 2, (command, result.output)
         lines = result.output.strip().splitlines()
         assert lines == [
-            "error: model 'churn-xgb' is not configured (models: churn, churn-lgbm, prices)"
+            "error: --model 'churn-xgb' is not a configured model: churn, churn-lgbm, prices"
         ], command
 
 
@@ -225,7 +229,7 @@ def test_predict_refuses_a_model_that_is_not_configured(
     result = mlops("predict", "--file", str(rows), "--model", "nope", "--url", "http://x/")
 
     assert result.exit_code == 2
-    assert "model 'nope' is not configured (models: churn, churn-lgbm, prices)" in result.output
+    assert "--model 'nope' is not a configured model: churn, churn-lgbm, prices" in result.output
 
 
 def test_train_local_refuses_a_model_that_is_not_configured(
@@ -233,7 +237,7 @@ def test_train_local_refuses_a_model_that_is_not_configured(
 ) -> None:
     # Without the shared roc_auc gate, which prices (regression) would inherit.
     config = tmp_path / "portfolio.toml"
-    config.write_text(PORTFOLIO.replace("[gate.metrics.roc_auc]\nthreshold = 0.7\n", "", 1))
+    config.write_text(PORTFOLIO.replace("[gate.metrics.roc_auc]\nthreshold = 0.7\n", "", 1) + CODE)
     monkeypatch.setenv("MLOPS_CONFIG", str(config))
     data = tmp_path / "churn.csv"
     data.write_text("age,churned\n1,yes\n")
@@ -241,5 +245,5 @@ def test_train_local_refuses_a_model_that_is_not_configured(
     result = mlops("train-local", str(data), "--model", "nope", "--out", str(tmp_path / "out"))
 
     assert result.exit_code == 2
-    assert "model 'nope' is not configured (models: churn, churn-lgbm, prices)" in result.output
+    assert "--model 'nope' is not a configured model: churn, churn-lgbm, prices" in result.output
     assert not (tmp_path / "out").exists()
