@@ -140,10 +140,10 @@ def test_a_batch_job_with_the_training_files_header_scores_every_row(
 
     producer.cli("batch", "run", str(tmp_path), "--job", "names", "--wait")
 
-    manifest = json.loads(producer.get("batch/out/names/manifest.json"))
+    manifest = json.loads(producer.get("batch/out/churn/names/manifest.json"))
     assert manifest["rows"] == 3 * ROWS
     assert manifest["scored"] == 3 * ROWS and manifest["rejected"] == 0
-    keys = [key for key in producer.keys("batch/out/names/") if key.endswith(".parquet")]
+    keys = [key for key in producer.keys("batch/out/churn/names/") if key.endswith(".parquet")]
     scored = pd.concat([pd.read_parquet(io.BytesIO(producer.get(key))) for key in keys])
     status, online = producer.call("POST", "/v1/predict", {"instances": _records(frame, {})[:50]})
     assert status == 200

@@ -39,9 +39,16 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _rollback(revision: str, state_dir: Path) -> Any:
+DRIFT_CHECK_LOGS = "MonitoringDriftChecksExecutionLogs165AD3D4"
+"""The drift checks state machine's execution logs: newer than the pinned release, so a
+rollback to it deletes them with their data, and must be allowed to."""
+
+
+def _rollback(revision: str, state_dir: Path, *allowed: str) -> Any:
     """`mlops rollback --local --to REVISION --yes`, as a user runs it from another shell."""
     arguments = ["--local", "--to", revision, "--yes", "--state-dir", str(state_dir)]
+    for logical_id in allowed:
+        arguments += ["--allow-replacement", logical_id]
     return CliRunner().invoke(app, ["rollback", *arguments], env={"COLUMNS": "250"})
 
 
@@ -80,11 +87,15 @@ def test_rollback_puts_the_previous_release_back_on_the_running_local_cloud(
         kept = "reports/rollback/kept.csv"
         s3.put_object(Bucket=bucket, Key=kept, Body=b"id\n1\n")
 
-        result = _rollback(revision, state_dir)
+        refused = _rollback(revision, state_dir)
+
+        assert refused.exit_code == 1, refused.output
+        assert DRIFT_CHECK_LOGS in refused.output and "holds data" in refused.output
+        assert "rollback refused: nothing deployed" in " ".join(refused.output.split())
+
+        result = _rollback(revision, state_dir, DRIFT_CHECK_LOGS)
 
         assert result.exit_code == 0, result.output
-        assert "pass template changes" in result.output, result.output
-        assert "holds data" not in result.output
         assert "FAIL" not in result.output
         assert f"code {revision[:12]}" in result.output  # what smoke's health checks report
         versions = {
