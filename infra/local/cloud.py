@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -232,6 +233,7 @@ class LocalCloud:
         rest_api = load_rest_api(self.client, api_id, stages[0] if stages else "local")
         self._api = ApiAdapter(rest_api, self.client, self.account_id, self.region)
         url = self._api.start(host=host, port=port)
+        _pass_through_moto(url)
         deployment.outputs["ApiUrl"] = url
         if self._state_dir is not None:
             write_state(deployment, self._state_dir, self.endpoint)
@@ -487,3 +489,18 @@ def _reset_function_state() -> None:
             for value in list(vars(module).values()):
                 if callable(getattr(value, "cache_clear", None)) and hasattr(value, "cache_info"):
                     value.cache_clear()
+
+
+def _pass_through_moto(url: str) -> None:
+    """Let this process's HTTP calls to `url` through moto's mock, which patches `requests`
+    too and would answer a path such as `/v2/models/lambda.amazonaws.com/ready` itself
+    (its AWS URL patterns match anywhere after the host). The mock restores its config when
+    it stops, so the entry lasts as long as this cloud."""
+    from moto.core.config import default_user_config
+
+    config: dict[str, Any] = default_user_config  # type: ignore[assignment]
+    core = dict(config.get("core") or {})
+    passthrough = dict(core.get("passthrough") or {})
+    passthrough["urls"] = [*passthrough.get("urls", []), re.escape(url)]
+    core["passthrough"] = passthrough
+    config["core"] = core

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from infra.local import LocalCloud
 from infra.local.firehose import expand_prefix
@@ -89,6 +90,25 @@ def test_a_literal_route_wins_over_a_parameter(cloud: LocalCloud) -> None:
     assert status == 200
     assert echoed["resource"] == "/items/special"
     assert echoed["pathParameters"] is None
+
+
+@pytest.mark.slow
+def test_requests_to_the_api_reach_it_when_a_path_looks_like_an_aws_endpoint(
+    cloud: LocalCloud,
+) -> None:
+    # This process runs moto's mock, which also patches `requests`; a path segment such as
+    # `lambda.amazonaws.com` must still reach the API, as it would on API Gateway.
+    base = cloud.api_url.rstrip("/")
+    response = requests.get(
+        base + "/items/lambda.amazonaws.com", headers={"x-api-key": KEY}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["pathParameters"] == {"id": "lambda.amazonaws.com"}
+    response = requests.get(
+        base + "/items/lambda.amazonaws.com/ready", headers={"x-api-key": KEY}, timeout=30
+    )
+    assert response.status_code == 404, response.text
+    assert response.json() == {"message": "Not Found"}
 
 
 @pytest.mark.slow
