@@ -1,5 +1,6 @@
 """What a reader of the predict function's records finds in the data bucket: the capture
-objects Firehose wrote in a time window (`capture/dt=YYYY-MM-DD/...`, JSON lines) and the
+objects Firehose wrote in a time window (`capture/dt=YYYY-MM-DD/...`, JSON lines: the
+predict function's columnar capture records, through its log subscription) and the
 feedback objects received in it (`feedback/`: the API's records, or files dropped by users).
 
 Objects are chosen by their LastModified time, in `(start, end]`: consecutive checks whose
@@ -106,8 +107,9 @@ class BucketWindow:
 def capture_records(
     window: BucketWindow, objects: list[StoredObject], skipped: SkippedLines
 ) -> Iterator[CaptureRecord]:
-    """The capture records of `objects` (one JSON object per line); unreadable lines are
-    counted in `skipped`."""
+    """The capture records of `objects` (one JSON object per line: a request's columnar record,
+    or a chunk of its rows; version 1 lines upgraded); unreadable lines are counted in
+    `skipped`."""
     for stored in objects:
         for document in window.json_lines(stored.key, skipped, "capture line is not JSON"):
             try:
@@ -116,6 +118,6 @@ def capture_records(
                 skipped.add(str(exc))
                 continue
             if record is None:
-                skipped.add("capture record without features or model_version")
+                skipped.add("capture record without columns, rows or model_version")
                 continue
             yield record

@@ -66,7 +66,3 @@ class EventPublishError(AdapterError):
 
 class ArtifactIntegrityError(Exception):
     """A model artifact's bytes differ from the checksum recorded when it was trained."""
-
-
-class CaptureError(AdapterError):
-    """Firehose refused a batch of captured predictions (an AWS error)."""

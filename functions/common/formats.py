@@ -100,6 +100,36 @@ def _batch_manifest_2(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, **{name: value for name, value in upgraded.items() if name in document}}
 
 
+def _capture_record_2(document: dict[str, Any]) -> dict[str, Any]:
+    """Capture record 1 -> 2: a version 1 line (one predicted row: `row`, `features`,
+    `prediction`, `probabilities`) as a one-row columnar record of production's traffic."""
+    features = document.get("features")
+    probabilities = document.get("probabilities")
+    return {
+        "record": "capture",
+        "request_id": document.get("request_id"),
+        "timestamp": document.get("timestamp"),
+        "model_name": document.get("model_name"),
+        "model_version": document.get("model_version"),
+        "alias": "production",
+        "route": None,
+        "rollout": None,
+        "first_row": document.get("row", 0),
+        "rows": 1,
+        "request_rows": None,
+        "columns": (
+            {name: [value] for name, value in features.items()}
+            if isinstance(features, dict)
+            else None
+        ),
+        "predictions": [document.get("prediction")],
+        "probabilities": [probabilities] if probabilities is not None else None,
+        "classes": None,
+        "latency_ms": None,
+        "error": None,
+    }
+
+
 REFERENCE_PROFILE = "reference-profile"
 DATASET_MANIFEST = "dataset-manifest"
 DATASET_VERSION_ITEM = "dataset-version-item"
@@ -162,8 +192,16 @@ FORMATS: Mapping[str, StoredFormat] = {
         ),
         StoredFormat(
             CAPTURE_RECORD,
-            "capture/dt=<day>/... (one JSON line per predicted row, through Firehose)",
-            (_FIRST,),
+            "capture/dt=<day>/... (JSON lines: the predict function's log lines, through its "
+            "log subscription and Firehose)",
+            (
+                _FIRST + "; one line per predicted row",
+                "columnar: one line per request (or per chunk of its rows), the inputs as "
+                "`columns`, `predictions` and `probabilities` as arrays, with alias, route, "
+                "rollout, scoring latency and error; a version 1 line is read as a one-row "
+                "record of production's traffic",
+            ),
+            (_capture_record_2,),
         ),
         StoredFormat(FEEDBACK_RECORD, "feedback/dt=<day>/<request>-<row>.json", (_FIRST,)),
         StoredFormat(DRIFT_RESULT, "reports/drift/<model>/<check>/result.json", (_FIRST,)),

@@ -1,58 +1,97 @@
 """The records the predict API leaves in the data bucket for the drift monitor: one capture
-record per predicted row (JSON lines through Firehose, under `capture/`) and one feedback record
-per labelled row (`POST /v1/feedback`, under `feedback/`). The predict function writes them as
-these types; the monitor (and the feedback route, which matches feedback to its capture) reads
-them through the validators here, which keep what a reader can use and say None otherwise.
+record per predicted request (or per chunk of its rows; columnar, under `capture/`, delivered by
+the predict function's log subscription through Firehose) and one feedback record per labelled
+row (`POST /v1/feedback`, under `feedback/`). The readers here keep what a reader can use and
+say None otherwise.
 
-Typed dicts, not pydantic models: a record is written as the dict itself (orjson or json), one
-per predicted row, so a record costs no more than its dict.
+A capture record (format `capture-record` version 2) is columnar: `columns` maps each model
+input to its values for rows `first_row .. first_row + rows - 1` of the request, `predictions`
+(and `probabilities`, for classifiers) hold the same rows. A version 1 record (one per row,
+`features` and `prediction`) is read as a one-row version 2 record.
+
+Typed dicts, not pydantic models: records are written as the dicts themselves (orjson).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, TypedDict
+from collections.abc import Iterator
+from typing import Any, Literal, TypedDict
 
 from functions.common import formats
+
+CAPTURE_DISCRIMINATOR = "capture"
+"""The value of a capture record's `record` field: what the log subscription filter matches."""
 
 _CAPTURE_VERSION = formats.current(formats.CAPTURE_RECORD)
 
 
 class CaptureRecord(TypedDict):
-    """One predicted row as captured: the request it belongs to (`request_id`, `row`), when and
-    by which version it was scored, the features as the model saw them (sensitive columns
-    hashed or left out) and its prediction (`probabilities` None for regression), and the
-    record's `format_version` (`functions.common.formats`; absent in version 1 records)."""
+    """One predicted request (or a chunk of its rows) as captured: `request_id`, when
+    (`timestamp`) and by which version and alias it was scored, on which route, the rollout it
+    was part of, rows `first_row .. first_row + rows - 1` of the request's `request_rows`, the
+    model inputs as columns (sensitive columns hashed or left out; null is missing), the
+    predictions (and probabilities and classes of a classifier), the scoring time and, for a
+    request whose scoring failed, the `error` code (then no rows)."""
 
+    record: str
+    format_version: int
     request_id: str
-    row: int
     timestamp: str
     model_name: str
     model_version: int
-    features: dict[str, Any]
-    prediction: Any
-    probabilities: list[float] | None
-    format_version: int
+    alias: str
+    route: Literal["v1", "v2"] | None
+    rollout: int | None
+    first_row: int
+    rows: int
+    request_rows: int | None
+    columns: dict[str, list[Any]]
+    predictions: list[Any]
+    probabilities: list[list[float]] | None
+    classes: list[str] | None
+    latency_ms: float | None
+    error: str | None
 
 
 def capture_record(document: Any) -> CaptureRecord | None:
-    """A parsed capture line as a record, or None when it has no `features` object or no
-    integer `model_version` (what every reader needs). Other fields are as written by the
-    predict function; readers check `request_id` and `row` before matching on them.
+    """A parsed capture line as a (version 2) record, or None when it is not one a reader can
+    use: no `columns` object of lists, no integer `model_version`, or `rows` that do not match
+    its columns and predictions. A version 1 line is upgraded in memory.
 
     Raises:
         FormatVersionError: the record was written by a newer release.
     """
-    if isinstance(document, dict) and document.get(formats.FIELD, 1) != _CAPTURE_VERSION:
+    if not isinstance(document, dict):
+        return None
+    if document.get(formats.FIELD, 1) != _CAPTURE_VERSION:
         document = formats.read(formats.CAPTURE_RECORD, document)
+    columns, predictions, rows = (
+        document.get("columns"),
+        document.get("predictions"),
+        document.get("rows"),
+    )
     if (
-        not isinstance(document, dict)
-        or not isinstance(document.get("features"), dict)
+        not isinstance(columns, dict)
         or type(document.get("model_version")) is not int
+        or type(rows) is not int
+        or type(document.get("first_row")) is not int
+        or not isinstance(predictions, list)
+        or len(predictions) != rows
+        or not all(isinstance(v, list) and len(v) == rows for v in columns.values())
     ):
         return None
     record: CaptureRecord = document  # type: ignore[assignment]
     return record
+
+
+def record_rows(record: CaptureRecord) -> Iterator[tuple[int, dict[str, Any], Any]]:
+    """The record's rows one by one, for readers that join on a row: (row index in the
+    request, the row's features, its prediction)."""
+    columns = record["columns"]
+    first = record["first_row"]
+    for offset, prediction in enumerate(record["predictions"]):
+        yield first + offset, {name: values[offset] for name, values in columns.items()}, prediction
 
 
 class FeedbackItem(TypedDict):

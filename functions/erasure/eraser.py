@@ -287,7 +287,7 @@ def _filter(
     keep_removed: bool = False,
 ) -> Filtered:
     if area == CAPTURE:
-        return filter_json_lines(source, out, matcher, keep_removed=keep_removed)
+        return filter_json_lines(source, out, matcher, keep_removed=keep_removed, columnar=True)
     if area == CURATED:
         return filter_parquet(source, out, matcher, fingerprints=prints)
     if area == FEEDBACK and not key.lower().endswith(".csv"):

@@ -157,11 +157,22 @@ class UnreadableFileError(Exception):
 
 
 def filter_json_lines(
-    source: Path, out: Path, matcher: Matcher, *, keep_removed: bool = False
+    source: Path,
+    out: Path,
+    matcher: Matcher,
+    *,
+    keep_removed: bool = False,
+    columnar: bool = False,
 ) -> Filtered:
     """Copy the JSON lines of `source` (gzip or not) to `out` (compressed the same way) without
     the subject's; kept lines are copied byte for byte. A line that is not a JSON object is
-    kept unless it contains the subject's value as text."""
+    kept unless it contains the subject's value as text.
+
+    `columnar` (capture lines): a columnar capture record (`columns`, rows `first_row ..`)
+    loses the matching rows: it is rewritten as one record per run of consecutive kept rows
+    (each with its own `first_row` and `rows`), and is gone when none is kept; a record
+    matching as a whole (its `request_id`) is removed whole. Rows are counted, an error record
+    (no rows) as one; other lines (version 1 records, one per row) as above."""
     result = Filtered()
     gzipped = _is_gzip(source)
     value = matcher.subject.value.encode()
@@ -170,11 +181,14 @@ def filter_json_lines(
             if not line.strip():
                 writer.write(line)
                 continue
-            result.rows_in += 1
             try:
                 record = json.loads(line)
             except (ValueError, UnicodeDecodeError):
                 record = None
+            if columnar and isinstance(record, dict) and isinstance(record.get("columns"), dict):
+                _filter_columnar(record, line, matcher, writer, result, keep_removed=keep_removed)
+                continue
+            result.rows_in += 1
             matched = matcher.record(record) if isinstance(record, dict) else value in line
             if matched:
                 result.removed += 1
@@ -183,6 +197,71 @@ def filter_json_lines(
             else:
                 writer.write(line)
     return result
+
+
+def _filter_columnar(
+    record: dict[str, Any],
+    line: bytes,
+    matcher: Matcher,
+    writer: IO[bytes],
+    result: Filtered,
+    *,
+    keep_removed: bool,
+) -> None:
+    columns: dict[str, list[Any]] = record["columns"]
+    rows = len(record.get("predictions") or [])
+    first = record.get("first_row", 0) if type(record.get("first_row")) is int else 0
+    request_id = record.get(REQUEST_ID)
+    result.rows_in += max(rows, 1)
+    # The record as a whole: its request (not one of its rows, so no `row`).
+    header = {k: v for k, v in record.items() if k not in ("columns", "predictions")}
+    header["row"] = None
+    if matcher.record(header):
+        remove = [True] * rows
+    else:
+        remove = [False] * rows
+        for name, values in columns.items():
+            if normalise_column_name(str(name)) == matcher.subject.column:
+                for index, cell in enumerate(values[:rows]):
+                    remove[index] = remove[index] or same_value(cell, matcher.subject.value)
+        if matcher.linked and request_id is not None:
+            for index in range(rows):
+                remove[index] = remove[index] or (str(request_id), first + index) in matcher.linked
+    removed = sum(remove) if rows else int(matcher.record(header))
+    if not removed:
+        writer.write(line)
+        return
+    result.removed += removed
+    if keep_removed:
+        for index in (i for i in range(rows) if remove[i]):
+            row = {name: values[index] for name, values in columns.items()}
+            result.removed_rows.append(
+                _normalised({REQUEST_ID: request_id, "row": first + index, **row})
+            )
+    start = 0
+    while start < rows:
+        if remove[start]:
+            start += 1
+            continue
+        stop = start
+        while stop < rows and not remove[stop]:
+            stop += 1
+        writer.write(_capture_run(record, start, stop, first))
+        start = stop
+
+
+def _capture_run(record: dict[str, Any], start: int, stop: int, first: int) -> bytes:
+    """Rows `start:stop` of a columnar capture record, as a record of its own (one line)."""
+    probabilities = record.get("probabilities")
+    run = {
+        **record,
+        "first_row": first + start,
+        "rows": stop - start,
+        "columns": {name: values[start:stop] for name, values in record["columns"].items()},
+        "predictions": record["predictions"][start:stop],
+        "probabilities": probabilities[start:stop] if isinstance(probabilities, list) else None,
+    }
+    return json.dumps(run, separators=(",", ":")).encode() + b"\n"
 
 
 def filter_delimited(

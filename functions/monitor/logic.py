@@ -42,6 +42,7 @@ from functions.common.layout import (
     feedback_drop_key,
 )
 from functions.common.observability import logger, metrics
+from functions.common.records import CaptureRecord, record_rows
 from functions.ml.drift.engine import DriftAccumulator
 from functions.ml.drift.performance import live_performance
 from functions.ml.drift.report import DriftThresholds
@@ -103,13 +104,19 @@ class _VersionWindow:
     buffer: dict[str, list[Any]] = field(default_factory=dict)
     predictions: list[Any] = field(default_factory=list)
 
-    def add(self, features: Mapping[str, Any], prediction: Any) -> None:
-        self.rows += 1
+    def add(self, record: CaptureRecord) -> None:
+        """A capture record's rows, read as columns (an error record has none)."""
+        rows = record["rows"]
+        if not rows:
+            return
+        self.rows += rows
         if self.accumulator is None:
             return
-        for name in self.buffer:
-            self.buffer[name].append(features.get(name))
-        self.predictions.append(prediction)
+        columns = record["columns"]
+        for name, buffered in self.buffer.items():
+            values = columns.get(name)
+            buffered.extend(values if values is not None else [None] * rows)
+        self.predictions.extend(record["predictions"])
         if len(self.predictions) >= CHUNK_ROWS:
             self.flush()
 
@@ -252,7 +259,7 @@ def _scan(
         group = versions.get(version)
         if group is None:
             group = versions[version] = _open_version(svc, version)
-        group.add(record["features"], record.get("prediction"))
+        group.add(record)
         _join(record, joined)
     for group in versions.values():
         group.flush()
@@ -271,13 +278,19 @@ def _join_only(
             _join(record, joined)
 
 
-def _join(record: Mapping[str, Any], joined: dict[tuple[str, int], _Joined]) -> None:
-    row = record.get("row")
-    match = joined.get((str(record.get("request_id")), row if type(row) is int else 0))
-    if match is not None:
-        match.version = record["model_version"]
-        match.prediction = record.get("prediction")
-        match.features = record["features"]
+def _join(record: CaptureRecord, joined: dict[tuple[str, int], _Joined]) -> None:
+    request_id = str(record.get("request_id"))
+    first = record["first_row"]
+    if not joined or not any(
+        (request_id, row) in joined for row in range(first, first + record["rows"])
+    ):
+        return
+    for row, features, prediction in record_rows(record):
+        match = joined.get((request_id, row))
+        if match is not None:
+            match.version = record["model_version"]
+            match.prediction = prediction
+            match.features = features
 
 
 def _open_version(svc: MonitorService, version: int) -> _VersionWindow:

@@ -176,9 +176,12 @@ class FeedbackStore:
         found: set[str] = set()
         for capture in reversed(stored):
             for record in capture_records(window, [capture], SkippedLines({})):
-                request_id, row = record.get("request_id"), record.get("row")
-                if request_id in request_ids and type(row) is int:
-                    rows[request_id] = max(rows.get(request_id, 0), row + 1)
+                request_id = record["request_id"]
+                if request_id in request_ids and record["error"] is None:
+                    # A chunk knows its request's row count; a version 1 line only its own row.
+                    last = record["first_row"] + record["rows"]
+                    total = max(record["request_rows"] or 0, last)
+                    rows[request_id] = max(rows.get(request_id, 0), total)
                     found.add(request_id)
             if found == request_ids:
                 break

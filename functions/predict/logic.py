@@ -12,25 +12,21 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 import numpy as np
-import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.adapters.capture import CaptureStream
 from functions.adapters.registry.aliases import PRODUCTION
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
-from functions.common import formats
 from functions.common.config.loading import deployed_config
 from functions.common.config.serving import ServingConfig
 from functions.common.observability import logger, metrics
-from functions.common.records import CaptureRecord
 from functions.common.sensitive import SensitiveColumns
 from functions.ml.onnx_input import Prediction, predict_columns
+from functions.predict.capture_log import CaptureLog
 from functions.predict.feedback import FeedbackStore, feedback_items
 from functions.predict.model_store import MODEL_DIMENSION, PINNED, ModelStore
 from functions.predict.models import ModelCache, Served
@@ -39,6 +35,9 @@ from functions.serving.instances import instances_batch
 from functions.serving.model import ServingModel
 from functions.serving.tensors import infer_batch
 from functions.serving.values import Batch
+
+SCORING_FAILED = "scoring_failed"
+"""The `error` of a capture record whose scoring raised (the request answered 5xx)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,8 @@ class Service:
     """`[serving]` of the stack (the request body limit); each model's own is `Served.serving`."""
     models: ModelCache
     registry: ModelRegistry
-    capture: CaptureStream | None
+    capture: CaptureLog | None
+    """Capture's writer (stdout, for the log subscription); None when capture is off."""
     feedback: FeedbackStore
     sample: random.Random = field(default_factory=random.Random)
 
@@ -116,7 +116,9 @@ def service() -> Service:
             feedback_lookback_hours=view.drift.feedback_lookback_hours,
         )
 
-    capture = CaptureStream(settings.capture_stream) if settings.capture_stream else None
+    # CAPTURE_STREAM names the delivery stream the log group's subscription feeds: capture is
+    # on when the stack deployed one.
+    capture = CaptureLog() if settings.capture_stream else None
     if capture is None:
         logger.debug("CAPTURE_STREAM is not set: predictions are not captured")
     return Service(
@@ -142,9 +144,19 @@ def json_array(values: np.ndarray) -> Any:
     return values.tolist()
 
 
-def _score(served: Served, model: ServingModel, batch: Batch) -> Prediction:
-    with served.store.observed(model):  # counted for a rollout's judgement, if one runs
-        return predict_columns(model.session, batch.columns, model.signature)
+def _score(
+    svc: Service, served: Served, model: ServingModel, batch: Batch, request_id: str, route: str
+) -> Prediction:
+    """Score `batch` and capture the request (also when scoring fails, then re-raised)."""
+    started = time.perf_counter()
+    try:
+        with served.store.observed(model):  # counted for a rollout's judgement, if one runs
+            prediction = predict_columns(model.session, batch.columns, model.signature)
+    except Exception as error:
+        capture(svc, served, model, batch, None, request_id, route, started, error)
+        raise
+    capture(svc, served, model, batch, prediction, request_id, route, started)
+    return prediction
 
 
 def _record_request(model: ServingModel, batch: Batch, started: float, route: str) -> None:
@@ -200,7 +212,7 @@ def predict_instances(document: Any, request_id: str, name: str | None = None) -
     served = _served(svc, name)
     model = _model(svc, served, None, routed=True)
     batch = instances_batch(document, model.specs, **_batch_limits(served))
-    prediction = _score(served, model, batch)
+    prediction = _score(svc, served, model, batch, request_id, "v1")
     result: dict[str, Any] = {
         "model_name": model.name,
         "model_version": model.version,
@@ -213,7 +225,6 @@ def predict_instances(document: Any, request_id: str, name: str | None = None) -
         result["classes"] = model.classes
     if batch.unseen:
         result["unseen_categories"] = batch.unseen
-    capture(svc, served, model, batch, prediction, request_id)
     _record_request(model, batch, started, "v1")
     return result
 
@@ -228,7 +239,7 @@ def infer_v2(
     served = _served(svc, name)
     model = _model(svc, served, version, routed=True)
     batch, given_id = infer_batch(document, model.specs, **_batch_limits(served))
-    prediction = _score(served, model, batch)
+    prediction = _score(svc, served, model, batch, request_id, "v2")
     if prediction.probabilities is not None:
         tensors = [(prediction.labels, "BYTES"), (prediction.probabilities, "FP32")]
     else:
@@ -242,7 +253,6 @@ def infer_v2(
         }
         for output, (values, datatype) in zip(model.output_names, tensors, strict=False)
     ]
-    capture(svc, served, model, batch, prediction, request_id)
     _record_request(model, batch, started, "v2")
     result: dict[str, Any] = {
         "model_name": model.name,
@@ -389,45 +399,38 @@ def capture(
     served: Served,
     model: ServingModel,
     batch: Batch,
-    prediction: Prediction,
+    prediction: Prediction | None,
     request_id: str,
+    route: str,
+    started: float,
+    error: BaseException | None = None,
 ) -> None:
-    """Send one JSON line per row to the capture stream, for a sample of requests. A failure
-    is logged and counted (`CaptureFailures`), never raised: the prediction stands. Sensitive
-    columns (`[dataset] sensitive`) are stored hashed or not at all."""
-    if not svc.should_capture(served):
+    """Write the request's capture record to the function's log (`capture_log`), for a sample
+    of requests: its rows and predictions, or, when scoring failed (`error`), an error record
+    without rows. A failure to write is logged and counted (`CaptureFailures`), never raised:
+    the prediction stands. Sensitive columns (`[dataset] sensitive`) are stored hashed or not
+    at all."""
+    if svc.capture is None or not svc.should_capture(served):
         return
-    assert svc.capture is not None
-    timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    labels = prediction.labels.tolist()
-    probabilities = (
-        prediction.probabilities.tolist() if prediction.probabilities is not None else None
-    )
-    # orjson writes NaN and infinities as null: a record is always valid JSON.
-    version = formats.current(formats.CAPTURE_RECORD)
-    lines = [
-        orjson.dumps(
-            CaptureRecord(
-                request_id=request_id,
-                row=row,
-                timestamp=timestamp,
-                model_name=model.name,
-                model_version=model.version,
-                features=served.sensitive.stored(batch.row(row)),
-                prediction=labels[row],
-                probabilities=probabilities[row] if probabilities is not None else None,
-                format_version=version,
-            ),
-            option=orjson.OPT_APPEND_NEWLINE,
-        )
-        for row in range(batch.rows)
-    ]
+    latency_ms = (time.perf_counter() - started) * 1000
+    candidate = served.store.candidate if served.store is not None else None
     try:
-        failed = svc.capture.put_lines(lines)
+        svc.capture.write(
+            request_id=request_id,
+            model_name=model.name,
+            model_version=model.version,
+            alias=model.alias,
+            route=route,
+            rollout=candidate.revision if candidate is not None else None,
+            columns=batch.columns,
+            rows=batch.rows,
+            labels=prediction.labels if prediction is not None else None,
+            probabilities=prediction.probabilities if prediction is not None else None,
+            classes=list(model.classes) if model.classes else None,
+            latency_ms=latency_ms,
+            sensitive=served.sensitive,
+            error=None if error is None else SCORING_FAILED,
+        )
     except Exception:
-        logger.exception("Prediction capture failed", extra={"records": len(lines)})
-        failed = len(lines)
-    if failed:
-        logger.error("Prediction records not captured", extra={"failed": failed})
-        metrics.add_metric(name="CaptureFailures", unit=MetricUnit.Count, value=failed)
-    metrics.add_metric(name="CapturedRows", unit=MetricUnit.Count, value=len(lines) - failed)
+        logger.exception("Prediction capture failed", extra={"request_id": request_id})
+        metrics.add_metric(name="CaptureFailures", unit=MetricUnit.Count, value=1)

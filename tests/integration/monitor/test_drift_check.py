@@ -69,22 +69,33 @@ def _capture(
     predict: str = "no",
     model: str = MODEL,
 ) -> list[str]:
-    """One capture object as Firehose writes it; returns the request ids (one per 50 rows)."""
+    """One capture object as Firehose writes it: a columnar record per request of 50 rows
+    (the predict function's log lines); returns the request ids."""
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     lines, ids = [], []
-    for index, features in enumerate(rows):
-        request_id = f"{name}-{index // 50}"
-        if index % 50 == 0:
-            ids.append(request_id)
+    for start in range(0, len(rows), 50):
+        request_id = f"{name}-{start // 50}"
+        ids.append(request_id)
+        chunk = rows[start : start + 50]
         record = {
+            "record": "capture",
+            "format_version": 2,
             "request_id": request_id,
-            "row": index % 50,
             "timestamp": "2026-11-27T00:00:00.000Z",
             "model_name": model,
             "model_version": version,
-            "features": features,
-            "prediction": predict,
-            "probabilities": [0.7, 0.3],
+            "alias": "production",
+            "route": "v1",
+            "rollout": None,
+            "first_row": 0,
+            "rows": len(chunk),
+            "request_rows": len(chunk),
+            "columns": {feature: [row.get(feature) for row in chunk] for feature in chunk[0]},
+            "predictions": [predict] * len(chunk),
+            "probabilities": [[0.7, 0.3]] * len(chunk),
+            "classes": ["no", "yes"],
+            "latency_ms": 0.5,
+            "error": None,
         }
         lines.append(json.dumps(record))
     cloud.s3.put_object(
@@ -276,7 +287,7 @@ def test_unreadable_capture_lines_and_unknown_versions_are_reported_not_fatal(
     assert result["verdict"] == "no_drift"
     skipped = result["window"]["skipped"]
     assert skipped["capture line is not JSON"] == 2
-    assert skipped["capture record without features or model_version"] == 1
+    assert skipped["capture record without columns, rows or model_version"] == 1
 
 
 def test_manual_window_hours_are_validated() -> None:
@@ -331,7 +342,7 @@ def test_each_model_is_checked_on_its_own_capture_with_its_own_reports_and_coold
 
     # Each check reads only its model's lines, and writes under its model's reports.
     assert champion["window"]["rows"] == 600 and champion["verdict"] == "drift"
-    assert champion["window"]["skipped"] == {"capture record of another model": 300}
+    assert champion["window"]["skipped"] == {"capture record of another model": 6}
     assert challenger["window"]["rows"] == 300 and challenger["verdict"] == "no_drift"
     assert champion["result_key"].startswith(f"reports/drift/{MODEL}/")
     assert challenger["result_key"].startswith(f"reports/drift/{CHALLENGER}/")

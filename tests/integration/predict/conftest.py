@@ -4,12 +4,12 @@ register them with `tests.helpers.registry.publish`."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from functions.common.config.loading import load_config
@@ -48,18 +48,19 @@ def serving_config(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
 
 
 @pytest.fixture
-def capture_stream(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> str:
-    boto3.client("firehose").create_delivery_stream(
-        DeliveryStreamName=STREAM,
-        DeliveryStreamType="DirectPut",
-        ExtendedS3DestinationConfiguration={
-            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
-            "BucketARN": f"arn:aws:s3:::{cloud.bucket}",
-            "Prefix": "capture/",
-        },
-    )
+def capture_log(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[[], list[dict[str, Any]]]:
+    """Capture on (the stack's CAPTURE_STREAM set); returns a reader of the capture records
+    the function wrote to stdout since the last read: the log events the log group's
+    subscription filter (`{ $.record = "capture" }`) hands to Firehose."""
     monkeypatch.setenv("CAPTURE_STREAM", STREAM)
-    return STREAM
+
+    def records() -> list[dict[str, Any]]:
+        lines = capsys.readouterr().out.splitlines()
+        return [json.loads(line) for line in lines if line.startswith('{"record":"capture"')]
+
+    return records
 
 
 @pytest.fixture

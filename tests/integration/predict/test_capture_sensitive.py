@@ -1,10 +1,11 @@
-"""Sensitive columns (`[dataset] sensitive`) in prediction capture: the record Firehose
-delivers holds a `hash` column only as its hash and no `drop` column at all, while the
-prediction is the one the real values give."""
+"""Sensitive columns (`[dataset] sensitive`) in prediction capture: the record the function
+logs (what the subscription hands Firehose) holds a `hash` column only as its hash and no
+`drop` column at all, while the prediction is the one the real values give."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,12 +21,6 @@ if TYPE_CHECKING:
     from tests.helpers.cloud import Cloud
 
 SALT = "churn-capture"
-
-
-def _captured(cloud: Cloud, request_id: str) -> tuple[list[dict[str, Any]], bytes]:
-    bodies = b"".join(cloud.body(key) for key in cloud.keys("capture/"))
-    lines = [json.loads(line) for line in bodies.splitlines() if line]
-    return [line for line in lines if line["request_id"] == request_id], bodies
 
 
 def _use_sensitive_config(monkeypatch: pytest.MonkeyPatch, api: Api) -> None:
@@ -44,7 +39,7 @@ def _use_sensitive_config(monkeypatch: pytest.MonkeyPatch, api: Api) -> None:
 
 @pytest.mark.parametrize("route", ["v1", "v2"])
 def test_capture_holds_hashes_not_values_and_no_dropped_column(
-    capture_stream: str,
+    capture_log: Callable[[], list[dict[str, Any]]],
     api: Api,
     cloud: Cloud,
     models: dict[int, Trained],
@@ -77,16 +72,15 @@ def test_capture_holds_hashes_not_values_and_no_dropped_column(
     request_id, sensitive = predict()
 
     assert sensitive == plain, "the prediction uses the real values"
-    records, delivered = _captured(cloud, request_id)
-    assert [record["row"] for record in records] == list(range(len(rows)))
-    for record, row in zip(records, rows, strict=True):
-        features = record["features"]
-        assert "contract" not in features
-        assert features["region"] == hash_value(row["region"], SALT)
-        assert features["region"] != hash_value(row["region"])  # keyed with the salt
-        unchanged = {k: v for k, v in row.items() if k not in ("region", "contract")}
-        assert {k: features[k] for k in unchanged} == unchanged
-    mine = b"".join(line for line in delivered.splitlines() if request_id.encode() in line)
+    [record] = [r for r in capture_log() if r["request_id"] == request_id]
+    columns = record["columns"]
+    assert "contract" not in columns
+    assert columns["region"] == [hash_value(row["region"], SALT) for row in rows]
+    assert columns["region"] != [hash_value(row["region"]) for row in rows]  # keyed with the salt
+    for name in rows[0]:
+        if name not in ("region", "contract"):
+            assert columns[name] == [row[name] for row in rows]
+    delivered = json.dumps(record).encode()
     for row in rows:
-        assert f'"{row["region"]}"'.encode() not in mine
-        assert f'"{row["contract"]}"'.encode() not in mine
+        assert f'"{row["region"]}"'.encode() not in delivered
+        assert f'"{row["contract"]}"'.encode() not in delivered

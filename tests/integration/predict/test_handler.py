@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -167,41 +168,36 @@ def test_tampered_model_is_refused(
     ), emf
 
 
-def test_predictions_are_captured(
-    capture_stream: str, api: Api, cloud: Cloud, models: dict[int, Trained]
+def test_predictions_are_captured_as_one_columnar_record(
+    capture_log: Callable[[], list[dict[str, Any]]],
+    api: Api,
+    cloud: Cloud,
+    models: dict[int, Trained],
 ) -> None:
     api.reset()
     publish(cloud, models[1])
     rows = models[1].rows[:3]
+    capture_log()
     body = api.call("POST", "/v1/predict", {"instances": rows})[1]
-    keys = cloud.keys("capture/")
-    assert keys
-    lines = [
-        json.loads(line) for key in keys for line in cloud.body(key).decode().splitlines() if line
-    ]
-    assert [line["row"] for line in lines] == [0, 1, 2]
-    first = lines[0]
-    assert first["request_id"] == body["request_id"]
-    assert first["model_version"] == 1 and first["model_name"] == MODEL
-    assert first["features"] == rows[0]
-    assert first["prediction"] == body["predictions"][0]
-    assert first["probabilities"] == body["probabilities"][0]
-    assert first["timestamp"].endswith("Z")
 
-
-def test_capture_failure_does_not_fail_prediction(
-    api: Api,
-    cloud: Cloud,
-    models: dict[int, Trained],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    monkeypatch.setenv("CAPTURE_STREAM", "does-not-exist")
-    api.reset()
-    publish(cloud, models[1])
-    status, body = api.call("POST", "/v1/predict", {"instances": models[1].rows[:2]})
-    assert status == 200 and len(body["predictions"]) == 2
-    assert '"CaptureFailures"' in capsys.readouterr().out
+    [record] = capture_log()
+    assert record["request_id"] == body["request_id"] and record["format_version"] == 2
+    assert (record["model_name"], record["model_version"], record["alias"]) == (
+        MODEL,
+        1,
+        "production",
+    )
+    assert (record["route"], record["first_row"], record["rows"], record["request_rows"]) == (
+        "v1",
+        0,
+        3,
+        3,
+    )
+    assert record["columns"] == {name: [row[name] for row in rows] for name in rows[0]}
+    assert record["predictions"] == body["predictions"]
+    assert record["probabilities"] == body["probabilities"]
+    assert record["classes"] == body["classes"] and record["error"] is None
+    assert record["latency_ms"] > 0 and record["timestamp"].endswith("Z")
 
 
 def test_feedback_is_stored_once(api: Api, cloud: Cloud, models: dict[int, Trained]) -> None:

@@ -24,7 +24,7 @@ from functions.common.contracts import (
     ModelVersion,
     RolloutDecision,
 )
-from functions.common.records import capture_record, feedback_item
+from functions.common.records import capture_record, feedback_item, record_rows
 from functions.ml.drift.engine import DriftAccumulator
 from functions.ml.onnx_model import Signature
 from functions.serving.features import feature_specs
@@ -100,9 +100,18 @@ def _history(doc: dict[str, Any]) -> None:
 
 
 def _capture(doc: dict[str, Any]) -> None:
+    # The drift check reads the columns; feedback joins on (request_id, row).
     record = capture_record(doc)
-    assert record is not None and record["features"] and record["model_version"] >= 1
-    assert isinstance(record["request_id"], str) and record["row"] >= 0
+    assert record is not None and record["model_version"] >= 1
+    assert isinstance(record["request_id"], str) and record["first_row"] >= 0
+    if record["error"] is None:
+        assert record["columns"] and record["rows"] >= 1
+        assert all(len(values) == record["rows"] for values in record["columns"].values())
+        assert [row for row, _, _ in record_rows(record)] == list(
+            range(record["first_row"], record["first_row"] + record["rows"])
+        )
+    else:
+        assert record["rows"] == 0 and record["predictions"] == []
 
 
 def _feedback(doc: dict[str, Any]) -> None:

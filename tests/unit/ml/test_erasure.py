@@ -98,6 +98,69 @@ def test_feedback_of_the_subjects_predictions_is_theirs(tmp_path: Path) -> None:
     assert out.read_text() == "request_id,row,label\nr1,0,yes\nr2,0,no\n"
 
 
+def _columnar(request_id: str, ids: list[str], first: int = 0) -> dict[str, object]:
+    return {
+        "record": "capture",
+        "format_version": 2,
+        "request_id": request_id,
+        "model_version": 1,
+        "first_row": first,
+        "rows": len(ids),
+        "request_rows": first + len(ids),
+        "columns": {"Customer ID": ids, "age": list(range(len(ids)))},
+        "predictions": [f"p{i}" for i in range(len(ids))],
+        "probabilities": [[0.5, 0.5] for _ in ids],
+        "error": None,
+    }
+
+
+def _line(record: dict[str, object]) -> bytes:
+    return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+
+def test_a_columnar_capture_record_is_rewritten_without_the_subjects_rows(
+    tmp_path: Path,
+) -> None:
+    ids = ["C1", "C000000003", "C2", "C3", "C000000003"]
+    other = _columnar("r2", ["C9"])
+    source, out = tmp_path / "capture", tmp_path / "out"
+    source.write_bytes(_line(_columnar("r1", ids)) + _line(other))
+
+    result = filter_json_lines(source, out, Matcher(SUBJECT), keep_removed=True, columnar=True)
+
+    assert (result.rows_in, result.removed) == (6, 2)
+    kept = [json.loads(line) for line in out.read_bytes().splitlines()]
+    # Runs of kept rows, each a record of its own that still names its rows in the request.
+    assert [(r["request_id"], r["first_row"], r["rows"]) for r in kept] == [
+        ("r1", 0, 1),
+        ("r1", 2, 2),
+        ("r2", 0, 1),
+    ]
+    assert kept[1]["columns"] == {"Customer ID": ["C2", "C3"], "age": [2, 3]}
+    assert kept[1]["predictions"] == ["p2", "p3"] and len(kept[1]["probabilities"]) == 2
+    assert kept[1]["request_rows"] == 5 and kept[2] == other
+    assert [(r["request_id"], r["row"]) for r in result.removed_rows] == [("r1", 1), ("r1", 4)]
+    assert b"C000000003" not in out.read_bytes()
+
+
+def test_a_request_and_its_linked_rows_leave_columnar_capture(tmp_path: Path) -> None:
+    source, out = tmp_path / "capture", tmp_path / "out"
+    source.write_bytes(_line(_columnar("r1", ["a", "b"])) + _line(_columnar("r2", ["c", "d"], 5)))
+
+    whole = filter_json_lines(source, out, Matcher(Subject.request("r1")), columnar=True)
+    assert whole.removed == 2
+    assert [json.loads(line)["request_id"] for line in out.read_bytes().splitlines()] == ["r2"]
+
+    linked = Matcher(Subject("customer_id", "zzz"), linked=frozenset({("r2", 6)}))
+    result = filter_json_lines(source, out, linked, columnar=True)
+    assert result.removed == 1
+    kept = [json.loads(line) for line in out.read_bytes().splitlines()]
+    assert [(r["request_id"], r["first_row"], r["rows"]) for r in kept] == [
+        ("r1", 0, 2),
+        ("r2", 5, 1),
+    ]
+
+
 def test_capture_features_match_the_subject_column() -> None:
     record = {"request_id": "r", "row": 0, "features": {"Customer ID": 42.0}}
 

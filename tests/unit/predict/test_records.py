@@ -1,93 +1,214 @@
-"""The records the predict function leaves for the monitor, byte for byte: a capture line per
-predicted row and a feedback object per labelled row (`functions.common.records`)."""
+"""The records the predict function leaves for the monitor, byte for byte: one columnar
+capture line per request (chunked under CloudWatch Logs' event limit; `capture_log`) and a
+feedback object per labelled row (`functions.common.records`)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import orjson
+import pytest
 
 from functions.adapters.storage import ObjectStore
 from functions.common.config.serving import ServingConfig
-from functions.common.records import FeedbackItem, capture_record, feedback_item
-from functions.common.sensitive import SensitiveColumns
+from functions.common.observability import metrics
+from functions.common.records import (
+    FeedbackItem,
+    capture_record,
+    feedback_item,
+    record_rows,
+)
+from functions.common.sensitive import SensitiveColumns, hash_value
 from functions.ml.onnx_input import Prediction
 from functions.predict import logic
+from functions.predict.capture_log import LOG_EVENT_LIMIT_BYTES, CaptureLog
 from functions.predict.feedback import FeedbackStore
 from functions.predict.models import Served
 from functions.serving.values import Batch
 
 TIMESTAMP = re.compile(rb'"timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"')
+LATENCY = re.compile(rb'"latency_ms":[0-9.]+')
 RECEIVED = re.compile(rb'"received_at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"')
 
 
-class _Lines:
-    def __init__(self) -> None:
-        self.lines: list[bytes] = []
-
-    def put_lines(self, lines: list[bytes]) -> int:
-        self.lines.extend(lines)
-        return 0
-
-
-def _service(capture: _Lines) -> logic.Service:
+def _service(out: io.StringIO, max_bytes: int | None = None) -> logic.Service:
     return logic.Service(
         settings=logic.PredictSettings(data_bucket="b", registry_table="t"),
         serving=ServingConfig(),
         models=None,  # type: ignore[arg-type]
         registry=None,  # type: ignore[arg-type]
-        capture=capture,  # type: ignore[arg-type]
+        capture=CaptureLog(out, max_bytes) if max_bytes else CaptureLog(out),
         feedback=None,  # type: ignore[arg-type]
     )
 
 
-_SERVED = Served(
-    name="churn",
-    store=None,  # type: ignore[arg-type]
-    serving=ServingConfig(),
-    sensitive=SensitiveColumns(),
-    feedback_lookback_hours=24,
-)
-
-
-def test_a_capture_line_is_the_records_json_byte_for_byte() -> None:
-    capture = _Lines()
-    batch = Batch(
-        columns={"age": np.array([30.0, np.nan]), "plan": ["pro", None]}, rows=2, unseen={}
+def _served(sensitive: SensitiveColumns | None = None, rate: float = 1.0) -> Served:
+    return Served(
+        name="churn",
+        store=None,  # type: ignore[arg-type]
+        serving=ServingConfig(capture_sample_rate=rate),
+        sensitive=sensitive or SensitiveColumns(),
+        feedback_lookback_hours=24,
     )
-    prediction = Prediction(
-        labels=np.array(["yes", "no"], dtype=object),
-        probabilities=np.array([[0.25, 0.75], [0.5, 0.5]]),
-    )
-    model = SimpleNamespace(name="churn", version=3)
 
-    logic.capture(_service(capture), _SERVED, model, batch, prediction, "req-1")  # type: ignore[arg-type]
 
-    assert [TIMESTAMP.sub(b'"timestamp":"T"', line) for line in capture.lines] == [
-        b'{"request_id":"req-1","row":0,"timestamp":"T","model_name":"churn","model_version":3,'
-        b'"features":{"age":30.0,"plan":"pro"},"prediction":"yes","probabilities":[0.25,0.75],'
-        b'"format_version":1}\n',
-        b'{"request_id":"req-1","row":1,"timestamp":"T","model_name":"churn","model_version":3,'
-        b'"features":{"age":null,"plan":null},"prediction":"no","probabilities":[0.5,0.5],'
-        b'"format_version":1}\n',
+def _model(name: str = "churn", version: int = 3, classes: list[str] | None = None) -> Any:
+    return SimpleNamespace(name=name, version=version, alias="production", classes=classes)
+
+
+def _lines(out: io.StringIO) -> list[bytes]:
+    return [
+        LATENCY.sub(b'"latency_ms":L', TIMESTAMP.sub(b'"timestamp":"T"', line.encode()))
+        for line in out.getvalue().splitlines()
     ]
 
 
-def test_a_regression_capture_line_has_null_probabilities() -> None:
-    capture = _Lines()
-    batch = Batch(columns={"age": np.array([30.0])}, rows=1, unseen={})
-    prediction = Prediction(labels=np.array([1.5]), probabilities=None)
-    model = SimpleNamespace(name="price", version=1)
-
-    logic.capture(_service(capture), _SERVED, model, batch, prediction, "r")  # type: ignore[arg-type]
-
-    assert TIMESTAMP.sub(b'"timestamp":"T"', capture.lines[0]) == (
-        b'{"request_id":"r","row":0,"timestamp":"T","model_name":"price","model_version":1,'
-        b'"features":{"age":30.0},"prediction":1.5,"probabilities":null,'
-        b'"format_version":1}\n'
+def test_a_request_is_one_columnar_line_byte_for_byte_with_nan_as_null() -> None:
+    out = io.StringIO()
+    batch = Batch(
+        columns={"age": np.array([30.0, np.nan], dtype=np.float32), "plan": ["pro", None]},
+        rows=2,
+        unseen={},
     )
+    prediction = Prediction(
+        labels=np.array(["yes", "no"], dtype=object),
+        probabilities=np.array([[0.25, 0.75], [0.5, 0.5]], dtype=np.float32),
+    )
+
+    logic.capture(
+        _service(out), _served(), _model(classes=["no", "yes"]), batch, prediction, "req-1", "v1", 0
+    )
+
+    assert _lines(out) == [
+        b'{"record":"capture","format_version":2,"request_id":"req-1","timestamp":"T",'
+        b'"model_name":"churn","model_version":3,"alias":"production","route":"v1",'
+        b'"rollout":null,"classes":["no","yes"],"latency_ms":L,"error":null,"first_row":0,'
+        b'"rows":2,"request_rows":2,"columns":{"age":[30.0,null],"plan":["pro",null]},'
+        b'"predictions":["yes","no"],"probabilities":[[0.25,0.75],[0.5,0.5]]}'
+    ]
+    record = capture_record(orjson.loads(out.getvalue()))
+    assert record is not None
+    assert list(record_rows(record)) == [
+        (0, {"age": 30.0, "plan": "pro"}, "yes"),
+        (1, {"age": None, "plan": None}, "no"),
+    ]
+
+
+def test_a_regression_line_has_numeric_predictions_and_null_probabilities() -> None:
+    out = io.StringIO()
+    batch = Batch(columns={"age": np.array([30.0])}, rows=1, unseen={})
+    prediction = Prediction(labels=np.array([1.5], dtype=np.float32), probabilities=None)
+
+    logic.capture(_service(out), _served(), _model("price", 1), batch, prediction, "r", "v2", 0)
+
+    line = orjson.loads(out.getvalue())
+    assert (line["route"], line["predictions"], line["probabilities"]) == ("v2", [1.5], None)
+    assert line["classes"] is None and line["rows"] == 1
+
+
+def test_a_failed_scoring_writes_an_error_record_without_rows() -> None:
+    out = io.StringIO()
+    batch = Batch(columns={"age": np.array([30.0, 40.0])}, rows=2, unseen={})
+
+    logic.capture(_service(out), _served(), _model(), batch, None, "r", "v1", 0, RuntimeError("x"))
+
+    line = orjson.loads(out.getvalue())
+    assert line["error"] == logic.SCORING_FAILED
+    assert (line["rows"], line["columns"], line["predictions"]) == (0, {}, [])
+    assert line["request_rows"] == 2
+    assert capture_record(line) is not None  # counted by readers, no rows to read
+
+
+def test_sensitive_columns_are_hashed_per_value_or_dropped() -> None:
+    out = io.StringIO()
+    sensitive = SensitiveColumns({"email": "hash", "ssn": "drop", "age": "hash"}, salt="s")
+    batch = Batch(
+        columns={
+            "email": ["a@x", "b@x", "a@x", None],
+            "ssn": ["1", "2", "3", "4"],
+            "age": np.array([42.0, np.nan, 42.0, 7.0]),
+        },
+        rows=4,
+        unseen={},
+    )
+    prediction = Prediction(labels=np.array([0.0, 1.0, 0.0, 1.0]), probabilities=None)
+
+    logic.capture(_service(out), _served(sensitive), _model(), batch, prediction, "r", "v1", 0)
+
+    columns = orjson.loads(out.getvalue())["columns"]
+    assert set(columns) == {"email", "age"}
+    email = hash_value("a@x", "s")
+    assert columns["email"] == [email, hash_value("b@x", "s"), email, ""]
+    # Hashed as the reference profile hashes them: the model's categorical text of 42.0.
+    assert columns["age"] == [
+        hash_value(42.0, "s"),
+        "",
+        hash_value(42.0, "s"),
+        hash_value(7.0, "s"),
+    ]
+    assert "a@x" not in out.getvalue() and '"1"' not in out.getvalue()
+
+
+def test_a_large_request_is_chunked_by_rows_under_the_event_limit() -> None:
+    out = io.StringIO()
+    rows = 20_000
+    rng = np.random.default_rng(1)
+    batch = Batch(
+        columns={
+            "age": rng.normal(40, 10, rows),
+            "plan": [f"plan-{i % 7}" for i in range(rows)],
+        },
+        rows=rows,
+        unseen={},
+    )
+    prediction = Prediction(
+        labels=np.array(["yes", "no"] * (rows // 2), dtype=object),
+        probabilities=rng.random((rows, 2)),
+    )
+
+    logic.capture(_service(out), _served(), _model(), batch, prediction, "big", "v1", 0)
+
+    lines = out.getvalue().encode().splitlines()
+    assert len(lines) > 1
+    assert all(len(line) + 26 <= LOG_EVENT_LIMIT_BYTES for line in lines)
+    records = [capture_record(orjson.loads(line)) for line in lines]
+    assert all(r is not None and r["request_rows"] == rows for r in records)
+    starts = [r["first_row"] for r in records if r]
+    counts = [r["rows"] for r in records if r]
+    assert starts == [sum(counts[:i]) for i in range(len(counts))] and sum(counts) == rows
+    ages = [value for r in records if r for value in r["columns"]["age"]]
+    assert ages == pytest.approx(batch.columns["age"].tolist())
+    assert [p for r in records if r for p in r["predictions"]] == prediction.labels.tolist()
+
+
+def test_chunks_halve_until_each_fits() -> None:
+    out = io.StringIO()
+    # Rows of very different sizes: the average row misjudges the chunk.
+    plan = ["x" * 5000 if i >= 90 else "y" for i in range(100)]
+    batch = Batch(columns={"plan": plan}, rows=100, unseen={})
+    prediction = Prediction(labels=np.zeros(100), probabilities=None)
+
+    logic.capture(_service(out, 20_000), _served(), _model(), batch, prediction, "r", "v1", 0)
+
+    lines = out.getvalue().encode().splitlines()
+    assert all(len(line) <= 20_000 for line in lines)
+    assert sum(orjson.loads(line)["rows"] for line in lines) == 100
+
+
+def test_requests_are_sampled_by_capture_sample_rate() -> None:
+    out = io.StringIO()
+    svc = _service(out)
+    batch = Batch(columns={"age": np.array([1.0])}, rows=1, unseen={})
+    prediction = Prediction(labels=np.array([1.0]), probabilities=None)
+    for index in range(400):
+        logic.capture(svc, _served(rate=0.25), _model(), batch, prediction, str(index), "v1", 0)
+
+    assert 60 < len(out.getvalue().splitlines()) < 140
 
 
 class _Bucket:
@@ -118,13 +239,33 @@ def test_a_feedback_object_is_the_records_json_byte_for_byte() -> None:
 
 
 def test_records_are_read_back_through_the_contract() -> None:
-    assert capture_record({"model_version": 1, "features": {}}) == {
-        "model_version": 1,
-        "features": {},
-    }
+    version_1 = {"request_id": "r", "row": 4, "model_version": 1, "features": {"age": 3}}
+    upgraded = capture_record(version_1)
+    assert upgraded is not None
+    assert (upgraded["first_row"], upgraded["rows"], upgraded["columns"]) == (4, 1, {"age": [3]})
+    assert (upgraded["alias"], upgraded["route"], upgraded["request_rows"]) == (
+        "production",
+        None,
+        None,
+    )
+    assert list(record_rows(upgraded)) == [(4, {"age": 3}, None)]
     assert capture_record({"model_version": True, "features": {}}) is None
     assert capture_record({"model_version": 1}) is None
     assert capture_record([]) is None
+    # Columns that do not hold `rows` values are not a record a reader can use.
+    assert (
+        capture_record(
+            {
+                "format_version": 2,
+                "model_version": 1,
+                "first_row": 0,
+                "rows": 2,
+                "columns": {"age": [1]},
+                "predictions": [1, 2],
+            }
+        )
+        is None
+    )
     assert feedback_item({"request_id": "r", "label": "yes", "age": "3"}) == {
         "request_id": "r",
         "row": 0,
@@ -133,3 +274,51 @@ def test_records_are_read_back_through_the_contract() -> None:
     }
     assert feedback_item({"request_id": "r", "row": "x", "label": "yes"}) is None
     assert feedback_item({"request_id": "r", "label": float("nan")}) is None
+
+
+class _FailingSession:
+    def run(self, *_: Any) -> Any:
+        raise RuntimeError("onnxruntime failed")
+
+
+def test_scoring_that_raises_is_captured_as_an_error_then_raised() -> None:
+    out = io.StringIO()
+    store = SimpleNamespace(observed=lambda model: contextlib.nullcontext(), candidate=None)
+    served = Served(
+        name="churn",
+        store=store,  # type: ignore[arg-type]
+        serving=ServingConfig(),
+        sensitive=SensitiveColumns(),
+        feedback_lookback_hours=24,
+    )
+    model = SimpleNamespace(
+        name="churn",
+        version=2,
+        alias="candidate",
+        classes=["no", "yes"],
+        session=_FailingSession(),
+        signature={"inputs": [], "onnx_outputs": [{"name": "label"}]},
+    )
+    batch = Batch(columns={}, rows=3, unseen={})
+
+    with pytest.raises(RuntimeError, match="onnxruntime failed"):
+        logic._score(_service(out), served, model, batch, "req-9", "v2")  # type: ignore[arg-type]
+
+    [line] = [orjson.loads(text) for text in out.getvalue().splitlines()]
+    assert (line["request_id"], line["alias"], line["model_version"]) == ("req-9", "candidate", 2)
+    assert (line["error"], line["rows"], line["request_rows"]) == ("scoring_failed", 0, 3)
+
+
+def test_a_capture_that_cannot_be_written_never_fails_the_request(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = io.StringIO()
+    out.close()  # stdout gone: the write raises
+    batch = Batch(columns={"age": np.array([1.0])}, rows=1, unseen={})
+    prediction = Prediction(labels=np.array([1.0]), probabilities=None)
+
+    metrics.clear_metrics()
+    logic.capture(_service(out), _served(), _model(), batch, prediction, "r", "v1", 0)
+
+    assert metrics.metric_set["CaptureFailures"]["Value"] == [1.0]
+    metrics.clear_metrics()
