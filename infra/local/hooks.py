@@ -1,8 +1,9 @@
 """Patches that make moto behave like the AWS services the bundle uses, installed once per
 process: Lambda's runtime, EventBridge deliveries to Lambda and Step Functions, the Step
-Functions interpreter's JSONata evaluator, logs and role, Firehose's custom S3 prefixes and
-role, and the AWS call boundary (IAM authorization, faults). moto's own partial bucket
-policy check is off: the local cloud's authorization evaluates bucket policies whole."""
+Functions interpreter's JSONata evaluator, logs and role, Firehose's custom S3 prefixes, role
+and record processing, CloudWatch Logs subscription filters (pattern and role), and the AWS
+call boundary (IAM authorization, faults). moto's own partial bucket policy check is off: the
+local cloud's authorization evaluates bucket policies whole."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from infra.local import boundary, eventbridge, firehose, lambda_runtime, sfn_engine
+from infra.local import (
+    boundary,
+    eventbridge,
+    firehose,
+    lambda_runtime,
+    log_subscriptions,
+    sfn_engine,
+)
 
 _lock = threading.Lock()
 _installed = False
@@ -27,6 +35,7 @@ def install() -> None:
         sfn_engine.install()
         firehose.install()
         firehose.deliver_with_role()
+        log_subscriptions.install()
         boundary.install()
         _bucket_policies_not_enforced()
         _dynamodb_serialized()

@@ -151,7 +151,7 @@ def test_function_code_and_layer_stay_under_lambdas_250_mb_unzipped() -> None:
     assert layer.unzipped_bytes + code < LAMBDA_UNZIPPED_LIMIT_BYTES
 
 
-def test_predict_reads_models_and_capture_writes_only_feedback_and_puts_only_to_its_stream(
+def test_predict_reads_models_and_capture_writes_only_feedback_and_never_calls_firehose(
     resources: Resources,
 ) -> None:
     statements = _role_statements(resources, "ServingPredictFunctionRole")
@@ -168,9 +168,10 @@ def test_predict_reads_models_and_capture_writes_only_feedback_and_puts_only_to_
         for resource in _as_list(statement["Resource"]):
             prefixes[kind].add(resource["Fn::Join"][1][-1].lstrip("/"))
     assert prefixes == {"read": {"models/churn/*", "capture/*"}, "write": {"feedback/*"}}
-    firehose = [s for s in statements if "firehose:PutRecordBatch" in _as_list(s["Action"])]
-    (statement,) = firehose
-    assert statement["Resource"]["Fn::GetAtt"][0].startswith("ServingCaptureStream")
+    # Capture leaves as log lines: the function has no Firehose grant.
+    assert not [
+        s for s in statements if any(a.startswith("firehose:") for a in _as_list(s["Action"]))
+    ]
     # Writes: serving counters and the alias moves a canary rollout decides (conditional),
     # all on the model's own items: never dataset versions, contracts or training runs.
     dynamodb = [
@@ -236,6 +237,38 @@ def test_capture_stream_writes_daily_prefixes_encrypted_and_buffered(
     assert s3["BufferingHints"] == {"IntervalInSeconds": 60, "SizeInMBs": 5}
     statements = _role_statements(resources, "ServingCaptureRole")
     assert _object_prefixes(statements, "s3:PutObject") == {"capture/*", "capture-errors/*"}
+    # The log events' messages, one per line: what CloudWatch Logs sends is gzipped batches.
+    processing = s3["ProcessingConfiguration"]
+    assert processing["Enabled"] is True
+    assert [p["Type"] for p in processing["Processors"]] == [
+        "Decompression",
+        "CloudWatchLogProcessing",
+        "AppendDelimiterToRecord",
+    ]
+    assert processing["Processors"][1]["Parameters"] == [
+        {"ParameterName": "DataMessageExtraction", "ParameterValue": "true"}
+    ]
+
+
+def test_predicts_capture_records_reach_the_stream_through_a_log_subscription(
+    resources: Resources,
+) -> None:
+    (subscription,) = resources("AWS::Logs::SubscriptionFilter").values()
+    props = subscription["Properties"]
+    assert props["FilterPattern"] == '{ $.record = "capture" }'
+    assert props["DestinationArn"]["Fn::GetAtt"][0].startswith("ServingCaptureStream")
+    assert props["LogGroupName"]["Ref"].startswith("ServingPredictFunctionLogs")
+    role_id = props["RoleArn"]["Fn::GetAtt"][0]
+    role = resources("AWS::IAM::Role")[role_id]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "logs.amazonaws.com"}
+    assert "aws:SourceArn" in trust["Condition"]["StringLike"]
+    (statement,) = _role_statements(resources, role_id)
+    assert sorted(_as_list(statement["Action"])) == [
+        "firehose:PutRecord",
+        "firehose:PutRecordBatch",
+    ]
+    assert statement["Resource"]["Fn::GetAtt"][0].startswith("ServingCaptureStream")
 
 
 def test_integrity_failures_alarm_the_alerts_topic(resources: Resources) -> None:

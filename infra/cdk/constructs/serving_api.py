@@ -1,8 +1,9 @@
 """Serving: the predict function (zip + the serving layer) behind alias `live`, serving every
 configured model, a REST API with one method per route (IAM auth by default, or API keys with
-a usage plan), access logs and throttling, a Firehose stream capturing predictions under
-capture/dt=YYYY-MM-DD/, and one alarm per model when a served file fails its integrity
-check."""
+a usage plan), access logs and throttling, prediction capture (the function logs one capture
+record per request; a subscription filter on its log group hands them to a Firehose stream
+that writes them under capture/dt=YYYY-MM-DD/), and one alarm per model when a served file
+fails its integrity check."""
 
 from __future__ import annotations
 
@@ -52,6 +53,32 @@ INTEGRITY_ALARM = "ModelIntegrityAlarm"
 _FIREHOSE_DAY = f"{DAY_PARTITION}!{{timestamp:yyyy-MM-dd}}/"
 CAPTURE_DATA_PREFIX = f"{CAPTURE_PREFIX}{_FIREHOSE_DAY}"
 CAPTURE_ERROR_PREFIX = f"{CAPTURE_ERRORS_PREFIX}!{{firehose:error-output-type}}/{_FIREHOSE_DAY}"
+CAPTURE_FILTER_PATTERN = '{ $.record = "capture" }'
+"""The subscription filter's pattern: the log events that are capture records."""
+
+
+_LOG_MESSAGES = firehose.CfnDeliveryStream.ProcessingConfigurationProperty(
+    enabled=True,
+    processors=[
+        firehose.CfnDeliveryStream.ProcessorProperty(
+            type="Decompression",
+            parameters=[
+                firehose.CfnDeliveryStream.ProcessorParameterProperty(
+                    parameter_name="CompressionFormat", parameter_value="GZIP"
+                )
+            ],
+        ),
+        firehose.CfnDeliveryStream.ProcessorProperty(
+            type="CloudWatchLogProcessing",
+            parameters=[
+                firehose.CfnDeliveryStream.ProcessorParameterProperty(
+                    parameter_name="DataMessageExtraction", parameter_value="true"
+                )
+            ],
+        ),
+        firehose.CfnDeliveryStream.ProcessorProperty(type="AppendDelimiterToRecord"),
+    ],
+)
 
 
 @dataclass(frozen=True)
@@ -145,11 +172,8 @@ class ServingApi(Construct):
         # rollout decisions and the alias moves a rollout makes (conditional transactions).
         registry.grant_partitions(role, write=[model_key(model) for model in models])
         events.EventBus.from_event_bus_name(self, "DefaultBus", "default").grant_put_events_to(role)
-        iam.Grant.add_to_principal(
-            grantee=role,
-            actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
-            resource_arns=[self.capture_stream.attr_arn],
-        )
+        # Capture leaves the function as log lines: no Firehose grant on its role.
+        self.capture_subscription = self._capture_subscription(self.predict.log_group)
 
         # API Gateway always invokes alias `live`: a published version, so SnapStart and
         # provisioned concurrency apply, and a deploy moves the alias in one step.
@@ -329,6 +353,9 @@ class ServingApi(Construct):
                     interval_in_seconds=60, size_in_m_bs=5
                 ),
                 compression_format="UNCOMPRESSED",
+                # CloudWatch Logs sends gzipped batches of log events: Firehose unzips them and
+                # keeps each event's message (a capture record), one per line.
+                processing_configuration=_LOG_MESSAGES,
                 encryption_configuration=firehose.CfnDeliveryStream.EncryptionConfigurationProperty(
                     kms_encryption_config=firehose.CfnDeliveryStream.KMSEncryptionConfigProperty(
                         awskms_key_arn=key.key_arn
@@ -346,6 +373,45 @@ class ServingApi(Construct):
         # CloudFormation must not create the stream before its role may write the bucket.
         stream.node.add_dependency(role)
         return stream
+
+    def _capture_subscription(self, log_group: logs.ILogGroup) -> logs.CfnSubscriptionFilter:
+        """The predict log group's capture records to the capture stream: CloudWatch Logs
+        puts them to Firehose with a role that may put to that stream only."""
+        stack = Stack.of(self)
+        role = iam.Role(
+            self,
+            "CaptureLogsRole",
+            assumed_by=iam.ServicePrincipal(
+                "logs.amazonaws.com",
+                conditions={
+                    "StringLike": {
+                        "aws:SourceArn": f"arn:{stack.partition}:logs:{stack.region}:"
+                        f"{stack.account}:*"
+                    }
+                },
+            ),
+            description=f"Capture records of {self._deploy.stack_name}'s predict logs to Firehose",
+        )
+        # CloudWatch Logs delivers with PutRecord (the grant AWS documents for a Firehose
+        # subscription destination).
+        iam.Grant.add_to_principal(
+            grantee=role,
+            actions=["firehose:PutRecord"],
+            resource_arns=[self.capture_stream.attr_arn],
+        )
+        subscription = logs.CfnSubscriptionFilter(
+            self,
+            "CaptureSubscription",
+            log_group_name=log_group.log_group_name,
+            destination_arn=self.capture_stream.attr_arn,
+            filter_pattern=CAPTURE_FILTER_PATTERN,
+            role_arn=role.role_arn,
+        )
+        # CloudWatch Logs checks it may put to the stream when the filter is created: after the
+        # role's policy (the role itself is a dependency already, through RoleArn).
+        policy = role.node.find_child("DefaultPolicy")
+        subscription.node.add_dependency(policy)
+        return subscription
 
     def _integrity_alarm(self, platform: Platform, model: str) -> cloudwatch.Alarm:
         """One alarm per configured model: the function publishes the metric with the

@@ -35,6 +35,7 @@ PROVISIONERS: dict[str, Provisioner] = {
     "AWS::KMS::Alias": kms.alias,
     "AWS::Logs::LogGroup": logs.log_group,
     "AWS::Logs::LogStream": logs.log_stream,
+    "AWS::Logs::SubscriptionFilter": logs.subscription_filter,
     "AWS::Lambda::Function": awslambda.function,
     "AWS::Lambda::LayerVersion": awslambda.layer_version,
     "AWS::Lambda::Version": awslambda.version,

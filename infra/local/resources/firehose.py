@@ -1,6 +1,8 @@
 """Kinesis Data Firehose delivery streams to S3. moto writes each PutRecord(Batch) straight
 to the bucket (no buffering); `infra.local.hooks` makes it expand `!{timestamp:...}` and
-`!{firehose:...}` in prefixes as Firehose does."""
+`!{firehose:...}` in prefixes as Firehose does, and apply the destination's record processing
+(`infra.local.log_subscriptions`: decompression, CloudWatch Logs message extraction, a
+delimiter per record; other processors are refused here)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,10 @@ def delivery_stream(ctx: DeployContext, spec: ResourceSpec) -> Created:
     config: dict[str, Any] = {
         key: destination[source] for source, key in _S3_KEYS.items() if source in destination
     }
+    processing = destination.get("ProcessingConfiguration")
+    if processing:
+        _check_processing(spec, processing)
+        config["ProcessingConfiguration"] = processing
     hints = destination.get("BufferingHints") or {}
     if hints:
         config["BufferingHints"] = {
@@ -48,3 +54,13 @@ def delivery_stream(ctx: DeployContext, spec: ResourceSpec) -> Created:
         "encryption and CloudWatch delivery logging are recorded, not applied",
     ]
     return Created(ref=name, attributes={"Arn": arn}, notes=notes)
+
+
+def _check_processing(spec: ResourceSpec, processing: dict[str, Any]) -> None:
+    """Refuse record processing the local cloud would not apply as Firehose does."""
+    from infra.local.log_subscriptions import check_processing
+
+    try:
+        check_processing(processing)
+    except ValueError as exc:
+        raise DeployError(f"{spec.logical_id} ({spec.type}): {exc}") from None

@@ -72,6 +72,12 @@ def _rule(ctx: DeployContext, created: Created, p: dict[str, Any]) -> None:
     events.delete_rule(Name=created.ref, EventBusName=bus)
 
 
+def _subscription_filter(ctx: DeployContext, created: Created, p: dict[str, Any]) -> None:
+    ctx.client("logs").delete_subscription_filter(
+        logGroupName=p["LogGroupName"], filterName=created.ref
+    )
+
+
 def _call(service: str, operation: str, parameter: str) -> Remover:
     def remove(ctx: DeployContext, created: Created, _: dict[str, Any]) -> None:
         getattr(ctx.client(service), operation)(**{parameter: created.ref})
@@ -111,6 +117,7 @@ REMOVERS: dict[str, Remover] = {
     "AWS::KMS::Key": _key,
     "AWS::KMS::Alias": _call("kms", "delete_alias", "AliasName"),
     "AWS::Logs::LogGroup": _call("logs", "delete_log_group", "logGroupName"),
+    "AWS::Logs::SubscriptionFilter": _subscription_filter,
     "AWS::Lambda::Function": _call("lambda", "delete_function", "FunctionName"),
     "AWS::Lambda::Permission": _permission,
     "AWS::SNS::Topic": _call("sns", "delete_topic", "TopicArn"),
