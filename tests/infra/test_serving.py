@@ -264,10 +264,7 @@ def test_predicts_capture_records_reach_the_stream_through_a_log_subscription(
     assert trust["Principal"] == {"Service": "logs.amazonaws.com"}
     assert "aws:SourceArn" in trust["Condition"]["StringLike"]
     (statement,) = _role_statements(resources, role_id)
-    assert sorted(_as_list(statement["Action"])) == [
-        "firehose:PutRecord",
-        "firehose:PutRecordBatch",
-    ]
+    assert _as_list(statement["Action"]) == ["firehose:PutRecord"]
     assert statement["Resource"]["Fn::GetAtt"][0].startswith("ServingCaptureStream")
 
 
