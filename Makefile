@@ -97,6 +97,7 @@ bench: venv .venv-evidently/.installed  ## every benchmark, each printing its fi
 	$(PY) bench/workers.py || status=1; \
 	$(PY) bench/drift.py || status=1; \
 	$(PY) bench/batch.py || status=1; \
+	$(PY) bench/capture.py || status=1; \
 	$(PY) bench/cost_inputs.py || status=1; \
 	exit $$status
 

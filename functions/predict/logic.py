@@ -434,3 +434,6 @@ def capture(
     except Exception:
         logger.exception("Prediction capture failed", extra={"request_id": request_id})
         metrics.add_metric(name="CaptureFailures", unit=MetricUnit.Count, value=1)
+        return
+    if error is None:
+        metrics.add_metric(name="CapturedRows", unit=MetricUnit.Count, value=batch.rows)

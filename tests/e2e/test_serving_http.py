@@ -44,15 +44,24 @@ TTL_SECONDS = 1
 MAX_ROWS = 50
 MAX_BYTES = 65_536
 CAPTURE_FIELDS = {
+    "record",
+    "format_version",
     "request_id",
-    "row",
     "timestamp",
     "model_name",
     "model_version",
-    "features",
-    "prediction",
+    "alias",
+    "route",
+    "rollout",
+    "first_row",
+    "rows",
+    "request_rows",
+    "columns",
+    "predictions",
     "probabilities",
-    "format_version",
+    "classes",
+    "latency_ms",
+    "error",
 }
 
 
@@ -211,7 +220,9 @@ def test_predict_creates_its_clients_from_the_layers_trimmed_botocore_data(
         response = served.api.predict(_rows(1, seed=40))
 
         assert response.status == 200, response.body
-        assert len(served.keys("capture/")) > captured_before, "capture went through Firehose"
+        assert len(served.keys("capture/")) > captured_before, (
+            "capture went through the log subscription and Firehose"
+        )
 
 
 def test_each_function_logs_under_its_own_service_name(served: Served) -> None:
@@ -444,26 +455,34 @@ def test_schemathesis_finds_no_server_error(
     assert any(status == 200 for status in statuses)
 
 
-def test_predictions_are_captured_by_day_with_the_documented_fields(served: Served) -> None:
+def test_a_request_reaches_capture_as_one_columnar_record_through_the_log_subscription(
+    served: Served,
+) -> None:
     rows = _rows(3, seed=44)
     reply = served.api.predict(rows)
     request_id = reply.body["request_id"]
     day = datetime.now(UTC).strftime("%Y-%m-%d")
 
-    records = [
-        json.loads(line)
+    # The function logged it; the log group's subscription filter handed it to Firehose, which
+    # extracted the message and wrote it under the day's prefix, one record per line.
+    lines = [
+        line
         for key in served.keys(f"capture/dt={day}/")
         for line in served.get(key).decode().splitlines()
     ]
-    mine = sorted((r for r in records if r["request_id"] == request_id), key=lambda r: r["row"])
-    assert [record["row"] for record in mine] == [0, 1, 2]
-    for record, row, label in zip(mine, rows, reply.body["predictions"], strict=True):
-        assert set(record) == CAPTURE_FIELDS
-        assert record["model_name"] == MODEL and record["model_version"] == 1
-        assert record["features"] == pytest.approx(row)
-        assert record["prediction"] == label
-        assert len(record["probabilities"]) == 2
-        assert record["timestamp"].startswith(day)
+    records = [json.loads(line) for line in lines]
+    assert all(record["record"] == "capture" for record in records), "only capture records"
+    [record] = [r for r in records if r["request_id"] == request_id]
+    assert set(record) == CAPTURE_FIELDS and record["format_version"] == 2
+    assert record["model_name"] == MODEL and record["model_version"] == 1
+    assert (record["alias"], record["route"], record["rollout"]) == ("production", "v1", None)
+    assert (record["first_row"], record["rows"], record["request_rows"]) == (0, 3, 3)
+    for name in rows[0]:
+        assert record["columns"][name] == pytest.approx([row[name] for row in rows])
+    assert record["predictions"] == reply.body["predictions"]
+    assert record["probabilities"] == reply.body["probabilities"]
+    assert record["error"] is None and record["latency_ms"] > 0
+    assert record["timestamp"].startswith(day)
 
 
 def test_feedback_is_stored_once_and_matches_a_captured_request(served: Served) -> None:

@@ -57,6 +57,13 @@ def build_sheet(
         "Firehose bills each record rounded up to 5 KB",
     )
     add(
+        "log_event_bytes",
+        26,
+        "bytes",
+        "constant",
+        "CloudWatch Logs bills each event's message plus 26 bytes",
+    )
+    add(
         "lambda_included_ephemeral_mb",
         512,
         "MB",
@@ -417,9 +424,14 @@ def _prediction_lines(
         line("Lambda requests (predict)", f"{requests} * price_lambda_request"),
         line("Lambda duration (predict)", f"{requests} * " + duration.format(ms=ms, f="predict")),
         line(
-            "Capture: Firehose ingestion (records rounded up to 5 KB)",
-            "predictions * capture_sample_rate * ceil(capture_bytes_per_row"
-            " / firehose_record_bytes) * firehose_record_bytes / gib"
+            "Capture: CloudWatch Logs ingestion of the capture lines (one a request)",
+            f"(predictions * capture_bytes_per_row + {requests} * log_event_bytes)"
+            " * capture_sample_rate / gib * price_cloudwatch_logs_ingested_gb",
+        ),
+        line(
+            "Capture: Firehose ingestion (at most one record a request, rounded up to 5 KB)",
+            f"{requests} * capture_sample_rate * ceil(predictions / ({requests})"
+            " * capture_bytes_per_row / firehose_record_bytes) * firehose_record_bytes / gib"
             " * price_firehose_direct_put_gb",
         ),
         line(

@@ -90,7 +90,12 @@ def test_half_the_capture_sample_rate_halves_every_capture_line() -> None:
     half = config.model_copy(
         update={"serving": config.serving.model_copy(update={"capture_sample_rate": 0.5})}
     )
-    for item in ("Capture: Firehose", "Capture: S3 PUTs", "Capture: S3 storage"):
+    for item in (
+        "Capture: CloudWatch Logs",
+        "Capture: Firehose",
+        "Capture: S3 PUTs",
+        "Capture: S3 storage",
+    ):
         assert line_usd(sheet(config=half), PER_MILLION, item) == pytest.approx(
             line_usd(sheet(), PER_MILLION, item) / 2
         )
@@ -198,14 +203,23 @@ def test_price_records_need_usd_unit_and_what() -> None:
     assert isinstance(load_prices()["lambda_request"], Price)
 
 
-def test_batching_1000_rows_divides_per_request_charges_but_not_capture() -> None:
+def test_batching_1000_rows_divides_per_request_charges_but_not_captured_bytes() -> None:
     result = sheet()
     batched = "per_million_rows_batched"
     assert line_usd(result, batched, "API Gateway") == pytest.approx(
         line_usd(result, PER_MILLION, "API Gateway") / 1000
     )
-    assert line_usd(result, batched, "Capture: Firehose") == line_usd(
+    # One capture record a request: Firehose's 5 KB rounding is paid per request, not per row.
+    row_bytes = load_measured().figures["capture_bytes_per_row"][0]
+    firehose = load_prices()["firehose_direct_put_gb"].usd
+    expected = 1_000 * math.ceil(1_000 * row_bytes / 5120) * 5120 / GIB * firehose
+    assert line_usd(result, batched, "Capture: Firehose") == pytest.approx(expected)
+    assert line_usd(result, batched, "Capture: Firehose") < line_usd(
         result, PER_MILLION, "Capture: Firehose"
+    )
+    logs = load_prices()["cloudwatch_logs_ingested_gb"].usd
+    assert line_usd(result, batched, "Capture: CloudWatch Logs") == pytest.approx(
+        (1_000_000 * row_bytes + 1_000 * 26) / GIB * logs
     )
     ms = math.ceil(load_measured().figures["predict_1k_rows_ms"][0])
     price = load_prices()["lambda_arm64_gb_second"].usd
