@@ -9,8 +9,9 @@ environment, memory, timeout and /tmp limits, several at once; see `infra.local.
 docs/local-cloud.md; in-process mode runs handlers in this process, a debugging aid), API
 Gateway REST APIs (served over HTTP by `infra.local.api_adapter` from the deployed resource
 tree: proxy events, API keys of usage plans, request models), Firehose to S3 (records written
-on every put, under prefixes with `!{timestamp:...}` expanded) and CloudWatch alarms (created,
-never evaluated). Not emulated: IAM (roles and policies are recorded, never enforced; so is
+on every put, under prefixes with `!{timestamp:...}` expanded, its record processing applied),
+CloudWatch Logs subscription filters (pattern and role applied) and CloudWatch alarms
+(created, never evaluated). Not emulated: IAM (roles and policies are recorded, never enforced; so is
 API Gateway's IAM authorization), API Gateway throttling and access logs, Firehose buffering,
 KMS encryption, X-Ray, retries of EventBridge targets, Step Functions execution logs, and
 anything needing Docker.
