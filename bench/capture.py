@@ -52,6 +52,7 @@ import numpy as np
 import orjson
 
 from functions.common.config.serving import ServingConfig
+from functions.common.contracts import model_outcome
 from functions.common.sensitive import SensitiveColumns
 from functions.ml import sample_data
 from functions.ml.onnx_input import Prediction
@@ -93,8 +94,16 @@ class _Model:
     name, version, alias, classes = "churn", 1, "production", ["no", "yes"]
 
 
-# The default model, no sensitive columns, capture on (rate 1.0); no store (no rollout).
-_SERVED = Served("churn", None, ServingConfig(), SensitiveColumns(), 24)  # type: ignore[arg-type]
+NAME, CFG, PLAIN = "churn", ServingConfig(), SensitiveColumns()
+NO: Any = None  # no model store: no rollout runs
+
+
+def _served() -> Served:
+    """The default model, no sensitive columns, capture on (rate 1.0)."""
+    return Served(name=NAME, store=NO, serving=CFG, sensitive=PLAIN, feedback_lookback_hours=24)
+
+
+_SERVED = _served()
 
 
 def _service(out: Any) -> logic.Service:
@@ -351,9 +360,10 @@ def sustained(seconds: float) -> list[str]:
         synthesize(REPO, cdk_out, {"commit": "bench"})
         with LocalCloud.start(cdk_out, mode="server", port=0, api_port=0) as cloud:
             table = sample_data.churn_frame(3_000, seed=9)
-            output = local_api._drop(cloud, "raw/churn/1.csv", sample_data.encode(table))
-            if output.get("status") != "promoted":
-                return [f"no model was promoted: {output}"]
+            described = cloud.drop("raw/churn/1.csv", sample_data.encode(table), timeout=600)
+            output = json.loads(described.get("output") or "{}")
+            if described["status"] != "SUCCEEDED" or model_outcome(output)["status"] != "promoted":
+                return [f"no model was promoted: {described['status']}"]
             url = cloud.api_url.rstrip("/") + "/v1/predict"
             bodies = [
                 (rows, json.dumps({"instances": local_api._rows(rows)}).encode()) for rows in SIZES
