@@ -53,6 +53,7 @@ import orjson
 
 from functions.common.config.serving import ServingConfig
 from functions.common.contracts import model_outcome
+from functions.common.observability import metrics
 from functions.common.sensitive import SensitiveColumns
 from functions.ml import sample_data
 from functions.ml.onnx_input import Prediction
@@ -255,6 +256,7 @@ def _size(rows: int, svc: logic.Service, client: Any, requests: int) -> tuple[li
 
     def log_line(i: int) -> None:
         logic.capture(svc, _SERVED, model, batch, prediction, f"a{i}", "v1", 0.0)
+        metrics.clear_metrics()  # the handler publishes them once per request (in the clock)
 
     def synchronous(i: int) -> None:
         _put(client, _per_row_lines(batch, prediction, f"b{i}"))
