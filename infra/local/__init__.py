@@ -11,10 +11,10 @@ Gateway REST APIs (served over HTTP by `infra.local.api_adapter` from the deploy
 tree: proxy events, API keys of usage plans, request models), Firehose to S3 (records written
 on every put, under prefixes with `!{timestamp:...}` expanded, its record processing applied),
 CloudWatch Logs subscription filters (pattern and role applied) and CloudWatch alarms
-(created, never evaluated). Not emulated: IAM (roles and policies are recorded, never enforced; so is
-API Gateway's IAM authorization), API Gateway throttling and access logs, Firehose buffering,
-KMS encryption, X-Ray, retries of EventBridge targets, Step Functions execution logs, and
-anything needing Docker.
+(created, never evaluated). Not emulated: IAM (roles and policies are recorded, never
+enforced; so is API Gateway's IAM authorization), API Gateway throttling and access logs,
+Firehose buffering, KMS encryption, X-Ray, retries of EventBridge targets, Step Functions
+execution logs, and anything needing Docker.
 """
 
 from infra.local.cloud import LocalCloud
