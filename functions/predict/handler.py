@@ -29,15 +29,12 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging.logger import _is_cold_start
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.json_encoder import Encoder
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.health import answers_health_check
 from functions.common.observability import logger
@@ -48,6 +45,19 @@ from functions.predict.models import ModelNotFoundError
 from functions.predict.snapstart import register_after_restore
 from functions.serving.body import INFERENCE_HEADER_LENGTH, check_content_type, parse_json
 from functions.serving.errors import RequestError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+    from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+else:
+
+    def Response(**fields: Any) -> Any:  # noqa: N802 - what Powertools' class is called
+        """Powertools' `Response`, its module imported on first use (see `_Routes`)."""
+        from aws_lambda_powertools.event_handler import Response as PowertoolsResponse
+
+        return PowertoolsResponse(**fields)
+
 
 JSON = "application/json"
 _ENCODER_FALLBACK = Encoder().default  # Decimal, pydantic models, ...: as Powertools does
@@ -61,7 +71,77 @@ def _dumps(document: Any) -> str:
     ).decode()
 
 
-app = APIGatewayRestResolver(serializer=_dumps)
+class _Routes:
+    """The Powertools resolver of every route but the hot path's, built on first use.
+
+    Importing Powertools' event handler imports every resolver it has (AppSync, Bedrock,
+    VPC Lattice, ...): a tenth of the function's cold start, which the hot path never uses.
+    The route and error-handler decorators below are recorded at import and registered, in
+    the same order, on the real resolver when the first request that needs it arrives."""
+
+    def __init__(self) -> None:
+        self._registrations: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]] = []
+        self._resolver: APIGatewayRestResolver | None = None
+
+    @property
+    def resolver(self) -> APIGatewayRestResolver:
+        if self._resolver is None:
+            from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+            resolver = APIGatewayRestResolver(serializer=_dumps)
+            for method, args, kwargs, func in self._registrations:
+                self._register(resolver, method, args, kwargs, func)
+            self._resolver = resolver
+        return self._resolver
+
+    @staticmethod
+    def _register(
+        resolver: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], func: Any
+    ) -> None:
+        if method == "not_found":
+            resolver.not_found(func)
+        else:
+            getattr(resolver, method)(*args, **kwargs)(func)
+
+    def _recorded(self, method: str, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        def register(func: Any) -> Any:
+            self._registrations.append((method, args, kwargs, func))
+            if self._resolver is not None:
+                self._register(self._resolver, method, args, kwargs, func)
+            return func
+
+        return register
+
+    def get(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        return self._recorded("get", *args, **kwargs)
+
+    def post(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        return self._recorded("post", *args, **kwargs)
+
+    def put(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        return self._recorded("put", *args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        return self._recorded("delete", *args, **kwargs)
+
+    def route(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        return self._recorded("route", *args, **kwargs)
+
+    def exception_handler(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        return self._recorded("exception_handler", *args, **kwargs)
+
+    def not_found(self, func: Any) -> Any:
+        return self._recorded("not_found")(func)
+
+    @property
+    def current_event(self) -> Any:
+        return self.resolver.current_event
+
+    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return self.resolver.resolve(event, context)
+
+
+app = _Routes()
 
 
 def _request_id() -> str:
