@@ -118,15 +118,6 @@ class _Routes:
     def post(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
         return self._recorded("post", *args, **kwargs)
 
-    def put(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
-        return self._recorded("put", *args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
-        return self._recorded("delete", *args, **kwargs)
-
-    def route(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
-        return self._recorded("route", *args, **kwargs)
-
     def exception_handler(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
         return self._recorded("exception_handler", *args, **kwargs)
 
