@@ -9,12 +9,14 @@ capture_sample_rate` is 1.0 (on, as deployed) or 0.0 (off). Until capture leaves
 path, capture on includes Firehose's `put_record_batch` round trip to the moto server.
 
 The floor pipeline (`bench/floor.py`): orjson parse of the same body, the same column conversion
-(`onnx_inputs`), `session.run`, orjson dump of the same response. Warm figures are medians of
-`--repeats` requests through `lambda_handler` (API Gateway proxy event in, response out;
+(`onnx_inputs`), `session.run` on the function's session (one thread, as the function loads it),
+orjson dump of the same response. The model is trained in a child process, so that the bench's
+process holds what the function's does (no scikit-learn, no OpenMP threads). Warm figures are
+medians of `--repeats` requests through `lambda_handler` (API Gateway proxy event in, response out;
 stdout, where the function's logs and metrics go, is /dev/null, written to as Lambda's pipe),
-measured side by side with the floor in blocks: capture on, capture off, repeated `--rounds`
-times, each block a fresh container (config and service rebuilt, model loaded and warmed
-outside the clock). Ratios are per round, and their median is judged:
+measured side by side with the floor (called alternately) in blocks: capture on, capture off,
+repeated `--rounds` times, each block a fresh container (config and service rebuilt, model
+loaded and warmed outside the clock). Ratios are per round, and their median is judged:
 
 (a) warm 1 row, handler / floor, capture on. Target <= 3x.
 (b) 1,000 rows, handler rows/s / floor rows/s, capture on. Target >= 0.8. Also printed: bare
@@ -411,12 +413,12 @@ def bounds(
     """Median seconds of 1,000 rows as v2 tensors through the handler (the current
     container), and of bare `session.run` on ready tensors."""
     import numpy as np
-    import onnxruntime as ort
 
     from functions.ml.onnx_input import onnx_inputs
     from functions.predict import handler
+    from functions.serving.model import single_thread_session
 
-    session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+    session = single_thread_session(onnx)
     outputs = [output["name"] for output in signature["onnx_outputs"]]
     columns = {spec["name"]: [row[spec["name"]] for row in rows] for spec in signature["inputs"]}
     feed = onnx_inputs(columns, signature["inputs"])
@@ -467,19 +469,33 @@ def main() -> int:
         default="logistic_regression",
         help="estimator of the served model (the targets are set for logistic_regression)",
     )
+    parser.add_argument("--train-to", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.update(ENV)
-    import onnxruntime as ort
+    if args.train_to is not None:  # the child process that trains (see below)
+        onnx, signature, rows = train(args.train_to, args.model)
+        (args.train_to / "model.onnx").write_bytes(onnx)
+        (args.train_to / "trained.json").write_text(json.dumps([signature, rows]))
+        return 0
+
     from floor import FloorPipeline
+
+    from functions.serving.model import single_thread_session
 
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp, moto_server() as endpoint:
         workdir = Path(tmp)
+        # Trained in another process: scikit-learn's and OpenMP's threads and imports stay out
+        # of the process that serves, as in the function.
+        subprocess.run(
+            [sys.executable, __file__, "--model", args.model, "--train-to", str(workdir)],
+            check=True,
+        )
+        onnx = (workdir / "model.onnx").read_bytes()
+        signature, rows = json.loads((workdir / "trained.json").read_text())
         os.environ["AWS_ENDPOINT_URL"] = endpoint
-        onnx, signature, rows = train(workdir, args.model)
         print(f"model: {args.model}; moto server (another process) at {endpoint}")
         register(onnx, signature)
-        (workdir / "model.onnx").write_bytes(onnx)
-        session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+        session = single_thread_session(onnx)  # the function's session, for the floor too
         floor = FloorPipeline(session, signature, model_name=MODEL, model_version=1)
         bodies = (json.dumps({"instances": rows[:1]}), json.dumps({"instances": rows}))
         capture_on = deployed_environment(workdir, 1.0)
