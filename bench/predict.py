@@ -53,7 +53,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
+# This checkout's code, whatever an installed copy of the project says (`pip install -e` of
+# another checkout), and the floor beside this file.
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
 BUCKET, TABLE, MODEL, STREAM = "bench-data", "bench-registry", "churn", "bench-capture"
 FEATURES = [
     "age",
