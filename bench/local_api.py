@@ -13,6 +13,11 @@ production is rolled back to version 1. Two runs, loopback only:
    promote` does). Printed: requests/s, p50/p99 per request size, errors, and which version
    answered when (the switch is seen within the alias TTL).
 
+3. concurrency sweep: single-row `POST /v1/predict` at 1, 4 and 16 concurrent clients
+   (`--sweep`), `--sweep-requests` requests per level shared among its clients: p50 and p99
+   latency and requests/s at each level. Capture is on as deployed (`[serving]
+   capture_sample_rate = 1.0`, the stack's capture stream).
+
 Each prints throughput, latency percentiles and the error count; any error (a non-200, a
 dropped connection, an answer from neither version) fails the bench. The predict function
 runs in function workers, as deployed (several at once, up to the local cap per function: see
@@ -20,6 +25,7 @@ infra/local/workers.py), so this measures the emulator and the handler together,
 Gateway.
 
     python bench/local_api.py [--clients 8] [--requests 200] [--max-seconds 120] [--seconds 30]
+                              [--sweep 1,4,16] [--sweep-requests 480]
 """
 
 from __future__ import annotations
@@ -180,6 +186,39 @@ def _steady(url: str, args: argparse.Namespace) -> tuple[list[float], list[str],
     return latencies, errors, time.perf_counter() - started
 
 
+def _sweep(url: str, levels: list[int], total: int, max_seconds: float) -> list[str]:
+    """Single-row requests at each level of concurrency, `total` requests per level shared
+    among its clients; prints each level's figures and returns the errors."""
+    request = json.dumps({"instances": [_row()]}).encode()
+    errors: list[str] = []
+    for clients in levels:
+        latencies: list[float] = []
+        deadline = time.monotonic() + max_seconds
+        per_client = max(total // clients, 1)
+        threads = [
+            threading.Thread(
+                target=_client, args=(url, request, per_client, deadline, latencies, errors)
+            )
+            for _ in range(clients)
+        ]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+        done = np.array(latencies) * 1000
+        if not len(done):
+            errors.append(f"{clients} clients: no request answered")
+            continue
+        print(
+            f"  {clients:>2} concurrent clients: {len(done)} single-row requests in {elapsed:.1f}"
+            f" s = {len(done) / elapsed:,.0f} requests/s; latency p50"
+            f" {np.percentile(done, 50):.1f} ms, p99 {np.percentile(done, 99):.1f} ms"
+        )
+    return errors
+
+
 def _under_promotion(
     url: str, registry: ModelRegistry, args: argparse.Namespace
 ) -> tuple[list[Reply], float, float]:
@@ -254,6 +293,12 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200, help="per client, steady run")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="steady run")
     parser.add_argument("--seconds", type=float, default=30.0, help="run under promotion")
+    parser.add_argument(
+        "--sweep", default="1,4,16", help="concurrent clients of each level, comma separated"
+    )
+    parser.add_argument(
+        "--sweep-requests", type=int, default=480, help="requests per level of the sweep"
+    )
     args = parser.parse_args()
     lambda_config.SETTINGS.echo_function_output = False
     logging.getLogger("infra.local").setLevel(logging.ERROR)
@@ -271,7 +316,9 @@ def main() -> int:
             ]
             for number, table in enumerate(tables, start=1):
                 output = _drop(cloud, f"raw/churn/{number}.csv", sample_data.encode(table))
-                if output.get("status") != "promoted":
+                # the pipeline's output: one outcome per model trained on the dataset
+                statuses = (output.get("models") or {}).get("statuses") or [output.get("status")]
+                if statuses != ["promoted"]:
                     print(f"drop {number}: no model was promoted: {output}", file=sys.stderr)
                     return 1
             registry = ModelRegistry(
@@ -283,6 +330,12 @@ def main() -> int:
                 return 1
             url = cloud.api_url.rstrip("/") + "/v1/predict"
             latencies, errors, elapsed = _steady(url, args)
+            print(
+                "local API concurrency sweep, single-row POST /v1/predict over HTTP (loopback),"
+                " function workers, capture on as deployed:"
+            )
+            levels = [int(level) for level in args.sweep.split(",") if level.strip()]
+            errors += _sweep(url, levels, args.sweep_requests, args.max_seconds)
             replies, promoted, started = _under_promotion(url, registry, args)
 
     done = np.array(latencies) * 1000

@@ -19,9 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from functions.common.config.loading import deployed_config
-from functions.common.settings import stage_settings
-
 HEALTH_CHECK = {"mlops": "health-check"}
 """The event: an S3 notification, a pipeline state or an API request never has this shape."""
 
@@ -35,6 +32,11 @@ def is_health_check(event: Any) -> bool:
 def report(context: Any) -> dict[str, Any]:
     """What the function is, as it runs: its settings and config parsed (raising, as a real
     invocation would, when they do not), and the memory its process has used so far."""
+    # Imported here: only a health check reads them (pydantic-settings alone would add to
+    # every cold start of a function that reads no stage settings).
+    from functions.common.config.loading import deployed_config
+    from functions.common.settings import stage_settings
+
     settings = stage_settings()
     config = deployed_config()
     return {

@@ -7,6 +7,13 @@ while the container initialises (in Lambda), so its first request does not pay f
 others load on their first request (`functions.predict.models`). A missing model never breaks
 the import: its routes answer 503 until a version is promoted. After a SnapStart restore the
 aliases are re-resolved at once.
+
+The hot path is lean: `POST /v1/predict`, `POST /v1/models/{name}/predict`, `POST
+/v2/models/{name}/infer` and `POST /v2/models/{name}/versions/{v}/infer` are matched by one
+regular expression in `lambda_handler` and call their logic function directly, skipping the
+Powertools resolver (its event wrappers, route walk and response builder), with the same
+answers, errors and logs. Every other request goes through the resolver. Request metrics are
+one EMF line per request (`RequestMetrics`), on both paths.
 """
 
 from __future__ import annotations
@@ -21,24 +28,36 @@ gc.disable()
 import os
 import re
 import uuid
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from aws_lambda_powertools import single_metric
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.logging.logger import _is_cold_start
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.json_encoder import Encoder
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.health import answers_health_check
-from functions.common.observability import logger, metrics
+from functions.common.observability import logger
+from functions.common.observability import request_metrics as metrics
 from functions.predict import logic, openapi
 from functions.predict.model_store import NoModelError, VersionNotFoundError, VersionRefusedError
 from functions.predict.models import ModelNotFoundError
 from functions.predict.snapstart import register_after_restore
 from functions.serving.body import INFERENCE_HEADER_LENGTH, check_content_type, parse_json
 from functions.serving.errors import RequestError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+    from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+else:
+
+    def Response(**fields: Any) -> Any:  # noqa: N802 - what Powertools' class is called
+        """Powertools' `Response`, its module imported on first use (see `_Routes`)."""
+        from aws_lambda_powertools.event_handler import Response as PowertoolsResponse
+
+        return PowertoolsResponse(**fields)
+
 
 JSON = "application/json"
 _ENCODER_FALLBACK = Encoder().default  # Decimal, pydantic models, ...: as Powertools does
@@ -52,25 +71,103 @@ def _dumps(document: Any) -> str:
     ).decode()
 
 
-app = APIGatewayRestResolver(serializer=_dumps)
+class _Routes:
+    """The Powertools resolver of every route but the hot path's, built on first use.
+
+    Importing Powertools' event handler imports every resolver it has (AppSync, Bedrock,
+    VPC Lattice, ...): a tenth of the function's cold start, which the hot path never uses.
+    The route and error-handler decorators below are recorded at import and registered, in
+    the same order, on the real resolver when the first request that needs it arrives."""
+
+    def __init__(self) -> None:
+        self._registrations: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]] = []
+        self._resolver: APIGatewayRestResolver | None = None
+
+    @property
+    def resolver(self) -> APIGatewayRestResolver:
+        if self._resolver is None:
+            from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+            resolver = APIGatewayRestResolver(serializer=_dumps)
+            for method, args, kwargs, func in self._registrations:
+                self._register(resolver, method, args, kwargs, func)
+            self._resolver = resolver
+        return self._resolver
+
+    @staticmethod
+    def _register(
+        resolver: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], func: Any
+    ) -> None:
+        if method == "not_found":
+            resolver.not_found(func)
+        else:
+            getattr(resolver, method)(*args, **kwargs)(func)
+
+    def _recorded(self, method: str, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        def register(func: Any) -> Any:
+            self._registrations.append((method, args, kwargs, func))
+            if self._resolver is not None:
+                self._register(self._resolver, method, args, kwargs, func)
+            return func
+
+        return register
+
+    def get(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        return self._recorded("get", *args, **kwargs)
+
+    def post(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        return self._recorded("post", *args, **kwargs)
+
+    def exception_handler(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        return self._recorded("exception_handler", *args, **kwargs)
+
+    def not_found(self, func: Any) -> Any:
+        return self._recorded("not_found")(func)
+
+    @property
+    def current_event(self) -> Any:
+        return self.resolver.current_event
+
+    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return self.resolver.resolve(event, context)
+
+
+app = _Routes()
 
 
 def _request_id() -> str:
-    context = app.current_event.request_context
-    return context.request_id or str(uuid.uuid4())
+    return _event_request_id(app.current_event.raw_event)
+
+
+def _event_request_id(event: Mapping[str, Any]) -> str:
+    return (event.get("requestContext") or {}).get("requestId") or str(uuid.uuid4())
 
 
 def _json_body(*, open_inference: bool = False) -> Any:
+    return _document(app.current_event.raw_event, open_inference=open_inference)
+
+
+def _header(event: Mapping[str, Any], name: str) -> str | None:
+    """A request header by its lower-case `name`, whatever the case it was sent in."""
+    for key, value in (event.get("headers") or {}).items():
+        if key.lower() == name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+def _document(event: Mapping[str, Any], *, open_inference: bool = False) -> Any:
     """The request's JSON document. `open_inference` (v2 routes): a missing Content-Type is
     JSON, and `Inference-Header-Content-Length` is honoured (JSON only, no binary tensors)."""
-    event = app.current_event
-    check_content_type(event.headers.get("content-type"), missing_ok=open_inference)
+    check_content_type(_header(event, "content-type"), missing_ok=open_inference)
     return parse_json(
-        event.body,
-        base64_encoded=bool(event.is_base64_encoded),
+        event.get("body"),
+        base64_encoded=bool(event.get("isBase64Encoded")),
         max_bytes=logic.service().serving.max_body_bytes,
-        json_length=event.headers.get(INFERENCE_HEADER_LENGTH.lower()) if open_inference else None,
+        json_length=_header(event, _INFERENCE_HEADER) if open_inference else None,
     )
+
+
+_INFERENCE_HEADER = INFERENCE_HEADER_LENGTH.lower()
 
 
 @app.post("/v1/predict")
@@ -174,13 +271,7 @@ def _error(
         body["field"] = field
     body.update(details)
     try:
-        with single_metric(
-            name="RequestErrors",
-            unit=MetricUnit.Count,
-            value=1,
-            default_dimensions=metrics.default_dimensions,
-        ) as metric:
-            metric.add_dimension(name="error", value=code)
+        metrics.single_metric("RequestErrors", MetricUnit.Count, 1, {"error": code})
     except Exception:  # a metric must never turn a 4xx into a crash
         logger.debug("Could not publish the error metric", exc_info=True)
     metrics.add_metric(
@@ -189,28 +280,41 @@ def _error(
     return Response(status_code=status, content_type=JSON, body=body)
 
 
-@app.exception_handler(RequestError)
+_HANDLERS: dict[type[BaseException], Callable[[Any], Response]] = {}
+
+
+def _handles(kind: type[Exception]) -> Callable[[Callable[[Any], Response]], Any]:
+    """Register an error handler with the resolver and for the lean routes alike."""
+
+    def register(handler: Callable[[Any], Response]) -> Any:
+        _HANDLERS[kind] = handler
+        return app.exception_handler(kind)(handler)
+
+    return register
+
+
+@_handles(RequestError)
 def request_error(error: RequestError) -> Response:
     logger.info("Request refused", extra={"error": error.code, "field": error.field})
     return _error(error.status, error.code, error.message, error.field)
 
 
-@app.exception_handler(NoModelError)
+@_handles(NoModelError)
 def no_model(error: NoModelError) -> Response:
     return _error(503, "no_model", "no model is promoted yet")
 
 
-@app.exception_handler(ModelNotFoundError)
+@_handles(ModelNotFoundError)
 def unknown_model(error: ModelNotFoundError) -> Response:
     return _error(404, "model_not_found", str(error), "name", models=error.available)
 
 
-@app.exception_handler(VersionNotFoundError)
+@_handles(VersionNotFoundError)
 def unknown_version(error: VersionNotFoundError) -> Response:
     return _error(404, "version_not_found", str(error), "version")
 
 
-@app.exception_handler(VersionRefusedError)
+@_handles(VersionRefusedError)
 def refused_version(error: VersionRefusedError) -> Response:
     return _error(503, "model_integrity", str(error), "version")
 
@@ -221,23 +325,92 @@ def not_found(error: NotFoundError) -> Response:
     return _error(404, "not_found", f"no route {event.http_method} {event.path}")
 
 
-@app.exception_handler(Exception)
+@_handles(Exception)
 def unexpected(error: Exception) -> Response:
     logger.exception("Unexpected error")
     return _error(500, "internal_error", "the request could not be served; it was logged")
 
 
+_SEGMENT = r"[-._~()'!*:@,;=+&$%<> \[\]{}|^\w]+"
+"""A path parameter as the resolver matches it (Powertools' pattern for `<name>`)."""
+_LEAN_ROUTE = re.compile(
+    rf"^/v(?:1/(?:predict|models/(?P<v1>{_SEGMENT})/predict)"
+    rf"|2/models/(?P<v2>{_SEGMENT})/(?:versions/(?P<version>{_SEGMENT})/)?infer)$"
+)
+"""The hot path: `POST /v1/predict`, `/v1/models/{name}/predict`, `/v2/models/{name}/infer`
+and `/v2/models/{name}/versions/{version}/infer`."""
+
+
+def _lean(event: dict[str, Any], context: LambdaContext, route: re.Match[str]) -> dict[str, Any]:
+    """A hot-path request, answered as the resolver would answer it (same body, status,
+    headers, logs and metrics) without building its event wrappers and response objects."""
+    request_id = _event_request_id(event)
+    _log_context(context, (event.get("requestContext") or {}).get("requestId"))
+    try:
+        v2 = route["v2"]
+        if v2 is None:
+            result = logic.predict_instances(_document(event), request_id, route["v1"])
+        else:
+            document = _document(event, open_inference=True)
+            version = route["version"]
+            result = logic.infer_v2(
+                v2, document, request_id, None if version is None else _version(version)
+            )
+        return _proxy_response(200, result)
+    except Exception as error:
+        response = _handler_of(error)(error)
+        return _proxy_response(response.status_code, response.body)
+    finally:
+        metrics.flush_metrics()
+
+
+def _handler_of(error: Exception) -> Callable[[Any], Response]:
+    """The error's handler: the one of its class or of its nearest base class, as the
+    resolver looks it up."""
+    for kind in type(error).__mro__:
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            return handler
+    return unexpected
+
+
+def _proxy_response(status: int, body: Any) -> dict[str, Any]:
+    """The proxy integration's answer, as the resolver builds it for a JSON body."""
+    return {
+        "statusCode": status,
+        "body": _dumps(body),
+        "isBase64Encoded": False,
+        "multiValueHeaders": {"Content-Type": [JSON]},
+    }
+
+
+def _log_context(context: LambdaContext, correlation_id: str | None) -> None:
+    """The keys `logger.inject_lambda_context` adds to every log line of the invocation, and
+    the correlation id `correlation_paths.API_GATEWAY_REST` would set."""
+    logger.append_keys(
+        cold_start=_is_cold_start(),
+        function_name=context.function_name,
+        function_memory_size=context.memory_limit_in_mb,
+        function_arn=context.invoked_function_arn,
+        function_request_id=context.aws_request_id,
+    )
+    logger.set_correlation_id(correlation_id)
+
+
 @answers_health_check
-@logger.inject_lambda_context
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # What `correlation_id_path=correlation_paths.API_GATEWAY_REST` sets, without a JMESPath
-    # search per request.
-    logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
-    # Powertools keeps dimensions and metadata after an invocation that published no metric:
-    # the previous request's `model` must not label this one's.
+    # The previous request's metrics (its `model` dimension) never label this one's.
     metrics.clear_metrics()
-    return app.resolve(event, context)
+    path = event.get("path")
+    if type(path) is str and event.get("httpMethod") == "POST":
+        route = _LEAN_ROUTE.match(path)
+        if route is not None:
+            return _lean(event, context, route)
+    _log_context(context, (event.get("requestContext") or {}).get("requestId"))
+    try:
+        return app.resolve(event, context)
+    finally:
+        metrics.flush_metrics()
 
 
 def _reload_after_restore() -> None:

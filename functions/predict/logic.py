@@ -23,7 +23,8 @@ from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
 from functions.common.config.loading import deployed_config
 from functions.common.config.serving import ServingConfig
-from functions.common.observability import logger, metrics
+from functions.common.observability import logger
+from functions.common.observability import request_metrics as metrics
 from functions.common.sensitive import SensitiveColumns
 from functions.ml.onnx_input import Prediction, predict_columns
 from functions.predict.capture_log import CaptureLog
