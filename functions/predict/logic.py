@@ -143,8 +143,7 @@ def json_array(values: np.ndarray) -> Any:
 
 
 def _score(served: Served, model: ServingModel, batch: Batch) -> Prediction:
-    with served.store.observed(model):  # counted for a rollout's judgement, if one runs
-        return predict_columns(model.session, batch.columns, model.signature)
+    return predict_columns(model.session, batch.columns, model.signature)
 
 
 def _record_request(model: ServingModel, batch: Batch, started: float, route: str) -> None:
