@@ -5,14 +5,12 @@ registry's transaction, its statistics in the alias history and the decision ite
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION
@@ -21,6 +19,7 @@ from functions.canary import handler
 from functions.canary.logic import DECIDED_BY
 from functions.common.config.loading import load_config
 from functions.common.contracts import ModelVersion
+from tests.helpers.canary import jsonl, record, traffic
 from tests.helpers.cloud import Cloud
 from tests.helpers.lambda_context import lambda_context
 
@@ -73,42 +72,8 @@ def rollout(cloud: Cloud, canary_config: Callable[..., None]) -> Iterator[int]:
     yield state.revision
 
 
-def record(
-    rollout: int | None,
-    alias: str,
-    version: int,
-    *,
-    request: str,
-    latency_ms: float | None = 2.0,
-    error: str | None = None,
-    first_row: int = 0,
-) -> dict[str, Any]:
-    rows = 0 if error else 2
-    return {
-        "record": "capture",
-        "format_version": 2,
-        "request_id": request,
-        "timestamp": "2026-12-02T20:00:00.123Z",
-        "model_name": MODEL,
-        "model_version": version,
-        "alias": alias,
-        "route": "v1",
-        "rollout": rollout,
-        "first_row": first_row,
-        "rows": rows,
-        "request_rows": rows,
-        "columns": {} if error else {"age": [30, 40], "plan": ["a", "b"]},
-        "predictions": [] if error else [0, 1],
-        "probabilities": None,
-        "classes": None,
-        "latency_ms": latency_ms,
-        "error": error,
-    }
-
-
 def put_object(cloud: Cloud, key: str, records: list[dict[str, Any]]) -> str:
-    body = "".join(json.dumps(r) + "\n" for r in records).encode()
-    cloud.s3.put_object(Bucket=cloud.bucket, Key=key, Body=body)
+    cloud.s3.put_object(Bucket=cloud.bucket, Key=key, Body=jsonl(records))
     return key
 
 
@@ -121,40 +86,6 @@ def deliver(cloud: Cloud, key: str) -> dict[str, Any]:
         "detail": {"bucket": {"name": cloud.bucket}, "object": {"key": key, "size": 1}},
     }
     return handler.lambda_handler(event, lambda_context("canary"))
-
-
-def traffic(
-    rollout: int,
-    requests: int,
-    *,
-    share: float,
-    candidate_error: float,
-    seed: int,
-    start: int = 0,
-    slowdown: float = 1.0,
-) -> list[dict[str, Any]]:
-    """`requests` captured requests split by `share`: production never fails, the
-    candidate fails with `candidate_error`; latencies log-normal around 2 ms."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(start, start + requests):
-        to_candidate = rng.random() < share
-        latency = float(np.exp(np.log(2.0) + 0.3 * rng.standard_normal()))
-        if to_candidate:
-            failed = rng.random() < candidate_error
-            out.append(
-                record(
-                    rollout,
-                    CANDIDATE,
-                    2,
-                    request=f"r{i}",
-                    latency_ms=latency * slowdown,
-                    error="scoring_failed" if failed else None,
-                )
-            )
-        else:
-            out.append(record(rollout, PRODUCTION, 1, request=f"r{i}", latency_ms=latency))
-    return out
 
 
 def test_an_object_is_counted_once_per_alias_and_version_even_when_redelivered(
