@@ -39,7 +39,8 @@ def test_a_request_counts_once_and_failures_have_no_latency_observation() -> Non
 
 def test_what_is_not_a_countable_record_is_skipped_not_guessed() -> None:
     older = {**record(3, "candidate", 2, request="a"), "format_version": 1}
-    nameless = {k: v for k, v in record(3, "candidate", 2, request="b").items() if k != "model_name"}
+    nameless = dict(record(3, "candidate", 2, request="b"))
+    del nameless["model_name"]
     bad_version = {**record(3, "candidate", 2, request="c"), "model_version": "2"}
     other = {"record": "shadow", "rollout": 3, "alias": "candidate"}
     counts = count_lines([b"{not json", *lines(older, nameless, bad_version, other)])

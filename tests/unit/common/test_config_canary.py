@@ -13,18 +13,9 @@ from functions.common.config.base import ConfigError
 from functions.common.config.loading import load_config
 from functions.common.config.serving import ServingConfig
 from functions.ml.sequential import ERROR_RATE, LATENCY
+from tests.helpers.config import TWO_MODELS
 
-MODELS = """
-[datasets.churn]
-target = "churned"
-task = "classification"
-
-[models.churn-a]
-dataset = "churn"
-
-[models.churn-b]
-dataset = "churn"
-"""
+MODELS = TWO_MODELS
 
 
 def test_the_defaults_make_the_documented_test() -> None:
