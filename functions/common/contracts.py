@@ -268,6 +268,11 @@ class ServingStats(Contract):
         default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1),
         description="Counts per `LATENCY_BUCKETS_MS` bucket, then beyond the last bound",
     )
+    latency_count: int = Field(
+        default=0, description="Successful requests with a scoring time (the latency test's n)"
+    )
+    log_latency_sum: float = Field(default=0.0, description="Sum of ln(latency_ms) over them")
+    log_latency_sq_sum: float = Field(default=0.0, description="Sum of ln(latency_ms) squared")
 
     @property
     def error_rate(self) -> float | None:
@@ -276,6 +281,24 @@ class ServingStats(Contract):
     @property
     def mean_latency_ms(self) -> float | None:
         return self.latency_ms_sum / self.requests if self.requests else None
+
+
+class SequentialTestRecord(Contract):
+    """One metric's sequential test (Wald's SPRT, `functions.ml.sequential`) at a rollout's
+    decision: the log-likelihood ratio, its boundaries and the sample sizes."""
+
+    metric: Literal["error_rate", "latency"]
+    outcome: Literal["rollback", "promote", "continue"]
+    statistic: float = Field(description="Log-likelihood ratio of 'worse by effect' vs 'equal'")
+    upper: float = Field(description="Rollback at or above: ln((1 - beta) / alpha)")
+    lower: float = Field(description="Promote at or below: ln(beta / (1 - alpha))")
+    difference: float = Field(description="Candidate minus production (rate, or mean ln ms)")
+    variance: float
+    effect: float
+    alpha: float
+    beta: float
+    candidate_n: int
+    production_n: int
 
 
 class RolloutDecision(Contract):
@@ -291,6 +314,14 @@ class RolloutDecision(Contract):
     candidate: ServingStats
     production: ServingStats | None = None
     decided_at: str
+    tests: list[SequentialTestRecord] = Field(
+        default_factory=list,
+        description="Each metric's sequential test as read at the decision (none before "
+        "rollouts were decided by a sequential test)",
+    )
+    expired: bool = Field(
+        default=False, description="Decided at `candidate_max_minutes`, the tests undecided"
+    )
 
 
 class TrainingJobResult(Contract):

@@ -130,6 +130,16 @@ def _capture_record_2(document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _serving_stats_2(document: dict[str, Any]) -> dict[str, Any]:
+    """Serving stats 1 -> 2: the latency test's sums, none for the requests counted then."""
+    return {"latency_count": 0, "log_latency_sum": 0, "log_latency_sq_sum": 0, **document}
+
+
+def _rollout_decision_2(document: dict[str, Any]) -> dict[str, Any]:
+    """Rollout decision 1 -> 2: decided by fixed rules then, so no test and not expired."""
+    return {"tests": [], "expired": False, **document}
+
+
 REFERENCE_PROFILE = "reference-profile"
 DATASET_MANIFEST = "dataset-manifest"
 DATASET_VERSION_ITEM = "dataset-version-item"
@@ -252,12 +262,24 @@ FORMATS: Mapping[str, StoredFormat] = {
         StoredFormat(
             SERVING_STATS_ITEM,
             "registry table: pk MODEL#<model>, sk STATS#<rollout>#<alias>#<version>",
-            (_FIRST,),
+            (
+                _FIRST,
+                "counted from capture objects: adds `latency_count`, `log_latency_sum` and "
+                "`log_latency_sq_sum` (the latency test's sums); a version 1 item reads with "
+                "them at 0 (its requests carry no log-latency)",
+            ),
+            (_serving_stats_2,),
         ),
         StoredFormat(
             ROLLOUT_DECISION_ITEM,
             "registry table: pk MODEL#<model>, sk ROLLOUT#<rollout>",
-            (_FIRST,),
+            (
+                _FIRST,
+                "decided by a sequential test: adds `tests` (each metric's statistic, "
+                "boundaries and sample sizes) and `expired`; a version 1 decision reads with "
+                "no tests, not expired",
+            ),
+            (_rollout_decision_2,),
         ),
         StoredFormat(
             DATASET_CONTRACT_ITEM, "registry table: pk DATASET#<dataset>, sk CONTRACT", (_FIRST,)

@@ -48,6 +48,8 @@ Model side:
 - serving stats of a rollout: pk=`MODEL#<model>`,
   sk=`STATS#<rollout, 8 digits>#<alias>#<version, 8 digits>`.
 - rollout decision: pk=`MODEL#<model>`, sk=`ROLLOUT#<rollout, 8 digits>`.
+- capture object counted for a rollout: pk=`MODEL#<model>`, sk=`COUNTED#<object key>`
+  (written with the counters it added, so an object is counted once; expires after 30 days).
 
 Idempotency: the ingest function's records, pk=`IDEMPOTENCY#ingest`.
 
@@ -350,8 +352,12 @@ ALIAS_PREFIX = "ALIAS#"
 HISTORY_PREFIX = "HISTORY#"
 STATS_PREFIX = "STATS#"
 ROLLOUT_PREFIX = "ROLLOUT#"
+COUNTED_PREFIX = "COUNTED#"
 STATE_SORT_KEY = "STATE"
 
+
+TTL_ATTRIBUTE = "expiration"
+"""The registry table's time-to-live attribute (epoch seconds)."""
 
 INGEST_IDEMPOTENCY_KEY = "IDEMPOTENCY#ingest"
 """The partition of the ingest function's idempotency records."""
@@ -413,6 +419,11 @@ def stats_sort_key(rollout: int, alias: str, version: int) -> str:
 
 def rollout_sort_key(rollout: int) -> str:
     return f"{ROLLOUT_PREFIX}{rollout:08d}"
+
+
+def counted_sort_key(object_key: str) -> str:
+    """The marker of a capture object whose requests were added to a rollout's counters."""
+    return f"{COUNTED_PREFIX}{object_key}"
 
 
 # SageMaker training jobs (a job's S3 prefix is `sagemaker_prefix`)

@@ -151,8 +151,7 @@ def _score(
     """Score `batch` and capture the request (also when scoring fails, then re-raised)."""
     started = time.perf_counter()
     try:
-        with served.store.observed(model):  # counted for a rollout's judgement, if one runs
-            prediction = predict_columns(model.session, batch.columns, model.signature)
+        prediction = predict_columns(model.session, batch.columns, model.signature)
     except Exception as error:
         capture(svc, served, model, batch, None, request_id, route, started, error)
         raise
@@ -414,7 +413,6 @@ def capture(
     if svc.capture is None or not svc.should_capture(served):
         return
     latency_ms = (time.perf_counter() - started) * 1000
-    candidate = served.store.candidate if served.store is not None else None
     try:
         svc.capture.write(
             request_id=request_id,
@@ -422,7 +420,7 @@ def capture(
             model_version=model.version,
             alias=model.alias,
             route=route,
-            rollout=candidate.revision if candidate is not None else None,
+            rollout=served.store.rollout if served.store is not None else None,
             columns=batch.columns,
             rows=batch.rows,
             labels=prediction.labels if prediction is not None else None,

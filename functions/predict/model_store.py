@@ -11,9 +11,9 @@ keeps firing while production points at a bad file).
 
 With a rollout policy (`[serving] candidate_share > 0`), alias `candidate` is followed the same
 way (same checksum check, same TTL). `route()` answers a request with the candidate with
-probability `candidate_share`, else with production; `observed(model)` counts what each version
-served during the rollout (in memory; flushed to the registry at most every `flush_seconds` or
-`flush_requests`), and after a flush the rollout is judged when due (`functions.predict.rollout`).
+probability `candidate_share`, else with production; `rollout` is the running rollout's id (the
+candidate alias's revision), which capture records carry so that the canary function can count
+and judge the rollout from the capture stream (the store itself counts and writes nothing).
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 from aws_lambda_powertools import single_metric
@@ -35,15 +33,12 @@ from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.contracts import AliasState
 from functions.common.errors import ArtifactIntegrityError
 from functions.common.observability import logger, metrics
-from functions.predict import rollout
-from functions.predict.rollout import RolloutPolicy, StatsBuffer
+from functions.predict.rollout import RolloutPolicy
 from functions.serving.model import ServingModel, load_version, single_thread_session
 
 INTEGRITY_FAILURES = "ModelIntegrityFailures"
 REFRESH_FAILURES = "ModelRefreshFailures"
 MODELS_LOADED = "ModelsLoaded"
-ROLLOUT_STATS_FAILURES = "RolloutStatsFailures"
-ROLLOUTS_CONCLUDED = "RolloutsConcluded"
 
 
 MODEL_DIMENSION = "model"
@@ -79,47 +74,6 @@ def model_metric(name: str, model: str, value: float = 1) -> None:
         logger.debug("Could not publish a model metric", exc_info=True)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class _Unobserved:
-    """No rollout: scoring is not counted (the common case costs one attribute read)."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_UNOBSERVED = _Unobserved()
-
-
-class _Observation:
-    __slots__ = ("_model", "_rollout", "_started", "_store")
-
-    def __init__(self, store: ModelStore, model: ServingModel, rollout: int) -> None:
-        self._store = store
-        self._model = model
-        self._rollout = rollout
-        self._started = 0.0
-
-    def __enter__(self) -> None:
-        self._started = self._store.timer()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        elapsed_ms = (self._store.timer() - self._started) * 1000
-        self._store._count(self._rollout, self._model, elapsed_ms, failed=exc_type is not None)
-
-
 class ModelStore:
     """The current serving model, re-resolved from the registry at most every `ttl_seconds`.
 
@@ -139,8 +93,6 @@ class ModelStore:
         clock: Callable[[], float] = time.monotonic,
         policy: RolloutPolicy | None = None,
         sample: random.Random | None = None,
-        timer: Callable[[], float] = time.perf_counter,
-        wall_clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.model_name = model_name
         self.alias = alias
@@ -152,17 +104,10 @@ class ModelStore:
         self.clock = clock
         self.policy = policy or RolloutPolicy()
         self.random = sample or random.Random()
-        self.timer = timer
-        self.wall_clock = wall_clock
-        self.flush_requests = 100
-        self.flush_seconds = 5.0
         self._model: ServingModel | None = None
         self._candidate: ServingModel | None = None
         self._checked_at: float | None = None
         self._lock = threading.Lock()
-        self._stats = StatsBuffer()
-        self._stats_lock = threading.Lock()
-        self._flushed_at: float | None = None
 
     @property
     def loaded(self) -> ServingModel | None:
@@ -174,6 +119,14 @@ class ModelStore:
         """The candidate in rollout now (None without one, or without a rollout policy)."""
         return self._candidate
 
+    @property
+    def rollout(self) -> int | None:
+        """The running rollout's id (the candidate alias's revision) while a candidate is
+        served, else None: what predict stamps as `rollout` on the capture records of
+        production's and the candidate's answers alike."""
+        candidate = self._candidate
+        return candidate.revision if candidate is not None else None
+
     def route(self) -> ServingModel:
         """The model to answer a prediction with: the candidate for a `policy.share` of
         requests while one is in rollout, else production (as `current`)."""
@@ -183,21 +136,10 @@ class ModelStore:
             return candidate
         return model
 
-    def observed(self, model: ServingModel) -> _Observation | _Unobserved:
-        """Wrap scoring with `model`: while a rollout runs, its latency and failure (an
-        exception) are counted for the rollout's judgement."""
-        candidate = self._candidate
-        if candidate is None:
-            return _UNOBSERVED
-        return _Observation(self, model, candidate.revision)
-
     def after_restore(self) -> None:
         """After a SnapStart restore: a fresh random sequence (every restored copy would
         repeat the snapshot's) and the aliases re-resolved at once, not after the TTL."""
         self.random.seed()
-        with self._stats_lock:
-            self._stats = StatsBuffer()
-            self._flushed_at = None
         self.refresh(force=True)
 
     def current(self) -> ServingModel:
@@ -291,63 +233,6 @@ class ModelStore:
             )
         return model
 
-    def _count(self, rollout_id: int, model: ServingModel, elapsed_ms: float, failed: bool) -> None:
-        now = self.timer()
-        with self._stats_lock:
-            self._stats.add(rollout_id, model.alias, model.version, elapsed_ms, failed)
-            if self._flushed_at is None:
-                self._flushed_at = now
-            due = (
-                self._stats.pending >= self.flush_requests
-                or now - self._flushed_at >= self.flush_seconds
-            )
-            if not due:
-                return
-            drained = self._stats.drain()
-            self._flushed_at = now
-        self._flush(drained)
-        self._conclude()
-
-    def _flush(self, drained: list[tuple[int, Any]]) -> None:
-        for rollout_id, stats in drained:
-            try:
-                self._registry.add_serving_stats(self.model_name, rollout_id, stats)
-            except Exception:
-                # Counts are dropped, never retried: a retry could count them twice.
-                logger.exception("Could not record rollout stats", extra={"rollout": rollout_id})
-                model_metric(ROLLOUT_STATS_FAILURES, self.model_name)
-
-    def _conclude(self) -> None:
-        candidate, production = self._candidate, self._model
-        if candidate is None or candidate.promoted_at is None:
-            return
-        try:
-            changes = rollout.conclude(
-                self._registry,
-                self.model_name,
-                rollout=candidate.revision,
-                candidate_version=candidate.version,
-                production_version=production.version if production else None,
-                started_at=datetime.fromisoformat(candidate.promoted_at),
-                at=self.wall_clock(),
-                policy=self.policy,
-            )
-        except Exception:
-            logger.exception("Could not judge the rollout", extra={"rollout": candidate.revision})
-            model_metric(ROLLOUT_STATS_FAILURES, self.model_name)
-            return
-        if changes is None:
-            return
-        if changes:
-            logger.info(
-                "Rollout concluded",
-                extra={"rollout": candidate.revision, "changes": [c.model_dump() for c in changes]},
-            )
-            model_metric(ROLLOUTS_CONCLUDED, self.model_name)
-        # Decided (here or by another container): follow the aliases at the next request,
-        # without waiting for the TTL; containers that did not judge follow at their TTL.
-        self._checked_at = None
-
     def _load(self, state: AliasState) -> ServingModel | None:
         try:
             return self._checked(
@@ -415,12 +300,3 @@ class ModelStore:
         """ONNX bytes of the versions this store holds (production and candidate)."""
         held = {id(m): m.size for m in (self._model, self._candidate) if m is not None}
         return sum(held.values())
-
-    def close(self) -> None:
-        """Before the store is dropped (unloaded from the cache): the rollout counters not yet
-        flushed are recorded now, not lost."""
-        with self._stats_lock:
-            drained = self._stats.drain()
-            self._flushed_at = None
-        if drained:
-            self._flush(drained)

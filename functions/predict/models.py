@@ -174,9 +174,7 @@ class ModelCache:
             self._pinned.pop(key, None)
             dropped = f"{key[0]}@{key[1]}"
         else:
-            served = self._served.pop(key, None)
-            if served is not None:
-                served.store.close()
+            self._served.pop(key, None)
             dropped = key
         model_metric(UNLOADED, key[0] if isinstance(key, tuple) else key)
         logger.info("Model unloaded (least recently used)", extra={"model": dropped})

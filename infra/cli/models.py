@@ -290,9 +290,9 @@ def models_canary(
         )
     else:
         console.print(
-            f"It serves {share:.0%} of requests until {serving.candidate_min_requests} "
-            f"requests or {serving.candidate_max_minutes} minutes, then is "
-            f"promoted or dropped (see `mlops models history --alias {CANDIDATE}`)."
+            f"It serves {share:.0%} of requests; a sequential test on the captured requests "
+            f"promotes or drops it (at the latest after {serving.candidate_max_minutes} "
+            f"minutes; see `mlops models history --alias {CANDIDATE}`)."
         )
 
 

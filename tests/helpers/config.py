@@ -103,3 +103,17 @@ def with_challenger(text: str | None = None, *, drift: str = "") -> str:
     text = text if text is not None else (REPO / "mlops.toml").read_text()
     assert "[serving]\n" in text
     return text.replace("[serving]\n", tables + "[serving]\n", 1)
+
+
+TWO_MODELS = """
+[datasets.churn]
+target = "churned"
+task = "classification"
+
+[models.churn-a]
+dataset = "churn"
+
+[models.churn-b]
+dataset = "churn"
+"""
+"""A config of two models on one dataset (`churn-a`, `churn-b`), every section at its defaults."""

@@ -287,7 +287,11 @@ def test_a_drift_run_failing_every_attempt_lands_in_its_queue_and_alarms(
 ) -> None:
     function_id, _ = _one(resources, "AWS::Lambda::Function", "MonitoringDriftFunction")
     queue_id, queue = _one(resources, "AWS::SQS::Queue", "MonitoringFailedDriftChecks")
-    [config] = resources("AWS::Lambda::EventInvokeConfig").values()
+    [config] = [
+        c
+        for c in resources("AWS::Lambda::EventInvokeConfig").values()
+        if c["Properties"]["FunctionName"] == {"Ref": function_id}
+    ]
     topic_id, _ = _one(resources, "AWS::SNS::Topic", "AlertsTopic")
     _, alarm = _one(resources, "AWS::CloudWatch::Alarm", "MonitoringDriftCheckRetriesExhausted")
 

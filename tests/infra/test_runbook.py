@@ -117,6 +117,8 @@ def test_every_dead_letter_queue_has_an_alarm_on_the_alerts_topic(
         "BatchUndeliveredStarts",
         "MonitoringUndeliveredEvents",
         "MonitoringFailedDriftChecks",
+        "CanaryUndeliveredCaptureEvents",
+        "CanaryFailedCanaryCounts",
     }
     [topic_id] = resources("AWS::SNS::Topic")
     for queue_id in queues:

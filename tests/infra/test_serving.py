@@ -172,8 +172,7 @@ def test_predict_reads_models_and_capture_writes_only_feedback_and_never_calls_f
     assert not [
         s for s in statements if any(a.startswith("firehose:") for a in _as_list(s["Action"]))
     ]
-    # Writes: serving counters and the alias moves a canary rollout decides (conditional),
-    # all on the model's own items: never dataset versions, contracts or training runs.
+    # The model's own items, read only: the canary function counts and concludes rollouts.
     dynamodb = [
         s for s in statements if any(a.startswith("dynamodb:") for a in _as_list(s["Action"]))
     ]
@@ -185,17 +184,8 @@ def test_predict_reads_models_and_capture_writes_only_feedback_and_never_calls_f
             "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["MODEL#churn"]}
         }
         actions |= set(_as_list(statement["Action"]))
-    assert actions == {
-        "dynamodb:GetItem",
-        "dynamodb:Query",
-        "dynamodb:ConditionCheckItem",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
-    }
-    events = [s for s in statements if "events:PutEvents" in _as_list(s["Action"])]
-    (statement,) = events
-    assert statement["Resource"]["Fn::Join"][1][-1] == ":event-bus/default"
+    assert actions == {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"}
+    assert not [s for s in statements if "events:PutEvents" in _as_list(s["Action"])]
 
 
 def test_alias_live_is_what_every_method_invokes(resources: Resources) -> None:
@@ -403,3 +393,37 @@ def test_the_serving_page_says_what_api_gateway_validates_as_the_template_has_it
         "API Gateway validates the `{name}` and `{version}` path parameters of the model routes"
         in page
     )
+
+
+def test_the_canary_function_runs_on_capture_objects_with_least_privilege(
+    resources: Resources,
+) -> None:
+    rules = [
+        r["Properties"]
+        for r in resources("AWS::Events::Rule").values()
+        if r["Properties"].get("Description", "").startswith("A new capture object")
+    ]
+    (rule,) = rules
+    pattern = rule["EventPattern"]
+    assert pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["object"] == {"key": [{"prefix": "capture/"}]}
+    (target,) = rule["Targets"]
+    assert target["Arn"]["Fn::GetAtt"][0].startswith("CanaryCanaryFunction")
+    assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].startswith(
+        "CanaryUndeliveredCaptureEvents"
+    )
+    statements = _role_statements(resources, "CanaryCanaryFunctionRole")
+    # Reads capture objects only: no write, no listing, nothing else in the bucket.
+    assert _object_prefixes(statements, "s3:GetObject") == {"capture/*"}
+    assert not [s for s in statements if "s3:PutObject" in _as_list(s["Action"])]
+    dynamodb = [
+        s for s in statements if any(a.startswith("dynamodb:") for a in _as_list(s["Action"]))
+    ]
+    for statement in dynamodb:
+        assert statement["Condition"] == {
+            "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["MODEL#churn"]}
+        }
+    actions = {a for s in dynamodb for a in _as_list(s["Action"])}
+    assert "dynamodb:Scan" not in actions and "dynamodb:UpdateItem" in actions
+    (events,) = [s for s in statements if "events:PutEvents" in _as_list(s["Action"])]
+    assert events["Resource"]["Fn::Join"][1][-1] == ":event-bus/default"

@@ -1,13 +1,16 @@
 """Rollouts in the registry table (keys: `functions.common.layout`).
 
-- serving stats of a rollout: counters (requests, errors, latency sum and histogram) that the
-  predict function ADDs to. The rollout is the revision of alias `candidate` that started it.
+- serving stats of a rollout: counters (requests, errors, latency sum and histogram, the sums of
+  log-latency) that the canary function ADDs to from capture objects, each object once (its
+  marker is written in the same transaction). The rollout is the revision of alias
+  `candidate` that started it.
 - rollout decision: written once, in the transaction that promotes or drops the candidate, so a
   rollout is decided exactly once.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,25 +35,82 @@ from functions.common.contracts import (
     RolloutDecision,
     ServingStats,
 )
-from functions.common.errors import StalePromotionError
+from functions.common.errors import RegistryError, StalePromotionError
 from functions.common.layout import (
+    TTL_ATTRIBUTE,
+    counted_sort_key,
     model_key,
     rollout_sort_key,
     stats_prefix,
     stats_sort_key,
 )
 
+COUNT_ATTEMPTS = 4
+"""Tries of one capture object's counting transaction while other objects' hold its counters."""
+
 
 class Rollouts(Aliases):
     """The rollouts of a candidate: what each alias and version served, and the decision."""
 
-    def add_serving_stats(self, model: str, rollout: int, stats: ServingStats) -> None:
-        """Add `stats` (what this container served since its last flush) to the rollout's
-        counters of that alias and version; one atomic ADD, so containers never overwrite."""
+    def count_capture_object(
+        self,
+        model: str,
+        object_key: str,
+        counts: Mapping[int, list[ServingStats]],
+        *,
+        expires_at: int,
+    ) -> bool:
+        """Add what capture object `object_key` holds of `model` (`counts`: per rollout, each
+        alias and version's stats) to the rollouts' counters, and record the object as counted
+        (its marker expires at `expires_at`, epoch seconds): one transaction, so a redelivered
+        object adds nothing. Returns False when it was counted already.
+
+        Raises:
+            FormatVersionError: a counter was written by a newer release (nothing changed).
+        """
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": {
+                        **item_key(model_key(model), counted_sort_key(object_key)),
+                        "kind": {"S": "capture_counted"},
+                        TTL_ATTRIBUTE: {"N": str(expires_at)},
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        ]
+        for rollout, served in sorted(counts.items()):
+            items.extend(self._counter_update(model, rollout, stats) for stats in served)
+        for attempt in range(COUNT_ATTEMPTS):
+            try:
+                with translated("transact_write_items", self.table_name):
+                    self._dynamodb.transact_write_items(TransactItems=items)
+                return True
+            except ConditionFailed as failed:
+                if failed.reasons and failed.reasons[0] == "ConditionalCheckFailed":
+                    return False
+                if "ConditionalCheckFailed" in failed.reasons:
+                    raise InPlaceStamp(formats.SERVING_STATS_ITEM).refused() from None
+                # Another object's transaction held a counter: nothing was written, try again.
+                if attempt == COUNT_ATTEMPTS - 1:
+                    raise RegistryError(
+                        f"counting {object_key} for {model}: the counters stayed in conflict "
+                        f"with other writers after {COUNT_ATTEMPTS} attempts"
+                    ) from None
+                time.sleep(0.05 * 2**attempt)
+        return True
+
+    def _counter_update(self, model: str, rollout: int, stats: ServingStats) -> dict[str, Any]:
+        """The transaction item that ADDs `stats` to the counters of its alias and version."""
         counters: dict[str, Any] = {
             "requests": stats.requests,
             "errors": stats.errors,
             "latency_ms_sum": round(stats.latency_ms_sum, 3),
+            "latency_count": stats.latency_count,
+            "log_latency_sum": round(stats.log_latency_sum, 9),
+            "log_latency_sq_sum": round(stats.log_latency_sq_sum, 9),
         }
         counters.update(
             {f"latency_bucket_{i}": n for i, n in enumerate(stats.latency_histogram) if n}
@@ -70,20 +130,18 @@ class Rollouts(Aliases):
         )
         sets = ", ".join([*(f"#s{i} = :s{i}" for i in range(len(fixed))), stamp.assignment])
         adds = ", ".join(f"#a{i} :a{i}" for i in range(len(counters)))
-        try:
-            with translated("update_item", self.table_name):
-                self._dynamodb.update_item(
-                    TableName=self.table_name,
-                    Key=item_key(
-                        model_key(model), stats_sort_key(rollout, stats.alias, stats.version)
-                    ),
-                    UpdateExpression=f"SET {sets} ADD {adds}",
-                    ConditionExpression=stamp.condition,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                )
-        except ConditionFailed:
-            raise stamp.refused() from None
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": item_key(
+                    model_key(model), stats_sort_key(rollout, stats.alias, stats.version)
+                ),
+                "UpdateExpression": f"SET {sets} ADD {adds}",
+                "ConditionExpression": stamp.condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
 
     def serving_stats(self, model: str, rollout: int) -> list[ServingStats]:
         """The counters of every alias and version that served during `rollout`."""
@@ -183,4 +241,7 @@ def _serving_stats(stored: Mapping[str, Any]) -> ServingStats:
         errors=int(fields.get("errors", 0)),
         latency_ms_sum=float(fields.get("latency_ms_sum", 0)),
         latency_histogram=[int(fields.get(f"latency_bucket_{i}", 0)) for i in range(buckets)],
+        latency_count=int(fields.get("latency_count", 0)),
+        log_latency_sum=float(fields.get("log_latency_sum", 0)),
+        log_latency_sq_sum=float(fields.get("log_latency_sq_sum", 0)),
     )

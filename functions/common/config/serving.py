@@ -112,7 +112,20 @@ class ServingConfig(Section):
     latency_alarm_ms: Annotated[int, Field(ge=10, le=29_000)] = 1_000
     """An alarm notifies the alerts topic when the API's p99 latency stays above this."""
     candidate_min_requests: Annotated[int, Field(ge=1)] = 1_000
+    """A rollout whose sequential test has not decided by `candidate_max_minutes` is promoted
+    only if the candidate served at least this many requests, else dropped."""
     candidate_max_minutes: Annotated[int, Field(ge=1)] = 60
+    """How long a rollout may run undecided (checked at every capture object)."""
+    canary_alpha: Annotated[float, Field(gt=0.0, le=0.2)] = 0.05
+    """Largest false-rollback rate of a rollout's sequential test (an equal candidate
+    dropped), shared by its error-rate and latency tests (alpha / 2 each)."""
+    canary_power: Annotated[float, Field(ge=0.5, lt=1.0)] = 0.8
+    """Chance of rolling back a candidate worse by the minimum effect (per metric)."""
+    canary_min_effect_error_rate: Annotated[float, Field(gt=0.0, le=0.5)] = 0.01
+    """Smallest error-rate increase worth a rollback, absolute (0.01: one percentage point)."""
+    canary_min_effect_latency: Annotated[float, Field(gt=0.0, le=10.0)] = 0.2
+    """Smallest slowdown worth a rollback, as a ratio of geometric-mean scoring latency
+    minus one (0.2: 20 % slower)."""
     model_cache_mb: Annotated[int, Field(ge=1, le=10240)] | None = None
     """Models kept loaded per container, by the size of their ONNX files (production, a
     candidate in rollout and versions asked for by number); unset: 1/64 of `memory_mb` (an

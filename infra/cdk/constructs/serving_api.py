@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from aws_cdk import CfnResource, Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lambda as lambda_
@@ -168,10 +167,9 @@ class ServingApi(Construct):
         # Feedback checks a row against its captured request, when the capture is found.
         data_lake.grant_read_objects(role, CAPTURE_PREFIX)
         data_lake.grant_list(role, [CAPTURE_PREFIX])
-        # The models' own items only. Read: aliases and versions. Write: serving counters,
-        # rollout decisions and the alias moves a rollout makes (conditional transactions).
-        registry.grant_partitions(role, write=[model_key(model) for model in models])
-        events.EventBus.from_event_bus_name(self, "DefaultBus", "default").grant_put_events_to(role)
+        # The models' own items, read only: aliases and versions. A rollout is counted and
+        # concluded by the canary function from the capture stream, never by predict.
+        registry.grant_partitions(role, read=[model_key(model) for model in models])
         # Capture leaves the function as log lines: no Firehose grant on its role.
         self.capture_subscription = self._capture_subscription(self.predict.log_group)
 

@@ -11,6 +11,7 @@ from constructs import Construct
 from infra.cdk.config import DeployConfig
 from infra.cdk.constructs.alerts import Alerts
 from infra.cdk.constructs.batch import BatchInference
+from infra.cdk.constructs.canary import CanaryConsumer
 from infra.cdk.constructs.data_lake import DataLake
 from infra.cdk.constructs.monitoring import Monitoring
 from infra.cdk.constructs.pipeline import Pipeline
@@ -50,6 +51,7 @@ class MlopsStack(Stack):
             serving=self.serving,
         )
         self.batch = BatchInference(self, "Batch", platform=platform)
+        self.canary = CanaryConsumer(self, "Canary", platform=platform, serving=self.serving)
         # CloudWatch alarms publish to the alerts topic, encrypted with the alerts key.
         self.alerts.key.grant(
             iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*"

@@ -509,28 +509,42 @@ def test_a_candidate_is_not_a_promotion_and_can_be_dropped(registry: ModelRegist
         registry.drop_alias(MODEL, PRODUCTION, expected=1, reason="no")
 
 
-def test_serving_stats_add_up_across_writers(registry: ModelRegistry) -> None:
-    for latency in (3.0, 40.0):
-        registry.add_serving_stats(
-            MODEL,
-            4,
-            ServingStats(
-                alias=CANDIDATE,
-                version=2,
-                requests=2,
-                errors=1,
-                latency_ms_sum=latency,
-                latency_histogram=[1, 0, 0, 1, 0, 0, 0, 0, 0],
-            ),
+def test_serving_stats_add_up_across_capture_objects_each_counted_once(
+    registry: ModelRegistry,
+) -> None:
+    expires = 2_000_000_000
+    for n, latency in enumerate((3.0, 40.0)):
+        served = ServingStats(
+            alias=CANDIDATE,
+            version=2,
+            requests=2,
+            errors=1,
+            latency_ms_sum=latency,
+            latency_histogram=[1, 0, 0, 1, 0, 0, 0, 0, 0],
+            latency_count=1,
+            log_latency_sum=1.5,
+            log_latency_sq_sum=2.25,
         )
-    registry.add_serving_stats(MODEL, 4, ServingStats(alias=PRODUCTION, version=1, requests=5))
-    registry.add_serving_stats(MODEL, 5, ServingStats(alias=PRODUCTION, version=1, requests=9))
+        assert registry.count_capture_object(
+            MODEL, f"capture/o{n}", {4: [served]}, expires_at=expires
+        )
+    assert not registry.count_capture_object(
+        MODEL, "capture/o1", {4: [served]}, expires_at=expires
+    ), "an object counted already adds nothing"
+    production = ServingStats(alias=PRODUCTION, version=1, requests=5)
+    registry.count_capture_object(
+        MODEL,
+        "capture/o2",
+        {4: [production], 5: [production.model_copy(update={"requests": 9})]},
+        expires_at=expires,
+    )
 
     stats = {(s.alias, s.version): s for s in registry.serving_stats(MODEL, 4)}
 
     candidate = stats[(CANDIDATE, 2)]
     assert (candidate.requests, candidate.errors, candidate.latency_ms_sum) == (4, 2, 43.0)
     assert candidate.latency_histogram == [2, 0, 0, 2, 0, 0, 0, 0, 0]
+    assert (candidate.latency_count, candidate.log_latency_sum) == (2, 3.0)
     assert stats[(PRODUCTION, 1)].requests == 5  # rollout 5's counters are apart
 
 

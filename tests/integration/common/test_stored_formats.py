@@ -143,10 +143,12 @@ def test_version_1_alias_counter_and_rollout_items_read_and_go_on(cloud: Cloud) 
     assert _raw_item(cloud, counter["pk"], counter["sk"])[formats.FIELD] == {"N": "1"}
     rollout = int(stats["sk"].split("#")[1])
     served = ServingStats(alias=stats["alias"], version=stats["version"], requests=3, errors=0)
-    registry.add_serving_stats(model, rollout, served)
+    registry.count_capture_object(model, "capture/o", {rollout: [served]}, expires_at=2**31)
     [summed] = registry.serving_stats(model, rollout)
     assert (summed.requests, summed.errors) == (stats["requests"] + 3, stats["errors"])
-    assert _raw_item(cloud, stats["pk"], stats["sk"])[formats.FIELD] == {"N": "1"}
+    assert summed.latency_count == 0  # a version 1 item's requests carry no log-latency
+    current = str(formats.current(formats.SERVING_STATS_ITEM))
+    assert _raw_item(cloud, stats["pk"], stats["sk"])[formats.FIELD] == {"N": current}
     decided = registry.get_rollout_decision(model, decision["rollout"])
     assert decided is not None and decided.outcome == decision["outcome"]
     assert decided.candidate.requests == decision["candidate"]["requests"]
@@ -172,13 +174,14 @@ def test_an_item_updated_in_place_is_not_stamped_down_when_a_newer_release_wrote
     _store_item(cloud, item)
     registry = ModelRegistry(cloud.table)
     model = item["pk"].removeprefix("MODEL#")
-    with pytest.raises(formats.FormatVersionError, match=f"{name} at format_version above 1"):
+    above = formats.current(name)
+    with pytest.raises(formats.FormatVersionError, match=f"{name} at format_version above {above}"):
         if name == formats.VERSION_COUNTER_ITEM:
             registry.allocate_version(model)
         else:
             rollout = int(item["sk"].split("#")[1])
             served = ServingStats(alias=item["alias"], version=item["version"], requests=1)
-            registry.add_serving_stats(model, rollout, served)
+            registry.count_capture_object(model, "capture/o", {rollout: [served]}, expires_at=1)
     assert _raw_item(cloud, item["pk"], item["sk"]) == attributes(item), "left as it was"
 
 

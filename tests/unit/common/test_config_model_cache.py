@@ -10,18 +10,9 @@ import pytest
 from functions.common.config.base import ConfigError
 from functions.common.config.loading import load_config
 from functions.common.config.serving import ServingConfig
+from tests.helpers.config import TWO_MODELS
 
-MODELS = """
-[datasets.churn]
-target = "churned"
-task = "classification"
-
-[models.churn-a]
-dataset = "churn"
-
-[models.churn-b]
-dataset = "churn"
-"""
+MODELS = TWO_MODELS
 
 
 def test_the_cap_defaults_to_a_64th_of_the_memory_and_is_set_in_megabytes() -> None:

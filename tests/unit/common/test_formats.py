@@ -193,6 +193,9 @@ def _serving_stats(doc: dict[str, Any]) -> None:
     assert doc["alias"] and doc["version"] >= 1 and doc["requests"] >= doc["errors"] >= 0
     assert doc["latency_ms_sum"] >= 0
     assert all(doc[k] >= 0 for k in doc if k.startswith("latency_bucket_"))
+    # The latency test's sums (0 for a version 1 item: its requests carry none).
+    assert 0 <= doc["latency_count"] <= doc["requests"] - doc["errors"]
+    assert doc["log_latency_sq_sum"] >= 0 and isinstance(doc["log_latency_sum"], int | float)
 
 
 def _rollout_decision(doc: dict[str, Any]) -> None:
@@ -200,6 +203,9 @@ def _rollout_decision(doc: dict[str, Any]) -> None:
         {k: doc[k] for k in RolloutDecision.model_fields if k in doc}
     )
     assert decision.reason and decision.candidate.version == decision.candidate_version
+    # The sequential test's record (none for a version 1 decision, decided by fixed rules).
+    assert all(t.lower < 0 < t.upper and t.candidate_n >= 0 for t in decision.tests)
+    assert not decision.tests or {t.metric for t in decision.tests} == {"error_rate", "latency"}
 
 
 def _contract_item(doc: dict[str, Any]) -> None:
