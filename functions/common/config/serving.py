@@ -113,6 +113,9 @@ class ServingConfig(Section):
     """An alarm notifies the alerts topic when the API's p99 latency stays above this."""
     candidate_min_requests: Annotated[int, Field(ge=1)] = 1_000
     candidate_max_minutes: Annotated[int, Field(ge=1)] = 60
+    shadow: bool = False
+    """Alias `shadow`'s version (when set: `mlops models shadow start`) scores the captured
+    requests off the request path; its predictions go under `shadow/<model>/`."""
     model_cache_mb: Annotated[int, Field(ge=1, le=10240)] | None = None
     """Models kept loaded per container, by the size of their ONNX files (production, a
     candidate in rollout and versions asked for by number); unset: 1/64 of `memory_mb` (an
