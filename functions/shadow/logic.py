@@ -26,8 +26,9 @@ from functions.adapters.storage import ObjectStore
 from functions.common.config.loading import MlopsConfig, deployed_config
 from functions.common.layout import CAPTURE_PREFIX, DAY_PARTITION, shadow_key
 from functions.common.observability import logger, metrics
+from functions.ml.capture_lines import capture_records
 from functions.serving.model import ServingModel, load_version, single_thread_session
-from functions.shadow.scoring import SHADOW, ShadowModel, capture_records, jsonl, shadow_records
+from functions.shadow.scoring import SHADOW, ShadowModel, jsonl, shadow_records
 
 _DAY = re.compile(re.escape(DAY_PARTITION) + r"(\d{4}-\d{2}-\d{2})/")
 

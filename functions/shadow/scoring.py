@@ -1,8 +1,7 @@
 """Alias `shadow`'s predictions of captured requests, record by record. Pure: numpy only.
 
-A capture object holds JSON lines, one capture record per request (or per chunk of one),
-format `capture-record` version 2; a version 1 line (one per row) reads as a one-row version 2
-record (alias `production`). A record is scored when it is production's answer to a request:
+Capture records are read by `functions.ml.capture_lines` (version 2; version 1 lines as
+one-row version 2 records). A record is scored when it is production's answer to a request:
 records with `error` set (the request failed: nothing was predicted), of alias `candidate`
 (a rollout's other arm) or `version` (a version asked for by number) are skipped, and so are
 records of other models. Its shadow record has the capture record's shape, with alias
@@ -21,77 +20,22 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from functions.ml.capture_lines import CAPTURE_RECORD_VERSION, PRODUCTION
 from functions.ml.onnx_input import predict_columns
 from functions.serving.errors import RequestError
 from functions.serving.features import FeatureSpec
 from functions.serving.values import check_columns
 
-CAPTURE_RECORD_VERSION = 2
-"""The `capture-record` format version of the records read and written here."""
 SHADOW = "shadow"
-PRODUCTION = "production"
 SKIPPED_ALIASES = frozenset({"candidate", "version"})
 """Captured answers that are not production's: never shadowed."""
 SENSITIVE_FEATURE = "sensitive_feature"
 MISSING_FEATURE = "missing_feature"
 INVALID_VALUE = "invalid_value"
-
-
-def capture_records(lines: Iterable[bytes | str]) -> Iterator[dict[str, Any]]:
-    """The capture records of an object's lines, as version 2 records; blank lines, lines
-    that are not JSON objects and records of a newer format are left out."""
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            document = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(document, dict):
-            continue
-        record = as_version_2(document)
-        if record is not None:
-            yield record
-
-
-def as_version_2(document: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A capture record as version 2: a version 1 record (one row, `features`, `prediction`)
-    becomes a one-row record; None for a newer version or a record without a model."""
-    version = document.get("format_version", 1)
-    if version == CAPTURE_RECORD_VERSION:
-        record = dict(document)
-    elif version == 1 and isinstance(document.get("features"), dict):
-        row = document.get("row")
-        probabilities = document.get("probabilities")
-        record = {
-            "record": "capture",
-            "format_version": CAPTURE_RECORD_VERSION,
-            "request_id": document.get("request_id"),
-            "timestamp": document.get("timestamp"),
-            "model_name": document.get("model_name"),
-            "model_version": document.get("model_version"),
-            "alias": PRODUCTION,
-            "route": None,
-            "rollout": None,
-            "first_row": row if type(row) is int else 0,
-            "rows": 1,
-            "request_rows": None,
-            "columns": {name: [value] for name, value in document["features"].items()},
-            "predictions": [document.get("prediction")],
-            "probabilities": None if probabilities is None else [probabilities],
-            "classes": None,
-            "latency_ms": None,
-            "error": None,
-        }
-    else:
-        return None
-    if not isinstance(record.get("model_name"), str) or not isinstance(record.get("columns"), dict):
-        return None
-    return record
 
 
 def shadowed(record: Mapping[str, Any]) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 import onnxruntime as ort
 import pytest
 
+from functions.ml.capture_lines import capture_records
 from functions.ml.onnx_input import predict_columns
 from functions.serving.features import feature_specs
 from functions.shadow.scoring import (
@@ -17,7 +18,6 @@ from functions.shadow.scoring import (
     MISSING_FEATURE,
     SENSITIVE_FEATURE,
     ShadowModel,
-    capture_records,
     jsonl,
     shadow_records,
 )
