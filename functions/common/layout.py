@@ -523,3 +523,5 @@ def bucket_writes(model: str, dataset: str) -> dict[str, tuple[str, ...]]:
 
 SAGEMAKER_WRITERS = frozenset({"train-prepare", "sagemaker-job", "train-collect"})
 """Writers only with `[train] backend = "sagemaker"` (`train` only without)."""
+SHADOW_WRITERS = frozenset({"shadow"})
+"""Writers only when a model has `[serving] shadow = true`."""
