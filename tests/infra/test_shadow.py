@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
+from infra.cdk.checks import cfn_lint, checkov, checkov_skips
 from tests.infra.test_runbook import LINK, _alarm_sections
 
 STACK = "mlops-dev"
@@ -122,3 +124,15 @@ def test_its_role_reads_capture_and_the_model_and_writes_only_its_records(
         for a in dynamodb
     ), dynamodb
     assert "events:PutEvents" not in json.dumps(statements)
+
+
+def test_the_shadow_template_is_cfn_lint_and_checkov_clean(
+    shadow_template: dict[str, Any], tmp_path: Path
+) -> None:
+    path = tmp_path / f"{STACK}.template.json"
+    path.write_text(json.dumps(shadow_template))
+    errors = [f for f in cfn_lint([path]) if f.level == "Error"]
+    assert not errors, [(f.rule, f.resource, f.message) for f in errors]
+    skips = checkov_skips()
+    unskipped = [f for f in checkov([path]) if not (f.rule in skips and skips[f.rule].covers(f))]
+    assert not unskipped, [(f.rule, f.resource, f.message) for f in unskipped]
