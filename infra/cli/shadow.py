@@ -54,9 +54,8 @@ from infra.cli.common import (
     who,
 )
 from infra.cli.models import _moved, _point_alias
+from infra.cli.portfolio import SHADOW
 from infra.cli.registry import JsonOption, ReasonOption, open_registry, print_json
-
-SHADOW = "shadow"
 
 shadow_app = typer.Typer(
     help="Alias shadow: a version that scores the captured requests beside production.",

@@ -101,6 +101,8 @@ def test_start_and_stop_move_alias_shadow_in_its_history(
     assert started.exit_code == 0, started.output
     assert "shadow of churn set: none -> version 2" in started.output
     assert stack.registry.get_alias("churn", "shadow").version == second
+    listed = json.loads(mlops("models", "list", "--json").output)
+    assert [(m["production_version"], m["shadow_version"]) for m in listed] == [(first, second)]
 
     stopped = mlops("models", "shadow", "stop")
     assert stopped.exit_code == 0 and "stopped (was version 2)" in stopped.output
