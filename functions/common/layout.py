@@ -19,6 +19,7 @@ The data bucket:
     reports/drift/<model>/<check>/         result.json, report.html
     capture/dt=<day>/...                   served requests (Firehose); capture-errors/ beside
     feedback/dt=<day>/<request>-<row>.json labels posted to the serving API
+    shadow/<model>/dt=<day>/<capture object>.jsonl  alias shadow's predictions of captured requests
     batch/in/<model>/<job>/...             a batch job's input files (and its _START marker)
     batch/out/<model>/<job>/...            its predictions, rejects, plan, item results, manifest
     audit/erasure/<erasure id>.json        erasure audit records
@@ -223,6 +224,22 @@ def capture_day_prefix(day: str) -> str:
     return f"{CAPTURE_PREFIX}{DAY_PARTITION}{day}/"
 
 
+SHADOW_PREFIX = "shadow/"
+"""Alias `shadow`'s predictions of captured requests (the shadow scorer), outside `capture/` so
+nothing that reads or is triggered by capture objects sees them."""
+
+
+def shadow_prefix(model: str) -> str:
+    return f"{SHADOW_PREFIX}{model}/"
+
+
+def shadow_key(model: str, day: str, capture_key: str) -> str:
+    """Where the shadow records of capture object `capture_key` go: one object per capture
+    object, named after it, so a repeated delivery rewrites the same key."""
+    name = capture_key.rsplit("/", 1)[-1]
+    return f"{shadow_prefix(model)}{DAY_PARTITION}{day}/{name}.jsonl"
+
+
 def feedback_key(request_id: str, row: int, day: str) -> str:
     return f"{FEEDBACK_PREFIX}{DAY_PARTITION}{day}/{request_id}-{row}.json"
 
@@ -335,7 +352,14 @@ def migration_audit_key(run_id: str) -> str:
     return f"{MIGRATIONS_PREFIX}audit/{run_id}.json"
 
 
-ERASED_PREFIXES = (RAW_PREFIX, QUARANTINE_PREFIX, CURATED_PREFIX, CAPTURE_PREFIX, FEEDBACK_PREFIX)
+ERASED_PREFIXES = (
+    RAW_PREFIX,
+    QUARANTINE_PREFIX,
+    CURATED_PREFIX,
+    CAPTURE_PREFIX,
+    FEEDBACK_PREFIX,
+    SHADOW_PREFIX,
+)
 """Where personal data may be: what an erasure rewrites."""
 
 
@@ -503,9 +527,12 @@ def bucket_writes(model: str, dataset: str) -> dict[str, tuple[str, ...]]:
         "batch-plan": (batch_outputs_prefix(model),),
         "batch-score": (batch_outputs_prefix(model),),
         "batch-finalize": (batch_outputs_prefix(model),),
+        "shadow": (shadow_prefix(model),),
         "erasure": (*ERASED_PREFIXES, ERASURE_AUDIT_PREFIX),
     }
 
 
 SAGEMAKER_WRITERS = frozenset({"train-prepare", "sagemaker-job", "train-collect"})
 """Writers only with `[train] backend = "sagemaker"` (`train` only without)."""
+SHADOW_WRITERS = frozenset({"shadow"})
+"""Writers only when a model has `[serving] shadow = true`."""

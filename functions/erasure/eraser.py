@@ -1,6 +1,6 @@
 """Erasure of one data subject from the data bucket: every version of every object under
-capture/, feedback/, raw/, quarantine/ and curated/ is read, and each key holding the subject
-in any version is changed so that no version with the subject remains.
+capture/, shadow/, feedback/, raw/, quarantine/ and curated/ is read, and each key holding the
+subject in any version is changed so that no version with the subject remains.
 
 For a key whose current version holds the subject, a new version without the subject's rows
 is written (same format), or a delete marker when no row is left (a one-row API feedback
@@ -9,14 +9,16 @@ empty, so the dataset version keeps its files, and its manifest gets the new row
 `erasures` entry. Then every version that held the subject, current or not, is deleted by
 version id. `verify` reads everything again and names any version still holding the subject.
 
-The order of the scan matters: capture first (the subject's predictions, whose feedback is
-the subject's too), then feedback, raw and quarantine, then curated (whose rows are found by
-the fingerprints of the subject's raw rows in the drop each dataset version came from).
+The order of the scan matters: capture first (the subject's predictions, whose feedback and
+shadow records are the subject's too: a shadow record, one per captured request or chunk, goes
+whole when one of its rows is the subject's), then shadow, feedback, raw and quarantine, then
+curated (whose rows are found by the fingerprints of the subject's raw rows in the drop each
+dataset version came from).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -34,10 +36,12 @@ from functions.erasure.findings import (
     FEEDBACK,
     QUARANTINE,
     RAW,
+    SHADOW,
     Findings,
     KeyFinding,
     KeyResult,
 )
+from functions.ml.cleaning import normalise_column_name
 from functions.ml.erasure import (
     Filtered,
     Matcher,
@@ -47,6 +51,7 @@ from functions.ml.erasure import (
     filter_parquet,
     filter_table,
     fingerprints,
+    same_value,
 )
 
 CuratedRowsHook = Callable[[str, str, int], None]
@@ -82,6 +87,8 @@ class Eraser:
                 for rows in removed.values():
                     found_linked.update(_predictions(rows))
             findings.linked = frozenset(found_linked)
+            for key, versions in self._keys(f"{SHADOW}/"):
+                scan.key(SHADOW, key, versions, _matcher(SHADOW, subject, findings.linked))
             feedback = Matcher(subject, findings.linked)
             for key, versions in self._keys(f"{FEEDBACK}/"):
                 scan.key(FEEDBACK, key, versions, feedback)
@@ -136,7 +143,7 @@ class Eraser:
                 key,
                 source,
                 out,
-                Matcher(findings.subject, findings.linked),
+                _matcher(finding.area, findings.subject, findings.linked),
                 self.dataset.delimiter,
                 findings.curated_fingerprints.get(key, frozenset()),
             )
@@ -286,13 +293,44 @@ def _filter(
     *,
     keep_removed: bool = False,
 ) -> Filtered:
-    if area == CAPTURE:
+    if area in (CAPTURE, SHADOW):
         return filter_json_lines(source, out, matcher, keep_removed=keep_removed, columnar=True)
     if area == CURATED:
         return filter_parquet(source, out, matcher, fingerprints=prints)
     if area == FEEDBACK and not key.lower().endswith(".csv"):
         return filter_json_lines(source, out, matcher, keep_removed=keep_removed)
     return filter_table(source, key, out, matcher, delimiter=delimiter, keep_removed=keep_removed)
+
+
+@dataclass(frozen=True)
+class ShadowRecords(Matcher):
+    """A shadow record (one per captured request or chunk: `first_row`, `rows`, feature
+    `columns`) is the subject's when it matches as any record does, when one of its rows is a
+    prediction found to be the subject's, or when one of its columns holds the subject's
+    value."""
+
+    def record(self, record: Mapping[str, Any]) -> bool:
+        # Its own fields and features as any record's; its predictions by row range below
+        # (a shadow record has no `row`, which a plain record's linking reads as row 0).
+        if Matcher(self.subject).record(record):
+            return True
+        request_id, first, rows = (record.get(k) for k in ("request_id", "first_row", "rows"))
+        if request_id is not None and type(first) is int and type(rows) is int:
+            if any((str(request_id), row) in self.linked for row in range(first, first + rows)):
+                return True
+        columns = record.get("columns")
+        if not isinstance(columns, Mapping):
+            return False
+        return any(
+            normalise_column_name(str(name)) == self.subject.column
+            and isinstance(values, list)
+            and any(same_value(value, self.subject.value) for value in values)
+            for name, values in columns.items()
+        )
+
+
+def _matcher(area: str, subject: Subject, linked: frozenset[tuple[str, int]]) -> Matcher:
+    return (ShadowRecords if area == SHADOW else Matcher)(subject, linked)
 
 
 def _predictions(rows: list[dict[str, Any]]) -> Iterator[tuple[str, int]]:

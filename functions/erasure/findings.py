@@ -9,7 +9,8 @@ from typing import Any
 from functions.ml.erasure import Subject
 
 CAPTURE, FEEDBACK, RAW, QUARANTINE, CURATED = "capture", "feedback", "raw", "quarantine", "curated"
-AREAS = (CAPTURE, FEEDBACK, RAW, QUARANTINE, CURATED)
+SHADOW = "shadow"
+AREAS = (CAPTURE, SHADOW, FEEDBACK, RAW, QUARANTINE, CURATED)
 """Scanned in this order; each area is the prefix `<area>/`."""
 REWRITTEN, DELETED, VERSIONS_DELETED = "rewritten", "deleted", "versions deleted"
 

@@ -36,6 +36,7 @@ from infra.cli.models import models_app
 from infra.cli.restore import restore
 from infra.cli.rollback import rollback
 from infra.cli.runs import runs_app
+from infra.cli.shadow import shadow_app
 from infra.local.cli import app as local_app
 
 app = typer.Typer(
@@ -45,6 +46,7 @@ app = typer.Typer(
 )
 app.add_typer(local_app, name="local")
 app.add_typer(runs_app, name="runs")
+models_app.add_typer(shadow_app, name="shadow")
 app.add_typer(models_app, name="models")
 app.add_typer(drift_app, name="drift")
 app.add_typer(erase_app, name="erase")

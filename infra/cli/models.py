@@ -83,6 +83,8 @@ def models_list(
         production = cell(row["production_version"])
         if row["candidate_version"] is not None:
             production += f"\n{CANDIDATE} {row['candidate_version']}"
+        if row["shadow_version"] is not None:
+            production += f"\nshadow {row['shadow_version']}"
         run, drift = row["last_run"], row["last_drift"]
         table.add_row(
             f"{cell(row['model'])}\non {cell(row['dataset'])}",
@@ -321,7 +323,10 @@ def _moved(session: Session, change: AliasChange) -> None:
 @models_app.command("history")
 def models_history(
     alias: Annotated[
-        str, typer.Option(help=f"The alias: {PRODUCTION} or {CANDIDATE} (rollouts).")
+        str,
+        typer.Option(
+            help=f"The alias: {PRODUCTION}, {CANDIDATE} (rollouts) or shadow (`models shadow`)."
+        ),
     ] = PRODUCTION,
     model: ModelOption = None,
     local: LocalOption = None,

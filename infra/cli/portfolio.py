@@ -1,6 +1,7 @@
 """`mlops models list`: every configured model at a glance, read from the registry table and
 the data bucket: its dataset, the production version (and a candidate in rollout), the last
-training run, the last drift check's verdict, and a status.
+training run, the last drift check's verdict, and a status; a version in shadow is shown beside
+production.
 
 Status: `serving` (a production version), `canary` (a production version and a candidate in
 rollout), `not promoted` (trained, no production version yet), `not trained` (no run yet).
@@ -18,6 +19,8 @@ from functions.common.layout import RESULT_FILE, drift_check_prefix
 from infra.cli.common import Session
 
 SERVING, CANARY, NOT_PROMOTED, NOT_TRAINED = "serving", "canary", "not promoted", "not trained"
+SHADOW = "shadow"
+"""Alias `shadow` (`mlops models shadow`): shown beside production, not a status."""
 
 
 def run_status(run: Mapping[str, Any]) -> str | None:
@@ -34,6 +37,7 @@ def model_summary(session: Session, model: str) -> dict[str, Any]:
     registry = session.registry
     production = registry.get_alias(model, PRODUCTION)
     candidate = registry.get_alias(model, CANDIDATE)
+    shadow = registry.get_alias(model, SHADOW)
     runs = registry.list_runs(model, limit=1)
     last_run = runs[0] if runs else None
     if production is not None:
@@ -46,6 +50,7 @@ def model_summary(session: Session, model: str) -> dict[str, Any]:
         "status": status,
         "production_version": production.version if production else None,
         "candidate_version": candidate.version if candidate else None,
+        "shadow_version": shadow.version if shadow else None,
         "last_run": None
         if last_run is None
         else {

@@ -76,6 +76,21 @@ def sagemaker_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp / "cdk.out"
 
 
+SHADOW_ON = "[serving]\nshadow = true\n"
+
+
+@pytest.fixture(scope="session")
+def shadow_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The dev template synthesized with `[serving] shadow = true` (cdk-nag included)."""
+    tmp = tmp_path_factory.mktemp("shadow")
+    config = tmp / "mlops.toml"
+    config.write_text((REPO / "mlops.toml").read_text().replace("[serving]\n", SHADOW_ON, 1))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_CONFIG", str(config))
+        build_app(outdir=str(tmp / "cdk.out"), context={"commit": "abc123def456"}).synth()
+    return dict(json.loads((tmp / "cdk.out" / f"{STACK}.template.json").read_text()))
+
+
 @pytest.fixture(scope="session")
 def portfolio_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The app synthesized with the portfolio config (`tests.helpers.portfolio`: two

@@ -65,7 +65,8 @@ def test_erasure_role_is_an_output_and_may_delete_versions_where_subjects_live(
         if "s3:DeleteObjectVersion" in statement["Action"]
         for prefix in _prefixes(statement)
     }
-    assert deletable == {f"/{p}/*" for p in ("raw", "quarantine", "curated", "capture", "feedback")}
+    areas = ("raw", "quarantine", "curated", "capture", "feedback", "shadow")
+    assert deletable == {f"/{p}/*" for p in areas}
     audit = [s for s in statements if s["Action"] == "s3:PutObject"]
     assert [p for s in audit for p in _prefixes(s)] == ["/audit/erasure/*"]
 

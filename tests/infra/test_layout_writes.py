@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from functions.common.config.loading import load_config, parse_config
-from functions.common.layout import SAGEMAKER_WRITERS, bucket_writes
+from functions.common.layout import SAGEMAKER_WRITERS, SHADOW_WRITERS, bucket_writes
 from infra.cdk.config import REPO_ROOT
 
 STACK = "mlops-dev"
@@ -33,6 +33,7 @@ WRITER_ROLES = {
     "batch-score": "BatchScoreFunctionRole",
     "batch-finalize": "BatchFinalizeFunctionRole",
     "erasure": "DataLakeErasure",
+    "shadow": "ShadowShadowFunctionRole",
 }
 
 
@@ -92,7 +93,7 @@ def test_every_writer_of_the_layout_has_a_role() -> None:
 
 
 def test_every_write_is_granted_with_the_default_backend(template_json: dict[str, Any]) -> None:
-    _check(template_json, set(_writes()) - SAGEMAKER_WRITERS)
+    _check(template_json, set(_writes()) - SAGEMAKER_WRITERS - SHADOW_WRITERS)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,11 @@ def sagemaker_template(sagemaker_assembly: Path) -> dict[str, Any]:
 def test_every_write_is_granted_with_the_sagemaker_backend(
     sagemaker_template: dict[str, Any],
 ) -> None:
-    _check(sagemaker_template, set(_writes()) - {"train"})
+    _check(sagemaker_template, set(_writes()) - {"train"} - SHADOW_WRITERS)
+
+
+def test_the_shadow_scorer_may_write_its_records(shadow_template: dict[str, Any]) -> None:
+    _check(shadow_template, set(SHADOW_WRITERS))
 
 
 PIPELINE_WRITERS = {"ingest", "train", "evaluate", "register"}

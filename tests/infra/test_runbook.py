@@ -84,13 +84,23 @@ def test_every_alarm_links_to_its_runbook_section(resources: Resources) -> None:
         assert longest <= ALARM_DESCRIPTION_MAX_CHARS, logical_id
 
 
-def test_every_runbook_section_is_an_alarm_of_the_template(resources: Resources) -> None:
-    links = [LINK.search(a["AlarmDescription"]) for a in _alarms(resources).values()]
+def test_every_runbook_section_is_an_alarm_of_the_template(
+    resources: Resources, shadow_template: dict[str, Any]
+) -> None:
+    """Of the default template, or of the shadow scorer's (built only with `[serving] shadow
+    = true`)."""
+    shadow_alarms = {
+        k: v["Properties"]
+        for k, v in shadow_template["Resources"].items()
+        if v["Type"] == "AWS::CloudWatch::Alarm" and k.startswith("Shadow")
+    }
+    alarms = {**_alarms(resources), **shadow_alarms}
+    links = [LINK.search(a["AlarmDescription"]) for a in alarms.values()]
     linked = {link["anchor"] for link in links if link}
     sections = _alarm_sections()
     stale = {sections[anchor] for anchor in set(sections) - linked}
     assert not stale, f"runbook sections of no alarm in the template: {sorted(stale)}"
-    assert len(sections) == len(_alarms(resources))
+    assert len(sections) == len(alarms)
 
 
 def _dead_letter_queues(resources: Resources) -> set[str]:

@@ -126,6 +126,9 @@ class ServingConfig(Section):
     canary_min_effect_latency: Annotated[float, Field(gt=0.0, le=10.0)] = 0.2
     """Smallest slowdown worth a rollback, as a ratio of geometric-mean scoring latency
     minus one (0.2: 20 % slower)."""
+    shadow: bool = False
+    """Alias `shadow`'s version (when set: `mlops models shadow start`) scores the captured
+    requests off the request path; its predictions go under `shadow/<model>/`."""
     model_cache_mb: Annotated[int, Field(ge=1, le=10240)] | None = None
     """Models kept loaded per container, by the size of their ONNX files (production, a
     candidate in rollout and versions asked for by number); unset: 1/64 of `memory_mb` (an

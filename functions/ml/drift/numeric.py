@@ -46,7 +46,7 @@ def measure_numeric(
         measured.notes.append("constant in the reference: judged by the share of other values")
         return measured
     counts = window.counts
-    psi = _psi(reference_counts, counts, thresholds.psi_epsilon)
+    psi = population_stability(reference_counts, counts, thresholds.psi_epsilon)
     std = float(profile.get("std") or 0.0)
     excess = (window.excess_above + window.excess_below) / present
     distance = _binned_wasserstein(edges, reference_counts, counts, window.below, window.above)
@@ -66,7 +66,8 @@ def measure_numeric(
     return measured
 
 
-def _psi(reference: np.ndarray, current: np.ndarray, epsilon: float) -> float:
+def population_stability(reference: np.ndarray, current: np.ndarray, epsilon: float) -> float:
+    """PSI of two histograms over the same bins (counts), each share floored at `epsilon`."""
     p = np.maximum(reference / max(reference.sum(), 1.0), epsilon)
     q = np.maximum(current / max(current.sum(), 1), epsilon)
     return float(np.sum((q - p) * np.log(q / p)))

@@ -19,6 +19,7 @@ from functions.common.layout import (
     FEEDBACK_PREFIX,
     MODELS_PREFIX,
     REPORTS_PREFIX,
+    SHADOW_PREFIX,
 )
 from functions.common.layout import QUARANTINE_PREFIX as QUARANTINE_PREFIX
 from functions.common.layout import RAW_PREFIX as RAW_PREFIX
@@ -156,6 +157,7 @@ class DataLake(Construct):
                         (CAPTURE_PREFIX, lake.capture_retention_days),
                         (CAPTURE_ERRORS_PREFIX, lake.capture_retention_days),
                         (FEEDBACK_PREFIX, lake.feedback_retention_days),
+                        (SHADOW_PREFIX, lake.capture_retention_days),
                     )
                 ),
                 *(

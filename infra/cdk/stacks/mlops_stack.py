@@ -18,6 +18,7 @@ from infra.cdk.constructs.pipeline import Pipeline
 from infra.cdk.constructs.platform import Platform
 from infra.cdk.constructs.registry import Registry
 from infra.cdk.constructs.serving_api import ServingApi
+from infra.cdk.constructs.shadow import ShadowScoring, shadowed_models
 from infra.cdk.nag import acknowledge
 from infra.cdk.retention import StatefulRetention
 
@@ -52,6 +53,14 @@ class MlopsStack(Stack):
         )
         self.batch = BatchInference(self, "Batch", platform=platform)
         self.canary = CanaryConsumer(self, "Canary", platform=platform, serving=self.serving)
+        shadowed = shadowed_models(platform)
+        self.shadow = (
+            ShadowScoring(
+                self, "Shadow", platform=platform, layer=self.serving.layer, models=shadowed
+            )
+            if shadowed
+            else None
+        )
         # CloudWatch alarms publish to the alerts topic, encrypted with the alerts key.
         self.alerts.key.grant(
             iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*"

@@ -158,6 +158,7 @@ JSON_COMMANDS: dict[str, list[str]] = {
     "migrate": ["migrate", "--json"],
     "models list": ["models", "list", "--json"],
     "models versions": ["models", "versions", "--json"],
+    "models shadow report": ["models", "shadow", "report", "--json"],
     "predeploy": [
         "predeploy",
         "--cdk-out",

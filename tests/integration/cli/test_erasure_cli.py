@@ -31,6 +31,7 @@ SUBJECT = "C000000005"
 RAW_KEY = "raw/churn/drop.csv"
 CAPTURE_KEY = "capture/dt=2026-01-01/capture-1"
 LABELS_KEY = "feedback/labels.csv"
+SHADOW_KEY = "shadow/churn/dt=2026-01-01/capture-1.jsonl"
 REQUEST, OTHER_REQUEST = "req-subject", "req-other"
 
 
@@ -76,6 +77,24 @@ def _capture_line(request_id: str, row: int, customer: str) -> bytes:
         "features": {"age": 40 + row, "contract": "one year", "note": customer},
         "prediction": "no",
         "probabilities": [0.8, 0.2],
+    }
+    return json.dumps(record).encode() + b"\n"
+
+
+def _shadow_line(request_id: str, row: int) -> bytes:
+    """Alias shadow's record of one captured row (its columns are the model's inputs)."""
+    record = {
+        "record": "capture",
+        "format_version": 2,
+        "request_id": request_id,
+        "model_name": "churn",
+        "model_version": 2,
+        "alias": "shadow",
+        "first_row": row,
+        "rows": 1,
+        "columns": {"age": [40 + row], "contract": ["one year"]},
+        "predictions": ["yes"],
+        "error": None,
     }
     return json.dumps(record).encode() + b"\n"
 
@@ -143,6 +162,10 @@ def lake(local_state: Any, tmp_path: Path) -> Lake:
         + _capture_line(OTHER_REQUEST, 0, "b")
         + _capture_line(REQUEST, 1, "c"),
     )
+    lake.put(
+        SHADOW_KEY,
+        _shadow_line(REQUEST, 0) + _shadow_line(OTHER_REQUEST, 0) + _shadow_line(REQUEST, 1),
+    )
     for request_id, row in ((REQUEST, 0), (REQUEST, 1), (OTHER_REQUEST, 0)):
         item = {"request_id": request_id, "row": row, "label": "yes", "features": None}
         lake.put(f"feedback/dt=2026-01-01/{request_id}-{row}.json", json.dumps(item).encode())
@@ -209,6 +232,9 @@ def test_erase_request_id_removes_its_capture_and_feedback(lake: Lake) -> None:
     capture = lake.body(CAPTURE_KEY).decode().splitlines()
     assert [json.loads(line)["request_id"] for line in capture] == [OTHER_REQUEST]
     assert len(lake.versions(CAPTURE_KEY)) == 1
+    shadow = lake.body(SHADOW_KEY).decode().splitlines()
+    assert [json.loads(line)["request_id"] for line in shadow] == [OTHER_REQUEST]
+    assert len(lake.versions(SHADOW_KEY)) == 1
     feedback = lake.keys("feedback/dt=")
     assert feedback == [f"feedback/dt=2026-01-01/{OTHER_REQUEST}-0.json"]
     listed = lake.s3.list_object_versions(Bucket=BUCKET, Prefix=f"feedback/dt=2026-01-01/{REQUEST}")
@@ -224,6 +250,24 @@ def test_erase_request_id_removes_its_capture_and_feedback(lake: Lake) -> None:
     actions = {k["key"]: k["action"] for k in audit["keys"]}
     assert actions["feedback/dt=2026-01-01/<subject>-0.json"] == "deleted"
     assert actions[CAPTURE_KEY] == "rewritten"
+
+
+def test_shadow_records_of_the_subjects_predictions_go_with_them(lake: Lake) -> None:
+    """The subject's capture (found by a feature) links its prediction, and the shadow's
+    record of that prediction goes too; the shadow's other records stay."""
+    result = mlops("erase", "--subject", "note=a")
+
+    assert result.exit_code == 0, result.output
+    shadow = [json.loads(line) for line in lake.body(SHADOW_KEY).decode().splitlines()]
+    assert [(r["request_id"], r["first_row"]) for r in shadow] == [(OTHER_REQUEST, 0), (REQUEST, 1)]
+    assert len(lake.versions(SHADOW_KEY)) == 1
+    (audit,) = lake.audit()
+    (shadowed,) = [k for k in audit["keys"] if k["area"] == "shadow"]
+    assert (shadowed["action"], shadowed["rows_removed"], shadowed["rows_kept"]) == (
+        "rewritten",
+        1,
+        2,
+    )
 
 
 def test_dry_run_lists_what_would_change_and_writes_nothing(lake: Lake) -> None:

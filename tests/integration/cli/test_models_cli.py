@@ -123,6 +123,7 @@ def test_models_list_json_is_one_record_per_model(portfolio: ModelRegistry) -> N
     churn = rows["churn"]
     assert (churn["dataset"], churn["status"]) == ("churn", "canary")
     assert (churn["production_version"], churn["candidate_version"]) == (1, 2)
+    assert churn["shadow_version"] is None
     assert churn["last_run"]["run_id"] == "20260102T000000Z-bbb"
     assert churn["last_drift"] == {
         "check_id": CHECK,
