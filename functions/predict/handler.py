@@ -37,8 +37,16 @@ from functions.predict import logic, openapi
 from functions.predict.model_store import NoModelError, VersionNotFoundError, VersionRefusedError
 from functions.predict.models import ModelNotFoundError
 from functions.predict.snapstart import register_after_restore
-from functions.serving.body import INFERENCE_HEADER_LENGTH, check_content_type, parse_json
-from functions.serving.errors import RequestError
+from functions.serving.binary import (
+    BINARY_MEDIA_TYPE,
+    INFERENCE_HEADER_LENGTH,
+    InferenceAnswer,
+    InferenceBody,
+    accepts_binary,
+    inference_body,
+)
+from functions.serving.body import check_content_type, parse_json
+from functions.serving.errors import RequestError, error_body
 
 JSON = "application/json"
 _ENCODER_FALLBACK = Encoder().default  # Decimal, pydantic models, ...: as Powertools does
@@ -60,16 +68,48 @@ def _request_id() -> str:
     return context.request_id or str(uuid.uuid4())
 
 
-def _json_body(*, open_inference: bool = False) -> Any:
-    """The request's JSON document. `open_inference` (v2 routes): a missing Content-Type is
-    JSON, and `Inference-Header-Content-Length` is honoured (JSON only, no binary tensors)."""
+def _json_body() -> Any:
+    """The request's JSON document (declared `application/json`)."""
     event = app.current_event
-    check_content_type(event.headers.get("content-type"), missing_ok=open_inference)
+    check_content_type(event.headers.get("content-type"))
     return parse_json(
         event.body,
         base64_encoded=bool(event.is_base64_encoded),
         max_bytes=logic.service().serving.max_body_bytes,
-        json_length=event.headers.get(INFERENCE_HEADER_LENGTH.lower()) if open_inference else None,
+    )
+
+
+def _inference_body() -> InferenceBody:
+    """A v2 inference request: its JSON and the binary tensor data after it."""
+    event = app.current_event
+    headers = event.headers
+    return inference_body(
+        event.body,
+        base64_encoded=bool(event.is_base64_encoded),
+        content_type=headers.get("content-type"),
+        json_length=headers.get(INFERENCE_HEADER_LENGTH.lower()),
+        max_bytes=logic.service().serving.max_body_bytes,
+    )
+
+
+def _infer(name: str, version: int | None) -> dict[str, Any] | Response:
+    request = _inference_body()
+    result = logic.infer_v2(
+        name,
+        request.document,
+        _request_id(),
+        version,
+        binary=request.binary,
+        binary_outputs=accepts_binary(app.current_event.headers.get("accept")),
+    )
+    if not isinstance(result, InferenceAnswer):
+        return result
+    body, json_length = result.body(_dumps)
+    return Response(
+        status_code=200,
+        content_type=BINARY_MEDIA_TYPE,
+        body=body,
+        headers={INFERENCE_HEADER_LENGTH: str(json_length)},
     )
 
 
@@ -119,6 +159,11 @@ def openapi_document() -> dict[str, Any]:
     return openapi.document(service.store.refresh(), service.serving, service.models.names)
 
 
+@app.get("/v2")
+def v2_server() -> dict[str, Any]:
+    return logic.server_metadata()
+
+
 @app.get("/v2/health/live")
 def v2_live() -> dict[str, Any]:
     return {"live": True}
@@ -142,8 +187,8 @@ def v2_model_ready(name: str) -> dict[str, Any]:
 
 
 @app.post("/v2/models/<name>/infer")
-def v2_infer(name: str) -> dict[str, Any]:
-    return logic.infer_v2(name, _json_body(open_inference=True), _request_id())
+def v2_infer(name: str) -> dict[str, Any] | Response:
+    return _infer(name, None)
 
 
 @app.get("/v2/models/<name>/versions/<version>")
@@ -151,9 +196,15 @@ def v2_version_metadata(name: str, version: str) -> dict[str, Any]:
     return logic.v2_metadata(name, _version(version))
 
 
+@app.get("/v2/models/<name>/versions/<version>/ready")
+def v2_version_ready(name: str, version: str) -> dict[str, Any]:
+    logic.v2_metadata(name, _version(version))
+    return {"name": name, "ready": True}
+
+
 @app.post("/v2/models/<name>/versions/<version>/infer")
-def v2_version_infer(name: str, version: str) -> dict[str, Any]:
-    return logic.infer_v2(name, _json_body(open_inference=True), _request_id(), _version(version))
+def v2_version_infer(name: str, version: str) -> dict[str, Any] | Response:
+    return _infer(name, _version(version))
 
 
 def _version(text: str) -> int:
@@ -169,10 +220,9 @@ def _version(text: str) -> int:
 def _error(
     status: int, code: str, message: str, field: str | None = None, **details: Any
 ) -> Response:
-    body: dict[str, Any] = {"error": code, "message": message}
-    if field is not None:
-        body["field"] = field
-    body.update(details)
+    body = error_body(
+        code, message, field, open_inference=app.current_event.path.startswith("/v2"), **details
+    )
     try:
         with single_metric(
             name="RequestErrors",
