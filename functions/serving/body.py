@@ -3,7 +3,6 @@ limit) and the top-level list of rows."""
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from typing import Any
@@ -46,7 +45,9 @@ def decoded_body(body: str | None, *, base64_encoded: bool, max_bytes: int) -> b
     raw: bytes | str
     if base64_encoded:
         try:
-            raw = base64.b64decode(body, validate=True)
+            # strict: only the base64 alphabet and padding (b64decode's `validate` does the
+            # same with a regular expression over the whole body, many times slower).
+            raw = binascii.a2b_base64(body, strict_mode=True)
         except (binascii.Error, ValueError):
             raise RequestError(400, "malformed_body", "the body is not valid base64") from None
         size = len(raw)
