@@ -25,10 +25,12 @@ import gc
 # switched back on at the end of this module, with those objects frozen out of its passes.
 gc.disable()
 
+import base64
 import os
 import re
 import uuid
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -43,8 +45,15 @@ from functions.predict import logic, openapi
 from functions.predict.model_store import NoModelError, VersionNotFoundError, VersionRefusedError
 from functions.predict.models import ModelNotFoundError
 from functions.predict.snapstart import register_after_restore
-from functions.serving.body import INFERENCE_HEADER_LENGTH, check_content_type, parse_json
-from functions.serving.errors import RequestError
+from functions.serving.binary import (
+    BINARY_MEDIA_TYPE,
+    INFERENCE_HEADER_LENGTH,
+    InferenceAnswer,
+    accepts_binary,
+    inference_body,
+)
+from functions.serving.body import check_content_type, parse_json
+from functions.serving.errors import RequestError, error_body
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -143,8 +152,8 @@ def _event_request_id(event: Mapping[str, Any]) -> str:
     return (event.get("requestContext") or {}).get("requestId") or str(uuid.uuid4())
 
 
-def _json_body(*, open_inference: bool = False) -> Any:
-    return _document(app.current_event.raw_event, open_inference=open_inference)
+def _json_body() -> Any:
+    return _document(app.current_event.raw_event)
 
 
 def _header(event: Mapping[str, Any], name: str) -> str | None:
@@ -155,19 +164,52 @@ def _header(event: Mapping[str, Any], name: str) -> str | None:
     return None
 
 
-def _document(event: Mapping[str, Any], *, open_inference: bool = False) -> Any:
-    """The request's JSON document. `open_inference` (v2 routes): a missing Content-Type is
-    JSON, and `Inference-Header-Content-Length` is honoured (JSON only, no binary tensors)."""
-    check_content_type(_header(event, "content-type"), missing_ok=open_inference)
+def _document(event: Mapping[str, Any]) -> Any:
+    """The request's JSON document (declared `application/json`)."""
+    check_content_type(_header(event, "content-type"))
     return parse_json(
         event.get("body"),
         base64_encoded=bool(event.get("isBase64Encoded")),
         max_bytes=logic.service().serving.max_body_bytes,
-        json_length=_header(event, _INFERENCE_HEADER) if open_inference else None,
     )
 
 
 _INFERENCE_HEADER = INFERENCE_HEADER_LENGTH.lower()
+
+
+def _infer_event(
+    event: Mapping[str, Any], name: str, version: int | None, request_id: str
+) -> dict[str, Any] | InferenceAnswer:
+    """A v2 inference request (its JSON and the binary tensor data after it) answered: JSON,
+    or an `InferenceAnswer` with binary outputs when the client accepts them."""
+    request = inference_body(
+        event.get("body"),
+        base64_encoded=bool(event.get("isBase64Encoded")),
+        content_type=_header(event, "content-type"),
+        json_length=_header(event, _INFERENCE_HEADER),
+        max_bytes=logic.service().serving.max_body_bytes,
+    )
+    return logic.infer_v2(
+        name,
+        request.document,
+        request_id,
+        version,
+        binary=request.binary,
+        binary_outputs=accepts_binary(_header(event, "accept")),
+    )
+
+
+def _infer(name: str, version: int | None) -> dict[str, Any] | Response:
+    result = _infer_event(app.current_event.raw_event, name, version, _request_id())
+    if not isinstance(result, InferenceAnswer):
+        return result
+    body, json_length = result.body(_dumps)
+    return Response(
+        status_code=200,
+        content_type=BINARY_MEDIA_TYPE,
+        body=body,
+        headers={INFERENCE_HEADER_LENGTH: str(json_length)},
+    )
 
 
 @app.post("/v1/predict")
@@ -216,6 +258,11 @@ def openapi_document() -> dict[str, Any]:
     return openapi.document(service.store.refresh(), service.serving, service.models.names)
 
 
+@app.get("/v2")
+def v2_server() -> dict[str, Any]:
+    return logic.server_metadata()
+
+
 @app.get("/v2/health/live")
 def v2_live() -> dict[str, Any]:
     return {"live": True}
@@ -239,8 +286,8 @@ def v2_model_ready(name: str) -> dict[str, Any]:
 
 
 @app.post("/v2/models/<name>/infer")
-def v2_infer(name: str) -> dict[str, Any]:
-    return logic.infer_v2(name, _json_body(open_inference=True), _request_id())
+def v2_infer(name: str) -> dict[str, Any] | Response:
+    return _infer(name, None)
 
 
 @app.get("/v2/models/<name>/versions/<version>")
@@ -248,9 +295,15 @@ def v2_version_metadata(name: str, version: str) -> dict[str, Any]:
     return logic.v2_metadata(name, _version(version))
 
 
+@app.get("/v2/models/<name>/versions/<version>/ready")
+def v2_version_ready(name: str, version: str) -> dict[str, Any]:
+    logic.v2_metadata(name, _version(version))
+    return {"name": name, "ready": True}
+
+
 @app.post("/v2/models/<name>/versions/<version>/infer")
-def v2_version_infer(name: str, version: str) -> dict[str, Any]:
-    return logic.infer_v2(name, _json_body(open_inference=True), _request_id(), _version(version))
+def v2_version_infer(name: str, version: str) -> dict[str, Any] | Response:
+    return _infer(name, _version(version))
 
 
 def _version(text: str) -> int:
@@ -266,10 +319,7 @@ def _version(text: str) -> int:
 def _error(
     status: int, code: str, message: str, field: str | None = None, **details: Any
 ) -> Response:
-    body: dict[str, Any] = {"error": code, "message": message}
-    if field is not None:
-        body["field"] = field
-    body.update(details)
+    body = error_body(code, message, field, open_inference=_OPEN_INFERENCE.get(), **details)
     try:
         metrics.single_metric("RequestErrors", MetricUnit.Count, 1, {"error": code})
     except Exception:  # a metric must never turn a 4xx into a crash
@@ -279,6 +329,10 @@ def _error(
     )
     return Response(status_code=status, content_type=JSON, body=body)
 
+
+_OPEN_INFERENCE: ContextVar[bool] = ContextVar("open_inference", default=False)
+"""Whether the request being answered is an Open Inference Protocol one (`/v2...`): its
+errors take the protocol's shape (`functions.serving.errors.error_body`)."""
 
 _HANDLERS: dict[type[BaseException], Callable[[Any], Response]] = {}
 
@@ -351,11 +405,13 @@ def _lean(event: dict[str, Any], context: LambdaContext, route: re.Match[str]) -
         if v2 is None:
             result = logic.predict_instances(_document(event), request_id, route["v1"])
         else:
-            document = _document(event, open_inference=True)
             version = route["version"]
-            result = logic.infer_v2(
-                v2, document, request_id, None if version is None else _version(version)
+            answer = _infer_event(
+                event, v2, None if version is None else _version(version), request_id
             )
+            if isinstance(answer, InferenceAnswer):
+                return _binary_response(answer)
+            result = answer
         return _proxy_response(200, result)
     except Exception as error:
         response = _handler_of(error)(error)
@@ -384,6 +440,20 @@ def _proxy_response(status: int, body: Any) -> dict[str, Any]:
     }
 
 
+def _binary_response(answer: InferenceAnswer) -> dict[str, Any]:
+    """A v2 answer with binary outputs, as the resolver builds it for a bytes body."""
+    body, json_length = answer.body(_dumps)
+    return {
+        "statusCode": 200,
+        "body": base64.b64encode(body).decode(),
+        "isBase64Encoded": True,
+        "multiValueHeaders": {
+            "Content-Type": [BINARY_MEDIA_TYPE],
+            INFERENCE_HEADER_LENGTH: [str(json_length)],
+        },
+    }
+
+
 def _log_context(context: LambdaContext, correlation_id: str | None) -> None:
     """The keys `logger.inject_lambda_context` adds to every log line of the invocation, and
     the correlation id `correlation_paths.API_GATEWAY_REST` would set."""
@@ -402,6 +472,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # The previous request's metrics (its `model` dimension) never label this one's.
     metrics.clear_metrics()
     path = event.get("path")
+    _OPEN_INFERENCE.set(type(path) is str and (path == "/v2" or path.startswith("/v2/")))
     if type(path) is str and event.get("httpMethod") == "POST":
         route = _LEAN_ROUTE.match(path)
         if route is not None:

@@ -32,9 +32,10 @@ from functions.predict.feedback import FeedbackStore, feedback_items
 from functions.predict.model_store import MODEL_DIMENSION, PINNED, ModelStore
 from functions.predict.models import ModelCache, Served
 from functions.predict.rollout import RolloutPolicy
+from functions.serving.binary import EXTENSION, InferenceAnswer, encode_output
 from functions.serving.instances import instances_batch
 from functions.serving.model import ServingModel
-from functions.serving.tensors import infer_batch
+from functions.serving.tensors import infer_batch, requested_outputs
 from functions.serving.values import Batch
 
 SCORING_FAILED = "scoring_failed"
@@ -230,29 +231,41 @@ def predict_instances(document: Any, request_id: str, name: str | None = None) -
 
 
 def infer_v2(
-    name: str, document: Any, request_id: str, version: int | None = None
-) -> dict[str, Any]:
+    name: str,
+    document: Any,
+    request_id: str,
+    version: int | None = None,
+    *,
+    binary: bytes = b"",
+    binary_outputs: bool = False,
+) -> dict[str, Any] | InferenceAnswer:
     """`POST /v2/models/{name}/infer` and `POST /v2/models/{name}/versions/{v}/infer` (Open
-    Inference Protocol v2)."""
+    Inference Protocol v2). `binary`: the binary tensor data after the JSON. The outputs asked
+    for as binary data come back as an InferenceAnswer when `binary_outputs` (the client takes
+    a binary answer), else as JSON like the others."""
     started = time.perf_counter()
     svc = service()
     served = _served(svc, name)
     model = _model(svc, served, version, routed=True)
-    batch, given_id = infer_batch(document, model.specs, **_batch_limits(served))
+    batch, given_id = infer_batch(document, model.specs, **_batch_limits(served), binary=binary)
+    wanted = requested_outputs(document, model.output_names)
     prediction = _score(svc, served, model, batch, request_id, "v2")
     if prediction.probabilities is not None:
         tensors = [(prediction.labels, "BYTES"), (prediction.probabilities, "FP32")]
     else:
         tensors = [(prediction.labels.reshape(-1, 1), "FP32")]
-    outputs = [
-        {
-            "name": output,
-            "shape": list(values.shape),
-            "datatype": datatype,
-            "data": json_array(values.reshape(-1)),
-        }
-        for output, (values, datatype) in zip(model.output_names, tensors, strict=False)
-    ]
+    produced = dict(zip(model.output_names, tensors, strict=False))
+    outputs = []
+    tail: list[bytes] = []
+    for output, as_binary in wanted:
+        values, datatype = produced[output]
+        tensor: dict[str, Any] = {"name": output, "shape": list(values.shape), "datatype": datatype}
+        if as_binary and binary_outputs:
+            tail.append(encode_output(values, datatype))
+            tensor["parameters"] = {"binary_data_size": len(tail[-1])}
+        else:
+            tensor["data"] = json_array(values.reshape(-1))
+        outputs.append(tensor)
     _record_request(model, batch, started, "v2")
     result: dict[str, Any] = {
         "model_name": model.name,
@@ -263,7 +276,17 @@ def infer_v2(
     }
     if batch.unseen:
         result["parameters"]["unseen_categories"] = batch.unseen
-    return result
+    return InferenceAnswer(result, b"".join(tail)) if tail else result
+
+
+def server_metadata() -> dict[str, Any]:
+    """`GET /v2`: the Open Inference Protocol's server metadata (the extensions served)."""
+    svc = service()
+    return {
+        "name": f"{deployed_config().project.name}-predict",
+        "version": svc.settings.code_version,
+        "extensions": [EXTENSION],
+    }
 
 
 def model_info(name: str | None = None) -> dict[str, Any]:

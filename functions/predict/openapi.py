@@ -21,12 +21,21 @@ from functions.serving.model import ServingModel
 from functions.serving.values import FLOAT32_MAX
 
 _JSON = "application/json"
+_BINARY = "application/octet-stream"
+_BINARY_BODY = {
+    "schema": {
+        "type": "string",
+        "format": "binary",
+        "description": "The JSON inference request (Inference-Header-Content-Length bytes), "
+        "then the binary tensor data of the inputs with parameters.binary_data_size, in order",
+    }
+}
 
 
-def _error_response(description: str) -> dict[str, Any]:
+def _error_response(description: str, schema: str = "Error") -> dict[str, Any]:
     return {
         "description": description,
-        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+        "content": {_JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
     }
 
 
@@ -140,7 +149,7 @@ INTEGRITY = NO_MODEL
 ERRORS = {
     "400": "Malformed JSON",
     "413": "Body or batch too large",
-    "415": "Content-Type is not JSON",
+    "415": "Content-Type is not JSON (v2 infer: nor application/octet-stream)",
     "422": "A field is missing, unknown or of the wrong type",
     UNKNOWN_MODEL: "Unknown model (the body lists the served ones in `models`) or version",
     INTEGRITY: "The version's file does not match its registered sha256",
@@ -175,14 +184,28 @@ class Route:
                 parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
         if parameters:
             operation["parameters"] = parameters
+        binary = self.request == "InferRequest"
         if self.request is not None:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {_JSON: {"schema": {"$ref": _ref(self.request)}}},
+            content: dict[str, Any] = {_JSON: {"schema": {"$ref": _ref(self.request)}}}
+            if binary:
+                content[_BINARY] = _BINARY_BODY
+            operation["requestBody"] = {"required": True, "content": content}
+        ok = _ok({"$ref": _ref(self.response)})
+        if binary:
+            ok["content"][_BINARY] = {
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "Outputs asked for as binary data, to a client whose "
+                    "Accept header names application/octet-stream first: the JSON answer "
+                    "(Inference-Header-Content-Length bytes), then their data in order",
+                }
             }
+        # Open Inference Protocol routes answer its error object.
+        error = "InferenceError" if self.path.startswith("/v2") else "Error"
         operation["responses"] = {
-            "200": _ok({"$ref": _ref(self.response)}),
-            **{status: _error_response(ERRORS[status]) for status in self.errors},
+            "200": ok,
+            **{status: _error_response(ERRORS[status], error) for status in self.errors},
         }
         return operation
 
@@ -265,6 +288,13 @@ ROUTES = (
         errors=BAD_REQUEST,
     ),
     Route("/openapi.json", "get", "This document", "openapi"),
+    Route(
+        "/v2",
+        "get",
+        "Open Inference Protocol server metadata",
+        "v2Server",
+        response="ServerMetadata",
+    ),
     Route("/v2/health/live", "get", "Open Inference Protocol liveness", "v2Live"),
     Route(
         "/v2/health/ready",
@@ -293,6 +323,13 @@ ROUTES = (
         "get",
         "Open Inference Protocol metadata of a registered version",
         "v2VersionMetadata",
+        errors=(UNKNOWN_MODEL, INTEGRITY),
+    ),
+    Route(
+        "/v2/models/{name}/versions/{version}/ready",
+        "get",
+        "Open Inference Protocol readiness of a registered version",
+        "v2VersionReady",
         errors=(UNKNOWN_MODEL, INTEGRITY),
     ),
     _scoring(
@@ -345,12 +382,28 @@ def _object(required: list[str], **properties: Any) -> dict[str, Any]:
 
 _STRING = {"type": "string"}
 _INTEGER = {"type": "integer"}
+_BOOLEAN = {"type": "boolean"}
+_BINARY_SIZE = {
+    "type": "integer",
+    "minimum": 0,
+    "description": "Binary tensor data extension: the tensor's data is this many bytes after "
+    "the JSON (then it has no `data`)",
+}
 _TENSOR = _object(
-    ["name", "shape", "datatype", "data"],
+    ["name", "shape", "datatype"],
     name=_STRING,
     shape={"type": "array", "items": _INTEGER},
     datatype=_STRING,
-    data={"type": "array", "items": {}},
+    data={"type": "array", "items": {}, "description": "Absent when the data is binary"},
+    parameters={"type": "object", "properties": {"binary_data_size": _BINARY_SIZE}},
+)
+_REQUESTED_OUTPUT = _object(
+    ["name"],
+    name=_STRING,
+    parameters={
+        "type": "object",
+        "properties": {"binary_data": {**_BOOLEAN, "description": "This output as binary data"}},
+    },
 )
 _FIXED_SCHEMAS: dict[str, Any] = {
     "PredictResponse": _object(
@@ -414,7 +467,39 @@ _FIXED_SCHEMAS: dict[str, Any] = {
             },
         },
     },
-    "InferRequest": _object(["inputs"], id=_STRING, inputs={"type": "array", "items": _TENSOR}),
+    "InferRequest": _object(
+        ["inputs"],
+        id=_STRING,
+        inputs={"type": "array", "items": _TENSOR},
+        outputs={
+            "type": "array",
+            "items": _REQUESTED_OUTPUT,
+            "description": "The outputs to answer (every output when absent)",
+        },
+        parameters={
+            "type": "object",
+            "properties": {
+                "binary_data_output": {**_BOOLEAN, "description": "Every output as binary data"}
+            },
+        },
+    ),
+    "InferenceError": _object(
+        ["error", "code"],
+        error={**_STRING, "description": "What is wrong (the protocol's error message)"},
+        code={**_STRING, "description": "A stable code, as `error` on v1 routes"},
+        field=_STRING,
+        models={
+            "type": "array",
+            "items": _STRING,
+            "description": "model_not_found: the models this API serves",
+        },
+    ),
+    "ServerMetadata": _object(
+        ["name", "version", "extensions"],
+        name=_STRING,
+        version=_STRING,
+        extensions={"type": "array", "items": _STRING},
+    ),
     "InferResponse": _object(
         ["model_name", "outputs"],
         model_name=_STRING,

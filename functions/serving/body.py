@@ -1,9 +1,8 @@
 """A request's body before its values: the declared media type, the JSON document (size
-limit, the Open Inference Protocol's header length) and the top-level list of rows."""
+limit) and the top-level list of rows."""
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from typing import Any
@@ -19,13 +18,9 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def check_content_type(content_type: str | None, *, missing_ok: bool = False) -> None:
-    """415 unless the body is declared JSON (`application/json` or `application/*+json`).
-    `missing_ok`: no Content-Type at all means JSON (Open Inference Protocol routes: Triton,
-    KServe and their reference client, tritonclient, send none)."""
+def check_content_type(content_type: str | None) -> None:
+    """415 unless the body is declared JSON (`application/json` or `application/*+json`)."""
     kind = media_type(content_type)
-    if missing_ok and not kind:
-        return
     if kind != JSON_MEDIA_TYPE and not (kind.startswith("application/") and kind.endswith("+json")):
         shown = f"{content_type!r}" if content_type else "missing"
         raise RequestError(
@@ -36,23 +31,22 @@ def check_content_type(content_type: str | None, *, missing_ok: bool = False) ->
         )
 
 
-def parse_json(
-    body: str | None, *, base64_encoded: bool, max_bytes: int, json_length: str | None = None
-) -> Any:
-    """The JSON document of a request body (413 when larger than `max_bytes`, 400 when not
-    JSON). `json_length` is the Open Inference Protocol's `Inference-Header-Content-Length`
-    header when sent: the JSON must then be the whole body (binary tensor data after it is a
-    415; a value that is not the body's byte count, 400).
+def parse_json(body: str | None, *, base64_encoded: bool, max_bytes: int) -> Any:
+    """The JSON document of a request body (413 when larger than `max_bytes`, 400 when empty
+    or not JSON; `json_document`)."""
+    return json_document(decoded_body(body, base64_encoded=base64_encoded, max_bytes=max_bytes))
 
-    orjson parses standard JSON; a body it refuses is parsed again by the standard library,
-    which also takes the `NaN` and `Infinity` literals (refused later, per value, with the
-    field they are in) and words the error of a body that is not JSON."""
+
+def decoded_body(body: str | None, *, base64_encoded: bool, max_bytes: int) -> bytes | str:
+    """A proxy event's body as bytes (base64-encoded) or as its text when that is ASCII (no
+    copy); 400 when empty or not base64, 413 when larger than `max_bytes`."""
     if body is None or body == "":
         raise RequestError(400, "malformed_json", "the request body is empty; send a JSON object")
     raw: bytes | str
     if base64_encoded:
         try:
-            raw = base64.b64decode(body, validate=True)
+            # strict: only the base64 alphabet and padding, as b64decode's `validate`.
+            raw = binascii.a2b_base64(body, strict_mode=True)
         except (binascii.Error, ValueError):
             raise RequestError(400, "malformed_body", "the body is not valid base64") from None
         size = len(raw)
@@ -67,35 +61,21 @@ def parse_json(
             "body_too_large",
             f"the body has {size} bytes; the limit is {max_bytes} bytes",
         )
-    if json_length is not None:
-        _check_json_length(json_length, size)
+    return raw
+
+
+def json_document(raw: bytes | str) -> Any:
+    """The JSON document of `raw` (400 `malformed_json` when it is none).
+
+    orjson parses standard JSON; a body it refuses is parsed again by the standard library,
+    which also takes the `NaN` and `Infinity` literals (refused later, per value, with the
+    field they are in) and words the error of a body that is not JSON."""
+    if not raw:
+        raise RequestError(400, "malformed_json", "the JSON document is empty; send an object")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return _stdlib_json(raw)
-
-
-INFERENCE_HEADER_LENGTH = "Inference-Header-Content-Length"
-
-
-def _check_json_length(value: str, size: int) -> None:
-    length = int(value) if value.strip().isdigit() else -1
-    if 0 <= length < size:
-        raise RequestError(
-            415,
-            "unsupported_media_type",
-            f"the body has {size - length} bytes of binary tensor data after its {length}-byte "
-            "JSON; send every tensor as JSON (tritonclient: binary_data=False)",
-            INFERENCE_HEADER_LENGTH,
-        )
-    if length != size:
-        raise RequestError(
-            400,
-            "invalid_header",
-            f"{INFERENCE_HEADER_LENGTH} is {value!r:.40}; it must be the byte count of the "
-            f"JSON at the start of the body ({size} bytes)",
-            INFERENCE_HEADER_LENGTH,
-        )
 
 
 def _stdlib_json(raw: bytes | str) -> Any:

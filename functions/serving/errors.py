@@ -17,11 +17,24 @@ class RequestError(Exception):
         self.message = message
         self.field = field
 
-    def body(self) -> dict[str, Any]:
-        document: dict[str, Any] = {"error": self.code, "message": self.message}
-        if self.field is not None:
-            document["field"] = self.field
-        return document
+    def body(self, *, open_inference: bool = False) -> dict[str, Any]:
+        return error_body(self.code, self.message, self.field, open_inference=open_inference)
+
+
+def error_body(
+    code: str, message: str, field: str | None = None, *, open_inference: bool, **details: Any
+) -> dict[str, Any]:
+    """An error answer. v1: `{"error": code, "message": ..., "field"?}`. Open Inference
+    Protocol routes (`/v2...`): the protocol's `{"error": message}`, with the same stable code
+    as `code` (and `field`), so a protocol client shows the sentence and a program can still
+    branch on the code."""
+    document: dict[str, Any] = (
+        {"error": message, "code": code} if open_inference else {"error": code, "message": message}
+    )
+    if field is not None:
+        document["field"] = field
+    document.update(details)
+    return document
 
 
 def unprocessable(code: str, message: str, field: str | None = None) -> RequestError:

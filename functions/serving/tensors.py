@@ -1,5 +1,6 @@
-"""The Open Inference Protocol v2 body (`{"inputs": [tensor, ...], "id"?}`) as a validated
-`Batch`: one `[n]` or `[n, 1]` tensor per feature."""
+"""The Open Inference Protocol v2 body (`{"inputs": [tensor, ...], "outputs"?, "id"?}`) as a
+validated `Batch`: one `[n]` or `[n, 1]` tensor per feature, its data as JSON or as binary
+tensor data after the JSON (`functions.serving.binary`); and the outputs it asks for."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from functions.ml.onnx_input import NamedTwiceError
+from functions.serving.binary import binary_size, bytes_tensor, numeric_tensor
 from functions.serving.body import batch_list
 from functions.serving.errors import RequestError, type_name, unprocessable
 from functions.serving.features import FeatureSpec
@@ -45,18 +47,24 @@ def infer_batch(
     *,
     max_rows: int,
     reject_unseen: bool,
+    binary: bytes = b"",
 ) -> tuple[Batch, str | None]:
     """An Open Inference Protocol v2 request (`{"inputs": [{"name", "shape", "datatype",
-    "data"}], "id"?}`), one `[n]` or `[n, 1]` tensor per feature, as a Batch and its id."""
+    "data"}], "id"?}`), one `[n]` or `[n, 1]` tensor per feature, as a Batch and its id.
+
+    An input with `parameters.binary_data_size` takes its data from `binary` (the bytes after
+    the JSON), in input order: its size must be exactly what its shape and datatype make
+    (400 `binary_size_mismatch` naming it), and the sizes must add up to `binary`'s length."""
     inputs = batch_list(document, "inputs", max_rows=len(specs) + 8, item="input tensor")
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise unprocessable("invalid_type", "'id' must be a string", "id")
     by_name = {spec.name: spec for spec in specs}
     by_name.update((alias, spec) for spec in specs for alias in spec.aliases)
-    tensors: dict[str, tuple[int, list[Any]]] = {}
+    tensors: dict[str, tuple[int, Any]] = {}
+    offset = 0
     for index, tensor in enumerate(inputs):
-        name, data = _tensor(tensor, index, by_name, max_rows)
+        name, data, offset = _tensor(tensor, index, by_name, max_rows, binary, offset)
         if name in tensors:
             given = inputs[tensors[name][0]]["name"]
             if given != tensor["name"]:
@@ -67,6 +75,14 @@ def infer_batch(
                 f"inputs[{index}].name",
             )
         tensors[name] = (index, data)
+    if offset != len(binary):
+        raise RequestError(
+            400,
+            "binary_size_mismatch",
+            f"the body has {len(binary)} bytes of binary tensor data after its JSON but the "
+            f"binary_data_size of the inputs add up to {offset}",
+            "inputs",
+        )
     missing = [spec.name for spec in specs if spec.name not in tensors]
     if missing:
         raise unprocessable(
@@ -92,14 +108,22 @@ def _tensor_field(index: int) -> Callable[[int], str]:
 
 
 def _tensor(
-    tensor: Any, index: int, by_name: Mapping[str, FeatureSpec], max_rows: int
-) -> tuple[str, list[Any]]:
+    tensor: Any,
+    index: int,
+    by_name: Mapping[str, FeatureSpec],
+    max_rows: int,
+    binary: bytes,
+    offset: int,
+) -> tuple[str, Any, int]:
+    """The tensor's feature name, its values (a list, or an array read from binary data) and
+    the offset of the next binary tensor."""
     where = f"inputs[{index}]"
     if not isinstance(tensor, dict):
         raise unprocessable(
             "invalid_input", f"{where} must be a tensor object, not {type_name(tensor)}", where
         )
-    for key in ("name", "shape", "datatype", "data"):
+    size = binary_size(tensor, where)
+    for key in ("name", "shape", "datatype", "data")[: 3 if size is not None else 4]:
         if key not in tensor:
             raise unprocessable("missing_field", f"{where} has no {key!r}", f"{where}.{key}")
     name, datatype, shape = tensor["name"], tensor["datatype"], tensor["shape"]
@@ -143,6 +167,25 @@ def _tensor(
             f"{where}.shape says {rows} rows; the limit is {max_rows}",
             f"{where}.shape",
         )
+    if size is not None:
+        if "data" in tensor:
+            raise unprocessable(
+                "invalid_input",
+                f"{where} has both data and parameters.binary_data_size; give one",
+                f"{where}.data",
+            )
+        if offset + size > len(binary):
+            raise RequestError(
+                400,
+                "binary_size_mismatch",
+                f"input {name!r}: {where}.parameters.binary_data_size is {size} bytes but only "
+                f"{len(binary) - offset} bytes of binary tensor data are left after the JSON",
+                f"{where}.parameters.binary_data_size",
+            )
+        chunk = binary[offset : offset + size]
+        if datatype == V2_BYTES:
+            return spec.name, bytes_tensor(chunk, rows, where, name), offset + size
+        return spec.name, numeric_tensor(chunk, datatype, rows, where, name), offset + size
     data = _flat(tensor["data"], where, rows)
     if len(data) != rows:
         raise unprocessable(
@@ -150,7 +193,62 @@ def _tensor(
             f"{where}.data has {len(data)} values but shape {shape} needs {rows}",
             f"{where}.data",
         )
-    return spec.name, data
+    return spec.name, data, offset
+
+
+def requested_outputs(document: dict[str, Any], names: Sequence[str]) -> list[tuple[str, bool]]:
+    """The outputs to answer, in order, each with whether it is asked for as binary data:
+    `outputs` (every one of `names` when absent), `outputs[i].parameters.binary_data`, else
+    the request's `parameters.binary_data_output`."""
+    default = bool(_flag(document.get("parameters"), "binary_data_output", "parameters"))
+    wanted = document.get("outputs")
+    if wanted is None:
+        return [(name, default) for name in names]
+    if not isinstance(wanted, list):
+        raise unprocessable(
+            "invalid_type",
+            f"'outputs' must be a list of output objects, not {type_name(wanted)}",
+            "outputs",
+        )
+    chosen: list[tuple[str, bool]] = []
+    for index, output in enumerate(wanted):
+        where = f"outputs[{index}]"
+        if not isinstance(output, dict):
+            raise unprocessable(
+                "invalid_output", f"{where} must be an object, not {type_name(output)}", where
+            )
+        name = output.get("name")
+        if not isinstance(name, str) or name not in names:
+            raise unprocessable(
+                "unknown_output",
+                f"{where}.name {name!r:.60} is not a model output; outputs: {', '.join(names)}",
+                f"{where}.name",
+            )
+        if any(name == given for given, _ in chosen):
+            raise unprocessable(
+                "duplicate_output", f"{where}.name {name!r} is asked twice", f"{where}.name"
+            )
+        flag = _flag(output.get("parameters"), "binary_data", f"{where}.parameters")
+        chosen.append((name, default if flag is None else flag))
+    return chosen
+
+
+def _flag(parameters: Any, key: str, where: str) -> Any:
+    """A boolean parameter (None when not given)."""
+    if parameters is None:
+        return None
+    if not isinstance(parameters, dict):
+        raise unprocessable(
+            "invalid_type", f"{where} must be an object, not {type_name(parameters)}", where
+        )
+    value = parameters.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise unprocessable(
+            "invalid_type",
+            f"{where}.{key} must be true or false, not {type_name(value)}",
+            f"{where}.{key}",
+        )
+    return value
 
 
 def _flat(data: Any, where: str, rows: int) -> list[Any]:

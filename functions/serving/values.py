@@ -64,6 +64,8 @@ def check_column(
     """One feature's values checked: (values for `onnx_inputs`, count of unseen categories)."""
     if spec.categorical:
         return check_categories(values, spec, field_of, reject_unseen=reject_unseen)
+    if isinstance(values, np.ndarray):
+        return numeric_array(values, spec, field_of), 0
     return _numeric(values, spec, field_of), 0
 
 
@@ -110,6 +112,26 @@ def _numeric(values: list[Any], spec: FeatureSpec, field_of: Callable[[int], str
                     f"(|x| <= 3.4e38), not {values[index]!r:.40}",
                     field_of(index),
                 )
+    return array
+
+
+def numeric_array(
+    values: np.ndarray, spec: FeatureSpec, field_of: Callable[[int], str]
+) -> np.ndarray:
+    """A numeric tensor sent as binary data: NaN is missing (binary has no null); infinities
+    and values beyond float32's range are refused. Floats stay in their width (FP32 reaches
+    the graph without a copy), integers become float64."""
+    array = values if values.dtype.kind == "f" else values.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = np.abs(array) > FLOAT32_MAX
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise unprocessable(
+            "invalid_number",
+            f"{field_of(index)} must be a finite number within float32 range (|x| <= 3.4e38; "
+            f"NaN means missing), not {float(array[index])!r} (feature {spec.name!r})",
+            field_of(index),
+        )
     return array
 
 

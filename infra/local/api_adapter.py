@@ -11,7 +11,13 @@ cloud's default, `infra.local.authz`), a method with IAM authorization checks th
 SigV4 signature and the signer's `execute-api:Invoke` grant on the route (403 with API
 Gateway's message otherwise; the operator's key may call every route), and API Gateway's own
 invocation of the function must be allowed by the function's resource-based policy (500 when
-it is not, as on AWS). Throttling is not applied. The routes come from
+it is not, as on AWS). Binary bodies follow API Gateway's rules for Lambda proxy
+integrations: a request body reaches the function base64-encoded (`isBase64Encoded`) exactly
+when its Content-Type (application/json when missing) matches one of the API's
+`binaryMediaTypes`, otherwise as UTF-8 text with every byte sequence that is not UTF-8
+replaced by U+FFFD; a base64-encoded answer is decoded to bytes only when the first media
+type of the request's Accept header matches one, otherwise sent as its base64 text. Throttling
+is not applied. The routes come from
 `infra.local.api_routes`; hostile HTTP is answered by `infra.local.api_http`."""
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ from infra.local.authz.needs import Needed
 log = logging.getLogger("infra.local.api")
 
 DEFAULT_API_PORT = 3000
+DEFAULT_MEDIA_TYPE = "application/json"
+"""What API Gateway takes a request without Content-Type to be."""
 API_GATEWAY_SERVICE = "apigateway.amazonaws.com"
 
 
@@ -151,7 +159,8 @@ class ApiAdapter:
                 return json_response(
                     500, {"message": "Internal server error"}, **{"x-amzn-RequestId": request_id}
                 )
-        return self._invoke(method, event, request_id)
+        accept = (lowered.get("accept") or [""])[0].split(",", 1)[0]
+        return self._invoke(method, event, request_id, binary_answer=self.api.is_binary(accept))
 
     def _authorize_caller(
         self,
@@ -214,7 +223,10 @@ class ApiAdapter:
         multi_query: dict[str, list[str]] = {}
         for name, value in parse_qsl(query, keep_blank_values=True):
             multi_query.setdefault(name, []).append(value)
-        text, is_base64 = _body_text(body)
+        content_type = next(
+            (v[-1] for k, v in headers.items() if k.lower() == "content-type"), None
+        )
+        text, is_base64 = _body_text(body, self.api.is_binary(content_type or DEFAULT_MEDIA_TYPE))
         now = time.time()
         user_agent = next((v[-1] for k, v in headers.items() if k.lower() == "user-agent"), None)
         return {
@@ -256,7 +268,9 @@ class ApiAdapter:
             "isBase64Encoded": is_base64,
         }
 
-    def _invoke(self, method: Method, event: dict[str, Any], request_id: str) -> Response:
+    def _invoke(
+        self, method: Method, event: dict[str, Any], request_id: str, *, binary_answer: bool
+    ) -> Response:
         response = self._client("lambda").invoke(
             FunctionName=method.function, Payload=json.dumps(event).encode()
         )
@@ -269,7 +283,7 @@ class ApiAdapter:
                 502, {"message": "Internal server error"}, **{"x-amzn-RequestId": request_id}
             )
         try:
-            return _proxy_response(json.loads(payload), request_id)
+            return _proxy_response(json.loads(payload), request_id, binary=binary_answer)
         except (ValueError, TypeError, KeyError) as exc:
             log.warning(
                 "%s %s: malformed proxy response: %s", method.http_method, event["path"], exc
@@ -289,16 +303,19 @@ def _valid_body(body: bytes, schema: dict[str, Any]) -> bool:
     return True
 
 
-def _body_text(body: bytes) -> tuple[str | None, bool]:
+def _body_text(body: bytes, binary: bool) -> tuple[str | None, bool]:
+    """The event's `body` and `isBase64Encoded`: base64 for a binary media type, else text
+    (bytes that are not UTF-8 replaced, as API Gateway passes them)."""
     if not body:
         return None, False
-    try:
-        return body.decode("utf-8"), False
-    except UnicodeDecodeError:
+    if binary:
         return base64.b64encode(body).decode("ascii"), True
+    return body.decode("utf-8", errors="replace"), False
 
 
-def _proxy_response(result: Any, request_id: str) -> Response:
+def _proxy_response(result: Any, request_id: str, *, binary: bool) -> Response:
+    """The HTTP response of a proxy integration's answer: a base64-encoded body is decoded
+    when the client's Accept names a binary media type first (`binary`), else sent as is."""
     if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
         raise ValueError(f"not a Lambda proxy response: {str(result)[:200]}")
     headers: dict[str, list[str]] = {}
@@ -308,5 +325,6 @@ def _proxy_response(result: Any, request_id: str) -> Response:
         headers[name] = [str(value) for value in values]
     headers.setdefault("x-amzn-RequestId", [request_id])
     body = result.get("body") or ""
-    data = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+    encoded = bool(result.get("isBase64Encoded"))
+    data = base64.b64decode(body) if encoded and binary else str(body).encode()
     return Response(result["statusCode"], headers, data)

@@ -2,10 +2,12 @@
 from moto: its resource tree and methods (the routes, with path parameters and greedy
 `{proxy+}` segments, literal segments winning), each method's integrated function, API key
 requirement, authorization type and request body model (when a validator checks the body),
-and the values of the enabled API keys of the usage plans that include the API's stage."""
+the values of the enabled API keys of the usage plans that include the API's stage, and the
+API's binary media types (`binaryMediaTypes`, wildcards allowed: `image/*`, `*/*`)."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +59,15 @@ class RestApi:
     stage: str
     routes: list[Route]
     api_keys: set[str]
+    binary_media_types: tuple[str, ...] = ()
+
+    def is_binary(self, media_type: str | None) -> bool:
+        """Whether `media_type` (a Content-Type or an Accept media range, parameters
+        ignored, case-insensitive) matches one of the API's binary media types."""
+        kind = (media_type or "").split(";", 1)[0].strip().lower()
+        return bool(kind) and any(
+            fnmatch.fnmatchcase(kind, pattern.lower()) for pattern in self.binary_media_types
+        )
 
     def find(self, path: str) -> tuple[Route, dict[str, str]] | None:
         # Literal segments win over parameters, as in API Gateway.
@@ -96,7 +107,8 @@ def load_rest_api(client: Callable[[str], Any], api_id: str, stage: str) -> Rest
             )
         if methods:
             routes.append(Route(resource["path"], methods))
-    return RestApi(api_id, stage, routes, _api_keys(apigw, api_id, stage))
+    binary = apigw.get_rest_api(restApiId=api_id).get("binaryMediaTypes") or []
+    return RestApi(api_id, stage, routes, _api_keys(apigw, api_id, stage), tuple(binary))
 
 
 def _body_schema(

@@ -43,6 +43,7 @@ OPERATIONS = [
     ("GET", "/v1/health"),
     ("POST", "/v1/feedback"),
     ("GET", "/openapi.json"),
+    ("GET", "/v2"),
     ("GET", "/v2/health/live"),
     ("GET", "/v2/health/ready"),
     ("GET", "/v2/models/{name}"),
@@ -53,6 +54,7 @@ OPERATIONS = [
     ("POST", "/v1/models/{name}/predict"),
     ("POST", "/v1/models/{name}/feedback"),
     ("GET", "/v2/models/{name}/versions/{version}"),
+    ("GET", "/v2/models/{name}/versions/{version}/ready"),
     ("POST", "/v2/models/{name}/versions/{version}/infer"),
 ]
 # The document cannot say what a valid body of these is (request ids from earlier answers; one
@@ -139,7 +141,8 @@ def problem_not_named(
 ) -> str | None:
     """Why a 4xx response does not name its problem, or None when it does: a JSON object with
     an `error` code, a non-empty `message`, and a `field` the message mentions (by path or by
-    name; for a path parameter, its value)."""
+    name; for a path parameter, its value). On v2 routes the object is the protocol's: the
+    message as `error`, the code as `code`."""
     if not 400 <= status < 500:
         return None
     if not content_type.startswith("application/json"):
@@ -151,6 +154,8 @@ def problem_not_named(
     if not isinstance(body, dict):
         return f"{status} with a body that is not an object: {text[:200]}"
     code, message, field = body.get("error"), body.get("message"), body.get("field")
+    if "code" in body:  # the Open Inference Protocol's error object: the sentence as `error`
+        code, message = body["code"], body["error"]
     if not isinstance(code, str) or not code:
         return f"{status} with no error code: {body}"
     if not isinstance(message, str) or len(message.split()) < 3:

@@ -1,8 +1,12 @@
 """The reference Open Inference Protocol client against the local API: tritonclient's HTTP
 client (`tritonclient.http`, in `.venv-oip`, built by `make oip-venv`: its pins conflict with
 the main venv's) reads the model's metadata and infers with it, on a churn model with numeric
-and categorical inputs. It sends `/v2/models/{name}/infer` without a Content-Type header, as
-Triton and KServe accept. The API uses API keys here: tritonclient sends headers, not SigV4."""
+and categorical inputs, its tensors as JSON and as binary tensor data (`binary_data=True`), for
+inputs and for outputs. It sends `/v2/models/{name}/infer` without a Content-Type header, as
+Triton and KServe accept; binary inputs need `Content-Type: application/octet-stream` (the
+API's binary media type: any other body reaches the function as text, its binary bytes
+replaced), and binary outputs `Accept: application/octet-stream`. The API uses API keys here:
+tritonclient sends headers, not SigV4."""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ import json, sys
 import numpy as np
 import tritonclient.http as httpclient
 
-url, key, model = sys.argv[1:4]
+url, key, model, binary_in, binary_out, extra = sys.argv[1:7]
 rows = json.load(sys.stdin)
 client = httpclient.InferenceServerClient(url=url)
 headers = {"x-api-key": key}
@@ -42,19 +46,26 @@ for spec in metadata["inputs"]:
     kind = object if spec["datatype"] == "BYTES" else np.float32
     values = np.array([[row[spec["name"]]] for row in rows], dtype=kind)
     tensor = httpclient.InferInput(spec["name"], list(values.shape), spec["datatype"])
-    tensor.set_data_from_numpy(values, binary_data=False)
+    tensor.set_data_from_numpy(values, binary_data=binary_in == "1")
     inputs.append(tensor)
 wanted = [
-    httpclient.InferRequestedOutput(o["name"], binary_data=False) for o in metadata["outputs"]
+    httpclient.InferRequestedOutput(o["name"], binary_data=binary_out == "1")
+    for o in metadata["outputs"]
 ]
-result = client.infer(model, inputs, outputs=wanted, headers=headers)
+try:
+    result = client.infer(model, inputs, outputs=wanted, headers={**headers, **json.loads(extra)})
+except Exception as error:  # tritonclient's InferenceServerException: the server's message
+    print(json.dumps({"metadata": metadata, "refused": str(error)}))
+    sys.exit(0)
+response = result.get_response()
+binary = [o["name"] for o in response["outputs"] if "binary_data_size" in o.get("parameters", {})]
 outputs = {}
 for output in metadata["outputs"]:
     values = result.as_numpy(output["name"]).reshape(len(rows), -1).tolist()
     outputs[output["name"]] = [
         [v.decode() if isinstance(v, bytes) else v for v in row] for row in values
     ]
-print(json.dumps({"metadata": metadata, "outputs": outputs}))
+print(json.dumps({"metadata": metadata, "outputs": outputs, "binary": binary}))
 """
 
 
@@ -111,21 +122,56 @@ def _rows(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def test_tritonclient_reads_metadata_and_infers_through_the_local_api(keyed: Keyed) -> None:
-    rows = _rows(12)
-    address = keyed.url.removeprefix("http://")
+OCTET = "application/octet-stream"
 
+
+def _triton(
+    keyed: Keyed,
+    rows: list[dict[str, Any]],
+    *,
+    binary_in: bool,
+    binary_out: bool,
+    headers: dict[str, str],
+) -> dict[str, Any]:
     ran = subprocess.run(
-        [str(TRITON_PYTHON), "-c", CLIENT, address, keyed.key, MODEL],
+        [
+            str(TRITON_PYTHON),
+            "-c",
+            CLIENT,
+            keyed.url.removeprefix("http://"),
+            keyed.key,
+            MODEL,
+            "1" if binary_in else "0",
+            "1" if binary_out else "0",
+            json.dumps(headers),
+        ],
         input=json.dumps(rows),
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-
     assert ran.returncode == 0, ran.stderr[-3000:]
-    answer = json.loads(ran.stdout)
+    return dict(json.loads(ran.stdout))
+
+
+@pytest.mark.parametrize(
+    ("binary_in", "binary_out"),
+    [(False, False), (True, False), (False, True), (True, True)],
+    ids=["json", "binary-inputs", "binary-outputs", "binary"],
+)
+def test_tritonclient_reads_metadata_and_infers_through_the_local_api(
+    keyed: Keyed, binary_in: bool, binary_out: bool
+) -> None:
+    rows = _rows(12)
+    headers = {
+        **({"Content-Type": OCTET} if binary_in else {}),
+        **({"Accept": OCTET} if binary_out else {}),
+    }
+
+    answer = _triton(keyed, rows, binary_in=binary_in, binary_out=binary_out, headers=headers)
+
+    assert "refused" not in answer, answer.get("refused")
     inputs = {spec["name"]: spec["datatype"] for spec in answer["metadata"]["inputs"]}
     assert inputs["age"] == "FP32" and inputs["contract"] == "BYTES"
     status, online = keyed.call(
@@ -136,8 +182,20 @@ def test_tritonclient_reads_metadata_and_infers_through_the_local_api(keyed: Key
     )
     assert status == 200, online
     label, probabilities = (output["name"] for output in answer["metadata"]["outputs"])
+    assert answer["binary"] == ([label, probabilities] if binary_out else [])
     assert [row[0] for row in answer["outputs"][label]] == online["predictions"]
     np.testing.assert_allclose(answer["outputs"][probabilities], online["probabilities"], atol=1e-6)
+
+
+def test_tritonclient_binary_requests_need_the_apis_binary_media_types(keyed: Keyed) -> None:
+    rows = _rows(3)
+    # Binary inputs without Content-Type reach the function as text, mangled: refused, saying
+    # which Content-Type to send.
+    answer = _triton(keyed, rows, binary_in=True, binary_out=False, headers={})
+    assert OCTET in answer["refused"] and "Content-Type" in answer["refused"]
+    # Binary outputs for a client that does not Accept them: JSON, which tritonclient reads.
+    answer = _triton(keyed, rows, binary_in=True, binary_out=True, headers={"Content-Type": OCTET})
+    assert answer["binary"] == [] and len(answer["outputs"]) == 2
 
 
 def test_v2_infer_takes_json_with_its_inference_header_length(keyed: Keyed) -> None:
@@ -161,6 +219,8 @@ def test_v2_infer_takes_json_with_its_inference_header_length(keyed: Keyed) -> N
     predict = keyed.call("POST", "/v1/predict", json.dumps({"instances": rows}).encode(), {})
 
     assert plain[0] == 200, plain
-    assert binary[0] == 415 and binary[1]["field"] == "Inference-Header-Content-Length"
-    assert "binary" in binary[1]["message"]
+    # Binary tensor data in a body that is not application/octet-stream: API Gateway passed
+    # it as text.
+    assert binary[0] == 415 and binary[1]["field"] == "Content-Type"
+    assert binary[1]["code"] == "unsupported_media_type" and "binary" in binary[1]["error"]
     assert predict[0] == 415 and predict[1]["error"] == "unsupported_media_type"

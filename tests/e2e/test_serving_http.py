@@ -302,8 +302,9 @@ def test_v2_ready_metadata_and_infer(served: Served) -> None:
     np.testing.assert_allclose(
         np.reshape(probabilities["data"], (3, 2)), expected.probabilities, atol=1e-6
     )
-    assert other.status == 404 and other.body["error"] == "model_not_found"
-    assert other.body["models"] == [MODEL]
+    # The protocol's error object: the message as `error`, the stable code as `code`.
+    assert other.status == 404 and other.body["code"] == "model_not_found"
+    assert "'not-this-one'" in other.body["error"] and other.body["models"] == [MODEL]
 
 
 def entry_alias(entry: dict[str, Any]) -> str:
@@ -340,7 +341,7 @@ def test_the_model_routes_reach_the_function_as_api_gateway_routes_them(served: 
         np.reshape(pinned.body["outputs"][1]["data"], (3, 2)), expected.probabilities, atol=1e-6
     )
     assert unknown.status == 404 and unknown.body["models"] == [MODEL]
-    assert missing.status == 404 and missing.body["error"] == "version_not_found"
+    assert missing.status == 404 and missing.body["code"] == "version_not_found"
 
 
 def _good() -> dict[str, Any]:

@@ -192,11 +192,18 @@ def test_alias_live_is_what_every_method_invokes(resources: Resources) -> None:
     (alias_id, alias) = next(iter(resources("AWS::Lambda::Alias").items()))
     assert alias["Properties"]["Name"] == "live"
     methods = resources("AWS::ApiGateway::Method")
-    assert len(methods) == len(ROUTES) == 16
+    assert len(methods) == len(ROUTES) == 18
     for method in methods.values():
         integration = method["Properties"]["Integration"]
         assert integration["Type"] == "AWS_PROXY"
         assert {"Ref": alias_id} in integration["Uri"]["Fn::Join"][1]
+
+
+def test_api_passes_only_the_binary_tensor_media_type_as_binary(resources: Resources) -> None:
+    # Binary tensor data (application/octet-stream) reaches the function intact; JSON stays
+    # text.
+    (api,) = resources("AWS::ApiGateway::RestApi").values()
+    assert api["Properties"]["BinaryMediaTypes"] == ["application/octet-stream"]
 
 
 def test_api_uses_iam_auth_throttling_and_json_access_logs_by_default(

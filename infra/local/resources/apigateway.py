@@ -18,7 +18,7 @@ from infra.local.resources.base import (
     unapplied,
 )
 
-_REST_API = {"Name", "Description", "EndpointConfiguration", "Tags", "Policy"}
+_REST_API = {"Name", "Description", "EndpointConfiguration", "Tags", "Policy", "BinaryMediaTypes"}
 _METHOD = names(
     "RestApiId ResourceId HttpMethod AuthorizationType ApiKeyRequired Integration "
     "RequestValidatorId RequestModels RequestParameters"
@@ -37,7 +37,18 @@ def rest_api(ctx: DeployContext, spec: ResourceSpec) -> Created:
         request["endpointConfiguration"] = {"types": p["EndpointConfiguration"].get("Types", [])}
     if tags(p):
         request["tags"] = {tag["Key"]: tag["Value"] for tag in tags(p)}
-    created = ctx.client("apigateway").create_rest_api(**request)
+    client = ctx.client("apigateway")
+    created = client.create_rest_api(**request)
+    if p.get("BinaryMediaTypes"):
+        # moto's CreateRestApi drops binaryMediaTypes; UpdateRestApi adds them (AWS reads the
+        # type from the path, moto from the value: both are given).
+        client.update_rest_api(
+            restApiId=created["id"],
+            patchOperations=[
+                {"op": "add", "path": f"/binaryMediaTypes/{kind.replace('/', '~1')}", "value": kind}
+                for kind in p["BinaryMediaTypes"]
+            ],
+        )
     return Created(
         ref=created["id"],
         attributes={"RootResourceId": created["rootResourceId"], "RestApiId": created["id"]},

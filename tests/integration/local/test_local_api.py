@@ -4,6 +4,7 @@ request models, Lambda errors; and Firehose's `!{timestamp:...}` prefix expansio
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
@@ -128,11 +129,49 @@ def test_body_and_status_round_trip(cloud: LocalCloud) -> None:
 
 
 @pytest.mark.slow
-def test_binary_bodies_arrive_base64_encoded(cloud: LocalCloud) -> None:
-    status, _, echoed = _call(cloud, "POST", "/echo", body=b"\xff\x00\xfe")
+@pytest.mark.parametrize("content_type", ["application/octet-stream", "image/png; q=1"])
+def test_a_body_of_a_binary_media_type_arrives_base64_encoded(
+    cloud: LocalCloud, content_type: str
+) -> None:
+    status, _, echoed = _call(
+        cloud, "POST", "/echo", body=b"\xff\x00\xfe", headers={"Content-Type": content_type}
+    )
     assert status == 201
     assert echoed["isBase64Encoded"] is True
     assert echoed["body"] == "ff00fe"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/json"])
+def test_any_other_body_arrives_as_text_with_bytes_beyond_utf8_replaced(
+    cloud: LocalCloud, content_type: str | None
+) -> None:
+    # As API Gateway passes it: not base64, each invalid UTF-8 sequence becomes U+FFFD.
+    headers = {"Content-Type": content_type} if content_type else {}
+    status, _, echoed = _call(
+        cloud, "POST", "/echo", body=b"ok\xff\x00\xfe\xc3\xa9", headers=headers
+    )
+    assert status == 201
+    assert echoed["isBase64Encoded"] is False
+    assert echoed["body"] == "ok\ufffd\x00\ufffd\u00e9"
+
+
+@pytest.mark.slow
+def test_a_base64_answer_is_bytes_only_for_a_client_accepting_a_binary_media_type_first(
+    cloud: LocalCloud,
+) -> None:
+    def get(accept: str | None) -> bytes:
+        headers = {"x-api-key": KEY, **({"Accept": accept} if accept else {})}
+        response = requests.get(cloud.api_url.rstrip("/") + "/binary", headers=headers, timeout=30)
+        assert response.status_code == 200
+        return response.content
+
+    raw = b"\x00\xff\x80binary"
+    assert get("application/octet-stream") == raw
+    assert get("image/png, application/json") == raw
+    encoded = base64.b64encode(raw)
+    assert get(None) == encoded
+    assert get("application/json, application/octet-stream") == encoded
 
 
 @pytest.mark.slow

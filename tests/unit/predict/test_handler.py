@@ -176,7 +176,8 @@ def test_v2_shapes(call: Call, trained: Trained) -> None:
     status, body = call("POST", "/v2/models/churn/infer", {"inputs": inputs})
     assert status == 422 and body["field"] == "inputs[0].datatype"
     status, body = call("POST", "/v2/models/churn/infer", {"inputs": inputs[1:]})
-    assert status == 422 and body["error"] == "missing_feature"
+    assert status == 422 and body["code"] == "missing_feature"
+    assert body["error"].startswith("'inputs' has no tensor for feature")
 
 
 @pytest.mark.parametrize(
@@ -212,9 +213,10 @@ def test_v2_infer_takes_json_without_content_type_and_with_its_header_length(
 
     assert answer == status, body
     if code is not None:
-        assert body["error"] == code
+        assert body["code"] == code
     if status == 415 and extra:
-        assert body["field"] == "Inference-Header-Content-Length" and "binary" in body["message"]
+        # Binary tensor data in a text body (not sent as application/octet-stream).
+        assert body["field"] == "Content-Type" and "application/octet-stream" in body["error"]
 
 
 def test_openapi_document_is_valid(call: Call, trained: Trained) -> None:

@@ -1,7 +1,7 @@
 """A throwaway CDK app with the serving shapes the real stack uses, for the local API adapter's
 tests: `CDK_OUTDIR=<dir> API_AUTH=api_key|none python app.py` (no Docker, no AWS account).
-A function behind alias `live` integrated per route, a request model on POST /items, and a
-Firehose stream writing under a `!{timestamp:...}` prefix."""
+A function behind alias `live` integrated per route, a request model on POST /items, binary
+media types, and a Firehose stream writing under a `!{timestamp:...}` prefix."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def build(stack: cdk.Stack, auth: str) -> None:
         stack,
         "Api",
         deploy_options=apigw.StageOptions(stage_name="test"),
+        binary_media_types=["application/octet-stream", "image/*"],
         default_method_options=apigw.MethodOptions(api_key_required=auth == "api_key"),
     )
     integration = apigw.LambdaIntegration(alias)
@@ -57,6 +58,7 @@ def build(stack: cdk.Stack, auth: str) -> None:
     items.add_resource("special").add_method("GET", integration)
     api.root.add_resource("echo").add_method("POST", integration)
     api.root.add_resource("boom").add_method("GET", integration)
+    api.root.add_resource("binary").add_method("GET", integration)
     api.root.add_resource("malformed").add_method("GET", integration)
     if auth == "api_key":
         plan = api.add_usage_plan(

@@ -1,4 +1,5 @@
-"""The throwaway API's function: echoes the proxy event, fails on /boom."""
+"""The throwaway API's function: echoes the proxy event, fails on /boom, answers bytes
+(base64-encoded) on /binary."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         raise RuntimeError("boom")
     if event["path"] == "/malformed":
         return {"not": "a proxy response"}
+    if event["path"] == "/binary":
+        return {
+            "statusCode": 200,
+            "headers": {"Content-Type": "application/octet-stream"},
+            "body": base64.b64encode(b"\x00\xff\x80binary").decode(),
+            "isBase64Encoded": True,
+        }
     body = event.get("body")
     if event.get("isBase64Encoded"):
         body = base64.b64decode(body).hex()
