@@ -4,7 +4,6 @@ feedback object per labelled row (`functions.common.records`)."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import re
 from types import SimpleNamespace
@@ -16,7 +15,7 @@ import pytest
 
 from functions.adapters.storage import ObjectStore
 from functions.common.config.serving import ServingConfig
-from functions.common.observability import metrics
+from functions.common.observability import request_metrics as metrics
 from functions.common.records import (
     FeedbackItem,
     capture_record,
@@ -283,7 +282,7 @@ class _FailingSession:
 
 def test_scoring_that_raises_is_captured_as_an_error_then_raised() -> None:
     out = io.StringIO()
-    store = SimpleNamespace(observed=lambda model: contextlib.nullcontext(), candidate=None)
+    store = SimpleNamespace(rollout=None)
     served = Served(
         name="churn",
         store=store,  # type: ignore[arg-type]
@@ -320,5 +319,7 @@ def test_a_capture_that_cannot_be_written_never_fails_the_request(
     metrics.clear_metrics()
     logic.capture(_service(out), _served(), _model(), batch, prediction, "r", "v1", 0)
 
-    assert metrics.metric_set["CaptureFailures"]["Value"] == [1.0]
-    metrics.clear_metrics()
+    capsys.readouterr()
+    metrics.flush_metrics()
+    [emf] = [orjson.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    assert emf["CaptureFailures"] == [1.0]
