@@ -8,7 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """A stage-to-stage or stored contract. Each class builds its validator on first use
+    (`defer_build`), not at import: a function pays only for the contracts it uses (predict
+    two of the twenty, at cold start)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class SourceObject(Contract):
@@ -177,7 +181,7 @@ class PipelineState(BaseModel):
     `{"retrain": <the request>}`, read here as `dataset` and `retrain`. Train adds
     `training`, evaluate `evaluation`, register `registered`; other fields are ignored."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     model: str | None = None
     execution: ExecutionInfo | None = None
@@ -350,7 +354,7 @@ class TrainingJob(Contract):
 class TrainingJobState(BaseModel):
     """The state the Collect step receives: the execution and the finished job."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     execution: ExecutionInfo | None = None
     training_job: TrainingJob
