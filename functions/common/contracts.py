@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 class Contract(BaseModel):
     """A stage-to-stage or stored contract. Each class builds its validator on first use
-    (`defer_build`), not at import: a function pays only for the contracts it uses (predict
-    two of the twenty, at cold start)."""
+    (`defer_build`), not at import: a function's cold start pays only for the contracts it
+    uses."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
