@@ -394,7 +394,7 @@ def test_the_serving_page_says_what_api_gateway_validates_as_the_template_has_it
     assert body_checked or "API Gateway validates no request body" in page
     named = {"method.request.path.name": True}
     versioned = {**named, "method.request.path.version": True}
-    assert sorted(map(len, parameters_checked)) == [1] * 6 + [2] * 2
+    assert sorted(map(len, parameters_checked)) == [1] * 6 + [2] * 3
     assert all(p in (named, versioned) for p in parameters_checked)
     assert (
         "API Gateway validates the `{name}` and `{version}` path parameters of the model routes"

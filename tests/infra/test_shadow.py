@@ -58,7 +58,7 @@ def test_a_capture_object_invokes_it_with_retries_and_dead_letters(
     assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
     assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 8}
     assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].startswith(
-        "ShadowUndeliveredCaptureEvents"
+        "ShadowUndeliveredShadowEvents"
     )
     [invoke] = [
         v
@@ -79,7 +79,7 @@ def test_every_shadow_alarm_links_to_its_runbook_section(
         if k not in template_json["Resources"]
     }
     assert {re.sub(r"[0-9A-F]{8}$", "", k) for k in alarms} == {
-        "ShadowUndeliveredCaptureEventsAlarm",
+        "ShadowUndeliveredShadowEventsAlarm",
         "ShadowFailedShadowScoringAlarm",
         "ShadowShadowScoringErrorsAlarm",
     }

@@ -9,7 +9,7 @@ pydantic, boto3), as predict does. Its role reads `capture/`, the shadowed model
 registry partitions, and writes their `shadow/<model>/` folders; nothing else.
 
 Failures: an event EventBridge cannot deliver (after 8 retries over up to a day) goes to the
-`UndeliveredCaptureEvents` queue; an invocation that fails (a model file that does not match
+`UndeliveredShadowEvents` queue; an invocation that fails (a model file that does not match
 its checksum, an AWS error) is retried twice by Lambda, then its on-failure record lands in the
 `FailedShadowScoring` queue. Each queue and the function's errors have an alarm.
 """
@@ -78,16 +78,16 @@ class ShadowScoring(Construct):
             on_failure=destinations.SqsDestination(self.failed), retry_attempts=2
         )
         self.undelivered = undelivered_queue(
-            self, "UndeliveredCaptureEvents", "the shadow scoring rule"
+            self, "UndeliveredShadowEvents", "the shadow scoring rule"
         )
         undelivered_alarm(
             self,
-            "UndeliveredCaptureEvents",
+            "UndeliveredShadowEvents",
             self.undelivered,
             platform=platform,
             means="EventBridge could not invoke the shadow function for a capture object "
             "(after its retries): that object's requests have no shadow records; the event "
-            "waits in the UndeliveredCaptureEvents queue.",
+            "waits in the UndeliveredShadowEvents queue.",
         )
         undelivered_alarm(
             self,
