@@ -49,7 +49,7 @@ def test_the_smoke_test_passes_on_the_deploy_as_built_and_reports_no_model_yet(
 
     assert [r for r in results if not r.passed] == []
     functions = [r for r in results if r.check.startswith("function ")]
-    assert len(functions) == 9, [r.check for r in results]
+    assert len(functions) == 10, [r.check for r in results]
     assert all("initialised under Python 3.13" in r.detail for r in functions)
     (alias,) = [r for r in results if r.check == "alias production"]
     assert alias.detail == "no model of 'churn' promoted yet"
@@ -57,7 +57,7 @@ def test_the_smoke_test_passes_on_the_deploy_as_built_and_reports_no_model_yet(
     assert cli.exit_code == 0, cli.output
     lines = cli.output.splitlines()
     assert lines[0].startswith("smoke test of local cloud at http://127.0.0.1:")
-    assert sum(line.startswith("pass function ") for line in lines) == 9
+    assert sum(line.startswith("pass function ") for line in lines) == 10
     assert "  note: a first deploy has no model until a drop is trained and promoted" in lines
 
 

@@ -40,8 +40,15 @@ def _free_port() -> int:
 
 
 DRIFT_CHECK_LOGS = "MonitoringDriftChecksExecutionLogs165AD3D4"
-"""The drift checks state machine's execution logs: newer than the pinned release, so a
-rollback to it deletes them with their data, and must be allowed to."""
+NEWER_WITH_DATA = (
+    DRIFT_CHECK_LOGS,
+    "CanaryCanaryFunctionLogsC1994E8B",
+    "CanaryFailedCanaryCounts3234A3DD",
+    "CanaryUndeliveredCaptureEvents2E7AA477",
+)
+"""What holds data and is newer than the pinned release (the drift checks state machine's
+execution logs, the canary function's logs and queues): a rollback to it deletes them with
+their data, and must be allowed to."""
 
 
 def _rollback(revision: str, state_dir: Path, *allowed: str) -> Any:
@@ -93,7 +100,7 @@ def test_rollback_puts_the_previous_release_back_on_the_running_local_cloud(
         assert DRIFT_CHECK_LOGS in refused.output and "holds data" in refused.output
         assert "rollback refused: nothing deployed" in " ".join(refused.output.split())
 
-        result = _rollback(revision, state_dir, DRIFT_CHECK_LOGS)
+        result = _rollback(revision, state_dir, *NEWER_WITH_DATA)
 
         assert result.exit_code == 0, result.output
         assert "FAIL" not in result.output

@@ -41,6 +41,28 @@ def delivery_stream(ctx: DeployContext, spec: ResourceSpec) -> Created:
             for key, value in hints.items()
             if key in ("IntervalInSeconds", "SizeInMBs")
         }
+    notes = [
+        "records are written to S3 on every put (buffering hints recorded, not applied)",
+        "encryption and CloudWatch delivery logging are recorded, not applied",
+    ]
+    previous = ctx.previous(spec)
+    if previous is not None:
+        # An update in place, as CloudFormation makes it: the destination's settings (its
+        # record processing too) change, the stream and its name stay.
+        client = ctx.client("firehose")
+        described = client.describe_delivery_stream(DeliveryStreamName=previous.ref)
+        stream = described["DeliveryStreamDescription"]
+        client.update_destination(
+            DeliveryStreamName=previous.ref,
+            CurrentDeliveryStreamVersionId=stream["VersionId"],
+            DestinationId=stream["Destinations"][0]["DestinationId"],
+            # Processing the template no longer has is switched off, as CloudFormation does.
+            ExtendedS3DestinationUpdate={
+                "ProcessingConfiguration": {"Enabled": False, "Processors": []},
+                **config,
+            },
+        )
+        return Created(ref=previous.ref, attributes=dict(previous.attributes), notes=notes)
     request: dict[str, Any] = {
         "DeliveryStreamName": name,
         "DeliveryStreamType": p.get("DeliveryStreamType", "DirectPut"),
@@ -49,10 +71,6 @@ def delivery_stream(ctx: DeployContext, spec: ResourceSpec) -> Created:
     if tags(p):
         request["Tags"] = tags(p)
     arn = ctx.client("firehose").create_delivery_stream(**request)["DeliveryStreamARN"]
-    notes = [
-        "records are written to S3 on every put (buffering hints recorded, not applied)",
-        "encryption and CloudWatch delivery logging are recorded, not applied",
-    ]
     return Created(ref=name, attributes={"Arn": arn}, notes=notes)
 
 

@@ -150,7 +150,6 @@ UPDATE_RECORDED: dict[str, str] = {
     "AWS::ApiGateway::UsagePlan": "the usage plan is kept",
     "AWS::ApiGateway::ApiKey": "the key is kept",
     "AWS::ApiGateway::UsagePlanKey": "the usage plan key is kept",
-    "AWS::KinesisFirehose::DeliveryStream": "the stream is kept",
 }
 """Types whose in-place update the local cloud records but does not apply (what is kept).
 Every other type's provisioner applies an update in place (`DeployContext.previous`)."""
