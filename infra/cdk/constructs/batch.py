@@ -304,15 +304,8 @@ class BatchInference(Construct):
             "UndeliveredStarts queue.",
             description=f"A {BATCH_START_MARKER} marker under batch/in/<model>/<job>/ starts a "
             "batch job",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"],
-                detail_type=["Object Created"],
-                detail={
-                    "bucket": {"name": [self._data_lake.bucket.bucket_name]},
-                    "object": {
-                        "key": events.Match.wildcard(f"{BATCH_IN_PREFIX}*/*/{BATCH_START_MARKER}")
-                    },
-                },
+            event_pattern=self._data_lake.object_created(
+                events.Match.wildcard(f"{BATCH_IN_PREFIX}*/*/{BATCH_START_MARKER}")
             ),
             state_machine=self.state_machine,
             platform=self._platform,

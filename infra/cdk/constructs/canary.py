@@ -62,14 +62,7 @@ class CanaryConsumer(Construct):
             self,
             "CaptureObjectRule",
             description="A new capture object is counted into the rollouts and judged",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"],
-                detail_type=["Object Created"],
-                detail={
-                    "bucket": {"name": [data_lake.bucket.bucket_name]},
-                    "object": {"key": [{"prefix": CAPTURE_PREFIX}]},
-                },
-            ),
+            event_pattern=data_lake.object_created([{"prefix": CAPTURE_PREFIX}]),
             targets=[
                 targets.LambdaFunction(
                     function,

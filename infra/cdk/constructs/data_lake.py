@@ -4,7 +4,10 @@ access logs."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import ArnFormat, CfnOutput, Duration, Stack
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -246,6 +249,15 @@ class DataLake(Construct):
     def grant_write_objects(self, grantee: iam.IRole, prefix: str) -> None:
         """Create objects under `prefix` (multipart uploads included); no delete."""
         self._grant_objects(grantee, prefix, ["s3:PutObject", "s3:AbortMultipartUpload"])
+
+    def object_created(self, key: Any) -> events.EventPattern:
+        """The EventBridge pattern of S3's Object Created in this bucket for a key matching
+        `key` (an event pattern's key filter: `[{"prefix": ...}]`, `events.Match.wildcard`)."""
+        return events.EventPattern(
+            source=["aws.s3"],
+            detail_type=["Object Created"],
+            detail={"bucket": {"name": [self.bucket.bucket_name]}, "object": {"key": key}},
+        )
 
     def grant_list(self, grantee: iam.IRole, prefixes: list[str]) -> None:
         """List the keys under `prefixes` only (an `s3:prefix` condition on ListBucket)."""

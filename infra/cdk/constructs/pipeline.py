@@ -587,14 +587,7 @@ class Pipeline(Construct):
             "(after its retries): the drop was not ingested; its event waits in the "
             "UndeliveredDrops queue.",
             description="A new object under raw/ starts the pipeline",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"],
-                detail_type=["Object Created"],
-                detail={
-                    "bucket": {"name": [data_lake.bucket.bucket_name]},
-                    "object": {"key": [{"prefix": RAW_PREFIX}]},
-                },
-            ),
+            event_pattern=data_lake.object_created([{"prefix": RAW_PREFIX}]),
             state_machine=self.state_machine,
             platform=self._platform,
         )

@@ -112,14 +112,7 @@ class ShadowScoring(Construct):
             self,
             "CaptureObjectRule",
             description="A new capture object is scored by the models' shadow versions",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"],
-                detail_type=["Object Created"],
-                detail={
-                    "bucket": {"name": [data_lake.bucket.bucket_name]},
-                    "object": {"key": [{"prefix": CAPTURE_PREFIX}]},
-                },
-            ),
+            event_pattern=data_lake.object_created([{"prefix": CAPTURE_PREFIX}]),
             targets=[
                 targets.LambdaFunction(
                     self.scorer.function,
