@@ -19,10 +19,9 @@ from functions.common.events import MODEL_PROMOTED, REGISTRY_SOURCE
 from functions.common.settings import stage_settings
 from tests.helpers.cloud import BUCKET, TABLE, Cloud, create_data_bucket, create_registry_table
 
-# Powertools' module-level Logger and Metrics read these when first imported (as in Lambda,
-# where the environment exists before the code loads), so they are set before any test module.
+# Powertools' module-level Logger reads this when first imported (as in Lambda, where the
+# environment exists before the code loads); the metric namespace is set in tests/conftest.py.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "ingest")
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "mlops")
 
 REPO = Path(__file__).resolve().parents[2]
 

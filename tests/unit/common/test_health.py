@@ -4,11 +4,18 @@ invokes each function with after a deploy."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from functions.common.health import HEALTH_CHECK, answers_health_check, is_health_check
+
+
+def _resident_mb() -> float:
+    status = Path("/proc/self/status").read_text(encoding="ascii")
+    (line,) = [line for line in status.splitlines() if line.startswith("VmRSS:")]
+    return int(line.split()[1]) / 1024
 
 
 class Context:
@@ -53,7 +60,9 @@ def test_a_handler_answers_the_health_check_without_running(deployed: None) -> N
     )
     assert report["project"] == "mlops"
     assert report["memory_limit_mb"] == 2048
-    assert 0 < report["peak_memory_mb"] < 2048
+    # the process's peak so far: at least what it holds now (this test process is the suite's,
+    # so its size says nothing about a function's)
+    assert report["peak_memory_mb"] >= _resident_mb() - 1
     json.dumps(report)
     assert handler({"detail": {}}, Context()) == {"ran": True}
     assert calls == [{"detail": {}}]

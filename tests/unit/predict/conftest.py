@@ -17,7 +17,6 @@ from tests.helpers.predict_api import CONTEXT, api_event
 from tests.helpers.registry import model_version
 
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "predict")
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "mlops")
 
 
 @pytest.fixture(scope="session")
