@@ -12,6 +12,11 @@ positive `latency_ms` is also one observation of the latency test (ln of it, and
 Records without a rollout (none was running, or version 1 records, which carry none) and records
 of other aliases are not counted. Lines that are not JSON capture records, or that lack what
 counting needs, are skipped and counted in `skipped`, never guessed.
+
+A feedback record (`feedback-record` version 2) whose `served` names a rollout's production or
+candidate adds one labeled request to that arm (`count_feedback`): for a classifier, a miss
+when its prediction is not the label; for a regressor, ln|prediction - label| (at least
+`ABS_ERROR_FLOOR`) and its square.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from __future__ import annotations
 import json
 import math
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from functions.common import formats
 from functions.common.contracts import LATENCY_BUCKETS_MS, ServingStats
-from functions.ml.sequential import Counts
+from functions.common.records import label_text
+from functions.ml.sequential import ABS_ERROR_FLOOR, Counts
 
 RECORD = "capture"
 ALIASES = ("production", "candidate")
@@ -42,6 +49,10 @@ class _Sums:
     latency_count: int = 0
     log_latency_sum: float = 0.0
     log_latency_sq_sum: float = 0.0
+    labeled: int = 0
+    misses: int = 0
+    log_abs_error_sum: float = 0.0
+    log_abs_error_sq_sum: float = 0.0
 
 
 @dataclass
@@ -67,6 +78,10 @@ class ObjectCounts:
                     latency_count=sums.latency_count,
                     log_latency_sum=sums.log_latency_sum,
                     log_latency_sq_sum=sums.log_latency_sq_sum,
+                    labeled=sums.labeled,
+                    misses=sums.misses,
+                    log_abs_error_sum=sums.log_abs_error_sum,
+                    log_abs_error_sq_sum=sums.log_abs_error_sq_sum,
                 )
             )
         return grouped
@@ -143,4 +158,81 @@ def counts_of(stats: ServingStats | None) -> Counts:
         latency_count=stats.latency_count,
         log_latency_sum=stats.log_latency_sum,
         log_latency_sq_sum=stats.log_latency_sq_sum,
+        labeled=stats.labeled,
+        misses=stats.misses,
+        log_abs_error_sum=stats.log_abs_error_sum,
+        log_abs_error_sq_sum=stats.log_abs_error_sq_sum,
     )
+
+
+def count_feedback(document: object, classifier: Callable[[str], bool | None]) -> ObjectCounts:
+    """The counters one feedback record adds: one labeled request of the arm that served it,
+    when `served` names a rollout's production or candidate. `classifier(model)` is True for
+    a classifier, False for a regressor, None for a model not configured (nothing counted).
+    A record that is not a feedback record with a usable label and prediction is `skipped`.
+
+    Raises:
+        FormatVersionError: the record was written by a newer release.
+    """
+    counts = ObjectCounts()
+    if not isinstance(document, dict):
+        counts.skipped = 1
+        return counts
+    record = formats.read(formats.FEEDBACK_RECORD, document)
+    served = record.get("served")
+    if served is None:
+        return counts  # its capture was not found: nothing says which arm served it
+    found = _served_key(served)
+    if found is None:
+        counts.skipped = 1
+        return counts
+    key, prediction = found
+    if key[1] is None or key[2] not in ALIASES:
+        return counts  # no rollout running, or a version asked for by number
+    kind = classifier(key[0])
+    if kind is None:
+        return counts
+    miss_or_error = _outcome(kind, record.get("label"), prediction)
+    if miss_or_error is None:
+        counts.skipped = 1
+        return counts
+    sums = counts.sums.setdefault((key[0], key[1], key[2], key[3]), _Sums())
+    sums.labeled += 1
+    if kind:
+        sums.misses += int(miss_or_error)
+    else:
+        log = math.log(max(miss_or_error, ABS_ERROR_FLOOR))
+        sums.log_abs_error_sum += log
+        sums.log_abs_error_sq_sum += log * log
+    return counts
+
+
+def _served_key(served: object) -> tuple[tuple[str, int | None, str, int], object] | None:
+    if not isinstance(served, dict):
+        return None
+    model, alias = served.get("model_name"), served.get("alias")
+    version, rollout = _int(served.get("model_version")), served.get("rollout")
+    if not isinstance(model, str) or not isinstance(alias, str) or version is None:
+        return None
+    if rollout is not None and _int(rollout) is None:
+        return None
+    return (model, rollout, alias, version), served.get("prediction")
+
+
+def _outcome(classifier: bool, label: object, prediction: object) -> float | None:
+    """A classifier's miss (1.0 or 0.0), a regressor's absolute error; None when the label or
+    the prediction cannot be compared."""
+    if classifier:
+        truth, predicted = label_text(label), label_text(prediction)
+        if truth is None or predicted is None:
+            return None
+        return float(truth != predicted)
+    if not _number(label) or not _number(prediction):
+        return None
+    assert isinstance(label, int | float) and isinstance(prediction, int | float)
+    error = abs(float(label) - float(prediction))
+    return error if math.isfinite(error) else None
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

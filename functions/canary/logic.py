@@ -1,5 +1,6 @@
-"""The canary function's work for one capture object: count it into the rollouts' counters
-(once), then judge every configured model's running rollout with the sequential test
+"""The canary function's work for one capture object, or one feedback record of a model that
+tests accuracy (`[serving] canary_accuracy`): count it into the rollouts' counters (once), then
+judge every configured model's running rollout with the sequential test
 (`functions.ml.sequential`) and conclude the decided ones through the registry's transaction.
 
 Order and repeats: the counters and the object's marker are one transaction per model, so a
@@ -12,6 +13,7 @@ the next capture object of any model).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,7 +25,8 @@ from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION
 from functions.adapters.registry.items import now
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
-from functions.canary.counting import count_lines, counts_of
+from functions.canary.counting import count_feedback, count_lines, counts_of
+from functions.common.config.dataset import Task
 from functions.common.config.loading import MlopsConfig
 from functions.common.config.serving import ServingConfig
 from functions.common.contracts import (
@@ -39,7 +42,7 @@ from functions.common.errors import (
     StalePromotionError,
 )
 from functions.common.events import model_promoted_detail
-from functions.common.layout import CAPTURE_PREFIX
+from functions.common.layout import CAPTURE_PREFIX, FEEDBACK_PREFIX
 from functions.common.observability import logger
 from functions.ml.sequential import Canary, Decision, decide
 
@@ -52,12 +55,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def canary_of(serving: ServingConfig) -> Canary:
+def canary_of(serving: ServingConfig, *, classification: bool = True) -> Canary:
     return Canary(
         alpha=serving.canary_alpha,
         power=serving.canary_power,
         min_effect_error_rate=serving.canary_min_effect_error_rate,
         min_effect_latency=serving.canary_min_effect_latency,
+        accuracy=serving.canary_accuracy,
+        classification=classification,
+        min_effect_accuracy=serving.canary_min_effect_accuracy,
+        min_effect_abs_error=serving.canary_min_effect_abs_error,
     )
 
 
@@ -68,6 +75,8 @@ class CanaryService:
     registry: ModelRegistry
     lines: Callable[[str], Iterable[bytes]]
     """A capture object's lines, by key."""
+    document: Callable[[str], Any] = field(default=lambda key: None)
+    """A JSON object (a feedback record), by key."""
     clock: Callable[[], datetime] = field(default_factory=lambda: utcnow)
 
     @classmethod
@@ -78,31 +87,45 @@ class CanaryService:
             bucket=bucket,
             registry=ModelRegistry(table_name),
             lines=lambda key: objects.lines(bucket, key),
+            document=lambda key: _json_or_none(objects.get_bytes(bucket, key)),
         )
 
 
+def _json_or_none(body: bytes) -> Any:
+    """A JSON document, None when the body is not JSON (it is then skipped as not countable)."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
 def handle_object(svc: CanaryService, key: str) -> dict[str, Any]:
-    """Count capture object `key` and judge the running rollouts; returns a summary (counted
-    models, skipped lines, decisions)."""
-    if not key.startswith(CAPTURE_PREFIX):
-        raise ValueError(f"{key!r} is not a capture object (under {CAPTURE_PREFIX})")
-    counts = count_lines(svc.lines(key))
+    """Count capture object or feedback record `key` and judge the running rollouts; returns
+    a summary (counted models, skipped lines, decisions)."""
+    if key.startswith(CAPTURE_PREFIX):
+        counts = count_lines(svc.lines(key))
+    elif key.startswith(FEEDBACK_PREFIX):
+        counts = count_feedback(svc.document(key), lambda model: _classifier(svc, model))
+    else:
+        raise ValueError(
+            f"{key!r} is neither a capture object (under {CAPTURE_PREFIX}) nor a feedback "
+            f"record (under {FEEDBACK_PREFIX})"
+        )
     if counts.skipped:
         logger.warning(
-            "Capture lines skipped (not countable records)",
-            extra={"key": key, "skipped": counts.skipped},
+            "Records skipped (not countable)", extra={"key": key, "skipped": counts.skipped}
         )
     expires_at = int(time.time()) + COUNTED_MARKER_DAYS * 86_400
     counted: dict[str, bool] = {}
     for model, per_rollout in counts.by_model().items():
         if model not in svc.config.models:
-            logger.warning("Capture of a model not configured; not counted", extra={"model": model})
+            logger.warning("Records of a model not configured; not counted", extra={"model": model})
             continue
         counted[model] = svc.registry.count_capture_object(
             model, key, per_rollout, expires_at=expires_at
         )
         if not counted[model]:
-            logger.info("Capture object counted already", extra={"key": key, "model": model})
+            logger.info("Object counted already", extra={"key": key, "model": model})
     decisions = [
         decision.model_dump(mode="json")
         for model in svc.config.model_names
@@ -111,11 +134,23 @@ def handle_object(svc: CanaryService, key: str) -> dict[str, Any]:
     return {"key": key, "counted": counted, "skipped": counts.skipped, "decisions": decisions}
 
 
+def _classifier(svc: CanaryService, model: str) -> bool | None:
+    """Whether `model` is a classifier; None when its labels are not counted (not configured,
+    or its rollouts do not test accuracy)."""
+    if model not in svc.config.models:
+        return None
+    config = svc.config.for_model(model)
+    if not config.serving.canary_accuracy:
+        return None
+    return config.dataset.task == Task.CLASSIFICATION
+
+
 def judge(svc: CanaryService, model: str) -> RolloutDecision | None:
     """Run `model`'s rollout test now; conclude the rollout when it decided (or its time is
     up). Returns the recorded decision, None when nothing was concluded (no rollout, still
     undecided, or another caller concluded it first)."""
-    serving = svc.config.for_model(model).serving
+    config = svc.config.for_model(model)
+    serving = config.serving
     if serving.candidate_share <= 0:
         return None  # the predict function routes nothing to a candidate: nothing to judge
     candidate = svc.registry.get_alias(model, CANDIDATE)
@@ -131,7 +166,7 @@ def judge(svc: CanaryService, model: str) -> RolloutDecision | None:
     started = datetime.fromisoformat(candidate.updated_at)
     expired = at - started >= timedelta(minutes=serving.candidate_max_minutes)
     decision = decide(
-        canary_of(serving),
+        canary_of(serving, classification=config.dataset.task == Task.CLASSIFICATION),
         counts_of(served),
         counts_of(baseline),
         expired=expired,

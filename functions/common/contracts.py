@@ -277,6 +277,14 @@ class ServingStats(Contract):
     )
     log_latency_sum: float = Field(default=0.0, description="Sum of ln(latency_ms) over them")
     log_latency_sq_sum: float = Field(default=0.0, description="Sum of ln(latency_ms) squared")
+    labeled: int = Field(
+        default=0, description="Requests whose true label came back (the accuracy test's n)"
+    )
+    misses: int = Field(default=0, description="A classifier's labeled predictions that missed")
+    log_abs_error_sum: float = Field(
+        default=0.0, description="A regressor's sum of ln|prediction - label|"
+    )
+    log_abs_error_sq_sum: float = Field(default=0.0, description="Its sum of squares")
 
     @property
     def error_rate(self) -> float | None:
@@ -291,12 +299,14 @@ class SequentialTestRecord(Contract):
     """One metric's sequential test (Wald's SPRT, `functions.ml.sequential`) at a rollout's
     decision: the log-likelihood ratio, its boundaries and the sample sizes."""
 
-    metric: Literal["error_rate", "latency"]
+    metric: Literal["error_rate", "latency", "accuracy"]
     outcome: Literal["rollback", "promote", "continue"]
     statistic: float = Field(description="Log-likelihood ratio of 'worse by effect' vs 'equal'")
     upper: float = Field(description="Rollback at or above: ln((1 - beta) / alpha)")
     lower: float = Field(description="Promote at or below: ln(beta / (1 - alpha))")
-    difference: float = Field(description="Candidate minus production (rate, or mean ln ms)")
+    difference: float = Field(
+        description="Candidate minus production (error or miss rate, mean ln ms or ln|error|)"
+    )
     variance: float
     effect: float
     alpha: float

@@ -131,8 +131,15 @@ def _capture_record_2(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _serving_stats_2(document: dict[str, Any]) -> dict[str, Any]:
-    """Serving stats 1 -> 2: the latency test's sums, none for the requests counted then."""
-    return {"latency_count": 0, "log_latency_sum": 0, "log_latency_sq_sum": 0, **document}
+    """Serving stats 1 -> 2: the latency and accuracy tests' sums, none for the requests
+    counted then."""
+    zero = ("latency_count", "log_latency_sum", "log_latency_sq_sum", "labeled", "misses")
+    return {**dict.fromkeys(zero, 0), "log_abs_error_sum": 0, "log_abs_error_sq_sum": 0, **document}
+
+
+def _feedback_record_2(document: dict[str, Any]) -> dict[str, Any]:
+    """Feedback record 1 -> 2: what the labeled request was served is not known."""
+    return {"served": None, **document}
 
 
 def _rollout_decision_2(document: dict[str, Any]) -> dict[str, Any]:
@@ -213,7 +220,17 @@ FORMATS: Mapping[str, StoredFormat] = {
             ),
             (_capture_record_2,),
         ),
-        StoredFormat(FEEDBACK_RECORD, "feedback/dt=<day>/<request>-<row>.json", (_FIRST,)),
+        StoredFormat(
+            FEEDBACK_RECORD,
+            "feedback/dt=<day>/<request>-<row>.json",
+            (
+                _FIRST,
+                "adds `served`: the model, version, alias, rollout and prediction of the "
+                "labeled row, from its capture (null when none was found); a version 1 record "
+                "reads with `served` null",
+            ),
+            (_feedback_record_2,),
+        ),
         StoredFormat(DRIFT_RESULT, "reports/drift/<model>/<check>/result.json", (_FIRST,)),
         StoredFormat(
             BATCH_MANIFEST,
@@ -265,8 +282,10 @@ FORMATS: Mapping[str, StoredFormat] = {
             (
                 _FIRST,
                 "counted from capture objects: adds `latency_count`, `log_latency_sum` and "
-                "`log_latency_sq_sum` (the latency test's sums); a version 1 item reads with "
-                "them at 0 (its requests carry no log-latency)",
+                "`log_latency_sq_sum` (the latency test's sums), and from feedback records "
+                "`labeled`, `misses`, `log_abs_error_sum` and `log_abs_error_sq_sum` (the "
+                "accuracy test's); a version 1 item reads with them at 0 (its requests carry "
+                "no log-latency, and no label was counted)",
             ),
             (_serving_stats_2,),
         ),

@@ -104,15 +104,60 @@ class FeedbackItem(TypedDict):
     features: dict[str, Any] | None
 
 
+class ServedRow(TypedDict):
+    """What a labeled row was served, from its capture record: the rollout's canary compares
+    the labels of production's and the candidate's predictions (`functions.canary`)."""
+
+    model_name: str
+    model_version: int
+    alias: str
+    rollout: int | None
+    prediction: Any
+
+
 class FeedbackRecord(FeedbackItem):
-    """A feedback item as the predict API stores it: with the time it was received and the
-    record's `format_version` (`functions.common.formats`; absent in version 1 records)."""
+    """A feedback item as the predict API stores it: with the time it was received, what the
+    row was served (`served`, None when its capture was not found) and the record's
+    `format_version` (`functions.common.formats`; absent in version 1 records)."""
 
     received_at: str
+    served: ServedRow | None
     format_version: int
 
 
-_FEEDBACK_FIELDS = ("request_id", "row", "label", "features", "received_at", formats.FIELD)
+def label_text(label: Any) -> str | None:
+    """A label or a classifier's prediction as the class name training gave it (`str` of the
+    target's value; an integral float as its integer); None for anything else."""
+    if isinstance(label, str | bool | int):
+        return str(label)
+    if isinstance(label, float) and label.is_integer():
+        return str(int(label))
+    return None
+
+
+def served_row(record: CaptureRecord, row: int) -> ServedRow | None:
+    """What request row `row` was served, when `record` (one chunk of the request) holds it."""
+    offset = row - record["first_row"]
+    if not 0 <= offset < len(record["predictions"]):
+        return None
+    return ServedRow(
+        model_name=record["model_name"],
+        model_version=record["model_version"],
+        alias=record["alias"],
+        rollout=record["rollout"],
+        prediction=record["predictions"][offset],
+    )
+
+
+_FEEDBACK_FIELDS = (
+    "request_id",
+    "row",
+    "label",
+    "features",
+    "received_at",
+    "served",
+    formats.FIELD,
+)
 
 
 def feedback_item(document: dict[str, Any]) -> FeedbackItem | None:

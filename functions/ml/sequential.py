@@ -31,11 +31,18 @@ batch of requests) rather than every request only adds overshoot, which lowers t
   feels; V is Welch's (each arm's sample variance over its count). A proportion above
   production's p95 was the alternative: it needs production's p95 known beforehand and tests
   only the tail.
-- Accuracy on feedback labels is not tested: labels arrive late and for few requests, after
-  most rollouts are decided.
+- Accuracy on feedback labels (`canary_accuracy = true`; off by default, because labels arrive
+  late and for few requests and a rollout then waits for them): the requests of the rollout
+  whose true label came back through the feedback route. For a classifier, d is the difference
+  of miss rates (the prediction was not the label), tested as the error rate is, with theta
+  `canary_min_effect_accuracy` (absolute: 0.02 = two points of accuracy). For a regressor, d is
+  the difference of mean ln|error|, tested as latency is, with theta
+  ln(1 + `canary_min_effect_abs_error`) (0.2: a typical absolute error 20 % larger); an error
+  below `ABS_ERROR_FLOOR` counts as that floor.
 
-Two metrics are two chances of a false rollback: each test runs at alpha / 2 (Bonferroni), so
-the rollout's false-rollback rate stays at most `canary_alpha`; each keeps the configured power.
+Each metric is one more chance of a false rollback: each test runs at alpha / k for the k
+metrics configured (Bonferroni: 2, or 3 with accuracy), so the rollout's false-rollback rate
+stays at most `canary_alpha`; each keeps the configured power.
 
 Everything here is pure (numpy and floats), and every statistic accepts numpy arrays as well as
 floats, so simulations run many rollouts at once through the same code.
@@ -51,7 +58,12 @@ import numpy as np
 
 ERROR_RATE = "error_rate"
 LATENCY = "latency"
+ACCURACY = "accuracy"
 METRICS = (ERROR_RATE, LATENCY)
+"""The metrics every rollout tests; `ACCURACY` joins them when the config asks for it."""
+
+ABS_ERROR_FLOOR = 1e-9
+"""A regressor's absolute error below this counts as this (ln 0 is not a number)."""
 
 MIN_ARM_REQUESTS = 30
 """No metric is judged before each arm has this many observations (the normal
@@ -109,14 +121,29 @@ class Canary:
     power: float = 0.8
     min_effect_error_rate: float = 0.01
     min_effect_latency: float = 0.2
+    accuracy: bool = False
+    """Also test accuracy on feedback labels."""
+    classification: bool = True
+    """The model's task: a classifier's accuracy is its miss rate, a regressor's its error."""
+    min_effect_accuracy: float = 0.02
+    min_effect_abs_error: float = 0.2
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return (*METRICS, ACCURACY) if self.accuracy else METRICS
 
     def design(self, metric: str) -> Design:
-        effect = (
-            self.min_effect_error_rate
-            if metric == ERROR_RATE
-            else math.log1p(self.min_effect_latency)
-        )
-        return Design(alpha=self.alpha / len(METRICS), beta=1 - self.power, effect=effect)
+        if metric == ERROR_RATE:
+            effect = self.min_effect_error_rate
+        elif metric == LATENCY:
+            effect = math.log1p(self.min_effect_latency)
+        elif metric == ACCURACY and self.classification:
+            effect = self.min_effect_accuracy
+        elif metric == ACCURACY:
+            effect = math.log1p(self.min_effect_abs_error)
+        else:
+            raise ValueError(f"no sequential test for metric {metric!r}")
+        return Design(alpha=self.alpha / len(self.metrics), beta=1 - self.power, effect=effect)
 
 
 def llr(difference: np.ndarray | float, variance: np.ndarray | float, effect: float) -> np.ndarray:
@@ -207,6 +234,13 @@ class Counts:
     """Successful requests with a scoring time (the latency test's observations)."""
     log_latency_sum: float = 0.0
     log_latency_sq_sum: float = 0.0
+    labeled: int = 0
+    """Requests whose true label came back (the accuracy test's observations)."""
+    misses: int = 0
+    """Of those, a classifier's predictions that were not the label."""
+    log_abs_error_sum: float = 0.0
+    """A regressor's sum of ln|prediction - label| over the labeled requests."""
+    log_abs_error_sq_sum: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -220,7 +254,7 @@ class TestResult:
     upper: float
     lower: float
     difference: float
-    """Candidate minus production: error rate, or mean log-latency."""
+    """Candidate minus production: error rate, mean log-latency, miss rate or mean ln|error|."""
     variance: float
     effect: float
     alpha: float
@@ -248,45 +282,55 @@ class TestResult:
 _OUTCOMES: dict[int, Outcome] = {1: "rollback", -1: "promote", 0: "continue"}
 
 
-def run_tests(canary: Canary, candidate: Counts, production: Counts) -> list[TestResult]:
-    """Both metrics' tests on the counters as they are now."""
-    results = []
-    for metric in METRICS:
-        design = canary.design(metric)
-        if metric == ERROR_RATE:
-            n_c, n_p = candidate.requests, production.requests
-            statistic, difference, variance = error_rate_llr(
-                n_c, candidate.errors, n_p, production.errors, design.effect
-            )
-        else:
-            n_c, n_p = candidate.latency_count, production.latency_count
-            statistic, difference, variance = latency_llr(
-                n_c,
-                candidate.log_latency_sum,
-                candidate.log_latency_sq_sum,
-                n_p,
-                production.log_latency_sum,
-                production.log_latency_sq_sum,
-                design.effect,
-            )
-        verdict = int(outcome_of(statistic, design, n_c, n_p))
-        results.append(
-            TestResult(
-                metric=metric,
-                outcome=_OUTCOMES[verdict],
-                statistic=float(statistic),
-                upper=design.upper,
-                lower=design.lower,
-                difference=float(difference),
-                variance=float(variance),
-                effect=design.effect,
-                alpha=design.alpha,
-                beta=design.beta,
-                candidate_n=int(n_c),
-                production_n=int(n_p),
-            )
+_RATE_FIELDS = {ERROR_RATE: ("requests", "errors"), ACCURACY: ("labeled", "misses")}
+"""A Bernoulli metric's observations and events in `Counts` (accuracy: a classifier's)."""
+_LOG_FIELDS = {
+    LATENCY: ("latency_count", "log_latency_sum", "log_latency_sq_sum"),
+    ACCURACY: ("labeled", "log_abs_error_sum", "log_abs_error_sq_sum"),
+}
+"""A log-normal metric's observations, sum and sum of squares (accuracy: a regressor's)."""
+
+
+def _test(canary: Canary, metric: str, candidate: Counts, production: Counts) -> TestResult:
+    design = canary.design(metric)
+    if metric == ERROR_RATE or (metric == ACCURACY and canary.classification):
+        observed, events = _RATE_FIELDS[metric]
+        n_c, n_p = getattr(candidate, observed), getattr(production, observed)
+        statistic, difference, variance = error_rate_llr(
+            n_c, getattr(candidate, events), n_p, getattr(production, events), design.effect
         )
-    return results
+    else:
+        observed, total, squares = _LOG_FIELDS[metric]
+        n_c, n_p = getattr(candidate, observed), getattr(production, observed)
+        statistic, difference, variance = latency_llr(
+            n_c,
+            getattr(candidate, total),
+            getattr(candidate, squares),
+            n_p,
+            getattr(production, total),
+            getattr(production, squares),
+            design.effect,
+        )
+    verdict = int(outcome_of(statistic, design, n_c, n_p))
+    return TestResult(
+        metric=metric,
+        outcome=_OUTCOMES[verdict],
+        statistic=float(statistic),
+        upper=design.upper,
+        lower=design.lower,
+        difference=float(difference),
+        variance=float(variance),
+        effect=design.effect,
+        alpha=design.alpha,
+        beta=design.beta,
+        candidate_n=int(n_c),
+        production_n=int(n_p),
+    )
+
+
+def run_tests(canary: Canary, candidate: Counts, production: Counts) -> list[TestResult]:
+    """Every configured metric's test on the counters as they are now."""
+    return [_test(canary, metric, candidate, production) for metric in canary.metrics]
 
 
 def combined(outcomes: list[Outcome]) -> Outcome:

@@ -7,7 +7,9 @@ regression); `features`, when given, are checked as a predict request's values (
 under their names or the producer's aliases, finite float32 numbers, strings for categories);
 `row` must be below the captured request's row count when its capture is found. A request id
 with no capture in the lookback window (`[drift] feedback_lookback_hours`; sampled out,
-not flushed yet, or unknown) is stored and counted as `unmatched`.
+not flushed yet, or unknown) is stored and counted as `unmatched`. A matched row's record
+also says what it was served (`served`: model, version, alias, rollout, prediction), which a
+rollout's accuracy test counts (`functions.canary`).
 
 Idempotent: the object is written with `If-None-Match: *`, so posting the same request id and
 row again (the same day) stores nothing new and is counted as a duplicate.
@@ -26,7 +28,13 @@ from functions.adapters.bucket_window import BucketWindow, SkippedLines, capture
 from functions.adapters.storage import JSON_CONTENT_TYPE, ObjectStore
 from functions.common import formats
 from functions.common.layout import feedback_key
-from functions.common.records import FeedbackItem, FeedbackRecord
+from functions.common.records import (
+    FeedbackItem,
+    FeedbackRecord,
+    ServedRow,
+    label_text,
+    served_row,
+)
 from functions.ml.onnx_input import NamedTwiceError, by_feature_name
 from functions.serving.body import batch_list
 from functions.serving.errors import RequestError
@@ -88,22 +96,13 @@ def _label(label: Any, classes: Sequence[str] | None, field: str) -> Any:
         if type(label) not in (int, float) or not math.isfinite(label):
             raise _bad(f"{field} must be the true value, a finite number (regression)", field)
         return label
-    text = _class_text(label)
+    text = label_text(label)
     if text not in classes:
         shown = ", ".join(map(repr, classes))
         raise _bad(
             f"{field} must be one of the model's classes ({shown}), not {label!r:.60}", field
         )
     return label
-
-
-def _class_text(label: Any) -> str | None:
-    """A label as the class name training gave it (`str` of the target's value)."""
-    if isinstance(label, str | bool | int):
-        return str(label)
-    if isinstance(label, float) and label.is_integer():
-        return str(int(label))
-    return None
 
 
 def _features(features: Any, specs: Sequence[FeatureSpec], where: str) -> dict[str, Any]:
@@ -163,16 +162,21 @@ class FeedbackStore:
         self.lookback_hours = lookback_hours
 
     def captured_rows(
-        self, request_ids: set[str], lookback_hours: int | None = None
-    ) -> dict[str, int]:
-        """Request id -> its row count, for the ids whose capture is found in the lookback
-        window (`lookback_hours`, else the store's; newest capture objects first; stops once
-        every id is found)."""
+        self, items: list[FeedbackItem], lookback_hours: int | None = None
+    ) -> tuple[dict[str, int], dict[tuple[str, int], ServedRow]]:
+        """For the items' request ids whose capture is found in the lookback window
+        (`lookback_hours`, else the store's; newest capture objects first; stops once every
+        id is found): each id's row count, and what each item's row was served."""
+        request_ids = {item["request_id"] for item in items}
+        wanted: dict[str, set[int]] = {}
+        for item in items:
+            wanted.setdefault(item["request_id"], set()).add(item["row"])
         window = BucketWindow(self.objects, self.bucket)
         end = datetime.now(UTC)
         hours = self.lookback_hours if lookback_hours is None else lookback_hours
         stored = window.capture_objects(end - timedelta(hours=hours), end)
         rows: dict[str, int] = {}
+        served: dict[tuple[str, int], ServedRow] = {}
         found: set[str] = set()
         for capture in reversed(stored):
             for record in capture_records(window, [capture], SkippedLines({})):
@@ -183,16 +187,19 @@ class FeedbackStore:
                     total = max(record["request_rows"] or 0, last)
                     rows[request_id] = max(rows.get(request_id, 0), total)
                     found.add(request_id)
+                    for row in wanted[request_id]:
+                        if (row_served := served_row(record, row)) is not None:
+                            served.setdefault((request_id, row), row_served)
             if found == request_ids:
                 break
-        return rows
+        return rows, served
 
     def store(self, items: list[FeedbackItem], lookback_hours: int | None = None) -> dict[str, int]:
         """Check every item's row against its capture (found within `lookback_hours`, else
         the store's window), then write each item once; returns counts of `stored`,
         `duplicates` and `unmatched` (no capture found)."""
-        requested = {item["request_id"] for item in items}
-        unmatched = check_rows(items, self.captured_rows(requested, lookback_hours))
+        rows, served = self.captured_rows(items, lookback_hours)
+        unmatched = check_rows(items, rows)
         received = datetime.now(UTC)
         day = received.strftime("%Y-%m-%d")
         at = received.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -203,7 +210,12 @@ class FeedbackStore:
             identity = (item["request_id"], item["row"])
             if identity in seen or not self._put_once(
                 feedback_key(*identity, day),
-                FeedbackRecord(**item, received_at=at, format_version=version),
+                FeedbackRecord(
+                    **item,
+                    received_at=at,
+                    served=served.get(identity),
+                    format_version=version,
+                ),
             ):
                 duplicates += 1
             else:

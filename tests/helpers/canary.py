@@ -83,3 +83,49 @@ def traffic(
 def jsonl(records: list[dict[str, Any]]) -> bytes:
     """Records as a capture object's body: one JSON line each."""
     return "".join(json.dumps(r) + "\n" for r in records).encode()
+
+
+def feedback(
+    rollout: int | None, alias: str, version: int, *, request: str, label: Any, prediction: Any
+) -> dict[str, Any]:
+    """A feedback record (`feedback-record` version 2) as the predict API stores it for a
+    labeled row whose capture it found."""
+    return {
+        "request_id": request,
+        "row": 0,
+        "label": label,
+        "features": None,
+        "received_at": "2026-12-02T21:00:00.000Z",
+        "served": {
+            "model_name": MODEL,
+            "model_version": version,
+            "alias": alias,
+            "rollout": rollout,
+            "prediction": prediction,
+        },
+        "format_version": 2,
+    }
+
+
+def labeled_traffic(
+    rollout: int, requests: int, *, share: float, candidate_miss: float, seed: int, start: int = 0
+) -> list[dict[str, Any]]:
+    """Feedback for `requests` labeled requests split by `share`: production's predictions are
+    right 80 % of the time, the candidate's miss with `candidate_miss`."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(start, start + requests):
+        to_candidate = rng.random() < share
+        miss = rng.random() < (candidate_miss if to_candidate else 0.2)
+        alias, version = (CANDIDATE, 2) if to_candidate else (PRODUCTION, 1)
+        out.append(
+            feedback(
+                rollout,
+                alias,
+                version,
+                request=f"r{i}",
+                label="yes",
+                prediction="no" if miss else "yes",
+            )
+        )
+    return out

@@ -76,12 +76,13 @@ def sagemaker_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp / "cdk.out"
 
 
-SHADOW_ON = "[serving]\nshadow = true\n"
+SHADOW_ON = "[serving]\nshadow = true\ncanary_accuracy = true\n"
 
 
 @pytest.fixture(scope="session")
 def shadow_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The dev template synthesized with `[serving] shadow = true` (cdk-nag included)."""
+    """The dev template synthesized with `[serving] shadow = true` and `canary_accuracy =
+    true`, the serving options that add resources (cdk-nag included)."""
     tmp = tmp_path_factory.mktemp("shadow")
     config = tmp / "mlops.toml"
     config.write_text((REPO / "mlops.toml").read_text().replace("[serving]\n", SHADOW_ON, 1))

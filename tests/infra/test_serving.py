@@ -434,3 +434,24 @@ def test_the_canary_function_runs_on_capture_objects_with_least_privilege(
     assert "dynamodb:Scan" not in actions and "dynamodb:UpdateItem" in actions
     (events,) = [s for s in statements if "events:PutEvents" in _as_list(s["Action"])]
     assert events["Resource"]["Fn::Join"][1][-1] == ":event-bus/default"
+
+
+def test_with_canary_accuracy_the_canary_function_also_reads_feedback_records(
+    shadow_template: dict[str, Any],
+) -> None:
+    resources = shadow_template["Resources"]
+    (rule,) = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Events::Rule"
+        and "CanaryCanaryFunction" in json.dumps(r["Properties"]["Targets"])
+    ]
+    assert rule["EventPattern"]["detail"]["object"] == {
+        "key": [{"prefix": "capture/"}, {"wildcard": "feedback/dt=*/*.json"}]
+    }
+    statements = _role_statements(
+        lambda kind: {k: v for k, v in resources.items() if v["Type"] == kind},
+        "CanaryCanaryFunctionRole",
+    )
+    assert _object_prefixes(statements, "s3:GetObject") == {"capture/*", "feedback/*"}
+    assert not [s for s in statements if "s3:PutObject" in _as_list(s["Action"])]

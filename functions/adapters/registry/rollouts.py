@@ -111,6 +111,10 @@ class Rollouts(Aliases):
             "latency_count": stats.latency_count,
             "log_latency_sum": round(stats.log_latency_sum, 9),
             "log_latency_sq_sum": round(stats.log_latency_sq_sum, 9),
+            "labeled": stats.labeled,
+            "misses": stats.misses,
+            "log_abs_error_sum": round(stats.log_abs_error_sum, 9),
+            "log_abs_error_sq_sum": round(stats.log_abs_error_sq_sum, 9),
         }
         counters.update(
             {f"latency_bucket_{i}": n for i, n in enumerate(stats.latency_histogram) if n}
@@ -244,4 +248,8 @@ def _serving_stats(stored: Mapping[str, Any]) -> ServingStats:
         latency_count=int(fields.get("latency_count", 0)),
         log_latency_sum=float(fields.get("log_latency_sum", 0)),
         log_latency_sq_sum=float(fields.get("log_latency_sq_sum", 0)),
+        labeled=int(fields.get("labeled", 0)),
+        misses=int(fields.get("misses", 0)),
+        log_abs_error_sum=float(fields.get("log_abs_error_sum", 0)),
+        log_abs_error_sq_sum=float(fields.get("log_abs_error_sq_sum", 0)),
     )

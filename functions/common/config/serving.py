@@ -118,7 +118,8 @@ class ServingConfig(Section):
     """How long a rollout may run undecided (checked at every capture object)."""
     canary_alpha: Annotated[float, Field(gt=0.0, le=0.2)] = 0.05
     """Largest false-rollback rate of a rollout's sequential test (an equal candidate
-    dropped), shared by its error-rate and latency tests (alpha / 2 each)."""
+    dropped), shared by its error-rate and latency tests (alpha / 2 each; alpha / 3 with
+    `canary_accuracy`)."""
     canary_power: Annotated[float, Field(ge=0.5, lt=1.0)] = 0.8
     """Chance of rolling back a candidate worse by the minimum effect (per metric)."""
     canary_min_effect_error_rate: Annotated[float, Field(gt=0.0, le=0.5)] = 0.01
@@ -126,6 +127,15 @@ class ServingConfig(Section):
     canary_min_effect_latency: Annotated[float, Field(gt=0.0, le=10.0)] = 0.2
     """Smallest slowdown worth a rollback, as a ratio of geometric-mean scoring latency
     minus one (0.2: 20 % slower)."""
+    canary_accuracy: bool = False
+    """Also test accuracy on the labels that come back through the feedback route while the
+    rollout runs (then alpha / 3 per test, and a promotion waits for enough labels: 30 per
+    arm, or the rollout's time limit)."""
+    canary_min_effect_accuracy: Annotated[float, Field(gt=0.0, le=0.5)] = 0.02
+    """A classifier's smallest accuracy drop worth a rollback, absolute (0.02: two points)."""
+    canary_min_effect_abs_error: Annotated[float, Field(gt=0.0, le=10.0)] = 0.2
+    """A regressor's smallest growth of its typical (geometric-mean) absolute error worth a
+    rollback, minus one (0.2: 20 % larger)."""
     shadow: bool = False
     """Alias `shadow`'s version (when set: `mlops models shadow start`) scores the captured
     requests off the request path; its predictions go under `shadow/<model>/`."""

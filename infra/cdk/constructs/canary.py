@@ -1,6 +1,8 @@
 """The canary function (`functions/canary`): every object Firehose writes under `capture/` (S3
 Object Created, through EventBridge) is counted into the rollouts' counters and the running
-rollouts are judged by the sequential test, off the request path.
+rollouts are judged by the sequential test, off the request path. When a model tests accuracy
+(`[serving] canary_accuracy`), every feedback record the API stores
+(`feedback/dt=<day>/<request>-<row>.json`) is counted too, and the role may read them.
 
 It is a zip function on the serving layer (numpy, pydantic, powertools, boto3: all it
 imports). Its role: read `capture/` objects; read and write the configured models' own
@@ -12,13 +14,15 @@ alarm. Either way redriving is safe: an object is counted once."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda_destinations as destinations
 from constructs import Construct
 
-from functions.common.layout import CAPTURE_PREFIX, model_key
+from functions.common.layout import CAPTURE_PREFIX, DAY_PARTITION, FEEDBACK_PREFIX, model_key
 from infra.cdk.constructs.alerts import undelivered_alarm, undelivered_queue
 from infra.cdk.constructs.platform import Platform
 from infra.cdk.constructs.serving_api import ServingApi
@@ -46,6 +50,12 @@ class CanaryConsumer(Construct):
         function = self.consumer.function
         role = self.consumer.role
         data_lake.grant_read_objects(role, CAPTURE_PREFIX)
+        keys: list[Any] = [{"prefix": CAPTURE_PREFIX}]
+        if any(
+            deploy.config.for_model(m).serving.canary_accuracy for m in deploy.config.model_names
+        ):
+            data_lake.grant_read_objects(role, FEEDBACK_PREFIX)
+            keys.append({"wildcard": f"{FEEDBACK_PREFIX}{DAY_PARTITION}*/*.json"})
         # The configured models' own items: their counters, markers and rollout decisions,
         # and the alias moves a decision makes (conditional transactions).
         registry.grant_partitions(role, write=[model_key(m) for m in deploy.config.model_names])
@@ -61,8 +71,11 @@ class CanaryConsumer(Construct):
         self.rule = events.Rule(
             self,
             "CaptureObjectRule",
-            description="A new capture object is counted into the rollouts and judged",
-            event_pattern=data_lake.object_created([{"prefix": CAPTURE_PREFIX}]),
+            description="A new capture object (or feedback record) is counted into the "
+            "rollouts and judged"
+            if len(keys) > 1
+            else "A new capture object is counted into the rollouts and judged",
+            event_pattern=data_lake.object_created(keys),
             targets=[
                 targets.LambdaFunction(
                     function,

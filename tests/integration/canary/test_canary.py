@@ -5,6 +5,7 @@ registry's transaction, its statistics in the alias history and the decision ite
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from functions.canary import handler
 from functions.canary.logic import DECIDED_BY
 from functions.common.config.loading import load_config
 from functions.common.contracts import ModelVersion
-from tests.helpers.canary import jsonl, record, traffic
+from tests.helpers.canary import feedback, jsonl, labeled_traffic, record, traffic
 from tests.helpers.cloud import Cloud
 from tests.helpers.lambda_context import lambda_context
 
@@ -214,5 +215,76 @@ def test_an_event_of_another_bucket_or_prefix_is_refused(cloud: Cloud, rollout: 
     other = {"detail": {"bucket": {"name": "elsewhere"}, "object": {"key": "capture/x"}}}
     with pytest.raises(handler.BadEventError, match="names no object of bucket"):
         handler.lambda_handler(other, lambda_context("canary"))
-    with pytest.raises(ValueError, match="is not a capture object"):
+    with pytest.raises(ValueError, match="is neither a capture object"):
         deliver(cloud, "raw/churn/x.csv")
+
+
+def put_feedback(cloud: Cloud, document: dict[str, Any]) -> str:
+    key = f"feedback/dt=2026-12-02/{document['request_id']}-{document['row']}.json"
+    cloud.s3.put_object(Bucket=cloud.bucket, Key=key, Body=json.dumps(document).encode())
+    return key
+
+
+def test_a_feedback_record_counts_one_labeled_request_of_its_arm_once(
+    cloud: Cloud, rollout: int, canary_config: Callable[..., None]
+) -> None:
+    canary_config(canary_accuracy=True)
+    missed = put_feedback(
+        cloud, feedback(rollout, CANDIDATE, 2, request="a", label="yes", prediction="no")
+    )
+    right = put_feedback(
+        cloud, feedback(rollout, PRODUCTION, 1, request="b", label=1, prediction=1.0)
+    )
+    unmatched = {**feedback(None, PRODUCTION, 1, request="c", label="no", prediction="no")}
+    unmatched["served"] = None
+
+    assert deliver(cloud, missed)["counted"] == {MODEL: True}
+    assert deliver(cloud, missed)["counted"] == {MODEL: False}  # redelivered
+    deliver(cloud, right)
+    assert deliver(cloud, put_feedback(cloud, unmatched))["counted"] == {}
+    cloud.s3.put_object(Bucket=cloud.bucket, Key="feedback/dt=2026-12-02/x.json", Body=b"a,b\n")
+    assert deliver(cloud, "feedback/dt=2026-12-02/x.json")["skipped"] == 1
+
+    stats = {s.alias: s for s in ModelRegistry(cloud.table).serving_stats(MODEL, rollout)}
+    assert (stats[CANDIDATE].labeled, stats[CANDIDATE].misses) == (1, 1)
+    assert (stats[PRODUCTION].labeled, stats[PRODUCTION].misses) == (1, 0)
+    assert stats[CANDIDATE].requests == 0  # labels are not requests: capture counts those
+
+
+def test_feedback_is_not_counted_unless_the_model_tests_accuracy(
+    cloud: Cloud, rollout: int
+) -> None:
+    key = put_feedback(
+        cloud, feedback(rollout, CANDIDATE, 2, request="a", label="yes", prediction="no")
+    )
+    assert deliver(cloud, key)["counted"] == {}
+    assert ModelRegistry(cloud.table).serving_stats(MODEL, rollout) == []
+
+
+def test_a_less_accurate_candidate_is_rolled_back_on_its_labels(
+    cloud: Cloud, rollout: int, canary_config: Callable[..., None]
+) -> None:
+    canary_config(canary_accuracy=True, canary_min_effect_accuracy=0.1)
+    registry = ModelRegistry(cloud.table)
+    # Healthy traffic: error rate and latency say "no worse", so the rollout waits for labels.
+    for n in range(3):
+        records = traffic(rollout, 400, share=0.3, candidate_error=0.0, seed=n, start=400 * n)
+        summary = deliver(cloud, put_object(cloud, f"capture/dt=2026-12-02/o-{n}", records))
+        assert summary["decisions"] == []
+    decision = None
+    for document in labeled_traffic(rollout, 600, share=0.3, candidate_miss=0.5, seed=1):
+        decided = deliver(cloud, put_feedback(cloud, document))["decisions"]
+        if decided:
+            decision = decided[0]
+            break
+
+    assert decision is not None, "the accuracy test never decided"
+    assert decision["outcome"] == "drop"
+    assert registry.get_alias(MODEL, CANDIDATE) is None
+    assert registry.get_alias(MODEL).version == 1  # type: ignore[union-attr]
+    stored = registry.get_rollout_decision(MODEL, rollout)
+    assert stored is not None
+    accuracy = next(t for t in stored.tests if t.metric == "accuracy")
+    assert accuracy.outcome == "rollback" and accuracy.statistic >= accuracy.upper
+    assert accuracy.candidate_n == stored.candidate.labeled >= 30
+    assert "worse accuracy" in registry.history(MODEL, CANDIDATE)[-1].reason

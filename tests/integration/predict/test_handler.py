@@ -168,7 +168,7 @@ def test_tampered_model_is_refused(
     ), emf
 
 
-def test_predictions_are_captured_as_one_columnar_record(
+def test_predictions_are_captured_as_one_columnar_record_that_feedback_finds(
     capture_log: Callable[[], list[dict[str, Any]]],
     api: Api,
     cloud: Cloud,
@@ -198,6 +198,26 @@ def test_predictions_are_captured_as_one_columnar_record(
     assert record["probabilities"] == body["probabilities"]
     assert record["classes"] == body["classes"] and record["error"] is None
     assert record["latency_ms"] > 0 and record["timestamp"].endswith("Z")
+
+    # Delivered under capture/, the record tells a label what its row was served.
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    cloud.s3.put_object(
+        Bucket=cloud.bucket,
+        Key=f"capture/dt={day}/mlops-dev-capture-1",
+        Body=json.dumps(record).encode() + b"\n",
+    )
+    item = {"request_id": body["request_id"], "row": 1, "label": "yes"}
+    assert api.call("POST", "/v1/feedback", {"feedback": [item]})[1]["unmatched"] == 0
+    [key] = cloud.keys("feedback/")
+    stored = json.loads(cloud.body(key))
+    assert stored["format_version"] == 2
+    assert stored["served"] == {
+        "model_name": MODEL,
+        "model_version": 1,
+        "alias": "production",
+        "rollout": None,
+        "prediction": body["predictions"][1],
+    }
 
 
 def test_feedback_is_stored_once(api: Api, cloud: Cloud, models: dict[int, Trained]) -> None:

@@ -12,7 +12,7 @@ from functions.canary.logic import canary_of
 from functions.common.config.base import ConfigError
 from functions.common.config.loading import load_config
 from functions.common.config.serving import ServingConfig
-from functions.ml.sequential import ERROR_RATE, LATENCY
+from functions.ml.sequential import ACCURACY, ERROR_RATE, LATENCY
 from tests.helpers.config import TWO_MODELS
 
 MODELS = TWO_MODELS
@@ -36,6 +36,9 @@ def test_the_defaults_make_the_documented_test() -> None:
         ("canary_power", 0.4),
         ("canary_min_effect_error_rate", 0.0),
         ("canary_min_effect_latency", -0.1),
+        ("canary_min_effect_accuracy", 0.0),
+        ("canary_min_effect_accuracy", 0.6),
+        ("canary_min_effect_abs_error", 0.0),
     ],
 )
 def test_a_value_outside_its_range_is_refused_naming_the_key(
@@ -53,3 +56,17 @@ def test_a_model_sets_its_own_test(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.for_model("churn-a").serving.canary_alpha == 0.05
     assert canary_of(config.for_model("churn-b").serving).design(ERROR_RATE).alpha == 0.005
+
+
+def test_a_model_that_tests_accuracy_shares_alpha_three_ways(tmp_path: Path) -> None:
+    path = tmp_path / "mlops.toml"
+    path.write_text(
+        MODELS + "\n[models.churn-b.serving]\ncanary_accuracy = true\n"
+        "canary_min_effect_accuracy = 0.05\n"
+    )
+    config = load_config(path)
+    assert canary_of(config.for_model("churn-a").serving).metrics == (ERROR_RATE, LATENCY)
+    canary = canary_of(config.for_model("churn-b").serving)
+    assert canary.metrics == (ERROR_RATE, LATENCY, ACCURACY)
+    assert canary.design(ACCURACY).effect == 0.05
+    assert canary.design(ERROR_RATE).alpha == pytest.approx(0.05 / 3)

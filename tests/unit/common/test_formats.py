@@ -117,8 +117,12 @@ def _capture(doc: dict[str, Any]) -> None:
 def _feedback(doc: dict[str, Any]) -> None:
     item = feedback_item(doc)
     assert item is not None and item["label"] is not None
-    # The version field is bookkeeping, never taken for a feature.
+    # The version field is bookkeeping, never taken for a feature, and neither is `served`.
     assert not item["features"] or formats.FIELD not in item["features"]
+    assert not item["features"] or "served" not in item["features"]
+    # What the row was served, for a rollout's accuracy test (None: not known).
+    served = formats.read(formats.FEEDBACK_RECORD, doc)["served"]
+    assert served is None or {"model_name", "alias", "rollout", "prediction"} <= set(served)
 
 
 def _drift_result(doc: dict[str, Any]) -> None:
@@ -196,6 +200,8 @@ def _serving_stats(doc: dict[str, Any]) -> None:
     # The latency test's sums (0 for a version 1 item: its requests carry none).
     assert 0 <= doc["latency_count"] <= doc["requests"] - doc["errors"]
     assert doc["log_latency_sq_sum"] >= 0 and isinstance(doc["log_latency_sum"], int | float)
+    # The accuracy test's sums, from feedback (0 when no label was counted).
+    assert 0 <= doc["misses"] <= doc["labeled"] and doc["log_abs_error_sq_sum"] >= 0
 
 
 def _rollout_decision(doc: dict[str, Any]) -> None:

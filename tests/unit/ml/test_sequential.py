@@ -236,3 +236,127 @@ def test_a_design_outside_the_test_s_range_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match="alpha|effect"):
         sq.Design(alpha=alpha, beta=beta, effect=effect)
+
+
+# Accuracy on feedback labels (`canary_accuracy = true`): three tests share alpha.
+
+ACCURATE = sq.Canary(
+    alpha=0.05,
+    power=0.8,
+    min_effect_error_rate=0.01,
+    min_effect_latency=0.2,
+    accuracy=True,
+    min_effect_accuracy=0.05,
+)
+LABEL_RATE = 0.5
+"""Share of requests whose true label comes back while the rollout runs."""
+
+
+def accuracy_stops(
+    seeds: int, *, share: float, miss_c: float, miss_p: float, seed: int, canary: sq.Canary
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rollouts of error-free, equally fast arms whose labeled requests miss at the arms'
+    rates: per seed, the outcome where the rollout decided (the three tests combined, as
+    `combined` does) and the candidate's labeled requests then."""
+    runs = simulate(seeds, share=share, error_c=0.0, error_p=0.0, slowdown=1.0, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    labeled_c = np.cumsum(rng.binomial(np.diff(runs.n_c, axis=1, prepend=0), LABEL_RATE), axis=1)
+    labeled_p = np.cumsum(rng.binomial(np.diff(runs.n_p, axis=1, prepend=0), LABEL_RATE), axis=1)
+    misses_c = np.cumsum(rng.binomial(np.diff(labeled_c, axis=1, prepend=0), miss_c), axis=1)
+    misses_p = np.cumsum(rng.binomial(np.diff(labeled_p, axis=1, prepend=0), miss_p), axis=1)
+    verdicts = []
+    for metric in canary.metrics:
+        design = canary.design(metric)
+        if metric == sq.ERROR_RATE:
+            statistic, _, _ = sq.error_rate_llr(
+                runs.n_c, runs.e_c, runs.n_p, runs.e_p, design.effect
+            )
+            verdicts.append(sq.outcome_of(statistic, design, runs.n_c, runs.n_p))
+        elif metric == sq.LATENCY:
+            statistic, _, _ = sq.latency_llr(
+                runs.l_c, runs.s_c, runs.q_c, runs.l_p, runs.s_p, runs.q_p, design.effect
+            )
+            verdicts.append(sq.outcome_of(statistic, design, runs.l_c, runs.l_p))
+        else:
+            statistic, _, _ = sq.error_rate_llr(
+                labeled_c, misses_c, labeled_p, misses_p, design.effect
+            )
+            verdicts.append(sq.outcome_of(statistic, design, labeled_c, labeled_p))
+    stacked = np.stack(verdicts)
+    combined = np.where((stacked == 1).any(axis=0), 1, np.where((stacked == -1).all(axis=0), -1, 0))
+    decided = combined != 0
+    first = np.where(decided.any(axis=1), decided.argmax(axis=1), OBJECTS - 1)
+    rows = np.arange(seeds)
+    return combined[rows, first], labeled_c[rows, first]
+
+
+def test_with_accuracy_each_of_the_three_tests_runs_at_a_third_of_alpha() -> None:
+    assert ACCURATE.metrics == (sq.ERROR_RATE, sq.LATENCY, sq.ACCURACY)
+    assert [ACCURATE.design(m).alpha for m in ACCURATE.metrics] == [pytest.approx(0.05 / 3)] * 3
+    assert ACCURATE.design(sq.ACCURACY).effect == 0.05
+    regressor = sq.Canary(accuracy=True, classification=False, min_effect_abs_error=0.25)
+    assert regressor.design(sq.ACCURACY).effect == pytest.approx(math.log(1.25))
+
+
+def test_an_equally_accurate_candidate_is_promoted_and_falsely_rolled_back_at_most_alpha() -> None:
+    seeds = 2_000
+    outcome, _ = accuracy_stops(seeds, share=0.3, miss_c=0.2, miss_p=0.2, seed=17, canary=ACCURATE)
+    false_rollbacks = int((outcome == 1).sum())
+    assert clopper_pearson_upper(false_rollbacks, seeds) <= ACCURATE.alpha + 0.01
+    assert (outcome == -1).mean() >= 0.9
+
+
+def test_a_less_accurate_candidate_is_rolled_back_within_the_expected_sample() -> None:
+    share, base = 0.3, 0.2
+    worse = base + ACCURATE.min_effect_accuracy
+    outcome, labeled = accuracy_stops(
+        1_000, share=share, miss_c=worse, miss_p=base, seed=23, canary=ACCURATE
+    )
+    design = ACCURATE.design(sq.ACCURACY)
+    pooled = share * worse + (1 - share) * base
+    rate = pooled + design.effect / 2
+    asn = sq.expected_candidate_requests(
+        design, worse=True, variance_per_request=rate * (1 - rate) / (1 - share), share=share
+    )
+    rolled_back = outcome == 1
+    assert rolled_back.mean() >= ACCURATE.power - 0.03
+    assert labeled[rolled_back].mean() <= ASN_MARGIN * asn  # in labeled candidate requests
+
+
+def test_a_less_accurate_regressor_is_rolled_back_on_its_typical_error() -> None:
+    regressor = sq.Canary(accuracy=True, classification=False, min_effect_abs_error=0.2)
+    rng = np.random.default_rng(4)
+    # ln|error| of 400 labeled requests per arm; the candidate's errors are 30 % larger
+    production = np.log(np.abs(rng.normal(0.0, 1.0, 400)))
+    candidate = np.log(np.abs(rng.normal(0.0, 1.3, 400)))
+
+    def arm(logs: np.ndarray) -> sq.Counts:
+        return sq.Counts(
+            requests=1_000,
+            latency_count=1_000,
+            log_latency_sum=1_000 * 3.0,
+            log_latency_sq_sum=1_000 * 9.01,
+            labeled=len(logs),
+            log_abs_error_sum=float(logs.sum()),
+            log_abs_error_sq_sum=float((logs**2).sum()),
+        )
+
+    decision = sq.decide(regressor, arm(candidate), arm(production), expired=False, min_requests=1)
+    assert decision.outcome == "rollback" and "worse accuracy" in decision.reason
+    accuracy = decision.tests[-1]
+    assert (accuracy.metric, accuracy.candidate_n) == ("accuracy", 400)
+    same = sq.decide(regressor, arm(production), arm(production), expired=False, min_requests=1)
+    assert same.outcome == "promote"
+
+
+def test_without_labels_an_accuracy_rollout_waits_for_them_or_for_time() -> None:
+    healthy = sq.Counts(
+        requests=5_000, latency_count=5_000, log_latency_sum=5_000 * 3.0,
+        log_latency_sq_sum=5_000 * 9.01,
+    )  # fmt: skip
+    assert sq.decide(CANARY, healthy, healthy, expired=False, min_requests=1).outcome == "promote"
+    waiting = sq.decide(ACCURATE, healthy, healthy, expired=False, min_requests=1)
+    assert waiting.outcome == "continue"
+    assert waiting.tests[-1].candidate_n == 0
+    expired = sq.decide(ACCURATE, healthy, healthy, expired=True, min_requests=1_000)
+    assert (expired.outcome, expired.expired) == ("promote", True)

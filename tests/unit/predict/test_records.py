@@ -18,6 +18,7 @@ from functions.common.config.serving import ServingConfig
 from functions.common.observability import request_metrics as metrics
 from functions.common.records import (
     FeedbackItem,
+    ServedRow,
     capture_record,
     feedback_item,
     record_rows,
@@ -221,19 +222,26 @@ class _Bucket:
 def test_a_feedback_object_is_the_records_json_byte_for_byte() -> None:
     bucket = _Bucket()
     store = FeedbackStore("b", ObjectStore(bucket))
-    store.captured_rows = lambda ids, hours=None: {}  # type: ignore[method-assign]
+    served = ServedRow(
+        model_name="churn", model_version=3, alias="candidate", rollout=7, prediction="no"
+    )
+    store.captured_rows = lambda items, hours=None: (  # type: ignore[method-assign]
+        {"req-1": 2},
+        {("req-1", 1): served},
+    )
     items = [
         FeedbackItem(request_id="req-1", row=0, label="yes", features=None),
         FeedbackItem(request_id="req-1", row=1, label=2.5, features={"age": 30}),
     ]
 
-    assert store.store(items) == {"stored": 2, "duplicates": 0, "unmatched": 2}
+    assert store.store(items) == {"stored": 2, "duplicates": 0, "unmatched": 0}
 
     assert sorted(RECEIVED.sub(b'"received_at":"T"', body) for body in bucket.bodies.values()) == [
         b'{"request_id":"req-1","row":0,"label":"yes","features":null,"received_at":"T",'
-        b'"format_version":1}',
+        b'"served":null,"format_version":2}',
         b'{"request_id":"req-1","row":1,"label":2.5,"features":{"age":30},"received_at":"T",'
-        b'"format_version":1}',
+        b'"served":{"model_name":"churn","model_version":3,"alias":"candidate","rollout":7,'
+        b'"prediction":"no"},"format_version":2}',
     ]
 
 
