@@ -33,7 +33,18 @@ demo: venv  ## the whole lifecycle on the local cloud (no AWS account, no Docker
 	$(PY) -m infra.cli demo
 
 test: venv checks-venv oip-venv  ## every test: unit, integration (moto), infra (CDK, cdk-nag, cfn-lint, checkov), e2e (local cloud)
-	$(PY) -m pytest
+	@# The e2e tests (local cloud) run beside the others, in a second pytest process: they wait
+	@# on HTTP, queues and function workers much of the time. Their output is printed after the
+	@# others'; the target fails if either process does. jsii unpacks its runtime once first.
+	$(PY) -c "import aws_cdk"
+	@mkdir -p .mlops
+	@$(PY) -m pytest tests/e2e -p no:cacheprovider > .mlops/test-e2e.log 2>&1 & e2e=$$!; \
+	trap 'kill $$e2e 2>/dev/null' INT TERM; \
+	$(PY) -m pytest --ignore=tests/e2e; rest=$$?; \
+	wait $$e2e; e2e_status=$$?; \
+	echo "==== e2e tests (tests/e2e, run beside the others) ===="; cat .mlops/test-e2e.log; \
+	echo "==== exit codes: others $$rest, e2e $$e2e_status ===="; \
+	exit $$(( rest != 0 || e2e_status != 0 ))
 
 test-fast: venv  ## unit and integration tests only
 	$(PY) -m pytest tests/unit tests/integration
