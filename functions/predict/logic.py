@@ -18,11 +18,9 @@ from typing import Any
 import numpy as np
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.adapters.registry.aliases import PRODUCTION
-from functions.adapters.registry.model_registry import ModelRegistry
+from functions.adapters.registry.serving_reads import PRODUCTION, ServingRegistry
 from functions.adapters.storage import ObjectStore
-from functions.common.config.loading import deployed_config
-from functions.common.config.serving import ServingConfig
+from functions.common.config.serving_view import ServingSettings, ServingView, serving_view
 from functions.common.observability import logger
 from functions.common.observability import request_metrics as metrics
 from functions.common.sensitive import SensitiveColumns
@@ -72,13 +70,15 @@ class Service:
     """The adapters and settings of one container."""
 
     settings: PredictSettings
-    serving: ServingConfig
+    serving: ServingSettings
     """`[serving]` of the stack (the request body limit); each model's own is `Served.serving`."""
     models: ModelCache
-    registry: ModelRegistry
+    registry: ServingRegistry
     capture: CaptureLog | None
     """Capture's writer (stdout, for the log subscription); None when capture is off."""
     feedback: FeedbackStore
+    config: ServingView | None = None
+    """The deployed config's view the service was built from."""
     sample: random.Random = field(default_factory=random.Random)
 
     @property
@@ -96,10 +96,10 @@ def service() -> Service:
     """The container's Service, built on first use (clients are created lazily; each model's
     store on its first request)."""
     settings = PredictSettings.from_env()
-    config = deployed_config()
+    config = serving_view()
     objects = ObjectStore()
     bucket = settings.data_bucket
-    registry = ModelRegistry(settings.registry_table)
+    registry = ServingRegistry(settings.registry_table)
 
     def served(name: str) -> Served:
         view = config.for_model(name)
@@ -114,8 +114,8 @@ def service() -> Service:
                 policy=RolloutPolicy.from_serving(view.serving),
             ),
             serving=view.serving,
-            sensitive=SensitiveColumns(view.dataset.sensitive, view.dataset.hash_salt),
-            feedback_lookback_hours=view.drift.feedback_lookback_hours,
+            sensitive=SensitiveColumns(view.sensitive, view.hash_salt),
+            feedback_lookback_hours=view.feedback_lookback_hours,
         )
 
     # CAPTURE_STREAM names the delivery stream the log group's subscription feeds: capture is
@@ -134,7 +134,8 @@ def service() -> Service:
         ),
         registry=registry,
         capture=capture,
-        feedback=FeedbackStore(bucket, objects, config.drift.feedback_lookback_hours),
+        feedback=FeedbackStore(bucket, objects, config.feedback_lookback_hours),
+        config=config,
     )
 
 
@@ -282,8 +283,9 @@ def infer_v2(
 def server_metadata() -> dict[str, Any]:
     """`GET /v2`: the Open Inference Protocol's server metadata (the extensions served)."""
     svc = service()
+    project = svc.config.project_name if svc.config is not None else serving_view().project_name
     return {
-        "name": f"{deployed_config().project.name}-predict",
+        "name": f"{project}-predict",
         "version": svc.settings.code_version,
         "extensions": [EXTENSION],
     }
