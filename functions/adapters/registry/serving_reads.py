@@ -1,5 +1,6 @@
 """The two registry reads a serving function makes, without pydantic: where an alias points
-(`get_alias`) and a registered version (`get_version`), as plain frozen dataclasses.
+(`get_alias`) and a registered version (`get_version`), as plain named tuples (immutable, and
+cheaper to define at import than frozen dataclasses).
 
 `ModelRegistry` returns the same items as the pydantic contracts `AliasState` and
 `ModelVersion` (`functions.common.contracts`), which the writers (register stage, CLI, canary)
@@ -16,8 +17,7 @@ validation error). The attribute names and values are the contracts'
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from functions.adapters.registry.items import ModelTable
 from functions.common import formats
@@ -30,8 +30,7 @@ CANDIDATE = "candidate"
 _MISSING = object()
 
 
-@dataclass(frozen=True)
-class AliasPointer:
+class AliasPointer(NamedTuple):
     """Where a model's alias points now (the fields of contract `AliasState`)."""
 
     model_name: str
@@ -44,8 +43,7 @@ class AliasPointer:
     revision: int
 
 
-@dataclass(frozen=True)
-class RegisteredVersion:
+class RegisteredVersion(NamedTuple):
     """A registered model version (the fields of contract `ModelVersion`)."""
 
     model_name: str
@@ -112,27 +110,29 @@ _READERS: dict[str, Any] = {
 }
 
 
-def _plain(kind: type[Any], item: str, found: Mapping[str, Any], defaults: bool) -> Any:
-    """An instance of dataclass `kind` from `found`, each field checked by its type. Missing
-    fields are an error, except (`defaults`) those with a default; with `defaults` False a
-    missing field is None where the type allows it (as the alias contract reads them)."""
+def _plain(kind: Any, item: str, found: Mapping[str, Any], defaults: bool) -> Any:
+    """An instance of named tuple `kind` from `found`, each field checked by its type.
+    Missing fields are an error, except (`defaults`) those with a default; with `defaults`
+    False a missing field is None where the type allows it (as the alias contract reads
+    them)."""
     values: dict[str, Any] = {}
-    for spec in fields(kind):
-        raw = found.get(spec.name, _MISSING)
-        nullable = str(spec.type).endswith("| None")
+    for name in kind._fields:
+        # the annotation's text (NamedTuple keeps `from __future__` annotations as ForwardRef)
+        annotation = str(getattr(kind.__annotations__[name], "__forward_arg__", ""))
+        raw = found.get(name, _MISSING)
         if raw is _MISSING:
-            if defaults and spec.default is not MISSING:
-                values[spec.name] = spec.default
+            if defaults and name in kind._field_defaults:
+                values[name] = kind._field_defaults[name]
                 continue
             raw = None
-        if raw is None and nullable:
-            values[spec.name] = None
+        if raw is None and annotation.endswith("| None"):
+            values[name] = None
             continue
-        value = _READERS[str(spec.type)](raw)
+        value = _READERS[annotation](raw)
         if value is None:
-            problem = "missing" if raw is None else f"not a valid {spec.type}: {raw!r}"
-            raise RegistryError(f"{item}: field {spec.name!r} is {problem}")
-        values[spec.name] = value
+            problem = "missing" if raw is None else f"not a valid {annotation}: {raw!r}"
+            raise RegistryError(f"{item}: field {name!r} is {problem}")
+        values[name] = value
     return kind(**values)
 
 
@@ -160,7 +160,7 @@ class ServingRegistry(ModelTable):
         return registered
 
     def _plain_item(self, model: str, sk: str, stored: str, kind: type[Any], item: str) -> Any:
-        """The item at `sk` of `model` (stored format `stored`) as dataclass `kind`, or None.
+        """The item at `sk` of `model` (stored format `stored`) as named tuple `kind`, or None.
         An alias reads missing optional fields as None (`AliasState`'s reader does); a version
         takes its fields' defaults."""
         found = self._get(model_key(model), sk)

@@ -8,7 +8,8 @@ The config in `MLOPS_CONFIG_JSON` was validated with the pydantic models
 every model's view), and is written without the keys at their defaults
 (`infra.cdk.config.DeployConfig.config_json`). Importing pydantic and building those models
 would be a fifth of predict's cold start, so this module reads the JSON with the standard
-library: each key predict uses gets the same default as its pydantic field, and is checked by
+library, into named tuples (cheaper to define at import than frozen dataclasses): each key
+predict uses gets the same default as its pydantic field, and is checked by
 the same rule (type, bounds, allowed values) that predict relies on, so a config edited by hand
 in the function's environment fails init with a `ConfigError` naming the key, as pydantic's
 validation would. Keys predict does not read are left to synth's validation. Without
@@ -24,8 +25,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from functions.common.config.errors import ConfigError
 
@@ -35,8 +35,7 @@ CONFIG_JSON_ENV = "MLOPS_CONFIG_JSON"
 _MAX_BODY_BYTES = 6 * 1024 * 1024 // 2  # `serving.LAMBDA_SYNC_PAYLOAD_BYTES // 2`
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     """A key's type and the bounds or values pydantic's field allows (None: unbounded)."""
 
     kind: type
@@ -107,8 +106,7 @@ def _table(document: Mapping[str, Any], name: str, key: str) -> Mapping[str, Any
     return table
 
 
-@dataclass(frozen=True)
-class ServingSettings:
+class ServingSettings(NamedTuple):
     """`[serving]` as predict reads it (a model's view: its overrides merged)."""
 
     capture_sample_rate: float = 1.0
@@ -156,8 +154,7 @@ def model_cache_bytes(model_cache_mb: int | None, memory_mb: int) -> int:
     return memory_mb * 1024 * 1024 // 64
 
 
-@dataclass(frozen=True)
-class ModelServing:
+class ModelServing(NamedTuple):
     """One model's view, as predict serves it (`MlopsConfig.for_model(name)`'s keys)."""
 
     name: str
@@ -168,8 +165,7 @@ class ModelServing:
     feedback_lookback_hours: int
 
 
-@dataclass(frozen=True)
-class ServingView:
+class ServingView(NamedTuple):
     """The deployed config's keys that predict reads."""
 
     project_name: str
@@ -178,9 +174,12 @@ class ServingView:
     serving: ServingSettings
     """The top-level `[serving]` (the stack's keys: body limit, model cache)."""
     feedback_lookback_hours: int
-    _models: Mapping[str, Mapping[str, Any]] = field(repr=False)
-    _datasets: Mapping[str, Mapping[str, Any]] = field(repr=False)
-    _document: Mapping[str, Any] = field(repr=False)
+    model_tables: Mapping[str, Mapping[str, Any]]
+    """`[models.<name>]` as deployed."""
+    dataset_tables: Mapping[str, Mapping[str, Any]]
+    """`[datasets.<name>]` as deployed."""
+    document: Mapping[str, Any]
+    """The whole deployed config."""
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> ServingView:
@@ -215,9 +214,9 @@ class ServingView:
             feedback_lookback_hours=_read(
                 FEEDBACK_LOOKBACK, drift, "feedback_lookback_hours", "drift.feedback_lookback_hours"
             ),
-            _models=models,
-            _datasets=datasets,
-            _document=document,
+            model_tables=models,
+            dataset_tables=datasets,
+            document=document,
         )
 
     def for_model(self, name: str | None = None) -> ModelServing:
@@ -225,22 +224,22 @@ class ServingView:
         and `.drift` merged key by key over the top-level sections, its dataset's keys.
         Raises ConfigError naming the configured models when `name` is not one."""
         name = name or self.default_model
-        entry = self._models.get(name)
+        entry = self.model_tables.get(name)
         if entry is None:
             raise ConfigError(
-                f"model {name!r} is not configured (models: {', '.join(self._models)})"
+                f"model {name!r} is not configured (models: {', '.join(self.model_tables)})"
             )
         prefix = f"models.{name}"
         serving = {
-            **_table(self._document, "serving", "serving"),
+            **_table(self.document, "serving", "serving"),
             **_table(entry, "serving", f"{prefix}.serving"),
         }
         drift = {
-            **_table(self._document, "drift", "drift"),
+            **_table(self.document, "drift", "drift"),
             **_table(entry, "drift", f"{prefix}.drift"),
         }
         dataset_key = f"datasets.{entry['dataset']}"
-        dataset = _table(self._datasets, entry["dataset"], dataset_key)
+        dataset = _table(self.dataset_tables, entry["dataset"], dataset_key)
         sensitive = _table(dataset, "sensitive", f"{dataset_key}.sensitive")
         for column, mode in sensitive.items():
             if mode not in SENSITIVE_MODES:

@@ -4,7 +4,6 @@ its field."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -23,7 +22,7 @@ MODEL = "churn"
 
 
 def _plain(value: Any) -> dict[str, Any]:
-    fields = dataclasses.asdict(value)
+    fields = value._asdict()
     return {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
 
 
