@@ -41,7 +41,7 @@ from aws_lambda_powertools.shared.json_encoder import Encoder
 from functions.common.health import answers_health_check
 from functions.common.observability import logger
 from functions.common.observability import request_metrics as metrics
-from functions.predict import logic, openapi
+from functions.predict import logic
 from functions.predict.model_store import NoModelError, VersionNotFoundError, VersionRefusedError
 from functions.predict.models import ModelNotFoundError
 from functions.predict.snapstart import register_after_restore
@@ -254,6 +254,8 @@ def named_feedback(name: str) -> dict[str, Any]:
 
 @app.get("/openapi.json")
 def openapi_document() -> dict[str, Any]:
+    from functions.predict import openapi  # only this route needs it
+
     service = logic.service()
     return openapi.document(service.store.refresh(), service.serving, service.models.names)
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from aws_lambda_powertools.metrics import MetricUnit
@@ -26,7 +26,6 @@ from functions.common.observability import request_metrics as metrics
 from functions.common.sensitive import SensitiveColumns
 from functions.ml.onnx_input import Prediction, predict_columns
 from functions.predict.capture_log import CaptureLog
-from functions.predict.feedback import FeedbackStore, feedback_items
 from functions.predict.model_store import MODEL_DIMENSION, PINNED, ModelStore
 from functions.predict.models import ModelCache, Served
 from functions.predict.rollout import RolloutPolicy
@@ -35,6 +34,10 @@ from functions.serving.instances import instances_batch
 from functions.serving.model import ServingModel
 from functions.serving.tensors import infer_batch, requested_outputs
 from functions.serving.values import Batch
+
+if TYPE_CHECKING:
+    from functions.common.records import FeedbackItem
+    from functions.predict.feedback import FeedbackStore
 
 SCORING_FAILED = "scoring_failed"
 """The `error` of a capture record whose scoring raised (the request answered 5xx)."""
@@ -65,6 +68,30 @@ class PredictSettings:
         )
 
 
+class FeedbackWriter(Protocol):
+    """What the feedback routes store labels with (`functions.predict.feedback.FeedbackStore`)."""
+
+    def store(
+        self, items: list[FeedbackItem], lookback_hours: int | None = None
+    ) -> dict[str, int]: ...
+
+
+class LazyFeedback:
+    """The container's `FeedbackStore`, its module imported and the store built on the first
+    feedback request: the scoring routes and init never need it."""
+
+    def __init__(self, bucket: str, objects: ObjectStore, lookback_hours: int) -> None:
+        self._args = (bucket, objects, lookback_hours)
+        self._store: FeedbackStore | None = None
+
+    def store(self, items: list[FeedbackItem], lookback_hours: int | None = None) -> dict[str, int]:
+        if self._store is None:
+            from functions.predict.feedback import FeedbackStore
+
+            self._store = FeedbackStore(*self._args)
+        return self._store.store(items, lookback_hours=lookback_hours)
+
+
 @dataclass(kw_only=True)
 class Service:
     """The adapters and settings of one container."""
@@ -76,7 +103,7 @@ class Service:
     registry: ServingRegistry
     capture: CaptureLog | None
     """Capture's writer (stdout, for the log subscription); None when capture is off."""
-    feedback: FeedbackStore
+    feedback: FeedbackWriter
     config: ServingView | None = None
     """The deployed config's view the service was built from."""
     sample: random.Random = field(default_factory=random.Random)
@@ -134,7 +161,7 @@ def service() -> Service:
         ),
         registry=registry,
         capture=capture,
-        feedback=FeedbackStore(bucket, objects, config.feedback_lookback_hours),
+        feedback=LazyFeedback(bucket, objects, config.feedback_lookback_hours),
         config=config,
     )
 
@@ -405,6 +432,8 @@ def v2_metadata(name: str, version: int | None = None) -> dict[str, Any]:
 def store_feedback(document: Any, name: str | None = None) -> dict[str, int]:
     """`POST /v1/feedback` (the default model) and `POST /v1/models/{name}/feedback`: labels
     checked against that model's classes and features."""
+    from functions.predict.feedback import feedback_items
+
     svc = service()
     served = _served(svc, name)
     model = _model(svc, served, None, routed=False)
