@@ -28,6 +28,7 @@ from functions.ml.onnx_input import Prediction, predict_columns
 from functions.predict.capture_log import CaptureLog
 from functions.predict.model_store import MODEL_DIMENSION, PINNED, ModelStore
 from functions.predict.models import ModelCache, Served
+from functions.predict.prefetch import PrefetchedRegistry, answer, object_key
 from functions.predict.rollout import RolloutPolicy
 from functions.serving.binary import EXTENSION, InferenceAnswer, encode_output
 from functions.serving.instances import instances_batch
@@ -126,7 +127,13 @@ def service() -> Service:
     config = serving_view()
     objects = ObjectStore()
     bucket = settings.data_bucket
-    registry = ServingRegistry(settings.registry_table)
+    registry = PrefetchedRegistry(settings.registry_table)
+
+    def fetch_bytes(key: str) -> bytes:
+        return answer(object_key("bytes", key), lambda: objects.get_bytes(bucket, key))
+
+    def fetch_json(key: str) -> Any:
+        return answer(object_key("json", key), lambda: objects.get_json(bucket, key))
 
     def served(name: str) -> Served:
         view = config.for_model(name)
@@ -135,8 +142,8 @@ def service() -> Service:
             store=ModelStore(
                 model_name=name,
                 registry=registry,
-                fetch_bytes=lambda key: objects.get_bytes(bucket, key),
-                fetch_json=lambda key: objects.get_json(bucket, key),
+                fetch_bytes=fetch_bytes,
+                fetch_json=fetch_json,
                 ttl_seconds=view.serving.alias_ttl_seconds,
                 policy=RolloutPolicy.from_serving(view.serving),
             ),
