@@ -41,7 +41,13 @@ from aws_lambda_powertools.shared.json_encoder import Encoder
 from functions.common.health import answers_health_check
 from functions.common.observability import logger
 from functions.common.observability import request_metrics as metrics
-from functions.predict import logic, openapi
+from functions.predict import prefetch
+
+# In Lambda's init, the default model's registry and bucket reads start now, so that their
+# waits overlap the imports of numpy and onnxruntime below (`functions.predict.prefetch`).
+prefetch.start()
+
+from functions.predict import logic
 from functions.predict.model_store import NoModelError, VersionNotFoundError, VersionRefusedError
 from functions.predict.models import ModelNotFoundError
 from functions.predict.snapstart import register_after_restore
@@ -254,6 +260,8 @@ def named_feedback(name: str) -> dict[str, Any]:
 
 @app.get("/openapi.json")
 def openapi_document() -> dict[str, Any]:
+    from functions.predict import openapi  # only this route needs it
+
     service = logic.service()
     return openapi.document(service.store.refresh(), service.serving, service.models.names)
 
@@ -500,6 +508,8 @@ def _initialise() -> None:
         logic.service().store.refresh()
     except Exception:
         logger.exception("Could not load the model at init; retrying on first request")
+    finally:
+        prefetch.discard()
 
 
 register_after_restore(_reload_after_restore)

@@ -13,30 +13,32 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.adapters.registry.aliases import PRODUCTION
-from functions.adapters.registry.model_registry import ModelRegistry
+from functions.adapters.registry.serving_reads import PRODUCTION, ServingRegistry
 from functions.adapters.storage import ObjectStore
-from functions.common.config.loading import deployed_config
-from functions.common.config.serving import ServingConfig
+from functions.common.config.serving_view import ServingSettings, ServingView, serving_view
 from functions.common.observability import logger
 from functions.common.observability import request_metrics as metrics
 from functions.common.sensitive import SensitiveColumns
 from functions.ml.onnx_input import Prediction, predict_columns
 from functions.predict.capture_log import CaptureLog
-from functions.predict.feedback import FeedbackStore, feedback_items
 from functions.predict.model_store import MODEL_DIMENSION, PINNED, ModelStore
 from functions.predict.models import ModelCache, Served
+from functions.predict.prefetch import PrefetchedRegistry, answer, object_key
 from functions.predict.rollout import RolloutPolicy
 from functions.serving.binary import EXTENSION, InferenceAnswer, encode_output
 from functions.serving.instances import instances_batch
 from functions.serving.model import ServingModel
 from functions.serving.tensors import infer_batch, requested_outputs
 from functions.serving.values import Batch
+
+if TYPE_CHECKING:
+    from functions.common.records import FeedbackItem
+    from functions.predict.feedback import FeedbackStore
 
 SCORING_FAILED = "scoring_failed"
 """The `error` of a capture record whose scoring raised (the request answered 5xx)."""
@@ -67,18 +69,44 @@ class PredictSettings:
         )
 
 
+class FeedbackWriter(Protocol):
+    """What the feedback routes store labels with (`functions.predict.feedback.FeedbackStore`)."""
+
+    def store(
+        self, items: list[FeedbackItem], lookback_hours: int | None = None
+    ) -> dict[str, int]: ...
+
+
+class LazyFeedback:
+    """The container's `FeedbackStore`, its module imported and the store built on the first
+    feedback request: the scoring routes and init never need it."""
+
+    def __init__(self, bucket: str, objects: ObjectStore, lookback_hours: int) -> None:
+        self._args = (bucket, objects, lookback_hours)
+        self._store: FeedbackStore | None = None
+
+    def store(self, items: list[FeedbackItem], lookback_hours: int | None = None) -> dict[str, int]:
+        if self._store is None:
+            from functions.predict.feedback import FeedbackStore
+
+            self._store = FeedbackStore(*self._args)
+        return self._store.store(items, lookback_hours=lookback_hours)
+
+
 @dataclass(kw_only=True)
 class Service:
     """The adapters and settings of one container."""
 
     settings: PredictSettings
-    serving: ServingConfig
+    serving: ServingSettings
     """`[serving]` of the stack (the request body limit); each model's own is `Served.serving`."""
     models: ModelCache
-    registry: ModelRegistry
+    registry: ServingRegistry
     capture: CaptureLog | None
     """Capture's writer (stdout, for the log subscription); None when capture is off."""
-    feedback: FeedbackStore
+    feedback: FeedbackWriter
+    config: ServingView | None = None
+    """The deployed config's view the service was built from."""
     sample: random.Random = field(default_factory=random.Random)
 
     @property
@@ -96,10 +124,16 @@ def service() -> Service:
     """The container's Service, built on first use (clients are created lazily; each model's
     store on its first request)."""
     settings = PredictSettings.from_env()
-    config = deployed_config()
+    config = serving_view()
     objects = ObjectStore()
     bucket = settings.data_bucket
-    registry = ModelRegistry(settings.registry_table)
+    registry = PrefetchedRegistry(settings.registry_table)
+
+    def fetch_bytes(key: str) -> bytes:
+        return answer(object_key("bytes", key), lambda: objects.get_bytes(bucket, key))
+
+    def fetch_json(key: str) -> Any:
+        return answer(object_key("json", key), lambda: objects.get_json(bucket, key))
 
     def served(name: str) -> Served:
         view = config.for_model(name)
@@ -108,14 +142,14 @@ def service() -> Service:
             store=ModelStore(
                 model_name=name,
                 registry=registry,
-                fetch_bytes=lambda key: objects.get_bytes(bucket, key),
-                fetch_json=lambda key: objects.get_json(bucket, key),
+                fetch_bytes=fetch_bytes,
+                fetch_json=fetch_json,
                 ttl_seconds=view.serving.alias_ttl_seconds,
                 policy=RolloutPolicy.from_serving(view.serving),
             ),
             serving=view.serving,
-            sensitive=SensitiveColumns(view.dataset.sensitive, view.dataset.hash_salt),
-            feedback_lookback_hours=view.drift.feedback_lookback_hours,
+            sensitive=SensitiveColumns(view.sensitive, view.hash_salt),
+            feedback_lookback_hours=view.feedback_lookback_hours,
         )
 
     # CAPTURE_STREAM names the delivery stream the log group's subscription feeds: capture is
@@ -134,7 +168,8 @@ def service() -> Service:
         ),
         registry=registry,
         capture=capture,
-        feedback=FeedbackStore(bucket, objects, config.drift.feedback_lookback_hours),
+        feedback=LazyFeedback(bucket, objects, config.feedback_lookback_hours),
+        config=config,
     )
 
 
@@ -282,8 +317,9 @@ def infer_v2(
 def server_metadata() -> dict[str, Any]:
     """`GET /v2`: the Open Inference Protocol's server metadata (the extensions served)."""
     svc = service()
+    project = svc.config.project_name if svc.config is not None else serving_view().project_name
     return {
-        "name": f"{deployed_config().project.name}-predict",
+        "name": f"{project}-predict",
         "version": svc.settings.code_version,
         "extensions": [EXTENSION],
     }
@@ -403,6 +439,8 @@ def v2_metadata(name: str, version: int | None = None) -> dict[str, Any]:
 def store_feedback(document: Any, name: str | None = None) -> dict[str, int]:
     """`POST /v1/feedback` (the default model) and `POST /v1/models/{name}/feedback`: labels
     checked against that model's classes and features."""
+    from functions.predict.feedback import feedback_items
+
     svc = service()
     served = _served(svc, name)
     model = _model(svc, served, None, routed=False)

@@ -28,9 +28,12 @@ from typing import Any
 from aws_lambda_powertools import single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION
-from functions.adapters.registry.model_registry import ModelRegistry
-from functions.common.contracts import AliasState
+from functions.adapters.registry.serving_reads import (
+    CANDIDATE,
+    PRODUCTION,
+    AliasPointer,
+    ServingRegistry,
+)
 from functions.common.errors import ArtifactIntegrityError
 from functions.common.observability import logger, metrics
 from functions.predict.rollout import RolloutPolicy
@@ -84,7 +87,7 @@ class ModelStore:
         self,
         *,
         model_name: str,
-        registry: ModelRegistry,
+        registry: ServingRegistry,
         fetch_bytes: Callable[[str], bytes],
         fetch_json: Callable[[str], Any],
         ttl_seconds: float,
@@ -199,7 +202,7 @@ class ModelStore:
             self._candidate = self._follow(candidate, self._candidate, self._model)
 
     def _follow(
-        self, state: AliasState, current: ServingModel | None, other: ServingModel | None
+        self, state: AliasPointer, current: ServingModel | None, other: ServingModel | None
     ) -> ServingModel | None:
         """The model `state` points at: `current` when unchanged, the other alias's loaded
         model when it is that version (a promoted candidate is not loaded twice), else loaded
@@ -233,7 +236,7 @@ class ModelStore:
             )
         return model
 
-    def _load(self, state: AliasState) -> ServingModel | None:
+    def _load(self, state: AliasPointer) -> ServingModel | None:
         try:
             return self._checked(
                 state.version, state.alias, revision=state.revision, promoted_at=state.updated_at

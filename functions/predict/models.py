@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from functions.common.config.serving import ServingConfig
+from functions.common.config.serving_view import ServingSettings
 from functions.common.observability import logger
 from functions.common.sensitive import SensitiveColumns
 from functions.predict.model_store import PINNED, ModelStore, model_metric
@@ -45,7 +45,7 @@ class Served:
 
     name: str
     store: ModelStore
-    serving: ServingConfig
+    serving: ServingSettings
     """The model's view of `[serving]` (its overrides merged)."""
     sensitive: SensitiveColumns
     """Its dataset's sensitive columns, as capture stores them."""

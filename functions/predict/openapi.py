@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from functions.common.config.serving import ServingConfig
+from functions.common.config.serving_view import ServingSettings
 from functions.predict.feedback import REQUEST_ID
 from functions.serving.model import ServingModel
 from functions.serving.values import FLOAT32_MAX
@@ -43,7 +43,7 @@ def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {_JSON: {"schema": schema}}}
 
 
-def instance_schema(model: ServingModel | None, serving: ServingConfig) -> dict[str, Any]:
+def instance_schema(model: ServingModel | None, serving: ServingSettings) -> dict[str, Any]:
     if model is None:
         return {"type": "object", "description": "No model is promoted yet."}
     properties: dict[str, Any] = {}
@@ -84,7 +84,7 @@ def instance_schema(model: ServingModel | None, serving: ServingConfig) -> dict[
     return document
 
 
-def _categorical(categories: list[str] | None, serving: ServingConfig) -> dict[str, Any]:
+def _categorical(categories: list[str] | None, serving: ServingSettings) -> dict[str, Any]:
     """A string; a number is taken as its decimal string (`7` -> `"7"`). With unseen
     categories refused, only the training categories (and the numbers spelling one)."""
     text: dict[str, Any] = {"type": "string", "nullable": True}
@@ -113,7 +113,7 @@ def _number(category: str) -> int | float | None:
 
 
 def document(
-    model: ServingModel | None, serving: ServingConfig, models: Sequence[str] = ()
+    model: ServingModel | None, serving: ServingSettings, models: Sequence[str] = ()
 ) -> dict[str, Any]:
     """The API's document: `model` is the default model (its inputs are the `Instance` schema
     of `/v1/predict`); `models`, the configured models (the values of `{name}`)."""
@@ -342,7 +342,7 @@ ROUTES = (
 """Every route of the API, in the document's order."""
 
 
-def _batch_of(key: str, item: dict[str, Any], serving: ServingConfig) -> dict[str, Any]:
+def _batch_of(key: str, item: dict[str, Any], serving: ServingSettings) -> dict[str, Any]:
     """A body holding one list, `key`, of 1 to `max_batch_rows` items."""
     return {
         "type": "object",

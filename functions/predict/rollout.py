@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from functions.common.config.serving import ServingConfig
+from functions.common.config.serving_view import ServingSettings
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class RolloutPolicy:
     share: float = 0.0
 
     @classmethod
-    def from_serving(cls, serving: ServingConfig) -> RolloutPolicy:
+    def from_serving(cls, serving: ServingSettings) -> RolloutPolicy:
         return cls(share=serving.candidate_share)
 
     @property

@@ -8,17 +8,42 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import onnxruntime as ort
 
-from functions.adapters.registry.aliases import PRODUCTION
-from functions.adapters.registry.model_registry import ModelRegistry
+from functions.adapters.registry.serving_reads import PRODUCTION
 from functions.common import formats
-from functions.common.contracts import ModelVersion
 from functions.common.errors import ArtifactIntegrityError
 from functions.common.layout import SIGNATURE_FILE
 from functions.serving.features import FeatureSpec, feature_specs
+
+
+class Registered(Protocol):
+    """A registered version as serving reads it: `ModelRegistry`'s contract `ModelVersion`
+    (batch scoring, shadow) or `ServingRegistry`'s plain `RegisteredVersion` (predict)."""
+
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def onnx_key(self) -> str: ...
+    @property
+    def onnx_sha256(self) -> str: ...
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def data_version(self) -> str: ...
+    @property
+    def created_at(self) -> str: ...
+    @property
+    def metrics(self) -> Mapping[str, float]: ...
+
+
+class VersionReader(Protocol):
+    """What `load_version` reads registered versions with (`ModelRegistry`,
+    `ServingRegistry`)."""
+
+    def get_version(self, model: str, version: int) -> Registered | None: ...
 
 
 @dataclass(frozen=True)
@@ -27,7 +52,7 @@ class ServingModel:
 
     name: str
     version: int
-    registered: ModelVersion
+    registered: Registered
     promoted_at: str | None
     signature: Mapping[str, Any]
     specs: tuple[FeatureSpec, ...]
@@ -64,7 +89,7 @@ def load_version(
     *,
     model_name: str,
     version: int,
-    registry: ModelRegistry,
+    registry: VersionReader,
     fetch_bytes: Callable[[str], bytes],
     fetch_json: Callable[[str], Any],
     session_factory: Callable[[bytes], Any] = onnx_session,

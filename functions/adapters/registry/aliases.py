@@ -24,6 +24,8 @@ from functions.adapters.registry.items import (
     now,
     translated,
 )
+from functions.adapters.registry.serving_reads import CANDIDATE as CANDIDATE
+from functions.adapters.registry.serving_reads import PRODUCTION
 from functions.common import formats
 from functions.common.contracts import AliasChange, AliasState
 from functions.common.errors import (
@@ -40,8 +42,6 @@ from functions.common.layout import (
     version_sort_key,
 )
 
-PRODUCTION = "production"
-CANDIDATE = "candidate"
 _MOVE_ATTEMPTS = 5
 
 

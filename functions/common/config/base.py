@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from functions.common.config.errors import ConfigError
+
+__all__ = ["COLUMN_PATTERN", "NAME_PATTERN", "ConfigError", "Section"]
+
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 COLUMN_PATTERN = r"^[a-z_][a-z0-9_]*$"
-
-
-class ConfigError(ValueError):
-    """The config is missing, unreadable or invalid; the message names file, key and problem."""
 
 
 class Section(BaseModel):

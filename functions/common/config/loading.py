@@ -17,11 +17,11 @@ from functions.common.config.base import ConfigError, Section
 from functions.common.config.dataset import DataLakeConfig, DatasetConfig, IngestConfig
 from functions.common.config.portfolio import ModelEntry, check_names, normalise
 from functions.common.config.serving import BatchConfig, DriftConfig, ServingConfig
+from functions.common.config.serving_view import CONFIG_JSON_ENV
 from functions.common.config.stages import ProjectConfig, StageConfig
 from functions.common.config.training import ESTIMATORS, GateConfig, ModelConfig, TrainConfig
 
 CONFIG_ENV = "MLOPS_CONFIG"
-CONFIG_JSON_ENV = "MLOPS_CONFIG_JSON"
 DEFAULT_CONFIG_FILE = "mlops.toml"
 
 

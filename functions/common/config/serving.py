@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from functions.common.config.base import Section
+from functions.common.config.serving_view import cache_problem, model_cache_bytes
 
 _SCHEDULE = r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$"
 Limits = tuple[Annotated[float, Field(ge=0.0)], Annotated[float, Field(ge=0.0)]]
@@ -148,18 +149,14 @@ class ServingConfig(Section):
 
     @model_validator(mode="after")
     def _cache_fits_memory(self) -> ServingConfig:
-        if self.model_cache_mb is not None and self.model_cache_mb >= self.memory_mb:
-            raise ValueError(
-                f"serving.model_cache_mb {self.model_cache_mb} must be below serving.memory_mb "
-                f"{self.memory_mb} (the function needs memory besides its models)"
-            )
+        problem = cache_problem(self.model_cache_mb, self.memory_mb)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     @property
     def model_cache_bytes(self) -> int:
-        if self.model_cache_mb is not None:
-            return self.model_cache_mb * 1024 * 1024
-        return self.memory_mb * 1024 * 1024 // 64
+        return model_cache_bytes(self.model_cache_mb, self.memory_mb)
 
 
 class BatchConfig(Section):

@@ -313,6 +313,41 @@ def test_predict_path_imports_no_training_libraries() -> None:
     assert result.stdout.strip() == "[]", result.stderr
 
 
+def test_predict_init_path_imports_no_pydantic_nor_the_routes_off_the_hot_path() -> None:
+    """The handler and the service init builds (config view, registry reads, each model's
+    store) load no pydantic: the deployed config and the registry items are read without it
+    (its import and models were a fifth of the cold start). The feedback and OpenAPI routes'
+    modules load on their first request."""
+    from functions.common.config.loading import load_config
+
+    config = load_config(REPO / "mlops.toml").for_stage("dev").to_json()
+    code = (
+        "import sys; from functions.predict import handler, logic; "
+        "svc = logic.service(); served = svc.models.served(); "
+        "assert served.serving.capture_sample_rate == 1.0, served.serving; "
+        "from functions.adapters.registry.serving_reads import ServingRegistry; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('pydantic', 'pydantic_core', 'pydantic_settings', 'annotated_types') or m in "
+        "('functions.predict.feedback', 'functions.predict.openapi')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={
+            "PATH": "/usr/bin",
+            "POWERTOOLS_SERVICE_NAME": "predict",
+            "MLOPS_CONFIG_JSON": config,
+            "DATA_BUCKET": "bucket",
+            "REGISTRY_TABLE": "table",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+    )
+    assert result.stdout.strip() == "[]", result.stderr
+
+
 def _document_accepts(document: dict[str, Any], schema: str, body: Any) -> bool:
     """Whether `body` is valid against `components/schemas/<schema>` of the OpenAPI document."""
     from openapi_schema_validator import OAS30Validator

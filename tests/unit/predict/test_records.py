@@ -99,6 +99,34 @@ def test_a_request_is_one_columnar_line_byte_for_byte_with_nan_as_null() -> None
     ]
 
 
+def test_the_timestamp_is_now_in_utc_to_the_millisecond_across_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The date and time formatted once per second are those of the second asked for: the
+    text is what `datetime.isoformat` writes (milliseconds truncated, `Z`)."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from functions.predict import capture_log
+
+    moments = [
+        1_796_265_193_999_999_999,  # the last nanosecond of a second ...
+        1_796_265_194_000_000_000,  # ... the next second
+        1_796_265_194_123_456_789,
+        1_767_225_599_500_000_000,  # the last second of 2025
+        1_767_225_600_001_000_000,
+    ]
+    for ns in moments:
+        monkeypatch.setattr(time, "time_ns", lambda ns=ns: ns)
+        expected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+        text = expected.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        assert capture_log.timestamp() == text
+    monkeypatch.undo()
+    before = datetime.now(UTC).replace(microsecond=0)
+    stamp = datetime.fromisoformat(capture_log.timestamp())
+    assert before <= stamp <= datetime.now(UTC)
+
+
 def test_a_regression_line_has_numeric_predictions_and_null_probabilities() -> None:
     out = io.StringIO()
     batch = Batch(columns={"age": np.array([30.0])}, rows=1, unseen={})
