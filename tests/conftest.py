@@ -1,10 +1,12 @@
-"""Every deployed function has `POWERTOOLS_METRICS_NAMESPACE=mlops`. Powertools' shared
-metrics object (functions/common/observability.py) reads it when first imported, and that may
-be while any test module of any folder is collected (the CLI's modules import stage code), so
-it is set here, before the first one."""
+"""Every deployed function has `POWERTOOLS_METRICS_NAMESPACE=mlops` and its service name.
+Powertools' shared logger and metrics objects (functions/common/observability.py) read them
+when first imported, and that may be while any test module of any folder is collected (the
+CLI's modules import stage code), so they are set here, before the first one: the process's
+service is `ingest`, as it was for the integration tests' first import."""
 
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "mlops")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "ingest")

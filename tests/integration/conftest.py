@@ -4,7 +4,6 @@ stack creates them, with the environment the stage functions get."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,6 @@ from functions.common.config.loading import deployed_config
 from functions.common.events import MODEL_PROMOTED, REGISTRY_SOURCE
 from functions.common.settings import stage_settings
 from tests.helpers.cloud import BUCKET, TABLE, Cloud, create_data_bucket, create_registry_table
-
-# Powertools' module-level Logger reads this when first imported (as in Lambda, where the
-# environment exists before the code loads); the metric namespace is set in tests/conftest.py.
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "ingest")
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,6 @@ and bucket are fakes; `logic.service` is replaced so handler tests need no netwo
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,8 +14,6 @@ from functions.common.contracts import AliasState, ModelVersion
 from tests.helpers.models import Trained, trained_churn
 from tests.helpers.predict_api import CONTEXT, api_event
 from tests.helpers.registry import model_version
-
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "predict")
 
 
 @pytest.fixture(scope="session")
