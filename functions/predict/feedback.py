@@ -6,8 +6,9 @@ naming its field. `label` must be one of the serving model's classes (a finite n
 regression); `features`, when given, are checked as a predict request's values (known features,
 under their names or the producer's aliases, finite float32 numbers, strings for categories);
 `row` must be below the captured request's row count when its capture is found. A request id
-with no capture in the lookback window (`[drift] feedback_lookback_hours`; sampled out,
-not flushed yet, or unknown) is stored and counted as `unmatched`. A matched row's record
+with no capture among the newest objects of the lookback window read (`[drift]
+feedback_lookback_hours`; sampled out, not flushed yet, older, or unknown) is stored and
+counted as `unmatched`. A matched row's record
 also says what it was served (`served`: model, version, alias, rollout, prediction), which a
 rollout's accuracy test counts (`functions.canary`).
 
@@ -40,6 +41,15 @@ from functions.serving.body import batch_list
 from functions.serving.errors import RequestError
 from functions.serving.features import FeatureSpec, alias_names
 from functions.serving.values import check_column
+
+CAPTURE_SCAN_OBJECTS = 200
+CAPTURE_SCAN_BYTES = 32 * 2**20
+"""The most capture the feedback route reads to find the requests it labels: the newest
+`CAPTURE_SCAN_OBJECTS` objects of the lookback window, up to this many bytes (Firehose writes
+one object per buffer flush, about one a minute under steady traffic, so this covers the
+recent hours). A request whose capture is older is stored as `unmatched`, as one sampled out
+is; without a bound, one label of an unknown request would read the whole window, a week of
+objects, within the API's 29 s."""
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _ALREADY_STORED = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
@@ -165,8 +175,9 @@ class FeedbackStore:
         self, items: list[FeedbackItem], lookback_hours: int | None = None
     ) -> tuple[dict[str, int], dict[tuple[str, int], ServedRow]]:
         """For the items' request ids whose capture is found in the lookback window
-        (`lookback_hours`, else the store's; newest capture objects first; stops once every
-        id is found): each id's row count, and what each item's row was served."""
+        (`lookback_hours`, else the store's; newest capture objects first, at most
+        `CAPTURE_SCAN_OBJECTS` and `CAPTURE_SCAN_BYTES` of them; stops once every id is
+        found): each id's row count, and what each item's row was served."""
         request_ids = {item["request_id"] for item in items}
         wanted: dict[str, set[int]] = {}
         for item in items:
@@ -178,7 +189,11 @@ class FeedbackStore:
         rows: dict[str, int] = {}
         served: dict[tuple[str, int], ServedRow] = {}
         found: set[str] = set()
-        for capture in reversed(stored):
+        budget = CAPTURE_SCAN_BYTES
+        for capture in reversed(stored[-CAPTURE_SCAN_OBJECTS:]):
+            budget -= capture.size
+            if budget < 0:
+                break
             for record in capture_records(window, [capture], SkippedLines({})):
                 request_id = record["request_id"]
                 if request_id in request_ids and record["error"] is None:

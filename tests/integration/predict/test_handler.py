@@ -15,6 +15,7 @@ import onnxruntime as ort
 import pytest
 
 from functions.ml.onnx_input import predict_columns
+from functions.predict import feedback
 from tests.helpers.models import FEATURES, MODEL, Trained
 from tests.helpers.predict_api import Api
 from tests.helpers.registry import publish
@@ -303,6 +304,33 @@ def test_feedback_labels_rows_and_request_ids_are_checked_against_the_model_and_
     assert "3 rows" in beyond[1]["message"]
     assert stored == (200, {"stored": 2, "duplicates": 0, "unmatched": 1})
     assert len(cloud.keys("feedback/")) == 2
+
+
+def test_feedback_reads_only_the_newest_capture_objects(
+    api: Api, cloud: Cloud, models: dict[int, Trained], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(feedback, "CAPTURE_SCAN_OBJECTS", 3)
+    publish(cloud, models[1])
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    for index in range(5):  # oldest first: req-0 ... req-4, one object each
+        line = {"request_id": f"req-{index}", "row": 0, "model_version": 1, "features": {}}
+        cloud.s3.put_object(
+            Bucket=cloud.bucket,
+            Key=f"capture/dt={day}/mlops-dev-capture-{index}",
+            Body=json.dumps(line).encode() + b"\n",
+        )
+    items = [{"request_id": f"req-{index}", "row": 1, "label": "yes"} for index in (0, 4)]
+
+    status, body = api.call("POST", "/v1/feedback", {"feedback": items})
+
+    # req-4's capture is among the newest three: its row 1 is beyond the request's one row.
+    # req-0's is older than what the route reads: stored as unmatched.
+    assert status == 422 and body["field"] == "feedback[1].row", body
+    assert api.call("POST", "/v1/feedback", {"feedback": items[:1]})[1] == {
+        "stored": 1,
+        "duplicates": 0,
+        "unmatched": 1,
+    }
 
 
 def test_concurrent_requests_while_alias_moves(
