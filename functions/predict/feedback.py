@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,14 +43,16 @@ from functions.serving.errors import RequestError
 from functions.serving.features import FeatureSpec, alias_names
 from functions.serving.values import check_column
 
-CAPTURE_SCAN_OBJECTS = 200
+CAPTURE_SCAN_OBJECTS = 50
 CAPTURE_SCAN_BYTES = 32 * 2**20
+CAPTURE_SCAN_SECONDS = 2.0
 """The most capture the feedback route reads to find the requests it labels: the newest
-`CAPTURE_SCAN_OBJECTS` objects of the lookback window, up to this many bytes (Firehose writes
-one object per buffer flush, about one a minute under steady traffic, so this covers the
-recent hours). A request whose capture is older is stored as `unmatched`, as one sampled out
-is; without a bound, one label of an unknown request would read the whole window, a week of
-objects, within the API's 29 s."""
+`CAPTURE_SCAN_OBJECTS` objects of the lookback window, up to `CAPTURE_SCAN_BYTES`, and no
+object started after `CAPTURE_SCAN_SECONDS` of reading (Firehose writes one object per buffer
+flush, about one a minute under steady traffic, so this covers the last hour or so). A request
+whose capture is older is stored as `unmatched`, as one sampled out is; without a bound, one
+label of an unknown request would read the whole window, a week of objects, within the API's
+29 s."""
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _ALREADY_STORED = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
@@ -176,8 +179,9 @@ class FeedbackStore:
     ) -> tuple[dict[str, int], dict[tuple[str, int], ServedRow]]:
         """For the items' request ids whose capture is found in the lookback window
         (`lookback_hours`, else the store's; newest capture objects first, at most
-        `CAPTURE_SCAN_OBJECTS` and `CAPTURE_SCAN_BYTES` of them; stops once every id is
-        found): each id's row count, and what each item's row was served."""
+        `CAPTURE_SCAN_OBJECTS` and `CAPTURE_SCAN_BYTES` of them, read for at most
+        `CAPTURE_SCAN_SECONDS`; stops once every id is found): each id's row count, and what
+        each item's row was served."""
         request_ids = {item["request_id"] for item in items}
         wanted: dict[str, set[int]] = {}
         for item in items:
@@ -190,9 +194,10 @@ class FeedbackStore:
         served: dict[tuple[str, int], ServedRow] = {}
         found: set[str] = set()
         budget = CAPTURE_SCAN_BYTES
+        deadline = time.monotonic() + CAPTURE_SCAN_SECONDS
         for capture in reversed(stored[-CAPTURE_SCAN_OBJECTS:]):
             budget -= capture.size
-            if budget < 0:
+            if budget < 0 or time.monotonic() > deadline:
                 break
             for record in capture_records(window, [capture], SkippedLines({})):
                 request_id = record["request_id"]
