@@ -14,6 +14,7 @@ The data bucket:
     models/<model>/runs/<run id>/          model.onnx, signature.json, holdout.parquet,
                                            reference_profile.json, run.json, evaluation.json
     models/<model>/<version>/              a registered version: the run's files + metadata.json
+    models/<model>/<version>/mlflow/       the version in MLflow's model format (MLmodel, ...)
     models/<model>/sagemaker/<job>/        a SageMaker training job's input and output
     reports/<model>/<version>/model_card.html
     reports/drift/<model>/<check>/         result.json, report.html
@@ -74,6 +75,7 @@ REFERENCE_PROFILE_FILE = "reference_profile.json"
 RUN_FILE = "run.json"
 EVALUATION_FILE = "evaluation.json"
 METADATA_FILE = "metadata.json"
+MLFLOW_FOLDER = "mlflow"
 """A registered version's metadata (beside the run's files under `models/<model>/<version>/`)."""
 METRICS_FILE = "metrics.json"
 """Local training's metrics (`mlops train-local`)."""
@@ -177,6 +179,12 @@ def run_prefix(model: str, run_id: str) -> str:
 def version_prefix(model: str, version: int) -> str:
     """A registered version's artifacts: `models/<model>/<version>/`."""
     return f"{model_prefix(model)}{version}/"
+
+
+def mlflow_prefix(model: str, version: int) -> str:
+    """A registered version in MLflow's model format: `models/<model>/<version>/mlflow/`
+    (`functions.ml.mlflow_format` names its files)."""
+    return f"{version_prefix(model, version)}{MLFLOW_FOLDER}/"
 
 
 def sagemaker_prefix(model: str) -> str:

@@ -3,9 +3,11 @@ production alias is still where the evaluation saw it, the production model.
 
 Order of writes, so a failure leaves no half version visible in the registry: the number is
 allocated (a failed registration burns it, never reuses it), the run's artifacts are copied to
-`models/<name>/<N>/` and the copied ONNX checksum is verified, `metadata.json` and the model
-card are written, then the version item, then the alias (one transaction with its history),
-then the run record, then the `ModelPromoted` event.
+`models/<name>/<N>/` and the copied ONNX checksum is verified, the version in MLflow's model
+format is written under `models/<name>/<N>/mlflow/` (`functions.ml.mlflow_format`, from the
+verified bytes), `metadata.json` and the model card are written, then the version item, then
+the alias (one transaction with its history), then the run record, then the `ModelPromoted`
+event.
 
 The promotion expects the champion the evaluation compared against
 (`evaluation.champion_version`): if another promotion won meanwhile, the version stays
@@ -18,8 +20,10 @@ already registered for that run and resumes from the promotion instead of regist
 from __future__ import annotations
 
 import hashlib
+import platform
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -53,11 +57,13 @@ from functions.common.layout import (
     REFERENCE_PROFILE_FILE,
     RUN_FILE,
     SIGNATURE_FILE,
+    mlflow_prefix,
     model_card_key,
     version_prefix,
 )
 from functions.common.observability import logger, metrics
 from functions.common.settings import StageSettings, stage_settings
+from functions.ml.mlflow_format import mlflow_files
 from functions.ml.model_card.render import render_model_card
 
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
@@ -154,8 +160,10 @@ class Registration:
         }
         for name, key in sources.items():
             self.store.copy(self.bucket, key, prefix + name)
-        onnx_size = self._verify_onnx(prefix + MODEL_FILE, training.onnx_sha256)
+        onnx_bytes = self._verify_onnx(prefix + MODEL_FILE, training.onnx_sha256)
+        onnx_size = len(onnx_bytes)
         created_at = now()
+        self._write_mlflow(model, number, onnx_bytes, signature, training, created_at)
         card_key = model_card_key(model, number)
         version = ModelVersion(
             model_name=model,
@@ -184,21 +192,48 @@ class Registration:
         logger.info("Model version registered", extra={"version": number, "prefix": prefix})
         return version
 
-    def _verify_onnx(self, key: str, expected: str) -> int:
-        """Hash the copied model (streamed); returns its size in bytes."""
+    def _verify_onnx(self, key: str, expected: str) -> bytes:
+        """Hash the copied model; returns its bytes, once they match the run's sha256."""
         digest = hashlib.sha256()
+        chunks = []
         with TemporaryDirectory(prefix="register-") as workdir:
             local = self.store.download(self.bucket, key, Path(workdir) / MODEL_FILE)
             with local.open("rb") as file:
                 while chunk := file.read(_CHUNK):
                     digest.update(chunk)
-            size = local.stat().st_size
+                    chunks.append(chunk)
         if digest.hexdigest() != expected:
             raise ArtifactIntegrityError(
                 f"s3://{self.bucket}/{key} has sha256 {digest.hexdigest()}, but training "
                 f"recorded {expected}: the model was not registered"
             )
-        return size
+        return b"".join(chunks)
+
+    def _write_mlflow(
+        self,
+        model: str,
+        number: int,
+        onnx_bytes: bytes,
+        signature: Mapping[str, Any],
+        training: TrainingRun,
+        created_at: str,
+    ) -> None:
+        """The version in MLflow's model format, its input example from the run's reference
+        profile."""
+        profile = formats.content(
+            formats.REFERENCE_PROFILE,
+            self.store.get_json(self.bucket, training.reference_profile_key),
+        )
+        files = mlflow_files(
+            onnx_bytes,
+            signature,
+            profile=profile,
+            python_version=platform.python_version(),
+            created_at=datetime.fromisoformat(created_at),
+        )
+        prefix = mlflow_prefix(model, number)
+        for name, body in files.items():
+            self.store.put_bytes(self.bucket, prefix + name, body, content_type=_content_type(name))
 
     def _write_card(
         self,
@@ -281,6 +316,16 @@ class Registration:
                     "updated_at": now(),
                 }
             )
+
+
+def _content_type(name: str) -> str:
+    if name.endswith(".json"):
+        return "application/json"
+    if name.endswith((".yaml", "MLmodel")):
+        return "application/yaml"
+    if name.endswith(".txt"):
+        return "text/plain; charset=utf-8"
+    return "application/octet-stream"
 
 
 def _check(training: TrainingRun, evaluation: EvaluationResult) -> None:

@@ -1,11 +1,16 @@
 """`mlops models ...`: every configured model at a glance (`list`), and the registered versions
 of one model (`--model`, else the default model) and its aliases: list and show versions, move
-production (promote, roll back) and candidate (canary), and the alias history (see
+production (promote, roll back) and candidate (canary), the alias history (and which version
+held an alias at a given time, `--at`), and a version exported in MLflow's model format (see
 `infra.cli.registry` for the options and exit codes)."""
 
 from __future__ import annotations
 
+import hashlib
+import platform
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,11 +20,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from functions.adapters.events import publish_model_promoted
-from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION
+from functions.adapters.registry.aliases import CANDIDATE, PRODUCTION, change_at
 from functions.common import formats
 from functions.common.contracts import AliasChange, ModelVersion
 from functions.common.errors import AdapterError, ModelRegistryError
 from functions.common.events import model_promoted_detail
+from functions.common.layout import (
+    MODEL_FILE,
+    REFERENCE_PROFILE_FILE,
+    SIGNATURE_FILE,
+    mlflow_prefix,
+)
+from functions.ml.mlflow_format import mlflow_files
 from infra.cli.common import (
     LocalOption,
     ModelOption,
@@ -328,16 +340,28 @@ def models_history(
             help=f"The alias: {PRODUCTION}, {CANDIDATE} (rollouts) or shadow (`models shadow`)."
         ),
     ] = PRODUCTION,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="Only which version held the alias at this time (ISO 8601, e.g. "
+            "2026-12-01T12:00:00Z or 2026-12-01; without an offset: UTC)."
+        ),
+    ] = None,
     model: ModelOption = None,
     local: LocalOption = None,
     stage: StageOption = "dev",
     state_dir: StateDirOption = None,
 ) -> None:
     """Every change of an alias (production by default), oldest first: when, what, why, by
-    whom. Rollout outcomes show as `promote` (production) and `drop` (candidate)."""
+    whom. Rollout outcomes show as `promote` (production) and `drop` (candidate). With
+    `--at TIME`: which version held the alias at that time, and since which move."""
+    when = None if at is None else _time(at)
     session = open_registry(local, stage, state_dir, model=model)
     with reported(stdout=True):
         changes = session.registry.history(session.model, alias)
+    if when is not None:
+        _held_at(session.model, alias, changes, when)
+        return
     if not changes:
         console.print(f"{escape(alias)} of {session.model} has never been set.")
         return
@@ -355,3 +379,119 @@ def models_history(
             cell(change.execution),
         )
     console.print(table)
+
+
+def _time(text: str) -> datetime:
+    """`--at`: an ISO 8601 date or time, as UTC (naive is UTC); exit 2 naming the value."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise fail(
+            f"--at {text!r} is not an ISO 8601 time (e.g. 2026-12-01T12:00:00Z or 2026-12-01)",
+            2,
+            stdout=True,
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _held_at(model: str, alias: str, changes: list[AliasChange], when: datetime) -> None:
+    moment = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    change = change_at(changes, when)
+    name = f"{escape(alias)} of {model} at {moment}"
+    if change is None:
+        first = f" (first set at {changes[0].at})" if changes else " (never set)"
+        console.print(f"{name}: no version{first}.")
+    elif change.to_version is None:
+        console.print(
+            f"{name}: no version (dropped at {change.at}, revision {change.revision}: "
+            f"{escape(change.reason)})."
+        )
+    else:
+        console.print(
+            f"{name}: version {change.to_version} (since {change.at}, {change.kind} "
+            f"from {cell(change.from_version)}, revision {change.revision}: "
+            f"{escape(change.reason)})."
+        )
+
+
+class ExportFormat(StrEnum):
+    MLFLOW = "mlflow"
+
+
+@models_app.command("export")
+def models_export(
+    version: Annotated[int, typer.Argument(help="The version to export.")],
+    export_format: Annotated[
+        ExportFormat,
+        typer.Option("--format", help="The model format: mlflow (MLflow's, `MLmodel`)."),
+    ] = ExportFormat.MLFLOW,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="The folder to write (new or empty); default ./<model>-v<version>-mlflow."
+        ),
+    ] = None,
+    model: ModelOption = None,
+    local: LocalOption = None,
+    stage: StageOption = "dev",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Write VERSION in MLflow's model format to a local folder, which
+    `mlflow.pyfunc.load_model(folder)` loads: the folder the register stage stored, or, for a
+    version registered before it stored one, the same folder built from the version's
+    model.onnx (checked against its sha256), signature and reference profile."""
+    session = open_registry(local, stage, state_dir, model=model)
+    target = out or Path(f"{session.model}-v{version}-{export_format.value}")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise fail(f"{target} exists and is not an empty folder", stdout=True)
+    with reported(stdout=True):
+        found = session.registry.get_version(session.model, version)
+        if found is None:
+            raise fail(f"{session.model} has no registered version {version}", stdout=True)
+        store, bucket = session.store(), session.bucket
+        prefix = mlflow_prefix(session.model, version)
+        stored = [item["Key"] for item in store.list_objects(bucket, prefix)]
+        target.mkdir(parents=True, exist_ok=True)
+        if stored:
+            for key in stored:
+                store.download(bucket, key, target / key.removeprefix(prefix))
+            source = f"s3://{bucket}/{prefix}"
+        else:
+            files = _built_mlflow(session, found)
+            for name, body in files.items():
+                (target / name).write_bytes(body)
+            source = f"built from s3://{bucket}/{found.prefix}"
+    console.print(
+        f"Version {version} of {session.model} in MLflow's model format ({source}) written "
+        f"to {target}; load it with mlflow.pyfunc.load_model({str(target)!r})."
+    )
+
+
+def _built_mlflow(session: Session, version: ModelVersion) -> dict[str, bytes]:
+    """The MLflow folder of a version registered before the register stage wrote one."""
+    store, bucket = session.store(), session.bucket
+    onnx_bytes = store.get_bytes(bucket, version.prefix + MODEL_FILE)
+    digest = hashlib.sha256(onnx_bytes).hexdigest()
+    if digest != version.onnx_sha256:
+        raise fail(
+            f"s3://{bucket}/{version.prefix}{MODEL_FILE} has sha256 {digest}, but version "
+            f"{version.version} was registered with {version.onnx_sha256}: not exported",
+            stdout=True,
+        )
+    signature = formats.content(
+        formats.SIGNATURE, store.get_json(bucket, version.prefix + SIGNATURE_FILE)
+    )
+    try:
+        profile = formats.content(
+            formats.REFERENCE_PROFILE,
+            store.get_json(bucket, version.prefix + REFERENCE_PROFILE_FILE),
+        )
+    except AdapterError:
+        profile = None  # the input example then takes the signature's values
+    return mlflow_files(
+        onnx_bytes,
+        signature,
+        profile=profile,
+        python_version=platform.python_version(),
+        created_at=datetime.fromisoformat(version.created_at),
+    )

@@ -13,7 +13,8 @@ writes happen or none does; a caller that lost a race gets `StalePromotionError`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from functions.adapters.registry.items import (
@@ -57,6 +58,25 @@ def _alias_change(fields: Mapping[str, Any]) -> AliasChange:
     )
 
 
+def change_at(changes: Sequence[AliasChange], when: datetime) -> AliasChange | None:
+    """The move of an alias in force at `when` (time travel: which version held the alias
+    then): the last of `changes` (a history, oldest first) made at or before `when`; None
+    before the first. Its `to_version` is None when the alias had been dropped by then. A
+    naive `when` is UTC."""
+    moment = when if when.tzinfo else when.replace(tzinfo=UTC)
+    held = None
+    for change in sorted(changes, key=lambda c: c.revision):
+        if _moment(change.at) > moment:
+            break
+        held = change
+    return held
+
+
+def _moment(at: str) -> datetime:
+    parsed = datetime.fromisoformat(at)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 class Aliases(ModelTable):
     """The aliases of the models of one registry table, and every move of each."""
 
@@ -68,6 +88,10 @@ class Aliases(ModelTable):
         """Every move of the alias, oldest first."""
         items = self._query(model_key(model), history_prefix(alias))
         return [_alias_change(fields) for fields in items]
+
+    def change_at(self, model: str, when: datetime, alias: str = PRODUCTION) -> AliasChange | None:
+        """The move of the alias in force at `when` (`change_at` of its history)."""
+        return change_at(self.history(model, alias), when)
 
     def promote(
         self,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
+import yaml
 
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.config.dataset import Task
@@ -19,8 +20,10 @@ from functions.common.contracts import Criterion, EvaluationResult, TrainingRun
 from functions.common.errors import ArtifactIntegrityError, ModelRegistryError, StalePromotionError
 from functions.ml.features import target_array
 from functions.ml.metrics import evaluate_predictions
+from functions.ml.mlflow_format import MLFLOW_FILES, MLFLOW_VERSION
 from functions.ml.model_card import render as model_card
 from functions.ml.onnx_model import OnnxModel, Signature
+from functions.ml.reference_profile import reference_profile
 from functions.ml.sample_data import churn_frame
 from functions.register import logic
 from functions.register.handler import lambda_handler
@@ -42,6 +45,7 @@ class Trained:
     signature: dict[str, Any]
     candidate: dict[str, Any]
     holdout_x: Any
+    profile: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +63,16 @@ def trained() -> Trained:
         probabilities=prediction.probabilities,
         classes=signature.classes,
     )
-    return Trained(onnx, signature.to_dict(), candidate.to_dict(), test)
+    profile = reference_profile(
+        train,
+        schema=signature.schema,
+        target="churned",
+        predictions=prediction,
+        task=Task.CLASSIFICATION,
+        sample_rows=10,
+        seed=0,
+    )
+    return Trained(onnx, signature.to_dict(), candidate.to_dict(), test, profile)
 
 
 @pytest.fixture
@@ -143,7 +156,7 @@ def run_state(
         s3.put_object(Bucket=cloud.bucket, Key=training.holdout_key, Body=b"PAR1")
         documents = {
             training.signature_key: trained.signature,
-            training.reference_profile_key: {"columns": {}},
+            training.reference_profile_key: trained.profile,
             training.run_record_key: record,
             evaluation.evaluation_key: {
                 "result": evaluation.model_dump(mode="json"),
@@ -186,6 +199,7 @@ def test_a_passed_run_becomes_version_1_and_the_production_model(
     assert cloud.keys("models/churn/1/") == [
         "models/churn/1/evaluation.json",
         "models/churn/1/metadata.json",
+        *(f"models/churn/1/mlflow/{name}" for name in sorted(MLFLOW_FILES)),
         "models/churn/1/model.onnx",
         "models/churn/1/reference_profile.json",
         "models/churn/1/run.json",
@@ -242,6 +256,52 @@ def test_a_passed_run_becomes_version_1_and_the_production_model(
     assert event["metrics"] == trained.candidate["metrics"]
 
 
+def test_the_version_is_also_written_in_mlflows_model_format(
+    cloud: Cloud, trained: Trained, run_state: Callable[..., State]
+) -> None:
+    """models/churn/1/mlflow/: an MLmodel naming both flavors and the signature, and a graph
+    fed one 1-D column per feature (as MLflow's ONNX wrapper feeds a DataFrame) that predicts
+    what the registered model predicts."""
+    import onnxruntime as ort
+
+    invoke(run_state("20260101T000000Z-aaa"))
+
+    mlmodel = yaml.safe_load(cloud.body("models/churn/1/mlflow/MLmodel"))
+    assert mlmodel["flavors"]["python_function"]["loader_module"] == "mlflow.onnx"
+    assert mlmodel["flavors"]["onnx"]["data"] == "model.onnx"
+    assert mlmodel["mlflow_version"] == MLFLOW_VERSION
+    inputs = json.loads(mlmodel["signature"]["inputs"])
+    assert [(spec["name"], spec["type"]) for spec in inputs][-4:] == [
+        ("contract", "string"),
+        ("payment_method", "string"),
+        ("internet_service", "string"),
+        ("region", "string"),
+    ]
+    example = json.loads(cloud.body("models/churn/1/mlflow/input_example.json"))
+    assert example["columns"] == [spec["name"] for spec in trained.signature["inputs"]]
+    typical, missing = example["data"]
+    assert all(value in (None, "") for value in missing)
+    # The typical row is the training data's (the run's reference profile), not placeholders.
+    charges = trained.profile["features"]["monthly_charges"]["mean"]
+    assert typical[example["columns"].index("monthly_charges")] == pytest.approx(charges, 1e-3)
+
+    session = ort.InferenceSession(cloud.body("models/churn/1/mlflow/model.onnx"))
+    rows = trained.holdout_x
+    feed = {}
+    for spec in trained.signature["inputs"]:
+        column = rows[spec["name"]]
+        if spec["type"] == "categorical":
+            feed[spec["name"]] = column.fillna("").astype(str).to_numpy(dtype=object)
+        else:
+            feed[spec["name"]] = column.to_numpy(dtype=np.float32)
+    names = [output.name for output in session.get_outputs()]
+    assert names == ["label", "probability_no", "probability_yes"]
+    label, no, yes = session.run(names, feed)
+    expected = OnnxModel(trained.onnx, Signature.from_dict(trained.signature)).predict(rows)
+    assert list(label) == list(expected.labels)
+    assert np.abs(np.column_stack([no, yes]) - expected.probabilities).max() < 1e-6
+
+
 def test_a_run_that_beat_the_champion_takes_over_production(
     cloud: Cloud,
     run_state: Callable[..., State],
@@ -277,6 +337,7 @@ def test_a_checksum_mismatch_fails_and_registers_nothing(
     run = registry.get_run(MODEL, "20260101T000000Z-aaa")
     assert run is not None and run["status"] == "evaluated"
     assert cloud.keys("reports/") == []
+    assert cloud.keys("models/churn/1/mlflow/") == []
     assert promotions() == []
     # The number it took is never handed out again.
     assert invoke(run_state("20260102T000000Z-bbb"))["version"] == 2
