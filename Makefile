@@ -32,7 +32,7 @@ venv: $(STAMP)  ## create .venv and install the pinned requirements (when missin
 demo: venv  ## the whole lifecycle on the local cloud (no AWS account, no Docker)
 	$(PY) -m infra.cli demo
 
-test: venv checks-venv oip-venv  ## every test: unit, integration (moto), infra (CDK, cdk-nag, cfn-lint, checkov), e2e (local cloud)
+test: venv checks-venv oip-venv mlflow-venv  ## every test: unit, integration (moto), infra (CDK, cdk-nag, cfn-lint, checkov), e2e (local cloud)
 	@# The e2e tests (local cloud) run beside the others, in a second pytest process: they wait
 	@# on HTTP, queues and function workers much of the time. Their output is printed after the
 	@# others'; the target fails if either process does. jsii unpacks its runtime once first.
@@ -135,6 +135,15 @@ oip-venv: .venv-oip/.installed  ## tritonclient in its own venv (its ml-dtypes b
 	test -x .venv-oip/bin/python || $(PYTHON) -m venv .venv-oip
 	.venv-oip/bin/python -m pip install --quiet --upgrade pip==26.3
 	.venv-oip/bin/python -m pip install --quiet -r requirements-oip.txt
+	touch $@
+
+.PHONY: mlflow-venv
+mlflow-venv: .venv-mlflow/.installed  ## MLflow in its own venv (never this project's package), for the MLflow model format test
+
+.venv-mlflow/.installed: requirements-mlflow.txt
+	test -x .venv-mlflow/bin/python || $(PYTHON) -m venv .venv-mlflow
+	.venv-mlflow/bin/python -m pip install --quiet --upgrade pip==26.3
+	.venv-mlflow/bin/python -m pip install --quiet -r requirements-mlflow.txt
 	touch $@
 
 clean:  ## remove build output (keeps .venv)

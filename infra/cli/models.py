@@ -450,7 +450,7 @@ def models_export(
             raise fail(f"{session.model} has no registered version {version}", stdout=True)
         store, bucket = session.store(), session.bucket
         prefix = mlflow_prefix(session.model, version)
-        stored = [item["Key"] for item in store.list_objects(bucket, prefix)]
+        stored = [item["key"] for item in store.list_objects(bucket, prefix)]
         target.mkdir(parents=True, exist_ok=True)
         if stored:
             for key in stored:
