@@ -209,8 +209,7 @@ def mlflow_graph(onnx_bytes: bytes, signature: Mapping[str, Any]) -> Any:
             helper.make_tensor("mlflow_unsqueeze_axes", TensorProto.INT64, [1], [1])
         )
         renamed = {value.name: value.name + _COLUMN_SUFFIX for value in graph.input}
-        for node in graph.node:
-            node.input[:] = [renamed.get(name, name) for name in node.input]
+        _rename_inputs(graph.node, renamed)
         for value in graph.output:
             if value.name in renamed:  # an input passed straight through
                 value.name = renamed[value.name]
@@ -252,6 +251,21 @@ def mlflow_graph(onnx_bytes: bytes, signature: Mapping[str, Any]) -> Any:
         graph.node.extend(nodes)
     onnx.checker.check_model(model)
     return model
+
+
+def _rename_inputs(nodes: Any, renamed: Mapping[str, str]) -> None:
+    """Rename the tensors `nodes` read, in subgraphs too (an `If` or `Loop` body reads the
+    outer graph's tensors by name), except where a subgraph declares the name itself."""
+    for node in nodes:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+        for attribute in node.attribute:
+            for subgraph in [
+                *([attribute.g] if attribute.HasField("g") else []),
+                *attribute.graphs,
+            ]:
+                own = {v.name for v in subgraph.input} | {t.name for t in subgraph.initializer}
+                own |= {name for inner in subgraph.node for name in inner.output}
+                _rename_inputs(subgraph.node, {k: v for k, v in renamed.items() if k not in own})
 
 
 def input_example(

@@ -26,7 +26,7 @@ from functions.ml.mlflow_format import (
 )
 from functions.ml.onnx_model import OnnxModel, Signature
 from functions.ml.sample_data import churn_frame
-from tests.helpers.models import fit_and_export, fit_churn
+from tests.helpers.models import CHURN_SCHEMA, fit_and_export, fit_churn
 
 CREATED = datetime(2026, 12, 3, 6, 0, 1, 250000, tzinfo=UTC)
 
@@ -92,11 +92,11 @@ def test_the_folder_has_every_file_and_an_mlmodel_that_yaml_reads(
     assert serving == {"dataframe_split": json.loads(files["input_example.json"])}
 
 
-def test_the_adapted_graph_predicts_what_the_version_predicts(
-    churn: tuple[bytes, Signature, pd.DataFrame],
-) -> None:
-    onnx, signature, rows = churn
-    rows = rows.copy()
+@pytest.mark.parametrize("estimator", ["logistic_regression", "lightgbm"])
+def test_the_adapted_graph_predicts_what_the_version_predicts(estimator: str) -> None:
+    frame = churn_frame(500, seed=12)
+    _, onnx, signature = fit_and_export(frame.iloc[:400], CHURN_SCHEMA, estimator=estimator)
+    rows = frame.iloc[400:].copy()
     rows.loc[rows.index[0], "region"] = "never seen"
     rows.loc[rows.index[1], ["age", "contract"]] = [np.nan, None]
     graph = mlflow_graph(onnx, signature.to_dict())
@@ -178,3 +178,39 @@ def test_the_input_example_takes_typical_training_values_then_missing_ones() -> 
 def test_yaml_strings_read_back_as_written(value: str) -> None:
     document = {"key": value, "list": [value, {"nested": value}], "n": 1.5, "none": None}
     assert yaml.safe_load(yaml_text(document)) == document
+
+
+def test_a_subgraph_reading_an_input_reads_the_unsqueezed_column() -> None:
+    """An `If` branch reads the outer graph's input by name: it gets the [n, 1] column too."""
+    from onnx import TensorProto, helper
+
+    def branch(name: str, source: str) -> Any:
+        out = helper.make_tensor_value_info(f"{name}_out", TensorProto.FLOAT, [None, 1])
+        return helper.make_graph(
+            [helper.make_node("Identity", [source], [f"{name}_out"])], name, [], [out]
+        )
+
+    columns = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, 1]) for n in "ab"]
+    node = helper.make_node(
+        "If", ["yes"], ["variable"], then_branch=branch("then", "a"), else_branch=branch("e", "b")
+    )
+    graph = helper.make_graph(
+        [node],
+        "choice",
+        columns,
+        [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor("yes", TensorProto.BOOL, [], [True])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    signature = {
+        "inputs": [{"name": n, "type": "numeric"} for n in "ab"],
+        "classes": None,
+        "onnx_inputs": [{"name": n, "elem_type": "float", "shape": [None, 1]} for n in "ab"],
+        "onnx_outputs": [{"name": "variable", "elem_type": "float", "shape": [None, 1]}],
+    }
+
+    adapted = mlflow_graph(model.SerializeToString(), signature)
+    session = ort.InferenceSession(adapted.SerializeToString())
+    a = np.array([1.5, 2.5], dtype=np.float32)
+    (chosen,) = session.run(None, {"a": a, "b": np.zeros(2, dtype=np.float32)})
+    assert chosen.tolist() == [[1.5], [2.5]]
