@@ -78,6 +78,7 @@ __all__ = [
     "mlflow_files",
     "mlflow_graph",
     "mlflow_signature",
+    "version_uuid",
     "input_example",
     "yaml_text",
 ]
@@ -159,6 +160,13 @@ def mlflow_files(
         PYTHON_ENV_FILE: yaml_text(python_env).encode(),
         CONDA_FILE: yaml_text(conda).encode(),
     }
+
+
+def version_uuid(model: str, version: int, onnx_sha256: str) -> str:
+    """The `model_uuid` of a registered version: the same whenever its folder is written
+    (by the register stage, or rebuilt by the CLI), different for every model, version and
+    graph."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"mlops:{model}/{version}/{onnx_sha256}").hex
 
 
 def mlflow_signature(signature: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:

@@ -63,7 +63,7 @@ from functions.common.layout import (
 )
 from functions.common.observability import logger, metrics
 from functions.common.settings import StageSettings, stage_settings
-from functions.ml.mlflow_format import mlflow_files
+from functions.ml.mlflow_format import mlflow_files, version_uuid
 from functions.ml.model_card.render import render_model_card
 
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
@@ -230,6 +230,7 @@ class Registration:
             profile=profile,
             python_version=platform.python_version(),
             created_at=datetime.fromisoformat(created_at),
+            model_uuid=version_uuid(model, number, training.onnx_sha256),
         )
         prefix = mlflow_prefix(model, number)
         for name, body in files.items():

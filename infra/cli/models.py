@@ -31,7 +31,7 @@ from functions.common.layout import (
     SIGNATURE_FILE,
     mlflow_prefix,
 )
-from functions.ml.mlflow_format import mlflow_files
+from functions.ml.mlflow_format import mlflow_files, version_uuid
 from infra.cli.common import (
     LocalOption,
     ModelOption,
@@ -494,4 +494,5 @@ def _built_mlflow(session: Session, version: ModelVersion) -> dict[str, bytes]:
         profile=profile,
         python_version=platform.python_version(),
         created_at=datetime.fromisoformat(version.created_at),
+        model_uuid=version_uuid(version.model_name, version.version, version.onnx_sha256),
     )

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from functions.adapters.registry.aliases import change_at
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.contracts import AliasChange, ModelVersion
-from functions.ml.mlflow_format import MLFLOW_FILES, mlflow_files
+from functions.ml.mlflow_format import MLFLOW_FILES, mlflow_files, version_uuid
 from functions.ml.sample_data import churn_frame
 from infra.cli.main import app
 from tests.helpers.cloud import create_data_bucket, create_registry_table
@@ -207,6 +207,8 @@ def test_export_builds_the_folder_of_an_older_version(
     assert sorted(p.name for p in out.iterdir()) == sorted(MLFLOW_FILES)
     mlmodel = yaml.safe_load((out / "MLmodel").read_text())
     assert mlmodel["utc_time_created"] == "2026-01-01 12:00:00.000000"
+    # The uuid the register stage would have given it.
+    assert mlmodel["model_uuid"] == version_uuid(MODEL, 1, hashlib.sha256(onnx).hexdigest())
     # No reference profile: the example falls back on the signature's values.
     example = json.loads((out / "input_example.json").read_text())
     assert example["data"][0][0] == 0.0

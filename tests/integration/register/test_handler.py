@@ -20,7 +20,7 @@ from functions.common.contracts import Criterion, EvaluationResult, TrainingRun
 from functions.common.errors import ArtifactIntegrityError, ModelRegistryError, StalePromotionError
 from functions.ml.features import target_array
 from functions.ml.metrics import evaluate_predictions
-from functions.ml.mlflow_format import MLFLOW_FILES, MLFLOW_VERSION
+from functions.ml.mlflow_format import MLFLOW_FILES, MLFLOW_VERSION, version_uuid
 from functions.ml.model_card import render as model_card
 from functions.ml.onnx_model import OnnxModel, Signature
 from functions.ml.reference_profile import reference_profile
@@ -270,6 +270,8 @@ def test_the_version_is_also_written_in_mlflows_model_format(
     assert mlmodel["flavors"]["python_function"]["loader_module"] == "mlflow.onnx"
     assert mlmodel["flavors"]["onnx"]["data"] == "model.onnx"
     assert mlmodel["mlflow_version"] == MLFLOW_VERSION
+    sha = hashlib.sha256(trained.onnx).hexdigest()
+    assert mlmodel["model_uuid"] == version_uuid("churn", 1, sha)
     inputs = json.loads(mlmodel["signature"]["inputs"])
     assert [(spec["name"], spec["type"]) for spec in inputs][-4:] == [
         ("contract", "string"),
