@@ -15,7 +15,7 @@ import pytest
 
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.config.dataset import Task
-from functions.common.contracts import Criterion, EvaluationResult, TrainingRun
+from functions.common.contracts import Criterion, EvaluationResult
 from functions.common.errors import ArtifactIntegrityError, ModelRegistryError, StalePromotionError
 from functions.ml.features import target_array
 from functions.ml.metrics import evaluate_predictions
@@ -26,6 +26,7 @@ from functions.register import logic
 from functions.register.handler import lambda_handler
 from tests.helpers.lambda_context import lambda_context
 from tests.helpers.models import fit_churn
+from tests.helpers.training import training_run
 
 if TYPE_CHECKING:
     from tests.helpers.cloud import Cloud
@@ -95,28 +96,9 @@ def run_state(
         passed: bool = True,
         evaluated_run: str | None = None,
     ) -> State:
-        prefix = f"models/{MODEL}/runs/{run_id}/"
         sha = hashlib.sha256(trained.onnx).hexdigest()
-        training = TrainingRun(
-            run_id=run_id,
-            model_name=MODEL,
-            task="classification",
-            estimator="logistic_regression",
-            params={"C": 1.0, "max_iter": 1000},
-            data_version="d1",
-            data_versions=["d1"],
-            rows_train=300,
-            rows_test=100,
-            run_prefix=prefix,
-            onnx_key=prefix + "model.onnx",
-            onnx_sha256=onnx_sha256 or sha,
-            holdout_key=prefix + "holdout.parquet",
-            signature_key=prefix + "signature.json",
-            reference_profile_key=prefix + "reference_profile.json",
-            run_record_key=prefix + "run.json",
-            started_at="2026-01-01T00:00:00.000Z",
-            code_version="train123",
-        )
+        training = training_run(MODEL, run_id, onnx_sha256=onnx_sha256 or sha)
+        prefix = training.run_prefix
         auc = trained.candidate["metrics"]["roc_auc"]
         criterion = Criterion(
             metric="roc_auc",
