@@ -198,3 +198,27 @@ def card_inputs(*, champion: bool = True) -> dict[str, Any]:
             "champion": insight(shift=-0.03) if champion else None,
         },
     }
+
+
+def regression_card_inputs() -> dict[str, Any]:
+    """`card_inputs` of a regressor without a champion: residuals, importances and slices (a
+    regression's insight has no fairness, calibration or thresholds)."""
+    rng = np.random.default_rng(7)
+    y = rng.normal(50, 10, 300)
+    candidate = evaluate_predictions(
+        task=Task.REGRESSION,
+        y_true=y,
+        labels=y + rng.normal(0, 4, 300),
+        probabilities=None,
+        classes=None,
+    ).to_dict()
+    inputs = card_inputs(champion=False)
+    return {
+        **inputs,
+        "run": {**inputs["run"], "task": "regression", "estimator": "ridge"},
+        "evaluation": {**inputs["evaluation"], "metrics": candidate["metrics"]},
+        "candidate_eval": candidate,
+        "signature": {**inputs["signature"], "task": "regression", "classes": None},
+        "importance": {**importance(), "metric": "rmse"},
+        "insight": {"candidate": insight("regression"), "champion": None},
+    }
