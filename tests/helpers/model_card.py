@@ -31,6 +31,21 @@ def scored(seed: int) -> dict[str, Any]:
     ).to_dict()
 
 
+def multiclass_scored(seed: int, classes: list[str]) -> dict[str, Any]:
+    """`Evaluation.to_dict()` of a noisy three-class classifier on 240 rows."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(classes, size=240, p=[0.45, 0.35, 0.2])
+    scores = rng.random((240, 3)) + 1.2 * (y[:, None] == np.array(classes))
+    probabilities = scores / scores.sum(axis=1, keepdims=True)
+    return evaluate_predictions(
+        task=Task.CLASSIFICATION,
+        y_true=y,
+        labels=np.array(classes)[probabilities.argmax(axis=1)],
+        probabilities=probabilities,
+        classes=classes,
+    ).to_dict()
+
+
 def importance(scale: float = 1.0, *, features: list[str] | None = None) -> dict[str, Any]:
     """Permutation importances in the shape `permutation_importances` returns."""
     names = features or ["tenure_months", "plan", LONG_FEATURE, "region", "age"]
@@ -221,4 +236,33 @@ def regression_card_inputs() -> dict[str, Any]:
         "signature": {**inputs["signature"], "task": "regression", "classes": None},
         "importance": {**importance(), "metric": "rmse"},
         "insight": {"candidate": insight("regression"), "champion": None},
+    }
+
+
+CLASSES = ["Gentoo penguin with a long class name", "adélie", "Chinstrap <b>"]
+
+
+def multiclass_card_inputs() -> dict[str, Any]:
+    """`card_inputs` of a three-class classifier with a champion: one-vs-rest curves per class
+    (long and hostile class names), importances, slices, fairness and the top-label
+    reliability curve (a multi-class insight has no thresholds)."""
+    inputs = card_inputs()
+    evaluations = [multiclass_scored(seed, CLASSES) for seed in (3, 4)]
+    candidate, champion = evaluations
+    return {
+        **inputs,
+        "evaluation": {
+            **inputs["evaluation"],
+            "metrics": candidate["metrics"],
+            "champion_metrics": champion["metrics"],
+        },
+        "candidate_eval": candidate,
+        "champion_eval": champion,
+        "signature": {**inputs["signature"], "classes": CLASSES},
+        "importance": {**importance(), "metric": "f1_macro"},
+        "champion_importance": {**importance(0.7), "metric": "f1_macro"},
+        "insight": {
+            "candidate": insight("multiclass"),
+            "champion": insight("multiclass", shift=-0.03),
+        },
     }

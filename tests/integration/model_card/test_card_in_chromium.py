@@ -20,7 +20,12 @@ from typing import Any
 import pytest
 
 from functions.ml.model_card.render import render_model_card
-from tests.helpers.model_card import card_inputs, regression_card_inputs
+from tests.helpers.model_card import (
+    CLASSES,
+    card_inputs,
+    multiclass_card_inputs,
+    regression_card_inputs,
+)
 
 WINDOW = (1280, 900)
 _MEASURE = """
@@ -124,8 +129,20 @@ def _problems(charts: list[dict[str, Any]]) -> list[str]:
             ],
         ),
         (regression_card_inputs, ["Residuals", "Permutation importance"]),
+        (
+            multiclass_card_inputs,
+            [
+                *(
+                    f"{curve}: {label} vs rest"
+                    for label in CLASSES
+                    for curve in ("ROC curve", "Precision-recall curve")
+                ),
+                "Permutation importance",
+                "Reliability curve",
+            ],
+        ),
     ],
-    ids=["binary-with-champion", "regression"],
+    ids=["binary-with-champion", "regression", "multiclass-with-champion"],
 )
 def test_every_chart_has_a_box_and_no_clipped_label(
     tmp_path: Path, inputs: Any, expected: list[str]

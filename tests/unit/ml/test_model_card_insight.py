@@ -10,7 +10,14 @@ from html.parser import HTMLParser
 from typing import Any
 
 from functions.ml.model_card.render import render_model_card
-from tests.helpers.model_card import LONG_FEATURE, card_inputs, importance, insight
+from tests.helpers.imports import loaded_by_importing
+from tests.helpers.model_card import (
+    LONG_FEATURE,
+    card_inputs,
+    importance,
+    insight,
+    multiclass_card_inputs,
+)
 
 HOSTILE = '<script>alert("x")</script>"><img src=x onerror=alert(1)>'
 
@@ -257,3 +264,20 @@ def test_names_slices_and_groups_from_data_are_escaped() -> None:
     for section in ("importance", "slices", "fairness", "calibration"):
         assert HOSTILE in _text(parsed, section), section
     assert "&lt;script&gt;" in html
+
+
+def test_a_multiclass_card_calibrates_the_top_label_and_has_no_threshold_chart() -> None:
+    parsed = _sections(**multiclass_card_inputs())
+
+    assert "confidence of the predicted class" in _text(parsed, "calibration")
+    assert "fraction correct" in parsed.svg_labels["calibration"]
+    assert "thresholds" not in parsed.text
+    assert parsed.rows["slices"][0][3] == "f1_macro"
+
+
+def test_the_json_document_needs_neither_pandas_nor_sklearn() -> None:
+    loaded = loaded_by_importing(
+        ["functions.ml.model_card.document"], ("pandas", "sklearn", "scipy", "numpy")
+    )
+
+    assert loaded == []
