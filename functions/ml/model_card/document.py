@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from functions.ml.model_card.markup import finite
+from functions.ml.model_card.markup import finite, visible
 
 SCHEMA_VERSION = "0.0.2"
 _FAIRNESS = ("demographic_parity_difference", "equalized_odds_difference")
@@ -168,9 +168,16 @@ def _slices(insight: Mapping[str, Any]) -> list[dict[str, Any]]:
     metric = str(insight.get("metric", "metric"))
     return [
         _metric(metric, row["value"], f"{row.get('feature')} = {row.get('slice')}")
-        for row in (insight.get("slices") or {}).get("rows") or []
+        for row in _slice_rows(insight)[0]
         if finite(row.get("value"))
     ]
+
+
+def _slice_rows(insight: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], int]:
+    """The slices shown (none below the minimum rows) and how many are suppressed."""
+    slices = insight.get("slices") or {}
+    rows, hidden = visible(slices.get("rows"), slices.get("min_rows"))
+    return rows, (slices.get("suppressed") or 0) + hidden
 
 
 def _fairness(insight: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -192,7 +199,8 @@ def _considerations(evaluation: Mapping[str, Any], insight: Mapping[str, Any]) -
     limitations = []
     slices = insight.get("slices") or {}
     metric = insight.get("metric", "metric")
-    for row in (slices.get("rows") or [])[:5]:
+    rows, suppressed = _slice_rows(insight)
+    for row in rows[:5]:
         value, overall = row.get("value"), row.get("overall")
         if finite(value, overall) and value != overall:
             note = " (a small slice)" if row.get("flag") == "small" else ""
@@ -202,10 +210,10 @@ def _considerations(evaluation: Mapping[str, Any], insight: Mapping[str, Any]) -
                     f"{_text(value)} against {_text(overall)} overall{note}."
                 }
             )
-    if slices.get("suppressed"):
+    if suppressed:
         limitations.append(
             {
-                "description": f"{slices['suppressed']} slices with fewer than "
+                "description": f"{suppressed} slices with fewer than "
                 f"{slices.get('min_rows')} rows are not reported."
             }
         )

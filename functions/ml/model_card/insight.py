@@ -18,7 +18,7 @@ from typing import Any
 
 from functions.ml.metrics import GREATER_IS_BETTER
 from functions.ml.model_card.charts import bar_chart, line_chart
-from functions.ml.model_card.markup import esc, finite, fmt_number, html_table, td
+from functions.ml.model_card.markup import esc, finite, fmt_number, html_table, td, visible
 
 MAX_IMPORTANCE_BARS = 15
 """The chart shows the candidate's most important features; the table lists every one."""
@@ -108,8 +108,9 @@ def slices_section(insight: Mapping[str, Any] | None, champion_version: Any = No
     counted."""
     candidate, champion = _insights(insight)
     slices = candidate.get("slices") or {}
-    rows_in = list(slices.get("rows") or [])
-    suppressed = slices.get("suppressed") or 0
+    min_rows = slices.get("min_rows")
+    rows_in, hidden = visible(slices.get("rows"), min_rows)
+    suppressed = (slices.get("suppressed") or 0) + hidden
     if not rows_in and not suppressed:
         return ""
     metric = str(candidate.get("metric", "metric"))
@@ -121,7 +122,8 @@ def slices_section(insight: Mapping[str, Any] | None, champion_version: Any = No
     has_champion = bool(theirs)
     rows = []
     for row in rows_in[:MAX_SLICE_ROWS]:
-        value, overall = row.get("value"), row.get("overall")
+        value: Any = row.get("value")
+        overall: Any = row.get("overall")
         css = ""
         if finite(value, overall) and greater is not None and value != overall:
             css = "better" if (value > overall) == greater else "worse"
@@ -140,7 +142,6 @@ def slices_section(insight: Mapping[str, Any] | None, champion_version: Any = No
     headers = ["feature", "slice", "rows", metric, "overall"]
     headers += [_champion_title(champion_version)] if has_champion else []
     headers.append("flag")
-    min_rows = slices.get("min_rows")
     small = 3 * min_rows if isinstance(min_rows, int) else None
     notes = [
         f"{esc(metric)} of the candidate on each slice of the held-out rows, worst first. "
@@ -170,6 +171,7 @@ def fairness_section(insight: Mapping[str, Any] | None, champion_version: Any = 
     has_champion = bool(theirs)
     champion_title = _champion_title(champion_version)
     summary_rows, details = [], []
+    min_rows = (candidate.get("slices") or {}).get("min_rows")
     for name, found in attributes.items():
         other = theirs.get(name) or {}
         row = [td(f"<code>{esc(name)}</code>")]
@@ -178,6 +180,7 @@ def fairness_section(insight: Mapping[str, Any] | None, champion_version: Any = 
             if has_champion:
                 row.append(td(fmt_number(other.get(key)), "num"))
         summary_rows.append(row)
+        shown, hidden = visible(found.get("groups"), min_rows)
         groups = [
             [
                 td(esc(group.get("group", ""))),
@@ -186,9 +189,9 @@ def fairness_section(insight: Mapping[str, Any] | None, champion_version: Any = 
                 td(fmt_number(group.get("true_positive_rate")), "num"),
                 td(fmt_number(group.get("false_positive_rate")), "num"),
             ]
-            for group in found.get("groups") or []
+            for group in shown
         ]
-        suppressed = found.get("suppressed") or 0
+        suppressed = (found.get("suppressed") or 0) + hidden
         note = f"<p>{fmt_number(suppressed)} small group(s) suppressed.</p>" if suppressed else ""
         details.append(
             f"<h3><code>{esc(name)}</code></h3>"

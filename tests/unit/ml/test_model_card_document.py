@@ -121,3 +121,37 @@ def test_considerations_name_the_worst_slices_the_suppressed_ones_and_fairness_g
     assert risks[0]["mitigation_strategy"] == "no fairness criterion in the promotion gate"
     (tradeoff,) = considerations["tradeoffs"]
     assert tradeoff["description"].startswith("At threshold 0.5 F1 is highest")
+
+
+def test_a_slice_below_the_minimum_rows_stays_out_of_the_json() -> None:
+    leaky = card_inputs()["insight"]
+    leaky["candidate"]["slices"]["rows"].insert(
+        0,
+        {
+            "feature": "plan",
+            "kind": "category",
+            "slice": "only-three-customers",
+            "rows": 3,
+            "value": 0.1,
+            "overall": 0.8,
+            "flag": "small",
+        },
+    )
+    doc = document(insight=leaky)
+
+    assert "only-three-customers" not in json.dumps(doc)
+    limitations = [item["description"] for item in doc["considerations"]["limitations"]]
+    assert "4 slices with fewer than 30 rows are not reported." in limitations
+
+
+def test_a_fairness_criterion_of_the_gate_is_the_mitigation() -> None:
+    inputs = card_inputs()
+    criterion = {
+        **inputs["evaluation"]["criteria"][0],
+        "metric": "demographic_parity_difference",
+        "message": "demographic_parity_difference 0.12 <= 0.2",
+    }
+    evaluation = {**inputs["evaluation"], "criteria": [criterion]}
+    risks = document(evaluation=evaluation)["considerations"]["ethical_considerations"]
+
+    assert risks[0]["mitigation_strategy"] == "demographic_parity_difference 0.12 <= 0.2"

@@ -281,3 +281,34 @@ def test_the_json_document_needs_neither_pandas_nor_sklearn() -> None:
     )
 
     assert loaded == []
+
+
+def test_a_slice_or_group_below_the_minimum_rows_is_suppressed_by_the_card_too() -> None:
+    leaky = insight()
+    leaky["slices"]["rows"].insert(
+        0,
+        {
+            "feature": "plan",
+            "kind": "category",
+            "slice": "only-three-customers",
+            "rows": 3,
+            "value": 0.1,
+            "overall": 0.8,
+            "flag": "small",
+        },
+    )
+    leaky["fairness"]["attributes"]["gender"]["groups"].append(
+        {
+            "group": "a-group-of-two",
+            "rows": 2,
+            "selection_rate": 1.0,
+            "true_positive_rate": 1.0,
+            "false_positive_rate": 0.0,
+        }
+    )
+    parsed = _sections(insight={"candidate": leaky, "champion": None})
+    html = render_model_card(**{**card_inputs(), "insight": {"candidate": leaky, "champion": None}})
+
+    assert "only-three-customers" not in html and "a-group-of-two" not in html
+    assert "4 slices suppressed" in _text(parsed, "slices")
+    assert "1 small group(s) suppressed" in _text(parsed, "fairness")
