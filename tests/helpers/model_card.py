@@ -15,6 +15,16 @@ from functions.ml.metrics import evaluate_predictions
 from tests.helpers.training import training_run
 
 LONG_FEATURE = "monthly_charges_including_every_optional_add_on_service"
+TINY_SLICE = {
+    "feature": "plan",
+    "kind": "category",
+    "slice": "only-three-customers",
+    "rows": 3,
+    "value": 0.1,
+    "overall": 0.8,
+    "flag": "small",
+}
+"""A slice below the minimum rows (30) that an evaluation should not hold."""
 
 
 def scored(seed: int) -> dict[str, Any]:

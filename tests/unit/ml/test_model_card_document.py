@@ -13,7 +13,7 @@ from jsonschema import Draft7Validator, FormatChecker
 
 from functions.ml.model_card.document import model_card_document
 from tests.helpers import REPO
-from tests.helpers.model_card import card_inputs
+from tests.helpers.model_card import TINY_SLICE, card_inputs
 
 SCHEMA_DIR = REPO / "tests" / "data" / "model_card_toolkit"
 
@@ -125,18 +125,7 @@ def test_considerations_name_the_worst_slices_the_suppressed_ones_and_fairness_g
 
 def test_a_slice_below_the_minimum_rows_stays_out_of_the_json() -> None:
     leaky = card_inputs()["insight"]
-    leaky["candidate"]["slices"]["rows"].insert(
-        0,
-        {
-            "feature": "plan",
-            "kind": "category",
-            "slice": "only-three-customers",
-            "rows": 3,
-            "value": 0.1,
-            "overall": 0.8,
-            "flag": "small",
-        },
-    )
+    leaky["candidate"]["slices"]["rows"].insert(0, dict(TINY_SLICE))
     doc = document(insight=leaky)
 
     assert "only-three-customers" not in json.dumps(doc)

@@ -13,6 +13,7 @@ from functions.ml.model_card.render import render_model_card
 from tests.helpers.imports import loaded_by_importing
 from tests.helpers.model_card import (
     LONG_FEATURE,
+    TINY_SLICE,
     card_inputs,
     importance,
     insight,
@@ -285,18 +286,7 @@ def test_the_json_document_needs_neither_pandas_nor_sklearn() -> None:
 
 def test_a_slice_or_group_below_the_minimum_rows_is_suppressed_by_the_card_too() -> None:
     leaky = insight()
-    leaky["slices"]["rows"].insert(
-        0,
-        {
-            "feature": "plan",
-            "kind": "category",
-            "slice": "only-three-customers",
-            "rows": 3,
-            "value": 0.1,
-            "overall": 0.8,
-            "flag": "small",
-        },
-    )
+    leaky["slices"]["rows"].insert(0, dict(TINY_SLICE))
     leaky["fairness"]["attributes"]["gender"]["groups"].append(
         {
             "group": "a-group-of-two",
