@@ -32,7 +32,7 @@ venv: $(STAMP)  ## create .venv and install the pinned requirements (when missin
 demo: venv  ## the whole lifecycle on the local cloud (no AWS account, no Docker)
 	$(PY) -m infra.cli demo
 
-test: venv checks-venv oip-venv mlflow-venv  ## every test: unit, integration (moto), infra (CDK, cdk-nag, cfn-lint, checkov), e2e (local cloud)
+test: venv checks-venv oip-venv mlflow-venv chromium  ## every test: unit, integration (moto), infra (CDK, cdk-nag, cfn-lint, checkov), e2e (local cloud)
 	@# The e2e tests (local cloud) run beside the others, in a second pytest process: they wait
 	@# on HTTP, queues and function workers much of the time. Their output is printed after the
 	@# others'; the target fails if either process does. jsii unpacks its runtime once first.
@@ -127,6 +127,11 @@ checks-venv: .venv-checks/.installed  ## checkov, zizmor, check-jsonschema in th
 	.venv-checks/bin/python -m pip install --quiet --upgrade pip==26.3
 	.venv-checks/bin/python -m pip install --quiet -r requirements-checks.txt
 	touch $@
+
+.PHONY: chromium
+chromium:  ## Chromium from the OS packages (Debian; as root) where it is missing: the model card's browser test needs it, offline
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		{ apt-get update && apt-get install -y --no-install-recommends chromium; }
 
 .PHONY: oip-venv
 oip-venv: .venv-oip/.installed  ## tritonclient in its own venv (its ml-dtypes bound conflicts with .venv), for the Open Inference Protocol client test

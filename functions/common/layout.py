@@ -16,7 +16,7 @@ The data bucket:
     models/<model>/<version>/              a registered version: the run's files + metadata.json
     models/<model>/<version>/mlflow/       the version in MLflow's model format (MLmodel, ...)
     models/<model>/sagemaker/<job>/        a SageMaker training job's input and output
-    reports/<model>/<version>/model_card.html
+    reports/<model>/<version>/model_card.html, model_card.json (Model Card Toolkit schema)
     reports/drift/<model>/<check>/         result.json, report.html
     capture/dt=<day>/...                   served requests (Firehose); capture-errors/ beside
     feedback/dt=<day>/<request>-<row>.json labels posted to the serving API
@@ -80,6 +80,8 @@ MLFLOW_FOLDER = "mlflow"
 METRICS_FILE = "metrics.json"
 """Local training's metrics (`mlops train-local`)."""
 MODEL_CARD_FILE = "model_card.html"
+MODEL_CARD_JSON_FILE = "model_card.json"
+"""The model card as Model Card Toolkit JSON, beside the HTML card."""
 DATA_FILE = "data.parquet"
 """A curated data version's rows."""
 MANIFEST_FILE = "manifest.json"
@@ -205,6 +207,11 @@ def model_reports_prefix(model: str) -> str:
 
 def model_card_key(model: str, version: int) -> str:
     return f"{model_reports_prefix(model)}{version}/{MODEL_CARD_FILE}"
+
+
+def model_card_json_key(model: str, version: int) -> str:
+    """The Model Card Toolkit document beside the HTML card."""
+    return f"{model_reports_prefix(model)}{version}/{MODEL_CARD_JSON_FILE}"
 
 
 def drift_reports_prefix(model: str) -> str:

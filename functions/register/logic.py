@@ -5,9 +5,9 @@ Order of writes, so a failure leaves no half version visible in the registry: th
 allocated (a failed registration burns it, never reuses it), the run's artifacts are copied to
 `models/<name>/<N>/` and the copied ONNX checksum is verified, the version in MLflow's model
 format is written under `models/<name>/<N>/mlflow/` (`functions.ml.mlflow_format`, from the
-verified bytes), `metadata.json` and the model card are written, then the version item, then
-the alias (one transaction with its history), then the run record, then the `ModelPromoted`
-event.
+verified bytes), `metadata.json` and the model card (HTML, and JSON in the Model Card
+Toolkit's schema beside it) are written, then the version item, then the alias (one
+transaction with its history), then the run record, then the `ModelPromoted` event.
 
 The promotion expects the champion the evaluation compared against
 (`evaluation.champion_version`): if another promotion won meanwhile, the version stays
@@ -46,6 +46,7 @@ from functions.common.contracts import (
 from functions.common.errors import (
     ArtifactIntegrityError,
     ModelRegistryError,
+    ObjectNotFoundError,
     RunNotFoundError,
     StalePromotionError,
 )
@@ -58,12 +59,14 @@ from functions.common.layout import (
     RUN_FILE,
     SIGNATURE_FILE,
     mlflow_prefix,
+    model_card_json_key,
     model_card_key,
     version_prefix,
 )
 from functions.common.observability import logger, metrics
 from functions.common.settings import StageSettings, stage_settings
 from functions.ml.mlflow_format import mlflow_files, version_uuid
+from functions.ml.model_card.document import model_card_document
 from functions.ml.model_card.render import render_model_card
 
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
@@ -185,7 +188,15 @@ class Registration:
         self.store.put_json(
             self.bucket, prefix + METADATA_FILE, formats.stamp(formats.VERSION_METADATA, metadata)
         )
-        self._write_card(version, run, evaluation, evaluation_doc, signature)
+        importances = (
+            self._importance(training.reference_profile_key),
+            self._importance(
+                version_prefix(model, evaluation.champion_version) + REFERENCE_PROFILE_FILE
+            )
+            if evaluation.champion_version is not None
+            else None,
+        )
+        self._write_card(version, run, evaluation, evaluation_doc, signature, importances)
         self.registry.put_version(version)
         self._record_run(version, run, status="registered", promoted=False)
         metrics.add_metric(name="ModelVersionsRegistered", unit=MetricUnit.Count, value=1)
@@ -243,20 +254,51 @@ class Registration:
         evaluation: EvaluationResult,
         evaluation_doc: Mapping[str, Any],
         signature: Mapping[str, Any],
+        importances: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None],
     ) -> None:
+        """The HTML card and, beside it, the Model Card Toolkit JSON (no `format_version`:
+        that schema admits no other top-level property; its `schema_version` is its version)."""
+        result = evaluation_doc.get("result") or evaluation.model_dump(mode="json")
+        insight = evaluation_doc.get("insight")
+        shared: dict[str, Any] = {
+            "model_name": version.model_name,
+            "version": version.version,
+            "run": run,
+            "evaluation": result,
+            "signature": signature,
+            "created_at": version.created_at,
+            "importance": importances[0],
+            "insight": insight,
+        }
         html = render_model_card(
-            model_name=version.model_name,
-            version=version.version,
-            run=run,
-            evaluation=evaluation_doc.get("result") or evaluation.model_dump(mode="json"),
+            **shared,
             candidate_eval=evaluation_doc.get("candidate") or {},
             champion_eval=evaluation_doc.get("champion"),
-            signature=signature,
-            created_at=version.created_at,
+            champion_importance=importances[1],
         )
         self.store.put_bytes(
             self.bucket, version.model_card_key, html.encode(), content_type=HTML_CONTENT_TYPE
         )
+        document = model_card_document(
+            **shared, path=f"s3://{self.bucket}/{version.prefix}", card_key=version.model_card_key
+        )
+        key = model_card_json_key(version.model_name, version.version)
+        self.store.put_json(self.bucket, key, document)
+
+    def _importance(self, profile_key: str) -> Mapping[str, Any] | None:
+        """The permutation importances of a reference profile; None when the profile has none
+        (trained before importances were recorded) or is missing (a champion registered by
+        hand)."""
+        try:
+            document = self.store.get_json(self.bucket, profile_key)
+        except ObjectNotFoundError:
+            logger.warning(
+                "No reference profile; the card shows no importances for it",
+                extra={"key": profile_key},
+            )
+            return None
+        importance = formats.read(formats.REFERENCE_PROFILE, document).get("importance")
+        return importance if isinstance(importance, Mapping) else None
 
     def _promote(
         self, version: ModelVersion, evaluation: EvaluationResult, execution: str | None

@@ -198,6 +198,7 @@ def train_local(
         candidate_eval=candidate_eval.to_dict(),
         champion_eval=champion_eval.to_dict() if champion_eval else None,
         signature=signature,
+        importance=candidate.reference_profile.get("importance"),
     )
 
     out_dir.mkdir(parents=True, exist_ok=True)

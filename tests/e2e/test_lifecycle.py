@@ -147,6 +147,18 @@ def test_second_good_drop_is_judged_against_the_champion_and_promoted(
     ), "append mode trains on every good version so far"
     assert second["outcome"]["registered"]["version"] == 2
     assert second["alias"] == 2
+    # Its card draws its importances beside the champion's (read from version 1's profile),
+    # and model_card.json sits beside it.
+    card = lifecycle.s3.get_object(Bucket=lifecycle.bucket, Key="reports/churn/2/model_card.html")
+    html = card["Body"].read().decode()
+    assert '<section id="importance">' in html and 'class="bar champion"' in html
+    document = json.loads(
+        lifecycle.s3.get_object(Bucket=lifecycle.bucket, Key="reports/churn/2/model_card.json")[
+            "Body"
+        ].read()
+    )
+    assert document["model_details"]["version"]["name"] == "2"
+    assert document["quantitative_analysis"]["performance_metrics"]
 
 
 def test_rollback_moves_the_alias_back_and_is_recorded(lifecycle: Lifecycle) -> None:

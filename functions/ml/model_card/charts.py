@@ -1,5 +1,7 @@
-"""The card's inline SVG charts: curves on the unit square (ROC, precision-recall) and a scatter
-(residuals), each with its grid, axes and labels."""
+"""The card's inline SVG charts: curves on the unit square (ROC, precision-recall, reliability,
+metrics by threshold), a scatter (residuals) and horizontal bars with spread whiskers
+(importances), each with its grid, axes and labels. Every label fits its chart: long names are
+shortened with an ellipsis (the full name stays in the element's tooltip)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,13 @@ from typing import Any
 from functions.ml.model_card.markup import esc, finite
 
 _WIDTH, _HEIGHT, _MARGIN = 360, 300, 44
+_TITLE_CHARS = 52
+"""About as many 11px characters as the chart's width holds."""
+
+
+def fit(text: str, chars: int) -> str:
+    """`text` shortened to at most `chars` characters, an ellipsis marking a cut."""
+    return text if len(text) <= chars else text[: max(chars - 1, 1)] + "\u2026"
 
 
 def _scale(low: float, high: float, start: float, end: float) -> Any:
@@ -41,7 +50,9 @@ def _frame(
         parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{y_value:.3g}</text>')
     parts.append(f'<line class="axis" x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}"/>')
     parts.append(f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{bottom}"/>')
-    parts.append(f'<text x="{_WIDTH / 2}" y="16" text-anchor="middle">{esc(title)}</text>')
+    parts.append(
+        f'<text x="{_WIDTH / 2}" y="16" text-anchor="middle">{esc(fit(title, _TITLE_CHARS))}</text>'
+    )
     parts.append(
         f'<text x="{(left + right) / 2}" y="{_HEIGHT - 8}" text-anchor="middle">'
         f"{esc(x_label)}</text>"
@@ -62,15 +73,21 @@ def _svg(content: str, title: str) -> str:
 
 def line_chart(
     title: str,
-    series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    series: Sequence[tuple[str, Sequence[Any], Sequence[Any]]],
     x_label: str,
     y_label: str,
+    *,
+    diagonal: bool = False,
+    markers: bool = False,
 ) -> str:
+    """Curves on the unit square, one polyline per `(css class, xs, ys)` (the first drawn on
+    top); `diagonal` adds the dashed y = x line (chance for ROC, perfect calibration for a
+    reliability curve), `markers` a dot on each point."""
     unit = (0.0, 1.0)
     parts = [_frame(title, x_label, y_label, unit, unit)]
     sx = _scale(0.0, 1.0, _MARGIN, _WIDTH - 12)
     sy = _scale(0.0, 1.0, _HEIGHT - _MARGIN, 28)
-    if title.startswith("ROC"):
+    if diagonal:
         parts.append(
             f'<line class="chance" x1="{sx(0):.1f}" y1="{sy(0):.1f}" '
             f'x2="{sx(1):.1f}" y2="{sy(1):.1f}"/>'
@@ -80,6 +97,12 @@ def line_chart(
             f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys, strict=False) if finite(x, y)
         )
         parts.append(f'<polyline class="{css}" points="{points}"/>')
+        if markers:
+            parts.extend(
+                f'<circle class="{css} marker" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3"/>'
+                for x, y in zip(xs, ys, strict=False)
+                if finite(x, y)
+            )
     return _svg("".join(parts), title)
 
 
@@ -107,3 +130,83 @@ def _padded(values: Sequence[float]) -> tuple[float, float]:
     low, high = min(values), max(values)
     pad = (high - low) * 0.05 or 1.0
     return low - pad, high + pad
+
+
+_BAR_LABEL_CHARS = 22
+_BAR_LEFT, _BAR_WIDTH, _BAR_BAND = 160, 560, 26
+
+
+def bar_chart(
+    title: str,
+    labels: Sequence[str],
+    series: Sequence[tuple[str, Sequence[Any], Sequence[Any]]],
+    x_label: str,
+) -> str:
+    """Horizontal bars, one band per label and one bar per `(css class, values, spreads)` in
+    it (side by side), each with a whisker of +- its spread; the axis spans zero and every
+    whisker. A missing value draws no bar. Empty when nothing is drawn."""
+    drawn = [
+        (float(v), float(s) if finite(s) else 0.0)
+        for _, values, spreads in series
+        for v, s in zip(values, spreads, strict=False)
+        if finite(v)
+    ]
+    if not labels or not drawn:
+        return ""
+    low = min(0.0, *(v - s for v, s in drawn))
+    high = max(0.0, *(v + s for v, s in drawn))
+    pad = (high - low) * 0.05 or 1.0
+    x_range = (low - (pad if low < 0 else 0.0), high + pad)
+    top, bottom = 28, 28 + _BAR_BAND * len(labels)
+    height = bottom + _MARGIN
+    left, right = _BAR_LEFT, _BAR_WIDTH - 16
+    sx = _scale(*x_range, left, right)
+    parts = [f"<title>{esc(title)}</title>"]
+    for i in range(5):
+        value = x_range[0] + i / 4 * (x_range[1] - x_range[0])
+        x = sx(value)
+        parts.append(f'<line class="grid" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}"/>')
+        parts.append(f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{value:.3g}</text>')
+    bar = (_BAR_BAND - 8) / max(len(series), 1)
+    for row, label in enumerate(labels):
+        y0 = top + row * _BAR_BAND + 4
+        parts.append(
+            f'<text x="{left - 6}" y="{y0 + (_BAR_BAND - 8) / 2 + 4:.1f}" text-anchor="end">'
+            f"<title>{esc(label)}</title>{esc(fit(label, _BAR_LABEL_CHARS))}</text>"
+        )
+        for index, (css, values, spreads) in enumerate(series):
+            found: Any = values[row] if row < len(values) else None
+            if not finite(found):
+                continue
+            value = float(found)
+            spread_found: Any = spreads[row] if row < len(spreads) else None
+            spread = float(spread_found) if finite(spread_found) else 0.0
+            y = y0 + index * bar
+            start, end = sorted((sx(0.0), sx(value)))
+            parts.append(
+                f'<rect class="bar {css}" x="{start:.1f}" y="{y:.1f}" '
+                f'width="{max(end - start, 0.5):.1f}" height="{bar - 1:.1f}"/>'
+            )
+            if spread:
+                middle = y + (bar - 1) / 2
+                x1, x2 = sx(value - spread), sx(value + spread)
+                parts.append(
+                    f'<line class="whisker" x1="{x1:.1f}" y1="{middle:.1f}" x2="{x2:.1f}" '
+                    f'y2="{middle:.1f}"/>'
+                )
+    parts.append(
+        f'<line class="axis" x1="{sx(0.0):.1f}" y1="{top}" x2="{sx(0.0):.1f}" y2="{bottom}"/>'
+    )
+    parts.append(f'<line class="axis" x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}"/>')
+    parts.append(
+        f'<text x="{_BAR_WIDTH / 2}" y="16" text-anchor="middle">'
+        f"{esc(fit(title, _BAR_WIDTH // 7))}</text>"
+    )
+    parts.append(
+        f'<text x="{(left + right) / 2}" y="{height - 8}" text-anchor="middle">'
+        f"{esc(fit(x_label, (right - left) // 6))}</text>"
+    )
+    return (
+        f'<svg width="{_BAR_WIDTH}" height="{height}" viewBox="0 0 {_BAR_WIDTH} {height}" '
+        f'role="img" aria-label="{esc(title)}">{"".join(parts)}</svg>'
+    )

@@ -1,4 +1,5 @@
-"""The card's HTML pieces: every value from data escaped, numbers formatted, tables."""
+"""The card's HTML pieces: every value from data escaped, numbers formatted, tables; which
+slices and groups a card may show."""
 
 from __future__ import annotations
 
@@ -61,3 +62,14 @@ def mapping_table(mapping: Mapping[str, Any], key: str = "name", value: str = "v
 
 def finite(*values: Any) -> bool:
     return all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+
+
+def visible(entries: Any, min_rows: Any) -> tuple[list[Mapping[str, Any]], int]:
+    """The slices (or groups) of `entries` a card may show, and how many it must not: an entry
+    of fewer than `min_rows` rows is suppressed here too, whatever the evaluate stage did, so
+    no card singles out a small group."""
+    shown = [entry for entry in entries or [] if isinstance(entry, Mapping)]
+    if not isinstance(min_rows, int):
+        return shown, 0
+    kept = [e for e in shown if not (finite(e.get("rows")) and e["rows"] < min_rows)]
+    return kept, len(shown) - len(kept)

@@ -1,10 +1,18 @@
-"""The model card as one HTML document: its sections (`sections`) under one inline style."""
+"""The model card as one HTML document: its sections (`sections`, `insight`) under one inline
+style."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from functions.ml.model_card.insight import (
+    calibration_section,
+    fairness_section,
+    importance_section,
+    slices_section,
+    thresholds_section,
+)
 from functions.ml.model_card.markup import esc
 from functions.ml.model_card.sections import (
     confusion_section,
@@ -42,6 +50,17 @@ svg text{font-size:11px;fill:#57606a}
 .champion{stroke:#8c959f;fill:none;stroke-width:1.5;stroke-dasharray:6 3}
 .dot{fill:#0969da;fill-opacity:.55}
 .cm td{min-width:48px}
+.bar.candidate{fill:#0969da;stroke:none}.bar.champion{fill:#8c959f;stroke:none}
+.whisker{stroke:#1f2328;stroke-width:1.5}
+.marker{stroke-dasharray:none}.marker.candidate{fill:#0969da}.marker.champion{fill:#8c959f}
+.s-precision{stroke:#0969da;fill:none;stroke-width:2}
+.s-recall{stroke:#bc4c00;fill:none;stroke-width:2}
+.s-f1{stroke:#1a7f37;fill:none;stroke-width:2}
+.key{display:inline-block;width:18px;margin:0 4px 3px 6px;border-top:3px solid;
+vertical-align:middle}
+span.s-precision{border-color:#0969da}span.s-recall{border-color:#bc4c00}
+span.s-f1{border-color:#1a7f37}
+.legend{white-space:nowrap}.flag{color:#9a6700;font-weight:600}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.92em}
 """
 
@@ -57,22 +76,35 @@ def render_model_card(
     signature: Mapping[str, Any],
     promoted: bool | None = None,
     created_at: str | None = None,
+    importance: Mapping[str, Any] | None = None,
+    champion_importance: Mapping[str, Any] | None = None,
+    insight: Mapping[str, Any] | None = None,
 ) -> str:
     """The card as an HTML document.
 
     `run`: the TrainingRun dump, plus optional `split` (Split.describe), `durations`,
     `search`, `parity`. `evaluation`: the EvaluationResult dump. `candidate_eval` and
     `champion_eval`: `Evaluation.to_dict()`. `signature`: `Signature.to_dict()`. `promoted`
-    defaults to whether the gate passed; `created_at` to the run's start.
+    defaults to whether the gate passed; `created_at` to the run's start. `importance` and
+    `champion_importance`: the permutation importances stored in the candidate's and the
+    champion's reference profiles. `insight`: the evaluation document's `insight` (slices,
+    fairness, calibration, thresholds of the candidate and the champion). Each insight
+    section is left out when its data is absent.
     """
     promoted = bool(evaluation.get("passed")) if promoted is None else promoted
+    champion_version = evaluation.get("champion_version")
     label = f"{model_name} v{version}" if version is not None else f"{model_name} (unregistered)"
     sections = [
         header_section(model_name, version, promoted, created_at or run.get("started_at"), run),
         metrics_section(evaluation, candidate_eval, champion_eval),
         gate_section(evaluation),
-        confusion_section(candidate_eval, champion_eval, evaluation.get("champion_version")),
+        confusion_section(candidate_eval, champion_eval, champion_version),
         curves_section(candidate_eval, champion_eval),
+        importance_section(importance, champion_importance, champion_version),
+        slices_section(insight, champion_version),
+        fairness_section(insight, champion_version),
+        calibration_section(insight, champion_version),
+        thresholds_section(insight),
         data_section(run),
         parameters_section(run),
         signature_section(signature),

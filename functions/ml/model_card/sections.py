@@ -208,7 +208,9 @@ def _roc_and_pr(
         if key in theirs:
             series.append(("champion", theirs[key][x], theirs[key][y]))
             champion_drawn = True
-        charts.append(line_chart(f"{title}{suffix}", series, x_label, y_label))
+        charts.append(
+            line_chart(f"{title}{suffix}", series, x_label, y_label, diagonal=key == "roc")
+        )
     return champion_drawn
 
 

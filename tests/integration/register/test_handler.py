@@ -1,6 +1,7 @@
 """The register Lambda against moto, with a real trained model: a run that passed the gate
-becomes version N under models/<name>/<N>/ with its metadata and model card, and the production
-model; a corrupted model or a lost promotion race leaves production as it was."""
+becomes version N under models/<name>/<N>/ with its metadata and model card (HTML and Model Card
+Toolkit JSON, showing the insight of the evaluation and both models' importances), and the
+production model; a corrupted model or a lost promotion race leaves production as it was."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 import yaml
+from jsonschema import Draft7Validator, FormatChecker
 
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.common.config.dataset import Task
-from functions.common.contracts import Criterion, EvaluationResult, TrainingRun
+from functions.common.contracts import Criterion, EvaluationResult
 from functions.common.errors import ArtifactIntegrityError, ModelRegistryError, StalePromotionError
 from functions.ml.features import target_array
 from functions.ml.metrics import evaluate_predictions
@@ -27,8 +29,11 @@ from functions.ml.reference_profile import reference_profile
 from functions.ml.sample_data import churn_frame
 from functions.register import logic
 from functions.register.handler import lambda_handler
+from tests.helpers import REPO
 from tests.helpers.lambda_context import lambda_context
+from tests.helpers.model_card import importance, insight
 from tests.helpers.models import fit_churn
+from tests.helpers.training import training_run
 
 if TYPE_CHECKING:
     from tests.helpers.cloud import Cloud
@@ -107,29 +112,12 @@ def run_state(
         onnx_sha256: str | None = None,
         passed: bool = True,
         evaluated_run: str | None = None,
+        importance: dict[str, Any] | None = None,
+        insight: dict[str, Any] | None = None,
     ) -> State:
-        prefix = f"models/{MODEL}/runs/{run_id}/"
         sha = hashlib.sha256(trained.onnx).hexdigest()
-        training = TrainingRun(
-            run_id=run_id,
-            model_name=MODEL,
-            task="classification",
-            estimator="logistic_regression",
-            params={"C": 1.0, "max_iter": 1000},
-            data_version="d1",
-            data_versions=["d1"],
-            rows_train=300,
-            rows_test=100,
-            run_prefix=prefix,
-            onnx_key=prefix + "model.onnx",
-            onnx_sha256=onnx_sha256 or sha,
-            holdout_key=prefix + "holdout.parquet",
-            signature_key=prefix + "signature.json",
-            reference_profile_key=prefix + "reference_profile.json",
-            run_record_key=prefix + "run.json",
-            started_at="2026-01-01T00:00:00.000Z",
-            code_version="train123",
-        )
+        training = training_run(MODEL, run_id, onnx_sha256=onnx_sha256 or sha)
+        prefix = training.run_prefix
         auc = trained.candidate["metrics"]["roc_auc"]
         criterion = Criterion(
             metric="roc_auc",
@@ -156,13 +144,15 @@ def run_state(
         s3.put_object(Bucket=cloud.bucket, Key=training.holdout_key, Body=b"PAR1")
         documents = {
             training.signature_key: trained.signature,
-            training.reference_profile_key: trained.profile,
+            training.reference_profile_key: trained.profile
+            | ({"importance": importance} if importance else {}),
             training.run_record_key: record,
             evaluation.evaluation_key: {
                 "result": evaluation.model_dump(mode="json"),
                 "candidate": trained.candidate,
                 "champion": trained.candidate if champion_version else None,
-            },
+            }
+            | ({"insight": insight} if insight else {}),
         }
         for key, document in documents.items():
             s3.put_object(Bucket=cloud.bucket, Key=key, Body=json.dumps(document))
@@ -416,3 +406,46 @@ def test_the_model_card_is_one_html_page_about_this_version(
     assert page.lstrip().lower().startswith("<!doctype html")
     assert "churn" in page
     assert "20260101T000000Z-aaa" in page
+
+
+def test_the_card_and_its_json_show_the_insight_and_both_models_importances(
+    cloud: Cloud, run_state: Callable[..., State], card_calls: list[dict[str, Any]]
+) -> None:
+    schema = json.loads((REPO / "tests/data/model_card_toolkit/model_card.schema.json").read_text())
+    validator = Draft7Validator(schema, format_checker=FormatChecker())
+    invoke(run_state("20260101T000000Z-aaa", importance=importance(0.7)))
+    insights = {"candidate": insight(), "champion": insight(shift=-0.03)}
+
+    invoke(
+        run_state(
+            "20260102T000000Z-bbb", champion_version=1, importance=importance(), insight=insights
+        )
+    )
+
+    assert cloud.keys("reports/churn/") == [
+        "reports/churn/1/model_card.html",
+        "reports/churn/1/model_card.json",
+        "reports/churn/2/model_card.html",
+        "reports/churn/2/model_card.json",
+    ]
+    # The champion's importances come from its registered version's reference profile.
+    assert card_calls[-1]["importance"] == importance()
+    assert card_calls[-1]["champion_importance"] == importance(0.7)
+    assert card_calls[-1]["insight"] == insights
+    card = cloud.body("reports/churn/2/model_card.html").decode()
+    for section in ("importance", "slices", "fairness", "calibration", "thresholds"):
+        assert f'<section id="{section}">' in card, section
+    assert 'class="bar champion"' in card and "sha256:1a2b3c4d" in card
+    stored = cloud.s3.get_object(Bucket=cloud.bucket, Key="reports/churn/2/model_card.json")
+    assert stored["ContentType"] == "application/json"
+    document = json.loads(stored["Body"].read())
+    assert list(validator.iter_errors(document)) == []
+    assert document["model_details"]["path"] == f"s3://{cloud.bucket}/models/churn/2/"
+    assert document["model_details"]["version"]["name"] == "2"
+    kinds = {m["type"] for m in document["quantitative_analysis"]["performance_metrics"]}
+    assert {"roc_auc", "brier_score", "demographic_parity_difference"} <= kinds
+    # Version 1's evaluation had no insight: its card has no insight section, its JSON is valid.
+    first = cloud.body("reports/churn/1/model_card.html").decode()
+    assert '<section id="importance">' in first and '<section id="slices">' not in first
+    first_document = json.loads(cloud.body("reports/churn/1/model_card.json"))
+    assert list(validator.iter_errors(first_document)) == []

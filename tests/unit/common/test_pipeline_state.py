@@ -10,33 +10,14 @@ import pytest
 
 from functions.common.contracts import PipelineState, SourceObject, model_outcome
 from tests.helpers.datasets import dataset_ref
+from tests.helpers.training import training_run
 
 SOURCE = SourceObject(bucket="b", key="raw/churn/a.csv", version_id="1")
 REF = dataset_ref("v1", SOURCE, created_at="2026-01-01T00:00:00.000Z")
 
 
 def _training(model: str) -> dict[str, Any]:
-    prefix = f"models/{model}/runs/r1/"
-    return {
-        "run_id": "r1",
-        "model_name": model,
-        "task": "classification",
-        "estimator": "logistic_regression",
-        "params": {},
-        "data_version": "v1",
-        "data_versions": ["v1"],
-        "rows_train": 80,
-        "rows_test": 20,
-        "run_prefix": prefix,
-        "onnx_key": prefix + "model.onnx",
-        "onnx_sha256": "0" * 64,
-        "holdout_key": prefix + "holdout.parquet",
-        "signature_key": prefix + "signature.json",
-        "reference_profile_key": prefix + "reference_profile.json",
-        "run_record_key": prefix + "run.json",
-        "started_at": "2026-01-01T00:00:00.000Z",
-        "code_version": "abc",
-    }
+    return training_run(model, "r1").model_dump(mode="json")
 
 
 def test_an_iteration_for_a_drop_reads_the_dataset_version_from_its_trigger() -> None:

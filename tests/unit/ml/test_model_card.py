@@ -12,6 +12,7 @@ from functions.common.config.dataset import Task
 from functions.ml.metrics import evaluate_predictions
 from functions.ml.model_card.render import render_model_card
 from tests.helpers.imports import loaded_by_importing
+from tests.helpers.model_card import multiclass_scored
 
 VOID = {"meta", "br", "line", "polyline", "circle", "path", "rect", "img", "link", "input"}
 SPECIES = ["Gentoo penguin", "adélie", "Chinstrap <b>"]
@@ -79,17 +80,7 @@ def _evaluation(task: Task, seed: int) -> dict[str, Any]:
 
 
 def _multiclass_evaluation(seed: int) -> dict[str, Any]:
-    rng = np.random.default_rng(seed)
-    y = rng.choice(SPECIES, size=240, p=[0.45, 0.35, 0.2])
-    scores = rng.random((240, 3)) + 1.2 * (y[:, None] == np.array(SPECIES))
-    probabilities = scores / scores.sum(axis=1, keepdims=True)
-    return evaluate_predictions(
-        task=Task.CLASSIFICATION,
-        y_true=y,
-        labels=np.array(SPECIES)[probabilities.argmax(axis=1)],
-        probabilities=probabilities,
-        classes=SPECIES,
-    ).to_dict()
+    return multiclass_scored(seed, SPECIES)
 
 
 def _card(

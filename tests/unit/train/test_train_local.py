@@ -48,6 +48,12 @@ def test_writes_the_model_its_card_and_its_reports(trained: Path) -> None:
     assert "churn (unregistered)" in card
     profile = json.loads((trained / "reference_profile.json").read_text())
     assert "age" in json.dumps(profile)
+    # The card draws the importances the profile stores, the most important feature first.
+    means = profile["importance"]["features"]
+    top = max(means, key=means.__getitem__)
+    section = card.split('<section id="importance">', 1)[1].split("</section>", 1)[0]
+    rows = sorted(means, key=lambda name: section.index(f"<code>{name}</code>"))
+    assert rows[0] == top and len(rows) == len(means)
 
 
 def test_metrics_show_a_model_that_learned_the_signal(trained: Path) -> None:
