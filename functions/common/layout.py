@@ -22,6 +22,7 @@ The data bucket:
     shadow/<model>/dt=<day>/<capture object>.jsonl  alias shadow's predictions of captured requests
     batch/in/<model>/<job>/...             a batch job's input files (and its _START marker)
     batch/out/<model>/<job>/...            its predictions, rejects, plan, item results, manifest
+    lineage/dt=<day>/<job>/<run id>-<event type>.json  OpenLineage run events of every step
     audit/erasure/<erasure id>.json        erasure audit records
     migrations/<migration>/checkpoint.json `mlops migrate` progress (operator only)
     migrations/audit/<run id>.json         `mlops migrate` audit records (operator only)

@@ -78,3 +78,21 @@ def problems(event: Mapping[str, Any]) -> list[str]:
 def assert_valid(event: Mapping[str, Any]) -> None:
     found = problems(event)
     assert not found, f"invalid OpenLineage event {json.dumps(event)[:300]}: {found}"
+
+
+def stored_events(s3: Any, bucket: str, job: str | None = None) -> list[dict[str, Any]]:
+    """Every event under `lineage/` in `bucket` (of `job` only, when given), each checked
+    against the spec and stored at its run's key, without the stored format's version."""
+    from functions.common import formats
+
+    events = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="lineage/"):
+        for item in page.get("Contents", []):
+            if job is not None and f"/{job}/" not in item["Key"]:
+                continue
+            document = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+            assert_valid(document)
+            event = formats.content(formats.LINEAGE_EVENT, document)
+            assert item["Key"].endswith(f"/{event['run']['runId']}-{event['eventType']}.json")
+            events.append(event)
+    return events
