@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +266,36 @@ def test_the_stored_event_format_is_registered_and_stays_valid() -> None:
     assert stored["format_version"] == 1
     assert_valid(stored)  # the stamp is an extra property the spec allows
     assert formats.content(formats.LINEAGE_EVENT, stored) == event
+
+
+def _config(lineage: str) -> Any:
+    import tomllib
+
+    from functions.common.config.loading import parse_config
+
+    text = (REPO / "mlops.toml").read_text() + "\n[lineage]\n" + lineage
+    return parse_config(tomllib.loads(text), "mlops.toml")
+
+
+def test_lineage_config_takes_an_http_url_and_a_namespace() -> None:
+    config = _config('url = "https://marquez.example:5000"\nnamespace = "acme"\n')
+    assert config.lineage.url == "https://marquez.example:5000"
+    assert config.lineage.namespace == "acme"
+    assert _config("").lineage.url is None  # the bucket only
+
+
+@pytest.mark.parametrize(
+    ("lineage", "expected"),
+    [
+        ('url = "marquez:5000"', "is not an http(s) URL"),
+        ('url = "ftp://marquez"', "is not an http(s) URL"),
+        ('namespace = ""', "namespace"),
+        ('endpoint = "x"', "endpoint"),
+    ],
+)
+def test_a_bad_lineage_config_names_the_key(lineage: str, expected: str) -> None:
+    from functions.common.config.base import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(expected)) as error:
+        _config(lineage + "\n")
+    assert "lineage" in str(error.value)
