@@ -107,15 +107,16 @@ def manifest_fields(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def signature_fields(signature: Mapping[str, Any], *, target: bool = True) -> list[tuple[str, str]]:
-    """A model's input columns and types from its signature (`type` and ONNX type), then its
-    target (`with target`: the held-out rows and the training set carry it)."""
+    """A model's input columns from its signature, typed `<type>:<ONNX type>`
+    (`numeric:float`), then, with `target`, its target typed `target:<task>` (the held-out
+    rows and a registered version's training columns carry it)."""
     fields = [
         (str(item["name"]), f"{item.get('type')}:{item.get('onnx_type')}")
         for item in signature.get("inputs") or []
         if isinstance(item, Mapping) and "name" in item
     ]
     if target and signature.get("target"):
-        fields.append((str(signature["target"]), "target"))
+        fields.append((str(signature["target"]), f"target:{signature.get('task')}"))
     return fields
 
 
