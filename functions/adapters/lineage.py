@@ -166,9 +166,12 @@ class LineageRun:
         self._emit("START")
 
     def complete(
-        self, inputs: Sequence[Dataset] | None = None, outputs: Sequence[Dataset] = ()
+        self,
+        inputs: Sequence[Dataset] | None = None,
+        outputs: Sequence[Dataset] = (),
+        nominal: tuple[str, str] | None = None,
     ) -> None:
-        self._emit("COMPLETE", inputs=inputs, outputs=outputs)
+        self._emit("COMPLETE", inputs=inputs, outputs=outputs, nominal=nominal)
 
     def fail(self, error: BaseException, inputs: Sequence[Dataset] | None = None) -> None:
         self._emit("FAIL", inputs=inputs, error=error)
@@ -180,6 +183,7 @@ class LineageRun:
         inputs: Sequence[Dataset] | None = None,
         outputs: Sequence[Dataset] = (),
         error: BaseException | None = None,
+        nominal: tuple[str, str] | None = None,
     ) -> None:
         try:
             event = run_event(
@@ -189,6 +193,7 @@ class LineageRun:
                 outputs=outputs,
                 error=error,
                 at=datetime.now(UTC),
+                nominal=nominal,
             )
         except Exception:  # noqa: BLE001 - lineage never fails the step
             _failed("built", {"job": {"name": self.context.job.name}, "eventType": event_type})
@@ -268,7 +273,7 @@ def traced(
             except Exception:  # noqa: BLE001 - lineage never fails the step
                 _failed("described", {"eventType": "COMPLETE"})
                 finished = RunEnd()
-            lineage.complete(inputs=finished.inputs, outputs=finished.outputs)
+            lineage.complete(finished.inputs, finished.outputs, finished.nominal)
         return result
 
     return run

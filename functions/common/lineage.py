@@ -177,9 +177,12 @@ def run_event(
     outputs: Iterable[Dataset] = (),
     error: BaseException | None = None,
     at: datetime | None = None,
+    nominal: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """One OpenLineage RunEvent of `context`'s run. `inputs` defaults to the context's.
-    A FAIL event carries `error` as the `errorMessage` facet (type and message)."""
+    A FAIL event carries `error` as the `errorMessage` facet (type and message); `nominal`
+    (start, end) is the period the run covers, when known only at its end (a drift check's
+    window), else the context's nominal start time is used."""
     producer = context.producer
     run_facets: dict[str, Any] = {
         "processing_engine": facet(
@@ -189,7 +192,11 @@ def run_event(
             version=context.code_version,
         ),
     }
-    if context.nominal_time is not None:
+    if nominal is not None:
+        run_facets["nominalTime"] = facet(
+            "nominalTime", producer, nominalStartTime=nominal[0], nominalEndTime=nominal[1]
+        )
+    elif context.nominal_time is not None:
         run_facets["nominalTime"] = facet(
             "nominalTime", producer, nominalStartTime=context.nominal_time
         )
@@ -253,3 +260,5 @@ class RunEnd:
 
     outputs: Sequence[Dataset] = ()
     inputs: Sequence[Dataset] | None = None
+    nominal: tuple[str, str] | None = None
+    """The period the run covered (start, end), when the step knows it only at its end."""

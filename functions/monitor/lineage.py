@@ -30,7 +30,8 @@ def check_begin(model: str) -> RunSpec:
 
 def check_end(model: str, result: Mapping[str, Any], _read: Reader | None = None) -> RunEnd:
     """What the check read (the window, versioned `<start>/<end>`, and the profiles of the
-    versions it saw) and wrote (`reports/drift/<model>/<check>/`)."""
+    versions it saw) and wrote (`reports/drift/<model>/<check>/`); the window is the run's
+    nominal time."""
     window = result["window"]
     span = f"{window['start']}/{window['end']}"
     inputs = [Dataset(CAPTURE_PREFIX, version=span)]
@@ -43,4 +44,4 @@ def check_end(model: str, result: Mapping[str, Any], _read: Reader | None = None
             inputs.append(Dataset(key, version=str(version)))
     check_id = str(result["check_id"])
     report = Dataset(drift_check_prefix(model, check_id), version=check_id)
-    return RunEnd(inputs=tuple(inputs), outputs=(report,))
+    return RunEnd(inputs=tuple(inputs), outputs=(report,), nominal=(window["start"], window["end"]))

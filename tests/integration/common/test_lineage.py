@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import openlineage.client  # noqa: F401 - the client the functions post with (requirements.txt)
 import pytest
 
 from functions.adapters.lineage import EMIT_FAILURES_METRIC, LineageEmitter, traced

@@ -299,3 +299,43 @@ def test_a_bad_lineage_config_names_the_key(lineage: str, expected: str) -> None
     with pytest.raises(ConfigError, match=re.escape(expected)) as error:
         _config(lineage + "\n")
     assert "lineage" in str(error.value)
+
+
+def test_a_drift_check_reads_its_window_and_profiles_and_covers_the_window() -> None:
+    from functions.monitor.lineage import check_begin, check_end
+
+    result = {
+        "check_id": "20261203T060000Z-ab12",
+        "window": {
+            "start": "2026-12-03T05:00:00Z",
+            "end": "2026-12-03T05:59:59Z",
+            "feedback_objects": 2,
+        },
+        "versions": [
+            {"model_version": 3, "report": {"verdict": "drift"}},
+            {"model_version": 9, "report": None, "note": "version 9 is not in the registry"},
+        ],
+    }
+    end = check_end("churn", result)
+    context = RunContext(
+        **{**_context().__dict__, "job": Job("ns", check_begin("churn").job, "JOB", "d")}
+    )
+    event = run_event(
+        context, "COMPLETE", inputs=end.inputs, outputs=end.outputs, nominal=end.nominal
+    )
+    assert_valid(event)
+    assert event["job"]["name"] == "churn.drift-check"
+    assert [d["name"] for d in event["inputs"]] == [
+        "capture/",
+        "feedback/",
+        "models/churn/3/reference_profile.json",  # the version without a profile read none
+    ]
+    assert event["inputs"][0]["facets"]["version"]["datasetVersion"] == (
+        "2026-12-03T05:00:00Z/2026-12-03T05:59:59Z"
+    )
+    assert [d["name"] for d in event["outputs"]] == ["reports/drift/churn/20261203T060000Z-ab12/"]
+    nominal = event["run"]["facets"]["nominalTime"]
+    assert (nominal["nominalStartTime"], nominal["nominalEndTime"]) == (
+        "2026-12-03T05:00:00Z",
+        "2026-12-03T05:59:59Z",
+    )
