@@ -41,8 +41,8 @@ from functions.common.settings import stage_settings
 EMIT_FAILURES_METRIC = "LineageEmitFailures"
 HTTP_TIMEOUT_SECONDS = 5.0
 HTTP_RETRY = {"total": 2, "backoff_factor": 0.3, "allowed_methods": ["POST"]}
-"""At most three attempts of 5 s per event: a refused connection gives up within a second, an endpoint
-that never answers delays each event (a step emits two) by up to 15 s."""
+"""At most three attempts of 5 s per event: a refused connection gives up within a second, an
+endpoint that never answers delays each event (a step emits two) by up to 15 s."""
 
 
 def post_transport(url: str) -> Any:
