@@ -176,6 +176,7 @@ BATCH_PLAN = "batch-plan"
 BATCH_ITEM_RESULT = "batch-item-result"
 SIGNATURE = "signature"
 BATCH_REJECT = "batch-reject"
+LINEAGE_EVENT = "lineage-event"
 
 _FIRST = "the shape written before formats were versioned (no `format_version`: read as 1)"
 
@@ -307,6 +308,14 @@ FORMATS: Mapping[str, StoredFormat] = {
             DATASET_CLASSES_ITEM, "registry table: pk DATASET#<dataset>, sk CLASSES", (_FIRST,)
         ),
         StoredFormat(MONITOR_STATE_ITEM, "registry table: pk MONITOR#<model>, sk STATE", (_FIRST,)),
+        StoredFormat(
+            LINEAGE_EVENT,
+            "lineage/dt=<day>/<job>/<run id>-<event type>.json",
+            (
+                "an OpenLineage RunEvent (spec 2-0-2, its `schemaURL`) as emitted, stamped with "
+                "`format_version`",
+            ),
+        ),
         StoredFormat(
             REFERENCE_PROFILE,
             "models/<model>/runs/<run id>/reference_profile.json (and each version's copy)",

@@ -23,6 +23,7 @@ The data bucket:
     shadow/<model>/dt=<day>/<capture object>.jsonl  alias shadow's predictions of captured requests
     batch/in/<model>/<job>/...             a batch job's input files (and its _START marker)
     batch/out/<model>/<job>/...            its predictions, rejects, plan, item results, manifest
+    lineage/dt=<day>/<job>/<run id>-<event type>.json  OpenLineage run events of every step
     audit/erasure/<erasure id>.json        erasure audit records
     migrations/<migration>/checkpoint.json `mlops migrate` progress (operator only)
     migrations/audit/<run id>.json         `mlops migrate` audit records (operator only)
@@ -351,6 +352,23 @@ def erasure_audit_key(erasure_id: str) -> str:
     return f"{ERASURE_AUDIT_PREFIX}{erasure_id}.json"
 
 
+# Lineage (OpenLineage run events of the stages, batch jobs and drift checks)
+
+LINEAGE_PREFIX = "lineage/"
+"""Every OpenLineage run event, one JSON object each, by day and job."""
+
+LINEAGE_WRITERS = frozenset(
+    {"ingest", "train", "train-collect", "evaluate", "register", "monitor"}
+    | {"batch-plan", "batch-finalize"}
+)
+"""The functions that emit run events (and may write under `lineage/`, nothing else there)."""
+
+
+def lineage_event_key(day: str, job: str, run_id: str, event_type: str) -> str:
+    """`lineage/dt=<YYYY-MM-DD>/<job>/<run id>-<event type>.json` (the event's UTC day)."""
+    return f"{LINEAGE_PREFIX}{DAY_PARTITION}{day}/{job}/{run_id}-{event_type}.json"
+
+
 # Migrations (`mlops migrate`, with the operator's credentials; no function reads them)
 
 MIGRATIONS_PREFIX = "migrations/"
@@ -524,7 +542,7 @@ def bucket_writes(model: str, dataset: str) -> dict[str, tuple[str, ...]]:
     Firehose delivery), `erasure` (the erasure role) and `sagemaker-job` (a training job).
     The infra tests check each prefix against the writer's role in the synthesized template,
     so a write added here without its grant, or a grant narrowed below a write, fails them."""
-    return {
+    writes = {
         "ingest": (
             curated_prefix(dataset),
             QUARANTINED_FILES_PREFIX,
@@ -544,6 +562,10 @@ def bucket_writes(model: str, dataset: str) -> dict[str, tuple[str, ...]]:
         "batch-finalize": (batch_outputs_prefix(model),),
         "shadow": (shadow_prefix(model),),
         "erasure": (*ERASED_PREFIXES, ERASURE_AUDIT_PREFIX),
+    }
+    return {
+        writer: (*prefixes, LINEAGE_PREFIX) if writer in LINEAGE_WRITERS else prefixes
+        for writer, prefixes in writes.items()
     }
 
 

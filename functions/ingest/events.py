@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.parser.models import (
 )
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from functions.common.contracts import SourceObject
+from functions.common.contracts import ExecutionInfo, SourceObject
 
 
 class ObjectDetail(S3EventNotificationObjectModel):
@@ -33,6 +33,8 @@ class ObjectCreatedDetail(S3EventNotificationEventBridgeDetailModel):
 
 class ObjectCreatedEvent(S3EventNotificationEventBridgeModel):
     detail: ObjectCreatedDetail  # type: ignore[assignment]
+    execution: ExecutionInfo | None = None
+    """The pipeline execution the drop started (the state's `execution`), when given."""
 
     def source_object(self) -> SourceObject:
         obj = self.detail.object

@@ -2,7 +2,8 @@
 (one Map iteration per model, `{"model": name}`, on the schedule from `[drift] schedule` or a
 model's own `[models.<name>.drift] schedule`) or by `mlops drift run` (`{"source":
 "mlops.cli", "model": name, "window_hours": n}`). Without `model`: the default model. Returns
-the check's summary (model, verdict, drifted features, report keys, retrain decision)."""
+the check's summary (model, verdict, drifted features, report keys, retrain decision). Each
+check emits its OpenLineage run events (`functions.monitor.lineage`)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.adapters.lineage import traced
 from functions.common.config.loading import MlopsConfig, deployed_config
 from functions.common.health import answers_health_check
 from functions.common.observability import logger, metrics
 from functions.common.settings import stage_settings
+from functions.monitor.lineage import check_begin, check_end
 from functions.monitor.logic import MonitorService, run_check, summary
 
 MAX_WINDOW_HOURS = 24 * 93
@@ -60,4 +63,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     logger.append_keys(model=model)
     settings = stage_settings()
     service = MonitorService.create(config, settings.data_bucket, settings.registry_table, model)
-    return summary(run_check(service, window_hours=hours))
+
+    def check(svc: MonitorService) -> dict[str, Any]:
+        return run_check(svc, window_hours=hours)
+
+    traced_check = traced(
+        check,
+        lambda _: check_begin(model),
+        lambda _, result, read: check_end(model, result, read),
+    )
+    return summary(traced_check(service))

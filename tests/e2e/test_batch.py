@@ -21,6 +21,7 @@ import pytest
 from functions.ml import sample_data
 from infra.cli.predict_client import signed_request
 from infra.local import LocalCloud
+from tests.helpers.openlineage import stored_events
 from tests.helpers.served import Served, serving_first_model
 
 pytestmark = pytest.mark.slow
@@ -155,6 +156,21 @@ def test_the_manifest_counts_add_up(job: Job) -> None:
         assert file["items"] == 2
     assert sum(manifest["rejects_by_error"].values()) == len(BAD_ROWS)
     assert manifest["timings"]["rows_per_second"] > 0
+
+
+def test_the_job_is_one_openlineage_run_from_its_folder_to_its_outputs(job: Job) -> None:
+    events = [
+        e
+        for e in stored_events(job.s3, job.bucket, "churn.batch")
+        if "batch/in/churn/e2e/" in {d["name"] for d in e["inputs"]}
+    ]
+    assert sorted(e["eventType"] for e in events) == ["COMPLETE", "START"]
+    assert len({e["run"]["runId"] for e in events}) == 1, "plan and finalize name one run"
+    (complete,) = [e for e in events if e["eventType"] == "COMPLETE"]
+    assert [d["name"] for d in complete["outputs"]] == ["batch/out/churn/e2e/"]
+    assert "models/churn/1/" in {d["name"] for d in complete["inputs"]}
+    assert complete["run"]["facets"]["nominalTime"]["nominalStartTime"]
+    assert complete["run"]["facets"]["parent"]["job"]["name"]
 
 
 def test_every_good_row_has_exactly_one_prediction(job: Job) -> None:

@@ -20,6 +20,7 @@ from functions.ml import sample_data
 from infra.local import LocalCloud
 from tests.helpers.config import CHALLENGER, repo_config, with_challenger
 from tests.helpers.drift import churn_reference, monitored_version
+from tests.helpers.openlineage import stored_events
 
 pytestmark = pytest.mark.slow
 
@@ -124,3 +125,17 @@ def test_one_models_failed_check_is_notified_and_the_other_model_is_still_checke
     ]
     assert [(a["model"], a["error"]) for a in alerts] == [(CHALLENGER, "FormatVersionError")]
     assert alerts[0]["execution"] == execution["executionArn"]
+    # Each check is an OpenLineage run: the window and the served version's profile in, the
+    # report out; the failed one ends FAIL with its error.
+    checked = stored_events(s3, bucket, f"{MODEL}.drift-check")
+    assert sorted(e["eventType"] for e in checked) == ["COMPLETE", "START"]
+    (complete,) = [e for e in checked if e["eventType"] == "COMPLETE"]
+    assert [d["name"] for d in complete["outputs"]] == [
+        outcomes[MODEL]["result_key"].rsplit("/", 1)[0] + "/"
+    ]
+    inputs = {d["name"] for d in complete["inputs"]}
+    assert "capture/" in inputs and version_prefix(MODEL, 1) + "reference_profile.json" in inputs
+    failed = stored_events(s3, bucket, f"{CHALLENGER}.drift-check")
+    assert sorted(e["eventType"] for e in failed) == ["FAIL", "START"]
+    (fail,) = [e for e in failed if e["eventType"] == "FAIL"]
+    assert fail["run"]["facets"]["errorMessage"]["message"].startswith("FormatVersionError")

@@ -1,7 +1,8 @@
 """The lifecycle on the local cloud through the real state machine: a first drop is trained
 and promoted, a second good drop promotes v2, rollback moves the alias back, a drop whose
 model is worse is rejected with `production` unchanged, and a retrain by data version works
-without a new drop."""
+without a new drop. Every step's OpenLineage events are valid against the spec, and they lead
+from a model version back to the raw objects it was trained on."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from infra.cli.main import app
 from infra.local import LocalCloud
 from infra.local.synth import synthesize
 from tests.helpers.config import ABSOLUTE_GATE, repo_config
+from tests.helpers.openlineage import stored_events
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -204,3 +206,47 @@ def test_retrain_by_data_version_runs_without_a_new_drop(lifecycle: Lifecycle) -
     assert retrain["alias"] == 3
     printed = lifecycle.steps["retrain_cli"]["output"]
     assert "promoted" in printed and "production is now version 3" in printed
+
+
+def test_lineage_leads_from_a_version_back_to_the_raw_objects_it_was_trained_on(
+    lifecycle: Lifecycle,
+) -> None:
+    events = stored_events(lifecycle.s3, lifecycle.bucket)
+    runs: dict[str, list[str]] = {}
+    for event in events:
+        runs.setdefault(event["run"]["runId"], []).append(event["eventType"])
+    for kinds in runs.values():  # one START and one end per run
+        assert sorted(kinds) in (["COMPLETE", "START"], ["FAIL", "START"]), kinds
+    jobs = {e["job"]["name"] for e in events}
+    assert {"ingest.churn", "churn.train", "churn.evaluate", "churn.register"} <= jobs
+    completed = [e for e in events if e["eventType"] == "COMPLETE"]
+
+    def made(name: str) -> dict[str, Any]:
+        """The one completed run that wrote dataset `name`."""
+        (run,) = [e for e in completed if name in {d["name"] for d in e["outputs"]}]
+        return run
+
+    register = made("models/churn/2/")
+    assert register["job"]["name"] == "churn.register"
+    (run,) = register["inputs"]
+    train = made(run["name"])
+    assert train["job"]["name"] == "churn.train"
+    # Both steps name the same pipeline execution as their parent run.
+    parents = {e["run"]["facets"]["parent"]["run"]["runId"] for e in (register, train)}
+    assert len(parents) == 1
+    raw = {}
+    for curated in train["inputs"]:
+        assert curated["facets"]["schema"]["fields"], "the manifest's columns"
+        ingest = made(curated["name"])
+        assert ingest["job"]["name"] == "ingest.churn"
+        (source,) = ingest["inputs"]
+        raw[source["name"]] = source["facets"]["version"]["datasetVersion"]
+    sources = {
+        step: lifecycle.steps[step]["output"]["dataset"]["source"] for step in ("first", "second")
+    }
+    assert raw == {s["key"]: s["version_id"] for s in sources.values()}
+    # The rejected candidate was evaluated, never registered.
+    worse = lifecycle.steps["worse"]["outcome"]["training"]["run_prefix"]
+    assert made(worse)["job"]["name"] == "churn.train"
+    registered = [e for e in completed if e["job"]["name"] == "churn.register"]
+    assert worse not in {d["name"] for e in registered for d in e["inputs"]}

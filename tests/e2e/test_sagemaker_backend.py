@@ -21,6 +21,7 @@ from functions.common.contracts import model_outcome
 from functions.ml import sample_data
 from functions.ml.onnx_model import OnnxModel, Signature
 from infra.local import LocalCloud
+from tests.helpers.openlineage import stored_events
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG = (
@@ -110,6 +111,14 @@ def test_the_run_lands_where_the_lambda_backend_puts_it(
     assert alias is not None and alias.version == 1
     version = registry.get_version("churn", 1)
     assert version is not None and version.run_id == training["run_id"]
+    # The collect step emits the training's OpenLineage run, as the train function does.
+    trained = [
+        e
+        for e in stored_events(s3, bucket, "churn.train")
+        if training["run_prefix"] in {d["name"] for d in e["outputs"]}
+    ]
+    assert [e["eventType"] for e in trained] == ["COMPLETE"]
+    assert job["job_name"] in trained[0]["job"]["facets"]["documentation"]["description"]
 
 
 def test_the_promoted_model_predicts_as_the_lambda_backend_code_trains_it(

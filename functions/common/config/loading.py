@@ -15,6 +15,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 from functions.common.config.alerts import AlertsConfig
 from functions.common.config.base import ConfigError, Section
 from functions.common.config.dataset import DataLakeConfig, DatasetConfig, IngestConfig
+from functions.common.config.lineage import LineageConfig
 from functions.common.config.portfolio import ModelEntry, check_names, normalise
 from functions.common.config.serving import BatchConfig, DriftConfig, ServingConfig
 from functions.common.config.serving_view import CONFIG_JSON_ENV
@@ -43,6 +44,7 @@ class MlopsConfig(Section):
     data_lake: DataLakeConfig = DataLakeConfig()
     batch: BatchConfig = BatchConfig()
     alerts: AlertsConfig = AlertsConfig()
+    lineage: LineageConfig = LineageConfig()
     _views: dict[str, MlopsConfig] = PrivateAttr(default_factory=dict)
     """`for_model`'s views, kept: a function resolves a model's view once per container."""
 

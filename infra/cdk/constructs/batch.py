@@ -35,6 +35,7 @@ from constructs import Construct
 from functions.common.layout import (
     BATCH_IN_PREFIX,
     BATCH_START_MARKER,
+    LINEAGE_PREFIX,
     batch_inputs_prefix,
     batch_outputs_prefix,
     model_key,
@@ -132,6 +133,8 @@ class BatchInference(Construct):
             data_lake.grant_write_objects(self.score.role, job_outputs)
             data_lake.grant_read_objects(self.finalize.role, job_outputs)
             data_lake.grant_write_objects(self.finalize.role, job_outputs)
+        for stage in (self.plan, self.finalize):  # the job's OpenLineage events
+            data_lake.grant_write_objects(stage.role, LINEAGE_PREFIX)
         for stage in (self.plan, self.score):
             # The pinned version: each model's alias and version items.
             registry.grant_partitions(stage.role, read=[model_key(model) for model in models])

@@ -27,6 +27,7 @@ from functions.common.events import DRIFT_DETECTED, MONITOR_SOURCE, retrain_inpu
 from functions.common.layout import (
     CAPTURE_PREFIX,
     FEEDBACK_PREFIX,
+    LINEAGE_PREFIX,
     drift_reports_prefix,
     feedback_drops_prefix,
     model_key,
@@ -113,6 +114,7 @@ class Monitoring(Construct):
         for dataset in sorted({config.models[model].dataset for model in models}):
             data_lake.grant_write_objects(role, feedback_drops_prefix(dataset))
         data_lake.grant_list(role, [CAPTURE_PREFIX, FEEDBACK_PREFIX])
+        data_lake.grant_write_objects(role, LINEAGE_PREFIX)  # the check's OpenLineage events
         registry.grant_partitions(
             role,
             read=[model_key(model) for model in models],

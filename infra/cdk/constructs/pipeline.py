@@ -39,6 +39,7 @@ from constructs import Construct
 from functions.common.layout import (
     INGEST_IDEMPOTENCY_KEY,
     JOB_PREFIX_ENV,
+    LINEAGE_PREFIX,
     QUARANTINE_PREFIX,
     RAW_PREFIX,
     curated_prefix,
@@ -153,6 +154,13 @@ class Pipeline(Construct):
         events.EventBus.from_event_bus_name(self, "DefaultBus", "default").grant_put_events_to(
             self.register.role
         )
+        # OpenLineage run events: each step writes its own under lineage/, and ingest reads
+        # back the manifest of the version it made (the schema facet).
+        self._grant_objects(data_lake.grant_read_objects, self.ingest, ingested)
+        # The training's events are the train function's, or with SageMaker the collect's.
+        trained = self.training_stages[-1]
+        for stage in (self.ingest, trained, self.evaluate, self.register):
+            data_lake.grant_write_objects(stage.role, LINEAGE_PREFIX)
 
         self.state_machine = self._state_machine(alerts)
         self.rule = self._trigger(data_lake)

@@ -261,6 +261,16 @@ def _reject(doc: dict[str, Any]) -> None:
     assert reject.error and reject.reason and reject.problems
 
 
+def _lineage_event(doc: dict[str, Any]) -> None:
+    # Lineage tools and the tests read the spec's RunEvent: valid with the stamp, and without.
+    from tests.helpers.openlineage import assert_valid
+
+    assert_valid(doc)
+    event = formats.content(formats.LINEAGE_EVENT, doc)
+    assert_valid(event)
+    assert event["eventType"] in {"START", "COMPLETE", "FAIL"} and event["job"]["name"]
+
+
 RELIED_ON: dict[str, Callable[[dict[str, Any]], None]] = {
     formats.DATASET_MANIFEST: _manifest,
     formats.DATASET_VERSION_ITEM: _dataset_version,
@@ -291,6 +301,7 @@ RELIED_ON: dict[str, Callable[[dict[str, Any]], None]] = {
     formats.BATCH_ITEM_RESULT: _batch_item_result,
     formats.SIGNATURE: _signature,
     formats.BATCH_REJECT: _reject,
+    formats.LINEAGE_EVENT: _lineage_event,
 }
 
 
