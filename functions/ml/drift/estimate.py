@@ -83,15 +83,20 @@ def fit_calibration(
 
     names = [class_label(c) or str(c) for c in classes]
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    truth = np.array([class_label(v) for v in np.asarray(labels, dtype=object)], dtype=object)
+    labels = np.asarray(labels, dtype=object)
+    if len(names) < 2 or probabilities.ndim != 2 or probabilities.shape[1] != len(names):
+        return None
+    if len(labels) > MAX_CALIBRATION_ROWS:
+        picked = np.sort(
+            np.random.default_rng(seed).choice(len(labels), MAX_CALIBRATION_ROWS, replace=False)
+        )
+        probabilities, labels = probabilities[picked], labels[picked]
+    truth = np.array(class_labels(labels), dtype=object)
     kept = np.array([t is not None for t in truth], dtype=bool)
     kept &= np.isfinite(probabilities).all(axis=1)
     probabilities, truth = probabilities[kept], truth[kept]
-    if len(names) < 2 or len(truth) < 2 or probabilities.shape[1] != len(names):
+    if len(truth) < 2:
         return None
-    if len(truth) > MAX_CALIBRATION_ROWS:
-        picked = np.random.default_rng(seed).choice(len(truth), MAX_CALIBRATION_ROWS, False)
-        probabilities, truth = probabilities[picked], truth[picked]
     binary = len(names) == 2
     mapped = names[1:] if binary else names
     maps = {}
@@ -109,6 +114,21 @@ def fit_calibration(
         "maps": maps,
         "reference": _realized(truth, predicted, probabilities, names),
     }
+
+
+def class_labels(values: Sequence[Any] | np.ndarray) -> list[str | None]:
+    """`class_label` of each value, each distinct value normalized once."""
+    seen: dict[Any, str | None] = {}
+    labels = []
+    for value in values:
+        try:
+            label = seen[value]
+        except KeyError:
+            label = seen[value] = class_label(value)
+        except TypeError:  # unhashable: a list or a dict is no class
+            label = class_label(value)
+        labels.append(label)
+    return labels
 
 
 def _stored_map(x: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
@@ -189,7 +209,7 @@ class EstimateAccumulator:
         calibrated = self._calibrate(raw)
         index = {name: i for i, name in enumerate(self.classes)}
         kept = [p for p, ok in zip(predictions, usable, strict=True) if ok]
-        served = [index.get(class_label(p) or "") for p in kept]
+        served = [index.get(label or "") for label in class_labels(kept)]
         argmax = np.argmax(raw, axis=1)
         predicted = np.array(
             [s if s is not None else int(a) for s, a in zip(served, argmax, strict=True)],
