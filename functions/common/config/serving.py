@@ -38,7 +38,7 @@ class DriftConfig(Section):
     """A live metric worse than the serving model's evaluation metric by more than this
     (absolute; relative to the value for rmse/mae) is a performance drop."""
     estimate_tolerance: Annotated[float, Field(ge=0.0, le=1.0)] | None = 0.05
-    """Classifiers: a label-free estimated metric (accuracy, F1, ROC AUC from the calibrated
+    """Classifiers: the label-free estimated accuracy or macro F1 (from the calibrated
     probabilities of the captured predictions) below the serving model's held-out value by
     more than this (absolute) is an estimated performance drop, which counts as drift (an
     alarm, `DriftDetected`, retraining when `auto_retrain`); unset: estimated, never an alarm."""

@@ -129,6 +129,9 @@ def test_a_drop_is_an_estimate_below_the_reference_by_more_than_the_tolerance() 
     )
     assert estimate.verdict == "drop" and "accuracy" in estimate.dropped
     assert estimate.changes["accuracy"] < -0.05
+    # The positive class's F1 and ROC AUC are compared but never make the drop.
+    assert estimate.changes["roc_auc"] < -0.05 and "roc_auc" not in estimate.dropped
+    assert set(estimate.dropped) <= {"accuracy", "f1_macro"}
     few = window_estimate(
         calibration,
         "classification",
