@@ -1,20 +1,21 @@
 """The label-free performance estimate against the truth, side by side with NannyML's CBPE.
 
-A synthetic binary task with known truth: P(y = 1 | x) is a fixed logistic function of four
-features. A gradient-boosted classifier is trained on unshifted rows; its held-out rows give
-the calibration, as the train stage's reference profile does (`fit_calibration`). Then
+Two synthetic tasks with known truth, binary (P(y = 1 | x) a fixed logistic function of four
+features) and three classes (a fixed softmax of the same features). For each, a
+gradient-boosted classifier is trained on unshifted rows; its held-out rows give the
+calibration, as the train stage's reference profile does (`fit_calibration`). Then
 `--windows` windows of `--rows` rows each move the inputs further and further (covariate
 shift: the features' distribution changes, P(y | x) does not): the most informative feature
 is squeezed towards the decision boundary, another is moved and a third moved and squeezed,
-so realized accuracy falls from window to window. Each window's labels are
-drawn from the truth, so its realized accuracy is known.
+so realized accuracy falls from window to window. Each window's labels are drawn from the
+truth, so its realized accuracy is known.
 
 Each window is estimated as the drift check estimates it (`EstimateAccumulator` on the
 window's predictions and probabilities, in the check's chunks), and by NannyML's CBPE (its
 defaults, in `.venv-nannyml`, a child process with NML_DISABLE_USAGE_LOGGING=1) on the same
-reference and the same windows. The targets, on our estimate: mean absolute error against
-realized accuracy at most 3 points over the windows, largest error at most 6. NannyML's
-errors are printed beside ours, not judged.
+reference and the same windows. The targets, on our estimate and on each task: mean absolute
+error against realized accuracy at most 3 points over the windows, largest error at most 6.
+NannyML's errors are printed beside ours, not judged.
 
     .venv/bin/python bench/cbpe.py [--rows 5000] [--windows 10] [--no-nannyml]
 """
@@ -55,41 +56,58 @@ def features(rows: int, shift: float, rng: np.random.Generator) -> np.ndarray:
     return x
 
 
-def truth(x: np.ndarray) -> np.ndarray:
-    """P(y = 1 | x), the same in every window."""
-    logit = 2.2 * x[:, 0] - 1.2 * x[:, 1] + 0.8 * x[:, 2] * x[:, 3] - 0.4 * x[:, 2]
-    return 1.0 / (1.0 + np.exp(-logit))
+def truth(x: np.ndarray, classes: int) -> np.ndarray:
+    """P(y = c | x) for each class c (rows x classes), the same in every window."""
+    if classes == 2:
+        logit = 2.2 * x[:, 0] - 1.2 * x[:, 1] + 0.8 * x[:, 2] * x[:, 3] - 0.4 * x[:, 2]
+        positive = 1.0 / (1.0 + np.exp(-logit))
+        return np.column_stack([1.0 - positive, positive])
+    logits = np.column_stack(
+        [
+            2.0 * x[:, 0] + 0.5 * x[:, 2] * x[:, 3],
+            -1.0 * x[:, 0] + 1.5 * x[:, 1],
+            -1.0 * x[:, 0] - 1.5 * x[:, 1] + 0.5 * x[:, 2],
+        ]
+    )
+    odds = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return odds / odds.sum(axis=1, keepdims=True)
 
 
-def labels(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return (rng.random(len(x)) < truth(x)).astype(np.int64)
+def labels(x: np.ndarray, classes: list[str], rng: np.random.Generator) -> np.ndarray:
+    """Labels drawn from the truth."""
+    cumulative = np.cumsum(truth(x, len(classes)), axis=1)
+    drawn = (rng.random(len(x))[:, None] > cumulative).sum(axis=1)
+    return np.asarray(classes, dtype=object)[np.minimum(drawn, len(classes) - 1)]
 
 
-def build(rows: int, windows: int) -> dict[str, Any]:
-    """The model, its held-out rows and the shifted windows."""
+def build(rows: int, windows: int, classes: list[str]) -> dict[str, Any]:
+    """The model, its held-out rows and the shifted windows, with their probabilities."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     rng = np.random.default_rng(SEED)
     train_x = features(20_000, 0.0, rng)
     model = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=SEED)
-    model.fit(train_x, labels(train_x, rng))
+    model.fit(train_x, labels(train_x, classes, rng).astype(str))
+    assert list(model.classes_) == classes
     held_x = features(10_000, 0.0, rng)
-    held = {"proba": model.predict_proba(held_x)[:, 1], "label": labels(held_x, rng)}
-    shifts = np.linspace(0.0, 1.0, windows)
+    held = {"proba": model.predict_proba(held_x), "label": labels(held_x, classes, rng)}
     scored = []
-    for shift in shifts:
+    for shift in np.linspace(0.0, 1.0, windows):
         x = features(rows, float(shift), rng)
-        proba = model.predict_proba(x)[:, 1]
-        scored.append({"shift": float(shift), "proba": proba, "label": labels(x, rng)})
-    return {"held": held, "windows": scored}
+        window = {"proba": model.predict_proba(x), "label": labels(x, classes, rng)}
+        scored.append({"shift": float(shift), **window})
+    return {"classes": classes, "held": held, "windows": scored}
+
+
+def predicted(proba: np.ndarray, classes: list[str]) -> np.ndarray:
+    return np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)]
 
 
 def ours(data: dict[str, Any]) -> tuple[list[dict[str, float]], float]:
     """Our estimate of each window, as the drift check makes it; and the seconds it took."""
-    held = data["held"]
+    classes, held = data["classes"], data["held"]
     started = time.perf_counter()
-    probabilities = np.column_stack([1 - held["proba"], held["proba"]])
-    calibration = fit_calibration(probabilities, ["0", "1"], held["label"].astype(str), seed=0)
+    calibration = fit_calibration(held["proba"], classes, held["label"], seed=0)
     assert calibration is not None
     estimates = []
     for window in data["windows"]:
@@ -97,10 +115,18 @@ def ours(data: dict[str, Any]) -> tuple[list[dict[str, float]], float]:
         proba = window["proba"]
         for start in range(0, len(proba), CHUNK_ROWS):
             part = proba[start : start + CHUNK_ROWS]
-            predicted = np.where(part >= 0.5, "1", "0").tolist()
-            accumulator.add(predicted, np.column_stack([1 - part, part]).tolist(), ["0", "1"])
+            accumulator.add(predicted(part, classes).tolist(), part.tolist(), classes)
         estimates.append(accumulator.metrics())
     return estimates, time.perf_counter() - started
+
+
+def _frame(proba: np.ndarray, classes: list[str], **columns: Any) -> pd.DataFrame:
+    """NannyML's columns: `proba` of class 1 (binary) or `proba_<class>`, and `predicted`."""
+    if len(classes) == 2:
+        scores = {"proba": proba[:, 1]}
+    else:
+        scores = {f"proba_{name}": proba[:, i] for i, name in enumerate(classes)}
+    return pd.DataFrame({**columns, **scores, "predicted": predicted(proba, classes)})
 
 
 def nannyml(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -108,28 +134,18 @@ def nannyml(data: dict[str, Any]) -> dict[str, Any] | None:
     if not NANNYML_PYTHON.exists():
         print(f"no {NANNYML_PYTHON.relative_to(REPO)} (make bench builds it): NannyML skipped")
         return None
+    classes, held = data["classes"], data["held"]
+    reference = _frame(held["proba"], classes, label=held["label"])
+    analysis = pd.concat(
+        [_frame(w["proba"], classes, window=i) for i, w in enumerate(data["windows"])],
+        ignore_index=True,
+    )
+    if len(classes) == 2:  # binary classes as the integers 0 and 1
+        for frame in (reference, analysis):
+            for column in ("predicted", "label"):
+                if column in frame:
+                    frame[column] = frame[column].astype(np.int64)
     with tempfile.TemporaryDirectory() as directory:
-        held = data["held"]
-        reference = pd.DataFrame(
-            {
-                "proba": held["proba"],
-                "predicted": (held["proba"] >= 0.5).astype(np.int64),
-                "label": held["label"],
-            }
-        )
-        analysis = pd.concat(
-            [
-                pd.DataFrame(
-                    {
-                        "window": index,
-                        "proba": window["proba"],
-                        "predicted": (window["proba"] >= 0.5).astype(np.int64),
-                    }
-                )
-                for index, window in enumerate(data["windows"])
-            ],
-            ignore_index=True,
-        )
         paths = [Path(directory) / "reference.parquet", Path(directory) / "analysis.parquet"]
         reference.to_parquet(paths[0])
         analysis.to_parquet(paths[1])
@@ -149,13 +165,16 @@ def nannyml(data: dict[str, Any]) -> dict[str, Any] | None:
 def report(
     data: dict[str, Any], estimates: list[dict[str, float]], seconds: float, nml: Any
 ) -> bool:
+    """The table of one task's windows; whether our estimate met the targets."""
+    classes = data["classes"]
     realized = [
-        float(np.mean((w["proba"] >= 0.5).astype(np.int64) == w["label"])) for w in data["windows"]
+        float(np.mean(predicted(w["proba"], classes) == w["label"])) for w in data["windows"]
     ]
     our_errors = [abs(e["accuracy"] - r) for e, r in zip(estimates, realized, strict=True)]
     theirs = [nml["windows"][str(i)]["accuracy"] for i in range(len(realized))] if nml else None
+    task = "binary" if len(classes) == 2 else f"{len(classes)} classes"
     print(
-        f"label-free accuracy estimate: {len(realized)} windows of "
+        f"label-free accuracy estimate, {task}: {len(realized)} windows of "
         f"{len(data['windows'][0]['proba']):,} rows, covariate shift 0 -> 1"
     )
     header = f"{'window':>6} {'shift':>6} {'realized':>9} {'ours':>7} {'error':>7}"
@@ -183,14 +202,17 @@ def report(
             f"{100 * float(np.mean(errors)):.2f} points, largest {100 * max(errors):.2f}; "
             f"fit and estimate in {nml['seconds']:.2f} s"
         )
-        for metric in ("accuracy", "roc_auc", "f1"):
+        # NannyML's multiclass F1 is the macro average.
+        names = {"accuracy": "accuracy", "f1": "f1" if len(classes) == 2 else "f1_macro"}
+        if len(classes) == 2:
+            names["roc_auc"] = "roc_auc"
+        for metric, ours_name in names.items():
             apart = [
-                abs(e.get(metric, np.nan) - nml["windows"][str(i)][metric])
-                for i, e in enumerate(estimates)
+                abs(e[ours_name] - nml["windows"][str(i)][metric]) for i, e in enumerate(estimates)
             ]
-            print(f"{metric} estimates, ours vs NannyML's: largest difference {max(apart):.1e}")
+            print(f"{ours_name} estimates, ours vs NannyML's: largest difference {max(apart):.1e}")
     passed = mean_error <= MAX_MEAN_ERROR and max_error <= MAX_ERROR
-    print(f"CBPE targets {'met' if passed else 'MISSED'}")
+    print(f"CBPE targets ({task}) {'met' if passed else 'MISSED'}")
     return passed
 
 
@@ -200,10 +222,14 @@ def main() -> int:
     parser.add_argument("--windows", type=int, default=10)
     parser.add_argument("--no-nannyml", action="store_true", help="ours only")
     args = parser.parse_args()
-    data = build(args.rows, args.windows)
-    estimates, seconds = ours(data)
-    nml = None if args.no_nannyml else nannyml(data)
-    return 0 if report(data, estimates, seconds, nml) else 1
+    passed = True
+    for classes in (["0", "1"], ["a", "b", "c"]):
+        data = build(args.rows, args.windows, classes)
+        estimates, seconds = ours(data)
+        nml = None if args.no_nannyml else nannyml(data)
+        passed = report(data, estimates, seconds, nml) and passed
+        print()
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

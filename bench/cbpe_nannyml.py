@@ -4,8 +4,10 @@ Runs in `.venv-nannyml` (bench/requirements-nannyml.txt), never in the project v
 needs Python below 3.13 and is a benchmark-only dependency. Usage telemetry is off:
 bench/cbpe.py starts this with NML_DISABLE_USAGE_LOGGING=1, and this refuses to run without it.
 CBPE keeps its defaults (its own isotonic calibration on the reference); its chunks are the
-analysis file's windows (contiguous, of one size: `chunk_size` is that size). Prints one JSON
-line: seconds for fit and estimate, and per window the estimated accuracy, ROC AUC and F1.
+analysis file's windows (contiguous, of one size: `chunk_size` is that size). Binary: the
+columns `proba` (of class 1), `predicted`, `label`; multiclass: a `proba_<class>` column per
+class instead of `proba`. Prints one JSON line: seconds for fit and estimate, and per window
+the estimated accuracy and F1 (macro, multiclass), and ROC AUC (binary).
 
     NML_DISABLE_USAGE_LOGGING=1 .venv-nannyml/bin/python bench/cbpe_nannyml.py REF.parquet \
         ANALYSIS.parquet
@@ -22,7 +24,8 @@ from importlib.metadata import version
 
 import pandas as pd
 
-METRICS = ["accuracy", "roc_auc", "f1"]
+BINARY_METRICS = ["accuracy", "roc_auc", "f1"]
+MULTICLASS_METRICS = ["accuracy", "f1"]
 
 
 def main() -> int:
@@ -43,13 +46,16 @@ def main() -> int:
         print("windows must be contiguous and of one size", file=sys.stderr)
         return 1
 
+    scores = sorted(c for c in reference.columns if c.startswith("proba_"))
+    multiclass = bool(scores)
+    metrics = MULTICLASS_METRICS if multiclass else BINARY_METRICS
     started = time.perf_counter()
     estimator = nml.CBPE(
-        y_pred_proba="proba",
+        y_pred_proba={c.removeprefix("proba_"): c for c in scores} if multiclass else "proba",
         y_pred="predicted",
         y_true="label",
-        problem_type="classification_binary",
-        metrics=METRICS,
+        problem_type="classification_multiclass" if multiclass else "classification_binary",
+        metrics=metrics,
         chunk_size=int(sizes.iloc[0]),
     )
     estimator.fit(reference)
@@ -59,7 +65,7 @@ def main() -> int:
     per_window = {}
     for index, window in enumerate(windows):
         row = estimated.iloc[index]
-        per_window[str(window)] = {metric: float(row[(metric, "value")]) for metric in METRICS}
+        per_window[str(window)] = {metric: float(row[(metric, "value")]) for metric in metrics}
     print(json.dumps({"seconds": seconds, "version": version("nannyml"), "windows": per_window}))
     return 0
 
