@@ -186,9 +186,7 @@ def test_regression_and_profiles_without_calibration_have_no_estimate() -> None:
     assert json.dumps(estimate.to_dict(), allow_nan=False)
 
 
-def test_the_reference_profile_carries_the_calibration_of_a_classifier_only(
-    tmp_path: Path,
-) -> None:
+def test_the_reference_profile_carries_the_calibration_of_a_classifier_only() -> None:
     from functions.ml.sample_data import churn_frame
 
     train = churn_frame(600, seed=1, duplicate_share=0.0)
