@@ -98,7 +98,7 @@ train-local: venv  ## ingest, train and evaluate DATA=path locally (no cloud) in
 local: synth  ## start the local cloud in the foreground (Ctrl-C stops)
 	$(PY) -m infra.cli local up --no-synth
 
-bench: venv .venv-evidently/.installed  ## every benchmark, each printing its figures and ratios; fails if any target is missed
+bench: venv .venv-evidently/.installed .venv-nannyml/.installed  ## every benchmark, each printing its figures and ratios; fails if any target is missed
 	@status=0; \
 	$(PY) bench/ingest_memory.py || status=1; \
 	$(PY) bench/train_overhead.py --threads 1 || status=1; \
@@ -108,6 +108,7 @@ bench: venv .venv-evidently/.installed  ## every benchmark, each printing its fi
 	$(PY) bench/local_api.py || status=1; \
 	$(PY) bench/workers.py || status=1; \
 	$(PY) bench/drift.py || status=1; \
+	$(PY) bench/cbpe.py || status=1; \
 	$(PY) bench/batch.py || status=1; \
 	$(PY) bench/capture.py || status=1; \
 	$(PY) bench/cost_inputs.py || status=1; \
@@ -117,6 +118,12 @@ bench: venv .venv-evidently/.installed  ## every benchmark, each printing its fi
 	test -x .venv-evidently/bin/python || $(PYTHON) -m venv .venv-evidently
 	.venv-evidently/bin/python -m pip install --quiet --upgrade pip==26.3
 	.venv-evidently/bin/python -m pip install --quiet -r bench/requirements-evidently.txt
+	touch $@
+
+.venv-nannyml/.installed: bench/requirements-nannyml.txt  # NannyML, for bench/cbpe.py only (Python < 3.13)
+	test -x .venv-nannyml/bin/python || $(PYTHON) -m venv .venv-nannyml
+	.venv-nannyml/bin/python -m pip install --quiet --upgrade pip==26.3
+	.venv-nannyml/bin/python -m pip install --quiet -r bench/requirements-nannyml.txt
 	touch $@
 
 .PHONY: checks-venv

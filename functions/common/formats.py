@@ -142,6 +142,15 @@ def _feedback_record_2(document: dict[str, Any]) -> dict[str, Any]:
     return {"served": None, **document}
 
 
+def _drift_result_2(document: dict[str, Any]) -> dict[str, Any]:
+    """Drift result 1 -> 2: no performance was estimated without labels then."""
+    versions = [
+        {"estimate": None, **version} if isinstance(version, dict) else version
+        for version in document.get("versions") or []
+    ]
+    return {"estimate": None, **document, "versions": versions}
+
+
 def _rollout_decision_2(document: dict[str, Any]) -> dict[str, Any]:
     """Rollout decision 1 -> 2: decided by fixed rules then, so no test and not expired."""
     return {"tests": [], "expired": False, **document}
@@ -232,7 +241,16 @@ FORMATS: Mapping[str, StoredFormat] = {
             ),
             (_feedback_record_2,),
         ),
-        StoredFormat(DRIFT_RESULT, "reports/drift/<model>/<check>/result.json", (_FIRST,)),
+        StoredFormat(
+            DRIFT_RESULT,
+            "reports/drift/<model>/<check>/result.json",
+            (
+                _FIRST,
+                "adds `estimate` (the label-free performance estimate, beside the realized "
+                "`performance`) and each version's `estimate`; a version 1 result had none",
+            ),
+            (_drift_result_2,),
+        ),
         StoredFormat(
             BATCH_MANIFEST,
             "batch/out/<model>/<job>/manifest.json",
@@ -323,8 +341,11 @@ FORMATS: Mapping[str, StoredFormat] = {
                 "features, target, predictions and a sample of the training rows",
                 "adds `importance` (permutation importance, critical features); a version 1 "
                 "profile is read as is: the drift check then knows no importance and says so",
+                "adds `calibration` (classifiers: isotonic maps of the held-out probabilities "
+                "and the held-out metrics); a version 1 or 2 profile is read as is: the drift "
+                "check then reports its label-free estimate as unavailable",
             ),
-            (_unchanged,),
+            (_unchanged, _unchanged),
         ),
     )
 }

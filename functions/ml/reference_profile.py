@@ -37,12 +37,21 @@ Format (JSON; every number finite, missing values `null`):
     "method": "permutation", "metric": <primary metric>, "rows", "repeats", "seed",
     "features": {"<column>": <mean metric loss when shuffled>}, "std": {...},
     "critical": [<columns carrying the top half of the importance>], "critical_share": 0.5
+  },
+  "calibration": {                # format 3, classifiers; absent before and for regression
+    "method": "isotonic", "rows": <held-out rows fitted on (a seeded sample of at most 20000)>,
+    "classes": [...], "positive_class": <binary: the second class; multiclass: null>,
+    "maps": {"<class>": {"x": [...], "y": [...]}},   # probability -> observed frequency
+    "reference": {"accuracy", "f1_macro", binary: "f1", "roc_auc"}   # realized, held out
   }
 }
 ```
 
 A format 1 profile (no `importance`) stays readable: the drift check then knows no importance
 and judges by the configured `critical_features` and the share rule, and says so.
+A profile without `calibration` (format 1 or 2, or a regression model) gives no label-free
+performance estimate: the drift check reports the estimate as unavailable
+(`functions.ml.drift.estimate`).
 
 Binning (monitoring must bin live values exactly so): bin `i` holds the values `v` with
 `edges[i] <= v < edges[i + 1]`, except that the first bin extends down to -inf and the last
@@ -66,6 +75,7 @@ import pandas as pd
 from functions.common import formats
 from functions.common.config.dataset import FeatureType, Task
 from functions.common.sensitive import hash_value
+from functions.ml.drift.estimate import fit_calibration
 from functions.ml.features import model_frame, target_array
 from functions.ml.onnx_input import MISSING_CATEGORY, Prediction
 
@@ -171,10 +181,13 @@ def reference_profile(
     seed: int,
     bins: int = 10,
     importance: Mapping[str, Any] | None = None,
+    held_out_labels: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The reference profile of the training split and the held-out predictions (format in the
     module docstring), with the served model's `importance`
-    (`functions.ml.importance.permutation_importances`) when given. JSON-safe:
+    (`functions.ml.importance.permutation_importances`) when given, and, for a classifier
+    whose held-out rows' true labels (`held_out_labels`, in `predictions`' row order) are
+    given, the calibration of its probabilities (`functions.ml.drift.estimate`). JSON-safe:
     `json.dumps(profile, allow_nan=False)` works."""
     if bins < 1:
         raise ValueError(f"bins must be at least 1, got {bins}")
@@ -202,6 +215,13 @@ def reference_profile(
     }
     if importance is not None:
         profile["importance"] = dict(importance)
+    if held_out_labels is not None and predictions.probabilities is not None:
+        classes = predictions.classes or range(predictions.probabilities.shape[1])
+        calibration = fit_calibration(
+            predictions.probabilities, list(classes), held_out_labels, seed=seed
+        )
+        if calibration is not None:
+            profile["calibration"] = calibration
     return profile
 
 

@@ -1,7 +1,9 @@
 """One drift check: the capture written since the previous check (or the configured window)
 against the reference profile of the model version that served it, live performance from
-labelled feedback, a report under `reports/drift/<model>/<check_id>/`, metrics, and, when the
-data drifted or performance dropped, a `DriftDetected` event that may start retraining.
+labelled feedback, a classifier's label-free performance estimate from the captured
+probabilities (beside the realized performance once labels arrive), a report under
+`reports/drift/<model>/<check_id>/`, metrics, and, when the data drifted, performance dropped or
+the estimate dropped, a `DriftDetected` event that may start retraining.
 
 Order of effects (each check is safe to rerun): the retraining is claimed (cooldown, one
 conditional write) and labelled feedback dropped as training rows; then the result and the
@@ -44,6 +46,12 @@ from functions.common.layout import (
 from functions.common.observability import logger, metrics
 from functions.common.records import CaptureRecord, record_rows
 from functions.ml.drift.engine import DriftAccumulator
+from functions.ml.drift.estimate import (
+    NO_CALIBRATION,
+    EstimateAccumulator,
+    PerformanceEstimate,
+    unavailable,
+)
 from functions.ml.drift.performance import live_performance
 from functions.ml.drift.report import DriftThresholds
 from functions.monitor.sources import Feedback, feedback_rows
@@ -103,6 +111,12 @@ class _VersionWindow:
     rows: int = 0
     buffer: dict[str, list[Any]] = field(default_factory=dict)
     predictions: list[Any] = field(default_factory=list)
+    estimator: EstimateAccumulator | None = None
+    no_estimate: str | None = None
+    """Why the version's performance cannot be estimated (when `estimator` is None)."""
+    scored: list[Any] = field(default_factory=list)
+    probabilities: list[list[float]] = field(default_factory=list)
+    classes: tuple[str, ...] | None = None
 
     def add(self, record: CaptureRecord) -> None:
         """A capture record's rows, read as columns (an error record has none)."""
@@ -110,6 +124,7 @@ class _VersionWindow:
         if not rows:
             return
         self.rows += rows
+        self._add_scores(record)
         if self.accumulator is None:
             return
         columns = record["columns"]
@@ -120,11 +135,40 @@ class _VersionWindow:
         if len(self.predictions) >= CHUNK_ROWS:
             self.flush()
 
+    def _add_scores(self, record: CaptureRecord) -> None:
+        """The record's predictions and probabilities for the estimate, buffered while the
+        records name the same classes."""
+        if self.estimator is None:
+            return
+        probabilities = record.get("probabilities")
+        if probabilities is None:
+            self.estimator.add(record["predictions"], None)
+            return
+        classes = record.get("classes")
+        key = tuple(str(c) for c in classes) if classes is not None else None
+        if key != self.classes or len(self.scored) >= CHUNK_ROWS:
+            self._flush_scores()
+            self.classes = key
+        self.scored.extend(record["predictions"])
+        self.probabilities.extend(probabilities)
+
+    def _flush_scores(self) -> None:
+        if self.estimator is not None and self.scored:
+            self.estimator.add(self.scored, self.probabilities, self.classes)
+        self.scored, self.probabilities = [], []
+
     def flush(self) -> None:
+        self._flush_scores()
         if self.accumulator is not None and self.predictions:
             self.accumulator.add(self.buffer, self.predictions)
             self.buffer = {name: [] for name in self.buffer}
             self.predictions = []
+
+    def estimate(self, tolerance: float | None, min_rows: int) -> PerformanceEstimate:
+        """The version's label-free performance estimate over the window."""
+        if self.estimator is None:
+            return unavailable(self.no_estimate or NO_CALIBRATION, self.rows)
+        return self.estimator.result(tolerance=tolerance, min_rows=min_rows)
 
 
 @dataclass
@@ -167,9 +211,10 @@ def run_check(
         _join_only(svc, window, older, joined, skipped)
 
     version_results = [
-        _version_result(group) for group in sorted(versions.values(), key=lambda v: -v.rows)
+        _version_result(svc, group) for group in sorted(versions.values(), key=lambda v: -v.rows)
     ]
     performance = _performance(svc, joined.values())
+    estimate = _estimate(version_results, performance)
     verdict = _verdict(version_results)
     keys = {
         "result_key": drift_check_prefix(cfg.model_name, check_id) + RESULT_FILE,
@@ -191,6 +236,7 @@ def run_check(
         "verdict": verdict,
         "versions": version_results,
         "performance": performance,
+        "estimate": estimate,
         **keys,
     }
     triggers = _triggers(result)
@@ -207,6 +253,7 @@ def run_check(
             "verdict": verdict,
             "rows": result["window"]["rows"],
             "performance": (performance or {}).get("verdict"),
+            "estimate": (estimate or {}).get("verdict"),
             "retrain": result["retrain"],
         },
     )
@@ -229,6 +276,7 @@ def summary(result: Mapping[str, Any]) -> dict[str, Any]:
         "retrain": result["retrain"],
         "performance_verdict": (result["performance"] or {}).get("verdict"),
         "performance": result["performance"],
+        "estimate": result.get("estimate"),
     }
 
 
@@ -294,7 +342,8 @@ def _join(record: CaptureRecord, joined: dict[tuple[str, int], _Joined]) -> None
 
 
 def _open_version(svc: MonitorService, version: int) -> _VersionWindow:
-    """The window of one served version, against that version's reference profile."""
+    """The window of one served version, against that version's reference profile (and its
+    calibration, for the label-free estimate)."""
     registered = svc.models.get_version(svc.config.model_name, version)
     if registered is None:
         return _VersionWindow(version, None, f"version {version} is not in the registry")
@@ -312,17 +361,52 @@ def _open_version(svc: MonitorService, version: int) -> _VersionWindow:
     )
     group = _VersionWindow(version, accumulator)
     group.buffer = {name: [] for name in profile["features"]}
+    if profile.get("task") != "classification":
+        group.no_estimate = "regression: no label-free estimate (it needs class probabilities)"
+    elif profile.get("calibration"):
+        group.estimator = EstimateAccumulator(profile["calibration"])
     return group
 
 
-def _version_result(group: _VersionWindow) -> dict[str, Any]:
+def _version_result(svc: MonitorService, group: _VersionWindow) -> dict[str, Any]:
     report = group.accumulator.report().to_dict() if group.accumulator is not None else None
+    drift = svc.config.drift
+    estimate = group.estimate(drift.estimate_tolerance, drift.min_rows).to_dict()
+    if group.accumulator is None and group.note:
+        estimate = unavailable(group.note, group.rows).to_dict()
     return {
         "model_version": group.version,
         "rows": group.rows,
         "report": report,
+        "estimate": estimate,
         "note": group.note,
     }
+
+
+def _estimate(
+    versions: list[dict[str, Any]], performance: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """The label-free estimate of the version that served the most rows, with the realized
+    metrics beside it (`realized`, `errors`: estimate minus realized) when the feedback's
+    live performance is of the same version."""
+    if not versions:
+        return None
+    first = versions[0]
+    estimate = {**first["estimate"], "model_version": first["model_version"]}
+    estimate["realized"], estimate["errors"] = None, {}
+    if (
+        performance
+        and performance.get("model_version") == first["model_version"]
+        and performance.get("metrics")
+    ):
+        realized = performance["metrics"]
+        estimate["realized"] = {"rows": performance["rows"], "metrics": realized}
+        estimate["errors"] = {
+            name: value - realized[name]
+            for name, value in estimate["metrics"].items()
+            if name in realized
+        }
+    return estimate
 
 
 def _verdict(versions: list[dict[str, Any]]) -> str:
@@ -374,6 +458,11 @@ def _triggers(result: Mapping[str, Any]) -> list[str]:
     performance = result["performance"]
     if performance and performance.get("verdict") == "drop":
         triggers.append(f"live performance dropped ({', '.join(performance['dropped'])})")
+    estimate = result.get("estimate")
+    if estimate and estimate.get("verdict") == "drop":
+        triggers.append(
+            f"estimated performance dropped without labels ({', '.join(estimate['dropped'])})"
+        )
     return triggers
 
 
@@ -471,6 +560,7 @@ def _publish(
         "verdict": result["verdict"],
         "drifted": summary(result)["drifted"],
         "performance": (result["performance"] or {}).get("verdict"),
+        "estimate": (result.get("estimate") or {}).get("verdict"),
         "reason": "; ".join(triggers),
         "report_key": result["report_key"],
         "result_key": result["result_key"],
@@ -515,16 +605,21 @@ def _emit_metrics(result: Mapping[str, Any]) -> None:
                 pass
     performance = result["performance"]
     if performance and performance.get("verdict") != "insufficient_data":
-        for name, value in performance["metrics"].items():
-            metrics.add_metric(
-                name=f"Live{''.join(p.capitalize() for p in name.split('_'))}",
-                unit=MetricUnit.NoUnit,
-                value=float(value),
-            )
-        metrics.add_metric(
-            name="PerformanceDrop",
-            unit=MetricUnit.Count,
-            value=int(performance["verdict"] == "drop"),
-        )
+        _performance_metrics("Live", "PerformanceDrop", performance)
+    estimate = result.get("estimate")
+    if estimate and estimate.get("verdict") in ("ok", "drop"):
+        _performance_metrics("Estimated", "EstimatedPerformanceDrop", estimate)
     if result["retrain"]["requested"]:
         metrics.add_metric(name="RetrainsRequested", unit=MetricUnit.Count, value=1)
+
+
+def _performance_metrics(prefix: str, drop: str, measured: Mapping[str, Any]) -> None:
+    """Each of `measured`'s metrics as `<prefix><Metric>` (accuracy: `LiveAccuracy`) and
+    whether it dropped as `drop` (0 or 1)."""
+    for name, value in measured["metrics"].items():
+        metrics.add_metric(
+            name=f"{prefix}{''.join(p.capitalize() for p in name.split('_'))}",
+            unit=MetricUnit.NoUnit,
+            value=float(value),
+        )
+    metrics.add_metric(name=drop, unit=MetricUnit.Count, value=int(measured["verdict"] == "drop"))

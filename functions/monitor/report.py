@@ -28,7 +28,15 @@ _WIDE_GLYPHS = frozenset("MWmw@%")
 MAX_LABEL_CHARS = 80
 """Bin labels up to this long are drawn whole; longer ones are shortened, whole in a tooltip."""
 _FILL = {"reference": "#8c959f", "current": "#0969da"}
-_BADGES = {*SEVERITY_RANK, "drift", "no_drift", "insufficient_data", "ok", "drop"}
+_BADGES = {
+    *SEVERITY_RANK,
+    "drift",
+    "no_drift",
+    "insufficient_data",
+    "ok",
+    "drop",
+    "unavailable",
+}
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1200px;
@@ -42,7 +50,7 @@ th,td{border-bottom:1px solid #d0d7de;padding:.25rem .5rem;text-align:left;verti
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;border-radius:1em;padding:.05rem .6rem;font-weight:600;color:#fff}
 .drift,.major,.drop{background:#cf222e}.minor{background:#bf8700}
-.no_drift,.ok,.none{background:#1a7f37}.insufficient_data{background:#6e7781}
+.no_drift,.ok,.none{background:#1a7f37}.insufficient_data,.unavailable{background:#6e7781}
 .charts{display:flex;flex-wrap:wrap;gap:1rem}
 figure{margin:0;border:1px solid #d0d7de;border-radius:6px;padding:.5rem}
 figcaption{font-size:12px;color:#57606a}
@@ -62,6 +70,7 @@ def render_html(result: Mapping[str, Any]) -> str:
         f"<style>{_CSS}</style></head><body>",
         _header(result),
         _performance(result.get("performance")),
+        _estimate(result.get("estimate")),
     ]
     versions = result.get("versions") or []
     if not versions:
@@ -109,22 +118,8 @@ def _performance(performance: Mapping[str, Any] | None) -> str:
     if not performance:
         return f"{title}<p>Not measured: no labelled feedback joined to the window.</p>"
     metrics = performance.get("metrics") or {}
-    reference = performance.get("reference") or {}
-    changes = performance.get("changes") or {}
-    dropped = set(performance.get("dropped") or [])
-    rows = []
-    for name in [*metrics, *(n for n in reference if n not in metrics)]:
-        flag = _badge("drop") if name in dropped else ""
-        rows.append(
-            f"<tr><td>{_text(name)} {flag}</td>{_num_cell(metrics.get(name))}"
-            f"{_num_cell(reference.get(name))}{_num_cell(changes.get(name), signed=True)}</tr>"
-        )
-    table = (
-        "<table><thead><tr><th>metric</th><th>live</th><th>reference</th><th>change</th>"
-        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        if rows
-        else ""
-    )
+    names = [*metrics, *(n for n in performance.get("reference") or {} if n not in metrics)]
+    table = _metric_table(performance, names, "live", {})
     served = performance.get("model_version")
     of_version = f" of model version {_text(served)}" if served is not None else ""
     summary = (
@@ -132,6 +127,62 @@ def _performance(performance: Mapping[str, Any] | None) -> str:
         f"labelled row(s){of_version}</p>"
     )
     return title + summary + table + _notes(performance.get("notes"))
+
+
+def _metric_table(
+    measured: Mapping[str, Any],
+    names: Sequence[str],
+    heading: str,
+    extra: Mapping[str, Mapping[str, Any]],
+) -> str:
+    """Metrics against their reference and the change, a drop flagged; `extra` columns
+    (heading -> values by metric) after them. Empty without metrics."""
+    metrics = measured.get("metrics") or {}
+    reference = measured.get("reference") or {}
+    changes = measured.get("changes") or {}
+    dropped = set(measured.get("dropped") or [])
+    rows = []
+    for name in names:
+        flag = _badge("drop") if name in dropped else ""
+        cells = "".join(
+            _num_cell(values.get(name), signed=column.startswith("estimate"))
+            for column, values in extra.items()
+        )
+        rows.append(
+            f"<tr><td>{_text(name)} {flag}</td>{_num_cell(metrics.get(name))}"
+            f"{_num_cell(reference.get(name))}{_num_cell(changes.get(name), signed=True)}"
+            f"{cells}</tr>"
+        )
+    if not rows:
+        return ""
+    head = "".join(f"<th>{column}</th>" for column in extra)
+    return (
+        f"<table><thead><tr><th>metric</th><th>{heading}</th><th>reference</th><th>change</th>"
+        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _estimate(estimate: Mapping[str, Any] | None) -> str:
+    """The label-free estimate of the version that served most rows, beside the realized
+    metrics once feedback labelled its rows (absent in results before estimates)."""
+    title = "<h2>Estimated performance (without labels)</h2>"
+    if not estimate:
+        return f"{title}<p>Not estimated: no model version served traffic in the window.</p>"
+    realized = (estimate.get("realized") or {}).get("metrics") or {}
+    table = _metric_table(
+        estimate,
+        list(estimate.get("metrics") or {}),
+        "estimated",
+        {"realized (labels)": realized, "estimate &minus; realized": estimate.get("errors") or {}},
+    )
+    served = estimate.get("model_version")
+    of_version = f" of model version {_text(served)}" if served is not None else ""
+    summary = (
+        f"<p>{_badge(estimate.get('verdict'))} on {_count(estimate.get('rows'))} row(s)"
+        f"{of_version}, confidence-based ({_text(estimate.get('method'))}): the expected "
+        "confusion matrix of the calibrated probabilities of the captured predictions</p>"
+    )
+    return title + summary + table + _notes(estimate.get("notes"))
 
 
 def _version_section(version: Mapping[str, Any]) -> str:

@@ -40,6 +40,7 @@ from functions.common.layout import (
 )
 from functions.common.observability import logger, metrics
 from functions.common.settings import stage_settings
+from functions.ml.features import target_array
 from functions.ml.importance import permutation_importances
 from functions.ml.ingestion import producer_names
 from functions.ml.model_code import LoadedFactory, load_factory, shipped_code_dir
@@ -466,6 +467,7 @@ def fit_candidate(
         sample_rows=model_config.reference_sample_rows,
         seed=model_config.seed,
         importance=importance,
+        held_out_labels=target_array(split.test, target, task),
     )
     stopwatch.lap("profile", lap)
     return Candidate(split, fitted, onnx_bytes, signature, parity, profile)

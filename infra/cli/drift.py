@@ -136,6 +136,8 @@ def _print_run(session: Session, reply: Mapping[str, Any]) -> None:
         console.print(
             f"performance: {_styled(reply['performance_verdict'], _VERDICT_STYLE)}",
         )
+    if reply.get("estimate"):
+        console.print(_estimate_line(reply["estimate"]), soft_wrap=True)
     console.print(_retrain_line(reply.get("retrain")))
     for name in ("result_key", "report_key"):
         if reply.get(name):
@@ -246,6 +248,8 @@ def drift_list(
             except formats.FormatVersionError as exc:
                 raise fail(f"{key}: {exc}") from None
             retrain = result.get("retrain") or {}
+            estimate = result.get("estimate") or {}
+            realized = (estimate.get("realized") or {}).get("metrics") or {}
             rows.append(
                 {
                     "model": session.model,
@@ -254,13 +258,25 @@ def drift_list(
                     "verdict": result.get("verdict"),
                     "rows": (result.get("window") or {}).get("rows"),
                     "performance": (result.get("performance") or {}).get("verdict"),
+                    "estimate": estimate.get("verdict"),
+                    "estimated_accuracy": (estimate.get("metrics") or {}).get("accuracy"),
+                    "realized_accuracy": realized.get("accuracy"),
                     "retrain_requested": bool(retrain.get("requested")),
                 }
             )
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("check", "checked at", "verdict", "rows", "performance", "retrain")
+    table = Table(
+        "check",
+        "checked at",
+        "verdict",
+        "rows",
+        "performance",
+        "estimate",
+        "accuracy est. / realized",
+        "retrain",
+    )
     for row in rows:
         table.add_row(
             text(row["check_id"]),
@@ -268,6 +284,8 @@ def drift_list(
             _styled(row["verdict"], _VERDICT_STYLE),
             text(row["rows"]),
             _styled(row["performance"], _VERDICT_STYLE),
+            _styled(row["estimate"], _VERDICT_STYLE),
+            f"{_figure(row['estimated_accuracy'])} / {_figure(row['realized_accuracy'])}",
             text(row["retrain_requested"]),
         )
     console.print(table)
@@ -301,6 +319,7 @@ def _print_check(result: Mapping[str, Any]) -> None:
     )
     console.print(f"verdict: {_styled(result.get('verdict'), _VERDICT_STYLE)}")
     console.print(_performance_line(result.get("performance")), soft_wrap=True)
+    console.print(_estimate_line(result.get("estimate")), soft_wrap=True)
     console.print(_retrain_line(result.get("retrain")), soft_wrap=True)
     for version in result.get("versions") or []:
         if not version.get("report"):
@@ -337,6 +356,30 @@ def _performance_line(performance: Mapping[str, Any] | None) -> str:
         if isinstance(changes.get(name), int | float)
         else f"{text(name)} {text(value)}"
         for name, value in metrics.items()
+    ]
+    return f"{line}: {'; '.join(shown)}" if shown else line
+
+
+def _figure(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
+def _estimate_line(estimate: Mapping[str, Any] | None) -> str:
+    """The label-free estimate: each metric against its reference and, once feedback labelled
+    the rows, the realized value."""
+    if not estimate:
+        return "estimate: none (no model version served the window)"
+    line = f"estimate: {_styled(estimate.get('verdict'), _VERDICT_STYLE)}"
+    if estimate.get("verdict") == "unavailable":
+        return f"{line} ({text('; '.join(estimate.get('notes') or []))})"
+    line += f" on {text(estimate.get('rows'))} rows without labels"
+    reference = estimate.get("reference") or {}
+    realized = (estimate.get("realized") or {}).get("metrics") or {}
+    shown = [
+        f"{text(name)} {_figure(value)} (reference {_figure(reference.get(name))}"
+        + (f", realized {_figure(realized[name])}" if name in realized else "")
+        + ")"
+        for name, value in (estimate.get("metrics") or {}).items()
     ]
     return f"{line}: {'; '.join(shown)}" if shown else line
 

@@ -134,6 +134,13 @@ def test_normal_traffic_is_no_drift_and_starts_nothing(loop: Loop) -> None:
     assert len(loop.cloud.executions()) == 1
     html = loop.s3.get_object(Bucket=loop.bucket, Key=result["report_key"])["Body"].read()
     assert b"monthly_charges" in html
+    # The trained profile carries the calibration: the captured probabilities give an
+    # estimate, near the held-out accuracy on traffic like the training data.
+    estimate = result["estimate"]
+    assert estimate["verdict"] == "ok" and estimate["rows"] == 400, estimate
+    assert abs(estimate["changes"]["accuracy"]) < 0.05
+    assert set(estimate["metrics"]) == {"accuracy", "f1_macro", "f1", "roc_auc"}
+    assert b"Estimated performance" in html
 
 
 def test_shifted_traffic_starts_a_retraining_the_gate_decides(loop: Loop) -> None:

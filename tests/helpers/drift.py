@@ -54,17 +54,27 @@ def churn_reference(
     *,
     sample_rows: int = 2_000,
     predictions: int = 500,
+    calibrated: bool = False,
 ) -> dict[str, Any]:
     """The reference profile of `train` for a `churned` classifier, with `predictions` stand-in
-    predictions and `sample_rows` rows kept (seed 1)."""
+    predictions and `sample_rows` rows kept (seed 1). `calibrated`: with held-out labels drawn
+    from the predictions' own P(yes) (seed 2), so the profile carries a calibration for the
+    label-free estimate and the stand-in model is calibrated by construction."""
+    predicted = churn_predictions(predictions)
+    labels = None
+    if calibrated:
+        assert predicted.probabilities is not None
+        drawn = np.random.default_rng(2).random(predictions) < predicted.probabilities[:, 1]
+        labels = np.where(drawn, "yes", "no")
     return reference_profile(
         train,
         schema=schema,
         target="churned",
-        predictions=churn_predictions(predictions),
+        predictions=predicted,
         task=Task.CLASSIFICATION,
         sample_rows=sample_rows,
         seed=1,
+        held_out_labels=labels,
     )
 
 

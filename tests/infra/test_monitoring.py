@@ -109,6 +109,7 @@ def test_alarms_on_drift_performance_failures_5xx_and_latency_notify_alerts(
         for name in (
             "ChurnDataDriftAlarm",
             "ChurnPerformanceDropAlarm",
+            "ChurnEstimatedPerformanceDropAlarm",
             "DriftCheckFailedAlarm",
             "PipelineFailedAlarm",
             "ApiServerErrorAlarm",
@@ -117,13 +118,19 @@ def test_alarms_on_drift_performance_failures_5xx_and_latency_notify_alerts(
         for logical_id, alarm in alarms.items()
         if logical_id.startswith(f"Monitoring{name}")
     }
-    assert len(by_name) == 6
+    assert len(by_name) == 7
     for alarm in by_name.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
     drift = by_name["ChurnDataDriftAlarm"]["Properties"]
     assert drift["MetricName"] == "DatasetDrift"
     assert {"Name": "model", "Value": "churn"} in drift["Dimensions"]
     assert by_name["ChurnPerformanceDropAlarm"]["Properties"]["MetricName"] == "PerformanceDrop"
+    # The label-free estimate alarms before any label arrives, per model.
+    estimated = by_name["ChurnEstimatedPerformanceDropAlarm"]["Properties"]
+    assert estimated["MetricName"] == "EstimatedPerformanceDrop"
+    assert {"Name": "model", "Value": "churn"} in estimated["Dimensions"]
+    assert {"Name": "service", "Value": "monitor"} in estimated["Dimensions"]
+    assert estimated["Threshold"] >= 1 and estimated["ComparisonOperator"].startswith("Greater")
     assert by_name["PipelineFailedAlarm"]["Properties"]["MetricName"] == "ExecutionsFailed"
     assert by_name["DriftCheckFailedAlarm"]["Properties"]["MetricName"] == "Errors"
     assert by_name["ApiServerErrorAlarm"]["Properties"]["MetricName"] == "5XXError"
@@ -140,10 +147,12 @@ def test_dashboard_shows_the_lifecycle(resources: Resources) -> None:
         "Capture volume",
         "Drift score per feature",
         "Live performance",
+        "estimated (no labels)",
         "Pipeline executions",
     ):
         assert title in body, title
     assert "FeatureDriftScore" in body and "PredictLatency" in body
+    assert "EstimatedAccuracy" in body
 
 
 def test_drift_function_reads_capture_feedback_models_and_writes_reports_only(

@@ -37,6 +37,11 @@ class DriftConfig(Section):
     performance_tolerance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
     """A live metric worse than the serving model's evaluation metric by more than this
     (absolute; relative to the value for rmse/mae) is a performance drop."""
+    estimate_tolerance: Annotated[float, Field(ge=0.0, le=1.0)] | None = 0.05
+    """Classifiers: the label-free estimated accuracy or macro F1 (from the calibrated
+    probabilities of the captured predictions) below the serving model's held-out value by
+    more than this (absolute) is an estimated performance drop, which counts as drift (an
+    alarm, `DriftDetected`, retraining when `auto_retrain`); unset: estimated, never an alarm."""
     min_feedback_rows: Annotated[int, Field(ge=1)] = 50
     """Fewer labelled rows in a window: live performance is `insufficient_data`."""
     feedback_lookback_hours: Annotated[int, Field(ge=0, le=24 * 93)] = 24 * 7

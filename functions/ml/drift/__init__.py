@@ -36,7 +36,9 @@ Modules: `report` (thresholds, the report), `presentation` (how a report is show
 `columns` (values as numbers), `windows` (streamed sufficient statistics), `significance`
 (p-values of counts), `effects` (a feature's effects before the gate, the null share),
 `numeric`, `categorical`, `correction` (Benjamini-Hochberg), `verdict` (the dataset rule),
-`engine` (compare, stream), `performance` (live metrics from feedback labels).
+`engine` (compare, stream), `performance` (live metrics from feedback labels), `estimate`
+(a classifier's performance estimated without labels from its calibrated probabilities,
+CBPE-style).
 
 docs/drift.md has the measured detection table (which shift is flagged at which window size),
 the false-positive rates, the reasons for each threshold and the streaming memory bound.

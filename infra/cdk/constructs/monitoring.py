@@ -313,6 +313,13 @@ class Monitoring(Construct):
                     f"Live performance of model {model} from feedback labels fell below its "
                     "evaluation metrics by more than drift.performance_tolerance.",
                 ),
+                (
+                    "EstimatedPerformanceDropAlarm",
+                    "EstimatedPerformanceDrop",
+                    f"The label-free performance estimate of model {model} (calibrated "
+                    "probabilities of its captured predictions) fell below its held-out "
+                    "metrics by more than drift.estimate_tolerance, before any label arrived.",
+                ),
             ):
                 alarms[f"{name}/{model}"] = alarm(
                     scope,
@@ -391,7 +398,8 @@ class Monitoring(Construct):
         )
         live = cloudwatch.MathExpression(
             expression=f'SEARCH(\'{{{namespace},model,service}} MetricName="LiveAccuracy" OR '
-            f'MetricName="LiveF1Macro" OR MetricName="LiveRmse" OR MetricName="LiveMae"\', '
+            f'MetricName="LiveF1Macro" OR MetricName="LiveRmse" OR MetricName="LiveMae" OR '
+            f'MetricName="EstimatedAccuracy" OR MetricName="EstimatedF1Macro"\', '
             "'Average', 86400)",
             label="",
             period=Duration.days(1),
@@ -434,7 +442,11 @@ class Monitoring(Construct):
                 width=8,
             ),
             cloudwatch.GraphWidget(title="Drift score per feature", left=[drift_scores], width=8),
-            cloudwatch.GraphWidget(title="Live performance (feedback)", left=[live], width=8),
+            cloudwatch.GraphWidget(
+                title="Live performance (feedback) and estimated (no labels)",
+                left=[live],
+                width=8,
+            ),
         )
         dashboard.add_widgets(
             cloudwatch.GraphWidget(

@@ -164,12 +164,30 @@ def _quiet(report: dict[str, Any]) -> dict[str, Any]:
     return quiet
 
 
+ESTIMATE = {
+    "rows": 1_500,
+    "verdict": "drop",
+    "method": "cbpe",
+    "metrics": {"accuracy": 0.712, "f1_macro": 0.65},
+    "reference": {"accuracy": 0.8, "f1_macro": 0.74},
+    "changes": {"accuracy": -0.088, "f1_macro": -0.09},
+    "dropped": ["accuracy", "f1_macro"],
+    "notes": [],
+    "model_version": 3,
+    "realized": {"rows": 640, "metrics": {"accuracy": 0.7}},
+    "errors": {"accuracy": 0.012},
+}
+
+
 @pytest.fixture
 def checks(local: Local) -> Local:
-    """Two stored checks: an older one without drift, the latest with drift."""
+    """Two stored checks: an older one without drift (stored before label-free estimates),
+    the latest with drift and an estimated drop."""
     s3 = local.client("s3")
     for check_id, verdict in ((LATEST, "drift"), (OLDER, "no_drift")):
         result = _result(check_id, verdict)
+        if check_id == LATEST:
+            result.update(format_version=2, estimate=ESTIMATE)
         s3.put_object(Bucket=BUCKET, Key=result["result_key"], Body=json.dumps(result))
         s3.put_object(
             Bucket=BUCKET,
@@ -193,6 +211,10 @@ def test_drift_show_prints_the_latest_check(checks: Local) -> None:
     assert "retrain: requested (data drift and a performance drop), execution drift-20261127" in (
         result.output
     )
+    assert (
+        "estimate: drop on 1,500 rows without labels: accuracy 0.7120 (reference 0.8000, "
+        "realized 0.7000); f1_macro 0.6500 (reference 0.7400)"
+    ) in " ".join(result.output.split())
     assert "model version 3: 1,500 rows, drift, 2 drifted" in result.output
     assert "model version 2: 300 rows, no_drift, 0 drifted" in result.output
     assert "model version 7: 25 rows, not compared: no reference profile" in result.output
@@ -222,7 +244,8 @@ def test_drift_show_json_prints_the_stored_document_only(checks: Local) -> None:
     result = mlops("drift", "show", "--json")
 
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == _result(LATEST, "drift")
+    stored = {**_result(LATEST, "drift"), "format_version": 2, "estimate": ESTIMATE}
+    assert json.loads(result.stdout) == stored
 
 
 def test_drift_show_open_saves_the_report_and_opens_it(
@@ -417,7 +440,12 @@ def test_drift_list_shows_the_latest_checks_newest_first(checks: Local) -> None:
 
     assert result.exit_code == 0, result.output
     assert result.output.index(LATEST) < result.output.index(OLDER)
+    assert "0.7120 / 0.7000" in result.output  # the estimate beside the realized accuracy
     assert [c["check_id"] for c in json.loads(only_latest.stdout)] == [LATEST]
+    newest, older = json.loads(mlops("drift", "list", "--json").stdout)
+    assert newest["estimate"] == "drop" and newest["estimated_accuracy"] == 0.712
+    assert newest["realized_accuracy"] == 0.7
+    assert older["estimate"] is None  # a result from before estimates
 
 
 def test_an_unknown_model_is_one_line_naming_the_configured_ones(portfolio: Local) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
 
 from functions.adapters.registry.model_registry import ModelRegistry
@@ -38,17 +39,28 @@ def _config(**drift: Any) -> MlopsConfig:
     return config.model_copy(update={"drift": config.drift.model_copy(update=drift)})
 
 
-def _register(cloud: Any, version: int = 1, model: str = MODEL) -> None:
+def _register(
+    cloud: Any, version: int = 1, model: str = MODEL, *, calibrated: bool = False
+) -> dict[str, Any]:
+    """A registered version of `model` and its reference profile (returned); `calibrated`:
+    with the calibration of its held-out probabilities (`churn_reference`)."""
     train = churn_frame(3_000, seed=1, duplicate_share=0.0)
     schema = load_config(REPO / "mlops.toml").dataset.features
     assert schema is not None
-    profile = churn_reference(train, schema, sample_rows=1_000, predictions=600)
+    profile = churn_reference(
+        train,
+        schema,
+        sample_rows=1_000,
+        predictions=4_000 if calibrated else 600,
+        calibrated=calibrated,
+    )
     prefix = f"models/{model}/{version}/"
     cloud.s3.put_object(
         Bucket=cloud.bucket, Key=prefix + "reference_profile.json", Body=json.dumps(profile)
     )
     registry = ModelRegistry(cloud.table)
     registry.put_version(monitored_version(model, registry.allocate_version(model), METRICS))
+    return profile
 
 
 def _rows(count: int, seed: int, shift: bool = False) -> list[dict[str, Any]]:
@@ -68,15 +80,18 @@ def _capture(
     version: int = 1,
     predict: str = "no",
     model: str = MODEL,
+    scores: list[float] | None = None,
 ) -> list[str]:
     """One capture object as Firehose writes it: a columnar record per request of 50 rows
-    (the predict function's log lines); returns the request ids."""
+    (the predict function's log lines); returns the request ids. `scores`: each row's P(yes)
+    (the prediction its argmax), else every row predicted `predict` at P(yes) 0.3."""
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     lines, ids = [], []
     for start in range(0, len(rows), 50):
         request_id = f"{name}-{start // 50}"
         ids.append(request_id)
         chunk = rows[start : start + 50]
+        yes = scores[start : start + 50] if scores is not None else [0.3] * len(chunk)
         record = {
             "record": "capture",
             "format_version": 2,
@@ -91,8 +106,12 @@ def _capture(
             "rows": len(chunk),
             "request_rows": len(chunk),
             "columns": {feature: [row.get(feature) for row in chunk] for feature in chunk[0]},
-            "predictions": [predict] * len(chunk),
-            "probabilities": [[0.7, 0.3]] * len(chunk),
+            "predictions": (
+                ["yes" if p >= 0.5 else "no" for p in yes]
+                if scores is not None
+                else [predict] * len(chunk)
+            ),
+            "probabilities": [[1.0 - p, p] for p in yes],
             "classes": ["no", "yes"],
             "latency_ms": 0.5,
             "error": None,
@@ -164,6 +183,9 @@ def test_same_distribution_traffic_is_no_drift_and_writes_the_reports(
     assert "<html" in html.lower() and "monthly_charges" in html
     assert result["retrain"]["requested"] is False and result["retrain"]["reason"] is None
     assert drift_events() == []
+    # The profile has no calibration (as one written before estimates): none, never an error.
+    assert result["estimate"]["verdict"] == "unavailable"
+    assert "no calibration" in result["estimate"]["notes"][0]
 
 
 def test_each_check_reads_only_what_was_captured_since_the_previous_one(cloud: Any) -> None:
@@ -395,3 +417,79 @@ def test_the_handler_checks_the_model_its_event_names(
     for bad in ("nope", 3, ""):
         with pytest.raises(BadRequestError, match=r"is not configured \(models: churn, churn-rf\)"):
             model_of({"model": bad}, config)
+
+
+def _feedback(cloud: Any, ids: list[str], labels: list[str]) -> None:
+    """The API's feedback objects labelling every row of the requests `ids` (50 rows each)."""
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    for index, label in enumerate(labels):
+        request_id, row = ids[index // 50], index % 50
+        cloud.s3.put_object(
+            Bucket=cloud.bucket,
+            Key=f"feedback/dt={day}/{request_id}-{row}.json",
+            Body=json.dumps({"request_id": request_id, "row": row, "label": label}),
+        )
+
+
+def test_captured_probabilities_give_an_estimate_kept_beside_the_realized_performance(
+    cloud: Any, drift_events: Callable[[], list[dict[str, Any]]]
+) -> None:
+    profile = _register(cloud, calibrated=True)
+    rng = np.random.default_rng(71)
+    scores = (rng.random(600) * 0.8).tolist()  # as the held-out rows: no shift
+    ids = _capture(cloud, "scored", _rows(600, seed=71), scores=scores)
+    labels = ["yes" if draw < p else "no" for draw, p in zip(rng.random(600), scores, strict=True)]
+    _feedback(cloud, ids, labels)
+
+    # (The registered metrics are above this stand-in model's: no live drop either.)
+    config = _config(auto_retrain=True, estimate_tolerance=0.05, performance_tolerance=0.2)
+    result = _check(cloud, config)
+
+    estimate = result["estimate"]
+    assert estimate["verdict"] == "ok" and estimate["rows"] == 600
+    assert estimate["model_version"] == 1 and estimate["method"] == "cbpe"
+    assert estimate["reference"] == profile["calibration"]["reference"]
+    realized = result["performance"]["metrics"]
+    assert estimate["realized"]["metrics"] == realized
+    # The estimate is within sampling error of the accuracy the labels then realize.
+    hits = [(p >= 0.5) == (label == "yes") for p, label in zip(scores, labels, strict=True)]
+    truth = np.mean(hits)
+    assert realized["accuracy"] == pytest.approx(truth)
+    assert abs(estimate["metrics"]["accuracy"] - realized["accuracy"]) < 0.06
+    assert estimate["errors"]["accuracy"] == pytest.approx(
+        estimate["metrics"]["accuracy"] - realized["accuracy"]
+    )
+    stored = json.loads(cloud.body(result["result_key"]))
+    assert stored["format_version"] == 2 and stored["estimate"] == estimate
+    assert stored["versions"][0]["estimate"]["metrics"] == estimate["metrics"]
+    html = cloud.body(result["report_key"]).decode()
+    assert "Estimated performance" in html and "realized" in html.lower()
+    assert summary(result)["estimate"] == estimate
+    assert result["retrain"]["requested"] is False and drift_events() == []
+
+
+def test_an_estimated_drop_without_labels_detects_drift_and_requests_retraining(
+    cloud: Any, drift_events: Callable[[], list[dict[str, Any]]]
+) -> None:
+    _register(cloud, calibrated=True)
+    # The same inputs, but the model is unsure of every row: its expected accuracy falls.
+    scores = (0.35 + np.random.default_rng(81).random(600) * 0.3).tolist()
+    _capture(cloud, "unsure", _rows(600, seed=81), scores=scores)
+    config = _config(auto_retrain=True, retrain_with_feedback=False, estimate_tolerance=0.05)
+
+    result = _check(cloud, config)
+
+    assert result["verdict"] == "no_drift"  # the inputs did not move
+    estimate = result["estimate"]
+    assert estimate["verdict"] == "drop" and "accuracy" in estimate["dropped"]
+    assert estimate["changes"]["accuracy"] < -0.05 and estimate["realized"] is None
+    assert result["retrain"]["requested"] is True
+    assert "estimated performance dropped" in result["retrain"]["reason"]
+    [event] = drift_events()
+    assert event["estimate"] == "drop" and "estimated performance" in event["reason"]
+
+    # Without a tolerance the same window is estimated but raises nothing.
+    _capture(cloud, "unsure-again", _rows(600, seed=82), scores=scores)
+    quiet = _check(cloud, _config(auto_retrain=True, estimate_tolerance=None))
+    assert quiet["estimate"]["verdict"] == "ok" and quiet["estimate"]["changes"]["accuracy"] < -0.05
+    assert quiet["retrain"]["requested"] is False and drift_events() == []

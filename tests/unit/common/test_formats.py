@@ -26,6 +26,7 @@ from functions.common.contracts import (
 )
 from functions.common.records import capture_record, feedback_item, record_rows
 from functions.ml.drift.engine import DriftAccumulator
+from functions.ml.drift.estimate import EstimateAccumulator
 from functions.ml.onnx_model import Signature
 from functions.serving.features import feature_specs
 from tests.helpers import REPO
@@ -129,6 +130,8 @@ def _drift_result(doc: dict[str, Any]) -> None:
     assert doc["verdict"] in ("drift", "no_drift", "insufficient_data")
     assert doc["check_id"] and doc["result_key"].endswith(f"{doc['check_id']}/result.json")
     assert all(v["model_version"] >= 1 and "report" in v for v in doc["versions"])
+    # `mlops drift show` and the report read the estimate (none before version 2).
+    assert all("estimate" in v for v in doc["versions"]) and "estimate" in doc
 
 
 def _batch_manifest(doc: dict[str, Any]) -> None:
@@ -149,6 +152,10 @@ def _profile(doc: dict[str, Any]) -> None:
     assert accumulator.rows == 0 and doc["features"] and doc["predictions"]
     if "importance" in doc:
         assert set(doc["importance"]["critical"]) <= set(doc["features"])
+    if "calibration" in doc:
+        # The label-free estimate calibrates captured probabilities with these maps.
+        estimate = EstimateAccumulator(doc["calibration"])
+        assert estimate.classes == doc["predictions"]["classes"] and estimate.reference
 
 
 def _checkpoint(doc: dict[str, Any]) -> None:
@@ -332,10 +339,11 @@ def test_every_fixture_reads_in_the_current_shape(name: str, version: int, path:
             assert formats.read(name, formats.stamp(name, document)) == current
 
 
-def test_a_version_1_profile_reads_as_version_2_without_importance() -> None:
+def test_a_version_1_profile_reads_as_current_without_importance_or_calibration() -> None:
     [v1] = _documents(FIXTURES / formats.REFERENCE_PROFILE / "v1.json")
     current = formats.read(formats.REFERENCE_PROFILE, v1)
-    assert current[formats.FIELD] == 2 and "importance" not in current
+    assert current[formats.FIELD] == 3 and "importance" not in current
+    assert "calibration" not in current
     assert v1[formats.FIELD] == 1, "reading never changes the stored document"
 
 

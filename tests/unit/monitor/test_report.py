@@ -396,3 +396,35 @@ def test_bin_labels_are_shown_whole_and_fit_inside_the_chart() -> None:
     shown = Page(html).visible()
     assert long_label in shown
     assert "-0.0123 to 1.23e+03" in shown and "1.23e+03 to 9.88e+04" in shown
+
+
+def test_the_estimate_is_shown_beside_the_realized_metrics_or_why_there_is_none() -> None:
+    result = _result()
+    result["estimate"] = {
+        "rows": 1_200,
+        "verdict": "drop",
+        "method": "cbpe",
+        "metrics": {"accuracy": 0.7123, "roc_auc": 0.8011},
+        "reference": {"accuracy": 0.8, "roc_auc": 0.85},
+        "changes": {"accuracy": -0.0877, "roc_auc": -0.0489},
+        "dropped": ["accuracy"],
+        "notes": [],
+        "model_version": 4,
+        "realized": {"rows": 300, "metrics": {"accuracy": 0.7}},
+        "errors": {"accuracy": 0.0123},
+    }
+    page = render_html(result)
+    section = page[page.index("Estimated performance") :]
+    assert "1,200 row(s) of model version 4" in section
+    row = section[
+        section.index("<td>accuracy") : section.index("</tr>", section.index("<td>accuracy"))
+    ]
+    assert all(figure in row for figure in ("0.7123", "0.8000", "-0.0877", "0.7000", "+0.0123"))
+    assert 'class="badge drop"' in row
+    result["estimate"] = {
+        **result["estimate"],
+        "verdict": "unavailable",
+        "metrics": {},
+        "notes": ["regression: no label-free estimate"],
+    }
+    assert "regression: no label-free estimate" in render_html(result)
