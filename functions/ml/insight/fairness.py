@@ -48,8 +48,6 @@ def _attribute(labels: np.ndarray, scores: Scores, privacy: Privacy) -> dict[str
     from fairlearn.metrics import (
         MetricFrame,
         count,
-        demographic_parity_difference,
-        equalized_odds_difference,
         false_positive_rate,
         selection_rate,
         true_positive_rate,
@@ -72,7 +70,7 @@ def _attribute(labels: np.ndarray, scores: Scores, privacy: Privacy) -> dict[str
     with warnings.catch_warnings():
         # a group without positives (or negatives) has an undefined rate: reported as null
         warnings.simplefilter("ignore")
-        frame = MetricFrame(
+        metric_frame = MetricFrame(
             metrics={
                 "rows": count,
                 "selection_rate": selection_rate,
@@ -82,13 +80,17 @@ def _attribute(labels: np.ndarray, scores: Scores, privacy: Privacy) -> dict[str
             y_true=y_true,
             y_pred=y_pred,
             sensitive_features=groups,
-        ).by_group
+        )
+        frame = metric_frame.by_group
         if len(kept) > 1:
-            result["demographic_parity_difference"] = _number(
-                demographic_parity_difference(y_true, y_pred, sensitive_features=groups)
-            )
+            # fairlearn's own definitions, from the one MetricFrame (its
+            # `demographic_parity_difference` and `equalized_odds_difference` each build
+            # their own frames of the same rates): the between-groups difference of the
+            # selection rate; the worse of those of the true and false positive rates
+            gaps = metric_frame.difference(method="between_groups")
+            result["demographic_parity_difference"] = _number(gaps["selection_rate"])
             result["equalized_odds_difference"] = _number(
-                equalized_odds_difference(y_true, y_pred, sensitive_features=groups)
+                max(gaps["true_positive_rate"], gaps["false_positive_rate"])
             )
     result["groups"] = [
         {

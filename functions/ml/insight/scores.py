@@ -78,7 +78,20 @@ class Scores:
             truth = self.positive[mask]
             if truth.all() or not truth.any():
                 return 0.5
-            return float(skm.roc_auc_score(truth, self.probabilities[mask, 1]))
+            return roc_auc(truth, self.probabilities[mask, 1])
         truth = np.asarray(self.y_true).astype(str)[mask]
         predicted = np.asarray(self.labels).astype(str)[mask]
         return float(skm.f1_score(truth, predicted, average="macro", zero_division=0))
+
+
+def roc_auc(truth: np.ndarray, score: np.ndarray) -> float:
+    """The area under the ROC curve of `score` for the boolean `truth` (both classes present),
+    as the Mann-Whitney statistic: the chance that a positive row scores above a negative one,
+    ties counting half. The same value as scikit-learn's `roc_auc_score`, without its input
+    validation, which costs more than the computation on a slice."""
+    from scipy.stats import rankdata
+
+    positives = int(truth.sum())
+    negatives = len(truth) - positives
+    ranks = rankdata(score)
+    return float((ranks[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 from sklearn import metrics as skm
 
 from functions.common.config.dataset import FeatureType, Task
@@ -166,6 +167,13 @@ def test_a_disparate_model_is_flagged_and_the_fairness_gate_rejects_it() -> None
         abs(rates["male"] - rates["female"])
     )
     assert table["demographic_parity_difference"] > 0.25
+    truth = holdout["label"].to_numpy() == "yes"
+    assert table["demographic_parity_difference"] == pytest.approx(
+        demographic_parity_difference(truth, predicted, sensitive_features=holdout["gender"])
+    )
+    assert table["equalized_odds_difference"] == pytest.approx(
+        equalized_odds_difference(truth, predicted, sensitive_features=holdout["gender"])
+    )
     assert {group["group"]: group["selection_rate"] for group in table["groups"]} == (
         pytest.approx(rates)
     )
