@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -21,7 +22,13 @@ from functions.adapters.storage import ObjectStore
 from functions.common import formats
 from functions.common.config.dataset import FeatureType, Task
 from functions.common.config.loading import MlopsConfig, deployed_model_config
-from functions.common.contracts import EvaluationResult, ModelVersion, PipelineState, TrainingRun
+from functions.common.contracts import (
+    Criterion,
+    EvaluationResult,
+    ModelVersion,
+    PipelineState,
+    TrainingRun,
+)
 from functions.common.errors import ArtifactIntegrityError
 from functions.common.layout import EVALUATION_FILE, SIGNATURE_FILE
 from functions.common.observability import logger, metrics
@@ -49,34 +56,17 @@ def evaluate(state: PipelineState) -> EvaluationResult:
 
     holdout = scorer.holdout(training)
     candidate_model = scorer.model(training.onnx_key, training.signature_key, training.onnx_sha256)
-    candidate, candidate_insight = scored(
-        candidate_model, holdout, config, calibration_method=config.model.calibrate
-    )
-
     champion_version = _champion(registry, training.model_name)
-    champion = champion_insight = None
+    champion_model = None
     if champion_version is not None:
         champion_model = scorer.model(
             champion_version.onnx_key,
             champion_version.prefix + SIGNATURE_FILE,
             champion_version.onnx_sha256,
         )
-        # the champion's insight is measured on the candidate's slices, to compare them
-        champion, champion_insight = scored(
-            champion_model, holdout, config, schema=candidate_model.signature.schema
-        )
-
-    classes = candidate_model.signature.classes or []
-    passed, criteria = apply_gate(
-        candidate=candidate.metrics,
-        champion=champion.metrics if champion else None,
-        gate=config.gate,
-        task=Task(training.task),
-        n_classes=len(classes),
-    )
-    fairness = fairness_criteria(candidate_insight["fairness"], config.gate.fairness)
-    criteria = [*criteria, *fairness]
-    passed = passed and all(criterion.passed for criterion in fairness)
+    judged = judge(candidate_model, champion_model, holdout, config)
+    candidate, champion = judged.candidate, judged.champion
+    passed, criteria = judged.passed, judged.criteria
     result = EvaluationResult(
         run_id=training.run_id,
         metrics=candidate.metrics,
@@ -96,7 +86,7 @@ def evaluate(state: PipelineState) -> EvaluationResult:
                 "result": result.model_dump(mode="json"),
                 "candidate": candidate.to_dict(),
                 "champion": champion.to_dict() if champion else None,
-                "insight": {"candidate": candidate_insight, "champion": champion_insight},
+                "insight": judged.insight,
             },
         ),
     )
@@ -157,6 +147,52 @@ class Scorer:
 
     def score(self, model: OnnxModel, holdout: pd.DataFrame) -> Evaluation:
         return score(model, holdout)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The candidate and the champion scored on the same held-out rows, their insight
+    (`{"candidate": ..., "champion": ... or None}`) and the gate's decision."""
+
+    candidate: Evaluation
+    champion: Evaluation | None
+    insight: dict[str, Any]
+    passed: bool
+    criteria: list[Criterion]
+
+
+def judge(
+    candidate_model: OnnxModel,
+    champion_model: OnnxModel | None,
+    holdout: pd.DataFrame,
+    config: MlopsConfig,
+) -> Judged:
+    """Score both models on `holdout`, measure their insight (the champion's on the
+    candidate's slices, to compare them) and apply the gate, `[gate.fairness]` included."""
+    candidate, candidate_insight = scored(
+        candidate_model, holdout, config, calibration_method=config.model.calibrate
+    )
+    champion = champion_insight = None
+    if champion_model is not None:
+        champion, champion_insight = scored(
+            champion_model, holdout, config, schema=candidate_model.signature.schema
+        )
+    signature = candidate_model.signature
+    passed, criteria = apply_gate(
+        candidate=candidate.metrics,
+        champion=champion.metrics if champion else None,
+        gate=config.gate,
+        task=Task(signature.task),
+        n_classes=len(signature.classes or []),
+    )
+    fairness = fairness_criteria(candidate_insight["fairness"], config.gate.fairness)
+    return Judged(
+        candidate=candidate,
+        champion=champion,
+        insight={"candidate": candidate_insight, "champion": champion_insight},
+        passed=passed and all(criterion.passed for criterion in fairness),
+        criteria=[*criteria, *fairness],
+    )
 
 
 def insight_settings(config: MlopsConfig) -> InsightSettings:
