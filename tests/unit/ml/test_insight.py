@@ -312,3 +312,37 @@ def test_a_column_the_held_out_rows_lack_is_named() -> None:
         model_insight(
             frame, scores, schema=SCHEMA, settings=InsightSettings(slice_features=["nope"])
         )
+
+
+@pytest.mark.parametrize("method", ["isotonic", "sigmoid"])
+def test_a_calibrated_multiclass_model_with_a_grid_passes_parity(method: str) -> None:
+    """The grid names the estimator's own parameters; inside the calibration wrapper they are
+    searched as such, and the run records them under their own names."""
+    frame = _rows(1500, 8)
+    noise = np.random.default_rng(8).normal(size=len(frame))
+    frame["label"] = np.where(
+        frame["x1"] + noise > 0.5, "high", np.where(frame["x1"] < -0.5, "low", "mid")
+    )
+    split = split_dataset(frame, target="label", task=Task.CLASSIFICATION, test_size=0.4, seed=0)
+    fitted = fit_model(
+        split.train,
+        target="label",
+        task=Task.CLASSIFICATION,
+        schema=SCHEMA,
+        model=ModelConfig(calibrate=method, grid={"C": [0.1, 1.0]}),
+        estimator="logistic_regression",
+    )
+    assert fitted.params["C"] in (0.1, 1.0)
+    assert fitted.search is not None
+    assert [set(c["params"]) for c in fitted.search["candidates"]] == [{"C"}, {"C"}]
+    onnx, signature = export_onnx(
+        fitted.pipeline, schema=SCHEMA, target="label", task=Task.CLASSIFICATION, train=split.train
+    )
+    report = check_parity(fitted.pipeline, OnnxModel(onnx, signature), split.test, tolerance=1e-4)
+    assert report.passed and signature.classes == ["high", "low", "mid"]
+
+
+def test_calibrating_a_boosting_framework_is_refused_naming_it() -> None:
+    pytest.importorskip("lightgbm")
+    with pytest.raises(ValueError, match="model.calibrate is not available for lightgbm"):
+        _fit(_rows(300, 9), estimator="lightgbm", calibrate="sigmoid")
