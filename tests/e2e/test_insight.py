@@ -7,8 +7,7 @@ rejects the candidate, whose selection rate differs by gender through the contra
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +18,19 @@ from functions.common import formats
 from functions.common.contracts import model_outcome
 from functions.ml import sample_data
 from infra.local import LocalCloud
-from infra.local.synth import synthesize
 from tests.helpers.config import ABSOLUTE_GATE, repo_config
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 FAIRNESS_GATE = "[gate.fairness]\nmax_demographic_parity_difference = 0.1\n\n"
 
 
-def _config(tmp: Path) -> Path:
+def _config() -> str:
     text = repo_config(gate=ABSOLUTE_GATE + FAIRNESS_GATE)
     text = text.replace(
         "[dataset.features]",
         'fairness_attributes = ["gender"]\nsensitive = { region = "hash" }\n\n[dataset.features]',
         1,
     )
-    text = text.replace("[model]\n", '[model]\ncalibrate = "isotonic"\n', 1)
-    path = tmp / "mlops.toml"
-    path.write_text(text)
-    return path
+    return text.replace("[model]\n", '[model]\ncalibrate = "isotonic"\n', 1)
 
 
 def _drop(rows: int, seed: int) -> bytes:
@@ -50,19 +44,12 @@ def _drop(rows: int, seed: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("insight")
-    config = _config(tmp)
-    previous = os.environ.get("MLOPS_CONFIG")
-    os.environ["MLOPS_CONFIG"] = str(config)
-    try:
-        synthesize(REPO_ROOT, tmp / "cdk.out")
-    finally:
-        if previous is None:
-            os.environ.pop("MLOPS_CONFIG")
-        else:
-            os.environ["MLOPS_CONFIG"] = previous
-    with LocalCloud.start(tmp / "cdk.out", mode="server", port=0, state_dir=tmp / "state") as cloud:
+def outcome(
+    tmp_path_factory: pytest.TempPathFactory, synth_with_config: Callable[[str], Path]
+) -> Iterator[dict[str, Any]]:
+    cdk_out = synth_with_config(_config())
+    state = tmp_path_factory.mktemp("insight-state")
+    with LocalCloud.start(cdk_out, mode="server", port=0, state_dir=state) as cloud:
         bucket = cloud.outputs["DataBucketName"]
         s3 = cloud.client("s3")
         key = "raw/churn/with-gender.csv"
