@@ -388,8 +388,9 @@ def fit_model(
                 "converts a calibrated LightGBM or XGBoost model with probabilities that differ "
                 "from the model's (measured: by up to 0.46), so it could not pass parity"
             )
+        last = pipeline.steps[-1][0]
         pipeline = calibrated(pipeline, model.calibrate, folds=model.cv_folds, seed=model.seed)
-        grid_names = {_calibrated_name(name): values for name, values in grid_names.items()}
+        grid_names = {_calibrated_name(name, last): values for name, values in grid_names.items()}
     started = time.perf_counter()
     if not model.grid:
         pipeline.fit(features, y)
@@ -438,10 +439,11 @@ def calibrated(pipeline: Pipeline, method: str, *, folds: int, seed: int) -> Pip
     return Pipeline([*pipeline.steps[:-1], (name, wrapped)])
 
 
-def _calibrated_name(name: str) -> str:
-    """A grid parameter of the model step, as it is named inside the calibration wrapper."""
+def _calibrated_name(name: str, last: str) -> str:
+    """A grid parameter as it is named once the last step (`last`) is wrapped for
+    calibration: the last step's own parameters move inside the wrapper, others stay."""
     step, _, rest = name.partition("__")
-    return f"{step}__{CALIBRATED_STEP}__{rest}" if rest else name
+    return f"{step}__{CALIBRATED_STEP}__{rest}" if step == last and rest else name
 
 
 def _search_record(search: GridSearchCV, metric: str, folds: int) -> dict[str, Any]:
