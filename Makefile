@@ -102,6 +102,7 @@ bench: venv .venv-evidently/.installed .venv-nannyml/.installed  ## every benchm
 	@status=0; \
 	$(PY) bench/ingest_memory.py || status=1; \
 	$(PY) bench/train_overhead.py --threads 1 || status=1; \
+	$(PY) bench/insight.py || status=1; \
 	$(PY) bench/predict.py || status=1; \
 	$(PY) bench/oip_binary.py || status=1; \
 	$(PY) bench/predict_models.py || status=1; \

@@ -125,7 +125,7 @@ class Criterion(Contract):
     """One gate criterion and its outcome (MLflow `MetricThreshold` semantics)."""
 
     metric: str
-    kind: Literal["threshold", "min_absolute_change", "min_relative_change"]
+    kind: Literal["threshold", "min_absolute_change", "min_relative_change", "max_difference"]
     candidate: float | None
     champion: float | None = None
     bound: float

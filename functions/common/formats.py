@@ -156,6 +156,11 @@ def _rollout_decision_2(document: dict[str, Any]) -> dict[str, Any]:
     return {"tests": [], "expired": False, **document}
 
 
+def _evaluation_2(document: dict[str, Any]) -> dict[str, Any]:
+    """Evaluation 1 -> 2: no insight was measured then."""
+    return {"insight": None, **document}
+
+
 REFERENCE_PROFILE = "reference-profile"
 DATASET_MANIFEST = "dataset-manifest"
 DATASET_VERSION_ITEM = "dataset-version-item"
@@ -283,7 +288,12 @@ FORMATS: Mapping[str, StoredFormat] = {
         StoredFormat(
             EVALUATION,
             "models/<model>/runs/<run id>/evaluation.json (and each version's copy)",
-            (_FIRST,),
+            (
+                _FIRST,
+                "adds `insight` (`candidate` and `champion`: slices, fairness, calibration, "
+                "thresholds, `functions.ml.insight`); a version 1 document reads with it null",
+            ),
+            (_evaluation_2,),
         ),
         StoredFormat(ERASURE_AUDIT, "audit/erasure/<erasure id>.json", (_FIRST,)),
         StoredFormat(

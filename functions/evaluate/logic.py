@@ -1,13 +1,18 @@
 """Evaluate orchestration: load the run's held-out rows and candidate ONNX model (checked
 against the sha256 recorded at training), load the champion behind alias `production`
-(checked against its registered sha256), score both through onnxruntime, apply the gate and
-write `evaluation.json` beside the run's artifacts."""
+(checked against its registered sha256), score both through onnxruntime, measure both models'
+insight on the same rows (`functions.ml.insight`: slices, fairness, calibration, thresholds),
+apply the gate (with `[gate.fairness]`) and write `evaluation.json` beside the run's
+artifacts."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 import pandas as pd
 from aws_lambda_powertools.metrics import MetricUnit
@@ -15,15 +20,22 @@ from aws_lambda_powertools.metrics import MetricUnit
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
 from functions.common import formats
-from functions.common.config.dataset import Task
-from functions.common.config.loading import deployed_model_config
-from functions.common.contracts import EvaluationResult, ModelVersion, PipelineState, TrainingRun
+from functions.common.config.dataset import FeatureType, Task
+from functions.common.config.loading import MlopsConfig, deployed_model_config
+from functions.common.contracts import (
+    Criterion,
+    EvaluationResult,
+    ModelVersion,
+    PipelineState,
+    TrainingRun,
+)
 from functions.common.errors import ArtifactIntegrityError
 from functions.common.layout import EVALUATION_FILE, SIGNATURE_FILE
 from functions.common.observability import logger, metrics
 from functions.common.settings import stage_settings
 from functions.ml.features import target_array
-from functions.ml.gate import apply_gate
+from functions.ml.gate import apply_gate, fairness_criteria
+from functions.ml.insight import InsightSettings, Privacy, model_insight, scores_of
 from functions.ml.metrics import Evaluation, evaluate_predictions
 from functions.ml.onnx_model import OnnxModel, Signature
 
@@ -44,26 +56,17 @@ def evaluate(state: PipelineState) -> EvaluationResult:
 
     holdout = scorer.holdout(training)
     candidate_model = scorer.model(training.onnx_key, training.signature_key, training.onnx_sha256)
-    candidate = scorer.score(candidate_model, holdout)
-
     champion_version = _champion(registry, training.model_name)
-    champion = None
+    champion_model = None
     if champion_version is not None:
         champion_model = scorer.model(
             champion_version.onnx_key,
             champion_version.prefix + SIGNATURE_FILE,
             champion_version.onnx_sha256,
         )
-        champion = scorer.score(champion_model, holdout)
-
-    classes = candidate_model.signature.classes or []
-    passed, criteria = apply_gate(
-        candidate=candidate.metrics,
-        champion=champion.metrics if champion else None,
-        gate=config.gate,
-        task=Task(training.task),
-        n_classes=len(classes),
-    )
+    judged = judge(candidate_model, champion_model, holdout, config)
+    candidate, champion = judged.candidate, judged.champion
+    passed, criteria = judged.passed, judged.criteria
     result = EvaluationResult(
         run_id=training.run_id,
         metrics=candidate.metrics,
@@ -83,6 +86,7 @@ def evaluate(state: PipelineState) -> EvaluationResult:
                 "result": result.model_dump(mode="json"),
                 "candidate": candidate.to_dict(),
                 "champion": champion.to_dict() if champion else None,
+                "insight": judged.insight,
             },
         ),
     )
@@ -143,6 +147,95 @@ class Scorer:
 
     def score(self, model: OnnxModel, holdout: pd.DataFrame) -> Evaluation:
         return score(model, holdout)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The candidate and the champion scored on the same held-out rows, their insight
+    (`{"candidate": ..., "champion": ... or None}`) and the gate's decision."""
+
+    candidate: Evaluation
+    champion: Evaluation | None
+    insight: dict[str, Any]
+    passed: bool
+    criteria: list[Criterion]
+
+
+def judge(
+    candidate_model: OnnxModel,
+    champion_model: OnnxModel | None,
+    holdout: pd.DataFrame,
+    config: MlopsConfig,
+) -> Judged:
+    """Score both models on `holdout`, measure their insight (the champion's on the
+    candidate's slices, to compare them) and apply the gate, `[gate.fairness]` included."""
+    candidate, candidate_insight = scored(
+        candidate_model, holdout, config, calibration_method=config.model.calibrate
+    )
+    champion = champion_insight = None
+    if champion_model is not None:
+        champion, champion_insight = scored(
+            champion_model, holdout, config, schema=candidate_model.signature.schema
+        )
+    signature = candidate_model.signature
+    passed, criteria = apply_gate(
+        candidate=candidate.metrics,
+        champion=champion.metrics if champion else None,
+        gate=config.gate,
+        task=Task(signature.task),
+        n_classes=len(signature.classes or []),
+    )
+    fairness = fairness_criteria(candidate_insight["fairness"], config.gate.fairness)
+    return Judged(
+        candidate=candidate,
+        champion=champion,
+        insight={"candidate": candidate_insight, "champion": champion_insight},
+        passed=passed and all(criterion.passed for criterion in fairness),
+        criteria=[*criteria, *fairness],
+    )
+
+
+def insight_settings(config: MlopsConfig) -> InsightSettings:
+    """What `model_insight` measures for a model's config view."""
+    dataset, card = config.dataset, config.model_card
+    return InsightSettings(
+        slice_features=card.slice_features,
+        quantile_feature=card.quantile_feature,
+        quantile_bins=card.quantile_bins,
+        fairness_attributes=dataset.fairness_attributes,
+        privacy=Privacy(dataset.sensitive, dataset.hash_salt, card.min_slice_rows),
+    )
+
+
+def scored(
+    model: OnnxModel,
+    holdout: pd.DataFrame,
+    config: MlopsConfig,
+    *,
+    calibration_method: str | None = None,
+    schema: Mapping[str, FeatureType] | None = None,
+) -> tuple[Evaluation, dict[str, Any]]:
+    """The model's metrics and insight on the held-out rows, from one pass through
+    onnxruntime. `schema`: the features whose slices are measured (default: the model's)."""
+    signature = model.signature
+    task = Task(signature.task)
+    prediction = model.predict(holdout)
+    y_true = target_array(holdout, signature.target, task)
+    evaluation = evaluate_predictions(
+        task=task,
+        y_true=y_true,
+        labels=prediction.labels,
+        probabilities=prediction.probabilities,
+        classes=signature.classes,
+    )
+    insight = model_insight(
+        holdout,
+        scores_of(task, y_true, prediction.labels, prediction.probabilities, signature.classes),
+        schema=signature.schema if schema is None else schema,
+        settings=insight_settings(config),
+        calibration_method=calibration_method,
+    )
+    return evaluation, insight
 
 
 def score(model: OnnxModel, holdout: pd.DataFrame) -> Evaluation:

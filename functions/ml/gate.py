@@ -30,9 +30,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 from functions.common.config.dataset import Task
+from functions.common.config.insight import FairnessGateConfig
 from functions.common.config.training import GateConfig, MetricThreshold
 from functions.common.contracts import Criterion
 from functions.ml.metrics import GREATER_IS_BETTER, primary_metric
@@ -88,6 +89,47 @@ def apply_gate(
             if bound is not None:
                 criteria.append(_change(kind, metric, value, champion, bound, greater))
     return all(criterion.passed for criterion in criteria), criteria
+
+
+def fairness_criteria(
+    fairness: Mapping[str, Any] | None, bounds: FairnessGateConfig
+) -> list[Criterion]:
+    """`[gate.fairness]`: one criterion per configured bound and fairness attribute, failed
+    when the candidate's difference (`functions.ml.insight.fairness`) exceeds the bound (the
+    bound itself passes). Without a fairness table (a multiclass classifier, whose
+    disparities are not measured) or with an undefined difference, a configured bound fails:
+    a fairness requirement is never waived silently."""
+    criteria: list[Criterion] = []
+    for metric, bound in bounds.bounds.items():
+        if fairness is None:
+            message = (
+                f"{metric}: not measured (fairness is measured for binary classifiers on "
+                "dataset.fairness_attributes); gate.fairness requires it"
+            )
+            criteria.append(_max_difference(metric, None, bound, message))
+            continue
+        for attribute, table in fairness["attributes"].items():
+            value = table.get(metric)
+            passed = value is not None and math.isfinite(value) and value <= bound
+            shown = "undefined" if value is None else _format(float(value), bound)[0]
+            verdict = "<=" if passed else ">" if value is not None else "is not"
+            message = f"{metric} across {attribute} {shown} {verdict} max {_format(bound)[0]}"
+            criteria.append(_max_difference(metric, value, bound, message, passed))
+    return criteria
+
+
+def _max_difference(
+    metric: str, value: float | None, bound: float, message: str, passed: bool = False
+) -> Criterion:
+    return Criterion(
+        metric=metric,
+        kind="max_difference",
+        candidate=value,
+        bound=bound,
+        greater_is_better=False,
+        passed=passed,
+        message=message,
+    )
 
 
 def _greater_is_better(metric: str, spec: MetricThreshold) -> bool:

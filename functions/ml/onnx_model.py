@@ -25,6 +25,7 @@ import pandas as pd
 from functions.common.config.dataset import FeatureType, Task
 from functions.ml.boosting import register_converters, walk_steps
 from functions.ml.features import model_frame
+from functions.ml.onnx_calibration import install as install_isotonic
 from functions.ml.onnx_input import (
     MISSING_CATEGORY,
     ONNX_FLOAT,
@@ -139,6 +140,7 @@ def export_onnx(
         for name, kind in schema.items()
     ]
     register_converters()
+    install_isotonic()
     options = {}
     predictor = final_estimator(pipeline)
     if task is Task.CLASSIFICATION:

@@ -63,10 +63,15 @@ class DatasetContract(BaseModel):
 
 
 def contract_from_config(dataset: DatasetConfig) -> DatasetContract | None:
-    """The contract `[dataset.features]` declares, or None when it is to be inferred."""
+    """The contract `[dataset.features]` declares, or None when it is to be inferred. Its
+    columns are the features, then the audit-only fairness attributes (categorical): the
+    curated data keeps them, training leaves them out (`DatasetConfig.audit_columns`)."""
     if not dataset.features:
         return None
-    return DatasetContract(target=dataset.target, task=dataset.task, features=dataset.features)
+    audit = dict.fromkeys(dataset.audit_columns, FeatureType.CATEGORICAL)
+    return DatasetContract(
+        target=dataset.target, task=dataset.task, features={**dataset.features, **audit}
+    )
 
 
 def header_mapping(header: list[str], target: str) -> dict[str, str]:

@@ -360,9 +360,17 @@ class S3Artifacts:
         self.store.upload_file(path, self.bucket, key)
 
 
-def feature_schema(columns: dict[str, str], target: str) -> dict[str, FeatureType]:
-    """The features' types from a manifest's `schema` (every curated column -> its type)."""
-    return {name: FeatureType(kind) for name, kind in columns.items() if name != target}
+def feature_schema(
+    columns: dict[str, str], target: str, audit: Sequence[str] = ()
+) -> dict[str, FeatureType]:
+    """The model features' types from a manifest's `schema` (every curated column -> its
+    type): every column but the target and the `audit` ones (audit-only fairness attributes,
+    kept in the held-out rows but never fitted on)."""
+    return {
+        name: FeatureType(kind)
+        for name, kind in columns.items()
+        if name != target and name not in audit
+    }
 
 
 @dataclass(frozen=True)
@@ -390,7 +398,7 @@ def fit_manifests(
     the task and the columns' types; every one's producer names go into the signature."""
     manifest = manifests[0]
     target, task = manifest["target"], Task(manifest["task"])
-    schema = feature_schema(manifest["schema"], target)
+    schema = feature_schema(manifest["schema"], target, config.dataset.audit_columns)
     candidate = fit_candidate(
         frame,
         target=target,

@@ -34,8 +34,7 @@ from functions.common.layout import (
     RUN_FILE,
     SIGNATURE_FILE,
 )
-from functions.evaluate.logic import score
-from functions.ml.gate import apply_gate
+from functions.evaluate.logic import judge
 from functions.ml.ingestion import build_manifest, ingest_file
 from functions.ml.model_card.render import render_model_card
 from functions.ml.onnx_model import OnnxModel, Signature
@@ -134,15 +133,9 @@ def train_local(
     lap = time.perf_counter()
     holdout = candidate.split.test
     model = OnnxModel(candidate.onnx_bytes, candidate.signature)
-    candidate_eval = score(model, holdout)
-    champion_eval = score(champion_model, holdout) if champion_model is not None else None
-    passed, criteria = apply_gate(
-        candidate=candidate_eval.metrics,
-        champion=champion_eval.metrics if champion_eval else None,
-        gate=config.gate,
-        task=task,
-        n_classes=len(candidate.signature.classes or []),
-    )
+    judged = judge(model, champion_model, holdout, config)
+    candidate_eval, champion_eval = judged.candidate, judged.champion
+    passed, criteria = judged.passed, judged.criteria
     stopwatch.lap("evaluate", lap)
 
     run_id = new_run_id()
@@ -213,6 +206,7 @@ def train_local(
             "result": evaluation.model_dump(mode="json"),
             "candidate": candidate_eval.to_dict(),
             "champion": champion_eval.to_dict() if champion_eval else None,
+            "insight": judged.insight,
         },
     )
     _write_json(out_dir / RUN_FILE, record)

@@ -65,6 +65,32 @@ class DatasetConfig(Section):
     is in this file and the functions' environment); changing it makes the hashed columns of
     every served model unseen categories to the drift check until retrained."""
 
+    fairness_attributes: list[str] = Field(default_factory=list)
+    """Columns whose groups the model card compares (fairlearn's demographic parity and
+    equalized odds) and `[gate.fairness]` bounds. A column that is not a model feature (not
+    in `features`, nor in `sensitive`) is audit-only: ingest keeps it in the curated data (a
+    categorical column of a declared contract) and the held-out rows, training never uses it."""
+
+    @property
+    def audit_columns(self) -> list[str]:
+        """The fairness attributes that are not model features (see `fairness_attributes`)."""
+        features = self.features or {}
+        return [
+            name
+            for name in self.fairness_attributes
+            if name not in features and name not in self.sensitive
+        ]
+
+    @field_validator("fairness_attributes")
+    @classmethod
+    def _fairness_names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not re.match(COLUMN_PATTERN, name)]
+        if bad:
+            raise ValueError(f"dataset.fairness_attributes must be lower_snake_case: {bad}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"dataset.fairness_attributes lists a column twice: {value}")
+        return value
+
     @field_validator("features")
     @classmethod
     def _feature_names(cls, value: dict[str, FeatureType] | None) -> dict[str, FeatureType] | None:
@@ -80,6 +106,11 @@ class DatasetConfig(Section):
     def _target_not_a_feature(self) -> DatasetConfig:
         if self.features and self.target in self.features:
             raise ValueError(f"target {self.target!r} must not also be listed in features")
+        if self.target in self.fairness_attributes:
+            raise ValueError(
+                f"dataset.fairness_attributes names the target {self.target!r}; list the "
+                "columns whose groups are compared"
+            )
         return self
 
     @model_validator(mode="after")

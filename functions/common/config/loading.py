@@ -14,7 +14,8 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from functions.common.config.alerts import AlertsConfig
 from functions.common.config.base import ConfigError, Section
-from functions.common.config.dataset import DataLakeConfig, DatasetConfig, IngestConfig
+from functions.common.config.dataset import DataLakeConfig, DatasetConfig, IngestConfig, Task
+from functions.common.config.insight import ModelCardConfig
 from functions.common.config.lineage import LineageConfig
 from functions.common.config.portfolio import ModelEntry, check_names, normalise
 from functions.common.config.serving import BatchConfig, DriftConfig, ServingConfig
@@ -45,6 +46,7 @@ class MlopsConfig(Section):
     batch: BatchConfig = BatchConfig()
     alerts: AlertsConfig = AlertsConfig()
     lineage: LineageConfig = LineageConfig()
+    model_card: ModelCardConfig = ModelCardConfig()
     _views: dict[str, MlopsConfig] = PrivateAttr(default_factory=dict)
     """`for_model`'s views, kept: a function resolves a model's view once per container."""
 
@@ -73,6 +75,51 @@ class MlopsConfig(Section):
             raise ValueError(
                 f"model.estimator {self.model.estimator!r} is not available for "
                 f"{self.dataset.task.value}; choose one of: {', '.join(allowed)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _insight_fits_task(self) -> MlopsConfig:
+        if len(self.models) > 1:
+            return self  # each model's view is checked (parse_config)
+        if self.model.calibrate is not None and self.dataset.task is Task.REGRESSION:
+            raise ValueError(
+                f"model.calibrate {self.model.calibrate!r} calibrates a classifier's "
+                "probabilities; this dataset's task is regression: remove it"
+            )
+        if self.model.calibrate is not None and self.model.estimator in ("lightgbm", "xgboost"):
+            raise ValueError(
+                f"model.calibrate is not available for {self.model.estimator}: its calibrated "
+                "ONNX export does not reproduce its probabilities"
+            )
+        if self.gate.fairness.bounds and not self.dataset.fairness_attributes:
+            raise ValueError(
+                "gate.fairness bounds a disparity across dataset.fairness_attributes, which "
+                "lists no column"
+            )
+        if self.gate.fairness.bounds and self.dataset.task is Task.REGRESSION:
+            raise ValueError(
+                "gate.fairness bounds classification disparities (demographic parity, "
+                "equalized odds); this dataset's task is regression"
+            )
+        card = self.model_card
+        features = self.dataset.features
+        named = [*(card.slice_features or []), *filter(None, [card.quantile_feature])]
+        columns = {**(features or {}), **dict.fromkeys(self.dataset.audit_columns, "categorical")}
+        unknown = [name for name in named if features is not None and name not in columns]
+        if unknown:
+            raise ValueError(
+                f"model_card names column(s) not in dataset.features or "
+                f"dataset.fairness_attributes: {unknown}"
+            )
+        if (
+            features is not None
+            and card.quantile_feature is not None
+            and columns[card.quantile_feature] != "numeric"
+        ):
+            raise ValueError(
+                f"model_card.quantile_feature {card.quantile_feature!r} is categorical; "
+                "quantile bins need a numeric feature"
             )
         return self
 

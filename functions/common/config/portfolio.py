@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from functions.common.config.base import NAME_PATTERN, Section
 
-MODEL_SECTIONS = ("gate", "drift", "serving", "batch", "train")
+MODEL_SECTIONS = ("gate", "drift", "serving", "batch", "train", "model_card")
 """Sections a model may override (`[models.<name>.<section>]`)."""
 
 STACK_KEYS: dict[str, frozenset[str]] = {
@@ -74,11 +74,13 @@ class ModelEntry(Section):
     seed: int | None = None
     reference_sample_rows: int | None = None
     parity_tolerance: float | None = None
+    calibrate: str | None = None
     gate: dict[str, Any] | None = None
     drift: dict[str, Any] | None = None
     serving: dict[str, Any] | None = None
     batch: dict[str, Any] | None = None
     train: dict[str, Any] | None = None
+    model_card: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _no_stack_keys(self) -> ModelEntry:
@@ -103,6 +105,7 @@ class ModelEntry(Section):
             "seed",
             "reference_sample_rows",
             "parity_tolerance",
+            "calibrate",
         )
         return {name: value for name in names if (value := getattr(self, name)) is not None}
 

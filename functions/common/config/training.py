@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from functions.common.config.base import NAME_PATTERN, Section
 from functions.common.config.dataset import Task
+from functions.common.config.insight import FairnessGateConfig
 from functions.common.config.portfolio import FACTORY_PATTERN
 
 _ECR_IMAGE = r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+([:@][\w.:-]+)?$"
@@ -56,6 +57,10 @@ class ModelConfig(Section):
     parity_tolerance: Annotated[float, Field(gt=0.0, le=1e-2)] = 1e-4
     """Max |probability difference| (or relative prediction difference for regression)
     between scikit-learn and ONNX on the test split; a larger one fails the run."""
+    calibrate: Literal["isotonic", "sigmoid"] | None = None
+    """Classification only: calibrate the classifier's probabilities (scikit-learn's
+    `CalibratedClassifierCV`, cross-validated on the training split with `cv_folds` folds);
+    the calibrated model is what is exported to ONNX and parity-checked."""
 
     @model_validator(mode="after")
     def _estimator_or_factory(self) -> ModelConfig:
@@ -94,6 +99,8 @@ class GateConfig(Section):
     metrics: dict[str, MetricThreshold] = Field(default_factory=dict)
     """Metric name -> criteria. Empty: the task's primary metric (roc_auc for binary,
     f1_macro for multiclass, rmse for regression) must not be worse than the champion's."""
+    fairness: FairnessGateConfig = FairnessGateConfig()
+    """Bounds on the candidate's disparity across `[dataset] fairness_attributes`."""
 
 
 # Graviton (arm64) SageMaker instance families: a digit, then "g" (m7g, c6gn, r6gd, x2gd).

@@ -174,6 +174,15 @@ def _evaluation(doc: dict[str, Any]) -> None:
     result = EvaluationResult.model_validate(doc["result"])
     assert result.evaluation_key.endswith(f"{result.run_id}/evaluation.json")
     assert doc["candidate"]["metrics"] == result.metrics and "champion" in doc
+    # The model card draws the insight (version 1: none, read as null).
+    insight = doc["insight"]
+    if insight is not None:
+        for measured in filter(None, (insight["candidate"], insight["champion"])):
+            assert measured["task"] in ("binary", "multiclass", "regression")
+            assert {"slices", "fairness", "calibration", "thresholds"} <= set(measured)
+            assert all(
+                row["rows"] >= measured["slices"]["min_rows"] for row in measured["slices"]["rows"]
+            )
 
 
 def _erasure_audit(doc: dict[str, Any]) -> None:

@@ -64,6 +64,10 @@ def test_metrics_show_a_model_that_learned_the_signal(trained: Path) -> None:
     evaluation = json.loads((trained / "evaluation.json").read_text())
     assert evaluation["result"]["passed"] is True
     assert evaluation["result"]["metrics"] == metrics
+    insight = evaluation["insight"]["candidate"]  # as the evaluate stage stores it
+    assert (insight["task"], insight["metric"]) == ("binary", "roc_auc")
+    assert insight["slices"]["rows"][0]["overall"] == pytest.approx(metrics["roc_auc"])
+    assert len(insight["thresholds"]) == 19 and insight["calibration"]["brier"] > 0
 
 
 def test_the_onnx_model_predicts_the_held_out_rows(trained: Path) -> None:
