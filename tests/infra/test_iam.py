@@ -45,8 +45,13 @@ def test_ingest_reads_raw_writes_curated_and_quarantine_and_deletes_nothing(
     ]
     reads = [s for s in s3_statements if "s3:GetObject" in _as_list(s["Action"])]
     writes = [s for s in s3_statements if "s3:PutObject" in _as_list(s["Action"])]
-    assert set().union(*map(_object_prefixes, reads)) == {"raw/*"}
-    assert set().union(*map(_object_prefixes, writes)) == {"curated/churn/*", "quarantine/*"}
+    # Its own curated versions: the lineage event's schema facet reads back the manifest it wrote.
+    assert set().union(*map(_object_prefixes, reads)) == {"raw/*", "curated/churn/*"}
+    assert set().union(*map(_object_prefixes, writes)) == {
+        "curated/churn/*",
+        "quarantine/*",
+        "lineage/*",
+    }
     for statement in s3_statements:
         actions = _as_list(statement["Action"])
         assert not any("Delete" in a for a in actions), "ingest must never delete objects"
@@ -87,12 +92,16 @@ def _s3_prefixes(resources: Resources, role: str, action: str) -> set[str]:
 def test_training_stages_touch_only_the_prefixes_they_need(resources: Resources) -> None:
     train = "PipelineTrainFunctionRole"
     assert _s3_prefixes(resources, train, "s3:GetObject") == {"curated/churn/*"}
-    assert _s3_prefixes(resources, train, "s3:PutObject") == {"models/churn/runs/*"}
+    assert _s3_prefixes(resources, train, "s3:PutObject") == {"models/churn/runs/*", "lineage/*"}
     evaluate = "PipelineEvaluateFunctionRole"
-    assert _s3_prefixes(resources, evaluate, "s3:PutObject") == {"models/churn/runs/*"}
+    assert _s3_prefixes(resources, evaluate, "s3:PutObject") == {
+        "models/churn/runs/*",
+        "lineage/*",
+    }
     assert _s3_prefixes(resources, "PipelineRegisterFunctionRole", "s3:PutObject") == {
         "models/churn/*",
         "reports/churn/*",
+        "lineage/*",
     }
     for role in ("Train", "Evaluate", "Register"):
         prefixes = _s3_prefixes(resources, f"Pipeline{role}FunctionRole", "s3:GetObject")
@@ -154,7 +163,8 @@ def test_each_pipeline_stage_names_exactly_the_configured_models_and_datasets(
     train = "PipelineTrainFunctionRole"
     assert _s3_prefixes(resources, train, "s3:GetObject") == {"curated/churn/*", "curated/prices/*"}
     assert _s3_prefixes(resources, train, "s3:PutObject") == {
-        f"models/{m}/runs/*" for m in PORTFOLIO_MODELS
+        *(f"models/{m}/runs/*" for m in PORTFOLIO_MODELS),
+        "lineage/*",
     }
     assert _s3_prefixes(resources, "PipelineEvaluateFunctionRole", "s3:GetObject") == {
         f"models/{m}/*" for m in PORTFOLIO_MODELS
@@ -162,11 +172,13 @@ def test_each_pipeline_stage_names_exactly_the_configured_models_and_datasets(
     assert _s3_prefixes(resources, "PipelineRegisterFunctionRole", "s3:PutObject") == {
         *(f"models/{m}/*" for m in PORTFOLIO_MODELS),
         *(f"reports/{m}/*" for m in PORTFOLIO_MODELS),
+        "lineage/*",
     }
     assert _s3_prefixes(resources, "PipelineIngestFunctionRole", "s3:PutObject") == {
         "curated/churn/*",
         "curated/prices/*",
         "quarantine/*",
+        "lineage/*",
     }
 
 

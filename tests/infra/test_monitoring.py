@@ -170,7 +170,11 @@ def test_drift_function_reads_capture_feedback_models_and_writes_reports_only(
         return found
 
     assert prefixes("s3:GetObject") == {"capture/*", "feedback/*", "models/churn/*"}
-    assert prefixes("s3:PutObject") == {"reports/drift/churn/*", "raw/churn/feedback/*"}
+    assert prefixes("s3:PutObject") == {
+        "reports/drift/churn/*",
+        "raw/churn/feedback/*",
+        "lineage/*",
+    }
     [listing] = [s for s in s3 if "s3:ListBucket" in _as_list(s["Action"])]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["capture/*", "feedback/*"]}}
     for statement in s3:
@@ -282,6 +286,7 @@ def test_many_models_get_their_own_schedules_alarms_and_exactly_their_grants(
         "reports/drift/churn/*",
         "reports/drift/churn-rf/*",
         "raw/churn/feedback/*",
+        "lineage/*",
     }
 
 
