@@ -29,6 +29,7 @@ from functions.common.layout import (
     HOLDOUT_FILE,
     METRICS_FILE,
     MODEL_CARD_FILE,
+    MODEL_CARD_JSON_FILE,
     MODEL_FILE,
     REFERENCE_PROFILE_FILE,
     RUN_FILE,
@@ -36,6 +37,7 @@ from functions.common.layout import (
 )
 from functions.evaluate.logic import judge
 from functions.ml.ingestion import build_manifest, ingest_file
+from functions.ml.model_card.document import model_card_document
 from functions.ml.model_card.render import render_model_card
 from functions.ml.onnx_model import OnnxModel, Signature
 from functions.ml.readers.limits import ReadLimits
@@ -183,16 +185,21 @@ def train_local(
         "cleaning": manifest["cleaning"],
     }
     signature = candidate.signature.to_dict()
+    shared: dict[str, Any] = {
+        "model_name": config.model_name,
+        "version": None,
+        "run": record,
+        "evaluation": evaluation.model_dump(mode="json"),
+        "signature": signature,
+        "importance": candidate.reference_profile.get("importance"),
+        "insight": judged.insight,
+    }
     card = render_model_card(
-        model_name=config.model_name,
-        version=None,
-        run=record,
-        evaluation=evaluation.model_dump(mode="json"),
+        **shared,
         candidate_eval=candidate_eval.to_dict(),
         champion_eval=champion_eval.to_dict() if champion_eval else None,
-        signature=signature,
-        importance=candidate.reference_profile.get("importance"),
     )
+    card_document = model_card_document(**shared, path=str(out_dir), card_key=MODEL_CARD_FILE)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MODEL_FILE).write_bytes(candidate.onnx_bytes)
@@ -211,6 +218,7 @@ def train_local(
     )
     _write_json(out_dir / RUN_FILE, record)
     (out_dir / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
+    _write_json(out_dir / MODEL_CARD_JSON_FILE, card_document)
     return LocalRun(out_dir, run, evaluation, stopwatch.durations)
 
 

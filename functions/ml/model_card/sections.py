@@ -26,10 +26,14 @@ _SIGNATURE_HEADERS = ["input", "type", "nullable", "categories seen in training"
 def header_section(
     name: str, version: int | None, promoted: bool, created: Any, run: Mapping[str, Any]
 ) -> str:
+    # An unregistered candidate (`mlops train-local`) is never promoted: its badge is the gate's.
+    passed, failed = (
+        ("promoted", "not promoted") if version is not None else ("gate passed", "gate failed")
+    )
     badge = (
-        '<span class="badge pass">promoted</span>'
+        f'<span class="badge pass">{passed}</span>'
         if promoted
-        else '<span class="badge fail">not promoted</span>'
+        else f'<span class="badge fail">{failed}</span>'
     )
     shown_version = f"version {esc(version)}" if version is not None else "unregistered candidate"
     facts = {

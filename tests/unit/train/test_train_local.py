@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
+from jsonschema import Draft7Validator
 from typer.testing import CliRunner
 
 from functions.ml import sample_data
@@ -19,6 +20,7 @@ from infra.cli.main import app
 OUTPUTS = (
     "model.onnx",
     "model_card.html",
+    "model_card.json",
     "metrics.json",
     "reference_profile.json",
     "signature.json",
@@ -54,6 +56,19 @@ def test_writes_the_model_its_card_and_its_reports(trained: Path) -> None:
     section = card.split('<section id="importance">', 1)[1].split("</section>", 1)[0]
     rows = sorted(means, key=lambda name: section.index(f"<code>{name}</code>"))
     assert rows[0] == top and len(rows) == len(means)
+    # The same insight the evaluate stage measures, and the badge of a gate, not a promotion.
+    for section_id in ("slices", "calibration", "thresholds"):
+        assert f'<section id="{section_id}">' in card
+    assert "gate passed" in card and ">promoted<" not in card
+
+
+def test_writes_the_model_card_json_in_the_toolkit_schema(trained: Path) -> None:
+    schema_file = Path(__file__).parents[2] / "data/model_card_toolkit/model_card.schema.json"
+    document = json.loads((trained / "model_card.json").read_text())
+    Draft7Validator(json.loads(schema_file.read_text())).validate(document)
+    evaluation = json.loads((trained / "evaluation.json").read_text())
+    brier = evaluation["insight"]["candidate"]["calibration"]["brier"]
+    assert str(round(brier, 4))[:5] in json.dumps(document["quantitative_analysis"])
 
 
 def test_metrics_show_a_model_that_learned_the_signal(trained: Path) -> None:
