@@ -225,15 +225,16 @@ def card_inputs(*, champion: bool = True) -> dict[str, Any]:
     }
 
 
-def regression_card_inputs() -> dict[str, Any]:
+def regression_card_inputs(scale: float = 1.0) -> dict[str, Any]:
     """`card_inputs` of a regressor without a champion: residuals, importances and slices (a
-    regression's insight has no fairness, calibration or thresholds)."""
+    regression's insight has no fairness, calibration or thresholds); `scale` multiplies the
+    target (house prices: 1e4)."""
     rng = np.random.default_rng(7)
-    y = rng.normal(50, 10, 300)
+    y = rng.normal(50, 10, 300) * scale
     candidate = evaluate_predictions(
         task=Task.REGRESSION,
         y_true=y,
-        labels=y + rng.normal(0, 4, 300),
+        labels=y + rng.normal(0, 4, 300) * scale,
         probabilities=None,
         classes=None,
     ).to_dict()
@@ -244,7 +245,7 @@ def regression_card_inputs() -> dict[str, Any]:
         "evaluation": {**inputs["evaluation"], "metrics": candidate["metrics"]},
         "candidate_eval": candidate,
         "signature": {**inputs["signature"], "task": "regression", "classes": None},
-        "importance": {**importance(), "metric": "rmse"},
+        "importance": {**importance(scale), "metric": "rmse"},
         "insight": {"candidate": insight("regression"), "champion": None},
     }
 

@@ -5,6 +5,7 @@ shortened with an ellipsis (the full name stays in the element's tooltip)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,40 @@ def fit(text: str, chars: int) -> str:
     return text if len(text) <= chars else text[: max(chars - 1, 1)] + "\u2026"
 
 
+def ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick values (1, 2, 2.5 or 5 times a power of ten apart) inside `[low, high]`:
+    about `count` steps, the ends included when they are round."""
+    span = high - low
+    if not math.isfinite(span) or span <= 0:
+        return [low]
+    raw = span / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    first = math.ceil(low / step - 1e-9)
+    values = []
+    for i in range(first, math.floor(high / step + 1e-9) + 1):
+        value = i * step
+        values.append(0.0 if abs(value) < step * 1e-9 else value)
+    return values
+
+
+def tick_label(value: float) -> str:
+    """A tick value in at most about six characters: `250k`, `1.2M`, `0.25`, `5e-5`."""
+    size = abs(value)
+    for limit, unit, suffix in (
+        (1e12, 1e12, "T"),
+        (1e9, 1e9, "G"),
+        (1e6, 1e6, "M"),
+        (1e4, 1e3, "k"),
+    ):
+        if size >= limit:
+            return f"{value / unit:.3g}{suffix}"
+    if size and size < 1e-3:
+        mantissa, exponent = f"{value:.1e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return f"{value:.4g}" if size >= 1000 else f"{value:.3g}"
+
+
 def _scale(low: float, high: float, start: float, end: float) -> Any:
     span = (high - low) or 1.0
     return lambda value: start + (float(value) - low) / span * (end - start)
@@ -32,22 +67,23 @@ def _frame(
     x_range: tuple[float, float],
     y_range: tuple[float, float],
 ) -> str:
-    left, top = _MARGIN, 28
-    right, bottom = _WIDTH - 12, _HEIGHT - _MARGIN
+    y_ticks = [(value, tick_label(value)) for value in ticks(*y_range)]
+    # Room for the longest y tick label (about 6.5 px a character at 11 px) and the axis title.
+    left = max(_MARGIN, 26 + round(6.5 * max(len(label) for _, label in y_ticks)))
+    top, right, bottom = 28, _WIDTH - 16, _HEIGHT - _MARGIN
     sx = _scale(*x_range, left, right)
     sy = _scale(*y_range, bottom, top)
     parts = [f"<title>{esc(title)}</title>"]
-    for i in range(5):
-        fraction = i / 4
-        x_value = x_range[0] + fraction * (x_range[1] - x_range[0])
-        y_value = y_range[0] + fraction * (y_range[1] - y_range[0])
-        x, y = sx(x_value), sy(y_value)
+    for x_value in ticks(*x_range):
+        x = sx(x_value)
         parts.append(f'<line class="grid" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}"/>')
-        parts.append(f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}"/>')
         parts.append(
-            f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{x_value:.3g}</text>'
+            f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{tick_label(x_value)}</text>'
         )
-        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{y_value:.3g}</text>')
+    for y_value, label in y_ticks:
+        y = sy(y_value)
+        parts.append(f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}"/>')
+        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
     parts.append(f'<line class="axis" x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}"/>')
     parts.append(f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{bottom}"/>')
     parts.append(
@@ -162,11 +198,12 @@ def bar_chart(
     left, right = _BAR_LEFT, _BAR_WIDTH - 16
     sx = _scale(*x_range, left, right)
     parts = [f"<title>{esc(title)}</title>"]
-    for i in range(5):
-        value = x_range[0] + i / 4 * (x_range[1] - x_range[0])
+    for value in ticks(*x_range):
         x = sx(value)
         parts.append(f'<line class="grid" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}"/>')
-        parts.append(f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{value:.3g}</text>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{tick_label(value)}</text>'
+        )
     bar = (_BAR_BAND - 8) / max(len(series), 1)
     for row, label in enumerate(labels):
         y0 = top + row * _BAR_BAND + 4

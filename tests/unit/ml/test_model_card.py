@@ -7,9 +7,11 @@ from html.parser import HTMLParser
 from typing import Any
 
 import numpy as np
+import pytest
 
 from functions.common.config.dataset import Task
 from functions.ml.metrics import evaluate_predictions
+from functions.ml.model_card.charts import tick_label, ticks
 from functions.ml.model_card.render import render_model_card
 from tests.helpers.imports import loaded_by_importing
 from tests.helpers.model_card import multiclass_scored
@@ -339,3 +341,21 @@ def test_split_and_parameter_values_read_as_words_not_python_reprs() -> None:
     assert "train: Gentoo penguin: 80, adélie: 100" in " ".join(rows["class_counts"].split())
     assert "class_weight none" in parameters
     assert "C: 0.1" in parameters
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "labels"),
+    [
+        (0.0, 1.0, ["0", "0.2", "0.4", "0.6", "0.8", "1"]),
+        (-2.3e5, 6.98e5, ["-200k", "0", "200k", "400k", "600k"]),
+        (1.2e6, 3.4e6, ["1.5M", "2M", "2.5M", "3M"]),
+        (0.0001, 0.0009, ["2e-4", "4e-4", "6e-4", "8e-4"]),
+        (0.0, 7000.0, ["0", "2000", "4000", "6000"]),
+    ],
+)
+def test_axis_ticks_are_round_and_their_labels_short(
+    low: float, high: float, labels: list[str]
+) -> None:
+    values = ticks(low, high)
+    assert all(low <= value <= high for value in values)
+    assert [tick_label(value) for value in values] == labels
