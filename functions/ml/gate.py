@@ -111,9 +111,16 @@ def fairness_criteria(
         for attribute, table in fairness["attributes"].items():
             value = table.get(metric)
             passed = value is not None and math.isfinite(value) and value <= bound
-            shown = "undefined" if value is None else _format(float(value), bound)[0]
-            verdict = "<=" if passed else ">" if value is not None else "is not"
-            message = f"{metric} across {attribute} {shown} {verdict} max {_format(bound)[0]}"
+            if value is None:
+                message = (
+                    f"{metric} across {attribute} is undefined (fewer than two groups of at "
+                    f"least model_card.min_slice_rows rows); gate.fairness requires max "
+                    f"{_format(bound)[0]}"
+                )
+            else:
+                shown = _format(float(value), bound)[0]
+                message = f"{metric} across {attribute} {shown} {'<=' if passed else '>'} max "
+                message += _format(bound)[0]
             criteria.append(_max_difference(metric, value, bound, message, passed))
     return criteria
 

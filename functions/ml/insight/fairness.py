@@ -6,7 +6,8 @@ rate), with each group's rates (`MetricFrame`).
 
 Groups below the minimum size are suppressed: counted, never listed, and left out of the
 differences too (their rates are noise, and a difference computed with them would reveal
-them). An attribute with fewer than two listed groups has differences of 0. A rate that is
+them). An attribute with fewer than two listed groups has null (undefined) differences,
+which fail a gate bound on them. A rate that is
 undefined in a group (a true positive rate without positives) is null; fairlearn's
 equalized odds difference then ignores that group's undefined rate."""
 
@@ -59,9 +60,11 @@ def _attribute(labels: np.ndarray, scores: Scores, privacy: Privacy) -> dict[str
     y_true = scores.positive[mask].astype(int)
     y_pred = scores.predicted_positive[mask].astype(int)
     groups = labels[mask]
+    # Undefined (null) unless two groups have at least the minimum rows: a bound on it then
+    # fails the gate rather than passing on a difference nobody measured.
     result: dict[str, Any] = {
-        "demographic_parity_difference": 0.0,
-        "equalized_odds_difference": 0.0,
+        "demographic_parity_difference": None,
+        "equalized_odds_difference": None,
         "groups": [],
         "suppressed": len(counts) - len(kept),
     }

@@ -197,6 +197,22 @@ def test_a_disparate_model_is_flagged_and_the_fairness_gate_rejects_it() -> None
     assert all(c.passed for c in fairness_criteria({"attributes": {"gender": table}}, bounds))
 
 
+def test_the_fairness_gate_fails_when_too_few_groups_are_large_enough_to_compare() -> None:
+    """Every group below the minimum size is suppressed: no difference was measured, so a bound
+    on it fails (it does not pass on a difference of zero)."""
+    model, holdout, _ = _fit(_rows(3000, 2))
+    settings = InsightSettings(
+        fairness_attributes=["gender"], privacy=Privacy(min_rows=len(holdout))
+    )
+    table = _insight(model, holdout, settings)["fairness"]["attributes"]["gender"]
+    assert table["groups"] == [] and table["suppressed"] == 2
+    assert table["demographic_parity_difference"] is None
+    bounds = FairnessGateConfig(max_demographic_parity_difference=0.1)
+    (criterion,) = fairness_criteria({"attributes": {"gender": table}}, bounds)
+    assert not criterion.passed
+    assert criterion.message.startswith("demographic_parity_difference across gender is undefined")
+
+
 def test_the_fairness_gate_fails_when_fairness_was_not_measured() -> None:
     (criterion,) = fairness_criteria(None, FairnessGateConfig(max_equalized_odds_difference=0.2))
     assert not criterion.passed and "not measured" in criterion.message
