@@ -36,6 +36,7 @@ from functions.adapters.registry.items import now
 from functions.adapters.registry.model_registry import ModelRegistry
 from functions.adapters.storage import ObjectStore
 from functions.common import formats
+from functions.common.config.loading import deployed_model_config
 from functions.common.contracts import (
     AliasChange,
     EvaluationResult,
@@ -275,6 +276,7 @@ class Registration:
             candidate_eval=evaluation_doc.get("candidate") or {},
             champion_eval=evaluation_doc.get("champion"),
             champion_importance=importances[1],
+            sensitive=deployed_model_config(version.model_name).dataset.sensitive,
         )
         self.store.put_bytes(
             self.bucket, version.model_card_key, html.encode(), content_type=HTML_CONTENT_TYPE

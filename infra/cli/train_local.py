@@ -198,6 +198,7 @@ def train_local(
         **shared,
         candidate_eval=candidate_eval.to_dict(),
         champion_eval=champion_eval.to_dict() if champion_eval else None,
+        sensitive=config.dataset.sensitive,
     )
     card_document = model_card_document(**shared, path=str(out_dir), card_key=MODEL_CARD_FILE)
 

@@ -79,6 +79,7 @@ def render_model_card(
     importance: Mapping[str, Any] | None = None,
     champion_importance: Mapping[str, Any] | None = None,
     insight: Mapping[str, Any] | None = None,
+    sensitive: Mapping[str, str] | None = None,
 ) -> str:
     """The card as an HTML document.
 
@@ -89,7 +90,8 @@ def render_model_card(
     `champion_importance`: the permutation importances stored in the candidate's and the
     champion's reference profiles. `insight`: the evaluation document's `insight` (slices,
     fairness, calibration, thresholds of the candidate and the champion). Each insight
-    section is left out when its data is absent.
+    section is left out when its data is absent. `sensitive`: `[dataset] sensitive` (column
+    -> hash | drop): the signature lists no category of those columns.
     """
     promoted = bool(evaluation.get("passed")) if promoted is None else promoted
     champion_version = evaluation.get("champion_version")
@@ -107,7 +109,7 @@ def render_model_card(
         thresholds_section(insight),
         data_section(run),
         parameters_section(run),
-        signature_section(signature),
+        signature_section(signature, sensitive),
         libraries_section(signature, run),
     ]
     body = "\n".join(section for section in sections if section)

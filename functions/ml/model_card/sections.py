@@ -266,12 +266,20 @@ def parameters_section(run: Mapping[str, Any]) -> str:
     return '<section id="parameters">\n' + "".join(parts) + "\n</section>"
 
 
-def signature_section(signature: Mapping[str, Any]) -> str:
+def signature_section(
+    signature: Mapping[str, Any], sensitive: Mapping[str, str] | None = None
+) -> str:
+    """The model's inputs; a `[dataset] sensitive` column's categories are counted, never
+    listed (the card is read by people the raw values are kept from)."""
     rows = []
     for spec in signature.get("inputs") or []:
         categories = [str(c) for c in spec.get("categories") or []]
-        shown = ", ".join(f"<code>{esc(c)}</code>" for c in categories[:MAX_CATEGORIES_SHOWN])
-        if len(categories) > MAX_CATEGORIES_SHOWN:
+        mode = (sensitive or {}).get(str(spec.get("name")))
+        if mode is not None and categories:
+            shown = f"{len(categories)} (not shown: <code>[dataset] sensitive</code> {esc(mode)})"
+        else:
+            shown = ", ".join(f"<code>{esc(c)}</code>" for c in categories[:MAX_CATEGORIES_SHOWN])
+        if mode is None and len(categories) > MAX_CATEGORIES_SHOWN:
             shown += f" and {len(categories) - MAX_CATEGORIES_SHOWN} more"
         rows.append(
             [

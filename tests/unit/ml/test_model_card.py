@@ -14,7 +14,7 @@ from functions.ml.metrics import evaluate_predictions
 from functions.ml.model_card.charts import tick_label, ticks
 from functions.ml.model_card.render import render_model_card
 from tests.helpers.imports import loaded_by_importing
-from tests.helpers.model_card import multiclass_scored
+from tests.helpers.model_card import card_inputs, multiclass_scored
 
 VOID = {"meta", "br", "line", "polyline", "circle", "path", "rect", "img", "link", "input"}
 SPECIES = ["Gentoo penguin", "adélie", "Chinstrap <b>"]
@@ -359,3 +359,13 @@ def test_axis_ticks_are_round_and_their_labels_short(
     values = ticks(low, high)
     assert all(low <= value <= high for value in values)
     assert [tick_label(value) for value in values] == labels
+
+
+def test_the_signature_lists_no_category_of_a_sensitive_column() -> None:
+    inputs = card_inputs()
+    plain = render_model_card(**inputs)
+    assert "<code>premium</code>" in plain
+    hidden = render_model_card(**inputs, sensitive={"plan": "hash"})
+    section = hidden.split('<section id="signature">', 1)[1].split("</section>", 1)[0]
+    assert "premium" not in section and "basic" not in section
+    assert "2 (not shown: <code>[dataset] sensitive</code> hash)" in section
