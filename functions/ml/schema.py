@@ -107,7 +107,8 @@ def check_columns(mapping: dict[str, str], contract: DatasetContract) -> None:
     if missing:
         raise DataValidationError(
             RejectionCode.MISSING_COLUMNS,
-            f"Required feature column(s) missing: {', '.join(missing)}.",
+            f"Required column(s) missing: {', '.join(missing)} (the dataset's features and "
+            "any dataset.fairness_attributes must all be in the file).",
             columns=missing,
         )
 
