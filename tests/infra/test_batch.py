@@ -105,9 +105,11 @@ def test_batch_functions_read_inputs_and_models_and_write_only_outputs(
     assert _prefixes(resources, "BatchFinalizeFunctionRole", "s3:GetObject") == {
         "batch/out/churn/*"
     }
-    for role in ("Plan", "Score", "Finalize"):
+    # The plan and finalize steps emit the job's lineage run events; the scorers do not.
+    for role, lineage in (("Plan", {"lineage/*"}), ("Score", set()), ("Finalize", {"lineage/*"})):
         assert _prefixes(resources, f"Batch{role}FunctionRole", "s3:PutObject") == {
-            "batch/out/churn/*"
+            "batch/out/churn/*",
+            *lineage,
         }
         for statement in _statements(resources, f"Batch{role}FunctionRole"):
             actions = statement["Action"]
