@@ -139,7 +139,7 @@ checks-venv: .venv-checks/.installed  ## checkov, zizmor, check-jsonschema in th
 .PHONY: chromium
 chromium:  ## Chromium from the OS packages (Debian; as root) where it is missing: the model card's browser test needs it, offline
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
-		{ apt-get update && apt-get install -y --no-install-recommends chromium; }
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 .PHONY: oip-venv
 oip-venv: .venv-oip/.installed  ## tritonclient in its own venv (its ml-dtypes bound conflicts with .venv), for the Open Inference Protocol client test
