@@ -31,7 +31,11 @@ MODEL = "churn"
 CALL_ATTEMPTS = int(aws._CONFIG.retries["max_attempts"]) + 1  # type: ignore[attr-defined]
 # The state machine's Retry of StorageError / RegistryError (infra/cdk/constructs/state_machine.py).
 TASK_ATTEMPTS = 4
-CURATED_DATA = r"/curated/churn/[0-9a-f]+/data\.parquet"
+# Matched on the request line only (`^`: a fault's pattern is searched in the request line and
+# the body): a step's lineage FAIL event names the failed key in its body, and must not be
+# failed in its place.
+CURATED_DATA = r"^PUT \S*/curated/churn/[0-9a-f]+/data\.parquet"
+RUN_ARTIFACTS = r"^PUT \S*/models/churn/runs/"
 MODEL_VERSION_ITEM = r'"sk": ?\{"S": ?"VERSION#\d{8}"\}'
 
 
@@ -231,7 +235,9 @@ def test_a_task_timing_out_fails_after_an_alert_and_promotes_nothing(pipeline: P
     # A slow write of the run's artifacts takes the function past a one-second timeout.
     lambda_.update_function_configuration(FunctionName=train, Timeout=1)
     try:
-        with faults.inject("s3.PutObject", delay=1.5, times=1, match="/models/churn/runs/"):
+        with faults.inject(
+            "s3.PutObject", delay=1.5, times=1, match=r"^PUT \S*/models/churn/runs/"
+        ):
             failed = pipeline.retrain("train-timeout", data_version)
     finally:
         lambda_.update_function_configuration(FunctionName=train, Timeout=timeout)
