@@ -235,9 +235,7 @@ def test_a_task_timing_out_fails_after_an_alert_and_promotes_nothing(pipeline: P
     # A slow write of the run's artifacts takes the function past a one-second timeout.
     lambda_.update_function_configuration(FunctionName=train, Timeout=1)
     try:
-        with faults.inject(
-            "s3.PutObject", delay=1.5, times=1, match=r"^PUT \S*/models/churn/runs/"
-        ):
+        with faults.inject("s3.PutObject", delay=1.5, times=1, match=RUN_ARTIFACTS):
             failed = pipeline.retrain("train-timeout", data_version)
     finally:
         lambda_.update_function_configuration(FunctionName=train, Timeout=timeout)
