@@ -160,9 +160,14 @@ def slices_section(insight: Mapping[str, Any] | None, champion_version: Any = No
     return f'<section id="slices">\n<h2>Slices</h2>\n{caption}{table}\n</section>'
 
 
-def fairness_section(insight: Mapping[str, Any] | None, champion_version: Any = None) -> str:
+def fairness_section(
+    insight: Mapping[str, Any] | None,
+    champion_version: Any = None,
+    classes: Sequence[Any] | None = None,
+) -> str:
     """Per attribute: the demographic parity and equalized odds differences (fairlearn's
-    definitions; the champion's beside them), then each group's selection and error rates."""
+    definitions; the champion's beside them), then each group's selection and error rates.
+    `classes`: the signature's classes; the second is the positive class the rates count."""
     candidate, champion = _insights(insight)
     attributes = (candidate.get("fairness") or {}).get("attributes") or {}
     if not attributes:
@@ -207,7 +212,14 @@ def fairness_section(insight: Mapping[str, Any] | None, champion_version: Any = 
     return (
         '<section id="fairness">\n<h2>Fairness</h2>\n<p>Demographic parity difference: the '
         "largest gap in selection rate between groups. Equalized odds difference: the larger of "
-        "the largest gaps in true and false positive rate. 0 is parity.</p>"
+        "the largest gaps in true and false positive rate. 0 is parity."
+        + (
+            f" The positive class is <code>{esc(classes[1])}</code>: a group's selection rate is "
+            "the share of its rows predicted as it."
+            if classes and len(classes) == 2
+            else ""
+        )
+        + "</p>"
         f"{html_table(headers, summary_rows)}{''.join(details)}\n</section>"
     )
 

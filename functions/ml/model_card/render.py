@@ -104,7 +104,7 @@ def render_model_card(
         curves_section(candidate_eval, champion_eval),
         importance_section(importance, champion_importance, champion_version),
         slices_section(insight, champion_version),
-        fairness_section(insight, champion_version),
+        fairness_section(insight, champion_version, signature.get("classes")),
         calibration_section(insight, champion_version),
         thresholds_section(insight),
         data_section(run),

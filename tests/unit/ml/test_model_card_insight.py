@@ -201,6 +201,8 @@ def test_fairness_per_attribute_with_the_champions_differences_and_groups() -> N
     assert ["female", "140", "0.3000", "0.7000", "0.1000"] in rows
     assert ["sha256:9f8e7d6c", "200", "0.3500", "0.8000", "0.1200"] in rows
     assert "1 small group(s) suppressed" in text
+    # The card names the class the rates count (the signature's second class).
+    assert "The positive class is yes" in text
 
 
 def test_calibration_draws_the_reliability_curve_and_the_brier_scores() -> None:
