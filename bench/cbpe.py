@@ -35,10 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from functions.ml.drift.estimate import EstimateAccumulator, fit_calibration
 
-from functions.ml.drift.estimate import EstimateAccumulator, fit_calibration  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 NANNYML_PYTHON = REPO / ".venv-nannyml" / "bin" / "python"
 MAX_MEAN_ERROR = 0.03

@@ -24,14 +24,12 @@ non-zero when the fastest runs miss it. Both ratios, cold and warm, are printed.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 LIMIT = 1.0
 
