@@ -60,6 +60,18 @@ def _scale(low: float, high: float, start: float, end: float) -> Any:
     return lambda value: start + (float(value) - low) / span * (end - start)
 
 
+def _x_grid(x_range: tuple[float, float], sx: Any, top: float, bottom: float) -> list[str]:
+    """The vertical grid lines at the x axis's round ticks, each labelled below the axis."""
+    parts = []
+    for value in ticks(*x_range):
+        x = sx(value)
+        parts.append(f'<line class="grid" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}"/>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{tick_label(value)}</text>'
+        )
+    return parts
+
+
 def _frame(
     title: str,
     x_label: str,
@@ -74,12 +86,7 @@ def _frame(
     sx = _scale(*x_range, left, right)
     sy = _scale(*y_range, bottom, top)
     parts = [f"<title>{esc(title)}</title>"]
-    for x_value in ticks(*x_range):
-        x = sx(x_value)
-        parts.append(f'<line class="grid" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}"/>')
-        parts.append(
-            f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{tick_label(x_value)}</text>'
-        )
+    parts += _x_grid(x_range, sx, top, bottom)
     for y_value, label in y_ticks:
         y = sy(y_value)
         parts.append(f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}"/>')
@@ -198,12 +205,7 @@ def bar_chart(
     left, right = _BAR_LEFT, _BAR_WIDTH - 16
     sx = _scale(*x_range, left, right)
     parts = [f"<title>{esc(title)}</title>"]
-    for value in ticks(*x_range):
-        x = sx(value)
-        parts.append(f'<line class="grid" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}"/>')
-        parts.append(
-            f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{tick_label(value)}</text>'
-        )
+    parts += _x_grid(x_range, sx, top, bottom)
     bar = (_BAR_BAND - 8) / max(len(series), 1)
     for row, label in enumerate(labels):
         y0 = top + row * _BAR_BAND + 4
